@@ -1,0 +1,31 @@
+"""Locating the external tools Baton runs (helm, kubectl, hadolint, temporal, docker...)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from baton.errors import ToolNotFound
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def tools_dir() -> Path:
+    """The git-ignored directory `make tools` installs helm and kubectl into."""
+    return Path(os.environ.get("BATON_TOOLS_DIR", PROJECT_ROOT / ".tools" / "bin"))
+
+
+def search_path() -> str:
+    """PATH for child processes: the tools directory and this interpreter's scripts first."""
+    venv_bin = str(Path(sys.executable).parent)
+    return os.pathsep.join([str(tools_dir()), venv_bin, os.environ.get("PATH", "")])
+
+
+def find_tool(name: str) -> str:
+    """Absolute path of `name`, preferring the tools directory, then the venv, then PATH."""
+    found = shutil.which(name, path=search_path())
+    if found is None:
+        raise ToolNotFound(name, str(tools_dir()))
+    return found
