@@ -1,0 +1,65 @@
+"""Process settings from the environment (never from config in git): data directory, ports, secrets."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def read_secret(env: str, *, default_file: Path | None = None) -> str | None:
+    """A secret from `$ENV`, from the file named by `$ENV_FILE`, or from `default_file`."""
+    if value := os.environ.get(env):
+        return value.strip()
+    file = os.environ.get(f"{env}_FILE")
+    path = Path(file) if file else default_file
+    if path is not None and path.is_file():
+        return path.read_text().strip()
+    return None
+
+
+class Settings(BaseSettings):
+    """Where Baton keeps its state and how its local processes reach each other."""
+
+    model_config = SettingsConfigDict(env_prefix="BATON_", extra="ignore")
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".baton")
+    config: Path | None = None
+    api_host: str = "127.0.0.1"
+    api_port: int = 8290
+    temporal_port: int = 7233
+    temporal_ui_port: int = 8233
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def temporal_ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.temporal_ui_port}"
+
+    @property
+    def forge_dir(self) -> Path:
+        return self.home / "forge"
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.home / "secrets"
+
+    @cached_property
+    def webhook_secret(self) -> str:
+        """The shared webhook secret: BATON_WEBHOOK_SECRET(_FILE), else one generated once locally."""
+        path = self.secrets_dir / "webhook-secret"
+        value = read_secret("BATON_WEBHOOK_SECRET", default_file=path)
+        if value:
+            return value
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        value = secrets.token_hex(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(value)
+        return value
