@@ -1,0 +1,71 @@
+"""What activities act with: the worker's configuration and the adapters built from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from baton.config import AppConfig, BatonConfig, load_config
+from baton.forges.base import Forge
+from baton.logs import LogStore
+from baton.render import HelmRenderer, KustomizeRenderer, Renderer
+from baton.settings import Settings
+from baton.tools import PROJECT_ROOT
+from baton.workspace import Workspace
+
+DEFAULT_CONFIG = PROJECT_ROOT / "examples" / "baton.yaml"
+
+
+def config_path(settings: Settings) -> Path:
+    """BATON_CONFIG when set, else the embedded defaults in examples/baton.yaml."""
+    return settings.config or DEFAULT_CONFIG
+
+
+@dataclass
+class Context:
+    settings: Settings
+    config: BatonConfig
+
+    @classmethod
+    def load(cls, settings: Settings | None = None) -> Context:
+        settings = settings or Settings()
+        return cls(settings, load_config(config_path(settings)))
+
+    @cached_property
+    def forge(self) -> Forge:
+        from baton.forges import create_forge
+
+        return create_forge(self.config.forge, self.settings)
+
+    @cached_property
+    def workspace(self) -> Workspace:
+        return Workspace(self.settings.home / "work")
+
+    @cached_property
+    def logs(self) -> LogStore:
+        return LogStore(self.settings.home / "logs" / "steps")
+
+    def checkout(self, repo: str, commit: str) -> Path:
+        return self.workspace.checkout(repo, self.forge.clone_url(repo), commit)
+
+    def renderer(self, app: AppConfig, workdir: Path) -> Renderer:
+        """The app's templates at a checkout: its Helm chart or its Kustomize base."""
+        if app.chart:
+            return HelmRenderer(workdir / app.chart)
+        return KustomizeRenderer(workdir / app.kustomize, image_name=app.image)
+
+
+_current: Context | None = None
+
+
+def install(context: Context) -> None:
+    """Make `context` the one activities in this process use (done once by the worker)."""
+    global _current
+    _current = context
+
+
+def current() -> Context:
+    if _current is None:
+        raise RuntimeError("activities.context.install() was not called by the worker")
+    return _current

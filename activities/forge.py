@@ -1,0 +1,26 @@
+"""Forge activities: commit statuses and pull-request operations through the configured forge."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+from temporalio import activity
+
+from activities.context import current
+from baton.forges.base import StatusState
+
+
+class CommitStatusInput(BaseModel):
+    repo: str
+    sha: str
+    context: str
+    state: StatusState
+    description: str
+    target_url: str | None = None
+
+
+@activity.defn
+def set_commit_status(input: CommitStatusInput) -> None:
+    """Report a pipeline's state on a commit; the forge keeps one status per context."""
+    current().forge.set_commit_status(
+        input.repo, input.sha, input.context, input.state, input.description, input.target_url
+    )

@@ -1,0 +1,89 @@
+"""Baton's HTTP API: webhook ingress and health. Stateless; every event becomes one Temporal call."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from temporalio.client import Client
+
+from activities.context import config_path
+from baton.api import github
+from baton.api.github import WebhookRejected
+from baton.api.ingress import Deliveries, Ingress
+from baton.config import BatonConfig, load_config
+from baton.settings import Settings
+from baton.temporal import connect
+
+MAX_BODY_BYTES = 5 * 1024 * 1024
+
+
+async def read_body(request: Request) -> bytes:
+    """The raw body, refused with 413 beyond MAX_BODY_BYTES before it is all read."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise WebhookRejected(413, f"body larger than {MAX_BODY_BYTES} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise WebhookRejected(413, f"body larger than {MAX_BODY_BYTES} bytes")
+    return bytes(body)
+
+
+def create_app(
+    settings: Settings | None = None,
+    config: BatonConfig | None = None,
+    client: Client | None = None,
+) -> FastAPI:
+    """The ASGI app. Config and client may be injected (tests); otherwise loaded at startup."""
+    settings = settings or Settings()
+    config = config or load_config(config_path(settings))
+    deliveries = Deliveries()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.ingress = Ingress(client or await connect(), config, settings)
+        yield
+
+    app = FastAPI(title="Baton", lifespan=lifespan)
+
+    @app.exception_handler(WebhookRejected)
+    async def rejected(request: Request, exc: WebhookRejected) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/webhooks/github", status_code=202)
+    async def github_webhook(request: Request) -> JSONResponse:
+        """GitHub (and local forge) deliveries, authenticated by X-Hub-Signature-256."""
+        body = await read_body(request)
+        secret = config.forge.webhook_secret() or settings.webhook_secret
+        github.verify_signature(secret, body, request.headers.get("x-hub-signature-256"))
+        event = request.headers.get("x-github-event")
+        delivery = request.headers.get("x-github-delivery")
+        if not event or not delivery:
+            raise WebhookRejected(400, "missing X-GitHub-Event or X-GitHub-Delivery header")
+        payload = github.parse_json(body)
+        if event == "ping":
+            return JSONResponse({"result": "pong"}, status_code=200)
+        if deliveries.seen(delivery):
+            return JSONResponse({"result": f"duplicate delivery {delivery}"}, status_code=200)
+        ingress: Ingress = request.app.state.ingress
+        try:
+            if event == "pull_request":
+                outcome = await ingress.pull_request(github.pull_request(payload), delivery)
+            else:
+                return JSONResponse({"result": f"ignored: event {event!r}"}, status_code=202)
+        except BaseException:
+            deliveries.forget(delivery)
+            raise
+        return JSONResponse(
+            {"result": outcome.message, "workflow_id": outcome.workflow_id},
+            status_code=outcome.status,
+        )
+
+    return app

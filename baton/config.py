@@ -1,0 +1,281 @@
+"""`baton.yaml`: the declarative description of forge, registry, GitOps repository, apps and environments.
+
+Secrets are never values in this file: fields ending in `_env` or `_file` name an environment variable
+or a file that holds the secret.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from baton.errors import BatonError
+from baton.settings import read_secret
+
+NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+Name = Annotated[str, Field(pattern=NAME)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Credentials(Model):
+    """Where a secret lives: an environment variable or a file. Never the secret itself."""
+
+    username: str | None = None
+    token_env: str | None = None
+    token_file: Path | None = None
+
+    def token(self) -> str | None:
+        """The secret, read at the moment it is needed (never stored in workflow state)."""
+        if self.token_env and (value := os.environ.get(self.token_env)):
+            return value.strip()
+        if self.token_file and self.token_file.is_file():
+            return self.token_file.read_text().strip()
+        return None
+
+
+class ForgeConfig(Model):
+    kind: Literal["local", "github", "azure-devops", "gitea"] = "local"
+    url: str | None = None
+    credentials: Credentials = Credentials()
+    webhook_secret_env: str = "BATON_WEBHOOK_SECRET"
+    merge: Literal["merge", "fast-forward"] = "merge"
+
+    @model_validator(mode="after")
+    def _hosted_forges_need_url(self) -> ForgeConfig:
+        if self.kind != "local" and not self.url:
+            raise ValueError(f"forge.kind {self.kind!r} needs forge.url (the API base URL)")
+        return self
+
+    def webhook_secret(self) -> str | None:
+        return read_secret(self.webhook_secret_env)
+
+
+class RegistryConfig(Model):
+    url: str = "127.0.0.1:5000"
+    credentials: Credentials = Credentials()
+    plain_http: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _host_only(cls, url: str) -> str:
+        if "://" in url:
+            raise ValueError("give host[:port] without a scheme, e.g. 127.0.0.1:5000")
+        return url.rstrip("/")
+
+
+class GitOpsConfig(Model):
+    repo: str = "gitops"
+    base_branch: str = "main"
+    path: str = Field(
+        default="rendered/{env}/{app}",
+        description="where an environment's rendered manifests live; {env}, {app}, {cluster}",
+    )
+    values: str = Field(
+        default="environments/{env}/{app}/values.yaml",
+        description="an environment's values file in the GitOps repository",
+    )
+
+    @field_validator("path", "values")
+    @classmethod
+    def _known_placeholders(cls, template: str) -> str:
+        unknown = set(re.findall(r"{(\w*)}", template)) - {"env", "app", "cluster"}
+        if unknown:
+            raise ValueError(
+                f"unknown placeholder(s) {', '.join(sorted(unknown))}: use {{env}}, {{app}}, {{cluster}}"
+            )
+        return template
+
+
+class Commands(Model):
+    lint: list[str] = []
+    test: list[str] = []
+    long_test: list[str] = []
+
+
+class AppConfig(Model):
+    name: Name
+    repo: str
+    dockerfile: str = "Dockerfile"
+    context: str = "."
+    chart: str | None = None
+    kustomize: str | None = None
+    test_values: str | None = None
+    image: str
+    port_value: str = "service.port"
+    commands: Commands = Commands()
+    check_timeout_s: int = Field(default=600, gt=0)
+
+    @model_validator(mode="after")
+    def _one_template_kind(self) -> AppConfig:
+        if (self.chart is None) == (self.kustomize is None):
+            raise ValueError("set exactly one of chart (Helm chart path) or kustomize (path)")
+        return self
+
+
+class ApprovalPolicy(Model):
+    required: int = Field(default=0, ge=0)
+    approvers: list[str] = []
+    allow_self_approval: bool = False
+    merge: Literal["auto", "manual"] = "auto"
+
+    @model_validator(mode="after")
+    def _enough_approvers(self) -> ApprovalPolicy:
+        if self.approvers and len(set(self.approvers)) < self.required:
+            raise ValueError(
+                f"requires {self.required} distinct approvers but only "
+                f"{len(set(self.approvers))} are allowed: add approvers or lower required"
+            )
+        return self
+
+
+class SyncConfig(Model):
+    kind: Literal["local", "flux"] = "local"
+    kustomization: str | None = None
+    namespace: str = "flux-system"
+    timeout_s: int = Field(default=600, gt=0)
+
+
+class VerifyConfig(Model):
+    url: str
+    expected_status: int = Field(default=200, ge=100, le=599)
+    expected_body: str | None = Field(
+        default=None, description="substring the body must contain; {commit} is the change's commit"
+    )
+    timeout_s: int = Field(default=120, gt=0)
+
+
+class EnvironmentConfig(Model):
+    name: Name
+    cluster: str = "local"
+    namespace: str
+    approvals: ApprovalPolicy = ApprovalPolicy()
+    sync: SyncConfig = SyncConfig()
+    verify: VerifyConfig | None = None
+
+
+class BatonConfig(Model):
+    forge: ForgeConfig = ForgeConfig()
+    registry: RegistryConfig = RegistryConfig()
+    gitops: GitOpsConfig = GitOpsConfig()
+    apps: list[AppConfig] = Field(min_length=1)
+    environments: list[EnvironmentConfig] = []
+    promotion: list[str] = Field(default=[], description="environment names in promotion order")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BatonConfig:
+        for kind, names in (
+            ("app", [a.name for a in self.apps]),
+            ("environment", [e.name for e in self.environments]),
+        ):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"duplicate {kind} name(s): {', '.join(dupes)}")
+        known = {e.name for e in self.environments}
+        unknown = [n for n in self.promotion if n not in known]
+        if unknown:
+            raise ValueError(
+                f"promotion names unknown environment(s) {', '.join(unknown)}: "
+                f"define them under environments"
+            )
+        if len(set(self.promotion)) != len(self.promotion):
+            raise ValueError("promotion lists an environment twice")
+        return self
+
+    def app(self, name: str) -> AppConfig:
+        for app in self.apps:
+            if app.name == name:
+                return app
+        raise ConfigError([f"apps: no app named {name!r}"])
+
+    def app_for_repo(self, repo: str) -> AppConfig | None:
+        return next((a for a in self.apps if a.repo == repo), None)
+
+    def environment(self, name: str) -> EnvironmentConfig:
+        for env in self.environments:
+            if env.name == name:
+                return env
+        raise ConfigError([f"environments: no environment named {name!r}"])
+
+    def promotion_order(self) -> list[EnvironmentConfig]:
+        """Environments in promotion order; without `promotion`, the order they are listed in."""
+        names = self.promotion or [e.name for e in self.environments]
+        return [self.environment(n) for n in names]
+
+
+class ConfigError(BatonError):
+    """The configuration is invalid; `problems` has one line per problem with its field path."""
+
+    def __init__(self, problems: list[str], source: str = "config") -> None:
+        self.problems = problems
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+
+def _field_path(loc: tuple[str | int, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part.startswith("function-") or part in ("constrained-str", "str"):
+            continue
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+_BOUNDS = {
+    "greater_than_equal": ">=",
+    "greater_than": ">",
+    "less_than_equal": "<=",
+    "less_than": "<",
+}
+
+
+def _problems(error: ValidationError) -> list[str]:
+    problems = []
+    for err in error.errors():
+        path = _field_path(err["loc"])
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown field: remove it or check its spelling"
+        elif err["type"] == "string_pattern_mismatch":
+            message = "must be lowercase letters, digits and '-' (a DNS label)"
+        elif err["type"] in _BOUNDS:
+            (bound,) = err["ctx"].values()
+            message = f"must be {_BOUNDS[err['type']]} {bound}"
+        elif err["type"] == "missing":
+            message = "required field is missing"
+        problems.append(f"{path}: {message}" if path else message)
+    return problems
+
+
+def parse_config(text: str, source: str = "baton.yaml") -> BatonConfig:
+    """Parse and validate a config document; raises ConfigError listing every problem."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError([f"not valid YAML{where}: {getattr(exc, 'problem', exc)}"], source)
+    if not isinstance(raw, dict):
+        raise ConfigError(["the file must be a YAML mapping with apps, environments, ..."], source)
+    try:
+        return BatonConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_problems(exc), source) from None
+
+
+def load_config(path: Path) -> BatonConfig:
+    """Read and validate `path`."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError([f"cannot read: {exc.strerror}"], str(path)) from None
+    return parse_config(text, str(path))

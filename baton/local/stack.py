@@ -1,0 +1,192 @@
+"""The embedded stack behind `baton dev up`: Temporal dev server, Baton's worker and API, local cluster.
+
+Each piece is a child process with a pid file and a log file in the data directory, so a detached
+stack can be inspected and stopped by later commands.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from baton.errors import BatonError
+from baton.settings import Settings
+from baton.temporal import SearchAttributes
+from baton.tools import PROJECT_ROOT, find_tool, search_path
+
+
+class StackError(BatonError):
+    """The embedded stack cannot start or stop as asked."""
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    command: list[str]
+    port: int
+    ready_url: str | None = None
+
+
+def services(settings: Settings) -> list[Service]:
+    """The processes of the embedded stack, in start order."""
+    python = sys.executable
+    temporal = [
+        find_tool("temporal"), "server", "start-dev",
+        "--ip", "127.0.0.1",
+        "--port", str(settings.temporal_port),
+        "--ui-port", str(settings.temporal_ui_port),
+        "--db-filename", str(settings.home / "temporal.db"),
+        "--sqlite-pragma", "journal_mode=wal",
+        "--sqlite-pragma", "synchronous=normal",
+        "--log-level", "warn",
+        *SearchAttributes.dev_server_flags(),
+    ]  # fmt: skip
+    return [
+        Service("temporal", temporal, settings.temporal_port, settings.temporal_ui_url),
+        Service(
+            "api", [python, "-m", "baton.api"], settings.api_port, f"{settings.api_url}/healthz"
+        ),
+        Service("worker", [python, "-m", "workers.main"], 0),
+    ]
+
+
+class Stack:
+    """Start, inspect and stop the embedded stack's processes."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        self.run_dir = self.settings.home / "run"
+        self.log_dir = self.settings.home / "logs"
+
+    def _pid_file(self, name: str) -> Path:
+        return self.run_dir / f"{name}.pid"
+
+    def pid(self, name: str) -> int | None:
+        """The pid of a running service, or None (a stale pid file is removed)."""
+        path = self._pid_file(name)
+        try:
+            pid = int(path.read_text())
+            _reap(pid)
+            os.kill(pid, 0)
+        except (OSError, ValueError):
+            path.unlink(missing_ok=True)
+            return None
+        return pid
+
+    def status(self) -> dict[str, int | None]:
+        return {service.name: self.pid(service.name) for service in services(self.settings)}
+
+    def up(self, *, timeout_s: float = 60) -> list[str]:
+        """Start every service that is not running; returns the names started."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        assert self.settings.webhook_secret  # created once, before any child reads it
+        to_start = [s for s in services(self.settings) if self.pid(s.name) is None]
+        for service in to_start:
+            if service.port and not _port_free(service.port):
+                raise StackError(
+                    f"port {service.port} on 127.0.0.1 is in use by another process "
+                    f"(needed by {service.name}): stop that process or set "
+                    f"BATON_{service.name.upper()}_PORT"
+                )
+        started = []
+        try:
+            for service in to_start:
+                self._spawn(service)
+                started.append(service.name)
+                if service.ready_url:
+                    self._wait_ready(service, timeout_s)
+        except BaseException:
+            self.down()
+            raise
+        return started
+
+    def _spawn(self, service: Service) -> None:
+        env = {**os.environ, "PATH": search_path(), "BATON_HOME": str(self.settings.home)}
+        env.setdefault("TEMPORAL_ADDRESS", f"127.0.0.1:{self.settings.temporal_port}")
+        with open(self.log_dir / f"{service.name}.log", "ab") as log:
+            process = subprocess.Popen(
+                service.command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                cwd=PROJECT_ROOT,
+                start_new_session=True,
+            )
+        self._pid_file(service.name).write_text(str(process.pid))
+
+    def _wait_ready(self, service: Service, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.pid(service.name) is None:
+                raise StackError(
+                    f"{service.name} exited while starting: see {self.log_dir / service.name}.log"
+                )
+            try:
+                if httpx.get(service.ready_url, timeout=2).status_code < 500:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise StackError(
+            f"{service.name} did not answer {service.ready_url} within {timeout_s:.0f}s"
+        )
+
+    def down(self, *, timeout_s: float = 20) -> list[str]:
+        """Stop every running service, newest first; returns the names stopped."""
+        stopped = []
+        for service in reversed(services(self.settings)):
+            pid = self.pid(service.name)
+            if pid is None:
+                continue
+            _terminate(pid, timeout_s)
+            self._pid_file(service.name).unlink(missing_ok=True)
+            stopped.append(service.name)
+        return stopped
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _terminate(pid: int, timeout_s: float) -> None:
+    """SIGTERM the process group, then SIGKILL it if it outlives the timeout."""
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        _reap(pid)
+        time.sleep(0.1)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _reap(pid: int) -> None:
+    """Collect a child that exited, so it does not linger as a zombie that looks alive."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass

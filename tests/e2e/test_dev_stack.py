@@ -1,0 +1,112 @@
+"""`baton dev up|status|down`: the embedded stack as a user runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from baton.temporal import SearchAttributes, connect
+from baton.tools import PROJECT_ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def stack_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    env = {
+        **os.environ,
+        "BATON_HOME": str(tmp_path / "home"),
+        "BATON_API_PORT": str(free_port()),
+        "BATON_TEMPORAL_PORT": str(free_port()),
+        "BATON_TEMPORAL_UI_PORT": str(free_port()),
+    }
+    env["TEMPORAL_ADDRESS"] = f"127.0.0.1:{env['BATON_TEMPORAL_PORT']}"
+    yield env
+    baton(env, "dev", "down")
+
+
+def baton(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "baton", *args],
+        env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+async def start_parked_workflow(address: str) -> str:
+    """A workflow no worker serves: it stays open, so it must survive a restart."""
+    client = await connect(address)
+    workflow_id = f"persist-{uuid.uuid4()}"
+    await client.start_workflow("Parked", id=workflow_id, task_queue="nobody-serves-this")
+    return workflow_id
+
+
+async def describe(address: str, workflow_id: str) -> str:
+    client = await connect(address)
+    return (await client.get_workflow_handle(workflow_id).describe()).status.name
+
+
+def test_dev_up_detach_status_down_keeps_history(stack_env: dict[str, str]) -> None:
+    up = baton(stack_env, "dev", "up", "--detach")
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert f"http://127.0.0.1:{stack_env['BATON_TEMPORAL_UI_PORT']}" in up.stdout
+
+    status = baton(stack_env, "dev", "status")
+    assert status.returncode == 0, status.stdout
+    for name in ("temporal", "api", "worker"):
+        assert f"{name}" in status.stdout and "running" in status.stdout
+
+    api = f"http://127.0.0.1:{stack_env['BATON_API_PORT']}"
+    assert httpx.get(f"{api}/healthz").json() == {"status": "ok"}
+    ui = httpx.get(f"http://127.0.0.1:{stack_env['BATON_TEMPORAL_UI_PORT']}/")
+    assert ui.status_code == 200
+
+    address = stack_env["TEMPORAL_ADDRESS"]
+    workflow_id = asyncio.run(start_parked_workflow(address))
+    registered = asyncio.run(_search_attribute_names(address))
+    assert {key.name for key in SearchAttributes.ALL} <= registered
+
+    down = baton(stack_env, "dev", "down")
+    assert down.returncode == 0 and "temporal" in down.stdout
+    assert baton(stack_env, "dev", "status").returncode == 1
+
+    assert baton(stack_env, "dev", "up", "--detach").returncode == 0
+    assert asyncio.run(describe(address, workflow_id)) == "RUNNING"
+    assert (Path(stack_env["BATON_HOME"]) / "temporal.db").is_file()
+
+
+async def _search_attribute_names(address: str) -> set[str]:
+    from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+
+    client = await connect(address)
+    response = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=client.namespace)
+    )
+    return set(response.custom_attributes)
+
+
+def test_busy_port_is_one_clear_line(stack_env: dict[str, str]) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", int(stack_env["BATON_API_PORT"])))
+        sock.listen()
+        result = baton(stack_env, "dev", "up", "--detach")
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert f"port {stack_env['BATON_API_PORT']} on 127.0.0.1 is in use" in result.stderr
+    assert baton(stack_env, "dev", "status").returncode == 1

@@ -1,0 +1,73 @@
+"""Worker entry point: maps workflows and activities to task queues and runs them until stopped.
+
+`python -m workers.main [QUEUE ...]` serves every queue by default; at scale, run build queues on
+hosts with a container engine and deploy queues on hosts with cluster credentials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities import ACTIVITIES
+from activities.context import Context, install
+from baton.errors import BatonError
+from baton.temporal import TaskQueues, connect
+from workflows import WORKFLOWS
+
+MAX_CONCURRENT_ACTIVITIES = 8
+
+
+def build_workers(client: Client, queues: list[str] | None = None) -> list[Worker]:
+    """One worker per task queue that has work; workflows run on the WORKFLOWS queue."""
+    queues = [q for q in queues or ACTIVITIES if ACTIVITIES[q] or q == TaskQueues.WORKFLOWS]
+    executor = ThreadPoolExecutor(max_workers=MAX_CONCURRENT_ACTIVITIES * len(queues))
+    return [
+        Worker(
+            client,
+            task_queue=queue,
+            workflows=WORKFLOWS if queue == TaskQueues.WORKFLOWS else [],
+            activities=ACTIVITIES[queue],
+            activity_executor=executor,
+            max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,
+            graceful_shutdown_timeout=timedelta(seconds=10),
+        )
+        for queue in queues
+    ]
+
+
+async def serve(queues: list[str] | None = None) -> None:
+    install(Context.load())
+    client = await connect()
+    workers = build_workers(client, queues)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with asyncio.TaskGroup() as group:
+        for worker in workers:
+            group.create_task(worker.run())
+        await stop.wait()
+        await asyncio.gather(*(worker.shutdown() for worker in workers))
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    unknown = [q for q in sys.argv[1:] if q not in ACTIVITIES]
+    if unknown:
+        sys.exit(f"unknown task queue(s) {', '.join(unknown)}: choose from {', '.join(ACTIVITIES)}")
+    try:
+        asyncio.run(serve(sys.argv[1:] or None))
+    except BatonError as exc:
+        sys.exit(f"error: {exc}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+"""ChangeWorkflow: the whole life of one change, from its pull request to its last environment."""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import quote
+
+from temporalio import workflow
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.exceptions import ChildWorkflowError
+
+with workflow.unsafe.imports_passed_through():
+    from baton.models import (
+        ChangeInput,
+        ChangeState,
+        ChangeStatus,
+        Gate,
+        Outcome,
+        PipelineInput,
+        PipelineResult,
+        PullRequestEvent,
+        Stage,
+    )
+    from baton.temporal import SearchAttributes, TaskQueues
+    from workflows.pipelines import CIPipeline, PullRequestPipeline
+
+
+def change_id(app: str, pr_number: int) -> str:
+    """The business key of a change: one workflow per app and pull request."""
+    return f"change/{app}/{pr_number}"
+
+
+def initial_search_attributes(input: ChangeInput) -> TypedSearchAttributes:
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(SearchAttributes.APP, input.plan.app.name),
+            SearchAttributePair(SearchAttributes.PR, str(input.pr_number)),
+            SearchAttributePair(SearchAttributes.COMMIT, input.head_sha),
+            SearchAttributePair(SearchAttributes.STAGE, "validating"),
+        ]
+    )
+
+
+@workflow.defn
+class ChangeWorkflow:
+    """Validates every head of the PR, waits for the merge, integrates the merge commit, then promotes."""
+
+    @workflow.init
+    def __init__(self, input: ChangeInput) -> None:
+        self.input = input
+        self.head_sha = input.head_sha
+        self.merge_commit: str | None = None
+        self.closed = False
+        self.state: ChangeState = "validating"
+        self.gate: Gate | None = None
+        self.timeline: list[Stage] = []
+        self.result: PipelineResult | None = None
+        self.reason: str | None = None
+        self.validations = 0
+
+    # Messages
+
+    @workflow.signal
+    def pull_request_event(self, event: PullRequestEvent) -> None:
+        """Forge events from the API; redeliveries are harmless because each only sets state."""
+        if event.action == "synchronize" and event.head_sha and self.merge_commit is None:
+            self.head_sha = event.head_sha
+        elif event.action == "merged" and event.merge_commit_sha:
+            self.merge_commit = event.merge_commit_sha
+        elif event.action == "closed" and self.merge_commit is None:
+            self.closed = True
+
+    @workflow.query
+    def status(self) -> ChangeStatus:
+        return ChangeStatus(
+            id=workflow.info().workflow_id,
+            app=self.input.plan.app.name,
+            repo=self.input.repo,
+            pr_number=self.input.pr_number,
+            author=self.input.author,
+            head_sha=self.head_sha,
+            merge_commit=self.merge_commit,
+            state=self.state,
+            gate=self.gate,
+            timeline=self.timeline,
+            artifact=self.result.artifact if self.result else None,
+            reason=self.reason,
+        )
+
+    # Orchestration
+
+    @workflow.run
+    async def run(self, input: ChangeInput) -> ChangeStatus:
+        await self._validate_until_merged()
+        if self.closed:
+            self._set_state("closed", "pull request closed without merging")
+            return self.status()
+        self.result = await self._integrate()
+        if not self.result.passed:
+            self._set_state("failed", f"CI failed: {self.result.summary()}")
+            return self.status()
+        self._set_state("integrated")
+        return self.status()
+
+    async def _validate_until_merged(self) -> None:
+        """Validate the current head; a new head cancels the running validation and starts over."""
+        while self.merge_commit is None and not self.closed:
+            sha = self.head_sha
+            self.validations += 1
+            self._set_state("validating")
+            stage, handle = await self._start_pipeline(
+                PullRequestPipeline.run, f"validate {sha[:12]}", sha, f"pr-{self.validations}"
+            )
+            await workflow.wait_condition(lambda h=handle, s=sha: h.done() or self._moved_on(s))
+            if not handle.done():
+                handle.cancel()
+                await asyncio.wait([handle])
+                reason = "merged" if self.merge_commit else "closed" if self.closed else "new head"
+                self._end(stage, "superseded", f"{reason} before validation finished")
+                continue
+            result = await self._pipeline_result(handle, stage)
+            self._set_state("awaiting-merge", None if result.passed else result.summary())
+            self.gate = Gate(
+                kind="merge",
+                description="waiting for the pull request to be merged"
+                + ("" if result.passed else " (its checks failed: push a fix)"),
+                waiting_on=["repository maintainers"],
+            )
+            await workflow.wait_condition(lambda s=sha: self._moved_on(s))
+            self.gate = None
+
+    def _moved_on(self, sha: str) -> bool:
+        return self.head_sha != sha or self.merge_commit is not None or self.closed
+
+    async def _integrate(self) -> PipelineResult:
+        assert self.merge_commit is not None
+        self._set_state("integrating")
+        workflow.upsert_search_attributes([SearchAttributes.COMMIT.value_set(self.merge_commit)])
+        stage, handle = await self._start_pipeline(
+            CIPipeline.run, f"integrate {self.merge_commit[:12]}", self.merge_commit, "ci"
+        )
+        return await self._pipeline_result(handle, stage)
+
+    async def _start_pipeline(self, run, name: str, commit: str, suffix: str):
+        child_id = f"{workflow.info().workflow_id}/{suffix}"
+        stage = self._begin(name, links={"pipeline": self._ui_link(child_id)})
+        handle = await workflow.start_child_workflow(
+            run,
+            PipelineInput(
+                app=self.input.plan.app,
+                repo=self.input.repo,
+                commit=commit,
+                pr_number=self.input.pr_number,
+                status_url=self._ui_link(workflow.info().workflow_id),
+            ),
+            id=child_id,
+            task_queue=TaskQueues.WORKFLOWS,
+            static_summary=f"{name} of {self.input.plan.app.name}#{self.input.pr_number}",
+        )
+        return stage, handle
+
+    async def _pipeline_result(self, handle, stage: Stage) -> PipelineResult:
+        try:
+            result: PipelineResult = await handle
+        except ChildWorkflowError as err:
+            cause = err.cause.message if err.cause else str(err)
+            result = PipelineResult(passed=False)
+            self._end(stage, "failed", f"pipeline error: {cause}")
+            return result
+        stage.checks = result.checks
+        self._end(stage, "succeeded" if result.passed else "failed", result.summary())
+        return result
+
+    # Record keeping
+
+    def _begin(self, name: str, links: dict[str, str] | None = None) -> Stage:
+        stage = Stage(name=name, started_at=workflow.now(), links=links or {})
+        self.timeline.append(stage)
+        self._publish_details()
+        return stage
+
+    def _end(self, stage: Stage, outcome: Outcome, detail: str = "") -> None:
+        stage.ended_at = workflow.now()
+        stage.outcome = outcome
+        stage.detail = detail
+        self._publish_details()
+
+    def _set_state(self, state: ChangeState, reason: str | None = None) -> None:
+        self.state = state
+        self.reason = reason
+        workflow.upsert_search_attributes([SearchAttributes.STAGE.value_set(state)])
+        self._publish_details()
+
+    def _publish_details(self) -> None:
+        """The markdown the Temporal UI shows for this change: state, gate and timeline."""
+        icon = {"running": "⏳", "succeeded": "✅", "failed": "❌"}
+        app, pr, author = self.input.plan.app.name, self.input.pr_number, self.input.author
+        lines = [f"**{app}#{pr}** by {author}: **{self.state}**"]
+        if self.reason:
+            lines.append(f"> {self.reason}")
+        if self.gate:
+            lines.append(f"Waiting: {self.gate.description}")
+        lines.append("")
+        lines += [f"- {icon.get(s.outcome, '⏭')} {s.name} {s.detail}" for s in self.timeline]
+        workflow.set_current_details("\n".join(lines))
+
+    def _ui_link(self, workflow_id: str) -> str:
+        plan = self.input.plan
+        return f"{plan.ui_url}/namespaces/{plan.namespace}/workflows/{quote(workflow_id, safe='')}"

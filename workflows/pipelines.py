@@ -1,0 +1,139 @@
+"""PullRequestPipeline and CIPipeline: the checks that gate a merge and the integration of the merge commit."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.pipeline import (
+        BuildInput,
+        CheckInput,
+        PublishInput,
+        build_image,
+        publish_artifact,
+        run_check,
+    )
+
+    from activities.forge import CommitStatusInput, set_commit_status
+    from baton.models import CheckResult, PipelineInput, PipelineResult
+    from baton.temporal import TaskQueues
+
+# Checks are deterministic: a failing lint fails again. Retry only infrastructure errors, a few times.
+CHECK_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=["CheckConfigError"])
+STATUS_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
+
+
+async def _run_checks(input: PipelineInput, kinds: list[str]) -> list[CheckResult]:
+    """Run the given checks of the app in parallel; each activity is named after its step."""
+    timeout = timedelta(seconds=input.app.check_timeout_s + 60)
+    return list(
+        await asyncio.gather(
+            *(
+                workflow.execute_activity(
+                    run_check,
+                    CheckInput(app=input.app, repo=input.repo, commit=input.commit, kind=kind),
+                    task_queue=TaskQueues.BUILD,
+                    start_to_close_timeout=timeout,
+                    heartbeat_timeout=timedelta(seconds=60),
+                    retry_policy=CHECK_RETRY,
+                    summary=f"{kind} @ {input.commit[:12]}",
+                )
+                for kind in kinds
+            )
+        )
+    )
+
+
+async def _build(input: PipelineInput, push: bool) -> CheckResult:
+    return await workflow.execute_activity(
+        build_image,
+        BuildInput(app=input.app, repo=input.repo, commit=input.commit, push=push),
+        task_queue=TaskQueues.BUILD,
+        start_to_close_timeout=timedelta(minutes=30),
+        heartbeat_timeout=timedelta(seconds=60),
+        retry_policy=CHECK_RETRY,
+        summary=f"{'build and push' if push else 'build'} image @ {input.commit[:12]}",
+    )
+
+
+async def _report(input: PipelineInput, context: str, state: str, description: str) -> None:
+    await workflow.execute_activity(
+        set_commit_status,
+        CommitStatusInput(
+            repo=input.repo,
+            sha=input.commit,
+            context=context,
+            state=state,
+            description=description[:140],
+            target_url=input.status_url,
+        ),
+        start_to_close_timeout=timedelta(seconds=60),
+        retry_policy=STATUS_RETRY,
+        summary=f"commit status {context}: {state}",
+    )
+
+
+def _details(title: str, commit: str, checks: list[CheckResult], state: str) -> str:
+    lines = [f"**{title}** `{commit[:12]}`: {state}", ""]
+    lines += [f"- {'✅' if c.passed else '❌'} {c.name}: {c.summary}" for c in checks]
+    return "\n".join(lines)
+
+
+async def _pipeline(
+    input: PipelineInput, title: str, context: str, kinds: list[str], push: bool
+) -> PipelineResult:
+    """Checks in parallel, then the image build; the commit status tells the forge the outcome."""
+    workflow.set_current_details(_details(title, input.commit, [], "running checks"))
+    await _report(input, context, "pending", f"{title} running")
+    checks: list[CheckResult] = []
+    try:
+        checks += await _run_checks(input, kinds)
+        if all(c.passed for c in checks):
+            workflow.set_current_details(_details(title, input.commit, checks, "building image"))
+            checks.append(await _build(input, push))
+        if push and all(c.passed for c in checks):
+            checks += await _run_checks(input, ["rendered"])
+    except asyncio.CancelledError:
+        # A newer head superseded this commit: say so on the forge, then end as cancelled.
+        await _report(input, context, "error", "superseded by a newer commit")
+        raise
+    result = PipelineResult(passed=all(c.passed for c in checks), checks=checks)
+    if result.passed and push:
+        workflow.set_current_details(_details(title, input.commit, checks, "publishing artifact"))
+        result.artifact = await workflow.execute_activity(
+            publish_artifact,
+            PublishInput(app=input.app, repo=input.repo, commit=input.commit),
+            task_queue=TaskQueues.BUILD,
+            start_to_close_timeout=timedelta(minutes=10),
+            heartbeat_timeout=timedelta(seconds=60),
+            retry_policy=CHECK_RETRY,
+            summary=f"publish artifact @ {input.commit[:12]}",
+        )
+    state = "success" if result.passed else "failure"
+    workflow.set_current_details(_details(title, input.commit, checks, state))
+    await _report(input, context, state, result.summary())
+    return result
+
+
+@workflow.defn
+class PullRequestPipeline:
+    """Gates a merge: lint, unit tests, Dockerfile and template lint in parallel, then build (no push)."""
+
+    @workflow.run
+    async def run(self, input: PipelineInput) -> PipelineResult:
+        kinds = ["lint", "test", "dockerfile", "templates"]
+        return await _pipeline(input, "PR pipeline", "baton/pr", kinds, push=False)
+
+
+@workflow.defn
+class CIPipeline:
+    """Integrates a merge commit: the PR checks plus long tests, build and push, publish the artifact."""
+
+    @workflow.run
+    async def run(self, input: PipelineInput) -> PipelineResult:
+        kinds = ["lint", "test", "long_test", "dockerfile", "templates"]
+        return await _pipeline(input, "CI pipeline", "baton/ci", kinds, push=True)
