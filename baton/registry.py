@@ -1,0 +1,202 @@
+"""An OCI registry, read through the distribution API: does a tag exist, and what is its digest?
+
+Pushes go through the docker engine and helm; this adapter is how Baton checks what the registry
+actually serves, so a recorded digest is the registry's word, not the pusher's.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from collections.abc import Generator
+from typing import Self
+from urllib.parse import urlsplit
+
+import httpx
+
+from baton.errors import BatonError
+
+# The same set on every request: the digest belongs to whichever representation is returned.
+MANIFEST_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+)
+
+_TAG = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_NAME = re.compile(
+    r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
+)
+_CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
+
+
+class RegistryError(BatonError):
+    """The registry could not answer a question about an image or chart."""
+
+
+class RegistryAuthError(RegistryError):
+    """The registry refused Baton's credentials (or Baton has none)."""
+
+
+class RegistryUnreachable(RegistryError):
+    """Nothing answered at the registry's address."""
+
+
+class Registry:
+    """A registry at `url` (`http://127.0.0.1:5000`, `https://ghcr.io`), credentials optional."""
+
+    def __init__(
+        self,
+        url: str,
+        username: str | None = None,
+        password: str | None = None,
+        *,
+        timeout_s: float = 30,
+    ) -> None:
+        parts = urlsplit(url if "://" in url else f"https://{url}")
+        self.url = f"{parts.scheme}://{parts.netloc}"
+        self.host = parts.netloc
+        self.username = username
+        self.password = password
+        self._client = httpx.Client(
+            base_url=self.url,
+            auth=_RegistryAuth(username, password),
+            timeout=timeout_s,
+            headers={"Accept": ", ".join(MANIFEST_TYPES)},
+        )
+
+    @property
+    def plain_http(self) -> bool:
+        return self.url.startswith("http://")
+
+    @property
+    def auth_config(self) -> dict[str, str] | None:
+        """Credentials in the shape the docker SDK's `auth_config` takes."""
+        if self.username is None:
+            return None
+        return {"username": self.username, "password": self.password or ""}
+
+    def repository(self, name: str) -> str:
+        """The full repository reference for `name` on this registry, e.g. `127.0.0.1:5000/app`."""
+        return f"{self.host}/{name}"
+
+    def manifest_digest(self, name: str, reference: str) -> str | None:
+        """The digest of the manifest `name:reference` (a tag or a digest), or None if absent."""
+        _check_reference(name, reference)
+        path = f"/v2/{name}/manifests/{reference}"
+        response = self._request("HEAD", path, name)
+        if response.status_code == 404:
+            return None
+        digest = response.headers.get("Docker-Content-Digest")
+        if digest:
+            return digest
+        # The header is only a SHOULD in distribution-spec 1.1: hash the manifest ourselves.
+        response = self._request("GET", path, name)
+        if response.status_code == 404:
+            return None
+        return f"sha256:{hashlib.sha256(response.content).hexdigest()}"
+
+    def has_tag(self, name: str, tag: str) -> bool:
+        """Whether `name:tag` exists."""
+        return self.manifest_digest(name, tag) is not None
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, name: str) -> httpx.Response:
+        try:
+            response = self._client.request(method, path)
+        except httpx.TransportError as exc:
+            raise RegistryUnreachable(
+                f"cannot reach registry {self.host} ({exc}): check that it runs and that the "
+                "registry url in the config is right"
+            ) from None
+        if response.status_code == 401:
+            if self.username is None:
+                raise RegistryAuthError(
+                    f"registry {self.host} requires credentials: set a username and password "
+                    "for it in the config"
+                )
+            raise RegistryAuthError(
+                f"registry {self.host} rejected the credentials for user {self.username}: "
+                "check the username and password"
+            )
+        if response.status_code == 403:
+            raise RegistryAuthError(
+                f"registry {self.host} denied user {self.username} access to {name}: "
+                "grant the user pull access to that repository"
+            )
+        if response.status_code not in (200, 404):
+            raise RegistryError(
+                f"registry {self.host} answered {response.status_code} to {method} {path}: "
+                f"{response.text[:200]}"
+            )
+        return response
+
+
+class _RegistryAuth(httpx.Auth):
+    """Answers the registry's challenge: Basic credentials, or the Bearer token flow."""
+
+    requires_response_body = True
+
+    def __init__(self, username: str | None, password: str | None) -> None:
+        self.credentials = (username, password or "") if username is not None else None
+        self.authorization: str | None = None  # reused until the registry challenges again
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if self.authorization:
+            request.headers["Authorization"] = self.authorization
+        response = yield request
+        if response.status_code != 401:
+            return
+        scheme, _, rest = response.headers.get("WWW-Authenticate", "").partition(" ")
+        basic = None
+        if self.credentials is not None:
+            user, password = self.credentials
+            basic = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        if scheme.lower() == "basic":
+            if basic is None or request.headers.get("Authorization") == basic:
+                return  # no credentials, or these were already refused
+            self.authorization = basic
+        elif scheme.lower() == "bearer":
+            # Without credentials this asks for an anonymous token, as public registries allow.
+            params = dict(_CHALLENGE_PARAM.findall(rest))
+            query = {k: params[k] for k in ("service", "scope") if k in params}
+            token_response = yield httpx.Request(
+                "GET",
+                params.get("realm", ""),
+                params=query,
+                headers={"Authorization": basic} if basic else {},
+            )
+            try:
+                body = token_response.json() if token_response.status_code == 200 else {}
+            except ValueError:
+                body = {}
+            token = body.get("token") or body.get("access_token")
+            if not token:
+                return
+            self.authorization = f"Bearer {token}"
+        else:
+            return
+        request.headers["Authorization"] = self.authorization
+        yield request
+
+
+def _check_reference(name: str, reference: str) -> None:
+    if not _NAME.match(name):
+        raise RegistryError(
+            f"invalid repository name {name!r}: use lowercase letters, digits and . _ - separators"
+        )
+    if not (_TAG.match(reference) or _DIGEST.match(reference)):
+        raise RegistryError(
+            f"invalid tag {reference!r}: tags must match [a-zA-Z0-9_][a-zA-Z0-9._-]{{0,127}}"
+        )
