@@ -1,0 +1,304 @@
+"""The artifact CI publishes for CD: the image digest and the chart, both in the OCI registry.
+
+CD never rebuilds: it renders the published chart with the environment's values and the image
+pinned by digest. The chart is pushed as `oci://<registry>/charts/<chart>:<version>-g<sha12>`.
+
+Publishing is idempotent. `helm package` stores each file's mtime and `helm push` records the
+package file's mtime as `org.opencontainers.image.created` (Helm 4.1 ignores SOURCE_DATE_EPOCH),
+so both are pinned to the commit time (or a fixed time) and identical content gets an identical
+digest. A version already in the registry is reused, never pushed again.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from baton.errors import BatonError
+from baton.registry import Registry
+from baton.render import PinnedImage
+from baton.settings import Settings
+from baton.tools import find_tool, search_path
+
+CHARTS_NAMESPACE = "charts"
+# Before any commit; 1980 rather than 1970 because zip-based tools reject older times.
+FIXED_MTIME = datetime(1980, 1, 1, tzinfo=UTC)
+HELM_TIMEOUT_S = 300
+
+_COMMIT = re.compile(r"^[0-9a-f]{12,64}$")
+_SEMVER = re.compile(r"^(\d+\.\d+\.\d+)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")
+_PUSHED_DIGEST = re.compile(r"^Digest:\s*(sha256:[0-9a-f]{64})", re.MULTILINE)
+
+
+class ArtifactError(BatonError):
+    """An artifact could not be published or fetched."""
+
+
+class Artifact(BaseModel):
+    """What CI built from one commit of an app, as CD will deploy it."""
+
+    app: str
+    commit: str
+    image: str  # repository, e.g. 127.0.0.1:5000/sample-app
+    image_digest: str
+    image_ref: str  # repository@sha256:...
+    chart_ref: str  # oci://127.0.0.1:5000/charts/sample-app
+    chart_version: str  # 0.1.0-g<sha12>
+    chart_digest: str
+    created_at: datetime
+    metadata: dict[str, str] = {}
+
+    @property
+    def pinned_image(self) -> PinnedImage:
+        return PinnedImage(repository=self.image, digest=self.image_digest)
+
+    @property
+    def chart_repository(self) -> str:
+        """The chart's repository name in its registry, e.g. `charts/sample-app`."""
+        return self.chart_ref.removeprefix("oci://").split("/", 1)[1]
+
+    @property
+    def chart_name(self) -> str:
+        return self.chart_ref.rsplit("/", 1)[-1]
+
+
+class ArtifactStore:
+    """Artifact records as JSON files, `<root>/<app>/<commit>.json`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    @classmethod
+    def default(cls) -> ArtifactStore:
+        return cls(Settings().home / "artifacts")
+
+    def path(self, app: str, commit: str) -> Path:
+        return self.root / app / f"{commit}.json"
+
+    def load(self, app: str, commit: str) -> Artifact | None:
+        path = self.path(app, commit)
+        return Artifact.model_validate_json(path.read_text()) if path.exists() else None
+
+    def save(self, artifact: Artifact) -> Artifact:
+        """Record `artifact`; a record with the same content is kept as is (with its created_at)."""
+        existing = self.load(artifact.app, artifact.commit)
+        if existing is not None and _same(existing, artifact):
+            return existing
+        path = self.path(artifact.app, artifact.commit)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(fd, "w") as f:
+            f.write(artifact.model_dump_json(indent=2) + "\n")
+        os.replace(tmp, path)
+        return artifact
+
+
+def chart_version(base: str, commit: str) -> str:
+    """The chart's SemVer for a commit: `0.1.0` → `0.1.0-g<sha12>` (a prerelease of the base).
+
+    The `g` keeps the identifier alphanumeric: SemVer forbids leading zeros in numeric ones.
+    """
+    match = _SEMVER.match(base)
+    if match is None:
+        raise ArtifactError(f"chart version {base!r} is not SemVer (like 0.1.0): fix Chart.yaml")
+    core, pre = match.group(1), match.group(2)
+    return f"{core}{pre + '.' if pre else '-'}g{commit[:12]}"
+
+
+def publish_artifact(
+    app: str,
+    commit: str,
+    chart_dir: Path,
+    image: str,
+    image_digest: str,
+    registry: Registry,
+    *,
+    commit_time: datetime | None = None,
+    metadata: Mapping[str, str] | None = None,
+    store: ArtifactStore | None = None,
+) -> Artifact:
+    """Push the app's chart for `commit` to the registry and record the artifact."""
+    if not _COMMIT.match(commit):
+        raise ArtifactError(f"commit {commit!r} is not a full git sha")
+    chart = _read_chart(Path(chart_dir))
+    version = chart_version(str(chart["version"]), commit)
+    name = f"{CHARTS_NAMESPACE}/{chart['name']}"
+    digest = registry.manifest_digest(name, version)
+    if digest is None:
+        with _helm_session(registry) as helm:
+            package = package_chart(
+                chart_dir, version, commit[:12], helm.workdir, mtime=commit_time or FIXED_MTIME
+            )
+            output = helm.run("push", str(package), f"oci://{registry.host}/{CHARTS_NAMESPACE}")
+        pushed = _PUSHED_DIGEST.search(output)
+        digest = registry.manifest_digest(name, version)
+        if pushed is None or digest != pushed.group(1):
+            raise ArtifactError(
+                f"helm pushed {name}:{version} but registry {registry.host} serves "
+                f"{digest or 'nothing'} for it: retry the publish"
+            )
+    artifact = Artifact(
+        app=app,
+        commit=commit,
+        image=image,
+        image_digest=image_digest,
+        image_ref=f"{image}@{image_digest}",
+        chart_ref=f"oci://{registry.host}/{name}",
+        chart_version=version,
+        chart_digest=digest,
+        created_at=datetime.now(UTC),
+        metadata=dict(metadata or {}),
+    )
+    return (store or ArtifactStore.default()).save(artifact)
+
+
+def package_chart(
+    chart_dir: Path, version: str, app_version: str, dest: Path, *, mtime: datetime = FIXED_MTIME
+) -> Path:
+    """`helm package` a copy of the chart with every mtime pinned: same content, same bytes."""
+    chart = _read_chart(Path(chart_dir))
+    with tempfile.TemporaryDirectory(prefix="baton-chart-") as tmp:
+        copy = Path(tmp) / Path(chart_dir).name
+        shutil.copytree(chart_dir, copy)
+        _set_mtimes(copy, mtime)
+        _helm(
+            [
+                "package",
+                str(copy),
+                "--version",
+                version,
+                "--app-version",
+                app_version,
+                "--destination",
+                str(dest),
+            ],
+            env=None,
+        )
+    package = Path(dest) / f"{chart['name']}-{version}.tgz"
+    # helm push records the package file's mtime as the manifest's creation time.
+    _set_mtimes(package, mtime)
+    return package
+
+
+def fetch_chart(artifact: Artifact, dest: Path, registry: Registry) -> Path:
+    """Pull the artifact's chart (by digest) and unpack it as `dest/<chart>`; returns that path."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    target = dest / artifact.chart_name
+    name = artifact.chart_repository
+    if registry.manifest_digest(name, artifact.chart_digest) is None:
+        raise ArtifactError(
+            f"chart {name}@{artifact.chart_digest} of {artifact.app} {artifact.commit[:12]} is "
+            f"not in registry {registry.host}: publish the artifact again (re-run CI)"
+        )
+    reference = f"{artifact.chart_ref}:{artifact.chart_version}@{artifact.chart_digest}"
+    with _helm_session(registry) as helm:
+        unpacked = helm.workdir / "pulled"
+        helm.run("pull", reference, "--untar", "--untardir", str(unpacked))
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.move(unpacked / artifact.chart_name, target)
+    return target
+
+
+class _Helm:
+    """helm with a throwaway home and registry config, so no credential lands in $HOME."""
+
+    def __init__(self, workdir: Path, registry: Registry) -> None:
+        self.workdir = workdir
+        self.registry = registry
+        self.env = {
+            "HELM_CONFIG_HOME": str(workdir / "config"),
+            "HELM_CACHE_HOME": str(workdir / "cache"),
+            "HELM_DATA_HOME": str(workdir / "data"),
+        }
+        self.flags = ["--registry-config", str(workdir / "registry.json")]
+        if registry.plain_http:
+            self.flags.append("--plain-http")
+
+    def login(self) -> None:
+        if self.registry.username is None:
+            return
+        _helm(
+            [
+                "registry",
+                "login",
+                self.registry.host,
+                "--username",
+                self.registry.username,
+                "--password-stdin",
+                *self.flags,
+            ],
+            env=self.env,
+            stdin=self.registry.password or "",
+            failure=f"helm registry login to {self.registry.host} as "
+            f"{self.registry.username} failed",
+        )
+
+    def run(self, *args: str) -> str:
+        return _helm([*args, *self.flags], env=self.env)
+
+
+@contextmanager
+def _helm_session(registry: Registry):
+    with tempfile.TemporaryDirectory(prefix="baton-helm-") as tmp:
+        helm = _Helm(Path(tmp), registry)
+        helm.login()
+        yield helm
+
+
+def _helm(
+    args: list[str],
+    *,
+    env: Mapping[str, str] | None,
+    stdin: str | None = None,
+    failure: str | None = None,
+) -> str:
+    command = [find_tool("helm"), *args]
+    try:
+        proc = subprocess.run(
+            command,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=HELM_TIMEOUT_S,
+            env={**os.environ, **(env or {}), "PATH": search_path()},
+        )
+    except subprocess.TimeoutExpired:
+        raise ArtifactError(f"helm {args[0]} timed out after {HELM_TIMEOUT_S}s") from None
+    if proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout).strip()
+        raise ArtifactError(f"{failure or f'helm {args[0]} failed'}: {detail}")
+    return proc.stdout + proc.stderr
+
+
+def _read_chart(chart_dir: Path) -> dict[str, Any]:
+    try:
+        chart = yaml.safe_load((chart_dir / "Chart.yaml").read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ArtifactError(f"cannot read {chart_dir / 'Chart.yaml'}: {exc}") from None
+    if not isinstance(chart, dict) or not chart.get("name") or not chart.get("version"):
+        raise ArtifactError(f"{chart_dir / 'Chart.yaml'} needs a name and a version")
+    return chart
+
+
+def _set_mtimes(path: Path, mtime: datetime) -> None:
+    stamp = mtime.timestamp()
+    for entry in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        os.utime(entry, (stamp, stamp), follow_symlinks=False)
+
+
+def _same(a: Artifact, b: Artifact) -> bool:
+    return a.model_dump(exclude={"created_at"}) == b.model_dump(exclude={"created_at"})
