@@ -1,5 +1,15 @@
 """Side effects, thin and idempotent, over the adapters in `baton/`; grouped by task queue."""
 
+from activities.deploy import (
+    check_sync,
+    close_gitops_pr,
+    gitops_head,
+    is_descendant,
+    merge_gitops_pr,
+    propose_gitops_change,
+    render_environment,
+    verify_endpoint,
+)
 from activities.forge import set_commit_status
 from activities.pipeline import build_image, publish_artifact, run_check
 from baton.temporal import TaskQueues
@@ -7,5 +17,14 @@ from baton.temporal import TaskQueues
 ACTIVITIES = {
     TaskQueues.WORKFLOWS: [set_commit_status],
     TaskQueues.BUILD: [run_check, build_image, publish_artifact],
-    TaskQueues.DEPLOY: [],
+    TaskQueues.DEPLOY: [
+        render_environment,
+        gitops_head,
+        propose_gitops_change,
+        merge_gitops_pr,
+        close_gitops_pr,
+        is_descendant,
+        check_sync,
+        verify_endpoint,
+    ],
 }

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from baton.config import AppConfig, BatonConfig, load_config
+from baton.artifacts import ArtifactStore
+from baton.cluster.base import Cluster
+from baton.config import AppConfig, BatonConfig, EnvironmentConfig, load_config
+from baton.errors import BatonError
 from baton.forges.base import Forge
+from baton.gitops import GitOpsRepo
 from baton.logs import LogStore
+from baton.registry import Registry
 from baton.render import HelmRenderer, KustomizeRenderer, Renderer
 from baton.settings import Settings
 from baton.tools import PROJECT_ROOT
@@ -39,8 +45,46 @@ class Context:
         return create_forge(self.config.forge, self.settings)
 
     @cached_property
+    def gitops(self) -> GitOpsRepo:
+        return GitOpsRepo(self.config.gitops, self.forge, self.workspace)
+
+    def cluster(self, environment: EnvironmentConfig) -> Cluster:
+        """How to read an environment's sync status: the local runtime, or Flux on Kubernetes."""
+        if environment.sync.kind == "local":
+            from baton.cluster.local import LocalClusterStatus
+
+            return LocalClusterStatus(self.settings.home)
+        raise BatonError(f"environments.{environment.name}.sync.kind flux is not supported yet")
+
+    @cached_property
     def workspace(self) -> Workspace:
         return Workspace(self.settings.home / "work")
+
+    @cached_property
+    def registry(self) -> Registry:
+        config = self.config.registry
+        scheme = "http" if config.plain_http else "https"
+        return Registry(
+            f"{scheme}://{config.url}", config.credentials.username, config.credentials.token()
+        )
+
+    @cached_property
+    def artifacts(self) -> ArtifactStore:
+        return ArtifactStore(self.settings.home / "artifacts")
+
+    @cached_property
+    def blobs(self) -> LogStore:
+        """Content-addressed storage for large things kept out of workflow history (manifests)."""
+        return LogStore(self.settings.home / "blobs")
+
+    def build_args(self) -> dict[str, str]:
+        """Machine-level build arguments: BATON_BASE_IMAGE replaces a Dockerfile's BASE_IMAGE."""
+        base = os.environ.get("BATON_BASE_IMAGE")
+        return {"BASE_IMAGE": base} if base else {}
+
+    def image_repository(self, app: AppConfig) -> str:
+        """The app's image repository in the registry, e.g. 127.0.0.1:5000/sample-app."""
+        return self.registry.repository(app.image)
 
     @cached_property
     def logs(self) -> LogStore:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Literal
 
 from pydantic import BaseModel
@@ -9,10 +10,11 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.context import current
-from baton import checks
+from baton import artifacts, checks, images
+from baton.artifacts import Artifact
 from baton.checks import CheckResult
 from baton.config import AppConfig
-from baton.models import Artifact
+from baton.render import PinnedImage
 
 CheckKind = Literal["lint", "test", "long_test", "dockerfile", "templates", "rendered"]
 
@@ -100,25 +102,87 @@ def run_check(input: CheckInput) -> CheckResult:
             release=app.name,
             namespace="ci",
             values_files=[workdir / app.test_values] if app.test_values else [],
-            overrides=ctx.image_overrides(app, digest),
+            image=PinnedImage(repository=ctx.image_repository(app), digest=digest),
             logs=ctx.logs,
         )
     raise ApplicationError(f"unknown check kind {input.kind!r}", non_retryable=True)
 
 
+def readable_tag(commit: str) -> str:
+    """The human-readable tag pushed beside the commit tag."""
+    return f"git-{commit[:12]}"
+
+
 @activity.defn
 def build_image(input: BuildInput) -> CheckResult:
-    """Build the app's image at the commit; when `push`, push it tagged with the commit."""
+    """Build the app's image at the commit; when `push`, push it tagged with the commit.
+
+    Idempotent: a rebuild of the same commit comes from the engine's cache, and pushing the same
+    image under the same tags leaves the registry's digest unchanged.
+    """
     ctx = current()
+    app = input.app
     workdir = ctx.checkout(input.repo, input.commit)
-    return ctx.images.build_and_maybe_push(
-        input.app, workdir, input.commit, push=input.push, on_progress=_heartbeat
+    repository = ctx.image_repository(app)
+    started = time.monotonic()
+    try:
+        built = images.build_image(
+            workdir / app.context,
+            [f"{repository}:{input.commit}", f"{repository}:{readable_tag(input.commit)}"],
+            dockerfile=app.dockerfile,
+            buildargs={"APP_COMMIT": input.commit, **ctx.build_args()},
+            labels={"org.opencontainers.image.revision": input.commit},
+            on_progress=_heartbeat,
+        )
+        summary = f"built {built.image_id[:19]}"
+        if input.push:
+            digests = [
+                images.push_image(
+                    built.image_id, ctx.registry, app.image, tag, on_progress=_heartbeat
+                )
+                for tag in (input.commit, readable_tag(input.commit))
+            ]
+            summary = f"pushed {repository}:{input.commit[:12]} as {digests[0]}"
+    except images.ImageBuildFailed as exc:
+        return CheckResult(
+            name="image",
+            passed=False,
+            exit_code=None,
+            duration_s=time.monotonic() - started,
+            summary=str(exc)[:300],
+            excerpt="\n".join(exc.last_lines)[-2000:],
+        )
+    return CheckResult(
+        name="image",
+        passed=True,
+        exit_code=0,
+        duration_s=time.monotonic() - started,
+        summary=summary,
+        excerpt="",
     )
 
 
 @activity.defn
 def publish_artifact(input: PublishInput) -> Artifact:
-    """Publish the template bundle and the image reference by digest for CD."""
+    """Publish the chart and the image reference by digest for CD; CD never rebuilds."""
     ctx = current()
+    app = input.app
+    if not app.chart:
+        raise ApplicationError("publishing Kustomize apps is not supported yet", non_retryable=True)
     workdir = ctx.checkout(input.repo, input.commit)
-    return ctx.publish(input.app, workdir, input.commit, on_progress=_heartbeat)
+    digest = ctx.registry.manifest_digest(app.image, input.commit)
+    if digest is None:
+        raise ApplicationError(
+            f"{app.image}:{input.commit} is not in the registry: build and push it first",
+            non_retryable=True,
+        )
+    return artifacts.publish_artifact(
+        app.name,
+        input.commit,
+        workdir / app.chart,
+        ctx.image_repository(app),
+        digest,
+        ctx.registry,
+        metadata={"repo": input.repo, "tag": readable_tag(input.commit)},
+        store=ctx.artifacts,
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import signal
 import sys
 import time
@@ -11,10 +13,18 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from activities.context import config_path
+from baton import changes
 from baton.config import ConfigError, load_config
+from baton.demo import Demo, seed_repositories
 from baton.errors import BatonError
+from baton.forges import create_forge
+from baton.local.forge import LocalForge
+from baton.local.forge_cli import forge_app
 from baton.local.stack import Stack
+from baton.models import Approval
 from baton.settings import Settings
+from baton.temporal import connect
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -26,8 +36,132 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Validate configuration.", no_args_is_help=True)
 dev_app = typer.Typer(help="Run the embedded stack on this machine.", no_args_is_help=True)
+changes_app = typer.Typer(help="Inspect changes.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(dev_app, name="dev")
+app.add_typer(changes_app, name="changes")
+app.add_typer(forge_app, name="forge", help="The embedded local forge: repositories and PRs.")
+
+ChangeId = Annotated[
+    str, typer.Argument(help="change id, e.g. change/sample-app/1 or sample-app/1")
+]
+AsUser = Annotated[str, typer.Option("--as", help="who decides (must be an allowed approver)")]
+Env = Annotated[str, typer.Option("--env", help="the environment the decision is for")]
+Json = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+
+
+def _client_call(operation):
+    """Run `operation(client)` against Temporal; user-facing errors surface as one line."""
+
+    async def run():
+        return await operation(await connect())
+
+    return asyncio.run(run())
+
+
+@changes_app.command("ls")
+def changes_ls(as_json: Json = False) -> None:
+    """Changes, newest first: id, status, stage, environment and commit."""
+    summaries = _client_call(changes.list_changes)
+    if as_json:
+        print(json.dumps([s.model_dump(mode="json") for s in summaries], indent=2))
+        return
+    if not summaries:
+        console.print("no changes yet: open a PR on a configured app (or run `baton demo`)")
+    for s in summaries:
+        commit = (s.commit or "")[:12]
+        console.print(
+            f"{s.id:<32} {s.status:<10} {s.stage or '':<14} {s.environment or '-':<10} {commit}"
+        )
+
+
+@changes_app.command("show")
+def changes_show(change: ChangeId, as_json: Json = False) -> None:
+    """A change's timeline, its current gate, and who it waits for."""
+    detail = _client_call(lambda client: changes.show(client, change))
+    if as_json:
+        print(detail.model_dump_json(indent=2))
+        return
+    render_change(detail)
+
+
+def render_change(detail: changes.ChangeDetail) -> None:
+    status = detail.change
+    console.print(f"[bold]{status.id}[/] {status.app}#{status.pr_number} by {status.author}")
+    console.print(
+        f"state: [bold]{status.state}[/]" + (f" ({status.reason})" if status.reason else "")
+    )
+    if status.merge_commit:
+        console.print(f"merge commit: {status.merge_commit}")
+    if status.artifact:
+        console.print(f"artifact: {status.artifact.image_ref}")
+    for stage in status.timeline:
+        _print_stage(stage, indent="  ")
+    rollout = detail.rollout
+    if rollout is not None:
+        console.print(f"rollout to [bold]{rollout.environment}[/]:")
+        for stage in rollout.timeline:
+            _print_stage(stage, indent="    ")
+    gate = (rollout.gate if rollout else None) or status.gate
+    if gate is not None:
+        console.print(f"[yellow]waiting:[/] {gate.description}")
+        if gate.kind == "approval":
+            console.print(
+                f"  approvals: {len(gate.approved_by)}/{gate.required}"
+                f" (approved by: {', '.join(gate.approved_by) or 'nobody yet'})"
+            )
+            console.print(f"  may still approve: {', '.join(gate.waiting_on) or 'anyone allowed'}")
+            console.print(
+                f"  approve with: baton approve {status.id} --env {gate.environment} --as USER"
+            )
+        elif gate.waiting_on:
+            console.print(f"  on: {', '.join(gate.waiting_on)}")
+
+
+def _print_stage(stage, indent: str) -> None:
+    mark = {"succeeded": "[green]✔[/]", "failed": "[red]✘[/]", "running": "[yellow]…[/]"}
+    took = ""
+    if stage.ended_at:
+        took = f" {(stage.ended_at - stage.started_at).total_seconds():.1f}s"
+    console.print(
+        f"{indent}{mark.get(stage.outcome, '·')} {stage.name}{took} {stage.detail}", highlight=False
+    )
+
+
+@app.command("approve")
+def approve(
+    change: ChangeId,
+    env: Env,
+    as_: AsUser,
+    comment: Annotated[str, typer.Option(help="why")] = "",
+) -> None:
+    """Approve a change's rollout into an environment (checked against the environment's policy)."""
+    decision = Approval(user=as_, comment=comment)
+    message = _client_call(lambda c: changes.decide(c, change, env, decision, approve=True))
+    console.print(message)
+
+
+@app.command("reject")
+def reject(
+    change: ChangeId,
+    env: Env,
+    as_: AsUser,
+    comment: Annotated[str, typer.Option(help="why")] = "",
+) -> None:
+    """Reject a change's rollout into an environment: its promotion stops."""
+    decision = Approval(user=as_, comment=comment)
+    message = _client_call(lambda c: changes.decide(c, change, env, decision, approve=False))
+    console.print(message)
+
+
+@app.command("abort")
+def abort(
+    change: ChangeId,
+    reason: Annotated[str, typer.Option("--reason", help="why the change is stopped")],
+    as_: Annotated[str, typer.Option("--as", help="who aborts")] = "baton",
+) -> None:
+    """Stop a change wherever it is; an open GitOps PR is closed."""
+    console.print(_client_call(lambda c: changes.abort(c, change, as_, reason)))
 
 
 @config_app.command("check")
@@ -94,6 +228,45 @@ def dev_down() -> None:
     """Stop the embedded stack started with `baton dev up --detach`."""
     stopped = Stack().down()
     console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+@app.command("demo")
+def demo(
+    auto_approve: Annotated[
+        bool, typer.Option("--auto-approve", help="play the configured reviewers")
+    ] = False,
+    as_json: Json = False,
+) -> None:
+    """Carry one change of the sample app through PR, CI, dev, staging and prod."""
+    settings = Settings()
+    say = (lambda line: None) if as_json else (lambda line: console.print(line, highlight=False))
+    stack = Stack(settings)
+    started = stack.up()
+    if started:
+        say(f"started the embedded stack: {', '.join(started)} (stop it with `baton dev down`)")
+    config = load_config(config_path(settings))
+    forge = create_forge(config.forge, settings)
+    if not isinstance(forge, LocalForge):
+        raise BatonError("baton demo runs on the local forge: set forge.kind: local")
+    seed_repositories(forge, config)
+
+    async def run(client):
+        runner = Demo(client, config, settings, forge, auto_approve=auto_approve, say=say)
+        return await runner.run()
+
+    summary = _client_call(run)
+    if as_json:
+        print(summary.model_dump_json(indent=2))
+    else:
+        say(
+            f"change {summary.change_id}: {summary.state}"
+            + (f" ({summary.reason})" if summary.reason else "")
+        )
+        for report in summary.environments:
+            say(f"  {report.environment:<8} {report.url}  →  {report.version}")
+        say(f"Temporal UI: {summary.temporal_ui}")
+    if summary.state != "completed":
+        raise typer.Exit(1)
 
 
 def main() -> None:

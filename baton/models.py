@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from baton.artifacts import Artifact
 from baton.checks import CheckResult
 from baton.config import AppConfig, EnvironmentConfig, GitOpsConfig
 
@@ -80,22 +81,6 @@ class PullRequestEvent(BaseModel):
     delivery_id: str = ""
 
 
-class Artifact(BaseModel):
-    """What CI publishes and CD deploys (CD never rebuilds): templates plus the image by digest."""
-
-    app: str
-    commit: str
-    image: str
-    image_digest: str
-    chart_ref: str | None = None
-    chart_digest: str | None = None
-    metadata: dict[str, str] = {}
-
-    @property
-    def image_ref(self) -> str:
-        return f"{self.image}@{self.image_digest}"
-
-
 class PipelineInput(BaseModel):
     """Runs the PR or CI pipeline of one app at one commit."""
 
@@ -122,6 +107,78 @@ class PipelineResult(BaseModel):
         return "; ".join(f"{c.name}: {c.summary}" for c in self.failures)[:1000]
 
 
+class Approval(BaseModel):
+    """A human decision on a rollout, by CLI/API update or by a forge review."""
+
+    user: str
+    comment: str = ""
+    source: Literal["baton", "forge"] = "baton"
+    at: datetime | None = None
+
+
+class ForgeReview(BaseModel):
+    """A review on the GitOps PR, as the forge reported it."""
+
+    user: str
+    approved: bool
+    commit: str
+
+
+class RolloutInput(BaseModel):
+    """Starts an EnvironmentRollout: one artifact into one environment."""
+
+    change_id: str
+    app: AppConfig
+    environment: EnvironmentConfig
+    artifact: Artifact
+    author: str
+    ui_url: str = "http://127.0.0.1:8233"
+    namespace: str = "default"
+
+
+class Rendered(BaseModel):
+    """An environment's rendered manifests (stored by reference) and their diff to the GitOps repo."""
+
+    path: str
+    content_ref: str
+    content_hash: str
+    diff_markdown: str
+    changed_objects: int
+
+
+class GitOpsPullRequest(BaseModel):
+    number: int
+    url: str
+    head_branch: str
+    head_sha: str
+
+
+class SyncEvent(BaseModel):
+    """A Flux (or local cluster) event about an environment, signalled by the API."""
+
+    revision: str
+    state: Literal["ready", "failed", "progressing"]
+    reason: str = ""
+    message: str = ""
+
+
+class SyncOutcome(BaseModel):
+    synced: bool
+    revision: str | None = None
+    reason: str = ""
+    message: str = ""
+
+
+class RolloutResult(BaseModel):
+    environment: str
+    outcome: Literal["deployed", "rejected", "failed", "aborted"]
+    reason: str = ""
+    gitops_pr: GitOpsPullRequest | None = None
+    merge_commit: str | None = None
+    approvals: list[Approval] = []
+    served: str | None = None
+
+
 class ChangeStatus(BaseModel):
     """The `status` query: the change's timeline and its current gate."""
 
@@ -137,3 +194,10 @@ class ChangeStatus(BaseModel):
     timeline: list[Stage] = Field(default_factory=list)
     artifact: Artifact | None = None
     reason: str | None = None
+    rollouts: list[RolloutResult] = []
+    current_rollout: str | None = None
+
+
+class AbortInput(BaseModel):
+    user: str
+    reason: str

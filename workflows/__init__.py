@@ -2,5 +2,6 @@
 
 from workflows.change import ChangeWorkflow
 from workflows.pipelines import CIPipeline, PullRequestPipeline
+from workflows.rollout import EnvironmentRollout
 
-WORKFLOWS = [ChangeWorkflow, PullRequestPipeline, CIPipeline]
+WORKFLOWS = [ChangeWorkflow, PullRequestPipeline, CIPipeline, EnvironmentRollout]

@@ -7,10 +7,13 @@ from urllib.parse import quote
 
 from temporalio import workflow
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ChildWorkflowError
+from temporalio.exceptions import ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
+    from baton.artifacts import Artifact
+    from baton.config import EnvironmentConfig
     from baton.models import (
+        AbortInput,
         ChangeInput,
         ChangeState,
         ChangeStatus,
@@ -19,10 +22,15 @@ with workflow.unsafe.imports_passed_through():
         PipelineInput,
         PipelineResult,
         PullRequestEvent,
+        RolloutInput,
+        RolloutResult,
         Stage,
     )
     from baton.temporal import SearchAttributes, TaskQueues
     from workflows.pipelines import CIPipeline, PullRequestPipeline
+    from workflows.rollout import EnvironmentRollout, rollout_id
+
+TERMINAL = ("completed", "failed", "closed", "aborted")
 
 
 def change_id(app: str, pr_number: int) -> str:
@@ -57,6 +65,10 @@ class ChangeWorkflow:
         self.result: PipelineResult | None = None
         self.reason: str | None = None
         self.validations = 0
+        self.rollouts: list[RolloutResult] = []
+        self.current_rollout: str | None = None
+        self.aborted: AbortInput | None = None
+        self.body: asyncio.Future | None = None
 
     # Messages
 
@@ -69,6 +81,24 @@ class ChangeWorkflow:
             self.merge_commit = event.merge_commit_sha
         elif event.action == "closed" and self.merge_commit is None:
             self.closed = True
+
+    @workflow.update
+    def abort(self, request: AbortInput) -> str:
+        """Stop the change wherever it is; a running rollout closes its GitOps PR."""
+        self.aborted = request
+        if self.body is not None:
+            self.body.cancel()
+        return f"aborting {workflow.info().workflow_id}"
+
+    @abort.validator
+    def _check_abort(self, request: AbortInput) -> None:
+        if not request.reason.strip():
+            raise ApplicationError("give a reason for the abort (--reason)", type="BadRequest")
+        if self.state in TERMINAL or self.aborted is not None:
+            raise ApplicationError(
+                f"{workflow.info().workflow_id} is already {self.state}: nothing to abort",
+                type="BadRequest",
+            )
 
     @workflow.query
     def status(self) -> ChangeStatus:
@@ -85,22 +115,86 @@ class ChangeWorkflow:
             timeline=self.timeline,
             artifact=self.result.artifact if self.result else None,
             reason=self.reason,
+            rollouts=self.rollouts,
+            current_rollout=self.current_rollout,
         )
 
     # Orchestration
 
     @workflow.run
     async def run(self, input: ChangeInput) -> ChangeStatus:
+        self.body = asyncio.ensure_future(self._carry())
+        try:
+            await self.body
+        except asyncio.CancelledError:
+            if self.aborted is None:
+                raise
+            self._set_state("aborted", f"aborted by {self.aborted.user}: {self.aborted.reason}")
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self.status()
+
+    async def _carry(self) -> None:
         await self._validate_until_merged()
         if self.closed:
             self._set_state("closed", "pull request closed without merging")
-            return self.status()
+            return
         self.result = await self._integrate()
-        if not self.result.passed:
+        if not self.result.passed or self.result.artifact is None:
             self._set_state("failed", f"CI failed: {self.result.summary()}")
-            return self.status()
+            return
         self._set_state("integrated")
-        return self.status()
+        await self._promote(self.result.artifact)
+
+    async def _promote(self, artifact: Artifact) -> None:
+        """Roll the artifact out to each environment in promotion order; a failure stops it."""
+        plan = self.input.plan
+        for env in plan.environments:
+            self._set_state("promoting", f"{env.name}")
+            workflow.upsert_search_attributes([SearchAttributes.ENVIRONMENT.value_set(env.name)])
+            result = await self._rollout(env, artifact)
+            self.rollouts.append(result)
+            self.current_rollout = None
+            if result.outcome != "deployed":
+                self._set_state("failed", f"{env.name}: {result.outcome}: {result.reason}")
+                return
+        self._set_state("completed", f"deployed to {', '.join(e.name for e in plan.environments)}")
+
+    async def _rollout(self, env: EnvironmentConfig, artifact: Artifact) -> RolloutResult:
+        app = self.input.plan.app.name
+        child_id = rollout_id(app, env.name, artifact.commit)
+        self.current_rollout = child_id
+        stage = self._begin(f"deploy to {env.name}", links={"rollout": self._ui_link(child_id)})
+        try:
+            result: RolloutResult = await workflow.execute_child_workflow(
+                EnvironmentRollout.run,
+                RolloutInput(
+                    change_id=workflow.info().workflow_id,
+                    app=self.input.plan.app,
+                    environment=env,
+                    artifact=artifact,
+                    author=self.input.author,
+                    ui_url=self.input.plan.ui_url,
+                    namespace=self.input.plan.namespace,
+                ),
+                id=child_id,
+                task_queue=TaskQueues.WORKFLOWS,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        SearchAttributePair(SearchAttributes.APP, app),
+                        SearchAttributePair(SearchAttributes.ENVIRONMENT, env.name),
+                        SearchAttributePair(SearchAttributes.COMMIT, artifact.commit),
+                    ]
+                ),
+                static_summary=f"{app} {artifact.commit[:12]} → {env.name}",
+            )
+        except ChildWorkflowError as err:
+            cause = err.cause.message if err.cause else str(err)
+            result = RolloutResult(environment=env.name, outcome="failed", reason=cause)
+        if result.gitops_pr:
+            stage.links["gitops pr"] = result.gitops_pr.url
+        outcome = "succeeded" if result.outcome == "deployed" else "failed"
+        self._end(stage, outcome, f"{result.outcome}: {result.reason}")
+        return result
 
     async def _validate_until_merged(self) -> None:
         """Validate the current head; a new head cancels the running validation and starts over."""

@@ -9,6 +9,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
+    from activities.forge import CommitStatusInput, set_commit_status
     from activities.pipeline import (
         BuildInput,
         CheckInput,
@@ -17,8 +18,6 @@ with workflow.unsafe.imports_passed_through():
         publish_artifact,
         run_check,
     )
-
-    from activities.forge import CommitStatusInput, set_commit_status
     from baton.models import CheckResult, PipelineInput, PipelineResult
     from baton.temporal import TaskQueues
 

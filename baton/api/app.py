@@ -9,11 +9,13 @@ from fastapi.responses import JSONResponse
 from temporalio.client import Client
 
 from activities.context import config_path
+from baton import flux
 from baton.api import github
 from baton.api.github import WebhookRejected
-from baton.api.ingress import Deliveries, Ingress
+from baton.api.ingress import Deliveries, FluxEvent, Ingress
 from baton.config import BatonConfig, load_config
-from baton.settings import Settings
+from baton.models import SyncEvent
+from baton.settings import Settings, read_secret
 from baton.temporal import connect
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
@@ -76,6 +78,8 @@ def create_app(
         try:
             if event == "pull_request":
                 outcome = await ingress.pull_request(github.pull_request(payload), delivery)
+            elif event == "pull_request_review" and payload.get("action") == "submitted":
+                outcome = await ingress.review(github.review(payload))
             else:
                 return JSONResponse({"result": f"ignored: event {event!r}"}, status_code=202)
         except BaseException:
@@ -86,4 +90,38 @@ def create_app(
             status_code=outcome.status,
         )
 
+    @app.post("/webhooks/flux", status_code=202)
+    async def flux_webhook(request: Request) -> JSONResponse:
+        """Flux notification-controller events (generic-hmac provider), also sent by the local cluster."""
+        body = await read_body(request)
+        secret = read_secret("BATON_FLUX_WEBHOOK_SECRET") or settings.webhook_secret
+        if not flux.verify_generic_hmac(secret, body, request.headers.get("x-signature")):
+            raise WebhookRejected(401, "X-Signature is missing or does not match the body")
+        event = flux_event(github.parse_json(body))
+        if event is None:
+            return JSONResponse({"result": "ignored: not a Kustomization event with a revision"})
+        outcome = await request.app.state.ingress.sync(event)
+        return JSONResponse({"result": outcome.message}, status_code=outcome.status)
+
     return app
+
+
+def flux_event(payload: dict) -> FluxEvent | None:
+    """The routing facts of a Flux event, or None when it is not about a Kustomization revision."""
+    involved = payload.get("involvedObject")
+    if not isinstance(involved, dict) or involved.get("kind") != "Kustomization":
+        return None
+    name, namespace = involved.get("name"), involved.get("namespace")
+    revision = flux.event_revision(payload)
+    if not isinstance(name, str) or not isinstance(namespace, str) or revision is None:
+        return None
+    reason = payload.get("reason") if isinstance(payload.get("reason"), str) else ""
+    message = payload.get("message") if isinstance(payload.get("message"), str) else ""
+    if reason == "ReconciliationSucceeded":
+        state = "ready"
+    elif payload.get("severity") == "error":
+        state = "failed"
+    else:
+        state = "progressing"
+    sync = SyncEvent(revision=revision, state=state, reason=reason, message=message[:500])
+    return FluxEvent(name=name, namespace=namespace, sync=sync)

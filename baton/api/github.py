@@ -42,6 +42,7 @@ class PullRequestHook(BaseModel):
     repo: str
     number: int
     title: str = ""
+    body: str = ""
     author: str
     head_branch: str
     head_sha: str
@@ -53,6 +54,7 @@ class PullRequestHook(BaseModel):
 class ReviewHook(BaseModel):
     repo: str
     number: int
+    body: str = ""
     reviewer: str
     state: str
     commit_id: str
@@ -80,6 +82,11 @@ def _get(payload: Any, path: str, kind: type) -> Any:
     return value
 
 
+def _optional_str(obj: dict[str, Any], key: str) -> str:
+    value = obj.get(key)
+    return value if isinstance(value, str) else ""
+
+
 def _repo(payload: dict[str, Any]) -> str:
     repository = _get(payload, "repository", dict)
     name = repository.get("full_name") or repository.get("name")
@@ -95,7 +102,8 @@ def pull_request(payload: dict[str, Any]) -> PullRequestHook:
         action=_get(payload, "action", str),
         repo=_repo(payload),
         number=_get(pr, "number", int),
-        title=pr.get("title") if isinstance(pr.get("title"), str) else "",
+        title=_optional_str(pr, "title"),
+        body=_optional_str(pr, "body"),
         author=_get(pr, "user.login", str),
         head_branch=_get(pr, "head.ref", str),
         head_sha=_get(pr, "head.sha", str),
@@ -109,6 +117,7 @@ def review(payload: dict[str, Any]) -> ReviewHook:
     return ReviewHook(
         repo=_repo(payload),
         number=_get(payload, "pull_request.number", int),
+        body=_optional_str(_get(payload, "pull_request", dict), "body"),
         reviewer=_get(payload, "review.user.login", str),
         state=_get(payload, "review.state", str).lower(),
         commit_id=_get(payload, "review.commit_id", str),

@@ -2,20 +2,40 @@
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from baton.api.github import PullRequestHook
+from baton.api.github import PullRequestHook, ReviewHook
+from baton.cluster.base import kustomization_name
 from baton.config import BatonConfig
-from baton.models import ChangeInput, ChangePlan, PullRequestEvent
+from baton.models import ChangeInput, ChangePlan, ForgeReview, PullRequestEvent, SyncEvent
 from baton.settings import Settings
 from baton.temporal import TaskQueues
 from workflows.change import ChangeWorkflow, change_id, initial_search_attributes
+from workflows.rollout import EnvironmentRollout
+
+ROLLOUT_TRAILER = re.compile(r"^Baton-Rollout: (rollout/\S+)\s*$", re.MULTILINE)
+
+
+def rollout_of(body: str) -> str | None:
+    """The rollout a GitOps PR belongs to, from the trailer Baton writes into its body."""
+    match = ROLLOUT_TRAILER.search(body)
+    return match.group(1) if match else None
+
+
+@dataclass
+class FluxEvent:
+    """A Flux event reduced to what routing needs."""
+
+    name: str
+    namespace: str
+    sync: SyncEvent
 
 
 @dataclass
@@ -68,6 +88,8 @@ class Ingress:
         )
 
     async def pull_request(self, hook: PullRequestHook, delivery_id: str) -> Outcome:
+        if hook.repo == self.config.gitops.repo:
+            return await self._gitops_pull_request(hook)
         app = self.config.app_for_repo(hook.repo)
         if app is None:
             return Outcome(202, f"ignored: repository {hook.repo!r} is not an app in the config")
@@ -86,14 +108,65 @@ class Ingress:
             event = PullRequestEvent(action="closed", delivery_id=delivery_id)
         else:
             return Outcome(202, f"ignored: pull_request action {hook.action!r}")
-        handle: WorkflowHandle = self.client.get_workflow_handle(workflow_id)
+        return await self._signal(workflow_id, ChangeWorkflow.pull_request_event, event)
+
+    async def _gitops_pull_request(self, hook: PullRequestHook) -> Outcome:
+        """A GitOps PR merged by a human releases the rollout that opened it."""
+        rollout = rollout_of(hook.body)
+        if rollout is None:
+            return Outcome(202, f"ignored: GitOps PR #{hook.number} was not opened by Baton")
+        if hook.action != "closed" or not hook.merged or not hook.merge_commit_sha:
+            return Outcome(202, f"ignored: GitOps PR action {hook.action!r}", rollout)
+        return await self._signal(rollout, EnvironmentRollout.gitops_merged, hook.merge_commit_sha)
+
+    async def review(self, hook: ReviewHook) -> Outcome:
+        """A review of a GitOps PR counts as an approval (or rejection) under the same policy."""
+        if hook.repo != self.config.gitops.repo:
+            return Outcome(202, "ignored: reviews of application PRs are the forge's business")
+        rollout = rollout_of(hook.body)
+        if rollout is None:
+            return Outcome(202, f"ignored: GitOps PR #{hook.number} was not opened by Baton")
+        if hook.state not in ("approved", "changes_requested"):
+            return Outcome(202, f"ignored: review state {hook.state!r}", rollout)
+        review = ForgeReview(
+            user=hook.reviewer, approved=hook.state == "approved", commit=hook.commit_id
+        )
+        return await self._signal(rollout, EnvironmentRollout.forge_review, review)
+
+    async def sync(self, event: FluxEvent) -> Outcome:
+        """A Flux event: signal every running rollout of that app and environment."""
+        target = self._kustomizations().get((event.namespace, event.name))
+        if target is None:
+            return Outcome(
+                202, f"ignored: Kustomization {event.namespace}/{event.name} is not configured"
+            )
+        app, env = target
+        query = (
+            f"WorkflowType = 'EnvironmentRollout' AND ExecutionStatus = 'Running' "
+            f"AND BatonApp = '{app}' AND BatonEnvironment = '{env}'"
+        )
+        signalled = []
+        async for execution in self.client.list_workflows(query):
+            outcome = await self._signal(execution.id, EnvironmentRollout.sync_event, event.sync)
+            if outcome.status < 300 and outcome.workflow_id:
+                signalled.append(execution.id)
+        return Outcome(202, f"signalled {len(signalled)} rollout(s) of {app} in {env}")
+
+    def _kustomizations(self) -> dict[tuple[str, str], tuple[str, str]]:
+        return {
+            (env.sync.namespace, kustomization_name(env, app.name)): (app.name, env.name)
+            for env in self.config.environments
+            for app in self.config.apps
+        }
+
+    async def _signal(self, workflow_id: str, signal, arg) -> Outcome:
         try:
-            await handle.signal(ChangeWorkflow.pull_request_event, event)
+            await self.client.get_workflow_handle(workflow_id).signal(signal, arg)
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
-                return Outcome(202, f"ignored: no running change {workflow_id}", workflow_id)
+                return Outcome(202, f"ignored: {workflow_id} is not running")
             raise
-        return Outcome(202, f"signalled {workflow_id}: {event.action}", workflow_id)
+        return Outcome(202, f"signalled {workflow_id}", workflow_id)
 
     async def _start(self, app_name: str, hook: PullRequestHook, workflow_id: str) -> Outcome:
         change = ChangeInput(

@@ -1,0 +1,121 @@
+"""Client-side operations on changes: list, inspect, approve, reject, abort (CLI and API share them)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from baton.errors import BatonError
+from baton.models import AbortInput, Approval, ChangeStatus
+from baton.temporal import SearchAttributes
+from workflows.change import ChangeWorkflow
+from workflows.rollout import EnvironmentRollout, RolloutStatus, rollout_id
+
+
+class ChangeNotFound(BatonError):
+    def __init__(self, change_id: str) -> None:
+        super().__init__(f"no change {change_id!r}: list changes with `baton changes ls`")
+
+
+class Refused(BatonError):
+    """The workflow refused the request (policy, state); the message says why."""
+
+
+class ChangeSummary(BaseModel):
+    id: str
+    status: str
+    stage: str | None
+    commit: str | None
+    environment: str | None
+    started_at: datetime | None
+
+
+class ChangeDetail(BaseModel):
+    change: ChangeStatus
+    rollout: RolloutStatus | None = None
+
+
+def normalize_id(change: str) -> str:
+    """Accept `change/app/7` or the short `app/7`."""
+    return change if change.startswith("change/") else f"change/{change}"
+
+
+async def list_changes(client: Client, limit: int = 50) -> list[ChangeSummary]:
+    """Changes, newest first, from visibility (search attributes): no worker needed."""
+    changes = []
+    async for execution in client.list_workflows("WorkflowType = 'ChangeWorkflow'", limit=limit):
+        attributes = execution.typed_search_attributes
+        changes.append(
+            ChangeSummary(
+                id=execution.id,
+                status=execution.status.name.lower() if execution.status else "unknown",
+                stage=attributes.get(SearchAttributes.STAGE),
+                commit=attributes.get(SearchAttributes.COMMIT),
+                environment=attributes.get(SearchAttributes.ENVIRONMENT),
+                started_at=execution.start_time,
+            )
+        )
+    return changes
+
+
+async def show(client: Client, change: str) -> ChangeDetail:
+    """The change's timeline and gate, plus the status of the rollout it is in, if any."""
+    change_id = normalize_id(change)
+    try:
+        status = await client.get_workflow_handle(change_id).query(ChangeWorkflow.status)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise ChangeNotFound(change_id) from None
+        raise
+    rollout = None
+    if status.current_rollout:
+        rollout = await client.get_workflow_handle(status.current_rollout).query(
+            EnvironmentRollout.status
+        )
+    return ChangeDetail(change=status, rollout=rollout)
+
+
+async def decide(
+    client: Client, change: str, environment: str, decision: Approval, *, approve: bool
+) -> str:
+    """Approve or reject the change's rollout into `environment`; refused with the policy's reason."""
+    detail = await show(client, change)
+    status = detail.change
+    if status.artifact is None:
+        raise Refused(
+            f"{status.id} has not been integrated yet (now: {status.state}): "
+            f"approvals apply to environment rollouts"
+        )
+    target = rollout_id(status.app, environment, status.artifact.commit)
+    if status.current_rollout != target:
+        done = [r.environment for r in status.rollouts]
+        where = (
+            f"it already went through {environment}"
+            if environment in done
+            else (
+                f"it is not in {environment} yet (now: {status.state} {status.reason or ''})".strip()
+            )
+        )
+        raise Refused(f"{status.id} is not waiting for {environment}: {where}")
+    update = EnvironmentRollout.approve if approve else EnvironmentRollout.reject
+    try:
+        return await client.get_workflow_handle(target).execute_update(update, decision)
+    except WorkflowUpdateFailedError as exc:
+        raise Refused(getattr(exc.cause, "message", None) or str(exc.cause)) from None
+
+
+async def abort(client: Client, change: str, user: str, reason: str) -> str:
+    change_id = normalize_id(change)
+    try:
+        return await client.get_workflow_handle(change_id).execute_update(
+            ChangeWorkflow.abort, AbortInput(user=user, reason=reason)
+        )
+    except WorkflowUpdateFailedError as exc:
+        raise Refused(getattr(exc.cause, "message", None) or str(exc.cause)) from None
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise ChangeNotFound(change_id) from None
+        raise

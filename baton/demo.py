@@ -1,0 +1,219 @@
+"""`baton demo`: one change of the sample app carried through PR, CI and every environment."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from pydantic import BaseModel
+from temporalio.client import Client
+
+from baton import changes
+from baton.config import BatonConfig
+from baton.errors import BatonError
+from baton.local.forge import LocalForge
+from baton.models import Approval, ChangeStatus
+from baton.settings import Settings
+from baton.tools import PROJECT_ROOT
+
+EXAMPLES = PROJECT_ROOT / "examples"
+AUTHOR = "alice"
+MERGER = "bob"
+GREETING = re.compile(r'^DEFAULT_GREETING = ".*"$', re.MULTILINE)
+
+
+class DemoFailed(BatonError):
+    """The demo change did not make it through; the message says where and why."""
+
+
+class EnvironmentReport(BaseModel):
+    environment: str
+    url: str | None
+    version: dict | str | None
+    gitops_pr: str | None
+
+
+class DemoSummary(BaseModel):
+    change_id: str
+    commit: str | None
+    state: str
+    reason: str | None
+    environments: list[EnvironmentReport]
+    temporal_ui: str
+
+
+def seed_repositories(
+    forge: LocalForge, config: BatonConfig, gitops_seed: Path | None = None
+) -> None:
+    """Create the sample app and GitOps repositories in the local forge when they are missing."""
+    app = config.apps[0]
+    forge.create_repo(app.repo, from_dir=EXAMPLES / "sample-app")
+    forge.create_repo(config.gitops.repo, from_dir=gitops_seed or EXAMPLES / "gitops")
+
+
+def push_visible_change(forge: LocalForge, repo: str, stamp: str) -> str:
+    """Commit a new greeting on a branch as the demo's author; returns the branch name."""
+    branch = f"demo/{stamp}"
+    with tempfile.TemporaryDirectory(prefix="baton-demo-") as tmp:
+        work = Path(tmp) / repo
+        git = _git(work)
+        subprocess.run(["git", "clone", "-q", forge.clone_url(repo), str(work)], check=True)
+        git("checkout", "-q", "-b", branch)
+        app_py = work / "app.py"
+        text, found = GREETING.subn(
+            f'DEFAULT_GREETING = "Hello from sample-app ({stamp})"', app_py.read_text()
+        )
+        if not found:
+            raise DemoFailed(f"{app_py} has no DEFAULT_GREETING line to change")
+        app_py.write_text(text)
+        git("commit", "-q", "-am", f"Greet with {stamp}")
+        git("push", "-q", "origin", branch)
+    return branch
+
+
+def _git(cwd: Path) -> Callable[..., None]:
+    identity = ["-c", f"user.name={AUTHOR}", "-c", f"user.email={AUTHOR}@example.invalid"]
+
+    def run(*args: str) -> None:
+        subprocess.run(["git", *identity, *args], cwd=cwd, check=True)
+
+    return run
+
+
+class Demo:
+    """Drives one change; `say` prints progress lines."""
+
+    def __init__(
+        self,
+        client: Client,
+        config: BatonConfig,
+        settings: Settings,
+        forge: LocalForge,
+        *,
+        auto_approve: bool,
+        say: Callable[[str], None],
+        timeout_s: float = 1800,
+    ) -> None:
+        self.client = client
+        self.config = config
+        self.settings = settings
+        self.forge = forge
+        self.auto_approve = auto_approve
+        self.say = say
+        self.timeout_s = timeout_s
+
+    async def run(self) -> DemoSummary:
+        app = self.config.apps[0]
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
+        branch = push_visible_change(self.forge, app.repo, stamp)
+        pr = self.forge.open_pull_request(
+            app.repo,
+            branch,
+            "main",
+            f"Greet with {stamp}",
+            "A visible change for the demo.",
+            AUTHOR,
+        )
+        change_id = f"change/{app.name}/{pr.number}"
+        self.say(f"{AUTHOR} opened {app.repo}#{pr.number}: {change_id}")
+        self.say(f"  follow it: baton changes show {change_id}")
+        status = await self._follow(change_id, merge=(app.repo, pr.number))
+        return await self._summary(status)
+
+    async def _follow(self, change_id: str, merge: tuple[str, int]) -> ChangeStatus:
+        """Print each new stage; merge when validation passed; approve when asked to."""
+        deadline = time.monotonic() + self.timeout_s
+        printed: set[str] = set()
+        merged = False
+        prompted: set[str] = set()
+        while time.monotonic() < deadline:
+            try:
+                detail = await changes.show(self.client, change_id)
+            except changes.ChangeNotFound:
+                await asyncio.sleep(0.5)
+                continue
+            status = detail.change
+            stages = [*status.timeline, *(detail.rollout.timeline if detail.rollout else [])]
+            for stage in stages:
+                key = f"{stage.name}:{stage.started_at}:{stage.outcome}"
+                if stage.outcome != "running" and key not in printed and stage.name != "note":
+                    printed.add(key)
+                    self.say(
+                        f"  {'✔' if stage.outcome == 'succeeded' else '✘'} {stage.name}: {stage.detail}"
+                    )
+            if status.state in ("completed", "failed", "closed", "aborted"):
+                return status
+            if status.state == "awaiting-merge" and not merged:
+                if status.reason:
+                    raise DemoFailed(f"the PR pipeline failed: {status.reason}")
+                self.say(f"  {MERGER} merges {merge[0]}#{merge[1]}")
+                self.forge.user = MERGER
+                self.forge.merge_pull_request(merge[0], merge[1], status.head_sha)
+                merged = True
+            gate = detail.rollout.gate if detail.rollout else None
+            if gate is not None and gate.kind == "approval" and gate.environment:
+                await self._approvals(change_id, gate, prompted)
+            await asyncio.sleep(0.5)
+        raise DemoFailed(f"{change_id} did not finish within {self.timeout_s:.0f}s")
+
+    async def _approvals(self, change_id: str, gate, prompted: set[str]) -> None:
+        env = gate.environment
+        if not self.auto_approve:
+            if env not in prompted:
+                prompted.add(env)
+                self.say(
+                    f"  {env} needs {gate.required} approval(s) from {', '.join(gate.waiting_on)}:"
+                )
+                for user in gate.waiting_on[: gate.required]:
+                    self.say(f"    baton approve {change_id} --env {env} --as {user}")
+            return
+        missing = gate.required - len(gate.approved_by)
+        for user in gate.waiting_on[:missing]:
+            decision = Approval(user=user, comment="approved by baton demo --auto-approve")
+            try:
+                message = await changes.decide(self.client, change_id, env, decision, approve=True)
+            except changes.Refused as refused:
+                self.say(f"  approval by {user} refused: {refused}")
+                continue
+            self.say(f"  {message}")
+
+    async def _summary(self, status: ChangeStatus) -> DemoSummary:
+        reports = []
+        by_env = {r.environment: r for r in status.rollouts}
+        for env in self.config.promotion_order():
+            url = env.verify.url if env.verify else None
+            rollout = by_env.get(env.name)
+            reports.append(
+                EnvironmentReport(
+                    environment=env.name,
+                    url=url,
+                    version=_fetch(url) if url else None,
+                    gitops_pr=rollout.gitops_pr.url if rollout and rollout.gitops_pr else None,
+                )
+            )
+        return DemoSummary(
+            change_id=status.id,
+            commit=status.merge_commit,
+            state=status.state,
+            reason=status.reason,
+            environments=reports,
+            temporal_ui=f"{self.settings.temporal_ui_url}/namespaces/{self.client.namespace}/workflows",
+        )
+
+
+def _fetch(url: str) -> dict | str | None:
+    try:
+        answer = httpx.get(url, timeout=5)
+    except httpx.HTTPError as exc:
+        return f"unreachable: {exc}"
+    try:
+        return answer.json()
+    except ValueError:
+        return answer.text[:200]

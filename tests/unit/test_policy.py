@@ -1,0 +1,38 @@
+"""Approval policy rules, as the rollout's update validators apply them."""
+
+from __future__ import annotations
+
+import pytest
+
+from baton.config import ApprovalPolicy
+from baton.models import Approval
+from baton.policy import PolicyViolation, check_approval, satisfied, still_may_approve
+
+PROD = ApprovalPolicy(required=2, approvers=["carol", "dave", "alice"], allow_self_approval=False)
+
+
+def test_prod_rejects_self_approval() -> None:
+    with pytest.raises(PolicyViolation, match="alice is the change's author .* forbids self-approval"):
+        check_approval(PROD, "prod", "alice", [], "alice")
+
+
+def test_unknown_approver_is_refused_with_the_allowed_list() -> None:
+    with pytest.raises(PolicyViolation, match="mallory may not approve prod: allowed approvers are carol, dave, alice"):
+        check_approval(PROD, "prod", "alice", [], "mallory")
+
+
+def test_second_approval_by_same_person_does_not_count() -> None:
+    approvals = [Approval(user="carol")]
+    with pytest.raises(PolicyViolation, match="carol has already approved prod"):
+        check_approval(PROD, "prod", "alice", approvals, "carol")
+    assert not satisfied(PROD, approvals + [Approval(user="carol")])
+    assert satisfied(PROD, approvals + [Approval(user="dave")])
+
+
+def test_self_approval_allowed_when_policy_says_so() -> None:
+    dev = ApprovalPolicy(required=1, allow_self_approval=True)
+    check_approval(dev, "dev", "alice", [], "alice")
+
+
+def test_who_may_still_approve_excludes_author_and_those_done() -> None:
+    assert still_may_approve(PROD, "alice", [Approval(user="carol")]) == ["dave"]
