@@ -1,0 +1,192 @@
+"""The `Forge` protocol every forge adapter implements, its models and its errors.
+
+A forge hosts the application and GitOps repositories and their pull requests. Baton talks to it
+only through this protocol, so GitHub, Azure Repos, Gitea and the embedded local forge are
+interchangeable. Methods are synchronous and idempotent where the docstring says so, because
+Temporal may run any activity more than once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel
+
+from baton.errors import BatonError
+
+PullRequestState = Literal["open", "closed", "merged"]
+ReviewState = Literal["approved", "changes_requested", "commented"]
+StatusState = Literal["pending", "success", "failure", "error"]
+
+
+class PullRequest(BaseModel):
+    """A pull request as Baton sees it; `merged` is a state of its own, unlike GitHub's API."""
+
+    repo: str
+    number: int
+    title: str
+    body: str
+    author: str
+    head_branch: str
+    head_sha: str
+    base_branch: str
+    state: PullRequestState
+    merge_commit_sha: str | None = None
+    html_url: str
+
+
+class Review(BaseModel):
+    """One submitted review; `commit_id` is the head it approved, so stale approvals can be spotted."""
+
+    user: str
+    state: ReviewState
+    commit_id: str
+    submitted_at: datetime
+    body: str = ""
+
+
+class CommitStatus(BaseModel):
+    """The latest status a context reported for a commit."""
+
+    sha: str
+    context: str
+    state: StatusState
+    description: str = ""
+    target_url: str | None = None
+    updated_at: datetime
+
+
+class ForgeError(BatonError):
+    """A forge refused or could not do what was asked."""
+
+
+class RepositoryNotFound(ForgeError):
+    def __init__(self, repo: str) -> None:
+        super().__init__(f"repository {repo!r} not found: check the name or create it first")
+        self.repo = repo
+
+
+class BranchNotFound(ForgeError):
+    def __init__(self, repo: str, branch: str) -> None:
+        super().__init__(f"branch {branch!r} not found in {repo!r}: push it first")
+        self.repo = repo
+        self.branch = branch
+
+
+class PullRequestNotFound(ForgeError):
+    def __init__(self, repo: str, number: int) -> None:
+        super().__init__(f"pull request {repo}#{number} not found: check the repository and number")
+        self.repo = repo
+        self.number = number
+
+
+class PullRequestClosed(ForgeError):
+    """The pull request is closed or merged, and the operation needs an open one."""
+
+    def __init__(self, repo: str, number: int, state: str) -> None:
+        super().__init__(
+            f"pull request {repo}#{number} is {state}: only open pull requests allow this"
+        )
+        self.repo = repo
+        self.number = number
+        self.state = state
+
+
+class NoCommitsBetween(ForgeError):
+    """The head branch adds nothing to the base branch (GitHub refuses such a pull request too)."""
+
+    def __init__(self, repo: str, base: str, head: str) -> None:
+        super().__init__(
+            f"no commits between {base!r} and {head!r} in {repo!r}: push a change to {head!r} first"
+        )
+        self.repo = repo
+        self.base = base
+        self.head = head
+
+
+class HeadChanged(ForgeError):
+    """The head moved since the caller looked: merging now would merge unreviewed commits."""
+
+    def __init__(self, repo: str, number: int, expected: str, actual: str) -> None:
+        super().__init__(
+            f"head of {repo}#{number} is {actual[:12]}, not {expected[:12]}: "
+            "re-read the pull request and its reviews before merging"
+        )
+        self.repo = repo
+        self.number = number
+        self.expected = expected
+        self.actual = actual
+
+
+class NotMergeable(ForgeError):
+    def __init__(self, repo: str, number: int, reason: str) -> None:
+        super().__init__(f"pull request {repo}#{number} cannot be merged: {reason}")
+        self.repo = repo
+        self.number = number
+        self.reason = reason
+
+
+@runtime_checkable
+class Forge(Protocol):
+    """What Baton needs from a forge. `repo` is the forge's repository name ("app", "org/app")."""
+
+    def clone_url(self, repo: str) -> str:
+        """URL git can clone and push `repo` with."""
+        ...
+
+    def find_pull_request(self, repo: str, head_branch: str) -> PullRequest | None:
+        """The open pull request whose head is `head_branch`, if any."""
+        ...
+
+    def open_pull_request(
+        self, repo: str, head: str, base: str, title: str, body: str, author: str
+    ) -> PullRequest:
+        """Open a pull request, or return the one already open for `head` (idempotent)."""
+        ...
+
+    def get_pull_request(self, repo: str, number: int) -> PullRequest:
+        """The pull request `number`; raises `PullRequestNotFound`."""
+        ...
+
+    def list_reviews(self, repo: str, number: int) -> list[Review]:
+        """Every review of the pull request, oldest first."""
+        ...
+
+    def merge_pull_request(
+        self, repo: str, number: int, head_sha: str, message: str | None = None
+    ) -> str:
+        """Merge if the head is still `head_sha`; return the merge commit on the base branch.
+
+        Idempotent: an already merged pull request returns its merge commit. Raises `HeadChanged`
+        when the head moved and `NotMergeable` on conflicts or a closed pull request.
+        """
+        ...
+
+    def close_pull_request(self, repo: str, number: int) -> None:
+        """Close without merging (idempotent; a merged pull request stays merged)."""
+        ...
+
+    def delete_branch(self, repo: str, branch: str) -> None:
+        """Delete a branch (idempotent)."""
+        ...
+
+    def set_commit_status(
+        self,
+        repo: str,
+        sha: str,
+        context: str,
+        state: StatusState,
+        description: str,
+        target_url: str | None = None,
+    ) -> None:
+        """Report a status for `sha`; it replaces the previous one of the same context."""
+        ...
+
+    def list_commit_statuses(self, repo: str, sha: str) -> list[CommitStatus]:
+        """The latest status of each context for `sha`."""
+        ...
+
+    def comment(self, repo: str, number: int, body: str) -> None:
+        """Add a comment to the pull request."""
+        ...

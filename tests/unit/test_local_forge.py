@@ -1,0 +1,298 @@
+"""The local forge against real git and a real HTTP receiver standing in for Baton's API."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from baton.forges.base import Forge, HeadChanged, NotMergeable
+from baton.local.forge import LocalForge, signature_256
+from baton.local.forge_cli import forge_app
+
+SECRET = "local-forge-test-secret"
+REPO = "sample-app"
+
+
+class Receiver:
+    """An HTTP server on 127.0.0.1 that records each webhook delivery's headers and raw body."""
+
+    def __init__(self) -> None:
+        self.deliveries: list[tuple[Message, bytes]] = []
+        deliveries = self.deliveries
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                deliveries.append((self.headers, body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/webhooks/github"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def events(self, event: str, action: str | None = None) -> list[dict]:
+        payloads = [json.loads(body) for h, body in self.deliveries if h["X-GitHub-Event"] == event]
+        return [p for p in payloads if action is None or p.get("action") == action]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    receiver = Receiver()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture
+def forge(tmp_path: Path, receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> LocalForge:
+    """A forge with one repository seeded from a directory; the push hook sees the same secret."""
+    monkeypatch.setenv("BATON_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("BATON_WEBHOOK_SECRET", SECRET)
+    seed = tmp_path / "seed"
+    seed.mkdir()
+    (seed / "app.txt").write_text("v1\n")
+    forge = LocalForge(tmp_path / "forge", receiver.url, SECRET)
+    forge.create_repo(REPO, from_dir=seed)
+    return forge
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def push_change(forge: LocalForge, branch: str, path: str, content: str) -> str:
+    """Commit `content` to `path` on `branch` in a clone and push it; return the new head."""
+    work = forge.root.parent / "work"
+    if not work.exists():
+        git(forge.root.parent, "clone", "--quiet", forge.clone_url(REPO), str(work))
+        git(work, "config", "user.name", "Alice")
+        git(work, "config", "user.email", "alice@example.com")
+    git(work, "fetch", "--quiet", "origin")
+    start = f"origin/{branch}" if git(work, "ls-remote", "origin", branch) else "origin/main"
+    git(work, "checkout", "--quiet", "-B", branch, start)
+    (work / path).write_text(content)
+    git(work, "add", path)
+    git(work, "commit", "--quiet", "-m", f"change {path}")
+    git(work, "push", "--quiet", "origin", branch)
+    return git(work, "rev-parse", "HEAD")
+
+
+def opened_pr(forge: LocalForge, branch: str = "feature") -> tuple[int, str]:
+    sha = push_change(forge, branch, "app.txt", "v2\n")
+    pr = forge.open_pull_request(REPO, branch, "main", "Bump to v2", "", "alice")
+    return pr.number, sha
+
+
+def test_signature_matches_github_test_vector() -> None:
+    assert signature_256("It's a Secret to Everybody", b"Hello, World!") == (
+        "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+    )
+
+
+def test_local_forge_implements_the_forge_protocol(forge: LocalForge) -> None:
+    assert isinstance(forge, Forge)
+
+
+def test_opening_a_pull_request_sends_a_signed_github_webhook(
+    forge: LocalForge, receiver: Receiver
+) -> None:
+    number, sha = opened_pr(forge)
+
+    headers, body = next(
+        (h, b) for h, b in receiver.deliveries if h["X-GitHub-Event"] == "pull_request"
+    )
+    expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(headers["X-Hub-Signature-256"], expected)
+    assert headers["User-Agent"] == "GitHub-Hookshot/baton-local"
+    assert headers["Content-Type"] == "application/json"
+    assert len(headers["X-GitHub-Delivery"]) == 36
+    payload = json.loads(body)
+    assert payload["action"] == "opened"
+    assert payload["repository"]["full_name"] == REPO
+    assert payload["sender"]["login"] == "alice"
+    pr = payload["pull_request"]
+    assert (pr["number"], pr["state"], pr["merged"]) == (number, "open", False)
+    assert (pr["head"]["ref"], pr["head"]["sha"]) == ("feature", sha)
+    assert pr["base"]["ref"] == "main" and len(pr["base"]["sha"]) == 40
+    assert pr["user"]["login"] == "alice"
+
+
+def test_opening_again_for_the_same_head_returns_the_same_pull_request(
+    forge: LocalForge, receiver: Receiver
+) -> None:
+    number, _ = opened_pr(forge)
+
+    again = forge.open_pull_request(REPO, "feature", "main", "Another title", "", "alice")
+
+    assert again.number == number
+    assert again.title == "Bump to v2"
+    assert len(receiver.events("pull_request", "opened")) == 1
+
+
+def test_concurrent_opens_for_one_head_make_one_pull_request(forge: LocalForge) -> None:
+    push_change(forge, "feature", "app.txt", "v2\n")
+
+    def open_pr(_: int) -> int:
+        return forge.open_pull_request(REPO, "feature", "main", "Bump", "", "alice").number
+
+    with ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(open_pr, range(8))) == {1}
+
+
+def test_pushing_to_the_head_branch_sends_push_and_synchronize(
+    forge: LocalForge, receiver: Receiver
+) -> None:
+    number, first = opened_pr(forge)
+
+    second = push_change(forge, "feature", "app.txt", "v3\n")
+
+    push = receiver.events("push")[-1]
+    assert (push["ref"], push["before"], push["after"]) == ("refs/heads/feature", first, second)
+    assert push["commits"][0]["modified"] == ["app.txt"]
+    assert push["head_commit"]["id"] == second
+    (sync,) = receiver.events("pull_request", "synchronize")
+    assert (sync["before"], sync["after"]) == (first, second)
+    assert sync["pull_request"]["head"]["sha"] == second
+    assert forge.get_pull_request(REPO, number).head_sha == second
+
+
+def test_review_webhook_carries_lowercase_state_and_reviewed_commit(
+    forge: LocalForge, receiver: Receiver
+) -> None:
+    number, sha = opened_pr(forge)
+
+    forge.submit_review(REPO, number, "bob", "approved", "looks good")
+
+    (event,) = receiver.events("pull_request_review", "submitted")
+    review = event["review"]
+    assert (review["state"], review["commit_id"], review["user"]["login"]) == (
+        "approved",
+        sha,
+        "bob",
+    )
+    assert [(r.user, r.state) for r in forge.list_reviews(REPO, number)] == [("bob", "approved")]
+
+
+def test_merge_makes_a_two_parent_merge_commit_on_main(
+    forge: LocalForge, receiver: Receiver
+) -> None:
+    number, sha = opened_pr(forge)
+    main_before = forge._branch_sha(REPO, "main")
+
+    merged = forge.merge_pull_request(REPO, number, sha)
+
+    bare = forge.repo_path(REPO)
+    assert git(bare, "rev-parse", "main") == merged
+    assert git(bare, "rev-list", "--parents", "-1", merged).split()[1:] == [main_before, sha]
+    (closed,) = receiver.events("pull_request", "closed")
+    assert closed["pull_request"]["merged"] is True
+    assert closed["pull_request"]["merge_commit_sha"] == merged
+    push = receiver.events("push")[-1]
+    assert push["after"] == merged
+    assert [(c["id"], c["distinct"]) for c in push["commits"]] == [(sha, False), (merged, True)]
+    assert forge.get_pull_request(REPO, number).state == "merged"
+    assert forge.merge_pull_request(REPO, number, sha) == merged
+
+
+def test_fast_forward_mode_moves_main_to_the_head(forge: LocalForge) -> None:
+    forge.merge_mode = "fast-forward"
+    number, sha = opened_pr(forge)
+
+    assert forge.merge_pull_request(REPO, number, sha) == sha
+
+
+def test_merge_with_a_stale_head_raises_head_changed(forge: LocalForge) -> None:
+    number, stale = opened_pr(forge)
+    push_change(forge, "feature", "app.txt", "v3\n")
+
+    with pytest.raises(HeadChanged):
+        forge.merge_pull_request(REPO, number, stale)
+    assert forge.get_pull_request(REPO, number).state == "open"
+
+
+def test_conflicting_pull_request_is_not_mergeable(forge: LocalForge) -> None:
+    number, sha = opened_pr(forge)
+    push_change(forge, "other", "app.txt", "v9\n")
+    other = forge.open_pull_request(REPO, "other", "main", "Conflicting bump", "", "bob")
+    forge.merge_pull_request(REPO, other.number, other.head_sha)
+
+    with pytest.raises(NotMergeable, match="app.txt"):
+        forge.merge_pull_request(REPO, number, sha)
+
+
+def test_deleting_the_head_branch_closes_its_pull_request(
+    forge: LocalForge, receiver: Receiver
+) -> None:
+    number, _ = opened_pr(forge)
+
+    forge.delete_branch(REPO, "feature")
+    forge.delete_branch(REPO, "feature")
+
+    assert forge.get_pull_request(REPO, number).state == "closed"
+    assert receiver.events("push")[-1]["deleted"] is True
+    assert receiver.events("pull_request", "closed")[0]["pull_request"]["merged"] is False
+
+
+def test_same_status_context_twice_keeps_only_the_latest(forge: LocalForge) -> None:
+    _, sha = opened_pr(forge)
+
+    forge.set_commit_status(REPO, sha, "baton/pr", "pending", "running checks")
+    forge.set_commit_status(REPO, sha, "baton/pr", "success", "all checks passed")
+
+    (status,) = forge.list_commit_statuses(REPO, sha)
+    assert (status.state, status.description) == ("success", "all checks passed")
+
+
+def test_webhooks_are_recorded_when_the_receiver_is_down_and_redelivered_later(
+    forge: LocalForge, receiver: Receiver
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{s.getsockname()[1]}/webhooks/github"
+    offline = LocalForge(forge.root, down, SECRET)
+
+    number, _ = opened_pr(offline)  # the push hook reads the down URL from forge.json too
+
+    failed = offline.list_deliveries(failed_only=True)
+    assert [d.event for d in failed] == ["push", "pull_request"]
+    assert all(d.error for d in failed)
+    back = LocalForge(forge.root, receiver.url, SECRET)
+    receiver.deliveries.clear()
+    assert back.redeliver_failed() == 2
+    assert receiver.events("pull_request", "opened")[0]["number"] == number
+    assert [h["X-GitHub-Delivery"] for h, _ in receiver.deliveries] == [d.id for d in failed]
+    assert back.list_deliveries(failed_only=True) == []
+
+
+def test_cli_reports_an_unknown_pull_request_in_one_line_with_exit_2(
+    forge: LocalForge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BATON_HOME", str(forge.root.parent))  # Settings().forge_dir is HOME/forge
+
+    result = CliRunner().invoke(forge_app, ["pr", "show", REPO, "42"])
+
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "error: pull request sample-app#42 not found: check the repository and number"
+    ]
