@@ -1,0 +1,657 @@
+"""The local cluster runtime: Baton's embedded stand-in for Flux and Kubernetes.
+
+It polls the GitOps repository's base branch (a bare repository of the local forge) the way Flux's
+source-controller polls a GitRepository, and reconciles one Kustomization per app and environment
+(`sync.kind: local`) the way kustomize-controller does: every new head commit is attempted, the
+rendered manifests under the environment's path are applied (each Deployment's container runs on
+the local docker engine as `baton-<env>-<app>`, host network), the readiness probe is the health
+check, and the outcome is written as a Flux-shaped status (see `baton.cluster.local` for the file
+layout) and sent to Baton's API as a signed Flux event.
+
+A head whose manifests for an environment did not change advances that environment's
+`lastAppliedRevision` without touching its container, as with Flux. Containers are labelled with
+the content (git tree) they run, so a restart of the runtime re-applies nothing that is in place;
+on SIGTERM the runtime stops and leaves the containers running: they are the cluster.
+
+Failure injection: `BATON_LOCAL_CLUSTER_FAIL=dev,staging` makes every *new* content for those
+environments fail its health check without touching the running container, while re-applying the
+content that last succeeded (a rollback) still works.
+
+Run it with `python -m baton.local.cluster` (settings and config as for the rest of Baton).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+import httpx
+import yaml
+from docker.models.containers import Container
+
+from baton.cluster.base import SyncStatus, kustomization_name
+from baton.cluster.local import LocalClusterStatus
+from baton.config import BatonConfig, ConfigError, EnvironmentConfig, load_config
+from baton.errors import BatonError
+from baton.flux import (
+    KUSTOMIZE_CONTROLLER,
+    Reason,
+    format_revision,
+    kustomization_event,
+    sign_generic_hmac,
+)
+from baton.images import docker_client
+from baton.local.forge import LocalForge
+from baton.settings import Settings, read_secret
+
+log = logging.getLogger("baton.local.cluster")
+
+POLL_INTERVAL_S = 0.5
+HEALTH_TIMEOUT_CAP_S = 120
+PROBE_EVERY_S = 0.25
+STOP_GRACE_S = 10
+PORT_RELEASE_S = 5
+LOG_LINES = 20
+EVENT_TIMEOUT_S = 5
+FAIL_ENV = "BATON_LOCAL_CLUSTER_FAIL"
+
+
+class ReconcileFailed(BatonError):
+    """One reconciliation failed; `reason` is the Flux Ready reason the status reports."""
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class _Stopping(Exception):
+    """The runtime is shutting down in the middle of a reconciliation."""
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The one container an app's rendered Deployment asks for, as the docker engine runs it."""
+
+    deployment: str  # Deployment/<namespace>/<name>, for messages
+    image: str
+    pull_always: bool = False
+    environment: dict[str, str] = field(default_factory=dict)
+    entrypoint: list[str] | None = None
+    command: list[str] | None = None
+    user: str | None = None
+    read_only: bool = False
+    cap_drop: list[str] = field(default_factory=list)
+    no_new_privileges: bool = False
+    ports: list[int] = field(default_factory=list)
+    readiness_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    """One app in one environment: what a Flux Kustomization reconciles."""
+
+    environment: EnvironmentConfig
+    app: str
+    path: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.environment.name}/{self.app}"
+
+    @property
+    def container(self) -> str:
+        return f"baton-{self.environment.name}-{self.app}"
+
+    @property
+    def kustomization(self) -> str:
+        return kustomization_name(self.environment, self.app)
+
+    @property
+    def health_timeout_s(self) -> float:
+        return min(self.environment.sync.timeout_s, HEALTH_TIMEOUT_CAP_S)
+
+    def spec_digest(self) -> str:
+        """A digest of the settings whose change moves the Kustomization's generation on."""
+        spec = [
+            self.path,
+            self.kustomization,
+            self.environment.sync.namespace,
+            self.health_timeout_s,
+        ]
+        return hashlib.sha256(json.dumps(spec).encode()).hexdigest()
+
+
+class GitOpsSource:
+    """Read-only plumbing access to one branch of a bare GitOps repository (no working tree)."""
+
+    def __init__(self, repo_dir: Path, branch: str) -> None:
+        self.repo_dir = Path(repo_dir)
+        self.branch = branch
+
+    def head(self) -> str | None:
+        """The branch's head commit, or None while the repository or branch does not exist."""
+        if not self.repo_dir.is_dir():
+            return None
+        return self._git("rev-parse", "--verify", "--quiet", f"refs/heads/{self.branch}^{{commit}}")
+
+    def tree(self, commit: str, path: str) -> str | None:
+        """The tree hash of `path` at `commit` (None when the path is absent or not a directory)."""
+        entry = self._git("ls-tree", "-z", commit, "--", path.strip("/")) or ""
+        meta = entry.split("\t", 1)[0].split()
+        return meta[2] if len(meta) == 3 and meta[1] == "tree" else None
+
+    def manifests(self, tree: str) -> str:
+        """Every YAML file under `tree`, in path order, as one multi-document text."""
+        listing = self._git("ls-tree", "-r", "-z", tree) or ""
+        documents = []
+        for entry in filter(None, listing.split("\0")):
+            meta, name = entry.split("\t", 1)
+            kind, blob = meta.split()[1:3]
+            if kind == "blob" and name.endswith((".yaml", ".yml")):
+                documents.append(self._git("cat-file", "blob", blob) or "")
+        return "\n---\n".join(documents)
+
+    def _git(self, *args: str) -> str | None:
+        result = subprocess.run(
+            ["git", f"--git-dir={self.repo_dir}", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return result.stdout.strip("\n") if result.returncode == 0 else None
+
+
+def read_workload(manifests: str, what: str, namespace: str) -> Workload | None:
+    """The container the manifests' Deployment runs, or None when they hold no Deployment.
+
+    `what` names the manifests in messages; `namespace` is where objects without one land.
+
+    Raises ReconcileFailed (BuildFailed) for manifests the local cluster cannot run.
+    """
+    try:
+        objects = [o for o in yaml.safe_load_all(manifests) if isinstance(o, dict)]
+    except yaml.YAMLError as exc:
+        raise ReconcileFailed("BuildFailed", f"{what}: manifests are not valid YAML: {exc}")
+    containers = []
+    for obj in objects:
+        if obj.get("kind") != "Deployment":
+            continue
+        meta = obj.get("metadata") or {}
+        pod = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+        name = f"Deployment/{meta.get('namespace') or namespace}/{meta.get('name')}"
+        containers += [(name, pod, c) for c in pod.get("containers") or []]
+    if not containers:
+        return None
+    if len(containers) > 1:
+        names = ", ".join(f"{d}:{c.get('name')}" for d, _, c in containers)
+        raise ReconcileFailed(
+            "BuildFailed",
+            f"{what}: the local cluster runs one container per app, the manifests ask for "
+            f"{len(containers)}: {names}",
+        )
+    deployment, pod, container = containers[0]
+    pod_security = pod.get("securityContext") or {}
+    security = {**pod_security, **(container.get("securityContext") or {})}
+    uid, gid = security.get("runAsUser"), security.get("runAsGroup")
+    named_ports = {p.get("name"): p["containerPort"] for p in container.get("ports") or []}
+    if not container.get("image"):
+        raise ReconcileFailed("BuildFailed", f"{deployment}: container has no image")
+    return Workload(
+        deployment=deployment,
+        image=container["image"],
+        pull_always=container.get("imagePullPolicy") == "Always",
+        # valueFrom (Secrets, ConfigMaps, field refs) has nothing to resolve against locally.
+        environment={
+            e["name"]: str(e.get("value", ""))
+            for e in container.get("env") or []
+            if "valueFrom" not in e
+        },
+        entrypoint=container.get("command"),
+        command=container.get("args"),
+        user=None if uid is None else f"{uid}:{gid}" if gid is not None else str(uid),
+        read_only=bool(security.get("readOnlyRootFilesystem")),
+        cap_drop=list((security.get("capabilities") or {}).get("drop") or []),
+        no_new_privileges=security.get("allowPrivilegeEscalation") is False,
+        ports=[int(p) for p in named_ports.values()],
+        readiness_url=_probe_url(container.get("readinessProbe"), named_ports, deployment),
+    )
+
+
+def _probe_url(probe: dict[str, Any] | None, named_ports: dict[str, int], what: str) -> str | None:
+    http = (probe or {}).get("httpGet")
+    if not http:
+        return None
+    port = http.get("port")
+    if isinstance(port, str) and not port.isdigit():
+        if port not in named_ports:
+            raise ReconcileFailed(
+                "BuildFailed", f"{what}: readinessProbe port {port!r} names no container port"
+            )
+        port = named_ports[port]
+    scheme = str(http.get("scheme", "HTTP")).lower()
+    return f"{scheme}://{http.get('host') or '127.0.0.1'}:{port}{http.get('path') or '/'}"
+
+
+class LocalCluster:
+    """Reconciles every `sync.kind: local` environment × app from the GitOps repository."""
+
+    def __init__(
+        self,
+        config: BatonConfig,
+        settings: Settings,
+        repo_dir: Path,
+        *,
+        client: docker.DockerClient | None = None,
+        fail_envs: set[str] | None = None,
+        poll_interval_s: float = POLL_INTERVAL_S,
+        max_parallel: int = 4,
+    ) -> None:
+        self.config = config
+        self.source = GitOpsSource(repo_dir, config.gitops.base_branch)
+        self.store = LocalClusterStatus(settings.home)
+        self.client = client or docker_client()
+        self.fail_envs = _fail_envs() if fail_envs is None else fail_envs
+        self.poll_interval_s = poll_interval_s
+        self.max_parallel = max_parallel
+        self.events_url = settings.api_url + "/webhooks/flux"
+        # The secret Baton's API checks Flux events with (see baton.api.app).
+        self.webhook_secret = read_secret("BATON_FLUX_WEBHOOK_SECRET") or settings.webhook_secret
+        self.stop = threading.Event()
+        self.targets = [
+            Target(
+                env,
+                app.name,
+                config.gitops.path.format(env=env.name, app=app.name, cluster=env.cluster),
+            )
+            for env in config.environments
+            if env.sync.kind == "local"
+            for app in config.apps
+        ]
+        self.generations = self._generations()
+
+    def run(self) -> None:
+        """Reconcile until `stop` is set; reconciliations in flight are cut short, not reported."""
+        log.info(
+            "watching %s branch %s for %s",
+            self.source.repo_dir,
+            self.source.branch,
+            ", ".join(t.key for t in self.targets)
+            or "nothing (no environment has sync.kind local)",
+        )
+        in_flight: dict[str, Future[None]] = {}
+        seen: set[str] = set()
+        waiting = False
+        with ThreadPoolExecutor(self.max_parallel, thread_name_prefix="reconcile") as pool:
+            while not self.stop.is_set():
+                head = self.source.head()
+                if head is None and not waiting:
+                    log.info(
+                        "waiting for branch %s in %s", self.source.branch, self.source.repo_dir
+                    )
+                waiting = head is None
+                for target in self.targets if head else ():
+                    running = in_flight.pop(target.key, None)
+                    if running is not None and not running.done():
+                        in_flight[target.key] = running
+                        continue
+                    if running is not None and running.exception() is not None:
+                        log.error(
+                            "%s: reconciliation crashed", target.key, exc_info=running.exception()
+                        )
+                    # The first pass looks at every target once, so containers lost while the
+                    # runtime was down (an engine restart, say) are started again.
+                    if (
+                        self._take_request(target)
+                        or target.key not in seen
+                        or self._behind(target, head)
+                    ):
+                        seen.add(target.key)
+                        in_flight[target.key] = pool.submit(self._reconcile, target, head)
+                self.stop.wait(self.poll_interval_s)
+        log.info("stopped; app containers keep running")
+
+    def _behind(self, target: Target, head: str) -> bool:
+        status = self.store.read(target.environment.name, target.app)
+        return (
+            status is None
+            or status.last_attempted_revision != head
+            or status.observed_generation != self.generations[target.key]
+        )
+
+    def _take_request(self, target: Target) -> bool:
+        path = self.store.reconcile_path(target.environment.name, target.app)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def _reconcile(self, target: Target, head: str) -> None:
+        """Attempt `head` for one target, then publish the outcome as status and event."""
+        env, app = target.environment.name, target.app
+        started = time.monotonic()
+        previous = self.store.read(env, app)
+        base = previous or SyncStatus(observed_at=datetime.now(UTC))
+        generation = self.generations[target.key]
+        revision = format_revision(self.source.branch, head)
+        # While reconciling, Flux reports Ready=Unknown and keeps the last observed generation.
+        progressing = base.model_copy(
+            update={
+                "ready": None,
+                "ready_reason": "Progressing",
+                "ready_message": f"Reconciliation in progress for revision {revision}",
+                "generation": generation,
+                "observed_at": datetime.now(UTC),
+            }
+        )
+        self.store.write(env, app, progressing)
+        outcome = {
+            "last_attempted_revision": head,
+            "generation": generation,
+            "observed_generation": generation,
+        }
+        try:
+            replaced = self._apply(target, head, previous)
+        except _Stopping:
+            log.info("%s: reconciliation of %s interrupted by shutdown", target.key, revision)
+            return
+        except ReconcileFailed as exc:
+            reason: Reason = exc.reason
+            outcome |= {"ready": False, "ready_message": str(exc)}
+            log.warning("%s: %s for %s: %s", target.key, reason, revision, str(exc).splitlines()[0])
+        else:
+            reason = "ReconciliationSucceeded"
+            outcome |= {
+                "last_applied_revision": head,
+                "ready": True,
+                "ready_message": f"Applied revision: {revision}",
+            }
+            log.info(
+                "%s: applied %s (%s, %.1fs)",
+                target.key,
+                revision,
+                "container replaced" if replaced else "already in place",
+                time.monotonic() - started,
+            )
+        status = base.model_copy(
+            update=outcome | {"ready_reason": reason, "observed_at": datetime.now(UTC)}
+        )
+        self.store.write(env, app, status)
+        # Like Flux, report a new revision or a change of outcome, not every repeated check.
+        if previous is None or (
+            previous.last_attempted_revision,
+            previous.ready,
+            previous.ready_reason,
+        ) != (head, status.ready, reason):
+            self._send_event(target, head, reason, status)
+
+    def _apply(self, target: Target, head: str, previous: SyncStatus | None) -> bool:
+        """Make the engine run what `head` says for `target`; True if a container was replaced."""
+        try:
+            return self._converge(target, head, previous)
+        except (docker.errors.DockerException, OSError) as exc:
+            raise ReconcileFailed(
+                "ReconciliationFailed", f"the docker engine failed: {exc}: is it running?"
+            ) from None
+
+    def _converge(self, target: Target, head: str, previous: SyncStatus | None) -> bool:
+        tree = self.source.tree(head, target.path)
+        if tree is None:
+            raise ReconcileFailed(
+                "ArtifactFailed",
+                f"kustomization path not found: {target.path} at revision "
+                f"{format_revision(self.source.branch, head)}",
+            )
+        healthy = previous.last_applied_revision if previous else None
+        healthy_tree = self.source.tree(healthy, target.path) if healthy else None
+        workload = read_workload(
+            self.source.manifests(tree), target.path, target.environment.namespace
+        )
+        current = self._container(target.container)
+        running = (
+            current.labels.get("baton.tree") if current and current.status == "running" else None
+        )
+        if tree == healthy_tree and running == (tree if workload else None):
+            if current is not None and workload is not None:
+                self._wait_ready(current, workload, target.health_timeout_s)
+            return False
+        if target.environment.name in self.fail_envs and tree != healthy_tree:
+            raise ReconcileFailed(
+                "HealthCheckFailed",
+                f"health check failed: {workload.deployment if workload else target.path} "
+                f"not ready (failure injected by {FAIL_ENV})",
+            )
+        self._deploy(target, workload, head, tree)
+        return True
+
+    def _container(self, name: str) -> Container | None:
+        try:
+            return self.client.containers.get(name)
+        except docker.errors.NotFound:
+            return None
+
+    def _deploy(self, target: Target, workload: Workload | None, head: str, tree: str) -> None:
+        if workload is not None:
+            # Pull before stopping the old container: a bad image leaves the old one serving.
+            self._pull(workload)
+        self._remove(target.container)
+        if workload is None:
+            return
+        self._wait_ports_free(workload)
+        try:
+            container = self.client.containers.run(
+                workload.image,
+                name=target.container,
+                detach=True,
+                network_mode="host",
+                labels={
+                    "baton.env": target.environment.name,
+                    "baton.app": target.app,
+                    "baton.revision": head,
+                    "baton.tree": tree,
+                },
+                environment=workload.environment,
+                entrypoint=workload.entrypoint,
+                command=workload.command,
+                user=workload.user,
+                read_only=workload.read_only,
+                cap_drop=workload.cap_drop or None,
+                security_opt=["no-new-privileges"] if workload.no_new_privileges else None,
+            )
+        except docker.errors.APIError as exc:
+            raise ReconcileFailed(
+                "HealthCheckFailed",
+                f"health check failed: {workload.deployment}: container cannot start "
+                f"(CreateContainerError): {exc.explanation}",
+            ) from None
+        self._wait_ready(container, workload, target.health_timeout_s)
+
+    def _pull(self, workload: Workload) -> None:
+        if not workload.pull_always:
+            try:
+                self.client.images.get(workload.image)
+                return
+            except docker.errors.ImageNotFound:
+                pass
+        registry = self.config.registry
+        # Baton's registry credentials go to Baton's registry only, never to a third party.
+        auth = None
+        if workload.image.startswith(registry.url + "/") and registry.credentials.username:
+            auth = {
+                "username": registry.credentials.username,
+                "password": registry.credentials.token() or "",
+            }
+        try:
+            self.client.images.pull(workload.image, auth_config=auth)
+        except docker.errors.APIError as exc:
+            raise ReconcileFailed(
+                "HealthCheckFailed",
+                f"health check failed: {workload.deployment}: cannot pull {workload.image} "
+                f"(ErrImagePull): {exc.explanation}",
+            ) from None
+
+    def _remove(self, name: str) -> None:
+        container = self._container(name)
+        if container is None:
+            return
+        if container.status == "running":
+            container.stop(timeout=STOP_GRACE_S)
+        container.remove(force=True)
+
+    def _wait_ports_free(self, workload: Workload) -> None:
+        deadline = time.monotonic() + PORT_RELEASE_S
+        for port in workload.ports:
+            while not _port_free(port):
+                if time.monotonic() > deadline:
+                    raise ReconcileFailed(
+                        "ReconciliationFailed",
+                        f"{workload.deployment}: port {port} on 127.0.0.1 is in use by a process "
+                        "that is not part of the local cluster: stop it or change service.port",
+                    )
+                time.sleep(0.1)
+
+    def _wait_ready(self, container: Container, workload: Workload, timeout_s: float) -> None:
+        """Wait for the readiness probe (or, without one, a running container) like a health check."""
+        started = time.monotonic()
+        while True:
+            container.reload()
+            elapsed = time.monotonic() - started
+            if container.status in ("exited", "dead"):
+                code = container.attrs["State"].get("ExitCode")
+                raise ReconcileFailed(
+                    "HealthCheckFailed",
+                    f"health check failed after {elapsed:.1f}s: {workload.deployment}: container "
+                    f"exited with code {code}{_last_lines(container)}",
+                )
+            if container.status == "running" and _probe(workload.readiness_url):
+                return
+            if elapsed > timeout_s:
+                raise ReconcileFailed(
+                    "HealthCheckFailed",
+                    f"health check failed after {elapsed:.1f}s: timeout waiting for: "
+                    f"[{workload.deployment} readiness {workload.readiness_url}]"
+                    f"{_last_lines(container)}",
+                )
+            if self.stop.wait(PROBE_EVERY_S):
+                raise _Stopping
+
+    def _send_event(self, target: Target, head: str, reason: Reason, status: SyncStatus) -> None:
+        """POST the Flux event to Baton's API, signed generic-hmac; failures are only logged."""
+        event = kustomization_event(
+            target.kustomization,
+            target.environment.sync.namespace,
+            head,
+            self.source.branch,
+            reason,
+            status.ready_message or "",
+            "info" if status.ready else "error",
+        )
+        body = json.dumps(event).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "Gotk-Component": KUSTOMIZE_CONTROLLER,
+            "X-Signature": sign_generic_hmac(self.webhook_secret, body),
+        }
+        try:
+            response = httpx.post(
+                self.events_url, content=body, headers=headers, timeout=EVENT_TIMEOUT_S
+            )
+        except httpx.HTTPError as exc:
+            log.warning("%s: event not delivered to %s: %s", target.key, self.events_url, exc)
+            return
+        if response.is_error:
+            log.warning(
+                "%s: event refused by %s: HTTP %d %s",
+                target.key,
+                self.events_url,
+                response.status_code,
+                response.text[:200],
+            )
+
+    def _generations(self) -> dict[str, int]:
+        """Each target's generation: bumped (and saved) when its spec differs from the last run's."""
+        path = self.store.root / "state.json"
+        try:
+            state = json.loads(path.read_text())
+        except FileNotFoundError:
+            state = {}
+        kustomizations = state.setdefault("kustomizations", {})
+        for target in self.targets:
+            entry = kustomizations.get(target.key) or {"generation": 0}
+            if entry.get("spec") != target.spec_digest():
+                entry = {"generation": entry["generation"] + 1, "spec": target.spec_digest()}
+            kustomizations[target.key] = entry
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        os.replace(tmp, path)
+        return {key: entry["generation"] for key, entry in kustomizations.items()}
+
+
+def _probe(url: str | None) -> bool:
+    if url is None:
+        return True
+    try:
+        # Kubernetes counts 200-399 as ready.
+        return 200 <= httpx.get(url, timeout=1.0).status_code < 400
+    except httpx.HTTPError:
+        return False
+
+
+def _last_lines(container: Container) -> str:
+    try:
+        text = container.logs(tail=LOG_LINES).decode(errors="replace").strip()
+    except docker.errors.APIError:
+        return ""
+    return f"\nlast log lines:\n{text}" if text else "\n(no log output)"
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _fail_envs() -> set[str]:
+    return {name.strip() for name in os.environ.get(FAIL_ENV, "").split(",") if name.strip()}
+
+
+def main() -> int:
+    """`python -m baton.local.cluster`: run until SIGTERM or Ctrl-C."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    settings = Settings()
+    try:
+        config = load_config(settings.config_file())
+        repo_dir = LocalForge(settings.forge_dir).repo_path(config.gitops.repo)
+        cluster = LocalCluster(config, settings, repo_dir)
+    except BatonError as exc:
+        print(f"local cluster: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ConfigError) else 1
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: cluster.stop.set())
+    cluster.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
