@@ -17,15 +17,7 @@ from baton.logs import LogStore
 from baton.registry import Registry
 from baton.render import HelmRenderer, KustomizeRenderer, Renderer
 from baton.settings import Settings
-from baton.tools import PROJECT_ROOT
 from baton.workspace import Workspace
-
-DEFAULT_CONFIG = PROJECT_ROOT / "examples" / "baton.yaml"
-
-
-def config_path(settings: Settings) -> Path:
-    """BATON_CONFIG when set, else the embedded defaults in examples/baton.yaml."""
-    return settings.config or DEFAULT_CONFIG
 
 
 @dataclass
@@ -36,7 +28,7 @@ class Context:
     @classmethod
     def load(cls, settings: Settings | None = None) -> Context:
         settings = settings or Settings()
-        return cls(settings, load_config(config_path(settings)))
+        return cls(settings, load_config(settings.config_file()))
 
     @cached_property
     def forge(self) -> Forge:

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from baton.logs import LogRef, LogStore, Progress, excerpt, follow
 from baton.render import (
     KustomizeRenderer,
+    PinnedImage,
     Renderer,
     RenderFailed,
     split_objects,
@@ -126,14 +127,15 @@ def render_and_validate(
     namespace: str,
     values_files: Sequence[Path] = (),
     overrides: Mapping[str, str] | None = None,
+    image: PinnedImage | None = None,
     kube_version: str = "1.30",
     logs: LogStore | None = None,
 ) -> CheckResult:
-    """Render templates and validate every object against the Kubernetes schemas, offline."""
+    """Render templates (image pinned by digest when given) and validate every object offline."""
     started = time.monotonic()
     try:
         rendered = renderer.render(
-            release, namespace, values_files=values_files, overrides=overrides
+            release, namespace, values_files=values_files, overrides=overrides, image=image
         )
     except RenderFailed as exc:
         run = _Run(None, exc.output, time.monotonic() - started)

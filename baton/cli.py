@@ -13,7 +13,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from activities.context import config_path
 from baton import changes
 from baton.config import ConfigError, load_config
 from baton.demo import Demo, seed_repositories
@@ -244,7 +243,7 @@ def demo(
     started = stack.up()
     if started:
         say(f"started the embedded stack: {', '.join(started)} (stop it with `baton dev down`)")
-    config = load_config(config_path(settings))
+    config = load_config(settings.config_file())
     forge = create_forge(config.forge, settings)
     if not isinstance(forge, LocalForge):
         raise BatonError("baton demo runs on the local forge: set forge.kind: local")

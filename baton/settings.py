@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     temporal_port: int = 7233
     temporal_ui_port: int = 8233
 
+    def config_file(self) -> Path:
+        """BATON_CONFIG when set, else the embedded defaults in examples/baton.yaml."""
+        return self.config or Path(__file__).resolve().parent.parent / "examples" / "baton.yaml"
+
     @property
     def api_url(self) -> str:
         return f"http://{self.api_host}:{self.api_port}"
@@ -53,13 +57,19 @@ class Settings(BaseSettings):
     @cached_property
     def webhook_secret(self) -> str:
         """The shared webhook secret: BATON_WEBHOOK_SECRET(_FILE), else one generated once locally."""
-        path = self.secrets_dir / "webhook-secret"
-        value = read_secret("BATON_WEBHOOK_SECRET", default_file=path)
+        return self.local_secret("BATON_WEBHOOK_SECRET", "webhook-secret")
+
+    def local_secret(self, env: str, name: str) -> str:
+        """A secret from `$env` or `$env_FILE`, else one generated once into the secrets directory."""
+        path = self.secrets_dir / name
+        value = read_secret(env, default_file=path)
         if value:
             return value
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        value = secrets.token_hex(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process created it first
+            return path.read_text().strip()
         with os.fdopen(fd, "w") as f:
-            f.write(value)
-        return value
+            f.write(secrets.token_hex(32))
+        return path.read_text().strip()

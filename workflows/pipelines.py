@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.forge import CommitStatusInput, set_commit_status
@@ -26,20 +27,38 @@ CHECK_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=["CheckC
 STATUS_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
 
 
+def _failure(name: str, err: ActivityError) -> CheckResult:
+    """A step that could not run at all (infrastructure, after retries) is a failed step too."""
+    cause = getattr(err.cause, "message", None) or str(err.cause or err)
+    return CheckResult(
+        name=name, passed=False, exit_code=None, duration_s=0, summary=f"error: {cause}", excerpt=""
+    )
+
+
+async def _step(name: str, call) -> CheckResult:
+    try:
+        return await call
+    except ActivityError as err:
+        return _failure(name, err)
+
+
 async def _run_checks(input: PipelineInput, kinds: list[str]) -> list[CheckResult]:
     """Run the given checks of the app in parallel; each activity is named after its step."""
     timeout = timedelta(seconds=input.app.check_timeout_s + 60)
     return list(
         await asyncio.gather(
             *(
-                workflow.execute_activity(
-                    run_check,
-                    CheckInput(app=input.app, repo=input.repo, commit=input.commit, kind=kind),
-                    task_queue=TaskQueues.BUILD,
-                    start_to_close_timeout=timeout,
-                    heartbeat_timeout=timedelta(seconds=60),
-                    retry_policy=CHECK_RETRY,
-                    summary=f"{kind} @ {input.commit[:12]}",
+                _step(
+                    kind,
+                    workflow.execute_activity(
+                        run_check,
+                        CheckInput(app=input.app, repo=input.repo, commit=input.commit, kind=kind),
+                        task_queue=TaskQueues.BUILD,
+                        start_to_close_timeout=timeout,
+                        heartbeat_timeout=timedelta(seconds=60),
+                        retry_policy=CHECK_RETRY,
+                        summary=f"{kind} @ {input.commit[:12]}",
+                    ),
                 )
                 for kind in kinds
             )
@@ -48,14 +67,17 @@ async def _run_checks(input: PipelineInput, kinds: list[str]) -> list[CheckResul
 
 
 async def _build(input: PipelineInput, push: bool) -> CheckResult:
-    return await workflow.execute_activity(
-        build_image,
-        BuildInput(app=input.app, repo=input.repo, commit=input.commit, push=push),
-        task_queue=TaskQueues.BUILD,
-        start_to_close_timeout=timedelta(minutes=30),
-        heartbeat_timeout=timedelta(seconds=60),
-        retry_policy=CHECK_RETRY,
-        summary=f"{'build and push' if push else 'build'} image @ {input.commit[:12]}",
+    return await _step(
+        "image",
+        workflow.execute_activity(
+            build_image,
+            BuildInput(app=input.app, repo=input.repo, commit=input.commit, push=push),
+            task_queue=TaskQueues.BUILD,
+            start_to_close_timeout=timedelta(minutes=30),
+            heartbeat_timeout=timedelta(seconds=60),
+            retry_policy=CHECK_RETRY,
+            summary=f"{'build and push' if push else 'build'} image @ {input.commit[:12]}",
+        ),
     )
 
 
@@ -103,15 +125,19 @@ async def _pipeline(
     result = PipelineResult(passed=all(c.passed for c in checks), checks=checks)
     if result.passed and push:
         workflow.set_current_details(_details(title, input.commit, checks, "publishing artifact"))
-        result.artifact = await workflow.execute_activity(
-            publish_artifact,
-            PublishInput(app=input.app, repo=input.repo, commit=input.commit),
-            task_queue=TaskQueues.BUILD,
-            start_to_close_timeout=timedelta(minutes=10),
-            heartbeat_timeout=timedelta(seconds=60),
-            retry_policy=CHECK_RETRY,
-            summary=f"publish artifact @ {input.commit[:12]}",
-        )
+        try:
+            result.artifact = await workflow.execute_activity(
+                publish_artifact,
+                PublishInput(app=input.app, repo=input.repo, commit=input.commit),
+                task_queue=TaskQueues.BUILD,
+                start_to_close_timeout=timedelta(minutes=10),
+                heartbeat_timeout=timedelta(seconds=60),
+                retry_policy=CHECK_RETRY,
+                summary=f"publish artifact @ {input.commit[:12]}",
+            )
+        except ActivityError as err:
+            checks.append(_failure("publish", err))
+            result = PipelineResult(passed=False, checks=checks)
     state = "success" if result.passed else "failure"
     workflow.set_current_details(_details(title, input.commit, checks, state))
     await _report(input, context, state, result.summary())

@@ -350,7 +350,10 @@ class EnvironmentRollout:
             self._note(f"ignored sync event for older revision {event.revision[:12]}")
             return None
         return SyncOutcome(
-            synced=event.state == "ready", revision=event.revision, reason=event.reason, message=event.message
+            synced=event.state == "ready",
+            revision=event.revision,
+            reason=event.reason,
+            message=event.message,
         )
 
     async def _verify(self) -> SyncOutcome:

@@ -8,7 +8,6 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from temporalio.client import Client
 
-from activities.context import config_path
 from baton import flux
 from baton.api import github
 from baton.api.github import WebhookRejected
@@ -41,7 +40,7 @@ def create_app(
 ) -> FastAPI:
     """The ASGI app. Config and client may be injected (tests); otherwise loaded at startup."""
     settings = settings or Settings()
-    config = config or load_config(config_path(settings))
+    config = config or load_config(settings.config_file())
     deliveries = Deliveries()
 
     @asynccontextmanager

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import httpx
 
+from baton.config import BatonConfig, load_config
 from baton.errors import BatonError
+from baton.local.registry import prepare_registry, registry_command
 from baton.settings import Settings
 from baton.temporal import SearchAttributes
 from baton.tools import PROJECT_ROOT, find_tool, search_path
@@ -35,7 +37,7 @@ class Service:
     ready_url: str | None = None
 
 
-def services(settings: Settings) -> list[Service]:
+def services(settings: Settings, config: BatonConfig) -> list[Service]:
     """The processes of the embedded stack, in start order."""
     python = sys.executable
     temporal = [
@@ -49,12 +51,20 @@ def services(settings: Settings) -> list[Service]:
         "--log-level", "warn",
         *SearchAttributes.dev_server_flags(),
     ]  # fmt: skip
+    stack = [Service("temporal", temporal, settings.temporal_port, settings.temporal_ui_url)]
+    host, _, port = config.registry.url.partition(":")
+    if host in ("127.0.0.1", "localhost"):
+        registry = registry_command(settings.home / "registry" / "config.yml")
+        stack.append(
+            Service("registry", registry, int(port or 80), f"http://{config.registry.url}/v2/")
+        )
     return [
-        Service("temporal", temporal, settings.temporal_port, settings.temporal_ui_url),
+        *stack,
         Service(
             "api", [python, "-m", "baton.api"], settings.api_port, f"{settings.api_url}/healthz"
         ),
         Service("worker", [python, "-m", "workers.main"], 0),
+        Service("cluster", [python, "-m", "baton.local.cluster"], 0),
     ]
 
 
@@ -63,6 +73,7 @@ class Stack:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings()
+        self.config = load_config(self.settings.config_file())
         self.run_dir = self.settings.home / "run"
         self.log_dir = self.settings.home / "logs"
 
@@ -82,14 +93,18 @@ class Stack:
         return pid
 
     def status(self) -> dict[str, int | None]:
-        return {service.name: self.pid(service.name) for service in services(self.settings)}
+        return {
+            service.name: self.pid(service.name) for service in services(self.settings, self.config)
+        }
 
     def up(self, *, timeout_s: float = 60) -> list[str]:
         """Start every service that is not running; returns the names started."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         assert self.settings.webhook_secret  # created once, before any child reads it
-        to_start = [s for s in services(self.settings) if self.pid(s.name) is None]
+        to_start = [s for s in services(self.settings, self.config) if self.pid(s.name) is None]
+        if any(s.name == "registry" for s in to_start):
+            self._prepare_registry()
         for service in to_start:
             if service.port and not _port_free(service.port):
                 raise StackError(
@@ -109,8 +124,29 @@ class Stack:
             raise
         return started
 
+    def _registry_password(self) -> tuple[str, str] | None:
+        """The env var the config reads the registry password from, and the local password."""
+        credentials = self.config.registry.credentials
+        if credentials.token_env is None:
+            return None
+        return credentials.token_env, self.settings.local_secret(
+            credentials.token_env, "registry-password"
+        )
+
+    def _prepare_registry(self) -> None:
+        credentials = self.config.registry.credentials
+        password = self._registry_password()
+        if password is None or credentials.username is None:
+            raise StackError(
+                "the embedded registry needs registry.credentials.username and token_env in the config"
+            )
+        workdir = self.settings.home / "registry"
+        prepare_registry(workdir, self.config.registry.url, credentials.username, password[1])
+
     def _spawn(self, service: Service) -> None:
         env = {**os.environ, "PATH": search_path(), "BATON_HOME": str(self.settings.home)}
+        if password := self._registry_password():
+            env.setdefault(*password)
         env.setdefault("TEMPORAL_ADDRESS", f"127.0.0.1:{self.settings.temporal_port}")
         with open(self.log_dir / f"{service.name}.log", "ab") as log:
             process = subprocess.Popen(
@@ -144,7 +180,7 @@ class Stack:
     def down(self, *, timeout_s: float = 20) -> list[str]:
         """Stop every running service, newest first; returns the names stopped."""
         stopped = []
-        for service in reversed(services(self.settings)):
+        for service in reversed(services(self.settings, self.config)):
             pid = self.pid(service.name)
             if pid is None:
                 continue

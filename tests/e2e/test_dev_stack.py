@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import subprocess
 import sys
@@ -16,24 +15,12 @@ import pytest
 
 from baton.temporal import SearchAttributes, connect
 from baton.tools import PROJECT_ROOT
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.e2e.stack import stack_env as e2e_stack_env
 
 
 @pytest.fixture
 def stack_env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    env = {
-        **os.environ,
-        "BATON_HOME": str(tmp_path / "home"),
-        "BATON_API_PORT": str(free_port()),
-        "BATON_TEMPORAL_PORT": str(free_port()),
-        "BATON_TEMPORAL_UI_PORT": str(free_port()),
-    }
-    env["TEMPORAL_ADDRESS"] = f"127.0.0.1:{env['BATON_TEMPORAL_PORT']}"
+    env, _ = e2e_stack_env(tmp_path)
     yield env
     baton(env, "dev", "down")
 
@@ -41,6 +28,7 @@ def stack_env(tmp_path: Path) -> Iterator[dict[str, str]]:
 def baton(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "baton", *args],
+        check=False,
         env=env,
         cwd=PROJECT_ROOT,
         capture_output=True,
@@ -69,8 +57,8 @@ def test_dev_up_detach_status_down_keeps_history(stack_env: dict[str, str]) -> N
 
     status = baton(stack_env, "dev", "status")
     assert status.returncode == 0, status.stdout
-    for name in ("temporal", "api", "worker"):
-        assert f"{name}" in status.stdout and "running" in status.stdout
+    lines = dict(line.split(None, 1) for line in status.stdout.splitlines() if "running" in line)
+    assert set(lines) == {"temporal", "registry", "api", "worker", "cluster"}
 
     api = f"http://127.0.0.1:{stack_env['BATON_API_PORT']}"
     assert httpx.get(f"{api}/healthz").json() == {"status": "ok"}

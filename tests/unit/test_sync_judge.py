@@ -17,15 +17,15 @@ def descends(sha: str) -> bool:
 
 
 def status(**fields) -> SyncStatus:
-    base = dict(
-        last_applied_revision=M,
-        last_attempted_revision=M,
-        ready=True,
-        ready_reason="ReconciliationSucceeded",
-        generation=3,
-        observed_generation=3,
-        observed_at=MERGED_AT + timedelta(seconds=5),
-    )
+    base = {
+        "last_applied_revision": M,
+        "last_attempted_revision": M,
+        "ready": True,
+        "ready_reason": "ReconciliationSucceeded",
+        "generation": 3,
+        "observed_generation": 3,
+        "observed_at": MERGED_AT + timedelta(seconds=5),
+    }
     return SyncStatus(**(base | fields))
 
 

@@ -1,0 +1,42 @@
+"""The embedded OCI registry: Debian's CNCF distribution `docker-registry` with htpasswd auth."""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from baton.tools import find_tool
+
+
+def prepare_registry(workdir: Path, host: str, username: str, password: str) -> Path:
+    """Write the registry's htpasswd (bcrypt) and config under `workdir`; returns the config file."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    users = subprocess.run(
+        [find_tool("htpasswd"), "-Bbn", username, password],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    (workdir / "htpasswd").write_text(users.stdout)
+    (workdir / "htpasswd").chmod(0o600)
+    config = {
+        "version": 0.1,
+        "log": {"level": "warn"},
+        "storage": {
+            "filesystem": {"rootdirectory": str(workdir / "storage")},
+            "delete": {"enabled": True},
+        },
+        "http": {"addr": host, "secret": secrets.token_hex(16)},
+        "auth": {"htpasswd": {"realm": "baton", "path": str(workdir / "htpasswd")}},
+    }
+    path = workdir / "config.yml"
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+def registry_command(config: Path) -> list[str]:
+    return [find_tool("docker-registry"), "serve", str(config)]

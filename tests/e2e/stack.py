@@ -1,0 +1,166 @@
+"""A whole embedded Baton stack for end-to-end tests, on free ports and a throwaway data directory.
+
+It is the stack `baton dev up` starts (Temporal dev server, registry, API, worker, local cluster),
+started the same way, so the tests exercise exactly what a user runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import httpx
+import yaml
+
+from baton import changes
+from baton.config import BatonConfig, load_config
+from baton.local.forge import LocalForge
+from baton.local.stack import Stack
+from baton.models import ChangeStatus
+from baton.settings import Settings
+from baton.temporal import connect
+from baton.tools import PROJECT_ROOT
+
+EXAMPLES = PROJECT_ROOT / "examples"
+ENVIRONMENTS = ("dev", "staging", "prod")
+TERMINAL = ("completed", "failed", "closed", "aborted")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class E2EStack:
+    settings: Settings
+    config: BatonConfig
+    env: dict[str, str]
+    stack: Stack
+    ports: dict[str, int]
+
+    def forge(self, user: str = "baton") -> LocalForge:
+        return LocalForge(
+            self.settings.forge_dir,
+            webhook_url=f"{self.settings.api_url}/webhooks/github",
+            webhook_secret=self.settings.webhook_secret,
+            user=user,
+        )
+
+    def baton(self, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess[str]:
+        """Run the `baton` CLI as a user would, against this stack."""
+        return subprocess.run(
+            [sys.executable, "-m", "baton", *args],
+            check=False,
+            env=self.env,
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def run(self, coro_fn: Callable) -> object:
+        async def main():
+            return await coro_fn(await connect(self.env["TEMPORAL_ADDRESS"]))
+
+        return asyncio.run(main())
+
+    def status(self, change_id: str) -> ChangeStatus:
+        return self.run(lambda client: changes.show(client, change_id)).change
+
+    def wait(
+        self, change_id: str, done: Callable[[changes.ChangeDetail], bool], timeout: float = 400
+    ) -> changes.ChangeDetail:
+        """Poll the change until `done(detail)`; fails with the last status seen."""
+        deadline = time.monotonic() + timeout
+        detail = None
+        while time.monotonic() < deadline:
+            try:
+                detail = self.run(lambda client: changes.show(client, change_id))
+            except changes.ChangeNotFound:
+                detail = None
+            if detail is not None and done(detail):
+                return detail
+            if detail is not None and detail.change.state in TERMINAL:
+                break
+            time.sleep(0.5)
+        last = detail.model_dump_json(indent=1) if detail else "never started"
+        raise AssertionError(f"{change_id} did not reach the expected state; last:\n{last}")
+
+    def registry_digest(self, name: str, tag: str) -> str | None:
+        from activities.context import Context
+
+        return Context(self.settings, self.config).registry.manifest_digest(name, tag)
+
+
+def stack_env(workdir: Path) -> tuple[dict[str, str], dict[str, int]]:
+    """Environment variables for a stack of its own: free ports, a config using them, a data dir."""
+    ports = {name: free_port() for name in ("api", "temporal", "ui", "registry", *ENVIRONMENTS)}
+    config = yaml.safe_load((EXAMPLES / "baton.yaml").read_text())
+    config["registry"]["url"] = f"127.0.0.1:{ports['registry']}"
+    for env in config["environments"]:
+        env["verify"]["url"] = f"http://127.0.0.1:{ports[env['name']]}/version"
+        env["verify"]["timeout_s"] = 60
+        env["sync"]["timeout_s"] = 180
+    config_file = workdir / "baton.yaml"
+    config_file.write_text(yaml.safe_dump(config, sort_keys=False))
+    env = {
+        **os.environ,
+        "BATON_HOME": str(workdir / "home"),
+        "BATON_CONFIG": str(config_file),
+        "BATON_API_PORT": str(ports["api"]),
+        "BATON_TEMPORAL_PORT": str(ports["temporal"]),
+        "BATON_TEMPORAL_UI_PORT": str(ports["ui"]),
+        "TEMPORAL_ADDRESS": f"127.0.0.1:{ports['temporal']}",
+    }
+    return env, ports
+
+
+def start_stack(workdir: Path) -> E2EStack:
+    """Start the stack on free ports; seed the sample app and GitOps repos (values on those ports)."""
+    env, ports = stack_env(workdir)
+    gitops = shutil.copytree(EXAMPLES / "gitops", workdir / "gitops-seed")
+    for name in ENVIRONMENTS:
+        values = gitops / "environments" / name / "sample-app" / "values.yaml"
+        values.write_text(re.sub(r"port: \d+", f"port: {ports[name]}", values.read_text()))
+    os.environ.update({k: v for k, v in env.items() if k.startswith(("BATON_", "TEMPORAL_"))})
+    settings = Settings()
+    stack = Stack(settings)
+    stack.up()
+    token_env = stack.config.registry.credentials.token_env
+    env[token_env] = os.environ[token_env] = settings.local_secret(token_env, "registry-password")
+    e2e = E2EStack(settings, load_config(Path(env["BATON_CONFIG"])), env, stack, ports)
+    forge = e2e.forge()
+    forge.create_repo("sample-app", from_dir=EXAMPLES / "sample-app")
+    forge.create_repo("gitops", from_dir=gitops)
+    return e2e
+
+
+def stop_stack(e2e: E2EStack) -> None:
+    e2e.stack.down()
+    client = docker.from_env()
+    for container in client.containers.list(all=True, filters={"label": "baton.app"}):
+        if container.name.startswith("baton-") and _owned_by(container, e2e):
+            container.remove(force=True)
+
+
+def _owned_by(container, e2e: E2EStack) -> bool:
+    """Only this stack's app containers: they listen on one of its environment ports."""
+    env = container.attrs.get("Config", {}).get("Env") or []
+    ports = {str(e2e.ports[name]) for name in ENVIRONMENTS}
+    return any(entry.startswith("PORT=") and entry.split("=", 1)[1] in ports for entry in env)
+
+
+def version(url: str) -> dict:
+    return httpx.get(url, timeout=5).json()
