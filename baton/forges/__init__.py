@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from baton.config import ForgeConfig
-from baton.errors import BatonError
 from baton.forges.base import Forge
 from baton.settings import Settings
 
 
 def create_forge(config: ForgeConfig, settings: Settings) -> Forge:
-    """The adapter for `config.kind`."""
+    """The adapter for `config.kind`; hosted forges read their token now, from the credentials."""
     if config.kind == "local":
         from baton.local.forge import LocalForge
 
@@ -19,4 +18,17 @@ def create_forge(config: ForgeConfig, settings: Settings) -> Forge:
             webhook_secret=config.webhook_secret() or settings.webhook_secret,
             merge_mode=config.merge,
         )
-    raise BatonError(f"forge.kind {config.kind!r} is not supported yet: use kind: local")
+    if config.kind == "github":
+        from baton.forges.github import GitHubForge as adapter
+    elif config.kind == "gitea":
+        from baton.forges.gitea import GiteaForge as adapter
+    else:
+        from baton.forges.azure_devops import AzureDevOpsForge as adapter
+    assert config.url is not None  # ForgeConfig requires it for hosted forges
+    credentials = config.credentials
+    return adapter(
+        config.url,
+        credentials.token(),
+        username=credentials.username,
+        token_env=credentials.token_env,
+    )

@@ -1,0 +1,263 @@
+"""GitHub (REST v3, github.com or Enterprise Server) behind the `Forge` protocol.
+
+`forge.url` is the API base: https://api.github.com, or https://HOST/api/v3 for Enterprise Server.
+Repositories are named OWNER/NAME. Pull requests and comments are made as the token's user, so the
+`author` Baton passes is not used here. Gitea's API mirrors this one; `GiteaForge` overrides the few
+calls that differ.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+from baton.forges.base import (
+    CommitStatus,
+    HeadChanged,
+    NotMergeable,
+    PullRequest,
+    PullRequestNotFound,
+    Review,
+    ReviewState,
+    StatusState,
+)
+from baton.forges.http import (
+    ForgeAPI,
+    RequestRejected,
+    ResourceNotFound,
+    clip_body,
+    owner_and_name,
+    parse_time,
+    with_credentials,
+)
+
+_STATUS_STATES: dict[str, StatusState] = {
+    "pending": "pending",
+    "success": "success",
+    "failure": "failure",
+    "error": "error",
+}
+
+
+class GitHubForge:
+    """A GitHub-shaped REST API; class attributes hold what Gitea spells differently."""
+
+    name: ClassVar[str] = "GitHub"
+    body_limit: ClassVar[int] = 65_536
+    clone_user: ClassVar[str] = "x-access-token"
+    review_states: ClassVar[dict[str, ReviewState]] = {
+        "APPROVED": "approved",
+        "CHANGES_REQUESTED": "changes_requested",
+        "COMMENTED": "commented",
+    }
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        *,
+        username: str | None = None,
+        token_env: str | None = None,
+        **api_options: Any,
+    ) -> None:
+        """`token` authenticates API calls and git pushes; `api_options` go to `ForgeAPI`."""
+        self.api = ForgeAPI(
+            self.name, url, self.auth_headers(token), token_env=token_env, **api_options
+        )
+        self._token = token
+        self._git_user = username or self.clone_user
+        self._clone_urls: dict[str, str] = {}
+
+    def auth_headers(self, token: str | None) -> dict[str, str]:
+        headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
+        return headers | ({"Authorization": f"Bearer {token}"} if token else {})
+
+    # Repositories
+
+    def clone_url(self, repo: str) -> str:
+        """The repository's `clone_url` from the API, with the token for git over HTTPS."""
+        if repo not in self._clone_urls:
+            data = self._call(repo, "GET", "")
+            self._clone_urls[repo] = with_credentials(
+                data["clone_url"], self._git_user, self._token
+            )
+        return self._clone_urls[repo]
+
+    def delete_branch(self, repo: str, branch: str) -> None:
+        """Delete a branch (idempotent: a missing branch is fine)."""
+        try:
+            self._call(repo, "DELETE", f"/git/refs/heads/{quote(branch)}")
+        except ResourceNotFound:
+            pass
+        except RequestRejected as exc:  # 422 "Reference does not exist"
+            if exc.status != 422:
+                raise
+
+    # Pull requests
+
+    def find_pull_request(self, repo: str, head_branch: str) -> PullRequest | None:
+        owner, _ = owner_and_name(self.name, repo)
+        params = {"state": "open", "head": f"{owner}:{head_branch}", "per_page": 100}
+        for data in self.api.pages(self._path(repo, "/pulls"), params):
+            if data["head"]["ref"] == head_branch:
+                return self._pull_request(repo, data)
+        return None
+
+    def open_pull_request(
+        self, repo: str, head: str, base: str, title: str, body: str, author: str
+    ) -> PullRequest:
+        """Open a pull request, or return the one already open for `head` (idempotent)."""
+        if (existing := self.find_pull_request(repo, head)) is not None:
+            return existing
+        request = {"title": title, "head": head, "base": base, "body": self._body(body)}
+        try:
+            data = self._call(repo, "POST", "/pulls", json=request)
+        except RequestRejected as exc:
+            # Opened concurrently (or by an earlier attempt whose answer was lost).
+            if exc.status in (409, 422) and (again := self.find_pull_request(repo, head)):
+                return again
+            raise
+        return self._pull_request(repo, data)
+
+    def get_pull_request(self, repo: str, number: int) -> PullRequest:
+        try:
+            data = self._call(repo, "GET", f"/pulls/{number}")
+        except ResourceNotFound:
+            raise PullRequestNotFound(repo, number) from None
+        return self._pull_request(repo, data)
+
+    def list_reviews(self, repo: str, number: int) -> list[Review]:
+        """Submitted reviews, oldest first; dismissed and pending ones are left out."""
+        self.get_pull_request(repo, number)
+        path = self._path(repo, f"/pulls/{number}/reviews")
+        reviews = []
+        for data in self.api.pages(path, {"per_page": 100}):
+            state = self.review_states.get(str(data.get("state")).upper())
+            if state is None or data.get("dismissed") is True:
+                continue
+            reviews.append(
+                Review(
+                    user=data["user"]["login"],
+                    state=state,
+                    commit_id=data.get("commit_id") or "",
+                    submitted_at=parse_time(data.get("submitted_at")),
+                    body=data.get("body") or "",
+                )
+            )
+        return reviews
+
+    def merge_pull_request(
+        self, repo: str, number: int, head_sha: str, message: str | None = None
+    ) -> str:
+        """Merge if the head is still `head_sha`; return the merge commit (idempotent)."""
+        pr = self._mergeable(repo, number, head_sha)
+        if pr.state == "merged":
+            assert pr.merge_commit_sha is not None
+            return pr.merge_commit_sha
+        try:
+            merged = self._merge(repo, number, head_sha, message)
+        except RequestRejected as exc:
+            if exc.status not in (405, 409):
+                raise
+            # Merged meanwhile (a retried call), moved, or not mergeable: the PR says which.
+            pr = self._mergeable(repo, number, head_sha)
+            if pr.state == "merged" and pr.merge_commit_sha:
+                return pr.merge_commit_sha
+            raise NotMergeable(repo, number, exc.detail) from None
+        if merged is not None:
+            return merged
+        pr = self.get_pull_request(repo, number)
+        if pr.merge_commit_sha is None:
+            raise NotMergeable(repo, number, f"{self.name} reports no merge commit after merging")
+        return pr.merge_commit_sha
+
+    def close_pull_request(self, repo: str, number: int) -> None:
+        """Close without merging (idempotent; a merged pull request stays merged)."""
+        if self.get_pull_request(repo, number).state == "open":
+            self._call(repo, "PATCH", f"/pulls/{number}", json={"state": "closed"})
+
+    def comment(self, repo: str, number: int, body: str) -> None:
+        self._call(repo, "POST", f"/issues/{number}/comments", json={"body": self._body(body)})
+
+    # Commit statuses
+
+    def set_commit_status(
+        self,
+        repo: str,
+        sha: str,
+        context: str,
+        state: StatusState,
+        description: str,
+        target_url: str | None = None,
+    ) -> None:
+        """Report a status for `sha`; the forge shows the latest one per context."""
+        request = {"state": state, "context": context, "description": description[:140]}
+        if target_url:
+            request["target_url"] = target_url
+        self._call(repo, "POST", f"/statuses/{sha}", json=request)
+
+    def list_commit_statuses(self, repo: str, sha: str) -> list[CommitStatus]:
+        """The latest status of each context (the combined status), by context."""
+        data = self._call(repo, "GET", f"/commits/{sha}/status", params={"per_page": 100})
+        statuses = [
+            CommitStatus(
+                sha=sha,
+                context=s.get("context") or "default",
+                # Gitea spells the field `status`.
+                state=_STATUS_STATES.get(s.get("state") or s.get("status"), "error"),
+                description=s.get("description") or "",
+                target_url=s.get("target_url") or None,
+                updated_at=parse_time(s.get("updated_at")),
+            )
+            for s in data.get("statuses") or []
+        ]
+        return sorted(statuses, key=lambda s: s.context)
+
+    # Where GitHub and Gitea differ
+
+    def _merge(self, repo: str, number: int, head_sha: str, message: str | None) -> str | None:
+        """Ask the forge to merge; the merge commit when the answer holds it."""
+        request: dict[str, Any] = {"merge_method": "merge", "sha": head_sha}
+        if message:
+            title, _, rest = message.partition("\n")
+            request |= {"commit_title": title, "commit_message": rest.strip()}
+        return self._call(repo, "PUT", f"/pulls/{number}/merge", json=request)["sha"]
+
+    # Internals
+
+    def _mergeable(self, repo: str, number: int, head_sha: str) -> PullRequest:
+        """The pull request, checked to be at `head_sha` and not closed unmerged."""
+        pr = self.get_pull_request(repo, number)
+        if pr.head_sha != head_sha:
+            raise HeadChanged(repo, number, head_sha, pr.head_sha)
+        if pr.state == "closed":
+            raise NotMergeable(repo, number, "it is closed")
+        return pr
+
+    def _path(self, repo: str, path: str) -> str:
+        owner, name = owner_and_name(self.name, repo)
+        return f"/repos/{quote(owner, safe='')}/{quote(name, safe='')}{path}"
+
+    def _call(self, repo: str, method: str, path: str, **kwargs: Any) -> Any:
+        return self.api.in_repository(repo, self._path(repo, ""), method, path, **kwargs)
+
+    def _body(self, body: str) -> str:
+        return clip_body(body, self.body_limit)
+
+    def _pull_request(self, repo: str, data: dict[str, Any]) -> PullRequest:
+        merged = data.get("merged") is True or bool(data.get("merged_at"))
+        state = "merged" if merged else "closed" if data.get("state") == "closed" else "open"
+        return PullRequest(
+            repo=repo,
+            number=data["number"],
+            title=data.get("title") or "",
+            body=data.get("body") or "",
+            author=(data.get("user") or {}).get("login") or "",
+            head_branch=data["head"]["ref"],
+            head_sha=data["head"]["sha"],
+            base_branch=data["base"]["ref"],
+            state=state,
+            # While open, GitHub's merge_commit_sha is a test merge: only a merged one counts.
+            merge_commit_sha=data.get("merge_commit_sha") if merged else None,
+            html_url=data.get("html_url") or "",
+        )

@@ -1,0 +1,882 @@
+"""Fake GitHub, Gitea and Azure DevOps servers on 127.0.0.1, for adapter and end-to-end tests.
+
+Each fake serves the REST endpoints Baton's adapters call, in the shapes the forge documents
+(see ../shared/reference/integrations.md), authenticates tokens the way the forge does, and sends
+the forge's webhooks, signed the forge's way, to Baton's API. Storage and git are a `LocalForge`:
+its bare repositories are what the fake's `clone_url`s point at (file:// URLs), so git pushes land
+there, and its records hold pull requests, reviews, statuses and comments.
+
+Tests steer a fake with `fail_next` (error and rate-limit answers) and act on it as people would
+(`open_pull_request`, `review`, `merge`, `close`): the webhooks follow as from the real forge.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import queue
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import httpx
+import uvicorn
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from baton.api.azure_devops import basic_auth
+from baton.forges.base import (
+    HeadChanged,
+    NoCommitsBetween,
+    NotMergeable,
+    PullRequest,
+    PullRequestNotFound,
+    Review,
+)
+from baton.local.forge import LocalForge, signature_256
+
+ZERO_SHA = "0" * 40
+
+
+@dataclass
+class Failure:
+    """An answer to give instead of serving the next `times` requests whose path has `path`."""
+
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: dict[str, Any] = field(default_factory=lambda: {"message": "injected failure"})
+    path: str = ""
+    times: int = 1
+
+
+@dataclass
+class Sent:
+    """One webhook the fake delivered (as sent, so a test can replay it), and Baton's answer."""
+
+    event: str
+    payload: dict[str, Any]
+    headers: dict[str, str]
+    body: bytes
+    status: int | None
+    answer: str
+
+
+class Served:
+    """An ASGI app served by uvicorn from a thread, on a free port of 127.0.0.1."""
+
+    def __init__(self, app: Any) -> None:
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        self.port: int = self._socket.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True
+        )
+
+    def start(self, timeout_s: float = 30) -> Self:
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"the app on port {self.port} did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+
+class ApiError(Exception):
+    """Ends a request with the forge's error shape."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class FakeForge:
+    """The parts every fake shares: server, auth, failure injection, storage, webhook delivery."""
+
+    kind: ClassVar[str]
+    webhook_path: ClassVar[str]
+
+    def __init__(
+        self,
+        root: Path,
+        tokens: dict[str, str],
+        baton_url: str | None = None,
+        webhook_secret: str | None = None,
+        page_size: int = 30,
+    ) -> None:
+        """`tokens` maps each accepted token to its user; webhooks go to Baton at `baton_url`."""
+        self.root = Path(root)
+        self.tokens = tokens
+        self.webhook_url = f"{baton_url}{self.webhook_path}" if baton_url else None
+        self.webhook_secret = webhook_secret
+        self.page_size = page_size
+        self.store = LocalForge(self.root, user="fake-forge")
+        self.failures: list[Failure] = []
+        self.requests: list[tuple[str, str]] = []
+        self.sent: list[Sent] = []
+        self._outbox: queue.Queue[tuple[str, dict[str, Any], dict[str, str]] | None] = queue.Queue()
+        self.app = FastAPI()
+        self.app.middleware("http")(self._gate)
+        self.app.exception_handler(ApiError)(self._api_error)
+        self.routes()
+        self._served = Served(self.app)
+        self._delivery = threading.Thread(target=self._deliver_forever, daemon=True)
+
+    # Lifecycle
+
+    @property
+    def origin(self) -> str:
+        return self._served.url
+
+    @property
+    def url(self) -> str:
+        """The API base URL to configure as `forge.url`."""
+        return self.origin
+
+    def start(self) -> Self:
+        self._delivery.start()
+        self._served.start()
+        return self
+
+    def stop(self) -> None:
+        self._outbox.put(None)
+        self._served.stop()
+        self._delivery.join(timeout=10)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # Steering
+
+    def fail_next(
+        self,
+        status: int,
+        headers: dict[str, str] | None = None,
+        path: str = "",
+        times: int = 1,
+        message: str = "injected failure",
+    ) -> None:
+        """Answer the next `times` API requests whose path contains `path` with `status`."""
+        self.failures.append(Failure(status, headers or {}, {"message": message}, path, times))
+
+    def create_repo(self, repo: str, from_dir: Path | None = None) -> None:
+        self.store.create_repo(repo, from_dir=from_dir)
+
+    def flush(self) -> None:
+        """Wait until every queued webhook was delivered."""
+        self._outbox.join()
+
+    def clone_url(self, repo: str) -> str:
+        return self.store.clone_url(repo)
+
+    # Acting as people do on the forge; the webhooks follow
+
+    def open_pull_request(
+        self, repo: str, head: str, base: str, title: str, body: str, author: str
+    ) -> PullRequest:
+        pr = self.store.open_pull_request(repo, head, base, title, body, author)
+        self.opened(pr)
+        return pr
+
+    def review(self, repo: str, number: int, user: str, state: str) -> Review:
+        review = self.store.submit_review(repo, number, user, state)  # type: ignore[arg-type]
+        self.reviewed(self.store.get_pull_request(repo, number), review)
+        return review
+
+    def merge(self, repo: str, number: int) -> str:
+        head = self.store.get_pull_request(repo, number).head_sha
+        merged = self.store.merge_pull_request(repo, number, head)
+        self.merged(self.store.get_pull_request(repo, number))
+        return merged
+
+    def close(self, repo: str, number: int) -> None:
+        self.store.close_pull_request(repo, number)
+        self.closed(self.store.get_pull_request(repo, number))
+
+    def announce_push(self, repo: str, number: int) -> None:
+        """Send the event a forge sends when a pull request's branch got new commits."""
+        self.synchronized(self.store.get_pull_request(repo, number))
+
+    # What each fake defines
+
+    def routes(self) -> None:
+        raise NotImplementedError
+
+    def user_of(self, authorization: str) -> str | None:
+        """The user an Authorization header authenticates, by the forge's scheme."""
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() in ("token", "bearer"):
+            return self.tokens.get(value.strip())
+        return None
+
+    def opened(self, pr: PullRequest) -> None: ...
+
+    def synchronized(self, pr: PullRequest) -> None: ...
+
+    def reviewed(self, pr: PullRequest, review: Review) -> None: ...
+
+    def merged(self, pr: PullRequest) -> None: ...
+
+    def closed(self, pr: PullRequest) -> None: ...
+
+    # Internals
+
+    async def _gate(self, request: Request, call_next: Any) -> Response:
+        path = request.url.path
+        self.requests.append((request.method, path))
+        for failure in self.failures:
+            if failure.path in path:
+                failure.times -= 1
+                if failure.times <= 0:
+                    self.failures.remove(failure)
+                return JSONResponse(failure.body, failure.status, headers=failure.headers)
+        user = self.user_of(request.headers.get("authorization", ""))
+        if user is None:
+            return JSONResponse({"message": "Bad credentials"}, 401)
+        request.state.user = user
+        return await call_next(request)
+
+    async def _api_error(self, request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"message": str(exc)}, exc.status)
+
+    def _require_repo(self, repo: str) -> None:
+        if not self.store.repo_path(repo).is_dir():
+            raise ApiError(404, "Not Found")
+
+    def _pr(self, repo: str, number: int) -> PullRequest:
+        self._require_repo(repo)
+        try:
+            return self.store.get_pull_request(repo, number)
+        except PullRequestNotFound:
+            raise ApiError(404, "Not Found") from None
+
+    def _branches(self, repo: str, prefix: str = "") -> dict[str, str]:
+        """Branch name → head commit, read from the bare repository."""
+        out = subprocess.run(
+            ["git", f"--git-dir={self.store.repo_path(repo)}", "for-each-ref",
+             "--format=%(refname:strip=2) %(objectname)", f"refs/heads/{prefix}"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        return dict(line.split(" ", 1) for line in out.splitlines())
+
+    def _latest_reviews(self, repo: str, number: int) -> dict[str, Review]:
+        return {r.user: r for r in self.store.list_reviews(repo, number)}
+
+    def _send(self, event: str, payload: dict[str, Any], headers: dict[str, str]) -> None:
+        if self.webhook_url is not None:
+            self._outbox.put((event, payload, headers))
+
+    def _deliver_forever(self) -> None:
+        """Deliver in order from one thread, after the API answer, as forges do."""
+        while (item := self._outbox.get()) is not None:
+            event, payload, headers = item
+            body = json.dumps(payload).encode()
+            headers = {"Content-Type": "application/json", **headers, **self._sign(body)}
+            try:
+                answer = httpx.post(self.webhook_url, content=body, headers=headers, timeout=30)
+                self.sent.append(
+                    Sent(event, payload, headers, body, answer.status_code, answer.text)
+                )
+            except httpx.HTTPError as exc:
+                self.sent.append(Sent(event, payload, headers, body, None, str(exc)))
+            finally:
+                self._outbox.task_done()
+        self._outbox.task_done()
+
+    def _sign(self, body: bytes) -> dict[str, str]:
+        return {}
+
+
+class _GitHubShaped(FakeForge):
+    """GitHub's REST shapes, which Gitea's API mirrors; subclasses set the spellings."""
+
+    review_states: ClassVar[dict[str, str]]
+    status_field: ClassVar[str]
+
+    def pull_json(self, pr: PullRequest) -> dict[str, Any]:
+        owner, name = pr.repo.split("/")
+        merged = pr.state == "merged"
+        return {
+            "id": abs(hash((pr.repo, pr.number))) % 10**9,
+            "number": pr.number,
+            "state": "open" if pr.state == "open" else "closed",
+            "title": pr.title,
+            "body": pr.body,
+            "user": {"login": pr.author},
+            "draft": False,
+            "head": {"label": f"{owner}:{pr.head_branch}", "ref": pr.head_branch, "sha": pr.head_sha,
+                     "repo": self.repo_json(pr.repo)},
+            "base": {"label": f"{owner}:{pr.base_branch}", "ref": pr.base_branch,
+                     "repo": self.repo_json(pr.repo)},
+            "merged": merged,
+            "merged_at": _now() if merged else None,
+            "merge_commit_sha": pr.merge_commit_sha,
+            "html_url": f"{self.origin}/{owner}/{name}/pull/{pr.number}",
+        }  # fmt: skip
+
+    def repo_json(self, repo: str) -> dict[str, Any]:
+        owner, name = repo.split("/")
+        return {
+            "name": name,
+            "full_name": repo,
+            "owner": {"login": owner},
+            "clone_url": self.store.clone_url(repo),
+            "default_branch": self.store.default_branch(repo),
+            "html_url": f"{self.origin}/{repo}",
+        }
+
+    def paged(self, request: Request, items: list[Any], size_param: str) -> JSONResponse:
+        """One page of `items` with a GitHub-style `Link: <...>; rel="next"` header."""
+        size = min(int(request.query_params.get(size_param, self.page_size)), self.page_size)
+        page = int(request.query_params.get("page", 1))
+        chunk = items[(page - 1) * size : page * size]
+        headers = {}
+        if page * size < len(items):
+            url = request.url.include_query_params(page=page + 1)
+            headers["Link"] = f'<{url}>; rel="next"'
+        return JSONResponse(chunk, headers=headers)
+
+    def merge_via_api(self, repo: str, number: int, head_sha: str) -> str:
+        pr = self._pr(repo, number)
+        if pr.state != "open":
+            raise ApiError(405, "Pull Request is not mergeable")
+        try:
+            merged = self.store.merge_pull_request(repo, number, head_sha)
+        except HeadChanged:
+            raise ApiError(409, "Head branch was modified. Review and try the merge again.")
+        except NotMergeable as exc:
+            raise ApiError(405, f"Pull Request is not mergeable: {exc.reason}")
+        self.merged(self.store.get_pull_request(repo, number))
+        return merged
+
+    def routes(self) -> None:
+        app, prefix = self.app, self.api_prefix
+
+        @app.get(prefix + "/repos/{owner}/{name}")
+        def get_repo(owner: str, name: str) -> dict:
+            self._require_repo(f"{owner}/{name}")
+            return self.repo_json(f"{owner}/{name}")
+
+        @app.get(prefix + "/repos/{owner}/{name}/pulls")
+        def list_pulls(owner: str, name: str, request: Request) -> JSONResponse:
+            repo = f"{owner}/{name}"
+            self._require_repo(repo)
+            state = request.query_params.get("state", "open")
+            head = request.query_params.get("head")
+            pulls = [
+                p for p in self.store.list_pull_requests(repo)
+                if (state == "all" or (p.state == "open") == (state == "open"))
+                and (head is None or head == f"{owner}:{p.head_branch}")
+            ]  # fmt: skip
+            return self.paged(request, [self.pull_json(p) for p in pulls], self.size_param)
+
+        @app.post(prefix + "/repos/{owner}/{name}/pulls", status_code=201)
+        async def create_pull(owner: str, name: str, request: Request) -> dict:
+            repo, data = f"{owner}/{name}", await request.json()
+            self._require_repo(repo)
+            head = data["head"].split(":")[-1]
+            if self.store.find_pull_request(repo, head) is not None:
+                raise ApiError(self.exists_status, f"A pull request already exists for {head}.")
+            if head not in self._branches(repo, head):
+                raise ApiError(422, "Validation Failed: head does not exist")
+            try:
+                pr = self.store.open_pull_request(
+                    repo, head, data["base"], data["title"], data.get("body") or "",
+                    request.state.user,
+                )  # fmt: skip
+            except NoCommitsBetween as exc:
+                raise ApiError(422, f"Validation Failed: {exc}") from None
+            self.opened(pr)
+            return self.pull_json(pr)
+
+        @app.get(prefix + "/repos/{owner}/{name}/pulls/{number}")
+        def get_pull(owner: str, name: str, number: int) -> dict:
+            return self.pull_json(self._pr(f"{owner}/{name}", number))
+
+        @app.patch(prefix + "/repos/{owner}/{name}/pulls/{number}")
+        async def update_pull(owner: str, name: str, number: int, request: Request) -> dict:
+            repo, data = f"{owner}/{name}", await request.json()
+            pr = self._pr(repo, number)
+            if data.get("state") == "closed" and pr.state == "open":
+                self.store.close_pull_request(repo, number)
+                self.closed(self.store.get_pull_request(repo, number))
+            return self.pull_json(self.store.get_pull_request(repo, number))
+
+        @app.get(prefix + "/repos/{owner}/{name}/pulls/{number}/reviews")
+        def list_reviews(owner: str, name: str, number: int, request: Request) -> JSONResponse:
+            repo = f"{owner}/{name}"
+            self._pr(repo, number)
+            reviews = [
+                {"id": i, "user": {"login": r.user}, "state": self.review_states[r.state],
+                 "commit_id": r.commit_id, "body": r.body,
+                 "submitted_at": r.submitted_at.strftime("%Y-%m-%dT%H:%M:%SZ")}
+                for i, r in enumerate(self.store.list_reviews(repo, number), 1)
+            ]  # fmt: skip
+            return self.paged(request, reviews, self.size_param)
+
+        @app.post(prefix + "/repos/{owner}/{name}/issues/{number}/comments", status_code=201)
+        async def comment(owner: str, name: str, number: int, request: Request) -> dict:
+            repo, data = f"{owner}/{name}", await request.json()
+            self._pr(repo, number)
+            self.store.comment(repo, number, data["body"])
+            return {"body": data["body"], "user": {"login": request.state.user}}
+
+        @app.post(prefix + "/repos/{owner}/{name}/statuses/{sha}", status_code=201)
+        async def create_status(owner: str, name: str, sha: str, request: Request) -> dict:
+            repo, data = f"{owner}/{name}", await request.json()
+            self._require_repo(repo)
+            if data["state"] not in ("pending", "success", "failure", "error", "warning"):
+                raise ApiError(422, f"Validation Failed: state {data['state']!r}")
+            self.store.set_commit_status(
+                repo, sha, data.get("context") or "default", data["state"],
+                data.get("description") or "", data.get("target_url"),
+            )  # fmt: skip
+            return data
+
+        @app.get(prefix + "/repos/{owner}/{name}/commits/{sha}/status")
+        def combined_status(owner: str, name: str, sha: str) -> dict:
+            repo = f"{owner}/{name}"
+            self._require_repo(repo)
+            statuses = [
+                {self.status_field: s.state, "context": s.context, "description": s.description,
+                 "target_url": s.target_url, "updated_at": s.updated_at.strftime("%Y-%m-%dT%H:%M:%SZ")}
+                for s in self.store.list_commit_statuses(repo, sha)
+            ]  # fmt: skip
+            return {"sha": sha, "statuses": statuses}
+
+        self.more_routes()
+
+    api_prefix: ClassVar[str]
+    size_param: ClassVar[str]
+    exists_status: ClassVar[int]
+    sync_action: ClassVar[str]
+
+    def more_routes(self) -> None:
+        raise NotImplementedError
+
+    def event_headers(self, event: str, event_type: str, delivery: str) -> dict[str, str]:
+        raise NotImplementedError
+
+    def opened(self, pr: PullRequest) -> None:
+        self._pr_event("pull_request", "opened", pr, pr.author)
+
+    def synchronized(self, pr: PullRequest) -> None:
+        self._pr_event("pull_request", self.sync_action, pr, pr.author)
+
+    def merged(self, pr: PullRequest) -> None:
+        self._pr_event("pull_request", "closed", pr, "fake-forge")
+
+    def closed(self, pr: PullRequest) -> None:
+        self._pr_event("pull_request", "closed", pr, "fake-forge")
+
+    def _pr_event(
+        self,
+        event: str,
+        action: str,
+        pr: PullRequest,
+        sender: str,
+        event_type: str | None = None,
+        **extra: Any,
+    ) -> None:
+        payload = {
+            "action": action,
+            "number": pr.number,
+            "pull_request": self.pull_json(pr),
+            "repository": self.repo_json(pr.repo),
+            "sender": {"login": sender},
+            **extra,
+        }
+        headers = self.event_headers(event, event_type or event, str(uuid.uuid4()))
+        self._send(event, payload, headers)
+
+
+class FakeGitHub(_GitHubShaped):
+    """GitHub's REST v3 and its webhooks."""
+
+    kind = "github"
+    webhook_path = "/webhooks/github"
+    api_prefix = ""
+    size_param = "per_page"
+    exists_status = 422
+    review_states = {"approved": "APPROVED", "changes_requested": "CHANGES_REQUESTED",
+                     "commented": "COMMENTED"}  # fmt: skip
+    status_field = "state"
+
+    sync_action = "synchronize"
+
+    def event_headers(self, event: str, event_type: str, delivery: str) -> dict[str, str]:
+        return {
+            "User-Agent": "GitHub-Hookshot/fake",
+            "X-GitHub-Event": event,
+            "X-GitHub-Delivery": delivery,
+            "X-GitHub-Hook-ID": "1",
+        }
+
+    def reviewed(self, pr: PullRequest, review: Review) -> None:
+        self._pr_event(
+            "pull_request_review", "submitted", pr, review.user,
+            review={"id": 1, "user": {"login": review.user}, "state": review.state,
+                    "commit_id": review.commit_id, "body": review.body,
+                    "submitted_at": review.submitted_at.strftime("%Y-%m-%dT%H:%M:%SZ")},
+        )  # fmt: skip
+
+    def _sign(self, body: bytes) -> dict[str, str]:
+        if not self.webhook_secret:
+            return {}
+        return {"X-Hub-Signature-256": signature_256(self.webhook_secret, body)}
+
+    def more_routes(self) -> None:
+        app = self.app
+
+        @app.put("/repos/{owner}/{name}/pulls/{number}/merge")
+        async def merge(owner: str, name: str, number: int, request: Request) -> dict:
+            data = await request.json()
+            if data.get("merge_method", "merge") != "merge":
+                raise ApiError(422, "only merge commits are allowed in this repository")
+            sha = self.merge_via_api(f"{owner}/{name}", number, data.get("sha") or "")
+            return {"sha": sha, "merged": True, "message": "Pull Request successfully merged"}
+
+        @app.delete("/repos/{owner}/{name}/git/refs/heads/{branch:path}", status_code=204)
+        def delete_ref(owner: str, name: str, branch: str) -> None:
+            repo = f"{owner}/{name}"
+            self._require_repo(repo)
+            if branch not in self._branches(repo, branch):
+                raise ApiError(422, "Reference does not exist")
+            self.store.delete_branch(repo, branch)
+
+
+class FakeGitea(_GitHubShaped):
+    """Gitea's (and, with `forgejo=True`, Forgejo's) API v1 and webhooks."""
+
+    kind = "gitea"
+    webhook_path = "/webhooks/gitea"
+    api_prefix = "/api/v1"
+    size_param = "limit"
+    exists_status = 409
+    review_states = {"approved": "APPROVED", "changes_requested": "REQUEST_CHANGES",
+                     "commented": "COMMENT"}  # fmt: skip
+    status_field = "status"
+    sync_action = "synchronized"
+
+    def __init__(self, *args: Any, forgejo: bool = False, **kwargs: Any) -> None:
+        self.forgejo = forgejo
+        super().__init__(*args, **kwargs)
+
+    @property
+    def url(self) -> str:
+        return f"{self.origin}/api/v1"
+
+    def more_routes(self) -> None:
+        app = self.app
+
+        @app.post("/api/v1/repos/{owner}/{name}/pulls/{number}/merge")
+        async def merge(owner: str, name: str, number: int, request: Request) -> Response:
+            data = await request.json()
+            if (data.get("Do") or data.get("do")) != "merge":
+                raise ApiError(422, "[Do]: Required")
+            repo = f"{owner}/{name}"
+            if self._pr(repo, number).state == "merged":
+                raise ApiError(405, "The PR is already merged")
+            self.merge_via_api(repo, number, data.get("head_commit_id") or "")
+            return Response(status_code=200)
+
+        @app.delete("/api/v1/repos/{owner}/{name}/branches/{branch:path}", status_code=204)
+        def delete_branch(owner: str, name: str, branch: str) -> None:
+            repo = f"{owner}/{name}"
+            self._require_repo(repo)
+            if branch not in self._branches(repo, branch):
+                raise ApiError(404, "The target couldn't be found.")
+            self.store.delete_branch(repo, branch)
+
+    def reviewed(self, pr: PullRequest, review: Review) -> None:
+        kind = {"approved": "approved", "changes_requested": "rejected"}.get(review.state)
+        if kind is None:
+            self._pr_event("pull_request_comment", "reviewed", pr, review.user,
+                           "pull_request_review_comment")  # fmt: skip
+            return
+        self._pr_event(f"pull_request_{kind}", "reviewed", pr, review.user,
+                       f"pull_request_review_{kind}",
+                       review={"type": f"pull_request_review_{kind}", "content": review.body})  # fmt: skip
+
+    def event_headers(self, event: str, event_type: str, delivery: str) -> dict[str, str]:
+        headers = {"X-GitHub-Event": event, "X-GitHub-Event-Type": event_type,
+                   "X-GitHub-Delivery": delivery}  # fmt: skip
+        for name in ("Forgejo", "Gitea") if self.forgejo else ("Gitea", "Gogs"):
+            headers |= {f"X-{name}-Event": event, f"X-{name}-Event-Type": event_type,
+                        f"X-{name}-Delivery": delivery}  # fmt: skip
+        return headers
+
+    def _sign(self, body: bytes) -> dict[str, str]:
+        if not self.webhook_secret:
+            return {}
+        hex_digest = hmac.new(self.webhook_secret.encode(), body, hashlib.sha256).hexdigest()
+        name = "Forgejo" if self.forgejo else "Gitea"
+        return {
+            f"X-{name}-Signature": hex_digest,
+            "X-Hub-Signature-256": signature_256(self.webhook_secret, body),
+        }
+
+
+class FakeAzureDevOps(FakeForge):
+    """Azure DevOps REST 7.1 for organization `fake`, and its service hooks (Basic auth)."""
+
+    kind = "azure-devops"
+    webhook_path = "/webhooks/azure-devops"
+    _STATUS = {"open": "active", "merged": "completed", "closed": "abandoned"}
+    _TO_BATON = {"succeeded": "success", "failed": "failure", "pending": "pending",
+                 "error": "error"}  # fmt: skip
+
+    def __init__(self, *args: Any, hook_user: str = "baton", **kwargs: Any) -> None:
+        self.hook_user = hook_user
+        super().__init__(*args, **kwargs)
+
+    @property
+    def url(self) -> str:
+        return f"{self.origin}/fake"
+
+    def user_of(self, authorization: str) -> str | None:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() != "basic":
+            return None
+        try:
+            _, _, token = base64.b64decode(value).decode().partition(":")
+        except ValueError:
+            return None
+        return self.tokens.get(token)
+
+    def pull_json(self, pr: PullRequest) -> dict[str, Any]:
+        project, name = pr.repo.split("/")
+        status = self._STATUS[pr.state]
+        data = {
+            "pullRequestId": pr.number,
+            "status": status,
+            "mergeStatus": "succeeded",
+            "title": pr.title,
+            "description": pr.body,
+            "createdBy": {"uniqueName": pr.author, "displayName": pr.author.title()},
+            "sourceRefName": f"refs/heads/{pr.head_branch}",
+            "targetRefName": f"refs/heads/{pr.base_branch}",
+            "lastMergeSourceCommit": {"commitId": pr.head_sha},
+            "repository": self.repo_json(pr.repo),
+            "reviewers": self.reviewers(pr),
+            "url": f"{self.url}/{project}/_apis/git/repositories/{name}/pullRequests/{pr.number}",
+        }
+        if status == "completed":
+            data["lastMergeCommit"] = {"commitId": pr.merge_commit_sha}
+        return data
+
+    def repo_json(self, repo: str) -> dict[str, Any]:
+        project, name = repo.split("/")
+        return {
+            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, repo)),
+            "name": name,
+            "project": {"id": str(uuid.uuid5(uuid.NAMESPACE_URL, project)), "name": project},
+            "remoteUrl": self.store.clone_url(repo),
+            "webUrl": f"{self.url}/{project}/_git/{name}",
+            "defaultBranch": f"refs/heads/{self.store.default_branch(repo)}",
+        }
+
+    def reviewers(self, pr: PullRequest) -> list[dict[str, Any]]:
+        votes = {"approved": 10, "changes_requested": -10, "commented": 0}
+        return [
+            {"id": str(uuid.uuid5(uuid.NAMESPACE_DNS, user)), "uniqueName": user,
+             "displayName": user.title(), "vote": votes[r.state], "isContainer": False}
+            for user, r in self._latest_reviews(pr.repo, pr.number).items()
+        ]  # fmt: skip
+
+    def routes(self) -> None:
+        app = self.app
+        repo_path = "/fake/{project}/_apis/git/repositories/{name}"
+
+        def repo_of(project: str, name: str, request: Request) -> str:
+            if request.query_params.get("api-version") != "7.1":
+                raise ApiError(400, "The requested REST API version is not supported: 7.1 wanted")
+            self._require_repo(f"{project}/{name}")
+            return f"{project}/{name}"
+
+        @app.get(repo_path)
+        def get_repo(project: str, name: str, request: Request) -> dict:
+            return self.repo_json(repo_of(project, name, request))
+
+        @app.get(repo_path + "/pullrequests")
+        def list_pulls(project: str, name: str, request: Request) -> dict:
+            repo = repo_of(project, name, request)
+            source = request.query_params.get("searchCriteria.sourceRefName")
+            status = request.query_params.get("searchCriteria.status", "active")
+            pulls = [
+                self.pull_json(p) for p in self.store.list_pull_requests(repo)
+                if (source is None or f"refs/heads/{p.head_branch}" == source)
+                and (status == "all" or self._STATUS[p.state] == status)
+            ]  # fmt: skip
+            return {"value": pulls, "count": len(pulls)}
+
+        @app.post(repo_path + "/pullrequests", status_code=201)
+        async def create_pull(project: str, name: str, request: Request) -> dict:
+            repo, data = repo_of(project, name, request), await request.json()
+            head = data["sourceRefName"].removeprefix("refs/heads/")
+            if self.store.find_pull_request(repo, head) is not None:
+                raise ApiError(409, "TF401179: An active pull request for the source and target "
+                                    "branch already exists.")  # fmt: skip
+            if len(data.get("description") or "") > 4000:
+                raise ApiError(400, "The description is longer than 4000 characters.")
+            pr = self.store.open_pull_request(
+                repo, head, data["targetRefName"].removeprefix("refs/heads/"), data["title"],
+                data.get("description") or "", request.state.user,
+            )  # fmt: skip
+            self.opened(pr)
+            return self.pull_json(pr)
+
+        @app.get(repo_path + "/pullrequests/{number}")
+        def get_pull(project: str, name: str, number: int, request: Request) -> dict:
+            return self.pull_json(self._pr(repo_of(project, name, request), number))
+
+        @app.patch(repo_path + "/pullrequests/{number}")
+        async def update_pull(project: str, name: str, number: int, request: Request) -> dict:
+            repo, data = repo_of(project, name, request), await request.json()
+            pr = self._pr(repo, number)
+            if data.get("status") == "abandoned" and pr.state == "open":
+                self.store.close_pull_request(repo, number)
+                self.closed(self.store.get_pull_request(repo, number))
+            elif data.get("status") == "completed" and pr.state == "open":
+                lock = (data.get("lastMergeSourceCommit") or {}).get("commitId")
+                if lock != pr.head_sha:
+                    raise ApiError(409, "TF401192: The source branch has been updated since the "
+                                        "pull request was last read.")  # fmt: skip
+                try:
+                    self.store.merge_pull_request(repo, number, pr.head_sha)
+                except NotMergeable as exc:
+                    raise ApiError(409, f"TF401181: the merge failed: {exc.reason}") from None
+                self.merged(self.store.get_pull_request(repo, number))
+                # Completion is asynchronous: the answer still shows it queued.
+                return self.pull_json(pr) | {"mergeStatus": "queued"}
+            return self.pull_json(self.store.get_pull_request(repo, number))
+
+        @app.get(repo_path + "/pullRequests/{number}/reviewers")
+        def reviewers(project: str, name: str, number: int, request: Request) -> dict:
+            value = self.reviewers(self._pr(repo_of(project, name, request), number))
+            return {"value": value, "count": len(value)}
+
+        @app.post(repo_path + "/pullRequests/{number}/threads")
+        async def thread(project: str, name: str, number: int, request: Request) -> dict:
+            repo, data = repo_of(project, name, request), await request.json()
+            self._pr(repo, number)
+            for comment in data["comments"]:
+                self.store.comment(repo, number, comment["content"])
+            return {"id": 1, **data}
+
+        @app.post(repo_path + "/commits/{sha}/statuses", status_code=201)
+        async def create_status(project: str, name: str, sha: str, request: Request) -> dict:
+            repo, data = repo_of(project, name, request), await request.json()
+            if data["state"] not in self._TO_BATON:
+                raise ApiError(400, f"invalid state {data['state']!r}")
+            context = data["context"]
+            full = (
+                f"{context['genre']}/{context['name']}" if context.get("genre") else context["name"]
+            )
+            self.store.set_commit_status(
+                repo, sha, full, self._TO_BATON[data["state"]], data.get("description") or "",
+                data.get("targetUrl"),
+            )  # fmt: skip
+            return data
+
+        @app.get(repo_path + "/commits/{sha}/statuses")
+        def list_statuses(project: str, name: str, sha: str, request: Request) -> dict:
+            repo = repo_of(project, name, request)
+            to_azure = {v: k for k, v in self._TO_BATON.items()}
+            value = []
+            for s in self.store.list_commit_statuses(repo, sha):
+                genre, _, short = s.context.rpartition("/")
+                value.append({
+                    "state": to_azure[s.state], "description": s.description,
+                    "targetUrl": s.target_url, "context": {"name": short, "genre": genre or None},
+                    "creationDate": s.updated_at.isoformat(),
+                    "updatedDate": s.updated_at.isoformat(),
+                })  # fmt: skip
+            return {"value": value, "count": len(value)}
+
+        @app.get(repo_path + "/refs")
+        def refs(project: str, name: str, request: Request) -> dict:
+            repo = repo_of(project, name, request)
+            prefix = request.query_params.get("filter", "").removeprefix("heads/")
+            value = [{"name": f"refs/heads/{b}", "objectId": sha}
+                     for b, sha in self._branches(repo, prefix).items() if b.startswith(prefix)]  # fmt: skip
+            return {"value": value, "count": len(value)}
+
+        @app.post(repo_path + "/refs")
+        async def update_refs(project: str, name: str, request: Request) -> dict:
+            repo, updates = repo_of(project, name, request), await request.json()
+            results = []
+            for update in updates:
+                branch = update["name"].removeprefix("refs/heads/")
+                current = self._branches(repo, branch).get(branch)
+                ok = current == update["oldObjectId"] and update["newObjectId"] == ZERO_SHA
+                if ok:
+                    self.store.delete_branch(repo, branch)
+                results.append({"name": update["name"], "success": ok,
+                                "updateStatus": "succeeded" if ok else "staleOldObjectId"})  # fmt: skip
+            return {"value": results, "count": len(results)}
+
+    def opened(self, pr: PullRequest) -> None:
+        self._event("git.pullrequest.created", pr, f"{pr.author} created a pull request")
+
+    def synchronized(self, pr: PullRequest) -> None:
+        self._event("git.pullrequest.updated", pr, f"{pr.author} updated the source branch")
+
+    def reviewed(self, pr: PullRequest, review: Review) -> None:
+        self._event("git.pullrequest.updated", pr, f"{review.user} voted on the pull request")
+
+    def merged(self, pr: PullRequest) -> None:
+        self._event("git.pullrequest.merged", pr, "merge commit created")
+        self._event("git.pullrequest.updated", pr, "completed the pull request")
+
+    def closed(self, pr: PullRequest) -> None:
+        self._event("git.pullrequest.updated", pr, "abandoned the pull request")
+
+    def _event(self, event: str, pr: PullRequest, text: str) -> None:
+        resource = self.pull_json(pr)
+        payload = {
+            "subscriptionId": "00000000-0000-0000-0000-000000000000",
+            "notificationId": len(self.sent) + 1,
+            "id": str(uuid.uuid4()),
+            "eventType": event,
+            "publisherId": "tfs",
+            "message": {"text": text},
+            "resource": resource,
+            "resourceVersion": "1.0",
+            "resourceContainers": {"project": {"id": resource["repository"]["project"]["id"]}},
+            "createdDate": _now(),
+        }
+        self._send(event, payload, {})
+
+    def _sign(self, body: bytes) -> dict[str, str]:
+        if not self.webhook_secret:
+            return {}
+        return {"Authorization": basic_auth(self.hook_user, self.webhook_secret)}
+
+
+FAKES: dict[str, type[FakeForge]] = {
+    "github": FakeGitHub,
+    "gitea": FakeGitea,
+    "azure-devops": FakeAzureDevOps,
+}
