@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 from baton.artifacts import ArtifactStore
 from baton.cluster.base import Cluster
 from baton.config import AppConfig, BatonConfig, EnvironmentConfig, load_config
-from baton.errors import BatonError
 from baton.forges.base import Forge
 from baton.gitops import GitOpsRepo
 from baton.logs import LogStore
@@ -24,6 +23,9 @@ from baton.workspace import Workspace
 class Context:
     settings: Settings
     config: BatonConfig
+    _clusters: dict[tuple[Path | None, str | None], Cluster] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     @classmethod
     def load(cls, settings: Settings | None = None) -> Context:
@@ -46,7 +48,13 @@ class Context:
             from baton.cluster.local import LocalClusterStatus
 
             return LocalClusterStatus(self.settings.home)
-        raise BatonError(f"environments.{environment.name}.sync.kind flux is not supported yet")
+        from baton.cluster.kubernetes import FluxCluster
+
+        sync = environment.sync
+        key = (sync.kubeconfig, sync.context)
+        if key not in self._clusters:  # one API client (and discovery cache) per context
+            self._clusters[key] = FluxCluster.connect(sync.kubeconfig, sync.context)
+        return self._clusters[key]
 
     @cached_property
     def workspace(self) -> Workspace:

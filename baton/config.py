@@ -141,6 +141,20 @@ class SyncConfig(Model):
     kustomization: str | None = None
     namespace: str = "flux-system"
     timeout_s: int = Field(default=600, gt=0)
+    kubeconfig: Path | None = Field(
+        default=None,
+        description="flux: the kubeconfig file; unset: in-cluster credentials inside a pod, "
+        "else $KUBECONFIG or ~/.kube/config",
+    )
+    context: str | None = Field(
+        default=None, description="flux: the kubeconfig context; unset: its current context"
+    )
+
+    @model_validator(mode="after")
+    def _cluster_access_is_for_flux(self) -> SyncConfig:
+        if self.kind != "flux" and (self.kubeconfig or self.context):
+            raise ValueError("kubeconfig and context are only used with kind: flux")
+        return self
 
 
 class VerifyConfig(Model):
