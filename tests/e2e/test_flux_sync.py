@@ -1,0 +1,157 @@
+"""The sync gate on Flux/Kubernetes: the real `check_sync` activity, the GitOps repository on the
+local forge with merge commits made by merging pull requests, and the fake API server's Flux."""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+import activities.context as activity_context
+from activities.context import Context
+from activities.deploy import SyncCheckInput, check_sync
+from baton.artifacts import Artifact
+from baton.cluster.kubernetes import FluxCluster
+from baton.config import parse_config
+from baton.models import RolloutInput, SyncOutcome
+from baton.settings import Settings
+from tests.fakes.kube_api import Failure, FakeFlux, FakeKubeAPI
+
+APPLY_DELAY = 0.5
+MANIFESTS = "rendered/staging/sample-app/manifests.yaml"
+CONFIG = """
+apps:
+  - {{name: sample-app, repo: sample-app, chart: chart, image: sample-app}}
+environments:
+  - name: staging
+    namespace: staging
+    sync: {{kind: flux, kubeconfig: {kubeconfig}, context: fake, timeout_s: 60}}
+"""
+
+
+@dataclass
+class FluxStack:
+    context: Context
+    flux: FakeFlux
+
+    @property
+    def staging(self):
+        return self.context.config.environment("staging")
+
+    def merge(self, content: str) -> tuple[str, datetime]:
+        """Propose `content` as staging's manifests and merge the pull request: (M, merged at)."""
+        forge, branch = self.context.forge, f"baton/sample-app/staging/{uuid.uuid4().hex[:12]}"
+        self.context.gitops.propose(branch, MANIFESTS, content, "Deploy sample-app")
+        pr = forge.open_pull_request("gitops", branch, "main", "Deploy", "", author="baton")
+        merged_at = datetime.now(UTC)
+        return forge.merge_pull_request("gitops", pr.number, pr.head_sha), merged_at
+
+    def check(self, merge: str, merged_at: datetime) -> SyncCheckInput:
+        rollout = RolloutInput(
+            change_id="change-1",
+            app=self.context.config.app("sample-app"),
+            environment=self.staging,
+            artifact=Artifact(
+                app="sample-app",
+                commit="c" * 40,
+                image="127.0.0.1:5000/sample-app",
+                image_digest="sha256:" + "d" * 64,
+                image_ref="127.0.0.1:5000/sample-app@sha256:" + "d" * 64,
+                chart_ref="oci://127.0.0.1:5000/charts/sample-app",
+                chart_version="0.1.0-gcccccccccccc",
+                chart_digest="sha256:" + "e" * 64,
+                created_at=merged_at,
+            ),
+            author="alice",
+        )
+        return SyncCheckInput(rollout=rollout, merge_commit=merge, since=merged_at)
+
+
+def closed_port() -> int:
+    """A port nobody listens on: the forge's webhooks are refused at once."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[FluxStack]:
+    seed = tmp_path / "seed"
+    (seed / MANIFESTS).parent.mkdir(parents=True)
+    (seed / MANIFESTS).write_text("# nothing deployed yet\n")
+    saved = activity_context._current
+    with FakeKubeAPI() as api, FakeFlux(api, apply_delay=APPLY_DELAY) as flux:
+        kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
+        settings = Settings(home=tmp_path / "home", api_port=closed_port())
+        context = Context(settings, parse_config(CONFIG.format(kubeconfig=kubeconfig)))
+        context.forge.create_repo("gitops", from_dir=seed)
+        flux.add_sync(
+            context.forge.repo_path("gitops"),
+            "sample-app-staging",
+            interval="60s",
+            path="./rendered/staging/sample-app",
+        )
+        flux.wait_idle()
+        activity_context.install(context)
+        try:
+            yield FluxStack(context, flux)
+        finally:
+            activity_context._current = saved
+        assert not flux.errors
+
+
+def poll_check_sync(check: SyncCheckInput, timeout: float) -> tuple[object, float]:
+    """Run check_sync every 100 ms until it stops answering NotSynced: (outcome, seconds)."""
+    start = time.monotonic()
+    while True:
+        try:
+            outcome: object = ActivityEnvironment().run(check_sync, check)
+        except ApplicationError as exc:
+            if exc.type != "NotSynced":
+                outcome = exc
+            elif time.monotonic() - start > timeout:
+                raise AssertionError(f"still not synced after {timeout}s: {exc}") from None
+            else:
+                time.sleep(0.1)
+                continue
+        return outcome, time.monotonic() - start
+
+
+def test_merge_commit_is_synced_within_the_apply_delay_after_a_reconcile_request(
+    stack: FluxStack,
+) -> None:
+    merge, merged_at = stack.merge("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: v2}\n")
+    check = stack.check(merge, merged_at)
+    with pytest.raises(ApplicationError, match="not synced yet: applied revision is"):
+        ActivityEnvironment().run(check_sync, check)  # Flux's next poll is a minute away
+
+    cluster = stack.context.cluster(stack.staging)
+    assert isinstance(cluster, FluxCluster) and stack.context.cluster(stack.staging) is cluster
+    cluster.request_reconcile(stack.staging, "sample-app")
+    outcome, elapsed = poll_check_sync(check, timeout=APPLY_DELAY + 1)
+
+    assert outcome == SyncOutcome(synced=True, revision=merge, reason="ReconciliationSucceeded")
+    assert elapsed < APPLY_DELAY + 1
+
+
+def test_failing_revision_fails_the_sync_check_with_flux_reason(stack: FluxStack) -> None:
+    merge, merged_at = stack.merge("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n")
+    stack.flux.fail(
+        Failure(revision=merge, message="timeout waiting for: [Deployment/staging/sample-app]")
+    )
+    stack.context.cluster(stack.staging).request_reconcile(stack.staging, "sample-app")
+    outcome, _ = poll_check_sync(stack.check(merge, merged_at), timeout=APPLY_DELAY + 1)
+
+    assert isinstance(outcome, ApplicationError)
+    assert (outcome.type, outcome.non_retryable) == ("SyncFailed", True)
+    assert (
+        outcome.message == "HealthCheckFailed: timeout waiting for: [Deployment/staging/sample-app]"
+    )
