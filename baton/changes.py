@@ -20,6 +20,13 @@ class ChangeNotFound(BatonError):
         super().__init__(f"no change {change_id!r}: list changes with `baton changes ls`")
 
 
+class WorkerUnavailable(BatonError):
+    def __init__(self, change_id: str) -> None:
+        super().__init__(
+            f"cannot read {change_id}: no Baton worker is running; start one with `baton dev up`"
+        )
+
+
 class Refused(BatonError):
     """The workflow refused the request (policy, state); the message says why."""
 
@@ -64,18 +71,22 @@ async def list_changes(client: Client, limit: int = 50) -> list[ChangeSummary]:
 async def show(client: Client, change: str) -> ChangeDetail:
     """The change's timeline and gate, plus the status of the rollout it is in, if any."""
     change_id = normalize_id(change)
-    try:
-        status = await client.get_workflow_handle(change_id).query(ChangeWorkflow.status)
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise ChangeNotFound(change_id) from None
-        raise
+    status = await _query(client, change_id, ChangeWorkflow.status)
     rollout = None
     if status.current_rollout:
-        rollout = await client.get_workflow_handle(status.current_rollout).query(
-            EnvironmentRollout.status
-        )
+        rollout = await _query(client, status.current_rollout, EnvironmentRollout.status)
     return ChangeDetail(change=status, rollout=rollout)
+
+
+async def _query(client: Client, workflow_id: str, query):
+    try:
+        return await client.get_workflow_handle(workflow_id).query(query)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise ChangeNotFound(workflow_id) from None
+        if "no poller" in exc.message or exc.status == RPCStatusCode.DEADLINE_EXCEEDED:
+            raise WorkerUnavailable(workflow_id) from None
+        raise
 
 
 async def decide(

@@ -58,8 +58,10 @@ def seed_repositories(
     forge.create_repo(config.gitops.repo, from_dir=gitops_seed or EXAMPLES / "gitops")
 
 
-def push_visible_change(forge: LocalForge, repo: str, stamp: str) -> str:
-    """Commit a new greeting on a branch as the demo's author; returns the branch name."""
+def push_visible_change(
+    forge: LocalForge, repo: str, stamp: str, edit: Callable[[Path], None] | None = None
+) -> str:
+    """Commit a new greeting (plus `edit(workdir)`) on a branch as the demo's author; returns it."""
     branch = f"demo/{stamp}"
     with tempfile.TemporaryDirectory(prefix="baton-demo-") as tmp:
         work = Path(tmp) / repo
@@ -73,7 +75,10 @@ def push_visible_change(forge: LocalForge, repo: str, stamp: str) -> str:
         if not found:
             raise DemoFailed(f"{app_py} has no DEFAULT_GREETING line to change")
         app_py.write_text(text)
-        git("commit", "-q", "-am", f"Greet with {stamp}")
+        if edit is not None:
+            edit(work)
+        git("add", "-A")
+        git("commit", "-q", "-m", f"Greet with {stamp}")
         git("push", "-q", "origin", branch)
     return branch
 

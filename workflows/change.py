@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 from temporalio import workflow
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ApplicationError, ChildWorkflowError
+from temporalio.exceptions import ApplicationError, CancelledError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from baton.artifacts import Artifact
@@ -129,6 +129,8 @@ class ChangeWorkflow:
         except asyncio.CancelledError:
             if self.aborted is None:
                 raise
+        if self.aborted is not None:
+            # The abort may also surface as a cancelled child rather than as our own cancellation.
             self._set_state("aborted", f"aborted by {self.aborted.user}: {self.aborted.reason}")
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.status()
@@ -189,7 +191,8 @@ class ChangeWorkflow:
             )
         except ChildWorkflowError as err:
             cause = err.cause.message if err.cause else str(err)
-            result = RolloutResult(environment=env.name, outcome="failed", reason=cause)
+            outcome = "aborted" if isinstance(err.cause, CancelledError) else "failed"
+            result = RolloutResult(environment=env.name, outcome=outcome, reason=cause)
         if result.gitops_pr:
             stage.links["gitops pr"] = result.gitops_pr.url
         outcome = "succeeded" if result.outcome == "deployed" else "failed"

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from activities.forge import CommitStatusInput, set_commit_status
@@ -24,6 +24,8 @@ with workflow.unsafe.imports_passed_through():
 
 # Checks are deterministic: a failing lint fails again. Retry only infrastructure errors, a few times.
 CHECK_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=["CheckConfigError"])
+# Long steps heartbeat at least every 5 s; a worker that died is noticed after this.
+HEARTBEAT = timedelta(seconds=20)
 STATUS_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
 
 
@@ -39,6 +41,8 @@ async def _step(name: str, call) -> CheckResult:
     try:
         return await call
     except ActivityError as err:
+        if isinstance(err.cause, CancelledError):
+            raise asyncio.CancelledError from err
         return _failure(name, err)
 
 
@@ -55,7 +59,7 @@ async def _run_checks(input: PipelineInput, kinds: list[str]) -> list[CheckResul
                         CheckInput(app=input.app, repo=input.repo, commit=input.commit, kind=kind),
                         task_queue=TaskQueues.BUILD,
                         start_to_close_timeout=timeout,
-                        heartbeat_timeout=timedelta(seconds=60),
+                        heartbeat_timeout=HEARTBEAT,
                         retry_policy=CHECK_RETRY,
                         summary=f"{kind} @ {input.commit[:12]}",
                     ),
@@ -74,7 +78,7 @@ async def _build(input: PipelineInput, push: bool) -> CheckResult:
             BuildInput(app=input.app, repo=input.repo, commit=input.commit, push=push),
             task_queue=TaskQueues.BUILD,
             start_to_close_timeout=timedelta(minutes=30),
-            heartbeat_timeout=timedelta(seconds=60),
+            heartbeat_timeout=HEARTBEAT,
             retry_policy=CHECK_RETRY,
             summary=f"{'build and push' if push else 'build'} image @ {input.commit[:12]}",
         ),
@@ -131,7 +135,7 @@ async def _pipeline(
                 PublishInput(app=input.app, repo=input.repo, commit=input.commit),
                 task_queue=TaskQueues.BUILD,
                 start_to_close_timeout=timedelta(minutes=10),
-                heartbeat_timeout=timedelta(seconds=60),
+                heartbeat_timeout=HEARTBEAT,
                 retry_policy=CHECK_RETRY,
                 summary=f"publish artifact @ {input.commit[:12]}",
             )

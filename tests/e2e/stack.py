@@ -10,6 +10,7 @@ import asyncio
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from pathlib import Path
 import docker
 import httpx
 import yaml
+from temporalio.service import RPCError
 
 from baton import changes
 from baton.config import BatonConfig, load_config
@@ -88,7 +90,7 @@ class E2EStack:
         while time.monotonic() < deadline:
             try:
                 detail = self.run(lambda client: changes.show(client, change_id))
-            except changes.ChangeNotFound:
+            except (changes.ChangeNotFound, changes.WorkerUnavailable, RPCError):
                 detail = None
             if detail is not None and done(detail):
                 return detail
@@ -97,6 +99,42 @@ class E2EStack:
             time.sleep(0.5)
         last = detail.model_dump_json(indent=1) if detail else "never started"
         raise AssertionError(f"{change_id} did not reach the expected state; last:\n{last}")
+
+    def kill(self, service: str) -> None:
+        """SIGKILL one of the stack's processes, as a crash would, and wait until it is gone."""
+        pid = self.stack.pid(service)
+        assert pid is not None, f"{service} is not running"
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while self.stack.pid(service) is not None:
+            assert time.monotonic() < deadline, f"{service} survived SIGKILL"
+            time.sleep(0.05)
+
+    def wait_for_activity(self, workflow_id: str, activity: str, timeout: float = 120) -> None:
+        """Wait until `activity` is running in `workflow_id`."""
+
+        async def running(client) -> bool:
+            try:
+                description = await client.get_workflow_handle(workflow_id).describe()
+            except RPCError:
+                return False
+            pending = description.raw_description.pending_activities
+            return any(a.activity_type.name == activity for a in pending)
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.run(running):
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"{activity} never ran in {workflow_id}")
+
+    def registry_tags(self, name: str) -> list[str]:
+        token_env = self.config.registry.credentials.token_env
+        answer = httpx.get(
+            f"http://{self.config.registry.url}/v2/{name}/tags/list",
+            auth=(self.config.registry.credentials.username, os.environ[token_env]),
+        )
+        return answer.json()["tags"]
 
     def registry_digest(self, name: str, tag: str) -> str | None:
         from activities.context import Context

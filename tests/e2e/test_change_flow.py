@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -81,3 +84,90 @@ def test_change_goes_from_pr_to_prod_under_policy(baton_stack: E2EStack) -> None
     assert sorted(p.head_branch.split("/")[2] for p in mine) == ["dev", "prod", "staging"]
     dev_pr = next(p for p in mine if "/dev/" in p.head_branch)
     assert "Deployment" in dev_pr.body and artifact.image_digest in dev_pr.body
+
+
+def open_pr(stack: E2EStack, stamp: str, edit=None) -> tuple[str, object]:
+    """Push a branch with a visible change (plus `edit(workdir)`) and open its PR as alice."""
+    alice = stack.forge(AUTHOR)
+    branch = push_visible_change(alice, "sample-app", stamp, edit=edit)
+    pr = alice.open_pull_request("sample-app", branch, "main", stamp, "", AUTHOR)
+    return f"change/sample-app/{pr.number}", pr
+
+
+def push_more(forge, branch: str) -> str:
+    """Push one more commit to `branch`; returns the new head."""
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp) / "app"
+        subprocess.run(["git", "clone", "-q", "-b", branch, forge.clone_url("sample-app"), str(work)],
+                       check=True)  # fmt: skip
+        (work / "NOTES.md").write_text("one more commit\n")
+        identity = ["-c", "user.name=alice", "-c", "user.email=alice@example.invalid"]
+        for args in (["add", "-A"], ["commit", "-q", "-m", "More"], ["push", "-q", "origin", branch]):
+            subprocess.run(["git", *identity, *args], cwd=work, check=True)
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=work, check=True,
+                              capture_output=True, text=True).stdout.strip()  # fmt: skip
+
+
+def test_failing_lint_and_unit_test_fail_the_status_and_push_nothing(baton_stack: E2EStack) -> None:
+    def break_things(work: Path) -> None:
+        dockerfile = work / "Dockerfile"
+        dockerfile.write_text(dockerfile.read_text() + "\nRUN cd /tmp && echo broken\n")
+        test = work / "tests" / "test_broken.py"
+        test.write_text(
+            "import unittest\n\n\nclass Broken(unittest.TestCase):\n"
+            "    def test_fails(self):\n        self.assertEqual(1, 2)\n"
+        )
+
+    change, pr = open_pr(baton_stack, "e2e-broken", edit=break_things)
+    detail = baton_stack.wait(change, lambda d: d.change.state == "awaiting-merge")
+    status = baton_stack.forge().list_commit_statuses("sample-app", pr.head_sha)
+    (pr_status,) = [s for s in status if s.context == "baton/pr"]
+    assert pr_status.state == "failure"
+    assert "DL3003" in pr_status.description  # hadolint: use WORKDIR to switch to a directory
+    assert "test" in detail.change.reason and "DL3003" in detail.change.reason
+    validation = detail.change.timeline[-1]
+    failed = {c.name for c in validation.checks if not c.passed}
+    assert failed == {"test", "hadolint"}
+    assert "image" not in {c.name for c in validation.checks}
+    assert baton_stack.registry_digest("sample-app", pr.head_sha) is None
+    baton_stack.forge(AUTHOR).close_pull_request("sample-app", pr.number)
+    closed = baton_stack.wait(change, lambda d: d.change.state == "closed")
+    assert closed.change.reason == "pull request closed without merging"
+
+
+def test_new_head_cancels_validation_of_the_old_one(baton_stack: E2EStack) -> None:
+    change, pr = open_pr(baton_stack, "e2e-first")
+    baton_stack.wait(change, lambda d: bool(d.change.timeline))
+    alice = baton_stack.forge(AUTHOR)
+    new_head = push_more(alice, pr.head_branch)
+    detail = baton_stack.wait(change, lambda d: d.change.state == "awaiting-merge")
+    first, second = detail.change.timeline[:2]
+    assert first.name == f"validate {pr.head_sha[:12]}" and first.outcome == "superseded"
+    assert second.name == f"validate {new_head[:12]}" and second.outcome == "succeeded"
+    statuses = baton_stack.forge().list_commit_statuses("sample-app", pr.head_sha)
+    assert [s.state for s in statuses] == ["error"]
+    alice.close_pull_request("sample-app", pr.number)
+    baton_stack.wait(change, lambda d: d.change.state == "closed")
+
+
+def test_worker_killed_during_ci_build_finishes_once(baton_stack: E2EStack) -> None:
+    change, pr = open_pr(baton_stack, "e2e-crash")
+    baton_stack.wait(change, lambda d: d.change.state == "awaiting-merge")
+    merge = baton_stack.forge("bob").merge_pull_request("sample-app", pr.number, pr.head_sha)
+    baton_stack.wait_for_activity(f"{change}/ci", "build_image")
+    baton_stack.kill("worker")
+    assert baton_stack.stack.up() == ["worker"]
+
+    detail = baton_stack.wait(change, gate_is("approval", "staging"))
+    artifact = detail.change.artifact
+    assert baton_stack.registry_digest("sample-app", merge) == artifact.image_digest
+    assert baton_stack.registry_tags("sample-app").count(merge) == 1
+    contexts = [s.context for s in baton_stack.forge().list_commit_statuses("sample-app", merge)]
+    assert contexts == ["baton/ci"]
+
+    aborted = baton_stack.baton("abort", change, "--reason", "test over", "--as", "alice")
+    assert aborted.returncode == 0, aborted.stderr
+    detail = baton_stack.wait(change, lambda d: d.change.state == "aborted")
+    staging_pr = next(p for p in baton_stack.forge().list_pull_requests("gitops")
+                      if p.head_branch == f"baton/sample-app/staging/{merge[:12]}")  # fmt: skip
+    assert staging_pr.state == "closed"
