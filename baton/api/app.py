@@ -1,18 +1,28 @@
-"""Baton's HTTP API: webhook ingress and health. Stateless; every event becomes one Temporal call."""
+"""Baton's HTTP API: webhook ingress and health. Stateless; every event becomes one Temporal call.
+
+Every webhook route reads the body within a size bound (413), authenticates it before parsing
+(401), dedupes by the forge's delivery id, and answers 400/202 with a short reason for payloads it
+cannot or need not act on.
+"""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from baton import flux
-from baton.api import github
+from baton.api import azure_devops, gitea, github
 from baton.api.github import WebhookRejected
-from baton.api.ingress import Deliveries, FluxEvent, Ingress
+from baton.api.ingress import Deliveries, FluxEvent, Ingress, Outcome
 from baton.config import BatonConfig, load_config
+from baton.forges import create_forge
+from baton.forges.base import Forge
 from baton.models import SyncEvent
 from baton.settings import Settings, read_secret
 from baton.temporal import connect
@@ -37,8 +47,9 @@ def create_app(
     settings: Settings | None = None,
     config: BatonConfig | None = None,
     client: Client | None = None,
+    forge: Forge | None = None,
 ) -> FastAPI:
-    """The ASGI app. Config and client may be injected (tests); otherwise loaded at startup."""
+    """The ASGI app. Config, client and forge may be injected (tests); otherwise made at startup."""
     settings = settings or Settings()
     config = config or load_config(settings.config_file())
     deliveries = Deliveries()
@@ -46,6 +57,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.ingress = Ingress(client or await connect(), config, settings)
+        # Only Azure DevOps events are re-read through the forge's API before acting.
+        app.state.forge = forge
+        if forge is None and config.forge.kind == "azure-devops":
+            app.state.forge = create_forge(config.forge, settings)
         yield
 
     app = FastAPI(title="Baton", lifespan=lifespan)
@@ -53,6 +68,34 @@ def create_app(
     @app.exception_handler(WebhookRejected)
     async def rejected(request: Request, exc: WebhookRejected) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+    @app.exception_handler(RPCError)
+    async def temporal_unavailable(request: Request, exc: RPCError) -> JSONResponse:
+        message = f"Temporal did not take the event ({exc.status.name}): redeliver it later"
+        return JSONResponse({"error": message}, status_code=503)
+
+    def webhook_secret() -> str | None:
+        return config.forge.webhook_secret() or settings.webhook_secret
+
+    async def act(
+        request: Request,
+        source: str,
+        delivery: str,
+        dispatch: Callable[[Ingress], Awaitable[Outcome]],
+    ) -> JSONResponse:
+        """Act once per delivery id; a failure forgets the id so the forge's retry is not a duplicate."""
+        key = f"{source}:{delivery}"
+        if deliveries.seen(key):
+            return JSONResponse({"result": f"duplicate delivery {delivery}"}, status_code=200)
+        try:
+            outcome = await dispatch(request.app.state.ingress)
+        except BaseException:
+            deliveries.forget(key)
+            raise
+        return JSONResponse(
+            {"result": outcome.message, "workflow_id": outcome.workflow_id},
+            status_code=outcome.status,
+        )
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -62,8 +105,7 @@ def create_app(
     async def github_webhook(request: Request) -> JSONResponse:
         """GitHub (and local forge) deliveries, authenticated by X-Hub-Signature-256."""
         body = await read_body(request)
-        secret = config.forge.webhook_secret() or settings.webhook_secret
-        github.verify_signature(secret, body, request.headers.get("x-hub-signature-256"))
+        github.verify_signature(webhook_secret(), body, request.headers.get("x-hub-signature-256"))
         event = request.headers.get("x-github-event")
         delivery = request.headers.get("x-github-delivery")
         if not event or not delivery:
@@ -71,22 +113,54 @@ def create_app(
         payload = github.parse_json(body)
         if event == "ping":
             return JSONResponse({"result": "pong"}, status_code=200)
-        if deliveries.seen(delivery):
-            return JSONResponse({"result": f"duplicate delivery {delivery}"}, status_code=200)
-        ingress: Ingress = request.app.state.ingress
-        try:
-            if event == "pull_request":
-                outcome = await ingress.pull_request(github.pull_request(payload), delivery)
-            elif event == "pull_request_review" and payload.get("action") == "submitted":
-                outcome = await ingress.review(github.review(payload))
-            else:
-                return JSONResponse({"result": f"ignored: event {event!r}"}, status_code=202)
-        except BaseException:
-            deliveries.forget(delivery)
-            raise
-        return JSONResponse(
-            {"result": outcome.message, "workflow_id": outcome.workflow_id},
-            status_code=outcome.status,
+        return await act(
+            request,
+            "github",
+            delivery,
+            lambda ingress: github_event(ingress, event, delivery, payload),
+        )
+
+    @app.post("/webhooks/gitea", status_code=202)
+    async def gitea_webhook(request: Request) -> JSONResponse:
+        """Gitea and Forgejo deliveries, authenticated by X-Gitea-Signature / X-Forgejo-Signature
+        (bare hex HMAC-SHA256 of the body, keyed with the same secret as GitHub's)."""
+        body = await read_body(request)
+        gitea.verify_signature(webhook_secret(), body, request.headers)
+        event, delivery = gitea.event_and_delivery(request.headers)
+        payload = github.parse_json(body)
+        return await act(
+            request,
+            "gitea",
+            delivery,
+            lambda ingress: gitea_event(ingress, event, delivery, payload),
+        )
+
+    @app.post("/webhooks/azure-devops", status_code=202)
+    async def azure_devops_webhook(request: Request) -> JSONResponse:
+        """Azure DevOps service hooks (Web Hooks consumer), which are not signed.
+
+        Authentication is HTTP Basic, set on the subscription ("Basic authentication username /
+        password"; HTTPS only): the user name is $BATON_AZURE_WEBHOOK_USER (default `baton`) and the
+        password is the webhook secret (forge.webhook_secret_env, default BATON_WEBHOOK_SECRET), so
+        one secret serves every forge. The pull request is then re-read through the REST API, so the
+        payload may be sent with "Resource details to send: Minimal".
+        """
+        body = await read_body(request)
+        user = os.environ.get("BATON_AZURE_WEBHOOK_USER") or "baton"
+        azure_devops.verify_basic_auth(user, webhook_secret(), request.headers.get("authorization"))
+        payload = github.parse_json(body)
+        event, delivery = azure_devops.event_and_delivery(payload)
+        forge: Forge | None = request.app.state.forge
+        if forge is None:
+            return JSONResponse(
+                {"result": f"ignored: forge.kind is {config.forge.kind}, not azure-devops"},
+                status_code=202,
+            )
+        return await act(
+            request,
+            "azure-devops",
+            delivery,
+            lambda ingress: azure_devops.handle(ingress, forge, event, delivery, payload),
         )
 
     @app.post("/webhooks/flux", status_code=202)
@@ -103,6 +177,24 @@ def create_app(
         return JSONResponse({"result": outcome.message}, status_code=outcome.status)
 
     return app
+
+
+async def github_event(ingress: Ingress, event: str, delivery: str, payload: dict) -> Outcome:
+    """A GitHub-format event as an Ingress call."""
+    if event == "pull_request":
+        return await ingress.pull_request(github.pull_request(payload), delivery)
+    if event == "pull_request_review" and payload.get("action") == "submitted":
+        return await ingress.review(github.review(payload))
+    return Outcome(202, f"ignored: event {event!r}")
+
+
+async def gitea_event(ingress: Ingress, event: str, delivery: str, payload: dict) -> Outcome:
+    """A Gitea/Forgejo event as an Ingress call."""
+    if event == "pull_request":
+        return await ingress.pull_request(gitea.pull_request(payload), delivery)
+    if event in gitea.REVIEW_EVENTS:
+        return await ingress.review(gitea.review(event, payload))
+    return Outcome(202, f"ignored: event {event!r}")
 
 
 def flux_event(payload: dict) -> FluxEvent | None:

@@ -19,6 +19,7 @@ import json
 import queue
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -104,6 +105,13 @@ class ApiError(Exception):
         self.status = status
 
 
+def _git(cwd: Path, *args: str) -> str:
+    identity = ["-c", "user.name=Alice", "-c", "user.email=alice@example.invalid"]
+    return subprocess.run(
+        ["git", *identity, *args], cwd=cwd, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -183,12 +191,33 @@ class FakeForge:
     def create_repo(self, repo: str, from_dir: Path | None = None) -> None:
         self.store.create_repo(repo, from_dir=from_dir)
 
-    def flush(self) -> None:
-        """Wait until every queued webhook was delivered."""
+    def deliver_to(self, baton_url: str | None) -> None:
+        """Send webhooks to Baton's API at `baton_url` from now on (None: record them only)."""
+        self.webhook_url = f"{baton_url}{self.webhook_path}" if baton_url else None
+
+    def flush(self) -> list[Sent]:
+        """Wait until every queued webhook was sent; every webhook sent so far."""
         self._outbox.join()
+        return self.sent
 
     def clone_url(self, repo: str) -> str:
         return self.store.clone_url(repo)
+
+    def push(
+        self, repo: str, branch: str, files: dict[str, str], base: str = "main", url: str = ""
+    ) -> str:
+        """Commit `files` on `branch` (made from `base`) and push it, as a developer would, to
+        `url` (default: the repository's file:// URL); returns the new head."""
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            _git(work, "clone", "-q", url or self.clone_url(repo), ".")
+            _git(work, "checkout", "-q", "-B", branch, f"origin/{base}")
+            for name, text in files.items():
+                (work / name).write_text(text)
+            _git(work, "add", "-A")
+            _git(work, "commit", "-q", "-m", f"Change {branch}")
+            _git(work, "push", "-q", "origin", f"HEAD:refs/heads/{branch}")
+            return _git(work, "rev-parse", "HEAD")
 
     # Acting as people do on the forge; the webhooks follow
 
@@ -284,8 +313,7 @@ class FakeForge:
         return {r.user: r for r in self.store.list_reviews(repo, number)}
 
     def _send(self, event: str, payload: dict[str, Any], headers: dict[str, str]) -> None:
-        if self.webhook_url is not None:
-            self._outbox.put((event, payload, headers))
+        self._outbox.put((event, payload, headers))
 
     def _deliver_forever(self) -> None:
         """Deliver in order from one thread, after the API answer, as forges do."""
@@ -294,6 +322,8 @@ class FakeForge:
             body = json.dumps(payload).encode()
             headers = {"Content-Type": "application/json", **headers, **self._sign(body)}
             try:
+                if self.webhook_url is None:
+                    raise httpx.TransportError("not delivered: no webhook URL")
                 answer = httpx.post(self.webhook_url, content=body, headers=headers, timeout=30)
                 self.sent.append(
                     Sent(event, payload, headers, body, answer.status_code, answer.text)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -77,25 +76,11 @@ def repo(fake: FakeForge) -> str:
     return REPOS[fake.kind]
 
 
-def git(cwd: Path, *args: str) -> str:
-    identity = ["-c", "user.name=Alice", "-c", "user.email=alice@example.invalid"]
-    return subprocess.run(
-        ["git", *identity, *args], cwd=cwd, check=True, capture_output=True, text=True
-    ).stdout.strip()
-
-
-def push(forge: Forge, repo: str, branch: str, files: dict[str, str], base: str = "main") -> str:
-    """Commit `files` on `branch` (made from `base`) through the adapter's clone URL; its head."""
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        git(work, "clone", "-q", forge.clone_url(repo), ".")
-        git(work, "checkout", "-q", "-B", branch, f"origin/{base}")
-        for name, text in files.items():
-            (work / name).write_text(text)
-        git(work, "add", "-A")
-        git(work, "commit", "-q", "-m", f"change {branch}")
-        git(work, "push", "-q", "origin", f"HEAD:refs/heads/{branch}")
-        return git(work, "rev-parse", "HEAD")
+def push(
+    fake: FakeForge, forge: Forge, branch: str, files: dict[str, str], base: str = "main"
+) -> str:
+    """Push through the adapter's clone URL, as Baton's GitOps activities do; the new head."""
+    return fake.push(repo(fake), branch, files, base, url=forge.clone_url(repo(fake)))
 
 
 def test_create_forge_picks_the_adapter_of_the_configured_kind(
@@ -114,7 +99,7 @@ def test_create_forge_picks_the_adapter_of_the_configured_kind(
 def test_opening_twice_for_one_head_returns_the_same_pull_request(
     fake: FakeForge, forge: Forge
 ) -> None:
-    push(forge, repo(fake), "feature", {"a.txt": "a\n"})
+    push(fake, forge, "feature", {"a.txt": "a\n"})
     first = forge.open_pull_request(repo(fake), "feature", "main", "Add a", "body", "ignored")
     again = forge.open_pull_request(repo(fake), "feature", "main", "Add a", "body", "ignored")
     assert again.number == first.number and first.state == "open"
@@ -125,11 +110,13 @@ def test_opening_twice_for_one_head_returns_the_same_pull_request(
 
 
 def test_find_follows_pages_of_open_pull_requests(fake: FakeForge, forge: Forge) -> None:
-    push(forge, repo(fake), "topic-0", {"0.txt": "x\n"})
+    push(fake, forge, "topic-0", {"0.txt": "x\n"})
     bare = fake.store.repo_path(repo(fake))
     for i in range(5):  # the fake serves two per page
         if i:
-            git(bare, "branch", f"topic-{i}", "topic-0")
+            subprocess.run(
+                ["git", f"--git-dir={bare}", "branch", f"topic-{i}", "topic-0"], check=True
+            )
         forge.open_pull_request(repo(fake), f"topic-{i}", "main", f"Topic {i}", "", "baton")
     found = forge.find_pull_request(repo(fake), "topic-4")
     assert found is not None and found.title == "Topic 4"
@@ -138,7 +125,7 @@ def test_find_follows_pages_of_open_pull_requests(fake: FakeForge, forge: Forge)
 def test_pull_request_opened_concurrently_is_found_instead_of_duplicated(
     fake: FakeForge, forge: Forge
 ) -> None:
-    push(forge, repo(fake), "race", {"r.txt": "r\n"})
+    push(fake, forge, "race", {"r.txt": "r\n"})
     # Someone else opens it between Baton's lookup and its create call.
     original = forge.find_pull_request
     calls = []
@@ -158,7 +145,7 @@ def test_pull_request_opened_concurrently_is_found_instead_of_duplicated(
 def test_merge_at_the_approved_head_returns_the_merge_commit_once(
     fake: FakeForge, forge: Forge
 ) -> None:
-    head = push(forge, repo(fake), "feature", {"a.txt": "a\n"})
+    head = push(fake, forge, "feature", {"a.txt": "a\n"})
     pr = forge.open_pull_request(repo(fake), "feature", "main", "Add a", "", "baton")
     merge = forge.merge_pull_request(repo(fake), pr.number, head)
     main = fake._branches(repo(fake), "main")["main"]
@@ -169,9 +156,9 @@ def test_merge_at_the_approved_head_returns_the_merge_commit_once(
 
 
 def test_merge_refuses_a_head_that_moved(fake: FakeForge, forge: Forge) -> None:
-    old = push(forge, repo(fake), "feature", {"a.txt": "a\n"})
+    old = push(fake, forge, "feature", {"a.txt": "a\n"})
     pr = forge.open_pull_request(repo(fake), "feature", "main", "Add a", "", "baton")
-    new = push(forge, repo(fake), "feature", {"b.txt": "b\n"}, base="feature")
+    new = push(fake, forge, "feature", {"b.txt": "b\n"}, base="feature")
     with pytest.raises(HeadChanged) as info:
         forge.merge_pull_request(repo(fake), pr.number, old)
     assert info.value.actual == new
@@ -180,7 +167,7 @@ def test_merge_refuses_a_head_that_moved(fake: FakeForge, forge: Forge) -> None:
 
 def test_merge_lock_refusal_from_the_forge_is_head_changed(fake: FakeForge, forge: Forge) -> None:
     """The head moves between Baton's read and the forge's check: the forge's 409 decides."""
-    old = push(forge, repo(fake), "feature", {"a.txt": "a\n"})
+    old = push(fake, forge, "feature", {"a.txt": "a\n"})
     pr = forge.open_pull_request(repo(fake), "feature", "main", "Add a", "", "baton")
     reads = []
     original = fake.store.get_pull_request
@@ -189,7 +176,7 @@ def test_merge_lock_refusal_from_the_forge_is_head_changed(fake: FakeForge, forg
         reads.append(number)
         answer = original(repo_name, number)
         if len(reads) == 1:
-            push(forge, repo_name, "feature", {"b.txt": "b\n"}, base="feature")
+            push(fake, forge, "feature", {"b.txt": "b\n"}, base="feature")
         return answer
 
     fake.store.get_pull_request = read_then_push  # type: ignore[method-assign]
@@ -198,15 +185,15 @@ def test_merge_lock_refusal_from_the_forge_is_head_changed(fake: FakeForge, forg
 
 
 def test_conflicting_pull_request_is_not_mergeable(fake: FakeForge, forge: Forge) -> None:
-    head = push(forge, repo(fake), "feature", {"shared.txt": "ours\n"})
+    head = push(fake, forge, "feature", {"shared.txt": "ours\n"})
     pr = forge.open_pull_request(repo(fake), "feature", "main", "Ours", "", "baton")
-    push(forge, repo(fake), "main", {"shared.txt": "theirs\n"})
+    push(fake, forge, "main", {"shared.txt": "theirs\n"})
     with pytest.raises(NotMergeable):
         forge.merge_pull_request(repo(fake), pr.number, head)
 
 
 def test_close_and_delete_branch_are_idempotent(fake: FakeForge, forge: Forge) -> None:
-    push(forge, repo(fake), "feature", {"a.txt": "a\n"})
+    push(fake, forge, "feature", {"a.txt": "a\n"})
     pr = forge.open_pull_request(repo(fake), "feature", "main", "Add a", "", "baton")
     forge.close_pull_request(repo(fake), pr.number)
     forge.close_pull_request(repo(fake), pr.number)
@@ -217,7 +204,7 @@ def test_close_and_delete_branch_are_idempotent(fake: FakeForge, forge: Forge) -
 
 
 def test_commit_status_keeps_the_latest_per_context(fake: FakeForge, forge: Forge) -> None:
-    sha = push(forge, repo(fake), "feature", {"a.txt": "a\n"})
+    sha = push(fake, forge, "feature", {"a.txt": "a\n"})
     forge.set_commit_status(repo(fake), sha, "baton/pr", "pending", "running", "http://ui/1")
     forge.set_commit_status(repo(fake), sha, "baton/pr", "success", "3 step(s) passed")
     forge.set_commit_status(repo(fake), sha, "baton/ci", "failure", "lint failed")
@@ -229,7 +216,7 @@ def test_commit_status_keeps_the_latest_per_context(fake: FakeForge, forge: Forg
 
 
 def test_comment_lands_on_the_pull_request(fake: FakeForge, forge: Forge) -> None:
-    push(forge, repo(fake), "feature", {"a.txt": "a\n"})
+    push(fake, forge, "feature", {"a.txt": "a\n"})
     pr = forge.open_pull_request(repo(fake), "feature", "main", "Add a", "", "baton")
     forge.comment(repo(fake), pr.number, "See http://127.0.0.1:8233/namespaces/default")
     bodies = [body for _, body in fake.store.list_comments(repo(fake), pr.number)]
@@ -239,10 +226,10 @@ def test_comment_lands_on_the_pull_request(fake: FakeForge, forge: Forge) -> Non
 def test_reviews_carry_the_reviewed_commit_so_stale_ones_can_be_left_out(
     fake: FakeForge, forge: Forge
 ) -> None:
-    first = push(forge, repo(fake), "feature", {"a.txt": "a\n"})
+    first = push(fake, forge, "feature", {"a.txt": "a\n"})
     pr = forge.open_pull_request(repo(fake), "feature", "main", "Add a", "", "baton")
     fake.review(repo(fake), pr.number, "carol", "approved")
-    second = push(forge, repo(fake), "feature", {"b.txt": "b\n"}, base="feature")
+    second = push(fake, forge, "feature", {"b.txt": "b\n"}, base="feature")
     fake.review(repo(fake), pr.number, "dave", "changes_requested")
     reviews = {r.user: r for r in forge.list_reviews(repo(fake), pr.number)}
     assert reviews["carol"].state == "approved"
@@ -262,7 +249,7 @@ def test_azure_votes_map_to_review_states(vote: int, state: str | None) -> None:
 def test_long_descriptions_are_cut_keeping_the_rollout_trailer(
     fake: FakeForge, forge: Forge
 ) -> None:
-    push(forge, repo(fake), "feature", {"a.txt": "a\n"})
+    push(fake, forge, "feature", {"a.txt": "a\n"})
     body = "diff line\n" * 8000 + "\nBaton-Rollout: rollout/app/dev/abc"
     pr = forge.open_pull_request(repo(fake), "feature", "main", "Big", body, "baton")
     assert pr.body.endswith("\n\nBaton-Rollout: rollout/app/dev/abc")

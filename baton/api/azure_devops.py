@@ -1,0 +1,133 @@
+"""Azure DevOps service hooks: authentication and turning pull-request events into Ingress calls.
+
+Service hooks are not signed. The subscription sends HTTP Basic credentials (over HTTPS), which
+are checked in constant time before the body is read further. The payload is then only a pointer:
+whatever it says, the pull request is re-read through the REST API and acted on as it is now.
+That also makes `git.pullrequest.merged` ("merge commit created", sent for speculative merges
+too) safe: a pull request counts as merged only when the API says it is completed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hmac
+from collections.abc import Mapping
+from typing import Any
+
+from baton.api.github import PullRequestHook, ReviewHook, WebhookRejected, _get
+from baton.api.ingress import Ingress, Outcome
+from baton.forges.base import (
+    Forge,
+    ForgeError,
+    PullRequest,
+    PullRequestNotFound,
+    RepositoryNotFound,
+)
+
+PULL_REQUEST_EVENTS = (
+    "git.pullrequest.created",
+    "git.pullrequest.updated",
+    "git.pullrequest.merged",
+)
+
+
+def basic_auth(username: str, password: str) -> str:
+    """The Authorization header value a subscription with these credentials sends."""
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+def verify_basic_auth(username: str, password: str | None, header: str | None) -> None:
+    """Raise 401 unless `header` carries exactly these Basic credentials (constant time)."""
+    if not password:
+        raise WebhookRejected(401, "no webhook secret is configured: set BATON_WEBHOOK_SECRET")
+    scheme, _, encoded = (header or "").partition(" ")
+    if scheme.lower() != "basic" or not encoded:
+        raise WebhookRejected(401, "missing Basic credentials: set them on the service hook")
+    try:
+        given = base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise WebhookRejected(401, "malformed Basic credentials") from None
+    expected = f"{username}:{password}".encode()
+    if not hmac.compare_digest(given, expected):
+        raise WebhookRejected(401, "Basic credentials do not match")
+
+
+def event_and_delivery(payload: Mapping[str, Any]) -> tuple[str, str]:
+    """The envelope's event type and id (the id is the same on a redelivery)."""
+    return _get(payload, "eventType", str), _get(payload, "id", str)
+
+
+def pull_request_of(payload: dict[str, Any]) -> tuple[str, int]:
+    """The PROJECT/REPOSITORY and number the event is about."""
+    project = _get(payload, "resource.repository.project.name", str)
+    name = _get(payload, "resource.repository.name", str)
+    return f"{project}/{name}", _get(payload, "resource.pullRequestId", int)
+
+
+async def handle(
+    ingress: Ingress, forge: Forge, event: str, delivery_id: str, payload: dict[str, Any]
+) -> Outcome:
+    """Act on a pull-request event as the pull request is now, read back through the API."""
+    if event not in PULL_REQUEST_EVENTS:
+        return Outcome(202, f"ignored: event {event!r}")
+    repo, number = pull_request_of(payload)
+    try:
+        pr = await asyncio.to_thread(forge.get_pull_request, repo, number)
+    except (PullRequestNotFound, RepositoryNotFound) as exc:
+        return Outcome(202, f"ignored: {exc}")
+    except ForgeError as exc:
+        raise WebhookRejected(503, f"cannot re-read {repo}#{number}: {exc}") from None
+    if pr.state != "open":  # completed (merged) or abandoned
+        return await ingress.pull_request(_hook(pr, "closed"), delivery_id)
+    if event == "git.pullrequest.created":
+        return await ingress.pull_request(_hook(pr, "opened"), delivery_id)
+    if event == "git.pullrequest.merged":
+        return Outcome(202, f"ignored: {repo}#{number} has a merge commit but is not completed")
+    if repo == ingress.config.gitops.repo:
+        return await _reviews(ingress, forge, pr)
+    # A push, a vote, a title edit: a head the change already has is a no-op for it.
+    return await ingress.pull_request(_hook(pr, "synchronize"), delivery_id)
+
+
+async def _reviews(ingress: Ingress, forge: Forge, pr: PullRequest) -> Outcome:
+    """Each current vote on a GitOps PR goes to its rollout, judged there by the policy."""
+    try:
+        reviews = await asyncio.to_thread(forge.list_reviews, pr.repo, pr.number)
+    except ForgeError as exc:
+        raise WebhookRejected(503, f"cannot read the votes on {pr.repo}#{pr.number}: {exc}")
+    outcomes = [
+        await ingress.review(
+            ReviewHook(
+                repo=pr.repo,
+                number=pr.number,
+                body=pr.body,
+                reviewer=review.user,
+                state=review.state,
+                commit_id=review.commit_id,
+                head_sha=pr.head_sha,
+            )
+        )
+        for review in reviews
+        if review.state != "commented"
+    ]
+    if not outcomes:
+        return Outcome(202, f"ignored: no votes on {pr.repo}#{pr.number}")
+    return Outcome(202, "; ".join(o.message for o in outcomes), outcomes[0].workflow_id)
+
+
+def _hook(pr: PullRequest, action: str) -> PullRequestHook:
+    return PullRequestHook(
+        action=action,
+        repo=pr.repo,
+        number=pr.number,
+        title=pr.title,
+        body=pr.body,
+        author=pr.author,
+        head_branch=pr.head_branch,
+        head_sha=pr.head_sha,
+        base_branch=pr.base_branch,
+        merged=pr.state == "merged",
+        merge_commit_sha=pr.merge_commit_sha,
+    )
