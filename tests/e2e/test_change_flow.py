@@ -58,6 +58,10 @@ def test_change_goes_from_pr_to_prod_under_policy(baton_stack: E2EStack) -> None
     assert ok.returncode == 0, ok.stderr
     stack.wait(change, gate_is("approval", "prod"))
 
+    # A worker crash while prod waits for approval loses nothing.
+    baton_stack.kill("worker")
+    assert baton_stack.stack.up() == ["worker"]
+
     # prod: two distinct approvers, no self-approval, no strangers.
     refused = stack.baton("approve", change, "--env", "prod", "--as", AUTHOR)
     assert refused.returncode == 2
@@ -84,6 +88,13 @@ def test_change_goes_from_pr_to_prod_under_policy(baton_stack: E2EStack) -> None
     assert sorted(p.head_branch.split("/")[2] for p in mine) == ["dev", "prod", "staging"]
     dev_pr = next(p for p in mine if "/dev/" in p.head_branch)
     assert "Deployment" in dev_pr.body and artifact.image_digest in dev_pr.body
+    all_prs = gitops.list_pull_requests("gitops")
+    assert len([p for p in all_prs if p.head_branch.endswith(merge[:12])]) == 3
+    deploy_commits = subprocess.run(
+        ["git", "log", "--format=%s", "main"], cwd=gitops.repo_path("gitops"),
+        capture_output=True, text=True, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    assert len([c for c in deploy_commits if c.startswith(f"Deploy sample-app {merge[:12]}")]) == 3
 
 
 def open_pr(stack: E2EStack, stamp: str, edit=None) -> tuple[str, object]:
@@ -171,3 +182,21 @@ def test_worker_killed_during_ci_build_finishes_once(baton_stack: E2EStack) -> N
     staging_pr = next(p for p in baton_stack.forge().list_pull_requests("gitops")
                       if p.head_branch == f"baton/sample-app/staging/{merge[:12]}")  # fmt: skip
     assert staging_pr.state == "closed"
+
+
+def test_demo_runs_twice_and_every_environment_serves_the_new_commit(baton_stack: E2EStack) -> None:
+    commits = []
+    for _ in range(2):
+        run = baton_stack.baton("demo", "--auto-approve", "--json")
+        assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+        summary = json.loads(run.stdout)
+        assert summary["state"] == "completed"
+        commits.append(summary["commit"])
+        served = {r["environment"]: r["version"]["commit"] for r in summary["environments"]}
+        assert served == {"dev": summary["commit"], "staging": summary["commit"],
+                          "prod": summary["commit"]}  # fmt: skip
+    assert commits[0] != commits[1]
+    merged = baton_stack.forge().list_pull_requests("gitops", state="merged")
+    for commit in commits:
+        envs = sorted(p.head_branch.split("/")[2] for p in merged if p.head_branch.endswith(commit[:12]))
+        assert envs == ["dev", "prod", "staging"]
