@@ -3,13 +3,16 @@
 #   make tools     helm and kubectl in .tools/bin
 #   make docker    Docker engine + registry + local Python base image (root, Debian)
 #   make test      all of the above, then the test suite (PYTEST_ARGS="-k ..." to narrow it)
+#   make demo      all of the above but the tests, then one change from PR to prod (baton demo)
 #   make lint      ruff
 
 PYTHON ?= python3
 UV := $(PYTHON) -m uv
 PYTEST_ARGS ?=
+# Nothing can be pulled from Docker Hub here: app images build FROM the local base image.
+export BATON_BASE_IMAGE ?= localhost/baton-python-base:bookworm
 
-.PHONY: install tools docker test lint
+.PHONY: install tools docker test demo lint
 
 install:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q uv
@@ -24,6 +27,9 @@ docker:
 
 test: install tools docker
 	.venv/bin/pytest -q $(PYTEST_ARGS)
+
+demo: install tools docker
+	.venv/bin/baton demo --auto-approve
 
 lint: install
 	.venv/bin/ruff check .
