@@ -55,8 +55,8 @@ from baton.flux import (
     kustomization_event,
     sign_generic_hmac,
 )
+from baton.forges import create_forge, local_repository
 from baton.images import docker_client
-from baton.local.forge import LocalForge
 from baton.settings import Settings, read_secret
 
 log = logging.getLogger("baton.local.cluster")
@@ -101,6 +101,15 @@ class Workload:
     readiness_url: str | None = None
 
 
+def stack_id(home: Path) -> str:
+    """A short id of one Baton data directory, so two local stacks never share containers."""
+    return hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:8]
+
+
+def container_name(stack: str, environment: str, app: str) -> str:
+    return f"baton-{stack}-{environment}-{app}"
+
+
 @dataclass(frozen=True)
 class Target:
     """One app in one environment: what a Flux Kustomization reconciles."""
@@ -108,6 +117,7 @@ class Target:
     environment: EnvironmentConfig
     app: str
     path: str
+    stack: str
 
     @property
     def key(self) -> str:
@@ -115,7 +125,7 @@ class Target:
 
     @property
     def container(self) -> str:
-        return f"baton-{self.environment.name}-{self.app}"
+        return container_name(self.stack, self.environment.name, self.app)
 
     @property
     def kustomization(self) -> str:
@@ -277,6 +287,7 @@ class LocalCluster:
                 env,
                 app.name,
                 config.gitops.path.format(env=env.name, app=app.name, cluster=env.cluster),
+                stack_id(settings.home),
             )
             for env in config.environments
             if env.sync.kind == "local"
@@ -642,7 +653,8 @@ def main() -> int:
     settings = Settings()
     try:
         config = load_config(settings.config_file())
-        repo_dir = LocalForge(settings.forge_dir).repo_path(config.gitops.repo)
+        forge = create_forge(config.forge, settings)
+        repo_dir = local_repository(forge, config.gitops.repo)
         cluster = LocalCluster(config, settings, repo_dir)
     except BatonError as exc:
         print(f"local cluster: {exc}", file=sys.stderr)

@@ -1,6 +1,6 @@
 """The local cluster runtime against real git, a real registry and the real docker engine.
 
-Each test owns an environment with a unique name (so its container, `baton-<env>-sample-app`,
+Each test owns an environment with a unique name (so its container, `baton-<stack>-<env>-sample-app`,
 never meets another test's or a running dev stack's) and a free port for the sample app.
 """
 
@@ -31,7 +31,7 @@ from baton.config import BatonConfig, parse_config
 from baton.errors import ToolNotFound
 from baton.flux import event_revision, verify_generic_hmac
 from baton.images import build_image, push_image
-from baton.local.cluster import LocalCluster
+from baton.local.cluster import LocalCluster, container_name, stack_id
 from baton.registry import Registry
 from baton.render import HelmRenderer, PinnedImage
 from baton.settings import Settings
@@ -134,7 +134,7 @@ class World:
 
     @property
     def container_name(self) -> str:
-        return f"baton-{self.env}-sample-app"
+        return container_name(stack_id(self.home), self.env, "sample-app")
 
     def render(self, **overrides: str) -> str:
         return HelmRenderer(SAMPLE_APP / "chart").render(
