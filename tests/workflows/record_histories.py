@@ -1,0 +1,60 @@
+"""Record real histories of every workflow type from one demo change on a throwaway stack.
+
+Run `.venv/bin/python -m tests.workflows.record_histories` after an intended change to a workflow's
+command sequence; `test_replay.py` then replays the new histories (and fails on the old ones).
+"""
+
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+from baton.tools import find_tool
+from tests.e2e.stack import start_stack, stop_stack
+
+os.environ.setdefault("BATON_BASE_IMAGE", "localhost/baton-python-base:bookworm")
+
+
+def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="record-"))
+    stack = start_stack(work)
+    try:
+        run = stack.baton("demo", "--auto-approve", "--json")
+        summary = json.loads(run.stdout)
+        commit = summary["commit"]
+        out = Path(Path(__file__).parent / "histories")
+        ids = {
+            "change": summary["change_id"],
+            "pr_pipeline": summary["change_id"] + "/pr-1",
+            "ci_pipeline": summary["change_id"] + "/ci",
+            "rollout_dev": f"rollout/sample-app/dev/{commit}",
+            "rollout_prod": f"rollout/sample-app/prod/{commit}",
+        }
+        for name, wid in ids.items():
+            shown = subprocess.run(
+                [
+                    find_tool("temporal"),
+                    "workflow",
+                    "show",
+                    "--address",
+                    stack.env["TEMPORAL_ADDRESS"],
+                    "-w",
+                    wid,
+                    "--output",
+                    "json",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            (out / f"{name}.json").write_text(
+                json.dumps({"workflow_id": wid, "history": json.loads(shown.stdout)}, indent=1)
+            )
+            print(name, wid, len(shown.stdout))
+    finally:
+        stop_stack(stack)
+
+
+if __name__ == "__main__":
+    main()
