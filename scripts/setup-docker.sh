@@ -6,7 +6,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LOG_FILE="$ROOT/.cache/dockerd.log"
-PACKAGES=(docker.io docker-registry apache2-utils debootstrap)
+PACKAGES=(docker.io docker-registry apache2-utils debootstrap docker-compose)
 START_TIMEOUT=60
 
 missing_packages() {

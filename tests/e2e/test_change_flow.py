@@ -53,10 +53,12 @@ def test_change_goes_from_pr_to_prod_under_policy(baton_stack: E2EStack) -> None
     # dev needed no approval and serves the change.
     assert version(stack.config.environment("dev").verify.url)["commit"] == merge
 
-    # staging: one approval.
-    ok = stack.baton("approve", change, "--env", "staging", "--as", "carol")
-    assert ok.returncode == 0, ok.stderr
-    stack.wait(change, gate_is("approval", "prod"))
+    # staging: one approval, here a review on the GitOps PR, counted under the same policy.
+    staging_pr = detail.rollout.gitops_pr
+    stack.forge("carol").submit_review("gitops", staging_pr.number, "carol", "approved")
+    detail = stack.wait(change, gate_is("approval", "prod"))
+    staging = next(r for r in detail.change.rollouts if r.environment == "staging")
+    assert [(a.user, a.source) for a in staging.approvals] == [("carol", "forge")]
 
     # A worker crash while prod waits for approval loses nothing.
     baton_stack.kill("worker")
