@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
 from baton.config import ForgeConfig
+from baton.errors import BatonError
 from baton.forges.base import Forge
 from baton.settings import Settings
 
@@ -32,3 +36,16 @@ def create_forge(config: ForgeConfig, settings: Settings) -> Forge:
         username=credentials.username,
         token_env=credentials.token_env,
     )
+
+
+def local_repository(forge: Forge, repo: str) -> Path:
+    """The directory of `repo` when the forge serves it from this machine (a file:// clone URL):
+    the local forge's repositories, or a test fake's."""
+    parts = urlsplit(forge.clone_url(repo))
+    if parts.scheme != "file":
+        # The URL may carry a token: it is not part of the message.
+        raise BatonError(
+            f"{repo!r} is not on this machine ({parts.scheme} clone URL): the local cluster reads "
+            "the GitOps repository from disk; with a hosted forge use sync.kind: flux"
+        )
+    return Path(unquote(parts.path))
