@@ -135,9 +135,7 @@ def approve(
     comment: Annotated[str, typer.Option(help="why")] = "",
 ) -> None:
     """Approve a change's rollout into an environment (checked against the environment's policy)."""
-    decision = Approval(user=as_, comment=comment)
-    message = _client_call(lambda c: changes.decide(c, change, env, decision, approve=True))
-    console.print(message)
+    _decide(change, env, Approval(user=as_, comment=comment), approve=True)
 
 
 @app.command("reject")
@@ -148,8 +146,11 @@ def reject(
     comment: Annotated[str, typer.Option(help="why")] = "",
 ) -> None:
     """Reject a change's rollout into an environment: its promotion stops."""
-    decision = Approval(user=as_, comment=comment)
-    message = _client_call(lambda c: changes.decide(c, change, env, decision, approve=False))
+    _decide(change, env, Approval(user=as_, comment=comment), approve=False)
+
+
+def _decide(change: str, env: str, decision: Approval, approve: bool) -> None:
+    message = _client_call(lambda c: changes.decide(c, change, env, decision, approve=approve))
     console.print(message)
 
 
