@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 import subprocess
 import sys
@@ -98,3 +99,27 @@ def test_busy_port_is_one_clear_line(stack_env: dict[str, str]) -> None:
     assert result.stderr.strip().count("\n") == 0
     assert f"port {stack_env['BATON_API_PORT']} on 127.0.0.1 is in use" in result.stderr
     assert baton(stack_env, "dev", "status").returncode == 1
+
+
+def test_dev_up_in_the_foreground_stops_everything_on_ctrl_c(stack_env: dict[str, str]) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "baton", "dev", "up"],
+        env=stack_env,
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        for line in process.stdout:
+            if "Ctrl-C stops everything" in line:
+                break
+        assert baton(stack_env, "dev", "status").returncode == 0
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=60)[0]
+    finally:
+        process.kill()
+    assert process.returncode == 0
+    assert "stopped" in output and "Traceback" not in output
+    status = baton(stack_env, "dev", "status")
+    assert status.returncode == 1 and "running" not in status.stdout
