@@ -182,10 +182,12 @@ class ForgeAPI:
         detail = error_detail(response)
         if status in (401, 203):
             source = f" (now {self.token_env})" if self.token_env else ""
+            if "authorization" in self.client.headers:
+                problem = f"token rejected by {self.forge} on {where}"
+            else:
+                problem = f"no token for {self.forge}, which {where} needs"
             raise TokenRejected(
-                f"token rejected by {self.forge} on {where}: "
-                f"check forge.credentials.token_env{source} or token_file",
-                401,
+                f"{problem}: check forge.credentials.token_env{source} or token_file", 401
             )
         if status == 403:
             raise PermissionDenied(

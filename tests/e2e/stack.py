@@ -142,8 +142,13 @@ class E2EStack:
         return Context(self.settings, self.config).registry.manifest_digest(name, tag)
 
 
-def stack_env(workdir: Path) -> tuple[dict[str, str], dict[str, int]]:
-    """Environment variables for a stack of its own: free ports, a config using them, a data dir."""
+def stack_env(
+    workdir: Path, edit_config: Callable[[dict], None] | None = None
+) -> tuple[dict[str, str], dict[str, int]]:
+    """Environment variables for a stack of its own: free ports, a config using them, a data dir.
+
+    `edit_config` may change the config (as a YAML mapping) before it is written.
+    """
     ports = {name: free_port() for name in ("api", "temporal", "ui", "registry", *ENVIRONMENTS)}
     config = yaml.safe_load((EXAMPLES / "baton.yaml").read_text())
     config["registry"]["url"] = f"127.0.0.1:{ports['registry']}"
@@ -151,6 +156,8 @@ def stack_env(workdir: Path) -> tuple[dict[str, str], dict[str, int]]:
         env["verify"]["url"] = f"http://127.0.0.1:{ports[env['name']]}/version"
         env["verify"]["timeout_s"] = 60
         env["sync"]["timeout_s"] = 180
+    if edit_config is not None:
+        edit_config(config)
     config_file = workdir / "baton.yaml"
     config_file.write_text(yaml.safe_dump(config, sort_keys=False))
     env = {
@@ -165,23 +172,34 @@ def stack_env(workdir: Path) -> tuple[dict[str, str], dict[str, int]]:
     return env, ports
 
 
-def start_stack(workdir: Path) -> E2EStack:
-    """Start the stack on free ports; seed the sample app and GitOps repos (values on those ports)."""
-    env, ports = stack_env(workdir)
+def start_stack(
+    workdir: Path,
+    edit_config: Callable[[dict], None] | None = None,
+    seed: Callable[[Settings, Path], None] | None = None,
+) -> E2EStack:
+    """Start the stack on free ports; seed the sample app and GitOps repos (values on those ports).
+
+    `edit_config` goes to `stack_env`. `seed(settings, gitops_dir)` replaces seeding the local
+    forge, before the stack starts: a hosted forge must hold the repositories by then.
+    """
+    env, ports = stack_env(workdir, edit_config)
     gitops = shutil.copytree(EXAMPLES / "gitops", workdir / "gitops-seed")
     for name in ENVIRONMENTS:
         values = gitops / "environments" / name / "sample-app" / "values.yaml"
         values.write_text(re.sub(r"port: \d+", f"port: {ports[name]}", values.read_text()))
     os.environ.update({k: v for k, v in env.items() if k.startswith(("BATON_", "TEMPORAL_"))})
     settings = Settings()
+    if seed is not None:
+        seed(settings, gitops)
     stack = Stack(settings)
     stack.up()
     token_env = stack.config.registry.credentials.token_env
     env[token_env] = os.environ[token_env] = settings.local_secret(token_env, "registry-password")
     e2e = E2EStack(settings, load_config(Path(env["BATON_CONFIG"])), env, stack, ports)
-    forge = e2e.forge()
-    forge.create_repo("sample-app", from_dir=EXAMPLES / "sample-app")
-    forge.create_repo("gitops", from_dir=gitops)
+    if seed is None:
+        forge = e2e.forge()
+        forge.create_repo("sample-app", from_dir=EXAMPLES / "sample-app")
+        forge.create_repo("gitops", from_dir=gitops)
     return e2e
 
 

@@ -348,7 +348,7 @@ class _GitHubShaped(FakeForge):
         owner, name = pr.repo.split("/")
         merged = pr.state == "merged"
         return {
-            "id": abs(hash((pr.repo, pr.number))) % 10**9,
+            "id": pr.number,
             "number": pr.number,
             "state": "open" if pr.state == "open" else "closed",
             "title": pr.title,

@@ -63,7 +63,7 @@ def sleeps() -> Sleeps:
     return Sleeps()
 
 
-def adapter(fake: FakeForge, sleeps: Sleeps, token: str = TOKEN) -> Forge:
+def adapter(fake: FakeForge, sleeps: Sleeps, token: str | None = TOKEN) -> Forge:
     return ADAPTERS[fake.kind](fake.url, token, token_env="FORGE_TOKEN", sleep=sleeps)
 
 
@@ -271,6 +271,11 @@ def test_rejected_token_is_not_retried_and_names_the_setting(fake: FakeForge, sl
     assert "forge.credentials.token_env" in message and "FORGE_TOKEN" in message
     assert "wrong-token" not in message
     assert info.value.non_retryable
+
+
+def test_missing_token_says_so(fake: FakeForge, sleeps: Sleeps) -> None:
+    with pytest.raises(TokenRejected, match="no token for .*FORGE_TOKEN"):
+        adapter(fake, sleeps, token=None).clone_url(repo(fake))
 
 
 def test_unknown_repository_and_pull_request_are_not_found(fake: FakeForge, forge: Forge) -> None:

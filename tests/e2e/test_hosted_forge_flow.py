@@ -1,0 +1,106 @@
+"""A change on the whole stack with `forge.kind` github, gitea or azure-devops and `forge.url` at
+a fake of that forge's API: pull requests, statuses, merges, GitOps pull requests and reviews all
+go through the forge's REST API and its signed webhooks; the local cluster reads the GitOps
+repository the forge serves."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from baton.demo import AUTHOR, push_visible_change
+from baton.settings import Settings
+from tests.e2e.stack import EXAMPLES, E2EStack, start_stack, stop_stack, version
+from tests.e2e.test_change_flow import gate_is
+from tests.fakes.forges import FAKES, FakeForge
+
+pytestmark = pytest.mark.docker
+
+TOKEN = "hosted-forge-e2e-token"
+APP_REPO = "acme/sample-app"
+GITOPS_REPO = "acme/gitops"
+
+
+@pytest.fixture(scope="module", params=list(FAKES))
+def hosted(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    base_image: str,
+    docker_client,
+) -> Iterator[tuple[E2EStack, FakeForge]]:
+    """The embedded stack configured for a hosted forge, and the fake serving that forge's API."""
+    saved = dict(os.environ)
+    os.environ |= {"BATON_BASE_IMAGE": base_image, "BATON_FORGE_TOKEN": TOKEN}
+    workdir: Path = tmp_path_factory.mktemp(f"hosted-{request.param}")
+    fake = FAKES[request.param](workdir / "forge", {TOKEN: "baton"}).start()
+
+    def edit_config(config: dict) -> None:
+        config["forge"] = {
+            "kind": fake.kind,
+            "url": fake.url,
+            "credentials": {"token_env": "BATON_FORGE_TOKEN"},
+        }
+        config["apps"][0]["repo"] = APP_REPO
+        config["gitops"]["repo"] = GITOPS_REPO
+
+    def seed(settings: Settings, gitops: Path) -> None:
+        fake.webhook_secret = settings.webhook_secret
+        fake.deliver_to(settings.api_url)
+        fake.create_repo(APP_REPO, from_dir=EXAMPLES / "sample-app")
+        fake.create_repo(GITOPS_REPO, from_dir=gitops)
+
+    try:
+        stack = start_stack(workdir, edit_config, seed)
+        try:
+            yield stack, fake
+        finally:
+            stop_stack(stack)
+    finally:
+        fake.stop()
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def test_change_runs_through_the_hosted_forge_api(hosted: tuple[E2EStack, FakeForge]) -> None:
+    stack, fake = hosted
+    branch = push_visible_change(fake, APP_REPO, f"hosted-{fake.kind}")
+    pr = fake.open_pull_request(APP_REPO, branch, "main", "Greet", "", AUTHOR)
+    change = f"change/sample-app/{pr.number}"
+
+    # The forge's "opened" webhook started the change; its PR pipeline reported to the forge.
+    stack.wait(change, lambda d: d.change.state == "awaiting-merge")
+    statuses = {s.context: s for s in fake.store.list_commit_statuses(APP_REPO, pr.head_sha)}
+    assert statuses["baton/pr"].state == "success"
+
+    # Merged on the forge: CI, then dev through a GitOps PR Baton opened and merged there.
+    merge = fake.merge(APP_REPO, pr.number)
+    detail = stack.wait(change, gate_is("approval", "staging"))
+    assert detail.change.artifact.commit == merge
+    assert [s.context for s in fake.store.list_commit_statuses(APP_REPO, merge)] == ["baton/ci"]
+    assert version(stack.config.environment("dev").verify.url)["commit"] == merge
+    gitops = {p.head_branch.split("/")[2]: p for p in fake.store.list_pull_requests(GITOPS_REPO)}
+    assert gitops["dev"].state == "merged" and gitops["dev"].author == "baton"
+    assert f"Baton-Rollout: rollout/sample-app/dev/{merge}" in gitops["dev"].body
+    assert gitops["dev"].head_branch not in fake._branches(GITOPS_REPO)
+
+    # staging: an approving review on the forge is counted under the environment's policy.
+    fake.review(GITOPS_REPO, gitops["staging"].number, "carol", "approved")
+    detail = stack.wait(change, gate_is("approval", "prod"))
+    staging = next(r for r in detail.change.rollouts if r.environment == "staging")
+    assert [(a.user, a.source) for a in staging.approvals] == [("carol", "forge")]
+    assert version(stack.config.environment("staging").verify.url)["commit"] == merge
+
+    # Aborting closes the waiting prod GitOps PR on the forge, saying why.
+    aborted = stack.baton("abort", change, "--reason", "test over", "--as", AUTHOR)
+    assert aborted.returncode == 0, aborted.stderr
+    stack.wait(change, lambda d: d.change.state == "aborted")
+    prod = next(p for p in fake.store.list_pull_requests(GITOPS_REPO) if "/prod/" in p.head_branch)
+    assert prod.state == "closed"
+    assert [body for _, body in fake.store.list_comments(GITOPS_REPO, prod.number)] == [
+        "Closed by Baton: rollout aborted."
+    ]
+    answers = {(s.event, s.status) for s in fake.flush()}
+    assert all(status is not None and status < 300 for _, status in answers), answers
