@@ -123,7 +123,8 @@ class ForgeAPI:
     ) -> httpx.Response:
         """Send a request; 2xx answers are returned, everything else raises a `ForgeRequestFailed`."""
         where = f"{method} {path}"
-        for attempt in range(1, self.attempts + 1):
+        attempt = 1
+        while True:
             try:
                 response = self.client.request(method, path, params=params, json=json)
             except httpx.HTTPError as exc:
@@ -141,7 +142,7 @@ class ForgeAPI:
                 )
             log.info("%s rate limit on %s: waiting %.1fs", self.forge, where, wait)
             self.sleep(wait)
-        raise AssertionError("unreachable")
+            attempt += 1
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         """`request`, decoded; an empty body is None."""

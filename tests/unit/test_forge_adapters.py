@@ -314,6 +314,15 @@ def test_a_limit_longer_than_the_bound_is_left_to_the_activity_retry(
     assert not info.value.non_retryable and info.value.next_retry_delay == timedelta(hours=1)
 
 
+def test_a_limit_that_persists_is_left_to_the_activity_retry_after_bounded_waits(
+    fake: FakeForge, forge: Forge, sleeps: Sleeps
+) -> None:
+    fake.fail_next(429, {"Retry-After": "1"}, times=5)
+    with pytest.raises(RateLimited):
+        forge.list_commit_statuses(repo(fake), "0" * 40)
+    assert sleeps == [1.0, 1.0]
+
+
 def test_403_without_a_limit_is_a_missing_permission(fake: FakeForge, forge: Forge) -> None:
     fake.fail_next(403, message="Resource not accessible by personal access token")
     with pytest.raises(PermissionDenied, match="not accessible") as info:
