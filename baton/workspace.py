@@ -36,13 +36,17 @@ class Workspace:
             yield
 
     def mirror(self, repo: str, clone_url: str) -> Repo:
-        """The bare mirror of `repo`, fetched now."""
+        """The bare mirror of `repo`, fetched now.
+
+        The clone URL may carry a forge token: it is passed to each fetch and never stored in the
+        mirror's config on disk.
+        """
         path = self.root / "mirrors" / f"{_safe(repo)}.git"
         with self._lock(f"mirror-{_safe(repo)}"):
             if not path.exists():
-                Repo.clone_from(clone_url, path, mirror=True)
+                Repo.init(path, bare=True, initial_branch="main")
             mirror = Repo(path)
-            mirror.git.fetch("--prune", "origin", "+refs/*:refs/*")
+            mirror.git.fetch("--prune", clone_url, "+refs/*:refs/*")
             return mirror
 
     def checkout(self, repo: str, clone_url: str, commit: str) -> Path:
