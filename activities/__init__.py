@@ -8,6 +8,8 @@ from activities.deploy import (
     merge_gitops_pr,
     propose_gitops_change,
     render_environment,
+    request_reconcile,
+    revert_gitops_change,
     verify_endpoint,
 )
 from activities.forge import set_commit_status
@@ -23,7 +25,9 @@ ACTIVITIES = {
         propose_gitops_change,
         merge_gitops_pr,
         close_gitops_pr,
+        revert_gitops_change,
         is_descendant,
+        request_reconcile,
         check_sync,
         verify_endpoint,
     ],

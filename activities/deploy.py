@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.context import current
+from activities.context import Context, current
 from baton import artifacts
-from baton.gitops import rollout_branch
+from baton.artifacts import Artifact
+from baton.gitops import revert_branch, rollout_branch
 from baton.models import GitOpsPullRequest, Rendered, RolloutInput, SyncOutcome
 from baton.render import HelmRenderer, diff_manifests, validate_manifests
 from baton.sync import judge
@@ -46,12 +48,57 @@ class SyncCheckInput(BaseModel):
 
 
 class VerifyInput(BaseModel):
+    """What must serve: the artifact's commit, or in a rollback the commit that ran before."""
+
     rollout: RolloutInput
+    commit: str | None = Field(default=None, description="None: the artifact's commit")
+    rolled_back_from: str | None = Field(
+        default=None,
+        description="a rollback with no known previous commit: this one must no longer serve",
+    )
+
+
+class RevertInput(BaseModel):
+    rollout: RolloutInput
+    merge_commit: str
+    body: str
+
+
+class Revert(BaseModel):
+    """The revert of a rollout's GitOps change: its PR, or the head when nothing was left to revert."""
+
+    pr: GitOpsPullRequest | None = None
+    head: str | None = None
+    previous_commit: str | None = None
+
+
+IMAGE_DIGEST = re.compile(r"@(sha256:[0-9a-f]{64})")
 
 
 def _fail(message: str) -> ApplicationError:
     """An error retrying cannot fix: bad configuration or content."""
     return ApplicationError(message, non_retryable=True, type="DeployConfigError")
+
+
+def _ask_cluster(request):
+    """Run one cluster request; configuration and permission errors fail at once, with the fix.
+
+    A retry cannot repair a bad kubeconfig, a missing Kustomization or a missing RBAC grant, so
+    waiting for the sync timeout would only hide the message.
+    """
+    from baton.cluster.kubernetes import (
+        ClusterForbidden,
+        ClusterUnauthorized,
+        KubeconfigError,
+        ObjectNotFound,
+    )
+
+    try:
+        return request()
+    except (KubeconfigError, ClusterUnauthorized, ClusterForbidden, ObjectNotFound) as exc:
+        raise ApplicationError(
+            f"cannot read the cluster: {exc}", non_retryable=True, type="ClusterConfigError"
+        ) from None
 
 
 @activity.defn
@@ -126,6 +173,50 @@ def merge_gitops_pr(input: MergeInput) -> str:
 
 
 @activity.defn
+def revert_gitops_change(input: RevertInput) -> Revert:
+    """Open the PR that puts the environment's manifests back as they were before the merge.
+
+    Looked up by head branch first, never two PRs. When the base branch holds the old manifests
+    already (someone reverted by hand), there is nothing to open: the head is what to sync.
+    """
+    ctx = current()
+    rollout = input.rollout
+    app, env, commit = rollout.app, rollout.environment, rollout.artifact.commit
+    repo = ctx.config.gitops.repo
+    path = ctx.gitops.manifests_path(app, env)
+    previous = ctx.gitops.before(path, input.merge_commit)
+    revert = Revert(previous_commit=_deployed_commit(ctx, app.name, previous))
+    branch = revert_branch(app.name, env.name, commit)
+    pr = ctx.forge.find_pull_request(repo, branch)
+    if pr is None:
+        if ctx.gitops.read(path) == previous:
+            return revert.model_copy(update={"head": ctx.gitops.head()})
+        message = f"Revert {app.name} {commit[:12]} in {env.name}"
+        ctx.gitops.propose(branch, path, previous, message)
+        pr = ctx.forge.open_pull_request(
+            repo, branch, ctx.config.gitops.base_branch, message, input.body, author="baton"
+        )
+    return revert.model_copy(
+        update={
+            "pr": GitOpsPullRequest(
+                number=pr.number, url=pr.html_url, head_branch=pr.head_branch, head_sha=pr.head_sha
+            )
+        }
+    )
+
+
+def _deployed_commit(ctx: Context, app: str, manifests: str | None) -> str | None:
+    """The app commit whose published image `manifests` pin, from Baton's artifact records."""
+    digests = set(IMAGE_DIGEST.findall(manifests or ""))
+    records = ctx.artifacts.root / app
+    for record in sorted(records.glob("*.json")) if digests else ():
+        artifact = Artifact.model_validate_json(record.read_text())
+        if artifact.image_digest in digests:
+            return artifact.commit
+    return None
+
+
+@activity.defn
 def close_gitops_pr(input: CloseInput) -> None:
     """Close an abandoned GitOps PR with a comment saying why, and delete its branch."""
     ctx = current()
@@ -145,11 +236,19 @@ def is_descendant(input: SyncCheckInput) -> bool:
 
 
 @activity.defn
+def request_reconcile(input: RolloutInput) -> None:
+    """Ask the environment's cluster to reconcile now rather than at its next poll interval."""
+    env = input.environment
+    _ask_cluster(lambda: current().cluster(env).request_reconcile(env, input.app.name))
+
+
+@activity.defn
 def check_sync(input: SyncCheckInput) -> SyncOutcome:
     """One look at the environment's sync status; raises (and is retried with backoff) until synced."""
     ctx = current()
     rollout = input.rollout
-    status = ctx.cluster(rollout.environment).sync_status(rollout.environment, rollout.app.name)
+    env = rollout.environment
+    status = _ask_cluster(lambda: ctx.cluster(env).sync_status(env, rollout.app.name))
     since = input.since or datetime.min.replace(tzinfo=UTC)
     verdict = judge(
         status,
@@ -169,16 +268,23 @@ def verify_endpoint(input: VerifyInput) -> SyncOutcome:
     """Check the environment's endpoint until it answers as expected or the timeout passes."""
     verify = input.rollout.environment.verify
     assert verify is not None
-    commit = input.rollout.artifact.commit
-    expected = verify.expected_body.replace("{commit}", commit) if verify.expected_body else None
+    commit = input.commit or (None if input.rolled_back_from else input.rollout.artifact.commit)
+    template = verify.expected_body or ""
+    if "{commit}" in template and commit is None:
+        # A rollback to a commit Baton does not know: at least the failed one must be gone.
+        expected, gone = None, input.rolled_back_from
+    else:
+        expected, gone = template.replace("{commit}", commit or "") or None, None
     deadline = time.monotonic() + verify.timeout_s
     last = "no answer yet"
     while True:
         try:
             answer = httpx.get(verify.url, timeout=5)
             last = f"{answer.status_code} {answer.text[:200]!r}"
-            if answer.status_code == verify.expected_status and (
-                expected is None or expected in answer.text
+            if (
+                answer.status_code == verify.expected_status
+                and (expected is None or expected in answer.text)
+                and (gone is None or gone not in answer.text)
             ):
                 return SyncOutcome(
                     synced=True, revision=commit, reason="verified", message=f"{verify.url}: {last}"
@@ -192,6 +298,7 @@ def verify_endpoint(input: VerifyInput) -> SyncOutcome:
                 reason="verification failed",
                 message=f"{verify.url} did not answer {verify.expected_status}"
                 + (f" containing {expected!r}" if expected else "")
+                + (f" without {gone[:12]!r}" if gone else "")
                 + f" within {verify.timeout_s}s; last answer: {last}",
             )
         time.sleep(1)

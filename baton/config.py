@@ -170,6 +170,11 @@ class EnvironmentConfig(Model):
     name: Name
     cluster: str = "local"
     namespace: str
+    production: bool = Field(
+        default=False,
+        description="a rollback's revert PR waits for the approval policy here, "
+        "instead of being merged automatically",
+    )
     approvals: ApprovalPolicy = ApprovalPolicy()
     sync: SyncConfig = SyncConfig()
     verify: VerifyConfig | None = None

@@ -27,6 +27,11 @@ def rollout_branch(app: str, environment: str, commit: str) -> str:
     return f"baton/{app}/{environment}/{commit[:12]}"
 
 
+def revert_branch(app: str, environment: str, commit: str) -> str:
+    """The branch (and so the one PR) that reverts a rollout's GitOps change."""
+    return f"{rollout_branch(app, environment, commit)}-revert"
+
+
 class GitOpsRepo:
     """Reads and writes the GitOps repository through a cached mirror and the forge."""
 
@@ -58,6 +63,10 @@ class GitOpsRepo:
         except GitCommandError:
             return None
 
+    def before(self, path: str, commit: str) -> str | None:
+        """A file as it was before `commit` (at its first parent), or None when absent then."""
+        return self.read(path, f"{commit}^1")
+
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         """True when `descendant` is `ancestor` or contains it in its history."""
         mirror = self._mirror()
@@ -67,10 +76,11 @@ class GitOpsRepo:
             return False
         return True
 
-    def propose(self, branch: str, path: str, content: str, message: str) -> str:
+    def propose(self, branch: str, path: str, content: str | None, message: str) -> str:
         """Push `branch` holding `content` at `path` on top of the base branch; returns its head.
 
-        Idempotent: when the branch exists already (an earlier attempt pushed it), it is reused.
+        `content` None deletes `path`. Idempotent: when the branch exists already (an earlier
+        attempt pushed it), it is reused.
         """
         mirror = self._mirror()
         try:
@@ -83,9 +93,12 @@ class GitOpsRepo:
                 mirror.git_dir, scratch, branch=self.config.base_branch, depth=1, no_local=True
             )
             target = scratch / path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(content)
-            clone.git.add(path)
+            if content is None:
+                clone.git.rm("-q", "--ignore-unmatch", path)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(content)
+                clone.git.add(path)
             with clone.git.custom_environment(**IDENTITY):
                 clone.git.commit("-m", message)
             head = clone.head.commit.hexsha

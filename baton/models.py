@@ -169,6 +169,20 @@ class SyncOutcome(BaseModel):
     message: str = ""
 
 
+class Rollback(BaseModel):
+    """Undoing a failed rollout's GitOps change: why, the revert PR, and how it ended."""
+
+    cause: str
+    outcome: Literal["running", "rolled back", "failed", "rejected"] = "running"
+    detail: str = ""
+    revert_pr: GitOpsPullRequest | None = None
+    revert_commit: str | None = None
+    previous_commit: str | None = Field(
+        default=None, description="the app commit the environment ran before, when Baton knows it"
+    )
+    approvals: list[Approval] = []
+
+
 class RolloutResult(BaseModel):
     environment: str
     outcome: Literal["deployed", "rejected", "failed", "aborted"]
@@ -177,6 +191,7 @@ class RolloutResult(BaseModel):
     merge_commit: str | None = None
     approvals: list[Approval] = []
     served: str | None = None
+    rollback: Rollback | None = None
 
 
 class ChangeStatus(BaseModel):

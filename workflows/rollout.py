@@ -15,6 +15,8 @@ with workflow.unsafe.imports_passed_through():
         CloseInput,
         MergeInput,
         ProposeInput,
+        Revert,
+        RevertInput,
         SyncCheckInput,
         VerifyInput,
         check_sync,
@@ -24,6 +26,8 @@ with workflow.unsafe.imports_passed_through():
         merge_gitops_pr,
         propose_gitops_change,
         render_environment,
+        request_reconcile,
+        revert_gitops_change,
         verify_endpoint,
     )
     from baton import policy
@@ -34,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         GitOpsPullRequest,
         Outcome,
         Rendered,
+        Rollback,
         RolloutInput,
         RolloutResult,
         Stage,
@@ -50,6 +55,9 @@ POLL = RetryPolicy(
     maximum_interval=timedelta(seconds=10),
     non_retryable_error_types=["SyncFailed"],
 )
+RECONCILE = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
+# A rollback whose forge stays unreachable this long is reported as failed, not retried forever.
+ROLLBACK_PATIENCE = timedelta(minutes=10)
 
 
 def rollout_id(app: str, environment: str, commit: str) -> str:
@@ -65,11 +73,17 @@ class RolloutStatus(Stage):
     gitops_pr: GitOpsPullRequest | None = None
     merge_commit: str | None = None
     timeline: list[Stage] = []
+    rollback: Rollback | None = None
 
 
 @workflow.defn
 class EnvironmentRollout:
-    """Render → GitOps PR → approvals and merge → exact-revision sync → verification."""
+    """Render → GitOps PR → approvals and merge → exact-revision sync → verification.
+
+    When sync or verification fails after the merge, a rollback saga reverts the GitOps change
+    (merged automatically, or in production under the approval policy), waits for the revert to
+    sync and verifies that the previous version serves again; the rollout then fails either way.
+    """
 
     @workflow.init
     def __init__(self, input: RolloutInput) -> None:
@@ -83,8 +97,10 @@ class EnvironmentRollout:
         self.timeline: list[Stage] = []
         self.pr: GitOpsPullRequest | None = None
         self.merge_commit: str | None = None
+        self.rollback: Rollback | None = None
         self.started = workflow.now()
         self.merge_requested_at = None
+        self.events_from = 0
 
     # Messages
 
@@ -136,7 +152,8 @@ class EnvironmentRollout:
         """A forge review of the GitOps PR, judged by the same policy as CLI approvals."""
         decision = Approval(user=review.user, source="forge", comment="review on the GitOps PR")
         try:
-            if self.pr and review.commit != self.pr.head_sha:
+            pr = self._pr_under_review()
+            if pr and review.commit != pr.head_sha:
                 raise policy.PolicyViolation(f"it reviews {review.commit[:12]}, not the PR's head")
             if review.approved:
                 self._check_approve(decision)
@@ -149,8 +166,9 @@ class EnvironmentRollout:
 
     @workflow.signal
     def gitops_merged(self, merge_commit: str) -> None:
-        """The GitOps PR was merged on the forge (environments whose policy merges by hand)."""
-        self.human_merge = merge_commit
+        """The GitOps PR (or revert PR) was merged on the forge, for policies that merge by hand."""
+        if merge_commit != self.merge_commit:  # a redelivered merge of the deploy PR is no news
+            self.human_merge = merge_commit
 
     @workflow.signal
     def sync_event(self, event: SyncEvent) -> None:
@@ -171,40 +189,37 @@ class EnvironmentRollout:
             gitops_pr=self.pr,
             merge_commit=self.merge_commit,
             timeline=self.timeline,
+            rollback=self.rollback,
         )
 
     # Orchestration
 
     @workflow.run
     async def run(self, input: RolloutInput) -> RolloutResult:
-        env = input.environment
         try:
             rendered = await self._step(
                 "render",
                 render_environment,
                 input,
-                summary=f"render {input.app.name} for {env.name}",
+                summary=f"render {input.app.name} for {input.environment.name}",
             )
             if rendered.changed_objects == 0:
                 self.merge_commit = await self._step(
                     "unchanged", gitops_head, input, summary="manifests unchanged: sync the head"
                 )
             else:
-                await self._propose(rendered)
-                if not await self._await_approvals():
+                self.pr = await self._propose(rendered)
+                if not await self._await_approvals("approval"):
                     return await self._finish("rejected", f"rejected by {self.rejection.user}")
-                self.merge_commit = await self._merge()
-            outcome = await self._await_sync()
-            if not outcome.synced:
-                return await self._finish(
-                    "failed", f"sync failed: {outcome.reason} {outcome.message}"
+                self.merge_commit = await self._merge(
+                    self.pr, "merge", manual=self.policy.merge == "manual"
                 )
-            verified = await self._verify()
-            if not verified.synced:
-                return await self._finish("failed", f"verification failed: {verified.message}")
-            return await self._finish("deployed", verified.message, served=verified.revision)
+            checked = await self._converge(self.merge_commit, VerifyInput(rollout=input))
+            if not checked.synced:
+                return await self._fail(checked.message)
+            return await self._finish("deployed", checked.message, served=checked.revision)
         except asyncio.CancelledError:
-            await self._close_pr("aborted")
+            await self._close_unmerged("aborted")
             raise
 
     async def _step(self, name: str, activity, arg, *, summary: str, **options):
@@ -219,38 +234,27 @@ class EnvironmentRollout:
         self._end(stage, "succeeded", _describe(result))
         return result
 
-    async def _propose(self, rendered: Rendered) -> None:
+    async def _propose(self, rendered: Rendered) -> GitOpsPullRequest:
         input = self.input
-        rollout = workflow.info().workflow_id
-        body = "\n".join(
-            [
-                (
-                    f"Deploys **{input.app.name}** `{input.artifact.commit[:12]}` to "
-                    f"**{input.environment.name}** (image `{input.artifact.image_ref}`)."
-                ),
-                "",
-                f"Change: [{input.change_id}]({self._ui_link(input.change_id)}) · "
-                + f"Rollout: [{rollout}]({self._ui_link(rollout)})",
-                "",
-                "### Rendered manifests",
-                "",
-                rendered.diff_markdown,
-                "",
-                f"Baton-Rollout: {rollout}",
-            ]
+        body = self._pr_body(
+            f"Deploys **{input.app.name}** `{input.artifact.commit[:12]}` to "
+            f"**{input.environment.name}** (image `{input.artifact.image_ref}`).",
+            "### Rendered manifests",
+            "",
+            rendered.diff_markdown,
         )
-        self.pr = await self._step(
+        return await self._step(
             "gitops pull request",
             propose_gitops_change,
             ProposeInput(rollout=input, rendered=rendered, body=body),
             summary=f"open GitOps PR for {input.environment.name}",
         )
 
-    async def _await_approvals(self) -> bool:
+    async def _await_approvals(self, name: str) -> bool:
         """Wait durably until the policy is satisfied (True) or someone rejects (False)."""
         if self.policy.required == 0:
             return True
-        stage = self._begin("approval")
+        stage = self._begin(name)
         self._refresh_gate()
         await workflow.wait_condition(
             lambda: self.rejection is not None or policy.satisfied(self.policy, self.approvals)
@@ -266,46 +270,76 @@ class EnvironmentRollout:
         )
         return True
 
-    async def _merge(self) -> str:
-        assert self.pr is not None
-        # Any status observed before this instant predates the merge and can never count.
+    async def _merge(self, pr: GitOpsPullRequest, name: str, manual: bool, **options) -> str:
+        # Any status observed, or event received, before this instant predates the merge.
         self.merge_requested_at = workflow.now()
-        if self.policy.merge == "manual":
-            stage = self._begin("merge")
+        self.events_from = len(self.sync_events)
+        if manual:
+            stage = self._begin(name)
             self._set_gate(Gate(kind="merge", environment=self.input.environment.name,
-                                description="waiting for a human to merge the GitOps PR",
+                                description=f"waiting for a human to merge GitOps PR #{pr.number}",
                                 waiting_on=["GitOps repository maintainers"]))  # fmt: skip
             await workflow.wait_condition(lambda: self.human_merge is not None)
             self.gate = None
             self._end(stage, "succeeded", f"merged as {self.human_merge[:12]}")
             return self.human_merge
         return await self._step(
-            "merge",
+            name,
             merge_gitops_pr,
-            MergeInput(rollout=self.input, pr=self.pr),
-            summary=f"merge GitOps PR #{self.pr.number}",
+            MergeInput(rollout=self.input, pr=pr),
+            summary=f"merge GitOps PR #{pr.number}",
+            **options,
         )
 
-    async def _await_sync(self) -> SyncOutcome:
-        """Wait for the environment to run the merge commit or a descendant of it.
+    async def _converge(self, commit: str, check: VerifyInput, prefix: str = "") -> SyncOutcome:
+        """Request a reconcile, wait for `commit` to sync, then verify; says what failed, if so."""
+        # Rollouts recorded before reconcile requests existed replay without one.
+        if workflow.patched("request-reconcile"):
+            await self._request_reconcile()
+        synced = await self._await_sync(commit, f"{prefix}sync")
+        if not synced.synced:
+            return synced.model_copy(update={"message": f"sync {synced.reason}: {synced.message}"})
+        verified = await self._verify(check, f"{prefix}verify")
+        if not verified.synced:
+            return verified.model_copy(
+                update={"message": f"verification failed: {verified.message}"}
+            )
+        return verified
+
+    async def _request_reconcile(self) -> None:
+        """Have the cluster apply the merge now; without it, sync waits for the next poll."""
+        env = self.input.environment
+        try:
+            await workflow.execute_activity(
+                request_reconcile,
+                self.input,
+                task_queue=TaskQueues.DEPLOY,
+                start_to_close_timeout=timedelta(minutes=1),
+                retry_policy=RECONCILE,
+                summary=f"request a reconcile of {env.name}",
+            )
+        except ActivityError as err:
+            self._note(
+                f"reconcile request failed ({_cause(err)}): sync waits for {env.sync.kind}'s own poll"
+            )
+
+    async def _await_sync(self, commit: str, name: str) -> SyncOutcome:
+        """Wait for the environment to run `commit` or a descendant of it.
 
         Whichever comes first: a Flux event (signal) for such a revision, or the polled status.
         """
-        assert self.merge_commit is not None
         env = self.input.environment
         timeout = timedelta(seconds=env.sync.timeout_s)
-        stage = self._begin("sync")
+        stage = self._begin(name)
         self._set_gate(Gate(kind="sync", environment=env.name,
-                            description=f"waiting for {env.name} to sync {self.merge_commit[:12]}",
+                            description=f"waiting for {env.name} to sync {commit[:12]}",
                             waiting_on=[f"{env.sync.kind} sync"],
                             deadline=workflow.now() + timeout))  # fmt: skip
         poll = asyncio.ensure_future(
             workflow.execute_activity(
                 check_sync,
                 SyncCheckInput(
-                    rollout=self.input,
-                    merge_commit=self.merge_commit,
-                    since=self.merge_requested_at,
+                    rollout=self.input, merge_commit=commit, since=self.merge_requested_at
                 ),
                 task_queue=TaskQueues.DEPLOY,
                 start_to_close_timeout=timedelta(seconds=30),
@@ -314,7 +348,7 @@ class EnvironmentRollout:
                 summary=f"poll {env.name} sync status",
             )
         )
-        seen = 0
+        seen = self.events_from
         outcome: SyncOutcome | None = None
         try:
             while outcome is None:
@@ -322,7 +356,7 @@ class EnvironmentRollout:
                     lambda n=seen: poll.done() or len(self.sync_events) > n
                 )
                 while outcome is None and seen < len(self.sync_events):
-                    outcome = await self._judge_event(self.sync_events[seen])
+                    outcome = await self._judge_event(self.sync_events[seen], commit)
                     seen += 1
                 if outcome is None and poll.done():
                     outcome = _poll_outcome(poll, env.sync.timeout_s)
@@ -330,43 +364,39 @@ class EnvironmentRollout:
             if not poll.done():
                 poll.cancel()
             self.gate = None
-        self._end(stage, "succeeded" if outcome.synced else "failed",
-                  f"{outcome.reason} at {(outcome.revision or '?')[:12]}")  # fmt: skip
+        self._end(stage, "succeeded" if outcome.synced else "failed", _sync_detail(outcome))
         return outcome
 
-    async def _judge_event(self, event: SyncEvent) -> SyncOutcome | None:
-        """An event counts when its revision is the merge commit or a descendant of it."""
+    async def _judge_event(self, event: SyncEvent, commit: str) -> SyncOutcome | None:
+        """An event counts when its revision is `commit` or a descendant of it."""
         if event.state == "progressing":
             return None
-        descends = event.revision == self.merge_commit or await workflow.execute_activity(
+        descends = event.revision == commit or await workflow.execute_activity(
             is_descendant,
-            SyncCheckInput(
-                rollout=self.input, merge_commit=self.merge_commit, revision=event.revision
-            ),
-            summary=f"is {event.revision[:12]} a descendant of {self.merge_commit[:12]}?",
+            SyncCheckInput(rollout=self.input, merge_commit=commit, revision=event.revision),
+            summary=f"is {event.revision[:12]} a descendant of {commit[:12]}?",
             **(QUICK | {"retry_policy": RETRY}),
         )
         if not descends:
             self._note(f"ignored sync event for older revision {event.revision[:12]}")
             return None
-        return SyncOutcome(
-            synced=event.state == "ready",
-            revision=event.revision,
-            reason=event.reason,
-            message=event.message,
-        )
+        if event.state == "ready":
+            return SyncOutcome(synced=True, revision=event.revision, reason=event.reason,
+                               message=event.message)  # fmt: skip
+        return SyncOutcome(synced=False, revision=event.revision, reason="failed",
+                           message=": ".join(filter(None, [event.reason, event.message])))  # fmt: skip
 
-    async def _verify(self) -> SyncOutcome:
+    async def _verify(self, check: VerifyInput, name: str) -> SyncOutcome:
         verify = self.input.environment.verify
         if verify is None:
             return SyncOutcome(synced=True, reason="no verification configured")
-        stage = self._begin("verify")
+        stage = self._begin(name)
         self._set_gate(Gate(kind="verification", environment=self.input.environment.name,
                             description=f"checking {verify.url}",
                             deadline=workflow.now() + timedelta(seconds=verify.timeout_s)))  # fmt: skip
         result: SyncOutcome = await workflow.execute_activity(
             verify_endpoint,
-            VerifyInput(rollout=self.input),
+            check,
             task_queue=TaskQueues.DEPLOY,
             start_to_close_timeout=timedelta(seconds=verify.timeout_s + 30),
             heartbeat_timeout=timedelta(seconds=30),
@@ -377,9 +407,95 @@ class EnvironmentRollout:
         self._end(stage, "succeeded" if result.synced else "failed", result.message)
         return result
 
+    async def _fail(self, reason: str) -> RolloutResult:
+        """Fail the rollout; a GitOps change of ours that was merged is rolled back first."""
+        merged = self.pr is not None and self.merge_commit is not None
+        if merged and workflow.patched("rollback"):
+            reason = f"{reason}; {await self._roll_back(reason)}"
+        return await self._finish("failed", reason)
+
+    # The rollback saga
+
+    async def _roll_back(self, cause: str) -> str:
+        """Revert the merged GitOps change, sync and verify the revert; says how it ended."""
+        self.rollback = Rollback(cause=cause)
+        self._publish_details()
+        try:
+            commit = await self._revert()
+            if commit is None:
+                return self._rolled_back(
+                    "rejected", f"rollback rejected by {self.rejection.user}: revert PR closed"
+                )
+            check = VerifyInput(rollout=self.input, commit=self.rollback.previous_commit,
+                                rolled_back_from=self.input.artifact.commit)  # fmt: skip
+            checked = await self._converge(commit, check, "rollback: ")
+        except ActivityError as err:
+            return self._rolled_back("failed", f"rollback failed: {_cause(err)}")
+        if not checked.synced:
+            return self._rolled_back("failed", f"rollback failed: {checked.message}")
+        previous = self.rollback.previous_commit
+        to = previous[:12] if previous else f"the manifests before {self.merge_commit[:12]}"
+        revert = self.rollback.revert_pr
+        how = f"GitOps PR #{revert.number}" if revert else "already in the GitOps repository"
+        return self._rolled_back("rolled back", f"rolled back to {to} ({how})")
+
+    async def _revert(self) -> str | None:
+        """Open the revert PR and merge it: automatically, or in production under the policy.
+
+        Returns the commit to sync, or None when the revert was rejected.
+        """
+        assert self.rollback is not None and self.merge_commit is not None
+        input, env = self.input, self.input.environment
+        self.human_merge = None
+        body = self._pr_body(
+            f"Rolls **{input.app.name}** `{input.artifact.commit[:12]}` back in "
+            f"**{env.name}**: the manifests return to what they were before "
+            f"`{self.merge_commit[:12]}` (GitOps PR #{self.pr.number}).",
+            f"Why: {self.rollback.cause}",
+        )
+        revert: Revert = await self._step(
+            "rollback: revert PR",
+            revert_gitops_change,
+            RevertInput(rollout=input, merge_commit=self.merge_commit, body=body),
+            summary=f"open the revert PR for {env.name}",
+            schedule_to_close_timeout=ROLLBACK_PATIENCE,
+        )
+        self.rollback.previous_commit = revert.previous_commit
+        if revert.pr is None:
+            return revert.head
+        self.rollback.revert_pr = revert.pr
+        if env.production and not await self._approve_revert():
+            await self._close_pr(revert.pr, "rollback rejected")
+            return None
+        self.rollback.revert_commit = await self._merge(
+            revert.pr,
+            "rollback: merge",
+            manual=env.production and self.policy.merge == "manual",
+            schedule_to_close_timeout=ROLLBACK_PATIENCE,
+        )
+        return self.rollback.revert_commit
+
+    async def _approve_revert(self) -> bool:
+        """A fresh round of approvals under the environment's policy, for the revert PR."""
+        assert self.rollback is not None
+        deployed_with = self.approvals
+        self.approvals, self.rejection = [], None
+        try:
+            return await self._await_approvals("rollback: approval")
+        finally:
+            self.rollback.approvals, self.approvals = self.approvals, deployed_with
+
+    def _rolled_back(self, outcome: str, detail: str) -> str:
+        assert self.rollback is not None
+        self.rollback.outcome = outcome
+        self.rollback.detail = detail
+        return detail
+
+    # Finishing
+
     async def _finish(self, outcome: str, reason: str, served: str | None = None) -> RolloutResult:
         if outcome != "deployed":
-            await self._close_pr(outcome)
+            await self._close_unmerged(outcome)
         workflow.upsert_search_attributes([SearchAttributes.STAGE.value_set(outcome)])
         self._publish_details(f"**{outcome}**: {reason}")
         return RolloutResult(
@@ -390,16 +506,20 @@ class EnvironmentRollout:
             merge_commit=self.merge_commit,
             approvals=self.approvals,
             served=served,
+            rollback=self.rollback,
         )
 
-    async def _close_pr(self, why: str) -> None:
-        """Close an unmerged GitOps PR and delete its branch, so nothing stale is left behind."""
-        if self.pr is None or self.merge_commit is not None:
-            return
+    async def _close_unmerged(self, why: str) -> None:
+        """Close the GitOps PR unless it was merged, so nothing stale is left behind."""
+        if self.pr is not None and self.merge_commit is None:
+            await self._close_pr(self.pr, why)
+
+    async def _close_pr(self, pr: GitOpsPullRequest, why: str) -> None:
+        """Close a GitOps PR with a comment saying why, and delete its branch."""
         await workflow.execute_activity(
             close_gitops_pr,
-            CloseInput(rollout=self.input, pr=self.pr, reason=why),
-            summary=f"close GitOps PR #{self.pr.number} ({why})",
+            CloseInput(rollout=self.input, pr=pr, reason=why),
+            summary=f"close GitOps PR #{pr.number} ({why})",
             **(QUICK | {"retry_policy": RETRY}),
         )
 
@@ -409,11 +529,12 @@ class EnvironmentRollout:
         if self.policy.required == 0 or policy.satisfied(self.policy, self.approvals):
             return
         approved = policy.approved_by(self.approvals)
+        purpose = "to roll back" if self.rollback else "for"
         self._set_gate(
             Gate(
                 kind="approval",
                 environment=self.input.environment.name,
-                description=f"{len(approved)}/{self.policy.required} approvals for "
+                description=f"{len(approved)}/{self.policy.required} approvals {purpose} "
                 f"{self.input.environment.name}",
                 waiting_on=policy.still_may_approve(self.policy, self.input.author, self.approvals),
                 required=self.policy.required,
@@ -459,9 +580,30 @@ class EnvironmentRollout:
                 lines.append(f"On: {', '.join(self.gate.waiting_on)}")
         if self.pr:
             lines.append(f"GitOps PR: [#{self.pr.number}]({self.pr.url})")
+        if self.rollback:
+            lines.append(f"Rollback ({self.rollback.outcome}): {self.rollback.cause}")
+            if self.rollback.revert_pr:
+                revert = self.rollback.revert_pr
+                lines.append(f"Revert PR: [#{revert.number}]({revert.url})")
         icon = {"running": "⏳", "succeeded": "✅", "failed": "❌"}
         lines += [f"- {icon.get(s.outcome, '•')} {s.name} {s.detail}" for s in self.timeline]
         workflow.set_current_details("\n".join(line for line in lines if line is not None))
+
+    def _pr_body(self, *paragraphs: str) -> str:
+        """A GitOps PR body: what it does, links to the change and rollout, the routing trailer."""
+        change = self.input.change_id
+        rollout = workflow.info().workflow_id
+        links = (
+            f"Change: [{change}]({self._ui_link(change)}) · "
+            f"Rollout: [{rollout}]({self._ui_link(rollout)})"
+        )
+        return "\n".join(
+            [paragraphs[0], "", links, "", *paragraphs[1:], "", f"Baton-Rollout: {rollout}"]
+        )
+
+    def _pr_under_review(self) -> GitOpsPullRequest | None:
+        """The revert PR while a rollback waits for it, else the rollout's GitOps PR."""
+        return (self.rollback and self.rollback.revert_pr) or self.pr
 
     def _ui_link(self, workflow_id: str) -> str:
         return (
@@ -471,14 +613,24 @@ class EnvironmentRollout:
 
 
 def _poll_outcome(poll: asyncio.Future, timeout_s: int) -> SyncOutcome:
+    """The polling activity's end: synced, failed (non-retryable), or out of time."""
     try:
         return poll.result()
     except ActivityError as err:
-        if isinstance(err.cause, ApplicationError) and err.cause.type == "SyncFailed":
-            return SyncOutcome(synced=False, reason="failed", message=err.cause.message)
+        cause = err.cause
+        if isinstance(cause, ApplicationError):  # SyncFailed, or a cluster configuration error
+            return SyncOutcome(synced=False, reason="failed", message=cause.message)
+        last = getattr(cause, "cause", None)
+        seen = f"; last seen: {last.message}" if isinstance(last, ApplicationError) else ""
         return SyncOutcome(
-            synced=False, reason="timed out", message=f"not synced within {timeout_s}s"
+            synced=False, reason="timed out", message=f"not synced within {timeout_s}s{seen}"
         )
+
+
+def _sync_detail(outcome: SyncOutcome) -> str:
+    if outcome.synced:
+        return f"{outcome.reason} at {(outcome.revision or '?')[:12]}"
+    return f"{outcome.reason}: {outcome.message}"
 
 
 def _cause(err: ActivityError) -> str:
@@ -489,6 +641,10 @@ def _cause(err: ActivityError) -> str:
 def _describe(result) -> str:
     if isinstance(result, GitOpsPullRequest):
         return f"#{result.number} {result.url}"
+    if isinstance(result, Revert):
+        if result.pr is None:
+            return "the GitOps repository holds the previous manifests already"
+        return f"#{result.pr.number} {result.pr.url}"
     if isinstance(result, Rendered):
         return f"{result.changed_objects} object(s) change"
     if isinstance(result, str):

@@ -1,7 +1,8 @@
 """EnvironmentRollout's decisions on a real Temporal server, with its side effects replaced.
 
 The activities here stand in for the deploy activities by name, so the workflow's gates (approval
-policy through Updates, exact-revision sync through signals) are tested without a cluster.
+policy through Updates, exact-revision sync through signals) and its rollback saga are tested
+without a cluster. `world` scripts what the stand-ins report; each test starts from a fresh one.
 """
 
 from __future__ import annotations
@@ -9,18 +10,30 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pytest
 from temporalio import activity
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import WorkflowEnvironment
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.deploy import CloseInput, MergeInput, ProposeInput, SyncCheckInput, VerifyInput
+from activities import context, deploy
+from activities.deploy import (
+    CloseInput,
+    MergeInput,
+    ProposeInput,
+    Revert,
+    RevertInput,
+    SyncCheckInput,
+    VerifyInput,
+)
 from baton.artifacts import Artifact
-from baton.config import AppConfig, ApprovalPolicy, EnvironmentConfig
+from baton.cluster.kubernetes import ClusterForbidden
+from baton.config import AppConfig, ApprovalPolicy, EnvironmentConfig, SyncConfig, VerifyConfig
 from baton.models import (
     Approval,
     ForgeReview,
@@ -34,7 +47,30 @@ from baton.temporal import TaskQueues
 from workflows.rollout import EnvironmentRollout
 
 OLD, M, CHILD, HEAD = "a" * 40, "b" * 40, "c" * 40, "d" * 40
-closed: list[str] = []
+REVERT, REVERT_HEAD, PREVIOUS, COMMIT = "e" * 40, "9" * 40, "8" * 40, "f" * 40
+
+
+@dataclass
+class World:
+    """What the stand-in activities report, and what they were asked to do."""
+
+    polled_synced: set[str] = field(default_factory=set)  # commits check_sync reports synced
+    bad_versions: set[str] = field(default_factory=set)  # commits whose verification fails
+    reconcile_fails: bool = False
+    poll_error: str | None = None  # a cluster configuration error check_sync raises
+    closed: list[str] = field(default_factory=list)
+    merged: list[int] = field(default_factory=list)
+    reconciles: int = 0
+    verified: list[VerifyInput] = field(default_factory=list)
+
+
+world = World()
+
+
+@pytest.fixture(autouse=True)
+def fresh_world() -> None:
+    global world
+    world = World()
 
 
 @activity.defn(name="render_environment")
@@ -51,29 +87,57 @@ async def propose(input: ProposeInput) -> GitOpsPullRequest:
 
 @activity.defn(name="merge_gitops_pr")
 async def merge(input: MergeInput) -> str:
-    return M
+    world.merged.append(input.pr.number)
+    return REVERT if input.pr.head_branch.endswith("-revert") else M
 
 
 @activity.defn(name="close_gitops_pr")
 async def close(input: CloseInput) -> None:
-    closed.append(input.reason)
+    world.closed.append(input.reason)
+
+
+@activity.defn(name="revert_gitops_change")
+async def revert(input: RevertInput) -> Revert:
+    assert input.merge_commit == M and "Baton-Rollout: rollout/test/" in input.body
+    pr = GitOpsPullRequest(number=8, url="http://forge/gitops/pulls/8",
+                           head_branch="baton/web/prod/ffffffffffff-revert", head_sha=REVERT_HEAD)  # fmt: skip
+    return Revert(pr=pr, previous_commit=PREVIOUS)
 
 
 @activity.defn(name="is_descendant")
 async def is_descendant(input: SyncCheckInput) -> bool:
-    return input.revision in (M, CHILD)
+    return input.merge_commit == M and input.revision in (M, CHILD)
+
+
+@activity.defn(name="request_reconcile")
+async def request_reconcile(input: RolloutInput) -> None:
+    world.reconciles += 1
+    if world.reconcile_fails:
+        raise ApplicationError(
+            "forbidden: grant Baton patch on gitrepositories", non_retryable=True
+        )
 
 
 @activity.defn(name="check_sync")
 async def check_sync(input: SyncCheckInput) -> SyncOutcome:
-    """Never synced by polling: only the Flux events of these tests release the gate."""
+    """Synced by polling only for the commits the test says; else Flux events release the gate."""
     await asyncio.sleep(0.2)
-    raise ApplicationError("not synced yet", type="NotSynced")
+    if world.poll_error:
+        raise ApplicationError(world.poll_error, type="ClusterConfigError", non_retryable=True)
+    if input.merge_commit in world.polled_synced:
+        return SyncOutcome(
+            synced=True, revision=input.merge_commit, reason="ReconciliationSucceeded"
+        )
+    raise ApplicationError("not synced yet: applied revision is aaaaaaaaaaaa", type="NotSynced")
 
 
 @activity.defn(name="verify_endpoint")
 async def verify(input: VerifyInput) -> SyncOutcome:
-    return SyncOutcome(synced=True, revision=input.rollout.artifact.commit, message="200 ok")
+    world.verified.append(input)
+    commit = input.commit or input.rollout.artifact.commit
+    if commit in world.bad_versions:
+        return SyncOutcome(synced=False, message=f"/version does not report {commit[:12]}")
+    return SyncOutcome(synced=True, revision=commit, message="200 ok")
 
 
 @activity.defn(name="gitops_head")
@@ -85,22 +149,27 @@ async def gitops_head(input: RolloutInput) -> str:
 async def workers(temporal_env: WorkflowEnvironment) -> AsyncIterator[Client]:
     client = temporal_env.client
     deploy = Worker(client, task_queue=TaskQueues.DEPLOY,
-                    activities=[render_environment, propose, merge, close, is_descendant,
-                                check_sync, verify, gitops_head])  # fmt: skip
+                    activities=[render_environment, propose, merge, close, revert, is_descendant,
+                                request_reconcile, check_sync, verify, gitops_head])  # fmt: skip
     flows = Worker(client, task_queue=TaskQueues.WORKFLOWS, workflows=[EnvironmentRollout])
     async with deploy, flows:
         yield client
 
 
-def rollout_input(required: int = 2, allow_self: bool = False) -> RolloutInput:
+def rollout_input(
+    required: int = 2, allow_self: bool = False, production: bool = False, sync_timeout_s: int = 600
+) -> RolloutInput:
     app = AppConfig(name="web", repo="web", image="web", chart="chart")
     env = EnvironmentConfig(
         name="prod",
         namespace="prod",
+        production=production,
         approvals=ApprovalPolicy(required=required, approvers=["alice", "carol", "dave"],
                                  allow_self_approval=allow_self),
+        sync=SyncConfig(timeout_s=sync_timeout_s),
+        verify=VerifyConfig(url="http://127.0.0.1:1/version", expected_body="{commit}"),
     )  # fmt: skip
-    artifact = Artifact(app="web", commit="f" * 40, image="r/web", image_digest="sha256:" + "0" * 64,
+    artifact = Artifact(app="web", commit=COMMIT, image="r/web", image_digest="sha256:" + "0" * 64,
                         image_ref="r/web@sha256:" + "0" * 64, chart_ref="oci://r/charts/web",
                         chart_version="0.1.0-gffffffffffff", chart_digest="sha256:" + "1" * 64,
                         created_at=datetime.now(UTC))  # fmt: skip
@@ -122,6 +191,25 @@ async def wait_for_gate(handle: WorkflowHandle, kind: str) -> None:
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"rollout never reached the {kind} gate")
+
+
+async def wait_for_stage(handle: WorkflowHandle, name: str) -> None:
+    for _ in range(100):
+        status = await handle.query(EnvironmentRollout.status)
+        if any(stage.name == name for stage in status.timeline):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"rollout never reached the {name} stage")
+
+
+def stages(status) -> dict[str, str]:
+    return {s.name: s.outcome for s in status.timeline if s.name != "note"}
+
+
+async def ui_details(handle: WorkflowHandle) -> str:
+    """The markdown the Temporal UI shows for the workflow (its current details)."""
+    metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    return metadata.current_details
 
 
 async def refused(handle: WorkflowHandle, user: str) -> str:
@@ -157,7 +245,7 @@ async def test_rejection_stops_the_rollout_and_closes_the_gitops_pr(workers: Cli
     await handle.execute_update(EnvironmentRollout.reject, Approval(user="dave", comment="not now"))
     result = await handle.result()
     assert result.outcome == "rejected" and "dave" in result.reason
-    assert "rejected" in closed
+    assert world.closed == ["rejected"] and result.rollback is None
 
 
 async def test_sync_gate_ignores_older_revisions_and_accepts_descendants(workers: Client) -> None:
@@ -176,9 +264,21 @@ async def test_failed_sync_of_merge_commit_fails_with_reason(workers: Client) ->
     await wait_for_gate(handle, "sync")
     event = SyncEvent(revision=M, state="failed", reason="HealthCheckFailed", message="not ready")
     await handle.signal(EnvironmentRollout.sync_event, event)
+    await wait_for_stage(handle, "rollback: sync")
+    await handle.signal(EnvironmentRollout.sync_event, SyncEvent(revision=REVERT, state="ready"))
     result = await handle.result()
     assert result.outcome == "failed"
-    assert "HealthCheckFailed" in result.reason
+    assert result.reason.startswith("sync failed: HealthCheckFailed: not ready; ")
+    assert result.reason.endswith(f"rolled back to {PREVIOUS[:12]} (GitOps PR #8)")
+    assert result.rollback.outcome == "rolled back" and result.rollback.revert_commit == REVERT
+    assert world.merged == [7, 8] and world.reconciles == 2
+    assert world.verified[-1].commit == PREVIOUS and world.verified[-1].rolled_back_from == COMMIT
+    status = await handle.query(EnvironmentRollout.status)
+    assert stages(status) == {
+        "render": "succeeded", "gitops pull request": "succeeded", "merge": "succeeded",
+        "sync": "failed", "rollback: revert PR": "succeeded", "rollback: merge": "succeeded",
+        "rollback: sync": "succeeded", "rollback: verify": "succeeded",
+    }  # fmt: skip
 
 
 async def test_forge_review_of_a_stale_head_does_not_count(workers: Client) -> None:
@@ -199,3 +299,130 @@ async def test_forge_review_of_a_stale_head_does_not_count(workers: Client) -> N
     await wait_for_gate(handle, "sync")
     await handle.signal(EnvironmentRollout.sync_event, SyncEvent(revision=M, state="ready"))
     assert (await handle.result()).approvals[0].source == "forge"
+
+
+async def test_failed_verification_rolls_back_to_the_previous_version(workers: Client) -> None:
+    world.polled_synced = {M, REVERT}
+    world.bad_versions = {COMMIT}
+    handle = await start(workers, rollout_input(required=0))
+    result = await handle.result()
+    assert result.outcome == "failed"
+    assert result.reason == (
+        f"verification failed: /version does not report {COMMIT[:12]}; "
+        f"rolled back to {PREVIOUS[:12]} (GitOps PR #8)"
+    )
+    assert [v.commit for v in world.verified] == [None, PREVIOUS]
+    assert result.rollback.cause.startswith("verification failed")
+    details = await ui_details(handle)
+    assert f"**failed**: verification failed: /version does not report {COMMIT[:12]}" in details
+    assert "Revert PR: [#8](http://forge/gitops/pulls/8)" in details
+    assert "✅ rollback: verify 200 ok" in details
+
+
+async def test_prod_revert_waits_for_its_own_approvals(workers: Client) -> None:
+    handle = await start(workers, rollout_input(required=2, production=True))
+    await wait_for_gate(handle, "approval")
+    for user in ("carol", "dave"):
+        await handle.execute_update(EnvironmentRollout.approve, Approval(user=user))
+    await wait_for_gate(handle, "sync")
+    await handle.signal(EnvironmentRollout.sync_event, SyncEvent(revision=M, state="failed",
+                                                                 reason="HealthCheckFailed"))  # fmt: skip
+    await wait_for_gate(handle, "approval")
+
+    status = await handle.query(EnvironmentRollout.status)
+    assert status.gate.description == "0/2 approvals to roll back prod"
+    assert status.rollback.revert_pr.number == 8 and world.merged == [7]
+    assert "alice is the change's author" in await refused(handle, "alice")
+    await handle.signal(EnvironmentRollout.forge_review,
+                        ForgeReview(user="carol", approved=True, commit=REVERT_HEAD))  # fmt: skip
+    world.polled_synced = {REVERT}
+    await handle.execute_update(EnvironmentRollout.approve, Approval(user="dave"))
+
+    result = await handle.result()
+    assert result.outcome == "failed" and result.reason.endswith("(GitOps PR #8)")
+    assert [a.user for a in result.approvals] == ["carol", "dave"]
+    assert [(a.user, a.source) for a in result.rollback.approvals] == [("carol", "forge"),
+                                                                       ("dave", "baton")]  # fmt: skip
+    assert world.merged == [7, 8]
+
+
+async def test_rejected_prod_revert_is_closed_and_the_reason_says_so(workers: Client) -> None:
+    handle = await start(workers, rollout_input(required=1, production=True))
+    await wait_for_gate(handle, "approval")
+    await handle.execute_update(EnvironmentRollout.approve, Approval(user="carol"))
+    await wait_for_gate(handle, "sync")
+    await handle.signal(EnvironmentRollout.sync_event,
+                        SyncEvent(revision=M, state="failed", reason="HealthCheckFailed"))  # fmt: skip
+    await wait_for_gate(handle, "approval")
+    await handle.execute_update(EnvironmentRollout.reject, Approval(user="dave", comment="fix fwd"))
+    result = await handle.result()
+    assert result.reason == (
+        "sync failed: HealthCheckFailed; rollback rejected by dave: revert PR closed"
+    )
+    assert result.rollback.outcome == "rejected" and world.closed == ["rollback rejected"]
+    assert world.merged == [7]
+
+
+async def test_a_revert_that_fails_to_sync_says_the_rollback_failed(workers: Client) -> None:
+    handle = await start(workers, rollout_input(required=0))
+    await wait_for_gate(handle, "sync")
+    await handle.signal(EnvironmentRollout.sync_event,
+                        SyncEvent(revision=M, state="failed", reason="HealthCheckFailed"))  # fmt: skip
+    await wait_for_stage(handle, "rollback: sync")
+    await handle.signal(EnvironmentRollout.sync_event,
+                        SyncEvent(revision=REVERT, state="failed", reason="BuildFailed",
+                                  message="bad YAML"))  # fmt: skip
+    result = await handle.result()
+    assert result.reason == (
+        "sync failed: HealthCheckFailed; rollback failed: sync failed: BuildFailed: bad YAML"
+    )
+    assert result.rollback.outcome == "failed"
+    assert "rollback: verify" not in stages(await handle.query(EnvironmentRollout.status))
+
+
+async def test_sync_timeout_is_durable_and_names_the_last_status(workers: Client) -> None:
+    world.polled_synced = {REVERT}
+    handle = await start(workers, rollout_input(required=0, sync_timeout_s=3))
+    result = await handle.result()
+    assert result.reason.startswith(
+        "sync timed out: not synced within 3s; last seen: not synced yet: applied revision is "
+        "aaaaaaaaaaaa; rolled back to"
+    ), result.reason
+
+
+async def test_cluster_configuration_error_fails_the_sync_gate_at_once(workers: Client) -> None:
+    world.poll_error = "cannot read the cluster: kustomizations is forbidden: grant Baton get"
+    handle = await start(workers, rollout_input(required=0))
+    result = await handle.result()
+    assert result.reason.startswith(f"sync failed: {world.poll_error}; rollback failed: ")
+
+
+async def test_failed_reconcile_request_is_noted_and_does_not_fail_the_rollout(
+    workers: Client,
+) -> None:
+    world.reconcile_fails = True
+    world.polled_synced = {M}
+    handle = await start(workers, rollout_input(required=0))
+    result = await handle.result()
+    assert result.outcome == "deployed" and world.reconciles == 1
+    notes = [s.detail for s in (await handle.query(EnvironmentRollout.status)).timeline
+             if s.name == "note"]  # fmt: skip
+    assert notes == [
+        (
+            "reconcile request failed (forbidden: grant Baton patch on gitrepositories): "
+            "sync waits for local's own poll"
+        )
+    ]
+
+
+def test_check_sync_fails_at_once_on_cluster_configuration_errors(monkeypatch) -> None:
+    class ForbiddenCluster:
+        def cluster(self, environment):
+            raise ClusterForbidden("kustomizations is forbidden: grant Baton's user get (RBAC)")
+
+    monkeypatch.setattr(context, "_current", ForbiddenCluster())
+    with pytest.raises(ApplicationError) as info:
+        ActivityEnvironment().run(deploy.check_sync,
+                                  SyncCheckInput(rollout=rollout_input(), merge_commit=M))  # fmt: skip
+    assert info.value.non_retryable and info.value.type == "ClusterConfigError"
+    assert "grant Baton's user get (RBAC)" in info.value.message

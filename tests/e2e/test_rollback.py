@@ -1,0 +1,126 @@
+"""Automatic rollback on the real stack: a release whose `/version` check fails in staging.
+
+The stack promotes dev → staging → prod. dev checks only that the app answers; staging checks that
+`/version` reports the change's commit; prod requires approvals. A first, good change is deployed
+to dev and staging (and aborted at prod's approval gate), so staging has a previous version. A
+second change whose image reports the wrong commit then fails staging's verification: Baton
+reverts staging's GitOps change through a revert PR, the previous version serves again, the change
+fails with that reason and never reaches prod.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from baton.demo import AUTHOR, push_visible_change
+from tests.e2e.stack import E2EStack, start_stack, stop_stack, version
+from workflows.rollout import EnvironmentRollout, rollout_id
+
+pytestmark = pytest.mark.docker
+
+STAGING_VERIFY_S = 15
+
+
+def two_step_verification(config: dict) -> None:
+    """dev: any 200 from /version; staging: the commit, quickly; prod: approvals, untouched."""
+    envs = {env["name"]: env for env in config["environments"]}
+    envs["dev"]["verify"].pop("expected_body")
+    envs["staging"]["approvals"] = {"required": 0}
+    envs["staging"]["verify"]["timeout_s"] = STAGING_VERIFY_S
+
+
+@pytest.fixture(scope="module")
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, base_image: str, docker_client
+) -> Iterator[E2EStack]:
+    saved = dict(os.environ)
+    os.environ["BATON_BASE_IMAGE"] = base_image
+    e2e = start_stack(tmp_path_factory.mktemp("baton"), edit_config=two_step_verification)
+    try:
+        yield e2e
+    finally:
+        stop_stack(e2e)
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def release(stack: E2EStack, stamp: str, edit=None) -> tuple[str, str]:
+    """Open a PR of the sample app and merge it at once; returns the change id and merge commit."""
+    alice = stack.forge(AUTHOR)
+    branch = push_visible_change(alice, "sample-app", stamp, edit=edit)
+    pr = alice.open_pull_request("sample-app", branch, "main", stamp, "", AUTHOR)
+    change = f"change/sample-app/{pr.number}"
+    stack.wait(change, lambda d: bool(d.change.timeline))
+    merge = stack.forge("bob").merge_pull_request("sample-app", pr.number, pr.head_sha)
+    return change, merge
+
+
+def report_a_wrong_commit(work: Path) -> None:
+    """A packaging slip: the image overrides the commit it was built from."""
+    dockerfile = work / "Dockerfile"
+    dockerfile.write_text(dockerfile.read_text() + "ENV APP_COMMIT=unreleased\n")
+
+
+def gitops_file(stack: E2EStack, path: str) -> str:
+    repo = stack.forge().repo_path("gitops")
+    return subprocess.run(["git", f"--git-dir={repo}", "show", f"main:{path}"],
+                          check=True, capture_output=True, text=True).stdout  # fmt: skip
+
+
+def test_failed_staging_verification_is_rolled_back(stack: E2EStack) -> None:
+    staging = stack.config.environment("staging").verify.url
+
+    good, good_commit = release(stack, "e2e-good")
+    detail = stack.wait(good, lambda d: d.rollout is not None and d.rollout.environment == "prod"
+                        and d.rollout.gate is not None and d.rollout.gate.kind == "approval")  # fmt: skip
+    good_digest = detail.change.artifact.image_digest
+    assert version(staging)["commit"] == good_commit
+    stopped = stack.baton("abort", good, "--reason", "stop before prod", "--as", AUTHOR)
+    assert stopped.returncode == 0, stopped.stderr
+    stack.wait(good, lambda d: d.change.state == "aborted")
+
+    bad, bad_commit = release(stack, "e2e-bad", edit=report_a_wrong_commit)
+    detail = stack.wait(bad, lambda d: d.change.state in ("completed", "failed"), timeout=600)
+
+    # The change failed in staging, says why, and that staging was rolled back.
+    change = detail.change
+    assert change.state == "failed", change.reason
+    assert change.reason.startswith("staging: failed: verification failed: "), change.reason
+    assert f"containing {bad_commit!r}" in change.reason
+    assert '"commit": "unreleased"' in change.reason
+    assert f"; rolled back to {good_commit[:12]} (GitOps PR #" in change.reason
+    assert [r.environment for r in change.rollouts] == ["dev", "staging"]
+    rollback = change.rollouts[-1].rollback
+    assert rollback.outcome == "rolled back" and rollback.previous_commit == good_commit
+
+    # The GitOps repository shows the merged revert, and staging's manifests are the good ones.
+    prs = stack.forge().list_pull_requests("gitops", state="merged")
+    (revert,) = [
+        p for p in prs if p.head_branch == f"baton/sample-app/staging/{bad_commit[:12]}-revert"
+    ]
+    assert revert.number == rollback.revert_pr.number
+    assert f"Baton-Rollout: {rollout_id('sample-app', 'staging', bad_commit)}" in revert.body
+    assert "Why: verification failed" in revert.body
+    manifests = gitops_file(stack, "rendered/staging/sample-app/manifests.yaml")
+    assert good_digest in manifests and change.artifact.image_digest not in manifests
+
+    # The previous version serves again; prod was never touched by the bad change.
+    assert version(staging)["commit"] == good_commit
+    all_prs = stack.forge().list_pull_requests("gitops")
+    assert not [p for p in all_prs if p.head_branch == f"baton/sample-app/prod/{bad_commit[:12]}"]
+
+    # The rollback is in the rollout's timeline.
+    status = stack.run(
+        lambda client: client.get_workflow_handle(
+            rollout_id("sample-app", "staging", bad_commit)
+        ).query(EnvironmentRollout.status)
+    )
+    stages = {s.name: s.outcome for s in status.timeline if s.name != "note"}
+    assert stages["verify"] == "failed"
+    for stage in ("rollback: revert PR", "rollback: merge", "rollback: sync", "rollback: verify"):
+        assert stages[stage] == "succeeded", status.timeline
