@@ -26,6 +26,7 @@ from temporalio.service import RPCError
 
 from baton import changes
 from baton.config import BatonConfig, load_config
+from baton.local.cluster import stack_id
 from baton.local.forge import LocalForge
 from baton.local.stack import Stack
 from baton.models import ChangeStatus
@@ -206,16 +207,10 @@ def start_stack(
 def stop_stack(e2e: E2EStack) -> None:
     e2e.stack.down()
     client = docker.from_env()
+    prefix = f"baton-{stack_id(e2e.settings.home)}-"
     for container in client.containers.list(all=True, filters={"label": "baton.app"}):
-        if container.name.startswith("baton-") and _owned_by(container, e2e):
+        if container.name.startswith(prefix):
             container.remove(force=True)
-
-
-def _owned_by(container, e2e: E2EStack) -> bool:
-    """Only this stack's app containers: they listen on one of its environment ports."""
-    env = container.attrs.get("Config", {}).get("Env") or []
-    ports = {str(e2e.ports[name]) for name in ENVIRONMENTS}
-    return any(entry.startswith("PORT=") and entry.split("=", 1)[1] in ports for entry in env)
 
 
 def version(url: str) -> dict:
