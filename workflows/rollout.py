@@ -48,7 +48,14 @@ with workflow.unsafe.imports_passed_through():
     from baton.temporal import SearchAttributes, TaskQueues
 
 QUICK = {"start_to_close_timeout": timedelta(minutes=2), "task_queue": TaskQueues.DEPLOY}
-RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+# Forge refusals that no retry can fix: the PR moved, conflicts, or is gone.
+FORGE_REFUSALS = ["HeadChanged", "NotMergeable", "PullRequestNotFound", "PullRequestClosed",
+                  "NoCommitsBetween", "RepositoryNotFound", "BranchNotFound"]  # fmt: skip
+RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=["DeployConfigError", *FORGE_REFUSALS],
+)
 POLL = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=1.5,
