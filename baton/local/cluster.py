@@ -27,7 +27,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -57,6 +56,7 @@ from baton.flux import (
 )
 from baton.forges import create_forge, local_repository
 from baton.images import docker_client
+from baton.local.stack import port_free
 from baton.settings import Settings, read_secret
 
 log = logging.getLogger("baton.local.cluster")
@@ -527,7 +527,7 @@ class LocalCluster:
     def _wait_ports_free(self, workload: Workload) -> None:
         deadline = time.monotonic() + PORT_RELEASE_S
         for port in workload.ports:
-            while not _port_free(port):
+            while not port_free(port):
                 if time.monotonic() > deadline:
                     raise ReconcileFailed(
                         "ReconciliationFailed",
@@ -630,16 +630,6 @@ def _last_lines(container: Container) -> str:
     except docker.errors.APIError:
         return ""
     return f"\nlast log lines:\n{text}" if text else "\n(no log output)"
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _fail_envs() -> set[str]:

@@ -106,7 +106,7 @@ class Stack:
         if any(s.name == "registry" for s in to_start):
             self._prepare_registry()
         for service in to_start:
-            if service.port and not _port_free(service.port):
+            if service.port and not port_free(service.port):
                 raise StackError(
                     f"port {service.port} on 127.0.0.1 is in use by another process "
                     f"(needed by {service.name}): stop that process or set "
@@ -190,7 +190,8 @@ class Stack:
         return stopped
 
 
-def _port_free(port: int) -> bool:
+def port_free(port: int) -> bool:
+    """Whether nothing listens on 127.0.0.1:`port`."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
