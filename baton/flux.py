@@ -83,7 +83,8 @@ def verify_generic_hmac(secret: str, body: bytes, header: str | None) -> bool:
     if digest is None:
         return False
     expected = hmac.new(secret.encode(), body, digest).hexdigest()
-    return hmac.compare_digest(expected, received.strip().lower())
+    # Bytes: compare_digest refuses non-ASCII str, and a header may carry any latin-1 text.
+    return hmac.compare_digest(expected.encode(), received.strip().lower().encode())
 
 
 def kustomization_event(

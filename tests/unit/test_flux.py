@@ -128,3 +128,7 @@ def test_events_of_one_kustomization_name_the_same_object() -> None:
 
     assert uid("app-dev", "HealthCheckFailed") == uid("app-dev", "BuildFailed")
     assert uid("app-dev", "BuildFailed") != uid("app-staging", "BuildFailed")
+
+
+def test_non_ascii_signature_is_refused_not_an_error() -> None:
+    assert not verify_generic_hmac("secret", b"{}", "sha256=\u00e9\u00e9")
