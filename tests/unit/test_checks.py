@@ -9,6 +9,7 @@ import pytest
 
 from baton.checks import hadolint, helm_lint, kustomize_build, run_check
 from baton.logs import LogNotFound, LogStore, excerpt
+from tests.fixtures.manifests import DEPLOYMENT
 
 SAMPLE_CHART = Path(__file__).resolve().parents[2] / "examples" / "sample-app" / "chart"
 
@@ -171,22 +172,3 @@ def test_excerpt_keeps_the_last_lines_within_the_byte_bound():
     assert short.splitlines()[0].startswith("line 95 ")
     assert len(excerpt(text).encode()) <= 2048
     assert excerpt(text).splitlines()[-1].startswith("line 99 ")
-
-
-DEPLOYMENT = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-spec:
-  replicas: 2
-  selector:
-    matchLabels: {app: web}
-  template:
-    metadata:
-      labels: {app: web}
-    spec:
-      containers:
-        - name: web
-          image: sample-app:latest
-"""

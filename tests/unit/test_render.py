@@ -16,6 +16,7 @@ from baton.render import (
     split_objects,
     validate_manifests,
 )
+from tests.fixtures.manifests import DEPLOYMENT
 
 SAMPLE_CHART = Path(__file__).resolve().parents[2] / "examples" / "sample-app" / "chart"
 TEST_VALUES = SAMPLE_CHART / "ci" / "test-values.yaml"
@@ -151,24 +152,6 @@ def test_kustomize_refuses_value_overrides(tmp_path):
     with pytest.raises(RenderFailed, match="patch file"):
         KustomizeRenderer(tmp_path).render("", "dev", overrides={"replicas": "2"})
 
-
-DEPLOYMENT = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-spec:
-  replicas: 2
-  selector:
-    matchLabels: {app: web}
-  template:
-    metadata:
-      labels: {app: web}
-    spec:
-      containers:
-        - name: web
-          image: sample-app:latest
-"""
 
 CONFIGMAP = """\
 apiVersion: v1
