@@ -16,7 +16,7 @@ import hmac
 from collections.abc import Mapping
 from typing import Any
 
-from baton.api.github import PullRequestHook, ReviewHook, WebhookRejected, _get
+from baton.api.github import PullRequestHook, ReviewHook, WebhookRejected, required
 from baton.api.ingress import Ingress, Outcome
 from baton.forges.base import (
     Forge,
@@ -56,14 +56,14 @@ def verify_basic_auth(username: str, password: str | None, header: str | None) -
 
 def event_and_delivery(payload: Mapping[str, Any]) -> tuple[str, str]:
     """The envelope's event type and id (the id is the same on a redelivery)."""
-    return _get(payload, "eventType", str), _get(payload, "id", str)
+    return required(payload, "eventType", str), required(payload, "id", str)
 
 
 def pull_request_of(payload: dict[str, Any]) -> tuple[str, int]:
     """The PROJECT/REPOSITORY and number the event is about."""
-    project = _get(payload, "resource.repository.project.name", str)
-    name = _get(payload, "resource.repository.name", str)
-    return f"{project}/{name}", _get(payload, "resource.pullRequestId", int)
+    project = required(payload, "resource.repository.project.name", str)
+    name = required(payload, "resource.repository.name", str)
+    return f"{project}/{name}", required(payload, "resource.pullRequestId", int)
 
 
 async def handle(

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from baton.api import github
-from baton.api.github import PullRequestHook, ReviewHook, WebhookRejected, _get
+from baton.api.github import PullRequestHook, ReviewHook, WebhookRejected, required
 
 REVIEW_EVENTS = {
     "pull_request_approved": "approved",
@@ -65,7 +65,7 @@ def review(event: str, payload: dict[str, Any]) -> ReviewHook:
         repo=pr.repo,
         number=pr.number,
         body=pr.body,
-        reviewer=_get(payload, "sender.login", str),
+        reviewer=required(payload, "sender.login", str),
         state=REVIEW_EVENTS[event],
         commit_id=commit if isinstance(commit, str) and commit else pr.head_sha,
         head_sha=pr.head_sha,

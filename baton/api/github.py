@@ -71,7 +71,8 @@ def parse_json(body: bytes) -> dict[str, Any]:
     return payload
 
 
-def _get(payload: Any, path: str, kind: type) -> Any:
+def required(payload: Any, path: str, kind: type) -> Any:
+    """The value at dotted `path`, of type `kind`; a 400 naming the field otherwise."""
     value = payload
     for key in path.split("."):
         if not isinstance(value, dict) or key not in value:
@@ -88,7 +89,7 @@ def _optional_str(obj: dict[str, Any], key: str) -> str:
 
 
 def _repo(payload: dict[str, Any]) -> str:
-    repository = _get(payload, "repository", dict)
+    repository = required(payload, "repository", dict)
     name = repository.get("full_name") or repository.get("name")
     if not isinstance(name, str) or not name:
         raise WebhookRejected(400, "payload lacks repository.full_name")
@@ -96,18 +97,18 @@ def _repo(payload: dict[str, Any]) -> str:
 
 
 def pull_request(payload: dict[str, Any]) -> PullRequestHook:
-    pr = _get(payload, "pull_request", dict)
+    pr = required(payload, "pull_request", dict)
     merge_commit = pr.get("merge_commit_sha")
     return PullRequestHook(
-        action=_get(payload, "action", str),
+        action=required(payload, "action", str),
         repo=_repo(payload),
-        number=_get(pr, "number", int),
+        number=required(pr, "number", int),
         title=_optional_str(pr, "title"),
         body=_optional_str(pr, "body"),
-        author=_get(pr, "user.login", str),
-        head_branch=_get(pr, "head.ref", str),
-        head_sha=_get(pr, "head.sha", str),
-        base_branch=_get(pr, "base.ref", str),
+        author=required(pr, "user.login", str),
+        head_branch=required(pr, "head.ref", str),
+        head_sha=required(pr, "head.sha", str),
+        base_branch=required(pr, "base.ref", str),
         merged=pr.get("merged") is True,
         merge_commit_sha=merge_commit if isinstance(merge_commit, str) else None,
     )
@@ -116,10 +117,10 @@ def pull_request(payload: dict[str, Any]) -> PullRequestHook:
 def review(payload: dict[str, Any]) -> ReviewHook:
     return ReviewHook(
         repo=_repo(payload),
-        number=_get(payload, "pull_request.number", int),
-        body=_optional_str(_get(payload, "pull_request", dict), "body"),
-        reviewer=_get(payload, "review.user.login", str),
-        state=_get(payload, "review.state", str).lower(),
-        commit_id=_get(payload, "review.commit_id", str),
-        head_sha=_get(payload, "pull_request.head.sha", str),
+        number=required(payload, "pull_request.number", int),
+        body=_optional_str(required(payload, "pull_request", dict), "body"),
+        reviewer=required(payload, "review.user.login", str),
+        state=required(payload, "review.state", str).lower(),
+        commit_id=required(payload, "review.commit_id", str),
+        head_sha=required(payload, "pull_request.head.sha", str),
     )
