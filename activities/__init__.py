@@ -1,6 +1,7 @@
 """Side effects, thin and idempotent, over the adapters in `baton/`; grouped by task queue."""
 
 from activities.deploy import (
+    apply_manifests,
     check_sync,
     close_gitops_pr,
     gitops_head,
@@ -28,6 +29,7 @@ ACTIVITIES = {
         revert_gitops_change,
         is_descendant,
         request_reconcile,
+        apply_manifests,
         check_sync,
         verify_endpoint,
     ],

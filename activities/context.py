@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from baton.artifacts import ArtifactStore
 from baton.cluster.base import Cluster
@@ -18,12 +19,18 @@ from baton.render import HelmRenderer, KustomizeRenderer, Renderer
 from baton.settings import Settings
 from baton.workspace import Workspace
 
+if TYPE_CHECKING:
+    from baton.cluster.applied import AppliedCluster
+    from baton.cluster.kubernetes import KubernetesAPI
+
+K = TypeVar("K", bound="KubernetesAPI")
+
 
 @dataclass
 class Context:
     settings: Settings
     config: BatonConfig
-    _clusters: dict[tuple[Path | None, str | None], Cluster] = field(
+    _clusters: dict[tuple[str, Path | None, str | None], Any] = field(
         default_factory=dict, init=False, repr=False
     )
 
@@ -43,17 +50,31 @@ class Context:
         return GitOpsRepo(self.config.gitops, self.forge, self.workspace)
 
     def cluster(self, environment: EnvironmentConfig) -> Cluster:
-        """How to read an environment's sync status: the local runtime, or Flux on Kubernetes."""
-        if environment.sync.kind == "local":
+        """How to read an environment's sync status: the local runtime, Flux on Kubernetes, or
+        the inventory of what Baton applied to Kubernetes itself."""
+        sync = environment.sync
+        if sync.kind == "local":
             from baton.cluster.local import LocalClusterStatus
 
             return LocalClusterStatus(self.settings.home)
+        if sync.kind == "apply":
+            return self.applied_cluster(environment)
         from baton.cluster.kubernetes import FluxCluster
 
+        return self._connect(FluxCluster, environment)
+
+    def applied_cluster(self, environment: EnvironmentConfig) -> AppliedCluster:
+        """The Kubernetes cluster Baton applies `environment`'s manifests to (`sync.kind: apply`)."""
+        from baton.cluster.applied import AppliedCluster
+
+        return self._connect(AppliedCluster, environment)
+
+    def _connect(self, kind: type[K], environment: EnvironmentConfig) -> K:
+        """One API client (and discovery cache) per adapter and kubeconfig context."""
         sync = environment.sync
-        key = (sync.kubeconfig, sync.context)
-        if key not in self._clusters:  # one API client (and discovery cache) per context
-            self._clusters[key] = FluxCluster.connect(sync.kubeconfig, sync.context)
+        key = (kind.__name__, sync.kubeconfig, sync.context)
+        if key not in self._clusters:
+            self._clusters[key] = kind.connect(sync.kubeconfig, sync.context)
         return self._clusters[key]
 
     @cached_property

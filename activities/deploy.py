@@ -58,6 +58,11 @@ class VerifyInput(BaseModel):
     )
 
 
+class ApplyInput(BaseModel):
+    rollout: RolloutInput
+    revision: str
+
+
 class RevertInput(BaseModel):
     rollout: RolloutInput
     merge_commit: str
@@ -83,9 +88,10 @@ def _fail(message: str) -> ApplicationError:
 def _ask_cluster(request):
     """Run one cluster request; configuration and permission errors fail at once, with the fix.
 
-    A retry cannot repair a bad kubeconfig, a missing Kustomization or a missing RBAC grant, so
-    waiting for the sync timeout would only hide the message.
+    A retry cannot repair a bad kubeconfig, a missing Kustomization, a missing RBAC grant or a
+    broken inventory, so waiting for the sync timeout would only hide the message.
     """
+    from baton.cluster.applied import InventoryUnreadable
     from baton.cluster.kubernetes import (
         ClusterForbidden,
         ClusterUnauthorized,
@@ -95,9 +101,15 @@ def _ask_cluster(request):
 
     try:
         return request()
-    except (KubeconfigError, ClusterUnauthorized, ClusterForbidden, ObjectNotFound) as exc:
+    except (
+        KubeconfigError,
+        ClusterUnauthorized,
+        ClusterForbidden,
+        ObjectNotFound,
+        InventoryUnreadable,
+    ) as exc:
         raise ApplicationError(
-            f"cannot read the cluster: {exc}", non_retryable=True, type="ClusterConfigError"
+            f"cannot use the cluster: {exc}", non_retryable=True, type="ClusterConfigError"
         ) from None
 
 
@@ -240,6 +252,33 @@ def request_reconcile(input: RolloutInput) -> None:
     """Ask the environment's cluster to reconcile now rather than at its next poll interval."""
     env = input.environment
     _ask_cluster(lambda: current().cluster(env).request_reconcile(env, input.app.name))
+
+
+@activity.defn
+def apply_manifests(input: ApplyInput) -> str:
+    """Server-side apply the app's manifests at `revision` to an environment without Flux,
+    prune what they no longer hold, and record the inventory the sync gate reads."""
+    from baton.cluster.kubernetes import ApplyFailed
+
+    ctx = current()
+    rollout = input.rollout
+    app, env = rollout.app, rollout.environment
+    manifests = ctx.gitops.read(ctx.gitops.manifests_path(app, env), input.revision) or ""
+    cluster = ctx.applied_cluster(env)
+    try:
+        applied = _ask_cluster(
+            lambda: cluster.apply_revision(
+                env,
+                app.name,
+                manifests,
+                input.revision,
+                lambda sha: ctx.gitops.is_ancestor(input.revision, sha),
+            )
+        )
+    except ApplyFailed as exc:
+        raise ApplicationError(str(exc), type="ApplyFailed", non_retryable=True) from None
+    activity.logger.info("%s in %s: %s", app.name, env.name, applied.describe())
+    return applied.describe()
 
 
 @activity.defn

@@ -137,23 +137,35 @@ class ApprovalPolicy(Model):
 
 
 class SyncConfig(Model):
-    kind: Literal["local", "flux"] = "local"
-    kustomization: str | None = None
-    namespace: str = "flux-system"
+    kind: Literal["local", "flux", "apply"] = Field(
+        default="local",
+        description="local: Baton's local cluster runtime; flux: Flux on Kubernetes applies the "
+        "GitOps repository; apply: Kubernetes without Flux, Baton server-side applies each merge",
+    )
+    kustomization: str | None = Field(
+        default=None, description="flux: the Kustomization's name; unset: <app>-<environment>"
+    )
+    namespace: str = Field(default="flux-system", description="flux: the Kustomization's namespace")
     timeout_s: int = Field(default=600, gt=0)
+    rollout_health: bool = Field(
+        default=True,
+        description="flux, apply: synced only once the app's Deployments rolled out "
+        "(kubectl rollout status rules); a progress deadline exceeded fails the sync",
+    )
     kubeconfig: Path | None = Field(
         default=None,
-        description="flux: the kubeconfig file; unset: in-cluster credentials inside a pod, "
-        "else $KUBECONFIG or ~/.kube/config",
+        description="flux, apply: the kubeconfig file; unset: in-cluster credentials inside a "
+        "pod, else $KUBECONFIG or ~/.kube/config",
     )
     context: str | None = Field(
-        default=None, description="flux: the kubeconfig context; unset: its current context"
+        default=None,
+        description="flux, apply: the kubeconfig context; unset: its current context",
     )
 
     @model_validator(mode="after")
-    def _cluster_access_is_for_flux(self) -> SyncConfig:
-        if self.kind != "flux" and (self.kubeconfig or self.context):
-            raise ValueError("kubeconfig and context are only used with kind: flux")
+    def _cluster_access_is_for_kubernetes(self) -> SyncConfig:
+        if self.kind == "local" and (self.kubeconfig or self.context):
+            raise ValueError("kubeconfig and context are only used with kind: flux or apply")
         return self
 
 

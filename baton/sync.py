@@ -51,7 +51,8 @@ def judge(
             verdict="waiting", reason=f"applied revision is {(applied or 'none')[:12]}"
         )
     if status.ready is not True:
-        return Judgement(verdict="waiting", revision=applied, reason="not Ready yet")
+        why = f": {status.ready_message}" if status.ready_message else ""
+        return Judgement(verdict="waiting", revision=applied, reason=f"not Ready yet{why}")
     if status.generation is not None and status.observed_generation != status.generation:
         return Judgement(verdict="waiting", revision=applied, reason="generation not observed yet")
     return Judgement(verdict="synced", revision=applied, reason=status.ready_reason or "Ready")

@@ -8,10 +8,11 @@ from urllib.parse import quote
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
 
 with workflow.unsafe.imports_passed_through():
     from activities.deploy import (
+        ApplyInput,
         CloseInput,
         MergeInput,
         ProposeInput,
@@ -19,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
         RevertInput,
         SyncCheckInput,
         VerifyInput,
+        apply_manifests,
         check_sync,
         close_gitops_pr,
         gitops_head,
@@ -63,6 +65,8 @@ POLL = RetryPolicy(
     non_retryable_error_types=["SyncFailed"],
 )
 RECONCILE = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
+SYNCED_BY = {"local": "local cluster sync", "flux": "Flux sync",
+             "apply": "rollout of the applied manifests"}  # fmt: skip
 # A rollback whose forge stays unreachable this long is reported as failed, not retried forever.
 ROLLBACK_PATIENCE = timedelta(minutes=10)
 
@@ -299,9 +303,17 @@ class EnvironmentRollout:
         )
 
     async def _converge(self, commit: str, check: VerifyInput, prefix: str = "") -> SyncOutcome:
-        """Request a reconcile, wait for `commit` to sync, then verify; says what failed, if so."""
+        """Have the cluster apply `commit`, wait for it to sync, then verify; says what failed.
+
+        Flux and the local runtime apply by themselves and are asked to reconcile now; without
+        Flux (`sync.kind: apply`) Baton applies the manifests at `commit` itself.
+        """
+        if self.input.environment.sync.kind == "apply":
+            failure = await self._apply(commit, f"{prefix}apply")
+            if failure:
+                return SyncOutcome(synced=False, reason="failed", message=failure)
         # Rollouts recorded before reconcile requests existed replay without one.
-        if workflow.patched("request-reconcile"):
+        elif workflow.patched("request-reconcile"):
             await self._request_reconcile()
         synced = await self._await_sync(commit, f"{prefix}sync")
         if not synced.synced:
@@ -312,6 +324,27 @@ class EnvironmentRollout:
                 update={"message": f"verification failed: {verified.message}"}
             )
         return verified
+
+    async def _apply(self, commit: str, name: str) -> str | None:
+        """Apply the manifests at `commit` to the environment's cluster; None, or what failed.
+
+        Retried while the cluster is unreachable, for at most the sync timeout."""
+        env = self.input.environment
+        try:
+            await self._step(
+                name,
+                apply_manifests,
+                ApplyInput(rollout=self.input, revision=commit),
+                summary=f"apply {commit[:12]} to {env.name}",
+                schedule_to_close_timeout=timedelta(seconds=env.sync.timeout_s),
+            )
+        except ActivityError as err:
+            if isinstance(err.cause, TimeoutError):
+                last = err.cause.cause
+                seen = f"; last error: {last.message}" if isinstance(last, ApplicationError) else ""
+                return f"apply failed: not applied within {env.sync.timeout_s}s{seen}"
+            return f"apply failed: {_cause(err)}"
+        return None
 
     async def _request_reconcile(self) -> None:
         """Have the cluster apply the merge now; without it, sync waits for the next poll."""
@@ -340,7 +373,7 @@ class EnvironmentRollout:
         stage = self._begin(name)
         self._set_gate(Gate(kind="sync", environment=env.name,
                             description=f"waiting for {env.name} to sync {commit[:12]}",
-                            waiting_on=[f"{env.sync.kind} sync"],
+                            waiting_on=[SYNCED_BY[env.sync.kind]],
                             deadline=workflow.now() + timeout))  # fmt: skip
         poll = asyncio.ensure_future(
             workflow.execute_activity(

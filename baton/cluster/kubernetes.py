@@ -16,11 +16,11 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, Self, TypeVar
 
 import urllib3
 import yaml
@@ -40,6 +40,8 @@ FIELD_MANAGER = "baton"
 REQUEST_TIMEOUT_S = 10.0
 CONFLICT_ATTEMPTS = 5
 HANDLED_POLL_S = 0.1
+# Applied before everything else, in this order: what other objects live in or are instances of.
+APPLY_FIRST = {"Namespace": 0, "CustomResourceDefinition": 1}
 
 T = TypeVar("T")
 Object = Mapping[str, Any]
@@ -73,6 +75,10 @@ class Conflict(KubernetesError):
     """The object changed since it was read (409)."""
 
 
+class Invalid(KubernetesError):
+    """The API server refused a request as malformed or invalid (400, 422)."""
+
+
 class ApplyFailed(KubernetesError):
     """Manifests could not be applied."""
 
@@ -84,6 +90,48 @@ class RolloutFailed(KubernetesError):
 class RolloutStatus(NamedTuple):
     done: bool
     reason: str
+
+
+class ObjectRef(NamedTuple):
+    """One object, as Flux's inventory entries name it: id `<namespace>_<name>_<group>_<kind>`
+    (namespace and group empty for cluster-scoped and core objects) and version `v`."""
+
+    namespace: str
+    name: str
+    group: str
+    kind: str
+    version: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.namespace}_{self.name}_{self.group}_{self.kind}"
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @classmethod
+    def from_entry(cls, entry: Object) -> ObjectRef | None:
+        """An inventory entry `{"id": ..., "v": ...}`; None when it is not one."""
+        parts = str(entry.get("id", "")).split("_")
+        if len(parts) != 4 or not parts[1] or not parts[3]:
+            return None
+        return cls(*parts, version=str(entry.get("v") or "v1"))
+
+    def entry(self) -> dict[str, str]:
+        return {"id": self.id, "v": self.version}
+
+    def __str__(self) -> str:
+        return (
+            f"{self.kind}/{self.namespace}/{self.name}"
+            if self.namespace
+            else f"{self.kind}/{self.name}"
+        )
+
+
+def inventory(objects: Iterable[Object]) -> list[ObjectRef]:
+    """The objects of inventory entries, skipping any that are not well formed."""
+    return [ref for ref in map(ObjectRef.from_entry, objects) if ref is not None]
 
 
 def _condition(obj: Object, type_: str) -> Object | None:
@@ -180,21 +228,18 @@ def _requested_at() -> str:
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond * 1000:09d}Z"
 
 
-class FluxCluster:
-    """Flux on Kubernetes through one API client (one kubeconfig context, or in-cluster)."""
+class KubernetesAPI:
+    """One Kubernetes API client (a kubeconfig context, or in-cluster) whose errors say what to
+    fix: the plumbing under FluxCluster and AppliedCluster."""
 
-    def __init__(
-        self, api: client.ApiClient, where: str = "in-cluster", source_wait_s: float = 30.0
-    ) -> None:
-        """`where` says which credentials `api` uses, for error messages; `source_wait_s`
-        bounds how long a reconcile request waits for source-controller to fetch."""
+    def __init__(self, api: client.ApiClient, where: str = "in-cluster") -> None:
+        """`where` says which credentials `api` uses, for error messages."""
         self.api = api
         self.where = where
-        self.source_wait_s = source_wait_s
         self.custom = client.CustomObjectsApi(api)
 
     @classmethod
-    def connect(cls, kubeconfig: Path | None = None, context: str | None = None) -> FluxCluster:
+    def connect(cls, kubeconfig: Path | None = None, context: str | None = None) -> Self:
         """Credentials from `context` of `kubeconfig`; with neither set, the in-cluster service
         account inside a pod, else the default kubeconfig ($KUBECONFIG or ~/.kube/config)."""
         configuration = client.Configuration()
@@ -223,6 +268,183 @@ class FluxCluster:
             ) from None
         return cls(client.ApiClient(configuration), where)
 
+    def rollout_status(self, namespace: str, deployment: str) -> RolloutStatus:
+        """Whether the Deployment finished rolling out, and why not; raises RolloutFailed."""
+        apps = client.AppsV1Api(self.api)
+        obj = self._call(
+            f"Deployment {namespace}/{deployment}",
+            lambda: apps.read_namespaced_deployment(
+                deployment, namespace, _request_timeout=REQUEST_TIMEOUT_S
+            ),
+            "check the app's manifests and environments[].namespace",
+        )
+        return deployment_rollout(self.api.sanitize_for_serialization(obj))
+
+    def apply(self, manifests: str, namespace: str) -> list[ObjectRef]:
+        """Server-side apply every object in `manifests` as field manager "baton", taking over
+        fields other managers own; namespaced objects without a namespace go to `namespace`.
+        Namespaces and CRDs go first. Returns each object applied.
+
+        Raises ApplyFailed for manifests no retry can apply (bad YAML, an unknown kind, an
+        object the API server refuses as invalid or whose namespace does not exist)."""
+        try:
+            objects = [obj for obj in yaml.safe_load_all(manifests) if obj]
+        except yaml.YAMLError as exc:
+            raise ApplyFailed(f"the manifests are not valid YAML: {exc}") from None
+        if not all(isinstance(obj, dict) for obj in objects):
+            raise ApplyFailed("the manifests hold a YAML document that is not an object")
+        objects.sort(key=lambda obj: APPLY_FIRST.get(obj.get("kind"), len(APPLY_FIRST)))
+        return [self._apply_one(obj, namespace) for obj in objects]
+
+    def delete(self, ref: ObjectRef) -> bool:
+        """Delete one object; False when it was gone already."""
+        resource = self._resource(ref.api_version, ref.kind, str(ref))
+        try:
+            self._call(
+                f"{ref}",
+                lambda: resource.delete(
+                    name=ref.name,
+                    namespace=ref.namespace or None,
+                    _request_timeout=REQUEST_TIMEOUT_S,
+                ),
+                "it was deleted meanwhile",
+            )
+        except ObjectNotFound:
+            return False
+        return True
+
+    def with_rollouts(self, status: SyncStatus, objects: list[ObjectRef]) -> SyncStatus:
+        """`status` once the Deployments among `objects` are counted: Ready only when every one
+        rolled out (the `kubectl rollout status` rules), failed past a progress deadline."""
+        if status.ready is not True:
+            return status
+        for ref in objects:
+            if (ref.group, ref.kind) != ("apps", "Deployment"):
+                continue
+            try:
+                rollout = self.rollout_status(ref.namespace, ref.name)
+            except RolloutFailed as exc:
+                return status.model_copy(
+                    update={
+                        "ready": False,
+                        "ready_reason": "ProgressDeadlineExceeded",
+                        "ready_message": str(exc),
+                        "last_attempted_revision": status.last_applied_revision,
+                    }
+                )
+            except ObjectNotFound:
+                rollout = RolloutStatus(False, f"{ref} is not in the cluster yet")
+            except ClusterForbidden as exc:
+                raise ClusterForbidden(
+                    f"{exc}, or set environments[].sync.rollout_health: false"
+                ) from None
+            if not rollout.done:
+                return status.model_copy(
+                    update={
+                        "ready": None,
+                        "ready_reason": "Progressing",
+                        "ready_message": rollout.reason,
+                    }
+                )
+        return status
+
+    def _apply_one(self, obj: dict[str, Any], namespace: str) -> ObjectRef:
+        kind, api_version = obj.get("kind"), obj.get("apiVersion")
+        name = (obj.get("metadata") or {}).get("name")
+        what = f"{kind}/{name}"
+        if not (kind and api_version and name):
+            raise ApplyFailed(f"{what}: every object needs apiVersion, kind and metadata.name")
+        resource = self._resource(api_version, kind, what)
+        target = (
+            ((obj.get("metadata") or {}).get("namespace") or namespace)
+            if resource.namespaced
+            else None
+        )
+        try:
+            self._call(
+                f"{what} in {target}" if target else what,
+                lambda: self._dynamic.server_side_apply(
+                    resource,
+                    body=obj,
+                    namespace=target,
+                    field_manager=FIELD_MANAGER,
+                    force_conflicts=True,
+                    _request_timeout=REQUEST_TIMEOUT_S,
+                ),
+                "check the manifest and that its namespace exists",
+            )
+        except (ObjectNotFound, Invalid) as exc:
+            raise ApplyFailed(str(exc)) from None
+        group, _, version = api_version.rpartition("/")
+        return ObjectRef(target or "", name, group, kind, version)
+
+    def _resource(self, api_version: str, kind: str, what: str) -> Any:
+        try:
+            return self._call(
+                "API discovery",
+                lambda: self._dynamic.resources.get(api_version=api_version, kind=kind),
+                "check the cluster's API server",
+            )
+        except ResourceNotFoundError:
+            raise ApplyFailed(
+                f"{what}: the cluster serves no {kind} in {api_version}: "
+                "fix the apiVersion or install the CRD"
+            ) from None
+
+    # Plumbing
+
+    @cached_property
+    def _dynamic(self) -> dynamic.DynamicClient:
+        return self._call(
+            "API discovery", lambda: dynamic.DynamicClient(self.api), "check the API server"
+        )
+
+    def _call(self, what: str, request: Callable[[], T], hint: str) -> T:
+        """Run one API request; failures become KubernetesErrors naming `what` and the fix."""
+        try:
+            return request()
+        except ApiException as exc:
+            raise self._error(what, exc, hint) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ClusterUnreachable(
+                f"cannot reach the Kubernetes API at {self.api.configuration.host} "
+                f"({self.where}) for {what}: {exc}; check environments[].sync.kubeconfig and "
+                "sync.context, and that the cluster is up"
+            ) from None
+
+    def _error(self, what: str, exc: ApiException, hint: str) -> KubernetesError:
+        try:
+            message = json.loads(exc.body or "{}").get("message") or exc.reason
+        except ValueError:
+            message = exc.body or exc.reason
+        if exc.status == 401:
+            return ClusterUnauthorized(
+                f"the Kubernetes API ({self.where}) rejected Baton's credentials for {what}: "
+                "renew the token or certificate in the kubeconfig"
+            )
+        if exc.status == 403:
+            return ClusterForbidden(
+                f"{message} ({self.where}): grant Baton's user that permission (RBAC)"
+            )
+        if exc.status == 404:
+            return ObjectNotFound(f"{what} not found: {hint}")
+        if exc.status == 409:
+            return Conflict(f"{what}: {message}")
+        if exc.status in (400, 422):
+            return Invalid(f"{what}: the Kubernetes API refused it: {message}")
+        return KubernetesError(f"{what}: the Kubernetes API answered {exc.status}: {message}")
+
+
+class FluxCluster(KubernetesAPI):
+    """Flux on Kubernetes: sync status from Kustomizations, reconcile requests."""
+
+    def __init__(
+        self, api: client.ApiClient, where: str = "in-cluster", source_wait_s: float = 30.0
+    ) -> None:
+        """`source_wait_s` bounds how long a reconcile request waits for source-controller."""
+        super().__init__(api, where)
+        self.source_wait_s = source_wait_s
+
     # The Cluster protocol
 
     def sync_status(self, environment: EnvironmentConfig, app: str) -> SyncStatus | None:
@@ -233,11 +455,19 @@ class FluxCluster:
         the status dates the revision it reports. `judge` requires the read to start after the
         merge, and the applied revision to be M or a descendant of M, so a status read after the
         merge that still reports an older revision never passes either.
+
+        With `sync.rollout_health` (the default), Ready also waits for the Deployments in the
+        Kustomization's inventory to roll out: without `wait: true` or health checks on the
+        Kustomization, Flux's Ready only means "applied".
         """
         observed_at = datetime.now(UTC)
         kustomization = self._kustomization(environment, app)
         source = self._source(kustomization)
-        return sync_status_from(kustomization, source, observed_at)
+        status = sync_status_from(kustomization, source, observed_at)
+        if status is None or not environment.sync.rollout_health:
+            return status
+        entries = ((kustomization.get("status") or {}).get("inventory") or {}).get("entries")
+        return self.with_rollouts(status, inventory(entries or []))
 
     def request_reconcile(self, environment: EnvironmentConfig, app: str) -> None:
         """Have Flux apply the GitOps branch head now, as `flux reconcile ks --with-source` does.
@@ -256,66 +486,6 @@ class FluxCluster:
             if fetched is not None and _artifact(fetched) != _artifact(source):
                 return
         self._annotate(KUSTOMIZATIONS, "Kustomization", self._kustomization(environment, app))
-
-    # Beyond the protocol
-
-    def rollout_status(self, namespace: str, deployment: str) -> RolloutStatus:
-        """Whether the Deployment finished rolling out, and why not; raises RolloutFailed."""
-        apps = client.AppsV1Api(self.api)
-        obj = self._call(
-            f"Deployment {namespace}/{deployment}",
-            lambda: apps.read_namespaced_deployment(
-                deployment, namespace, _request_timeout=REQUEST_TIMEOUT_S
-            ),
-            "check the app's manifests and environments[].namespace",
-        )
-        return deployment_rollout(self.api.sanitize_for_serialization(obj))
-
-    def apply(self, manifests: str, namespace: str) -> list[str]:
-        """Server-side apply every object in `manifests` as field manager "baton", taking over
-        fields other managers own; namespaced objects without a namespace go to `namespace`.
-        Returns `Kind/name` of each object applied."""
-        try:
-            objects = [obj for obj in yaml.safe_load_all(manifests) if obj]
-        except yaml.YAMLError as exc:
-            raise ApplyFailed(f"the manifests are not valid YAML: {exc}") from None
-        return [self._apply_one(obj, namespace) for obj in objects]
-
-    def _apply_one(self, obj: dict[str, Any], namespace: str) -> str:
-        kind, api_version = obj.get("kind"), obj.get("apiVersion")
-        name = (obj.get("metadata") or {}).get("name")
-        what = f"{kind}/{name}"
-        if not (kind and api_version and name):
-            raise ApplyFailed(f"{what}: every object needs apiVersion, kind and metadata.name")
-        try:
-            resource = self._call(
-                "API discovery",
-                lambda: self._dynamic.resources.get(api_version=api_version, kind=kind),
-                "check the cluster's API server",
-            )
-        except ResourceNotFoundError:
-            raise ApplyFailed(
-                f"{what}: the cluster serves no {kind} in {api_version}: "
-                "fix the apiVersion or install the CRD"
-            ) from None
-        target = (
-            ((obj.get("metadata") or {}).get("namespace") or namespace)
-            if resource.namespaced
-            else None
-        )
-        self._call(
-            f"{what} in {target}" if target else what,
-            lambda: self._dynamic.server_side_apply(
-                resource,
-                body=obj,
-                namespace=target,
-                field_manager=FIELD_MANAGER,
-                force_conflicts=True,
-                _request_timeout=REQUEST_TIMEOUT_S,
-            ),
-            "check the manifest and that its namespace exists",
-        )
-        return what
 
     # Reading and writing Flux objects
 
@@ -403,42 +573,3 @@ class FluxCluster:
             ),
             "it was deleted meanwhile",
         )
-
-    @cached_property
-    def _dynamic(self) -> dynamic.DynamicClient:
-        return self._call(
-            "API discovery", lambda: dynamic.DynamicClient(self.api), "check the API server"
-        )
-
-    def _call(self, what: str, request: Callable[[], T], hint: str) -> T:
-        """Run one API request; failures become KubernetesErrors naming `what` and the fix."""
-        try:
-            return request()
-        except ApiException as exc:
-            raise self._error(what, exc, hint) from None
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise ClusterUnreachable(
-                f"cannot reach the Kubernetes API at {self.api.configuration.host} "
-                f"({self.where}) for {what}: {exc}; check environments[].sync.kubeconfig and "
-                "sync.context, and that the cluster is up"
-            ) from None
-
-    def _error(self, what: str, exc: ApiException, hint: str) -> KubernetesError:
-        try:
-            message = json.loads(exc.body or "{}").get("message") or exc.reason
-        except ValueError:
-            message = exc.body or exc.reason
-        if exc.status == 401:
-            return ClusterUnauthorized(
-                f"the Kubernetes API ({self.where}) rejected Baton's credentials for {what}: "
-                "renew the token or certificate in the kubeconfig"
-            )
-        if exc.status == 403:
-            return ClusterForbidden(
-                f"{message} ({self.where}): grant Baton's user that permission (RBAC)"
-            )
-        if exc.status == 404:
-            return ObjectNotFound(f"{what} not found: {hint}")
-        if exc.status == 409:
-            return Conflict(f"{what}: {message}")
-        return KubernetesError(f"{what}: the Kubernetes API answered {exc.status}: {message}")

@@ -20,10 +20,15 @@ Simplifications, on purpose: lists are atomic for field ownership (a real server
 `containers` by name), `fieldsV1` has no `.` markers, there is no watch, no admission and no
 garbage collection.
 
+`FakeDeploymentController` rolls each new Deployment generation out after a delay, or leaves it
+at a scripted stage (stuck, or past its progress deadline).
+
 `FakeFlux` plays source-controller and kustomize-controller: a GitRepository resolves its branch
-head in a local git repository (`spec.url` a path or file:// URL); a Kustomization applies its
-source's artifact revision after `apply_delay` seconds and reports it in status, or fails as
-scripted (`fail`). Both act on creation, on a changed `reconcile.fluxcd.io/requestedAt` or
+head in a local git repository (`spec.url` a path or file:// URL); a Kustomization, after
+`apply_delay` seconds, server-side applies the objects under `spec.path` at its source's revision
+(namespace: the object's, else `spec.targetNamespace`, else default), prunes what the previous
+inventory held, records `status.inventory`, health-checks the Deployments with `wait: true` until
+`spec.timeout`, and reports the revision in status; or it fails as scripted (`fail`). Both act on creation, on a changed `reconcile.fluxcd.io/requestedAt` or
 `metadata.generation`, and every `spec.interval`; a new source revision triggers the
 Kustomizations that use it, as the real controllers' watches do.
 """
@@ -991,6 +996,7 @@ def _handler(api: FakeKubeAPI) -> type[BaseHTTPRequestHandler]:
 
 FluxKey = tuple[str, str, str]  # plural, namespace, name
 GITREPOSITORY = next(rt for rt in RESOURCES if rt.kind == "GitRepository")
+DEPLOYMENT = next(rt for rt in RESOURCES if rt.kind == "Deployment")
 KUSTOMIZATION = next(rt for rt in RESOURCES if rt.kind == "Kustomization")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)")
 _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
@@ -1030,6 +1036,22 @@ def drop_condition(status: Obj, type_: str) -> None:
     status["conditions"] = [c for c in status.get("conditions", []) if c["type"] != type_]
 
 
+def _kstatus(deployment: Obj | None) -> str:
+    """A Deployment's kstatus, as Flux's health checks compute it: Current, InProgress, Failed."""
+    if deployment is None:
+        return "NotFound"
+    status = deployment.get("status", {})
+    if status.get("observedGeneration", 0) < deployment["metadata"]["generation"]:
+        return "InProgress"
+    progressing = next((c for c in status.get("conditions", []) if c["type"] == "Progressing"), {})
+    if progressing.get("reason") == "ProgressDeadlineExceeded":
+        return "Failed"
+    replicas = deployment["spec"].get("replicas", 1)
+    counts = (status.get("updatedReplicas", 0), status.get("availableReplicas", 0))
+    done = min(counts) >= replicas and status.get("replicas", 0) == counts[0]
+    return "Current" if done else "InProgress"
+
+
 @dataclass(frozen=True)
 class Failure:
     """A scripted outcome for applying `revision` (a commit sha; None: any): Ready=False with
@@ -1042,6 +1064,60 @@ class Failure:
     )
     stalled: bool = False
     revision: str | None = None
+
+
+class FakeDeploymentController:
+    """The deployment controller, as far as Baton reads it: each new generation of a Deployment
+    rolls out `delay` seconds after it is written, or ends at the stage scripted for it."""
+
+    def __init__(self, api: FakeKubeAPI, delay: float = 0.2) -> None:
+        self.api = api
+        self.delay = delay
+        self.stages: dict[tuple[str, str, int], Obj] = {}
+        self._timers: list[threading.Timer] = []
+
+    def script(self, namespace: str, name: str, generation: int, **stage: Any) -> None:
+        """Generation `generation` of the Deployment ends at `stage` (`set_deployment_rollout`
+        arguments, e.g. `deadline_exceeded=True`) instead of rolling out."""
+        self.stages[(namespace, name, generation)] = stage
+
+    def start(self) -> Self:
+        self.api.store.listeners.append(self._on_write)
+        return self
+
+    def stop(self) -> None:
+        self.api.store.listeners.remove(self._on_write)
+        for timer in self._timers:
+            timer.cancel()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _on_write(self, rt: ResourceType, old: Obj | None, new: Obj | None) -> None:
+        if rt is not DEPLOYMENT or new is None:
+            return
+        generation = new["metadata"]["generation"]
+        if (old or {}).get("metadata", {}).get("generation") == generation:
+            return
+        key = (new["metadata"]["namespace"], new["metadata"]["name"], generation)
+        timer = threading.Timer(self.delay, self._roll_out, args=key)
+        timer.daemon = True
+        self._timers.append(timer)
+        timer.start()
+
+    def _roll_out(self, namespace: str, name: str, generation: int) -> None:
+        current = self.api.store.find(DEPLOYMENT, namespace, name)
+        if current is not None and current["metadata"]["generation"] == generation:
+            self.api.set_deployment_rollout(
+                namespace, name, **self.stages.get((namespace, name, generation), {})
+            )
+
+
+HEALTH_PENDING = Failure(reason="Progressing", message="health checks in progress")
+HEALTH_POLL_S = 0.1
 
 
 class FakeFlux:
@@ -1098,6 +1174,8 @@ class FakeFlux:
         path: str = "./",
         interval: str = "1m",
         source: str = "gitops",
+        wait: bool = True,
+        target_namespace: str | None = None,
     ) -> None:
         """Create a GitRepository on `repo`'s `branch` (unless it exists) and a Kustomization."""
         if self.api.store.find(GITREPOSITORY, namespace, source) is None:
@@ -1123,10 +1201,11 @@ class FakeFlux:
                     "interval": interval,
                     "path": path,
                     "prune": True,
-                    "wait": True,
+                    "wait": wait,
                     "timeout": "5m",
                     "sourceRef": {"kind": "GitRepository", "name": source},
-                },
+                }
+                | ({"targetNamespace": target_namespace} if target_namespace else {}),
             },
             manager="kubectl",
         )
@@ -1294,8 +1373,15 @@ class FakeFlux:
         revision, generation = arg["revision"], arg["generation"]
         obj = self.api.store.find(KUSTOMIZATION, namespace, name)
         failure = self._failure(revision)
+        if obj is not None and failure is None:
+            failure = self._apply_and_check(obj, arg)
+            if failure is HEALTH_PENDING:
+                self._trigger(key, HEALTH_POLL_S, action="finish", arg=arg)
+                return  # still reconciling: the health checks go on
         if obj is not None:
             status = copy.deepcopy(obj.get("status", {}))
+            if "entries" in arg:
+                status["inventory"] = {"entries": arg["entries"]}
             if failure is None:
                 status["lastAppliedRevision"] = revision
                 drop_condition(status, "Reconciling")
@@ -1334,6 +1420,78 @@ class FakeFlux:
         spec = obj["spec"]
         wait = self._interval(spec) if failure is None else self._retry_interval(spec)
         self._trigger(key, 0.0 if again else wait)
+
+    # Applying a revision
+
+    def _apply_and_check(self, ks: Obj, arg: Obj) -> Failure | None:
+        """Apply the revision's objects once (pruning the previous inventory), then, with
+        `wait: true`, health-check its Deployments until `spec.timeout`; HEALTH_PENDING while
+        they are rolling out."""
+        spec = ks["spec"]
+        if "entries" not in arg:
+            try:
+                arg["entries"] = self._apply_objects(ks, arg["revision"])
+            except ApiError as exc:
+                return Failure(reason="ReconciliationFailed", message=exc.message)
+            arg["health_deadline"] = time.monotonic() + parse_duration(spec.get("timeout", "5m"))
+        if not spec.get("wait"):
+            return None
+        waiting = []
+        for entry in arg["entries"]:
+            ns, name, group, kind = entry["id"].split("_")
+            if (group, kind) != ("apps", "Deployment"):
+                continue
+            state = _kstatus(self.api.store.find(DEPLOYMENT, ns, name))
+            if state == "Failed":
+                return Failure(
+                    message=f"health check failed: [Deployment/{ns}/{name} status: 'Failed']"
+                )
+            if state != "Current":
+                waiting.append(f"Deployment/{ns}/{name} status: '{state}'")
+        if not waiting:
+            return None
+        if time.monotonic() < arg["health_deadline"]:
+            return HEALTH_PENDING
+        return Failure(
+            message=f"health check failed after {spec.get('timeout', '5m')}: timeout waiting "
+            f"for: [{', '.join(waiting)}]"
+        )
+
+    def _apply_objects(self, ks: Obj, revision: str) -> list[Obj]:
+        """Server-side apply every object under `spec.path` at `revision`, prune those of the
+        previous inventory that are gone; returns the new inventory entries."""
+        spec, namespace = ks["spec"], ks["metadata"]["namespace"]
+        ref = spec.get("sourceRef", {})
+        source = self.api.store.get(GITREPOSITORY, ref.get("namespace", namespace), ref["name"])
+        url, sha = source["spec"]["url"], revision.rsplit(":", 1)[-1]
+        path = spec.get("path", "./").strip("./")
+        where = ["--", path] if path else []
+        files = self._git(url, "ls-tree", "-r", "--name-only", sha, *where).splitlines()
+        entries: list[Obj] = []
+        for file in sorted(f for f in files if f.endswith((".yaml", ".yml"))):
+            for obj in yaml.safe_load_all(self._git(url, "show", f"{sha}:{file}")):
+                if not isinstance(obj, dict) or not {"apiVersion", "kind"} <= obj.keys():
+                    continue  # not a Kubernetes object (a values file, a comment)
+                rt = self.api.resource(obj["apiVersion"], obj["kind"])
+                target = obj.get("metadata", {}).get("namespace") or spec.get(
+                    "targetNamespace", "default"
+                )
+                name = obj["metadata"]["name"]
+                self.api.write(rt, target if rt.namespaced else None, name, "apply", obj,
+                               content_type=APPLY_PATCH, manager="kustomize-controller",
+                               force=True)  # fmt: skip
+                ns = target if rt.namespaced else ""
+                entries.append({"id": f"{ns}_{name}_{rt.group}_{rt.kind}", "v": rt.version})
+        previous = ks.get("status", {}).get("inventory", {}).get("entries", [])
+        for entry in previous:
+            if entry not in entries:
+                ns, name, group, kind = entry["id"].split("_")
+                rt = self.api.resource(f"{group}/{entry['v']}" if group else entry["v"], kind)
+                if self.api.store.find(rt, ns or None, name) is not None:
+                    self.api.write(
+                        rt, ns or None, name, "delete", None, manager="kustomize-controller"
+                    )
+        return entries
 
     def _failure(self, revision: str) -> Failure | None:
         sha = revision.rsplit(":", 1)[-1]

@@ -19,6 +19,7 @@ from baton.cluster.kubernetes import (
     FluxCluster,
     KubeconfigError,
     ObjectNotFound,
+    ObjectRef,
     RolloutFailed,
     deployment_rollout,
     sync_status_from,
@@ -367,7 +368,12 @@ spec:
 def test_server_side_apply_creates_then_updates_and_takes_over_fields(
     api: FakeKubeAPI, cluster: FluxCluster
 ) -> None:
-    assert cluster.apply(DEPLOYMENT.format(tag="1"), "default") == ["Deployment/web"]
+    [web] = cluster.apply(DEPLOYMENT.format(tag="1"), "default")
+    assert (web, str(web)) == (
+        ObjectRef("default", "web", "apps", "Deployment", "v1"),
+        "Deployment/default/web",
+    )
+    assert web.id == "default_web_apps_Deployment"
     created = api.get("apps/v1", "Deployment", "default", "web")
     assert created["metadata"]["generation"] == 1
     [entry] = created["metadata"]["managedFields"]

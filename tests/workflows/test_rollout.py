@@ -391,7 +391,7 @@ async def test_sync_timeout_is_durable_and_names_the_last_status(workers: Client
 
 
 async def test_cluster_configuration_error_fails_the_sync_gate_at_once(workers: Client) -> None:
-    world.poll_error = "cannot read the cluster: kustomizations is forbidden: grant Baton get"
+    world.poll_error = "cannot use the cluster: kustomizations is forbidden: grant Baton get"
     handle = await start(workers, rollout_input(required=0))
     result = await handle.result()
     assert result.reason.startswith(f"sync failed: {world.poll_error}; rollback failed: ")
