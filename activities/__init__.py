@@ -14,11 +14,12 @@ from activities.deploy import (
     verify_endpoint,
 )
 from activities.forge import set_commit_status
+from activities.lane import is_running, join_lane
 from activities.pipeline import build_image, publish_artifact, run_check
 from baton.temporal import TaskQueues
 
 ACTIVITIES = {
-    TaskQueues.WORKFLOWS: [set_commit_status],
+    TaskQueues.WORKFLOWS: [set_commit_status, join_lane, is_running],
     TaskQueues.BUILD: [run_check, build_image, publish_artifact],
     TaskQueues.DEPLOY: [
         render_environment,

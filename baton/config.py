@@ -188,6 +188,12 @@ class EnvironmentConfig(Model):
         "instead of being merged automatically",
     )
     approvals: ApprovalPolicy = ApprovalPolicy()
+    lane: Literal["latest", "sequential"] = Field(
+        default="latest",
+        description="one rollout at a time per app here; latest: a newer change supersedes older "
+        "ones still waiting (queued, or not merged yet: their GitOps PR is closed); "
+        "sequential: every change rolls out, in merge order",
+    )
     sync: SyncConfig = SyncConfig()
     verify: VerifyConfig | None = None
 

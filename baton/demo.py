@@ -19,7 +19,7 @@ from baton import changes
 from baton.config import BatonConfig
 from baton.errors import BatonError
 from baton.local.forge import LocalForge
-from baton.models import Approval, ChangeStatus
+from baton.models import TERMINAL_STATES, Approval, ChangeStatus
 from baton.settings import Settings
 from baton.tools import PROJECT_ROOT
 
@@ -153,7 +153,7 @@ class Demo:
                     self.say(
                         f"  {'✔' if stage.outcome == 'succeeded' else '✘'} {stage.name}: {stage.detail}"
                     )
-            if status.state in ("completed", "failed", "closed", "aborted"):
+            if status.state in TERMINAL_STATES:
                 return status
             if status.state == "awaiting-merge" and not merged:
                 if status.reason:

@@ -22,7 +22,10 @@ ChangeState = Literal[
     "failed",
     "closed",
     "aborted",
+    "superseded",
 ]
+# A change in one of these states has ended.
+TERMINAL_STATES = ("completed", "failed", "closed", "aborted", "superseded")
 
 
 class Stage(BaseModel):
@@ -40,7 +43,7 @@ class Stage(BaseModel):
 class Gate(BaseModel):
     """What the change currently waits for, and on whom."""
 
-    kind: Literal["merge", "approval", "sync", "verification"]
+    kind: Literal["merge", "approval", "sync", "verification", "lane"]
     environment: str | None = None
     description: str
     waiting_on: list[str] = []
@@ -185,7 +188,7 @@ class Rollback(BaseModel):
 
 class RolloutResult(BaseModel):
     environment: str
-    outcome: Literal["deployed", "rejected", "failed", "aborted"]
+    outcome: Literal["deployed", "rejected", "failed", "aborted", "superseded"]
     reason: str = ""
     gitops_pr: GitOpsPullRequest | None = None
     merge_commit: str | None = None
@@ -216,3 +219,30 @@ class ChangeStatus(BaseModel):
 class AbortInput(BaseModel):
     user: str
     reason: str
+
+
+class LaneRequest(BaseModel):
+    """A change asking its environment's lane for a turn to roll out."""
+
+    change_id: str
+    commit: str
+    merged_at: datetime = Field(description="when the change merged: what newer means")
+
+
+class LaneUpdate(BaseModel):
+    """The lane's answer to a change, by signal: queued (behind `holder`), granted, or
+    superseded (by the newer change `by`)."""
+
+    environment: str
+    kind: Literal["queued", "granted", "superseded"]
+    holder: str | None = None
+    by: str | None = None
+
+
+class JoinLane(BaseModel):
+    """Starts the lane if need be and queues the request (signal-with-start)."""
+
+    app: str
+    environment: str
+    policy: Literal["latest", "sequential"]
+    request: LaneRequest

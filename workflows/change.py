@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta
 from urllib.parse import quote
 
 from temporalio import workflow
@@ -10,14 +11,19 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import ApplicationError, CancelledError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.lane import join_lane
     from baton.artifacts import Artifact
     from baton.config import EnvironmentConfig
     from baton.models import (
+        TERMINAL_STATES,
         AbortInput,
         ChangeInput,
         ChangeState,
         ChangeStatus,
         Gate,
+        JoinLane,
+        LaneRequest,
+        LaneUpdate,
         Outcome,
         PipelineInput,
         PipelineResult,
@@ -27,10 +33,9 @@ with workflow.unsafe.imports_passed_through():
         Stage,
     )
     from baton.temporal import SearchAttributes, TaskQueues
+    from workflows.lane import EnvironmentLane, lane_id
     from workflows.pipelines import CIPipeline, PullRequestPipeline
     from workflows.rollout import EnvironmentRollout, rollout_id
-
-TERMINAL = ("completed", "failed", "closed", "aborted")
 
 
 def change_id(app: str, pr_number: int) -> str:
@@ -69,6 +74,8 @@ class ChangeWorkflow:
         self.current_rollout: str | None = None
         self.aborted: AbortInput | None = None
         self.body: asyncio.Future | None = None
+        self.merged_at: datetime | None = None
+        self.lane_updates: dict[str, LaneUpdate] = {}
 
     # Messages
 
@@ -79,8 +86,15 @@ class ChangeWorkflow:
             self.head_sha = event.head_sha
         elif event.action == "merged" and event.merge_commit_sha:
             self.merge_commit = event.merge_commit_sha
+            self.merged_at = self.merged_at or workflow.now()
         elif event.action == "closed" and self.merge_commit is None:
             self.closed = True
+
+    @workflow.signal
+    def lane_update(self, update: LaneUpdate) -> None:
+        """The environment's lane: queued behind another change, our turn, or superseded
+        (while our rollout runs there, `_rollout` passes that on to it)."""
+        self.lane_updates[update.environment] = update
 
     @workflow.update
     def abort(self, request: AbortInput) -> str:
@@ -94,7 +108,7 @@ class ChangeWorkflow:
     def _check_abort(self, request: AbortInput) -> None:
         if not request.reason.strip():
             raise ApplicationError("give a reason for the abort (--reason)", type="BadRequest")
-        if self.state in TERMINAL or self.aborted is not None:
+        if self.state in TERMINAL_STATES or self.aborted is not None:
             raise ApplicationError(
                 f"{workflow.info().workflow_id} is already {self.state}: nothing to abort",
                 type="BadRequest",
@@ -153,13 +167,68 @@ class ChangeWorkflow:
         for env in plan.environments:
             self._set_state("promoting", f"{env.name}")
             workflow.upsert_search_attributes([SearchAttributes.ENVIRONMENT.value_set(env.name)])
-            result = await self._rollout(env, artifact)
+            # Changes recorded before lanes existed replay without them.
+            if workflow.patched("lanes"):
+                result = await self._rollout_in_lane(env, artifact)
+            else:
+                result = await self._rollout(env, artifact)
             self.rollouts.append(result)
             self.current_rollout = None
+            if result.outcome == "superseded":
+                self._set_state("superseded", f"{env.name}: {result.reason}")
+                return
             if result.outcome != "deployed":
                 self._set_state("failed", f"{env.name}: {result.outcome}: {result.reason}")
                 return
         self._set_state("completed", f"deployed to {', '.join(e.name for e in plan.environments)}")
+
+    async def _rollout_in_lane(self, env: EnvironmentConfig, artifact: Artifact) -> RolloutResult:
+        """Wait for the environment's lane to give this change its turn, roll out, release it."""
+        app = self.input.plan.app.name
+        lane = workflow.get_external_workflow_handle(lane_id(app, env.name))
+        try:
+            superseded_by = await self._take_turn(env, artifact)
+            if superseded_by is not None:
+                return RolloutResult(environment=env.name, outcome="superseded",
+                                     reason=f"superseded by {superseded_by}")  # fmt: skip
+            return await self._rollout(env, artifact)
+        finally:
+            try:
+                await lane.signal(EnvironmentLane.release, workflow.info().workflow_id)
+            except Exception:  # noqa: BLE001 - no lane (cancelled while joining): nothing held
+                workflow.logger.warning("could not release %s", lane_id(app, env.name))
+
+    async def _take_turn(self, env: EnvironmentConfig, artifact: Artifact) -> str | None:
+        """Join the lane and wait until it grants the turn (None) or says who superseded us."""
+        app = self.input.plan.app.name
+        self.lane_updates.pop(env.name, None)
+        request = LaneRequest(change_id=workflow.info().workflow_id, commit=artifact.commit,
+                              merged_at=self.merged_at or workflow.now())  # fmt: skip
+        await workflow.execute_activity(
+            join_lane,
+            JoinLane(app=app, environment=env.name, policy=env.lane, request=request),
+            task_queue=TaskQueues.WORKFLOWS,
+            start_to_close_timeout=timedelta(seconds=30),
+            summary=f"join lane {lane_id(app, env.name)}",
+        )
+        stage = None
+        while True:
+            await workflow.wait_condition(lambda: env.name in self.lane_updates)
+            update = self.lane_updates.pop(env.name)
+            if update.kind == "queued" and stage is None:
+                stage = self._begin(f"turn in {env.name}")
+                self.gate = Gate(kind="lane", environment=env.name,
+                                 description=f"waiting for {update.holder} to finish in {env.name}",
+                                 waiting_on=[update.holder or "the change ahead"])  # fmt: skip
+                self._publish_details()
+            elif update.kind != "queued":
+                break
+        self.gate = None
+        superseded_by = update.by if update.kind == "superseded" else None
+        if stage is not None:
+            self._end(stage, "superseded" if superseded_by else "succeeded",
+                      f"superseded by {superseded_by}" if superseded_by else "our turn")  # fmt: skip
+        return superseded_by
 
     async def _rollout(self, env: EnvironmentConfig, artifact: Artifact) -> RolloutResult:
         app = self.input.plan.app.name
@@ -167,7 +236,7 @@ class ChangeWorkflow:
         self.current_rollout = child_id
         stage = self._begin(f"deploy to {env.name}", links={"rollout": self._ui_link(child_id)})
         try:
-            result: RolloutResult = await workflow.execute_child_workflow(
+            handle = await workflow.start_child_workflow(
                 EnvironmentRollout.run,
                 RolloutInput(
                     change_id=workflow.info().workflow_id,
@@ -189,15 +258,27 @@ class ChangeWorkflow:
                 ),
                 static_summary=f"{app} {artifact.commit[:12]} → {env.name}",
             )
+            while not handle.done():
+                await workflow.wait_condition(lambda: handle.done() or self._superseded_in(env))
+                if not handle.done():
+                    update = self.lane_updates.pop(env.name)
+                    await handle.signal(EnvironmentRollout.supersede, update.by or "a newer change")
+            result: RolloutResult = await handle
         except ChildWorkflowError as err:
             cause = err.cause.message if err.cause else str(err)
             outcome = "aborted" if isinstance(err.cause, CancelledError) else "failed"
             result = RolloutResult(environment=env.name, outcome=outcome, reason=cause)
         if result.gitops_pr:
             stage.links["gitops pr"] = result.gitops_pr.url
-        outcome = "succeeded" if result.outcome == "deployed" else "failed"
+        outcome = {"deployed": "succeeded", "superseded": "superseded"}.get(
+            result.outcome, "failed"
+        )
         self._end(stage, outcome, f"{result.outcome}: {result.reason}")
         return result
+
+    def _superseded_in(self, env: EnvironmentConfig) -> bool:
+        update = self.lane_updates.get(env.name)
+        return update is not None and update.kind == "superseded"
 
     async def _validate_until_merged(self) -> None:
         """Validate the current head; a new head cancels the running validation and starts over."""

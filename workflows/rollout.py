@@ -112,6 +112,7 @@ class EnvironmentRollout:
         self.started = workflow.now()
         self.merge_requested_at = None
         self.events_from = 0
+        self.superseded_by: str | None = None
 
     # Messages
 
@@ -182,6 +183,14 @@ class EnvironmentRollout:
             self.human_merge = merge_commit
 
     @workflow.signal
+    def supersede(self, by: str) -> None:
+        """A newer change wants the environment: stop, unless the GitOps PR is merging or merged."""
+        if self.merge_requested_at is None:
+            self.superseded_by = by
+        else:
+            self._note(f"{by} is newer, but this rollout merged already: it finishes first")
+
+    @workflow.signal
     def sync_event(self, event: SyncEvent) -> None:
         self.sync_events.append(event)
 
@@ -219,8 +228,13 @@ class EnvironmentRollout:
                     "unchanged", gitops_head, input, summary="manifests unchanged: sync the head"
                 )
             else:
+                if self.superseded_by:
+                    return await self._superseded()
                 self.pr = await self._propose(rendered)
-                if not await self._await_approvals("approval"):
+                approved = await self._await_approvals("approval")
+                if self.superseded_by:
+                    return await self._superseded()
+                if not approved:
                     return await self._finish("rejected", f"rejected by {self.rejection.user}")
                 self.merge_commit = await self._merge(
                     self.pr, "merge", manual=self.policy.merge == "manual"
@@ -268,9 +282,16 @@ class EnvironmentRollout:
         stage = self._begin(name)
         self._refresh_gate()
         await workflow.wait_condition(
-            lambda: self.rejection is not None or policy.satisfied(self.policy, self.approvals)
+            lambda: (
+                self.rejection is not None
+                or policy.satisfied(self.policy, self.approvals)
+                or (self.superseded_by is not None and self.rollback is None)
+            )
         )
         self.gate = None
+        if self.superseded_by is not None and self.rollback is None:
+            self._end(stage, "superseded", f"superseded by {self.superseded_by}")
+            return False
         if self.rejection is not None:
             self._end(
                 stage, "failed", f"rejected by {self.rejection.user}: {self.rejection.comment}"
@@ -446,6 +467,10 @@ class EnvironmentRollout:
         self.gate = None
         self._end(stage, "succeeded" if result.synced else "failed", result.message)
         return result
+
+    async def _superseded(self) -> RolloutResult:
+        """A newer change took the environment before the merge: close our PR and stop."""
+        return await self._finish("superseded", f"superseded by {self.superseded_by}")
 
     async def _fail(self, reason: str) -> RolloutResult:
         """Fail the rollout; a GitOps change of ours that was merged is rolled back first."""

@@ -29,14 +29,13 @@ from baton.config import BatonConfig, load_config
 from baton.local.cluster import stack_id
 from baton.local.forge import LocalForge
 from baton.local.stack import Stack
-from baton.models import ChangeStatus
+from baton.models import TERMINAL_STATES, ChangeStatus
 from baton.settings import Settings
 from baton.temporal import connect
 from baton.tools import PROJECT_ROOT
 
 EXAMPLES = PROJECT_ROOT / "examples"
 ENVIRONMENTS = ("dev", "staging", "prod")
-TERMINAL = ("completed", "failed", "closed", "aborted")
 
 
 def free_port() -> int:
@@ -95,7 +94,7 @@ class E2EStack:
                 detail = None
             if detail is not None and done(detail):
                 return detail
-            if detail is not None and detail.change.state in TERMINAL:
+            if detail is not None and detail.change.state in TERMINAL_STATES:
                 break
             time.sleep(0.5)
         last = detail.model_dump_json(indent=1) if detail else "never started"

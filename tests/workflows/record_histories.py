@@ -30,6 +30,7 @@ def main() -> None:
             "ci_pipeline": summary["change_id"] + "/ci",
             "rollout_dev": f"rollout/sample-app/dev/{commit}",
             "rollout_prod": f"rollout/sample-app/prod/{commit}",
+            "lane_prod": "lane/sample-app/prod",  # running: its history so far
         }
         for name, wid in ids.items():
             shown = subprocess.run(

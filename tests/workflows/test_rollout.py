@@ -248,6 +248,29 @@ async def test_rejection_stops_the_rollout_and_closes_the_gitops_pr(workers: Cli
     assert world.closed == ["rejected"] and result.rollback is None
 
 
+async def test_superseded_before_the_merge_closes_the_gitops_pr(workers: Client) -> None:
+    handle = await start(workers, rollout_input())
+    await wait_for_gate(handle, "approval")
+    await handle.signal(EnvironmentRollout.supersede, "change/web/2")
+    result = await handle.result()
+    assert (result.outcome, result.reason) == ("superseded", "superseded by change/web/2")
+    assert world.closed == ["superseded"] and world.merged == []
+    status = await handle.query(EnvironmentRollout.status)
+    assert stages(status)["approval"] == "superseded"
+
+
+async def test_superseded_after_the_merge_finishes_first(workers: Client) -> None:
+    handle = await start(workers, rollout_input(required=0))
+    await wait_for_gate(handle, "sync")
+    await handle.signal(EnvironmentRollout.supersede, "change/web/2")
+    await handle.signal(EnvironmentRollout.sync_event, SyncEvent(revision=M, state="ready"))
+    result = await handle.result()
+    assert result.outcome == "deployed" and world.closed == []
+    notes = [s.detail for s in (await handle.query(EnvironmentRollout.status)).timeline
+             if s.name == "note"]  # fmt: skip
+    assert "change/web/2 is newer, but this rollout merged already: it finishes first" in notes
+
+
 async def test_sync_gate_ignores_older_revisions_and_accepts_descendants(workers: Client) -> None:
     handle = await start(workers, rollout_input(required=0))
     await wait_for_gate(handle, "sync")

@@ -1,0 +1,38 @@
+"""Lane activities: Temporal client calls a workflow cannot make itself."""
+
+from __future__ import annotations
+
+from temporalio import activity
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
+
+from baton.models import JoinLane
+from baton.temporal import TaskQueues
+
+
+@activity.defn
+async def join_lane(input: JoinLane) -> None:
+    """Queue a change in its environment's lane, starting the lane if it is not running yet."""
+    from workflows.lane import EnvironmentLane, LaneState, lane_id
+
+    await activity.client().start_workflow(
+        EnvironmentLane.run,
+        LaneState(app=input.app, environment=input.environment, policy=input.policy),
+        id=lane_id(input.app, input.environment),
+        task_queue=TaskQueues.WORKFLOWS,
+        start_signal="join",
+        start_signal_args=[input.request],
+        static_summary=f"one rollout at a time: {input.app} in {input.environment}",
+    )
+
+
+@activity.defn
+async def is_running(workflow_id: str) -> bool:
+    """Whether the workflow `workflow_id` (its latest run) is still running."""
+    try:
+        described = await activity.client().get_workflow_handle(workflow_id).describe()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return described.status == WorkflowExecutionStatus.RUNNING

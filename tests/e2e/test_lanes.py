@@ -1,0 +1,97 @@
+"""One rollout at a time per environment, on the real stack: a newer change supersedes an older one
+that still waits for prod's approvals; its GitOps PR is closed and its branch deleted."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from baton.demo import AUTHOR, push_visible_change
+from tests.e2e.stack import E2EStack, start_stack, stop_stack, version
+from workflows.lane import EnvironmentLane, lane_id
+
+pytestmark = pytest.mark.docker
+
+
+def no_approvals_before_prod(config: dict) -> None:
+    for env in config["environments"]:
+        if env["name"] != "prod":
+            env["approvals"] = {"required": 0}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, base_image: str) -> Iterator[E2EStack]:
+    saved = dict(os.environ)
+    os.environ["BATON_BASE_IMAGE"] = base_image
+    e2e = start_stack(tmp_path_factory.mktemp("baton"), edit_config=no_approvals_before_prod)
+    try:
+        yield e2e
+    finally:
+        stop_stack(e2e)
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def release(stack: E2EStack, stamp: str) -> tuple[str, str]:
+    """Open a PR of the sample app and merge it; the change id and the merge commit."""
+    alice = stack.forge(AUTHOR)
+    branch = push_visible_change(alice, "sample-app", stamp)
+    pr = alice.open_pull_request("sample-app", branch, "main", stamp, "", AUTHOR)
+    change = f"change/sample-app/{pr.number}"
+    stack.wait(change, lambda d: bool(d.change.timeline))
+    return change, stack.forge("bob").merge_pull_request("sample-app", pr.number, pr.head_sha)
+
+
+def waiting_for_prod_approval(detail) -> bool:
+    rollout = detail.rollout
+    return (
+        rollout is not None
+        and rollout.environment == "prod"
+        and rollout.gate is not None
+        and rollout.gate.kind == "approval"
+    )
+
+
+def branch_exists(stack: E2EStack, repo: str, branch: str) -> bool:
+    git_dir = stack.forge().repo_path(repo)
+    shown = subprocess.run(["git", f"--git-dir={git_dir}", "rev-parse", "--verify", "--quiet",
+                            f"refs/heads/{branch}"], capture_output=True, check=False)  # fmt: skip
+    return shown.returncode == 0
+
+
+def test_newer_change_supersedes_one_waiting_for_prod_approval(stack: E2EStack) -> None:
+    older, older_commit = release(stack, "e2e-lane-older")
+    stack.wait(older, waiting_for_prod_approval, timeout=600)
+    older_branch = f"baton/sample-app/prod/{older_commit[:12]}"
+    assert branch_exists(stack, "gitops", older_branch)
+
+    newer, newer_commit = release(stack, "e2e-lane-newer")
+    detail = stack.wait(newer, waiting_for_prod_approval, timeout=600)
+
+    # The older change stopped in prod: superseded, its GitOps PR closed, its branch gone.
+    older_status = stack.status(older)
+    assert older_status.state == "superseded"
+    assert older_status.reason == f"prod: superseded by {newer}"
+    (older_pr,) = [p for p in stack.forge().list_pull_requests("gitops")
+                   if p.head_branch == older_branch]  # fmt: skip
+    assert older_pr.state == "closed"
+    assert not branch_exists(stack, "gitops", older_branch)
+    assert [r.outcome for r in older_status.rollouts] == ["deployed", "deployed", "superseded"]
+
+    # The lane holds the newer change; it waits for prod's approvals and then deploys.
+    lane = stack.run(
+        lambda client: client.get_workflow_handle(lane_id("sample-app", "prod")).query(
+            EnvironmentLane.status
+        )
+    )
+    assert lane.holder.change_id == newer and lane.queue == []
+    assert detail.rollout.gate.waiting_on == ["carol", "dave", "erin"]
+    for approver in ("carol", "dave"):
+        approved = stack.baton("approve", newer, "--env", "prod", "--as", approver)
+        assert approved.returncode == 0, approved.stderr
+    done = stack.wait(newer, lambda d: d.change.state in ("completed", "failed"), timeout=300)
+    assert done.change.state == "completed", done.change.reason
+    assert version(stack.config.environment("prod").verify.url)["commit"] == newer_commit

@@ -1,0 +1,199 @@
+"""EnvironmentLane on a real Temporal server: turns, supersedes and releases, with stand-in changes.
+
+Each stand-in change is a small workflow that records the lane's signals and ends on request;
+changes join through the real `join_lane` activity (signal-with-start), as ChangeWorkflow does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from temporalio import workflow
+from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.lane import is_running, join_lane
+from baton.models import JoinLane, LaneRequest, LaneUpdate
+from baton.temporal import TaskQueues
+from workflows.lane import EnvironmentLane, LaneState, lane_id
+
+T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+@workflow.defn(name="StandInChange", sandboxed=False)
+class StandInChange:
+    """Records the lane's updates; ends when told to, releasing the lane or not."""
+
+    def __init__(self) -> None:
+        self.updates: list[LaneUpdate] = []
+        self.done: bool | None = None
+
+    @workflow.signal
+    def lane_update(self, update: LaneUpdate) -> None:
+        self.updates.append(update)
+
+    @workflow.signal
+    def end(self, release: bool) -> None:
+        self.done = release
+
+    @workflow.query
+    def seen(self) -> list[LaneUpdate]:
+        return self.updates
+
+    @workflow.run
+    async def run(self, lane: str) -> None:
+        await workflow.wait_condition(lambda: self.done is not None)
+        if self.done:
+            change_id = workflow.info().workflow_id
+            await workflow.get_external_workflow_handle(lane).signal(
+                EnvironmentLane.release, change_id
+            )
+
+
+@pytest.fixture
+async def client(temporal_env: WorkflowEnvironment) -> AsyncIterator[Client]:
+    worker = Worker(
+        temporal_env.client,
+        task_queue=TaskQueues.WORKFLOWS,
+        workflows=[EnvironmentLane, StandInChange],
+        activities=[join_lane, is_running],
+    )
+    async with worker:
+        yield temporal_env.client
+
+
+class Lane:
+    """One lane (its own app name) and the stand-in changes that use it."""
+
+    def __init__(self, client: Client, policy: str = "latest", holder_check_s: int = 60) -> None:
+        self.client = client
+        self.app = f"app-{uuid.uuid4().hex[:8]}"
+        self.policy = policy
+        self.holder_check_s = holder_check_s
+        self.id = lane_id(self.app, "prod")
+
+    async def join(self, number: int, minutes: int) -> WorkflowHandle:
+        """Start change `number`, merged `minutes` after T0, and have it join the lane."""
+        change_id = f"change/{self.app}/{number}"
+        handle = await self.client.start_workflow(
+            StandInChange.run, self.id, id=change_id, task_queue=TaskQueues.WORKFLOWS
+        )
+        request = LaneRequest(
+            change_id=change_id, commit=f"{number:040d}", merged_at=T0 + timedelta(minutes=minutes)
+        )
+        if self.holder_check_s != 60:  # a lane of its own that checks its holder quickly
+            await self.client.start_workflow(
+                EnvironmentLane.run,
+                LaneState(app=self.app, environment="prod", policy=self.policy,
+                          holder_check_s=self.holder_check_s),
+                id=self.id, task_queue=TaskQueues.WORKFLOWS, start_signal="join",
+                start_signal_args=[request],
+            )  # fmt: skip
+        else:
+            join = JoinLane(app=self.app, environment="prod", policy=self.policy, request=request)
+            await ActivityEnvironment(client=self.client).run(join_lane, join)
+        return handle
+
+    async def status(self):
+        return await self.client.get_workflow_handle(self.id).query(EnvironmentLane.status)
+
+
+async def updates(change: WorkflowHandle, count: int) -> list[LaneUpdate]:
+    """The first `count` lane updates the change received, waiting up to 10 s for them."""
+    for _ in range(100):
+        seen = await change.query(StandInChange.seen)
+        if len(seen) >= count:
+            return seen
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{change.id} got {len(seen)} lane update(s), not {count}: {seen}")
+
+
+def kinds(seen: list[LaneUpdate]) -> list[tuple[str, str | None]]:
+    return [(u.kind, u.by or u.holder) for u in seen]
+
+
+async def test_latest_supersedes_the_waiting_holder_and_grants_the_newer_change(
+    client: Client,
+) -> None:
+    lane = Lane(client)
+    a = await lane.join(1, minutes=1)
+    assert kinds(await updates(a, 1)) == [("granted", None)]
+
+    b = await lane.join(2, minutes=2)
+
+    assert kinds(await updates(b, 1)) == [("queued", a.id)]
+    assert kinds(await updates(a, 2)) == [("granted", None), ("superseded", b.id)]
+    await a.signal(StandInChange.end, True)  # the holder stops and releases its turn
+    assert kinds(await updates(b, 2)) == [("queued", a.id), ("granted", None)]
+    status = await lane.status()
+    assert status.holder.change_id == b.id and status.queue == [] and status.released == 1
+
+
+async def test_latest_keeps_only_the_newest_of_the_queued_changes(client: Client) -> None:
+    lane = Lane(client)
+    a = await lane.join(1, minutes=1)
+    await updates(a, 1)
+    c = await lane.join(3, minutes=3)
+    b = await lane.join(2, minutes=2)  # merged before c, arrives after it
+
+    assert kinds(await updates(b, 1)) == [("superseded", c.id)]
+    await a.signal(StandInChange.end, True)
+    assert kinds(await updates(c, 2)) == [("queued", a.id), ("granted", None)]
+    assert kinds(await updates(a, 2)) == [("granted", None), ("superseded", c.id)]
+
+
+async def test_a_change_older_than_one_already_granted_never_rolls_out(client: Client) -> None:
+    lane = Lane(client)
+    new = await lane.join(2, minutes=2)
+    await updates(new, 1)
+    await new.signal(StandInChange.end, True)
+
+    old = await lane.join(1, minutes=1)
+
+    assert kinds(await updates(old, 1)) == [("superseded", new.id)]
+
+
+async def test_sequential_grants_every_change_in_merge_order(client: Client) -> None:
+    lane = Lane(client, policy="sequential")
+    a = await lane.join(1, minutes=1)
+    await updates(a, 1)
+    c = await lane.join(3, minutes=3)
+    b = await lane.join(2, minutes=2)
+
+    await a.signal(StandInChange.end, True)
+    assert kinds(await updates(b, 2)) == [("queued", a.id), ("granted", None)]
+    assert kinds(await updates(c, 1)) == [("queued", a.id)]
+    await b.signal(StandInChange.end, True)
+    assert kinds(await updates(c, 2)) == [("queued", a.id), ("granted", None)]
+    assert kinds(await updates(a, 1)) == [("granted", None)]  # never superseded
+
+
+async def test_a_retried_join_is_queued_once(client: Client) -> None:
+    lane = Lane(client, policy="sequential")
+    a = await lane.join(1, minutes=1)
+    b = await lane.join(2, minutes=2)
+    await updates(b, 1)
+    request = LaneRequest(change_id=b.id, commit="2" * 40, merged_at=T0 + timedelta(minutes=2))
+    await client.get_workflow_handle(lane.id).signal(EnvironmentLane.join, request)
+
+    await asyncio.sleep(0.5)
+    status = await lane.status()
+    assert [r.change_id for r in status.queue] == [b.id]
+    assert status.holder.change_id == a.id
+
+
+async def test_a_holder_that_ends_without_releasing_loses_its_turn(client: Client) -> None:
+    lane = Lane(client, holder_check_s=1)
+    a = await lane.join(1, minutes=1)
+    await updates(a, 1)
+    b = await lane.join(2, minutes=2)
+    await updates(b, 1)
+
+    await a.signal(StandInChange.end, False)  # ends holding the lane (as if terminated)
+
+    assert kinds(await updates(b, 2)) == [("queued", a.id), ("granted", None)]

@@ -1,0 +1,177 @@
+"""EnvironmentLane: one rollout at a time per app and environment.
+
+Changes join the lane when they reach the environment (`join_lane`, a signal-with-start) and are
+told by signal when their turn comes. Under the `latest` policy a newer change (by merge time)
+supersedes every older one still waiting: queued ones at once, and the holder if its GitOps PR is
+not merged yet (its rollout closes the PR and deletes the branch). Under `sequential` every change
+rolls out, in merge order. A holder that ends without releasing its turn (terminated, say) is
+noticed within a minute. The lane runs for as long as the app and environment exist, continuing as
+new with its state when its history grows long.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.lane import is_running
+    from baton.models import LaneRequest, LaneUpdate
+    from baton.temporal import TaskQueues
+
+# The change workflow's handler for lane updates.
+LANE_UPDATE_SIGNAL = "lane_update"
+
+
+def lane_id(app: str, environment: str) -> str:
+    return f"lane/{app}/{environment}"
+
+
+class LaneState(BaseModel):
+    """Everything the lane knows; carried over when it continues as new."""
+
+    app: str
+    environment: str
+    policy: Literal["latest", "sequential"] = "latest"
+    queue: list[LaneRequest] = []
+    holder: LaneRequest | None = None
+    newest: LaneRequest | None = None
+    told_holder: str | None = None
+    holder_check_s: int = Field(
+        default=60, description="how often to check, while nothing happens, that the holder runs"
+    )
+
+
+class LaneStatus(LaneState):
+    """The `status` query."""
+
+    released: int = 0
+
+
+@workflow.defn
+class EnvironmentLane:
+    @workflow.init
+    def __init__(self, state: LaneState) -> None:
+        self.state = state
+        self.joined: list[LaneRequest] = []
+        self.released: list[str] = []
+        self.released_count = 0
+
+    @workflow.signal
+    def join(self, request: LaneRequest) -> None:
+        self.joined.append(request)
+
+    @workflow.signal
+    def release(self, change_id: str) -> None:
+        self.released.append(change_id)
+
+    @workflow.query
+    def status(self) -> LaneStatus:
+        return LaneStatus(**self.state.model_dump(), released=self.released_count)
+
+    @workflow.run
+    async def run(self, state: LaneState) -> None:
+        while True:
+            changed = await self._next_event()
+            if not changed and self.state.holder is not None:
+                await self._check_holder()
+            await self._settle()
+            if workflow.info().is_continue_as_new_suggested() and not self._pending():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(self.state)
+
+    async def _next_event(self) -> bool:
+        """Wait for a join or a release; with a holder, for at most `holder_check_s`. True if
+        one came."""
+        check = timedelta(seconds=self.state.holder_check_s)
+        try:
+            await workflow.wait_condition(
+                self._pending, timeout=check if self.state.holder else None
+            )
+        except TimeoutError:
+            return False
+        return True
+
+    def _pending(self) -> bool:
+        return bool(self.joined or self.released)
+
+    async def _settle(self) -> None:
+        """Apply joins and releases, supersede what the policy says, grant the next turn."""
+        state = self.state
+        for change_id in self.released:
+            self.released_count += 1
+            if state.holder and state.holder.change_id == change_id:
+                state.holder = None
+            state.queue = [r for r in state.queue if r.change_id != change_id]
+        self.released = []
+        joined, self.joined = self.joined, []
+        for request in joined:
+            known = [r.change_id for r in state.queue] + [
+                r.change_id for r in (state.holder, state.newest) if r is not None
+            ]
+            if request.change_id in known:
+                continue  # a retried join
+            state.queue.append(request)
+        state.queue.sort(key=lambda r: r.merged_at)
+        if state.policy == "latest":
+            await self._supersede()
+        if state.holder is None and state.queue:
+            state.holder = state.queue.pop(0)
+            if state.newest is None or state.holder.merged_at >= state.newest.merged_at:
+                state.newest = state.holder
+            await self._tell(state.holder.change_id, LaneUpdate(environment=state.environment,
+                                                                kind="granted"))  # fmt: skip
+        for request in joined:
+            if state.holder and request in state.queue:
+                await self._tell(request.change_id, LaneUpdate(environment=state.environment,
+                                 kind="queued", holder=state.holder.change_id))  # fmt: skip
+
+    async def _supersede(self) -> None:
+        """Only the newest change may still roll out: older waiting ones are told to stop."""
+        state = self.state
+        candidates = [*state.queue, *(r for r in (state.holder, state.newest) if r is not None)]
+        newest = max(candidates, key=lambda r: r.merged_at, default=None)
+        if newest is None:
+            return
+        for request in [r for r in state.queue if r is not newest]:
+            state.queue.remove(request)
+            await self._tell(request.change_id, LaneUpdate(environment=state.environment,
+                             kind="superseded", by=newest.change_id))  # fmt: skip
+        holder = state.holder
+        if holder and holder.merged_at < newest.merged_at and state.told_holder != holder.change_id:
+            state.told_holder = holder.change_id
+            await self._tell(holder.change_id, LaneUpdate(environment=state.environment,
+                             kind="superseded", by=newest.change_id))  # fmt: skip
+
+    async def _check_holder(self) -> None:
+        """Release the turn of a holder that ended without releasing it."""
+        holder = self.state.holder
+        assert holder is not None
+        try:
+            running = await workflow.execute_activity(
+                is_running,
+                holder.change_id,
+                task_queue=TaskQueues.WORKFLOWS,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+                summary=f"is {holder.change_id} still running?",
+            )
+        except ActivityError:
+            return  # Temporal itself is unwell: ask again at the next check
+        if not running:
+            workflow.logger.warning("%s ended holding the lane: released", holder.change_id)
+            self.released.append(holder.change_id)
+
+    async def _tell(self, change_id: str, update: LaneUpdate) -> None:
+        """Signal a change; one that has ended no longer waits for anything, so it is released."""
+        try:
+            await workflow.get_external_workflow_handle(change_id).signal(
+                LANE_UPDATE_SIGNAL, update
+            )
+        except Exception:  # noqa: BLE001 - the SDK raises a plain error when the target is gone
+            self.released.append(change_id)
