@@ -93,6 +93,19 @@ async def decide(
     client: Client, change: str, environment: str, decision: Approval, *, approve: bool
 ) -> str:
     """Approve or reject the change's rollout into `environment`; refused with the policy's reason."""
+    update = EnvironmentRollout.approve if approve else EnvironmentRollout.reject
+    return await _update_rollout(client, change, environment, update, decision)
+
+
+async def override_freeze(client: Client, change: str, environment: str, override: Approval) -> str:
+    """Break glass: let the change's rollout into a frozen `environment` go ahead, with a reason."""
+    return await _update_rollout(
+        client, change, environment, EnvironmentRollout.override_freeze, override
+    )
+
+
+async def _update_rollout(client: Client, change: str, environment: str, update, arg) -> str:
+    """Send an Update to the change's rollout into `environment`; Refused says why not."""
     detail = await show(client, change)
     status = detail.change
     if status.artifact is None:
@@ -111,9 +124,8 @@ async def decide(
             )
         )
         raise Refused(f"{status.id} is not waiting for {environment}: {where}")
-    update = EnvironmentRollout.approve if approve else EnvironmentRollout.reject
     try:
-        return await client.get_workflow_handle(target).execute_update(update, decision)
+        return await client.get_workflow_handle(target).execute_update(update, arg)
     except WorkflowUpdateFailedError as exc:
         raise Refused(getattr(exc.cause, "message", None) or str(exc.cause)) from None
 

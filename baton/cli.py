@@ -154,6 +154,19 @@ def _decide(change: str, env: str, decision: Approval, approve: bool) -> None:
     console.print(message)
 
 
+@app.command("override-freeze")
+def override_freeze(
+    change: ChangeId,
+    env: Env,
+    as_: AsUser,
+    reason: Annotated[str, typer.Option("--reason", help="why this cannot wait (recorded)")],
+) -> None:
+    """Break glass: let a change's rollout into a frozen environment go ahead now."""
+    override = Approval(user=as_, comment=reason)
+    message = _client_call(lambda c: changes.override_freeze(c, change, env, override))
+    console.print(message)
+
+
 @app.command("abort")
 def abort(
     change: ChangeId,

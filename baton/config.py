@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import datetime, time
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -178,6 +180,48 @@ class VerifyConfig(Model):
     timeout_s: int = Field(default=120, gt=0)
 
 
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class WeeklyWindow(Model):
+    """Every week on `days`, from `start` to `end` local time (an `end` not after `start` ends
+    the next day; no `end`: midnight)."""
+
+    days: list[Weekday] = Field(min_length=1)
+    start: time = time(0, 0)
+    end: time | None = None
+
+
+class FreezeWindow(Model):
+    """A time when rollouts into the environment wait (a break-glass override lets one through):
+    once, from `start` to `end`, or every week."""
+
+    name: str = Field(min_length=1)
+    start: datetime | None = None
+    end: datetime | None = None
+    weekly: WeeklyWindow | None = None
+    timezone: str = Field(default="UTC", description="weekly windows: an IANA zone name")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> FreezeWindow:
+        once = self.start is not None or self.end is not None
+        if once == (self.weekly is not None):
+            raise ValueError("set either start and end (once) or weekly, not both")
+        if once:
+            if self.start is None or self.end is None:
+                raise ValueError("a one-time window needs both start and end")
+            if self.start.tzinfo is None or self.end.tzinfo is None:
+                raise ValueError("start and end need a UTC offset, e.g. 2026-12-24T00:00:00Z")
+            if self.end <= self.start:
+                raise ValueError("end must be after start")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {self.timezone!r}: use an IANA name") from None
+        return self
+
+
 class EnvironmentConfig(Model):
     name: Name
     cluster: str = "local"
@@ -196,6 +240,9 @@ class EnvironmentConfig(Model):
     )
     sync: SyncConfig = SyncConfig()
     verify: VerifyConfig | None = None
+    freeze: list[FreezeWindow] = Field(
+        default=[], description="rollouts wait while one of these windows is active"
+    )
 
 
 class BatonConfig(Model):

@@ -43,7 +43,7 @@ class Stage(BaseModel):
 class Gate(BaseModel):
     """What the change currently waits for, and on whom."""
 
-    kind: Literal["merge", "approval", "sync", "verification", "lane"]
+    kind: Literal["merge", "approval", "sync", "verification", "lane", "freeze"]
     environment: str | None = None
     description: str
     waiting_on: list[str] = []
@@ -195,6 +195,9 @@ class RolloutResult(BaseModel):
     approvals: list[Approval] = []
     served: str | None = None
     rollback: Rollback | None = None
+    freeze_override: Approval | None = Field(
+        default=None, description="the break-glass override that let it through a freeze"
+    )
 
 
 class ChangeStatus(BaseModel):

@@ -8,7 +8,8 @@ from urllib.parse import quote
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 
 with workflow.unsafe.imports_passed_through():
     from activities.deploy import (
@@ -32,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
         revert_gitops_change,
         verify_endpoint,
     )
-    from baton import policy
+    from baton import freeze, policy
     from baton.models import (
         Approval,
         ForgeReview,
@@ -85,6 +86,7 @@ class RolloutStatus(Stage):
     merge_commit: str | None = None
     timeline: list[Stage] = []
     rollback: Rollback | None = None
+    freeze_override: Approval | None = None
 
 
 @workflow.defn
@@ -113,6 +115,7 @@ class EnvironmentRollout:
         self.merge_requested_at = None
         self.events_from = 0
         self.superseded_by: str | None = None
+        self.freeze_override: Approval | None = None
 
     # Messages
 
@@ -158,6 +161,28 @@ class EnvironmentRollout:
                 f"(now: {stage})",
                 type="NotAwaitingApproval",
             )
+
+    @workflow.update
+    def override_freeze(self, override: Approval) -> str:
+        """Break glass: roll out although the environment is frozen; recorded with the reason."""
+        self.freeze_override = override.model_copy(update={"at": workflow.now()})
+        return f"{override.user} overrode the freeze of {self.input.environment.name}"
+
+    @override_freeze.validator
+    def _check_override(self, override: Approval) -> None:
+        env = self.input.environment
+        if self.gate is None or self.gate.kind != "freeze":
+            raise ApplicationError(f"{env.name} is not frozen for this rollout: nothing to "
+                                   "override", type="NotFrozen")  # fmt: skip
+        if not override.comment.strip():
+            raise policy.PolicyViolation("a freeze override needs a reason (--reason)")
+        allowed = self.policy.approvers
+        if allowed and override.user not in allowed:
+            raise policy.PolicyViolation(f"{override.user} may not override {env.name}'s freeze: "
+                                         f"allowed approvers are {', '.join(allowed)}")  # fmt: skip
+        if override.user == self.input.author and not self.policy.allow_self_approval:
+            raise policy.PolicyViolation(f"{override.user} is the change's author and "
+                                         f"{env.name}'s policy forbids self-approval")  # fmt: skip
 
     @workflow.signal
     def forge_review(self, review: ForgeReview) -> None:
@@ -210,6 +235,7 @@ class EnvironmentRollout:
             merge_commit=self.merge_commit,
             timeline=self.timeline,
             rollback=self.rollback,
+            freeze_override=self.freeze_override,
         )
 
     # Orchestration
@@ -217,6 +243,9 @@ class EnvironmentRollout:
     @workflow.run
     async def run(self, input: RolloutInput) -> RolloutResult:
         try:
+            await self._freeze_gate()
+            if self.superseded_by:
+                return await self._superseded()
             rendered = await self._step(
                 "render",
                 render_environment,
@@ -236,6 +265,9 @@ class EnvironmentRollout:
                     return await self._superseded()
                 if not approved:
                     return await self._finish("rejected", f"rejected by {self.rejection.user}")
+                await self._freeze_gate()  # a freeze may have begun while approvals came in
+                if self.superseded_by:
+                    return await self._superseded()
                 self.merge_commit = await self._merge(
                     self.pr, "merge", manual=self.policy.merge == "manual"
                 )
@@ -246,6 +278,37 @@ class EnvironmentRollout:
         except asyncio.CancelledError:
             await self._close_unmerged("aborted")
             raise
+
+    async def _freeze_gate(self) -> None:
+        """While a freeze window is active, wait durably for its end or a break-glass override."""
+        env = self.input.environment
+        stage = None
+        while self.freeze_override is None and self.superseded_by is None:
+            frozen = freeze.active(env.freeze, workflow.now())
+            if frozen is None:
+                break
+            stage = stage or self._begin("freeze")
+            self._set_gate(Gate(kind="freeze", environment=env.name,
+                                description=f"{env.name} is frozen ({frozen.name}) until "
+                                            f"{frozen.until:%Y-%m-%d %H:%M} UTC",
+                                waiting_on=["the end of the freeze", "or a break-glass override"],
+                                deadline=frozen.until))  # fmt: skip
+            wait = max(frozen.until - workflow.now(), timedelta(seconds=1))
+            try:
+                await workflow.wait_condition(
+                    lambda: self.freeze_override is not None or self.superseded_by is not None,
+                    timeout=wait,
+                )
+            except TimeoutError:
+                pass
+        if stage is None:
+            return
+        self.gate = None
+        override = self.freeze_override
+        if override is not None:
+            self._end(stage, "succeeded", f"overridden by {override.user}: {override.comment}")
+        else:
+            self._end(stage, "succeeded", "the freeze ended")
 
     async def _step(self, name: str, activity, arg, *, summary: str, **options):
         stage = self._begin(name)
@@ -360,7 +423,7 @@ class EnvironmentRollout:
                 schedule_to_close_timeout=timedelta(seconds=env.sync.timeout_s),
             )
         except ActivityError as err:
-            if isinstance(err.cause, TimeoutError):
+            if isinstance(err.cause, ActivityTimeoutError):
                 last = err.cause.cause
                 seen = f"; last error: {last.message}" if isinstance(last, ApplicationError) else ""
                 return f"apply failed: not applied within {env.sync.timeout_s}s{seen}"
@@ -572,6 +635,7 @@ class EnvironmentRollout:
             approvals=self.approvals,
             served=served,
             rollback=self.rollback,
+            freeze_override=self.freeze_override,
         )
 
     async def _close_unmerged(self, why: str) -> None:

@@ -11,7 +11,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from temporalio import activity
@@ -33,7 +33,14 @@ from activities.deploy import (
 )
 from baton.artifacts import Artifact
 from baton.cluster.kubernetes import ClusterForbidden
-from baton.config import AppConfig, ApprovalPolicy, EnvironmentConfig, SyncConfig, VerifyConfig
+from baton.config import (
+    AppConfig,
+    ApprovalPolicy,
+    EnvironmentConfig,
+    FreezeWindow,
+    SyncConfig,
+    VerifyConfig,
+)
 from baton.models import (
     Approval,
     ForgeReview,
@@ -157,7 +164,11 @@ async def workers(temporal_env: WorkflowEnvironment) -> AsyncIterator[Client]:
 
 
 def rollout_input(
-    required: int = 2, allow_self: bool = False, production: bool = False, sync_timeout_s: int = 600
+    required: int = 2,
+    allow_self: bool = False,
+    production: bool = False,
+    sync_timeout_s: int = 600,
+    freeze: list[FreezeWindow] = (),
 ) -> RolloutInput:
     app = AppConfig(name="web", repo="web", image="web", chart="chart")
     env = EnvironmentConfig(
@@ -168,6 +179,7 @@ def rollout_input(
                                  allow_self_approval=allow_self),
         sync=SyncConfig(timeout_s=sync_timeout_s),
         verify=VerifyConfig(url="http://127.0.0.1:1/version", expected_body="{commit}"),
+        freeze=list(freeze),
     )  # fmt: skip
     artifact = Artifact(app="web", commit=COMMIT, image="r/web", image_digest="sha256:" + "0" * 64,
                         image_ref="r/web@sha256:" + "0" * 64, chart_ref="oci://r/charts/web",
@@ -449,3 +461,60 @@ def test_check_sync_fails_at_once_on_cluster_configuration_errors(monkeypatch) -
                                   SyncCheckInput(rollout=rollout_input(), merge_commit=M))  # fmt: skip
     assert info.value.non_retryable and info.value.type == "ClusterConfigError"
     assert "grant Baton's user get (RBAC)" in info.value.message
+
+
+# Freeze windows
+
+
+def frozen_for(seconds: float) -> list[FreezeWindow]:
+    now = datetime.now(UTC)
+    return [FreezeWindow(name="release freeze", start=now - timedelta(minutes=1),
+                         end=now + timedelta(seconds=seconds))]  # fmt: skip
+
+
+async def test_a_freeze_holds_the_rollout_until_it_ends(workers: Client) -> None:
+    handle = await start(workers, rollout_input(required=0, freeze=frozen_for(3)))
+    await wait_for_gate(handle, "freeze")
+    status = await handle.query(EnvironmentRollout.status)
+    assert status.gate.description.startswith("prod is frozen (release freeze) until ")
+    assert world.merged == []
+    await wait_for_gate(handle, "sync")
+    await handle.signal(EnvironmentRollout.sync_event, SyncEvent(revision=M, state="ready"))
+    result = await handle.result()
+    assert result.outcome == "deployed" and result.freeze_override is None
+    status = await handle.query(EnvironmentRollout.status)
+    freeze = next(s for s in status.timeline if s.name == "freeze")
+    assert (freeze.outcome, freeze.detail) == ("succeeded", "the freeze ended")
+
+
+async def test_break_glass_override_is_checked_and_recorded(workers: Client) -> None:
+    handle = await start(workers, rollout_input(required=1, freeze=frozen_for(3600)))
+    await wait_for_gate(handle, "freeze")
+
+    async def override(user: str, reason: str) -> str:
+        try:
+            return await handle.execute_update(
+                EnvironmentRollout.override_freeze, Approval(user=user, comment=reason)
+            )
+        except WorkflowUpdateFailedError as failed:
+            return failed.cause.message
+
+    assert await override("carol", " ") == "a freeze override needs a reason (--reason)"
+    assert (await override("mallory", "hotfix")).startswith("mallory may not override prod")
+    assert "alice is the change's author" in await override("alice", "hotfix")
+    assert await override("carol", "CVE-2026-1234 hotfix") == "carol overrode the freeze of prod"
+    await wait_for_gate(handle, "approval")
+    refused_again = await override("dave", "again")
+    assert refused_again == "prod is not frozen for this rollout: nothing to override"
+    await handle.execute_update(EnvironmentRollout.approve, Approval(user="dave"))
+    await wait_for_gate(handle, "sync")
+    await handle.signal(EnvironmentRollout.sync_event, SyncEvent(revision=M, state="ready"))
+    result = await handle.result()
+    assert result.outcome == "deployed"
+    assert (result.freeze_override.user, result.freeze_override.comment) == (
+        "carol",
+        "CVE-2026-1234 hotfix",
+    )
+    status = await handle.query(EnvironmentRollout.status)
+    freeze = next(s for s in status.timeline if s.name == "freeze")
+    assert freeze.detail == "overridden by carol: CVE-2026-1234 hotfix"
