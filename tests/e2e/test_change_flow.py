@@ -115,7 +115,11 @@ def push_more(forge, branch: str) -> str:
                        check=True)  # fmt: skip
         (work / "NOTES.md").write_text("one more commit\n")
         identity = ["-c", "user.name=alice", "-c", "user.email=alice@example.invalid"]
-        for args in (["add", "-A"], ["commit", "-q", "-m", "More"], ["push", "-q", "origin", branch]):
+        for args in (
+            ["add", "-A"],
+            ["commit", "-q", "-m", "More"],
+            ["push", "-q", "origin", branch],
+        ):
             subprocess.run(["git", *identity, *args], cwd=work, check=True)
         return subprocess.run(["git", "rev-parse", "HEAD"], cwd=work, check=True,
                               capture_output=True, text=True).stdout.strip()  # fmt: skip
@@ -200,5 +204,7 @@ def test_demo_runs_twice_and_every_environment_serves_the_new_commit(baton_stack
     assert commits[0] != commits[1]
     merged = baton_stack.forge().list_pull_requests("gitops", state="merged")
     for commit in commits:
-        envs = sorted(p.head_branch.split("/")[2] for p in merged if p.head_branch.endswith(commit[:12]))
+        envs = sorted(
+            p.head_branch.split("/")[2] for p in merged if p.head_branch.endswith(commit[:12])
+        )
         assert envs == ["dev", "prod", "staging"]

@@ -70,7 +70,9 @@ registry: {url: "http://127.0.0.1:5000"}
 
 
 def test_unknown_field_names_the_field() -> None:
-    assert problems(APP + "colour: red\n") == ["colour: unknown field: remove it or check its spelling"]
+    assert problems(APP + "colour: red\n") == [
+        "colour: unknown field: remove it or check its spelling"
+    ]
 
 
 def test_promotion_must_name_defined_environments() -> None:
@@ -81,14 +83,19 @@ def test_promotion_must_name_defined_environments() -> None:
 
 
 def test_policy_cannot_require_more_approvers_than_allowed() -> None:
-    text = APP + "environments: [{name: prod, namespace: p, approvals: {required: 3, approvers: [a, b]}}]"
+    text = (
+        APP
+        + "environments: [{name: prod, namespace: p, approvals: {required: 3, approvers: [a, b]}}]"
+    )
     (problem,) = problems(text)
     assert problem.startswith("environments[0].approvals: requires 3 distinct approvers")
 
 
 def test_app_needs_exactly_one_template_kind() -> None:
     text = "apps: [{name: web, repo: web, image: web}]"
-    assert problems(text) == ["apps[0]: set exactly one of chart (Helm chart path) or kustomize (path)"]
+    assert problems(text) == [
+        "apps[0]: set exactly one of chart (Helm chart path) or kustomize (path)"
+    ]
 
 
 def test_hosted_forge_needs_url() -> None:
@@ -105,4 +112,6 @@ def test_invalid_yaml_and_missing_file_are_one_line(tmp_path: Path) -> None:
 
 def test_secrets_are_names_not_values() -> None:
     text = APP + "registry: {credentials: {username: u, password: hunter2}}"
-    assert problems(text) == ["registry.credentials.password: unknown field: remove it or check its spelling"]
+    assert problems(text) == [
+        "registry.credentials.password: unknown field: remove it or check its spelling"
+    ]
