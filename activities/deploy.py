@@ -20,6 +20,7 @@ from baton.artifacts import Artifact
 from baton.gitops import revert_branch, rollout_branch
 from baton.models import GitOpsPullRequest, Rendered, RolloutInput, SyncOutcome
 from baton.render import HelmRenderer, diff_manifests, validate_manifests
+from baton.sensitivity import sensitive_changes
 from baton.sync import judge
 
 
@@ -137,13 +138,15 @@ def render_environment(input: RolloutInput) -> Rendered:
     if problems:
         raise _fail(f"rendered manifests for {env.name} are invalid: {'; '.join(problems[:5])}")
     path = gitops.manifests_path(app, env)
-    diff = diff_manifests(gitops.read(path) or "", manifests)
+    deployed = gitops.read(path) or ""
+    diff = diff_manifests(deployed, manifests)
     return Rendered(
         path=path,
         content_ref=ctx.blobs.put(manifests),
         content_hash=hashlib.sha256(manifests.encode()).hexdigest(),
         diff_markdown=diff.to_markdown(),
         changed_objects=len(diff.changes),
+        sensitive=sensitive_changes(deployed, manifests, ctx.config.registry.url),
     )
 
 

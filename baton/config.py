@@ -122,11 +122,31 @@ class AppConfig(Model):
         return self
 
 
+class SecurityApprovals(Model):
+    """Extra approvals a rollout needs when its rendered diff is security-sensitive (RBAC,
+    NetworkPolicy, Secrets, securityContext, images from another registry)."""
+
+    required: int = Field(default=0, ge=0, description="extra distinct approvals; 0: none")
+    approvers: list[str] = Field(
+        default=[], description="who gives them; empty: any of the environment's approvers"
+    )
+
+    @model_validator(mode="after")
+    def _enough_approvers(self) -> SecurityApprovals:
+        if self.approvers and len(set(self.approvers)) < self.required:
+            raise ValueError(
+                f"requires {self.required} distinct security approvers but only "
+                f"{len(set(self.approvers))} are listed: add approvers or lower required"
+            )
+        return self
+
+
 class ApprovalPolicy(Model):
     required: int = Field(default=0, ge=0)
     approvers: list[str] = []
     allow_self_approval: bool = False
     merge: Literal["auto", "manual"] = "auto"
+    security: SecurityApprovals = SecurityApprovals()
 
     @model_validator(mode="after")
     def _enough_approvers(self) -> ApprovalPolicy:

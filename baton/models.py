@@ -147,6 +147,9 @@ class Rendered(BaseModel):
     content_hash: str
     diff_markdown: str
     changed_objects: int
+    sensitive: list[str] = Field(
+        default=[], description="why the diff is security-sensitive (it then needs extra approval)"
+    )
 
 
 class GitOpsPullRequest(BaseModel):

@@ -12,25 +12,42 @@ class PolicyViolation(BatonError):
 
 
 def check_approval(
-    policy: ApprovalPolicy, environment: str, author: str, approvals: list[Approval], user: str
+    policy: ApprovalPolicy,
+    environment: str,
+    author: str,
+    approvals: list[Approval],
+    user: str,
+    security_due: int = 0,
 ) -> None:
-    """Raise PolicyViolation unless `user` may add an approval now."""
+    """Raise PolicyViolation unless `user` may add an approval now.
+
+    `security_due` is the number of extra approvals a security-sensitive diff needs (from the
+    security approvers, when the policy names them).
+    """
     if not user.strip():
         raise PolicyViolation("an approval needs the approver's name (--as USER)")
+    allowed = _allowed(policy, security_due)
     if user == author and not policy.allow_self_approval:
         raise PolicyViolation(
             f"{user} is the change's author and {environment}'s policy forbids self-approval: "
-            f"ask one of {', '.join(policy.approvers) or 'the other reviewers'}"
+            f"ask one of {', '.join(allowed) or 'the other reviewers'}"
         )
-    if policy.approvers and user not in policy.approvers:
+    if allowed and user not in allowed:
         raise PolicyViolation(
-            f"{user} may not approve {environment}: allowed approvers are "
-            f"{', '.join(policy.approvers)}"
+            f"{user} may not approve {environment}: allowed approvers are {', '.join(allowed)}"
         )
     if user in approved_by(approvals):
         raise PolicyViolation(
-            f"{user} has already approved {environment}: {policy.required} distinct approvers "
-            "are required, a second approval by the same person does not count"
+            f"{user} has already approved {environment}: {_needed(policy, security_due)} distinct "
+            "approvers are required, a second approval by the same person does not count"
+        )
+    security = policy.security.approvers
+    missing = _security_missing(policy, approvals, security_due)
+    left = _needed(policy, security_due) - len(approved_by(approvals))
+    if security and missing and missing >= left and user not in security:
+        raise PolicyViolation(
+            f"the rendered diff for {environment} is security-sensitive: the remaining "
+            f"approval(s) must come from {', '.join(security)}"
         )
 
 
@@ -39,15 +56,50 @@ def approved_by(approvals: list[Approval]) -> list[str]:
     return list(dict.fromkeys(a.user for a in approvals))
 
 
-def satisfied(policy: ApprovalPolicy, approvals: list[Approval]) -> bool:
-    return len(approved_by(approvals)) >= policy.required
+def satisfied(policy: ApprovalPolicy, approvals: list[Approval], security_due: int = 0) -> bool:
+    return len(approved_by(approvals)) >= _needed(policy, security_due) and not _security_missing(
+        policy, approvals, security_due
+    )
 
 
-def still_may_approve(policy: ApprovalPolicy, author: str, approvals: list[Approval]) -> list[str]:
+def still_may_approve(
+    policy: ApprovalPolicy, author: str, approvals: list[Approval], security_due: int = 0
+) -> list[str]:
     """Who could still add an approval (empty list when anyone allowed may)."""
     done = set(approved_by(approvals))
+    missing = _security_missing(policy, approvals, security_due)
+    left = _needed(policy, security_due) - len(done)
+    security = policy.security.approvers
+    candidates = (
+        security if security and missing and missing >= left else _allowed(policy, security_due)
+    )
     return [
         user
-        for user in policy.approvers
+        for user in candidates
         if user not in done and (user != author or policy.allow_self_approval)
     ]
+
+
+def required(policy: ApprovalPolicy, security_due: int = 0) -> int:
+    """How many distinct approvals the rollout needs in all."""
+    return _needed(policy, security_due)
+
+
+def _needed(policy: ApprovalPolicy, security_due: int) -> int:
+    return policy.required + security_due
+
+
+def _allowed(policy: ApprovalPolicy, security_due: int) -> list[str]:
+    """Who may approve (empty: anyone); security approvers join when their approval is due."""
+    if not policy.approvers:
+        return []
+    extra = policy.security.approvers if security_due else []
+    return list(dict.fromkeys([*policy.approvers, *extra]))
+
+
+def _security_missing(policy: ApprovalPolicy, approvals: list[Approval], security_due: int) -> int:
+    """How many of the due security approvals are still missing (by the security approvers)."""
+    if not security_due or not policy.security.approvers:
+        return 0
+    given = [user for user in approved_by(approvals) if user in policy.security.approvers]
+    return max(security_due - len(given), 0)

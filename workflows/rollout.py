@@ -102,6 +102,7 @@ class EnvironmentRollout:
     def __init__(self, input: RolloutInput) -> None:
         self.input = input
         self.policy = input.environment.approvals
+        self.sensitive: list[str] = []  # why the rendered diff is security-sensitive
         self.approvals: list[Approval] = []
         self.rejection: Approval | None = None
         self.sync_events: list[SyncEvent] = []
@@ -125,7 +126,7 @@ class EnvironmentRollout:
         self.approvals.append(approval.model_copy(update={"at": workflow.now()}))
         self._refresh_gate()
         count = len(policy.approved_by(self.approvals))
-        return f"{approval.user} approved {self.input.environment.name} ({count}/{self.policy.required})"
+        return f"{approval.user} approved {self.input.environment.name} ({count}/{self._required})"
 
     @approve.validator
     def _check_approve(self, approval: Approval) -> None:
@@ -136,6 +137,7 @@ class EnvironmentRollout:
             self.input.author,
             self.approvals,
             approval.user,
+            self._security_due,
         )
 
     @workflow.update
@@ -252,6 +254,7 @@ class EnvironmentRollout:
                 input,
                 summary=f"render {input.app.name} for {input.environment.name}",
             )
+            self.sensitive = rendered.sensitive
             if rendered.changed_objects == 0:
                 self.merge_commit = await self._step(
                     "unchanged", gitops_head, input, summary="manifests unchanged: sync the head"
@@ -327,6 +330,7 @@ class EnvironmentRollout:
         body = self._pr_body(
             f"Deploys **{input.app.name}** `{input.artifact.commit[:12]}` to "
             f"**{input.environment.name}** (image `{input.artifact.image_ref}`).",
+            *self._security_section(),
             "### Rendered manifests",
             "",
             rendered.diff_markdown,
@@ -340,14 +344,14 @@ class EnvironmentRollout:
 
     async def _await_approvals(self, name: str) -> bool:
         """Wait durably until the policy is satisfied (True) or someone rejects (False)."""
-        if self.policy.required == 0:
+        if self._required == 0:
             return True
         stage = self._begin(name)
         self._refresh_gate()
         await workflow.wait_condition(
             lambda: (
                 self.rejection is not None
-                or policy.satisfied(self.policy, self.approvals)
+                or policy.satisfied(self.policy, self.approvals, self._security_due)
                 or (self.superseded_by is not None and self.rollback is None)
             )
         )
@@ -655,21 +659,34 @@ class EnvironmentRollout:
     # Record keeping
 
     def _refresh_gate(self) -> None:
-        if self.policy.required == 0 or policy.satisfied(self.policy, self.approvals):
+        due = self._security_due
+        if self._required == 0 or policy.satisfied(self.policy, self.approvals, due):
             return
         approved = policy.approved_by(self.approvals)
         purpose = "to roll back" if self.rollback else "for"
+        security = f" (security-sensitive: {'; '.join(self.sensitive)})" if due else ""
         self._set_gate(
             Gate(
                 kind="approval",
                 environment=self.input.environment.name,
-                description=f"{len(approved)}/{self.policy.required} approvals {purpose} "
-                f"{self.input.environment.name}",
-                waiting_on=policy.still_may_approve(self.policy, self.input.author, self.approvals),
-                required=self.policy.required,
+                description=f"{len(approved)}/{self._required} approvals {purpose} "
+                f"{self.input.environment.name}{security}",
+                waiting_on=policy.still_may_approve(
+                    self.policy, self.input.author, self.approvals, due
+                ),
+                required=self._required,
                 approved_by=approved,
             )
         )
+
+    @property
+    def _security_due(self) -> int:
+        """Extra approvals the security-sensitive diff needs; 0 when it is not sensitive."""
+        return self.policy.security.required if self.sensitive else 0
+
+    @property
+    def _required(self) -> int:
+        return policy.required(self.policy, self._security_due)
 
     def _set_gate(self, gate: Gate) -> None:
         self.gate = gate
@@ -729,6 +746,21 @@ class EnvironmentRollout:
         return "\n".join(
             [paragraphs[0], "", links, "", *paragraphs[1:], "", f"Baton-Rollout: {rollout}"]
         )
+
+    def _security_section(self) -> list[str]:
+        """The PR body's warning about a security-sensitive diff, and what it needs."""
+        if not self.sensitive:
+            return []
+        security = self.policy.security
+        needs = (
+            f"It needs {security.required} extra approval(s)"
+            + (f" from {', '.join(security.approvers)}" if security.approvers else "")
+            + "."
+            if security.required
+            else ""
+        )
+        reasons = [f"- {reason}" for reason in self.sensitive]
+        return ["### ⚠ Security-sensitive", "", *reasons, "", needs, ""]
 
     def _pr_under_review(self) -> GitOpsPullRequest | None:
         """The revert PR while a rollback waits for it, else the rollout's GitOps PR."""

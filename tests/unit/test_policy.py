@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from baton.config import ApprovalPolicy
+from baton.config import ApprovalPolicy, SecurityApprovals
 from baton.models import Approval
 from baton.policy import PolicyViolation, check_approval, satisfied, still_may_approve
 
@@ -12,12 +12,17 @@ PROD = ApprovalPolicy(required=2, approvers=["carol", "dave", "alice"], allow_se
 
 
 def test_prod_rejects_self_approval() -> None:
-    with pytest.raises(PolicyViolation, match="alice is the change's author .* forbids self-approval"):
+    with pytest.raises(
+        PolicyViolation, match="alice is the change's author .* forbids self-approval"
+    ):
         check_approval(PROD, "prod", "alice", [], "alice")
 
 
 def test_unknown_approver_is_refused_with_the_allowed_list() -> None:
-    with pytest.raises(PolicyViolation, match="mallory may not approve prod: allowed approvers are carol, dave, alice"):
+    with pytest.raises(
+        PolicyViolation,
+        match="mallory may not approve prod: allowed approvers are carol, dave, alice",
+    ):
         check_approval(PROD, "prod", "alice", [], "mallory")
 
 
@@ -36,3 +41,26 @@ def test_self_approval_allowed_when_policy_says_so() -> None:
 
 def test_who_may_still_approve_excludes_author_and_those_done() -> None:
     assert still_may_approve(PROD, "alice", [Approval(user="carol")]) == ["dave"]
+
+
+SECURED = ApprovalPolicy(
+    required=1,
+    approvers=["carol", "dave"],
+    security=SecurityApprovals(required=1, approvers=["erin"]),
+)
+
+
+def test_security_approvals_are_due_only_for_a_sensitive_diff() -> None:
+    with pytest.raises(PolicyViolation, match="erin may not approve prod"):
+        check_approval(SECURED, "prod", "alice", [], "erin")
+    check_approval(SECURED, "prod", "alice", [], "erin", security_due=1)
+    assert satisfied(SECURED, [Approval(user="carol")])
+    assert not satisfied(SECURED, [Approval(user="carol")], security_due=1)
+    assert satisfied(SECURED, [Approval(user="carol"), Approval(user="erin")], security_due=1)
+
+
+def test_the_last_approval_of_a_sensitive_diff_must_be_a_security_one() -> None:
+    carol = [Approval(user="carol")]
+    assert still_may_approve(SECURED, "alice", carol, security_due=1) == ["erin"]
+    with pytest.raises(PolicyViolation, match="remaining approval.s. must come from erin"):
+        check_approval(SECURED, "prod", "alice", carol, "dave", security_due=1)

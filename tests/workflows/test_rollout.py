@@ -38,6 +38,7 @@ from baton.config import (
     ApprovalPolicy,
     EnvironmentConfig,
     FreezeWindow,
+    SecurityApprovals,
     SyncConfig,
     VerifyConfig,
 )
@@ -69,6 +70,8 @@ class World:
     merged: list[int] = field(default_factory=list)
     reconciles: int = 0
     verified: list[VerifyInput] = field(default_factory=list)
+    sensitive: list[str] = field(default_factory=list)  # what render reports as sensitive
+    bodies: list[str] = field(default_factory=list)  # GitOps PR bodies proposed
 
 
 world = World()
@@ -83,11 +86,13 @@ def fresh_world() -> None:
 @activity.defn(name="render_environment")
 async def render_environment(input: RolloutInput) -> Rendered:
     return Rendered(path="rendered/prod/web/manifests.yaml", content_ref="x", content_hash="y",
-                    diff_markdown="changed: Deployment/prod/web", changed_objects=1)  # fmt: skip
+                    diff_markdown="changed: Deployment/prod/web", changed_objects=1,
+                    sensitive=world.sensitive)  # fmt: skip
 
 
 @activity.defn(name="propose_gitops_change")
 async def propose(input: ProposeInput) -> GitOpsPullRequest:
+    world.bodies.append(input.body)
     return GitOpsPullRequest(number=7, url="http://forge/gitops/pulls/7",
                              head_branch="baton/web/prod/ffffffffffff", head_sha=HEAD)  # fmt: skip
 
@@ -169,6 +174,7 @@ def rollout_input(
     production: bool = False,
     sync_timeout_s: int = 600,
     freeze: list[FreezeWindow] = (),
+    security: SecurityApprovals | None = None,
 ) -> RolloutInput:
     app = AppConfig(name="web", repo="web", image="web", chart="chart")
     env = EnvironmentConfig(
@@ -176,7 +182,8 @@ def rollout_input(
         namespace="prod",
         production=production,
         approvals=ApprovalPolicy(required=required, approvers=["alice", "carol", "dave"],
-                                 allow_self_approval=allow_self),
+                                 allow_self_approval=allow_self,
+                                 security=security or SecurityApprovals()),
         sync=SyncConfig(timeout_s=sync_timeout_s),
         verify=VerifyConfig(url="http://127.0.0.1:1/version", expected_body="{commit}"),
         freeze=list(freeze),
@@ -518,3 +525,41 @@ async def test_break_glass_override_is_checked_and_recorded(workers: Client) -> 
     status = await handle.query(EnvironmentRollout.status)
     freeze = next(s for s in status.timeline if s.name == "freeze")
     assert freeze.detail == "overridden by carol: CVE-2026-1234 hotfix"
+
+
+# Security-sensitive diffs
+
+
+async def test_sensitive_diff_needs_the_extra_security_approval(workers: Client) -> None:
+    world.sensitive = ["Role/prod/reader added"]
+    security = SecurityApprovals(required=1, approvers=["erin"])
+    handle = await start(workers, rollout_input(required=1, security=security))
+    await wait_for_gate(handle, "approval")
+    gate = (await handle.query(EnvironmentRollout.status)).gate
+    assert gate.description == "0/2 approvals for prod (security-sensitive: Role/prod/reader added)"
+    assert gate.waiting_on == ["carol", "dave", "erin"]
+    assert "### ⚠ Security-sensitive" in world.bodies[0]
+    assert "It needs 1 extra approval(s) from erin." in world.bodies[0]
+
+    await handle.execute_update(EnvironmentRollout.approve, Approval(user="carol"))
+    assert (await handle.query(EnvironmentRollout.status)).gate.waiting_on == ["erin"]
+    assert await refused(handle, "dave") == (
+        "the rendered diff for prod is security-sensitive: the remaining approval(s) must come "
+        "from erin"
+    )
+    await handle.execute_update(EnvironmentRollout.approve, Approval(user="erin"))
+    await wait_for_gate(handle, "sync")
+    await handle.signal(EnvironmentRollout.sync_event, SyncEvent(revision=M, state="ready"))
+    result = await handle.result()
+    assert result.outcome == "deployed"
+    assert [a.user for a in result.approvals] == ["carol", "erin"]
+
+
+async def test_without_a_sensitive_diff_security_approvers_are_not_needed(workers: Client) -> None:
+    security = SecurityApprovals(required=1, approvers=["erin"])
+    handle = await start(workers, rollout_input(required=1, security=security))
+    await wait_for_gate(handle, "approval")
+    assert "erin may not approve prod" in await refused(handle, "erin")
+    await handle.execute_update(EnvironmentRollout.approve, Approval(user="carol"))
+    await wait_for_gate(handle, "sync")
+    assert "Security-sensitive" not in world.bodies[0]
