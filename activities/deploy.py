@@ -6,6 +6,7 @@ import hashlib
 import re
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,9 +18,10 @@ from temporalio.exceptions import ApplicationError
 from activities.context import Context, current
 from baton import artifacts
 from baton.artifacts import Artifact
-from baton.gitops import revert_branch, rollout_branch
+from baton.config import VerifyConfig
+from baton.gitops import placeholder_manifests, revert_branch, rollout_branch
 from baton.models import GitOpsPullRequest, Rendered, RolloutInput, SyncOutcome
-from baton.render import HelmRenderer, diff_manifests, validate_manifests
+from baton.render import HelmRenderer, diff_manifests, holds_objects, validate_manifests
 from baton.sensitivity import sensitive_changes
 from baton.sync import judge
 
@@ -49,13 +51,17 @@ class SyncCheckInput(BaseModel):
 
 
 class VerifyInput(BaseModel):
-    """What must serve: the artifact's commit, or in a rollback the commit that ran before."""
+    """What must serve: the artifact's commit, or in a rollback what ran before (maybe nothing)."""
 
     rollout: RolloutInput
     commit: str | None = Field(default=None, description="None: the artifact's commit")
     rolled_back_from: str | None = Field(
         default=None,
         description="a rollback with no known previous commit: this one must no longer serve",
+    )
+    removed: bool = Field(
+        default=False,
+        description="the rollback removed the app: no answer at all counts as rolled back",
     )
 
 
@@ -76,6 +82,9 @@ class Revert(BaseModel):
     pr: GitOpsPullRequest | None = None
     head: str | None = None
     previous_commit: str | None = None
+    removed: bool = Field(
+        default=False, description="the app had no objects there before: the revert removes it"
+    )
 
 
 IMAGE_DIGEST = re.compile(r"@(sha256:[0-9a-f]{64})")
@@ -193,6 +202,8 @@ def revert_gitops_change(input: RevertInput) -> Revert:
 
     Looked up by head branch first, never two PRs. When the base branch holds the old manifests
     already (someone reverted by hand), there is nothing to open: the head is what to sync.
+    When the app had no objects in the environment before (its first deploy there), a placeholder
+    without objects takes the manifests' place, so the environment's path stays.
     """
     ctx = current()
     rollout = input.rollout
@@ -200,14 +211,17 @@ def revert_gitops_change(input: RevertInput) -> Revert:
     repo = ctx.config.gitops.repo
     path = ctx.gitops.manifests_path(app, env)
     previous = ctx.gitops.before(path, input.merge_commit)
-    revert = Revert(previous_commit=_deployed_commit(ctx, app.name, previous))
+    removed = not holds_objects(previous)
+    wanted = placeholder_manifests(app.name, env.name, commit) if removed else previous
+    revert = Revert(previous_commit=_deployed_commit(ctx, app.name, previous), removed=removed)
     branch = revert_branch(app.name, env.name, commit)
     pr = ctx.forge.find_pull_request(repo, branch)
     if pr is None:
-        if ctx.gitops.read(path) == previous:
+        on_base = ctx.gitops.read(path)
+        if on_base == wanted or (removed and on_base is not None and not holds_objects(on_base)):
             return revert.model_copy(update={"head": ctx.gitops.head()})
         message = f"Revert {app.name} {commit[:12]} in {env.name}"
-        ctx.gitops.propose(branch, path, previous, message)
+        ctx.gitops.propose(branch, path, wanted, message)
         pr = ctx.forge.open_pull_request(
             repo, branch, ctx.config.gitops.base_branch, message, input.body, author="baton"
         )
@@ -307,40 +321,71 @@ def check_sync(input: SyncCheckInput) -> SyncOutcome:
 
 @activity.defn
 def verify_endpoint(input: VerifyInput) -> SyncOutcome:
-    """Check the environment's endpoint until it answers as expected or the timeout passes."""
+    """Check the environment's endpoint until it answers as expected or the timeout passes.
+
+    After a rollback that removed the app, the expected answer is that the failed commit no
+    longer serves: no answer at all, another status, or a body without that commit.
+    """
     verify = input.rollout.environment.verify
     assert verify is not None
     commit = input.commit or (None if input.rolled_back_from else input.rollout.artifact.commit)
-    template = verify.expected_body or ""
-    if "{commit}" in template and commit is None:
-        # A rollback to a commit Baton does not know: at least the failed one must be gone.
-        expected, gone = None, input.rolled_back_from
-    else:
-        expected, gone = template.replace("{commit}", commit or "") or None, None
+    accepts, wanted = _expectation(input, verify, commit)
     deadline = time.monotonic() + verify.timeout_s
     last = "no answer yet"
     while True:
         try:
             answer = httpx.get(verify.url, timeout=5)
             last = f"{answer.status_code} {answer.text[:200]!r}"
-            if (
-                answer.status_code == verify.expected_status
-                and (expected is None or expected in answer.text)
-                and (gone is None or gone not in answer.text)
-            ):
-                return SyncOutcome(
-                    synced=True, revision=commit, reason="verified", message=f"{verify.url}: {last}"
-                )
         except httpx.HTTPError as exc:
-            last = f"{type(exc).__name__}: {exc}"
+            answer, last = None, f"{type(exc).__name__}: {exc}"
+        if accepts(answer):
+            return SyncOutcome(
+                synced=True, revision=commit, reason="verified", message=f"{verify.url}: {last}"
+            )
         activity.heartbeat(last)
         if time.monotonic() > deadline:
             return SyncOutcome(
                 synced=False,
                 reason="verification failed",
-                message=f"{verify.url} did not answer {verify.expected_status}"
-                + (f" containing {expected!r}" if expected else "")
-                + (f" without {gone[:12]!r}" if gone else "")
-                + f" within {verify.timeout_s}s; last answer: {last}",
+                message=f"{verify.url} did not {wanted} within {verify.timeout_s}s; "
+                f"last answer: {last}",
             )
         time.sleep(1)
+
+
+def _expectation(
+    input: VerifyInput, verify: VerifyConfig, commit: str | None
+) -> tuple[Callable[[httpx.Response | None], bool], str]:
+    """Which answers (None: no answer) pass verification, and what was wanted, for messages."""
+    gone = input.rolled_back_from
+    if input.removed:
+        assert gone is not None
+
+        def stopped(answer: httpx.Response | None) -> bool:
+            # Nothing ran before the failed deploy: no answer at all is the rolled-back state.
+            return (
+                answer is None
+                or answer.status_code != verify.expected_status
+                or gone not in answer.text
+            )
+
+        return stopped, f"stop serving {gone[:12]!r}"
+    template = verify.expected_body or ""
+    if "{commit}" in template and commit is None:
+        # A rollback to a commit Baton does not know: at least the failed one must be gone.
+        expected = None
+    else:
+        expected, gone = template.replace("{commit}", commit or "") or None, None
+
+    def serves(answer: httpx.Response | None) -> bool:
+        return (
+            answer is not None
+            and answer.status_code == verify.expected_status
+            and (expected is None or expected in answer.text)
+            and (gone is None or gone not in answer.text)
+        )
+
+    wanted = f"answer {verify.expected_status}"
+    wanted += f" containing {expected!r}" if expected else ""
+    wanted += f" without {gone[:12]!r}" if gone else ""
+    return serves, wanted

@@ -32,6 +32,18 @@ def revert_branch(app: str, environment: str, commit: str) -> str:
     return f"{rollout_branch(app, environment, commit)}-revert"
 
 
+def placeholder_manifests(app: str, environment: str, commit: str) -> str:
+    """The manifests that take the place of an app's rolled-back first deploy: comments, no objects.
+
+    Deleting the file could leave the Kustomization's path missing, a failure to Flux and to the
+    local cluster; an empty set of objects both apply (Flux since 2.3), pruning what was deployed.
+    """
+    return (
+        f"# {app} has no objects in {environment}: Baton rolled back its first deploy here,\n"
+        f"# {app} commit {commit[:12]}. The next deploy of {app} to {environment} replaces this.\n"
+    )
+
+
 class GitOpsRepo:
     """Reads and writes the GitOps repository through a cached mirror and the forge."""
 

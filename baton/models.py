@@ -186,6 +186,9 @@ class Rollback(BaseModel):
     previous_commit: str | None = Field(
         default=None, description="the app commit the environment ran before, when Baton knows it"
     )
+    removed: bool = Field(
+        default=False, description="the environment ran nothing of the app before: it was removed"
+    )
     approvals: list[Approval] = []
 
 

@@ -230,6 +230,14 @@ def split_objects(yaml_text: str) -> dict[str, dict[str, Any]]:
     return objects
 
 
+def holds_objects(yaml_text: str | None) -> bool:
+    """Whether manifests define any object; no file, or comments only (a placeholder), do not."""
+    try:
+        return bool(split_objects(yaml_text or ""))
+    except ManifestError:
+        return True  # something is there, even if it cannot be read
+
+
 class ObjectChange(BaseModel):
     key: str
     action: Literal["added", "changed", "removed"]

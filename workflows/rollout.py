@@ -559,17 +559,23 @@ class EnvironmentRollout:
                     "rejected", f"rollback rejected by {self.rejection.user}: revert PR closed"
                 )
             check = VerifyInput(rollout=self.input, commit=self.rollback.previous_commit,
-                                rolled_back_from=self.input.artifact.commit)  # fmt: skip
+                                rolled_back_from=self.input.artifact.commit,
+                                removed=self.rollback.removed)  # fmt: skip
             checked = await self._converge(commit, check, "rollback: ")
         except ActivityError as err:
             return self._rolled_back("failed", f"rollback failed: {_cause(err)}")
         if not checked.synced:
             return self._rolled_back("failed", f"rollback failed: {checked.message}")
-        previous = self.rollback.previous_commit
-        to = previous[:12] if previous else f"the manifests before {self.merge_commit[:12]}"
         revert = self.rollback.revert_pr
         how = f"GitOps PR #{revert.number}" if revert else "already in the GitOps repository"
-        return self._rolled_back("rolled back", f"rolled back to {to} ({how})")
+        previous = self.rollback.previous_commit
+        if self.rollback.removed:
+            app, env = self.input.app.name, self.input.environment.name
+            detail = f"rolled back: {app} removed from {env} (its first deploy there; {how})"
+        else:
+            to = previous[:12] if previous else f"the manifests before {self.merge_commit[:12]}"
+            detail = f"rolled back to {to} ({how})"
+        return self._rolled_back("rolled back", detail)
 
     async def _revert(self) -> str | None:
         """Open the revert PR and merge it: automatically, or in production under the policy.
@@ -582,7 +588,8 @@ class EnvironmentRollout:
         body = self._pr_body(
             f"Rolls **{input.app.name}** `{input.artifact.commit[:12]}` back in "
             f"**{env.name}**: the manifests return to what they were before "
-            f"`{self.merge_commit[:12]}` (GitOps PR #{self.pr.number}).",
+            f"`{self.merge_commit[:12]}` (GitOps PR #{self.pr.number}): to a placeholder "
+            "without objects if this was its first deploy there.",
             f"Why: {self.rollback.cause}",
         )
         revert: Revert = await self._step(
@@ -593,6 +600,7 @@ class EnvironmentRollout:
             schedule_to_close_timeout=ROLLBACK_PATIENCE,
         )
         self.rollback.previous_commit = revert.previous_commit
+        self.rollback.removed = revert.removed
         if revert.pr is None:
             return revert.head
         self.rollback.revert_pr = revert.pr

@@ -1,11 +1,14 @@
-"""Automatic rollback on the real stack: a release whose `/version` check fails in staging.
+"""Automatic rollback on the real stack: releases whose `/version` check fails in staging.
 
 The stack promotes dev → staging → prod. dev checks only that the app answers; staging checks that
-`/version` reports the change's commit; prod requires approvals. A first, good change is deployed
-to dev and staging (and aborted at prod's approval gate), so staging has a previous version. A
-second change whose image reports the wrong commit then fails staging's verification: Baton
-reverts staging's GitOps change through a revert PR, the previous version serves again, the change
-fails with that reason and never reaches prod.
+`/version` reports the change's commit; prod requires approvals. The tests tell one story, in
+order. A first change whose image reports the wrong commit fails staging's verification on the
+app's first deploy there: Baton replaces staging's manifests with a placeholder without objects,
+the local cluster removes the app's container, and the change fails without reaching prod. A good
+change, which fixes that packaging slip, is then deployed to dev and staging (and aborted at prod's
+approval gate), so staging has a previous version. A second change with the same slip fails
+staging's verification: Baton reverts staging's GitOps change through a revert PR, the previous
+version serves again, the change fails with that reason and never reaches prod.
 """
 
 from __future__ import annotations
@@ -15,15 +18,21 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import docker
+import httpx
 import pytest
 
 from baton.demo import AUTHOR, push_visible_change
+from baton.gitops import placeholder_manifests
+from baton.local.cluster import container_name, stack_id
 from tests.e2e.stack import E2EStack, start_stack, stop_stack, version
 from workflows.rollout import EnvironmentRollout, rollout_id
 
 pytestmark = pytest.mark.docker
 
 STAGING_VERIFY_S = 15
+STAGING_MANIFESTS = "rendered/staging/sample-app/manifests.yaml"
+WRONG_COMMIT = "ENV APP_COMMIT=unreleased\n"
 
 
 def two_step_verification(config: dict) -> None:
@@ -63,19 +72,81 @@ def release(stack: E2EStack, stamp: str, edit=None) -> tuple[str, str]:
 def report_a_wrong_commit(work: Path) -> None:
     """A packaging slip: the image overrides the commit it was built from."""
     dockerfile = work / "Dockerfile"
-    dockerfile.write_text(dockerfile.read_text() + "ENV APP_COMMIT=unreleased\n")
+    dockerfile.write_text(dockerfile.read_text() + WRONG_COMMIT)
 
 
-def gitops_file(stack: E2EStack, path: str) -> str:
+def report_the_build_commit(work: Path) -> None:
+    """The fix of that slip (nothing to fix unless an earlier release made it)."""
+    dockerfile = work / "Dockerfile"
+    dockerfile.write_text(dockerfile.read_text().replace(WRONG_COMMIT, ""))
+
+
+def gitops_file(stack: E2EStack, path: str) -> str | None:
+    """`path` on the GitOps repository's main branch; None when it is not there."""
     repo = stack.forge().repo_path("gitops")
-    return subprocess.run(["git", f"--git-dir={repo}", "show", f"main:{path}"],
-                          check=True, capture_output=True, text=True).stdout  # fmt: skip
+    shown = subprocess.run(["git", f"--git-dir={repo}", "show", f"main:{path}"],
+                           check=False, capture_output=True, text=True)  # fmt: skip
+    return shown.stdout if shown.returncode == 0 else None
+
+
+def test_failed_first_deploy_to_staging_is_removed(
+    stack: E2EStack, docker_client: docker.DockerClient
+) -> None:
+    staging = stack.config.environment("staging").verify.url
+    assert gitops_file(stack, STAGING_MANIFESTS) is None, "runs first: staging never ran the app"
+
+    bad, bad_commit = release(stack, "e2e-first-bad", edit=report_a_wrong_commit)
+    detail = stack.wait(bad, lambda d: d.change.state in ("completed", "failed"), timeout=600)
+
+    # The change failed in staging and says that staging was rolled back by removing the app.
+    change = detail.change
+    assert change.state == "failed", change.reason
+    assert [r.environment for r in change.rollouts] == ["dev", "staging"]
+    rollback = change.rollouts[-1].rollback
+    assert rollback.outcome == "rolled back" and rollback.removed, rollback
+    assert change.reason.startswith("staging: failed: verification failed: "), change.reason
+    assert change.reason.endswith(
+        "; rolled back: sample-app removed from staging (its first deploy there; "
+        f"GitOps PR #{rollback.revert_pr.number})"
+    ), change.reason
+
+    # The GitOps repository shows the merged revert: staging's manifests are the placeholder.
+    prs = stack.forge().list_pull_requests("gitops", state="merged")
+    (revert,) = [
+        p for p in prs if p.head_branch == f"baton/sample-app/staging/{bad_commit[:12]}-revert"
+    ]
+    assert revert.number == rollback.revert_pr.number
+    placeholder = gitops_file(stack, STAGING_MANIFESTS)
+    assert placeholder == placeholder_manifests("sample-app", "staging", bad_commit)
+
+    # Nothing serves in staging any more; prod was never touched.
+    home = stack_id(stack.settings.home)
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.containers.get(container_name(home, "staging", "sample-app"))
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(staging, timeout=5)
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.containers.get(container_name(home, "prod", "sample-app"))
+    all_prs = stack.forge().list_pull_requests("gitops")
+    assert not [p for p in all_prs if p.head_branch.startswith("baton/sample-app/prod/")]
+
+    # The rollback verified that the failed version no longer answers.
+    status = stack.run(
+        lambda client: client.get_workflow_handle(
+            rollout_id("sample-app", "staging", bad_commit)
+        ).query(EnvironmentRollout.status)
+    )
+    stages = {s.name: s for s in status.timeline if s.name != "note"}
+    assert stages["verify"].outcome == "failed"
+    for stage in ("rollback: revert PR", "rollback: merge", "rollback: sync", "rollback: verify"):
+        assert stages[stage].outcome == "succeeded", status.timeline
+    assert "ConnectError" in stages["rollback: verify"].detail
 
 
 def test_failed_staging_verification_is_rolled_back(stack: E2EStack) -> None:
     staging = stack.config.environment("staging").verify.url
 
-    good, good_commit = release(stack, "e2e-good")
+    good, good_commit = release(stack, "e2e-good", edit=report_the_build_commit)
     detail = stack.wait(good, lambda d: d.rollout is not None and d.rollout.environment == "prod"
                         and d.rollout.gate is not None and d.rollout.gate.kind == "approval")  # fmt: skip
     good_digest = detail.change.artifact.image_digest

@@ -64,6 +64,7 @@ class World:
 
     polled_synced: set[str] = field(default_factory=set)  # commits check_sync reports synced
     bad_versions: set[str] = field(default_factory=set)  # commits whose verification fails
+    first_deploy: bool = False  # the revert removes the app: nothing ran before
     reconcile_fails: bool = False
     poll_error: str | None = None  # a cluster configuration error check_sync raises
     closed: list[str] = field(default_factory=list)
@@ -113,6 +114,8 @@ async def revert(input: RevertInput) -> Revert:
     assert input.merge_commit == M and "Baton-Rollout: rollout/test/" in input.body
     pr = GitOpsPullRequest(number=8, url="http://forge/gitops/pulls/8",
                            head_branch="baton/web/prod/ffffffffffff-revert", head_sha=REVERT_HEAD)  # fmt: skip
+    if world.first_deploy:
+        return Revert(pr=pr, removed=True)
     return Revert(pr=pr, previous_commit=PREVIOUS)
 
 
@@ -146,6 +149,8 @@ async def check_sync(input: SyncCheckInput) -> SyncOutcome:
 @activity.defn(name="verify_endpoint")
 async def verify(input: VerifyInput) -> SyncOutcome:
     world.verified.append(input)
+    if input.removed:
+        return SyncOutcome(synced=True, message="ConnectError: connection refused")
     commit = input.commit or input.rollout.artifact.commit
     if commit in world.bad_versions:
         return SyncOutcome(synced=False, message=f"/version does not report {commit[:12]}")
@@ -359,6 +364,22 @@ async def test_failed_verification_rolls_back_to_the_previous_version(workers: C
     assert f"**failed**: verification failed: /version does not report {COMMIT[:12]}" in details
     assert "Revert PR: [#8](http://forge/gitops/pulls/8)" in details
     assert "✅ rollback: verify 200 ok" in details
+
+
+async def test_rolling_back_a_first_deploy_says_the_app_was_removed(workers: Client) -> None:
+    world.polled_synced = {M, REVERT}
+    world.bad_versions = {COMMIT}
+    world.first_deploy = True
+    handle = await start(workers, rollout_input(required=0))
+    result = await handle.result()
+    assert result.outcome == "failed"
+    assert result.reason == (
+        f"verification failed: /version does not report {COMMIT[:12]}; "
+        "rolled back: web removed from prod (its first deploy there; GitOps PR #8)"
+    )
+    assert result.rollback.outcome == "rolled back" and result.rollback.removed
+    check = world.verified[-1]
+    assert (check.commit, check.rolled_back_from, check.removed) == (None, COMMIT, True)
 
 
 async def test_prod_revert_waits_for_its_own_approvals(workers: Client) -> None:

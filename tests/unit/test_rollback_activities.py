@@ -1,0 +1,236 @@
+"""Rolling back an app's first deploy: the real revert and verify activities, against a GitOps
+repository on the local forge and an endpoint served over HTTP on loopback."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from temporalio.testing import ActivityEnvironment
+
+from activities import context as activity_context
+from activities.context import Context
+from activities.deploy import (
+    Revert,
+    RevertInput,
+    VerifyInput,
+    revert_gitops_change,
+    verify_endpoint,
+)
+from baton.artifacts import Artifact
+from baton.config import VerifyConfig, parse_config
+from baton.gitops import placeholder_manifests, rollout_branch
+from baton.models import RolloutInput
+from baton.render import diff_manifests, holds_objects
+from baton.settings import Settings
+from tests.fixtures.manifests import DEPLOYMENT
+
+MANIFESTS = "rendered/staging/sample-app/manifests.yaml"
+FIRST, SECOND = "1" * 40, "2" * 40
+CONFIG = """
+apps:
+  - {name: sample-app, repo: sample-app, chart: chart, image: sample-app}
+environments:
+  - {name: staging, namespace: staging}
+"""
+
+
+def closed_port() -> int:
+    """A port nobody listens on: connections to it are refused at once."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def gitops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Context:
+    """Activities act on a GitOps repository that holds staging's values and nothing rendered."""
+    seed = tmp_path / "seed"
+    (seed / "environments/staging/sample-app").mkdir(parents=True)
+    (seed / "environments/staging/sample-app/values.yaml").write_text("replicas: 1\n")
+    # The forge's webhooks go to a closed port: refused at once, recorded, harmless.
+    settings = Settings(home=tmp_path / "home", api_port=closed_port())
+    context = Context(settings, parse_config(CONFIG))
+    context.forge.create_repo("gitops", from_dir=seed)
+    monkeypatch.setattr(activity_context, "_current", context)
+    return context
+
+
+def rollout(context: Context, commit: str, verify: VerifyConfig | None = None) -> RolloutInput:
+    staging = context.config.environment("staging")
+    return RolloutInput(
+        change_id="change/sample-app/1",
+        app=context.config.app("sample-app"),
+        environment=staging.model_copy(update={"verify": verify}),
+        artifact=Artifact(
+            app="sample-app",
+            commit=commit,
+            image="127.0.0.1:5000/sample-app",
+            image_digest="sha256:" + "d" * 64,
+            image_ref="127.0.0.1:5000/sample-app@sha256:" + "d" * 64,
+            chart_ref="oci://127.0.0.1:5000/charts/sample-app",
+            chart_version=f"0.1.0-g{commit[:12]}",
+            chart_digest="sha256:" + "e" * 64,
+            created_at=datetime.now(UTC),
+        ),
+        author="alice",
+    )
+
+
+def deploy(context: Context, commit: str, content: str) -> str:
+    """Merge `commit`'s GitOps PR writing `content` to staging's manifests; returns the merge."""
+    branch = rollout_branch("sample-app", "staging", commit)
+    context.gitops.propose(branch, MANIFESTS, content, f"Deploy sample-app {commit[:12]}")
+    pr = context.forge.open_pull_request("gitops", branch, "main", "Deploy", "", author="baton")
+    return context.forge.merge_pull_request("gitops", pr.number, pr.head_sha)
+
+
+def revert(context: Context, commit: str, merge: str) -> Revert:
+    body = "Rolls sample-app back.\n\nBaton-Rollout: rollout/sample-app/staging/" + commit
+    revert_input = RevertInput(rollout=rollout(context, commit), merge_commit=merge, body=body)
+    return ActivityEnvironment().run(revert_gitops_change, revert_input)
+
+
+def merge_revert(context: Context, revert: Revert) -> str:
+    assert revert.pr is not None
+    return context.forge.merge_pull_request("gitops", revert.pr.number, revert.pr.head_sha)
+
+
+def test_reverting_a_first_deploy_writes_a_placeholder_instead_of_deleting_the_manifests(
+    gitops: Context,
+) -> None:
+    merge = deploy(gitops, FIRST, DEPLOYMENT)
+
+    reverted = revert(gitops, FIRST, merge)
+
+    assert reverted.removed and reverted.previous_commit is None and reverted.pr is not None
+    merge_revert(gitops, reverted)
+    placeholder = gitops.gitops.read(MANIFESTS)
+    assert placeholder == placeholder_manifests("sample-app", "staging", FIRST)
+    assert f"rolled back its first deploy here,\n# sample-app commit {FIRST[:12]}." in placeholder
+    assert not holds_objects(placeholder)
+
+
+def test_a_retried_first_deploy_revert_never_opens_a_second_pr(gitops: Context) -> None:
+    merge = deploy(gitops, FIRST, DEPLOYMENT)
+    first = revert(gitops, FIRST, merge)
+
+    again = revert(gitops, FIRST, merge)
+    assert again.pr is not None and first.pr is not None and again.pr.number == first.pr.number
+    revert_commit = merge_revert(gitops, first)
+    # Merged, its branch gone: the base branch holds the placeholder, there is nothing to open.
+    after_merge = revert(gitops, FIRST, merge)
+    assert after_merge.pr is None and after_merge.head == revert_commit and after_merge.removed
+    open_prs = gitops.forge.list_pull_requests("gitops", state="open")
+    assert open_prs == [] and len(gitops.forge.list_pull_requests("gitops")) == 2
+
+
+def test_a_later_deploy_adds_every_object_over_the_placeholder(gitops: Context) -> None:
+    merge_revert(gitops, revert(gitops, FIRST, deploy(gitops, FIRST, DEPLOYMENT)))
+
+    diff = diff_manifests(gitops.gitops.read(MANIFESTS) or "", DEPLOYMENT)
+
+    assert [(c.action, c.key) for c in diff.changes] == [("added", "Deployment/web")]
+
+
+def test_reverting_a_failed_deploy_over_the_placeholder_writes_a_new_one(gitops: Context) -> None:
+    merge_revert(gitops, revert(gitops, FIRST, deploy(gitops, FIRST, DEPLOYMENT)))
+    merge = deploy(gitops, SECOND, DEPLOYMENT.replace("replicas: 2", "replicas: 3"))
+
+    reverted = revert(gitops, SECOND, merge)
+
+    assert reverted.removed
+    merge_revert(gitops, reverted)
+    assert gitops.gitops.read(MANIFESTS) == placeholder_manifests("sample-app", "staging", SECOND)
+
+
+def test_reverting_a_later_deploy_restores_the_manifests_before_it(gitops: Context) -> None:
+    deploy(gitops, FIRST, DEPLOYMENT)
+    merge = deploy(gitops, SECOND, DEPLOYMENT.replace("replicas: 2", "replicas: 3"))
+
+    reverted = revert(gitops, SECOND, merge)
+
+    assert not reverted.removed
+    merge_revert(gitops, reverted)
+    assert gitops.gitops.read(MANIFESTS) == DEPLOYMENT
+
+
+class Endpoint:
+    """An HTTP server on loopback answering every GET with `status` and `body`."""
+
+    def __init__(self) -> None:
+        self.status, self.body = 200, ""
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = endpoint.body.encode()
+                self.send_response(endpoint.status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/version"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+
+@pytest.fixture
+def endpoint() -> Iterator[Endpoint]:
+    endpoint = Endpoint()
+    yield endpoint
+    endpoint.server.shutdown()
+    endpoint.server.server_close()
+
+
+def verify_after_rollback(
+    gitops: Context, url: str, *, removed: bool, previous: str | None = None
+) -> object:
+    """Verify staging after rolling SECOND back, with a one-second timeout."""
+    check = VerifyConfig(url=url, expected_body='"commit": "{commit}"', timeout_s=1)
+    verify_input = VerifyInput(rollout=rollout(gitops, SECOND, check), commit=previous,
+                               rolled_back_from=SECOND, removed=removed)  # fmt: skip
+    return ActivityEnvironment().run(verify_endpoint, verify_input)
+
+
+def test_after_removing_the_app_no_answer_counts_as_rolled_back(gitops: Context) -> None:
+    outcome = verify_after_rollback(gitops, f"http://127.0.0.1:{closed_port()}/", removed=True)
+    assert outcome.synced and "ConnectError" in outcome.message
+
+
+@pytest.mark.parametrize(("status", "body"), [(404, "not found"), (200, '{"commit": "other"}')])
+def test_after_removing_the_app_any_answer_but_the_failed_commit_counts_as_rolled_back(
+    gitops: Context, endpoint: Endpoint, status: int, body: str
+) -> None:
+    endpoint.status, endpoint.body = status, body
+    outcome = verify_after_rollback(gitops, endpoint.url, removed=True)
+    assert outcome.synced and outcome.message == f"{endpoint.url}: {status} {body!r}"
+
+
+def test_after_removing_the_app_the_failed_commit_still_serving_fails_verification(
+    gitops: Context, endpoint: Endpoint
+) -> None:
+    endpoint.body = f'{{"commit": "{SECOND}"}}'
+    outcome = verify_after_rollback(gitops, endpoint.url, removed=True)
+    assert not outcome.synced
+    assert outcome.message.startswith(
+        f"{endpoint.url} did not stop serving {SECOND[:12]!r} within 1s; last answer: 200"
+    )
+
+
+def test_a_rollback_to_a_previous_commit_still_needs_it_to_answer(
+    gitops: Context, endpoint: Endpoint
+) -> None:
+    refused = verify_after_rollback(gitops, f"http://127.0.0.1:{closed_port()}/", removed=False,
+                                    previous=FIRST)  # fmt: skip
+    assert not refused.synced and f"""containing '"commit": "{FIRST}"'""" in refused.message
+    endpoint.body = f'{{"commit": "{FIRST}"}}'
+    assert verify_after_rollback(gitops, endpoint.url, removed=False, previous=FIRST).synced
