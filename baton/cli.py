@@ -7,6 +7,7 @@ import json
 import signal
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +15,7 @@ import typer
 from rich.console import Console
 
 from baton import changes
+from baton import metrics as dora
 from baton.config import ConfigError, load_config
 from baton.demo import Demo, seed_repositories
 from baton.errors import BatonError
@@ -152,6 +154,62 @@ def reject(
 def _decide(change: str, env: str, decision: Approval, approve: bool) -> None:
     message = _client_call(lambda c: changes.decide(c, change, env, decision, approve=approve))
     console.print(message)
+
+
+@app.command("metrics")
+def metrics(
+    env: Annotated[
+        str | None, typer.Option("--env", help="the environment; default: the last to promote to")
+    ] = None,
+    days: Annotated[int, typer.Option("--days", min=1, help="the period, ending now")] = 30,
+    app_name: Annotated[str | None, typer.Option("--app", help="one app only")] = None,
+    as_json: Json = False,
+) -> None:
+    """Delivery metrics (DORA) from the changes Baton carried: frequency, lead time, failure
+    rate and time to restore."""
+    config = load_config(Settings().config_file())
+    names = config.promotion or [e.name for e in config.environments]
+    environment = env or (names[-1] if names else None)
+    if environment is None or environment not in [e.name for e in config.environments]:
+        raise BatonError(
+            f"no environment {environment!r} in the configuration: choose one of "
+            f"{', '.join(e.name for e in config.environments) or '(none configured)'}"
+        )
+    until = datetime.now(UTC)
+    since = until - timedelta(days=days)
+    rollouts = _client_call(lambda c: dora.collect(c, environment, since, app_name))
+    result = dora.compute(rollouts, environment, since, until)
+    if as_json:
+        print(result.model_dump_json(indent=2))
+        return
+    rate = result.change_failure_rate
+    console.print(
+        f"[bold]{environment}[/], last {days} day(s)" + (f", {app_name}" if app_name else "")
+    )
+    console.print(f"deployments: {result.deployments} ({result.deployments_per_day}/day)")
+    console.print(f"lead time, merge → {environment}: {_durations(result.lead_time_from_merge)}")
+    console.print(f"lead time, PR → {environment}: {_durations(result.lead_time_from_pr)}")
+    console.print(
+        "change failure rate: "
+        + (f"{rate:.0%} ({result.failed} failed)" if rate is not None else "no rollouts")
+    )
+    console.print(f"time to restore: {_durations(result.time_to_restore)}")
+
+
+def _durations(durations: dora.Durations) -> str:
+    if not durations.count:
+        return "-"
+    return (
+        f"median {_human(durations.median_s)}, p90 {_human(durations.p90_s)} (n={durations.count})"
+    )
+
+
+def _human(seconds: float | None) -> str:
+    seconds = seconds or 0
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
 
 
 @app.command("override-freeze")

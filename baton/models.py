@@ -216,6 +216,7 @@ class ChangeStatus(BaseModel):
     author: str
     head_sha: str
     merge_commit: str | None = None
+    merged_at: datetime | None = None
     state: ChangeState
     gate: Gate | None = None
     timeline: list[Stage] = Field(default_factory=list)

@@ -124,6 +124,7 @@ class ChangeWorkflow:
             author=self.input.author,
             head_sha=self.head_sha,
             merge_commit=self.merge_commit,
+            merged_at=self.merged_at,
             state=self.state,
             gate=self.gate,
             timeline=self.timeline,
@@ -258,12 +259,12 @@ class ChangeWorkflow:
                 ),
                 static_summary=f"{app} {artifact.commit[:12]} → {env.name}",
             )
-            while not handle.done():
-                await workflow.wait_condition(lambda: handle.done() or self._superseded_in(env))
-                if not handle.done():
-                    update = self.lane_updates.pop(env.name)
-                    await handle.signal(EnvironmentRollout.supersede, update.by or "a newer change")
-            result: RolloutResult = await handle
+            forward = asyncio.ensure_future(self._forward_supersedes(env, handle))
+            try:
+                # Awaiting the child itself: cancelling us (abort) cancels the rollout too.
+                result: RolloutResult = await handle
+            finally:
+                forward.cancel()
         except ChildWorkflowError as err:
             cause = err.cause.message if err.cause else str(err)
             outcome = "aborted" if isinstance(err.cause, CancelledError) else "failed"
@@ -275,6 +276,13 @@ class ChangeWorkflow:
         )
         self._end(stage, outcome, f"{result.outcome}: {result.reason}")
         return result
+
+    async def _forward_supersedes(self, env: EnvironmentConfig, rollout) -> None:
+        """Pass the lane's supersedes on to our running rollout in `env`: it stops if it can."""
+        while True:
+            await workflow.wait_condition(lambda: self._superseded_in(env))
+            update = self.lane_updates.pop(env.name)
+            await rollout.signal(EnvironmentRollout.supersede, update.by or "a newer change")
 
     def _superseded_in(self, env: EnvironmentConfig) -> bool:
         update = self.lane_updates.get(env.name)

@@ -3,6 +3,7 @@ that still waits for prod's approvals; its GitOps PR is closed and its branch de
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -95,3 +96,19 @@ def test_newer_change_supersedes_one_waiting_for_prod_approval(stack: E2EStack) 
     done = stack.wait(newer, lambda d: d.change.state in ("completed", "failed"), timeout=300)
     assert done.change.state == "completed", done.change.reason
     assert version(stack.config.environment("prod").verify.url)["commit"] == newer_commit
+
+    # Delivery metrics count the one prod deployment; the superseded change deployed nothing.
+    shown = stack.baton("metrics", "--json")
+    assert shown.returncode == 0, shown.stderr
+    metrics = json.loads(shown.stdout)
+    assert (metrics["environment"], metrics["deployments"], metrics["failed"]) == ("prod", 1, 0)
+    assert metrics["change_failure_rate"] == 0.0
+    lead = metrics["lead_time_from_merge"]
+    assert lead["count"] == 1 and 0 < lead["median_s"] < 900
+    staging = json.loads(stack.baton("metrics", "--env", "staging", "--json").stdout)
+    assert staging["deployments"] == 2
+    unknown = stack.baton("metrics", "--env", "qa")
+    assert unknown.returncode != 0
+    assert unknown.stderr.strip().splitlines() == [
+        "error: no environment 'qa' in the configuration: choose one of dev, staging, prod"
+    ]

@@ -1,0 +1,71 @@
+"""DORA metrics from change records."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from baton.metrics import Rollout, compute, rollouts_of
+from baton.models import ChangeStatus, RolloutResult, Stage
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def hours(n: float) -> datetime:
+    return T0 + timedelta(hours=n)
+
+
+def rollout(outcome: str, ended: float, merged: float = 0, opened: float = -1) -> Rollout:
+    return Rollout(change_id="change/web/1", outcome=outcome, ended_at=hours(ended),
+                   merged_at=hours(merged), opened_at=hours(opened))  # fmt: skip
+
+
+def test_frequency_lead_time_failure_rate_and_restore() -> None:
+    rollouts = [
+        rollout("deployed", ended=2, merged=1),  # lead time 1 h
+        rollout("failed", ended=10, merged=7),
+        rollout("deployed", ended=13, merged=10),  # restores after 3 h; lead time 3 h
+        rollout("rejected", ended=20),
+        rollout("deployed", ended=30, merged=28),  # lead time 2 h
+        rollout("deployed", ended=24 * 11),  # outside the 10-day window
+    ]
+    metrics = compute(rollouts, "prod", T0, T0 + timedelta(days=10))
+
+    assert (metrics.deployments, metrics.deployments_per_day, metrics.failed) == (3, 0.3, 1)
+    assert metrics.change_failure_rate == 0.25  # rejected counts as neither
+    assert metrics.lead_time_from_merge.median_s == 2 * 3600
+    assert metrics.lead_time_from_merge.p90_s == 3 * 3600
+    assert metrics.time_to_restore.median_s == 3 * 3600 and metrics.time_to_restore.count == 1
+
+
+def test_no_rollouts_has_no_rates() -> None:
+    metrics = compute([], "prod", T0, T0 + timedelta(days=1))
+    assert metrics.change_failure_rate is None and metrics.lead_time_from_merge.count == 0
+
+
+def test_rollouts_of_a_change_come_from_its_timeline_and_results() -> None:
+    change = ChangeStatus(
+        id="change/web/2", app="web", repo="web", pr_number=2, author="alice", head_sha="a" * 40,
+        state="completed", merged_at=hours(1),
+        timeline=[
+            Stage(name="deploy to staging", started_at=hours(2), ended_at=hours(3),
+                  outcome="succeeded"),
+            Stage(name="deploy to prod", started_at=hours(3), ended_at=hours(5),
+                  outcome="succeeded"),
+        ],
+        rollouts=[RolloutResult(environment="staging", outcome="deployed"),
+                  RolloutResult(environment="prod", outcome="deployed")],
+    )  # fmt: skip
+    assert rollouts_of(change, hours(0), "prod") == [
+        Rollout(
+            change_id="change/web/2",
+            outcome="deployed",
+            ended_at=hours(5),
+            merged_at=hours(1),
+            opened_at=hours(0),
+        )
+    ]
+    superseded = change.model_copy(update={
+        "timeline": change.timeline[:1],
+        "rollouts": [*change.rollouts[:1], RolloutResult(environment="prod", outcome="superseded")],
+    })  # fmt: skip
+    assert rollouts_of(superseded, hours(0), "prod") == []
