@@ -6,17 +6,15 @@ from temporalio import activity
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from baton.models import JoinLane
+from baton.models import JoinLane, LaneState, lane_id
 from baton.temporal import TaskQueues
 
 
 @activity.defn
 async def join_lane(input: JoinLane) -> None:
     """Queue a change in its environment's lane, starting the lane if it is not running yet."""
-    from workflows.lane import EnvironmentLane, LaneState, lane_id
-
     await activity.client().start_workflow(
-        EnvironmentLane.run,
+        "EnvironmentLane",
         LaneState(app=input.app, environment=input.environment, policy=input.policy),
         id=lane_id(input.app, input.environment),
         task_queue=TaskQueues.WORKFLOWS,

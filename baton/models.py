@@ -256,3 +256,22 @@ class JoinLane(BaseModel):
     environment: str
     policy: Literal["latest", "sequential"]
     request: LaneRequest
+
+
+def lane_id(app: str, environment: str) -> str:
+    return f"lane/{app}/{environment}"
+
+
+class LaneState(BaseModel):
+    """Everything the lane knows; carried over when it continues as new."""
+
+    app: str
+    environment: str
+    policy: Literal["latest", "sequential"] = "latest"
+    queue: list[LaneRequest] = []
+    holder: LaneRequest | None = None
+    newest: LaneRequest | None = None
+    told_holder: str | None = None
+    holder_check_s: int = Field(
+        default=60, description="how often to check, while nothing happens, that the holder runs"
+    )

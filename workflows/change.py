@@ -31,9 +31,10 @@ with workflow.unsafe.imports_passed_through():
         RolloutInput,
         RolloutResult,
         Stage,
+        lane_id,
     )
     from baton.temporal import SearchAttributes, TaskQueues
-    from workflows.lane import EnvironmentLane, lane_id
+    from workflows.lane import EnvironmentLane
     from workflows.pipelines import CIPipeline, PullRequestPipeline
     from workflows.rollout import EnvironmentRollout, rollout_id
 

@@ -12,39 +12,18 @@ new with its state when its history grows long.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Literal
 
-from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.lane import is_running
-    from baton.models import LaneRequest, LaneUpdate
+    from baton.models import LaneRequest, LaneState, LaneUpdate
     from baton.temporal import TaskQueues
 
 # The change workflow's handler for lane updates.
 LANE_UPDATE_SIGNAL = "lane_update"
-
-
-def lane_id(app: str, environment: str) -> str:
-    return f"lane/{app}/{environment}"
-
-
-class LaneState(BaseModel):
-    """Everything the lane knows; carried over when it continues as new."""
-
-    app: str
-    environment: str
-    policy: Literal["latest", "sequential"] = "latest"
-    queue: list[LaneRequest] = []
-    holder: LaneRequest | None = None
-    newest: LaneRequest | None = None
-    told_holder: str | None = None
-    holder_check_s: int = Field(
-        default=60, description="how often to check, while nothing happens, that the holder runs"
-    )
 
 
 class LaneStatus(LaneState):

@@ -11,8 +11,9 @@ from collections.abc import Iterator
 import pytest
 
 from baton.demo import AUTHOR, push_visible_change
+from baton.models import lane_id
 from tests.e2e.stack import E2EStack, start_stack, stop_stack, version
-from workflows.lane import EnvironmentLane, lane_id
+from workflows.lane import EnvironmentLane
 
 pytestmark = pytest.mark.docker
 
