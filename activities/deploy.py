@@ -280,7 +280,14 @@ def apply_manifests(input: ApplyInput) -> str:
     ctx = current()
     rollout = input.rollout
     app, env = rollout.app, rollout.environment
-    manifests = ctx.gitops.read(ctx.gitops.manifests_path(app, env), input.revision) or ""
+    path = ctx.gitops.manifests_path(app, env)
+    manifests = ctx.gitops.read(path, input.revision)
+    if manifests is None:  # never read as "no objects": that would prune the whole app
+        raise ApplicationError(
+            f"{path} is not in the GitOps repository at {input.revision[:12]}: nothing to apply",
+            type="ApplyFailed",
+            non_retryable=True,
+        )
     cluster = ctx.applied_cluster(env)
     try:
         applied = _ask_cluster(

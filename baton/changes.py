@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel
 from temporalio.client import Client, WorkflowUpdateFailedError
@@ -104,7 +106,9 @@ async def override_freeze(client: Client, change: str, environment: str, overrid
     )
 
 
-async def _update_rollout(client: Client, change: str, environment: str, update, arg) -> str:
+async def _update_rollout(
+    client: Client, change: str, environment: str, update: Callable[..., Any], arg: Approval
+) -> str:
     """Send an Update to the change's rollout into `environment`; Refused says why not."""
     detail = await show(client, change)
     status = detail.change

@@ -175,6 +175,11 @@ def metrics(
             f"no environment {environment!r} in the configuration: choose one of "
             f"{', '.join(e.name for e in config.environments) or '(none configured)'}"
         )
+    apps = [a.name for a in config.apps]
+    if app_name is not None and app_name not in apps:
+        raise BatonError(
+            f"no app {app_name!r} in the configuration: choose one of {', '.join(apps)}"
+        )
     until = datetime.now(UTC)
     since = until - timedelta(days=days)
     rollouts = _client_call(lambda c: dora.collect(c, environment, since, app_name))

@@ -155,6 +155,13 @@ class ApprovalPolicy(Model):
                 f"requires {self.required} distinct approvers but only "
                 f"{len(set(self.approvers))} are allowed: add approvers or lower required"
             )
+        everyone = set(self.approvers) | set(self.security.approvers)
+        sensitive = self.required + self.security.required
+        if self.approvers and len(everyone) < sensitive:
+            raise ValueError(
+                f"a security-sensitive diff needs {sensitive} distinct approvers but only "
+                f"{len(everyone)} are allowed: add approvers or security.approvers"
+            )
         return self
 
 

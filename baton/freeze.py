@@ -55,11 +55,12 @@ def _span(window: FreezeWindow, now: datetime) -> Freeze | None:
     for day in (local.date() - timedelta(days=1), local.date()):
         if WEEKDAYS[day.weekday()] not in weekly.days:
             continue
-        start = datetime.combine(day, weekly.start, zone)
+        start = datetime.combine(day, weekly.start, zone).astimezone(UTC)
         end_day = (
             day if weekly.end is not None and weekly.end > weekly.start else day + timedelta(1)
         )
-        end = datetime.combine(end_day, weekly.end or datetime.min.time(), zone)
-        if start <= local < end:
-            return Freeze(window.name, end.astimezone(UTC))
+        end = datetime.combine(end_day, weekly.end or datetime.min.time(), zone).astimezone(UTC)
+        # In UTC: wall-clock comparisons in the zone go wrong in the hour clocks go back.
+        if start <= now < end:
+            return Freeze(window.name, end)
     return None

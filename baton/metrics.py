@@ -5,10 +5,10 @@ For one environment (production, by default the last in the promotion order) ove
 - deployment frequency: successful rollouts per day;
 - lead time for changes: from the pull request's merge (and from its opening) to the rollout's
   end, median and 90th percentile;
-- change failure rate: failed rollouts (sync or verification failed, rolled back or not) over
-  failed plus deployed ones; rejected, aborted and superseded rollouts deployed nothing and count
-  as neither;
-- time to restore: from a failed rollout to the next successful one, median.
+- change failure rate: failed rollouts that reached the cluster (merged, then sync or
+  verification failed, rolled back or not) over those plus deployed ones; rejected, aborted,
+  superseded rollouts and those that failed before the merge deployed nothing and count as neither;
+- time to restore: from the first of an app's failed rollouts to its next successful one, median.
 
 The records are the results of finished ChangeWorkflows (their `ChangeStatus`), read from
 Temporal without a worker.
@@ -22,13 +22,14 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel
 from temporalio.client import Client
 
-from baton.models import ChangeStatus
+from baton.models import ChangeStatus, RolloutResult
 
 
 class Rollout(BaseModel):
     """One rollout of a change into the environment, as the change recorded it."""
 
     change_id: str
+    app: str
     outcome: str
     ended_at: datetime
     merged_at: datetime | None
@@ -78,13 +79,21 @@ def rollouts_of(
     return [
         Rollout(
             change_id=change.id,
-            outcome=result.outcome,
+            app=change.app,
+            outcome=_outcome(result),
             ended_at=stage.ended_at,
             merged_at=merged_at,
             opened_at=opened_at,
         )
         for stage, result in zip(stages, results, strict=False)
     ]
+
+
+def _outcome(result: RolloutResult) -> str:
+    """The rollout's outcome; a failure before the merge never reached the cluster."""
+    if result.outcome == "failed" and result.merge_commit is None and result.rollback is None:
+        return "failed before the merge"
+    return result.outcome
 
 
 def compute(
@@ -96,10 +105,14 @@ def compute(
     failed = [r for r in window if r.outcome == "failed"]
     days = max((until - since).total_seconds() / 86400, 1e-9)
     restores = []
-    for failure in failed:
-        fix = next((r for r in deployed if r.ended_at > failure.ended_at), None)
-        if fix is not None:
-            restores.append(fix.ended_at - failure.ended_at)
+    for app in {r.app for r in failed}:
+        broken_since = None  # the first of the app's failures since it last deployed
+        for rollout in (r for r in window if r.app == app):
+            if rollout.outcome == "failed" and broken_since is None:
+                broken_since = rollout.ended_at
+            elif rollout.outcome == "deployed" and broken_since is not None:
+                restores.append(rollout.ended_at - broken_since)
+                broken_since = None
     attempted = len(deployed) + len(failed)
     return DoraMetrics(
         environment=environment,
@@ -121,7 +134,10 @@ async def collect(
     client: Client, environment: str, since: datetime, app: str | None = None
 ) -> list[Rollout]:
     """The rollouts into `environment` recorded by changes that closed since `since`."""
-    query = f"WorkflowType = 'ChangeWorkflow' AND ExecutionStatus = 'Completed' AND CloseTime >= '{since.isoformat()}'"
+    query = (
+        "WorkflowType = 'ChangeWorkflow' AND ExecutionStatus = 'Completed' "
+        f"AND CloseTime >= '{since.isoformat()}'"
+    )
     if app:
         query += f" AND BatonApp = '{app}'"
     rollouts: list[Rollout] = []

@@ -237,6 +237,9 @@ class LaneRequest(BaseModel):
     change_id: str
     commit: str
     merged_at: datetime = Field(description="when the change merged: what newer means")
+    policy: Literal["latest", "sequential"] | None = Field(
+        default=None, description="the environment's lane policy when the change joined"
+    )
 
 
 class LaneUpdate(BaseModel):

@@ -24,18 +24,7 @@ def check_approval(
     `security_due` is the number of extra approvals a security-sensitive diff needs (from the
     security approvers, when the policy names them).
     """
-    if not user.strip():
-        raise PolicyViolation("an approval needs the approver's name (--as USER)")
-    allowed = _allowed(policy, security_due)
-    if user == author and not policy.allow_self_approval:
-        raise PolicyViolation(
-            f"{user} is the change's author and {environment}'s policy forbids self-approval: "
-            f"ask one of {', '.join(allowed) or 'the other reviewers'}"
-        )
-    if allowed and user not in allowed:
-        raise PolicyViolation(
-            f"{user} may not approve {environment}: allowed approvers are {', '.join(allowed)}"
-        )
+    check_decider(policy, environment, author, user, "approve", security_due)
     if user in approved_by(approvals):
         raise PolicyViolation(
             f"{user} has already approved {environment}: {_needed(policy, security_due)} distinct "
@@ -48,6 +37,30 @@ def check_approval(
         raise PolicyViolation(
             f"the rendered diff for {environment} is security-sensitive: the remaining "
             f"approval(s) must come from {', '.join(security)}"
+        )
+
+
+def check_decider(
+    policy: ApprovalPolicy,
+    environment: str,
+    author: str,
+    user: str,
+    action: str = "approve",
+    security_due: int = 0,
+) -> None:
+    """Raise PolicyViolation unless `user` may decide for `environment` (approve, override a
+    freeze): named, an allowed approver, and not the author where self-approval is forbidden."""
+    if not user.strip():
+        raise PolicyViolation(f"who is it that wants to {action}? name them with --as USER")
+    allowed = _allowed(policy, security_due)
+    if user == author and not policy.allow_self_approval:
+        raise PolicyViolation(
+            f"{user} is the change's author and {environment}'s policy forbids self-approval: "
+            f"ask one of {', '.join(allowed) or 'the other reviewers'}"
+        )
+    if allowed and user not in allowed:
+        raise PolicyViolation(
+            f"{user} may not {action} {environment}: allowed approvers are {', '.join(allowed)}"
         )
 
 

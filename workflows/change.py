@@ -205,7 +205,7 @@ class ChangeWorkflow:
         app = self.input.plan.app.name
         self.lane_updates.pop(env.name, None)
         request = LaneRequest(change_id=workflow.info().workflow_id, commit=artifact.commit,
-                              merged_at=self.merged_at or workflow.now())  # fmt: skip
+                              merged_at=self.merged_at or workflow.now(), policy=env.lane)  # fmt: skip
         await workflow.execute_activity(
             join_lane,
             JoinLane(app=app, environment=env.name, policy=env.lane, request=request),
@@ -213,24 +213,29 @@ class ChangeWorkflow:
             start_to_close_timeout=timedelta(seconds=30),
             summary=f"join lane {lane_id(app, env.name)}",
         )
-        stage = None
-        while True:
-            await workflow.wait_condition(lambda: env.name in self.lane_updates)
-            update = self.lane_updates.pop(env.name)
-            if update.kind == "queued" and stage is None:
-                stage = self._begin(f"turn in {env.name}")
+        stage: Stage | None = None
+        outcome: Outcome = "cancelled"
+        detail = "stopped while waiting"
+        try:
+            while True:
+                await workflow.wait_condition(lambda: env.name in self.lane_updates)
+                update = self.lane_updates.pop(env.name)
+                if update.kind != "queued":
+                    break
+                stage = stage or self._begin(f"turn in {env.name}")
+                holder = update.holder or "the change ahead"
                 self.gate = Gate(kind="lane", environment=env.name,
-                                 description=f"waiting for {update.holder} to finish in {env.name}",
-                                 waiting_on=[update.holder or "the change ahead"])  # fmt: skip
+                                 description=f"waiting for {holder} to finish in {env.name}",
+                                 waiting_on=[holder])  # fmt: skip
                 self._publish_details()
-            elif update.kind != "queued":
-                break
-        self.gate = None
-        superseded_by = update.by if update.kind == "superseded" else None
-        if stage is not None:
-            self._end(stage, "superseded" if superseded_by else "succeeded",
-                      f"superseded by {superseded_by}" if superseded_by else "our turn")  # fmt: skip
-        return superseded_by
+            superseded_by = update.by if update.kind == "superseded" else None
+            outcome = "superseded" if superseded_by else "succeeded"
+            detail = f"superseded by {superseded_by}" if superseded_by else "our turn"
+            return superseded_by
+        finally:
+            self.gate = None
+            if stage is not None:
+                self._end(stage, outcome, detail)
 
     async def _rollout(self, env: EnvironmentConfig, artifact: Artifact) -> RolloutResult:
         app = self.input.plan.app.name
@@ -278,7 +283,9 @@ class ChangeWorkflow:
         self._end(stage, outcome, f"{result.outcome}: {result.reason}")
         return result
 
-    async def _forward_supersedes(self, env: EnvironmentConfig, rollout) -> None:
+    async def _forward_supersedes(
+        self, env: EnvironmentConfig, rollout: workflow.ChildWorkflowHandle
+    ) -> None:
         """Pass the lane's supersedes on to our running rollout in `env`: it stops if it can."""
         while True:
             await workflow.wait_condition(lambda: self._superseded_in(env))

@@ -95,18 +95,23 @@ class EnvironmentLane:
             ]
             if request.change_id in known:
                 continue  # a retried join
+            state.policy = request.policy or state.policy  # the configuration may have changed
             state.queue.append(request)
         state.queue.sort(key=lambda r: r.merged_at)
         if state.policy == "latest":
             await self._supersede()
-        if state.holder is None and state.queue:
+        granted = state.holder is None and bool(state.queue)
+        if granted:
             state.holder = state.queue.pop(0)
             if state.newest is None or state.holder.merged_at >= state.newest.merged_at:
                 state.newest = state.holder
             await self._tell(state.holder.change_id, LaneUpdate(environment=state.environment,
                                                                 kind="granted"))  # fmt: skip
-        for request in joined:
-            if state.holder and request in state.queue:
+        # Who waits is told who holds the lane now: when it joins, and after each new grant
+        # (lanes recorded before that notice replay without it).
+        again = granted and workflow.patched("queued-after-grant")
+        for request in state.queue if again else [r for r in joined if r in state.queue]:
+            if state.holder:
                 await self._tell(request.change_id, LaneUpdate(environment=state.environment,
                                  kind="queued", holder=state.holder.change_id))  # fmt: skip
 

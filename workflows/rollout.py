@@ -117,6 +117,7 @@ class EnvironmentRollout:
         self.events_from = 0
         self.superseded_by: str | None = None
         self.freeze_override: Approval | None = None
+        self.override_covers = None  # the end of the freeze the override was given for
 
     # Messages
 
@@ -168,6 +169,7 @@ class EnvironmentRollout:
     def override_freeze(self, override: Approval) -> str:
         """Break glass: roll out although the environment is frozen; recorded with the reason."""
         self.freeze_override = override.model_copy(update={"at": workflow.now()})
+        self.override_covers = self.gate.deadline if self.gate else None
         return f"{override.user} overrode the freeze of {self.input.environment.name}"
 
     @override_freeze.validator
@@ -178,13 +180,9 @@ class EnvironmentRollout:
                                    "override", type="NotFrozen")  # fmt: skip
         if not override.comment.strip():
             raise policy.PolicyViolation("a freeze override needs a reason (--reason)")
-        allowed = self.policy.approvers
-        if allowed and override.user not in allowed:
-            raise policy.PolicyViolation(f"{override.user} may not override {env.name}'s freeze: "
-                                         f"allowed approvers are {', '.join(allowed)}")  # fmt: skip
-        if override.user == self.input.author and not self.policy.allow_self_approval:
-            raise policy.PolicyViolation(f"{override.user} is the change's author and "
-                                         f"{env.name}'s policy forbids self-approval")  # fmt: skip
+        policy.check_decider(
+            self.policy, env.name, self.input.author, override.user, "override the freeze of"
+        )
 
     @workflow.signal
     def forge_review(self, review: ForgeReview) -> None:
@@ -283,12 +281,18 @@ class EnvironmentRollout:
             raise
 
     async def _freeze_gate(self) -> None:
-        """While a freeze window is active, wait durably for its end or a break-glass override."""
+        """While a freeze window is active, wait durably for its end or a break-glass override.
+
+        An override lets the rollout through the freeze it was given for, not a later one.
+        """
         env = self.input.environment
-        stage = None
-        while self.freeze_override is None and self.superseded_by is None:
+        stage, overridden = None, False
+        while self.superseded_by is None:
             frozen = freeze.active(env.freeze, workflow.now())
             if frozen is None:
+                break
+            if self._overrides(frozen.until):
+                overridden = True
                 break
             stage = stage or self._begin("freeze")
             self._set_gate(Gate(kind="freeze", environment=env.name,
@@ -299,7 +303,9 @@ class EnvironmentRollout:
             wait = max(frozen.until - workflow.now(), timedelta(seconds=1))
             try:
                 await workflow.wait_condition(
-                    lambda: self.freeze_override is not None or self.superseded_by is not None,
+                    lambda until=frozen.until: (
+                        self._overrides(until) or self.superseded_by is not None
+                    ),
                     timeout=wait,
                 )
             except TimeoutError:
@@ -308,10 +314,16 @@ class EnvironmentRollout:
             return
         self.gate = None
         override = self.freeze_override
-        if override is not None:
+        if self.superseded_by is not None:
+            self._end(stage, "superseded", f"superseded by {self.superseded_by}")
+        elif overridden and override is not None:
             self._end(stage, "succeeded", f"overridden by {override.user}: {override.comment}")
         else:
             self._end(stage, "succeeded", "the freeze ended")
+
+    def _overrides(self, until) -> bool:
+        """Whether a break-glass override covers the freeze that lasts until `until`."""
+        return self.override_covers is not None and until <= self.override_covers
 
     async def _step(self, name: str, activity, arg, *, summary: str, **options):
         stage = self._begin(name)
@@ -690,6 +702,8 @@ class EnvironmentRollout:
     @property
     def _security_due(self) -> int:
         """Extra approvals the security-sensitive diff needs; 0 when it is not sensitive."""
+        if self.rollback is not None:  # rolling back must not wait for the security reviewers
+            return 0
         return self.policy.security.required if self.sensitive else 0
 
     @property

@@ -115,3 +115,12 @@ def test_secrets_are_names_not_values() -> None:
     assert problems(text) == [
         "registry.credentials.password: unknown field: remove it or check its spelling"
     ]
+
+
+def test_security_approvals_need_enough_people() -> None:
+    text = APP + (
+        "environments: [{name: prod, namespace: p, approvals: "
+        "{required: 2, approvers: [a, b], security: {required: 1}}}]"
+    )
+    (problem,) = problems(text)
+    assert "a security-sensitive diff needs 3 distinct approvers but only 2 are allowed" in problem

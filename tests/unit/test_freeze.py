@@ -81,3 +81,12 @@ def test_bad_windows_name_the_field_and_the_fix(freeze: str, problem: str) -> No
     with pytest.raises(ConfigError) as error:
         parse_config(text)
     assert problem in str(error.value), str(error.value)
+
+
+def test_the_night_clocks_go_back_the_window_ends_at_the_first_0130() -> None:
+    """01:15 happens twice in New York on 2025-11-02: the window ends at the first 01:30 (EDT),
+    and the second 01:15 (EST) is past it, not frozen with an end in the past."""
+    late = window(name="late", weekly={"days": ["sat", "sun"], "start": "22:00", "end": "01:30"},
+                  timezone="America/New_York")  # fmt: skip
+    assert active([late], at("2025-11-02T05:15:00+00:00")).until == at("2025-11-02T05:30:00Z")
+    assert active([late], at("2025-11-02T06:15:00+00:00")) is None

@@ -14,8 +14,10 @@ def hours(n: float) -> datetime:
     return T0 + timedelta(hours=n)
 
 
-def rollout(outcome: str, ended: float, merged: float = 0, opened: float = -1) -> Rollout:
-    return Rollout(change_id="change/web/1", outcome=outcome, ended_at=hours(ended),
+def rollout(
+    outcome: str, ended: float, merged: float = 0, opened: float = -1, app: str = "web"
+) -> Rollout:
+    return Rollout(change_id=f"change/{app}/1", app=app, outcome=outcome, ended_at=hours(ended),
                    merged_at=hours(merged), opened_at=hours(opened))  # fmt: skip
 
 
@@ -58,6 +60,7 @@ def test_rollouts_of_a_change_come_from_its_timeline_and_results() -> None:
     assert rollouts_of(change, hours(0), "prod") == [
         Rollout(
             change_id="change/web/2",
+            app="web",
             outcome="deployed",
             ended_at=hours(5),
             merged_at=hours(1),
@@ -69,3 +72,29 @@ def test_rollouts_of_a_change_come_from_its_timeline_and_results() -> None:
         "rollouts": [*change.rollouts[:1], RolloutResult(environment="prod", outcome="superseded")],
     })  # fmt: skip
     assert rollouts_of(superseded, hours(0), "prod") == []
+
+
+def test_time_to_restore_is_per_app_from_its_first_failure() -> None:
+    rollouts = [
+        rollout("failed", ended=1, app="api"),
+        rollout("failed", ended=2, app="api"),  # still broken: the same outage
+        rollout("deployed", ended=3, app="web"),  # another app: restores nothing of api's
+        rollout("deployed", ended=5, app="api"),
+    ]
+    metrics = compute(rollouts, "prod", T0, T0 + timedelta(days=1))
+    assert metrics.time_to_restore.count == 1
+    assert metrics.time_to_restore.median_s == 4 * 3600
+
+
+def test_a_failure_before_the_merge_is_not_a_change_failure() -> None:
+    change = ChangeStatus(
+        id="change/web/3", app="web", repo="web", pr_number=3, author="alice", head_sha="a" * 40,
+        state="failed", merged_at=hours(1),
+        timeline=[Stage(name="deploy to prod", started_at=hours(2), ended_at=hours(3),
+                        outcome="failed")],
+        rollouts=[RolloutResult(environment="prod", outcome="failed", reason="render failed")],
+    )  # fmt: skip
+    [failed] = rollouts_of(change, hours(0), "prod")
+    assert failed.outcome == "failed before the merge"
+    metrics = compute([failed, rollout("deployed", ended=4)], "prod", T0, T0 + timedelta(days=1))
+    assert (metrics.failed, metrics.change_failure_rate) == (0, 0.0)

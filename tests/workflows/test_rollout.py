@@ -528,7 +528,9 @@ async def test_break_glass_override_is_checked_and_recorded(workers: Client) -> 
             return failed.cause.message
 
     assert await override("carol", " ") == "a freeze override needs a reason (--reason)"
-    assert (await override("mallory", "hotfix")).startswith("mallory may not override prod")
+    assert (await override("mallory", "hotfix")).startswith(
+        "mallory may not override the freeze of prod: allowed approvers are"
+    )
     assert "alice is the change's author" in await override("alice", "hotfix")
     assert await override("carol", "CVE-2026-1234 hotfix") == "carol overrode the freeze of prod"
     await wait_for_gate(handle, "approval")
@@ -584,3 +586,26 @@ async def test_without_a_sensitive_diff_security_approvers_are_not_needed(worker
     await handle.execute_update(EnvironmentRollout.approve, Approval(user="carol"))
     await wait_for_gate(handle, "sync")
     assert "Security-sensitive" not in world.bodies[0]
+
+
+async def test_an_override_covers_its_freeze_not_a_later_one(workers: Client) -> None:
+    now = datetime.now(UTC)
+    freezes = [
+        FreezeWindow(name="maintenance", start=now - timedelta(minutes=1),
+                     end=now + timedelta(seconds=6)),
+        FreezeWindow(name="holidays", start=now + timedelta(seconds=8),
+                     end=now + timedelta(days=10)),
+    ]  # fmt: skip
+    handle = await start(workers, rollout_input(required=1, freeze=freezes))
+    await wait_for_gate(handle, "freeze")
+    await handle.execute_update(
+        EnvironmentRollout.override_freeze, Approval(user="carol", comment="urgent fix")
+    )
+    await wait_for_gate(handle, "approval")
+    # The holidays begin while the approval is pending.
+    await asyncio.sleep(max((now + timedelta(seconds=9) - datetime.now(UTC)).total_seconds(), 0))
+    await handle.execute_update(EnvironmentRollout.approve, Approval(user="dave"))
+    await wait_for_gate(handle, "freeze")
+    gate = (await handle.query(EnvironmentRollout.status)).gate
+    assert gate.description.startswith("prod is frozen (holidays) until ")
+    assert world.merged == []
