@@ -17,7 +17,7 @@ from temporalio.testing import ActivityEnvironment
 
 import activities.context as activity_context
 from activities.context import Context
-from activities.deploy import SyncCheckInput, check_sync
+from activities.deploy import ApplyInput, SyncCheckInput, apply_manifests, check_sync
 from baton.artifacts import Artifact
 from baton.cluster.kubernetes import FluxCluster
 from baton.config import parse_config
@@ -34,6 +34,9 @@ environments:
   - name: staging
     namespace: staging
     sync: {{kind: flux, kubeconfig: {kubeconfig}, context: fake, timeout_s: 60}}
+  - name: dev
+    namespace: default
+    sync: {{kind: apply, kubeconfig: {kubeconfig}, context: fake, timeout_s: 60}}
 """
 
 
@@ -46,19 +49,20 @@ class FluxStack:
     def staging(self):
         return self.context.config.environment("staging")
 
-    def merge(self, content: str) -> tuple[str, datetime]:
-        """Propose `content` as staging's manifests and merge the pull request: (M, merged at)."""
+    def merge(self, content: str, path: str = MANIFESTS) -> tuple[str, datetime]:
+        """Propose `content` as the manifests at `path` (default: staging's) and merge the pull
+        request: (M, merged at)."""
         forge, branch = self.context.forge, f"baton/sample-app/staging/{uuid.uuid4().hex[:12]}"
-        self.context.gitops.propose(branch, MANIFESTS, content, "Deploy sample-app")
+        self.context.gitops.propose(branch, path, content, "Deploy sample-app")
         pr = forge.open_pull_request("gitops", branch, "main", "Deploy", "", author="baton")
         merged_at = datetime.now(UTC)
         return forge.merge_pull_request("gitops", pr.number, pr.head_sha), merged_at
 
-    def check(self, merge: str, merged_at: datetime) -> SyncCheckInput:
+    def check(self, merge: str, merged_at: datetime, env: str = "staging") -> SyncCheckInput:
         rollout = RolloutInput(
             change_id="change-1",
             app=self.context.config.app("sample-app"),
-            environment=self.staging,
+            environment=self.context.config.environment(env),
             artifact=Artifact(
                 app="sample-app",
                 commit="c" * 40,
@@ -154,4 +158,29 @@ def test_failing_revision_fails_the_sync_check_with_flux_reason(stack: FluxStack
     assert (outcome.type, outcome.non_retryable) == ("SyncFailed", True)
     assert (
         outcome.message == "HealthCheckFailed: timeout waiting for: [Deployment/staging/sample-app]"
+    )
+
+
+def test_apply_activity_applies_the_merge_and_refuses_a_missing_path(stack: FluxStack) -> None:
+    """sync.kind apply: the real activity, the GitOps repository on the forge, the fake API."""
+    before = stack.context.gitops.head()  # dev's manifests are not there yet
+    merge, merged_at = stack.merge(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\n",
+        "rendered/dev/sample-app/manifests.yaml",
+    )
+    rollout = stack.check(merge, merged_at, env="dev").rollout
+
+    applied = ActivityEnvironment().run(
+        apply_manifests, ApplyInput(rollout=rollout, revision=merge)
+    )
+    assert applied == f"applied 1 object(s) at {merge[:12]}"
+    outcome = ActivityEnvironment().run(check_sync, stack.check(merge, merged_at, env="dev"))
+    assert outcome == SyncOutcome(synced=True, revision=merge, reason="Applied")
+
+    with pytest.raises(ApplicationError) as missing:
+        ActivityEnvironment().run(apply_manifests, ApplyInput(rollout=rollout, revision=before))
+    assert (missing.value.type, missing.value.non_retryable) == ("ApplyFailed", True)
+    assert missing.value.message == (
+        f"rendered/dev/sample-app/manifests.yaml is not in the GitOps repository at "
+        f"{before[:12]}: nothing to apply"
     )
