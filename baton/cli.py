@@ -117,6 +117,11 @@ def render_change(detail: changes.ChangeDetail) -> None:
             )
         elif gate.waiting_on:
             console.print(f"  on: {', '.join(gate.waiting_on)}")
+        if gate.kind == "freeze":
+            console.print(
+                f"  break glass with: baton override-freeze {status.id} --env {gate.environment} "
+                "--as USER --reason WHY"
+            )
 
 
 def _print_stage(stage, indent: str) -> None:
