@@ -1,0 +1,76 @@
+"""A freeze window on the real stack: the rollout waits at a freeze gate until someone allowed
+breaks the glass with `baton override-freeze`; the override is kept in the change's record."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from baton.demo import AUTHOR, push_visible_change
+from tests.e2e.stack import E2EStack, start_stack, stop_stack, version
+
+pytestmark = pytest.mark.docker
+
+EVERY_DAY = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+def frozen_dev_only(config: dict) -> None:
+    dev = next(env for env in config["environments"] if env["name"] == "dev")
+    dev["approvals"] = {"required": 0, "approvers": ["carol", "dave"]}
+    dev["freeze"] = [{"name": "always", "weekly": {"days": EVERY_DAY}}]
+    config["environments"] = [dev]
+    config["promotion"] = ["dev"]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, base_image: str) -> Iterator[E2EStack]:
+    saved = dict(os.environ)
+    os.environ["BATON_BASE_IMAGE"] = base_image
+    e2e = start_stack(tmp_path_factory.mktemp("baton"), edit_config=frozen_dev_only)
+    try:
+        yield e2e
+    finally:
+        stop_stack(e2e)
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def test_frozen_rollout_waits_until_an_allowed_approver_breaks_the_glass(stack: E2EStack) -> None:
+    alice = stack.forge(AUTHOR)
+    branch = push_visible_change(alice, "sample-app", "e2e-freeze")
+    pr = alice.open_pull_request("sample-app", branch, "main", "e2e-freeze", "", AUTHOR)
+    change = f"change/sample-app/{pr.number}"
+    stack.wait(change, lambda d: bool(d.change.timeline))
+    merge = stack.forge("bob").merge_pull_request("sample-app", pr.number, pr.head_sha)
+
+    frozen = stack.wait(
+        change, lambda d: d.rollout is not None and d.rollout.gate is not None
+        and d.rollout.gate.kind == "freeze", timeout=600,
+    )  # fmt: skip
+    assert frozen.rollout.gate.description.startswith("dev is frozen (always) until ")
+    shown = stack.baton("changes", "show", change)
+    assert f"break glass with: baton override-freeze {change} --env dev" in shown.stdout
+    assert not stack.forge().list_pull_requests("gitops")  # nothing rendered or proposed yet
+
+    by_author = stack.baton("override-freeze", change, "--env", "dev", "--as", AUTHOR,
+                            "--reason", "my own change")  # fmt: skip
+    assert by_author.returncode != 0
+    expected = (
+        f"error: {AUTHOR} is the change's author and dev's policy forbids self-approval: "
+        "ask one of carol, dave"
+    )
+    assert by_author.stderr.strip().splitlines() == [expected]
+    broke = stack.baton("override-freeze", change, "--env", "dev", "--as", "carol",
+                        "--reason", "CVE fix, cannot wait")  # fmt: skip
+    assert broke.returncode == 0, broke.stderr
+
+    done = stack.wait(change, lambda d: d.change.state in ("completed", "failed"), timeout=300)
+    assert done.change.state == "completed", done.change.reason
+    (rollout,) = done.change.rollouts
+    assert (rollout.freeze_override.user, rollout.freeze_override.comment) == (
+        "carol",
+        "CVE fix, cannot wait",
+    )
+    assert version(stack.config.environment("dev").verify.url)["commit"] == merge
