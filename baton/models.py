@@ -278,3 +278,6 @@ class LaneState(BaseModel):
     holder_check_s: int = Field(
         default=60, description="how often to check, while nothing happens, that the holder runs"
     )
+    rounds_per_run: int = Field(
+        default=1000, description="continue as new after this many rounds (or when Temporal says)"
+    )

@@ -55,12 +55,15 @@ class EnvironmentLane:
 
     @workflow.run
     async def run(self, state: LaneState) -> None:
+        rounds = 0
         while True:
             changed = await self._next_event()
             if not changed and self.state.holder is not None:
                 await self._check_holder()
             await self._settle()
-            if workflow.info().is_continue_as_new_suggested() and not self._pending():
+            rounds += 1
+            long = rounds >= state.rounds_per_run or workflow.info().is_continue_as_new_suggested()
+            if long and not self._pending():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(self.state)
 

@@ -70,11 +70,18 @@ async def client(temporal_env: WorkflowEnvironment) -> AsyncIterator[Client]:
 class Lane:
     """One lane (its own app name) and the stand-in changes that use it."""
 
-    def __init__(self, client: Client, policy: str = "latest", holder_check_s: int = 60) -> None:
+    def __init__(
+        self,
+        client: Client,
+        policy: str = "latest",
+        holder_check_s: int = 60,
+        rounds_per_run: int = 1000,
+    ) -> None:
         self.client = client
         self.app = f"app-{uuid.uuid4().hex[:8]}"
         self.policy = policy
         self.holder_check_s = holder_check_s
+        self.rounds_per_run = rounds_per_run
         self.id = lane_id(self.app, "prod")
 
     async def join(self, number: int, minutes: int) -> WorkflowHandle:
@@ -86,11 +93,12 @@ class Lane:
         request = LaneRequest(
             change_id=change_id, commit=f"{number:040d}", merged_at=T0 + timedelta(minutes=minutes)
         )
-        if self.holder_check_s != 60:  # a lane of its own that checks its holder quickly
+        if (self.holder_check_s, self.rounds_per_run) != (60, 1000):  # a lane set up its own way
             await self.client.start_workflow(
                 EnvironmentLane.run,
                 LaneState(app=self.app, environment="prod", policy=self.policy,
-                          holder_check_s=self.holder_check_s),
+                          holder_check_s=self.holder_check_s,
+                          rounds_per_run=self.rounds_per_run),
                 id=self.id, task_queue=TaskQueues.WORKFLOWS, start_signal="join",
                 start_signal_args=[request],
             )  # fmt: skip
@@ -196,4 +204,26 @@ async def test_a_holder_that_ends_without_releasing_loses_its_turn(client: Clien
 
     await a.signal(StandInChange.end, False)  # ends holding the lane (as if terminated)
 
+    assert kinds(await updates(b, 2)) == [("queued", a.id), ("granted", None)]
+
+
+async def test_the_lane_continues_as_new_with_its_queue_and_holder(client: Client) -> None:
+    lane = Lane(client, policy="sequential", holder_check_s=1, rounds_per_run=3)
+    a = await lane.join(1, minutes=1)
+    await updates(a, 1)
+    first_run = (await client.get_workflow_handle(lane.id).describe()).run_id
+    b = await lane.join(2, minutes=2)
+    c = await lane.join(3, minutes=3)
+    await updates(c, 1)
+
+    for _ in range(50):  # a few rounds (joins, holder checks) later it runs anew
+        if (await client.get_workflow_handle(lane.id).describe()).run_id != first_run:
+            break
+        await asyncio.sleep(0.2)
+    else:
+        raise AssertionError("the lane never continued as new")
+    status = await lane.status()
+    assert status.holder.change_id == a.id
+    assert [r.change_id for r in status.queue] == [b.id, c.id]
+    await a.signal(StandInChange.end, True)
     assert kinds(await updates(b, 2)) == [("queued", a.id), ("granted", None)]
