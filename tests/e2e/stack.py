@@ -15,7 +15,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from temporalio.service import RPCError
 
 from baton import changes
 from baton.config import BatonConfig, load_config
+from baton.demo import AUTHOR, push_visible_change
 from baton.local.cluster import stack_id
 from baton.local.forge import LocalForge
 from baton.local.stack import Stack
@@ -71,6 +73,21 @@ class E2EStack:
             text=True,
             timeout=timeout,
         )
+
+    def open_pr(self, stamp: str, edit: Callable[[Path], None] | None = None) -> tuple[str, object]:
+        """Push a branch of the sample app with a visible change (plus `edit(workdir)`) and open
+        its PR as alice; the change id and the PR."""
+        alice = self.forge(AUTHOR)
+        branch = push_visible_change(alice, "sample-app", stamp, edit=edit)
+        pr = alice.open_pull_request("sample-app", branch, "main", stamp, "", AUTHOR)
+        return f"change/sample-app/{pr.number}", pr
+
+    def release(self, stamp: str, edit: Callable[[Path], None] | None = None) -> tuple[str, str]:
+        """Open a PR as `open_pr` does and have bob merge it once the change started; the change
+        id and the merge commit."""
+        change, pr = self.open_pr(stamp, edit)
+        self.wait(change, lambda d: bool(d.change.timeline))
+        return change, self.forge("bob").merge_pull_request("sample-app", pr.number, pr.head_sha)
 
     def run(self, coro_fn: Callable) -> object:
         async def main():
@@ -201,6 +218,29 @@ def start_stack(
         forge.create_repo("sample-app", from_dir=EXAMPLES / "sample-app")
         forge.create_repo("gitops", from_dir=gitops)
     return e2e
+
+
+@contextmanager
+def running_stack(
+    workdir: Path,
+    base_image: str,
+    edit_config: Callable[[dict], None] | None = None,
+    seed: Callable[[Settings, Path], None] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Iterator[E2EStack]:
+    """A stack for a test module: started with BATON_BASE_IMAGE (and `environ`) set; stopped,
+    and the process environment restored, afterwards."""
+    saved = dict(os.environ)
+    os.environ |= {"BATON_BASE_IMAGE": base_image, **(environ or {})}
+    try:
+        stack = start_stack(workdir, edit_config, seed)
+        try:
+            yield stack
+        finally:
+            stop_stack(stack)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def stop_stack(e2e: E2EStack) -> None:

@@ -99,14 +99,6 @@ def test_change_goes_from_pr_to_prod_under_policy(baton_stack: E2EStack) -> None
     assert len([c for c in deploy_commits if c.startswith(f"Deploy sample-app {merge[:12]}")]) == 3
 
 
-def open_pr(stack: E2EStack, stamp: str, edit=None) -> tuple[str, object]:
-    """Push a branch with a visible change (plus `edit(workdir)`) and open its PR as alice."""
-    alice = stack.forge(AUTHOR)
-    branch = push_visible_change(alice, "sample-app", stamp, edit=edit)
-    pr = alice.open_pull_request("sample-app", branch, "main", stamp, "", AUTHOR)
-    return f"change/sample-app/{pr.number}", pr
-
-
 def push_more(forge, branch: str) -> str:
     """Push one more commit to `branch`; returns the new head."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -135,7 +127,7 @@ def test_failing_lint_and_unit_test_fail_the_status_and_push_nothing(baton_stack
             "    def test_fails(self):\n        self.assertEqual(1, 2)\n"
         )
 
-    change, pr = open_pr(baton_stack, "e2e-broken", edit=break_things)
+    change, pr = baton_stack.open_pr("e2e-broken", edit=break_things)
     detail = baton_stack.wait(change, lambda d: d.change.state == "awaiting-merge")
     status = baton_stack.forge().list_commit_statuses("sample-app", pr.head_sha)
     (pr_status,) = [s for s in status if s.context == "baton/pr"]
@@ -153,7 +145,7 @@ def test_failing_lint_and_unit_test_fail_the_status_and_push_nothing(baton_stack
 
 
 def test_new_head_cancels_validation_of_the_old_one(baton_stack: E2EStack) -> None:
-    change, pr = open_pr(baton_stack, "e2e-first")
+    change, pr = baton_stack.open_pr("e2e-first")
     baton_stack.wait(change, lambda d: bool(d.change.timeline))
     alice = baton_stack.forge(AUTHOR)
     new_head = push_more(alice, pr.head_branch)
@@ -168,7 +160,7 @@ def test_new_head_cancels_validation_of_the_old_one(baton_stack: E2EStack) -> No
 
 
 def test_worker_killed_during_ci_build_finishes_once(baton_stack: E2EStack) -> None:
-    change, pr = open_pr(baton_stack, "e2e-crash")
+    change, pr = baton_stack.open_pr("e2e-crash")
     baton_stack.wait(change, lambda d: d.change.state == "awaiting-merge")
     merge = baton_stack.forge("bob").merge_pull_request("sample-app", pr.number, pr.head_sha)
     baton_stack.wait_for_activity(f"{change}/ci", "build_image")

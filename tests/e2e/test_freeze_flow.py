@@ -3,13 +3,12 @@ breaks the glass with `baton override-freeze`; the override is kept in the chang
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
-from baton.demo import AUTHOR, push_visible_change
-from tests.e2e.stack import E2EStack, start_stack, stop_stack, version
+from baton.demo import AUTHOR
+from tests.e2e.stack import E2EStack, running_stack, version
 
 pytestmark = pytest.mark.docker
 
@@ -26,24 +25,12 @@ def frozen_dev_only(config: dict) -> None:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, base_image: str) -> Iterator[E2EStack]:
-    saved = dict(os.environ)
-    os.environ["BATON_BASE_IMAGE"] = base_image
-    e2e = start_stack(tmp_path_factory.mktemp("baton"), edit_config=frozen_dev_only)
-    try:
-        yield e2e
-    finally:
-        stop_stack(e2e)
-        os.environ.clear()
-        os.environ.update(saved)
+    with running_stack(tmp_path_factory.mktemp("baton"), base_image, frozen_dev_only) as stack:
+        yield stack
 
 
 def test_frozen_rollout_waits_until_an_allowed_approver_breaks_the_glass(stack: E2EStack) -> None:
-    alice = stack.forge(AUTHOR)
-    branch = push_visible_change(alice, "sample-app", "e2e-freeze")
-    pr = alice.open_pull_request("sample-app", branch, "main", "e2e-freeze", "", AUTHOR)
-    change = f"change/sample-app/{pr.number}"
-    stack.wait(change, lambda d: bool(d.change.timeline))
-    merge = stack.forge("bob").merge_pull_request("sample-app", pr.number, pr.head_sha)
+    change, merge = stack.release("e2e-freeze")
 
     frozen = stack.wait(
         change, lambda d: d.rollout is not None and d.rollout.gate is not None

@@ -5,7 +5,6 @@ repository the forge serves."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 
 from baton.demo import AUTHOR, push_visible_change
 from baton.settings import Settings
-from tests.e2e.stack import EXAMPLES, E2EStack, start_stack, stop_stack, version
+from tests.e2e.stack import EXAMPLES, E2EStack, running_stack, version
 from tests.e2e.test_change_flow import gate_is
 from tests.fakes.forges import FAKES, FakeForge
 
@@ -32,8 +31,6 @@ def hosted(
     docker_client,
 ) -> Iterator[tuple[E2EStack, FakeForge]]:
     """The embedded stack configured for a hosted forge, and the fake serving that forge's API."""
-    saved = dict(os.environ)
-    os.environ |= {"BATON_BASE_IMAGE": base_image, "BATON_FORGE_TOKEN": TOKEN}
     workdir: Path = tmp_path_factory.mktemp(f"hosted-{request.param}")
     fake = FAKES[request.param](workdir / "forge", {TOKEN: "baton"}).start()
 
@@ -53,15 +50,12 @@ def hosted(
         fake.create_repo(GITOPS_REPO, from_dir=gitops)
 
     try:
-        stack = start_stack(workdir, edit_config, seed)
-        try:
+        with running_stack(
+            workdir, base_image, edit_config, seed, {"BATON_FORGE_TOKEN": TOKEN}
+        ) as stack:
             yield stack, fake
-        finally:
-            stop_stack(stack)
     finally:
         fake.stop()
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def test_change_runs_through_the_hosted_forge_api(hosted: tuple[E2EStack, FakeForge]) -> None:

@@ -10,7 +10,6 @@ serves the first change's image again, and staging is never touched.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +17,7 @@ from pathlib import Path
 import pytest
 
 from baton.cluster.applied import inventory_name
-from baton.demo import AUTHOR, push_visible_change
-from tests.e2e.stack import E2EStack, start_stack, stop_stack
+from tests.e2e.stack import E2EStack, running_stack
 from tests.fakes.kube_api import FakeDeploymentController, FakeFlux, FakeKubeAPI
 from workflows.rollout import EnvironmentRollout, rollout_id
 
@@ -60,40 +58,26 @@ def kubernetes_environments(kubeconfig: Path):
 
 @pytest.fixture(scope="module")
 def kube(tmp_path_factory: pytest.TempPathFactory, base_image: str) -> Iterator[KubeStack]:
-    saved = dict(os.environ)
-    os.environ["BATON_BASE_IMAGE"] = base_image
     workdir = tmp_path_factory.mktemp("baton")
     with FakeKubeAPI() as api, FakeDeploymentController(api, delay=0.5) as controller:
         for namespace in ("dev", "staging"):
             api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
         kubeconfig = api.write_kubeconfig(workdir / "kubeconfig")
-        stack = start_stack(workdir, edit_config=kubernetes_environments(kubeconfig))
-        try:
-            with FakeFlux(api, apply_delay=0.5) as flux:
-                flux.add_sync(
-                    stack.forge().repo_path("gitops"),
-                    "sample-app-staging",
-                    interval="10m",
-                    path="./rendered/staging/sample-app",
-                    wait=False,
-                    target_namespace="staging",
-                )
-                yield KubeStack(stack, api, controller)
+        edit = kubernetes_environments(kubeconfig)
+        with (
+            running_stack(workdir, base_image, edit) as stack,
+            FakeFlux(api, apply_delay=0.5) as flux,
+        ):
+            flux.add_sync(
+                stack.forge().repo_path("gitops"),
+                "sample-app-staging",
+                interval="10m",
+                path="./rendered/staging/sample-app",
+                wait=False,
+                target_namespace="staging",
+            )
+            yield KubeStack(stack, api, controller)
             assert not flux.errors
-        finally:
-            stop_stack(stack)
-            os.environ.clear()
-            os.environ.update(saved)
-
-
-def release(stack: E2EStack, stamp: str) -> tuple[str, str]:
-    """Open a PR of the sample app and merge it; the change id and the merge commit."""
-    alice = stack.forge(AUTHOR)
-    branch = push_visible_change(alice, "sample-app", stamp)
-    pr = alice.open_pull_request("sample-app", branch, "main", stamp, "", AUTHOR)
-    change = f"change/sample-app/{pr.number}"
-    stack.wait(change, lambda d: bool(d.change.timeline))
-    return change, stack.forge("bob").merge_pull_request("sample-app", pr.number, pr.head_sha)
 
 
 def test_apply_and_flux_environments_roll_out_and_a_stuck_rollout_is_rolled_back(
@@ -102,7 +86,7 @@ def test_apply_and_flux_environments_roll_out_and_a_stuck_rollout_is_rolled_back
     stack, api = kube.stack, kube.api
     done = ("completed", "failed")
 
-    first, first_commit = release(stack, "e2e-k8s-first")
+    first, first_commit = stack.release("e2e-k8s-first")
     change = stack.wait(first, lambda d: d.change.state in done, timeout=600).change
     assert change.state == "completed", change.reason
     pinned = change.artifact.image_ref
@@ -123,7 +107,7 @@ def test_apply_and_flux_environments_roll_out_and_a_stuck_rollout_is_rolled_back
     # The next generation of dev's Deployment never becomes available.
     stuck = dev["metadata"]["generation"] + 1
     kube.controller.script("dev", name, stuck, updated=1, available=0, deadline_exceeded=True)
-    second, second_commit = release(stack, "e2e-k8s-second")
+    second, second_commit = stack.release("e2e-k8s-second")
     change = stack.wait(second, lambda d: d.change.state in done, timeout=600).change
 
     assert change.state == "failed"

@@ -4,15 +4,13 @@ that still waits for prod's approvals; its GitOps PR is closed and its branch de
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import Iterator
 
 import pytest
 
-from baton.demo import AUTHOR, push_visible_change
 from baton.models import lane_id
-from tests.e2e.stack import E2EStack, start_stack, stop_stack, version
+from tests.e2e.stack import E2EStack, running_stack, version
 from workflows.lane import EnvironmentLane
 
 pytestmark = pytest.mark.docker
@@ -26,25 +24,10 @@ def no_approvals_before_prod(config: dict) -> None:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, base_image: str) -> Iterator[E2EStack]:
-    saved = dict(os.environ)
-    os.environ["BATON_BASE_IMAGE"] = base_image
-    e2e = start_stack(tmp_path_factory.mktemp("baton"), edit_config=no_approvals_before_prod)
-    try:
-        yield e2e
-    finally:
-        stop_stack(e2e)
-        os.environ.clear()
-        os.environ.update(saved)
-
-
-def release(stack: E2EStack, stamp: str) -> tuple[str, str]:
-    """Open a PR of the sample app and merge it; the change id and the merge commit."""
-    alice = stack.forge(AUTHOR)
-    branch = push_visible_change(alice, "sample-app", stamp)
-    pr = alice.open_pull_request("sample-app", branch, "main", stamp, "", AUTHOR)
-    change = f"change/sample-app/{pr.number}"
-    stack.wait(change, lambda d: bool(d.change.timeline))
-    return change, stack.forge("bob").merge_pull_request("sample-app", pr.number, pr.head_sha)
+    with running_stack(
+        tmp_path_factory.mktemp("baton"), base_image, no_approvals_before_prod
+    ) as stack:
+        yield stack
 
 
 def waiting_for_prod_approval(detail) -> bool:
@@ -65,12 +48,12 @@ def branch_exists(stack: E2EStack, repo: str, branch: str) -> bool:
 
 
 def test_newer_change_supersedes_one_waiting_for_prod_approval(stack: E2EStack) -> None:
-    older, older_commit = release(stack, "e2e-lane-older")
+    older, older_commit = stack.release("e2e-lane-older")
     stack.wait(older, waiting_for_prod_approval, timeout=600)
     older_branch = f"baton/sample-app/prod/{older_commit[:12]}"
     assert branch_exists(stack, "gitops", older_branch)
 
-    newer, newer_commit = release(stack, "e2e-lane-newer")
+    newer, newer_commit = stack.release("e2e-lane-newer")
     detail = stack.wait(newer, waiting_for_prod_approval, timeout=600)
 
     # The older change stopped in prod: superseded, its GitOps PR closed, its branch gone.

@@ -13,7 +13,6 @@ version serves again, the change fails with that reason and never reaches prod.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,10 +21,10 @@ import docker
 import httpx
 import pytest
 
-from baton.demo import AUTHOR, push_visible_change
+from baton.demo import AUTHOR
 from baton.gitops import placeholder_manifests
 from baton.local.cluster import container_name, stack_id
-from tests.e2e.stack import E2EStack, start_stack, stop_stack, version
+from tests.e2e.stack import E2EStack, running_stack, version
 from workflows.rollout import EnvironmentRollout, rollout_id
 
 pytestmark = pytest.mark.docker
@@ -47,26 +46,10 @@ def two_step_verification(config: dict) -> None:
 def stack(
     tmp_path_factory: pytest.TempPathFactory, base_image: str, docker_client
 ) -> Iterator[E2EStack]:
-    saved = dict(os.environ)
-    os.environ["BATON_BASE_IMAGE"] = base_image
-    e2e = start_stack(tmp_path_factory.mktemp("baton"), edit_config=two_step_verification)
-    try:
-        yield e2e
-    finally:
-        stop_stack(e2e)
-        os.environ.clear()
-        os.environ.update(saved)
-
-
-def release(stack: E2EStack, stamp: str, edit=None) -> tuple[str, str]:
-    """Open a PR of the sample app and merge it at once; returns the change id and merge commit."""
-    alice = stack.forge(AUTHOR)
-    branch = push_visible_change(alice, "sample-app", stamp, edit=edit)
-    pr = alice.open_pull_request("sample-app", branch, "main", stamp, "", AUTHOR)
-    change = f"change/sample-app/{pr.number}"
-    stack.wait(change, lambda d: bool(d.change.timeline))
-    merge = stack.forge("bob").merge_pull_request("sample-app", pr.number, pr.head_sha)
-    return change, merge
+    with running_stack(
+        tmp_path_factory.mktemp("baton"), base_image, two_step_verification
+    ) as stack:
+        yield stack
 
 
 def report_a_wrong_commit(work: Path) -> None:
@@ -95,7 +78,7 @@ def test_failed_first_deploy_to_staging_is_removed(
     staging = stack.config.environment("staging").verify.url
     assert gitops_file(stack, STAGING_MANIFESTS) is None, "runs first: staging never ran the app"
 
-    bad, bad_commit = release(stack, "e2e-first-bad", edit=report_a_wrong_commit)
+    bad, bad_commit = stack.release("e2e-first-bad", edit=report_a_wrong_commit)
     detail = stack.wait(bad, lambda d: d.change.state in ("completed", "failed"), timeout=600)
 
     # The change failed in staging and says that staging was rolled back by removing the app.
@@ -146,7 +129,7 @@ def test_failed_first_deploy_to_staging_is_removed(
 def test_failed_staging_verification_is_rolled_back(stack: E2EStack) -> None:
     staging = stack.config.environment("staging").verify.url
 
-    good, good_commit = release(stack, "e2e-good", edit=report_the_build_commit)
+    good, good_commit = stack.release("e2e-good", edit=report_the_build_commit)
     detail = stack.wait(good, lambda d: d.rollout is not None and d.rollout.environment == "prod"
                         and d.rollout.gate is not None and d.rollout.gate.kind == "approval")  # fmt: skip
     good_digest = detail.change.artifact.image_digest
@@ -155,7 +138,7 @@ def test_failed_staging_verification_is_rolled_back(stack: E2EStack) -> None:
     assert stopped.returncode == 0, stopped.stderr
     stack.wait(good, lambda d: d.change.state == "aborted")
 
-    bad, bad_commit = release(stack, "e2e-bad", edit=report_a_wrong_commit)
+    bad, bad_commit = stack.release("e2e-bad", edit=report_a_wrong_commit)
     detail = stack.wait(bad, lambda d: d.change.state in ("completed", "failed"), timeout=600)
 
     # The change failed in staging, says why, and that staging was rolled back.
