@@ -59,6 +59,16 @@ def git(cwd: Path, *args: str) -> str:
     ).stdout.strip()
 
 
+def descends_from(repo: Path, ancestor: str) -> Callable[[str], bool]:
+    """Whether a sha is `ancestor` or a descendant of it in `repo`: the `descends` of `judge`."""
+
+    def descends(sha: str) -> bool:
+        command = ["git", "-C", str(repo), "merge-base", "--is-ancestor", ancestor, sha]
+        return subprocess.run(command, check=False, capture_output=True).returncode == 0
+
+    return descends
+
+
 @pytest.fixture
 def make_repo(tmp_path: Path) -> Callable[..., Path]:
     """Create a throwaway git repository with the given files committed on main."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -26,7 +25,7 @@ from baton.cluster.kubernetes import (
 )
 from baton.config import ConfigError, EnvironmentConfig, SyncConfig, parse_config
 from baton.sync import judge
-from tests.conftest import git
+from tests.conftest import descends_from, git
 from tests.fakes.kube_api import Failure, FakeFlux, FakeKubeAPI
 
 OLD, M = "a" * 40, "b" * 40
@@ -199,14 +198,6 @@ def commit(repo: Path, name: str) -> str:
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", name)
     return git(repo, "rev-parse", "HEAD")
-
-
-def descends_from(repo: Path, ancestor: str) -> Callable[[str], bool]:
-    def descends(sha: str) -> bool:
-        command = ["git", "-C", str(repo), "merge-base", "--is-ancestor", ancestor, sha]
-        return subprocess.run(command, check=False, capture_output=True).returncode == 0
-
-    return descends
 
 
 STAGING = EnvironmentConfig(name="staging", namespace="staging", sync=SyncConfig(kind="flux"))

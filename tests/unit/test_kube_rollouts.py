@@ -15,7 +15,7 @@ from baton.cluster.applied import AppliedCluster, InventoryUnreadable, inventory
 from baton.cluster.kubernetes import ApplyFailed, FluxCluster
 from baton.config import EnvironmentConfig, SyncConfig
 from baton.sync import Judgement, judge
-from tests.conftest import git
+from tests.conftest import descends_from, git
 from tests.fakes.kube_api import FakeDeploymentController, FakeFlux, FakeKubeAPI
 
 KS = "sample-app-staging"
@@ -51,18 +51,6 @@ def release(repo: Path, content: str) -> str:
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "release")
     return git(repo, "rev-parse", "HEAD")
-
-
-def descends_from(repo: Path, ancestor: str) -> Callable[[str], bool]:
-    def descends(sha: str) -> bool:
-        command = ["merge-base", "--is-ancestor", ancestor, sha]
-        try:
-            git(repo, *command)
-        except Exception:  # noqa: BLE001 - git's non-zero exit means "not an ancestor"
-            return False
-        return True
-
-    return descends
 
 
 def until(
