@@ -27,12 +27,12 @@ def check_approval(
     check_decider(policy, environment, author, user, "approve", security_due)
     if user in approved_by(approvals):
         raise PolicyViolation(
-            f"{user} has already approved {environment}: {_needed(policy, security_due)} distinct "
+            f"{user} has already approved {environment}: {required(policy, security_due)} distinct "
             "approvers are required, a second approval by the same person does not count"
         )
     security = policy.security.approvers
     missing = _security_missing(policy, approvals, security_due)
-    left = _needed(policy, security_due) - len(approved_by(approvals))
+    left = required(policy, security_due) - len(approved_by(approvals))
     if security and missing and missing >= left and user not in security:
         raise PolicyViolation(
             f"the rendered diff for {environment} is security-sensitive: the remaining "
@@ -70,7 +70,7 @@ def approved_by(approvals: list[Approval]) -> list[str]:
 
 
 def satisfied(policy: ApprovalPolicy, approvals: list[Approval], security_due: int = 0) -> bool:
-    return len(approved_by(approvals)) >= _needed(policy, security_due) and not _security_missing(
+    return len(approved_by(approvals)) >= required(policy, security_due) and not _security_missing(
         policy, approvals, security_due
     )
 
@@ -81,7 +81,7 @@ def still_may_approve(
     """Who could still add an approval (empty list when anyone allowed may)."""
     done = set(approved_by(approvals))
     missing = _security_missing(policy, approvals, security_due)
-    left = _needed(policy, security_due) - len(done)
+    left = required(policy, security_due) - len(done)
     security = policy.security.approvers
     candidates = (
         security if security and missing and missing >= left else _allowed(policy, security_due)
@@ -95,10 +95,6 @@ def still_may_approve(
 
 def required(policy: ApprovalPolicy, security_due: int = 0) -> int:
     """How many distinct approvals the rollout needs in all."""
-    return _needed(policy, security_due)
-
-
-def _needed(policy: ApprovalPolicy, security_due: int) -> int:
     return policy.required + security_due
 
 
