@@ -440,9 +440,9 @@ class EnvironmentRollout:
             )
         except ActivityError as err:
             if isinstance(err.cause, ActivityTimeoutError):
-                last = err.cause.cause
-                seen = f"; last error: {last.message}" if isinstance(last, ApplicationError) else ""
-                return f"apply failed: not applied within {env.sync.timeout_s}s{seen}"
+                seen = _last_failure(err.cause)
+                last = f"; last error: {seen}" if seen else ""
+                return f"apply failed: not applied within {env.sync.timeout_s}s{last}"
             return f"apply failed: {_cause(err)}"
         return None
 
@@ -803,11 +803,18 @@ def _poll_outcome(poll: asyncio.Future, timeout_s: int) -> SyncOutcome:
         cause = err.cause
         if isinstance(cause, ApplicationError):  # SyncFailed, or a cluster configuration error
             return SyncOutcome(synced=False, reason="failed", message=cause.message)
-        last = getattr(cause, "cause", None)
-        seen = f"; last seen: {last.message}" if isinstance(last, ApplicationError) else ""
+        seen = _last_failure(cause)
         return SyncOutcome(
-            synced=False, reason="timed out", message=f"not synced within {timeout_s}s{seen}"
+            synced=False,
+            reason="timed out",
+            message=f"not synced within {timeout_s}s" + (f"; last seen: {seen}" if seen else ""),
         )
+
+
+def _last_failure(timeout: BaseException | None) -> str | None:
+    """The last attempt's error an activity's timeout carries, if it was one of ours."""
+    last = getattr(timeout, "cause", None)
+    return last.message if isinstance(last, ApplicationError) else None
 
 
 def _sync_detail(outcome: SyncOutcome) -> str:
