@@ -374,7 +374,9 @@ def parse_config(text: str, source: str = "baton.yaml") -> BatonConfig:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError([f"not valid YAML{where}: {getattr(exc, 'problem', exc)}"], source)
+        raise ConfigError(
+            [f"not valid YAML{where}: {getattr(exc, 'problem', exc)}"], source
+        ) from None
     if not isinstance(raw, dict):
         raise ConfigError(["the file must be a YAML mapping with apps, environments, ..."], source)
     try:

@@ -118,7 +118,9 @@ class GitOpsRepo:
         except GitCommandError as exc:
             if "already exists" in str(exc.stderr) or "rejected" in str(exc.stderr):
                 return self._mirror().git.rev_parse(f"refs/heads/{branch}")
-            raise GitOpsError(f"cannot push {branch} to {self.config.repo}: {exc.stderr.strip()}")
+            raise GitOpsError(
+                f"cannot push {branch} to {self.config.repo}: {exc.stderr.strip()}"
+            ) from exc
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         return head

@@ -69,10 +69,14 @@ def rollouts_of(
     """The change's rollouts into `environment`, with when each ended (from its timeline)."""
     # A change superseded while queued has a result but no rollout stage: superseded ones
     # deployed nothing and are left out on both sides.
-    stages = [s for s in change.timeline if s.name == f"deploy to {environment}"
-              and s.ended_at and s.outcome != "superseded"]  # fmt: skip
-    results = [r for r in change.rollouts
-               if r.environment == environment and r.outcome != "superseded"]  # fmt: skip
+    stages = [
+        s
+        for s in change.timeline
+        if s.name == f"deploy to {environment}" and s.ended_at and s.outcome != "superseded"
+    ]
+    results = [
+        r for r in change.rollouts if r.environment == environment and r.outcome != "superseded"
+    ]
     merged_at = change.merged_at or next(
         (s.started_at for s in change.timeline if s.name.startswith("integrate ")), None
     )

@@ -67,7 +67,9 @@ class Workspace:
                 clone.git.checkout("--detach", commit)
             except GitCommandError as exc:
                 shutil.rmtree(staging, ignore_errors=True)
-                raise CheckoutError(f"cannot check out {repo}@{commit[:12]}: {exc.stderr.strip()}")
+                raise CheckoutError(
+                    f"cannot check out {repo}@{commit[:12]}: {exc.stderr.strip()}"
+                ) from exc
             staging.rename(target)
         return target
 

@@ -191,8 +191,11 @@ class ChangeWorkflow:
         try:
             superseded_by = await self._take_turn(env, artifact)
             if superseded_by is not None:
-                return RolloutResult(environment=env.name, outcome="superseded",
-                                     reason=f"superseded by {superseded_by}")  # fmt: skip
+                return RolloutResult(
+                    environment=env.name,
+                    outcome="superseded",
+                    reason=f"superseded by {superseded_by}",
+                )
             return await self._rollout(env, artifact)
         finally:
             try:
@@ -204,8 +207,12 @@ class ChangeWorkflow:
         """Join the lane and wait until it grants the turn (None) or says who superseded us."""
         app = self.input.plan.app.name
         self.lane_updates.pop(env.name, None)
-        request = LaneRequest(change_id=workflow.info().workflow_id, commit=artifact.commit,
-                              merged_at=self.merged_at or workflow.now(), policy=env.lane)  # fmt: skip
+        request = LaneRequest(
+            change_id=workflow.info().workflow_id,
+            commit=artifact.commit,
+            merged_at=self.merged_at or workflow.now(),
+            policy=env.lane,
+        )
         await workflow.execute_activity(
             join_lane,
             JoinLane(app=app, environment=env.name, policy=env.lane, request=request),
@@ -224,9 +231,12 @@ class ChangeWorkflow:
                     break
                 stage = stage or self._begin(f"turn in {env.name}")
                 holder = update.holder or "the change ahead"
-                self.gate = Gate(kind="lane", environment=env.name,
-                                 description=f"waiting for {holder} to finish in {env.name}",
-                                 waiting_on=[holder])  # fmt: skip
+                self.gate = Gate(
+                    kind="lane",
+                    environment=env.name,
+                    description=f"waiting for {holder} to finish in {env.name}",
+                    waiting_on=[holder],
+                )
                 self._publish_details()
             superseded_by = update.by if update.kind == "superseded" else None
             outcome = "superseded" if superseded_by else "succeeded"

@@ -108,15 +108,20 @@ class EnvironmentLane:
             state.holder = state.queue.pop(0)
             if state.newest is None or state.holder.merged_at >= state.newest.merged_at:
                 state.newest = state.holder
-            await self._tell(state.holder.change_id, LaneUpdate(environment=state.environment,
-                                                                kind="granted"))  # fmt: skip
+            await self._tell(
+                state.holder.change_id, LaneUpdate(environment=state.environment, kind="granted")
+            )
         # Who waits is told who holds the lane now: when it joins, and after each new grant
         # (lanes recorded before that notice replay without it).
         again = granted and workflow.patched("queued-after-grant")
         for request in state.queue if again else [r for r in joined if r in state.queue]:
             if state.holder:
-                await self._tell(request.change_id, LaneUpdate(environment=state.environment,
-                                 kind="queued", holder=state.holder.change_id))  # fmt: skip
+                await self._tell(
+                    request.change_id,
+                    LaneUpdate(
+                        environment=state.environment, kind="queued", holder=state.holder.change_id
+                    ),
+                )
 
     async def _supersede(self) -> None:
         """Only the newest change may still roll out: older waiting ones are told to stop."""
@@ -127,13 +132,17 @@ class EnvironmentLane:
             return
         for request in [r for r in state.queue if r is not newest]:
             state.queue.remove(request)
-            await self._tell(request.change_id, LaneUpdate(environment=state.environment,
-                             kind="superseded", by=newest.change_id))  # fmt: skip
+            await self._tell(
+                request.change_id,
+                LaneUpdate(environment=state.environment, kind="superseded", by=newest.change_id),
+            )
         holder = state.holder
         if holder and holder.merged_at < newest.merged_at and state.told_holder != holder.change_id:
             state.told_holder = holder.change_id
-            await self._tell(holder.change_id, LaneUpdate(environment=state.environment,
-                             kind="superseded", by=newest.change_id))  # fmt: skip
+            await self._tell(
+                holder.change_id,
+                LaneUpdate(environment=state.environment, kind="superseded", by=newest.change_id),
+            )
 
     async def _check_holder(self) -> None:
         """Release the turn of a holder that ended without releasing it."""

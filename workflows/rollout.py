@@ -52,8 +52,15 @@ with workflow.unsafe.imports_passed_through():
 
 QUICK = {"start_to_close_timeout": timedelta(minutes=2), "task_queue": TaskQueues.DEPLOY}
 # Forge refusals that no retry can fix: the PR moved, conflicts, or is gone.
-FORGE_REFUSALS = ["HeadChanged", "NotMergeable", "PullRequestNotFound", "PullRequestClosed",
-                  "NoCommitsBetween", "RepositoryNotFound", "BranchNotFound"]  # fmt: skip
+FORGE_REFUSALS = [
+    "HeadChanged",
+    "NotMergeable",
+    "PullRequestNotFound",
+    "PullRequestClosed",
+    "NoCommitsBetween",
+    "RepositoryNotFound",
+    "BranchNotFound",
+]
 RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=30),
@@ -66,8 +73,11 @@ POLL = RetryPolicy(
     non_retryable_error_types=["SyncFailed"],
 )
 RECONCILE = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
-SYNCED_BY = {"local": "local cluster sync", "flux": "Flux sync",
-             "apply": "rollout of the applied manifests"}  # fmt: skip
+SYNCED_BY = {
+    "local": "local cluster sync",
+    "flux": "Flux sync",
+    "apply": "rollout of the applied manifests",
+}
 # A rollback whose forge stays unreachable this long is reported as failed, not retried forever.
 ROLLBACK_PATIENCE = timedelta(minutes=10)
 
@@ -176,8 +186,9 @@ class EnvironmentRollout:
     def _check_override(self, override: Approval) -> None:
         env = self.input.environment
         if self.gate is None or self.gate.kind != "freeze":
-            raise ApplicationError(f"{env.name} is not frozen for this rollout: nothing to "
-                                   "override", type="NotFrozen")  # fmt: skip
+            raise ApplicationError(
+                f"{env.name} is not frozen for this rollout: nothing to override", type="NotFrozen"
+            )
         if not override.comment.strip():
             raise policy.PolicyViolation("a freeze override needs a reason (--reason)")
         policy.check_decider(
@@ -295,11 +306,16 @@ class EnvironmentRollout:
                 overridden = True
                 break
             stage = stage or self._begin("freeze")
-            self._set_gate(Gate(kind="freeze", environment=env.name,
-                                description=f"{env.name} is frozen ({frozen.name}) until "
-                                            f"{frozen.until:%Y-%m-%d %H:%M} UTC",
-                                waiting_on=["the end of the freeze", "or a break-glass override"],
-                                deadline=frozen.until))  # fmt: skip
+            self._set_gate(
+                Gate(
+                    kind="freeze",
+                    environment=env.name,
+                    description=f"{env.name} is frozen ({frozen.name}) until "
+                    f"{frozen.until:%Y-%m-%d %H:%M} UTC",
+                    waiting_on=["the end of the freeze", "or a break-glass override"],
+                    deadline=frozen.until,
+                )
+            )
             wait = max(frozen.until - workflow.now(), timedelta(seconds=1))
             try:
                 await workflow.wait_condition(
@@ -387,9 +403,14 @@ class EnvironmentRollout:
         self.events_from = len(self.sync_events)
         if manual:
             stage = self._begin(name)
-            self._set_gate(Gate(kind="merge", environment=self.input.environment.name,
-                                description=f"waiting for a human to merge GitOps PR #{pr.number}",
-                                waiting_on=["GitOps repository maintainers"]))  # fmt: skip
+            self._set_gate(
+                Gate(
+                    kind="merge",
+                    environment=self.input.environment.name,
+                    description=f"waiting for a human to merge GitOps PR #{pr.number}",
+                    waiting_on=["GitOps repository maintainers"],
+                )
+            )
             await workflow.wait_condition(lambda: self.human_merge is not None)
             self.gate = None
             self._end(stage, "succeeded", f"merged as {self.human_merge[:12]}")
@@ -471,10 +492,15 @@ class EnvironmentRollout:
         env = self.input.environment
         timeout = timedelta(seconds=env.sync.timeout_s)
         stage = self._begin(name)
-        self._set_gate(Gate(kind="sync", environment=env.name,
-                            description=f"waiting for {env.name} to sync {commit[:12]}",
-                            waiting_on=[SYNCED_BY[env.sync.kind]],
-                            deadline=workflow.now() + timeout))  # fmt: skip
+        self._set_gate(
+            Gate(
+                kind="sync",
+                environment=env.name,
+                description=f"waiting for {env.name} to sync {commit[:12]}",
+                waiting_on=[SYNCED_BY[env.sync.kind]],
+                deadline=workflow.now() + timeout,
+            )
+        )
         poll = asyncio.ensure_future(
             workflow.execute_activity(
                 check_sync,
@@ -521,19 +547,29 @@ class EnvironmentRollout:
             self._note(f"ignored sync event for older revision {event.revision[:12]}")
             return None
         if event.state == "ready":
-            return SyncOutcome(synced=True, revision=event.revision, reason=event.reason,
-                               message=event.message)  # fmt: skip
-        return SyncOutcome(synced=False, revision=event.revision, reason="failed",
-                           message=": ".join(filter(None, [event.reason, event.message])))  # fmt: skip
+            return SyncOutcome(
+                synced=True, revision=event.revision, reason=event.reason, message=event.message
+            )
+        return SyncOutcome(
+            synced=False,
+            revision=event.revision,
+            reason="failed",
+            message=": ".join(filter(None, [event.reason, event.message])),
+        )
 
     async def _verify(self, check: VerifyInput, name: str) -> SyncOutcome:
         verify = self.input.environment.verify
         if verify is None:
             return SyncOutcome(synced=True, reason="no verification configured")
         stage = self._begin(name)
-        self._set_gate(Gate(kind="verification", environment=self.input.environment.name,
-                            description=f"checking {verify.url}",
-                            deadline=workflow.now() + timedelta(seconds=verify.timeout_s)))  # fmt: skip
+        self._set_gate(
+            Gate(
+                kind="verification",
+                environment=self.input.environment.name,
+                description=f"checking {verify.url}",
+                deadline=workflow.now() + timedelta(seconds=verify.timeout_s),
+            )
+        )
         result: SyncOutcome = await workflow.execute_activity(
             verify_endpoint,
             check,
@@ -570,9 +606,12 @@ class EnvironmentRollout:
                 return self._rolled_back(
                     "rejected", f"rollback rejected by {self.rejection.user}: revert PR closed"
                 )
-            check = VerifyInput(rollout=self.input, commit=self.rollback.previous_commit,
-                                rolled_back_from=self.input.artifact.commit,
-                                removed=self.rollback.removed)  # fmt: skip
+            check = VerifyInput(
+                rollout=self.input,
+                commit=self.rollback.previous_commit,
+                rolled_back_from=self.input.artifact.commit,
+                removed=self.rollback.removed,
+            )
             checked = await self._converge(commit, check, "rollback: ")
         except ActivityError as err:
             return self._rolled_back("failed", f"rollback failed: {_cause(err)}")

@@ -96,7 +96,9 @@ async def _reviews(ingress: Ingress, forge: Forge, pr: PullRequest) -> Outcome:
     try:
         reviews = await asyncio.to_thread(forge.list_reviews, pr.repo, pr.number)
     except ForgeError as exc:
-        raise WebhookRejected(503, f"cannot read the votes on {pr.repo}#{pr.number}: {exc}")
+        raise WebhookRejected(
+            503, f"cannot read the votes on {pr.repo}#{pr.number}: {exc}"
+        ) from exc
     outcomes = [
         await ingress.review(
             ReviewHook(

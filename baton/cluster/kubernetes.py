@@ -8,7 +8,8 @@
 - `rollout_status`: a Deployment's rollout by the `kubectl rollout status` rules;
 - `apply`: server-side apply of manifests, for environments without Flux.
 
-Facts: ../../../shared/reference/integrations.md §4-5.
+Sources: Flux's API reference for Kustomization and GitRepository (fluxcd.io/flux/components/),
+the Kubernetes API reference and `kubectl rollout status` (kubernetes.io/docs/reference/).
 """
 
 from __future__ import annotations

@@ -196,7 +196,9 @@ def read_workload(manifests: str, what: str, namespace: str) -> Workload | None:
     try:
         objects = [o for o in yaml.safe_load_all(manifests) if isinstance(o, dict)]
     except yaml.YAMLError as exc:
-        raise ReconcileFailed("BuildFailed", f"{what}: manifests are not valid YAML: {exc}")
+        raise ReconcileFailed(
+            "BuildFailed", f"{what}: manifests are not valid YAML: {exc}"
+        ) from exc
     containers = []
     for obj in objects:
         if obj.get("kind") != "Deployment":

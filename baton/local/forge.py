@@ -673,7 +673,7 @@ class LocalForge:
             sha, tree, an, ae, date, cn, ce, message, changes = record.split("\x1f")
             tokens = changes.lstrip("\0\n").split("\0")
             files: dict[str, list[str]] = {"A": [], "D": [], "M": []}
-            for status, path in zip(tokens[::2], tokens[1::2]):
+            for status, path in zip(tokens[::2], tokens[1::2], strict=False):
                 files.get(status, files["M"]).append(path)
             commits.append(
                 {

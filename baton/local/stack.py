@@ -41,16 +41,25 @@ def services(settings: Settings, config: BatonConfig) -> list[Service]:
     """The processes of the embedded stack, in start order."""
     python = sys.executable
     temporal = [
-        find_tool("temporal"), "server", "start-dev",
-        "--ip", "127.0.0.1",
-        "--port", str(settings.temporal_port),
-        "--ui-port", str(settings.temporal_ui_port),
-        "--db-filename", str(settings.home / "temporal.db"),
-        "--sqlite-pragma", "journal_mode=wal",
-        "--sqlite-pragma", "synchronous=normal",
-        "--log-level", "warn",
+        find_tool("temporal"),
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(settings.temporal_port),
+        "--ui-port",
+        str(settings.temporal_ui_port),
+        "--db-filename",
+        str(settings.home / "temporal.db"),
+        "--sqlite-pragma",
+        "journal_mode=wal",
+        "--sqlite-pragma",
+        "synchronous=normal",
+        "--log-level",
+        "warn",
         *SearchAttributes.dev_server_flags(),
-    ]  # fmt: skip
+    ]
     stack = [Service("temporal", temporal, settings.temporal_port, settings.temporal_ui_url)]
     host, _, port = config.registry.url.partition(":")
     if host in ("127.0.0.1", "localhost"):

@@ -93,9 +93,12 @@ def test_change_goes_from_pr_to_prod_under_policy(baton_stack: E2EStack) -> None
     all_prs = gitops.list_pull_requests("gitops")
     assert len([p for p in all_prs if p.head_branch.endswith(merge[:12])]) == 3
     deploy_commits = subprocess.run(
-        ["git", "log", "--format=%s", "main"], cwd=gitops.repo_path("gitops"),
-        capture_output=True, text=True, check=True,
-    ).stdout.splitlines()  # fmt: skip
+        ["git", "log", "--format=%s", "main"],
+        cwd=gitops.repo_path("gitops"),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
     assert len([c for c in deploy_commits if c.startswith(f"Deploy sample-app {merge[:12]}")]) == 3
 
 
@@ -103,8 +106,10 @@ def push_more(forge, branch: str) -> str:
     """Push one more commit to `branch`; returns the new head."""
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp) / "app"
-        subprocess.run(["git", "clone", "-q", "-b", branch, forge.clone_url("sample-app"), str(work)],
-                       check=True)  # fmt: skip
+        subprocess.run(
+            ["git", "clone", "-q", "-b", branch, forge.clone_url("sample-app"), str(work)],
+            check=True,
+        )
         (work / "NOTES.md").write_text("one more commit\n")
         identity = ["-c", "user.name=alice", "-c", "user.email=alice@example.invalid"]
         for args in (
@@ -113,8 +118,9 @@ def push_more(forge, branch: str) -> str:
             ["push", "-q", "origin", branch],
         ):
             subprocess.run(["git", *identity, *args], cwd=work, check=True)
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=work, check=True,
-                              capture_output=True, text=True).stdout.strip()  # fmt: skip
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=work, check=True, capture_output=True, text=True
+        ).stdout.strip()
 
 
 def test_failing_lint_and_unit_test_fail_the_status_and_push_nothing(baton_stack: E2EStack) -> None:
@@ -177,8 +183,11 @@ def test_worker_killed_during_ci_build_finishes_once(baton_stack: E2EStack) -> N
     aborted = baton_stack.baton("abort", change, "--reason", "test over", "--as", "alice")
     assert aborted.returncode == 0, aborted.stderr
     detail = baton_stack.wait(change, lambda d: d.change.state == "aborted")
-    staging_pr = next(p for p in baton_stack.forge().list_pull_requests("gitops")
-                      if p.head_branch == f"baton/sample-app/staging/{merge[:12]}")  # fmt: skip
+    staging_pr = next(
+        p
+        for p in baton_stack.forge().list_pull_requests("gitops")
+        if p.head_branch == f"baton/sample-app/staging/{merge[:12]}"
+    )
     assert staging_pr.state == "closed"
 
 
@@ -191,8 +200,11 @@ def test_demo_runs_twice_and_every_environment_serves_the_new_commit(baton_stack
         assert summary["state"] == "completed"
         commits.append(summary["commit"])
         served = {r["environment"]: r["version"]["commit"] for r in summary["environments"]}
-        assert served == {"dev": summary["commit"], "staging": summary["commit"],
-                          "prod": summary["commit"]}  # fmt: skip
+        assert served == {
+            "dev": summary["commit"],
+            "staging": summary["commit"],
+            "prod": summary["commit"],
+        }
     assert commits[0] != commits[1]
     merged = baton_stack.forge().list_pull_requests("gitops", state="merged")
     for commit in commits:

@@ -33,24 +33,36 @@ def test_frozen_rollout_waits_until_an_allowed_approver_breaks_the_glass(stack: 
     change, merge = stack.release("e2e-freeze")
 
     frozen = stack.wait(
-        change, lambda d: d.rollout is not None and d.rollout.gate is not None
-        and d.rollout.gate.kind == "freeze", timeout=600,
-    )  # fmt: skip
+        change,
+        lambda d: (
+            d.rollout is not None and d.rollout.gate is not None and d.rollout.gate.kind == "freeze"
+        ),
+        timeout=600,
+    )
     assert frozen.rollout.gate.description.startswith("dev is frozen (always) until ")
     shown = stack.baton("changes", "show", change)
     assert f"break glass with: baton override-freeze {change} --env dev" in shown.stdout
     assert not stack.forge().list_pull_requests("gitops")  # nothing rendered or proposed yet
 
-    by_author = stack.baton("override-freeze", change, "--env", "dev", "--as", AUTHOR,
-                            "--reason", "my own change")  # fmt: skip
+    by_author = stack.baton(
+        "override-freeze", change, "--env", "dev", "--as", AUTHOR, "--reason", "my own change"
+    )
     assert by_author.returncode != 0
     expected = (
         f"error: {AUTHOR} is the change's author and dev's policy forbids self-approval: "
         "ask one of carol, dave"
     )
     assert by_author.stderr.strip().splitlines() == [expected]
-    broke = stack.baton("override-freeze", change, "--env", "dev", "--as", "carol",
-                        "--reason", "CVE fix, cannot wait")  # fmt: skip
+    broke = stack.baton(
+        "override-freeze",
+        change,
+        "--env",
+        "dev",
+        "--as",
+        "carol",
+        "--reason",
+        "CVE fix, cannot wait",
+    )
     assert broke.returncode == 0, broke.stderr
 
     done = stack.wait(change, lambda d: d.change.state in ("completed", "failed"), timeout=300)

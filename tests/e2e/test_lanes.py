@@ -42,8 +42,11 @@ def waiting_for_prod_approval(detail) -> bool:
 
 def branch_exists(stack: E2EStack, repo: str, branch: str) -> bool:
     git_dir = stack.forge().repo_path(repo)
-    shown = subprocess.run(["git", f"--git-dir={git_dir}", "rev-parse", "--verify", "--quiet",
-                            f"refs/heads/{branch}"], capture_output=True, check=False)  # fmt: skip
+    shown = subprocess.run(
+        ["git", f"--git-dir={git_dir}", "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"],
+        capture_output=True,
+        check=False,
+    )
     return shown.returncode == 0
 
 
@@ -60,8 +63,9 @@ def test_newer_change_supersedes_one_waiting_for_prod_approval(stack: E2EStack) 
     older_status = stack.status(older)
     assert older_status.state == "superseded"
     assert older_status.reason == f"prod: superseded by {newer}"
-    (older_pr,) = [p for p in stack.forge().list_pull_requests("gitops")
-                   if p.head_branch == older_branch]  # fmt: skip
+    (older_pr,) = [
+        p for p in stack.forge().list_pull_requests("gitops") if p.head_branch == older_branch
+    ]
     assert older_pr.state == "closed"
     assert not branch_exists(stack, "gitops", older_branch)
     assert [r.outcome for r in older_status.rollouts] == ["deployed", "deployed", "superseded"]

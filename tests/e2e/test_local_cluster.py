@@ -246,9 +246,17 @@ environments:
     git(tmp_path, "clone", "-q", "--bare", str(work), str(bare))
     git(work, "remote", "add", "origin", str(bare))
     world = World(
-        env, free_port(), home, work, config_file, parse_config(config_file.read_text()),
-        settings, receiver, sample_image, docker_client,
-    )  # fmt: skip
+        env,
+        free_port(),
+        home,
+        work,
+        config_file,
+        parse_config(config_file.read_text()),
+        settings,
+        receiver,
+        sample_image,
+        docker_client,
+    )
     yield world
     receiver.server.shutdown()
     try:

@@ -67,8 +67,12 @@ def report_the_build_commit(work: Path) -> None:
 def gitops_file(stack: E2EStack, path: str) -> str | None:
     """`path` on the GitOps repository's main branch; None when it is not there."""
     repo = stack.forge().repo_path("gitops")
-    shown = subprocess.run(["git", f"--git-dir={repo}", "show", f"main:{path}"],
-                           check=False, capture_output=True, text=True)  # fmt: skip
+    shown = subprocess.run(
+        ["git", f"--git-dir={repo}", "show", f"main:{path}"],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
     return shown.stdout if shown.returncode == 0 else None
 
 
@@ -130,8 +134,15 @@ def test_failed_staging_verification_is_rolled_back(stack: E2EStack) -> None:
     staging = stack.config.environment("staging").verify.url
 
     good, good_commit = stack.release("e2e-good", edit=report_the_build_commit)
-    detail = stack.wait(good, lambda d: d.rollout is not None and d.rollout.environment == "prod"
-                        and d.rollout.gate is not None and d.rollout.gate.kind == "approval")  # fmt: skip
+    detail = stack.wait(
+        good,
+        lambda d: (
+            d.rollout is not None
+            and d.rollout.environment == "prod"
+            and d.rollout.gate is not None
+            and d.rollout.gate.kind == "approval"
+        ),
+    )
     good_digest = detail.change.artifact.image_digest
     assert version(staging)["commit"] == good_commit
     stopped = stack.baton("abort", good, "--reason", "stop before prod", "--as", AUTHOR)

@@ -1,7 +1,7 @@
 """Fake GitHub, Gitea and Azure DevOps servers on 127.0.0.1, for adapter and end-to-end tests.
 
 Each fake serves the REST endpoints Baton's adapters call, in the shapes the forge documents
-(see ../shared/reference/integrations.md), authenticates tokens the way the forge does, and sends
+(GitHub's REST API, Gitea's Swagger API and Azure DevOps' REST reference), authenticates tokens the way the forge does, and sends
 the forge's webhooks, signed the forge's way, to Baton's API. Storage and git are a `LocalForge`:
 its bare repositories are what the fake's `clone_url`s point at (file:// URLs), so git pushes land
 there, and its records hold pull requests, reviews, statuses and comments.
@@ -303,10 +303,17 @@ class FakeForge:
     def _branches(self, repo: str, prefix: str = "") -> dict[str, str]:
         """Branch name → head commit, read from the bare repository."""
         out = subprocess.run(
-            ["git", f"--git-dir={self.store.repo_path(repo)}", "for-each-ref",
-             "--format=%(refname:strip=2) %(objectname)", f"refs/heads/{prefix}"],
-            capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
+            [
+                "git",
+                f"--git-dir={self.store.repo_path(repo)}",
+                "for-each-ref",
+                "--format=%(refname:strip=2) %(objectname)",
+                f"refs/heads/{prefix}",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         return dict(line.split(" ", 1) for line in out.splitlines())
 
     def _latest_reviews(self, repo: str, number: int) -> dict[str, Review]:
@@ -355,15 +362,22 @@ class _GitHubShaped(FakeForge):
             "body": pr.body,
             "user": {"login": pr.author},
             "draft": False,
-            "head": {"label": f"{owner}:{pr.head_branch}", "ref": pr.head_branch, "sha": pr.head_sha,
-                     "repo": self.repo_json(pr.repo)},
-            "base": {"label": f"{owner}:{pr.base_branch}", "ref": pr.base_branch,
-                     "repo": self.repo_json(pr.repo)},
+            "head": {
+                "label": f"{owner}:{pr.head_branch}",
+                "ref": pr.head_branch,
+                "sha": pr.head_sha,
+                "repo": self.repo_json(pr.repo),
+            },
+            "base": {
+                "label": f"{owner}:{pr.base_branch}",
+                "ref": pr.base_branch,
+                "repo": self.repo_json(pr.repo),
+            },
             "merged": merged,
             "merged_at": _now() if merged else None,
             "merge_commit_sha": pr.merge_commit_sha,
             "html_url": f"{self.origin}/{owner}/{name}/pull/{pr.number}",
-        }  # fmt: skip
+        }
 
     def repo_json(self, repo: str) -> dict[str, Any]:
         owner, name = repo.split("/")
@@ -394,9 +408,11 @@ class _GitHubShaped(FakeForge):
         try:
             merged = self.store.merge_pull_request(repo, number, head_sha)
         except HeadChanged:
-            raise ApiError(409, "Head branch was modified. Review and try the merge again.")
+            raise ApiError(
+                409, "Head branch was modified. Review and try the merge again."
+            ) from None
         except NotMergeable as exc:
-            raise ApiError(405, f"Pull Request is not mergeable: {exc.reason}")
+            raise ApiError(405, f"Pull Request is not mergeable: {exc.reason}") from exc
         self.merged(self.store.get_pull_request(repo, number))
         return merged
 
@@ -415,10 +431,11 @@ class _GitHubShaped(FakeForge):
             state = request.query_params.get("state", "open")
             head = request.query_params.get("head")
             pulls = [
-                p for p in self.store.list_pull_requests(repo)
+                p
+                for p in self.store.list_pull_requests(repo)
                 if (state == "all" or (p.state == "open") == (state == "open"))
                 and (head is None or head == f"{owner}:{p.head_branch}")
-            ]  # fmt: skip
+            ]
             return self.paged(request, [self.pull_json(p) for p in pulls], self.size_param)
 
         @app.post(prefix + "/repos/{owner}/{name}/pulls", status_code=201)
@@ -432,9 +449,13 @@ class _GitHubShaped(FakeForge):
                 raise ApiError(422, "Validation Failed: head does not exist")
             try:
                 pr = self.store.open_pull_request(
-                    repo, head, data["base"], data["title"], data.get("body") or "",
+                    repo,
+                    head,
+                    data["base"],
+                    data["title"],
+                    data.get("body") or "",
                     request.state.user,
-                )  # fmt: skip
+                )
             except NoCommitsBetween as exc:
                 raise ApiError(422, f"Validation Failed: {exc}") from None
             self.opened(pr)
@@ -458,11 +479,16 @@ class _GitHubShaped(FakeForge):
             repo = f"{owner}/{name}"
             self._pr(repo, number)
             reviews = [
-                {"id": i, "user": {"login": r.user}, "state": self.review_states[r.state],
-                 "commit_id": r.commit_id, "body": r.body,
-                 "submitted_at": r.submitted_at.strftime("%Y-%m-%dT%H:%M:%SZ")}
+                {
+                    "id": i,
+                    "user": {"login": r.user},
+                    "state": self.review_states[r.state],
+                    "commit_id": r.commit_id,
+                    "body": r.body,
+                    "submitted_at": r.submitted_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                }
                 for i, r in enumerate(self.store.list_reviews(repo, number), 1)
-            ]  # fmt: skip
+            ]
             return self.paged(request, reviews, self.size_param)
 
         @app.post(prefix + "/repos/{owner}/{name}/issues/{number}/comments", status_code=201)
@@ -479,9 +505,13 @@ class _GitHubShaped(FakeForge):
             if data["state"] not in ("pending", "success", "failure", "error", "warning"):
                 raise ApiError(422, f"Validation Failed: state {data['state']!r}")
             self.store.set_commit_status(
-                repo, sha, data.get("context") or "default", data["state"],
-                data.get("description") or "", data.get("target_url"),
-            )  # fmt: skip
+                repo,
+                sha,
+                data.get("context") or "default",
+                data["state"],
+                data.get("description") or "",
+                data.get("target_url"),
+            )
             return data
 
         @app.get(prefix + "/repos/{owner}/{name}/commits/{sha}/status")
@@ -489,10 +519,15 @@ class _GitHubShaped(FakeForge):
             repo = f"{owner}/{name}"
             self._require_repo(repo)
             statuses = [
-                {self.status_field: s.state, "context": s.context, "description": s.description,
-                 "target_url": s.target_url, "updated_at": s.updated_at.strftime("%Y-%m-%dT%H:%M:%SZ")}
+                {
+                    self.status_field: s.state,
+                    "context": s.context,
+                    "description": s.description,
+                    "target_url": s.target_url,
+                    "updated_at": s.updated_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                }
                 for s in self.store.list_commit_statuses(repo, sha)
-            ]  # fmt: skip
+            ]
             return {"sha": sha, "statuses": statuses}
 
         self.more_routes()
@@ -549,8 +584,11 @@ class FakeGitHub(_GitHubShaped):
     api_prefix = ""
     size_param = "per_page"
     exists_status = 422
-    review_states = {"approved": "APPROVED", "changes_requested": "CHANGES_REQUESTED",
-                     "commented": "COMMENTED"}  # fmt: skip
+    review_states = {
+        "approved": "APPROVED",
+        "changes_requested": "CHANGES_REQUESTED",
+        "commented": "COMMENTED",
+    }
     status_field = "state"
 
     sync_action = "synchronize"
@@ -565,11 +603,19 @@ class FakeGitHub(_GitHubShaped):
 
     def reviewed(self, pr: PullRequest, review: Review) -> None:
         self._pr_event(
-            "pull_request_review", "submitted", pr, review.user,
-            review={"id": 1, "user": {"login": review.user}, "state": review.state,
-                    "commit_id": review.commit_id, "body": review.body,
-                    "submitted_at": review.submitted_at.strftime("%Y-%m-%dT%H:%M:%SZ")},
-        )  # fmt: skip
+            "pull_request_review",
+            "submitted",
+            pr,
+            review.user,
+            review={
+                "id": 1,
+                "user": {"login": review.user},
+                "state": review.state,
+                "commit_id": review.commit_id,
+                "body": review.body,
+                "submitted_at": review.submitted_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            },
+        )
 
     def _sign(self, body: bytes) -> dict[str, str]:
         if not self.webhook_secret:
@@ -604,8 +650,11 @@ class FakeGitea(_GitHubShaped):
     api_prefix = "/api/v1"
     size_param = "limit"
     exists_status = 409
-    review_states = {"approved": "APPROVED", "changes_requested": "REQUEST_CHANGES",
-                     "commented": "COMMENT"}  # fmt: skip
+    review_states = {
+        "approved": "APPROVED",
+        "changes_requested": "REQUEST_CHANGES",
+        "commented": "COMMENT",
+    }
     status_field = "status"
     sync_action = "synchronized"
 
@@ -642,19 +691,31 @@ class FakeGitea(_GitHubShaped):
     def reviewed(self, pr: PullRequest, review: Review) -> None:
         kind = {"approved": "approved", "changes_requested": "rejected"}.get(review.state)
         if kind is None:
-            self._pr_event("pull_request_comment", "reviewed", pr, review.user,
-                           "pull_request_review_comment")  # fmt: skip
+            self._pr_event(
+                "pull_request_comment", "reviewed", pr, review.user, "pull_request_review_comment"
+            )
             return
-        self._pr_event(f"pull_request_{kind}", "reviewed", pr, review.user,
-                       f"pull_request_review_{kind}",
-                       review={"type": f"pull_request_review_{kind}", "content": review.body})  # fmt: skip
+        self._pr_event(
+            f"pull_request_{kind}",
+            "reviewed",
+            pr,
+            review.user,
+            f"pull_request_review_{kind}",
+            review={"type": f"pull_request_review_{kind}", "content": review.body},
+        )
 
     def event_headers(self, event: str, event_type: str, delivery: str) -> dict[str, str]:
-        headers = {"X-GitHub-Event": event, "X-GitHub-Event-Type": event_type,
-                   "X-GitHub-Delivery": delivery}  # fmt: skip
+        headers = {
+            "X-GitHub-Event": event,
+            "X-GitHub-Event-Type": event_type,
+            "X-GitHub-Delivery": delivery,
+        }
         for name in ("Forgejo", "Gitea") if self.forgejo else ("Gitea", "Gogs"):
-            headers |= {f"X-{name}-Event": event, f"X-{name}-Event-Type": event_type,
-                        f"X-{name}-Delivery": delivery}  # fmt: skip
+            headers |= {
+                f"X-{name}-Event": event,
+                f"X-{name}-Event-Type": event_type,
+                f"X-{name}-Delivery": delivery,
+            }
         return headers
 
     def _sign(self, body: bytes) -> dict[str, str]:
@@ -674,8 +735,12 @@ class FakeAzureDevOps(FakeForge):
     kind = "azure-devops"
     webhook_path = "/webhooks/azure-devops"
     _STATUS = {"open": "active", "merged": "completed", "closed": "abandoned"}
-    _TO_BATON = {"succeeded": "success", "failed": "failure", "pending": "pending",
-                 "error": "error"}  # fmt: skip
+    _TO_BATON = {
+        "succeeded": "success",
+        "failed": "failure",
+        "pending": "pending",
+        "error": "error",
+    }
 
     def __init__(self, *args: Any, hook_user: str = "baton", **kwargs: Any) -> None:
         self.hook_user = hook_user
@@ -730,10 +795,15 @@ class FakeAzureDevOps(FakeForge):
     def reviewers(self, pr: PullRequest) -> list[dict[str, Any]]:
         votes = {"approved": 10, "changes_requested": -10, "commented": 0}
         return [
-            {"id": str(uuid.uuid5(uuid.NAMESPACE_DNS, user)), "uniqueName": user,
-             "displayName": user.title(), "vote": votes[r.state], "isContainer": False}
+            {
+                "id": str(uuid.uuid5(uuid.NAMESPACE_DNS, user)),
+                "uniqueName": user,
+                "displayName": user.title(),
+                "vote": votes[r.state],
+                "isContainer": False,
+            }
             for user, r in self._latest_reviews(pr.repo, pr.number).items()
-        ]  # fmt: skip
+        ]
 
     def routes(self) -> None:
         app = self.app
@@ -755,10 +825,11 @@ class FakeAzureDevOps(FakeForge):
             source = request.query_params.get("searchCriteria.sourceRefName")
             status = request.query_params.get("searchCriteria.status", "active")
             pulls = [
-                self.pull_json(p) for p in self.store.list_pull_requests(repo)
+                self.pull_json(p)
+                for p in self.store.list_pull_requests(repo)
                 if (source is None or f"refs/heads/{p.head_branch}" == source)
                 and (status == "all" or self._STATUS[p.state] == status)
-            ]  # fmt: skip
+            ]
             return {"value": pulls, "count": len(pulls)}
 
         @app.post(repo_path + "/pullrequests", status_code=201)
@@ -766,14 +837,21 @@ class FakeAzureDevOps(FakeForge):
             repo, data = repo_of(project, name, request), await request.json()
             head = data["sourceRefName"].removeprefix("refs/heads/")
             if self.store.find_pull_request(repo, head) is not None:
-                raise ApiError(409, "TF401179: An active pull request for the source and target "
-                                    "branch already exists.")  # fmt: skip
+                raise ApiError(
+                    409,
+                    "TF401179: An active pull request for the source and target "
+                    "branch already exists.",
+                )
             if len(data.get("description") or "") > 4000:
                 raise ApiError(400, "The description is longer than 4000 characters.")
             pr = self.store.open_pull_request(
-                repo, head, data["targetRefName"].removeprefix("refs/heads/"), data["title"],
-                data.get("description") or "", request.state.user,
-            )  # fmt: skip
+                repo,
+                head,
+                data["targetRefName"].removeprefix("refs/heads/"),
+                data["title"],
+                data.get("description") or "",
+                request.state.user,
+            )
             self.opened(pr)
             return self.pull_json(pr)
 
@@ -791,8 +869,11 @@ class FakeAzureDevOps(FakeForge):
             elif data.get("status") == "completed" and pr.state == "open":
                 lock = (data.get("lastMergeSourceCommit") or {}).get("commitId")
                 if lock != pr.head_sha:
-                    raise ApiError(409, "TF401192: The source branch has been updated since the "
-                                        "pull request was last read.")  # fmt: skip
+                    raise ApiError(
+                        409,
+                        "TF401192: The source branch has been updated since the "
+                        "pull request was last read.",
+                    )
                 try:
                     self.store.merge_pull_request(repo, number, pr.head_sha)
                 except NotMergeable as exc:
@@ -825,9 +906,13 @@ class FakeAzureDevOps(FakeForge):
                 f"{context['genre']}/{context['name']}" if context.get("genre") else context["name"]
             )
             self.store.set_commit_status(
-                repo, sha, full, self._TO_BATON[data["state"]], data.get("description") or "",
+                repo,
+                sha,
+                full,
+                self._TO_BATON[data["state"]],
+                data.get("description") or "",
                 data.get("targetUrl"),
-            )  # fmt: skip
+            )
             return data
 
         @app.get(repo_path + "/commits/{sha}/statuses")
@@ -837,20 +922,27 @@ class FakeAzureDevOps(FakeForge):
             value = []
             for s in self.store.list_commit_statuses(repo, sha):
                 genre, _, short = s.context.rpartition("/")
-                value.append({
-                    "state": to_azure[s.state], "description": s.description,
-                    "targetUrl": s.target_url, "context": {"name": short, "genre": genre or None},
-                    "creationDate": s.updated_at.isoformat(),
-                    "updatedDate": s.updated_at.isoformat(),
-                })  # fmt: skip
+                value.append(
+                    {
+                        "state": to_azure[s.state],
+                        "description": s.description,
+                        "targetUrl": s.target_url,
+                        "context": {"name": short, "genre": genre or None},
+                        "creationDate": s.updated_at.isoformat(),
+                        "updatedDate": s.updated_at.isoformat(),
+                    }
+                )
             return {"value": value, "count": len(value)}
 
         @app.get(repo_path + "/refs")
         def refs(project: str, name: str, request: Request) -> dict:
             repo = repo_of(project, name, request)
             prefix = request.query_params.get("filter", "").removeprefix("heads/")
-            value = [{"name": f"refs/heads/{b}", "objectId": sha}
-                     for b, sha in self._branches(repo, prefix).items() if b.startswith(prefix)]  # fmt: skip
+            value = [
+                {"name": f"refs/heads/{b}", "objectId": sha}
+                for b, sha in self._branches(repo, prefix).items()
+                if b.startswith(prefix)
+            ]
             return {"value": value, "count": len(value)}
 
         @app.post(repo_path + "/refs")
@@ -863,8 +955,13 @@ class FakeAzureDevOps(FakeForge):
                 ok = current == update["oldObjectId"] and update["newObjectId"] == ZERO_SHA
                 if ok:
                     self.store.delete_branch(repo, branch)
-                results.append({"name": update["name"], "success": ok,
-                                "updateStatus": "succeeded" if ok else "staleOldObjectId"})  # fmt: skip
+                results.append(
+                    {
+                        "name": update["name"],
+                        "success": ok,
+                        "updateStatus": "succeeded" if ok else "staleOldObjectId",
+                    }
+                )
             return {"value": results, "count": len(results)}
 
     def opened(self, pr: PullRequest) -> None:

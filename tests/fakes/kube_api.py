@@ -1477,9 +1477,16 @@ class FakeFlux:
                     "targetNamespace", "default"
                 )
                 name = obj["metadata"]["name"]
-                self.api.write(rt, target if rt.namespaced else None, name, "apply", obj,
-                               content_type=APPLY_PATCH, manager="kustomize-controller",
-                               force=True)  # fmt: skip
+                self.api.write(
+                    rt,
+                    target if rt.namespaced else None,
+                    name,
+                    "apply",
+                    obj,
+                    content_type=APPLY_PATCH,
+                    manager="kustomize-controller",
+                    force=True,
+                )
                 ns = target if rt.namespaced else ""
                 entries.append({"id": f"{ns}_{name}_{rt.group}_{rt.kind}", "v": rt.version})
         previous = ks.get("status", {}).get("inventory", {}).get("entries", [])

@@ -19,15 +19,17 @@ DEPLOY = PROJECT_ROOT / "deploy" / "kubernetes"
 @pytest.fixture(scope="module")
 def built() -> list[dict]:
     kubectl = find_tool("kubectl")
-    out = subprocess.run([kubectl, "kustomize", str(DEPLOY)], check=True, capture_output=True,
-                         text=True).stdout  # fmt: skip
+    out = subprocess.run(
+        [kubectl, "kustomize", str(DEPLOY)], check=True, capture_output=True, text=True
+    ).stdout
     return [doc for doc in yaml.safe_load_all(out) if doc]
 
 
 def test_manifests_build_and_validate(built: list[dict]) -> None:
     assert validate_manifests(yaml.safe_dump_all(built)) == []
-    namespaced = [o for o in built if o["kind"] not in ("Namespace", "ClusterRole",
-                                                        "ClusterRoleBinding")]  # fmt: skip
+    namespaced = [
+        o for o in built if o["kind"] not in ("Namespace", "ClusterRole", "ClusterRoleBinding")
+    ]
     assert {o["metadata"]["namespace"] for o in namespaced} == {"baton"}
 
 

@@ -20,8 +20,10 @@ def at(text: str) -> datetime:
 
 HOLIDAYS = window(name="holidays", start="2026-12-24T00:00:00Z", end="2027-01-02T00:00:00Z")
 WEEKEND = window(name="weekend", weekly={"days": ["sat", "sun"]}, timezone="Europe/Berlin")
-NIGHTS = window(name="nights", weekly={"days": ["mon", "tue", "wed", "thu", "fri"],
-                                       "start": "18:00", "end": "08:00"})  # fmt: skip
+NIGHTS = window(
+    name="nights",
+    weekly={"days": ["mon", "tue", "wed", "thu", "fri"], "start": "18:00", "end": "08:00"},
+)
 
 
 def test_one_time_window_covers_start_but_not_end() -> None:
@@ -86,7 +88,10 @@ def test_bad_windows_name_the_field_and_the_fix(freeze: str, problem: str) -> No
 def test_the_night_clocks_go_back_the_window_ends_at_the_first_0130() -> None:
     """01:15 happens twice in New York on 2025-11-02: the window ends at the first 01:30 (EDT),
     and the second 01:15 (EST) is past it, not frozen with an end in the past."""
-    late = window(name="late", weekly={"days": ["sat", "sun"], "start": "22:00", "end": "01:30"},
-                  timezone="America/New_York")  # fmt: skip
+    late = window(
+        name="late",
+        weekly={"days": ["sat", "sun"], "start": "22:00", "end": "01:30"},
+        timezone="America/New_York",
+    )
     assert active([late], at("2025-11-02T05:15:00+00:00")).until == at("2025-11-02T05:30:00Z")
     assert active([late], at("2025-11-02T06:15:00+00:00")) is None

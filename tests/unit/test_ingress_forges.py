@@ -203,9 +203,13 @@ async def test_tampered_or_unauthenticated_delivery_is_401_and_starts_nothing(
         attempts = [
             await world.post(tampered),
             await world.post(opened, **dict.fromkeys(SIGNATURE_HEADERS)),
-            await world.post(opened, x_gitea_signature="0" * 64, x_forgejo_signature="0" * 64,
-                             x_hub_signature_256="sha256=" + "0" * 64),
-        ]  # fmt: skip
+            await world.post(
+                opened,
+                x_gitea_signature="0" * 64,
+                x_forgejo_signature="0" * 64,
+                x_hub_signature_256="sha256=" + "0" * 64,
+            ),
+        ]
     assert [a.status_code for a in attempts] == [401] * len(attempts)
     with pytest.raises(RPCError):
         await world.client.get_workflow_handle(world.change_id(number)).describe()
@@ -237,19 +241,35 @@ async def test_new_head_signals_the_change_with_it(world: World) -> None:
 
 @activity.defn(name="render_environment")
 async def render_environment(input: RolloutInput) -> Rendered:
-    return Rendered(path="rendered/staging/web/manifests.yaml", content_ref="x", content_hash="y",
-                    diff_markdown="changed", changed_objects=1)  # fmt: skip
+    return Rendered(
+        path="rendered/staging/web/manifests.yaml",
+        content_ref="x",
+        content_hash="y",
+        diff_markdown="changed",
+        changed_objects=1,
+    )
 
 
 def rollout_input(world: World) -> RolloutInput:
     app = world.config.apps[0]
-    artifact = Artifact(app=app.name, commit="f" * 40, image="r/web",
-                        image_digest="sha256:" + "0" * 64, image_ref="r/web@sha256:" + "0" * 64,
-                        chart_ref="oci://r/charts/web", chart_version="0.1.0",
-                        chart_digest="sha256:" + "1" * 64, created_at=datetime.now(UTC))  # fmt: skip
-    return RolloutInput(change_id=world.change_id(1), app=app,
-                        environment=world.config.environments[0], artifact=artifact,
-                        author="alice")  # fmt: skip
+    artifact = Artifact(
+        app=app.name,
+        commit="f" * 40,
+        image="r/web",
+        image_digest="sha256:" + "0" * 64,
+        image_ref="r/web@sha256:" + "0" * 64,
+        chart_ref="oci://r/charts/web",
+        chart_version="0.1.0",
+        chart_digest="sha256:" + "1" * 64,
+        created_at=datetime.now(UTC),
+    )
+    return RolloutInput(
+        change_id=world.change_id(1),
+        app=app,
+        environment=world.config.environments[0],
+        artifact=artifact,
+        author="alice",
+    )
 
 
 async def test_approving_review_of_the_gitops_pr_counts_under_the_policy(world: World) -> None:
@@ -257,24 +277,33 @@ async def test_approving_review_of_the_gitops_pr_counts_under_the_policy(world: 
     fake = world.fake
     await asyncio.to_thread(fake.push, world.gitops_repo, "baton/web", {"m.yaml": "kind: x\n"})
     pr = await asyncio.to_thread(
-        fake.open_pull_request, world.gitops_repo, "baton/web", "main", "Deploy",
-        f"Deploys web.\n\nBaton-Rollout: {rollout}", "baton",
-    )  # fmt: skip
+        fake.open_pull_request,
+        world.gitops_repo,
+        "baton/web",
+        "main",
+        "Deploy",
+        f"Deploys web.\n\nBaton-Rollout: {rollout}",
+        "baton",
+    )
     await world.delivered()
 
     @activity.defn(name="propose_gitops_change")
     async def propose(input: ProposeInput) -> GitOpsPullRequest:
-        return GitOpsPullRequest(number=pr.number, url=pr.html_url, head_branch=pr.head_branch,
-                                 head_sha=pr.head_sha)  # fmt: skip
+        return GitOpsPullRequest(
+            number=pr.number, url=pr.html_url, head_branch=pr.head_branch, head_sha=pr.head_sha
+        )
 
-    deploy = Worker(world.client, task_queue=TaskQueues.DEPLOY,
-                    activities=[render_environment, propose])  # fmt: skip
+    deploy = Worker(
+        world.client, task_queue=TaskQueues.DEPLOY, activities=[render_environment, propose]
+    )
     flows = Worker(world.client, task_queue=TaskQueues.WORKFLOWS, workflows=[EnvironmentRollout])
     async with deploy, flows:
         handle = await world.client.start_workflow(
-            EnvironmentRollout.run, rollout_input(world), id=rollout,
+            EnvironmentRollout.run,
+            rollout_input(world),
+            id=rollout,
             task_queue=TaskQueues.WORKFLOWS,
-        )  # fmt: skip
+        )
         try:
             await until(handle, lambda s: s.gate is not None and s.gate.kind == "approval")
             await asyncio.to_thread(

@@ -36,10 +36,20 @@ REPO = f"acme/{APP}"
 SHA = "a" * 40
 ENDPOINTS = ("github", "gitea", "azure-devops", "flux")
 HEADER_NAMES = (
-    "x-hub-signature-256", "x-github-event", "x-github-delivery", "x-gitea-signature",
-    "x-forgejo-signature", "x-gitea-event", "x-gitea-delivery", "x-forgejo-event",
-    "x-forgejo-delivery", "authorization", "x-signature", "content-type", "content-length",
-)  # fmt: skip
+    "x-hub-signature-256",
+    "x-github-event",
+    "x-github-delivery",
+    "x-gitea-signature",
+    "x-forgejo-signature",
+    "x-gitea-event",
+    "x-gitea-delivery",
+    "x-forgejo-event",
+    "x-forgejo-delivery",
+    "authorization",
+    "x-signature",
+    "content-type",
+    "content-length",
+)
 FUZZ = settings(
     max_examples=150,
     deadline=None,
@@ -72,10 +82,19 @@ class StubAzure:
         if number % 4 == 0:
             raise PullRequestNotFound(repo, number)
         state = ("open", "merged", "closed")[number % 3]
-        return PullRequest(repo=repo, number=number, title="t", body="Baton-Rollout: rollout/x",
-                           author="alice", head_branch="f", head_sha=SHA, base_branch="main",
-                           state=state, merge_commit_sha=SHA if state == "merged" else None,
-                           html_url="")  # fmt: skip
+        return PullRequest(
+            repo=repo,
+            number=number,
+            title="t",
+            body="Baton-Rollout: rollout/x",
+            author="alice",
+            head_branch="f",
+            head_sha=SHA,
+            base_branch="main",
+            state=state,
+            merge_commit_sha=SHA if state == "merged" else None,
+            html_url="",
+        )
 
     def list_reviews(self, repo: str, number: int) -> list[Review]:
         return []
@@ -126,12 +145,19 @@ def pull_request_payload(number: int = 1) -> dict[str, Any]:
     return {
         "action": "opened",
         "number": number,
-        "pull_request": {"number": number, "title": "Add a", "body": "", "user": {"login": "alice"},
-                         "head": {"ref": "feature", "sha": SHA}, "base": {"ref": "main", "sha": SHA},
-                         "merged": False, "merge_commit_sha": None},
+        "pull_request": {
+            "number": number,
+            "title": "Add a",
+            "body": "",
+            "user": {"login": "alice"},
+            "head": {"ref": "feature", "sha": SHA},
+            "base": {"ref": "main", "sha": SHA},
+            "merged": False,
+            "merge_commit_sha": None,
+        },
         "repository": {"full_name": REPO, "name": APP},
         "sender": {"login": "alice"},
-    }  # fmt: skip
+    }
 
 
 def azure_payload(number: int = 1) -> dict[str, Any]:
@@ -139,32 +165,45 @@ def azure_payload(number: int = 1) -> dict[str, Any]:
         "id": str(uuid.uuid4()),
         "eventType": "git.pullrequest.created",
         "publisherId": "tfs",
-        "resource": {"pullRequestId": number, "status": "active",
-                     "repository": {"name": APP, "project": {"name": "acme"}}},
+        "resource": {
+            "pullRequestId": number,
+            "status": "active",
+            "repository": {"name": APP, "project": {"name": "acme"}},
+        },
         "resourceVersion": "1.0",
-    }  # fmt: skip
+    }
 
 
 def flux_payload() -> dict[str, Any]:
     return {
-        "involvedObject": {"kind": "Kustomization", "name": f"{APP}-dev", "namespace": "flux-system"},
+        "involvedObject": {
+            "kind": "Kustomization",
+            "name": f"{APP}-dev",
+            "namespace": "flux-system",
+        },
         "severity": "info",
         "reason": "ReconciliationSucceeded",
         "message": "applied",
         "metadata": {"revision": f"main@sha1:{SHA}"},
         "reportingController": "kustomize-controller",
-    }  # fmt: skip
+    }
 
 
 def signed(endpoint: str, secret: str, body: bytes) -> dict[str, str]:
     """The headers a genuine delivery of `body` to `endpoint` carries."""
     delivery = str(uuid.uuid4())
     if endpoint == "github":
-        return {"x-github-event": "pull_request", "x-github-delivery": delivery,
-                "x-hub-signature-256": github.sign(secret, body)}  # fmt: skip
+        return {
+            "x-github-event": "pull_request",
+            "x-github-delivery": delivery,
+            "x-hub-signature-256": github.sign(secret, body),
+        }
     if endpoint == "gitea":
-        return {"x-gitea-event": "pull_request", "x-gitea-delivery": delivery,
-                "x-gitea-signature": gitea.sign(secret, body)}  # fmt: skip
+        return {
+            "x-gitea-event": "pull_request",
+            "x-gitea-delivery": delivery,
+            "x-gitea-signature": gitea.sign(secret, body),
+        }
     if endpoint == "azure-devops":
         return {"authorization": basic_auth("baton", secret)}
     return {"x-signature": flux.sign_generic_hmac(secret, body)}
@@ -178,11 +217,16 @@ def genuine(endpoint: str) -> bytes:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False)
     | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
     max_leaves=12,
-)  # fmt: skip
+)
 header_values = st.text(
     st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=80
 )  # printable ASCII: what HTTP carries

@@ -98,8 +98,14 @@ def gitops(make_repo: Callable[..., Path]) -> Path:
 @pytest.fixture
 def flux(api: FakeKubeAPI, gitops: Path) -> Iterator[FakeFlux]:
     with FakeFlux(api, apply_delay=0.1) as flux:
-        flux.add_sync(gitops, KS, interval="60s", path="./rendered/staging/sample-app", wait=False,
-                      target_namespace="staging")  # fmt: skip
+        flux.add_sync(
+            gitops,
+            KS,
+            interval="60s",
+            path="./rendered/staging/sample-app",
+            wait=False,
+            target_namespace="staging",
+        )
         flux.wait_idle()
         yield flux
     assert not flux.errors
@@ -170,8 +176,13 @@ def test_flux_with_wait_reports_the_stuck_rollout_itself(
     """The fake's Flux health-checks like kustomize-controller with `wait: true`."""
     controller.script("staging", "web", 1, updated=1, available=0, deadline_exceeded=True)
     with FakeFlux(api, apply_delay=0.1) as flux:
-        flux.add_sync(gitops, KS, interval="60s", path="./rendered/staging/sample-app",
-                      target_namespace="staging")  # fmt: skip
+        flux.add_sync(
+            gitops,
+            KS,
+            interval="60s",
+            path="./rendered/staging/sample-app",
+            target_namespace="staging",
+        )
         merged_at = datetime.now(UTC)
         merge = release(gitops, manifests("1"))
         flux_cluster.request_reconcile(FLUX, "sample-app")

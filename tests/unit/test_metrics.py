@@ -17,8 +17,14 @@ def hours(n: float) -> datetime:
 def rollout(
     outcome: str, ended: float, merged: float = 0, opened: float = -1, app: str = "web"
 ) -> Rollout:
-    return Rollout(change_id=f"change/{app}/1", app=app, outcome=outcome, ended_at=hours(ended),
-                   merged_at=hours(merged), opened_at=hours(opened))  # fmt: skip
+    return Rollout(
+        change_id=f"change/{app}/1",
+        app=app,
+        outcome=outcome,
+        ended_at=hours(ended),
+        merged_at=hours(merged),
+        opened_at=hours(opened),
+    )
 
 
 def test_frequency_lead_time_failure_rate_and_restore() -> None:
@@ -46,17 +52,30 @@ def test_no_rollouts_has_no_rates() -> None:
 
 def test_rollouts_of_a_change_come_from_its_timeline_and_results() -> None:
     change = ChangeStatus(
-        id="change/web/2", app="web", repo="web", pr_number=2, author="alice", head_sha="a" * 40,
-        state="completed", merged_at=hours(1),
+        id="change/web/2",
+        app="web",
+        repo="web",
+        pr_number=2,
+        author="alice",
+        head_sha="a" * 40,
+        state="completed",
+        merged_at=hours(1),
         timeline=[
-            Stage(name="deploy to staging", started_at=hours(2), ended_at=hours(3),
-                  outcome="succeeded"),
-            Stage(name="deploy to prod", started_at=hours(3), ended_at=hours(5),
-                  outcome="succeeded"),
+            Stage(
+                name="deploy to staging",
+                started_at=hours(2),
+                ended_at=hours(3),
+                outcome="succeeded",
+            ),
+            Stage(
+                name="deploy to prod", started_at=hours(3), ended_at=hours(5), outcome="succeeded"
+            ),
         ],
-        rollouts=[RolloutResult(environment="staging", outcome="deployed"),
-                  RolloutResult(environment="prod", outcome="deployed")],
-    )  # fmt: skip
+        rollouts=[
+            RolloutResult(environment="staging", outcome="deployed"),
+            RolloutResult(environment="prod", outcome="deployed"),
+        ],
+    )
     assert rollouts_of(change, hours(0), "prod") == [
         Rollout(
             change_id="change/web/2",
@@ -67,10 +86,15 @@ def test_rollouts_of_a_change_come_from_its_timeline_and_results() -> None:
             opened_at=hours(0),
         )
     ]
-    superseded = change.model_copy(update={
-        "timeline": change.timeline[:1],
-        "rollouts": [*change.rollouts[:1], RolloutResult(environment="prod", outcome="superseded")],
-    })  # fmt: skip
+    superseded = change.model_copy(
+        update={
+            "timeline": change.timeline[:1],
+            "rollouts": [
+                *change.rollouts[:1],
+                RolloutResult(environment="prod", outcome="superseded"),
+            ],
+        }
+    )
     assert rollouts_of(superseded, hours(0), "prod") == []
 
 
@@ -88,12 +112,19 @@ def test_time_to_restore_is_per_app_from_its_first_failure() -> None:
 
 def test_a_failure_before_the_merge_is_not_a_change_failure() -> None:
     change = ChangeStatus(
-        id="change/web/3", app="web", repo="web", pr_number=3, author="alice", head_sha="a" * 40,
-        state="failed", merged_at=hours(1),
-        timeline=[Stage(name="deploy to prod", started_at=hours(2), ended_at=hours(3),
-                        outcome="failed")],
+        id="change/web/3",
+        app="web",
+        repo="web",
+        pr_number=3,
+        author="alice",
+        head_sha="a" * 40,
+        state="failed",
+        merged_at=hours(1),
+        timeline=[
+            Stage(name="deploy to prod", started_at=hours(2), ended_at=hours(3), outcome="failed")
+        ],
         rollouts=[RolloutResult(environment="prod", outcome="failed", reason="render failed")],
-    )  # fmt: skip
+    )
     [failed] = rollouts_of(change, hours(0), "prod")
     assert failed.outcome == "failed before the merge"
     metrics = compute([failed, rollout("deployed", ended=4)], "prod", T0, T0 + timedelta(days=1))

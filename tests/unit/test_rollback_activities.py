@@ -196,8 +196,12 @@ def verify_after_rollback(
 ) -> object:
     """Verify staging after rolling SECOND back, with a one-second timeout."""
     check = VerifyConfig(url=url, expected_body='"commit": "{commit}"', timeout_s=1)
-    verify_input = VerifyInput(rollout=rollout(gitops, SECOND, check), commit=previous,
-                               rolled_back_from=SECOND, removed=removed)  # fmt: skip
+    verify_input = VerifyInput(
+        rollout=rollout(gitops, SECOND, check),
+        commit=previous,
+        rolled_back_from=SECOND,
+        removed=removed,
+    )
     return ActivityEnvironment().run(verify_endpoint, verify_input)
 
 
@@ -229,8 +233,9 @@ def test_after_removing_the_app_the_failed_commit_still_serving_fails_verificati
 def test_a_rollback_to_a_previous_commit_still_needs_it_to_answer(
     gitops: Context, endpoint: Endpoint
 ) -> None:
-    refused = verify_after_rollback(gitops, f"http://127.0.0.1:{closed_port()}/", removed=False,
-                                    previous=FIRST)  # fmt: skip
+    refused = verify_after_rollback(
+        gitops, f"http://127.0.0.1:{closed_port()}/", removed=False, previous=FIRST
+    )
     assert not refused.synced and f"""containing '"commit": "{FIRST}"'""" in refused.message
     endpoint.body = f'{{"commit": "{FIRST}"}}'
     assert verify_after_rollback(gitops, endpoint.url, removed=False, previous=FIRST).synced

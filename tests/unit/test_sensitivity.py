@@ -11,14 +11,25 @@ REGISTRY = "127.0.0.1:5000"
 
 def deployment(image: str = f"{REGISTRY}/web@sha256:{'a' * 64}", **pod) -> str:
     spec = {"containers": [{"name": "web", "image": image, **pod.pop("container", {})}], **pod}
-    return yaml.safe_dump({"apiVersion": "apps/v1", "kind": "Deployment",
-                           "metadata": {"name": "web", "namespace": "prod"},
-                           "spec": {"template": {"spec": spec}}})  # fmt: skip
+    return yaml.safe_dump(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "prod"},
+            "spec": {"template": {"spec": spec}},
+        }
+    )
 
 
 def obj(kind: str, name: str = "x", **fields) -> str:
-    return yaml.safe_dump({"apiVersion": "v1", "kind": kind,
-                           "metadata": {"name": name, "namespace": "prod"}, **fields})  # fmt: skip
+    return yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": kind,
+            "metadata": {"name": name, "namespace": "prod"},
+            **fields,
+        }
+    )
 
 
 def test_a_new_image_of_the_app_is_not_sensitive() -> None:

@@ -96,12 +96,18 @@ class Lane:
         if (self.holder_check_s, self.rounds_per_run) != (60, 1000):  # a lane set up its own way
             await self.client.start_workflow(
                 EnvironmentLane.run,
-                LaneState(app=self.app, environment="prod", policy=self.policy,
-                          holder_check_s=self.holder_check_s,
-                          rounds_per_run=self.rounds_per_run),
-                id=self.id, task_queue=TaskQueues.WORKFLOWS, start_signal="join",
+                LaneState(
+                    app=self.app,
+                    environment="prod",
+                    policy=self.policy,
+                    holder_check_s=self.holder_check_s,
+                    rounds_per_run=self.rounds_per_run,
+                ),
+                id=self.id,
+                task_queue=TaskQueues.WORKFLOWS,
+                start_signal="join",
                 start_signal_args=[request],
-            )  # fmt: skip
+            )
         else:
             join = JoinLane(app=self.app, environment="prod", policy=self.policy, request=request)
             await ActivityEnvironment(client=self.client).run(join_lane, join)

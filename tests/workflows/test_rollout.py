@@ -86,16 +86,25 @@ def fresh_world() -> None:
 
 @activity.defn(name="render_environment")
 async def render_environment(input: RolloutInput) -> Rendered:
-    return Rendered(path="rendered/prod/web/manifests.yaml", content_ref="x", content_hash="y",
-                    diff_markdown="changed: Deployment/prod/web", changed_objects=1,
-                    sensitive=world.sensitive)  # fmt: skip
+    return Rendered(
+        path="rendered/prod/web/manifests.yaml",
+        content_ref="x",
+        content_hash="y",
+        diff_markdown="changed: Deployment/prod/web",
+        changed_objects=1,
+        sensitive=world.sensitive,
+    )
 
 
 @activity.defn(name="propose_gitops_change")
 async def propose(input: ProposeInput) -> GitOpsPullRequest:
     world.bodies.append(input.body)
-    return GitOpsPullRequest(number=7, url="http://forge/gitops/pulls/7",
-                             head_branch="baton/web/prod/ffffffffffff", head_sha=HEAD)  # fmt: skip
+    return GitOpsPullRequest(
+        number=7,
+        url="http://forge/gitops/pulls/7",
+        head_branch="baton/web/prod/ffffffffffff",
+        head_sha=HEAD,
+    )
 
 
 @activity.defn(name="merge_gitops_pr")
@@ -112,8 +121,12 @@ async def close(input: CloseInput) -> None:
 @activity.defn(name="revert_gitops_change")
 async def revert(input: RevertInput) -> Revert:
     assert input.merge_commit == M and "Baton-Rollout: rollout/test/" in input.body
-    pr = GitOpsPullRequest(number=8, url="http://forge/gitops/pulls/8",
-                           head_branch="baton/web/prod/ffffffffffff-revert", head_sha=REVERT_HEAD)  # fmt: skip
+    pr = GitOpsPullRequest(
+        number=8,
+        url="http://forge/gitops/pulls/8",
+        head_branch="baton/web/prod/ffffffffffff-revert",
+        head_sha=REVERT_HEAD,
+    )
     if world.first_deploy:
         return Revert(pr=pr, removed=True)
     return Revert(pr=pr, previous_commit=PREVIOUS)
@@ -165,9 +178,22 @@ async def gitops_head(input: RolloutInput) -> str:
 @pytest.fixture
 async def workers(temporal_env: WorkflowEnvironment) -> AsyncIterator[Client]:
     client = temporal_env.client
-    deploy = Worker(client, task_queue=TaskQueues.DEPLOY,
-                    activities=[render_environment, propose, merge, close, revert, is_descendant,
-                                request_reconcile, check_sync, verify, gitops_head])  # fmt: skip
+    deploy = Worker(
+        client,
+        task_queue=TaskQueues.DEPLOY,
+        activities=[
+            render_environment,
+            propose,
+            merge,
+            close,
+            revert,
+            is_descendant,
+            request_reconcile,
+            check_sync,
+            verify,
+            gitops_head,
+        ],
+    )
     flows = Worker(client, task_queue=TaskQueues.WORKFLOWS, workflows=[EnvironmentRollout])
     async with deploy, flows:
         yield client
@@ -186,26 +212,39 @@ def rollout_input(
         name="prod",
         namespace="prod",
         production=production,
-        approvals=ApprovalPolicy(required=required, approvers=["alice", "carol", "dave"],
-                                 allow_self_approval=allow_self,
-                                 security=security or SecurityApprovals()),
+        approvals=ApprovalPolicy(
+            required=required,
+            approvers=["alice", "carol", "dave"],
+            allow_self_approval=allow_self,
+            security=security or SecurityApprovals(),
+        ),
         sync=SyncConfig(timeout_s=sync_timeout_s),
         verify=VerifyConfig(url="http://127.0.0.1:1/version", expected_body="{commit}"),
         freeze=list(freeze),
-    )  # fmt: skip
-    artifact = Artifact(app="web", commit=COMMIT, image="r/web", image_digest="sha256:" + "0" * 64,
-                        image_ref="r/web@sha256:" + "0" * 64, chart_ref="oci://r/charts/web",
-                        chart_version="0.1.0-gffffffffffff", chart_digest="sha256:" + "1" * 64,
-                        created_at=datetime.now(UTC))  # fmt: skip
-    return RolloutInput(change_id="change/web/1", app=app, environment=env, artifact=artifact,
-                        author="alice")  # fmt: skip
+    )
+    artifact = Artifact(
+        app="web",
+        commit=COMMIT,
+        image="r/web",
+        image_digest="sha256:" + "0" * 64,
+        image_ref="r/web@sha256:" + "0" * 64,
+        chart_ref="oci://r/charts/web",
+        chart_version="0.1.0-gffffffffffff",
+        chart_digest="sha256:" + "1" * 64,
+        created_at=datetime.now(UTC),
+    )
+    return RolloutInput(
+        change_id="change/web/1", app=app, environment=env, artifact=artifact, author="alice"
+    )
 
 
 async def start(client: Client, input: RolloutInput) -> WorkflowHandle:
     return await client.start_workflow(
-        EnvironmentRollout.run, input, id=f"rollout/test/{uuid.uuid4()}",
+        EnvironmentRollout.run,
+        input,
+        id=f"rollout/test/{uuid.uuid4()}",
         task_queue=TaskQueues.WORKFLOWS,
-    )  # fmt: skip
+    )
 
 
 async def wait_for_gate(handle: WorkflowHandle, kind: str) -> None:
@@ -290,8 +329,11 @@ async def test_superseded_after_the_merge_finishes_first(workers: Client) -> Non
     await handle.signal(EnvironmentRollout.sync_event, SyncEvent(revision=M, state="ready"))
     result = await handle.result()
     assert result.outcome == "deployed" and world.closed == []
-    notes = [s.detail for s in (await handle.query(EnvironmentRollout.status)).timeline
-             if s.name == "note"]  # fmt: skip
+    notes = [
+        s.detail
+        for s in (await handle.query(EnvironmentRollout.status)).timeline
+        if s.name == "note"
+    ]
     assert "change/web/2 is newer, but this rollout merged already: it finishes first" in notes
 
 
@@ -322,27 +364,35 @@ async def test_failed_sync_of_merge_commit_fails_with_reason(workers: Client) ->
     assert world.verified[-1].commit == PREVIOUS and world.verified[-1].rolled_back_from == COMMIT
     status = await handle.query(EnvironmentRollout.status)
     assert stages(status) == {
-        "render": "succeeded", "gitops pull request": "succeeded", "merge": "succeeded",
-        "sync": "failed", "rollback: revert PR": "succeeded", "rollback: merge": "succeeded",
-        "rollback: sync": "succeeded", "rollback: verify": "succeeded",
-    }  # fmt: skip
+        "render": "succeeded",
+        "gitops pull request": "succeeded",
+        "merge": "succeeded",
+        "sync": "failed",
+        "rollback: revert PR": "succeeded",
+        "rollback: merge": "succeeded",
+        "rollback: sync": "succeeded",
+        "rollback: verify": "succeeded",
+    }
 
 
 async def test_forge_review_of_a_stale_head_does_not_count(workers: Client) -> None:
     handle = await start(workers, rollout_input(required=1))
     await wait_for_gate(handle, "approval")
-    await handle.signal(EnvironmentRollout.forge_review,
-                        ForgeReview(user="carol", approved=True, commit=OLD))  # fmt: skip
-    await handle.signal(EnvironmentRollout.forge_review,
-                        ForgeReview(user="alice", approved=True, commit=HEAD))  # fmt: skip
+    await handle.signal(
+        EnvironmentRollout.forge_review, ForgeReview(user="carol", approved=True, commit=OLD)
+    )
+    await handle.signal(
+        EnvironmentRollout.forge_review, ForgeReview(user="alice", approved=True, commit=HEAD)
+    )
     await asyncio.sleep(0.5)
     status = await handle.query(EnvironmentRollout.status)
     assert status.gate.kind == "approval" and status.approvals == []
     notes = [s.detail for s in status.timeline if s.name == "note"]
     assert any("not the PR's head" in n for n in notes)
     assert any("alice is the change's author" in n for n in notes)
-    await handle.signal(EnvironmentRollout.forge_review,
-                        ForgeReview(user="dave", approved=True, commit=HEAD))  # fmt: skip
+    await handle.signal(
+        EnvironmentRollout.forge_review, ForgeReview(user="dave", approved=True, commit=HEAD)
+    )
     await wait_for_gate(handle, "sync")
     await handle.signal(EnvironmentRollout.sync_event, SyncEvent(revision=M, state="ready"))
     assert (await handle.result()).approvals[0].source == "forge"
@@ -388,24 +438,30 @@ async def test_prod_revert_waits_for_its_own_approvals(workers: Client) -> None:
     for user in ("carol", "dave"):
         await handle.execute_update(EnvironmentRollout.approve, Approval(user=user))
     await wait_for_gate(handle, "sync")
-    await handle.signal(EnvironmentRollout.sync_event, SyncEvent(revision=M, state="failed",
-                                                                 reason="HealthCheckFailed"))  # fmt: skip
+    await handle.signal(
+        EnvironmentRollout.sync_event,
+        SyncEvent(revision=M, state="failed", reason="HealthCheckFailed"),
+    )
     await wait_for_gate(handle, "approval")
 
     status = await handle.query(EnvironmentRollout.status)
     assert status.gate.description == "0/2 approvals to roll back prod"
     assert status.rollback.revert_pr.number == 8 and world.merged == [7]
     assert "alice is the change's author" in await refused(handle, "alice")
-    await handle.signal(EnvironmentRollout.forge_review,
-                        ForgeReview(user="carol", approved=True, commit=REVERT_HEAD))  # fmt: skip
+    await handle.signal(
+        EnvironmentRollout.forge_review,
+        ForgeReview(user="carol", approved=True, commit=REVERT_HEAD),
+    )
     world.polled_synced = {REVERT}
     await handle.execute_update(EnvironmentRollout.approve, Approval(user="dave"))
 
     result = await handle.result()
     assert result.outcome == "failed" and result.reason.endswith("(GitOps PR #8)")
     assert [a.user for a in result.approvals] == ["carol", "dave"]
-    assert [(a.user, a.source) for a in result.rollback.approvals] == [("carol", "forge"),
-                                                                       ("dave", "baton")]  # fmt: skip
+    assert [(a.user, a.source) for a in result.rollback.approvals] == [
+        ("carol", "forge"),
+        ("dave", "baton"),
+    ]
     assert world.merged == [7, 8]
 
 
@@ -414,8 +470,10 @@ async def test_rejected_prod_revert_is_closed_and_the_reason_says_so(workers: Cl
     await wait_for_gate(handle, "approval")
     await handle.execute_update(EnvironmentRollout.approve, Approval(user="carol"))
     await wait_for_gate(handle, "sync")
-    await handle.signal(EnvironmentRollout.sync_event,
-                        SyncEvent(revision=M, state="failed", reason="HealthCheckFailed"))  # fmt: skip
+    await handle.signal(
+        EnvironmentRollout.sync_event,
+        SyncEvent(revision=M, state="failed", reason="HealthCheckFailed"),
+    )
     await wait_for_gate(handle, "approval")
     await handle.execute_update(EnvironmentRollout.reject, Approval(user="dave", comment="fix fwd"))
     result = await handle.result()
@@ -429,12 +487,15 @@ async def test_rejected_prod_revert_is_closed_and_the_reason_says_so(workers: Cl
 async def test_a_revert_that_fails_to_sync_says_the_rollback_failed(workers: Client) -> None:
     handle = await start(workers, rollout_input(required=0))
     await wait_for_gate(handle, "sync")
-    await handle.signal(EnvironmentRollout.sync_event,
-                        SyncEvent(revision=M, state="failed", reason="HealthCheckFailed"))  # fmt: skip
+    await handle.signal(
+        EnvironmentRollout.sync_event,
+        SyncEvent(revision=M, state="failed", reason="HealthCheckFailed"),
+    )
     await wait_for_stage(handle, "rollback: sync")
-    await handle.signal(EnvironmentRollout.sync_event,
-                        SyncEvent(revision=REVERT, state="failed", reason="BuildFailed",
-                                  message="bad YAML"))  # fmt: skip
+    await handle.signal(
+        EnvironmentRollout.sync_event,
+        SyncEvent(revision=REVERT, state="failed", reason="BuildFailed", message="bad YAML"),
+    )
     result = await handle.result()
     assert result.reason == (
         "sync failed: HealthCheckFailed; rollback failed: sync failed: BuildFailed: bad YAML"
@@ -468,8 +529,11 @@ async def test_failed_reconcile_request_is_noted_and_does_not_fail_the_rollout(
     handle = await start(workers, rollout_input(required=0))
     result = await handle.result()
     assert result.outcome == "deployed" and world.reconciles == 1
-    notes = [s.detail for s in (await handle.query(EnvironmentRollout.status)).timeline
-             if s.name == "note"]  # fmt: skip
+    notes = [
+        s.detail
+        for s in (await handle.query(EnvironmentRollout.status)).timeline
+        if s.name == "note"
+    ]
     assert notes == [
         (
             "reconcile request failed (forbidden: grant Baton patch on gitrepositories): "
@@ -485,8 +549,9 @@ def test_check_sync_fails_at_once_on_cluster_configuration_errors(monkeypatch) -
 
     monkeypatch.setattr(context, "_current", ForbiddenCluster())
     with pytest.raises(ApplicationError) as info:
-        ActivityEnvironment().run(deploy.check_sync,
-                                  SyncCheckInput(rollout=rollout_input(), merge_commit=M))  # fmt: skip
+        ActivityEnvironment().run(
+            deploy.check_sync, SyncCheckInput(rollout=rollout_input(), merge_commit=M)
+        )
     assert info.value.non_retryable and info.value.type == "ClusterConfigError"
     assert "grant Baton's user get (RBAC)" in info.value.message
 
@@ -496,8 +561,13 @@ def test_check_sync_fails_at_once_on_cluster_configuration_errors(monkeypatch) -
 
 def frozen_for(seconds: float) -> list[FreezeWindow]:
     now = datetime.now(UTC)
-    return [FreezeWindow(name="release freeze", start=now - timedelta(minutes=1),
-                         end=now + timedelta(seconds=seconds))]  # fmt: skip
+    return [
+        FreezeWindow(
+            name="release freeze",
+            start=now - timedelta(minutes=1),
+            end=now + timedelta(seconds=seconds),
+        )
+    ]
 
 
 async def test_a_freeze_holds_the_rollout_until_it_ends(workers: Client) -> None:
@@ -591,11 +661,13 @@ async def test_without_a_sensitive_diff_security_approvers_are_not_needed(worker
 async def test_an_override_covers_its_freeze_not_a_later_one(workers: Client) -> None:
     now = datetime.now(UTC)
     freezes = [
-        FreezeWindow(name="maintenance", start=now - timedelta(minutes=1),
-                     end=now + timedelta(seconds=6)),
-        FreezeWindow(name="holidays", start=now + timedelta(seconds=8),
-                     end=now + timedelta(days=10)),
-    ]  # fmt: skip
+        FreezeWindow(
+            name="maintenance", start=now - timedelta(minutes=1), end=now + timedelta(seconds=6)
+        ),
+        FreezeWindow(
+            name="holidays", start=now + timedelta(seconds=8), end=now + timedelta(days=10)
+        ),
+    ]
     handle = await start(workers, rollout_input(required=1, freeze=freezes))
     await wait_for_gate(handle, "freeze")
     await handle.execute_update(
