@@ -4,7 +4,7 @@
 #   make docker    Docker engine + registry + local Python base image (root, Debian)
 #   make test      all of the above, then the test suite (PYTEST_ARGS="-k ..." to narrow it)
 #   make demo      all of the above but the tests, then one change from PR to prod (baton demo)
-#   make lint      ruff check and ruff format --check (CI runs it before the tests)
+#   make lint      ruff, the layer contracts (import-linter) and mypy (CI runs it before the tests)
 
 PYTHON ?= python3
 UV := $(PYTHON) -m uv
@@ -34,3 +34,4 @@ demo: install tools docker
 lint: install
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	.venv/bin/lint-imports

@@ -17,10 +17,9 @@ from temporalio.exceptions import ApplicationError
 
 from activities.context import Context, current
 from baton import artifacts
-from baton.artifacts import Artifact
 from baton.config import VerifyConfig
 from baton.gitops import placeholder_manifests, revert_branch, rollout_branch
-from baton.models import GitOpsPullRequest, Rendered, RolloutInput, SyncOutcome
+from baton.models import Artifact, GitOpsPullRequest, Rendered, RolloutInput, SyncOutcome
 from baton.render import HelmRenderer, diff_manifests, holds_objects, validate_manifests
 from baton.sensitivity import sensitive_changes
 from baton.sync import judge

@@ -6,19 +6,19 @@ from temporalio import activity
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from baton.models import JoinLane, LaneState, lane_id
-from baton.temporal import TaskQueues
+from baton.models import JoinLane, LaneState
+from baton.temporal import Signals, TaskQueues, WorkflowTypes, lane_id
 
 
 @activity.defn
 async def join_lane(input: JoinLane) -> None:
     """Queue a change in its environment's lane, starting the lane if it is not running yet."""
     await activity.client().start_workflow(
-        "EnvironmentLane",
+        WorkflowTypes.LANE,
         LaneState(app=input.app, environment=input.environment, policy=input.policy),
         id=lane_id(input.app, input.environment),
         task_queue=TaskQueues.WORKFLOWS,
-        start_signal="join",
+        start_signal=Signals.JOIN,
         start_signal_args=[input.request],
         static_summary=f"one rollout at a time: {input.app} in {input.environment}",
     )

@@ -11,10 +11,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities.context import current
 from baton import artifacts, checks, images
-from baton.artifacts import Artifact
-from baton.checks import CheckResult
 from baton.config import AppConfig
-from baton.render import PinnedImage
+from baton.models import Artifact, CheckResult, PinnedImage
 
 CheckKind = Literal["lint", "test", "long_test", "dockerfile", "templates", "rendered"]
 

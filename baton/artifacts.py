@@ -23,11 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel
 
 from baton.errors import BatonError
+from baton.models import Artifact
 from baton.registry import Registry
-from baton.render import PinnedImage
 from baton.settings import Settings
 from baton.tools import find_tool, search_path
 
@@ -43,34 +42,6 @@ _PUSHED_DIGEST = re.compile(r"^Digest:\s*(sha256:[0-9a-f]{64})", re.MULTILINE)
 
 class ArtifactError(BatonError):
     """An artifact could not be published or fetched."""
-
-
-class Artifact(BaseModel):
-    """What CI built from one commit of an app, as CD will deploy it."""
-
-    app: str
-    commit: str
-    image: str  # repository, e.g. 127.0.0.1:5000/sample-app
-    image_digest: str
-    image_ref: str  # repository@sha256:...
-    chart_ref: str  # oci://127.0.0.1:5000/charts/sample-app
-    chart_version: str  # 0.1.0-g<sha12>
-    chart_digest: str
-    created_at: datetime
-    metadata: dict[str, str] = {}
-
-    @property
-    def pinned_image(self) -> PinnedImage:
-        return PinnedImage(repository=self.image, digest=self.image_digest)
-
-    @property
-    def chart_repository(self) -> str:
-        """The chart's repository name in its registry, e.g. `charts/sample-app`."""
-        return self.chart_ref.removeprefix("oci://").split("/", 1)[1]
-
-    @property
-    def chart_name(self) -> str:
-        return self.chart_ref.rsplit("/", 1)[-1]
 
 
 class ArtifactStore:

@@ -15,12 +15,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel
-
-from baton.logs import LogRef, LogStore, Progress, excerpt, follow
+from baton.logs import LogStore, Progress, excerpt, follow
+from baton.models import CheckResult, PinnedImage
 from baton.render import (
     KustomizeRenderer,
-    PinnedImage,
     Renderer,
     RenderFailed,
     split_objects,
@@ -29,18 +27,6 @@ from baton.render import (
 from baton.tools import find_tool, search_path
 
 SUMMARY_MAX = 300
-
-
-class CheckResult(BaseModel):
-    """The outcome of one check, small enough for workflow history."""
-
-    name: str
-    passed: bool
-    exit_code: int | None  # None when the check never finished (timeout) or ran no process
-    duration_s: float
-    summary: str  # one line: the tool's own finding
-    excerpt: str  # the last lines of output
-    log_ref: LogRef | None = None  # the full output in the LogStore
 
 
 @dataclass

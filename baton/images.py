@@ -17,7 +17,8 @@ import docker.errors
 from pydantic import BaseModel
 
 from baton.errors import BatonError
-from baton.logs import LogRef, LogStore, Progress, follow
+from baton.logs import LogStore, Progress, follow
+from baton.models import LogRef
 from baton.registry import Registry
 
 PROGRESS_EVERY_S = 5

@@ -17,10 +17,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from baton.errors import BatonError
+from baton.models import LogRef
 from baton.settings import Settings
-
-LogRef = str
-"""`sha256:<64 hex>` of a log's UTF-8 text."""
 
 Progress = Callable[[str], None]
 """Called with a one-line status while a long operation runs; activities heartbeat from it."""

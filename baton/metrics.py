@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from temporalio.client import Client
 
 from baton.models import ChangeStatus, RolloutResult
+from baton.temporal import WorkflowTypes
 
 
 class Rollout(BaseModel):
@@ -139,7 +140,7 @@ async def collect(
 ) -> list[Rollout]:
     """The rollouts into `environment` recorded by changes that closed since `since`."""
     query = (
-        "WorkflowType = 'ChangeWorkflow' AND ExecutionStatus = 'Completed' "
+        f"WorkflowType = '{WorkflowTypes.CHANGE}' AND ExecutionStatus = 'Completed' "
         f"AND CloseTime >= '{since.isoformat()}'"
     )
     if app:

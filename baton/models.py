@@ -7,9 +7,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from baton.artifacts import Artifact
-from baton.checks import CheckResult
 from baton.config import AppConfig, EnvironmentConfig, GitOpsConfig
+
+LogRef = str
+"""`sha256:<64 hex>` of a log's UTF-8 text, the key of the full log in the LogStore."""
 
 Outcome = Literal["running", "succeeded", "failed", "cancelled", "superseded", "skipped"]
 ChangeState = Literal[
@@ -26,6 +27,57 @@ ChangeState = Literal[
 ]
 # A change in one of these states has ended.
 TERMINAL_STATES = ("completed", "failed", "closed", "aborted", "superseded")
+
+
+class PinnedImage(BaseModel):
+    """An image pinned by digest: what the rendered manifests must run."""
+
+    repository: str  # e.g. 127.0.0.1:5000/sample-app
+    digest: str  # sha256:<64 hex>
+
+    @property
+    def ref(self) -> str:
+        return f"{self.repository}@{self.digest}"
+
+
+class CheckResult(BaseModel):
+    """The outcome of one check, small enough for workflow history."""
+
+    name: str
+    passed: bool
+    exit_code: int | None  # None when the check never finished (timeout) or ran no process
+    duration_s: float
+    summary: str  # one line: the tool's own finding
+    excerpt: str  # the last lines of output
+    log_ref: LogRef | None = None  # the full output in the LogStore
+
+
+class Artifact(BaseModel):
+    """What CI built from one commit of an app, as CD will deploy it."""
+
+    app: str
+    commit: str
+    image: str  # repository, e.g. 127.0.0.1:5000/sample-app
+    image_digest: str
+    image_ref: str  # repository@sha256:...
+    chart_ref: str  # oci://127.0.0.1:5000/charts/sample-app
+    chart_version: str  # 0.1.0-g<sha12>
+    chart_digest: str
+    created_at: datetime
+    metadata: dict[str, str] = {}
+
+    @property
+    def pinned_image(self) -> PinnedImage:
+        return PinnedImage(repository=self.image, digest=self.image_digest)
+
+    @property
+    def chart_repository(self) -> str:
+        """The chart's repository name in its registry, e.g. `charts/sample-app`."""
+        return self.chart_ref.removeprefix("oci://").split("/", 1)[1]
+
+    @property
+    def chart_name(self) -> str:
+        return self.chart_ref.rsplit("/", 1)[-1]
 
 
 class Stage(BaseModel):
@@ -206,6 +258,19 @@ class RolloutResult(BaseModel):
     )
 
 
+class RolloutStatus(Stage):
+    """The `status` query of a rollout: its stage plus the gate and the decisions so far."""
+
+    environment: str
+    gate: Gate | None = None
+    approvals: list[Approval] = []
+    gitops_pr: GitOpsPullRequest | None = None
+    merge_commit: str | None = None
+    timeline: list[Stage] = []
+    rollback: Rollback | None = None
+    freeze_override: Approval | None = None
+
+
 class ChangeStatus(BaseModel):
     """The `status` query: the change's timeline and its current gate."""
 
@@ -261,10 +326,6 @@ class JoinLane(BaseModel):
     request: LaneRequest
 
 
-def lane_id(app: str, environment: str) -> str:
-    return f"lane/{app}/{environment}"
-
-
 class LaneState(BaseModel):
     """Everything the lane knows; carried over when it continues as new."""
 
@@ -281,3 +342,9 @@ class LaneState(BaseModel):
     rounds_per_run: int = Field(
         default=1000, description="continue as new after this many rounds (or when Temporal says)"
     )
+
+
+class LaneStatus(LaneState):
+    """The lane's `status` query: its state and how many turns were released."""
+
+    released: int = 0

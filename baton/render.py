@@ -22,6 +22,7 @@ from kubernetes_validate.utils import SchemaNotFoundError, VersionNotSupportedEr
 from pydantic import BaseModel
 
 from baton.errors import BatonError
+from baton.models import PinnedImage
 from baton.tools import find_tool, search_path
 
 log = logging.getLogger(__name__)
@@ -40,17 +41,6 @@ class RenderFailed(BatonError):
 
 class ManifestError(BatonError):
     """Rendered manifests that cannot be read as Kubernetes objects."""
-
-
-class PinnedImage(BaseModel):
-    """An image pinned by digest: what the rendered manifests must run."""
-
-    repository: str  # e.g. 127.0.0.1:5000/sample-app
-    digest: str  # sha256:<64 hex>
-
-    @property
-    def ref(self) -> str:
-        return f"{self.repository}@{self.digest}"
 
 
 class Renderer(Protocol):

@@ -1,15 +1,21 @@
-"""Temporal wiring shared by the CLI, the API and the workers: connection, task queues, search attributes."""
+"""Temporal wiring shared by every process: connection, task queues, search attributes, and the
+names processes use to reach each other's workflows (ids, workflow types, signals, updates, queries).
+
+The API and the CLI start, signal, update and query workflows by these names only, so they never
+import workflow code; each workflow class declares its handlers with the same constants.
+"""
 
 from __future__ import annotations
 
 import os
 
 from temporalio.client import Client
-from temporalio.common import SearchAttributeKey
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig
 
 from baton.errors import BatonError
+from baton.models import ChangeInput
 
 
 class TaskQueues:
@@ -39,6 +45,73 @@ class SearchAttributes:
         for key in cls.ALL:
             flags += ["--search-attribute", f"{key.name}=Keyword"]
         return flags
+
+
+def change_id(app: str, pr_number: int) -> str:
+    """The business key of a change: one workflow per app and pull request."""
+    return f"change/{app}/{pr_number}"
+
+
+def rollout_id(app: str, environment: str, commit: str) -> str:
+    """One rollout per app, environment and app commit."""
+    return f"rollout/{app}/{environment}/{commit}"
+
+
+def lane_id(app: str, environment: str) -> str:
+    """One lane per app and environment."""
+    return f"lane/{app}/{environment}"
+
+
+def pipeline_id(change: str, run: str) -> str:
+    """A change's pipeline: `pr-<n>` for the nth validation of the PR, `ci` for integration."""
+    return f"{change}/{run}"
+
+
+def initial_search_attributes(input: ChangeInput) -> TypedSearchAttributes:
+    """What a new change shows in the Temporal UI before its workflow runs."""
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(SearchAttributes.APP, input.plan.app.name),
+            SearchAttributePair(SearchAttributes.PR, str(input.pr_number)),
+            SearchAttributePair(SearchAttributes.COMMIT, input.head_sha),
+            SearchAttributePair(SearchAttributes.STAGE, "validating"),
+        ]
+    )
+
+
+class WorkflowTypes:
+    CHANGE = "ChangeWorkflow"
+    PR_PIPELINE = "PullRequestPipeline"
+    CI_PIPELINE = "CIPipeline"
+    ROLLOUT = "EnvironmentRollout"
+    LANE = "EnvironmentLane"
+
+
+class Signals:
+    # ChangeWorkflow
+    PULL_REQUEST_EVENT = "pull_request_event"
+    LANE_UPDATE = "lane_update"
+    # EnvironmentRollout
+    FORGE_REVIEW = "forge_review"
+    GITOPS_MERGED = "gitops_merged"
+    SUPERSEDE = "supersede"
+    SYNC_EVENT = "sync_event"
+    # EnvironmentLane
+    JOIN = "join"
+    RELEASE = "release"
+
+
+class Updates:
+    # EnvironmentRollout
+    APPROVE = "approve"
+    REJECT = "reject"
+    OVERRIDE_FREEZE = "override_freeze"
+    # ChangeWorkflow
+    ABORT = "abort"
+
+
+class Queries:
+    STATUS = "status"
 
 
 class TemporalUnavailable(BatonError):

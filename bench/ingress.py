@@ -22,8 +22,8 @@ import httpx
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from baton.api.app import create_app
-from baton.api.github import sign
+from api.app import create_app
+from api.github import sign
 from baton.config import load_config
 from baton.settings import Settings
 from baton.temporal import SearchAttributes

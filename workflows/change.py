@@ -12,11 +12,11 @@ from temporalio.exceptions import ApplicationError, CancelledError, ChildWorkflo
 
 with workflow.unsafe.imports_passed_through():
     from activities.lane import join_lane
-    from baton.artifacts import Artifact
     from baton.config import EnvironmentConfig
     from baton.models import (
         TERMINAL_STATES,
         AbortInput,
+        Artifact,
         ChangeInput,
         ChangeState,
         ChangeStatus,
@@ -31,31 +31,24 @@ with workflow.unsafe.imports_passed_through():
         RolloutInput,
         RolloutResult,
         Stage,
-        lane_id,
     )
-    from baton.temporal import SearchAttributes, TaskQueues
+    from baton.temporal import (
+        Queries,
+        SearchAttributes,
+        Signals,
+        TaskQueues,
+        Updates,
+        WorkflowTypes,
+        lane_id,
+        pipeline_id,
+        rollout_id,
+    )
     from workflows.lane import EnvironmentLane
     from workflows.pipelines import CIPipeline, PullRequestPipeline
-    from workflows.rollout import EnvironmentRollout, rollout_id
+    from workflows.rollout import EnvironmentRollout
 
 
-def change_id(app: str, pr_number: int) -> str:
-    """The business key of a change: one workflow per app and pull request."""
-    return f"change/{app}/{pr_number}"
-
-
-def initial_search_attributes(input: ChangeInput) -> TypedSearchAttributes:
-    return TypedSearchAttributes(
-        [
-            SearchAttributePair(SearchAttributes.APP, input.plan.app.name),
-            SearchAttributePair(SearchAttributes.PR, str(input.pr_number)),
-            SearchAttributePair(SearchAttributes.COMMIT, input.head_sha),
-            SearchAttributePair(SearchAttributes.STAGE, "validating"),
-        ]
-    )
-
-
-@workflow.defn
+@workflow.defn(name=WorkflowTypes.CHANGE)
 class ChangeWorkflow:
     """Validates every head of the PR, waits for the merge, integrates the merge commit, then promotes."""
 
@@ -80,7 +73,7 @@ class ChangeWorkflow:
 
     # Messages
 
-    @workflow.signal
+    @workflow.signal(name=Signals.PULL_REQUEST_EVENT)
     def pull_request_event(self, event: PullRequestEvent) -> None:
         """Forge events from the API; redeliveries are harmless because each only sets state."""
         if event.action == "synchronize" and event.head_sha and self.merge_commit is None:
@@ -91,13 +84,13 @@ class ChangeWorkflow:
         elif event.action == "closed" and self.merge_commit is None:
             self.closed = True
 
-    @workflow.signal
+    @workflow.signal(name=Signals.LANE_UPDATE)
     def lane_update(self, update: LaneUpdate) -> None:
         """The environment's lane: queued behind another change, our turn, or superseded
         (while our rollout runs there, `_rollout` passes that on to it)."""
         self.lane_updates[update.environment] = update
 
-    @workflow.update
+    @workflow.update(name=Updates.ABORT)
     def abort(self, request: AbortInput) -> str:
         """Stop the change wherever it is; a running rollout closes its GitOps PR."""
         self.aborted = request
@@ -115,7 +108,7 @@ class ChangeWorkflow:
                 type="BadRequest",
             )
 
-    @workflow.query
+    @workflow.query(name=Queries.STATUS)
     def status(self) -> ChangeStatus:
         return ChangeStatus(
             id=workflow.info().workflow_id,
@@ -346,7 +339,7 @@ class ChangeWorkflow:
         return await self._pipeline_result(handle, stage)
 
     async def _start_pipeline(self, run, name: str, commit: str, suffix: str):
-        child_id = f"{workflow.info().workflow_id}/{suffix}"
+        child_id = pipeline_id(workflow.info().workflow_id, suffix)
         stage = self._begin(name, links={"pipeline": self._ui_link(child_id)})
         handle = await workflow.start_child_workflow(
             run,

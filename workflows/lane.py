@@ -19,20 +19,11 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.lane import is_running
-    from baton.models import LaneRequest, LaneState, LaneUpdate
-    from baton.temporal import TaskQueues
-
-# The change workflow's handler for lane updates.
-LANE_UPDATE_SIGNAL = "lane_update"
+    from baton.models import LaneRequest, LaneState, LaneStatus, LaneUpdate
+    from baton.temporal import Queries, Signals, TaskQueues, WorkflowTypes
 
 
-class LaneStatus(LaneState):
-    """The `status` query."""
-
-    released: int = 0
-
-
-@workflow.defn
+@workflow.defn(name=WorkflowTypes.LANE)
 class EnvironmentLane:
     @workflow.init
     def __init__(self, state: LaneState) -> None:
@@ -41,15 +32,15 @@ class EnvironmentLane:
         self.released: list[str] = []
         self.released_count = 0
 
-    @workflow.signal
+    @workflow.signal(name=Signals.JOIN)
     def join(self, request: LaneRequest) -> None:
         self.joined.append(request)
 
-    @workflow.signal
+    @workflow.signal(name=Signals.RELEASE)
     def release(self, change_id: str) -> None:
         self.released.append(change_id)
 
-    @workflow.query
+    @workflow.query(name=Queries.STATUS)
     def status(self) -> LaneStatus:
         return LaneStatus(**self.state.model_dump(), released=self.released_count)
 
@@ -167,7 +158,7 @@ class EnvironmentLane:
         """Signal a change; one that has ended no longer waits for anything, so it is released."""
         try:
             await workflow.get_external_workflow_handle(change_id).signal(
-                LANE_UPDATE_SIGNAL, update
+                Signals.LANE_UPDATE, update
             )
         except Exception:  # noqa: BLE001 - the SDK raises a plain error when the target is gone
             self.released.append(change_id)

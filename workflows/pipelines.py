@@ -20,7 +20,7 @@ with workflow.unsafe.imports_passed_through():
         run_check,
     )
     from baton.models import CheckResult, PipelineInput, PipelineResult
-    from baton.temporal import TaskQueues
+    from baton.temporal import TaskQueues, WorkflowTypes
 
 # Checks are deterministic: a failing lint fails again. Retry only infrastructure errors, a few times.
 CHECK_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=["CheckConfigError"])
@@ -148,7 +148,7 @@ async def _pipeline(
     return result
 
 
-@workflow.defn
+@workflow.defn(name=WorkflowTypes.PR_PIPELINE)
 class PullRequestPipeline:
     """Gates a merge: lint, unit tests, Dockerfile and template lint in parallel, then build (no push)."""
 
@@ -158,7 +158,7 @@ class PullRequestPipeline:
         return await _pipeline(input, "PR pipeline", "baton/pr", kinds, push=False)
 
 
-@workflow.defn
+@workflow.defn(name=WorkflowTypes.CI_PIPELINE)
 class CIPipeline:
     """Integrates a merge commit: the PR checks plus long tests, build and push, publish the artifact."""
 

@@ -44,11 +44,19 @@ with workflow.unsafe.imports_passed_through():
         Rollback,
         RolloutInput,
         RolloutResult,
+        RolloutStatus,
         Stage,
         SyncEvent,
         SyncOutcome,
     )
-    from baton.temporal import SearchAttributes, TaskQueues
+    from baton.temporal import (
+        Queries,
+        SearchAttributes,
+        Signals,
+        TaskQueues,
+        Updates,
+        WorkflowTypes,
+    )
 
 QUICK = {"start_to_close_timeout": timedelta(minutes=2), "task_queue": TaskQueues.DEPLOY}
 # Forge refusals that no retry can fix: the PR moved, conflicts, or is gone.
@@ -82,24 +90,7 @@ SYNCED_BY = {
 ROLLBACK_PATIENCE = timedelta(minutes=10)
 
 
-def rollout_id(app: str, environment: str, commit: str) -> str:
-    return f"rollout/{app}/{environment}/{commit}"
-
-
-class RolloutStatus(Stage):
-    """The `status` query of a rollout: its stage plus the gate and the decisions so far."""
-
-    environment: str
-    gate: Gate | None = None
-    approvals: list[Approval] = []
-    gitops_pr: GitOpsPullRequest | None = None
-    merge_commit: str | None = None
-    timeline: list[Stage] = []
-    rollback: Rollback | None = None
-    freeze_override: Approval | None = None
-
-
-@workflow.defn
+@workflow.defn(name=WorkflowTypes.ROLLOUT)
 class EnvironmentRollout:
     """Render → GitOps PR → approvals and merge → exact-revision sync → verification.
 
@@ -131,7 +122,7 @@ class EnvironmentRollout:
 
     # Messages
 
-    @workflow.update
+    @workflow.update(name=Updates.APPROVE)
     def approve(self, approval: Approval) -> str:
         """Add an approval; the validator has checked it against the environment's policy."""
         self.approvals.append(approval.model_copy(update={"at": workflow.now()}))
@@ -151,7 +142,7 @@ class EnvironmentRollout:
             self._security_due,
         )
 
-    @workflow.update
+    @workflow.update(name=Updates.REJECT)
     def reject(self, rejection: Approval) -> str:
         self.rejection = rejection.model_copy(update={"at": workflow.now()})
         return f"{rejection.user} rejected {self.input.environment.name}"
@@ -175,7 +166,7 @@ class EnvironmentRollout:
                 type="NotAwaitingApproval",
             )
 
-    @workflow.update
+    @workflow.update(name=Updates.OVERRIDE_FREEZE)
     def override_freeze(self, override: Approval) -> str:
         """Break glass: roll out although the environment is frozen; recorded with the reason."""
         self.freeze_override = override.model_copy(update={"at": workflow.now()})
@@ -195,7 +186,7 @@ class EnvironmentRollout:
             self.policy, env.name, self.input.author, override.user, "override the freeze of"
         )
 
-    @workflow.signal
+    @workflow.signal(name=Signals.FORGE_REVIEW)
     def forge_review(self, review: ForgeReview) -> None:
         """A forge review of the GitOps PR, judged by the same policy as CLI approvals."""
         decision = Approval(user=review.user, source="forge", comment="review on the GitOps PR")
@@ -212,13 +203,13 @@ class EnvironmentRollout:
         except (policy.PolicyViolation, ApplicationError) as violation:
             self._note(f"review by {review.user} not counted: {violation}")
 
-    @workflow.signal
+    @workflow.signal(name=Signals.GITOPS_MERGED)
     def gitops_merged(self, merge_commit: str) -> None:
         """The GitOps PR (or revert PR) was merged on the forge, for policies that merge by hand."""
         if merge_commit != self.merge_commit:  # a redelivered merge of the deploy PR is no news
             self.human_merge = merge_commit
 
-    @workflow.signal
+    @workflow.signal(name=Signals.SUPERSEDE)
     def supersede(self, by: str) -> None:
         """A newer change wants the environment: stop, unless the GitOps PR is merging or merged."""
         if self.merge_requested_at is None:
@@ -226,11 +217,11 @@ class EnvironmentRollout:
         else:
             self._note(f"{by} is newer, but this rollout merged already: it finishes first")
 
-    @workflow.signal
+    @workflow.signal(name=Signals.SYNC_EVENT)
     def sync_event(self, event: SyncEvent) -> None:
         self.sync_events.append(event)
 
-    @workflow.query
+    @workflow.query(name=Queries.STATUS)
     def status(self) -> RolloutStatus:
         current = self.timeline[-1] if self.timeline else None
         return RolloutStatus(

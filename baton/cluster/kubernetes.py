@@ -88,7 +88,7 @@ class RolloutFailed(KubernetesError):
     """A Deployment's rollout exceeded its progress deadline."""
 
 
-class RolloutStatus(NamedTuple):
+class DeploymentRollout(NamedTuple):
     done: bool
     reason: str
 
@@ -180,7 +180,7 @@ def sync_status_from(
     )
 
 
-def deployment_rollout(deployment: Object) -> RolloutStatus:
+def deployment_rollout(deployment: Object) -> DeploymentRollout:
     """A Deployment's rollout by the rules (and in the words) of `kubectl rollout status`.
 
     Raises RolloutFailed when the Progressing condition says ProgressDeadlineExceeded.
@@ -189,7 +189,7 @@ def deployment_rollout(deployment: Object) -> RolloutStatus:
     status = deployment.get("status") or {}
     name = meta.get("name")
     if meta.get("generation", 0) > status.get("observedGeneration", 0):
-        return RolloutStatus(False, "Waiting for deployment spec update to be observed...")
+        return DeploymentRollout(False, "Waiting for deployment spec update to be observed...")
     progressing = _condition(deployment, "Progressing") or {}
     if progressing.get("reason") == "ProgressDeadlineExceeded":
         raise RolloutFailed(
@@ -200,18 +200,18 @@ def deployment_rollout(deployment: Object) -> RolloutStatus:
     available = status.get("availableReplicas", 0)
     waiting = f'Waiting for deployment "{name}" rollout to finish: '
     if updated < want:
-        return RolloutStatus(
+        return DeploymentRollout(
             False, f"{waiting}{updated} out of {want} new replicas have been updated..."
         )
     if total > updated:
-        return RolloutStatus(
+        return DeploymentRollout(
             False, f"{waiting}{total - updated} old replicas are pending termination..."
         )
     if available < updated:
-        return RolloutStatus(
+        return DeploymentRollout(
             False, f"{waiting}{available} of {updated} updated replicas are available..."
         )
-    return RolloutStatus(True, f'deployment "{name}" successfully rolled out')
+    return DeploymentRollout(True, f'deployment "{name}" successfully rolled out')
 
 
 def _artifact(source: Object) -> str | None:
@@ -269,7 +269,7 @@ class KubernetesAPI:
             ) from None
         return cls(client.ApiClient(configuration), where)
 
-    def rollout_status(self, namespace: str, deployment: str) -> RolloutStatus:
+    def rollout_status(self, namespace: str, deployment: str) -> DeploymentRollout:
         """Whether the Deployment finished rolling out, and why not; raises RolloutFailed."""
         apps = client.AppsV1Api(self.api)
         obj = self._call(
@@ -334,7 +334,7 @@ class KubernetesAPI:
                     }
                 )
             except ObjectNotFound:
-                rollout = RolloutStatus(False, f"{ref} is not in the cluster yet")
+                rollout = DeploymentRollout(False, f"{ref} is not in the cluster yet")
             except ClusterForbidden as exc:
                 raise ClusterForbidden(
                     f"{exc}, or set environments[].sync.rollout_health: false"

@@ -281,7 +281,7 @@ class LocalCluster:
         self.poll_interval_s = poll_interval_s
         self.max_parallel = max_parallel
         self.events_url = settings.api_url + "/webhooks/flux"
-        # The secret Baton's API checks Flux events with (see baton.api.app).
+        # The secret Baton's API checks Flux events with (see api.app).
         self.webhook_secret = read_secret("BATON_FLUX_WEBHOOK_SECRET") or settings.webhook_secret
         self.stop = threading.Event()
         self.targets = [

@@ -69,9 +69,7 @@ def services(settings: Settings, config: BatonConfig) -> list[Service]:
         )
     return [
         *stack,
-        Service(
-            "api", [python, "-m", "baton.api"], settings.api_port, f"{settings.api_url}/healthz"
-        ),
+        Service("api", [python, "-m", "api"], settings.api_port, f"{settings.api_url}/healthz"),
         Service("worker", [python, "-m", "workers.main"], 0),
         Service("cluster", [python, "-m", "baton.local.cluster"], 0),
     ]

@@ -25,9 +25,7 @@ import httpx
 import yaml
 from temporalio.service import RPCError
 
-from baton import changes
 from baton.config import BatonConfig, load_config
-from baton.demo import AUTHOR, push_visible_change
 from baton.local.cluster import stack_id
 from baton.local.forge import LocalForge
 from baton.local.stack import Stack
@@ -35,6 +33,8 @@ from baton.models import TERMINAL_STATES, ChangeStatus
 from baton.settings import Settings
 from baton.temporal import connect
 from baton.tools import PROJECT_ROOT
+from cli import changes
+from cli.demo import AUTHOR, push_visible_change
 
 EXAMPLES = PROJECT_ROOT / "examples"
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -65,7 +65,7 @@ class E2EStack:
     def baton(self, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess[str]:
         """Run the `baton` CLI as a user would, against this stack."""
         return subprocess.run(
-            [sys.executable, "-m", "baton", *args],
+            [sys.executable, "-m", "cli", *args],
             check=False,
             env=self.env,
             cwd=PROJECT_ROOT,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from baton.demo import AUTHOR, push_visible_change
 from baton.logs import LogStore
+from cli.demo import AUTHOR, push_visible_change
 from tests.e2e.stack import E2EStack, version
 
 pytestmark = pytest.mark.docker

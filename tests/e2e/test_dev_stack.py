@@ -28,7 +28,7 @@ def stack_env(tmp_path: Path) -> Iterator[dict[str, str]]:
 
 def baton(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "baton", *args],
+        [sys.executable, "-m", "cli", *args],
         check=False,
         env=env,
         cwd=PROJECT_ROOT,
@@ -103,7 +103,7 @@ def test_busy_port_is_one_clear_line(stack_env: dict[str, str]) -> None:
 
 def test_dev_up_in_the_foreground_stops_everything_on_ctrl_c(stack_env: dict[str, str]) -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "baton", "dev", "up"],
+        [sys.executable, "-m", "cli", "dev", "up"],
         env=stack_env,
         cwd=PROJECT_ROOT,
         stdout=subprocess.PIPE,

@@ -18,10 +18,9 @@ from temporalio.testing import ActivityEnvironment
 import activities.context as activity_context
 from activities.context import Context
 from activities.deploy import ApplyInput, SyncCheckInput, apply_manifests, check_sync
-from baton.artifacts import Artifact
 from baton.cluster.kubernetes import FluxCluster
 from baton.config import parse_config
-from baton.models import RolloutInput, SyncOutcome
+from baton.models import Artifact, RolloutInput, SyncOutcome
 from baton.settings import Settings
 from tests.fakes.kube_api import Failure, FakeFlux, FakeKubeAPI
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from baton.demo import AUTHOR
+from cli.demo import AUTHOR
 from tests.e2e.stack import E2EStack, running_stack, version
 
 pytestmark = pytest.mark.docker

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from baton.demo import AUTHOR, push_visible_change
 from baton.settings import Settings
+from cli.demo import AUTHOR, push_visible_change
 from tests.e2e.stack import EXAMPLES, E2EStack, running_stack, version
 from tests.e2e.test_change_flow import gate_is
 from tests.fakes.forges import FAKES, FakeForge

@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 
 from baton.cluster.applied import inventory_name
+from baton.temporal import rollout_id
 from tests.e2e.stack import E2EStack, running_stack
 from tests.fakes.kube_api import FakeDeploymentController, FakeFlux, FakeKubeAPI
-from workflows.rollout import EnvironmentRollout, rollout_id
+from workflows.rollout import EnvironmentRollout
 
 pytestmark = pytest.mark.docker
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from baton.models import lane_id
+from baton.temporal import lane_id
 from tests.e2e.stack import E2EStack, running_stack, version
 from workflows.lane import EnvironmentLane
 

@@ -32,8 +32,9 @@ from baton.errors import ToolNotFound
 from baton.flux import event_revision, verify_generic_hmac
 from baton.images import build_image, push_image
 from baton.local.cluster import LocalCluster, container_name, stack_id
+from baton.models import PinnedImage
 from baton.registry import Registry
-from baton.render import HelmRenderer, PinnedImage
+from baton.render import HelmRenderer
 from baton.settings import Settings
 from baton.tools import PROJECT_ROOT, find_tool
 from tests.conftest import git

@@ -21,11 +21,12 @@ import docker
 import httpx
 import pytest
 
-from baton.demo import AUTHOR
 from baton.gitops import placeholder_manifests
 from baton.local.cluster import container_name, stack_id
+from baton.temporal import rollout_id
+from cli.demo import AUTHOR
 from tests.e2e.stack import E2EStack, running_stack, version
-from workflows.rollout import EnvironmentRollout, rollout_id
+from workflows.rollout import EnvironmentRollout
 
 pytestmark = pytest.mark.docker
 

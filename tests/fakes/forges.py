@@ -33,7 +33,7 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from baton.api.azure_devops import basic_auth
+from api.azure_devops import basic_auth
 from baton.forges.base import (
     HeadChanged,
     NoCommitsBetween,

@@ -30,7 +30,7 @@ def test_compose_file_is_valid() -> None:
 def test_compose_runs_the_embedded_stacks_processes() -> None:
     services = yaml.safe_load(COMPOSE.read_text())["services"]
     commands = {name: service.get("command") for name, service in services.items()}
-    assert commands["api"] == ["python", "-m", "baton.api"]
+    assert commands["api"] == ["python", "-m", "api"]
     assert commands["worker"] == ["python", "-m", "workers.main"]
     assert commands["cluster"] == ["python", "-m", "baton.local.cluster"]
     assert "--search-attribute BatonGate=Keyword" in commands["temporal"]

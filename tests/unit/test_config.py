@@ -24,7 +24,7 @@ apps:
 
 def check(path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "baton", "config", "check", str(path)],
+        [sys.executable, "-m", "cli", "config", "check", str(path)],
         check=False,
         capture_output=True,
         text=True,

@@ -20,9 +20,8 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.deploy import ProposeInput
-from baton.api.app import create_app
-from baton.api.azure_devops import basic_auth
-from baton.artifacts import Artifact
+from api.app import create_app
+from api.azure_devops import basic_auth
 from baton.config import (
     AppConfig,
     ApprovalPolicy,
@@ -32,7 +31,7 @@ from baton.config import (
     ForgeConfig,
     GitOpsConfig,
 )
-from baton.models import GitOpsPullRequest, Rendered, RolloutInput
+from baton.models import Artifact, GitOpsPullRequest, Rendered, RolloutInput
 from baton.settings import Settings
 from baton.temporal import TaskQueues
 from tests.fakes.forges import FakeAzureDevOps, FakeForge, FakeGitea, FakeGitHub, Sent, Served

@@ -22,11 +22,11 @@ from hypothesis import strategies as st
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
+from api import gitea, github
+from api.app import MAX_BODY_BYTES, create_app
+from api.azure_devops import basic_auth
+from api.ingress import Ingress
 from baton import flux
-from baton.api import gitea, github
-from baton.api.app import MAX_BODY_BYTES, create_app
-from baton.api.azure_devops import basic_auth
-from baton.api.ingress import Ingress
 from baton.config import AppConfig, BatonConfig, ForgeConfig, GitOpsConfig
 from baton.forges.base import PullRequest, PullRequestNotFound, Review
 from baton.settings import Settings

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from baton.forges.base import Forge, HeadChanged, NotMergeable
 from baton.local.forge import LocalForge, signature_256
-from baton.local.forge_cli import forge_app
+from cli.forge import forge_app
 
 SECRET = "local-forge-test-secret"
 REPO = "sample-app"

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from baton.models import PinnedImage
 from baton.render import (
     HelmRenderer,
     KustomizeRenderer,
     ManifestError,
-    PinnedImage,
     RenderFailed,
     diff_manifests,
     split_objects,

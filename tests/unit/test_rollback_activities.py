@@ -22,10 +22,9 @@ from activities.deploy import (
     revert_gitops_change,
     verify_endpoint,
 )
-from baton.artifacts import Artifact
 from baton.config import VerifyConfig, parse_config
 from baton.gitops import placeholder_manifests, rollout_branch
-from baton.models import RolloutInput
+from baton.models import Artifact, RolloutInput
 from baton.render import diff_manifests, holds_objects
 from baton.settings import Settings
 from tests.fixtures.manifests import DEPLOYMENT

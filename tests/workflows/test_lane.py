@@ -18,8 +18,8 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.lane import is_running, join_lane
-from baton.models import JoinLane, LaneRequest, LaneState, LaneUpdate, lane_id
-from baton.temporal import TaskQueues
+from baton.models import JoinLane, LaneRequest, LaneState, LaneUpdate
+from baton.temporal import TaskQueues, lane_id
 from workflows.lane import EnvironmentLane
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)

@@ -31,7 +31,6 @@ from activities.deploy import (
     SyncCheckInput,
     VerifyInput,
 )
-from baton.artifacts import Artifact
 from baton.cluster.kubernetes import ClusterForbidden
 from baton.config import (
     AppConfig,
@@ -44,6 +43,7 @@ from baton.config import (
 )
 from baton.models import (
     Approval,
+    Artifact,
     ForgeReview,
     GitOpsPullRequest,
     Rendered,

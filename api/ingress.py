@@ -11,14 +11,18 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from baton.api.github import PullRequestHook, ReviewHook
+from api.github import PullRequestHook, ReviewHook
 from baton.cluster.base import kustomization_name
 from baton.config import BatonConfig
 from baton.models import ChangeInput, ChangePlan, ForgeReview, PullRequestEvent, SyncEvent
 from baton.settings import Settings
-from baton.temporal import TaskQueues
-from workflows.change import ChangeWorkflow, change_id, initial_search_attributes
-from workflows.rollout import EnvironmentRollout
+from baton.temporal import (
+    Signals,
+    TaskQueues,
+    WorkflowTypes,
+    change_id,
+    initial_search_attributes,
+)
 
 ROLLOUT_TRAILER = re.compile(r"^Baton-Rollout: (rollout/\S+)\s*$", re.MULTILINE)
 
@@ -108,7 +112,7 @@ class Ingress:
             event = PullRequestEvent(action="closed", delivery_id=delivery_id)
         else:
             return Outcome(202, f"ignored: pull_request action {hook.action!r}")
-        return await self._signal(workflow_id, ChangeWorkflow.pull_request_event, event)
+        return await self._signal(workflow_id, Signals.PULL_REQUEST_EVENT, event)
 
     async def _gitops_pull_request(self, hook: PullRequestHook) -> Outcome:
         """A GitOps PR merged by a human releases the rollout that opened it."""
@@ -117,7 +121,7 @@ class Ingress:
             return Outcome(202, f"ignored: GitOps PR #{hook.number} was not opened by Baton")
         if hook.action != "closed" or not hook.merged or not hook.merge_commit_sha:
             return Outcome(202, f"ignored: GitOps PR action {hook.action!r}", rollout)
-        return await self._signal(rollout, EnvironmentRollout.gitops_merged, hook.merge_commit_sha)
+        return await self._signal(rollout, Signals.GITOPS_MERGED, hook.merge_commit_sha)
 
     async def review(self, hook: ReviewHook) -> Outcome:
         """A review of a GitOps PR counts as an approval (or rejection) under the same policy."""
@@ -131,7 +135,7 @@ class Ingress:
         review = ForgeReview(
             user=hook.reviewer, approved=hook.state == "approved", commit=hook.commit_id
         )
-        return await self._signal(rollout, EnvironmentRollout.forge_review, review)
+        return await self._signal(rollout, Signals.FORGE_REVIEW, review)
 
     async def sync(self, event: FluxEvent) -> Outcome:
         """A Flux event: signal every running rollout of that app and environment."""
@@ -142,12 +146,12 @@ class Ingress:
             )
         app, env = target
         query = (
-            f"WorkflowType = 'EnvironmentRollout' AND ExecutionStatus = 'Running' "
+            f"WorkflowType = '{WorkflowTypes.ROLLOUT}' AND ExecutionStatus = 'Running' "
             f"AND BatonApp = '{app}' AND BatonEnvironment = '{env}'"
         )
         signalled = []
         async for execution in self.client.list_workflows(query):
-            outcome = await self._signal(execution.id, EnvironmentRollout.sync_event, event.sync)
+            outcome = await self._signal(execution.id, Signals.SYNC_EVENT, event.sync)
             if outcome.status < 300 and outcome.workflow_id:
                 signalled.append(execution.id)
         return Outcome(202, f"signalled {len(signalled)} rollout(s) of {app} in {env}")
@@ -159,7 +163,7 @@ class Ingress:
             for app in self.config.apps
         }
 
-    async def _signal(self, workflow_id: str, signal, arg) -> Outcome:
+    async def _signal(self, workflow_id: str, signal: str, arg: object) -> Outcome:
         try:
             await self.client.get_workflow_handle(workflow_id).signal(signal, arg)
         except RPCError as exc:
@@ -181,7 +185,7 @@ class Ingress:
         )
         try:
             await self.client.start_workflow(
-                ChangeWorkflow.run,
+                WorkflowTypes.CHANGE,
                 change,
                 id=workflow_id,
                 task_queue=TaskQueues.WORKFLOWS,

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TypeVar
 
 from pydantic import BaseModel
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from baton.errors import BatonError
-from baton.models import AbortInput, Approval, ChangeStatus
-from baton.temporal import SearchAttributes
-from workflows.change import ChangeWorkflow
-from workflows.rollout import EnvironmentRollout, RolloutStatus, rollout_id
+from baton.models import AbortInput, Approval, ChangeStatus, RolloutStatus
+from baton.temporal import Queries, SearchAttributes, Updates, WorkflowTypes, rollout_id
+
+T = TypeVar("T")
 
 
 class ChangeNotFound(BatonError):
@@ -55,7 +54,9 @@ def normalize_id(change: str) -> str:
 async def list_changes(client: Client, limit: int = 50) -> list[ChangeSummary]:
     """Changes, newest first, from visibility (search attributes): no worker needed."""
     changes = []
-    async for execution in client.list_workflows("WorkflowType = 'ChangeWorkflow'", limit=limit):
+    async for execution in client.list_workflows(
+        f"WorkflowType = '{WorkflowTypes.CHANGE}'", limit=limit
+    ):
         attributes = execution.typed_search_attributes
         changes.append(
             ChangeSummary(
@@ -73,16 +74,18 @@ async def list_changes(client: Client, limit: int = 50) -> list[ChangeSummary]:
 async def show(client: Client, change: str) -> ChangeDetail:
     """The change's timeline and gate, plus the status of the rollout it is in, if any."""
     change_id = normalize_id(change)
-    status = await _query(client, change_id, ChangeWorkflow.status)
+    status = await _query(client, change_id, ChangeStatus)
     rollout = None
     if status.current_rollout:
-        rollout = await _query(client, status.current_rollout, EnvironmentRollout.status)
+        rollout = await _query(client, status.current_rollout, RolloutStatus)
     return ChangeDetail(change=status, rollout=rollout)
 
 
-async def _query(client: Client, workflow_id: str, query):
+async def _query(client: Client, workflow_id: str, result_type: type[T]) -> T:
     try:
-        return await client.get_workflow_handle(workflow_id).query(query)
+        return await client.get_workflow_handle(workflow_id).query(
+            Queries.STATUS, result_type=result_type
+        )
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise ChangeNotFound(workflow_id) from None
@@ -95,19 +98,17 @@ async def decide(
     client: Client, change: str, environment: str, decision: Approval, *, approve: bool
 ) -> str:
     """Approve or reject the change's rollout into `environment`; refused with the policy's reason."""
-    update = EnvironmentRollout.approve if approve else EnvironmentRollout.reject
+    update = Updates.APPROVE if approve else Updates.REJECT
     return await _update_rollout(client, change, environment, update, decision)
 
 
 async def override_freeze(client: Client, change: str, environment: str, override: Approval) -> str:
     """Break glass: let the change's rollout into a frozen `environment` go ahead, with a reason."""
-    return await _update_rollout(
-        client, change, environment, EnvironmentRollout.override_freeze, override
-    )
+    return await _update_rollout(client, change, environment, Updates.OVERRIDE_FREEZE, override)
 
 
 async def _update_rollout(
-    client: Client, change: str, environment: str, update: Callable[..., Any], arg: Approval
+    client: Client, change: str, environment: str, update: str, arg: Approval
 ) -> str:
     """Send an Update to the change's rollout into `environment`; Refused says why not."""
     detail = await show(client, change)
@@ -129,7 +130,7 @@ async def _update_rollout(
         )
         raise Refused(f"{status.id} is not waiting for {environment}: {where}")
     try:
-        return await client.get_workflow_handle(target).execute_update(update, arg)
+        return await client.get_workflow_handle(target).execute_update(update, arg, result_type=str)
     except WorkflowUpdateFailedError as exc:
         raise Refused(getattr(exc.cause, "message", None) or str(exc.cause)) from None
 
@@ -138,7 +139,7 @@ async def abort(client: Client, change: str, user: str, reason: str) -> str:
     change_id = normalize_id(change)
     try:
         return await client.get_workflow_handle(change_id).execute_update(
-            ChangeWorkflow.abort, AbortInput(user=user, reason=reason)
+            Updates.ABORT, AbortInput(user=user, reason=reason), result_type=str
         )
     except WorkflowUpdateFailedError as exc:
         raise Refused(getattr(exc.cause, "message", None) or str(exc.cause)) from None

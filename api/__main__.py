@@ -1,8 +1,8 @@
-"""`python -m baton.api`: serve the API on BATON_API_HOST:BATON_API_PORT."""
+"""`python -m api`: serve the API on BATON_API_HOST:BATON_API_PORT."""
 
 import uvicorn
 
-from baton.api.app import create_app
+from api.app import create_app
 from baton.settings import Settings
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ import hmac
 from collections.abc import Mapping
 from typing import Any
 
-from baton.api import github
-from baton.api.github import PullRequestHook, ReviewHook, WebhookRejected, required
+from api import github
+from api.github import PullRequestHook, ReviewHook, WebhookRejected, required
 
 REVIEW_EVENTS = {
     "pull_request_approved": "approved",

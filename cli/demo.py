@@ -15,13 +15,14 @@ import httpx
 from pydantic import BaseModel
 from temporalio.client import Client
 
-from baton import changes
 from baton.config import BatonConfig
 from baton.errors import BatonError
 from baton.local.forge import LocalForge
 from baton.models import TERMINAL_STATES, Approval, ChangeStatus
 from baton.settings import Settings
+from baton.temporal import change_id
 from baton.tools import PROJECT_ROOT
+from cli import changes
 
 EXAMPLES = PROJECT_ROOT / "examples"
 AUTHOR = "alice"
@@ -126,10 +127,10 @@ class Demo:
             "A visible change for the demo.",
             AUTHOR,
         )
-        change_id = f"change/{app.name}/{pr.number}"
-        self.say(f"{AUTHOR} opened {app.repo}#{pr.number}: {change_id}")
-        self.say(f"  follow it: baton changes show {change_id}")
-        status = await self._follow(change_id, merge=(app.repo, pr.number))
+        change = change_id(app.name, pr.number)
+        self.say(f"{AUTHOR} opened {app.repo}#{pr.number}: {change}")
+        self.say(f"  follow it: baton changes show {change}")
+        status = await self._follow(change, merge=(app.repo, pr.number))
         return await self._summary(status)
 
     async def _follow(self, change_id: str, merge: tuple[str, int]) -> ChangeStatus:

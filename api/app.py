@@ -16,10 +16,10 @@ from fastapi.responses import JSONResponse
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from api import azure_devops, gitea, github
+from api.github import WebhookRejected
+from api.ingress import Deliveries, FluxEvent, Ingress, Outcome
 from baton import flux
-from baton.api import azure_devops, gitea, github
-from baton.api.github import WebhookRejected
-from baton.api.ingress import Deliveries, FluxEvent, Ingress, Outcome
 from baton.config import BatonConfig, load_config
 from baton.forges import create_forge
 from baton.forges.base import Forge

@@ -14,18 +14,18 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from baton import changes
 from baton import metrics as dora
 from baton.config import ConfigError, load_config
-from baton.demo import Demo, seed_repositories
 from baton.errors import BatonError
 from baton.forges import create_forge
 from baton.local.forge import LocalForge
-from baton.local.forge_cli import forge_app
 from baton.local.stack import Stack
 from baton.models import Approval
 from baton.settings import Settings
 from baton.temporal import connect
+from cli import changes
+from cli.demo import Demo, seed_repositories
+from cli.forge import forge_app
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)

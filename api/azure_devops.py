@@ -16,8 +16,8 @@ import hmac
 from collections.abc import Mapping
 from typing import Any
 
-from baton.api.github import PullRequestHook, ReviewHook, WebhookRejected, required
-from baton.api.ingress import Ingress, Outcome
+from api.github import PullRequestHook, ReviewHook, WebhookRejected, required
+from api.ingress import Ingress, Outcome
 from baton.forges.base import (
     Forge,
     ForgeError,

@@ -1,3 +1,0 @@
-from baton.cli import main
-
-main()

@@ -1,0 +1,1 @@
+"""The `baton` command: the embedded stack, changes and decisions, the local forge."""
