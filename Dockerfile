@@ -11,6 +11,8 @@ COPY baton ./baton
 COPY workflows ./workflows
 COPY activities ./activities
 COPY workers ./workers
+COPY api ./api
+COPY cli ./cli
 COPY examples ./examples
 # helm, kubectl and hadolint come from scripts/setup-tools.sh on the host (npm) or a base image
 # that has them; mount them at /app/.tools/bin.
