@@ -18,7 +18,7 @@ from temporalio.service import RPCError
 
 from api import azure_devops, gitea, github
 from api.github import WebhookRejected
-from api.ingress import Deliveries, FluxEvent, Ingress, Outcome
+from api.ingress import Deliveries, FluxEvent, Ingress, Reply
 from baton import flux
 from baton.config import BatonConfig, load_config
 from baton.forges import create_forge
@@ -81,7 +81,7 @@ def create_app(
         request: Request,
         source: str,
         delivery: str,
-        dispatch: Callable[[Ingress], Awaitable[Outcome]],
+        dispatch: Callable[[Ingress], Awaitable[Reply]],
     ) -> JSONResponse:
         """Act once per delivery id; a failure forgets the id so the forge's retry is not a duplicate."""
         key = f"{source}:{delivery}"
@@ -179,22 +179,22 @@ def create_app(
     return app
 
 
-async def github_event(ingress: Ingress, event: str, delivery: str, payload: dict) -> Outcome:
+async def github_event(ingress: Ingress, event: str, delivery: str, payload: dict) -> Reply:
     """A GitHub-format event as an Ingress call."""
     if event == "pull_request":
         return await ingress.pull_request(github.pull_request(payload), delivery)
     if event == "pull_request_review" and payload.get("action") == "submitted":
         return await ingress.review(github.review(payload))
-    return Outcome(202, f"ignored: event {event!r}")
+    return Reply(202, f"ignored: event {event!r}")
 
 
-async def gitea_event(ingress: Ingress, event: str, delivery: str, payload: dict) -> Outcome:
+async def gitea_event(ingress: Ingress, event: str, delivery: str, payload: dict) -> Reply:
     """A Gitea/Forgejo event as an Ingress call."""
     if event == "pull_request":
         return await ingress.pull_request(gitea.pull_request(payload), delivery)
     if event in gitea.REVIEW_EVENTS:
         return await ingress.review(gitea.review(event, payload))
-    return Outcome(202, f"ignored: event {event!r}")
+    return Reply(202, f"ignored: event {event!r}")
 
 
 def flux_event(payload: dict) -> FluxEvent | None:

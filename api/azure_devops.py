@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from api.github import PullRequestHook, ReviewHook, WebhookRejected, required
-from api.ingress import Ingress, Outcome
+from api.ingress import Ingress, Reply
 from baton.forges.base import (
     Forge,
     ForgeError,
@@ -68,15 +68,15 @@ def pull_request_of(payload: dict[str, Any]) -> tuple[str, int]:
 
 async def handle(
     ingress: Ingress, forge: Forge, event: str, delivery_id: str, payload: dict[str, Any]
-) -> Outcome:
+) -> Reply:
     """Act on a pull-request event as the pull request is now, read back through the API."""
     if event not in PULL_REQUEST_EVENTS:
-        return Outcome(202, f"ignored: event {event!r}")
+        return Reply(202, f"ignored: event {event!r}")
     repo, number = pull_request_of(payload)
     try:
         pr = await asyncio.to_thread(forge.get_pull_request, repo, number)
     except (PullRequestNotFound, RepositoryNotFound) as exc:
-        return Outcome(202, f"ignored: {exc}")
+        return Reply(202, f"ignored: {exc}")
     except ForgeError as exc:
         raise WebhookRejected(503, f"cannot re-read {repo}#{number}: {exc}") from None
     if pr.state != "open":  # completed (merged) or abandoned
@@ -84,14 +84,14 @@ async def handle(
     if event == "git.pullrequest.created":
         return await ingress.pull_request(_hook(pr, "opened"), delivery_id)
     if event == "git.pullrequest.merged":
-        return Outcome(202, f"ignored: {repo}#{number} has a merge commit but is not completed")
+        return Reply(202, f"ignored: {repo}#{number} has a merge commit but is not completed")
     if repo == ingress.config.gitops.repo:
         return await _reviews(ingress, forge, pr)
     # A push, a vote, a title edit: a head the change already has is a no-op for it.
     return await ingress.pull_request(_hook(pr, "synchronize"), delivery_id)
 
 
-async def _reviews(ingress: Ingress, forge: Forge, pr: PullRequest) -> Outcome:
+async def _reviews(ingress: Ingress, forge: Forge, pr: PullRequest) -> Reply:
     """Each current vote on a GitOps PR goes to its rollout, judged there by the policy."""
     try:
         reviews = await asyncio.to_thread(forge.list_reviews, pr.repo, pr.number)
@@ -115,8 +115,8 @@ async def _reviews(ingress: Ingress, forge: Forge, pr: PullRequest) -> Outcome:
         if review.state != "commented"
     ]
     if not outcomes:
-        return Outcome(202, f"ignored: no votes on {pr.repo}#{pr.number}")
-    return Outcome(202, "; ".join(o.message for o in outcomes), outcomes[0].workflow_id)
+        return Reply(202, f"ignored: no votes on {pr.repo}#{pr.number}")
+    return Reply(202, "; ".join(o.message for o in outcomes), outcomes[0].workflow_id)
 
 
 def _hook(pr: PullRequest, action: str) -> PullRequestHook:

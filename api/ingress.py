@@ -43,7 +43,7 @@ class FluxEvent:
 
 
 @dataclass
-class Outcome:
+class Reply:
     """What the API answers: HTTP status and a short reason."""
 
     status: int
@@ -91,12 +91,12 @@ class Ingress:
             namespace=self.client.namespace,
         )
 
-    async def pull_request(self, hook: PullRequestHook, delivery_id: str) -> Outcome:
+    async def pull_request(self, hook: PullRequestHook, delivery_id: str) -> Reply:
         if hook.repo == self.config.gitops.repo:
             return await self._gitops_pull_request(hook)
         app = self.config.app_for_repo(hook.repo)
         if app is None:
-            return Outcome(202, f"ignored: repository {hook.repo!r} is not an app in the config")
+            return Reply(202, f"ignored: repository {hook.repo!r} is not an app in the config")
         workflow_id = change_id(app.name, hook.number)
         if hook.action in ("opened", "reopened"):
             return await self._start(app.name, hook, workflow_id)
@@ -111,37 +111,37 @@ class Ingress:
         elif hook.action == "closed":
             event = PullRequestEvent(action="closed", delivery_id=delivery_id)
         else:
-            return Outcome(202, f"ignored: pull_request action {hook.action!r}")
+            return Reply(202, f"ignored: pull_request action {hook.action!r}")
         return await self._signal(workflow_id, Signals.PULL_REQUEST_EVENT, event)
 
-    async def _gitops_pull_request(self, hook: PullRequestHook) -> Outcome:
+    async def _gitops_pull_request(self, hook: PullRequestHook) -> Reply:
         """A GitOps PR merged by a human releases the rollout that opened it."""
         rollout = rollout_of(hook.body)
         if rollout is None:
-            return Outcome(202, f"ignored: GitOps PR #{hook.number} was not opened by Baton")
+            return Reply(202, f"ignored: GitOps PR #{hook.number} was not opened by Baton")
         if hook.action != "closed" or not hook.merged or not hook.merge_commit_sha:
-            return Outcome(202, f"ignored: GitOps PR action {hook.action!r}", rollout)
+            return Reply(202, f"ignored: GitOps PR action {hook.action!r}", rollout)
         return await self._signal(rollout, Signals.GITOPS_MERGED, hook.merge_commit_sha)
 
-    async def review(self, hook: ReviewHook) -> Outcome:
+    async def review(self, hook: ReviewHook) -> Reply:
         """A review of a GitOps PR counts as an approval (or rejection) under the same policy."""
         if hook.repo != self.config.gitops.repo:
-            return Outcome(202, "ignored: reviews of application PRs are the forge's business")
+            return Reply(202, "ignored: reviews of application PRs are the forge's business")
         rollout = rollout_of(hook.body)
         if rollout is None:
-            return Outcome(202, f"ignored: GitOps PR #{hook.number} was not opened by Baton")
+            return Reply(202, f"ignored: GitOps PR #{hook.number} was not opened by Baton")
         if hook.state not in ("approved", "changes_requested"):
-            return Outcome(202, f"ignored: review state {hook.state!r}", rollout)
+            return Reply(202, f"ignored: review state {hook.state!r}", rollout)
         review = ForgeReview(
             user=hook.reviewer, approved=hook.state == "approved", commit=hook.commit_id
         )
         return await self._signal(rollout, Signals.FORGE_REVIEW, review)
 
-    async def sync(self, event: FluxEvent) -> Outcome:
+    async def sync(self, event: FluxEvent) -> Reply:
         """A Flux event: signal every running rollout of that app and environment."""
         target = self._kustomizations().get((event.namespace, event.name))
         if target is None:
-            return Outcome(
+            return Reply(
                 202, f"ignored: Kustomization {event.namespace}/{event.name} is not configured"
             )
         app, env = target
@@ -154,7 +154,7 @@ class Ingress:
             outcome = await self._signal(execution.id, Signals.SYNC_EVENT, event.sync)
             if outcome.status < 300 and outcome.workflow_id:
                 signalled.append(execution.id)
-        return Outcome(202, f"signalled {len(signalled)} rollout(s) of {app} in {env}")
+        return Reply(202, f"signalled {len(signalled)} rollout(s) of {app} in {env}")
 
     def _kustomizations(self) -> dict[tuple[str, str], tuple[str, str]]:
         return {
@@ -163,16 +163,16 @@ class Ingress:
             for app in self.config.apps
         }
 
-    async def _signal(self, workflow_id: str, signal: str, arg: object) -> Outcome:
+    async def _signal(self, workflow_id: str, signal: str, arg: object) -> Reply:
         try:
             await self.client.get_workflow_handle(workflow_id).signal(signal, arg)
         except RPCError as exc:
             if exc.status == RPCStatusCode.NOT_FOUND:
-                return Outcome(202, f"ignored: {workflow_id} is not running")
+                return Reply(202, f"ignored: {workflow_id} is not running")
             raise
-        return Outcome(202, f"signalled {workflow_id}", workflow_id)
+        return Reply(202, f"signalled {workflow_id}", workflow_id)
 
-    async def _start(self, app_name: str, hook: PullRequestHook, workflow_id: str) -> Outcome:
+    async def _start(self, app_name: str, hook: PullRequestHook, workflow_id: str) -> Reply:
         change = ChangeInput(
             plan=self.plan(app_name),
             repo=hook.repo,
@@ -198,5 +198,5 @@ class Ingress:
                 static_summary=f"{app_name}#{hook.number}: {hook.title}"[:200],
             )
         except WorkflowAlreadyStartedError:
-            return Outcome(202, f"exists: {workflow_id}", workflow_id)
-        return Outcome(202, f"started {workflow_id}", workflow_id)
+            return Reply(202, f"exists: {workflow_id}", workflow_id)
+        return Reply(202, f"started {workflow_id}", workflow_id)

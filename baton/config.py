@@ -23,6 +23,10 @@ NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 Name = Annotated[str, Field(pattern=NAME)]
 
 
+LanePolicy = Literal["latest", "sequential"]
+"""`latest`: a newer change supersedes waiting older ones; `sequential`: every change rolls out."""
+
+
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -259,7 +263,7 @@ class EnvironmentConfig(Model):
         "instead of being merged automatically",
     )
     approvals: ApprovalPolicy = ApprovalPolicy()
-    lane: Literal["latest", "sequential"] = Field(
+    lane: LanePolicy = Field(
         default="latest",
         description="one rollout at a time per app here; latest: a newer change supersedes older "
         "ones still waiting (queued, or not merged yet: their GitOps PR is closed); "

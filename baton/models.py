@@ -7,12 +7,19 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from baton.config import AppConfig, EnvironmentConfig, GitOpsConfig
+from baton.config import AppConfig, EnvironmentConfig, GitOpsConfig, LanePolicy
 
 LogRef = str
 """`sha256:<64 hex>` of a log's UTF-8 text, the key of the full log in the LogStore."""
 
-Outcome = Literal["running", "succeeded", "failed", "cancelled", "superseded", "skipped"]
+StageOutcome = Literal["running", "succeeded", "failed", "cancelled", "superseded", "skipped"]
+"""How one entry of a timeline ended (or that it still runs)."""
+RolloutOutcome = Literal["deployed", "rejected", "failed", "aborted", "superseded"]
+"""How a rollout into one environment ended."""
+RollbackOutcome = Literal["running", "rolled back", "failed", "rejected"]
+"""How the rollback saga of a failed rollout ended."""
+GateKind = Literal["merge", "approval", "sync", "verification", "lane", "freeze"]
+"""What a change or rollout waits for."""
 ChangeState = Literal[
     "validating",
     "awaiting-merge",
@@ -86,7 +93,7 @@ class Stage(BaseModel):
     name: str
     started_at: datetime
     ended_at: datetime | None = None
-    outcome: Outcome = "running"
+    outcome: StageOutcome = "running"
     detail: str = ""
     links: dict[str, str] = {}
     checks: list[CheckResult] = []
@@ -95,7 +102,7 @@ class Stage(BaseModel):
 class Gate(BaseModel):
     """What the change currently waits for, and on whom."""
 
-    kind: Literal["merge", "approval", "sync", "verification", "lane", "freeze"]
+    kind: GateKind
     environment: str | None = None
     description: str
     waiting_on: list[str] = []
@@ -162,8 +169,9 @@ class PipelineResult(BaseModel):
         return "; ".join(f"{c.name}: {c.summary}" for c in self.failures)[:1000]
 
 
-class Approval(BaseModel):
-    """A human decision on a rollout, by CLI/API update or by a forge review."""
+class Decision(BaseModel):
+    """A person's decision on a rollout (an approval, a rejection or a freeze override), made
+    through Baton (`source="baton"`) or as a review on the forge."""
 
     user: str
     comment: str = ""
@@ -231,7 +239,7 @@ class Rollback(BaseModel):
     """Undoing a failed rollout's GitOps change: why, the revert PR, and how it ended."""
 
     cause: str
-    outcome: Literal["running", "rolled back", "failed", "rejected"] = "running"
+    outcome: RollbackOutcome = "running"
     detail: str = ""
     revert_pr: GitOpsPullRequest | None = None
     revert_commit: str | None = None
@@ -241,19 +249,19 @@ class Rollback(BaseModel):
     removed: bool = Field(
         default=False, description="the environment ran nothing of the app before: it was removed"
     )
-    approvals: list[Approval] = []
+    approvals: list[Decision] = []
 
 
 class RolloutResult(BaseModel):
     environment: str
-    outcome: Literal["deployed", "rejected", "failed", "aborted", "superseded"]
+    outcome: RolloutOutcome
     reason: str = ""
     gitops_pr: GitOpsPullRequest | None = None
     merge_commit: str | None = None
-    approvals: list[Approval] = []
+    approvals: list[Decision] = []
     served: str | None = None
     rollback: Rollback | None = None
-    freeze_override: Approval | None = Field(
+    freeze_override: Decision | None = Field(
         default=None, description="the break-glass override that let it through a freeze"
     )
 
@@ -263,12 +271,12 @@ class RolloutStatus(Stage):
 
     environment: str
     gate: Gate | None = None
-    approvals: list[Approval] = []
+    approvals: list[Decision] = []
     gitops_pr: GitOpsPullRequest | None = None
     merge_commit: str | None = None
     timeline: list[Stage] = []
     rollback: Rollback | None = None
-    freeze_override: Approval | None = None
+    freeze_override: Decision | None = None
 
 
 class ChangeStatus(BaseModel):
@@ -302,7 +310,7 @@ class LaneRequest(BaseModel):
     change_id: str
     commit: str
     merged_at: datetime = Field(description="when the change merged: what newer means")
-    policy: Literal["latest", "sequential"] | None = Field(
+    policy: LanePolicy | None = Field(
         default=None, description="the environment's lane policy when the change joined"
     )
 
@@ -322,7 +330,7 @@ class JoinLane(BaseModel):
 
     app: str
     environment: str
-    policy: Literal["latest", "sequential"]
+    policy: LanePolicy
     request: LaneRequest
 
 
@@ -331,7 +339,7 @@ class LaneState(BaseModel):
 
     app: str
     environment: str
-    policy: Literal["latest", "sequential"] = "latest"
+    policy: LanePolicy = "latest"
     queue: list[LaneRequest] = []
     holder: LaneRequest | None = None
     newest: LaneRequest | None = None

@@ -1,10 +1,10 @@
-"""Approval policy: who may approve a rollout, and when enough distinct people have."""
+"""Decision policy: who may approve a rollout, and when enough distinct people have."""
 
 from __future__ import annotations
 
 from baton.config import ApprovalPolicy
 from baton.errors import BatonError
-from baton.models import Approval
+from baton.models import Decision
 
 
 class PolicyViolation(BatonError):
@@ -15,7 +15,7 @@ def check_approval(
     policy: ApprovalPolicy,
     environment: str,
     author: str,
-    approvals: list[Approval],
+    approvals: list[Decision],
     user: str,
     security_due: int = 0,
 ) -> None:
@@ -64,19 +64,19 @@ def check_decider(
         )
 
 
-def approved_by(approvals: list[Approval]) -> list[str]:
+def approved_by(approvals: list[Decision]) -> list[str]:
     """Distinct approvers, in the order they approved."""
     return list(dict.fromkeys(a.user for a in approvals))
 
 
-def satisfied(policy: ApprovalPolicy, approvals: list[Approval], security_due: int = 0) -> bool:
+def satisfied(policy: ApprovalPolicy, approvals: list[Decision], security_due: int = 0) -> bool:
     return len(approved_by(approvals)) >= required(policy, security_due) and not _security_missing(
         policy, approvals, security_due
     )
 
 
 def still_may_approve(
-    policy: ApprovalPolicy, author: str, approvals: list[Approval], security_due: int = 0
+    policy: ApprovalPolicy, author: str, approvals: list[Decision], security_due: int = 0
 ) -> list[str]:
     """Who could still add an approval (empty list when anyone allowed may)."""
     done = set(approved_by(approvals))
@@ -106,7 +106,7 @@ def _allowed(policy: ApprovalPolicy, security_due: int) -> list[str]:
     return list(dict.fromkeys([*policy.approvers, *extra]))
 
 
-def _security_missing(policy: ApprovalPolicy, approvals: list[Approval], security_due: int) -> int:
+def _security_missing(policy: ApprovalPolicy, approvals: list[Decision], security_due: int) -> int:
     """How many of the due security approvals are still missing (by the security approvers)."""
     if not security_due or not policy.security.approvers:
         return 0

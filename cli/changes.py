@@ -10,7 +10,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from baton.errors import BatonError
-from baton.models import AbortInput, Approval, ChangeStatus, RolloutStatus
+from baton.models import AbortInput, ChangeStatus, Decision, RolloutStatus
 from baton.temporal import Queries, SearchAttributes, Updates, WorkflowTypes, rollout_id
 
 T = TypeVar("T")
@@ -95,20 +95,20 @@ async def _query(client: Client, workflow_id: str, result_type: type[T]) -> T:
 
 
 async def decide(
-    client: Client, change: str, environment: str, decision: Approval, *, approve: bool
+    client: Client, change: str, environment: str, decision: Decision, *, approve: bool
 ) -> str:
     """Approve or reject the change's rollout into `environment`; refused with the policy's reason."""
     update = Updates.APPROVE if approve else Updates.REJECT
     return await _update_rollout(client, change, environment, update, decision)
 
 
-async def override_freeze(client: Client, change: str, environment: str, override: Approval) -> str:
+async def override_freeze(client: Client, change: str, environment: str, override: Decision) -> str:
     """Break glass: let the change's rollout into a frozen `environment` go ahead, with a reason."""
     return await _update_rollout(client, change, environment, Updates.OVERRIDE_FREEZE, override)
 
 
 async def _update_rollout(
-    client: Client, change: str, environment: str, update: str, arg: Approval
+    client: Client, change: str, environment: str, update: str, arg: Decision
 ) -> str:
     """Send an Update to the change's rollout into `environment`; Refused says why not."""
     detail = await show(client, change)

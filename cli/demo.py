@@ -18,7 +18,7 @@ from temporalio.client import Client
 from baton.config import BatonConfig
 from baton.errors import BatonError
 from baton.local.forge import LocalForge
-from baton.models import TERMINAL_STATES, Approval, ChangeStatus
+from baton.models import TERMINAL_STATES, ChangeStatus, Decision
 from baton.settings import Settings
 from baton.temporal import change_id
 from baton.tools import PROJECT_ROOT
@@ -182,7 +182,7 @@ class Demo:
             return
         missing = gate.required - len(gate.approved_by)
         for user in gate.waiting_on[:missing]:
-            decision = Approval(user=user, comment="approved by baton demo --auto-approve")
+            decision = Decision(user=user, comment="approved by baton demo --auto-approve")
             try:
                 message = await changes.decide(self.client, change_id, env, decision, approve=True)
             except changes.Refused as refused:

@@ -20,7 +20,7 @@ from baton.errors import BatonError
 from baton.forges import create_forge
 from baton.local.forge import LocalForge
 from baton.local.stack import Stack
-from baton.models import Approval
+from baton.models import Decision
 from baton.settings import Settings
 from baton.temporal import connect
 from cli import changes
@@ -142,7 +142,7 @@ def approve(
     comment: Annotated[str, typer.Option(help="why")] = "",
 ) -> None:
     """Approve a change's rollout into an environment (checked against the environment's policy)."""
-    _decide(change, env, Approval(user=as_, comment=comment), approve=True)
+    _decide(change, env, Decision(user=as_, comment=comment), approve=True)
 
 
 @app.command("reject")
@@ -153,10 +153,10 @@ def reject(
     comment: Annotated[str, typer.Option(help="why")] = "",
 ) -> None:
     """Reject a change's rollout into an environment: its promotion stops."""
-    _decide(change, env, Approval(user=as_, comment=comment), approve=False)
+    _decide(change, env, Decision(user=as_, comment=comment), approve=False)
 
 
-def _decide(change: str, env: str, decision: Approval, approve: bool) -> None:
+def _decide(change: str, env: str, decision: Decision, approve: bool) -> None:
     message = _client_call(lambda c: changes.decide(c, change, env, decision, approve=approve))
     console.print(message)
 
@@ -230,7 +230,7 @@ def override_freeze(
     reason: Annotated[str, typer.Option("--reason", help="why this cannot wait (recorded)")],
 ) -> None:
     """Break glass: let a change's rollout into a frozen environment go ahead now."""
-    override = Approval(user=as_, comment=reason)
+    override = Decision(user=as_, comment=reason)
     message = _client_call(lambda c: changes.override_freeze(c, change, env, override))
     console.print(message)
 

@@ -24,13 +24,13 @@ with workflow.unsafe.imports_passed_through():
         JoinLane,
         LaneRequest,
         LaneUpdate,
-        Outcome,
         PipelineInput,
         PipelineResult,
         PullRequestEvent,
         RolloutInput,
         RolloutResult,
         Stage,
+        StageOutcome,
     )
     from baton.temporal import (
         Queries,
@@ -214,7 +214,7 @@ class ChangeWorkflow:
             summary=f"join lane {lane_id(app, env.name)}",
         )
         stage: Stage | None = None
-        outcome: Outcome = "cancelled"
+        outcome: StageOutcome = "cancelled"
         detail = "stopped while waiting"
         try:
             while True:
@@ -376,7 +376,7 @@ class ChangeWorkflow:
         self._publish_details()
         return stage
 
-    def _end(self, stage: Stage, outcome: Outcome, detail: str = "") -> None:
+    def _end(self, stage: Stage, outcome: StageOutcome, detail: str = "") -> None:
         stage.ended_at = workflow.now()
         stage.outcome = outcome
         stage.detail = detail

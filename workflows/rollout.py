@@ -35,17 +35,17 @@ with workflow.unsafe.imports_passed_through():
     )
     from baton import freeze, policy
     from baton.models import (
-        Approval,
+        Decision,
         ForgeReview,
         Gate,
         GitOpsPullRequest,
-        Outcome,
         Rendered,
         Rollback,
         RolloutInput,
         RolloutResult,
         RolloutStatus,
         Stage,
+        StageOutcome,
         SyncEvent,
         SyncOutcome,
     )
@@ -104,8 +104,8 @@ class EnvironmentRollout:
         self.input = input
         self.policy = input.environment.approvals
         self.sensitive: list[str] = []  # why the rendered diff is security-sensitive
-        self.approvals: list[Approval] = []
-        self.rejection: Approval | None = None
+        self.approvals: list[Decision] = []
+        self.rejection: Decision | None = None
         self.sync_events: list[SyncEvent] = []
         self.human_merge: str | None = None
         self.gate: Gate | None = None
@@ -117,13 +117,13 @@ class EnvironmentRollout:
         self.merge_requested_at = None
         self.events_from = 0
         self.superseded_by: str | None = None
-        self.freeze_override: Approval | None = None
+        self.freeze_override: Decision | None = None
         self.override_covers = None  # the end of the freeze the override was given for
 
     # Messages
 
     @workflow.update(name=Updates.APPROVE)
-    def approve(self, approval: Approval) -> str:
+    def approve(self, approval: Decision) -> str:
         """Add an approval; the validator has checked it against the environment's policy."""
         self.approvals.append(approval.model_copy(update={"at": workflow.now()}))
         self._refresh_gate()
@@ -131,7 +131,7 @@ class EnvironmentRollout:
         return f"{approval.user} approved {self.input.environment.name} ({count}/{self._required})"
 
     @approve.validator
-    def _check_approve(self, approval: Approval) -> None:
+    def _check_approve(self, approval: Decision) -> None:
         self._check_decision(approval)
         policy.check_approval(
             self.policy,
@@ -143,12 +143,12 @@ class EnvironmentRollout:
         )
 
     @workflow.update(name=Updates.REJECT)
-    def reject(self, rejection: Approval) -> str:
+    def reject(self, rejection: Decision) -> str:
         self.rejection = rejection.model_copy(update={"at": workflow.now()})
         return f"{rejection.user} rejected {self.input.environment.name}"
 
     @reject.validator
-    def _check_reject(self, rejection: Approval) -> None:
+    def _check_reject(self, rejection: Decision) -> None:
         self._check_decision(rejection)
         allowed = self.policy.approvers
         if allowed and rejection.user not in allowed:
@@ -157,7 +157,7 @@ class EnvironmentRollout:
                 f"allowed approvers are {', '.join(allowed)}"
             )
 
-    def _check_decision(self, decision: Approval) -> None:
+    def _check_decision(self, decision: Decision) -> None:
         if self.gate is None or self.gate.kind != "approval":
             stage = self.timeline[-1].name if self.timeline else "starting"
             raise ApplicationError(
@@ -167,14 +167,14 @@ class EnvironmentRollout:
             )
 
     @workflow.update(name=Updates.OVERRIDE_FREEZE)
-    def override_freeze(self, override: Approval) -> str:
+    def override_freeze(self, override: Decision) -> str:
         """Break glass: roll out although the environment is frozen; recorded with the reason."""
         self.freeze_override = override.model_copy(update={"at": workflow.now()})
         self.override_covers = self.gate.deadline if self.gate else None
         return f"{override.user} overrode the freeze of {self.input.environment.name}"
 
     @override_freeze.validator
-    def _check_override(self, override: Approval) -> None:
+    def _check_override(self, override: Decision) -> None:
         env = self.input.environment
         if self.gate is None or self.gate.kind != "freeze":
             raise ApplicationError(
@@ -189,7 +189,7 @@ class EnvironmentRollout:
     @workflow.signal(name=Signals.FORGE_REVIEW)
     def forge_review(self, review: ForgeReview) -> None:
         """A forge review of the GitOps PR, judged by the same policy as CLI approvals."""
-        decision = Approval(user=review.user, source="forge", comment="review on the GitOps PR")
+        decision = Decision(user=review.user, source="forge", comment="review on the GitOps PR")
         try:
             pr = self._pr_under_review()
             if pr and review.commit != pr.head_sha:
@@ -754,7 +754,7 @@ class EnvironmentRollout:
         self._publish_details()
         return stage
 
-    def _end(self, stage: Stage, outcome: Outcome, detail: str = "") -> None:
+    def _end(self, stage: Stage, outcome: StageOutcome, detail: str = "") -> None:
         stage.ended_at = workflow.now()
         stage.outcome = outcome
         stage.detail = detail

@@ -1,11 +1,11 @@
-"""Approval policy rules, as the rollout's update validators apply them."""
+"""Decision policy rules, as the rollout's update validators apply them."""
 
 from __future__ import annotations
 
 import pytest
 
 from baton.config import ApprovalPolicy, SecurityApprovals
-from baton.models import Approval
+from baton.models import Decision
 from baton.policy import PolicyViolation, check_approval, satisfied, still_may_approve
 
 PROD = ApprovalPolicy(required=2, approvers=["carol", "dave", "alice"], allow_self_approval=False)
@@ -27,11 +27,11 @@ def test_unknown_approver_is_refused_with_the_allowed_list() -> None:
 
 
 def test_second_approval_by_same_person_does_not_count() -> None:
-    approvals = [Approval(user="carol")]
+    approvals = [Decision(user="carol")]
     with pytest.raises(PolicyViolation, match="carol has already approved prod"):
         check_approval(PROD, "prod", "alice", approvals, "carol")
-    assert not satisfied(PROD, approvals + [Approval(user="carol")])
-    assert satisfied(PROD, approvals + [Approval(user="dave")])
+    assert not satisfied(PROD, approvals + [Decision(user="carol")])
+    assert satisfied(PROD, approvals + [Decision(user="dave")])
 
 
 def test_self_approval_allowed_when_policy_says_so() -> None:
@@ -40,7 +40,7 @@ def test_self_approval_allowed_when_policy_says_so() -> None:
 
 
 def test_who_may_still_approve_excludes_author_and_those_done() -> None:
-    assert still_may_approve(PROD, "alice", [Approval(user="carol")]) == ["dave"]
+    assert still_may_approve(PROD, "alice", [Decision(user="carol")]) == ["dave"]
 
 
 SECURED = ApprovalPolicy(
@@ -54,13 +54,13 @@ def test_security_approvals_are_due_only_for_a_sensitive_diff() -> None:
     with pytest.raises(PolicyViolation, match="erin may not approve prod"):
         check_approval(SECURED, "prod", "alice", [], "erin")
     check_approval(SECURED, "prod", "alice", [], "erin", security_due=1)
-    assert satisfied(SECURED, [Approval(user="carol")])
-    assert not satisfied(SECURED, [Approval(user="carol")], security_due=1)
-    assert satisfied(SECURED, [Approval(user="carol"), Approval(user="erin")], security_due=1)
+    assert satisfied(SECURED, [Decision(user="carol")])
+    assert not satisfied(SECURED, [Decision(user="carol")], security_due=1)
+    assert satisfied(SECURED, [Decision(user="carol"), Decision(user="erin")], security_due=1)
 
 
 def test_the_last_approval_of_a_sensitive_diff_must_be_a_security_one() -> None:
-    carol = [Approval(user="carol")]
+    carol = [Decision(user="carol")]
     assert still_may_approve(SECURED, "alice", carol, security_due=1) == ["erin"]
     with pytest.raises(PolicyViolation, match="remaining approval.s. must come from erin"):
         check_approval(SECURED, "prod", "alice", carol, "dave", security_due=1)

@@ -42,8 +42,8 @@ from baton.config import (
     VerifyConfig,
 )
 from baton.models import (
-    Approval,
     Artifact,
+    Decision,
     ForgeReview,
     GitOpsPullRequest,
     Rendered,
@@ -277,7 +277,7 @@ async def ui_details(handle: WorkflowHandle) -> str:
 
 async def refused(handle: WorkflowHandle, user: str) -> str:
     with pytest.raises(WorkflowUpdateFailedError) as info:
-        await handle.execute_update(EnvironmentRollout.approve, Approval(user=user))
+        await handle.execute_update(EnvironmentRollout.approve, Decision(user=user))
     return info.value.cause.message
 
 
@@ -287,12 +287,12 @@ async def test_prod_needs_two_distinct_approvers_and_refuses_author(workers: Cli
 
     assert "alice is the change's author" in await refused(handle, "alice")
     assert "mallory may not approve prod" in await refused(handle, "mallory")
-    assert await handle.execute_update(EnvironmentRollout.approve, Approval(user="carol"))
+    assert await handle.execute_update(EnvironmentRollout.approve, Decision(user="carol"))
     assert "carol has already approved prod" in await refused(handle, "carol")
 
     status = await handle.query(EnvironmentRollout.status)
     assert status.gate.approved_by == ["carol"] and status.gate.waiting_on == ["dave"]
-    await handle.execute_update(EnvironmentRollout.approve, Approval(user="dave"))
+    await handle.execute_update(EnvironmentRollout.approve, Decision(user="dave"))
 
     await wait_for_gate(handle, "sync")
     await handle.signal(EnvironmentRollout.sync_event, SyncEvent(revision=M, state="ready"))
@@ -305,7 +305,7 @@ async def test_prod_needs_two_distinct_approvers_and_refuses_author(workers: Cli
 async def test_rejection_stops_the_rollout_and_closes_the_gitops_pr(workers: Client) -> None:
     handle = await start(workers, rollout_input())
     await wait_for_gate(handle, "approval")
-    await handle.execute_update(EnvironmentRollout.reject, Approval(user="dave", comment="not now"))
+    await handle.execute_update(EnvironmentRollout.reject, Decision(user="dave", comment="not now"))
     result = await handle.result()
     assert result.outcome == "rejected" and "dave" in result.reason
     assert world.closed == ["rejected"] and result.rollback is None
@@ -436,7 +436,7 @@ async def test_prod_revert_waits_for_its_own_approvals(workers: Client) -> None:
     handle = await start(workers, rollout_input(required=2, production=True))
     await wait_for_gate(handle, "approval")
     for user in ("carol", "dave"):
-        await handle.execute_update(EnvironmentRollout.approve, Approval(user=user))
+        await handle.execute_update(EnvironmentRollout.approve, Decision(user=user))
     await wait_for_gate(handle, "sync")
     await handle.signal(
         EnvironmentRollout.sync_event,
@@ -453,7 +453,7 @@ async def test_prod_revert_waits_for_its_own_approvals(workers: Client) -> None:
         ForgeReview(user="carol", approved=True, commit=REVERT_HEAD),
     )
     world.polled_synced = {REVERT}
-    await handle.execute_update(EnvironmentRollout.approve, Approval(user="dave"))
+    await handle.execute_update(EnvironmentRollout.approve, Decision(user="dave"))
 
     result = await handle.result()
     assert result.outcome == "failed" and result.reason.endswith("(GitOps PR #8)")
@@ -468,14 +468,14 @@ async def test_prod_revert_waits_for_its_own_approvals(workers: Client) -> None:
 async def test_rejected_prod_revert_is_closed_and_the_reason_says_so(workers: Client) -> None:
     handle = await start(workers, rollout_input(required=1, production=True))
     await wait_for_gate(handle, "approval")
-    await handle.execute_update(EnvironmentRollout.approve, Approval(user="carol"))
+    await handle.execute_update(EnvironmentRollout.approve, Decision(user="carol"))
     await wait_for_gate(handle, "sync")
     await handle.signal(
         EnvironmentRollout.sync_event,
         SyncEvent(revision=M, state="failed", reason="HealthCheckFailed"),
     )
     await wait_for_gate(handle, "approval")
-    await handle.execute_update(EnvironmentRollout.reject, Approval(user="dave", comment="fix fwd"))
+    await handle.execute_update(EnvironmentRollout.reject, Decision(user="dave", comment="fix fwd"))
     result = await handle.result()
     assert result.reason == (
         "sync failed: HealthCheckFailed; rollback rejected by dave: revert PR closed"
@@ -592,7 +592,7 @@ async def test_break_glass_override_is_checked_and_recorded(workers: Client) -> 
     async def override(user: str, reason: str) -> str:
         try:
             return await handle.execute_update(
-                EnvironmentRollout.override_freeze, Approval(user=user, comment=reason)
+                EnvironmentRollout.override_freeze, Decision(user=user, comment=reason)
             )
         except WorkflowUpdateFailedError as failed:
             return failed.cause.message
@@ -606,7 +606,7 @@ async def test_break_glass_override_is_checked_and_recorded(workers: Client) -> 
     await wait_for_gate(handle, "approval")
     refused_again = await override("dave", "again")
     assert refused_again == "prod is not frozen for this rollout: nothing to override"
-    await handle.execute_update(EnvironmentRollout.approve, Approval(user="dave"))
+    await handle.execute_update(EnvironmentRollout.approve, Decision(user="dave"))
     await wait_for_gate(handle, "sync")
     await handle.signal(EnvironmentRollout.sync_event, SyncEvent(revision=M, state="ready"))
     result = await handle.result()
@@ -634,13 +634,13 @@ async def test_sensitive_diff_needs_the_extra_security_approval(workers: Client)
     assert "### ⚠ Security-sensitive" in world.bodies[0]
     assert "It needs 1 extra approval(s) from erin." in world.bodies[0]
 
-    await handle.execute_update(EnvironmentRollout.approve, Approval(user="carol"))
+    await handle.execute_update(EnvironmentRollout.approve, Decision(user="carol"))
     assert (await handle.query(EnvironmentRollout.status)).gate.waiting_on == ["erin"]
     assert await refused(handle, "dave") == (
         "the rendered diff for prod is security-sensitive: the remaining approval(s) must come "
         "from erin"
     )
-    await handle.execute_update(EnvironmentRollout.approve, Approval(user="erin"))
+    await handle.execute_update(EnvironmentRollout.approve, Decision(user="erin"))
     await wait_for_gate(handle, "sync")
     await handle.signal(EnvironmentRollout.sync_event, SyncEvent(revision=M, state="ready"))
     result = await handle.result()
@@ -653,7 +653,7 @@ async def test_without_a_sensitive_diff_security_approvers_are_not_needed(worker
     handle = await start(workers, rollout_input(required=1, security=security))
     await wait_for_gate(handle, "approval")
     assert "erin may not approve prod" in await refused(handle, "erin")
-    await handle.execute_update(EnvironmentRollout.approve, Approval(user="carol"))
+    await handle.execute_update(EnvironmentRollout.approve, Decision(user="carol"))
     await wait_for_gate(handle, "sync")
     assert "Security-sensitive" not in world.bodies[0]
 
@@ -671,12 +671,12 @@ async def test_an_override_covers_its_freeze_not_a_later_one(workers: Client) ->
     handle = await start(workers, rollout_input(required=1, freeze=freezes))
     await wait_for_gate(handle, "freeze")
     await handle.execute_update(
-        EnvironmentRollout.override_freeze, Approval(user="carol", comment="urgent fix")
+        EnvironmentRollout.override_freeze, Decision(user="carol", comment="urgent fix")
     )
     await wait_for_gate(handle, "approval")
     # The holidays begin while the approval is pending.
     await asyncio.sleep(max((now + timedelta(seconds=9) - datetime.now(UTC)).total_seconds(), 0))
-    await handle.execute_update(EnvironmentRollout.approve, Approval(user="dave"))
+    await handle.execute_update(EnvironmentRollout.approve, Decision(user="dave"))
     await wait_for_gate(handle, "freeze")
     gate = (await handle.query(EnvironmentRollout.status)).gate
     assert gate.description.startswith("prod is frozen (holidays) until ")
