@@ -13,11 +13,12 @@ from pathlib import Path
 import httpx
 from pydantic import BaseModel, Field
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
 from activities.context import Context, current
+from activities.errors import typed_errors
 from baton import artifacts
 from baton.config import VerifyConfig
+from baton.errors import ClusterConfigError, DeployConfigError, NotSynced, SyncFailed
 from baton.gitops import placeholder_manifests, revert_branch, rollout_branch
 from baton.models import Artifact, GitOpsPullRequest, Rendered, RolloutInput, SyncOutcome
 from baton.render import HelmRenderer, diff_manifests, holds_objects, validate_manifests
@@ -89,11 +90,6 @@ class Revert(BaseModel):
 IMAGE_DIGEST = re.compile(r"@(sha256:[0-9a-f]{64})")
 
 
-def _fail(message: str) -> ApplicationError:
-    """An error retrying cannot fix: bad configuration or content."""
-    return ApplicationError(message, non_retryable=True, type="DeployConfigError")
-
-
 def _ask_cluster(request):
     """Run one cluster request; configuration and permission errors fail at once, with the fix.
 
@@ -117,12 +113,11 @@ def _ask_cluster(request):
         ObjectNotFound,
         InventoryUnreadable,
     ) as exc:
-        raise ApplicationError(
-            f"cannot use the cluster: {exc}", non_retryable=True, type="ClusterConfigError"
-        ) from None
+        raise ClusterConfigError(f"cannot use the cluster: {exc}") from None
 
 
 @activity.defn
+@typed_errors
 def render_environment(input: RolloutInput) -> Rendered:
     """Render the artifact's chart with the environment's values (image by digest) and diff it."""
     ctx = current()
@@ -131,7 +126,7 @@ def render_environment(input: RolloutInput) -> Rendered:
     values_path = gitops.values_path(app, env)
     values = gitops.read(values_path)
     if values is None:
-        raise _fail(
+        raise DeployConfigError(
             f"{values_path} is missing in the GitOps repository {gitops.config.repo}: "
             f"add {env.name}'s values for {app.name} there"
         )
@@ -144,7 +139,9 @@ def render_environment(input: RolloutInput) -> Rendered:
         )
     problems = validate_manifests(manifests)
     if problems:
-        raise _fail(f"rendered manifests for {env.name} are invalid: {'; '.join(problems[:5])}")
+        raise DeployConfigError(
+            f"rendered manifests for {env.name} are invalid: {'; '.join(problems[:5])}"
+        )
     path = gitops.manifests_path(app, env)
     deployed = gitops.read(path) or ""
     diff = diff_manifests(deployed, manifests)
@@ -159,12 +156,14 @@ def render_environment(input: RolloutInput) -> Rendered:
 
 
 @activity.defn
+@typed_errors
 def gitops_head(input: RolloutInput) -> str:
     """The GitOps base branch's head: what to wait for when the manifests did not change."""
     return current().gitops.head()
 
 
 @activity.defn
+@typed_errors
 def propose_gitops_change(input: ProposeInput) -> GitOpsPullRequest:
     """Push the rollout's branch and open its PR; looked up by head branch first, never two PRs."""
     ctx = current()
@@ -186,6 +185,7 @@ def propose_gitops_change(input: ProposeInput) -> GitOpsPullRequest:
 
 
 @activity.defn
+@typed_errors
 def merge_gitops_pr(input: MergeInput) -> str:
     """Merge the approved GitOps PR at the approved head; returns the merge commit M."""
     ctx = current()
@@ -196,6 +196,7 @@ def merge_gitops_pr(input: MergeInput) -> str:
 
 
 @activity.defn
+@typed_errors
 def revert_gitops_change(input: RevertInput) -> Revert:
     """Open the PR that puts the environment's manifests back as they were before the merge.
 
@@ -245,6 +246,7 @@ def _deployed_commit(ctx: Context, app: str, manifests: str | None) -> str | Non
 
 
 @activity.defn
+@typed_errors
 def close_gitops_pr(input: CloseInput) -> None:
     """Close an abandoned GitOps PR with a comment saying why, and delete its branch."""
     ctx = current()
@@ -257,6 +259,7 @@ def close_gitops_pr(input: CloseInput) -> None:
 
 
 @activity.defn
+@typed_errors
 def is_descendant(input: SyncCheckInput) -> bool:
     """Whether `revision` is the merge commit or a descendant of it in the GitOps repository."""
     assert input.revision is not None
@@ -264,6 +267,7 @@ def is_descendant(input: SyncCheckInput) -> bool:
 
 
 @activity.defn
+@typed_errors
 def request_reconcile(input: RolloutInput) -> None:
     """Ask the environment's cluster to reconcile now rather than at its next poll interval."""
     env = input.environment
@@ -271,6 +275,7 @@ def request_reconcile(input: RolloutInput) -> None:
 
 
 @activity.defn
+@typed_errors
 def apply_manifests(input: ApplyInput) -> str:
     """Server-side apply the app's manifests at `revision` to an environment without Flux,
     prune what they no longer hold, and record the inventory the sync gate reads."""
@@ -282,29 +287,25 @@ def apply_manifests(input: ApplyInput) -> str:
     path = ctx.gitops.manifests_path(app, env)
     manifests = ctx.gitops.read(path, input.revision)
     if manifests is None:  # never read as "no objects": that would prune the whole app
-        raise ApplicationError(
-            f"{path} is not in the GitOps repository at {input.revision[:12]}: nothing to apply",
-            type="ApplyFailed",
-            non_retryable=True,
+        raise ApplyFailed(
+            f"{path} is not in the GitOps repository at {input.revision[:12]}: nothing to apply"
         )
     cluster = ctx.applied_cluster(env)
-    try:
-        applied = _ask_cluster(
-            lambda: cluster.apply_revision(
-                env,
-                app.name,
-                manifests,
-                input.revision,
-                lambda sha: ctx.gitops.is_ancestor(input.revision, sha),
-            )
+    applied = _ask_cluster(
+        lambda: cluster.apply_revision(
+            env,
+            app.name,
+            manifests,
+            input.revision,
+            lambda sha: ctx.gitops.is_ancestor(input.revision, sha),
         )
-    except ApplyFailed as exc:
-        raise ApplicationError(str(exc), type="ApplyFailed", non_retryable=True) from None
+    )
     activity.logger.info("%s in %s: %s", app.name, env.name, applied.describe())
     return applied.describe()
 
 
 @activity.defn
+@typed_errors
 def check_sync(input: SyncCheckInput) -> SyncOutcome:
     """One look at the environment's sync status; raises (and is retried with backoff) until synced."""
     ctx = current()
@@ -319,13 +320,14 @@ def check_sync(input: SyncCheckInput) -> SyncOutcome:
         lambda sha: ctx.gitops.is_ancestor(input.merge_commit, sha),
     )
     if verdict.verdict == "failed":
-        raise ApplicationError(verdict.reason, type="SyncFailed", non_retryable=True)
+        raise SyncFailed(verdict.reason)
     if verdict.verdict == "waiting":
-        raise ApplicationError(f"not synced yet: {verdict.reason}", type="NotSynced")
+        raise NotSynced(f"not synced yet: {verdict.reason}")
     return SyncOutcome(synced=True, revision=verdict.revision, reason=verdict.reason)
 
 
 @activity.defn
+@typed_errors
 def verify_endpoint(input: VerifyInput) -> SyncOutcome:
     """Check the environment's endpoint until it answers as expected or the timeout passes.
 

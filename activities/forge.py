@@ -6,6 +6,7 @@ from pydantic import BaseModel
 from temporalio import activity
 
 from activities.context import current
+from activities.errors import typed_errors
 from baton.forges.base import StatusState
 
 
@@ -19,6 +20,7 @@ class CommitStatusInput(BaseModel):
 
 
 @activity.defn
+@typed_errors
 def set_commit_status(input: CommitStatusInput) -> None:
     """Report a pipeline's state on a commit; the forge keeps one status per context."""
     current().forge.set_commit_status(

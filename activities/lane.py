@@ -6,11 +6,13 @@ from temporalio import activity
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.errors import typed_errors
 from baton.models import JoinLane, LaneState
 from baton.temporal import Signals, TaskQueues, WorkflowTypes, lane_id
 
 
 @activity.defn
+@typed_errors
 async def join_lane(input: JoinLane) -> None:
     """Queue a change in its environment's lane, starting the lane if it is not running yet."""
     await activity.client().start_workflow(
@@ -25,6 +27,7 @@ async def join_lane(input: JoinLane) -> None:
 
 
 @activity.defn
+@typed_errors
 async def is_running(workflow_id: str) -> bool:
     """Whether the workflow `workflow_id` (its latest run) is still running."""
     try:

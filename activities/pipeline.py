@@ -7,11 +7,12 @@ from typing import Literal
 
 from pydantic import BaseModel
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
-from activities.context import current
+from activities.context import Context, current
+from activities.errors import typed_errors
 from baton import artifacts, checks, images
 from baton.config import AppConfig
+from baton.errors import CheckConfigError
 from baton.models import Artifact, CheckResult, PinnedImage
 
 CheckKind = Literal["lint", "test", "long_test", "dockerfile", "templates", "rendered"]
@@ -70,6 +71,7 @@ def _commands(result_name: str, commands: list[str], input: CheckInput) -> Check
 
 
 @activity.defn
+@typed_errors
 def run_check(input: CheckInput) -> CheckResult:
     """One pipeline step at one commit; a failing check is a result, not an error."""
     ctx = current()
@@ -88,12 +90,7 @@ def run_check(input: CheckInput) -> CheckResult:
             )
         return checks.kustomize_build(workdir / app.kustomize, logs=ctx.logs)
     if input.kind == "rendered":
-        digest = ctx.registry.manifest_digest(app.image, input.commit)
-        if digest is None:
-            raise ApplicationError(
-                f"{app.image}:{input.commit} is not in the registry: build and push it first",
-                non_retryable=True,
-            )
+        digest = _pushed_digest(ctx, app, input.commit)
         return checks.render_and_validate(
             "rendered",
             ctx.renderer(app, workdir),
@@ -103,7 +100,17 @@ def run_check(input: CheckInput) -> CheckResult:
             image=PinnedImage(repository=ctx.image_repository(app), digest=digest),
             logs=ctx.logs,
         )
-    raise ApplicationError(f"unknown check kind {input.kind!r}", non_retryable=True)
+    raise CheckConfigError(f"unknown check kind {input.kind!r}")
+
+
+def _pushed_digest(ctx: Context, app: AppConfig, commit: str) -> str:
+    """The digest of the app's image pushed for `commit`; the step needs it in the registry."""
+    digest = ctx.registry.manifest_digest(app.image, commit)
+    if digest is None:
+        raise CheckConfigError(
+            f"{app.image}:{commit} is not in the registry: build and push it first"
+        )
+    return digest
 
 
 def readable_tag(commit: str) -> str:
@@ -112,6 +119,7 @@ def readable_tag(commit: str) -> str:
 
 
 @activity.defn
+@typed_errors
 def build_image(input: BuildInput) -> CheckResult:
     """Build the app's image at the commit; when `push`, push it tagged with the commit.
 
@@ -161,19 +169,15 @@ def build_image(input: BuildInput) -> CheckResult:
 
 
 @activity.defn
+@typed_errors
 def publish_artifact(input: PublishInput) -> Artifact:
     """Publish the chart and the image reference by digest for CD; CD never rebuilds."""
     ctx = current()
     app = input.app
     if not app.chart:
-        raise ApplicationError("publishing Kustomize apps is not supported yet", non_retryable=True)
+        raise CheckConfigError("publishing Kustomize apps is not supported yet")
     workdir = ctx.checkout(input.repo, input.commit)
-    digest = ctx.registry.manifest_digest(app.image, input.commit)
-    if digest is None:
-        raise ApplicationError(
-            f"{app.image}:{input.commit} is not in the registry: build and push it first",
-            non_retryable=True,
-        )
+    digest = _pushed_digest(ctx, app, input.commit)
     return artifacts.publish_artifact(
         app.name,
         input.commit,

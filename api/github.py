@@ -9,10 +9,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from baton.errors import BatonError
+from baton.errors import RequestError
 
 
-class WebhookRejected(BatonError):
+class WebhookRejected(RequestError):
     """A delivery that cannot be acted on; `status` is the HTTP status to answer with."""
 
     def __init__(self, status: int, message: str) -> None:

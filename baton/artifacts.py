@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from baton.errors import BatonError
+from baton.errors import InfrastructureError
 from baton.models import Artifact
 from baton.registry import Registry
 from baton.settings import Settings
@@ -40,7 +40,7 @@ _SEMVER = re.compile(r"^(\d+\.\d+\.\d+)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")
 _PUSHED_DIGEST = re.compile(r"^Digest:\s*(sha256:[0-9a-f]{64})", re.MULTILINE)
 
 
-class ArtifactError(BatonError):
+class ArtifactError(InfrastructureError):
     """An artifact could not be published or fetched."""
 
 

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from baton.errors import BatonError
+from baton.errors import ConfigurationError
 from baton.settings import read_secret
 
 NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
@@ -325,7 +325,7 @@ class BatonConfig(Model):
         return [self.environment(n) for n in names]
 
 
-class ConfigError(BatonError):
+class ConfigError(ConfigurationError):
     """The configuration is invalid; `problems` has one line per problem with its field path."""
 
     def __init__(self, problems: list[str], source: str = "config") -> None:

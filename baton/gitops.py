@@ -9,8 +9,7 @@ from pathlib import Path
 from git import GitCommandError, Repo
 
 from baton.config import AppConfig, EnvironmentConfig, GitOpsConfig
-from baton.errors import BatonError
-from baton.forges.base import Forge
+from baton.forges.base import Forge, ForgeError
 from baton.workspace import Workspace
 
 MANIFESTS = "manifests.yaml"
@@ -18,7 +17,7 @@ IDENTITY = {"GIT_AUTHOR_NAME": "Baton", "GIT_AUTHOR_EMAIL": "baton@localhost"}
 IDENTITY |= {"GIT_COMMITTER_NAME": "Baton", "GIT_COMMITTER_EMAIL": "baton@localhost"}
 
 
-class GitOpsError(BatonError):
+class GitOpsError(ForgeError):
     """The GitOps repository does not hold what a rollout needs."""
 
 

@@ -16,7 +16,7 @@ import docker
 import docker.errors
 from pydantic import BaseModel
 
-from baton.errors import BatonError
+from baton.errors import ConfigurationError, InfrastructureError
 from baton.logs import LogStore, Progress, follow
 from baton.models import LogRef
 from baton.registry import Registry
@@ -31,11 +31,11 @@ class BuiltImage(BaseModel):
     log_ref: LogRef  # the full build output in the LogStore
 
 
-class EngineUnavailable(BatonError):
+class EngineUnavailable(InfrastructureError):
     """No docker engine answers."""
 
 
-class ImageBuildFailed(BatonError):
+class ImageBuildFailed(ConfigurationError):
     """The Dockerfile did not build; `last_lines` is the end of the build's own output."""
 
     def __init__(self, message: str, last_lines: Sequence[str], log_ref: LogRef) -> None:
@@ -44,7 +44,7 @@ class ImageBuildFailed(BatonError):
         self.log_ref = log_ref
 
 
-class ImagePushFailed(BatonError):
+class ImagePushFailed(InfrastructureError):
     """The engine could not push an image, or the registry does not serve what was pushed."""
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
-from baton.errors import BatonError
+from baton.errors import InfrastructureError
 from baton.models import LogRef
 from baton.settings import Settings
 
@@ -28,7 +28,7 @@ T = TypeVar("T")
 _REF = re.compile(r"^sha256:([0-9a-f]{64})$")
 
 
-class LogNotFound(BatonError):
+class LogNotFound(InfrastructureError):
     """A log reference names no stored log."""
 
     def __init__(self, ref: str, root: Path) -> None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from baton.config import ApprovalPolicy
-from baton.errors import BatonError
+from baton.errors import DecisionRefused
 from baton.models import Decision
 
 
-class PolicyViolation(BatonError):
+class PolicyViolation(DecisionRefused):
     """An approval the environment's policy does not allow; the message names the rule."""
 
 

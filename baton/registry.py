@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from baton.errors import BatonError
+from baton.errors import InfrastructureError
 
 # The same set on every request: the digest belongs to whichever representation is returned.
 MANIFEST_TYPES = (
@@ -33,12 +33,14 @@ _NAME = re.compile(
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 
 
-class RegistryError(BatonError):
+class RegistryError(InfrastructureError):
     """The registry could not answer a question about an image or chart."""
 
 
 class RegistryAuthError(RegistryError):
     """The registry refused Baton's credentials (or Baton has none)."""
+
+    retryable = False
 
 
 class RegistryUnreachable(RegistryError):

@@ -21,7 +21,7 @@ import yaml
 from kubernetes_validate.utils import SchemaNotFoundError, VersionNotSupportedError
 from pydantic import BaseModel
 
-from baton.errors import BatonError
+from baton.errors import ConfigurationError
 from baton.models import PinnedImage
 from baton.tools import find_tool, search_path
 
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 RENDER_TIMEOUT_S = 120
 
 
-class RenderFailed(BatonError):
+class RenderFailed(ConfigurationError):
     """helm or kustomize could not render the templates; `output` holds the tool's own words."""
 
     def __init__(self, what: str, output: str) -> None:
@@ -39,7 +39,7 @@ class RenderFailed(BatonError):
         self.output = output
 
 
-class ManifestError(BatonError):
+class ManifestError(ConfigurationError):
     """Rendered manifests that cannot be read as Kubernetes objects."""
 
 

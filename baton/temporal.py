@@ -14,7 +14,7 @@ from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSear
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig
 
-from baton.errors import BatonError
+from baton.errors import InfrastructureError
 from baton.models import ChangeInput
 
 
@@ -114,7 +114,7 @@ class Queries:
     STATUS = "status"
 
 
-class TemporalUnavailable(BatonError):
+class TemporalUnavailable(InfrastructureError):
     def __init__(self, target: str, reason: str) -> None:
         super().__init__(
             f"cannot reach Temporal at {target} ({reason}): start it with `baton dev up` "

@@ -12,12 +12,12 @@ from pathlib import Path
 
 from git import GitCommandError, Repo
 
-from baton.errors import BatonError
+from baton.forges.base import ForgeError
 
 SHA = re.compile(r"^[0-9a-f]{40}$")
 
 
-class CheckoutError(BatonError):
+class CheckoutError(ForgeError):
     """A commit cannot be checked out."""
 
 

@@ -9,26 +9,26 @@ from pydantic import BaseModel
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from baton.errors import BatonError
+from baton.errors import DecisionRefused, InfrastructureError, RequestError
 from baton.models import AbortInput, ChangeStatus, Decision, RolloutStatus
 from baton.temporal import Queries, SearchAttributes, Updates, WorkflowTypes, rollout_id
 
 T = TypeVar("T")
 
 
-class ChangeNotFound(BatonError):
+class ChangeNotFound(RequestError):
     def __init__(self, change_id: str) -> None:
         super().__init__(f"no change {change_id!r}: list changes with `baton changes ls`")
 
 
-class WorkerUnavailable(BatonError):
+class WorkerUnavailable(InfrastructureError):
     def __init__(self, change_id: str) -> None:
         super().__init__(
             f"cannot read {change_id}: no Baton worker is running; start one with `baton dev up`"
         )
 
 
-class Refused(BatonError):
+class Refused(DecisionRefused):
     """The workflow refused the request (policy, state); the message says why."""
 
 

@@ -16,7 +16,7 @@ from rich.console import Console
 
 from baton import metrics as dora
 from baton.config import ConfigError, load_config
-from baton.errors import BatonError
+from baton.errors import BadRequest, BatonError, ConfigurationError
 from baton.forges import create_forge
 from baton.local.forge import LocalForge
 from baton.local.stack import Stack
@@ -176,13 +176,13 @@ def metrics(
     names = config.promotion or [e.name for e in config.environments]
     environment = env or (names[-1] if names else None)
     if environment is None or environment not in [e.name for e in config.environments]:
-        raise BatonError(
+        raise BadRequest(
             f"no environment {environment!r} in the configuration: choose one of "
             f"{', '.join(e.name for e in config.environments) or '(none configured)'}"
         )
     apps = [a.name for a in config.apps]
     if app_name is not None and app_name not in apps:
-        raise BatonError(
+        raise BadRequest(
             f"no app {app_name!r} in the configuration: choose one of {', '.join(apps)}"
         )
     until = datetime.now(UTC)
@@ -328,7 +328,7 @@ def demo(
     config = load_config(settings.config_file())
     forge = create_forge(config.forge, settings)
     if not isinstance(forge, LocalForge):
-        raise BatonError("baton demo runs on the local forge: set forge.kind: local")
+        raise ConfigurationError("baton demo runs on the local forge: set forge.kind: local")
     seed_repositories(forge, config)
 
     async def run(client):

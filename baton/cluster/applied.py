@@ -35,6 +35,8 @@ INVENTORY_PREFIX = "baton-inventory-"
 class InventoryUnreadable(KubernetesError):
     """The inventory ConfigMap exists but does not hold an inventory."""
 
+    retryable = False
+
 
 class Inventory(BaseModel):
     """What Baton last applied for one app in one environment."""

@@ -31,7 +31,7 @@ from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
 from baton.cluster.base import SyncStatus, kustomization_name
 from baton.config import EnvironmentConfig
-from baton.errors import BatonError
+from baton.errors import ClusterError
 from baton.flux import parse_revision
 
 KUSTOMIZATIONS = ("kustomize.toolkit.fluxcd.io", "v1", "kustomizations")
@@ -48,12 +48,14 @@ T = TypeVar("T")
 Object = Mapping[str, Any]
 
 
-class KubernetesError(BatonError):
+class KubernetesError(ClusterError):
     """A Kubernetes API request failed; the message names the object and what to check."""
 
 
 class KubeconfigError(KubernetesError):
     """The kubeconfig (or in-cluster credentials) cannot be loaded."""
+
+    retryable = False
 
 
 class ClusterUnreachable(KubernetesError):
@@ -63,13 +65,19 @@ class ClusterUnreachable(KubernetesError):
 class ClusterUnauthorized(KubernetesError):
     """The API server rejected the credentials (401)."""
 
+    retryable = False
+
 
 class ClusterForbidden(KubernetesError):
     """The credentials lack a permission (403)."""
 
+    retryable = False
+
 
 class ObjectNotFound(KubernetesError):
     """The object does not exist (404)."""
+
+    retryable = False
 
 
 class Conflict(KubernetesError):
@@ -79,13 +87,19 @@ class Conflict(KubernetesError):
 class Invalid(KubernetesError):
     """The API server refused a request as malformed or invalid (400, 422)."""
 
+    retryable = False
+
 
 class ApplyFailed(KubernetesError):
     """Manifests could not be applied."""
 
+    retryable = False
+
 
 class RolloutFailed(KubernetesError):
     """A Deployment's rollout exceeded its progress deadline."""
+
+    retryable = False
 
 
 class DeploymentRollout(NamedTuple):

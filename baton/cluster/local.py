@@ -18,10 +18,10 @@ from pydantic import ValidationError
 
 from baton.cluster.base import SyncStatus
 from baton.config import EnvironmentConfig
-from baton.errors import BatonError
+from baton.errors import ClusterError
 
 
-class StatusUnreadable(BatonError):
+class StatusUnreadable(ClusterError):
     """A status file exists but does not hold a SyncStatus."""
 
 

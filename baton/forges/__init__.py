@@ -6,7 +6,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from baton.config import ForgeConfig
-from baton.errors import BatonError
+from baton.errors import ConfigurationError
 from baton.forges.base import Forge
 from baton.settings import Settings
 
@@ -44,7 +44,7 @@ def local_repository(forge: Forge, repo: str) -> Path:
     parts = urlsplit(forge.clone_url(repo))
     if parts.scheme != "file":
         # The URL may carry a token: it is not part of the message.
-        raise BatonError(
+        raise ConfigurationError(
             f"{repo!r} is not on this machine ({parts.scheme} clone URL): the local cluster reads "
             "the GitOps repository from disk; with a hosted forge use sync.kind: flux"
         )

@@ -58,30 +58,39 @@ class CommitStatus(BaseModel):
 
 
 class ForgeError(BatonError):
-    """A forge refused or could not do what was asked."""
+    """A forge, or git on a repository it hosts, refused or could not do what was asked."""
+
+    retryable = True
 
 
-class RepositoryNotFound(ForgeError):
+class ForgeRefusal(ForgeError):
+    """What the `Forge` protocol refuses, alike on every forge: the pull request moved, cannot
+    merge, or it (or its repository or branch) is gone. Asking again gets the same answer."""
+
+    retryable = False
+
+
+class RepositoryNotFound(ForgeRefusal):
     def __init__(self, repo: str) -> None:
         super().__init__(f"repository {repo!r} not found: check the name or create it first")
         self.repo = repo
 
 
-class BranchNotFound(ForgeError):
+class BranchNotFound(ForgeRefusal):
     def __init__(self, repo: str, branch: str) -> None:
         super().__init__(f"branch {branch!r} not found in {repo!r}: push it first")
         self.repo = repo
         self.branch = branch
 
 
-class PullRequestNotFound(ForgeError):
+class PullRequestNotFound(ForgeRefusal):
     def __init__(self, repo: str, number: int) -> None:
         super().__init__(f"pull request {repo}#{number} not found: check the repository and number")
         self.repo = repo
         self.number = number
 
 
-class PullRequestClosed(ForgeError):
+class PullRequestClosed(ForgeRefusal):
     """The pull request is closed or merged, and the operation needs an open one."""
 
     def __init__(self, repo: str, number: int, state: str) -> None:
@@ -93,7 +102,7 @@ class PullRequestClosed(ForgeError):
         self.state = state
 
 
-class NoCommitsBetween(ForgeError):
+class NoCommitsBetween(ForgeRefusal):
     """The head branch adds nothing to the base branch (GitHub refuses such a pull request too)."""
 
     def __init__(self, repo: str, base: str, head: str) -> None:
@@ -105,7 +114,7 @@ class NoCommitsBetween(ForgeError):
         self.head = head
 
 
-class HeadChanged(ForgeError):
+class HeadChanged(ForgeRefusal):
     """The head moved since the caller looked: merging now would merge unreviewed commits."""
 
     def __init__(self, repo: str, number: int, expected: str, actual: str) -> None:
@@ -119,7 +128,7 @@ class HeadChanged(ForgeError):
         self.actual = actual
 
 
-class NotMergeable(ForgeError):
+class NotMergeable(ForgeRefusal):
     def __init__(self, repo: str, number: int, reason: str) -> None:
         super().__init__(f"pull request {repo}#{number} cannot be merged: {reason}")
         self.repo = repo

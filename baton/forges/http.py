@@ -1,9 +1,9 @@
 """What the hosted forge adapters share: one REST client with authentication, rate-limit waits and
 errors mapped to exceptions that say what to do, plus the helpers their models need.
 
-Errors are Temporal `ApplicationError`s as well as `ForgeError`s, so an activity that hits one needs
-no wrapper: those retrying cannot fix (a rejected token, a missing repository) stop the activity's
-retries; rate limits and outages are retried, after the wait the forge asked for.
+Errors are `ForgeError`s that say whether retrying can fix them: those it cannot (a rejected
+token, a missing repository) stop the activity's retries; rate limits and outages are retried,
+after the wait the forge asked for.
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
-from temporalio.exceptions import ApplicationError
 
 from baton.forges.base import ForgeError, RepositoryNotFound
 
@@ -31,22 +30,15 @@ DEFAULT_LIMIT_WAIT_S = 60.0
 _NEXT_LINK = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 
 
-class ForgeRequestFailed(ApplicationError, ForgeError):
+class ForgeRequestFailed(ForgeError):
     """A forge API call failed; `status` is the HTTP status (None when there was no answer)."""
 
-    retryable: ClassVar[bool] = False
+    retryable = False
 
     def __init__(self, message: str, status: int | None = None, wait_s: float | None = None):
-        super().__init__(
-            message,
-            type=type(self).__name__,
-            non_retryable=not self.retryable,
-            next_retry_delay=timedelta(seconds=wait_s) if wait_s else None,
-        )
+        super().__init__(message)
         self.status = status
-
-    def __str__(self) -> str:
-        return self.message
+        self.next_retry_delay = timedelta(seconds=wait_s) if wait_s else None
 
 
 class TokenRejected(ForgeRequestFailed):

@@ -46,7 +46,7 @@ from docker.models.containers import Container
 from baton.cluster.base import SyncStatus, kustomization_name
 from baton.cluster.local import LocalClusterStatus
 from baton.config import BatonConfig, ConfigError, EnvironmentConfig, load_config
-from baton.errors import BatonError
+from baton.errors import BatonError, ClusterError
 from baton.flux import (
     KUSTOMIZE_CONTROLLER,
     Reason,
@@ -71,7 +71,7 @@ EVENT_TIMEOUT_S = 5
 FAIL_ENV = "BATON_LOCAL_CLUSTER_FAIL"
 
 
-class ReconcileFailed(BatonError):
+class ReconcileFailed(ClusterError):
     """One reconciliation failed; `reason` is the Flux Ready reason the status reports."""
 
     def __init__(self, reason: Reason, message: str) -> None:

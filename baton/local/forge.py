@@ -128,6 +128,8 @@ _Event = tuple[str, dict[str, Any]]
 
 
 class InvalidRepositoryName(ForgeError):
+    retryable = False
+
     def __init__(self, repo: str) -> None:
         super().__init__(
             f"invalid repository name {repo!r}: use NAME or OWNER/NAME with letters, digits, . _ -"
@@ -135,6 +137,8 @@ class InvalidRepositoryName(ForgeError):
 
 
 class DuplicatePullRequest(ForgeError):
+    retryable = False
+
     def __init__(self, repo: str, head: str, number: int) -> None:
         super().__init__(f"{repo}#{number} is already open for {head!r}: use it or close it first")
 

@@ -18,14 +18,14 @@ from pathlib import Path
 import httpx
 
 from baton.config import BatonConfig, load_config
-from baton.errors import BatonError
+from baton.errors import InfrastructureError
 from baton.local.registry import prepare_registry, registry_command
 from baton.settings import Settings
 from baton.temporal import SearchAttributes
 from baton.tools import PROJECT_ROOT, find_tool, search_path
 
 
-class StackError(BatonError):
+class StackError(InfrastructureError):
     """The embedded stack cannot start or stop as asked."""
 
 

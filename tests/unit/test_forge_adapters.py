@@ -270,7 +270,7 @@ def test_rejected_token_is_not_retried_and_names_the_setting(fake: FakeForge, sl
     message = str(info.value)
     assert "forge.credentials.token_env" in message and "FORGE_TOKEN" in message
     assert "wrong-token" not in message
-    assert info.value.non_retryable
+    assert not info.value.retryable
 
 
 def test_missing_token_says_so(fake: FakeForge, sleeps: Sleeps) -> None:
@@ -311,7 +311,7 @@ def test_a_limit_longer_than_the_bound_is_left_to_the_activity_retry(
     with pytest.raises(RateLimited) as info:
         forge.list_commit_statuses(repo(fake), "0" * 40)
     assert sleeps == []
-    assert not info.value.non_retryable and info.value.next_retry_delay == timedelta(hours=1)
+    assert info.value.retryable and info.value.next_retry_delay == timedelta(hours=1)
 
 
 def test_a_limit_that_persists_is_left_to_the_activity_retry_after_bounded_waits(
@@ -327,14 +327,14 @@ def test_403_without_a_limit_is_a_missing_permission(fake: FakeForge, forge: For
     fake.fail_next(403, message="Resource not accessible by personal access token")
     with pytest.raises(PermissionDenied, match="not accessible") as info:
         forge.list_commit_statuses(repo(fake), "0" * 40)
-    assert info.value.non_retryable
+    assert not info.value.retryable
 
 
 def test_server_errors_are_retryable(fake: FakeForge, forge: Forge) -> None:
     fake.fail_next(502, message="Bad Gateway")
     with pytest.raises(ForgeUnavailable) as info:
         forge.list_commit_statuses(repo(fake), "0" * 40)
-    assert not info.value.non_retryable
+    assert info.value.retryable
 
 
 def test_no_answer_is_retryable(sleeps: Sleeps) -> None:
@@ -344,4 +344,4 @@ def test_no_answer_is_retryable(sleeps: Sleeps) -> None:
         forge = GitHubForge(f"http://127.0.0.1:{port}", TOKEN, sleep=sleeps, timeout_s=2)
         with pytest.raises(ForgeUnavailable) as info:
             forge.get_pull_request("acme/app", 1)
-    assert not info.value.non_retryable
+    assert info.value.retryable
