@@ -16,7 +16,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -114,7 +114,7 @@ def publish_artifact(
             output = helm.run("push", str(package), f"oci://{registry.host}/{CHARTS_NAMESPACE}")
         pushed = _PUSHED_DIGEST.search(output)
         digest = registry.manifest_digest(name, version)
-        if pushed is None or digest != pushed.group(1):
+        if pushed is None or digest is None or digest != pushed.group(1):
             raise ArtifactError(
                 f"helm pushed {name}:{version} but registry {registry.host} serves "
                 f"{digest or 'nothing'} for it: retry the publish"
@@ -222,7 +222,7 @@ class _Helm:
 
 
 @contextmanager
-def _helm_session(registry: Registry):
+def _helm_session(registry: Registry) -> Iterator[_Helm]:
     with tempfile.TemporaryDirectory(prefix="baton-helm-") as tmp:
         helm = _Helm(Path(tmp), registry)
         helm.login()

@@ -228,9 +228,12 @@ def holds_objects(yaml_text: str | None) -> bool:
         return True  # something is there, even if it cannot be read
 
 
+ObjectAction = Literal["added", "changed", "removed"]
+
+
 class ObjectChange(BaseModel):
     key: str
-    action: Literal["added", "changed", "removed"]
+    action: ObjectAction
     diff: str  # unified diff of the object's YAML (Secret values masked)
 
     @property
@@ -274,7 +277,7 @@ def diff_manifests(old_text: str, new_text: str) -> ManifestDiff:
         after = _dump(new[key], previous=old.get(key)) if key in new else ""
         if before == after:
             continue
-        action = "added" if not before else "removed" if not after else "changed"
+        action: ObjectAction = "added" if not before else "removed" if not after else "changed"
         diff = difflib.unified_diff(
             before.splitlines(), after.splitlines(), f"a/{key}", f"b/{key}", lineterm=""
         )

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from baton.errors import BatonError
-from baton.forges.base import PullRequest
+from baton.forges.base import PullRequest, ReviewState
 from baton.local.forge import LocalForge
 from baton.settings import Settings
 
@@ -199,15 +199,12 @@ def pr_review(
     body: Annotated[str, typer.Option()] = "",
 ) -> None:
     """Review the current head: exactly one of --approve, --request-changes, --comment."""
-    chosen = [
-        state
-        for state, flag in [
-            ("approved", approve),
-            ("changes_requested", request_changes),
-            ("commented", comment),
-        ]
-        if flag
-    ]
+    flags: dict[ReviewState, bool] = {
+        "approved": approve,
+        "changes_requested": request_changes,
+        "commented": comment,
+    }
+    chosen = [state for state, flag in flags.items() if flag]
     if len(chosen) != 1:
         raise typer.BadParameter("give exactly one of --approve, --request-changes, --comment")
     forge = _forge(as_)

@@ -17,6 +17,7 @@ from baton.forges.base import (
     NotMergeable,
     PullRequest,
     PullRequestNotFound,
+    PullRequestState,
     Review,
     ReviewState,
     StatusState,
@@ -246,7 +247,9 @@ class GitHubForge:
 
     def _pull_request(self, repo: str, data: dict[str, Any]) -> PullRequest:
         merged = data.get("merged") is True or bool(data.get("merged_at"))
-        state = "merged" if merged else "closed" if data.get("state") == "closed" else "open"
+        state: PullRequestState = (
+            "merged" if merged else "closed" if data.get("state") == "closed" else "open"
+        )
         return PullRequest(
             repo=repo,
             number=data["number"],
