@@ -28,7 +28,7 @@ from baton.errors import BatonError
 from baton.models import Artifact
 from baton.registry import Registry
 from baton.settings import Settings
-from baton.tools import find_tool, search_path
+from baton.tools import find_tool, run_tool
 
 CHARTS_NAMESPACE = "charts"
 # Before any commit; 1980 rather than 1970 because zip-based tools reject older times.
@@ -236,17 +236,8 @@ def _helm(
     stdin: str | None = None,
     failure: str | None = None,
 ) -> str:
-    command = [find_tool("helm"), *args]
     try:
-        proc = subprocess.run(
-            command,
-            input=stdin,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=HELM_TIMEOUT_S,
-            env={**os.environ, **(env or {}), "PATH": search_path()},
-        )
+        proc = run_tool([find_tool("helm"), *args], timeout_s=HELM_TIMEOUT_S, stdin=stdin, env=env)
     except subprocess.TimeoutExpired:
         raise ArtifactError(f"helm {args[0]} timed out after {HELM_TIMEOUT_S}s") from None
     if proc.returncode != 0:

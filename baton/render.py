@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from baton.errors import BatonError
 from baton.models import PinnedImage
-from baton.tools import find_tool, search_path
+from baton.tools import find_tool, run_tool
 
 log = logging.getLogger(__name__)
 
@@ -309,14 +309,7 @@ def _helm_escape(value: str) -> str:
 
 def _run_tool(what: str, command: list[str]) -> str:
     try:
-        proc = subprocess.run(
-            command,
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=RENDER_TIMEOUT_S,
-            env={**os.environ, "PATH": search_path()},
-        )
+        proc = run_tool(command, timeout_s=RENDER_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise RenderFailed(what, f"timed out after {RENDER_TIMEOUT_S}s") from None
     if proc.returncode != 0:
