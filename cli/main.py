@@ -50,6 +50,7 @@ ChangeId = Annotated[
 ]
 AsUser = Annotated[str, typer.Option("--as", help="who decides (must be an allowed approver)")]
 Env = Annotated[str, typer.Option("--env", help="the environment the decision is for")]
+Comment = Annotated[str, typer.Option(help="why")]
 Json = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 T = TypeVar("T")
 
@@ -138,23 +139,13 @@ def _print_stage(stage: Stage, indent: str) -> None:
 
 
 @app.command("approve")
-def approve(
-    change: ChangeId,
-    env: Env,
-    as_: AsUser,
-    comment: Annotated[str, typer.Option(help="why")] = "",
-) -> None:
+def approve(change: ChangeId, env: Env, as_: AsUser, comment: Comment = "") -> None:
     """Approve a change's rollout into an environment (checked against the environment's policy)."""
     _decide(change, env, Decision(user=as_, comment=comment), approve=True)
 
 
 @app.command("reject")
-def reject(
-    change: ChangeId,
-    env: Env,
-    as_: AsUser,
-    comment: Annotated[str, typer.Option(help="why")] = "",
-) -> None:
+def reject(change: ChangeId, env: Env, as_: AsUser, comment: Comment = "") -> None:
     """Reject a change's rollout into an environment: its promotion stops."""
     _decide(change, env, Decision(user=as_, comment=comment), approve=False)
 
