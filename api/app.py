@@ -8,7 +8,7 @@ cannot or need not act on.
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
@@ -23,7 +23,7 @@ from baton import flux
 from baton.config import BatonConfig, load_config
 from baton.forges import create_forge
 from baton.forges.base import Forge
-from baton.models import SyncEvent
+from baton.models import SyncEvent, SyncState
 from baton.settings import Settings, read_secret
 from baton.temporal import connect
 
@@ -55,7 +55,7 @@ def create_app(
     deliveries = Deliveries()
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.ingress = Ingress(client or await connect(), config, settings)
         # Only Azure DevOps events are re-read through the forge's API before acting.
         app.state.forge = forge
@@ -206,8 +206,10 @@ def flux_event(payload: dict) -> FluxEvent | None:
     revision = flux.event_revision(payload)
     if not isinstance(name, str) or not isinstance(namespace, str) or revision is None:
         return None
-    reason = payload.get("reason") if isinstance(payload.get("reason"), str) else ""
-    message = payload.get("message") if isinstance(payload.get("message"), str) else ""
+    reason, message = payload.get("reason"), payload.get("message")
+    reason = reason if isinstance(reason, str) else ""
+    message = message if isinstance(message, str) else ""
+    state: SyncState
     if reason == "ReconciliationSucceeded":
         state = "ready"
     elif payload.get("severity") == "error":

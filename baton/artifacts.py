@@ -16,7 +16,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +28,7 @@ from baton.errors import InfrastructureError
 from baton.models import Artifact
 from baton.registry import Registry
 from baton.settings import Settings
-from baton.tools import find_tool, search_path
+from baton.tools import find_tool, run_tool
 
 CHARTS_NAMESPACE = "charts"
 # Before any commit; 1980 rather than 1970 because zip-based tools reject older times.
@@ -114,7 +114,7 @@ def publish_artifact(
             output = helm.run("push", str(package), f"oci://{registry.host}/{CHARTS_NAMESPACE}")
         pushed = _PUSHED_DIGEST.search(output)
         digest = registry.manifest_digest(name, version)
-        if pushed is None or digest != pushed.group(1):
+        if pushed is None or digest is None or digest != pushed.group(1):
             raise ArtifactError(
                 f"helm pushed {name}:{version} but registry {registry.host} serves "
                 f"{digest or 'nothing'} for it: retry the publish"
@@ -222,7 +222,7 @@ class _Helm:
 
 
 @contextmanager
-def _helm_session(registry: Registry):
+def _helm_session(registry: Registry) -> Iterator[_Helm]:
     with tempfile.TemporaryDirectory(prefix="baton-helm-") as tmp:
         helm = _Helm(Path(tmp), registry)
         helm.login()
@@ -236,17 +236,8 @@ def _helm(
     stdin: str | None = None,
     failure: str | None = None,
 ) -> str:
-    command = [find_tool("helm"), *args]
     try:
-        proc = subprocess.run(
-            command,
-            input=stdin,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=HELM_TIMEOUT_S,
-            env={**os.environ, **(env or {}), "PATH": search_path()},
-        )
+        proc = run_tool([find_tool("helm"), *args], timeout_s=HELM_TIMEOUT_S, stdin=stdin, env=env)
     except subprocess.TimeoutExpired:
         raise ArtifactError(f"helm {args[0]} timed out after {HELM_TIMEOUT_S}s") from None
     if proc.returncode != 0:

@@ -70,8 +70,8 @@ def rollouts_of(
     """The change's rollouts into `environment`, with when each ended (from its timeline)."""
     # A change superseded while queued has a result but no rollout stage: superseded ones
     # deployed nothing and are left out on both sides.
-    stages = [
-        s
+    ends = [
+        s.ended_at
         for s in change.timeline
         if s.name == f"deploy to {environment}" and s.ended_at and s.outcome != "superseded"
     ]
@@ -86,11 +86,11 @@ def rollouts_of(
             change_id=change.id,
             app=change.app,
             outcome=_outcome(result),
-            ended_at=stage.ended_at,
+            ended_at=ended_at,
             merged_at=merged_at,
             opened_at=opened_at,
         )
-        for stage, result in zip(stages, results, strict=False)
+        for ended_at, result in zip(ends, results, strict=False)
     ]
 
 

@@ -18,6 +18,8 @@ RolloutOutcome = Literal["deployed", "rejected", "failed", "aborted", "supersede
 """How a rollout into one environment ended."""
 RollbackOutcome = Literal["running", "rolled back", "failed", "rejected"]
 """How the rollback saga of a failed rollout ended."""
+SyncState = Literal["ready", "failed", "progressing"]
+"""Where an environment's sync stands, as a Flux (or local cluster) event reports it."""
 GateKind = Literal["merge", "approval", "sync", "verification", "lane", "freeze"]
 """What a change or rollout waits for."""
 ChangeState = Literal[
@@ -223,7 +225,7 @@ class SyncEvent(BaseModel):
     """A Flux (or local cluster) event about an environment, signalled by the API."""
 
     revision: str
-    state: Literal["ready", "failed", "progressing"]
+    state: SyncState
     reason: str = ""
     message: str = ""
 

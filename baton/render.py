@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from baton.errors import ConfigurationError
 from baton.models import PinnedImage
-from baton.tools import find_tool, search_path
+from baton.tools import find_tool, run_tool
 
 log = logging.getLogger(__name__)
 
@@ -228,9 +228,12 @@ def holds_objects(yaml_text: str | None) -> bool:
         return True  # something is there, even if it cannot be read
 
 
+ObjectAction = Literal["added", "changed", "removed"]
+
+
 class ObjectChange(BaseModel):
     key: str
-    action: Literal["added", "changed", "removed"]
+    action: ObjectAction
     diff: str  # unified diff of the object's YAML (Secret values masked)
 
     @property
@@ -274,7 +277,7 @@ def diff_manifests(old_text: str, new_text: str) -> ManifestDiff:
         after = _dump(new[key], previous=old.get(key)) if key in new else ""
         if before == after:
             continue
-        action = "added" if not before else "removed" if not after else "changed"
+        action: ObjectAction = "added" if not before else "removed" if not after else "changed"
         diff = difflib.unified_diff(
             before.splitlines(), after.splitlines(), f"a/{key}", f"b/{key}", lineterm=""
         )
@@ -306,14 +309,7 @@ def _helm_escape(value: str) -> str:
 
 def _run_tool(what: str, command: list[str]) -> str:
     try:
-        proc = subprocess.run(
-            command,
-            check=False,
-            capture_output=True,
-            text=True,
-            timeout=RENDER_TIMEOUT_S,
-            env={**os.environ, "PATH": search_path()},
-        )
+        proc = run_tool(command, timeout_s=RENDER_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise RenderFailed(what, f"timed out after {RENDER_TIMEOUT_S}s") from None
     if proc.returncode != 0:

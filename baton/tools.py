@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from baton.errors import ToolNotFound
@@ -29,3 +31,25 @@ def find_tool(name: str) -> str:
     if found is None:
         raise ToolNotFound(name, str(tools_dir()))
     return found
+
+
+def run_tool(
+    command: list[str],
+    *,
+    timeout_s: float,
+    stdin: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run a tool with the tools directory first on PATH, its output captured as text.
+
+    Raises `subprocess.TimeoutExpired` after `timeout_s`; the exit status is the caller's to judge.
+    """
+    return subprocess.run(
+        command,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout_s,
+        env={**os.environ, **(env or {}), "PATH": search_path()},
+    )

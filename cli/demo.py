@@ -18,7 +18,7 @@ from temporalio.client import Client
 from baton.config import BatonConfig
 from baton.errors import BatonError
 from baton.local.forge import LocalForge
-from baton.models import TERMINAL_STATES, ChangeStatus, Decision
+from baton.models import TERMINAL_STATES, ChangeStatus, Decision, Gate
 from baton.settings import Settings
 from baton.temporal import change_id
 from baton.tools import PROJECT_ROOT
@@ -165,12 +165,11 @@ class Demo:
                 merged = True
             gate = detail.rollout.gate if detail.rollout else None
             if gate is not None and gate.kind == "approval" and gate.environment:
-                await self._approvals(change_id, gate, prompted)
+                await self._approvals(change_id, gate.environment, gate, prompted)
             await asyncio.sleep(0.5)
         raise DemoFailed(f"{change_id} did not finish within {self.timeout_s:.0f}s")
 
-    async def _approvals(self, change_id: str, gate, prompted: set[str]) -> None:
-        env = gate.environment
+    async def _approvals(self, change_id: str, env: str, gate: Gate, prompted: set[str]) -> None:
         if not self.auto_approve:
             if env not in prompted:
                 prompted.add(env)

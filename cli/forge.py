@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Literal, ParamSpec, TypeVar
 
@@ -13,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from baton.errors import BatonError
-from baton.forges.base import PullRequest
+from baton.forges.base import PullRequest, ReviewState
 from baton.local.forge import LocalForge
 from baton.settings import Settings
 
@@ -61,7 +62,11 @@ def _user_errors(command: Callable[P, R]) -> Callable[P, R]:
     return run
 
 
-def _warn_undelivered(forge: LocalForge) -> None:
+@contextmanager
+def _acting(user: str = "baton") -> Iterator[LocalForge]:
+    """The local forge acting as `user`; afterwards, a warning if webhooks were not delivered."""
+    forge = _forge(user)
+    yield forge
     if failed := forge.list_deliveries(failed_only=True):
         err_console.print(
             f"{len(failed)} webhook(s) not delivered to {forge.webhook_url} "
@@ -92,12 +97,11 @@ def repo_create(
     default_branch: Annotated[str, typer.Option(help="the default branch")] = "main",
 ) -> None:
     """Create a repository (idempotent)."""
-    forge = _forge()
-    created = forge.create_repo(name, default_branch, from_dir)
-    console.print(
-        f"{name} {'created' if created else 'exists'}: {forge.clone_url(name)}", markup=False
-    )
-    _warn_undelivered(forge)
+    with _acting() as forge:
+        created = forge.create_repo(name, default_branch, from_dir)
+        console.print(
+            f"{name} {'created' if created else 'exists'}: {forge.clone_url(name)}", markup=False
+        )
 
 
 @repo_app.command("list")
@@ -120,11 +124,10 @@ def pr_open(
     body: Annotated[str, typer.Option()] = "",
 ) -> None:
     """Open a pull request (or show the one already open for HEAD)."""
-    forge = _forge(as_)
-    console.print(
-        _summary(forge.open_pull_request(repo, head, base, title, body, as_)), markup=False
-    )
-    _warn_undelivered(forge)
+    with _acting(as_) as forge:
+        console.print(
+            _summary(forge.open_pull_request(repo, head, base, title, body, as_)), markup=False
+        )
 
 
 @pr_app.command("list")
@@ -199,58 +202,52 @@ def pr_review(
     body: Annotated[str, typer.Option()] = "",
 ) -> None:
     """Review the current head: exactly one of --approve, --request-changes, --comment."""
-    chosen = [
-        state
-        for state, flag in [
-            ("approved", approve),
-            ("changes_requested", request_changes),
-            ("commented", comment),
-        ]
-        if flag
-    ]
+    flags: dict[ReviewState, bool] = {
+        "approved": approve,
+        "changes_requested": request_changes,
+        "commented": comment,
+    }
+    chosen = [state for state, flag in flags.items() if flag]
     if len(chosen) != 1:
         raise typer.BadParameter("give exactly one of --approve, --request-changes, --comment")
-    forge = _forge(as_)
-    review = forge.submit_review(repo, number, as_, chosen[0], body)
-    console.print(f"{repo}#{number}: {as_} {review.state} {review.commit_id[:12]}", markup=False)
-    _warn_undelivered(forge)
+    with _acting(as_) as forge:
+        review = forge.submit_review(repo, number, as_, chosen[0], body)
+        console.print(
+            f"{repo}#{number}: {as_} {review.state} {review.commit_id[:12]}", markup=False
+        )
 
 
 @pr_app.command("merge")
 @_user_errors
 def pr_merge(repo: Repo, number: Number, as_: Actor) -> None:
     """Merge the pull request at its current head."""
-    forge = _forge(as_)
-    pr = forge.get_pull_request(repo, number)
-    sha = forge.merge_pull_request(repo, number, pr.head_sha)
-    console.print(f"{repo}#{number} merged into {pr.base_branch} as {sha[:12]}", markup=False)
-    _warn_undelivered(forge)
+    with _acting(as_) as forge:
+        pr = forge.get_pull_request(repo, number)
+        sha = forge.merge_pull_request(repo, number, pr.head_sha)
+        console.print(f"{repo}#{number} merged into {pr.base_branch} as {sha[:12]}", markup=False)
 
 
 @pr_app.command("close")
 @_user_errors
 def pr_close(repo: Repo, number: Number, as_: Actor) -> None:
     """Close the pull request without merging."""
-    forge = _forge(as_)
-    forge.close_pull_request(repo, number)
-    console.print(_summary(forge.get_pull_request(repo, number)), markup=False)
-    _warn_undelivered(forge)
+    with _acting(as_) as forge:
+        forge.close_pull_request(repo, number)
+        console.print(_summary(forge.get_pull_request(repo, number)), markup=False)
 
 
 @pr_app.command("reopen")
 @_user_errors
 def pr_reopen(repo: Repo, number: Number, as_: Actor) -> None:
     """Reopen a closed pull request."""
-    forge = _forge(as_)
-    console.print(_summary(forge.reopen_pull_request(repo, number)), markup=False)
-    _warn_undelivered(forge)
+    with _acting(as_) as forge:
+        console.print(_summary(forge.reopen_pull_request(repo, number)), markup=False)
 
 
 @forge_app.command("redeliver")
 @_user_errors
 def redeliver() -> None:
     """Send the webhooks that could not be delivered again."""
-    forge = _forge()
-    pending = len(forge.list_deliveries(failed_only=True))
-    console.print(f"redelivered {forge.redeliver_failed()} of {pending}")
-    _warn_undelivered(forge)
+    with _acting() as forge:
+        pending = len(forge.list_deliveries(failed_only=True))
+        console.print(f"redelivered {forge.redeliver_failed()} of {pending}")

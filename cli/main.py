@@ -7,12 +7,14 @@ import json
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
+from temporalio.client import Client
 
 from baton import metrics as dora
 from baton.config import ConfigError, load_config
@@ -20,11 +22,11 @@ from baton.errors import BadRequest, BatonError, ConfigurationError
 from baton.forges import create_forge
 from baton.local.forge import LocalForge
 from baton.local.stack import Stack
-from baton.models import Decision
+from baton.models import Decision, Stage
 from baton.settings import Settings
 from baton.temporal import connect
 from cli import changes
-from cli.demo import Demo, seed_repositories
+from cli.demo import Demo, DemoSummary, seed_repositories
 from cli.forge import forge_app
 
 console = Console(soft_wrap=True)
@@ -48,13 +50,15 @@ ChangeId = Annotated[
 ]
 AsUser = Annotated[str, typer.Option("--as", help="who decides (must be an allowed approver)")]
 Env = Annotated[str, typer.Option("--env", help="the environment the decision is for")]
+Comment = Annotated[str, typer.Option(help="why")]
 Json = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+T = TypeVar("T")
 
 
-def _client_call(operation):
+def _client_call(operation: Callable[[Client], Awaitable[T]]) -> T:
     """Run `operation(client)` against Temporal; user-facing errors surface as one line."""
 
-    async def run():
+    async def run() -> T:
         return await operation(await connect())
 
     return asyncio.run(run())
@@ -124,7 +128,7 @@ def render_change(detail: changes.ChangeDetail) -> None:
             )
 
 
-def _print_stage(stage, indent: str) -> None:
+def _print_stage(stage: Stage, indent: str) -> None:
     mark = {"succeeded": "[green]✔[/]", "failed": "[red]✘[/]", "running": "[yellow]…[/]"}
     took = ""
     if stage.ended_at:
@@ -135,23 +139,13 @@ def _print_stage(stage, indent: str) -> None:
 
 
 @app.command("approve")
-def approve(
-    change: ChangeId,
-    env: Env,
-    as_: AsUser,
-    comment: Annotated[str, typer.Option(help="why")] = "",
-) -> None:
+def approve(change: ChangeId, env: Env, as_: AsUser, comment: Comment = "") -> None:
     """Approve a change's rollout into an environment (checked against the environment's policy)."""
     _decide(change, env, Decision(user=as_, comment=comment), approve=True)
 
 
 @app.command("reject")
-def reject(
-    change: ChangeId,
-    env: Env,
-    as_: AsUser,
-    comment: Annotated[str, typer.Option(help="why")] = "",
-) -> None:
+def reject(change: ChangeId, env: Env, as_: AsUser, comment: Comment = "") -> None:
     """Reject a change's rollout into an environment: its promotion stops."""
     _decide(change, env, Decision(user=as_, comment=comment), approve=False)
 
@@ -331,7 +325,7 @@ def demo(
         raise ConfigurationError("baton demo runs on the local forge: set forge.kind: local")
     seed_repositories(forge, config)
 
-    async def run(client):
+    async def run(client: Client) -> DemoSummary:
         runner = Demo(client, config, settings, forge, auto_approve=auto_approve, say=say)
         return await runner.run()
 

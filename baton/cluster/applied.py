@@ -139,10 +139,13 @@ class AppliedCluster(KubernetesAPI):
             return None
         data = config_map.data or {}
         try:
-            return Inventory(
-                revision=data.get("revision", ""),
-                entries=json.loads(data.get("entries") or "[]"),
-                applied_at=data.get("appliedAt", ""),
+            # Validated as read: the ConfigMap may have been edited by hand.
+            return Inventory.model_validate(
+                {
+                    "revision": data.get("revision", ""),
+                    "entries": json.loads(data.get("entries") or "[]"),
+                    "applied_at": data.get("appliedAt", ""),
+                }
             )
         except (ValueError, ValidationError):
             raise InventoryUnreadable(

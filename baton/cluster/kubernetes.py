@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any, NamedTuple, Self, TypeVar
+from typing import Any, NamedTuple, Self, TypeVar, cast
 
 import urllib3
 import yaml
@@ -131,7 +131,8 @@ class ObjectRef(NamedTuple):
         parts = str(entry.get("id", "")).split("_")
         if len(parts) != 4 or not parts[1] or not parts[3]:
             return None
-        return cls(*parts, version=str(entry.get("v") or "v1"))
+        namespace, name, group, kind = parts
+        return cls(namespace, name, group, kind, version=str(entry.get("v") or "v1"))
 
     def entry(self) -> dict[str, str]:
         return {"id": self.id, "v": self.version}
@@ -513,7 +514,7 @@ class FluxCluster(KubernetesAPI):
         ref = (kustomization.get("spec") or {}).get("sourceRef") or {}
         if ref.get("kind") != "GitRepository":
             return None
-        namespace = ref.get("namespace", (kustomization.get("metadata") or {}).get("namespace"))
+        namespace = ref.get("namespace", (kustomization.get("metadata") or {}).get("namespace", ""))
         hint = f"it is the sourceRef of Kustomization {_name(kustomization)}"
         return self._get(GITREPOSITORIES, "GitRepository", namespace, ref["name"], hint)
 
@@ -523,8 +524,12 @@ class FluxCluster(KubernetesAPI):
         group, version, plural = gvp
         return self._call(
             f"{kind} {namespace}/{name}",
-            lambda: self.custom.get_namespaced_custom_object(
-                group, version, namespace, plural, name, _request_timeout=REQUEST_TIMEOUT_S
+            # The client types a custom object as `object`; it is the decoded JSON object.
+            lambda: cast(
+                Object,
+                self.custom.get_namespaced_custom_object(
+                    group, version, namespace, plural, name, _request_timeout=REQUEST_TIMEOUT_S
+                ),
             ),
             hint,
         )
@@ -570,7 +575,7 @@ class FluxCluster(KubernetesAPI):
         return None
 
     def _merge_patch(
-        self, gvp: tuple[str, str, str], what: str, namespace: str, name: str, patch: Object
+        self, gvp: tuple[str, str, str], what: str, namespace: str, name: str, patch: dict[str, Any]
     ) -> None:
         group, version, plural = gvp
         self._call(

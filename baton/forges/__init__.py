@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from baton.config import ForgeConfig
 from baton.errors import ConfigurationError
 from baton.forges.base import Forge
 from baton.settings import Settings
+
+if TYPE_CHECKING:
+    from baton.forges.azure_devops import AzureDevOpsForge
+    from baton.forges.github import GitHubForge
 
 
 def create_forge(config: ForgeConfig, settings: Settings) -> Forge:
@@ -22,6 +27,7 @@ def create_forge(config: ForgeConfig, settings: Settings) -> Forge:
             webhook_secret=config.webhook_secret() or settings.webhook_secret,
             merge_mode=config.merge,
         )
+    adapter: type[GitHubForge | AzureDevOpsForge]
     if config.kind == "github":
         from baton.forges.github import GitHubForge as adapter
     elif config.kind == "gitea":

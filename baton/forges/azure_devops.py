@@ -31,14 +31,13 @@ from baton.forges.base import (
     StatusState,
 )
 from baton.forges.http import (
-    ForgeAPI,
     ForgeUnavailable,
+    HostedForge,
     RequestRejected,
     ResourceNotFound,
     clip_body,
     owner_and_name,
     parse_time,
-    with_credentials,
 )
 
 API_VERSION = "7.1"
@@ -76,48 +75,29 @@ def vote_state(vote: int) -> ReviewState | None:
     return "commented" if vote < 0 else None
 
 
-class AzureDevOpsForge:
+class AzureDevOpsForge(HostedForge):
     name = "Azure DevOps"
+    clone_user = "baton"
+    clone_url_field = "remoteUrl"
+    api_params = {"api-version": API_VERSION}
 
     def __init__(
-        self,
-        url: str,
-        token: str | None,
-        *,
-        username: str | None = None,
-        token_env: str | None = None,
-        merge_wait_s: float = 30.0,
-        **api_options: Any,
+        self, url: str, token: str | None, *, merge_wait_s: float = 30.0, **options: Any
     ) -> None:
         """`merge_wait_s` bounds the wait for a completion to produce its merge commit."""
+        super().__init__(url, token, **options)
+        self.url = url.rstrip("/")
+        self.merge_wait_s = merge_wait_s
+
+    def auth_headers(self, token: str | None) -> dict[str, str]:
+        """The PAT as Basic with an empty user name."""
         headers = {"X-TFS-FedAuthRedirect": "Suppress"}  # a 401, not a sign-in page
         if token:
             basic = base64.b64encode(f":{token}".encode()).decode()
             headers["Authorization"] = f"Basic {basic}"
-        self.url = url.rstrip("/")
-        self.api = ForgeAPI(
-            self.name,
-            url,
-            headers,
-            token_env=token_env,
-            params={"api-version": API_VERSION},
-            **api_options,
-        )
-        self.merge_wait_s = merge_wait_s
-        self._token = token
-        self._git_user = username or "baton"
-        self._clone_urls: dict[str, str] = {}
+        return headers
 
     # Repositories
-
-    def clone_url(self, repo: str) -> str:
-        """The repository's `remoteUrl`, with the PAT for git over HTTPS."""
-        if repo not in self._clone_urls:
-            data = self._call(repo, "GET", "")
-            self._clone_urls[repo] = with_credentials(
-                data["remoteUrl"], self._git_user, self._token
-            )
-        return self._clone_urls[repo]
 
     def delete_branch(self, repo: str, branch: str) -> None:
         """Delete a branch (idempotent): a ref update from its current commit to zeros."""
@@ -300,9 +280,6 @@ class AzureDevOpsForge:
     def _root(self, repo: str) -> str:
         project, name = owner_and_name(self.name, repo)
         return f"/{quote(project, safe='')}/_apis/git/repositories/{quote(name, safe='')}"
-
-    def _call(self, repo: str, method: str, path: str, **kwargs: Any) -> Any:
-        return self.api.in_repository(repo, self._root(repo), method, path, **kwargs)
 
     def _pull_request(self, repo: str, data: dict[str, Any]) -> PullRequest:
         state = _STATES.get(data.get("status", ""), "open")

@@ -30,7 +30,7 @@ class GiteaForge(GitHubForge):
 
     def find_pull_request(self, repo: str, head_branch: str) -> PullRequest | None:
         """Gitea's list cannot filter by head, so the open pull requests are scanned."""
-        path = self._path(repo, "/pulls")
+        path = self._root(repo) + "/pulls"
         for data in self.api.pages(path, {"state": "open", "limit": 50}):
             if data["head"]["ref"] == head_branch:
                 return self._pull_request(repo, data)

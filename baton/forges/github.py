@@ -17,18 +17,18 @@ from baton.forges.base import (
     NotMergeable,
     PullRequest,
     PullRequestNotFound,
+    PullRequestState,
     Review,
     ReviewState,
     StatusState,
 )
 from baton.forges.http import (
-    ForgeAPI,
+    HostedForge,
     RequestRejected,
     ResourceNotFound,
     clip_body,
     owner_and_name,
     parse_time,
-    with_credentials,
 )
 
 _STATUS_STATES: dict[str, StatusState] = {
@@ -39,49 +39,24 @@ _STATUS_STATES: dict[str, StatusState] = {
 }
 
 
-class GitHubForge:
+class GitHubForge(HostedForge):
     """A GitHub-shaped REST API; class attributes hold what Gitea spells differently."""
 
     name: ClassVar[str] = "GitHub"
     body_limit: ClassVar[int] = 65_536
     clone_user: ClassVar[str] = "x-access-token"
+    clone_url_field: ClassVar[str] = "clone_url"
     review_states: ClassVar[dict[str, ReviewState]] = {
         "APPROVED": "approved",
         "CHANGES_REQUESTED": "changes_requested",
         "COMMENTED": "commented",
     }
 
-    def __init__(
-        self,
-        url: str,
-        token: str | None,
-        *,
-        username: str | None = None,
-        token_env: str | None = None,
-        **api_options: Any,
-    ) -> None:
-        """`token` authenticates API calls and git pushes; `api_options` go to `ForgeAPI`."""
-        self.api = ForgeAPI(
-            self.name, url, self.auth_headers(token), token_env=token_env, **api_options
-        )
-        self._token = token
-        self._git_user = username or self.clone_user
-        self._clone_urls: dict[str, str] = {}
-
     def auth_headers(self, token: str | None) -> dict[str, str]:
         headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
         return headers | ({"Authorization": f"Bearer {token}"} if token else {})
 
     # Repositories
-
-    def clone_url(self, repo: str) -> str:
-        """The repository's `clone_url` from the API, with the token for git over HTTPS."""
-        if repo not in self._clone_urls:
-            data = self._call(repo, "GET", "")
-            self._clone_urls[repo] = with_credentials(
-                data["clone_url"], self._git_user, self._token
-            )
-        return self._clone_urls[repo]
 
     def delete_branch(self, repo: str, branch: str) -> None:
         """Delete a branch (idempotent: a missing branch is fine)."""
@@ -98,7 +73,7 @@ class GitHubForge:
     def find_pull_request(self, repo: str, head_branch: str) -> PullRequest | None:
         owner, _ = owner_and_name(self.name, repo)
         params = {"state": "open", "head": f"{owner}:{head_branch}", "per_page": 100}
-        for data in self.api.pages(self._path(repo, "/pulls"), params):
+        for data in self.api.pages(self._root(repo) + "/pulls", params):
             if data["head"]["ref"] == head_branch:
                 return self._pull_request(repo, data)
         return None
@@ -129,7 +104,7 @@ class GitHubForge:
     def list_reviews(self, repo: str, number: int) -> list[Review]:
         """Submitted reviews, oldest first; dismissed and pending ones are left out."""
         self.get_pull_request(repo, number)
-        path = self._path(repo, f"/pulls/{number}/reviews")
+        path = self._root(repo) + f"/pulls/{number}/reviews"
         reviews = []
         for data in self.api.pages(path, {"per_page": 100}):
             state = self.review_states.get(str(data.get("state")).upper())
@@ -234,19 +209,18 @@ class GitHubForge:
             raise NotMergeable(repo, number, "it is closed")
         return pr
 
-    def _path(self, repo: str, path: str) -> str:
+    def _root(self, repo: str) -> str:
         owner, name = owner_and_name(self.name, repo)
-        return f"/repos/{quote(owner, safe='')}/{quote(name, safe='')}{path}"
-
-    def _call(self, repo: str, method: str, path: str, **kwargs: Any) -> Any:
-        return self.api.in_repository(repo, self._path(repo, ""), method, path, **kwargs)
+        return f"/repos/{quote(owner, safe='')}/{quote(name, safe='')}"
 
     def _body(self, body: str) -> str:
         return clip_body(body, self.body_limit)
 
     def _pull_request(self, repo: str, data: dict[str, Any]) -> PullRequest:
         merged = data.get("merged") is True or bool(data.get("merged_at"))
-        state = "merged" if merged else "closed" if data.get("state") == "closed" else "open"
+        state: PullRequestState = (
+            "merged" if merged else "closed" if data.get("state") == "closed" else "open"
+        )
         return PullRequest(
             repo=repo,
             number=data["number"],

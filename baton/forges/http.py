@@ -284,3 +284,59 @@ def clip_body(body: str, limit: int) -> str:
     if not head or room < 0:
         return body[:limit]
     return head[:room] + marker + tail
+
+
+class HostedForge:
+    """What the hosted adapters share: their `ForgeAPI`, calls under a repository's API path, and
+    each repository's clone URL, read once and carrying the token for git over HTTPS. Class
+    attributes and `auth_headers` hold what each forge does its own way."""
+
+    name: ClassVar[str]
+    clone_user: ClassVar[str]
+    """The user name git sends with the token when the configuration names none."""
+    clone_url_field: ClassVar[str]
+    """The field of the API's repository resource that holds its HTTPS clone URL."""
+    api_params: ClassVar[dict[str, str] | None] = None
+    """Query parameters every API call carries."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        *,
+        username: str | None = None,
+        token_env: str | None = None,
+        **api_options: Any,
+    ) -> None:
+        """`token` authenticates API calls and git pushes; `api_options` go to `ForgeAPI`."""
+        self.api = ForgeAPI(
+            self.name,
+            url,
+            self.auth_headers(token),
+            token_env=token_env,
+            params=self.api_params,
+            **api_options,
+        )
+        self._token = token
+        self._git_user = username or self.clone_user
+        self._clone_urls: dict[str, str] = {}
+
+    def auth_headers(self, token: str | None) -> dict[str, str]:
+        """Headers that authenticate API calls with `token` (none without one)."""
+        raise NotImplementedError
+
+    def clone_url(self, repo: str) -> str:
+        """The repository's clone URL from the API, with the token for git over HTTPS."""
+        if repo not in self._clone_urls:
+            data = self._call(repo, "GET", "")
+            self._clone_urls[repo] = with_credentials(
+                data[self.clone_url_field], self._git_user, self._token
+            )
+        return self._clone_urls[repo]
+
+    def _root(self, repo: str) -> str:
+        """The API path of `repo`; `_call` paths are relative to it."""
+        raise NotImplementedError
+
+    def _call(self, repo: str, method: str, path: str, **kwargs: Any) -> Any:
+        return self.api.in_repository(repo, self._root(repo), method, path, **kwargs)

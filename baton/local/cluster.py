@@ -317,24 +317,27 @@ class LocalCluster:
                         "waiting for branch %s in %s", self.source.branch, self.source.repo_dir
                     )
                 waiting = head is None
-                for target in self.targets if head else ():
-                    running = in_flight.pop(target.key, None)
-                    if running is not None and not running.done():
-                        in_flight[target.key] = running
-                        continue
-                    if running is not None and running.exception() is not None:
-                        log.error(
-                            "%s: reconciliation crashed", target.key, exc_info=running.exception()
-                        )
-                    # The first pass looks at every target once, so containers lost while the
-                    # runtime was down (an engine restart, say) are started again.
-                    if (
-                        self._take_request(target)
-                        or target.key not in seen
-                        or self._behind(target, head)
-                    ):
-                        seen.add(target.key)
-                        in_flight[target.key] = pool.submit(self._reconcile, target, head)
+                if head:
+                    for target in self.targets:
+                        running = in_flight.pop(target.key, None)
+                        if running is not None and not running.done():
+                            in_flight[target.key] = running
+                            continue
+                        if running is not None and running.exception() is not None:
+                            log.error(
+                                "%s: reconciliation crashed",
+                                target.key,
+                                exc_info=running.exception(),
+                            )
+                        # The first pass looks at every target once, so containers lost while the
+                        # runtime was down (an engine restart, say) are started again.
+                        if (
+                            self._take_request(target)
+                            or target.key not in seen
+                            or self._behind(target, head)
+                        ):
+                            seen.add(target.key)
+                            in_flight[target.key] = pool.submit(self._reconcile, target, head)
                 self.stop.wait(self.poll_interval_s)
         log.info("stopped; app containers keep running")
 

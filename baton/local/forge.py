@@ -325,14 +325,14 @@ class LocalForge:
                 "SELECT COALESCE(MAX(number), 0) + 1 FROM pull_requests WHERE repo = ?", (repo,)
             ).fetchone()
             now = _now()
-            cursor = con.execute(
+            con.execute(
                 "INSERT INTO pull_requests (repo, number, title, body, author, head_branch,"
                 " head_sha, base_branch, state, created_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?)",
                 (repo, number, title, body, author, head, head_sha, base, now, now),
             )
-            event = self._pr_event(con, cursor.lastrowid, "opened", sender=author)
             row = self._row(con, repo, number)
+            event = self._pr_event(con, row["id"], "opened", sender=author)
         self._deliver([event])
         return self._model(row)
 
@@ -345,7 +345,8 @@ class LocalForge:
         self, repo: str | None = None, state: PullRequestState | None = None
     ) -> list[PullRequest]:
         """Pull requests, optionally of one repository and in one state, oldest first."""
-        query, args = "SELECT * FROM pull_requests WHERE 1 = 1", []
+        query = "SELECT * FROM pull_requests WHERE 1 = 1"
+        args: list[str] = []
         if repo is not None:
             query, args = query + " AND repo = ?", [*args, repo]
         if state is not None:
@@ -369,7 +370,11 @@ class LocalForge:
                 (repo, number, user, state, row["head_sha"], body, now),
             )
             review = Review(
-                user=user, state=state, commit_id=row["head_sha"], submitted_at=now, body=body
+                user=user,
+                state=state,
+                commit_id=row["head_sha"],
+                submitted_at=datetime.fromisoformat(now),
+                body=body,
             )
             payload = self._pr_event(con, row["id"], "submitted", sender=user)[1]
         payload["review"] = {

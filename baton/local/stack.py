@@ -125,7 +125,7 @@ class Stack:
                 self._spawn(service)
                 started.append(service.name)
                 if service.ready_url:
-                    self._wait_ready(service, timeout_s)
+                    self._wait_ready(service.name, service.ready_url, timeout_s)
         except BaseException:
             self.down()
             raise
@@ -167,22 +167,18 @@ class Stack:
             )
         self._pid_file(service.name).write_text(str(process.pid))
 
-    def _wait_ready(self, service: Service, timeout_s: float) -> None:
+    def _wait_ready(self, name: str, url: str, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self.pid(service.name) is None:
-                raise StackError(
-                    f"{service.name} exited while starting: see {self.log_dir / service.name}.log"
-                )
+            if self.pid(name) is None:
+                raise StackError(f"{name} exited while starting: see {self.log_dir / name}.log")
             try:
-                if httpx.get(service.ready_url, timeout=2).status_code < 500:
+                if httpx.get(url, timeout=2).status_code < 500:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.3)
-        raise StackError(
-            f"{service.name} did not answer {service.ready_url} within {timeout_s:.0f}s"
-        )
+        raise StackError(f"{name} did not answer {url} within {timeout_s:.0f}s")
 
     def down(self, *, timeout_s: float = 20) -> list[str]:
         """Stop every running service, newest first; returns the names stopped."""

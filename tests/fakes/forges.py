@@ -43,6 +43,7 @@ from baton.forges.base import (
     Review,
 )
 from baton.local.forge import LocalForge, signature_256
+from tests.fakes import Lifecycle
 
 ZERO_SHA = "0" * 40
 
@@ -116,7 +117,7 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class FakeForge:
+class FakeForge(Lifecycle):
     """The parts every fake shares: server, auth, failure injection, storage, webhook delivery."""
 
     kind: ClassVar[str]
@@ -168,12 +169,6 @@ class FakeForge:
         self._outbox.put(None)
         self._served.stop()
         self._delivery.join(timeout=10)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # Steering
 
@@ -416,6 +411,13 @@ class _GitHubShaped(FakeForge):
         self.merged(self.store.get_pull_request(repo, number))
         return merged
 
+    def delete_via_api(self, repo: str, branch: str, missing: ApiError) -> None:
+        """Delete `branch`; `missing` is this forge's answer when there is no such branch."""
+        self._require_repo(repo)
+        if branch not in self._branches(repo, branch):
+            raise missing
+        self.store.delete_branch(repo, branch)
+
     def routes(self) -> None:
         app, prefix = self.app, self.api_prefix
 
@@ -635,11 +637,8 @@ class FakeGitHub(_GitHubShaped):
 
         @app.delete("/repos/{owner}/{name}/git/refs/heads/{branch:path}", status_code=204)
         def delete_ref(owner: str, name: str, branch: str) -> None:
-            repo = f"{owner}/{name}"
-            self._require_repo(repo)
-            if branch not in self._branches(repo, branch):
-                raise ApiError(422, "Reference does not exist")
-            self.store.delete_branch(repo, branch)
+            missing = ApiError(422, "Reference does not exist")
+            self.delete_via_api(f"{owner}/{name}", branch, missing)
 
 
 class FakeGitea(_GitHubShaped):
@@ -682,11 +681,8 @@ class FakeGitea(_GitHubShaped):
 
         @app.delete("/api/v1/repos/{owner}/{name}/branches/{branch:path}", status_code=204)
         def delete_branch(owner: str, name: str, branch: str) -> None:
-            repo = f"{owner}/{name}"
-            self._require_repo(repo)
-            if branch not in self._branches(repo, branch):
-                raise ApiError(404, "The target couldn't be found.")
-            self.store.delete_branch(repo, branch)
+            missing = ApiError(404, "The target couldn't be found.")
+            self.delete_via_api(f"{owner}/{name}", branch, missing)
 
     def reviewed(self, pr: PullRequest, review: Review) -> None:
         kind = {"approved": "approved", "changes_requested": "rejected"}.get(review.state)

@@ -44,7 +44,8 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -54,6 +55,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from urllib.request import url2pathname
 
 import yaml
+
+from tests.fakes import Lifecycle
 
 Obj = dict[str, Any]
 FieldPath = tuple[str, ...]
@@ -345,7 +348,7 @@ class Rule:
     namespace: str | None
 
 
-class FakeKubeAPI:
+class FakeKubeAPI(Lifecycle):
     """The fake API server. Use as a context manager, or `start()` / `stop()`."""
 
     def __init__(self, token: str | None = None) -> None:
@@ -375,12 +378,6 @@ class FakeKubeAPI:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:
@@ -1066,7 +1063,7 @@ class Failure:
     revision: str | None = None
 
 
-class FakeDeploymentController:
+class FakeDeploymentController(Lifecycle):
     """The deployment controller, as far as Baton reads it: each new generation of a Deployment
     rolls out `delay` seconds after it is written, or ends at the stage scripted for it."""
 
@@ -1089,12 +1086,6 @@ class FakeDeploymentController:
         self.api.store.listeners.remove(self._on_write)
         for timer in self._timers:
             timer.cancel()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def _on_write(self, rt: ResourceType, old: Obj | None, new: Obj | None) -> None:
         if rt is not DEPLOYMENT or new is None:
@@ -1120,7 +1111,7 @@ HEALTH_PENDING = Failure(reason="Progressing", message="health checks in progres
 HEALTH_POLL_S = 0.1
 
 
-class FakeFlux:
+class FakeFlux(Lifecycle):
     """source-controller and kustomize-controller over a FakeKubeAPI's objects, on one thread."""
 
     def __init__(self, api: FakeKubeAPI, apply_delay: float = 0.5) -> None:
@@ -1151,12 +1142,6 @@ class FakeFlux:
             self._stopped = True
             self._cond.notify_all()
         self._thread.join(timeout=5)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # Scripting for tests
 
@@ -1266,22 +1251,29 @@ class FakeFlux:
             try:
                 if action == "finish":
                     self._finish(key, arg)
-                elif key[0] == GITREPOSITORY.plural:
-                    self._reconcile_source(key)
                 else:
-                    self._reconcile_kustomization(key)
+                    self._reconcile(key)
             except Exception as exc:  # noqa: BLE001 - a broken fake must fail tests, not hang them
                 self.errors.append(f"{action} {key}: {exc!r}")
                 with self._cond:
                     self._busy.discard(key)
 
-    # source-controller
-
-    def _reconcile_source(self, key: FluxKey) -> None:
-        _, namespace, name = key
-        obj = self.api.store.find(GITREPOSITORY, namespace, name)
+    def _reconcile(self, key: FluxKey) -> None:
+        """Reconcile the object `key` names, unless it is gone or suspended."""
+        plural, namespace, name = key
+        source = plural == GITREPOSITORY.plural
+        obj = self.api.store.find(GITREPOSITORY if source else KUSTOMIZATION, namespace, name)
         if obj is None or obj["spec"].get("suspend"):
             return
+        if source:
+            self._reconcile_source(key, obj)
+        else:
+            self._reconcile_kustomization(key, obj)
+
+    # source-controller
+
+    def _reconcile_source(self, key: FluxKey, obj: Obj) -> None:
+        _, namespace, name = key
         spec, generation = obj["spec"], obj["metadata"]["generation"]
         status = copy.deepcopy(obj.get("status", {}))
         branch = spec.get("ref", {}).get("branch", "master")
@@ -1327,11 +1319,8 @@ class FakeFlux:
 
     # kustomize-controller
 
-    def _reconcile_kustomization(self, key: FluxKey) -> None:
-        _, namespace, name = key
-        obj = self.api.store.find(KUSTOMIZATION, namespace, name)
-        if obj is None or obj["spec"].get("suspend"):
-            return
+    def _reconcile_kustomization(self, key: FluxKey, obj: Obj) -> None:
+        namespace = key[1]
         spec, generation = obj["spec"], obj["metadata"]["generation"]
         status = copy.deepcopy(obj.get("status", {}))
         ref = spec.get("sourceRef", {})
@@ -1533,3 +1522,16 @@ class FakeFlux:
             if "retryInterval" in spec
             else cls._interval(spec)
         )
+
+
+@contextmanager
+def flux_syncing(
+    api: FakeKubeAPI, repo: Path, name: str, *, apply_delay: float, **sync: Any
+) -> Iterator[FakeFlux]:
+    """A FakeFlux with one sync (`FakeFlux.add_sync`), its first reconcile done; a fake that broke
+    fails the test when the block ends."""
+    with FakeFlux(api, apply_delay=apply_delay) as flux:
+        flux.add_sync(repo, name, **sync)
+        flux.wait_idle()
+        yield flux
+    assert not flux.errors

@@ -8,7 +8,6 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -31,10 +30,11 @@ from baton.config import (
     ForgeConfig,
     GitOpsConfig,
 )
-from baton.models import Artifact, GitOpsPullRequest, Rendered, RolloutInput
+from baton.models import GitOpsPullRequest, Rendered, RolloutInput
 from baton.settings import Settings
 from baton.temporal import TaskQueues
 from tests.fakes.forges import FakeAzureDevOps, FakeForge, FakeGitea, FakeGitHub, Sent, Served
+from tests.fakes.records import fake_artifact, fake_rendered
 from workflows.rollout import EnvironmentRollout
 
 SECRET = "ingress-test-secret"
@@ -240,33 +240,16 @@ async def test_new_head_signals_the_change_with_it(world: World) -> None:
 
 @activity.defn(name="render_environment")
 async def render_environment(input: RolloutInput) -> Rendered:
-    return Rendered(
-        path="rendered/staging/web/manifests.yaml",
-        content_ref="x",
-        content_hash="y",
-        diff_markdown="changed",
-        changed_objects=1,
-    )
+    return fake_rendered(input)
 
 
 def rollout_input(world: World) -> RolloutInput:
     app = world.config.apps[0]
-    artifact = Artifact(
-        app=app.name,
-        commit="f" * 40,
-        image="r/web",
-        image_digest="sha256:" + "0" * 64,
-        image_ref="r/web@sha256:" + "0" * 64,
-        chart_ref="oci://r/charts/web",
-        chart_version="0.1.0",
-        chart_digest="sha256:" + "1" * 64,
-        created_at=datetime.now(UTC),
-    )
     return RolloutInput(
         change_id=world.change_id(1),
         app=app,
         environment=world.config.environments[0],
-        artifact=artifact,
+        artifact=fake_artifact(app.name, "f" * 40),
         author="alice",
     )
 

@@ -26,7 +26,7 @@ from baton.cluster.kubernetes import (
 from baton.config import ConfigError, EnvironmentConfig, SyncConfig, parse_config
 from baton.sync import judge
 from tests.conftest import descends_from, git
-from tests.fakes.kube_api import Failure, FakeFlux, FakeKubeAPI
+from tests.fakes.kube_api import Failure, FakeFlux, FakeKubeAPI, flux_syncing
 
 OLD, M = "a" * 40, "b" * 40
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -217,11 +217,9 @@ def gitops(make_repo: Callable[..., Path]) -> Path:
 @pytest.fixture
 def flux(api: FakeKubeAPI, gitops: Path) -> Iterator[FakeFlux]:
     """Flux syncing the GitOps repository every 60 s, its first reconcile done."""
-    with FakeFlux(api, apply_delay=APPLY_DELAY) as flux:
-        flux.add_sync(gitops, KS, interval="60s", path="./rendered/staging/sample-app")
-        flux.wait_idle()
+    path = "./rendered/staging/sample-app"
+    with flux_syncing(api, gitops, KS, apply_delay=APPLY_DELAY, interval="60s", path=path) as flux:
         yield flux
-    assert not flux.errors
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from baton.cluster.kubernetes import ApplyFailed, FluxCluster
 from baton.config import EnvironmentConfig, SyncConfig
 from baton.sync import Judgement, judge
 from tests.conftest import descends_from, git
-from tests.fakes.kube_api import FakeDeploymentController, FakeFlux, FakeKubeAPI
+from tests.fakes.kube_api import FakeDeploymentController, FakeFlux, FakeKubeAPI, flux_syncing
 
 KS = "sample-app-staging"
 MANIFESTS = "rendered/staging/sample-app/manifests.yaml"
@@ -97,18 +97,17 @@ def gitops(make_repo: Callable[..., Path]) -> Path:
 
 @pytest.fixture
 def flux(api: FakeKubeAPI, gitops: Path) -> Iterator[FakeFlux]:
-    with FakeFlux(api, apply_delay=0.1) as flux:
-        flux.add_sync(
-            gitops,
-            KS,
-            interval="60s",
-            path="./rendered/staging/sample-app",
-            wait=False,
-            target_namespace="staging",
-        )
-        flux.wait_idle()
+    with flux_syncing(
+        api,
+        gitops,
+        KS,
+        apply_delay=0.1,
+        interval="60s",
+        path="./rendered/staging/sample-app",
+        wait=False,
+        target_namespace="staging",
+    ) as flux:
         yield flux
-    assert not flux.errors
 
 
 @pytest.fixture

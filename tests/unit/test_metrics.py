@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from baton.metrics import Rollout, compute, rollouts_of
-from baton.models import ChangeStatus, RolloutResult, Stage
+from baton.models import ChangeState, ChangeStatus, RolloutResult, Stage, StageOutcome
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -24,6 +24,30 @@ def rollout(
         ended_at=hours(ended),
         merged_at=hours(merged),
         opened_at=hours(opened),
+    )
+
+
+def deploy(env: str, started: float, ended: float, outcome: StageOutcome = "succeeded") -> Stage:
+    return Stage(
+        name=f"deploy to {env}", started_at=hours(started), ended_at=hours(ended), outcome=outcome
+    )
+
+
+def change(
+    number: int, state: ChangeState, timeline: list[Stage], rollouts: list[RolloutResult]
+) -> ChangeStatus:
+    """Alice's pull request `number` on web, merged at hour 1."""
+    return ChangeStatus(
+        id=f"change/web/{number}",
+        app="web",
+        repo="web",
+        pr_number=number,
+        author="alice",
+        head_sha="a" * 40,
+        state=state,
+        merged_at=hours(1),
+        timeline=timeline,
+        rollouts=rollouts,
     )
 
 
@@ -51,32 +75,16 @@ def test_no_rollouts_has_no_rates() -> None:
 
 
 def test_rollouts_of_a_change_come_from_its_timeline_and_results() -> None:
-    change = ChangeStatus(
-        id="change/web/2",
-        app="web",
-        repo="web",
-        pr_number=2,
-        author="alice",
-        head_sha="a" * 40,
-        state="completed",
-        merged_at=hours(1),
-        timeline=[
-            Stage(
-                name="deploy to staging",
-                started_at=hours(2),
-                ended_at=hours(3),
-                outcome="succeeded",
-            ),
-            Stage(
-                name="deploy to prod", started_at=hours(3), ended_at=hours(5), outcome="succeeded"
-            ),
-        ],
-        rollouts=[
+    deployed = change(
+        2,
+        "completed",
+        [deploy("staging", 2, 3), deploy("prod", 3, 5)],
+        [
             RolloutResult(environment="staging", outcome="deployed"),
             RolloutResult(environment="prod", outcome="deployed"),
         ],
     )
-    assert rollouts_of(change, hours(0), "prod") == [
+    assert rollouts_of(deployed, hours(0), "prod") == [
         Rollout(
             change_id="change/web/2",
             app="web",
@@ -86,11 +94,11 @@ def test_rollouts_of_a_change_come_from_its_timeline_and_results() -> None:
             opened_at=hours(0),
         )
     ]
-    superseded = change.model_copy(
+    superseded = deployed.model_copy(
         update={
-            "timeline": change.timeline[:1],
+            "timeline": deployed.timeline[:1],
             "rollouts": [
-                *change.rollouts[:1],
+                *deployed.rollouts[:1],
                 RolloutResult(environment="prod", outcome="superseded"),
             ],
         }
@@ -111,21 +119,13 @@ def test_time_to_restore_is_per_app_from_its_first_failure() -> None:
 
 
 def test_a_failure_before_the_merge_is_not_a_change_failure() -> None:
-    change = ChangeStatus(
-        id="change/web/3",
-        app="web",
-        repo="web",
-        pr_number=3,
-        author="alice",
-        head_sha="a" * 40,
-        state="failed",
-        merged_at=hours(1),
-        timeline=[
-            Stage(name="deploy to prod", started_at=hours(2), ended_at=hours(3), outcome="failed")
-        ],
-        rollouts=[RolloutResult(environment="prod", outcome="failed", reason="render failed")],
+    failed_render = change(
+        3,
+        "failed",
+        [deploy("prod", 2, 3, outcome="failed")],
+        [RolloutResult(environment="prod", outcome="failed", reason="render failed")],
     )
-    [failed] = rollouts_of(change, hours(0), "prod")
+    [failed] = rollouts_of(failed_render, hours(0), "prod")
     assert failed.outcome == "failed before the merge"
     metrics = compute([failed, rollout("deployed", ended=4)], "prod", T0, T0 + timedelta(days=1))
     assert (metrics.failed, metrics.change_failure_rate) == (0, 0.0)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -24,9 +23,10 @@ from activities.deploy import (
 )
 from baton.config import VerifyConfig, parse_config
 from baton.gitops import placeholder_manifests, rollout_branch
-from baton.models import Artifact, RolloutInput
+from baton.models import RolloutInput
 from baton.render import diff_manifests, holds_objects
 from baton.settings import Settings
+from tests.fakes.records import fake_artifact
 from tests.fixtures.manifests import DEPLOYMENT
 
 MANIFESTS = "rendered/staging/sample-app/manifests.yaml"
@@ -66,17 +66,7 @@ def rollout(context: Context, commit: str, verify: VerifyConfig | None = None) -
         change_id="change/sample-app/1",
         app=context.config.app("sample-app"),
         environment=staging.model_copy(update={"verify": verify}),
-        artifact=Artifact(
-            app="sample-app",
-            commit=commit,
-            image="127.0.0.1:5000/sample-app",
-            image_digest="sha256:" + "d" * 64,
-            image_ref="127.0.0.1:5000/sample-app@sha256:" + "d" * 64,
-            chart_ref="oci://127.0.0.1:5000/charts/sample-app",
-            chart_version=f"0.1.0-g{commit[:12]}",
-            chart_digest="sha256:" + "e" * 64,
-            created_at=datetime.now(UTC),
-        ),
+        artifact=fake_artifact("sample-app", commit, registry="127.0.0.1:5000"),
         author="alice",
     )
 
