@@ -1,5 +1,8 @@
 """Side effects, thin and idempotent, over the adapters in `baton/`; grouped by task queue."""
 
+from collections.abc import Callable
+from typing import Any
+
 from activities.deploy import (
     apply_manifests,
     check_sync,
@@ -18,7 +21,7 @@ from activities.lane import is_running, join_lane
 from activities.pipeline import build_image, publish_artifact, run_check
 from baton.temporal import TaskQueues
 
-ACTIVITIES = {
+ACTIVITIES: dict[str, list[Callable[..., Any]]] = {
     TaskQueues.WORKFLOWS: [set_commit_status, join_lane, is_running],
     TaskQueues.BUILD: [run_check, build_image, publish_artifact],
     TaskQueues.DEPLOY: [

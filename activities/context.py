@@ -118,6 +118,7 @@ class Context:
         """The app's templates at a checkout: its Helm chart or its Kustomize base."""
         if app.chart:
             return HelmRenderer(workdir / app.chart)
+        assert app.kustomize is not None  # the config holds a chart or a kustomization
         return KustomizeRenderer(workdir / app.kustomize, image_name=app.image)
 
 

@@ -367,17 +367,18 @@ def _expectation(
     """Which answers (None: no answer) pass verification, and what was wanted, for messages."""
     gone = input.rolled_back_from
     if input.removed:
-        assert gone is not None
+        failed = gone
+        assert failed is not None
 
         def stopped(answer: httpx.Response | None) -> bool:
             # Nothing ran before the failed deploy: no answer at all is the rolled-back state.
             return (
                 answer is None
                 or answer.status_code != verify.expected_status
-                or gone not in answer.text
+                or failed not in answer.text
             )
 
-        return stopped, f"stop serving {gone[:12]!r}"
+        return stopped, f"stop serving {failed[:12]!r}"
     template = verify.expected_body or ""
     if "{commit}" in template and commit is None:
         # A rollback to a commit Baton does not know: at least the failed one must be gone.

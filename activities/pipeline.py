@@ -55,7 +55,6 @@ def _commands(result_name: str, commands: list[str], input: CheckInput) -> Check
             summary="no commands configured",
             excerpt="",
         )
-    result = None
     for command in commands:
         result = checks.run_check(
             result_name,
@@ -67,7 +66,7 @@ def _commands(result_name: str, commands: list[str], input: CheckInput) -> Check
         )
         if not result.passed:
             break
-    return result
+    return result  # commands is not empty, so the loop ran
 
 
 @activity.defn
@@ -88,6 +87,7 @@ def run_check(input: CheckInput) -> CheckResult:
             return checks.helm_lint(
                 workdir / app.chart, values, on_progress=_heartbeat, logs=ctx.logs
             )
+        assert app.kustomize is not None  # the config holds a chart or a kustomization
         return checks.kustomize_build(workdir / app.kustomize, logs=ctx.logs)
     if input.kind == "rendered":
         digest = _pushed_digest(ctx, app, input.commit)
