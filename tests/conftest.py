@@ -1,4 +1,5 @@
-"""Shared fixtures: a real Temporal dev server, a time-skipping server, throwaway git repositories."""
+"""Shared fixtures: a real Temporal dev server, a time-skipping server, throwaway git repositories;
+and `eventually`, how a test waits for what another thread, process or worker does."""
 
 from __future__ import annotations
 
@@ -29,6 +30,53 @@ from baton.temporal import Queries, SearchAttributes, TaskQueues
 from baton.tools import find_tool
 
 pytest_plugins = ["tests.fixtures.docker"]
+
+T = TypeVar("T")
+# How long a test waits for something another thread, process or worker does. It only bounds a
+# test that would hang otherwise: a wait ends as soon as its condition holds, so this is generous
+# enough for a loaded CI machine and costs nothing when things are fast.
+PATIENCE_S = 120.0
+
+
+def eventually(
+    probe: Callable[[], T],
+    until: Callable[[T], object] = bool,
+    *,
+    timeout: float = PATIENCE_S,
+    every: float = 0.1,
+    what: str = "the condition",
+    show: Callable[[T], str] = repr,
+) -> T:
+    """Call `probe` until `until(value)` holds and return that value; fail with the last value
+    after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if until(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:g}s; last: {show(value)}")
+        time.sleep(every)
+
+
+async def eventually_async(
+    probe: Callable[[], Awaitable[T]],
+    until: Callable[[T], object] = bool,
+    *,
+    timeout: float = PATIENCE_S,
+    every: float = 0.1,
+    what: str = "the condition",
+) -> T:
+    """`eventually` for a coroutine probe, waiting without blocking the event loop (where the
+    test's own Temporal worker runs)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await probe()
+        if until(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:g}s; last: {value!r}")
+        await asyncio.sleep(every)
 
 
 @pytest.fixture(scope="session")

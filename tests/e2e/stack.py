@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from baton.temporal import connect
 from baton.tools import PROJECT_ROOT
 from cli import changes
 from cli.demo import AUTHOR, push_visible_change
+from tests.conftest import eventually
 
 EXAMPLES = PROJECT_ROOT / "examples"
 ENVIRONMENTS = ("dev", "staging", "prod")
@@ -98,36 +98,42 @@ class E2EStack:
     def status(self, change_id: str) -> ChangeStatus:
         return self.run(lambda client: changes.show(client, change_id)).change
 
+    def detail(self, change_id: str) -> changes.ChangeDetail | None:
+        """The change as `baton changes show` has it; None while it cannot be read (not started
+        yet, or no worker answering, as while one restarts)."""
+        try:
+            return self.run(lambda client: changes.show(client, change_id))
+        except (changes.ChangeNotFound, changes.WorkerUnavailable, RPCError):
+            return None
+
     def wait(
         self, change_id: str, done: Callable[[changes.ChangeDetail], bool], timeout: float = 400
     ) -> changes.ChangeDetail:
-        """Poll the change until `done(detail)`; fails with the last status seen."""
-        deadline = time.monotonic() + timeout
-        detail = None
-        while time.monotonic() < deadline:
-            try:
-                detail = self.run(lambda client: changes.show(client, change_id))
-            except (changes.ChangeNotFound, changes.WorkerUnavailable, RPCError):
-                detail = None
-            if detail is not None and done(detail):
-                return detail
-            if detail is not None and detail.change.state in TERMINAL_STATES:
-                break
-            time.sleep(0.5)
-        last = detail.model_dump_json(indent=1) if detail else "never started"
-        raise AssertionError(f"{change_id} did not reach the expected state; last:\n{last}")
+        """Poll the change until `done(detail)`; fails with the last status seen, at once if the
+        change ended elsewhere."""
+
+        def settled(detail: changes.ChangeDetail | None) -> bool:
+            return detail is not None and (done(detail) or detail.change.state in TERMINAL_STATES)
+
+        detail = eventually(
+            lambda: self.detail(change_id),
+            settled,
+            timeout=timeout,
+            every=0.5,
+            what=f"{change_id} to reach the expected state",
+            show=lambda d: d.model_dump_json(indent=1) if d else "never started",
+        )
+        assert done(detail), f"{change_id} ended elsewhere:\n{detail.model_dump_json(indent=1)}"
+        return detail
 
     def kill(self, service: str) -> None:
         """SIGKILL one of the stack's processes, as a crash would, and wait until it is gone."""
         pid = self.stack.pid(service)
         assert pid is not None, f"{service} is not running"
         os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while self.stack.pid(service) is not None:
-            assert time.monotonic() < deadline, f"{service} survived SIGKILL"
-            time.sleep(0.05)
+        eventually(lambda: self.stack.pid(service) is None, what=f"{service} to end on SIGKILL")
 
-    def wait_for_activity(self, workflow_id: str, activity: str, timeout: float = 120) -> None:
+    def wait_for_activity(self, workflow_id: str, activity: str, timeout: float = 400) -> None:
         """Wait until `activity` is running in `workflow_id`."""
 
         async def running(client) -> bool:
@@ -138,12 +144,12 @@ class E2EStack:
             pending = description.raw_description.pending_activities
             return any(a.activity_type.name == activity for a in pending)
 
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.run(running):
-                return
-            time.sleep(0.2)
-        raise AssertionError(f"{activity} never ran in {workflow_id}")
+        eventually(
+            lambda: self.run(running),
+            timeout=timeout,
+            every=0.2,
+            what=f"{activity} to run in {workflow_id}",
+        )
 
     def registry_tags(self, name: str) -> list[str]:
         token_env = self.config.registry.credentials.token_env

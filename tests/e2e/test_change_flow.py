@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -60,9 +61,11 @@ def test_change_goes_from_pr_to_prod_under_policy(baton_stack: E2EStack) -> None
     staging = next(r for r in detail.change.rollouts if r.environment == "staging")
     assert [(a.user, a.source) for a in staging.approvals] == [("carol", "forge")]
 
-    # A worker crash while prod waits for approval loses nothing.
+    # A worker crash while prod waits for approval loses nothing: the restarted worker answers
+    # (`up` does not wait for that) with the change still at prod's approval gate.
     baton_stack.kill("worker")
     assert baton_stack.stack.up() == ["worker"]
+    stack.wait(change, gate_is("approval", "prod"))
 
     # prod: two distinct approvers, no self-approval, no strangers.
     refused = stack.baton("approve", change, "--env", "prod", "--as", AUTHOR)
@@ -102,15 +105,15 @@ def test_change_goes_from_pr_to_prod_under_policy(baton_stack: E2EStack) -> None
     assert len([c for c in deploy_commits if c.startswith(f"Deploy sample-app {merge[:12]}")]) == 3
 
 
-def push_more(forge, branch: str) -> str:
-    """Push one more commit to `branch`; returns the new head."""
+def push_more(forge, branch: str, edit: Callable[[Path], None]) -> str:
+    """Push one more commit, made by `edit(workdir)`, to `branch`; returns the new head."""
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp) / "app"
         subprocess.run(
             ["git", "clone", "-q", "-b", branch, forge.clone_url("sample-app"), str(work)],
             check=True,
         )
-        (work / "NOTES.md").write_text("one more commit\n")
+        edit(work)
         identity = ["-c", "user.name=alice", "-c", "user.email=alice@example.invalid"]
         for args in (
             ["add", "-A"],
@@ -150,12 +153,39 @@ def test_failing_lint_and_unit_test_fail_the_status_and_push_nothing(baton_stack
     assert closed.change.reason == "pull request closed without merging"
 
 
-def test_new_head_cancels_validation_of_the_old_one(baton_stack: E2EStack) -> None:
-    change, pr = baton_stack.open_pr("e2e-first")
-    baton_stack.wait(change, lambda d: bool(d.change.timeline))
-    alice = baton_stack.forge(AUTHOR)
-    new_head = push_more(alice, pr.head_branch)
-    detail = baton_stack.wait(change, lambda d: d.change.state == "awaiting-merge")
+HOLD = """\
+import os
+import time
+import unittest
+
+RELEASED = {released!r}
+
+
+class Hold(unittest.TestCase):
+    def test_waits_until_released(self) -> None:
+        deadline = time.monotonic() + 600
+        while not os.path.exists(RELEASED) and time.monotonic() < deadline:
+            time.sleep(0.2)
+"""
+
+
+def test_new_head_cancels_validation_of_the_old_one(baton_stack: E2EStack, tmp_path: Path) -> None:
+    # The first head's unit tests run until the test says so: its validation is still running
+    # when the next head arrives, however fast or slow the machine. The next head drops them.
+    released = tmp_path / "released"
+    hold = Path("tests") / "test_hold.py"
+
+    def hold_validation(work: Path) -> None:
+        (work / hold).write_text(HOLD.format(released=str(released)))
+
+    change, pr = baton_stack.open_pr("e2e-first", edit=hold_validation)
+    try:
+        baton_stack.wait(change, lambda d: bool(d.change.timeline))
+        alice = baton_stack.forge(AUTHOR)
+        new_head = push_more(alice, pr.head_branch, lambda work: (work / hold).unlink())
+        detail = baton_stack.wait(change, lambda d: d.change.state == "awaiting-merge")
+    finally:
+        released.touch()  # ends the held test run, which the cancelled check leaves behind
     first, second = detail.change.timeline[:2]
     assert first.name == f"validate {pr.head_sha[:12]}" and first.outcome == "superseded"
     assert second.name == f"validate {new_head[:12]}" and second.outcome == "succeeded"

@@ -18,6 +18,10 @@ from baton.temporal import SearchAttributes, connect
 from baton.tools import PROJECT_ROOT
 from tests.e2e.stack import stack_env as e2e_stack_env
 
+# Longer than `dev up` may take on a loaded machine (it gives each of the services it waits for
+# 60 s to answer) and than `dev down` (20 s for each service to stop).
+CLI_TIMEOUT_S = 300
+
 
 @pytest.fixture
 def stack_env(tmp_path: Path) -> Iterator[dict[str, str]]:
@@ -34,7 +38,7 @@ def baton(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=CLI_TIMEOUT_S,
     )
 
 
@@ -116,7 +120,7 @@ def test_dev_up_in_the_foreground_stops_everything_on_ctrl_c(stack_env: dict[str
                 break
         assert baton(stack_env, "dev", "status").returncode == 0
         process.send_signal(signal.SIGINT)
-        output = process.communicate(timeout=60)[0]
+        output = process.communicate(timeout=CLI_TIMEOUT_S)[0]
     finally:
         process.kill()
     assert process.returncode == 0

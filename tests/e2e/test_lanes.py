@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 
 import pytest
 
-from baton.temporal import lane_id
+from baton.temporal import WorkflowTypes, lane_id
+from tests.conftest import eventually
 from tests.e2e.stack import E2EStack, running_stack, version
 from workflows.lane import EnvironmentLane
 
@@ -50,18 +52,34 @@ def branch_exists(stack: E2EStack, repo: str, branch: str) -> bool:
     return shown.returncode == 0
 
 
+def closed_in_visibility(stack: E2EStack, *change_ids: str) -> None:
+    """Wait until visibility, which `baton metrics` reads, lists the changes as completed: it
+    records a workflow's close a moment after the workflow returns."""
+
+    async def listed(client) -> set[str]:
+        query = f"WorkflowType = '{WorkflowTypes.CHANGE}' AND ExecutionStatus = 'Completed'"
+        return {execution.id async for execution in client.list_workflows(query)}
+
+    eventually(
+        lambda: stack.run(listed),
+        lambda ids: set(change_ids) <= ids,
+        what=f"visibility to list {', '.join(change_ids)} as completed",
+    )
+
+
 def test_newer_change_supersedes_one_waiting_for_prod_approval(stack: E2EStack) -> None:
     older, older_commit = stack.release("e2e-lane-older")
     stack.wait(older, waiting_for_prod_approval, timeout=600)
     older_branch = f"baton/sample-app/prod/{older_commit[:12]}"
     assert branch_exists(stack, "gitops", older_branch)
 
+    before_newer = time.monotonic()
     newer, newer_commit = stack.release("e2e-lane-newer")
     detail = stack.wait(newer, waiting_for_prod_approval, timeout=600)
 
-    # The older change stopped in prod: superseded, its GitOps PR closed, its branch gone.
-    older_status = stack.status(older)
-    assert older_status.state == "superseded"
+    # The older change stopped in prod: superseded, its GitOps PR closed, its branch gone. It
+    # released the lane before it recorded that, so the newer change may be there first.
+    older_status = stack.wait(older, lambda d: d.change.state == "superseded").change
     assert older_status.reason == f"prod: superseded by {newer}"
     (older_pr,) = [
         p for p in stack.forge().list_pull_requests("gitops") if p.head_branch == older_branch
@@ -86,13 +104,15 @@ def test_newer_change_supersedes_one_waiting_for_prod_approval(stack: E2EStack) 
     assert version(stack.config.environment("prod").verify.url)["commit"] == newer_commit
 
     # Delivery metrics count the one prod deployment; the superseded change deployed nothing.
+    closed_in_visibility(stack, older, newer)
+    since_newer = time.monotonic() - before_newer
     shown = stack.baton("metrics", "--json")
     assert shown.returncode == 0, shown.stderr
     metrics = json.loads(shown.stdout)
     assert (metrics["environment"], metrics["deployments"], metrics["failed"]) == ("prod", 1, 0)
     assert metrics["change_failure_rate"] == 0.0
     lead = metrics["lead_time_from_merge"]
-    assert lead["count"] == 1 and 0 < lead["median_s"] < 900
+    assert lead["count"] == 1 and 0 < lead["median_s"] < since_newer  # merged, then deployed
     staging = json.loads(stack.baton("metrics", "--env", "staging", "--json").stdout)
     assert staging["deployments"] == 2
     unknown = stack.baton("metrics", "--env", "qa")

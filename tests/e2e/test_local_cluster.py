@@ -37,7 +37,7 @@ from baton.registry import Registry
 from baton.render import HelmRenderer
 from baton.settings import Settings
 from baton.tools import PROJECT_ROOT, find_tool
-from tests.conftest import git
+from tests.conftest import PATIENCE_S, eventually, git
 from tests.fixtures import unavailable
 from tests.fixtures.docker import LocalRegistry
 
@@ -50,22 +50,17 @@ DEV_VALUES = (
     PROJECT_ROOT / "examples" / "gitops" / "environments" / "dev" / "sample-app" / "values.yaml"
 )
 APP_COMMIT = "0123456789abcdef0123456789abcdef01234567"
-SYNC_TIMEOUT_S = 60
+# The environment's health timeout: how long the app's container may take to answer its
+# readiness probe on a loaded machine. A container that exits fails at once, whatever it is.
+HEALTH_TIMEOUT_S = 120
+# A sync: pulling the image, starting the container and its health timeout.
+SYNC_TIMEOUT_S = HEALTH_TIMEOUT_S + 120
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def wait_for(what: str, check: Callable[[], object], timeout_s: float = SYNC_TIMEOUT_S) -> object:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout_s}s waiting for {what}")
 
 
 class EventReceiver:
@@ -176,7 +171,7 @@ class World:
                 return status
             return None
 
-        return wait_for(f"{self.env} to attempt {sha[:12]}", done)  # type: ignore[return-value]
+        return eventually(done, timeout=SYNC_TIMEOUT_S, what=f"{self.env} to attempt {sha[:12]}")
 
     def container(self):
         return self.client.containers.get(self.container_name)
@@ -194,8 +189,8 @@ class World:
 
         def stop() -> None:
             cluster.stop.set()
-            thread.join(timeout=30)
-            assert not thread.is_alive(), "the runtime did not stop within 30s"
+            thread.join(timeout=PATIENCE_S)
+            assert not thread.is_alive(), f"the runtime did not stop within {PATIENCE_S:g}s"
 
         return stop
 
@@ -229,7 +224,7 @@ apps:
 environments:
   - name: {env}
     namespace: {env}
-    sync: {{kind: local, timeout_s: 20}}
+    sync: {{kind: local, timeout_s: {HEALTH_TIMEOUT_S}}}
   - name: elsewhere
     namespace: elsewhere
     sync: {{kind: flux, kustomization: sample-app-elsewhere}}
@@ -402,7 +397,7 @@ def test_module_runs_until_sigterm_and_a_restart_reapplies_nothing(world: World)
         world.wait_attempted(sha)
     finally:
         process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=30)
+        output, _ = process.communicate(timeout=PATIENCE_S)
     assert process.returncode == 0, output
     assert world.status().applied(sha)  # type: ignore[union-attr]
     assert os.environ[PASSWORD_ENV] not in output
@@ -413,9 +408,10 @@ def test_module_runs_until_sigterm_and_a_restart_reapplies_nothing(world: World)
 
     stop = world.start()
     try:
-        wait_for(
-            "the restarted runtime to observe the app again",
+        eventually(
             lambda: world.status().observed_at > before.observed_at and world.status().ready,  # type: ignore[union-attr]
+            timeout=SYNC_TIMEOUT_S,
+            what="the restarted runtime to observe the app again",
         )
     finally:
         stop()

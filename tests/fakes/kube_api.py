@@ -56,6 +56,7 @@ from urllib.request import url2pathname
 
 import yaml
 
+from tests.conftest import eventually
 from tests.fakes import Lifecycle
 
 Obj = dict[str, Any]
@@ -1528,10 +1529,21 @@ class FakeFlux(Lifecycle):
 def flux_syncing(
     api: FakeKubeAPI, repo: Path, name: str, *, apply_delay: float, **sync: Any
 ) -> Iterator[FakeFlux]:
-    """A FakeFlux with one sync (`FakeFlux.add_sync`), its first reconcile done; a fake that broke
+    """A FakeFlux with one sync (`FakeFlux.add_sync`), its first revision applied; a fake that broke
     fails the test when the block ends."""
     with FakeFlux(api, apply_delay=apply_delay) as flux:
         flux.add_sync(repo, name, **sync)
-        flux.wait_idle()
+        head = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", sync.get("branch", "main")],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        namespace = sync.get("namespace", "flux-system")
+        eventually(
+            lambda: api.store.find(KUSTOMIZATION, namespace, name),
+            lambda ks: (ks or {}).get("status", {}).get("lastAppliedRevision", "").endswith(head),
+            what=f"Flux to apply {head[:12]} for {name}",
+        )
         yield flux
     assert not flux.errors

@@ -33,6 +33,7 @@ from baton.config import (
 from baton.models import GitOpsPullRequest, Rendered, RolloutInput
 from baton.settings import Settings
 from baton.temporal import TaskQueues
+from tests.conftest import eventually_async
 from tests.fakes.forges import FakeAzureDevOps, FakeForge, FakeGitea, FakeGitHub, Sent, Served
 from tests.fakes.records import fake_artifact, fake_rendered
 from workflows.rollout import EnvironmentRollout
@@ -155,8 +156,16 @@ async def open_app_pr(world: World, branch: str = "feature") -> tuple[int, Sent]
     return pr.number, await world.delivered()
 
 
-async def executions(client: Client, workflow_id: str) -> int:
-    return len([e async for e in client.list_workflows(f"WorkflowId = '{workflow_id}'")])
+async def executions(client: Client, workflow_id: str, *, at_least: int = 0) -> int:
+    """How many executions of `workflow_id` visibility lists, once it lists `at_least` of them:
+    it records a start a moment after the start itself."""
+
+    async def listed() -> int:
+        return len([e async for e in client.list_workflows(f"WorkflowId = '{workflow_id}'")])
+
+    return await eventually_async(
+        listed, lambda count: count >= at_least, what=f"visibility to list {workflow_id}"
+    )
 
 
 async def signals(handle: WorkflowHandle) -> list[dict]:
@@ -182,7 +191,7 @@ async def test_opened_pull_request_starts_one_change_also_when_redelivered(world
     fresh = await asyncio.to_thread(world.serve)
     elsewhere = await world.post(opened, url=fresh)
     assert elsewhere.status_code == 202 and elsewhere.json()["workflow_id"] == change
-    assert await executions(world.client, change) == 1
+    assert await executions(world.client, change, at_least=1) == 1
     assert (await world.client.get_workflow_handle(change).describe()).run_id == description.run_id
 
 
@@ -301,16 +310,11 @@ async def test_approving_review_of_the_gitops_pr_counts_under_the_policy(world: 
             await handle.terminate("test over")
 
 
-async def until(handle: WorkflowHandle, done: Callable, timeout_s: float = 20):
+async def until(handle: WorkflowHandle, done: Callable):
     """Query the rollout's status until `done(status)`."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
-        status = await handle.query(EnvironmentRollout.status)
-        if done(status):
-            return status
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"rollout never got there; last status: {status}")
-        await asyncio.sleep(0.1)
+    return await eventually_async(
+        lambda: handle.query(EnvironmentRollout.status), done, what="the rollout to get there"
+    )
 
 
 @pytest.mark.parametrize("kind", ["forgejo"])
@@ -318,7 +322,7 @@ async def test_forgejo_headers_are_accepted_too(world: World) -> None:
     number, opened = await open_app_pr(world)
     assert "X-Forgejo-Signature" in opened.headers and "X-Gitea-Signature" not in opened.headers
     assert opened.status == 202, opened.answer
-    assert await executions(world.client, world.change_id(number)) == 1
+    assert await executions(world.client, world.change_id(number), at_least=1) == 1
 
 
 @pytest.mark.parametrize("kind", ["azure-devops"])

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -25,14 +25,15 @@ from baton.cluster.kubernetes import (
 )
 from baton.config import ConfigError, EnvironmentConfig, SyncConfig, parse_config
 from baton.sync import judge
-from tests.conftest import descends_from, git
+from tests.conftest import PATIENCE_S, descends_from, eventually, git
 from tests.fakes.kube_api import Failure, FakeFlux, FakeKubeAPI, flux_syncing
 
 OLD, M = "a" * 40, "b" * 40
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 KS = "sample-app-staging"
 APPLY_DELAY = 0.5
-T = TypeVar("T")
+# Flux's own poll, far longer than any wait (PATIENCE_S): only a reconcile request starts a sync.
+FLUX_INTERVAL_S = round(10 * PATIENCE_S)
 
 
 def kustomization(generation: int = 2, **status: Any) -> dict[str, Any]:
@@ -180,19 +181,6 @@ def test_rollout_past_its_progress_deadline_fails() -> None:
 # Against the fake API server and its scripted Flux
 
 
-def wait_for(probe: Callable[[], T | None], timeout: float) -> tuple[T, float]:
-    """Poll `probe` every 50 ms until it returns something; that and the seconds it took."""
-    start = time.monotonic()
-    while True:
-        value = probe()
-        elapsed = time.monotonic() - start
-        if value is not None:
-            return value, elapsed
-        if elapsed > timeout:
-            raise AssertionError(f"nothing after {timeout}s")
-        time.sleep(0.05)
-
-
 def commit(repo: Path, name: str) -> str:
     (repo / "rendered" / name).write_text(name)
     git(repo, "add", "-A")
@@ -214,11 +202,20 @@ def gitops(make_repo: Callable[..., Path]) -> Path:
     return make_repo("gitops", {"rendered/staging/sample-app/manifests.yaml": "{}\n"})
 
 
+def kustomization_status(api: FakeKubeAPI) -> dict[str, Any]:
+    """What Flux last reported on the Kustomization (nothing before its first reconcile)."""
+    obj = api.get("kustomize.toolkit.fluxcd.io/v1", "Kustomization", "flux-system", KS)
+    return obj.get("status", {})
+
+
 @pytest.fixture
 def flux(api: FakeKubeAPI, gitops: Path) -> Iterator[FakeFlux]:
-    """Flux syncing the GitOps repository every 60 s, its first reconcile done."""
+    """Flux syncing the GitOps repository every FLUX_INTERVAL_S, its first revision applied."""
     path = "./rendered/staging/sample-app"
-    with flux_syncing(api, gitops, KS, apply_delay=APPLY_DELAY, interval="60s", path=path) as flux:
+    interval = f"{FLUX_INTERVAL_S}s"
+    with flux_syncing(
+        api, gitops, KS, apply_delay=APPLY_DELAY, interval=interval, path=path
+    ) as flux:
         yield flux
 
 
@@ -251,27 +248,28 @@ def test_later_descendant_revision_releases_the_gate(
     child = commit(gitops, "child")
     cluster.request_reconcile(STAGING, "sample-app")
 
-    def synced():
-        result = judge(
-            cluster.sync_status(STAGING, "sample-app"),
-            merge,
-            merged_at,
-            descends_from(gitops, merge),
-        )
-        return result if result.verdict == "synced" else None
+    def judgement():
+        status = cluster.sync_status(STAGING, "sample-app")
+        return judge(status, merge, merged_at, descends_from(gitops, merge))
 
-    result, _ = wait_for(synced, APPLY_DELAY + 1)
+    result = eventually(judgement, lambda r: r.verdict == "synced", what="the sync")
     assert result.revision == child
 
 
 def test_ready_false_on_the_awaited_revision_fails_with_flux_reason_within_one_poll(
-    flux: FakeFlux, cluster: FluxCluster, gitops: Path
+    flux: FakeFlux, cluster: FluxCluster, api: FakeKubeAPI, gitops: Path
 ) -> None:
     merged_at = datetime.now(UTC)
     merge = commit(gitops, "m")
     flux.fail(Failure(revision=merge, message="timeout waiting for: [Deployment/staging/web]"))
     cluster.request_reconcile(STAGING, "sample-app")
-    flux.wait_idle()  # Flux has reported the failure: the next poll must see it
+
+    def reported_failure(status: dict[str, Any]) -> bool:
+        ready = {c["type"]: c["status"] for c in status.get("conditions", [])}.get("Ready")
+        return status.get("lastAttemptedRevision") == f"main@sha1:{merge}" and ready == "False"
+
+    # Flux has reported the failure: the next poll must see it.
+    eventually(lambda: kustomization_status(api), reported_failure, what="Flux to report it")
 
     status = cluster.sync_status(STAGING, "sample-app")
     result = judge(status, merge, merged_at, descends_from(gitops, merge))
@@ -279,7 +277,7 @@ def test_ready_false_on_the_awaited_revision_fails_with_flux_reason_within_one_p
     assert result.reason == "HealthCheckFailed: timeout waiting for: [Deployment/staging/web]"
 
 
-def test_reconcile_request_syncs_within_apply_delay_not_the_poll_interval(
+def test_reconcile_request_syncs_without_waiting_for_the_poll_interval(
     flux: FakeFlux, cluster: FluxCluster, gitops: Path
 ) -> None:
     merged_at = datetime.now(UTC)
@@ -290,10 +288,10 @@ def test_reconcile_request_syncs_within_apply_delay_not_the_poll_interval(
         return judge(cluster.sync_status(STAGING, "sample-app"), merge, merged_at, descends).verdict
 
     time.sleep(APPLY_DELAY + 1)
-    assert verdict() == "waiting"  # without a request, Flux waits for its 60 s interval
+    assert verdict() == "waiting"  # without a request, Flux waits for its interval
     cluster.request_reconcile(STAGING, "sample-app")
-    _, elapsed = wait_for(lambda: verdict() == "synced" or None, APPLY_DELAY + 1)
-    assert elapsed < APPLY_DELAY + 1
+    # Synced within PATIENCE_S, far less than the interval: the request started the sync.
+    eventually(verdict, lambda v: v == "synced", what="the requested sync")
 
 
 def test_reconcile_request_fetches_the_source_and_lets_its_new_revision_start_the_sync(
@@ -319,8 +317,11 @@ def test_reconcile_request_without_a_new_revision_annotates_the_kustomization(
     cluster.request_reconcile(STAGING, "sample-app")
     patched = [path.rsplit("/", 1)[-1] for method, path, *_ in api.requests if method == "PATCH"]
     assert patched == ["gitops", KS]
-    flux.wait_idle()
-    obj = api.get("kustomize.toolkit.fluxcd.io/v1", "Kustomization", "flux-system", KS)
+    obj = eventually(
+        lambda: api.get("kustomize.toolkit.fluxcd.io/v1", "Kustomization", "flux-system", KS),
+        lambda obj: "lastHandledReconcileAt" in obj["status"],
+        what="Flux to handle the request",
+    )
     requested = obj["metadata"]["annotations"]["reconcile.fluxcd.io/requestedAt"]
     assert obj["status"]["lastHandledReconcileAt"] == requested
 

@@ -2,11 +2,15 @@
 
 Each stand-in change is a small workflow that records the lane's signals and ends on request;
 changes join through the real `join_lane` activity (signal-with-start), as ChangeWorkflow does.
+
+A join or a release is only a signal in the lane's history when the call returns: the lane settles
+it later, together with whatever else has arrived by then. Where a test's outcome depends on the
+order in which the lane saw two events, it waits for the lane's answer to the first (a change told
+it is queued, say) before it causes the second.
 """
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -20,6 +24,7 @@ from temporalio.worker import Worker
 from activities.lane import is_running, join_lane
 from baton.models import JoinLane, LaneRequest, LaneState, LaneUpdate
 from baton.temporal import TaskQueues, lane_id
+from tests.conftest import eventually_async
 from workflows.lane import EnvironmentLane
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -118,13 +123,12 @@ class Lane:
 
 
 async def updates(change: WorkflowHandle, count: int) -> list[LaneUpdate]:
-    """The first `count` lane updates the change received, waiting up to 10 s for them."""
-    for _ in range(100):
-        seen = await change.query(StandInChange.seen)
-        if len(seen) >= count:
-            return seen
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{change.id} got {len(seen)} lane update(s), not {count}: {seen}")
+    """The lane updates the change received, once there are at least `count` of them."""
+    return await eventually_async(
+        lambda: change.query(StandInChange.seen),
+        lambda seen: len(seen) >= count,
+        what=f"{change.id} to get {count} lane update(s)",
+    )
 
 
 def kinds(seen: list[LaneUpdate]) -> list[tuple[str, str | None]]:
@@ -156,9 +160,10 @@ async def test_latest_keeps_only_the_newest_of_the_queued_changes(client: Client
     b = await lane.join(2, minutes=2)  # merged before c, arrives after it
 
     assert kinds(await updates(b, 1)) == [("superseded", c.id)]
+    # The lane tells b, then the holder: a must have heard it before it ends.
+    assert kinds(await updates(a, 2)) == [("granted", None), ("superseded", c.id)]
     await a.signal(StandInChange.end, True)
     assert kinds(await updates(c, 2)) == [("queued", a.id), ("granted", None)]
-    assert kinds(await updates(a, 2)) == [("granted", None), ("superseded", c.id)]
 
 
 async def test_a_change_older_than_one_already_granted_never_rolls_out(client: Client) -> None:
@@ -178,6 +183,10 @@ async def test_sequential_grants_every_change_in_merge_order(client: Client) -> 
     await updates(a, 1)
     c = await lane.join(3, minutes=3)
     b = await lane.join(2, minutes=2)
+    # Both wait behind a before it releases: settled together with a's release, b's join would
+    # rightly be granted at once, never queued.
+    await updates(b, 1)
+    await updates(c, 1)
 
     await a.signal(StandInChange.end, True)
     assert kinds(await updates(b, 2)) == [("queued", a.id), ("granted", None)]
@@ -194,10 +203,12 @@ async def test_a_retried_join_is_queued_once(client: Client) -> None:
     await updates(b, 1)
     request = LaneRequest(change_id=b.id, commit="2" * 40, merged_at=T0 + timedelta(minutes=2))
     await client.get_workflow_handle(lane.id).signal(EnvironmentLane.join, request)
+    # The lane settles signals in order: once it has answered c, it has settled the retry too.
+    c = await lane.join(3, minutes=3)
+    await updates(c, 1)
 
-    await asyncio.sleep(0.5)
     status = await lane.status()
-    assert [r.change_id for r in status.queue] == [b.id]
+    assert [r.change_id for r in status.queue] == [b.id, c.id]
     assert status.holder.change_id == a.id
 
 
@@ -222,12 +233,11 @@ async def test_the_lane_continues_as_new_with_its_queue_and_holder(client: Clien
     c = await lane.join(3, minutes=3)
     await updates(c, 1)
 
-    for _ in range(50):  # a few rounds (joins, holder checks) later it runs anew
-        if (await client.get_workflow_handle(lane.id).describe()).run_id != first_run:
-            break
-        await asyncio.sleep(0.2)
-    else:
-        raise AssertionError("the lane never continued as new")
+    await eventually_async(  # a few rounds (joins, holder checks) later it runs anew
+        lambda: client.get_workflow_handle(lane.id).describe(),
+        lambda description: description.run_id != first_run,
+        what="the lane to continue as new",
+    )
     status = await lane.status()
     assert status.holder.change_id == a.id
     assert [r.change_id for r in status.queue] == [b.id, c.id]
