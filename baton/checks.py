@@ -180,18 +180,27 @@ def _execute(
     output: list[str] = []
     last_report = started
     timed_out_after_s = None
-    for line in follow(proc.stdout, every_s=min(progress_every_s, 1.0)):
-        if line is not None:
-            output.append(line.decode(errors="replace"))
-        now = time.monotonic()
-        if now - started > timeout_s:
-            timed_out_after_s = timeout_s
-            _kill_group(proc)
-            break
-        if on_progress is not None and now - last_report >= progress_every_s:
-            last_line = next((o.strip() for o in reversed(output) if o.strip()), "")
-            on_progress(f"{name}: running for {now - started:.0f}s: {last_line[:120]}".rstrip(": "))
-            last_report = now
+    try:
+        for line in follow(proc.stdout, every_s=min(progress_every_s, 1.0)):
+            if line is not None:
+                output.append(line.decode(errors="replace"))
+            now = time.monotonic()
+            if now - started > timeout_s:
+                timed_out_after_s = timeout_s
+                _kill_group(proc)
+                break
+            if on_progress is not None and now - last_report >= progress_every_s:
+                last_line = next((o.strip() for o in reversed(output) if o.strip()), "")
+                on_progress(
+                    f"{name}: running for {now - started:.0f}s: {last_line[:120]}".rstrip(": ")
+                )
+                last_report = now
+    except BaseException:
+        # Cancelled (Temporal raises into the activity's thread, e.g. from its heartbeat, when a
+        # newer head supersedes the validation) or the worker stopping: the command must not
+        # outlive its activity.
+        _kill_group(proc)
+        raise
     exit_code = None if timed_out_after_s is not None else proc.wait()
     return _Run(exit_code, "".join(output), time.monotonic() - started, timed_out_after_s)
 

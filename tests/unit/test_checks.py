@@ -56,6 +56,29 @@ def test_timeout_ends_the_whole_process_group_and_says_so(tmp_path, logs):
     eventually(lambda: _ended(int(pid_file.read_text())), what="the backgrounded sleep to end")
 
 
+def test_a_cancelled_check_ends_its_whole_process_group(tmp_path, logs):
+    pid_file = tmp_path / "child.pid"
+    command = f"sleep 600 & echo $! > {pid_file}; wait"
+
+    def cancel(message: str) -> None:
+        # What Temporal does to a cancelled threaded activity: raise into it, here at heartbeat.
+        if pid_file.exists() and pid_file.read_text().strip():
+            raise TimeoutError("cancelled")
+
+    with pytest.raises(TimeoutError):
+        run_check(
+            "cancelled",
+            command,
+            tmp_path,
+            timeout_s=300,
+            on_progress=cancel,
+            progress_every_s=0.2,
+            logs=logs,
+        )
+
+    eventually(lambda: _ended(int(pid_file.read_text())), what="the backgrounded sleep to end")
+
+
 def _ended(pid: int) -> bool:
     """Whether `pid` has exited (or is left a zombie for init to reap)."""
     try:
