@@ -145,5 +145,18 @@ async def abort(client: Client, change: str, user: str, reason: str) -> str:
         raise Refused(getattr(exc.cause, "message", None) or str(exc.cause)) from None
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
-            raise ChangeNotFound(change_id) from None
+            # Temporal refuses updates to a closed workflow as "not found": say which it is.
+            raise await _not_running(client, change_id) from None
         raise
+
+
+async def _not_running(client: Client, change_id: str) -> ChangeNotFound | Refused:
+    """Why `change_id` takes no update: it has ended (and how), or there is no such change."""
+    try:
+        described = await client.get_workflow_handle(change_id).describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return ChangeNotFound(change_id)
+        raise
+    ended = described.status.name.lower() if described.status else "closed"
+    return Refused(f"{change_id} has already ended ({ended}): nothing to abort")

@@ -48,6 +48,7 @@ from baton.temporal import (
     pipeline_id,
     rollout_id,
 )
+from cli import changes
 from tests.conftest import at_gate, serving, until
 from tests.workflows import test_pipelines as pipelines
 from tests.workflows import test_rollout as rollout
@@ -274,6 +275,11 @@ async def test_abort_ends_the_change_aborted_and_cancels_its_running_rollout(
     assert rollout.world.closed == ["aborted"]  # the rollout closed its GitOps PR
     with pytest.raises(RPCError, match="workflow execution already completed"):
         await abort(change, "bob", "again")
+    # The CLI says so, rather than that there is no such change.
+    with pytest.raises(changes.Refused, match=r"has already ended \(completed\): nothing to abort"):
+        await changes.abort(client, change.id, "bob", "again")
+    with pytest.raises(changes.ChangeNotFound):
+        await changes.abort(client, "change/web/404", "bob", "no such change")
 
 
 @pytest.mark.xfail(
