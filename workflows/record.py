@@ -69,6 +69,7 @@ class Record:
         return stage
 
     def end(self, stage: Stage, outcome: StageOutcome, detail: str = "") -> None:
+        """End a stage: how it ended, and in a few words why."""
         stage.ended_at = workflow.now()
         stage.outcome = outcome
         stage.detail = detail
@@ -90,6 +91,7 @@ class Record:
         self.publish()
 
     def clear_gate(self) -> None:
+        """The workflow waits for nothing any more."""
         self.gate = None
         self.publish()
 
