@@ -173,3 +173,19 @@ async def test_the_polled_status_ends_the_wait_when_no_event_comes(
         "ReconciliationSucceeded",
     )
     assert world.polls_since[0] is not None  # only what was observed after the merge counts
+
+
+async def test_events_from_before_the_merge_do_not_count_and_the_timeout_names_the_last_status(
+    client: Client, task_queue: str
+) -> None:
+    input = rollout_of(prod(sync=SyncConfig(kind="flux", timeout_s=2)))
+    handle = await client.start_workflow(
+        SyncHost.run, input, id=f"sync/{uuid.uuid4()}", task_queue=task_queue
+    )
+    await handle.signal(SyncHost.sync_event, SyncEvent(revision=M, state="ready"))
+    await handle.signal(SyncHost.merge)
+
+    outcome = await handle.result()
+
+    assert (outcome.synced, outcome.reason) == (False, "timed out")
+    assert outcome.message == "not synced within 2s; last seen: applied revision is aaaaaaaaaaaa"

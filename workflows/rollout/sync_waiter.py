@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 
 with workflow.unsafe.imports_passed_through():
     from activities.deploy import SyncCheckInput, check_sync, is_descendant
@@ -124,9 +124,13 @@ def _poll_outcome(poll: asyncio.Future[SyncOutcome], timeout_s: int) -> SyncOutc
         return poll.result()
     except ActivityError as err:
         cause = err.cause
-        if isinstance(cause, ApplicationError):  # SyncFailed, or a cluster configuration error
+        out_of_time = err.retry_state == RetryState.TIMEOUT
+        if isinstance(cause, ApplicationError) and not out_of_time:
+            # SyncFailed, or a cluster configuration error: no retry can help.
             return SyncOutcome(synced=False, reason="failed", message=cause.message)
-        seen = last_failure(cause)
+        # Out of time during an attempt (a timeout that carries the last error), or before the
+        # next attempt (Temporal then reports the last error itself).
+        seen = cause.message if isinstance(cause, ApplicationError) else last_failure(cause)
         return SyncOutcome(
             synced=False,
             reason="timed out",
