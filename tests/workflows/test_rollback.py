@@ -181,7 +181,7 @@ async def test_outside_production_the_revert_is_merged_synced_and_verified(
 
     assert outcome.detail == f"rolled back to {PREVIOUS[:12]} (GitOps PR #8)"
     rollback = outcome.rollback
-    assert (rollback.outcome, rollback.revert_pr, rollback.revert_commit) == (
+    assert (rollback.outcome, rollback.revert_pr, rollback.revert_revision) == (
         "rolled back",
         REVERT_PR,
         REVERT,
@@ -253,3 +253,8 @@ async def test_a_revert_the_forge_refuses_fails_the_rollback_with_its_words(
 
     assert outcome.detail == "rollback failed: the GitOps repository is gone"
     assert outcome.rollback.outcome == "failed" and outcome.converged == []
+
+
+def test_a_rollback_recorded_before_revisions_were_named_so_still_decodes() -> None:
+    recorded = {"cause": "sync failed", "outcome": "rolled back", "revert_commit": REVERT}
+    assert Rollback.model_validate(recorded).revert_revision == REVERT

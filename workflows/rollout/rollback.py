@@ -123,13 +123,13 @@ class RollbackSaga:
         if env.production and not await self._approved(revert.pr):
             await close_pr(input, revert.pr, "rollback rejected")
             return None
-        self.rollback.revert_commit = await self.rollout.merge(
+        self.rollback.revert_revision = await self.rollout.merge(
             revert.pr,
             "rollback: merge",
             manual=env.production and env.approvals.merge == "manual",
             schedule_to_close_timeout=ROLLBACK_PATIENCE,
         )
-        return self.rollback.revert_commit
+        return self.rollback.revert_revision
 
     async def _approved(self, pr: GitOpsPullRequest) -> bool:
         """A fresh round of approvals under the environment's policy, for the revert PR."""
