@@ -4,7 +4,6 @@ override, stopped by a supersede. A small host workflow holds the gate as Enviro
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -19,13 +18,15 @@ from temporalio.worker import Worker
 from baton.config import FreezeWindow
 from baton.models import Decision, Gate, RolloutInput, Stage
 from baton.temporal import Updates
+from tests.fixtures.hosts import RecordQueries
+from tests.fixtures.polling import eventually
 from tests.fixtures.rollouts import prod, rollout_of
 from workflows.record import Record
 from workflows.rollout.freeze_gate import FreezeGate
 
 
 @workflow.defn(name="FreezeHost", sandboxed=False)
-class FreezeHost:
+class FreezeHost(RecordQueries):
     """Waits at the freeze gate, then says what the `freeze` stage recorded."""
 
     @workflow.init
@@ -45,10 +46,6 @@ class FreezeHost:
     @workflow.signal
     def supersede(self, by: str) -> None:
         self.superseded_by = by
-
-    @workflow.query
-    def gate(self) -> Gate | None:
-        return self.record.gate
 
     @workflow.run
     async def run(self, input: RolloutInput) -> list[Stage]:
@@ -79,12 +76,7 @@ async def start(client: Client, task_queue: str, *freezes: FreezeWindow) -> Work
 
 
 async def frozen(handle: WorkflowHandle) -> Gate:
-    for _ in range(100):
-        gate = await handle.query(FreezeHost.gate)
-        if gate is not None:
-            return gate
-        await asyncio.sleep(0.1)
-    raise AssertionError("the host never waited at the freeze gate")
+    return await eventually(lambda: handle.query(FreezeHost.gate), what="the freeze gate")
 
 
 async def override(handle: WorkflowHandle, user: str, reason: str) -> str:

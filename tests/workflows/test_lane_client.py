@@ -7,7 +7,6 @@ rollout child that stops when a supersede reaches it.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
@@ -23,8 +22,10 @@ from temporalio.worker import Worker
 
 from activities.lane import is_running, join_lane
 from baton.config import EnvironmentConfig, LanePolicy
-from baton.models import Gate, LaneUpdate, RolloutResult, Stage
+from baton.models import Gate, LaneStatus, LaneUpdate, RolloutResult
 from baton.temporal import Signals, TaskQueues, lane_id
+from tests.fixtures.hosts import RecordQueries
+from tests.fixtures.polling import eventually
 from workflows.lane import EnvironmentLane
 from workflows.lane_client import LaneClient
 from workflows.record import Record
@@ -61,7 +62,7 @@ class StandInRollout:
 
 
 @workflow.defn(name="LaneUser", sandboxed=False)
-class LaneUser:
+class LaneUser(RecordQueries):
     """Takes its turn in the lane, then finishes when told (or when its rollout ends)."""
 
     @workflow.init
@@ -77,14 +78,6 @@ class LaneUser:
     @workflow.signal
     def finish(self) -> None:
         self.done = True
-
-    @workflow.query
-    def timeline(self) -> list[Stage]:
-        return self.record.timeline
-
-    @workflow.query
-    def gate(self) -> Gate | None:
-        return self.record.gate
 
     @workflow.run
     async def run(self, turn: Turn) -> str:
@@ -133,29 +126,24 @@ class Lane:
             task_queue=TaskQueues.WORKFLOWS,
         )
 
-    async def status(self):
-        return await self.client.get_workflow_handle(lane_id(self.app, "prod")).query(
-            EnvironmentLane.status
-        )
+    async def status(self) -> LaneStatus | None:
+        """The lane's status; None before it started."""
+        with contextlib.suppress(RPCError):
+            return await self.client.get_workflow_handle(lane_id(self.app, "prod")).query(
+                EnvironmentLane.status
+            )
+        return None
 
-    async def held_by(self, change: WorkflowHandle) -> bool:
-        """Whether `change` holds the turn, waiting up to 10 s for it to."""
-        for _ in range(100):
-            with contextlib.suppress(RPCError):  # the lane is not started yet
-                status = await self.status()
-                if status.holder and status.holder.change_id == change.id:
-                    return True
-            await asyncio.sleep(0.1)
-        return False
+    async def turn_goes_to(self, change: WorkflowHandle) -> None:
+        await eventually(
+            self.status,
+            lambda status: status and status.holder and status.holder.change_id == change.id,
+            what=f"{change.id} holding the turn",
+        )
 
 
 async def gate(change: WorkflowHandle) -> Gate:
-    for _ in range(100):
-        found = await change.query(LaneUser.gate)
-        if found is not None:
-            return found
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{change.id} never waited at a gate")
+    return await eventually(lambda: change.query(LaneUser.gate), what=f"{change.id} at a gate")
 
 
 async def stages(change: WorkflowHandle) -> list[tuple[str, str, str]]:
@@ -165,26 +153,26 @@ async def stages(change: WorkflowHandle) -> list[tuple[str, str, str]]:
 async def test_a_granted_turn_is_released_when_the_change_is_done(client: Client) -> None:
     lane = Lane(client, "sequential")
     a = await lane.change(1)
-    assert await lane.held_by(a)
+    await lane.turn_goes_to(a)
 
     await a.signal(LaneUser.finish)
 
     assert await a.result() == "rolled out"
     assert await stages(a) == []  # granted at once: no waiting in the timeline
     status = await lane.status()
-    assert status.holder is None and status.released == 1
+    assert status is not None and status.holder is None and status.released == 1
 
 
 async def test_a_queued_change_waits_at_a_lane_gate_until_its_turn(client: Client) -> None:
     lane = Lane(client, "sequential")
     a = await lane.change(1)
-    assert await lane.held_by(a)
+    await lane.turn_goes_to(a)
     b = await lane.change(2)
 
     waiting = await gate(b)
     assert (waiting.kind, waiting.description) == ("lane", f"waiting for {a.id} to finish in prod")
     await a.signal(LaneUser.finish)
-    assert await lane.held_by(b)
+    await lane.turn_goes_to(b)
     await b.signal(LaneUser.finish)
 
     assert await b.result() == "rolled out"
@@ -194,7 +182,7 @@ async def test_a_queued_change_waits_at_a_lane_gate_until_its_turn(client: Clien
 async def test_a_change_superseded_while_queued_never_rolls_out(client: Client) -> None:
     lane = Lane(client, "latest")
     a = await lane.change(1)
-    assert await lane.held_by(a)
+    await lane.turn_goes_to(a)
     b = await lane.change(2)
     await gate(b)
 
@@ -203,7 +191,7 @@ async def test_a_change_superseded_while_queued_never_rolls_out(client: Client) 
     assert await b.result() == f"superseded by {c.id} before its turn"
     assert await stages(b) == [("turn in prod", "superseded", f"superseded by {c.id}")]
     await a.signal(LaneUser.finish)
-    assert await lane.held_by(c)
+    await lane.turn_goes_to(c)
     await c.signal(LaneUser.finish)
     await c.result()
 
@@ -213,11 +201,11 @@ async def test_a_supersede_reaches_the_running_rollout_and_the_turn_passes_on(
 ) -> None:
     lane = Lane(client, "latest")
     a = await lane.change(1, with_rollout=True)
-    assert await lane.held_by(a)
+    await lane.turn_goes_to(a)
 
     b = await lane.change(2)
 
     assert await a.result() == f"stopped for {b.id}"
-    assert await lane.held_by(b)
+    await lane.turn_goes_to(b)
     await b.signal(LaneUser.finish)
     assert await b.result() == "rolled out"

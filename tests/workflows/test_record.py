@@ -7,7 +7,6 @@ the Temporal UI shows).
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -19,8 +18,10 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from baton.models import Gate, Stage
+from baton.models import Gate
 from baton.temporal import SearchAttributes
+from tests.fixtures.hosts import RecordQueries
+from tests.fixtures.polling import eventually
 from workflows.record import Record
 
 
@@ -31,7 +32,7 @@ class Story(BaseModel):
 
 
 @workflow.defn(name="RecordHost", sandboxed=False)
-class RecordHost:
+class RecordHost(RecordQueries):
     """Renders, waits at an approval gate until told to go on, then ends as deployed."""
 
     @workflow.init
@@ -47,10 +48,6 @@ class RecordHost:
     @workflow.signal
     def proceed(self) -> None:
         self.go = True
-
-    @workflow.query
-    def timeline(self) -> list[Stage]:
-        return self.record.timeline
 
     @workflow.run
     async def run(self, story: Story) -> None:
@@ -84,11 +81,7 @@ async def start(client: Client, task_queue: str, searchable: bool) -> WorkflowHa
 
 
 async def at_gate(handle: WorkflowHandle) -> None:
-    for _ in range(100):
-        if any(s.name == "approval" for s in await handle.query(RecordHost.timeline)):
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("the host never reached its gate")
+    await eventually(lambda: handle.query(RecordHost.gate), what="the host's approval gate")
 
 
 async def details(handle: WorkflowHandle) -> str:

@@ -1,13 +1,12 @@
 """RollbackSaga on a real Temporal server: revert PR, approvals in production, sync of the revert.
 
 A small host workflow runs the saga for a rollout whose GitOps PR #7 merged as M and failed its
-verification. The host's own `merge` and `converge` stand in for the rollout's steps; stand-ins for
-the revert and close activities report what `world` says.
+verification. The host's own `merge` and `converge` stand in for the rollout's steps; the
+`world`'s stand-ins for the revert and close activities do what the test says.
 """
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -19,7 +18,6 @@ from temporalio import activity, workflow
 from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from activities.deploy import CloseInput, Revert, RevertInput, VerifyInput
 from baton.config import EnvironmentConfig
@@ -31,7 +29,9 @@ from baton.models import (
     RolloutInput,
     SyncOutcome,
 )
-from baton.temporal import TaskQueues, Updates
+from baton.temporal import Updates
+from tests.fixtures.hosts import RecordQueries, hosting
+from tests.fixtures.polling import eventually
 from tests.fixtures.rollouts import COMMIT, prod, rollout_of
 from workflows.record import Record
 from workflows.rollout.approvals import Approvals
@@ -47,34 +47,23 @@ REVERT_PR = GitOpsPullRequest(
 
 @dataclass
 class World:
-    """What the stand-in revert activity reports, and what was closed."""
+    """The forge as the stand-in activities see it, and what they were asked to close."""
 
     nothing_to_revert: bool = False  # the GitOps repository holds the previous manifests already
     forge_refuses: bool = False
     closed: list[str] = field(default_factory=list)
 
+    @activity.defn(name="revert_gitops_change")
+    async def revert(self, input: RevertInput) -> Revert:
+        if self.forge_refuses:
+            raise ApplicationError("the GitOps repository is gone", type="RepositoryNotFound")
+        if self.nothing_to_revert:
+            return Revert(head=REVERT, previous_commit=PREVIOUS)
+        return Revert(pr=REVERT_PR, previous_commit=PREVIOUS)
 
-world = World()
-
-
-@pytest.fixture(autouse=True)
-def fresh_world() -> None:
-    global world
-    world = World()
-
-
-@activity.defn(name="revert_gitops_change")
-async def revert(input: RevertInput) -> Revert:
-    if world.forge_refuses:
-        raise ApplicationError("the GitOps repository is gone", type="RepositoryNotFound")
-    if world.nothing_to_revert:
-        return Revert(head=REVERT, previous_commit=PREVIOUS)
-    return Revert(pr=REVERT_PR, previous_commit=PREVIOUS)
-
-
-@activity.defn(name="close_gitops_pr")
-async def close(input: CloseInput) -> None:
-    world.closed.append(input.reason)
+    @activity.defn(name="close_gitops_pr")
+    async def close(self, input: CloseInput) -> None:
+        self.closed.append(input.reason)
 
 
 class Scenario(BaseModel):
@@ -89,7 +78,7 @@ class Outcome(BaseModel):
 
 
 @workflow.defn(name="SagaHost", sandboxed=False)
-class SagaHost:
+class SagaHost(RecordQueries):
     """Rolls back M; merges and converges by stand-in, approves through Updates."""
 
     @workflow.init
@@ -120,10 +109,6 @@ class SagaHost:
     def _check_reject(self, rejection: Decision) -> None:
         self._round().check_rejection(rejection)
 
-    @workflow.query
-    def gate(self) -> Gate | None:
-        return self.record.gate
-
     async def merge(
         self, pr: GitOpsPullRequest, name: str, *, manual: bool, **options: Unpack[StepOptions]
     ) -> str:
@@ -144,11 +129,16 @@ class SagaHost:
 
 
 @pytest.fixture
-async def client(temporal_env: WorkflowEnvironment, task_queue: str) -> AsyncIterator[Client]:
-    client = temporal_env.client
-    deploy = Worker(client, task_queue=TaskQueues.DEPLOY, activities=[revert, close])
-    flows = Worker(client, task_queue=task_queue, workflows=[SagaHost])
-    async with deploy, flows:
+def world() -> World:
+    return World()
+
+
+@pytest.fixture
+async def client(
+    temporal_env: WorkflowEnvironment, task_queue: str, world: World
+) -> AsyncIterator[Client]:
+    activities = [world.revert, world.close]
+    async with hosting(temporal_env.client, task_queue, SagaHost, *activities) as client:
         yield client
 
 
@@ -164,12 +154,11 @@ async def roll_back(
 
 
 async def approval_gate(handle: WorkflowHandle) -> Gate:
-    for _ in range(100):
-        gate = await handle.query(SagaHost.gate)
-        if gate is not None and gate.kind == "approval":
-            return gate
-        await asyncio.sleep(0.1)
-    raise AssertionError("the rollback never waited for approvals")
+    return await eventually(
+        lambda: handle.query(SagaHost.gate),
+        lambda gate: gate is not None and gate.kind == "approval",
+        what="the revert's approval gate",
+    )
 
 
 async def test_outside_production_the_revert_is_merged_synced_and_verified(
@@ -206,7 +195,7 @@ async def test_in_production_the_revert_waits_for_its_own_approvals(
 
 
 async def test_a_rejected_revert_is_closed_and_says_who_rejected_it(
-    client: Client, task_queue: str
+    client: Client, task_queue: str, world: World
 ) -> None:
     handle = await roll_back(client, task_queue, prod(required=1, production=True))
     await approval_gate(handle)
@@ -231,7 +220,7 @@ async def test_a_revert_that_does_not_sync_says_the_rollback_failed(
 
 
 async def test_with_nothing_left_to_revert_the_head_is_synced_without_a_pr(
-    client: Client, task_queue: str
+    client: Client, task_queue: str, world: World
 ) -> None:
     world.nothing_to_revert = True
     handle = await roll_back(client, task_queue, prod(production=True))
@@ -244,7 +233,7 @@ async def test_with_nothing_left_to_revert_the_head_is_synced_without_a_pr(
 
 
 async def test_a_revert_the_forge_refuses_fails_the_rollback_with_its_words(
-    client: Client, task_queue: str
+    client: Client, task_queue: str, world: World
 ) -> None:
     world.forge_refuses = True
     handle = await roll_back(client, task_queue, prod(production=False))

@@ -1,7 +1,7 @@
 """SyncWaiter on a real Temporal server: sync events by signal, the polled status, the timeout.
 
 A small host workflow waits for the environment to run revision M as EnvironmentRollout does;
-stand-ins for `check_sync` and `is_descendant` report what `world` says.
+the `world`'s stand-ins for `check_sync` and `is_descendant` report what the test says.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from temporalio import activity, workflow
 from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from activities.deploy import SyncCheckInput
 from baton.config import SyncConfig
-from baton.models import Gate, RolloutInput, Stage, SyncEvent, SyncOutcome
-from baton.temporal import TaskQueues
+from baton.models import RolloutInput, SyncEvent, SyncOutcome
+from tests.fixtures.hosts import RecordQueries, hosting
+from tests.fixtures.polling import eventually
 from tests.fixtures.rollouts import prod, rollout_of
 from workflows.record import Record
 from workflows.rollout.sync_waiter import SyncWaiter
@@ -31,39 +31,28 @@ OLD, M, CHILD = "a" * 40, "b" * 40, "c" * 40
 
 @dataclass
 class World:
-    """What the stand-in activities report."""
+    """The cluster as the stand-in activities report it."""
 
     polled_synced: bool = False  # check_sync reports M synced
     polls_since: list[object] = field(default_factory=list)  # `since` of each poll
 
+    @activity.defn(name="check_sync")
+    async def check_sync(self, input: SyncCheckInput) -> SyncOutcome:
+        self.polls_since.append(input.since)
+        await asyncio.sleep(0.2)
+        if self.polled_synced:
+            return SyncOutcome(
+                synced=True, revision=input.merge_commit, reason="ReconciliationSucceeded"
+            )
+        raise ApplicationError("applied revision is aaaaaaaaaaaa", type="NotSynced")
 
-world = World()
-
-
-@pytest.fixture(autouse=True)
-def fresh_world() -> None:
-    global world
-    world = World()
-
-
-@activity.defn(name="check_sync")
-async def check_sync(input: SyncCheckInput) -> SyncOutcome:
-    world.polls_since.append(input.since)
-    await asyncio.sleep(0.2)
-    if world.polled_synced:
-        return SyncOutcome(
-            synced=True, revision=input.merge_commit, reason="ReconciliationSucceeded"
-        )
-    raise ApplicationError("applied revision is aaaaaaaaaaaa", type="NotSynced")
-
-
-@activity.defn(name="is_descendant")
-async def is_descendant(input: SyncCheckInput) -> bool:
-    return input.merge_commit == M and input.revision in (M, CHILD)
+    @activity.defn(name="is_descendant")
+    async def is_descendant(self, input: SyncCheckInput) -> bool:
+        return input.merge_commit == M and input.revision in (M, CHILD)
 
 
 @workflow.defn(name="SyncHost", sandboxed=False)
-class SyncHost:
+class SyncHost(RecordQueries):
     """Takes sync events at any time; after `merge`, waits for the environment to run M."""
 
     @workflow.init
@@ -80,14 +69,6 @@ class SyncHost:
     def merge(self) -> None:
         self.merged = True
 
-    @workflow.query
-    def gate(self) -> Gate | None:
-        return self.record.gate
-
-    @workflow.query
-    def timeline(self) -> list[Stage]:
-        return self.record.timeline
-
     @workflow.run
     async def run(self, input: RolloutInput) -> SyncOutcome:
         await workflow.wait_condition(lambda: self.merged)
@@ -96,11 +77,16 @@ class SyncHost:
 
 
 @pytest.fixture
-async def client(temporal_env: WorkflowEnvironment, task_queue: str) -> AsyncIterator[Client]:
-    client = temporal_env.client
-    deploy = Worker(client, task_queue=TaskQueues.DEPLOY, activities=[check_sync, is_descendant])
-    flows = Worker(client, task_queue=task_queue, workflows=[SyncHost])
-    async with deploy, flows:
+def world() -> World:
+    return World()
+
+
+@pytest.fixture
+async def client(
+    temporal_env: WorkflowEnvironment, task_queue: str, world: World
+) -> AsyncIterator[Client]:
+    activities = [world.check_sync, world.is_descendant]
+    async with hosting(temporal_env.client, task_queue, SyncHost, *activities) as client:
         yield client
 
 
@@ -111,11 +97,8 @@ async def merged(client: Client, task_queue: str, timeout_s: int = 600) -> Workf
         SyncHost.run, input, id=f"sync/{uuid.uuid4()}", task_queue=task_queue
     )
     await handle.signal(SyncHost.merge)
-    for _ in range(100):
-        if await handle.query(SyncHost.gate) is not None:
-            return handle
-        await asyncio.sleep(0.1)
-    raise AssertionError("the host never waited at the sync gate")
+    await eventually(lambda: handle.query(SyncHost.gate), what="the sync gate")
+    return handle
 
 
 async def stages(handle: WorkflowHandle) -> list[tuple[str, str, str]]:
@@ -160,7 +143,7 @@ async def test_a_failed_event_for_the_revision_fails_with_the_clusters_reason(
 
 
 async def test_the_polled_status_ends_the_wait_when_no_event_comes(
-    client: Client, task_queue: str
+    client: Client, task_queue: str, world: World
 ) -> None:
     world.polled_synced = True
     handle = await merged(client, task_queue)
