@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field
 
 from baton.config import AppConfig, EnvironmentConfig, GitOpsConfig, LanePolicy
 
@@ -244,7 +244,12 @@ class Rollback(BaseModel):
     outcome: RollbackOutcome = "running"
     detail: str = ""
     revert_pr: GitOpsPullRequest | None = None
-    revert_commit: str | None = None
+    revert_revision: str | None = Field(
+        default=None,
+        # Rollbacks recorded before the rename carry `revert_commit`.
+        validation_alias=AliasChoices("revert_revision", "revert_commit"),
+        description="the GitOps revision the revert PR merged as",
+    )
     previous_commit: str | None = Field(
         default=None, description="the app commit the environment ran before, when Baton knows it"
     )

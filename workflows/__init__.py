@@ -1,4 +1,9 @@
-"""Deterministic workflow code only: every side effect is an activity."""
+"""Deterministic workflow code only: every side effect is an activity.
+
+`change`, `pipelines`, `lane` and the `rollout` package hold the workflows; `record` is the record
+keeper every workflow shares, `lane_client` a change's side of the lane protocol, `retries` the
+retry policies of all their activities.
+"""
 
 from workflows.change import ChangeWorkflow
 from workflows.lane import EnvironmentLane

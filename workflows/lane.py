@@ -14,7 +14,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
@@ -22,12 +21,18 @@ with workflow.unsafe.imports_passed_through():
     from baton.models import LaneRequest, LaneState, LaneStatus, LaneUpdate
     from baton.temporal import Queries, Signals, TaskQueues, WorkflowTypes
 
+from workflows.record import Record
+from workflows.retries import HOLDER_CHECK
+
 
 @workflow.defn(name=WorkflowTypes.LANE)
 class EnvironmentLane:
+    """Grants one change at a time its turn in an app's environment (see the module's docstring)."""
+
     @workflow.init
     def __init__(self, state: LaneState) -> None:
         self.state = state
+        self.record = Record(f"**{state.app}** → **{state.environment}**: one rollout at a time")
         self.joined: list[LaneRequest] = []
         self.released: list[str] = []
         self.released_count = 0
@@ -52,6 +57,7 @@ class EnvironmentLane:
             if not changed and self.state.holder is not None:
                 await self._check_holder()
             await self._settle()
+            self._show()
             rounds += 1
             long = rounds >= state.rounds_per_run or workflow.info().is_continue_as_new_suggested()
             if long and not self._pending():
@@ -69,6 +75,13 @@ class EnvironmentLane:
         except TimeoutError:
             return False
         return True
+
+    def _show(self) -> None:
+        """The lane in the Temporal UI: its policy, who holds the turn and who waits."""
+        state = self.state
+        holder = state.holder.change_id if state.holder else "nobody"
+        waiting = ", ".join(r.change_id for r in state.queue) or "nobody"
+        self.record.publish(f"policy {state.policy}; turn: {holder}; waiting: {waiting}")
 
     def _pending(self) -> bool:
         return bool(self.joined or self.released)
@@ -145,7 +158,7 @@ class EnvironmentLane:
                 holder.change_id,
                 task_queue=TaskQueues.WORKFLOWS,
                 start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=RetryPolicy(maximum_attempts=3),
+                retry_policy=HOLDER_CHECK,
                 summary=f"is {holder.change_id} still running?",
             )
         except ActivityError:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
@@ -14,45 +14,59 @@ with workflow.unsafe.imports_passed_through():
     from activities.pipeline import (
         BuildInput,
         CheckInput,
+        CheckKind,
         PublishInput,
         build_image,
         publish_artifact,
         run_check,
     )
+    from baton.forges.base import StatusState
     from baton.models import CheckResult, PipelineInput, PipelineResult
     from baton.temporal import TaskQueues, WorkflowTypes
 
-# Checks are deterministic: a failing lint fails again. Retry only infrastructure errors, a few times.
-CHECK_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=["CheckConfigError"])
+from workflows.record import Record, failure
+from workflows.retries import CHECK_RETRY, STATUS_RETRY
+
 # Long steps heartbeat at least every 5 s; a worker that died is noticed after this.
 HEARTBEAT = timedelta(seconds=20)
-STATUS_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
 
 
 def _failure(name: str, err: ActivityError) -> CheckResult:
     """A step that could not run at all (infrastructure, after retries) is a failed step too."""
-    cause = getattr(err.cause, "message", None) or str(err.cause or err)
     return CheckResult(
-        name=name, passed=False, exit_code=None, duration_s=0, summary=f"error: {cause}", excerpt=""
+        name=name,
+        passed=False,
+        exit_code=None,
+        duration_s=0,
+        summary=f"error: {failure(err)}",
+        excerpt="",
     )
 
 
-async def _step(name: str, call) -> CheckResult:
+async def _step(record: Record, name: str, call: Awaitable[CheckResult]) -> CheckResult:
+    """Run one step of the pipeline as a stage of its record."""
+    stage = record.begin(name)
     try:
-        return await call
+        result = await call
     except ActivityError as err:
         if isinstance(err.cause, CancelledError):
+            record.end(stage, "cancelled")
             raise asyncio.CancelledError from err
-        return _failure(name, err)
+        result = _failure(name, err)
+    record.end(stage, "succeeded" if result.passed else "failed", result.summary)
+    return result
 
 
-async def _run_checks(input: PipelineInput, kinds: list[str]) -> list[CheckResult]:
+async def _run_checks(
+    input: PipelineInput, kinds: list[CheckKind], record: Record
+) -> list[CheckResult]:
     """Run the given checks of the app in parallel; each activity is named after its step."""
     timeout = timedelta(seconds=input.app.check_timeout_s + 60)
     return list(
         await asyncio.gather(
             *(
                 _step(
+                    record,
                     kind,
                     workflow.execute_activity(
                         run_check,
@@ -70,8 +84,9 @@ async def _run_checks(input: PipelineInput, kinds: list[str]) -> list[CheckResul
     )
 
 
-async def _build(input: PipelineInput, push: bool) -> CheckResult:
+async def _build(input: PipelineInput, push: bool, record: Record) -> CheckResult:
     return await _step(
+        record,
         "image",
         workflow.execute_activity(
             build_image,
@@ -85,7 +100,7 @@ async def _build(input: PipelineInput, push: bool) -> CheckResult:
     )
 
 
-async def _report(input: PipelineInput, context: str, state: str, description: str) -> None:
+async def _report(input: PipelineInput, context: str, state: StatusState, description: str) -> None:
     await workflow.execute_activity(
         set_commit_status,
         CommitStatusInput(
@@ -102,33 +117,28 @@ async def _report(input: PipelineInput, context: str, state: str, description: s
     )
 
 
-def _details(title: str, commit: str, checks: list[CheckResult], state: str) -> str:
-    lines = [f"**{title}** `{commit[:12]}`: {state}", ""]
-    lines += [f"- {'✅' if c.passed else '❌'} {c.name}: {c.summary}" for c in checks]
-    return "\n".join(lines)
-
-
 async def _pipeline(
-    input: PipelineInput, title: str, context: str, kinds: list[str], push: bool
+    input: PipelineInput, title: str, context: str, kinds: list[CheckKind], push: bool
 ) -> PipelineResult:
     """Checks in parallel, then the image build; the commit status tells the forge the outcome."""
-    workflow.set_current_details(_details(title, input.commit, [], "running checks"))
+    record = Record(f"**{title}** `{input.commit[:12]}`")
+    record.publish("running checks")
     await _report(input, context, "pending", f"{title} running")
     checks: list[CheckResult] = []
     try:
-        checks += await _run_checks(input, kinds)
+        checks += await _run_checks(input, kinds, record)
         if all(c.passed for c in checks):
-            workflow.set_current_details(_details(title, input.commit, checks, "building image"))
-            checks.append(await _build(input, push))
+            record.publish("building image")
+            checks.append(await _build(input, push, record))
         if push and all(c.passed for c in checks):
-            checks += await _run_checks(input, ["rendered"])
+            checks += await _run_checks(input, ["rendered"], record)
     except asyncio.CancelledError:
         # A newer head superseded this commit: say so on the forge, then end as cancelled.
         await _report(input, context, "error", "superseded by a newer commit")
         raise
     result = PipelineResult(passed=all(c.passed for c in checks), checks=checks)
     if result.passed and push:
-        workflow.set_current_details(_details(title, input.commit, checks, "publishing artifact"))
+        record.publish("publishing artifact")
         try:
             result.artifact = await workflow.execute_activity(
                 publish_artifact,
@@ -142,8 +152,8 @@ async def _pipeline(
         except ActivityError as err:
             checks.append(_failure("publish", err))
             result = PipelineResult(passed=False, checks=checks)
-    state = "success" if result.passed else "failure"
-    workflow.set_current_details(_details(title, input.commit, checks, state))
+    state: StatusState = "success" if result.passed else "failure"
+    record.publish(f"{state}: {result.summary()}")
     await _report(input, context, state, result.summary())
     return result
 
@@ -154,7 +164,7 @@ class PullRequestPipeline:
 
     @workflow.run
     async def run(self, input: PipelineInput) -> PipelineResult:
-        kinds = ["lint", "test", "dockerfile", "templates"]
+        kinds: list[CheckKind] = ["lint", "test", "dockerfile", "templates"]
         return await _pipeline(input, "PR pipeline", "baton/pr", kinds, push=False)
 
 
@@ -164,5 +174,5 @@ class CIPipeline:
 
     @workflow.run
     async def run(self, input: PipelineInput) -> PipelineResult:
-        kinds = ["lint", "test", "long_test", "dockerfile", "templates"]
+        kinds: list[CheckKind] = ["lint", "test", "long_test", "dockerfile", "templates"]
         return await _pipeline(input, "CI pipeline", "baton/ci", kinds, push=True)

@@ -2,6 +2,12 @@
 
 Run `.venv/bin/python -m tests.workflows.record_histories` after an intended change to a workflow's
 command sequence; `test_replay.py` then replays the new histories (and fails on the old ones).
+
+The `before-*` histories stay as they are: workflows that ran on older code must still replay.
+`before-one-shape-*` come from the paths a demo does not take (rollback saga, rejections, freeze
+override, supersedes, lane queues, aborts), recorded at a894203, before EnvironmentRollout became a
+package: the rollouts from the scenarios of `test_rollout.py`, the changes from lane scenarios with
+stand-in activities (two to three changes of one app in one lane).
 """
 
 import json

@@ -359,7 +359,7 @@ async def test_failed_sync_of_merge_commit_fails_with_reason(workers: Client) ->
     assert result.outcome == "failed"
     assert result.reason.startswith("sync failed: HealthCheckFailed: not ready; ")
     assert result.reason.endswith(f"rolled back to {PREVIOUS[:12]} (GitOps PR #8)")
-    assert result.rollback.outcome == "rolled back" and result.rollback.revert_commit == REVERT
+    assert result.rollback.outcome == "rolled back" and result.rollback.revert_revision == REVERT
     assert world.merged == [7, 8] and world.reconciles == 2
     assert world.verified[-1].commit == PREVIOUS and world.verified[-1].rolled_back_from == COMMIT
     status = await handle.query(EnvironmentRollout.status)

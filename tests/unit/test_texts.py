@@ -1,0 +1,67 @@
+"""The GitOps PR bodies a rollout writes: what reviewers read on the forge."""
+
+from __future__ import annotations
+
+from baton.config import ApprovalPolicy, SecurityApprovals
+from baton.models import Rendered
+from tests.fixtures.rollouts import prod, rollout_of
+from workflows.rollout import texts
+
+ROLLOUT = "rollout/web/prod/" + "f" * 40
+
+
+def rendered(sensitive: list[str] | None = None) -> Rendered:
+    return Rendered(
+        path="rendered/prod/web/manifests.yaml",
+        content_ref="x",
+        content_hash="y",
+        diff_markdown="changed: Deployment/prod/web",
+        changed_objects=1,
+        sensitive=sensitive or [],
+    )
+
+
+def test_the_deploy_body_links_change_and_rollout_and_ends_with_the_routing_trailer() -> None:
+    body = texts.deploy_body(rollout_of(prod()), ROLLOUT, rendered())
+
+    lines = body.splitlines()
+    assert lines[0] == (
+        "Deploys **web** `ffffffffffff` to **prod** (image `r/web@sha256:" + "0" * 64 + "`)."
+    )
+    assert lines[2] == (
+        "Change: [change/web/1](http://127.0.0.1:8233/namespaces/default/workflows/change%2Fweb%2F1)"
+        f" · Rollout: [{ROLLOUT}](http://127.0.0.1:8233/namespaces/default/workflows/"
+        f"{ROLLOUT.replace('/', '%2F')})"
+    )
+    assert "### Rendered manifests\n\nchanged: Deployment/prod/web" in body
+    assert "Security-sensitive" not in body
+    assert lines[-1] == f"Baton-Rollout: {ROLLOUT}"
+
+
+def test_a_sensitive_diff_is_flagged_with_the_approvals_it_needs() -> None:
+    security = SecurityApprovals(required=1, approvers=["erin"])
+    body = texts.deploy_body(
+        rollout_of(prod(required=1, security=security)),
+        ROLLOUT,
+        rendered(["Role/prod/reader added"]),
+    )
+    assert (
+        "### ⚠ Security-sensitive\n\n- Role/prod/reader added\n\n"
+        "It needs 1 extra approval(s) from erin." in body
+    )
+
+
+def test_without_extra_approvals_the_warning_names_only_the_reasons() -> None:
+    section = texts.security_section(ApprovalPolicy(required=1), ["ClusterRole added"])
+    assert section == ["### ⚠ Security-sensitive", "", "- ClusterRole added", "", "", ""]
+
+
+def test_the_revert_body_says_what_it_rolls_back_and_why() -> None:
+    body = texts.revert_body(rollout_of(prod()), ROLLOUT, "b" * 40, 7, "verification failed: 503")
+
+    assert body.startswith(
+        "Rolls **web** `ffffffffffff` back in **prod**: the manifests return to what they were "
+        "before `bbbbbbbbbbbb` (GitOps PR #7)"
+    )
+    assert "\n\nWhy: verification failed: 503\n\n" in body
+    assert body.endswith(f"Baton-Rollout: {ROLLOUT}")

@@ -1,0 +1,148 @@
+"""Record on a real Temporal server: what the UI and the search attributes show of a workflow.
+
+A small host workflow keeps its record the way Baton's workflows do; the tests read what people
+would see: the workflow's search attributes (`describe`) and its current details (the markdown
+the Temporal UI shows).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from pydantic import BaseModel
+from temporalio import workflow
+from temporalio.api.sdk.v1 import WorkflowMetadata
+from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from baton.models import Gate
+from baton.temporal import SearchAttributes
+from tests.fixtures.hosts import RecordQueries
+from tests.fixtures.polling import eventually
+from workflows.record import Record
+
+
+class Story(BaseModel):
+    """What the host records: stages searchable or not."""
+
+    searchable: bool
+
+
+@workflow.defn(name="RecordHost", sandboxed=False)
+class RecordHost(RecordQueries):
+    """Renders, waits at an approval gate until told to go on, then ends as deployed."""
+
+    @workflow.init
+    def __init__(self, story: Story) -> None:
+        self.record = Record(
+            "**web** → **prod**",
+            stages_searchable=story.searchable,
+            ui_url="http://ui",
+            namespace="ns",
+        )
+        self.go = False
+
+    @workflow.signal
+    def proceed(self) -> None:
+        self.go = True
+
+    @workflow.run
+    async def run(self, story: Story) -> None:
+        render = self.record.begin("render")
+        self.record.end(render, "succeeded", "3 object(s) change")
+        self.record.fact("GitOps PR", "[#7](http://forge/7)")
+        approval = self.record.begin("approval")
+        self.record.set_gate(
+            Gate(kind="approval", description="0/1 approvals for prod", waiting_on=["carol"])
+        )
+        await workflow.wait_condition(lambda: self.go)
+        self.record.clear_gate()
+        self.record.note("review by mallory not counted")
+        self.record.end(approval, "succeeded", "approved by carol")
+        self.record.set_state("deployed", "200 ok")
+
+
+@pytest.fixture
+async def client(temporal_env: WorkflowEnvironment, task_queue: str) -> AsyncIterator[Client]:
+    async with Worker(temporal_env.client, task_queue=task_queue, workflows=[RecordHost]):
+        yield temporal_env.client
+
+
+async def start(client: Client, task_queue: str, searchable: bool) -> WorkflowHandle:
+    return await client.start_workflow(
+        RecordHost.run,
+        Story(searchable=searchable),
+        id=f"record/{uuid.uuid4()}",
+        task_queue=task_queue,
+    )
+
+
+async def at_gate(handle: WorkflowHandle) -> None:
+    await eventually(lambda: handle.query(RecordHost.gate), what="the host's approval gate")
+
+
+async def details(handle: WorkflowHandle) -> str:
+    metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    return metadata.current_details
+
+
+async def attributes(handle: WorkflowHandle) -> tuple[str | None, str | None]:
+    found = (await handle.describe()).typed_search_attributes
+    return found.get(SearchAttributes.STAGE), found.get(SearchAttributes.GATE)
+
+
+async def test_the_current_stage_and_gate_are_search_attributes_and_details(
+    client: Client, task_queue: str
+) -> None:
+    handle = await start(client, task_queue, searchable=True)
+    await at_gate(handle)
+
+    assert await attributes(handle) == ("approval", "approval")
+    shown = await details(handle)
+    assert shown.startswith("**web** → **prod**")
+    assert "Waiting: 0/1 approvals for prod\nOn: carol" in shown
+    assert "GitOps PR: [#7](http://forge/7)" in shown
+    assert "- ✅ render 3 object(s) change\n- ⏳ approval " in shown
+
+
+async def test_the_end_state_is_the_stage_attribute_and_the_headline(
+    client: Client, task_queue: str
+) -> None:
+    handle = await start(client, task_queue, searchable=True)
+    await at_gate(handle)
+    await handle.signal(RecordHost.proceed)
+    await handle.result()
+
+    assert (await attributes(handle))[0] == "deployed"
+    shown = await details(handle)
+    assert "**deployed**: 200 ok" in shown and "Waiting:" not in shown
+    assert "- • note review by mallory not counted" in shown
+    timeline = await handle.query(RecordHost.timeline)
+    assert [(s.name, s.outcome) for s in timeline] == [
+        ("render", "succeeded"),
+        ("approval", "succeeded"),
+        ("note", "skipped"),
+    ]
+
+
+async def test_without_searchable_stages_only_the_state_is_a_search_attribute(
+    client: Client, task_queue: str
+) -> None:
+    handle = await start(client, task_queue, searchable=False)
+    await at_gate(handle)
+    assert await attributes(handle) == (None, None)
+    assert "Waiting: 0/1 approvals for prod" in await details(handle)
+
+    await handle.signal(RecordHost.proceed)
+    await handle.result()
+    assert await attributes(handle) == ("deployed", None)
+
+
+def test_links_point_at_the_workflow_page_of_the_temporal_ui() -> None:
+    record = Record("x", ui_url="http://127.0.0.1:8233", namespace="baton")
+    assert record.link("rollout/web/prod/abc") == (
+        "http://127.0.0.1:8233/namespaces/baton/workflows/rollout%2Fweb%2Fprod%2Fabc"
+    )

@@ -1,0 +1,141 @@
+"""The record keeper every workflow shares: what people see of it while it runs.
+
+A `Record` holds a workflow's timeline of stages and the gate it waits at, keeps its search
+attributes in step (BatonStage, BatonGate) and publishes its current details, the markdown the
+Temporal UI shows. It only uses workflow-safe calls (`workflow.now()`, search attribute upserts,
+`workflow.set_current_details`), so workflows and their helper objects call it freely.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError, TemporalError
+
+with workflow.unsafe.imports_passed_through():
+    from baton.models import Gate, Stage, StageOutcome
+    from baton.temporal import SearchAttributes
+
+ICONS: dict[StageOutcome, str] = {
+    "running": "⏳",
+    "succeeded": "✅",
+    "failed": "❌",
+    "cancelled": "⏹",
+    "superseded": "⏭",
+    "skipped": "•",
+}
+
+
+class Record:
+    """A workflow's timeline, current gate, facts and headline, as its status and UI details.
+
+    With `stages_searchable`, every stage's name is the BatonStage search attribute and every gate's
+    kind the BatonGate one (rollouts); without, only `set_state` sets BatonStage (changes).
+    `ui_url` and `namespace` say where `link` points.
+    """
+
+    def __init__(
+        self,
+        title: str,
+        *,
+        stages_searchable: bool = False,
+        ui_url: str = "",
+        namespace: str = "default",
+    ) -> None:
+        self.title = title
+        self.stages_searchable = stages_searchable
+        self.ui_url = ui_url
+        self.namespace = namespace
+        self.headline = ""
+        self.timeline: list[Stage] = []
+        self.gate: Gate | None = None
+        self.facts: dict[str, str] = {}
+
+    @property
+    def current(self) -> str:
+        """The name of the latest entry of the timeline, or `starting` before the first."""
+        return self.timeline[-1].name if self.timeline else "starting"
+
+    def begin(self, name: str, links: dict[str, str] | None = None) -> Stage:
+        """Start a stage of the timeline; `end` says how it ended."""
+        stage = Stage(name=name, started_at=workflow.now(), links=links or {})
+        self.timeline.append(stage)
+        if self.stages_searchable:
+            if self.gate is None:
+                workflow.upsert_search_attributes([SearchAttributes.GATE.value_set("none")])
+            workflow.upsert_search_attributes([SearchAttributes.STAGE.value_set(name)])
+        self.publish()
+        return stage
+
+    def end(self, stage: Stage, outcome: StageOutcome, detail: str = "") -> None:
+        """End a stage: how it ended, and in a few words why."""
+        stage.ended_at = workflow.now()
+        stage.outcome = outcome
+        stage.detail = detail
+        self.publish()
+
+    def note(self, detail: str) -> None:
+        """Something worth knowing that is no stage (a review that did not count, say)."""
+        now = workflow.now()
+        self.timeline.append(
+            Stage(name="note", started_at=now, ended_at=now, outcome="skipped", detail=detail)
+        )
+        self.publish()
+
+    def set_gate(self, gate: Gate) -> None:
+        """What the workflow waits for now, and on whom."""
+        self.gate = gate
+        if self.stages_searchable:
+            workflow.upsert_search_attributes([SearchAttributes.GATE.value_set(gate.kind)])
+        self.publish()
+
+    def clear_gate(self) -> None:
+        """The workflow waits for nothing any more."""
+        self.gate = None
+        self.publish()
+
+    def set_state(self, state: str, reason: str | None = None) -> None:
+        """The workflow's state: its BatonStage search attribute and the headline of its details."""
+        workflow.upsert_search_attributes([SearchAttributes.STAGE.value_set(state)])
+        self.publish(f"**{state}**" + (f": {reason}" if reason else ""))
+
+    def fact(self, label: str, text: str) -> None:
+        """A line of the details that stays (a PR link, say); the same label replaces it."""
+        self.facts[label] = text
+        self.publish()
+
+    def publish(self, headline: str | None = None) -> None:
+        """Show the details in the Temporal UI: title, headline, gate, facts and timeline."""
+        if headline is not None:
+            self.headline = headline
+        lines = [self.title, self.headline]
+        if self.gate:
+            lines.append(f"Waiting: {self.gate.description}")
+            if self.gate.waiting_on:
+                lines.append(f"On: {', '.join(self.gate.waiting_on)}")
+        lines += [f"{label}: {text}" for label, text in self.facts.items()]
+        lines.append("")
+        lines += [f"- {ICONS[s.outcome]} {s.name} {s.detail}" for s in self.timeline]
+        workflow.set_current_details("\n".join(lines))
+
+    def link(self, workflow_id: str) -> str:
+        """The Temporal UI page of a workflow (this one, or a child)."""
+        return ui_link(self.ui_url, self.namespace, workflow_id)
+
+
+def ui_link(ui_url: str, namespace: str, workflow_id: str) -> str:
+    """The Temporal UI page of a workflow."""
+    return f"{ui_url}/namespaces/{namespace}/workflows/{quote(workflow_id, safe='')}"
+
+
+def failure(err: TemporalError) -> str:
+    """Why an activity or child workflow failed, in the words of its own error."""
+    cause = err.cause
+    return getattr(cause, "message", None) or str(cause or err)
+
+
+def last_failure(timeout: BaseException | None) -> str | None:
+    """The last attempt's error that an activity's timeout carries, if it was one of ours."""
+    last = getattr(timeout, "cause", None)
+    return last.message if isinstance(last, ApplicationError) else None

@@ -1,0 +1,382 @@
+"""EnvironmentRollout: one artifact into one environment through a GitOps pull request."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Unpack
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+from temporalio.exceptions import TimeoutError as ActivityTimeoutError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.deploy import (
+        ApplyInput,
+        MergeInput,
+        ProposeInput,
+        VerifyInput,
+        apply_manifests,
+        gitops_head,
+        merge_gitops_pr,
+        propose_gitops_change,
+        render_environment,
+        request_reconcile,
+        verify_endpoint,
+    )
+    from baton.models import (
+        Decision,
+        ForgeReview,
+        Gate,
+        GitOpsPullRequest,
+        Rendered,
+        RolloutInput,
+        RolloutOutcome,
+        RolloutResult,
+        RolloutStatus,
+        SyncEvent,
+        SyncOutcome,
+    )
+    from baton.temporal import Queries, Signals, TaskQueues, Updates, WorkflowTypes
+
+from workflows.record import Record, failure, last_failure
+from workflows.retries import RECONCILE, RETRY
+from workflows.rollout import texts
+from workflows.rollout.approvals import Approvals
+from workflows.rollout.freeze_gate import FreezeGate
+from workflows.rollout.rollback import RollbackSaga
+from workflows.rollout.steps import StepOptions, close_pr, step
+from workflows.rollout.sync_waiter import SyncWaiter
+
+
+@workflow.defn(name=WorkflowTypes.ROLLOUT)
+class EnvironmentRollout:
+    """Freeze gate → render → GitOps PR → approvals and merge → exact-revision sync → verification.
+
+    When sync or verification fails after the merge, a rollback saga reverts the GitOps change
+    (merged automatically, or in production under the approval policy), waits for the revert to
+    sync and verifies that the previous version serves again; the rollout then fails either way.
+    The mechanisms with state of their own are helper objects: `Approvals`, `FreezeGate`,
+    `SyncWaiter`, `RollbackSaga`; the `Record` keeps its timeline, gate and UI details.
+    """
+
+    @workflow.init
+    def __init__(self, input: RolloutInput) -> None:
+        self.input = input
+        app, env = input.app.name, input.environment.name
+        self.record = Record(
+            f"**{app}** `{input.artifact.commit[:12]}` → **{env}**",
+            stages_searchable=True,
+            ui_url=input.ui_url,
+            namespace=input.namespace,
+        )
+        self.approvals = Approvals(input, self.record)
+        self.freeze_gate = FreezeGate(input, self.record)
+        self.sync = SyncWaiter(input, self.record)
+        self.saga: RollbackSaga | None = None
+        self.pr: GitOpsPullRequest | None = None
+        self.revision: str | None = None  # the GitOps revision the environment must run
+        self.human_merge: str | None = None  # a merge by hand, as the forge reported it
+        self.superseded_by: str | None = None
+        self.started = workflow.now()
+
+    # Messages
+
+    @workflow.update(name=Updates.APPROVE)
+    def approve(self, approval: Decision) -> str:
+        """Add an approval; the validator has checked it against the environment's policy."""
+        return self._deciding().approve(approval)
+
+    @approve.validator
+    def _check_approve(self, approval: Decision) -> None:
+        self._deciding().check_approval(approval)
+
+    @workflow.update(name=Updates.REJECT)
+    def reject(self, rejection: Decision) -> str:
+        """Reject the PR awaiting approvals: the rollout (or its rollback) stops there."""
+        return self._deciding().reject(rejection)
+
+    @reject.validator
+    def _check_reject(self, rejection: Decision) -> None:
+        self._deciding().check_rejection(rejection)
+
+    @workflow.update(name=Updates.OVERRIDE_FREEZE)
+    def override_freeze(self, override: Decision) -> str:
+        """Break glass: roll out although the environment is frozen; recorded with the reason."""
+        return self.freeze_gate.grant(override)
+
+    @override_freeze.validator
+    def _check_override(self, override: Decision) -> None:
+        self.freeze_gate.check_override(override)
+
+    @workflow.signal(name=Signals.FORGE_REVIEW)
+    def forge_review(self, review: ForgeReview) -> None:
+        """A forge review of the PR awaiting approvals, judged by the same policy as CLI ones."""
+        self._deciding().review(review)
+
+    @workflow.signal(name=Signals.GITOPS_MERGED)
+    def gitops_merged(self, revision: str) -> None:
+        """The GitOps PR (or revert PR) was merged on the forge, for policies that merge by hand."""
+        if revision != self.revision:  # a redelivered merge of the deploy PR is no news
+            self.human_merge = revision
+
+    @workflow.signal(name=Signals.SUPERSEDE)
+    def supersede(self, by: str) -> None:
+        """A newer change wants the environment: stop, unless the GitOps PR is merging or merged."""
+        if self.sync.since is None:  # no merge requested yet
+            self.superseded_by = by
+        else:
+            self.record.note(f"{by} is newer, but this rollout merged already: it finishes first")
+
+    @workflow.signal(name=Signals.SYNC_EVENT)
+    def sync_event(self, event: SyncEvent) -> None:
+        """A Flux (or local cluster) event about the environment, from the API."""
+        self.sync.add(event)
+
+    @workflow.query(name=Queries.STATUS)
+    def status(self) -> RolloutStatus:
+        """The current stage, gate, decisions and timeline."""
+        current = self.record.timeline[-1] if self.record.timeline else None
+        return RolloutStatus(
+            name=self.record.current,
+            started_at=self.started,
+            ended_at=current.ended_at if current else None,
+            outcome=current.outcome if current else "running",
+            detail=current.detail if current else "",
+            environment=self.input.environment.name,
+            gate=self.record.gate,
+            approvals=self.approvals.given,
+            gitops_pr=self.pr,
+            merge_commit=self.revision,
+            timeline=self.record.timeline,
+            rollback=self.saga.rollback if self.saga else None,
+            freeze_override=self.freeze_gate.override,
+        )
+
+    def _deciding(self) -> Approvals:
+        """The round decisions count in: the revert PR's once a rollback asks for approvals."""
+        return self.saga.approvals if self.saga and self.saga.approvals else self.approvals
+
+    # The process
+
+    @workflow.run
+    async def run(self, input: RolloutInput) -> RolloutResult:
+        """Roll the artifact out; says how it ended (deployed, rejected, failed, superseded)."""
+        try:
+            await self.freeze_gate.wait(lambda: self.superseded_by)
+            if self.superseded_by:
+                return await self._superseded()
+            rendered = await step(
+                self.record,
+                "render",
+                render_environment,
+                input,
+                summary=f"render {input.app.name} for {input.environment.name}",
+            )
+            self.approvals.sensitive = rendered.sensitive
+            if rendered.changed_objects == 0:
+                self.revision = await step(
+                    self.record,
+                    "unchanged",
+                    gitops_head,
+                    input,
+                    summary="manifests unchanged: sync the head",
+                )
+            else:
+                if self.superseded_by:
+                    return await self._superseded()
+                pr = self.pr = await self._propose(rendered)
+                approved = await self.approvals.wait("approval", pr, lambda: self.superseded_by)
+                if self.superseded_by:
+                    return await self._superseded()
+                if not approved:
+                    return await self._finish(
+                        "rejected", f"rejected by {self.approvals.rejected_by}"
+                    )
+                # A freeze may have begun while approvals came in.
+                await self.freeze_gate.wait(lambda: self.superseded_by)
+                if self.superseded_by:
+                    return await self._superseded()
+                self.revision = await self.merge(
+                    pr, "merge", manual=input.environment.approvals.merge == "manual"
+                )
+            checked = await self.converge(self.revision, VerifyInput(rollout=input))
+            if not checked.synced:
+                return await self._fail(checked.message)
+            return await self._finish("deployed", checked.message, served=checked.revision)
+        except asyncio.CancelledError:
+            await self._close_unmerged("aborted")
+            raise
+
+    async def _propose(self, rendered: Rendered) -> GitOpsPullRequest:
+        input = self.input
+        pr = await step(
+            self.record,
+            "gitops pull request",
+            propose_gitops_change,
+            ProposeInput(
+                rollout=input,
+                rendered=rendered,
+                body=texts.deploy_body(input, workflow.info().workflow_id, rendered),
+            ),
+            summary=f"open GitOps PR for {input.environment.name}",
+        )
+        self.record.fact("GitOps PR", f"[#{pr.number}]({pr.url})")
+        return pr
+
+    async def merge(
+        self, pr: GitOpsPullRequest, name: str, *, manual: bool, **options: Unpack[StepOptions]
+    ) -> str:
+        """Merge a GitOps PR (the rollout's, or its revert): by the merge activity, or by hand."""
+        self.sync.expect_merge()
+        if not manual:
+            return await step(
+                self.record,
+                name,
+                merge_gitops_pr,
+                MergeInput(rollout=self.input, pr=pr),
+                summary=f"merge GitOps PR #{pr.number}",
+                **options,
+            )
+        stage = self.record.begin(name)
+        self.record.set_gate(
+            Gate(
+                kind="merge",
+                environment=self.input.environment.name,
+                description=f"waiting for a human to merge GitOps PR #{pr.number}",
+                waiting_on=["GitOps repository maintainers"],
+            )
+        )
+        # A merge of the rollout's own PR is no news to its revert.
+        await workflow.wait_condition(lambda: self.human_merge not in (None, self.revision))
+        merged = self.human_merge
+        assert merged is not None
+        self.record.clear_gate()
+        self.record.end(stage, "succeeded", f"merged as {merged[:12]}")
+        return merged
+
+    async def converge(self, revision: str, check: VerifyInput, prefix: str = "") -> SyncOutcome:
+        """Have the cluster apply `revision`, wait for it to sync, then verify; says what failed.
+
+        Flux and the local runtime apply by themselves and are asked to reconcile now; without
+        Flux (`sync.kind: apply`) Baton applies the manifests at `revision` itself.
+        """
+        if self.input.environment.sync.kind == "apply":
+            failed = await self._apply(revision, f"{prefix}apply")
+            if failed:
+                return SyncOutcome(synced=False, reason="failed", message=failed)
+        # Rollouts recorded before reconcile requests existed replay without one.
+        elif workflow.patched("request-reconcile"):
+            await self._request_reconcile()
+        synced = await self.sync.wait(revision, f"{prefix}sync")
+        if not synced.synced:
+            return synced.model_copy(update={"message": f"sync {synced.reason}: {synced.message}"})
+        verified = await self._verify(check, f"{prefix}verify")
+        if not verified.synced:
+            return verified.model_copy(
+                update={"message": f"verification failed: {verified.message}"}
+            )
+        return verified
+
+    async def _apply(self, revision: str, name: str) -> str | None:
+        """Apply the manifests at `revision` to the environment's cluster; None, or what failed.
+
+        Retried while the cluster is unreachable, for at most the sync timeout."""
+        env = self.input.environment
+        try:
+            await step(
+                self.record,
+                name,
+                apply_manifests,
+                ApplyInput(rollout=self.input, revision=revision),
+                summary=f"apply {revision[:12]} to {env.name}",
+                schedule_to_close_timeout=timedelta(seconds=env.sync.timeout_s),
+            )
+        except ActivityError as err:
+            if isinstance(err.cause, ActivityTimeoutError):
+                seen = last_failure(err.cause)
+                last = f"; last error: {seen}" if seen else ""
+                return f"apply failed: not applied within {env.sync.timeout_s}s{last}"
+            return f"apply failed: {failure(err)}"
+        return None
+
+    async def _request_reconcile(self) -> None:
+        """Have the cluster apply the merge now; without it, sync waits for the next poll."""
+        env = self.input.environment
+        try:
+            await workflow.execute_activity(
+                request_reconcile,
+                self.input,
+                task_queue=TaskQueues.DEPLOY,
+                start_to_close_timeout=timedelta(minutes=1),
+                retry_policy=RECONCILE,
+                summary=f"request a reconcile of {env.name}",
+            )
+        except ActivityError as err:
+            self.record.note(
+                f"reconcile request failed ({failure(err)}): sync waits for {env.sync.kind}'s own "
+                "poll"
+            )
+
+    async def _verify(self, check: VerifyInput, name: str) -> SyncOutcome:
+        verify = self.input.environment.verify
+        if verify is None:
+            return SyncOutcome(synced=True, reason="no verification configured")
+        stage = self.record.begin(name)
+        self.record.set_gate(
+            Gate(
+                kind="verification",
+                environment=self.input.environment.name,
+                description=f"checking {verify.url}",
+                deadline=workflow.now() + timedelta(seconds=verify.timeout_s),
+            )
+        )
+        result = await workflow.execute_activity(
+            verify_endpoint,
+            check,
+            task_queue=TaskQueues.DEPLOY,
+            start_to_close_timeout=timedelta(seconds=verify.timeout_s + 30),
+            heartbeat_timeout=timedelta(seconds=30),
+            retry_policy=RETRY,
+            summary=f"verify {verify.url}",
+        )
+        self.record.clear_gate()
+        self.record.end(stage, "succeeded" if result.synced else "failed", result.message)
+        return result
+
+    # How it ends
+
+    async def _superseded(self) -> RolloutResult:
+        """A newer change took the environment before the merge: close our PR and stop."""
+        return await self._finish("superseded", f"superseded by {self.superseded_by}")
+
+    async def _fail(self, reason: str) -> RolloutResult:
+        """Fail the rollout; a GitOps change of ours that was merged is rolled back first."""
+        pr, revision = self.pr, self.revision
+        if pr is not None and revision is not None and workflow.patched("rollback"):
+            self.saga = RollbackSaga(self, self.input, self.record, pr, revision, reason)
+            reason = f"{reason}; {await self.saga.run()}"
+        return await self._finish("failed", reason)
+
+    async def _finish(
+        self, outcome: RolloutOutcome, reason: str, served: str | None = None
+    ) -> RolloutResult:
+        if outcome != "deployed":
+            await self._close_unmerged(outcome)
+        self.record.set_state(outcome, reason)
+        return RolloutResult(
+            environment=self.input.environment.name,
+            outcome=outcome,
+            reason=reason,
+            gitops_pr=self.pr,
+            merge_commit=self.revision,
+            approvals=self.approvals.given,
+            served=served,
+            rollback=self.saga.rollback if self.saga else None,
+            freeze_override=self.freeze_gate.override,
+        )
+
+    async def _close_unmerged(self, why: str) -> None:
+        """Close the GitOps PR unless it was merged, so nothing stale is left behind."""
+        if self.pr is not None and self.revision is None:
+            await close_pr(self.input, self.pr, why)
