@@ -244,7 +244,8 @@ class Rollback(BaseModel):
     outcome: RollbackOutcome = "running"
     detail: str = ""
     revert_pr: GitOpsPullRequest | None = None
-    revert_revision: str | None = Field(
+    # The plugin cannot see that AliasChoices leaves the field optional (it has a default).
+    revert_revision: str | None = Field(  # type: ignore[pydantic-alias]
         default=None,
         # Rollbacks recorded before the rename carry `revert_commit`.
         validation_alias=AliasChoices("revert_revision", "revert_commit"),

@@ -9,10 +9,11 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import ApplicationError, CancelledError, ChildWorkflowError
+from temporalio.exceptions import CancelledError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from baton.config import EnvironmentConfig
+    from baton.errors import BadRequest
     from baton.models import (
         TERMINAL_STATES,
         AbortInput,
@@ -111,12 +112,13 @@ class ChangeWorkflow:
     @abort.validator
     def _check_abort(self, request: AbortInput) -> None:
         if not request.reason.strip():
-            raise ApplicationError("give a reason for the abort (--reason)", type="BadRequest")
-        if self.state in TERMINAL_STATES or self.aborted is not None:
-            raise ApplicationError(
-                f"{workflow.info().workflow_id} is already {self.state}: nothing to abort",
-                type="BadRequest",
-            )
+            raise BadRequest("give a reason for the abort (--reason)")
+        change = workflow.info().workflow_id
+        if self.aborted is not None:
+            by = self.aborted
+            raise BadRequest(f"{change} is being aborted already, by {by.user}: {by.reason}")
+        if self.state in TERMINAL_STATES:
+            raise BadRequest(f"{change} is already {self.state}: nothing to abort")
 
     @workflow.query(name=Queries.STATUS)
     def status(self) -> ChangeStatus:
@@ -262,7 +264,7 @@ class ChangeWorkflow:
         await workflow.wait_condition(lambda: handle.done() or self._moved_on(sha))
         if not handle.done():
             handle.cancel()
-            await asyncio.wait([handle])
+            await workflow.wait([handle])
             reason = "merged" if self.merge_commit else "closed" if self.closed else "new head"
             self.record.end(stage, "superseded", f"{reason} before validation finished")
             return

@@ -1,42 +1,48 @@
 """How workflows retry their activities: every retry policy in one place.
 
 Temporal stops retrying an activity whose `ApplicationError` type is named in the policy's
-`non_retryable_error_types`: those are the errors no retry can fix.
+`non_retryable_error_types`. Those names come from the error classes (`baton.errors`), never by
+hand; an error whose class says no retry can help is not retried under any policy anyway
+(`activities.errors`), so these lists matter for errors raised outside Baton's own classes.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 
+from temporalio import workflow
 from temporalio.common import RetryPolicy
 
-# Forge refusals that no retry can fix: the PR moved, conflicts, or is gone.
-FORGE_REFUSALS = [
-    "HeadChanged",
-    "NotMergeable",
-    "PullRequestNotFound",
-    "PullRequestClosed",
-    "NoCommitsBetween",
-    "RepositoryNotFound",
-    "BranchNotFound",
-]
+with workflow.unsafe.imports_passed_through():
+    from baton.errors import (
+        CheckConfigError,
+        ClusterConfigError,
+        DeployConfigError,
+        SyncFailed,
+        non_retryable,
+    )
+    from baton.forges.base import ForgeRefusal
+
 # Deploy steps (render, GitOps PRs, verification): retried while the forge or cluster is away.
 RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=["DeployConfigError", *FORGE_REFUSALS],
+    # A forge refusal (the PR moved, conflicts, or is gone) or a broken deploy setup.
+    non_retryable_error_types=non_retryable(DeployConfigError, ForgeRefusal),
 )
 # Polling the sync status: every attempt is one look; a failed sync ends the polling.
 POLL = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=1.5,
     maximum_interval=timedelta(seconds=10),
-    non_retryable_error_types=["SyncFailed"],
+    non_retryable_error_types=non_retryable(SyncFailed, ClusterConfigError),
 )
 # A reconcile request only hurries the cluster along: a few tries, then its own poll applies.
 RECONCILE = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
 # Checks are deterministic: a failing lint fails again. Retry only infrastructure errors, a few times.
-CHECK_RETRY = RetryPolicy(maximum_attempts=3, non_retryable_error_types=["CheckConfigError"])
+CHECK_RETRY = RetryPolicy(
+    maximum_attempts=3, non_retryable_error_types=non_retryable(CheckConfigError)
+)
 # Commit statuses tell the forge the outcome: worth retrying until the forge answers.
 STATUS_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
 # Whether a lane's holder still runs: asked again at the next check if Temporal does not answer.

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from baton import policy
+    from baton.errors import DecisionRefused, NotAwaitingApproval
     from baton.models import Decision, ForgeReview, Gate, GitOpsPullRequest, RolloutInput
 
 from workflows.record import Record
@@ -96,10 +96,9 @@ class Approvals:
     def _check_awaited(self) -> None:
         gate = self.record.gate
         if gate is None or gate.kind != "approval":
-            raise ApplicationError(
+            raise NotAwaitingApproval(
                 f"the {self.environment} rollout is not waiting for approval "
-                f"(now: {self.record.current})",
-                type="NotAwaitingApproval",
+                f"(now: {self.record.current})"
             )
 
     # The decisions, checked already.
@@ -128,7 +127,7 @@ class Approvals:
             else:
                 self.check_rejection(decision)
                 self.reject(decision)
-        except (policy.PolicyViolation, ApplicationError) as violation:
+        except DecisionRefused as violation:
             self.record.note(f"review by {review.user} not counted: {violation}")
 
     async def wait(

@@ -7,10 +7,10 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from baton import freeze, policy
+    from baton.errors import NotFrozen
     from baton.models import Decision, Gate, RolloutInput
 
 from workflows.record import Record
@@ -35,9 +35,7 @@ class FreezeGate:
         env = self.environment
         gate = self.record.gate
         if gate is None or gate.kind != "freeze":
-            raise ApplicationError(
-                f"{env.name} is not frozen for this rollout: nothing to override", type="NotFrozen"
-            )
+            raise NotFrozen(f"{env.name} is not frozen for this rollout: nothing to override")
         if not override.comment.strip():
             raise policy.PolicyViolation("a freeze override needs a reason (--reason)")
         policy.check_decider(
