@@ -112,6 +112,12 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 @pytest.fixture
+def task_queue() -> str:
+    """A task queue of its own for each test, so tests never steal each other's work."""
+    return f"test-{uuid.uuid4()}"
+
+
+@pytest.fixture
 async def isolated_client(temporal_env: WorkflowEnvironment) -> AsyncIterator[Client]:
     """A client in a namespace of its own on the dev server, Baton's search attributes registered.
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from temporalio.exceptions import ApplicationError
 
 from baton.config import SecurityApprovals
+from baton.errors import NotAwaitingApproval
 from baton.models import Decision, Gate, RolloutInput
 from baton.policy import PolicyViolation
 from tests.fixtures.rollouts import prod, rollout_of
@@ -64,11 +64,10 @@ def test_a_revert_does_not_wait_for_the_security_reviewers() -> None:
 
 def test_decisions_are_refused_while_the_rollout_does_not_wait_for_approval() -> None:
     approvals = Approvals(rollout(), Record("rollout"))
-    with pytest.raises(ApplicationError) as refused:
+    with pytest.raises(NotAwaitingApproval) as refused:
         approvals.check_approval(Decision(user="carol"))
-    assert refused.value.type == "NotAwaitingApproval"
-    assert refused.value.message == ("the prod rollout is not waiting for approval (now: starting)")
-    with pytest.raises(ApplicationError):
+    assert str(refused.value) == "the prod rollout is not waiting for approval (now: starting)"
+    with pytest.raises(NotAwaitingApproval):
         approvals.check_rejection(Decision(user="carol"))
 
 

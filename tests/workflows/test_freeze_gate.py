@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from temporalio import workflow
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from baton.config import FreezeWindow
+from baton.errors import NotFrozen
 from baton.models import Decision, Gate, RolloutInput, Stage
 from baton.temporal import Updates
 from tests.fixtures.hosts import RecordQueries
@@ -146,7 +146,6 @@ async def test_a_superseded_rollout_stops_waiting_for_the_freeze(
 
 def test_an_override_is_refused_when_nothing_is_frozen() -> None:
     gate = FreezeGate(rollout_of(prod()), Record("rollout"))
-    with pytest.raises(ApplicationError) as refused:
+    with pytest.raises(NotFrozen) as refused:
         gate.check_override(Decision(user="carol", comment="hotfix"))
-    assert refused.value.type == "NotFrozen"
-    assert refused.value.message == "prod is not frozen for this rollout: nothing to override"
+    assert str(refused.value) == "prod is not frozen for this rollout: nothing to override"
