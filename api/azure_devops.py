@@ -101,15 +101,7 @@ async def _reviews(ingress: Ingress, forge: Forge, pr: PullRequest) -> Reply:
         ) from exc
     outcomes = [
         await ingress.review(
-            ReviewHook(
-                repo=pr.repo,
-                number=pr.number,
-                body=pr.body,
-                reviewer=review.user,
-                state=review.state,
-                commit_id=review.commit_id,
-                head_sha=pr.head_sha,
-            )
+            ReviewHook.of(pr, reviewer=review.user, state=review.state, commit_id=review.commit_id)
         )
         for review in reviews
         if review.state != "commented"

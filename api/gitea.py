@@ -61,12 +61,9 @@ def review(event: str, payload: dict[str, Any]) -> ReviewHook:
     """A review event; Gitea reviews the head at the time, so that is the reviewed commit."""
     pr = github.pull_request(payload)
     commit = payload.get("commit_id")
-    return ReviewHook(
-        repo=pr.repo,
-        number=pr.number,
-        body=pr.body,
+    return ReviewHook.of(
+        pr,
         reviewer=required(payload, "sender.login", str),
         state=REVIEW_EVENTS[event],
         commit_id=commit if isinstance(commit, str) and commit else pr.head_sha,
-        head_sha=pr.head_sha,
     )

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from baton.errors import RequestError
+from baton.forges.base import PullRequest
 
 
 class WebhookRejected(RequestError):
@@ -59,6 +60,21 @@ class ReviewHook(BaseModel):
     state: str
     commit_id: str
     head_sha: str
+
+    @classmethod
+    def of(
+        cls, pr: PullRequest | PullRequestHook, *, reviewer: str, state: str, commit_id: str
+    ) -> ReviewHook:
+        """`reviewer`'s review of `commit_id` on `pr`, which has the head it has now."""
+        return cls(
+            repo=pr.repo,
+            number=pr.number,
+            body=pr.body,
+            reviewer=reviewer,
+            state=state,
+            commit_id=commit_id,
+            head_sha=pr.head_sha,
+        )
 
 
 def parse_json(body: bytes) -> dict[str, Any]:

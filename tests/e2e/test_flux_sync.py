@@ -19,10 +19,11 @@ from activities.context import Context
 from activities.deploy import ApplyInput, SyncCheckInput, apply_manifests, check_sync
 from baton.cluster.kubernetes import FluxCluster
 from baton.config import parse_config
-from baton.models import Artifact, RolloutInput, SyncOutcome
+from baton.models import RolloutInput, SyncOutcome
 from baton.settings import Settings
 from tests.conftest import PATIENCE_S, eventually
 from tests.fakes.kube_api import Failure, FakeFlux, FakeKubeAPI
+from tests.fakes.records import fake_artifact
 
 APPLY_DELAY = 0.5
 # Flux's own poll, far longer than any wait (PATIENCE_S): only a reconcile request starts a sync.
@@ -64,16 +65,8 @@ class FluxStack:
             change_id="change-1",
             app=self.context.config.app("sample-app"),
             environment=self.context.config.environment(env),
-            artifact=Artifact(
-                app="sample-app",
-                commit="c" * 40,
-                image="127.0.0.1:5000/sample-app",
-                image_digest="sha256:" + "d" * 64,
-                image_ref="127.0.0.1:5000/sample-app@sha256:" + "d" * 64,
-                chart_ref="oci://127.0.0.1:5000/charts/sample-app",
-                chart_version="0.1.0-gcccccccccccc",
-                chart_digest="sha256:" + "e" * 64,
-                created_at=merged_at,
+            artifact=fake_artifact(
+                "sample-app", "c" * 40, registry="127.0.0.1:5000", created_at=merged_at
             ),
             author="alice",
         )

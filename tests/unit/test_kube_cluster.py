@@ -27,6 +27,7 @@ from baton.config import ConfigError, EnvironmentConfig, SyncConfig, parse_confi
 from baton.sync import judge
 from tests.conftest import PATIENCE_S, descends_from, eventually, git
 from tests.fakes.kube_api import Failure, FakeFlux, FakeKubeAPI, flux_syncing
+from tests.fixtures.manifests import web_deployment
 
 OLD, M = "a" * 40, "b" * 40
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
@@ -192,12 +193,6 @@ STAGING = EnvironmentConfig(name="staging", namespace="staging", sync=SyncConfig
 
 
 @pytest.fixture
-def api() -> Iterator[FakeKubeAPI]:
-    with FakeKubeAPI() as api:
-        yield api
-
-
-@pytest.fixture
 def gitops(make_repo: Callable[..., Path]) -> Path:
     return make_repo("gitops", {"rendered/staging/sample-app/manifests.yaml": "{}\n"})
 
@@ -219,37 +214,32 @@ def flux(api: FakeKubeAPI, gitops: Path) -> Iterator[FakeFlux]:
         yield flux
 
 
-@pytest.fixture
-def cluster(api: FakeKubeAPI, tmp_path: Path) -> FluxCluster:
-    return FluxCluster.connect(api.write_kubeconfig(tmp_path / "kubeconfig"), "fake")
-
-
 def test_status_from_before_the_merge_never_passes_even_ready(
-    flux: FakeFlux, cluster: FluxCluster, gitops: Path
+    flux: FakeFlux, flux_cluster: FluxCluster, gitops: Path
 ) -> None:
-    before = cluster.sync_status(STAGING, "sample-app")
+    before = flux_cluster.sync_status(STAGING, "sample-app")
     assert before is not None and before.ready is True
     merged_at = datetime.now(UTC)
     merge = commit(gitops, "m")
     descends = descends_from(gitops, merge)
 
     assert judge(before, merge, merged_at, descends).reason == "status predates the merge"
-    after = cluster.sync_status(STAGING, "sample-app")
+    after = flux_cluster.sync_status(STAGING, "sample-app")
     assert after is not None and after.ready is True and after.observed_at > merged_at
     result = judge(after, merge, merged_at, descends)
     assert result.verdict == "waiting" and result.reason.startswith("applied revision is")
 
 
 def test_later_descendant_revision_releases_the_gate(
-    flux: FakeFlux, cluster: FluxCluster, gitops: Path
+    flux: FakeFlux, flux_cluster: FluxCluster, gitops: Path
 ) -> None:
     merged_at = datetime.now(UTC)
     merge = commit(gitops, "m")
     child = commit(gitops, "child")
-    cluster.request_reconcile(STAGING, "sample-app")
+    flux_cluster.request_reconcile(STAGING, "sample-app")
 
     def judgement():
-        status = cluster.sync_status(STAGING, "sample-app")
+        status = flux_cluster.sync_status(STAGING, "sample-app")
         return judge(status, merge, merged_at, descends_from(gitops, merge))
 
     result = eventually(judgement, lambda r: r.verdict == "synced", what="the sync")
@@ -257,12 +247,12 @@ def test_later_descendant_revision_releases_the_gate(
 
 
 def test_ready_false_on_the_awaited_revision_fails_with_flux_reason_within_one_poll(
-    flux: FakeFlux, cluster: FluxCluster, api: FakeKubeAPI, gitops: Path
+    flux: FakeFlux, flux_cluster: FluxCluster, api: FakeKubeAPI, gitops: Path
 ) -> None:
     merged_at = datetime.now(UTC)
     merge = commit(gitops, "m")
     flux.fail(Failure(revision=merge, message="timeout waiting for: [Deployment/staging/web]"))
-    cluster.request_reconcile(STAGING, "sample-app")
+    flux_cluster.request_reconcile(STAGING, "sample-app")
 
     def reported_failure(status: dict[str, Any]) -> bool:
         ready = {c["type"]: c["status"] for c in status.get("conditions", [])}.get("Ready")
@@ -271,34 +261,36 @@ def test_ready_false_on_the_awaited_revision_fails_with_flux_reason_within_one_p
     # Flux has reported the failure: the next poll must see it.
     eventually(lambda: kustomization_status(api), reported_failure, what="Flux to report it")
 
-    status = cluster.sync_status(STAGING, "sample-app")
+    status = flux_cluster.sync_status(STAGING, "sample-app")
     result = judge(status, merge, merged_at, descends_from(gitops, merge))
     assert result.verdict == "failed"
     assert result.reason == "HealthCheckFailed: timeout waiting for: [Deployment/staging/web]"
 
 
 def test_reconcile_request_syncs_without_waiting_for_the_poll_interval(
-    flux: FakeFlux, cluster: FluxCluster, gitops: Path
+    flux: FakeFlux, flux_cluster: FluxCluster, gitops: Path
 ) -> None:
     merged_at = datetime.now(UTC)
     merge = commit(gitops, "m")
     descends = descends_from(gitops, merge)
 
     def verdict() -> str:
-        return judge(cluster.sync_status(STAGING, "sample-app"), merge, merged_at, descends).verdict
+        return judge(
+            flux_cluster.sync_status(STAGING, "sample-app"), merge, merged_at, descends
+        ).verdict
 
     time.sleep(APPLY_DELAY + 1)
     assert verdict() == "waiting"  # without a request, Flux waits for its interval
-    cluster.request_reconcile(STAGING, "sample-app")
+    flux_cluster.request_reconcile(STAGING, "sample-app")
     # Synced within PATIENCE_S, far less than the interval: the request started the sync.
     eventually(verdict, lambda v: v == "synced", what="the requested sync")
 
 
 def test_reconcile_request_fetches_the_source_and_lets_its_new_revision_start_the_sync(
-    flux: FakeFlux, cluster: FluxCluster, api: FakeKubeAPI, gitops: Path
+    flux: FakeFlux, flux_cluster: FluxCluster, api: FakeKubeAPI, gitops: Path
 ) -> None:
     commit(gitops, "m")
-    cluster.request_reconcile(STAGING, "sample-app")
+    flux_cluster.request_reconcile(STAGING, "sample-app")
     patches = [(path, ctype) for method, path, ctype, _ in api.requests if method == "PATCH"]
     assert patches == [
         (
@@ -312,9 +304,9 @@ def test_reconcile_request_fetches_the_source_and_lets_its_new_revision_start_th
 
 
 def test_reconcile_request_without_a_new_revision_annotates_the_kustomization(
-    flux: FakeFlux, cluster: FluxCluster, api: FakeKubeAPI
+    flux: FakeFlux, flux_cluster: FluxCluster, api: FakeKubeAPI
 ) -> None:
-    cluster.request_reconcile(STAGING, "sample-app")
+    flux_cluster.request_reconcile(STAGING, "sample-app")
     patched = [path.rsplit("/", 1)[-1] for method, path, *_ in api.requests if method == "PATCH"]
     assert patched == ["gitops", KS]
     obj = eventually(
@@ -327,38 +319,22 @@ def test_reconcile_request_without_a_new_revision_annotates_the_kustomization(
 
 
 def test_reconcile_request_retries_when_the_object_changed_since_read(
-    flux: FakeFlux, cluster: FluxCluster, api: FakeKubeAPI
+    flux: FakeFlux, flux_cluster: FluxCluster, api: FakeKubeAPI
 ) -> None:
     api.interfere("kustomizations", "flux-system", KS, times=2)
-    cluster.request_reconcile(STAGING, "sample-app")
+    flux_cluster.request_reconcile(STAGING, "sample-app")
     codes = [code for method, path, _, code in api.requests if method == "PATCH" and KS in path]
     assert codes == [409, 409, 200]
 
     api.interfere("kustomizations", "flux-system", KS, times=100)
     with pytest.raises(Conflict, match=f"Kustomization flux-system/{KS} changed under each"):
-        cluster.request_reconcile(STAGING, "sample-app")
-
-
-DEPLOYMENT = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: web
-  labels: {{app: web}}
-spec:
-  replicas: 2
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      containers: [{{name: web, image: "registry.local/web:{tag}"}}]
-"""
+        flux_cluster.request_reconcile(STAGING, "sample-app")
 
 
 def test_server_side_apply_creates_then_updates_and_takes_over_fields(
-    api: FakeKubeAPI, cluster: FluxCluster
+    api: FakeKubeAPI, flux_cluster: FluxCluster
 ) -> None:
-    [web] = cluster.apply(DEPLOYMENT.format(tag="1"), "default")
+    [web] = flux_cluster.apply(web_deployment("1"), "default")
     assert (web, str(web)) == (
         ObjectRef("default", "web", "apps", "Deployment", "v1"),
         "Deployment/default/web",
@@ -378,7 +354,7 @@ def test_server_side_apply_creates_then_updates_and_takes_over_fields(
         content_type="application/strategic-merge-patch+json",
         manager="kubectl-scale",
     )
-    cluster.apply(DEPLOYMENT.format(tag="2"), "default")
+    flux_cluster.apply(web_deployment("2"), "default")
     updated = api.get("apps/v1", "Deployment", "default", "web")
     container = updated["spec"]["template"]["spec"]["containers"][0]
     assert (updated["spec"]["replicas"], container["image"]) == (2, "registry.local/web:2")
@@ -388,35 +364,37 @@ def test_server_side_apply_creates_then_updates_and_takes_over_fields(
     assert "f:replicas" in owners["baton"]["f:spec"] and "kubectl-scale" not in owners
 
 
-def test_rollout_status_reads_the_deployment(api: FakeKubeAPI, cluster: FluxCluster) -> None:
-    cluster.apply(DEPLOYMENT.format(tag="1"), "default")
-    assert cluster.rollout_status("default", "web").reason.startswith("Waiting for deployment spec")
+def test_rollout_status_reads_the_deployment(api: FakeKubeAPI, flux_cluster: FluxCluster) -> None:
+    flux_cluster.apply(web_deployment("1"), "default")
+    assert flux_cluster.rollout_status("default", "web").reason.startswith(
+        "Waiting for deployment spec"
+    )
     api.set_deployment_rollout("default", "web", updated=2, available=1)
-    assert cluster.rollout_status("default", "web") == (
+    assert flux_cluster.rollout_status("default", "web") == (
         False,
         'Waiting for deployment "web" rollout to finish: 1 of 2 updated replicas are available...',
     )
     api.set_deployment_rollout("default", "web")
-    assert cluster.rollout_status("default", "web").done
+    assert flux_cluster.rollout_status("default", "web").done
     api.set_deployment_rollout("default", "web", updated=1, deadline_exceeded=True)
     with pytest.raises(RolloutFailed):
-        cluster.rollout_status("default", "web")
+        flux_cluster.rollout_status("default", "web")
 
 
-def test_apply_of_an_unknown_kind_says_to_install_the_crd(cluster: FluxCluster) -> None:
+def test_apply_of_an_unknown_kind_says_to_install_the_crd(flux_cluster: FluxCluster) -> None:
     manifest = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n"
     with pytest.raises(Exception, match="serves no Widget in example.com/v1: fix the apiVersion"):
-        cluster.apply(manifest, "default")
+        flux_cluster.apply(manifest, "default")
 
 
 # Errors a user can hit
 
 
 def test_missing_kustomization_names_the_config_field(
-    api: FakeKubeAPI, cluster: FluxCluster
+    api: FakeKubeAPI, flux_cluster: FluxCluster
 ) -> None:
     with pytest.raises(ObjectNotFound) as caught:
-        cluster.sync_status(STAGING, "sample-app")
+        flux_cluster.sync_status(STAGING, "sample-app")
     assert str(caught.value) == (
         f"Kustomization flux-system/{KS} not found: check environments.staging.sync.kustomization"
         " (default <app>-<environment>) and environments.staging.sync.namespace"
@@ -424,11 +402,11 @@ def test_missing_kustomization_names_the_config_field(
 
 
 def test_forbidden_read_says_to_grant_the_permission(
-    api: FakeKubeAPI, cluster: FluxCluster
+    api: FakeKubeAPI, flux_cluster: FluxCluster
 ) -> None:
     api.forbid("get", "kustomizations")
     with pytest.raises(ClusterForbidden, match='cannot get resource "kustomizations".*RBAC'):
-        cluster.sync_status(STAGING, "sample-app")
+        flux_cluster.sync_status(STAGING, "sample-app")
 
 
 def test_wrong_token_is_unauthorized(tmp_path: Path) -> None:
@@ -457,9 +435,9 @@ def test_unknown_context_is_a_kubeconfig_error(api: FakeKubeAPI, tmp_path: Path)
 
 
 def test_fake_bumps_generation_on_spec_changes_only_and_rejects_stale_writes(
-    api: FakeKubeAPI, cluster: FluxCluster
+    api: FakeKubeAPI, flux_cluster: FluxCluster
 ) -> None:
-    cluster.apply(DEPLOYMENT.format(tag="1"), "default")
+    flux_cluster.apply(web_deployment("1"), "default")
     rt = api.resource("apps/v1", "Deployment")
     first = api.get("apps/v1", "Deployment", "default", "web")
     annotated = api.write(

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from baton.cluster.applied import AppliedCluster, InventoryUnreadable, inventory_name
+from baton.cluster.applied import Applied, AppliedCluster, InventoryUnreadable, inventory_name
 from baton.cluster.kubernetes import ApplyFailed, FluxCluster
 from baton.config import EnvironmentConfig, SyncConfig
 from baton.sync import Judgement, judge
 from tests.conftest import descends_from, eventually, git
 from tests.fakes.kube_api import FakeDeploymentController, FakeFlux, FakeKubeAPI, flux_syncing
+from tests.fixtures.manifests import web_deployment
 
 KS = "sample-app-staging"
 MANIFESTS = "rendered/staging/sample-app/manifests.yaml"
@@ -25,19 +26,7 @@ APPLY = EnvironmentConfig(name="staging", namespace="staging", sync=SyncConfig(k
 
 def manifests(tag: str, *, config: str | None = "settings") -> str:
     """A Deployment `web` running image tag `tag`, and optionally a ConfigMap named `config`."""
-    documents = [
-        f"""apiVersion: apps/v1
-kind: Deployment
-metadata: {{name: web}}
-spec:
-  replicas: 2
-  selector: {{matchLabels: {{app: web}}}}
-  template:
-    metadata: {{labels: {{app: web}}}}
-    spec:
-      containers: [{{name: web, image: "registry.local/web:{tag}"}}]
-"""
-    ]
+    documents = [web_deployment(tag)]
     if config:
         documents.append(f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {config}}}\n")
     return "---\n".join(documents)
@@ -80,13 +69,6 @@ def flux_applied(api: FakeKubeAPI, merge: str) -> dict:
 
 
 @pytest.fixture
-def api() -> Iterator[FakeKubeAPI]:
-    with FakeKubeAPI() as api:
-        api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "staging"}})
-        yield api
-
-
-@pytest.fixture
 def controller(api: FakeKubeAPI) -> Iterator[FakeDeploymentController]:
     with FakeDeploymentController(api, delay=0.3) as controller:
         yield controller
@@ -113,11 +95,6 @@ def flux(api: FakeKubeAPI, gitops: Path) -> Iterator[FakeFlux]:
         target_namespace="staging",
     ) as flux:
         yield flux
-
-
-@pytest.fixture
-def flux_cluster(api: FakeKubeAPI, tmp_path: Path) -> FluxCluster:
-    return FluxCluster.connect(api.write_kubeconfig(tmp_path / "kubeconfig"), "fake")
 
 
 def test_flux_ready_waits_for_the_deployments_in_its_inventory_to_roll_out(
@@ -199,6 +176,11 @@ def applied(api: FakeKubeAPI, tmp_path: Path) -> AppliedCluster:
     return AppliedCluster.connect(api.write_kubeconfig(tmp_path / "kubeconfig"), "fake")
 
 
+def apply(cluster: AppliedCluster, repo: Path, content: str, commit: str) -> Applied:
+    """Apply `content`, released as `commit` of `repo`, to staging as the deploy activity does."""
+    return cluster.apply_revision(APPLY, "sample-app", content, commit, descends_from(repo, commit))
+
+
 def test_apply_records_the_inventory_and_syncs_once_rolled_out(
     api: FakeKubeAPI, applied: AppliedCluster, gitops: Path
 ) -> None:
@@ -206,9 +188,7 @@ def test_apply_records_the_inventory_and_syncs_once_rolled_out(
     merged_at = datetime.now(UTC)
     merge = release(gitops, manifests("1"))
 
-    result = applied.apply_revision(
-        APPLY, "sample-app", manifests("1"), merge, descends_from(gitops, merge)
-    )
+    result = apply(applied, gitops, manifests("1"), merge)
 
     assert result.applied == ["Deployment/staging/web", "ConfigMap/staging/settings"]
     assert result.describe() == f"applied 2 object(s) at {merge[:12]}"
@@ -233,16 +213,10 @@ def test_next_revision_prunes_what_it_no_longer_holds(
     api: FakeKubeAPI, controller: FakeDeploymentController, applied: AppliedCluster, gitops: Path
 ) -> None:
     first = release(gitops, manifests("1"))
-    applied.apply_revision(APPLY, "sample-app", manifests("1"), first, descends_from(gitops, first))
+    apply(applied, gitops, manifests("1"), first)
     second = release(gitops, manifests("2", config="settings-v2"))
 
-    result = applied.apply_revision(
-        APPLY,
-        "sample-app",
-        manifests("2", config="settings-v2"),
-        second,
-        descends_from(gitops, second),
-    )
+    result = apply(applied, gitops, manifests("2", config="settings-v2"), second)
 
     assert result.pruned == ["ConfigMap/staging/settings"]
     assert api.store.find(api.resource("v1", "ConfigMap"), "staging", "settings") is None
@@ -250,13 +224,7 @@ def test_next_revision_prunes_what_it_no_longer_holds(
     image = api.get("apps/v1", "Deployment", "staging", "web")["spec"]["template"]["spec"]
     assert image["containers"][0]["image"] == "registry.local/web:2"
     # Applying the same revision again (a retried activity) changes nothing.
-    again = applied.apply_revision(
-        APPLY,
-        "sample-app",
-        manifests("2", config="settings-v2"),
-        second,
-        descends_from(gitops, second),
-    )
+    again = apply(applied, gitops, manifests("2", config="settings-v2"), second)
     assert (
         again.pruned == []
         and api.get("apps/v1", "Deployment", "staging", "web")["metadata"]["generation"] == 2
@@ -268,13 +236,9 @@ def test_an_older_revision_never_replaces_a_later_one(
 ) -> None:
     first = release(gitops, manifests("1"))
     second = release(gitops, manifests("2"))
-    applied.apply_revision(
-        APPLY, "sample-app", manifests("2"), second, descends_from(gitops, second)
-    )
+    apply(applied, gitops, manifests("2"), second)
 
-    late = applied.apply_revision(
-        APPLY, "sample-app", manifests("1"), first, descends_from(gitops, first)
-    )
+    late = apply(applied, gitops, manifests("1"), first)
 
     assert late.superseded_by == second and late.applied == []
     assert late.describe() == f"skipped: the cluster runs {second[:12]}, a later revision"
@@ -288,7 +252,7 @@ def test_apply_progress_deadline_fails_the_sync(
     controller.script("staging", "web", 1, updated=1, available=0, deadline_exceeded=True)
     merged_at = datetime.now(UTC)
     merge = release(gitops, manifests("1"))
-    applied.apply_revision(APPLY, "sample-app", manifests("1"), merge, descends_from(gitops, merge))
+    apply(applied, gitops, manifests("1"), merge)
 
     failed = until(applied, APPLY, merge, merged_at, gitops, "failed")
     assert failed.reason.startswith('ProgressDeadlineExceeded: deployment "web" exceeded')

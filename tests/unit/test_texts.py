@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 from baton.config import ApprovalPolicy, SecurityApprovals
-from baton.models import Rendered
+from tests.fakes.records import fake_rendered
 from tests.fixtures.rollouts import prod, rollout_of
 from workflows.rollout import texts
 
 ROLLOUT = "rollout/web/prod/" + "f" * 40
 
 
-def rendered(sensitive: list[str] | None = None) -> Rendered:
-    return Rendered(
-        path="rendered/prod/web/manifests.yaml",
-        content_ref="x",
-        content_hash="y",
-        diff_markdown="changed: Deployment/prod/web",
-        changed_objects=1,
-        sensitive=sensitive or [],
-    )
-
-
 def test_the_deploy_body_links_change_and_rollout_and_ends_with_the_routing_trailer() -> None:
-    body = texts.deploy_body(rollout_of(prod()), ROLLOUT, rendered())
+    rollout = rollout_of(prod())
+    body = texts.deploy_body(rollout, ROLLOUT, fake_rendered(rollout))
 
     lines = body.splitlines()
     assert lines[0] == (
@@ -40,11 +30,8 @@ def test_the_deploy_body_links_change_and_rollout_and_ends_with_the_routing_trai
 
 def test_a_sensitive_diff_is_flagged_with_the_approvals_it_needs() -> None:
     security = SecurityApprovals(required=1, approvers=["erin"])
-    body = texts.deploy_body(
-        rollout_of(prod(required=1, security=security)),
-        ROLLOUT,
-        rendered(["Role/prod/reader added"]),
-    )
+    rollout = rollout_of(prod(required=1, security=security))
+    body = texts.deploy_body(rollout, ROLLOUT, fake_rendered(rollout, ["Role/prod/reader added"]))
     assert (
         "### ⚠ Security-sensitive\n\n- Role/prod/reader added\n\n"
         "It needs 1 extra approval(s) from erin." in body

@@ -17,16 +17,15 @@ from temporalio.worker import Worker
 from baton.config import FreezeWindow
 from baton.errors import NotFrozen
 from baton.models import Decision, Gate, RolloutInput, Stage
-from baton.temporal import Updates
 from tests.fixtures.hosts import RecordQueries
 from tests.fixtures.polling import eventually
 from tests.fixtures.rollouts import prod, rollout_of
 from workflows.record import Record
-from workflows.rollout.freeze_gate import FreezeGate
+from workflows.rollout.freeze_gate import FreezeGate, FreezeOverride
 
 
 @workflow.defn(name="FreezeHost", sandboxed=False)
-class FreezeHost(RecordQueries):
+class FreezeHost(RecordQueries, FreezeOverride):
     """Waits at the freeze gate, then says what the `freeze` stage recorded."""
 
     @workflow.init
@@ -34,14 +33,6 @@ class FreezeHost(RecordQueries):
         self.record = Record("freeze host")
         self.freeze_gate = FreezeGate(input, self.record)
         self.superseded_by: str | None = None
-
-    @workflow.update(name=Updates.OVERRIDE_FREEZE)
-    def override_freeze(self, override: Decision) -> str:
-        return self.freeze_gate.grant(override)
-
-    @override_freeze.validator
-    def _check_override(self, override: Decision) -> None:
-        self.freeze_gate.check_override(override)
 
     @workflow.signal
     def supersede(self, by: str) -> None:

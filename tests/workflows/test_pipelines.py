@@ -26,6 +26,7 @@ from baton.config import AppConfig
 from baton.models import Artifact, CheckResult, PipelineInput, PipelineResult
 from baton.temporal import TaskQueues, WorkflowTypes
 from tests.conftest import serving, until
+from tests.fakes.records import fake_artifact
 from workflows import WORKFLOWS
 
 APP = AppConfig(name="web", repo="acme/web", image="web", chart="chart")
@@ -129,18 +130,8 @@ class Steps:
 
 def artifact(commit: str) -> Artifact:
     """What publishing `commit` of the app returns."""
-    digest = "sha256:" + "0" * 64
-    return Artifact(
-        app=APP.name,
-        commit=commit,
-        image="registry.local/web",
-        image_digest=digest,
-        image_ref=f"registry.local/web@{digest}",
-        chart_ref="oci://registry.local/charts/web",
-        chart_version=f"0.1.0-g{commit[:12]}",
-        chart_digest="sha256:" + "1" * 64,
-        created_at=datetime(2026, 11, 27, 12, 0, tzinfo=UTC),
-    )
+    published_at = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+    return fake_artifact(APP.name, commit, registry="registry.local", created_at=published_at)
 
 
 @pytest.fixture

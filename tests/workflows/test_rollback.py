@@ -29,12 +29,11 @@ from baton.models import (
     RolloutInput,
     SyncOutcome,
 )
-from baton.temporal import Updates
 from tests.fixtures.hosts import RecordQueries, hosting
 from tests.fixtures.polling import eventually
 from tests.fixtures.rollouts import COMMIT, prod, rollout_of
 from workflows.record import Record
-from workflows.rollout.approvals import Approvals
+from workflows.rollout.approvals import Approvals, ApprovalUpdates
 from workflows.rollout.rollback import RollbackSaga
 from workflows.rollout.steps import StepOptions
 
@@ -78,8 +77,8 @@ class Outcome(BaseModel):
 
 
 @workflow.defn(name="SagaHost", sandboxed=False)
-class SagaHost(RecordQueries):
-    """Rolls back M; merges and converges by stand-in, approves through Updates."""
+class SagaHost(RecordQueries, ApprovalUpdates):
+    """Rolls back M; merges and converges by stand-in, approves through the rollout's Updates."""
 
     @workflow.init
     def __init__(self, scenario: Scenario) -> None:
@@ -88,26 +87,10 @@ class SagaHost(RecordQueries):
         self.saga: RollbackSaga | None = None
         self.converged: list[tuple[str, VerifyInput]] = []
 
-    def _round(self) -> Approvals:
+    def _deciding(self) -> Approvals:
         if self.saga is None or self.saga.approvals is None:
             raise ApplicationError("no approvals awaited")
         return self.saga.approvals
-
-    @workflow.update(name=Updates.APPROVE)
-    def approve(self, approval: Decision) -> str:
-        return self._round().approve(approval)
-
-    @approve.validator
-    def _check_approve(self, approval: Decision) -> None:
-        self._round().check_approval(approval)
-
-    @workflow.update(name=Updates.REJECT)
-    def reject(self, rejection: Decision) -> str:
-        return self._round().reject(rejection)
-
-    @reject.validator
-    def _check_reject(self, rejection: Decision) -> None:
-        self._round().check_rejection(rejection)
 
     async def merge(
         self, pr: GitOpsPullRequest, name: str, *, manual: bool, **options: Unpack[StepOptions]

@@ -42,16 +42,17 @@ from baton.config import (
     VerifyConfig,
 )
 from baton.models import (
-    Artifact,
     Decision,
     ForgeReview,
     GitOpsPullRequest,
     Rendered,
     RolloutInput,
+    RolloutResult,
     SyncEvent,
     SyncOutcome,
 )
 from baton.temporal import TaskQueues
+from tests.fakes.records import fake_artifact, fake_rendered
 from workflows.rollout import EnvironmentRollout
 
 OLD, M, CHILD, HEAD = "a" * 40, "b" * 40, "c" * 40, "d" * 40
@@ -86,14 +87,7 @@ def fresh_world() -> None:
 
 @activity.defn(name="render_environment")
 async def render_environment(input: RolloutInput) -> Rendered:
-    return Rendered(
-        path="rendered/prod/web/manifests.yaml",
-        content_ref="x",
-        content_hash="y",
-        diff_markdown="changed: Deployment/prod/web",
-        changed_objects=1,
-        sensitive=world.sensitive,
-    )
+    return fake_rendered(input, world.sensitive)
 
 
 @activity.defn(name="propose_gitops_change")
@@ -222,19 +216,12 @@ def rollout_input(
         verify=VerifyConfig(url="http://127.0.0.1:1/version", expected_body="{commit}"),
         freeze=list(freeze),
     )
-    artifact = Artifact(
-        app="web",
-        commit=COMMIT,
-        image="r/web",
-        image_digest="sha256:" + "0" * 64,
-        image_ref="r/web@sha256:" + "0" * 64,
-        chart_ref="oci://r/charts/web",
-        chart_version="0.1.0-gffffffffffff",
-        chart_digest="sha256:" + "1" * 64,
-        created_at=datetime.now(UTC),
-    )
     return RolloutInput(
-        change_id="change/web/1", app=app, environment=env, artifact=artifact, author="alice"
+        change_id="change/web/1",
+        app=app,
+        environment=env,
+        artifact=fake_artifact("web", COMMIT),
+        author="alice",
     )
 
 
@@ -275,6 +262,13 @@ async def ui_details(handle: WorkflowHandle) -> str:
     return metadata.current_details
 
 
+async def synced(handle: WorkflowHandle) -> RolloutResult:
+    """The rollout's result once it reached the sync gate and its merge commit synced."""
+    await wait_for_gate(handle, "sync")
+    await handle.signal(EnvironmentRollout.sync_event, SyncEvent(revision=M, state="ready"))
+    return await handle.result()
+
+
 async def refused(handle: WorkflowHandle, user: str) -> str:
     with pytest.raises(WorkflowUpdateFailedError) as info:
         await handle.execute_update(EnvironmentRollout.approve, Decision(user=user))
@@ -294,9 +288,7 @@ async def test_prod_needs_two_distinct_approvers_and_refuses_author(workers: Cli
     assert status.gate.approved_by == ["carol"] and status.gate.waiting_on == ["dave"]
     await handle.execute_update(EnvironmentRollout.approve, Decision(user="dave"))
 
-    await wait_for_gate(handle, "sync")
-    await handle.signal(EnvironmentRollout.sync_event, SyncEvent(revision=M, state="ready"))
-    result = await handle.result()
+    result = await synced(handle)
     assert result.outcome == "deployed"
     assert [a.user for a in result.approvals] == ["carol", "dave"]
     assert result.merge_commit == M
@@ -393,9 +385,7 @@ async def test_forge_review_of_a_stale_head_does_not_count(workers: Client) -> N
     await handle.signal(
         EnvironmentRollout.forge_review, ForgeReview(user="dave", approved=True, commit=HEAD)
     )
-    await wait_for_gate(handle, "sync")
-    await handle.signal(EnvironmentRollout.sync_event, SyncEvent(revision=M, state="ready"))
-    assert (await handle.result()).approvals[0].source == "forge"
+    assert (await synced(handle)).approvals[0].source == "forge"
 
 
 async def test_failed_verification_rolls_back_to_the_previous_version(workers: Client) -> None:
@@ -592,9 +582,7 @@ async def test_break_glass_override_is_checked_and_recorded(workers: Client) -> 
     refused_again = await override("dave", "again")
     assert refused_again == "prod is not frozen for this rollout: nothing to override"
     await handle.execute_update(EnvironmentRollout.approve, Decision(user="dave"))
-    await wait_for_gate(handle, "sync")
-    await handle.signal(EnvironmentRollout.sync_event, SyncEvent(revision=M, state="ready"))
-    result = await handle.result()
+    result = await synced(handle)
     assert result.outcome == "deployed"
     assert (result.freeze_override.user, result.freeze_override.comment) == (
         "carol",
@@ -626,9 +614,7 @@ async def test_sensitive_diff_needs_the_extra_security_approval(workers: Client)
         "from erin"
     )
     await handle.execute_update(EnvironmentRollout.approve, Decision(user="erin"))
-    await wait_for_gate(handle, "sync")
-    await handle.signal(EnvironmentRollout.sync_event, SyncEvent(revision=M, state="ready"))
-    result = await handle.result()
+    result = await synced(handle)
     assert result.outcome == "deployed"
     assert [a.user for a in result.approvals] == ["carol", "erin"]
 

@@ -10,6 +10,7 @@ with workflow.unsafe.imports_passed_through():
     from baton import policy
     from baton.errors import DecisionRefused, NotAwaitingApproval
     from baton.models import Decision, ForgeReview, Gate, GitOpsPullRequest, RolloutInput
+    from baton.temporal import Updates
 
 from workflows.record import Record
 
@@ -165,3 +166,28 @@ class Approvals:
         gate = self.gate()
         if gate is not None:
             self.record.set_gate(gate)
+
+
+class ApprovalUpdates:
+    """The approve and reject Updates of a workflow; `_deciding` names the round they go to."""
+
+    def _deciding(self) -> Approvals:
+        raise NotImplementedError
+
+    @workflow.update(name=Updates.APPROVE)
+    def approve(self, approval: Decision) -> str:
+        """Add an approval; the validator has checked it against the environment's policy."""
+        return self._deciding().approve(approval)
+
+    @approve.validator
+    def _check_approve(self, approval: Decision) -> None:
+        self._deciding().check_approval(approval)
+
+    @workflow.update(name=Updates.REJECT)
+    def reject(self, rejection: Decision) -> str:
+        """Reject the PR awaiting approvals: the rollout (or its rollback) stops there."""
+        return self._deciding().reject(rejection)
+
+    @reject.validator
+    def _check_reject(self, rejection: Decision) -> None:
+        self._deciding().check_rejection(rejection)

@@ -12,6 +12,7 @@ with workflow.unsafe.imports_passed_through():
     from baton import freeze, policy
     from baton.errors import NotFrozen
     from baton.models import Decision, Gate, RolloutInput
+    from baton.temporal import Updates
 
 from workflows.record import Record
 
@@ -98,3 +99,18 @@ class FreezeGate:
 
     def _lifted(self, until: datetime, superseded_by: Callable[[], str | None]) -> bool:
         return self._overrides(until) or superseded_by() is not None
+
+
+class FreezeOverride:
+    """The break-glass Update of a workflow that holds its rollout at `freeze_gate`."""
+
+    freeze_gate: FreezeGate
+
+    @workflow.update(name=Updates.OVERRIDE_FREEZE)
+    def override_freeze(self, override: Decision) -> str:
+        """Break glass: roll out although the environment is frozen; recorded with the reason."""
+        return self.freeze_gate.grant(override)
+
+    @override_freeze.validator
+    def _check_override(self, override: Decision) -> None:
+        self.freeze_gate.check_override(override)

@@ -25,7 +25,6 @@ with workflow.unsafe.imports_passed_through():
         verify_endpoint,
     )
     from baton.models import (
-        Decision,
         ForgeReview,
         Gate,
         GitOpsPullRequest,
@@ -37,27 +36,28 @@ with workflow.unsafe.imports_passed_through():
         SyncEvent,
         SyncOutcome,
     )
-    from baton.temporal import Queries, Signals, TaskQueues, Updates, WorkflowTypes
+    from baton.temporal import Queries, Signals, TaskQueues, WorkflowTypes
 
 from workflows.record import Record, failure, last_failure
 from workflows.retries import RECONCILE, RETRY
 from workflows.rollout import texts
-from workflows.rollout.approvals import Approvals
-from workflows.rollout.freeze_gate import FreezeGate
+from workflows.rollout.approvals import Approvals, ApprovalUpdates
+from workflows.rollout.freeze_gate import FreezeGate, FreezeOverride
 from workflows.rollout.rollback import RollbackSaga
 from workflows.rollout.steps import StepOptions, close_pr, step
 from workflows.rollout.sync_waiter import SyncWaiter
 
 
 @workflow.defn(name=WorkflowTypes.ROLLOUT)
-class EnvironmentRollout:
+class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
     """Freeze gate → render → GitOps PR → approvals and merge → exact-revision sync → verification.
 
     When sync or verification fails after the merge, a rollback saga reverts the GitOps change
     (merged automatically, or in production under the approval policy), waits for the revert to
     sync and verifies that the previous version serves again; the rollout then fails either way.
     The mechanisms with state of their own are helper objects: `Approvals`, `FreezeGate`,
-    `SyncWaiter`, `RollbackSaga`; the `Record` keeps its timeline, gate and UI details.
+    `SyncWaiter`, `RollbackSaga`; the `Record` keeps its timeline, gate and UI details. The approve,
+    reject and override_freeze Updates come from `ApprovalUpdates` and `FreezeOverride`.
     """
 
     @workflow.init
@@ -81,33 +81,6 @@ class EnvironmentRollout:
         self.started = workflow.now()
 
     # Messages
-
-    @workflow.update(name=Updates.APPROVE)
-    def approve(self, approval: Decision) -> str:
-        """Add an approval; the validator has checked it against the environment's policy."""
-        return self._deciding().approve(approval)
-
-    @approve.validator
-    def _check_approve(self, approval: Decision) -> None:
-        self._deciding().check_approval(approval)
-
-    @workflow.update(name=Updates.REJECT)
-    def reject(self, rejection: Decision) -> str:
-        """Reject the PR awaiting approvals: the rollout (or its rollback) stops there."""
-        return self._deciding().reject(rejection)
-
-    @reject.validator
-    def _check_reject(self, rejection: Decision) -> None:
-        self._deciding().check_rejection(rejection)
-
-    @workflow.update(name=Updates.OVERRIDE_FREEZE)
-    def override_freeze(self, override: Decision) -> str:
-        """Break glass: roll out although the environment is frozen; recorded with the reason."""
-        return self.freeze_gate.grant(override)
-
-    @override_freeze.validator
-    def _check_override(self, override: Decision) -> None:
-        self.freeze_gate.check_override(override)
 
     @workflow.signal(name=Signals.FORGE_REVIEW)
     def forge_review(self, review: ForgeReview) -> None:

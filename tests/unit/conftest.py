@@ -1,0 +1,24 @@
+"""The cluster adapters' tests share a fake Kubernetes API server and Flux's adapter on it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from baton.cluster.kubernetes import FluxCluster
+from tests.fakes.kube_api import FakeKubeAPI
+
+
+@pytest.fixture
+def api() -> Iterator[FakeKubeAPI]:
+    """A fake API server with the `staging` namespace the apps deploy to."""
+    with FakeKubeAPI() as api:
+        api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "staging"}})
+        yield api
+
+
+@pytest.fixture
+def flux_cluster(api: FakeKubeAPI, tmp_path: Path) -> FluxCluster:
+    return FluxCluster.connect(api.write_kubeconfig(tmp_path / "kubeconfig"), "fake")
