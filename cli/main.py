@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import os
 import signal
 import sys
 import time
@@ -346,8 +348,20 @@ def demo(
 
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
+    code: int = 0
     try:
         app()
     except BatonError as exc:
         err_console.print(f"error: {exc}", markup=False, highlight=False)
-        sys.exit(2)
+        code = 2
+    except SystemExit as done:  # typer ends every command this way
+        if isinstance(done.code, str):
+            err_console.print(done.code, markup=False, highlight=False)
+        code = done.code if isinstance(done.code, int) else int(done.code is not None)
+    # The Temporal client's Rust threads can crash the interpreter's teardown of a short-lived
+    # process (SIGSEGV or SIGABRT after the command's work is done: temporalio/sdk-python#300):
+    # a command that has finished leaves at once.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
