@@ -44,14 +44,17 @@ from baton.config import (
 from baton.models import (
     Decision,
     ForgeReview,
+    GateKind,
     GitOpsPullRequest,
     Rendered,
     RolloutInput,
     RolloutResult,
+    RolloutStatus,
     SyncEvent,
     SyncOutcome,
 )
 from baton.temporal import TaskQueues
+from tests.conftest import at_gate, until
 from tests.fakes.records import fake_artifact, fake_rendered
 from workflows.rollout import EnvironmentRollout
 
@@ -234,22 +237,25 @@ async def start(client: Client, input: RolloutInput) -> WorkflowHandle:
     )
 
 
-async def wait_for_gate(handle: WorkflowHandle, kind: str) -> None:
-    for _ in range(100):
-        status = await handle.query(EnvironmentRollout.status)
-        if status.gate and status.gate.kind == kind:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"rollout never reached the {kind} gate")
+async def wait_for_gate(handle: WorkflowHandle, kind: GateKind) -> None:
+    await at_gate(handle, kind, RolloutStatus)
 
 
 async def wait_for_stage(handle: WorkflowHandle, name: str) -> None:
-    for _ in range(100):
-        status = await handle.query(EnvironmentRollout.status)
-        if any(stage.name == name for stage in status.timeline):
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"rollout never reached the {name} stage")
+    await until(
+        lambda: handle.query(EnvironmentRollout.status),
+        lambda status: any(stage.name == name for stage in status.timeline),
+        f"{handle.id} at its {name} stage",
+    )
+
+
+async def notes_when(handle: WorkflowHandle, count: int) -> RolloutStatus:
+    """The rollout's status once its timeline holds `count` notes: what it said it ignored."""
+    return await until(
+        lambda: handle.query(EnvironmentRollout.status),
+        lambda status: sum(s.name == "note" for s in status.timeline) >= count,
+        f"{handle.id} to note {count} thing(s)",
+    )
 
 
 def stages(status) -> dict[str, str]:
@@ -333,8 +339,10 @@ async def test_sync_gate_ignores_older_revisions_and_accepts_descendants(workers
     handle = await start(workers, rollout_input(required=0))
     await wait_for_gate(handle, "sync")
     await handle.signal(EnvironmentRollout.sync_event, SyncEvent(revision=OLD, state="ready"))
-    await asyncio.sleep(0.5)
-    assert (await handle.query(EnvironmentRollout.status)).gate.kind == "sync"
+    status = await notes_when(handle, 1)  # the event was judged, and ignored
+    notes = [s.detail for s in status.timeline if s.name == "note"]
+    assert notes == [f"ignored sync event for older revision {OLD[:12]}"]
+    assert status.gate is not None and status.gate.kind == "sync"
     await handle.signal(EnvironmentRollout.sync_event, SyncEvent(revision=CHILD, state="ready"))
     result = await handle.result()
     assert result.outcome == "deployed"
@@ -376,9 +384,8 @@ async def test_forge_review_of_a_stale_head_does_not_count(workers: Client) -> N
     await handle.signal(
         EnvironmentRollout.forge_review, ForgeReview(user="alice", approved=True, commit=HEAD)
     )
-    await asyncio.sleep(0.5)
-    status = await handle.query(EnvironmentRollout.status)
-    assert status.gate.kind == "approval" and status.approvals == []
+    status = await notes_when(handle, 2)  # both reviews were judged
+    assert status.gate is not None and status.gate.kind == "approval" and status.approvals == []
     notes = [s.detail for s in status.timeline if s.name == "note"]
     assert any("not the PR's head" in n for n in notes)
     assert any("alice is the change's author" in n for n in notes)
