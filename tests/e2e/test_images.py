@@ -38,7 +38,11 @@ def built(docker_client, base_image, registry, image_name, logs):
         logs=logs,
     )
     yield image
-    docker_client.images.remove(image.image_id, force=True)
+    # Only this test's tags: a suite running beside this one builds the very same image (same
+    # inputs, same ID), so removing the image by ID would pull it from under that suite.
+    for name in docker_client.images.get(image.image_id).tags:
+        if image_name in name:
+            docker_client.images.remove(name)
 
 
 def test_build_tags_the_image_and_rebuilding_the_same_inputs_gives_the_same_image(

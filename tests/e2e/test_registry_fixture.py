@@ -73,4 +73,5 @@ def test_pushed_image_is_served_by_digest_with_basic_auth(
         # htpasswd auth challenges for Basic credentials directly, with no token service.
         assert anonymous.headers["WWW-Authenticate"].startswith("Basic ")
     finally:
-        docker_client.images.remove(image.id, force=True)
+        # The tag only: a suite running beside this one may hold the same image (same ID).
+        docker_client.images.remove(f"{repository}:{tag}")
