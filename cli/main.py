@@ -346,21 +346,29 @@ def demo(
         raise typer.Exit(1)
 
 
-def main() -> None:
-    """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
-    code: int = 0
+def run() -> int:
+    """Run the command line and return its exit code; user errors become one line on stderr and
+    exit code 2, never a traceback."""
     try:
         app()
     except BatonError as exc:
         err_console.print(f"error: {exc}", markup=False, highlight=False)
-        code = 2
+        return 2
     except SystemExit as done:  # typer ends every command this way
         if isinstance(done.code, str):
             err_console.print(done.code, markup=False, highlight=False)
-        code = done.code if isinstance(done.code, int) else int(done.code is not None)
-    # The Temporal client's Rust threads can crash the interpreter's teardown of a short-lived
-    # process (SIGSEGV or SIGABRT after the command's work is done: temporalio/sdk-python#300):
-    # a command that has finished leaves at once.
+        return done.code if isinstance(done.code, int) else int(done.code is not None)
+    return 0
+
+
+def main() -> None:
+    """Entry point (`baton`): `run`, then leave at once.
+
+    The Temporal client's Rust threads can crash the interpreter's teardown of a short-lived
+    process (SIGSEGV or SIGABRT after the command's work is done: temporalio/sdk-python#300), so
+    a command that has finished exits without one.
+    """
+    code = run()
     sys.stdout.flush()
     sys.stderr.flush()
     logging.shutdown()

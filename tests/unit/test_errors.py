@@ -290,9 +290,7 @@ def test_the_cli_shows_an_error_of_any_category_as_one_line_and_exits_2(
         raise PolicyViolation("alice may not approve prod: she authored the change")
 
     monkeypatch.setattr(main, "app", refuse)
-    with pytest.raises(SystemExit) as exit_:
-        main.main()
-    assert exit_.value.code == 2
+    assert main.run() == 2
     assert capsys.readouterr().err.strip() == (
         "error: alice may not approve prod: she authored the change"
     )
