@@ -23,17 +23,24 @@ def image_name() -> str:
 
 
 @pytest.fixture
+def commit() -> str:
+    """An app commit of the test's own: the image differs from one a suite beside this one builds,
+    which removing it afterwards must not pull from under that suite."""
+    return secrets.token_hex(6)
+
+
+@pytest.fixture
 def logs(tmp_path) -> LogStore:
     return LogStore(tmp_path / "logs")
 
 
 @pytest.fixture
-def built(docker_client, base_image, registry, image_name, logs):
+def built(docker_client, base_image, registry, image_name, commit, logs):
     tag = f"{registry.host}/{image_name}:build"
     image = build_image(
         SAMPLE_APP,
         [tag],
-        buildargs={"BASE_IMAGE": base_image, "APP_COMMIT": "0123456789ab"},
+        buildargs={"BASE_IMAGE": base_image, "APP_COMMIT": commit},
         client=docker_client,
         logs=logs,
     )
@@ -46,36 +53,35 @@ def built(docker_client, base_image, registry, image_name, logs):
 
 
 def test_build_tags_the_image_and_rebuilding_the_same_inputs_gives_the_same_image(
-    docker_client, base_image, registry, built, image_name, logs
+    docker_client, base_image, registry, built, image_name, commit, logs
 ):
     again = build_image(
         SAMPLE_APP,
-        [f"{registry.host}/{image_name}:build", f"{image_name}:0123456789ab"],
-        buildargs={"BASE_IMAGE": base_image, "APP_COMMIT": "0123456789ab"},
+        [f"{registry.host}/{image_name}:build", f"{image_name}:{commit}"],
+        buildargs={"BASE_IMAGE": base_image, "APP_COMMIT": commit},
         client=docker_client,
         logs=logs,
     )
 
     assert again.image_id == built.image_id
-    assert docker_client.images.get(f"{image_name}:0123456789ab").id == built.image_id
+    assert docker_client.images.get(f"{image_name}:{commit}").id == built.image_id
     env = docker_client.images.get(built.image_id).attrs["Config"]["Env"]
-    assert "APP_COMMIT=0123456789ab" in env
+    assert f"APP_COMMIT={commit}" in env
     assert "Successfully built" in logs.get(again.log_ref)
 
 
-def test_pushed_digest_is_the_one_the_registry_serves(docker_client, registry, built, image_name):
+def test_pushed_digest_is_the_one_the_registry_serves(
+    docker_client, registry, built, image_name, commit
+):
     with Registry(registry.url, registry.username, registry.password) as reg:
-        digest = push_image(built.image_id, reg, image_name, "0123456789ab", client=docker_client)
+        digest = push_image(built.image_id, reg, image_name, commit, client=docker_client)
 
         assert digest.startswith("sha256:")
-        assert reg.manifest_digest(image_name, "0123456789ab") == digest
-        assert reg.has_tag(image_name, "0123456789ab")
+        assert reg.manifest_digest(image_name, commit) == digest
+        assert reg.has_tag(image_name, commit)
         assert not reg.has_tag(image_name, "never-pushed")
         # Pushing the same image again changes nothing.
-        assert (
-            push_image(built.image_id, reg, image_name, "0123456789ab", client=docker_client)
-            == digest
-        )
+        assert push_image(built.image_id, reg, image_name, commit, client=docker_client) == digest
 
 
 def test_build_failure_carries_the_builds_own_last_lines(docker_client, base_image, tmp_path, logs):
