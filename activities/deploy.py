@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field
 from temporalio import activity
 
 from activities.context import Context, current
@@ -44,8 +44,14 @@ class CloseInput(BaseModel):
 
 
 class SyncCheckInput(BaseModel):
+    """Is `merged_revision` (or, from an event, `revision`, maybe a descendant) synced?"""
+
     rollout: RolloutInput
-    merge_commit: str
+    # The plugin cannot see that AliasChoices leaves the field required by name.
+    merged_revision: str = Field(  # type: ignore[pydantic-alias]
+        # Inputs recorded before the rename carry `merge_commit`.
+        validation_alias=AliasChoices("merged_revision", "merge_commit"),
+    )
     since: datetime | None = None
     revision: str | None = None
 
@@ -72,7 +78,10 @@ class ApplyInput(BaseModel):
 
 class RevertInput(BaseModel):
     rollout: RolloutInput
-    merge_commit: str
+    revision: str = Field(  # type: ignore[pydantic-alias]
+        validation_alias=AliasChoices("revision", "merge_commit"),
+        description="the GitOps revision to revert",
+    )
     body: str
 
 
@@ -210,7 +219,7 @@ def revert_gitops_change(input: RevertInput) -> Revert:
     app, env, commit = rollout.app, rollout.environment, rollout.artifact.commit
     repo = ctx.config.gitops.repo
     path = ctx.gitops.manifests_path(app, env)
-    previous = ctx.gitops.before(path, input.merge_commit)
+    previous = ctx.gitops.before(path, input.revision)
     removed = not holds_objects(previous)
     wanted = placeholder_manifests(app.name, env.name, commit) if removed else previous
     revert = Revert(previous_commit=_deployed_commit(ctx, app.name, previous), removed=removed)
@@ -263,7 +272,7 @@ def close_gitops_pr(input: CloseInput) -> None:
 def is_descendant(input: SyncCheckInput) -> bool:
     """Whether `revision` is the merge commit or a descendant of it in the GitOps repository."""
     assert input.revision is not None
-    return current().gitops.is_ancestor(input.merge_commit, input.revision)
+    return current().gitops.is_ancestor(input.merged_revision, input.revision)
 
 
 @activity.defn
@@ -315,9 +324,9 @@ def check_sync(input: SyncCheckInput) -> SyncOutcome:
     since = input.since or datetime.min.replace(tzinfo=UTC)
     verdict = judge(
         status,
-        input.merge_commit,
+        input.merged_revision,
         since,
-        lambda sha: ctx.gitops.is_ancestor(input.merge_commit, sha),
+        lambda sha: ctx.gitops.is_ancestor(input.merged_revision, sha),
     )
     if verdict.verdict == "failed":
         raise SyncFailed(verdict.reason)

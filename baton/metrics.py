@@ -96,7 +96,7 @@ def rollouts_of(
 
 def _outcome(result: RolloutResult) -> str:
     """The rollout's outcome; a failure before the merge never reached the cluster."""
-    if result.outcome == "failed" and result.merge_commit is None and result.rollback is None:
+    if result.outcome == "failed" and result.revision is None and result.rollback is None:
         return "failed before the merge"
     return result.outcome
 

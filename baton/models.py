@@ -265,7 +265,12 @@ class RolloutResult(BaseModel):
     outcome: RolloutOutcome
     reason: str = ""
     gitops_pr: GitOpsPullRequest | None = None
-    merge_commit: str | None = None
+    revision: str | None = Field(  # type: ignore[pydantic-alias]
+        default=None,
+        # Results recorded before the rename carry `merge_commit`.
+        validation_alias=AliasChoices("revision", "merge_commit"),
+        description="the GitOps revision the rollout's PR merged as",
+    )
     approvals: list[Decision] = []
     served: str | None = None
     rollback: Rollback | None = None
@@ -281,7 +286,11 @@ class RolloutStatus(Stage):
     gate: Gate | None = None
     approvals: list[Decision] = []
     gitops_pr: GitOpsPullRequest | None = None
-    merge_commit: str | None = None
+    revision: str | None = Field(  # type: ignore[pydantic-alias]
+        default=None,
+        validation_alias=AliasChoices("revision", "merge_commit"),
+        description="the GitOps revision the rollout's PR merged as",
+    )
     timeline: list[Stage] = []
     rollback: Rollback | None = None
     freeze_override: Decision | None = None

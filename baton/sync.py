@@ -25,11 +25,11 @@ class Judgement(BaseModel):
 
 def judge(
     status: SyncStatus | None,
-    merge_commit: str,
+    merged_revision: str,
     merged_at: datetime,
     descends: Callable[[str], bool],
 ) -> Judgement:
-    """Judge one observed status; `descends(sha)` tells whether sha is M or a descendant of M."""
+    """Judge one observed status; `descends(sha)`: is sha `merged_revision` or a descendant of it?"""
     if status is None:
         return Judgement(verdict="waiting", reason="no sync status yet")
     if status.observed_at is not None and status.observed_at < merged_at:

@@ -27,16 +27,25 @@ class TaskQueues:
 
 
 class SearchAttributes:
-    """Typed search attributes shown in the Temporal UI. Never put secrets in them."""
+    """Typed search attributes shown in the Temporal UI, one meaning each. Never put secrets in them.
+
+    `BatonState` is a change's state (`ChangeState`: validating ... completed), `BatonStep` the step a
+    rollout is at (render, approval, sync ...), `BatonOutcome` how a rollout ended
+    (`RolloutOutcome`). Workflows started before that split kept all three in `BatonStage`, which
+    stays registered so they still run and can still be found.
+    """
 
     APP = SearchAttributeKey.for_keyword("BatonApp")
-    STAGE = SearchAttributeKey.for_keyword("BatonStage")
+    STATE = SearchAttributeKey.for_keyword("BatonState")
+    STEP = SearchAttributeKey.for_keyword("BatonStep")
+    OUTCOME = SearchAttributeKey.for_keyword("BatonOutcome")
     COMMIT = SearchAttributeKey.for_keyword("BatonCommit")
     PR = SearchAttributeKey.for_keyword("BatonPR")
     ENVIRONMENT = SearchAttributeKey.for_keyword("BatonEnvironment")
     GATE = SearchAttributeKey.for_keyword("BatonGate")
+    LEGACY_STAGE = SearchAttributeKey.for_keyword("BatonStage")
 
-    ALL = (APP, STAGE, COMMIT, PR, ENVIRONMENT, GATE)
+    ALL = (APP, STATE, STEP, OUTCOME, COMMIT, PR, ENVIRONMENT, GATE, LEGACY_STAGE)
 
     @classmethod
     def dev_server_flags(cls) -> list[str]:
@@ -74,7 +83,7 @@ def initial_search_attributes(input: ChangeInput) -> TypedSearchAttributes:
             SearchAttributePair(SearchAttributes.APP, input.plan.app.name),
             SearchAttributePair(SearchAttributes.PR, str(input.pr_number)),
             SearchAttributePair(SearchAttributes.COMMIT, input.head_sha),
-            SearchAttributePair(SearchAttributes.STAGE, "validating"),
+            SearchAttributePair(SearchAttributes.STATE, "validating"),
         ]
     )
 

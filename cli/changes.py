@@ -35,7 +35,7 @@ class Refused(DecisionRefused):
 class ChangeSummary(BaseModel):
     id: str
     status: str
-    stage: str | None
+    state: str | None
     commit: str | None
     environment: str | None
     started_at: datetime | None
@@ -62,7 +62,9 @@ async def list_changes(client: Client, limit: int = 50) -> list[ChangeSummary]:
             ChangeSummary(
                 id=execution.id,
                 status=execution.status.name.lower() if execution.status else "unknown",
-                stage=attributes.get(SearchAttributes.STAGE),
+                # Changes started before BatonState was split out of BatonStage carry only that.
+                state=attributes.get(SearchAttributes.STATE)
+                or attributes.get(SearchAttributes.LEGACY_STAGE),
                 commit=attributes.get(SearchAttributes.COMMIT),
                 environment=attributes.get(SearchAttributes.ENVIRONMENT),
                 started_at=execution.start_time,

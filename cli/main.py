@@ -68,7 +68,7 @@ def _client_call(operation: Callable[[Client], Awaitable[T]]) -> T:
 
 @changes_app.command("ls")
 def changes_ls(as_json: Json = False) -> None:
-    """Changes, newest first: id, status, stage, environment and commit."""
+    """Changes, newest first: id, workflow status, change state, environment and commit."""
     summaries = _client_call(changes.list_changes)
     if as_json:
         print(json.dumps([s.model_dump(mode="json") for s in summaries], indent=2))
@@ -78,7 +78,7 @@ def changes_ls(as_json: Json = False) -> None:
     for s in summaries:
         commit = (s.commit or "")[:12]
         console.print(
-            f"{s.id:<32} {s.status:<10} {s.stage or '':<14} {s.environment or '-':<10} {commit}"
+            f"{s.id:<32} {s.status:<10} {s.state or '':<14} {s.environment or '-':<10} {commit}"
         )
 
 

@@ -1,7 +1,7 @@
 """The record keeper every workflow shares: what people see of it while it runs.
 
 A `Record` holds a workflow's timeline of stages and the gate it waits at, keeps its search
-attributes in step (BatonStage, BatonGate) and publishes its current details, the markdown the
+attributes in step (BatonState, BatonStep, BatonOutcome, BatonGate) and publishes its current details, the markdown the
 Temporal UI shows. It only uses workflow-safe calls (`workflow.now()`, search attribute upserts,
 `workflow.set_current_details`), so workflows and their helper objects call it freely.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from temporalio import workflow
+from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ApplicationError, TemporalError
 
 with workflow.unsafe.imports_passed_through():
@@ -30,8 +31,10 @@ ICONS: dict[StageOutcome, str] = {
 class Record:
     """A workflow's timeline, current gate, facts and headline, as its status and UI details.
 
-    With `stages_searchable`, every stage's name is the BatonStage search attribute and every gate's
-    kind the BatonGate one (rollouts); without, only `set_state` sets BatonStage (changes).
+    With `stages_searchable`, every stage's name is the BatonStep search attribute and every gate's
+    kind the BatonGate one (rollouts); `set_state` sets BatonState (a change's state) or, with
+    `outcome=True`, BatonOutcome (how a rollout ended). Workflows whose history predates the split
+    (no `search-attributes-split` marker) keep writing all three to BatonStage, so they replay.
     `ui_url` and `namespace` say where `link` points.
     """
 
@@ -64,7 +67,7 @@ class Record:
         if self.stages_searchable:
             if self.gate is None:
                 workflow.upsert_search_attributes([SearchAttributes.GATE.value_set("none")])
-            workflow.upsert_search_attributes([SearchAttributes.STAGE.value_set(name)])
+            workflow.upsert_search_attributes([_key(SearchAttributes.STEP).value_set(name)])
         self.publish()
         return stage
 
@@ -95,9 +98,10 @@ class Record:
         self.gate = None
         self.publish()
 
-    def set_state(self, state: str, reason: str | None = None) -> None:
-        """The workflow's state: its BatonStage search attribute and the headline of its details."""
-        workflow.upsert_search_attributes([SearchAttributes.STAGE.value_set(state)])
+    def set_state(self, state: str, reason: str | None = None, *, outcome: bool = False) -> None:
+        """The workflow's state (or `outcome`): its search attribute and the headline of its details."""
+        key = SearchAttributes.OUTCOME if outcome else SearchAttributes.STATE
+        workflow.upsert_search_attributes([_key(key).value_set(state)])
         self.publish(f"**{state}**" + (f": {reason}" if reason else ""))
 
     def fact(self, label: str, text: str) -> None:
@@ -139,3 +143,8 @@ def last_failure(timeout: BaseException | None) -> str | None:
     """The last attempt's error that an activity's timeout carries, if it was one of ours."""
     last = getattr(timeout, "cause", None)
     return last.message if isinstance(last, ApplicationError) else None
+
+
+def _key(key: SearchAttributeKey[str]) -> SearchAttributeKey[str]:
+    """`key`, or BatonStage in workflows that started before the split (their histories upsert it)."""
+    return key if workflow.patched("search-attributes-split") else SearchAttributes.LEGACY_STAGE

@@ -70,7 +70,7 @@ class FluxStack:
             ),
             author="alice",
         )
-        return SyncCheckInput(rollout=rollout, merge_commit=merge, since=merged_at)
+        return SyncCheckInput(rollout=rollout, merged_revision=merge, since=merged_at)
 
 
 def closed_port() -> int:

@@ -97,7 +97,7 @@ def test_apply_and_flux_environments_roll_out_and_a_stuck_rollout_is_rolled_back
     dev = kube.deployment("dev")
     assert dev["metadata"]["managedFields"][0]["manager"] == "baton"
     inventory = api.get("v1", "ConfigMap", "dev", inventory_name("sample-app"))["data"]
-    dev_merge = change.rollouts[0].merge_commit
+    dev_merge = change.rollouts[0].revision
     assert inventory["revision"] == dev_merge
     name = dev["metadata"]["name"]
     assert {"id": f"dev_{name}_apps_Deployment", "v": "v1"} in json.loads(inventory["entries"])

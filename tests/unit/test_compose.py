@@ -7,6 +7,7 @@ import subprocess
 
 import yaml
 
+from baton.temporal import SearchAttributes
 from baton.tools import PROJECT_ROOT
 from tests.fixtures import unavailable
 
@@ -33,5 +34,6 @@ def test_compose_runs_the_embedded_stacks_processes() -> None:
     assert commands["api"] == ["python", "-m", "api"]
     assert commands["worker"] == ["python", "-m", "workers.main"]
     assert commands["cluster"] == ["python", "-m", "baton.local.cluster"]
-    assert "--search-attribute BatonGate=Keyword" in commands["temporal"]
+    for key in SearchAttributes.ALL:
+        assert f"--search-attribute {key.name}=Keyword" in commands["temporal"]
     assert all(service["network_mode"] == "host" for service in services.values())

@@ -81,7 +81,7 @@ def deploy(context: Context, commit: str, content: str) -> str:
 
 def revert(context: Context, commit: str, merge: str) -> Revert:
     body = "Rolls sample-app back.\n\nBaton-Rollout: rollout/sample-app/staging/" + commit
-    revert_input = RevertInput(rollout=rollout(context, commit), merge_commit=merge, body=body)
+    revert_input = RevertInput(rollout=rollout(context, commit), revision=merge, body=body)
     return ActivityEnvironment().run(revert_gitops_change, revert_input)
 
 

@@ -7,7 +7,9 @@ The `before-*` histories stay as they are: workflows that ran on older code must
 `before-one-shape-*` come from the paths a demo does not take (rollback saga, rejections, freeze
 override, supersedes, lane queues, aborts), recorded at a894203, before EnvironmentRollout became a
 package: the rollouts from the scenarios of `test_rollout.py`, the changes from lane scenarios with
-stand-in activities (two to three changes of one app in one lane).
+stand-in activities (two to three changes of one app in one lane). `before-search-attributes-split-*`
+are the demo's histories from when one BatonStage attribute held a change's state, a rollout's step
+and its outcome.
 """
 
 import json

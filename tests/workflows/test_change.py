@@ -254,7 +254,8 @@ async def test_the_happy_path_deploys_to_every_environment_in_order(
     ]
     assert steps.reported(merge_commit(1))[-1] == ("baton/ci", "success", "7 step(s) passed")
     attributes = (await change.describe()).typed_search_attributes
-    assert attributes.get(SearchAttributes.STAGE) == "completed"
+    assert attributes.get(SearchAttributes.STATE) == "completed"
+    assert attributes.get(SearchAttributes.LEGACY_STAGE) is None
     assert attributes.get(SearchAttributes.ENVIRONMENT) == "prod"
 
 

@@ -26,7 +26,7 @@ from workflows.record import Record
 
 
 class Story(BaseModel):
-    """What the host records: stages searchable or not."""
+    """What the host records: like a rollout (searchable steps, ends with an outcome) or a change."""
 
     searchable: bool
 
@@ -62,7 +62,7 @@ class RecordHost(RecordQueries):
         self.record.clear_gate()
         self.record.note("review by mallory not counted")
         self.record.end(approval, "succeeded", "approved by carol")
-        self.record.set_state("deployed", "200 ok")
+        self.record.set_state("deployed", "200 ok", outcome=story.searchable)
 
 
 @pytest.fixture
@@ -89,9 +89,25 @@ async def details(handle: WorkflowHandle) -> str:
     return metadata.current_details
 
 
-async def attributes(handle: WorkflowHandle) -> tuple[str | None, str | None]:
+class Shown(BaseModel):
+    """The host's Baton search attributes, by key."""
+
+    step: str | None = None
+    gate: str | None = None
+    state: str | None = None
+    outcome: str | None = None
+    legacy_stage: str | None = None
+
+
+async def attributes(handle: WorkflowHandle) -> Shown:
     found = (await handle.describe()).typed_search_attributes
-    return found.get(SearchAttributes.STAGE), found.get(SearchAttributes.GATE)
+    return Shown(
+        step=found.get(SearchAttributes.STEP),
+        gate=found.get(SearchAttributes.GATE),
+        state=found.get(SearchAttributes.STATE),
+        outcome=found.get(SearchAttributes.OUTCOME),
+        legacy_stage=found.get(SearchAttributes.LEGACY_STAGE),
+    )
 
 
 async def test_the_current_stage_and_gate_are_search_attributes_and_details(
@@ -100,7 +116,7 @@ async def test_the_current_stage_and_gate_are_search_attributes_and_details(
     handle = await start(client, task_queue, searchable=True)
     await at_gate(handle)
 
-    assert await attributes(handle) == ("approval", "approval")
+    assert await attributes(handle) == Shown(step="approval", gate="approval")
     shown = await details(handle)
     assert shown.startswith("**web** → **prod**")
     assert "Waiting: 0/1 approvals for prod\nOn: carol" in shown
@@ -108,7 +124,7 @@ async def test_the_current_stage_and_gate_are_search_attributes_and_details(
     assert "- ✅ render 3 object(s) change\n- ⏳ approval " in shown
 
 
-async def test_the_end_state_is_the_stage_attribute_and_the_headline(
+async def test_the_outcome_is_its_own_attribute_and_the_headline(
     client: Client, task_queue: str
 ) -> None:
     handle = await start(client, task_queue, searchable=True)
@@ -116,7 +132,7 @@ async def test_the_end_state_is_the_stage_attribute_and_the_headline(
     await handle.signal(RecordHost.proceed)
     await handle.result()
 
-    assert (await attributes(handle))[0] == "deployed"
+    assert await attributes(handle) == Shown(step="approval", gate="approval", outcome="deployed")
     shown = await details(handle)
     assert "**deployed**: 200 ok" in shown and "Waiting:" not in shown
     assert "- • note review by mallory not counted" in shown
@@ -133,12 +149,12 @@ async def test_without_searchable_stages_only_the_state_is_a_search_attribute(
 ) -> None:
     handle = await start(client, task_queue, searchable=False)
     await at_gate(handle)
-    assert await attributes(handle) == (None, None)
+    assert await attributes(handle) == Shown()
     assert "Waiting: 0/1 approvals for prod" in await details(handle)
 
     await handle.signal(RecordHost.proceed)
     await handle.result()
-    assert await attributes(handle) == ("deployed", None)
+    assert await attributes(handle) == Shown(state="deployed")
 
 
 def test_links_point_at_the_workflow_page_of_the_temporal_ui() -> None:

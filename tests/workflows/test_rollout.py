@@ -117,7 +117,7 @@ async def close(input: CloseInput) -> None:
 
 @activity.defn(name="revert_gitops_change")
 async def revert(input: RevertInput) -> Revert:
-    assert input.merge_commit == M and "Baton-Rollout: rollout/test/" in input.body
+    assert input.revision == M and "Baton-Rollout: rollout/test/" in input.body
     pr = GitOpsPullRequest(
         number=8,
         url="http://forge/gitops/pulls/8",
@@ -131,7 +131,7 @@ async def revert(input: RevertInput) -> Revert:
 
 @activity.defn(name="is_descendant")
 async def is_descendant(input: SyncCheckInput) -> bool:
-    return input.merge_commit == M and input.revision in (M, CHILD)
+    return input.merged_revision == M and input.revision in (M, CHILD)
 
 
 @activity.defn(name="request_reconcile")
@@ -149,9 +149,9 @@ async def check_sync(input: SyncCheckInput) -> SyncOutcome:
     await asyncio.sleep(0.2)
     if world.poll_error:
         raise ApplicationError(world.poll_error, type="ClusterConfigError", non_retryable=True)
-    if input.merge_commit in world.polled_synced:
+    if input.merged_revision in world.polled_synced:
         return SyncOutcome(
-            synced=True, revision=input.merge_commit, reason="ReconciliationSucceeded"
+            synced=True, revision=input.merged_revision, reason="ReconciliationSucceeded"
         )
     raise ApplicationError("not synced yet: applied revision is aaaaaaaaaaaa", type="NotSynced")
 
@@ -297,7 +297,7 @@ async def test_prod_needs_two_distinct_approvers_and_refuses_author(workers: Cli
     result = await synced(handle)
     assert result.outcome == "deployed"
     assert [a.user for a in result.approvals] == ["carol", "dave"]
-    assert result.merge_commit == M
+    assert result.revision == M
 
 
 async def test_rejection_stops_the_rollout_and_closes_the_gitops_pr(workers: Client) -> None:
@@ -547,7 +547,7 @@ def test_check_sync_fails_at_once_on_cluster_configuration_errors(monkeypatch) -
     monkeypatch.setattr(context, "_current", ForbiddenCluster())
     with pytest.raises(ApplicationError) as info:
         ActivityEnvironment().run(
-            deploy.check_sync, SyncCheckInput(rollout=rollout_input(), merge_commit=M)
+            deploy.check_sync, SyncCheckInput(rollout=rollout_input(), merged_revision=M)
         )
     assert info.value.non_retryable and info.value.type == "ClusterConfigError"
     assert "grant Baton's user get (RBAC)" in info.value.message

@@ -42,13 +42,13 @@ class World:
         await asyncio.sleep(0.2)
         if self.polled_synced:
             return SyncOutcome(
-                synced=True, revision=input.merge_commit, reason="ReconciliationSucceeded"
+                synced=True, revision=input.merged_revision, reason="ReconciliationSucceeded"
             )
         raise ApplicationError("applied revision is aaaaaaaaaaaa", type="NotSynced")
 
     @activity.defn(name="is_descendant")
     async def is_descendant(self, input: SyncCheckInput) -> bool:
-        return input.merge_commit == M and input.revision in (M, CHILD)
+        return input.merged_revision == M and input.revision in (M, CHILD)
 
 
 @workflow.defn(name="SyncHost", sandboxed=False)

@@ -110,7 +110,7 @@ class RollbackSaga:
             self.record,
             "rollback: revert PR",
             revert_gitops_change,
-            RevertInput(rollout=input, merge_commit=self.revision, body=body),
+            RevertInput(rollout=input, revision=self.revision, body=body),
             summary=f"open the revert PR for {env.name}",
             schedule_to_close_timeout=ROLLBACK_PATIENCE,
         )

@@ -65,7 +65,7 @@ class SyncWaiter:
         poll = asyncio.ensure_future(
             workflow.execute_activity(
                 check_sync,
-                SyncCheckInput(rollout=self.input, merge_commit=revision, since=self.since),
+                SyncCheckInput(rollout=self.input, merged_revision=revision, since=self.since),
                 task_queue=TaskQueues.DEPLOY,
                 start_to_close_timeout=timedelta(seconds=30),
                 schedule_to_close_timeout=timeout,
@@ -99,7 +99,7 @@ class SyncWaiter:
             return None
         descends = event.revision == revision or await workflow.execute_activity(
             is_descendant,
-            SyncCheckInput(rollout=self.input, merge_commit=revision, revision=event.revision),
+            SyncCheckInput(rollout=self.input, merged_revision=revision, revision=event.revision),
             summary=f"is {event.revision[:12]} a descendant of {revision[:12]}?",
             **QUICK,
         )

@@ -120,7 +120,7 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
             gate=self.record.gate,
             approvals=self.approvals.given,
             gitops_pr=self.pr,
-            merge_commit=self.revision,
+            revision=self.revision,
             timeline=self.record.timeline,
             rollback=self.saga.rollback if self.saga else None,
             freeze_override=self.freeze_gate.override,
@@ -336,13 +336,13 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
     ) -> RolloutResult:
         if outcome != "deployed":
             await self._close_unmerged(outcome)
-        self.record.set_state(outcome, reason)
+        self.record.set_state(outcome, reason, outcome=True)
         return RolloutResult(
             environment=self.input.environment.name,
             outcome=outcome,
             reason=reason,
             gitops_pr=self.pr,
-            merge_commit=self.revision,
+            revision=self.revision,
             approvals=self.approvals.given,
             served=served,
             rollback=self.saga.rollback if self.saga else None,
