@@ -118,6 +118,12 @@ class AppConfig(Model):
     port_value: str = "service.port"
     commands: Commands = Commands()
     check_timeout_s: int = Field(default=600, gt=0)
+    nondeterministic: Literal["reject", "accept"] = Field(
+        default="reject",
+        description="fields that differ between two renders of the same inputs (random "
+        "passwords, timestamps): reject fails the render naming them; accept deploys them, "
+        "keeping the value the environment runs",
+    )
 
     @model_validator(mode="after")
     def _one_template_kind(self) -> AppConfig:

@@ -212,6 +212,20 @@ class Rendered(BaseModel):
     sensitive: list[str] = Field(
         default=[], description="why the diff is security-sensitive (it then needs extra approval)"
     )
+    unstable: list[str] = Field(
+        default=[],
+        description="objects whose fields differ between two renders of the same inputs, with "
+        "those fields (`Secret/prod/x: data.password`); they keep the deployed value",
+    )
+    template_diff_markdown: str = Field(
+        default="", description="what changed in the chart or base and the environment's inputs"
+    )
+    rendered_from_ref: str | None = Field(
+        default=None, description="blob of the record of what the manifests were rendered from"
+    )
+    template_diff_ref: str | None = Field(
+        default=None, description="blob of the full template diff, committed beside the record"
+    )
 
 
 class GitOpsPullRequest(BaseModel):

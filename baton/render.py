@@ -1,4 +1,4 @@
-"""Rendering an app's templates into Kubernetes manifests, validating them, and diffing two renders.
+"""Rendering an app's templates into Kubernetes manifests, and validating them.
 
 `HelmRenderer` and `KustomizeRenderer` implement the `Renderer` protocol; the app's config picks
 one. Both pin the image by digest, so the rendered manifests name exactly the image CI built.
@@ -6,7 +6,6 @@ one. Both pin the image by digest, so the rendered manifests name exactly the im
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 import shutil
@@ -14,12 +13,11 @@ import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import kubernetes_validate
 import yaml
 from kubernetes_validate.utils import SchemaNotFoundError, VersionNotSupportedError
-from pydantic import BaseModel
 
 from baton.errors import ConfigurationError
 from baton.models import PinnedImage
@@ -226,80 +224,6 @@ def holds_objects(yaml_text: str | None) -> bool:
         return bool(split_objects(yaml_text or ""))
     except ManifestError:
         return True  # something is there, even if it cannot be read
-
-
-ObjectAction = Literal["added", "changed", "removed"]
-
-
-class ObjectChange(BaseModel):
-    key: str
-    action: ObjectAction
-    diff: str  # unified diff of the object's YAML (Secret values masked)
-
-    @property
-    def kind(self) -> str:
-        return self.key.split("/", 1)[0]
-
-
-class ManifestDiff(BaseModel):
-    """What a change of rendered manifests does, object by object."""
-
-    changes: list[ObjectChange]
-
-    @property
-    def empty(self) -> bool:
-        return not self.changes
-
-    def to_markdown(self, max_lines_per_object: int = 200) -> str:
-        """A compact section per object with a ```diff block, for GitOps pull request bodies."""
-        if not self.changes:
-            return "No changes to the rendered manifests."
-        counts = {
-            a: sum(c.action == a for c in self.changes) for a in ("added", "changed", "removed")
-        }
-        parts = ["Rendered manifests: " + ", ".join(f"{n} {a}" for a, n in counts.items() if n)]
-        for change in self.changes:
-            lines = change.diff.splitlines()
-            if len(lines) > max_lines_per_object:
-                more = len(lines) - max_lines_per_object
-                lines = lines[:max_lines_per_object] + [f"… {more} more lines"]
-            body = "\n".join(lines)
-            parts.append(f"#### {change.action}: `{change.key}`\n\n```diff\n{body}\n```")
-        return "\n\n".join(parts) + "\n"
-
-
-def diff_manifests(old_text: str, new_text: str) -> ManifestDiff:
-    """Per-object differences between two renders (added, changed, removed)."""
-    old, new = split_objects(old_text), split_objects(new_text)
-    changes = []
-    for key in sorted(old.keys() | new.keys()):
-        before = _dump(old[key]) if key in old else ""
-        after = _dump(new[key], previous=old.get(key)) if key in new else ""
-        if before == after:
-            continue
-        action: ObjectAction = "added" if not before else "removed" if not after else "changed"
-        diff = difflib.unified_diff(
-            before.splitlines(), after.splitlines(), f"a/{key}", f"b/{key}", lineterm=""
-        )
-        changes.append(ObjectChange(key=key, action=action, diff="\n".join(list(diff)[2:])))
-    return ManifestDiff(changes=changes)
-
-
-def _dump(obj: dict[str, Any], previous: dict[str, Any] | None = None) -> str:
-    if obj.get("kind") == "Secret":
-        # Diffs go into pull request bodies: show which secret values changed, never a value (not
-        # even a hash, which a dictionary attack would reverse).
-        obj = {**obj}
-        for field in ("data", "stringData"):
-            values, before = obj.get(field), (previous or {}).get(field) or {}
-            if isinstance(values, dict):
-                obj[field] = {
-                    k: "<redacted>"
-                    if previous is None or before.get(k) == v
-                    else "<redacted, changed>"
-                    for k, v in values.items()
-                }
-    return yaml.safe_dump(obj, sort_keys=True, default_flow_style=False)
 
 
 def _helm_escape(value: str) -> str:
