@@ -87,6 +87,11 @@ def chart_version(base: str, commit: str) -> str:
     return f"{core}{pre + '.' if pre else '-'}g{commit[:12]}"
 
 
+def commit_version(chart_dir: Path, commit: str) -> str:
+    """The version CI publishes the chart in `chart_dir` under for `commit` (see chart_version)."""
+    return chart_version(str(_read_chart(Path(chart_dir))["version"]), commit)
+
+
 def publish_artifact(
     app: str,
     commit: str,
@@ -103,7 +108,7 @@ def publish_artifact(
     if not _COMMIT.match(commit):
         raise ArtifactError(f"commit {commit!r} is not a full git sha")
     chart = _read_chart(Path(chart_dir))
-    version = chart_version(str(chart["version"]), commit)
+    version = commit_version(chart_dir, commit)
     name = f"{CHARTS_NAMESPACE}/{chart['name']}"
     digest = registry.manifest_digest(name, version)
     if digest is None:

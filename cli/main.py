@@ -28,6 +28,7 @@ from baton.models import Decision, Stage
 from baton.settings import Settings
 from baton.temporal import connect
 from cli import changes
+from cli import render as render_command
 from cli.demo import Demo, DemoSummary, seed_repositories
 from cli.forge import forge_app
 
@@ -239,6 +240,46 @@ def abort(
 ) -> None:
     """Stop a change wherever it is; an open GitOps PR is closed."""
     console.print(_client_call(lambda c: changes.abort(c, change, as_, reason)))
+
+
+@app.command("render")
+def render(
+    app_name: Annotated[str, typer.Argument(metavar="APP", help="the app, as configured")],
+    env: Annotated[str, typer.Option("--env", help="the environment to render for")],
+    commit: Annotated[
+        str | None, typer.Option("--commit", help="the app repository at this commit (sha)")
+    ] = None,
+    source: Annotated[
+        Path | None, typer.Option("--source", help="a local checkout of the app repository")
+    ] = None,
+    image: Annotated[
+        str | None,
+        typer.Option(
+            "--image",
+            help="REPOSITORY@sha256:... to pin; default: the image the environment runs, "
+            "else a placeholder digest",
+        ),
+    ] = None,
+    values: Annotated[
+        Path | None,
+        typer.Option("--values", help="a values file in place of the environment's"),
+    ] = None,
+) -> None:
+    """Print the manifests CD would commit for APP in an environment (the rollout's own render)."""
+    settings = Settings()
+    config = load_config(settings.config_file())
+    sys.stdout.write(
+        render_command.render(
+            config,
+            settings,
+            app_name,
+            env,
+            commit=commit,
+            source=source,
+            image=image,
+            values=values,
+        )
+    )
 
 
 @config_app.command("check")
