@@ -26,8 +26,9 @@ FieldPath = tuple[str | int, ...]
 
 OPEN_DIFF_LINES = 40
 """A diff up to this many lines shows open; a longer one is folded into a `<details>` block."""
-BODY_BUDGET_CHARS = 30_000
-"""Diff text one PR body section may carry; forges cap bodies (GitHub: 65,536 characters)."""
+BODY_BUDGET_CHARS = 25_000
+"""Diff text one PR body section may carry; forges cap bodies (GitHub: 65,536 characters), and a
+body holds two such sections (templates, rendered manifests)."""
 
 _DOCUMENT_START = re.compile(r"(^---[^\n]*(?:\n|$))", re.MULTILINE)
 _PLAIN_KEY = re.compile(r"^[A-Za-z0-9_/-]+$")
@@ -120,7 +121,7 @@ class TemplateDiff(BaseModel):
         sections = [
             (
                 f"{change.action}: `{change.path}`",
-                change.diff,
+                reveal_hidden(change.diff),
                 None if change.diff else "binary file",
             )
             for change in self.files
@@ -348,12 +349,22 @@ class _ReviewDumper(yaml.SafeDumper):
         super().expect_node(root, sequence, mapping, simple_key)
 
 
+def reveal_hidden(text: str) -> str:
+    """`text` with each character a reader cannot see written as `<U+202E>`; tabs and line
+    breaks stay as they are."""
+    return "".join(f"<U+{ord(ch):04X}>" if _hidden(ch) else ch for ch in text)
+
+
 def _hides_characters(text: str) -> bool:
-    return any(
-        not ch.isascii()
-        and (unicodedata.category(ch) in ("Cc", "Cf", "Co", "Cn", "Zl", "Zp", "Zs"))
-        for ch in text
-    )
+    return any(_hidden(ch) for ch in text)
+
+
+def _hidden(ch: str) -> bool:
+    if ch in "\t\n":
+        return False
+    if ch.isascii():
+        return not ch.isprintable()
+    return unicodedata.category(ch) in ("Cc", "Cf", "Co", "Cn", "Zl", "Zp", "Zs")
 
 
 def _dump(obj: dict[str, Any], previous: dict[str, Any] | None = None) -> str:

@@ -175,3 +175,16 @@ def test_unstable_fields_are_named_by_their_paths() -> None:
     assert field_path(("spec", "containers", 0, "env", 1, "value")) == (
         "spec.containers[0].env[1].value"
     )
+
+
+def test_the_template_diff_shows_characters_a_reader_cannot_see(tmp_path: Path) -> None:
+    old, new = tmp_path / "old", tmp_path / "new"
+    for root, text in ((old, "name: admin\n"), (new, "name: user\u202e\u2066 # nimda\n")):
+        (root / "templates").mkdir(parents=True)
+        (root / "templates" / "role.yaml").write_text(f"{text}greeting: {GREETING}\n")
+
+    diff = diff_trees(old, new, before="a", after="b")
+
+    assert "+name: user<U+202E><U+2066> # nimda" in diff.to_markdown()
+    assert "\u202e" in diff.to_unified()  # the committed diff keeps the bytes
+    assert GREETING in diff.to_markdown()
