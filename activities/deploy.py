@@ -152,7 +152,10 @@ def render_environment(input: RolloutInput) -> Rendered:
         result = render_for_environment(
             app, env, chart, inputs=record.inputs, image=artifact.pinned_image, deployed=deployed
         )
-        templates, unavailable = _diff_templates(ctx, previous, record, chart, Path(tmp) / "old")
+        unrecorded = previous is None and holds_objects(deployed)
+        templates, unavailable = _diff_templates(
+            ctx, previous, record, chart, Path(tmp) / "old", unrecorded=unrecorded
+        )
     manifests = result.manifests
     diff = diff_manifests(deployed, manifests)
     full = templates.to_unified()
@@ -165,23 +168,36 @@ def render_environment(input: RolloutInput) -> Rendered:
         sensitive=sensitive_changes(deployed, manifests, ctx.config.registry.url),
         unstable=describe_unstable(result.unstable),
         template_diff_markdown=unavailable
-        + templates.to_markdown(full_diff=beside(path, TEMPLATES_DIFF) if full else None),
+        or templates.to_markdown(full_diff=beside(path, TEMPLATES_DIFF) if full else None),
         rendered_from_ref=ctx.blobs.put(record.to_text()),
         template_diff_ref=ctx.blobs.put(full) if full else None,
     )
 
 
 def _diff_templates(
-    ctx: Context, previous: RenderedFrom | None, record: RenderedFrom, chart: Path, scratch: Path
+    ctx: Context,
+    previous: RenderedFrom | None,
+    record: RenderedFrom,
+    chart: Path,
+    scratch: Path,
+    *,
+    unrecorded: bool,
 ) -> tuple[TemplateDiff, str]:
-    """The template diff from what the environment runs, and a note when its templates cannot
-    be had (published before Baton recorded them, or gone from the registry)."""
+    """The template diff from what the environment runs (`previous`; None: nothing), and a note
+    when its templates cannot be had: `unrecorded` (deployed before Baton kept a record), or
+    gone from the registry."""
+    if unrecorded:
+        note = f"{record.environment} runs manifests rendered before Baton recorded their "
+        note += "templates: no template diff this time."
+        return TemplateDiff(), note
     old = None
-    if previous is not None:
+    if previous is not None and previous.templates == record.templates:
+        old = chart  # only the inputs changed: no need to fetch the same chart again
+    elif previous is not None:
         try:
             old = artifacts.fetch_chart(previous.artifact(), scratch, ctx.registry)
         except artifacts.ArtifactError as exc:
-            note = f"The templates {record.environment} runs cannot be compared: {exc}\n\n"
+            note = f"The templates {record.environment} runs cannot be compared: {exc}"
             return TemplateDiff(), note
     return diff_templates(previous, old, record, chart), ""
 

@@ -27,6 +27,7 @@ from cli import main
 from tests.fixtures.charts import GREETING, RANDOM_CHART, write_chart
 from tests.fixtures.charts import PROD_VALUES as BEFORE
 from tests.fixtures.docker import LocalRegistry
+from tests.fixtures.manifests import DEPLOYMENT
 from tests.unit.test_rollback_activities import closed_port
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -163,9 +164,7 @@ def test_a_chart_change_shows_as_a_template_diff_from_what_the_environment_runs(
 ) -> None:
     first = publish(context, head(context, "sample-app"))
     _, _, branch = roll_out(context, first)
-    pr = context.forge.find_pull_request("gitops", branch.removeprefix("refs/heads/"))
-    assert pr is not None
-    context.forge.merge_pull_request("gitops", pr.number, pr.head_sha)
+    merge(context, branch)
     work = tmp_path / "work"
     git = ["git", "-c", "user.name=alice", "-c", "user.email=alice@example.invalid"]
     subprocess.run(
@@ -267,3 +266,39 @@ def test_a_chart_that_renders_differently_each_time_fails_with_the_reason(
         "Secret/prod/sample-app-docker-registry-secret: data.haSharedSecret differ between "
     )
     assert err.count("\n") == 1
+
+
+def merge(context: Context, branch: str) -> None:
+    pr = context.forge.find_pull_request("gitops", branch.removeprefix("refs/heads/"))
+    if pr is None:
+        pr = context.forge.open_pull_request("gitops", branch, "main", "Edit", "", author="bob")
+    context.forge.merge_pull_request("gitops", pr.number, pr.head_sha)
+
+
+def test_a_values_change_alone_shows_as_the_values_diff(context: Context) -> None:
+    artifact = publish(context, head(context, "sample-app"))
+    merge(context, roll_out(context, artifact)[2])
+    context.gitops.propose(
+        "edit", VALUES, PROD_VALUES.replace("replicaCount: 1", "replicaCount: 2"), "Scale"
+    )
+    merge(context, "edit")
+
+    _, rendered, _ = roll_out(context, artifact.model_copy(update={"commit": "e" * 40}))
+
+    markdown = rendered.template_diff_markdown
+    assert markdown.startswith(f"sample-app {artifact.chart_version} → sample-app ")
+    assert f"#### changed: `{VALUES}`\n\n```diff\n" in markdown
+    assert "-replicaCount: 1\n+replicaCount: 2" in markdown
+    assert "templates/" not in markdown  # the same chart: no file of it changed
+
+
+def test_manifests_deployed_without_a_record_get_no_template_diff(context: Context) -> None:
+    context.gitops.propose("by-hand", MANIFESTS, DEPLOYMENT, "Deployed by hand")
+    merge(context, "by-hand")
+
+    _, rendered, _ = roll_out(context, publish(context, head(context, "sample-app")))
+
+    assert rendered.template_diff_markdown == (
+        "prod runs manifests rendered before Baton recorded their templates: "
+        "no template diff this time."
+    )
