@@ -32,6 +32,7 @@ body holds two such sections (templates, rendered manifests)."""
 
 _DOCUMENT_START = re.compile(r"(^---[^\n]*(?:\n|$))", re.MULTILINE)
 _PLAIN_KEY = re.compile(r"^[A-Za-z0-9_/-]+$")
+_BACKTICKS = re.compile(r"`+")
 
 
 class ObjectChange(BaseModel):
@@ -102,7 +103,7 @@ class TemplateDiff(BaseModel):
     files: list[FileChange] = []
 
     def to_unified(self) -> str:
-        """The whole diff as one unified diff text (`git apply` reads it)."""
+        """The whole diff as one text, file after file, as `diff -u` writes them."""
         return "".join(change.diff + "\n" for change in self.files if change.diff)
 
     def to_markdown(
@@ -313,7 +314,9 @@ def _fold(sections: Sequence[tuple[str, str, str | None]], budget_chars: int, mo
             out.append(f"#### {title}\n\n{note}")
             continue
         lines = diff.count("\n") + 1
-        block = f"```diff\n{diff}\n```"
+        # A fence longer than any run of backticks inside (a chart's README has its own).
+        fence = "`" * max(3, 1 + max((len(run) for run in _BACKTICKS.findall(diff)), default=0))
+        block = f"{fence}diff\n{diff}\n{fence}"
         spent += len(block)
         if spent > budget_chars:
             out.append(f"#### {title}\n\n{lines} lines: {more}")

@@ -188,3 +188,15 @@ def test_the_template_diff_shows_characters_a_reader_cannot_see(tmp_path: Path) 
     assert "+name: user<U+202E><U+2066> # nimda" in diff.to_markdown()
     assert "\u202e" in diff.to_unified()  # the committed diff keeps the bytes
     assert GREETING in diff.to_markdown()
+
+
+def test_a_diff_holding_a_code_fence_stays_inside_its_block(tmp_path: Path) -> None:
+    old, new = tmp_path / "old", tmp_path / "new"
+    for root, text in ((old, "Install:\n"), (new, "Install:\n\n```sh\nhelm install x .\n```\n")):
+        root.mkdir()
+        (root / "README.md").write_text(text)
+
+    markdown = diff_trees(old, new, before="a", after="b").to_markdown()
+
+    assert "#### changed: `README.md`\n\n````diff\n" in markdown
+    assert "+```sh\n+helm install x .\n+```\n````" in markdown
