@@ -116,7 +116,7 @@ def _local(source: Path) -> tuple[Path, str | None]:
     if not source.is_dir():
         raise BadRequest(f"--source {source} is not a directory")
     try:
-        return source, Repo(source).head.commit.hexsha
+        return source, Repo(source, search_parent_directories=True).head.commit.hexsha
     except (InvalidGitRepositoryError, NoSuchPathError, ValueError):
         return source, None
 
