@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from baton.artifacts import ArtifactStore
 from baton.cluster.base import Cluster
 from baton.config import AppConfig, BatonConfig, EnvironmentConfig, load_config
+from baton.environment_render import renderer_for
 from baton.forges.base import Forge
 from baton.gitops import GitOpsRepo
 from baton.logs import LogStore
 from baton.registry import Registry
-from baton.render import HelmRenderer, KustomizeRenderer, Renderer
+from baton.render import Renderer
 from baton.settings import Settings
 from baton.workspace import Workspace
 
@@ -116,10 +117,9 @@ class Context:
 
     def renderer(self, app: AppConfig, workdir: Path) -> Renderer:
         """The app's templates at a checkout: its Helm chart or its Kustomize base."""
-        if app.chart:
-            return HelmRenderer(workdir / app.chart)
-        assert app.kustomize is not None  # the config holds a chart or a kustomization
-        return KustomizeRenderer(workdir / app.kustomize, image_name=app.image)
+        templates = app.chart or app.kustomize
+        assert templates is not None  # the config holds a chart or a kustomization
+        return renderer_for(app, workdir / templates)
 
 
 _current: Context | None = None
