@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from baton.config import parse_config
+from baton.config import ConfigError, parse_config
 from baton.diff import diff_manifests
 from baton.environment_render import (
     EnvironmentRender,
@@ -126,3 +126,11 @@ def test_a_real_change_beside_a_random_field_still_shows(tmp_path: Path) -> None
         diff.changes[1].diff
     )
     assert "haSharedSecret: <redacted>\n" in diff.changes[1].diff  # unchanged: kept
+
+
+def test_the_setting_takes_only_reject_or_accept_and_rejects_by_default() -> None:
+    with pytest.raises(ConfigError) as info:
+        app_and_env("maybe")
+    assert info.value.problems == ["apps[0].nondeterministic: Input should be 'reject' or 'accept'"]
+    unset = parse_config("apps: [{name: web, repo: web, chart: chart, image: web}]")
+    assert unset.app("web").nondeterministic == "reject"
