@@ -117,7 +117,9 @@ class Context:
     def renderer(self, app: AppConfig, workdir: Path) -> Renderer:
         """The app's templates at a checkout: its Helm chart or its Kustomize base."""
         if app.chart:
-            return HelmRenderer(workdir / app.chart)
+            return HelmRenderer(
+                workdir / app.chart, image_values=app.helm.image_values, registry=self.registry
+            )
         assert app.kustomize is not None  # the config holds a chart or a kustomization
         return KustomizeRenderer(workdir / app.kustomize, image_name=app.image)
 

@@ -128,7 +128,11 @@ def _ask_cluster(request):
 @activity.defn
 @typed_errors
 def render_environment(input: RolloutInput) -> Rendered:
-    """Render the artifact's chart with the environment's values (image by digest) and diff it."""
+    """Render the artifact's chart with the environment's values (image by digest) and diff it.
+
+    Rendered for the environment's Kubernetes (`.Capabilities`) as an install would create it;
+    a render no retry can fix fails the rollout at once with helm's error line (`RenderFailed`).
+    """
     ctx = current()
     app, env, artifact = input.app, input.environment, input.artifact
     gitops = ctx.gitops
@@ -143,10 +147,14 @@ def render_environment(input: RolloutInput) -> Rendered:
         values_file = Path(tmp) / "values.yaml"
         values_file.write_text(values)
         chart = artifacts.fetch_chart(artifact, Path(tmp) / "chart", ctx.registry)
-        manifests = HelmRenderer(chart).render(
-            app.name, env.namespace, values_files=[values_file], image=artifact.pinned_image
-        )
-    problems = validate_manifests(manifests)
+        render = HelmRenderer(
+            chart,
+            image_values=app.helm.image_values,
+            kubernetes=env.kubernetes,
+            registry=ctx.registry,
+        ).template(app.name, env.namespace, values_files=[values_file], image=artifact.pinned_image)
+    manifests = render.manifests
+    problems = validate_manifests(manifests, env.kubernetes.version)
     if problems:
         raise DeployConfigError(
             f"rendered manifests for {env.name} are invalid: {'; '.join(problems[:5])}"
@@ -161,6 +169,7 @@ def render_environment(input: RolloutInput) -> Rendered:
         diff_markdown=diff.to_markdown(),
         changed_objects=len(diff.changes),
         sensitive=sensitive_changes(deployed, manifests, ctx.config.registry.url),
+        omitted=render.omitted,
     )
 
 

@@ -6,7 +6,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from baton.config import ApprovalPolicy
-    from baton.models import Rendered, RolloutInput
+    from baton.models import OmittedObject, Rendered, RolloutInput
 
 from workflows.record import ui_link
 
@@ -22,6 +22,7 @@ def deploy_body(input: RolloutInput, rollout_id: str, rendered: Rendered) -> str
         "### Rendered manifests",
         "",
         rendered.diff_markdown,
+        *omitted_section(rendered.omitted),
     )
 
 
@@ -69,3 +70,11 @@ def security_section(policy: ApprovalPolicy, sensitive: list[str]) -> list[str]:
     )
     reasons = [f"- {reason}" for reason in sensitive]
     return ["### ⚠ Security-sensitive", "", *reasons, "", needs, ""]
+
+
+def omitted_section(omitted: list[OmittedObject]) -> list[str]:
+    """The PR body's list of objects the chart renders that the manifests leave out, and why."""
+    if not omitted:
+        return []
+    lines = [f"- `{o.key}`: {o.reason}" for o in omitted]
+    return ["", "#### Left out of the manifests", "", *lines]
