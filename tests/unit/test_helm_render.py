@@ -6,29 +6,51 @@ Charts are written here for each behaviour (dependencies, crds/, hooks, capabili
 
 from __future__ import annotations
 
+import asyncio
 import re
+import secrets
 import shutil
 import subprocess
 import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import Worker
 
+from activities import context as activity_context
+from activities import deploy
+from activities.context import Context
 from activities.errors import application_error
-from baton.artifacts import DependencyBuildFailed, build_dependencies, package_chart
+from baton.artifacts import (
+    ArtifactError,
+    ArtifactStore,
+    DependencyBuildFailed,
+    build_dependencies,
+    package_chart,
+    publish_artifact,
+)
 from baton.checks import helm_lint, render_and_validate
 from baton.config import ImageValues, KubernetesConfig, parse_config
 from baton.errors import ConfigurationError
 from baton.logs import LogStore
-from baton.models import PinnedImage
+from baton.models import Artifact, PinnedImage
+from baton.registry import Registry
 from baton.render import HelmRenderer, ImageNotPinned, RenderFailed, split_objects
+from baton.settings import Settings
+from baton.temporal import TaskQueues
 from baton.tools import error_line, find_tool
 from tests.fakes.records import fake_artifact, fake_rendered
 from tests.fixtures.rollouts import prod, rollout_of
-from workflows.rollout import texts
+from tests.unit.test_rollback_activities import closed_port
+from workflows.rollout import EnvironmentRollout, texts
 
 SAMPLE_CHART = Path(__file__).resolve().parents[2] / "examples" / "sample-app" / "chart"
 DIGEST = "sha256:" + "5" * 64
+APP = "{name: web, repo: web, image: web, chart: chart}"
 
 
 def pinned(repository: str, tag: str | None = None) -> PinnedImage:
@@ -170,6 +192,66 @@ def test_a_dependency_from_a_repository_baton_does_not_reach_must_be_vendored(tm
     assert "dependency redis comes from https://charts.example.test/stable" in str(failed.value)
     assert "vendor it in charts/" in str(failed.value)
     assert isinstance(failed.value, ConfigurationError)
+
+
+def library(root: Path) -> Path:
+    """A library chart `lib` defining `lib.name`."""
+    return write(
+        root / "lib",
+        {
+            "Chart.yaml": "apiVersion: v2\nname: lib\ntype: library\nversion: 0.1.0\n",
+            "templates/_name.tpl": '{{- define "lib.name" -}}web-{{ .Release.Name }}{{- end -}}\n',
+        },
+    )
+
+
+def using_library(root: Path, repository: str, version: str) -> Path:
+    """A chart `web` naming its Deployment with `lib.name`, from `lib` at `repository`."""
+    return chart(
+        root / "web",
+        "web",
+        {
+            "deployment.yaml": DEPLOYMENT.replace(
+                "{{ .Release.Name }}", '{{ include "lib.name" . }}'
+            )
+        },
+        **{
+            "Chart.yaml": "apiVersion: v2\nname: web\nversion: 0.1.0\ndependencies:\n"
+            f"  - name: lib\n    version: {version}\n    repository: {repository}\n"
+        },
+    )
+
+
+@pytest.mark.docker
+def test_oci_dependencies_come_from_the_configured_registry(registry, tmp_path):
+    commit = secrets.token_hex(20)
+    with Registry(registry.url, registry.username, registry.password) as reg:
+        lib = publish_artifact(
+            "lib",
+            commit,
+            library(tmp_path),
+            reg.repository("lib"),
+            DIGEST,
+            reg,
+            store=ArtifactStore(tmp_path / "artifacts"),
+        )
+        web = using_library(tmp_path, f"oci://{reg.host}/charts", lib.chart_version)
+
+        objects = split_objects(
+            HelmRenderer(web, registry=reg).render("1", "ci", image=pinned("127.0.0.1:5000/app"))
+        )
+
+    assert list(objects) == ["Deployment/web-1"]
+
+
+def test_an_unreachable_registry_is_retried(tmp_path):
+    unreachable = Registry(f"http://127.0.0.1:{closed_port()}")
+    web = using_library(tmp_path, f"oci://{unreachable.host}/charts", "0.1.0")
+
+    with pytest.raises(ArtifactError, match="the registry did not answer") as failed:
+        HelmRenderer(web, registry=unreachable).render("1", "ci")
+
+    assert not application_error(failed.value).non_retryable
 
 
 # --- What an install creates: CRDs (case 13), hooks --------------------------------------------
@@ -516,3 +598,58 @@ def test_the_tools_error_line_continues_and_drops_the_hint():
     assert error_line(kustomize) == "accumulating resources: missing.yaml: no such file"
     assert error_line("first\nlast\n") == "last"
     assert error_line("") == "no output"
+
+
+async def test_case_16_a_chart_missing_a_required_value_fails_the_rollout_within_10s(
+    isolated_client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real render activity, the environment's values from a GitOps repository on the local
+    forge that do not set databaseUrl yet; the chart is what CI published (copied here)."""
+    published = requiring_chart(tmp_path / "published" / "sample-app")
+    seed = write(tmp_path / "seed", {"environments/prod/web/values.yaml": DEV_VALUES})
+    settings = Settings(home=tmp_path / "home", api_port=closed_port())
+    ctx = Context(
+        settings, parse_config(f"apps: [{APP}]\nenvironments: [{{name: prod, namespace: prod}}]\n")
+    )
+    ctx.forge.create_repo("gitops", from_dir=seed)
+    monkeypatch.setattr(activity_context, "_current", ctx)
+
+    def fetch_chart(artifact: Artifact, dest: Path, registry: object) -> Path:
+        return Path(shutil.copytree(published, Path(dest) / artifact.chart_name))
+
+    monkeypatch.setattr(deploy.artifacts, "fetch_chart", fetch_chart)
+    rollout = rollout_of(prod(required=0)).model_copy(
+        update={"artifact": fake_artifact("sample-app", "f" * 40)}
+    )
+    with ThreadPoolExecutor(2) as pool:
+        async with (
+            Worker(
+                isolated_client,
+                task_queue=TaskQueues.DEPLOY,
+                activities=[deploy.render_environment],
+                activity_executor=pool,
+            ),
+            Worker(
+                isolated_client, task_queue=TaskQueues.WORKFLOWS, workflows=[EnvironmentRollout]
+            ),
+        ):
+            started = time.monotonic()
+            handle = await isolated_client.start_workflow(
+                EnvironmentRollout.run,
+                rollout,
+                id=f"rollout/case-16/{uuid.uuid4()}",
+                task_queue=TaskQueues.WORKFLOWS,
+            )
+            with pytest.raises(WorkflowFailureError) as failed:
+                await asyncio.wait_for(handle.result(), timeout=10)
+            elapsed = time.monotonic() - started
+            status = await handle.query(EnvironmentRollout.status)
+
+    assert elapsed < 10
+    render = next(stage for stage in status.timeline if stage.name == "render")
+    assert render.outcome == "failed"
+    assert "databaseUrl is required: set it in the environment's values" in render.detail
+    assert "--debug" not in render.detail
+    cause = failed.value.cause.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "RenderFailed"
+    assert "databaseUrl is required" in cause.message
