@@ -340,7 +340,9 @@ class KustomizeRenderer:
 def validate_manifests(yaml_text: str, kube_version: str = KUBE_VERSION) -> list[str]:
     """Problems found in rendered manifests, checked offline against the Kubernetes schemas.
 
-    Objects of a kind with no bundled schema (CRDs such as Flux's) are skipped with a log note.
+    Objects of a kind with no bundled schema (CRDs such as Flux's) are skipped with a log note,
+    except in Kubernetes' own API groups (`v1`, `apps/v1`...: no dot in the group, which a CRD's
+    group must have): there the kind is unknown, or not served by `kube_version`.
     """
     problems: list[str] = []
     seen: set[str] = set()
@@ -362,6 +364,12 @@ def validate_manifests(yaml_text: str, kube_version: str = KUBE_VERSION) -> list
             where = ".".join(str(part) for part in exc.path) or "(root)"
             problems.append(f"{key}: {where}: {exc.message}")
         except SchemaNotFoundError:
+            if "." not in obj["apiVersion"].rpartition("/")[0]:
+                problems.append(
+                    f"{key}: Kubernetes {kube_version} serves no kind {obj['kind']} in "
+                    f"{obj['apiVersion']}: fix the kind or apiVersion"
+                )
+                continue
             log.info(
                 "no schema for %s %s in Kubernetes %s; %s not validated",
                 obj["apiVersion"],

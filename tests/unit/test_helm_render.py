@@ -588,6 +588,33 @@ def test_case_17_a_failed_render_says_helms_error_not_its_debug_hint(tmp_path, l
     assert application_error(failed.value).non_retryable
 
 
+def test_an_unknown_kind_fails_the_rendered_check(tmp_path, logs):
+    web = chart(
+        tmp_path / "web",
+        "web",
+        {
+            "deployment.yaml": DEPLOYMENT,
+            "ingress.yaml": "apiVersion: extensions/v1beta1\nkind: Ingress\n"
+            "metadata: {name: web}\nspec: {}\n",
+        },
+    )
+
+    check = render_and_validate(
+        "rendered",
+        HelmRenderer(web),
+        release="web",
+        namespace="ci",
+        image=pinned("127.0.0.1:5000/app"),
+        logs=logs,
+    )
+
+    assert not check.passed
+    assert check.summary == (
+        "Ingress/web: Kubernetes 1.30 serves no kind Ingress in extensions/v1beta1: "
+        "fix the kind or apiVersion"
+    )
+
+
 def test_the_tools_error_line_continues_and_drops_the_hint():
     helm = (
         "Error: YAML parse error on web/templates/a.yaml:\nline 3: bad\n\nUse --debug flag to x\n"
