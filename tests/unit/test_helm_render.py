@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
 from activities import context as activity_context
@@ -34,7 +35,7 @@ from baton.artifacts import (
     publish_artifact,
 )
 from baton.checks import helm_lint, render_and_validate
-from baton.config import ImageValues, KubernetesConfig, parse_config
+from baton.config import AppConfig, ImageValues, KubernetesConfig, parse_config
 from baton.errors import ConfigurationError
 from baton.logs import LogStore
 from baton.models import Artifact, PinnedImage
@@ -627,13 +628,12 @@ def test_the_tools_error_line_continues_and_drops_the_hint():
     assert error_line("") == "no output"
 
 
-async def test_case_16_a_chart_missing_a_required_value_fails_the_rollout_within_10s(
-    isolated_client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The real render activity, the environment's values from a GitOps repository on the local
-    forge that do not set databaseUrl yet; the chart is what CI published (copied here)."""
-    published = requiring_chart(tmp_path / "published" / "sample-app")
-    seed = write(tmp_path / "seed", {"environments/prod/web/values.yaml": DEV_VALUES})
+def deploying(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, published: Path, values: str
+) -> Context:
+    """Activities act on a GitOps repository (local forge) holding prod's `values` for web, and
+    the chart CI published is `published` (fetched as a copy)."""
+    seed = write(tmp_path / "seed", {"environments/prod/web/values.yaml": values})
     settings = Settings(home=tmp_path / "home", api_port=closed_port())
     ctx = Context(
         settings, parse_config(f"apps: [{APP}]\nenvironments: [{{name: prod, namespace: prod}}]\n")
@@ -645,6 +645,40 @@ async def test_case_16_a_chart_missing_a_required_value_fails_the_rollout_within
         return Path(shutil.copytree(published, Path(dest) / artifact.chart_name))
 
     monkeypatch.setattr(deploy.artifacts, "fetch_chart", fetch_chart)
+    return ctx
+
+
+def test_cd_renders_for_the_environments_kubernetes_and_says_what_it_left_out(
+    tmp_path, monkeypatch, scaffold
+):
+    write(scaffold, {"templates/servicemonitor.yaml": SERVICE_MONITOR})
+    values = "metrics: {serviceMonitor: {enabled: true}}\n"
+    ctx = deploying(tmp_path, monkeypatch, scaffold, values)
+    environment = prod(kubernetes={"version": "1.33", "api_versions": ["monitoring.coreos.com/v1"]})
+    app = {"name": "web", "repo": "web", "image": "web", "chart": "chart"}
+    helm = {"image_values": {"repository": "image.repository", "tag": "image.tag"}}
+    rollout = rollout_of(environment).model_copy(
+        update={"app": AppConfig.model_validate({**app, "helm": helm})}
+    )
+
+    rendered = ActivityEnvironment().run(deploy.render_environment, rollout)
+
+    objects = split_objects(ctx.blobs.get(rendered.content_ref))
+    assert "ServiceMonitor/web" in objects
+    containers = objects["Deployment/web"]["spec"]["template"]["spec"]["containers"]
+    assert containers[0]["image"] == f"r/web:{'f' * 40}@{rollout.artifact.image_digest}"
+    assert [(o.key, o.reason) for o in rendered.omitted] == [
+        ("Pod/web-test-connection", "a test hook: `helm test` runs it, an install does not")
+    ]
+
+
+async def test_case_16_a_chart_missing_a_required_value_fails_the_rollout_within_10s(
+    isolated_client: Client, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real render activity; the environment's values in the GitOps repository do not set
+    databaseUrl, which the published chart now requires."""
+    published = requiring_chart(tmp_path / "published" / "sample-app")
+    deploying(tmp_path, monkeypatch, published, DEV_VALUES)
     rollout = rollout_of(prod(required=0)).model_copy(
         update={"artifact": fake_artifact("sample-app", "f" * 40)}
     )
