@@ -152,6 +152,7 @@ def render_environment(input: RolloutInput) -> Rendered:
             image_values=app.helm.image_values,
             kubernetes=env.kubernetes,
             registry=ctx.registry,
+            source=f"{artifact.chart_ref}:{artifact.chart_version}",
         ).template(app.name, env.namespace, values_files=[values_file], image=artifact.pinned_image)
     manifests = render.manifests
     problems = validate_manifests(manifests, env.kubernetes.version)

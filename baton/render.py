@@ -120,11 +120,13 @@ class HelmRenderer:
         image_values: ImageValues = DEFAULT_IMAGE_VALUES,
         kubernetes: KubernetesConfig = DEFAULT_KUBERNETES,
         registry: Registry | None = None,
+        source: str | None = None,
     ) -> None:
         self.chart_dir = Path(chart_dir)
         self.image_values = image_values
         self.kubernetes = kubernetes
         self.registry = registry
+        self.source = source or str(self.chart_dir)  # how messages name the chart
 
     def render(self, release: str, namespace: str, **options: Unpack[RenderOptions]) -> str:
         return self.template(release, namespace, **options).manifests
@@ -146,7 +148,7 @@ class HelmRenderer:
         try:
             build_dependencies(self.chart_dir, self.registry)
         except DependencyBuildFailed as exc:
-            raise RenderFailed(f"helm dependency build of {self.chart_dir}", exc.output) from None
+            raise RenderFailed(f"helm dependency build of {self.source}", exc.output) from None
         command = [find_tool("helm"), "template", release, str(self.chart_dir), "--include-crds"]
         command += ["--kube-version", self.kubernetes.version]
         for api_version in self.kubernetes.api_versions:
@@ -160,7 +162,7 @@ class HelmRenderer:
             settings |= image_settings(self.image_values, image)
         for key, value in settings.items():
             command += ["--set-string", f"{key}={_helm_escape(value)}"]
-        render = _install_objects(_run_tool(f"helm template of {self.chart_dir}", command))
+        render = _install_objects(_run_tool(f"helm template of {self.source}", command))
         if image is not None:
             self._check_pinned(render.manifests, image)
         return render

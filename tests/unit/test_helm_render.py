@@ -709,6 +709,9 @@ async def test_case_16_a_chart_missing_a_required_value_fails_the_rollout_within
     assert elapsed < 10
     render = next(stage for stage in status.timeline if stage.name == "render")
     assert render.outcome == "failed"
+    assert render.detail.startswith(
+        "helm template of oci://r/charts/sample-app:0.1.0-gffffffffffff failed: execution error"
+    )
     assert "databaseUrl is required: set it in the environment's values" in render.detail
     assert "--debug" not in render.detail
     cause = failed.value.cause.cause
