@@ -212,7 +212,8 @@ def image_settings(keys: ImageValues, image: PinnedImage) -> dict[str, str]:
     """The values that pin `image` through the chart's `keys`.
 
     A tag key alone takes `<tag>@<digest>`: the chart builds `repository:tag`, and a reference
-    with both a tag and a digest is pulled by the digest.
+    with both a tag and a digest is pulled by the digest. The tag is the one CI pushed the image
+    under (`pinned` when the image names none).
     """
     if keys.image:
         return {keys.image: image.ref}
@@ -247,9 +248,13 @@ def containers(manifests: str) -> list[tuple[str, str, str]]:
             for item in node:
                 walk(key, item)
 
-    for key, obj in split_objects(manifests).items():
-        if obj.get("kind") != "CustomResourceDefinition":
-            walk(key, obj.get("spec"))
+    try:
+        documents = list(yaml.safe_load_all(manifests))
+    except yaml.YAMLError:
+        return []  # validation says what is wrong with them
+    for obj in documents:
+        if isinstance(obj, dict) and obj.get("kind") != "CustomResourceDefinition":
+            walk(object_key(obj), obj.get("spec"))
     return found
 
 

@@ -616,6 +616,21 @@ def test_an_unknown_kind_fails_the_rendered_check(tmp_path, logs):
     )
 
 
+def test_a_chart_rendering_an_object_twice_fails_the_check_not_the_step(tmp_path, logs):
+    web = chart(tmp_path / "web", "web", {"a.yaml": DEPLOYMENT, "b.yaml": DEPLOYMENT})
+
+    check = render_and_validate(
+        "rendered",
+        HelmRenderer(web),
+        release="web",
+        namespace="ci",
+        image=pinned("127.0.0.1:5000/app"),
+        logs=logs,
+    )
+
+    assert not check.passed and check.summary == "Deployment/web: defined more than once"
+
+
 def test_the_tools_error_line_continues_and_drops_the_hint():
     helm = (
         "Error: YAML parse error on web/templates/a.yaml:\nline 3: bad\n\nUse --debug flag to x\n"
