@@ -38,7 +38,7 @@ from baton.checks import helm_lint, render_and_validate
 from baton.config import AppConfig, ImageValues, KubernetesConfig, parse_config
 from baton.errors import ConfigurationError
 from baton.logs import LogStore
-from baton.models import Artifact, PinnedImage
+from baton.models import Artifact, CheckResult, PinnedImage
 from baton.registry import Registry
 from baton.render import HelmRenderer, ImageNotPinned, RenderFailed, split_objects
 from baton.settings import Settings
@@ -97,6 +97,20 @@ def logs(tmp_path: Path) -> LogStore:
     return LogStore(tmp_path / "logs")
 
 
+def ci_check(
+    chart_dir: Path, logs: LogStore, image: PinnedImage | None = None, *, release: str = "web"
+) -> CheckResult:
+    """CI's rendered check of the chart, its image pinned (by default 127.0.0.1:5000/app)."""
+    return render_and_validate(
+        "rendered",
+        HelmRenderer(chart_dir),
+        release=release,
+        namespace="ci",
+        image=image or pinned("127.0.0.1:5000/app"),
+        logs=logs,
+    )
+
+
 # --- Dependencies (case 12) -------------------------------------------------------------------
 
 
@@ -133,9 +147,7 @@ def test_case_12_file_dependencies_are_built_before_lint_render_and_package(tmp_
     image = pinned("127.0.0.1:5000/web")
 
     lint = helm_lint(web, logs=logs)
-    rendered = render_and_validate(
-        "rendered", HelmRenderer(web), release="web", namespace="ci", image=image, logs=logs
-    )
+    rendered = ci_check(web, logs, image)
     package = package_chart(web, "0.1.0-g" + "a" * 12, "a" * 12, tmp_path / "out")
 
     assert lint.passed, lint.summary
@@ -414,9 +426,7 @@ def test_ci_renders_with_the_validation_defaults(capapp, logs):
     image = pinned("127.0.0.1:5000/capapp")
 
     objects = split_objects(HelmRenderer(capapp).render("capapp", "ci", image=image))
-    check = render_and_validate(
-        "rendered", HelmRenderer(capapp), release="capapp", namespace="ci", image=image, logs=logs
-    )
+    check = ci_check(capapp, logs, image, release="capapp")
 
     # Kubernetes 1.30 (what validation checks against), with only its built-in APIs.
     assert sorted(objects) == ["Deployment/capapp"]
@@ -454,9 +464,7 @@ def test_case_10_a_chart_ignoring_the_digest_fails_the_rendered_check(scaffold, 
     image = pinned("127.0.0.1:5000/web")
     started = time.monotonic()
 
-    check = render_and_validate(
-        "rendered", HelmRenderer(scaffold), release="web", namespace="ci", image=image, logs=logs
-    )
+    check = ci_check(scaffold, logs, image)
 
     assert time.monotonic() - started < 10
     assert not check.passed
@@ -600,14 +608,7 @@ def test_an_unknown_kind_fails_the_rendered_check(tmp_path, logs):
         },
     )
 
-    check = render_and_validate(
-        "rendered",
-        HelmRenderer(web),
-        release="web",
-        namespace="ci",
-        image=pinned("127.0.0.1:5000/app"),
-        logs=logs,
-    )
+    check = ci_check(web, logs)
 
     assert not check.passed
     assert check.summary == (
@@ -619,14 +620,7 @@ def test_an_unknown_kind_fails_the_rendered_check(tmp_path, logs):
 def test_a_chart_rendering_an_object_twice_fails_the_check_not_the_step(tmp_path, logs):
     web = chart(tmp_path / "web", "web", {"a.yaml": DEPLOYMENT, "b.yaml": DEPLOYMENT})
 
-    check = render_and_validate(
-        "rendered",
-        HelmRenderer(web),
-        release="web",
-        namespace="ci",
-        image=pinned("127.0.0.1:5000/app"),
-        logs=logs,
-    )
+    check = ci_check(web, logs)
 
     assert not check.passed and check.summary == "Deployment/web: defined more than once"
 
