@@ -98,7 +98,15 @@ def helm_lint(
     except DependencyBuildFailed as exc:
         run = _Run(None, exc.output, time.monotonic() - started)
         return _result("helm-lint", run, summary=str(exc), logs=logs)
-    command = [find_tool("helm"), "lint", str(chart_dir), "--strict"]
+    # The Kubernetes version CI's test render and validation use, for the same capabilities.
+    command = [
+        find_tool("helm"),
+        "lint",
+        str(chart_dir),
+        "--strict",
+        "--kube-version",
+        KUBE_VERSION,
+    ]
     for values in values_files:
         command += ["--values", str(Path(values).resolve())]
     run = _execute("helm-lint", command, chart_dir, timeout_s, None, on_progress, 5)

@@ -433,6 +433,22 @@ def test_ci_renders_with_the_validation_defaults(capapp, logs):
     assert check.passed and check.summary == "1 objects rendered, all valid"
 
 
+def test_lint_and_the_test_render_see_the_same_kubernetes(tmp_path, logs):
+    # Broken YAML on a Kubernetes newer than the one CI validates against (helm lint's `fail` is
+    # lenient, a parse error is not).
+    guard = (
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: guard}\n"
+        '{{- if semverCompare ">=1.31-0" .Capabilities.KubeVersion.Version }}\n'
+        "data: [unclosed\n{{- end }}\n"
+    )
+    web = chart(tmp_path / "web", "web", {"deployment.yaml": DEPLOYMENT, "guard.yaml": guard})
+
+    lint, check = helm_lint(web, logs=logs), ci_check(web, logs)
+
+    assert lint.passed, lint.summary
+    assert check.passed, check.summary
+
+
 def test_kubernetes_capabilities_are_checked_in_the_config():
     with pytest.raises(ConfigurationError, match=r"kubernetes\.api_versions: monitoring/ v1"):
         parse_config(
