@@ -275,6 +275,7 @@ async def test_a_rollout_whose_render_fails_shows_the_tools_words_in_the_change(
         ("dev", "failed", reason)
     ]
     assert status.timeline[-1].detail == f"failed: {reason}"
+    assert (status.state, status.reason) == ("failed", f"dev: failed: {reason}")
 
 
 async def test_abort_ends_the_change_aborted_and_cancels_its_running_rollout(
