@@ -84,11 +84,7 @@ class Context:
 
     @cached_property
     def registry(self) -> Registry:
-        config = self.config.registry
-        scheme = "http" if config.plain_http else "https"
-        return Registry(
-            f"{scheme}://{config.url}", config.credentials.username, config.credentials.token()
-        )
+        return Registry.configured(self.config.registry)
 
     @cached_property
     def artifacts(self) -> ArtifactStore:
@@ -119,7 +115,7 @@ class Context:
         """The app's templates at a checkout: its Helm chart or its Kustomize base."""
         templates = app.chart or app.kustomize
         assert templates is not None  # the config holds a chart or a kustomization
-        return renderer_for(app, workdir / templates)
+        return renderer_for(app, workdir / templates, registry=self.registry)
 
 
 _current: Context | None = None

@@ -150,7 +150,14 @@ def render_environment(input: RolloutInput) -> Rendered:
     with tempfile.TemporaryDirectory(prefix="baton-render-") as tmp:
         chart = artifacts.fetch_chart(artifact, Path(tmp) / "new", ctx.registry)
         result = render_for_environment(
-            app, env, chart, inputs=record.inputs, image=artifact.pinned_image, deployed=deployed
+            app,
+            env,
+            chart,
+            inputs=record.inputs,
+            image=artifact.pinned_image,
+            deployed=deployed,
+            registry=ctx.registry,
+            source=f"{artifact.chart_ref}:{artifact.chart_version}",
         )
         unrecorded = previous is None and holds_objects(deployed)
         templates, unavailable = _diff_templates(
@@ -171,6 +178,7 @@ def render_environment(input: RolloutInput) -> Rendered:
         or templates.to_markdown(full_diff=beside(path, TEMPLATES_DIFF) if full else None),
         rendered_from_ref=ctx.blobs.put(record.to_text()),
         template_diff_ref=ctx.blobs.put(full) if full else None,
+        omitted=result.omitted,
     )
 
 

@@ -106,6 +106,83 @@ class Commands(Model):
     long_test: list[str] = []
 
 
+class ImageValues(Model):
+    """The chart's values keys Baton sets to pin the image CI built (Helm's dotted `--set` paths).
+
+    `repository` + `digest` (the default), `repository` + `tag` (as `helm create` charts take
+    it; the tag is set to `<tag>@<digest>`), either with both, or one `image` string that takes
+    `<repository>@<digest>`.
+    """
+
+    repository: str | None = None
+    tag: str | None = None
+    digest: str | None = None
+    image: str | None = None
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> ImageValues:
+        if self.image is not None:
+            if self.repository or self.tag or self.digest:
+                raise ValueError("image takes the whole reference: set it alone")
+        elif not self.repository or not (self.tag or self.digest):
+            raise ValueError(
+                "set repository with tag and/or digest (e.g. repository: image.repository, "
+                "tag: image.tag), or image alone"
+            )
+        return self
+
+    def value_keys(self) -> list[str]:
+        """The values keys set, in the order they are listed."""
+        return [k for k in (self.repository, self.tag, self.digest, self.image) if k]
+
+
+DEFAULT_IMAGE_VALUES = ImageValues(repository="image.repository", digest="image.digest")
+
+
+class HelmOptions(Model):
+    """How Baton renders a chart app."""
+
+    image_values: ImageValues = Field(
+        default=DEFAULT_IMAGE_VALUES,
+        description="the chart's values keys that carry the image",
+    )
+
+
+KUBE_VERSION = "1.30"
+"""The Kubernetes version CI renders and validates with, and environments' default."""
+
+
+class KubernetesConfig(Model):
+    """What an environment's cluster serves, for the chart's `.Capabilities`."""
+
+    version: str = Field(
+        default=KUBE_VERSION,
+        pattern=r"^v?\d+\.\d+(\.\d+)?$",
+        description="the cluster's Kubernetes version (helm --kube-version; validation schemas)",
+    )
+    api_versions: list[str] = Field(
+        default=[],
+        description="extra API versions the cluster serves, e.g. monitoring.coreos.com/v1 or "
+        "monitoring.coreos.com/v1/ServiceMonitor (helm --api-versions)",
+    )
+
+    @field_validator("version")
+    @classmethod
+    def _without_v(cls, version: str) -> str:
+        return version.removeprefix("v")
+
+    @field_validator("api_versions")
+    @classmethod
+    def _group_versions(cls, versions: list[str]) -> list[str]:
+        bad = [v for v in versions if not re.match(r"^[A-Za-z0-9.-]+(/[A-Za-z0-9.-]+){0,2}$", v)]
+        if bad:
+            raise ValueError(
+                f"{', '.join(bad)}: give group/version or group/version/Kind, "
+                "e.g. monitoring.coreos.com/v1"
+            )
+        return versions
+
+
 class AppConfig(Model):
     name: Name
     repo: str
@@ -116,6 +193,7 @@ class AppConfig(Model):
     test_values: str | None = None
     image: str
     port_value: str = "service.port"
+    helm: HelmOptions = HelmOptions()
     commands: Commands = Commands()
     check_timeout_s: int = Field(default=600, gt=0)
     nondeterministic: Literal["reject", "accept"] = Field(
@@ -129,6 +207,8 @@ class AppConfig(Model):
     def _one_template_kind(self) -> AppConfig:
         if (self.chart is None) == (self.kustomize is None):
             raise ValueError("set exactly one of chart (Helm chart path) or kustomize (path)")
+        if self.kustomize is not None and "helm" in self.model_fields_set:
+            raise ValueError("helm options apply to chart apps only: remove helm")
         return self
 
 
@@ -276,6 +356,7 @@ class EnvironmentConfig(Model):
         "sequential: every change rolls out, in merge order",
     )
     sync: SyncConfig = SyncConfig()
+    kubernetes: KubernetesConfig = KubernetesConfig()
     verify: VerifyConfig | None = None
     freeze: list[FreezeWindow] = Field(
         default=[], description="rollouts wait while one of these windows is active"

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from baton.config import AppConfig, EnvironmentConfig
+from baton.config import AppConfig, EnvironmentConfig, KubernetesConfig
 from baton.diff import (
     FieldPath,
     TemplateDiff,
@@ -25,7 +25,8 @@ from baton.diff import (
 )
 from baton.errors import DeployConfigError
 from baton.gitops import RENDERED_FROM, GitOpsRepo, RenderedFrom, beside
-from baton.models import PinnedImage
+from baton.models import OmittedObject, PinnedImage
+from baton.registry import Registry
 from baton.render import HelmRenderer, KustomizeRenderer, Renderer, validate_manifests
 
 PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
@@ -69,12 +70,30 @@ class NondeterministicRender(DeployConfigError):
 class EnvironmentRender:
     manifests: str  # what CD commits: multi-document YAML
     unstable: dict[str, list[FieldPath]]  # object key → fields two renders disagreed on
+    omitted: list[OmittedObject]  # what the templates render that an install leaves out, and why
 
 
-def renderer_for(app: AppConfig, templates: Path) -> Renderer:
-    """The app's renderer for its templates: the chart directory, or the Kustomize directory."""
+def renderer_for(
+    app: AppConfig,
+    templates: Path,
+    *,
+    env: EnvironmentConfig | None = None,
+    registry: Registry | None = None,
+    source: str | None = None,
+) -> Renderer:
+    """The app's renderer for its templates: the chart directory, or the Kustomize directory.
+
+    A chart renders for `env`'s Kubernetes (CI's defaults without one), builds its dependencies
+    from `registry`, and is named `source` in messages (default: its directory).
+    """
     if app.chart:
-        return HelmRenderer(templates)
+        return HelmRenderer(
+            templates,
+            image_values=app.helm.image_values,
+            kubernetes=env.kubernetes if env else KubernetesConfig(),
+            registry=registry,
+            source=source,
+        )
     return KustomizeRenderer(templates, image_name=app.image)
 
 
@@ -86,6 +105,8 @@ def render_for_environment(
     inputs: Mapping[str, str],
     image: PinnedImage,
     deployed: str | None,
+    registry: Registry | None = None,
+    source: str | None = None,
 ) -> EnvironmentRender:
     """Render `templates` for `env` with its `inputs` (values or patch files: path → content)
     and `image`, twice; `deployed` is what the environment's manifests hold now.
@@ -95,17 +116,20 @@ def render_for_environment(
     `deployed` holds, so they neither change nor count as a change on every rollout. Raises
     `DeployConfigError` for manifests that fail validation, `RenderFailed` from the tool.
     """
-    renderer = renderer_for(app, templates)
+    renderer = renderer_for(app, templates, env=env, registry=registry, source=source)
     with tempfile.TemporaryDirectory(prefix="baton-inputs-") as tmp:
         files = []
         for index, (path, content) in enumerate(inputs.items()):
             file = Path(tmp) / f"{index}-{Path(path).name}"
             file.write_text(content, encoding="utf-8")
             files.append(file)
-        first, second = (
-            renderer.render(app.name, env.namespace, values_files=files, image=image)
-            for _ in range(2)
-        )
+        if isinstance(renderer, HelmRenderer):
+            render = renderer.template(app.name, env.namespace, values_files=files, image=image)
+            first, omitted = render.manifests, render.omitted
+        else:
+            first = renderer.render(app.name, env.namespace, values_files=files, image=image)
+            omitted = []
+        second = renderer.render(app.name, env.namespace, values_files=files, image=image)
     unstable = unstable_fields(first, second) if first != second else {}
     if unstable and app.nondeterministic == "reject":
         raise NondeterministicRender(
@@ -116,12 +140,12 @@ def render_for_environment(
             f"them keeping the values {env.name} runs"
         )
     manifests = keep_deployed(first, deployed, unstable) if unstable else first
-    problems = validate_manifests(manifests)
+    problems = validate_manifests(manifests, env.kubernetes.version)
     if problems:
         raise DeployConfigError(
             f"rendered manifests for {env.name} are invalid: {'; '.join(problems[:5])}"
         )
-    return EnvironmentRender(manifests=manifests, unstable=unstable)
+    return EnvironmentRender(manifests=manifests, unstable=unstable, omitted=omitted)
 
 
 def diff_templates(

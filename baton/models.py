@@ -43,10 +43,18 @@ class PinnedImage(BaseModel):
 
     repository: str  # e.g. 127.0.0.1:5000/sample-app
     digest: str  # sha256:<64 hex>
+    tag: str | None = None  # a tag CI pushed it under too, for charts that build `repo:tag`
 
     @property
     def ref(self) -> str:
         return f"{self.repository}@{self.digest}"
+
+
+class OmittedObject(BaseModel):
+    """An object the chart renders that Baton leaves out of the manifests, and why."""
+
+    key: str  # Kind/namespace/name
+    reason: str
 
 
 class CheckResult(BaseModel):
@@ -77,7 +85,8 @@ class Artifact(BaseModel):
 
     @property
     def pinned_image(self) -> PinnedImage:
-        return PinnedImage(repository=self.image, digest=self.image_digest)
+        tag = self.metadata.get("tag") or self.commit
+        return PinnedImage(repository=self.image, digest=self.image_digest, tag=tag)
 
     @property
     def chart_repository(self) -> str:
@@ -225,6 +234,9 @@ class Rendered(BaseModel):
     )
     template_diff_ref: str | None = Field(
         default=None, description="blob of the full template diff, committed beside the record"
+    )
+    omitted: list[OmittedObject] = Field(
+        default=[], description="objects the chart renders that an install does not leave running"
     )
 
 

@@ -31,6 +31,7 @@ from activities.deploy import (
     SyncCheckInput,
     VerifyInput,
 )
+from activities.errors import typed_errors
 from baton.cluster.kubernetes import ClusterForbidden
 from baton.config import (
     AppConfig,
@@ -41,6 +42,7 @@ from baton.config import (
     SyncConfig,
     VerifyConfig,
 )
+from baton.errors import BatonError
 from baton.models import (
     Decision,
     ForgeReview,
@@ -77,6 +79,7 @@ class World:
     verified: list[VerifyInput] = field(default_factory=list)
     sensitive: list[str] = field(default_factory=list)  # what render reports as sensitive
     bodies: list[str] = field(default_factory=list)  # GitOps PR bodies proposed
+    render_error: BatonError | None = None  # what render_environment raises
 
 
 world = World()
@@ -89,7 +92,10 @@ def fresh_world() -> None:
 
 
 @activity.defn(name="render_environment")
+@typed_errors
 async def render_environment(input: RolloutInput) -> Rendered:
+    if world.render_error:
+        raise world.render_error
     return fake_rendered(input, world.sensitive)
 
 
