@@ -109,6 +109,11 @@ class Commands(Model):
 class AppConfig(Model):
     name: Name
     repo: str
+    branch: str | None = Field(
+        default=None,
+        description="the release branch: only pull requests into it start changes; "
+        "default: the repository's default branch, as the forge reports it",
+    )
     dockerfile: str = "Dockerfile"
     context: str = "."
     chart: str | None = None
@@ -118,6 +123,13 @@ class AppConfig(Model):
     port_value: str = "service.port"
     commands: Commands = Commands()
     check_timeout_s: int = Field(default=600, gt=0)
+
+    @field_validator("branch")
+    @classmethod
+    def _branch_name(cls, branch: str | None) -> str | None:
+        if branch is not None and not branch.removeprefix("refs/heads/").strip():
+            raise ValueError("give the release branch's name, e.g. main")
+        return branch.removeprefix("refs/heads/") if branch else None
 
     @model_validator(mode="after")
     def _one_template_kind(self) -> AppConfig:
@@ -311,7 +323,22 @@ class BatonConfig(Model):
         raise ConfigError([f"apps: no app named {name!r}"])
 
     def app_for_repo(self, repo: str) -> AppConfig | None:
-        return next((a for a in self.apps if a.repo == repo), None)
+        """The app whose repository is `repo`, compared as the forge compares names."""
+        return next((a for a in self.apps if self.same_repo(a.repo, repo)), None)
+
+    def is_gitops_repo(self, repo: str) -> bool:
+        return self.same_repo(self.gitops.repo, repo)
+
+    def same_repo(self, configured: str, named: str) -> bool:
+        """Whether `named` (from a webhook) is the repository `configured` here.
+
+        GitHub, Gitea/Forgejo and Azure DevOps match owner (project) and name case-insensitively
+        (GitHub: "repository names are not case-sensitive"; Gitea looks repositories up by their
+        lower-cased name; Azure DevOps names are case-insensitive). The local forge's are paths.
+        """
+        if self.forge.kind == "local":
+            return configured == named
+        return configured.casefold() == named.casefold()
 
     def environment(self, name: str) -> EnvironmentConfig:
         for env in self.environments:
