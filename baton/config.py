@@ -186,6 +186,11 @@ class KubernetesConfig(Model):
 class AppConfig(Model):
     name: Name
     repo: str
+    branch: str | None = Field(
+        default=None,
+        description="the release branch: only pull requests into it start changes; "
+        "default: the repository's default branch, as the forge reports it",
+    )
     dockerfile: str = "Dockerfile"
     context: str = "."
     chart: str | None = None
@@ -202,6 +207,13 @@ class AppConfig(Model):
         "passwords, timestamps): reject fails the render naming them; accept deploys them, "
         "keeping the value the environment runs",
     )
+
+    @field_validator("branch")
+    @classmethod
+    def _branch_name(cls, branch: str | None) -> str | None:
+        if branch is not None and not branch.removeprefix("refs/heads/").strip():
+            raise ValueError("give the release branch's name, e.g. main")
+        return branch.removeprefix("refs/heads/") if branch else None
 
     @model_validator(mode="after")
     def _one_template_kind(self) -> AppConfig:
@@ -398,7 +410,22 @@ class BatonConfig(Model):
         raise ConfigError([f"apps: no app named {name!r}"])
 
     def app_for_repo(self, repo: str) -> AppConfig | None:
-        return next((a for a in self.apps if a.repo == repo), None)
+        """The app whose repository is `repo`, compared as the forge compares names."""
+        return next((a for a in self.apps if self.same_repo(a.repo, repo)), None)
+
+    def is_gitops_repo(self, repo: str) -> bool:
+        return self.same_repo(self.gitops.repo, repo)
+
+    def same_repo(self, configured: str, named: str) -> bool:
+        """Whether `named` (from a webhook) is the repository `configured` here.
+
+        GitHub, Gitea/Forgejo and Azure DevOps match owner (project) and name case-insensitively
+        (GitHub: "repository names are not case-sensitive"; Gitea looks repositories up by their
+        lower-cased name; Azure DevOps names are case-insensitive). The local forge's are paths.
+        """
+        if self.forge.kind == "local":
+            return configured == named
+        return configured.casefold() == named.casefold()
 
     def environment(self, name: str) -> EnvironmentConfig:
         for env in self.environments:

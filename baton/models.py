@@ -146,11 +146,18 @@ class ChangeInput(BaseModel):
 
 
 class PullRequestEvent(BaseModel):
-    """A forge event about the change's pull request, signalled by the API."""
+    """A forge event about the change's pull request, signalled by the API.
 
-    action: Literal["synchronize", "merged", "closed", "reopened"]
+    `reopened`: the PR is one Baton acts on again (reopened, or retargeted into the app's release
+    branch); `retargeted`: its base is now `base_branch`, not the release branch, so the change
+    stops unless its merge was already seen.
+    """
+
+    action: Literal["synchronize", "merged", "closed", "reopened", "retargeted"]
     head_sha: str | None = None
     merge_commit_sha: str | None = None
+    base_branch: str | None = None
+    updated_at: datetime | None = None  # the PR's `updated_at`: orders deliveries that crossed
     delivery_id: str = ""
 
 
@@ -191,11 +198,13 @@ class Decision(BaseModel):
 
 
 class ForgeReview(BaseModel):
-    """A review on the GitOps PR, as the forge reported it."""
+    """A review on the GitOps PR, as the forge reported it; `dismissed`: the user's review was
+    dismissed, withdrawn or reset on the forge, so their approval no longer counts."""
 
     user: str
     approved: bool
     commit: str
+    dismissed: bool = False
 
 
 class RolloutInput(BaseModel):

@@ -6,8 +6,10 @@ the forge's webhooks, signed the forge's way, to Baton's API. Storage and git ar
 its bare repositories are what the fake's `clone_url`s point at (file:// URLs), so git pushes land
 there, and its records hold pull requests, reviews, statuses and comments.
 
-Tests steer a fake with `fail_next` (error and rate-limit answers) and act on it as people would
-(`open_pull_request`, `review`, `merge`, `close`): the webhooks follow as from the real forge.
+Tests steer a fake with `fail_next` (error and rate-limit answers) and `content_type` (how its
+webhooks are encoded), and act on it as people would (`open_pull_request`, `review`,
+`withdraw_approval`, `retarget`, `merge`, `close`, `reopen`): the webhooks follow as from the
+real forge.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ import tempfile
 import threading
 import time
 import uuid
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Self
+from urllib.parse import quote_plus
 
 import httpx
 import uvicorn
@@ -141,6 +145,11 @@ class FakeForge(Lifecycle):
         self.failures: list[Failure] = []
         self.requests: list[tuple[str, str]] = []
         self.sent: list[Sent] = []
+        # The webhook's content type, as set in the forge's webhook form: JSON, or the JSON in a
+        # form field `payload` (application/x-www-form-urlencoded), with any charset parameter.
+        self.content_type = "application/json"
+        self.bases: dict[tuple[str, int], str] = {}  # PRs retargeted since they were opened
+        self.withdrawn: dict[tuple[str, int], set[str]] = {}  # approvals dismissed or reset
         self._outbox: queue.Queue[tuple[str, dict[str, Any], dict[str, str]] | None] = queue.Queue()
         self.app = FastAPI()
         self.app.middleware("http")(self._gate)
@@ -225,22 +234,43 @@ class FakeForge(Lifecycle):
 
     def review(self, repo: str, number: int, user: str, state: str) -> Review:
         review = self.store.submit_review(repo, number, user, state)  # type: ignore[arg-type]
-        self.reviewed(self.store.get_pull_request(repo, number), review)
+        self.reviewed(self.pull_request(repo, number), review)
         return review
 
     def merge(self, repo: str, number: int) -> str:
-        head = self.store.get_pull_request(repo, number).head_sha
+        head = self.pull_request(repo, number).head_sha
         merged = self.store.merge_pull_request(repo, number, head)
-        self.merged(self.store.get_pull_request(repo, number))
+        self.merged(self.pull_request(repo, number))
         return merged
 
     def close(self, repo: str, number: int) -> None:
         self.store.close_pull_request(repo, number)
-        self.closed(self.store.get_pull_request(repo, number))
+        self.closed(self.pull_request(repo, number))
+
+    def reopen(self, repo: str, number: int) -> None:
+        self.store.reopen_pull_request(repo, number)
+        self.reopened(self.pull_request(repo, number))
+
+    def retarget(self, repo: str, number: int, base: str) -> None:
+        """Change the PR's base branch, as its author does in the forge's UI."""
+        pr = self.pull_request(repo, number)
+        self.bases[(repo, number)] = base
+        self.retargeted(self.pull_request(repo, number), pr.base_branch)
+
+    def withdraw_approval(self, repo: str, number: int, user: str) -> None:
+        """Take `user`'s approval away the forge's way (dismissal, rejection or vote reset)."""
+        self.withdrawn.setdefault((repo, number), set()).add(user)
+        self.approval_withdrawn(self.pull_request(repo, number), user)
+
+    def pull_request(self, repo: str, number: int) -> PullRequest:
+        """The PR as the forge shows it now (a retargeted one with its new base)."""
+        pr = self.store.get_pull_request(repo, number)
+        base = self.bases.get((repo, number))
+        return pr.model_copy(update={"base_branch": base}) if base else pr
 
     def announce_push(self, repo: str, number: int) -> None:
         """Send the event a forge sends when a pull request's branch got new commits."""
-        self.synchronized(self.store.get_pull_request(repo, number))
+        self.synchronized(self.pull_request(repo, number))
 
     # What each fake defines
 
@@ -263,6 +293,12 @@ class FakeForge(Lifecycle):
     def merged(self, pr: PullRequest) -> None: ...
 
     def closed(self, pr: PullRequest) -> None: ...
+
+    def reopened(self, pr: PullRequest) -> None: ...
+
+    def retargeted(self, pr: PullRequest, old_base: str) -> None: ...
+
+    def approval_withdrawn(self, pr: PullRequest, user: str) -> None: ...
 
     # Internals
 
@@ -291,7 +327,7 @@ class FakeForge(Lifecycle):
     def _pr(self, repo: str, number: int) -> PullRequest:
         self._require_repo(repo)
         try:
-            return self.store.get_pull_request(repo, number)
+            return self.pull_request(repo, number)
         except PullRequestNotFound:
             raise ApiError(404, "Not Found") from None
 
@@ -314,6 +350,9 @@ class FakeForge(Lifecycle):
     def _latest_reviews(self, repo: str, number: int) -> dict[str, Review]:
         return {r.user: r for r in self.store.list_reviews(repo, number)}
 
+    def _is_withdrawn(self, pr: PullRequest, review: Review) -> bool:
+        return review.user in self.withdrawn.get((pr.repo, pr.number), set())
+
     def _send(self, event: str, payload: dict[str, Any], headers: dict[str, str]) -> None:
         self._outbox.put((event, payload, headers))
 
@@ -321,8 +360,12 @@ class FakeForge(Lifecycle):
         """Deliver in order from one thread, after the API answer, as forges do."""
         while (item := self._outbox.get()) is not None:
             event, payload, headers = item
-            body = json.dumps(payload).encode()
-            headers = {"Content-Type": "application/json", **headers, **self._sign(body)}
+            document = json.dumps(payload).encode()
+            body = document
+            if self.content_type.startswith("application/x-www-form-urlencoded"):
+                body = ("payload=" + quote_plus(document)).encode()
+            signature = self._sign(body, document)
+            headers = {"Content-Type": self.content_type, **headers, **signature}
             try:
                 if self.webhook_url is None:
                     raise httpx.TransportError("not delivered: no webhook URL")
@@ -336,7 +379,8 @@ class FakeForge(Lifecycle):
                 self._outbox.task_done()
         self._outbox.task_done()
 
-    def _sign(self, body: bytes) -> dict[str, str]:
+    def _sign(self, body: bytes, document: bytes) -> dict[str, str]:
+        """The signature headers for a delivery of `document` (the JSON) sent as `body`."""
         return {}
 
 
@@ -377,6 +421,7 @@ class _GitHubShaped(FakeForge):
     def repo_json(self, repo: str) -> dict[str, Any]:
         owner, name = repo.split("/")
         return {
+            "id": zlib.crc32(repo.encode()),  # stable across renames on the real forges
             "name": name,
             "full_name": repo,
             "owner": {"login": owner},
@@ -408,7 +453,7 @@ class _GitHubShaped(FakeForge):
             ) from None
         except NotMergeable as exc:
             raise ApiError(405, f"Pull Request is not mergeable: {exc.reason}") from exc
-        self.merged(self.store.get_pull_request(repo, number))
+        self.merged(self.pull_request(repo, number))
         return merged
 
     def delete_via_api(self, repo: str, branch: str, missing: ApiError) -> None:
@@ -473,18 +518,20 @@ class _GitHubShaped(FakeForge):
             pr = self._pr(repo, number)
             if data.get("state") == "closed" and pr.state == "open":
                 self.store.close_pull_request(repo, number)
-                self.closed(self.store.get_pull_request(repo, number))
-            return self.pull_json(self.store.get_pull_request(repo, number))
+                self.closed(self.pull_request(repo, number))
+            return self.pull_json(self.pull_request(repo, number))
 
         @app.get(prefix + "/repos/{owner}/{name}/pulls/{number}/reviews")
         def list_reviews(owner: str, name: str, number: int, request: Request) -> JSONResponse:
             repo = f"{owner}/{name}"
-            self._pr(repo, number)
+            pr = self._pr(repo, number)
             reviews = [
                 {
                     "id": i,
                     "user": {"login": r.user},
-                    "state": self.review_states[r.state],
+                    "state": "DISMISSED"
+                    if r.state == "approved" and self._is_withdrawn(pr, r)
+                    else self.review_states[r.state],
                     "commit_id": r.commit_id,
                     "body": r.body,
                     "submitted_at": r.submitted_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -557,6 +604,9 @@ class _GitHubShaped(FakeForge):
     def closed(self, pr: PullRequest) -> None:
         self._pr_event("pull_request", "closed", pr, "fake-forge")
 
+    def reopened(self, pr: PullRequest) -> None:
+        self._pr_event("pull_request", "reopened", pr, pr.author)
+
     def _pr_event(
         self,
         event: str,
@@ -619,10 +669,31 @@ class FakeGitHub(_GitHubShaped):
             },
         )
 
-    def _sign(self, body: bytes) -> dict[str, str]:
-        if not self.webhook_secret:
+    def _sign(self, body: bytes, document: bytes) -> dict[str, str]:
+        if not self.webhook_secret:  # GitHub signs the body as sent, form-encoded or not
             return {}
         return {"X-Hub-Signature-256": signature_256(self.webhook_secret, body)}
+
+    def retargeted(self, pr: PullRequest, old_base: str) -> None:
+        changes = {"base": {"ref": {"from": old_base}, "sha": {"from": ZERO_SHA}}}
+        self._pr_event("pull_request", "edited", pr, pr.author, changes=changes)
+
+    def approval_withdrawn(self, pr: PullRequest, user: str) -> None:
+        review = self._latest_reviews(pr.repo, pr.number)[user]
+        self._pr_event(
+            "pull_request_review",
+            "dismissed",
+            pr,
+            "maintainer",
+            review={
+                "id": 1,
+                "user": {"login": user},
+                "state": "dismissed",
+                "commit_id": review.commit_id,
+                "body": review.body,
+                "submitted_at": review.submitted_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            },
+        )
 
     def more_routes(self) -> None:
         app = self.app
@@ -714,15 +785,22 @@ class FakeGitea(_GitHubShaped):
             }
         return headers
 
-    def _sign(self, body: bytes) -> dict[str, str]:
-        if not self.webhook_secret:
+    def _sign(self, body: bytes, document: bytes) -> dict[str, str]:
+        if not self.webhook_secret:  # Gitea signs the JSON, also when it sends it as a form
             return {}
-        hex_digest = hmac.new(self.webhook_secret.encode(), body, hashlib.sha256).hexdigest()
+        hex_digest = hmac.new(self.webhook_secret.encode(), document, hashlib.sha256).hexdigest()
         name = "Forgejo" if self.forgejo else "Gitea"
         return {
             f"X-{name}-Signature": hex_digest,
-            "X-Hub-Signature-256": signature_256(self.webhook_secret, body),
+            "X-Hub-Signature-256": signature_256(self.webhook_secret, document),
         }
+
+    def retargeted(self, pr: PullRequest, old_base: str) -> None:
+        self._pr_event("pull_request", "edited", pr, pr.author, changes={"ref": {"from": old_base}})
+
+    def approval_withdrawn(self, pr: PullRequest, user: str) -> None:
+        """Gitea has no dismissal webhook: the reviewer requests changes after approving."""
+        self.review(pr.repo, pr.number, user, "changes_requested")
 
 
 class FakeAzureDevOps(FakeForge):
@@ -795,7 +873,7 @@ class FakeAzureDevOps(FakeForge):
                 "id": str(uuid.uuid5(uuid.NAMESPACE_DNS, user)),
                 "uniqueName": user,
                 "displayName": user.title(),
-                "vote": votes[r.state],
+                "vote": 0 if self._is_withdrawn(pr, r) else votes[r.state],
                 "isContainer": False,
             }
             for user, r in self._latest_reviews(pr.repo, pr.number).items()
@@ -861,7 +939,7 @@ class FakeAzureDevOps(FakeForge):
             pr = self._pr(repo, number)
             if data.get("status") == "abandoned" and pr.state == "open":
                 self.store.close_pull_request(repo, number)
-                self.closed(self.store.get_pull_request(repo, number))
+                self.closed(self.pull_request(repo, number))
             elif data.get("status") == "completed" and pr.state == "open":
                 lock = (data.get("lastMergeSourceCommit") or {}).get("commitId")
                 if lock != pr.head_sha:
@@ -874,10 +952,10 @@ class FakeAzureDevOps(FakeForge):
                     self.store.merge_pull_request(repo, number, pr.head_sha)
                 except NotMergeable as exc:
                     raise ApiError(409, f"TF401181: the merge failed: {exc.reason}") from None
-                self.merged(self.store.get_pull_request(repo, number))
+                self.merged(self.pull_request(repo, number))
                 # Completion is asynchronous: the answer still shows it queued.
                 return self.pull_json(pr) | {"mergeStatus": "queued"}
-            return self.pull_json(self.store.get_pull_request(repo, number))
+            return self.pull_json(self.pull_request(repo, number))
 
         @app.get(repo_path + "/pullRequests/{number}/reviewers")
         def reviewers(project: str, name: str, number: int, request: Request) -> dict:
@@ -976,6 +1054,16 @@ class FakeAzureDevOps(FakeForge):
     def closed(self, pr: PullRequest) -> None:
         self._event("git.pullrequest.updated", pr, "abandoned the pull request")
 
+    def reopened(self, pr: PullRequest) -> None:
+        self._event("git.pullrequest.updated", pr, "reactivated the pull request")
+
+    def retargeted(self, pr: PullRequest, old_base: str) -> None:
+        self._event("git.pullrequest.updated", pr, "changed the target branch")
+
+    def approval_withdrawn(self, pr: PullRequest, user: str) -> None:
+        """A vote reset (as the "reset votes on new pushes" policy does) leaves the reviewer at 0."""
+        self._event("git.pullrequest.updated", pr, f"the vote of {user} was reset")
+
     def _event(self, event: str, pr: PullRequest, text: str) -> None:
         resource = self.pull_json(pr)
         payload = {
@@ -992,7 +1080,7 @@ class FakeAzureDevOps(FakeForge):
         }
         self._send(event, payload, {})
 
-    def _sign(self, body: bytes) -> dict[str, str]:
+    def _sign(self, body: bytes, document: bytes) -> dict[str, str]:
         if not self.webhook_secret:
             return {}
         return {"Authorization": basic_auth(self.hook_user, self.webhook_secret)}

@@ -401,6 +401,42 @@ async def test_forge_review_of_a_stale_head_does_not_count(workers: Client) -> N
     assert (await synced(handle)).approvals[0].source == "forge"
 
 
+async def test_an_approval_dismissed_while_frozen_is_needed_again_before_the_merge(
+    workers: Client,
+) -> None:
+    """carol's forge approval satisfies the round, a freeze holds the merge, and meanwhile her
+    review is dismissed on the forge: past the freeze, the rollout waits for another approval."""
+    begins = datetime.now(UTC) + timedelta(seconds=10)  # after the approval gate is reached
+    freeze = FreezeWindow(name="release freeze", start=begins, end=begins + timedelta(hours=1))
+    handle = await start(workers, rollout_input(required=1, freeze=[freeze]))
+    await wait_for_gate(handle, "approval")
+    await until(lambda: datetime.now(UTC), lambda now: now > begins, "the freeze to begin")
+    carol = ForgeReview(user="carol", approved=True, commit=HEAD)
+    await handle.signal(EnvironmentRollout.forge_review, carol)
+    await wait_for_gate(handle, "freeze")
+
+    dismissed = carol.model_copy(update={"dismissed": True})
+    await handle.signal(EnvironmentRollout.forge_review, dismissed)
+    await notes_when(handle, 1)
+    await handle.execute_update(
+        EnvironmentRollout.override_freeze, Decision(user="dave", comment="hotfix")
+    )
+
+    await wait_for_gate(handle, "approval")
+    status = await handle.query(EnvironmentRollout.status)
+    assert status.approvals == [] and status.gate is not None
+    assert status.gate.description == "0/1 approvals for prod"
+    await handle.execute_update(EnvironmentRollout.approve, Decision(user="dave"))
+    result = await synced(handle)
+    assert result.outcome == "deployed"
+    assert [a.user for a in result.approvals] == ["dave"]
+    status = await handle.query(EnvironmentRollout.status)
+    assert [(s.outcome, s.detail) for s in status.timeline if s.name == "approval"] == [
+        ("succeeded", "approved by carol"),
+        ("succeeded", "approved by dave"),
+    ]
+
+
 async def test_failed_verification_rolls_back_to_the_previous_version(workers: Client) -> None:
     world.polled_synced = {M, REVERT}
     world.bad_versions = {COMMIT}
