@@ -402,13 +402,15 @@ def test_cli_refuses_merging_a_red_pull_request_and_says_how_to_override(
     from cli import main
 
     monkeypatch.setenv("BATON_HOME", str(forge.root.parent))
-    forge.protect_branch(REPO, "main", ["baton/pr"])
-    number, sha = opened_pr(forge)
-    forge.set_commit_status(REPO, sha, "baton/pr", "failure", "tests failed")
 
     def baton(*args: str) -> int:
         monkeypatch.setattr("sys.argv", ["baton", *args])
         return main.run()
+
+    assert baton("forge", "repo", "protect", REPO, "--require", "baton/pr") == 0
+    assert capsys.readouterr().out.strip() == f"{REPO}:main requires baton/pr"
+    number, sha = opened_pr(forge)
+    forge.set_commit_status(REPO, sha, "baton/pr", "failure", "tests failed")
 
     assert baton("forge", "pr", "merge", REPO, str(number), "--as", "bob") == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
