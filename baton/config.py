@@ -23,6 +23,10 @@ NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 Name = Annotated[str, Field(pattern=NAME)]
 
 
+MergeMethod = Literal["merge", "squash", "rebase", "fast-forward"]
+"""How a pull request lands on its base branch: a merge commit, one squashed commit, its commits
+rebased onto the base, or the base moved to its head (only when the head descends from the base)."""
+
 LanePolicy = Literal["latest", "sequential"]
 """`latest`: a newer change supersedes waiting older ones; `sequential`: every change rolls out."""
 
@@ -52,12 +56,22 @@ class ForgeConfig(Model):
     url: str | None = None
     credentials: Credentials = Credentials()
     webhook_secret_env: str = "BATON_WEBHOOK_SECRET"
-    merge: Literal["merge", "fast-forward"] = "merge"
+    merge: MergeMethod | None = Field(
+        default=None,
+        description="how Baton merges pull requests (the forge's own merge method); unset: what "
+        "the repository allows (GitHub's and Gitea's repository settings, in the order merge, "
+        "squash, rebase), a merge commit on Azure DevOps and the local forge",
+    )
 
     @model_validator(mode="after")
     def _hosted_forges_need_url(self) -> ForgeConfig:
         if self.kind != "local" and not self.url:
             raise ValueError(f"forge.kind {self.kind!r} needs forge.url (the API base URL)")
+        if self.kind == "azure-devops" and self.merge == "fast-forward":
+            raise ValueError(
+                "Azure DevOps has no fast-forward merge: use merge: rebase (Azure's rebase and "
+                "fast-forward), merge or squash"
+            )
         return self
 
     def webhook_secret(self) -> str | None:
@@ -201,6 +215,11 @@ class AppConfig(Model):
     helm: HelmOptions = HelmOptions()
     commands: Commands = Commands()
     check_timeout_s: int = Field(default=600, gt=0)
+    on_unvalidated_merge: Literal["validate", "stop"] = Field(
+        default="validate",
+        description="a PR merged while its validation failed or had not finished: validate: run "
+        "the PR checks on the merge commit first (CI only if they pass); stop: stop the change",
+    )
     nondeterministic: Literal["reject", "accept"] = Field(
         default="reject",
         description="fields that differ between two renders of the same inputs (random "

@@ -48,6 +48,10 @@ with workflow.unsafe.imports_passed_through():
 from workflows.lane_client import LaneClient, LaneTurn
 from workflows.record import Record, failure
 
+UNVALIDATED_MERGE = "unvalidated-merge"
+"""Patch: a PR merged while its validation failed or had not finished is noticed
+(`apps[].on_unvalidated_merge`)."""
+
 # How a rollout's outcome reads in the change's timeline.
 ROLLOUT_STAGE: dict[RolloutOutcome, StageOutcome] = {
     "deployed": "succeeded",
@@ -84,6 +88,7 @@ class ChangeWorkflow:
         self.aborted: AbortInput | None = None
         self.body: asyncio.Future | None = None
         self.merged_at: datetime | None = None
+        self.validated: dict[str, bool] = {}  # head → whether its validation passed
 
     # Messages
 
@@ -185,6 +190,8 @@ class ChangeWorkflow:
         await self._validate_until_merged()
         if self.closed:
             self._set_state("closed", self.closed_because)
+            return
+        if workflow.patched(UNVALIDATED_MERGE) and not await self._merge_validated():
             return
         self.result = await self._integrate()
         if not self.result.passed or self.result.artifact is None:
@@ -296,6 +303,7 @@ class ChangeWorkflow:
             self.record.end(stage, "superseded", f"{news} before validation finished")
             return
         result = await self._pipeline_result(handle, stage)
+        self.validated[sha] = result.passed
         self._set_state("awaiting-merge", None if result.passed else result.summary())
         self.record.set_gate(
             Gate(
@@ -307,6 +315,33 @@ class ChangeWorkflow:
         )
         await workflow.wait_condition(lambda: self._moved_on(sha, reopens))
         self.record.clear_gate()
+
+    async def _merge_validated(self) -> bool:
+        """Whether the merged head passed validation; if not (it failed, or the merge came before
+        it finished), `apps[].on_unvalidated_merge` decides: `validate` runs the PR pipeline on
+        the merge commit first, `stop` fails the change with the reason."""
+        passed = self.validated.get(self.head_sha)
+        if passed:
+            return True
+        assert self.merge_commit is not None
+        why = f"merged while the validation of {self.head_sha[:12]} " + (
+            "had failed" if passed is False else "had not finished"
+        )
+        if self.input.plan.app.on_unvalidated_merge == "stop":
+            self._set_state("failed", f"{why}: stopped (apps[].on_unvalidated_merge: stop)")
+            return False
+        self._set_state("validating", why)
+        self.record.note(f"{why}: validating the merge commit {self.merge_commit[:12]} first")
+        stage, handle = await self._start_pipeline(
+            PullRequestPipeline.run,
+            f"validate {self.merge_commit[:12]}",
+            self.merge_commit,
+            "merge",
+        )
+        result = await self._pipeline_result(handle, stage)
+        if not result.passed:
+            self._set_state("failed", f"{why}, and the merge commit failed it: {result.summary()}")
+        return result.passed
 
     def _news(self, sha: str) -> str:
         """What moved the PR on from head `sha`."""

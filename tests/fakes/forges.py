@@ -38,6 +38,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from api.azure_devops import basic_auth
+from baton.config import MergeMethod
 from baton.forges.base import (
     HeadChanged,
     NoCommitsBetween,
@@ -46,7 +47,7 @@ from baton.forges.base import (
     PullRequestNotFound,
     Review,
 )
-from baton.local.forge import LocalForge, signature_256
+from baton.local.forge import LocalForge, RefUpdate, signature_256
 from tests.fakes import Lifecycle
 
 ZERO_SHA = "0" * 40
@@ -141,6 +142,8 @@ class FakeForge(Lifecycle):
         self.webhook_url = f"{baton_url}{self.webhook_path}" if baton_url else None
         self.webhook_secret = webhook_secret
         self.page_size = page_size
+        self.merge_methods: list[MergeMethod] = ["merge", "squash", "rebase", "fast-forward"]
+        """What the repositories' settings allow, the default first (`allow_merge_methods`)."""
         self.store = LocalForge(self.root, user="fake-forge")
         self.failures: list[Failure] = []
         self.requests: list[tuple[str, str]] = []
@@ -191,6 +194,10 @@ class FakeForge(Lifecycle):
     ) -> None:
         """Answer the next `times` API requests whose path contains `path` with `status`."""
         self.failures.append(Failure(status, headers or {}, {"message": message}, path, times))
+
+    def allow_merge_methods(self, *methods: MergeMethod) -> None:
+        """Set the repositories' merge settings: only `methods`, the first being the default."""
+        self.merge_methods = list(methods)
 
     def create_repo(self, repo: str, from_dir: Path | None = None) -> None:
         self.store.create_repo(repo, from_dir=from_dir)
@@ -267,6 +274,15 @@ class FakeForge(Lifecycle):
         pr = self.store.get_pull_request(repo, number)
         base = self.bases.get((repo, number))
         return pr.model_copy(update={"base_branch": base}) if base else pr
+
+    def push_ref(self, repo: str, branch: str, before: str, after: str) -> None:
+        """Move `branch` from `before` to `after`, as a push would (the push webhook follows)."""
+        ref = f"refs/heads/{branch}"
+        subprocess.run(
+            ["git", f"--git-dir={self.store.repo_path(repo)}", "update-ref", ref, after, before],
+            check=True,
+        )
+        self.store.record_push(repo, [RefUpdate(before, after, ref)])
 
     def announce_push(self, repo: str, number: int) -> None:
         """Send the event a forge sends when a pull request's branch got new commits."""
@@ -428,7 +444,14 @@ class _GitHubShaped(FakeForge):
             "clone_url": self.store.clone_url(repo),
             "default_branch": self.store.default_branch(repo),
             "html_url": f"{self.origin}/{repo}",
-        }
+        } | self.merge_settings()
+
+    SETTINGS: ClassVar[dict[str, str]]
+    """Merge method → the repository object's field that says it is allowed."""
+
+    def merge_settings(self) -> dict[str, Any]:
+        """The repository object's merge settings, in this forge's spelling."""
+        return {field: m in self.merge_methods for m, field in self.SETTINGS.items()}
 
     def paged(self, request: Request, items: list[Any], size_param: str) -> JSONResponse:
         """One page of `items` with a GitHub-style `Link: <...>; rel="next"` header."""
@@ -441,12 +464,12 @@ class _GitHubShaped(FakeForge):
             headers["Link"] = f'<{url}>; rel="next"'
         return JSONResponse(chunk, headers=headers)
 
-    def merge_via_api(self, repo: str, number: int, head_sha: str) -> str:
+    def merge_via_api(self, repo: str, number: int, head_sha: str, method: MergeMethod) -> str:
         pr = self._pr(repo, number)
         if pr.state != "open":
             raise ApiError(405, "Pull Request is not mergeable")
         try:
-            merged = self.store.merge_pull_request(repo, number, head_sha)
+            merged = self.store.merge_pull_request(repo, number, head_sha, method=method)
         except HeadChanged:
             raise ApiError(
                 409, "Head branch was modified. Review and try the merge again."
@@ -695,16 +718,60 @@ class FakeGitHub(_GitHubShaped):
             },
         )
 
+    # GitHub's answers to a merge method the repository's settings do not allow.
+    REFUSALS: ClassVar[dict[str, str]] = {
+        "merge": "Merge commits are not allowed on this repository.",
+        "squash": "Squash merges are not allowed on this repository.",
+        "rebase": "Rebase merges are not allowed on this repository.",
+    }
+
+    SETTINGS = {
+        "merge": "allow_merge_commit",
+        "squash": "allow_squash_merge",
+        "rebase": "allow_rebase_merge",
+    }
+
+    def update_ref(self, repo: str, branch: str, sha: str, force: bool) -> dict[str, Any]:
+        """`PATCH /git/refs/heads/BRANCH`: move the branch, refused unless a fast forward."""
+        self._require_repo(repo)
+        current = self._branches(repo, branch).get(branch)
+        if current is None:
+            raise ApiError(422, "Reference does not exist")
+        git = ["git", f"--git-dir={self.store.repo_path(repo)}"]
+        ancestor = subprocess.run([*git, "merge-base", "--is-ancestor", current, sha], check=False)
+        if ancestor.returncode != 0 and not force:
+            raise ApiError(422, "Update is not a fast forward")
+        # GitHub marks an open pull request merged once its head lands on its base.
+        landed = [
+            p
+            for p in self.store.list_pull_requests(repo, "open")
+            if p.base_branch == branch and p.head_sha == sha
+        ]
+        for pr in landed:
+            self.store.merge_pull_request(repo, pr.number, sha, method="fast-forward")
+            self.merged(self.store.get_pull_request(repo, pr.number))
+        if not landed:
+            self.push_ref(repo, branch, current, sha)
+        return {"ref": f"refs/heads/{branch}", "object": {"sha": sha, "type": "commit"}}
+
     def more_routes(self) -> None:
         app = self.app
 
         @app.put("/repos/{owner}/{name}/pulls/{number}/merge")
         async def merge(owner: str, name: str, number: int, request: Request) -> dict:
             data = await request.json()
-            if data.get("merge_method", "merge") != "merge":
-                raise ApiError(422, "only merge commits are allowed in this repository")
-            sha = self.merge_via_api(f"{owner}/{name}", number, data.get("sha") or "")
+            method = data.get("merge_method", "merge")
+            if method not in self.REFUSALS:
+                raise ApiError(422, f"Validation Failed: merge_method {method!r}")
+            if method not in self.merge_methods:
+                raise ApiError(405, self.REFUSALS[method])
+            sha = self.merge_via_api(f"{owner}/{name}", number, data.get("sha") or "", method)
             return {"sha": sha, "merged": True, "message": "Pull Request successfully merged"}
+
+        @app.patch("/repos/{owner}/{name}/git/refs/heads/{branch:path}")
+        async def update_ref(owner: str, name: str, branch: str, request: Request) -> dict:
+            data = await request.json()
+            return self.update_ref(f"{owner}/{name}", branch, data["sha"], bool(data.get("force")))
 
         @app.delete("/repos/{owner}/{name}/git/refs/heads/{branch:path}", status_code=204)
         def delete_ref(owner: str, name: str, branch: str) -> None:
@@ -736,18 +803,44 @@ class FakeGitea(_GitHubShaped):
     def url(self) -> str:
         return f"{self.origin}/api/v1"
 
+    STYLES: ClassVar[dict[str, str]] = {
+        "merge": "merge",
+        "squash": "squash",
+        "rebase": "rebase",
+        "fast-forward": "fast-forward-only",
+    }
+
+    SETTINGS = {
+        "merge": "allow_merge_commits",
+        "squash": "allow_squash_merge",
+        "rebase": "allow_rebase",
+        "fast-forward": "allow_fast_forward_only_merge",
+    }
+
+    def merge_settings(self) -> dict[str, Any]:
+        default = self.STYLES[self.merge_methods[0]] if self.merge_methods else "merge"
+        return super().merge_settings() | {
+            "allow_rebase_explicit": False,
+            "default_merge_style": default,
+        }
+
     def more_routes(self) -> None:
         app = self.app
 
         @app.post("/api/v1/repos/{owner}/{name}/pulls/{number}/merge")
         async def merge(owner: str, name: str, number: int, request: Request) -> Response:
             data = await request.json()
-            if (data.get("Do") or data.get("do")) != "merge":
+            repo, style = f"{owner}/{name}", data.get("Do") or data.get("do")
+            method = next((m for m, s in self.STYLES.items() if s == style), None)
+            if method is None:
                 raise ApiError(422, "[Do]: Required")
-            repo = f"{owner}/{name}"
+            if method not in self.merge_methods:
+                raise ApiError(
+                    405, f"{style} is not allowed an allowed merge style for this repository"
+                )
             if self._pr(repo, number).state == "merged":
                 raise ApiError(405, "The PR is already merged")
-            self.merge_via_api(repo, number, data.get("head_commit_id") or "")
+            self.merge_via_api(repo, number, data.get("head_commit_id") or "", method)
             return Response(status_code=200)
 
         @app.delete("/api/v1/repos/{owner}/{name}/branches/{branch:path}", status_code=204)
@@ -808,6 +901,11 @@ class FakeAzureDevOps(FakeForge):
 
     kind = "azure-devops"
     webhook_path = "/webhooks/azure-devops"
+    STRATEGIES: ClassVar[dict[str, MergeMethod]] = {
+        "noFastForward": "merge",
+        "squash": "squash",
+        "rebase": "rebase",
+    }
     _STATUS = {"open": "active", "merged": "completed", "closed": "abandoned"}
     _TO_BATON = {
         "succeeded": "success",
@@ -948,8 +1046,13 @@ class FakeAzureDevOps(FakeForge):
                         "TF401192: The source branch has been updated since the "
                         "pull request was last read.",
                     )
+                options = data.get("completionOptions") or {}
+                strategy = options.get("mergeStrategy", "noFastForward")
+                method = self.STRATEGIES.get(strategy)
+                if method is None:
+                    raise ApiError(400, f"mergeStrategy {strategy!r} is not supported here")
                 try:
-                    self.store.merge_pull_request(repo, number, pr.head_sha)
+                    self.store.merge_pull_request(repo, number, pr.head_sha, method=method)
                 except NotMergeable as exc:
                     raise ApiError(409, f"TF401181: the merge failed: {exc.reason}") from None
                 self.merged(self.pull_request(repo, number))

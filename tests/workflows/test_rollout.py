@@ -73,6 +73,7 @@ class World:
     first_deploy: bool = False  # the revert removes the app: nothing ran before
     reconcile_fails: bool = False
     poll_error: str | None = None  # a cluster configuration error check_sync raises
+    rolling_out: str | None = None  # the Deployments are still rolling out: the status says so
     closed: list[str] = field(default_factory=list)
     merged: list[int] = field(default_factory=list)
     reconciles: int = 0
@@ -151,10 +152,15 @@ async def request_reconcile(input: RolloutInput) -> None:
 
 @activity.defn(name="check_sync")
 async def check_sync(input: SyncCheckInput) -> SyncOutcome:
-    """Synced by polling only for the commits the test says; else Flux events release the gate."""
+    """Synced by polling only for the commits the test says; a look that confirms a sync event
+    (`revision` set) agrees with the event unless the Deployments are still rolling out."""
     await asyncio.sleep(0.2)
     if world.poll_error:
         raise ApplicationError(world.poll_error, type="ClusterConfigError", non_retryable=True)
+    if world.rolling_out:
+        raise ApplicationError(f"not synced yet: {world.rolling_out}", type="NotSynced")
+    if input.revision is not None:
+        return SyncOutcome(synced=True, revision=input.revision, reason="Ready")
     if input.merged_revision in world.polled_synced:
         return SyncOutcome(
             synced=True, revision=input.merged_revision, reason="ReconciliationSucceeded"
