@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from baton.errors import InfrastructureError
+from baton.references import InvalidReference, check_digest, check_repository, check_tag
 
 # The same set on every request: the digest belongs to whichever representation is returned.
 MANIFEST_TYPES = (
@@ -25,11 +26,6 @@ MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.v2+json",
 )
 
-_TAG = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-_NAME = re.compile(
-    r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
-)
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -194,11 +190,11 @@ class _RegistryAuth(httpx.Auth):
 
 
 def _check_reference(name: str, reference: str) -> None:
-    if not _NAME.match(name):
-        raise RegistryError(
-            f"invalid repository name {name!r}: use lowercase letters, digits and . _ - separators"
-        )
-    if not (_TAG.match(reference) or _DIGEST.match(reference)):
-        raise RegistryError(
-            f"invalid tag {reference!r}: tags must match [a-zA-Z0-9_][a-zA-Z0-9._-]{{0,127}}"
-        )
+    try:
+        check_repository(name)
+        if not reference.startswith("sha256:"):
+            check_tag(reference)
+        else:
+            check_digest(reference)
+    except InvalidReference as exc:
+        raise RegistryError(str(exc)) from None
