@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from baton.images import (
 )
 from baton.logs import LogStore
 from baton.registry import Registry, RegistryAuthError
+from tests.e2e.stack import free_port
 
 pytestmark = pytest.mark.docker
 
@@ -259,12 +259,6 @@ def test_a_heredoc_builds_where_the_builder_can_and_is_refused_by_line_where_it_
         assert "run Docker Engine 23 or later on the build workers" in str(refused.value)
         with pytest.raises(docker.errors.ImageNotFound):
             docker_client.images.get(own_tags[0])
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def sample_app_test(**http: object) -> ImageTest:

@@ -1,0 +1,82 @@
+"""`baton images`: third-party images mirrored into Baton's registry (`images.mirror`)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from baton.config import load_config
+from baton.mirror import MirrorState, mirror
+from baton.registry import Registry
+from baton.settings import Settings
+
+console = Console(soft_wrap=True)
+images_app = typer.Typer(help="Third-party images mirrored into Baton's registry.")
+
+ConfigFile = Annotated[
+    Path | None, typer.Option("--config", help="the baton.yaml (default: $BATON_CONFIG)")
+]
+Json = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+
+
+def _state(settings: Settings) -> MirrorState:
+    return MirrorState(settings.home / "mirrors.json")
+
+
+def config_commit(path: Path) -> str | None:
+    """The last git commit that changed `path`, or None when it is not in a git repository."""
+    done = subprocess.run(
+        ["git", "-C", str(path.resolve().parent), "log", "-1", "--format=%H", "--", path.name],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+@images_app.command("mirror")
+def images_mirror(config_file: ConfigFile = None) -> None:
+    """Copy each images.mirror source into the registry by digest; report what changed."""
+    settings = Settings()
+    path = config_file or settings.config_file()
+    config = load_config(path)
+    if not config.images.mirror:
+        console.print(f"{path}: no images.mirror entries")
+        return
+    registry = config.registry
+    scheme = "http" if registry.plain_http else "https"
+    with Registry(
+        f"{scheme}://{registry.url}", registry.credentials.username, registry.credentials.token()
+    ) as target:
+        mirrored = mirror(
+            config.images.mirror, target, _state(settings), config_commit=config_commit(path)
+        )
+    for image in mirrored:
+        note = f" (update: was {image.previous_digest})" if image.update_waiting else ""
+        console.print(f"{image.source} -> {image.image}{note}", markup=False, highlight=False)
+
+
+@images_app.command("ls")
+def images_ls(as_json: Json = False) -> None:
+    """Each mirrored image: source, source digest, mirrored tag, last check, update waiting."""
+    known = _state(Settings()).load()
+    if as_json:
+        print(json.dumps([i.model_dump(mode="json") for i in known.values()], indent=2))
+        return
+    if not known:
+        console.print(
+            "no mirrored images: add images.mirror to the config, then `baton images mirror`"
+        )
+    for image in known.values():
+        waiting = "update waiting" if image.update_waiting else "up to date"
+        console.print(
+            f"{image.image}  {image.source}@{image.source_digest[:19]}  "
+            f"checked {image.checked_at:%Y-%m-%d %H:%M}Z  {waiting}",
+            markup=False,
+            highlight=False,
+        )
