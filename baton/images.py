@@ -147,6 +147,8 @@ def find_builder() -> Builder:
 
 def check_buildable(dockerfile: Path, builder: Builder | None = None) -> None:
     """Raise BuildKitRequired naming the first line this machine's builder cannot build."""
+    if not Path(dockerfile).is_file():
+        return  # the build itself reports a missing Dockerfile, as docker build does
     text = Path(dockerfile).read_text(errors="replace")
     builder = builder or find_builder()
     own_frontend = builder.buildkit and text.lstrip().lower().startswith("# syntax=")

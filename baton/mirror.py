@@ -4,9 +4,11 @@ Each `images.mirror` entry's source tag is read on the source registry; the mani
 (all platforms of an index) is copied with skopeo (github.com/containers/skopeo, Debian
 `skopeo`), digests preserved, to `<registry>/<name>:<tag>-<digest12>`, a tag that never moves,
 and `<name>:<tag>`, which follows the source. What was copied, from where, and the commit of the
-configuration that asked for it is recorded in `mirrors.json` under Baton's data directory; a
-later run that finds a new digest behind the source tag (a security update upstream) mirrors it
-under its own readable tag and marks the entry as having an update waiting for its pins.
+configuration that asked for it is attached to the image in the registry (an annotations-only
+OCI artifact whose subject is the image: the digest cannot change, so the image's own labels
+cannot) and recorded in `mirrors.json` under Baton's data directory. A later run that finds a new
+digest behind the source tag (a security update upstream) mirrors it under its own readable tag
+and marks the entry as having an update waiting for its pins.
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ from baton.registry import Registry
 from baton.tools import find_tool
 
 COPY_TIMEOUT_S = 1800
+# The artifact attached to each mirrored image in Baton's registry, and its annotations.
+ARTIFACT_TYPE = "application/vnd.baton.mirror.v1+json"
+SOURCE = "io.baton.mirror.source"
+SOURCE_DIGEST = "io.baton.mirror.source-digest"
+CONFIG_COMMIT = "io.baton.mirror.config-commit"
 # Docker Hub's reference domain is not the host its API answers on.
 _API_HOSTS = {"docker.io": "registry-1.docker.io", "index.docker.io": "registry-1.docker.io"}
 
@@ -141,6 +148,10 @@ def mirror(
                 previous_digest=before.source_digest if before else None,
                 update_waiting=before is not None,
             )
+        annotations = {SOURCE: entry.source, SOURCE_DIGEST: digest}
+        if current.config_commit:
+            annotations[CONFIG_COMMIT] = current.config_commit
+        registry.attach(entry.name, digest, ARTIFACT_TYPE, annotations)
         known[key] = current
         results.append(current)
     state.save(known)

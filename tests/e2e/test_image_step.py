@@ -13,14 +13,24 @@ from temporalio.testing import ActivityEnvironment
 
 from activities import context as activity_context
 from activities.context import Context
-from activities.pipeline import BuildInput, build_image, readable_tag
+from activities.pipeline import BuildInput, CheckInput, build_image, readable_tag, run_check
 from baton.config import parse_config
+from baton.images import find_builder
 from baton.settings import Settings
 from tests.e2e.stack import free_port
 
 pytestmark = pytest.mark.docker
 
 SAMPLE_APP = Path(__file__).resolve().parents[2] / "examples" / "sample-app"
+
+
+def main_head(context: Context, repo: str) -> str:
+    """The commit at the head of `repo`'s main branch on the local forge."""
+    path = context.forge.repo_path(repo)  # type: ignore[attr-defined]
+    done = subprocess.run(
+        ["git", "-C", str(path), "rev-parse", "main"], check=True, capture_output=True, text=True
+    )
+    return done.stdout.strip()
 
 
 @pytest.fixture
@@ -48,12 +58,7 @@ apps:
     monkeypatch.setenv("BATON_BASE_IMAGE", base_image)
     context = Context(Settings(home=tmp_path / "home", api_port=free_port()), config)
     context.forge.create_repo("sample-app", from_dir=SAMPLE_APP)
-    head = subprocess.run(
-        ["git", "-C", str(context.forge.repo_path("sample-app")), "rev-parse", "main"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    head = main_head(context, "sample-app")
     monkeypatch.setattr(activity_context, "_current", context)
     return context, head
 
@@ -84,3 +89,29 @@ def test_ci_image_step_fails_on_the_image_test_with_what_the_probe_saw_and_pushe
         f'"{commit}"'
     )
     assert context.registry.manifest_digest(app.image, commit) is None
+
+
+def test_pr_dockerfile_step_refuses_syntax_the_builder_lacks_before_any_build(
+    worker, tmp_path, docker_client
+):
+    context, _ = worker
+    app = context.config.apps[0]
+    seed = tmp_path / "heredoc-app"
+    seed.mkdir()
+    (seed / "Dockerfile").write_text(
+        "FROM debian:12.8\nUSER 10001\nRUN <<SCRIPT\necho built > /tmp/built\nSCRIPT\n"
+    )
+    context.forge.create_repo("heredoc-app", from_dir=seed)
+    commit = main_head(context, "heredoc-app")
+
+    result = ActivityEnvironment().run(
+        run_check, CheckInput(app=app, repo="heredoc-app", commit=commit, kind="dockerfile")
+    )
+
+    if find_builder().frontend_1_4:
+        assert result.passed, result.summary
+    else:
+        assert not result.passed
+        assert result.summary.startswith(
+            "Dockerfile line 3: a heredoc (<<SCRIPT) needs Dockerfile syntax 1.4"
+        )

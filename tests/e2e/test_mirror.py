@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from baton.images import build_image, push_image
+from baton.mirror import ARTIFACT_TYPE, CONFIG_COMMIT, SOURCE, SOURCE_DIGEST
 from baton.registry import Registry
 from baton.tools import PROJECT_ROOT
 
@@ -98,6 +99,13 @@ def test_a_mirrored_image_keeps_its_digest_and_an_upstream_update_gets_a_new_rea
     with Registry(registry.url, registry.username, registry.password) as ours:
         assert ours.manifest_digest(name, readable) == first
         assert ours.manifest_digest(name, "1.0") == first
+        (attached,) = ours.referrers(name, first)
+    assert attached["artifactType"] == ARTIFACT_TYPE
+    assert attached["annotations"] == {
+        SOURCE: source,
+        SOURCE_DIGEST: first,
+        CONFIG_COMMIT: commit,
+    }
     (listed,) = json.loads(baton(home, "images", "ls", "--json", env=env).stdout)
     assert listed["source_digest"] == first
     assert listed["config_commit"] == commit
@@ -116,6 +124,8 @@ def test_a_mirrored_image_keeps_its_digest_and_an_upstream_update_gets_a_new_rea
         assert ours.manifest_digest(name, updated) == second
         assert ours.manifest_digest(name, readable) == first  # the old pin still resolves
         assert ours.manifest_digest(name, "1.0") == second
+        assert [a["annotations"][SOURCE_DIGEST] for a in ours.referrers(name, second)] == [second]
+        assert len(ours.referrers(name, first)) == 1  # mirroring again attached nothing new
     shown = baton(home, "images", "ls", env=env).stdout
     assert f"{registry.host}/{name}:{updated}  {source}@{second[:19]}" in shown
     assert "update waiting" in shown
