@@ -1,8 +1,11 @@
-"""Building and pushing container images with the local docker engine.
+"""Building, trying and pushing container images with the local docker engine.
 
-Builds use host networking (no bridge networks exist on Baton's hosts) and the engine's layer
-cache, so building the same inputs again is quick and yields the same image. A push is only
-reported once the registry itself serves the pushed digest.
+Builds go through BuildKit, as `docker build` does since Docker 23, where this machine has a way
+to it (`find_builder`); a Dockerfile that needs more than the builder has is refused before the
+build, naming the line. Builds use host networking (no bridge networks exist on Baton's hosts)
+and the engine's layer cache, so building the same inputs again is quick and yields the same
+image. `try_image` runs an app's image test in the built image. A push is only reported once the
+registry itself serves the pushed digest.
 """
 
 from __future__ import annotations
@@ -100,10 +103,14 @@ class DockerfileFeature:
 _FLAG = re.compile(r"\s(--(?:mount|network|security|link|checksum|keep-git-dir)\b[^\s]*)")
 _HEREDOC = re.compile(r"<<-?([\"']?)[A-Za-z_][A-Za-z0-9_]*\1")
 _NEWER_FLAGS = ("--link", "--checksum", "--keep-git-dir")
+# Parser directives come first, before any comment or instruction; `syntax` picks the frontend.
+_SYNTAX_DIRECTIVE = re.compile(
+    r"(?:[ \t]*#[ \t]*\w+[ \t]*=.*\n)*[ \t]*#[ \t]*syntax[ \t]*=", re.IGNORECASE
+)
 
 
 def buildkit_features(dockerfile_text: str) -> list[DockerfileFeature]:
-    """The instructions of a Dockerfile that only BuildKit builds, each with its first line."""
+    """The syntax in a Dockerfile that only BuildKit builds, each with the line it is on."""
     features = []
     instruction = ""
     continued = False
@@ -151,7 +158,7 @@ def check_buildable(dockerfile: Path, builder: Builder | None = None) -> None:
         return  # the build itself reports a missing Dockerfile, as docker build does
     text = Path(dockerfile).read_text(errors="replace")
     builder = builder or find_builder()
-    own_frontend = builder.buildkit and text.lstrip().lower().startswith("# syntax=")
+    own_frontend = builder.buildkit and _SYNTAX_DIRECTIVE.match(text) is not None
     for feature in buildkit_features(text):
         if not builder.buildkit:
             raise BuildKitRequired(
