@@ -378,6 +378,18 @@ class MirrorEntry(Model):
 
 class ImagesConfig(Model):
     mirror: list[MirrorEntry] = []
+    refresh: str | None = Field(
+        default=None,
+        description="cron (5 fields, UTC) of the Temporal Schedule that re-reads every source and "
+        "opens PRs moving pins to new digests; `baton images schedule` sets it up",
+    )
+
+    @field_validator("refresh")
+    @classmethod
+    def _cron(cls, cron: str | None) -> str | None:
+        if cron is not None and len(cron.split()) != 5 and not cron.startswith("@"):
+            raise ValueError(f"{cron!r}: give a cron expression of 5 fields, e.g. '0 */6 * * *'")
+        return cron
 
     @model_validator(mode="after")
     def _distinct_names(self) -> ImagesConfig:

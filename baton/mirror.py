@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import subprocess
 import tempfile
 from collections.abc import Sequence
@@ -56,6 +57,45 @@ class MirroredImage(BaseModel):
     checked_at: datetime
     previous_digest: str | None = None  # the digest mirrored before a source update
     update_waiting: bool = False  # a new digest arrived; pins of the previous one need a bump
+    bump_prs: list[str] = []  # the pull requests that move the pins (`<repo>#<number>`)
+
+    @property
+    def previous_image(self) -> str | None:
+        """The readable reference of the digest this one replaced, as pins still name it."""
+        if self.previous_digest is None:
+            return None
+        repository, _, tag = self.image.rpartition(":")
+        source_tag = tag.rpartition("-")[0]
+        return f"{repository}:{readable_tag(source_tag, self.previous_digest)}"
+
+
+def bump_pins(text: str, image: MirroredImage) -> str:
+    """`text` with every pin of `image`'s previous digest (by readable tag and/or digest) moved
+    to its current one; unchanged when it pins nothing of that image."""
+    previous = image.previous_image
+    if previous is None or image.previous_digest is None:
+        return text
+    repository, _, old_tag = previous.rpartition(":")
+    new_tag = image.image.rpartition(":")[2]
+    pinned = re.compile(
+        rf"{re.escape(repository)}(?::{re.escape(old_tag)}(?![\w.-]))?(@{re.escape(image.previous_digest)})?"
+    )
+
+    def move(match: re.Match[str]) -> str:
+        if match.group(0) == repository:
+            return repository  # the repository alone, or with another tag: not a pin of it
+        return f"{repository}:{new_tag}" + (f"@{image.digest}" if match.group(1) else "")
+
+    return pinned.sub(move, text)
+
+
+def mark_bumped(state: MirrorState, image: MirroredImage, prs: Sequence[str]) -> None:
+    """Record the pull requests that move `image`'s pins."""
+    known = state.load()
+    for key, value in known.items():
+        if value.image == image.image:
+            known[key] = value.model_copy(update={"bump_prs": sorted(set(prs))})
+    state.save(known)
 
 
 class MirrorState:
@@ -76,6 +116,17 @@ class MirrorState:
         with os.fdopen(fd, "w") as f:
             json.dump({k: v.model_dump(mode="json") for k, v in images.items()}, f, indent=2)
         os.replace(tmp, self.path)
+
+
+def config_commit(path: Path) -> str | None:
+    """The last git commit that changed `path`, or None when it is not in a git repository."""
+    done = subprocess.run(
+        ["git", "-C", str(path.resolve().parent), "log", "-1", "--format=%H", "--", path.name],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return (done.stdout.strip() or None) if done.returncode == 0 else None
 
 
 def readable_tag(source_tag: str, digest: str) -> str:
