@@ -27,7 +27,7 @@ from pydantic import BaseModel
 
 from baton.config import MirrorEntry
 from baton.errors import InfrastructureError
-from baton.references import parse_reference
+from baton.references import Reference, parse_reference
 from baton.registry import Registry
 from baton.tools import find_tool
 
@@ -167,7 +167,7 @@ def mirror(
         assert reference.tag is not None  # the config requires a tag in every source
         key = f"{entry.name}:{reference.tag}"
         with source_registry(entry) as source:
-            digest = source.manifest_digest(reference.path, reference.tag)
+            digest = source.manifest_digest(api_path(reference), reference.tag)
             if digest is None:
                 raise MirrorFailed(
                     f"images.mirror {entry.source}: the source registry has no such tag: "
@@ -207,6 +207,14 @@ def mirror(
         results.append(current)
     state.save(known)
     return results
+
+
+def api_path(reference: Reference) -> str:
+    """The repository path the registry's API answers to: Docker Hub's official images live
+    under `library/` (`docker.io/redis` is `library/redis`)."""
+    if reference.domain in _API_HOSTS and "/" not in reference.path:
+        return f"library/{reference.path}"
+    return reference.path
 
 
 def _copy(

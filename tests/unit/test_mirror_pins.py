@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from baton.mirror import MirroredImage, bump_pins, readable_tag
+from baton.mirror import MirroredImage, api_path, bump_pins, readable_tag
+from baton.references import parse_reference
 
 OLD, NEW = "sha256:" + "a" * 64, "sha256:" + "b" * 64
 REPO = "127.0.0.1:5000/mirror/redis"
@@ -52,3 +53,9 @@ def test_an_image_without_a_previous_digest_moves_nothing() -> None:
 
     assert first.previous_image is None
     assert bump_pins(text, first) == text
+
+
+def test_docker_hub_official_images_are_read_under_library() -> None:
+    assert api_path(parse_reference("docker.io/redis:7")) == "library/redis"
+    assert api_path(parse_reference("docker.io/bitnami/redis:7")) == "bitnami/redis"
+    assert api_path(parse_reference("quay.io/redis:7")) == "redis"
