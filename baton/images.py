@@ -36,6 +36,7 @@ from baton.registry import Registry
 
 PROGRESS_EVERY_S = 5
 PROBE_EVERY_S = 0.5
+SUMMARY_MAX = 300  # a step's summary is one line of workflow history
 LAST_LINES = 20
 
 
@@ -456,12 +457,14 @@ def try_image(
         passed, seen = _probe(client, image, test, commit, transcript, on_progress)
         summary.append(seen)
     text = "".join(transcript)
+    outcome = "image test passed: " if passed else "image test failed: "
+    line = " ".join((outcome + "; ".join(summary)).split())  # one line, whatever the body held
     return CheckResult(
         name="image-test",
         passed=passed,
         exit_code=0 if passed else 1,
         duration_s=round(time.monotonic() - started, 3),
-        summary=("image test passed: " if passed else "image test failed: ") + "; ".join(summary),
+        summary=line[:SUMMARY_MAX],
         excerpt=excerpt(text),
         log_ref=logs.put(text),
     )
