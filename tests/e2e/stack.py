@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -35,15 +34,10 @@ from baton.tools import PROJECT_ROOT
 from cli import changes
 from cli.demo import AUTHOR, push_visible_change
 from tests.conftest import eventually
+from tests.fixtures.ports import free_port
 
 EXAMPLES = PROJECT_ROOT / "examples"
 ENVIRONMENTS = ("dev", "staging", "prod")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -172,7 +166,10 @@ def stack_env(
 
     `edit_config` may change the config (as a YAML mapping) before it is written.
     """
-    ports = {name: free_port() for name in ("api", "temporal", "ui", "registry", *ENVIRONMENTS)}
+    taken: set[int] = set()
+    ports = {
+        name: free_port(taken) for name in ("api", "temporal", "ui", "registry", *ENVIRONMENTS)
+    }
     config = yaml.safe_load((EXAMPLES / "baton.yaml").read_text())
     config["registry"]["url"] = f"127.0.0.1:{ports['registry']}"
     for env in config["environments"]:
