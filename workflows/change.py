@@ -45,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.pipelines import CIPipeline, PullRequestPipeline
     from workflows.rollout import EnvironmentRollout
 
+from workflows import metrics
 from workflows.lane_client import LaneClient, LaneTurn
 from workflows.record import Record, failure
 
@@ -333,3 +334,4 @@ class ChangeWorkflow:
         self.state = state
         self.reason = reason
         self.record.set_state(state, reason)
+        metrics.change_state(self.input.plan.app.name, state)

@@ -172,7 +172,10 @@ def stack_env(
 
     `edit_config` may change the config (as a YAML mapping) before it is written.
     """
-    ports = {name: free_port() for name in ("api", "temporal", "ui", "registry", *ENVIRONMENTS)}
+    ports = {
+        name: free_port()
+        for name in ("api", "temporal", "ui", "registry", "worker-metrics", *ENVIRONMENTS)
+    }
     config = yaml.safe_load((EXAMPLES / "baton.yaml").read_text())
     config["registry"]["url"] = f"127.0.0.1:{ports['registry']}"
     for env in config["environments"]:
@@ -191,6 +194,7 @@ def stack_env(
         "BATON_TEMPORAL_PORT": str(ports["temporal"]),
         "BATON_TEMPORAL_UI_PORT": str(ports["ui"]),
         "TEMPORAL_ADDRESS": f"127.0.0.1:{ports['temporal']}",
+        "BATON_WORKER_METRICS_ADDRESS": f"127.0.0.1:{ports['worker-metrics']}",
     }
     return env, ports
 

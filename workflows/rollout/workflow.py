@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from baton.temporal import Queries, Signals, TaskQueues, WorkflowTypes
 
+from workflows import metrics
 from workflows.record import Record, failure, last_failure
 from workflows.retries import RECONCILE, RETRY
 from workflows.rollout import texts
@@ -337,6 +338,7 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
         if outcome != "deployed":
             await self._close_unmerged(outcome)
         self.record.set_state(outcome, reason, outcome=True)
+        metrics.rollout_ended(self.input.app.name, self.input.environment.name, outcome)
         return RolloutResult(
             environment=self.input.environment.name,
             outcome=outcome,
