@@ -224,6 +224,7 @@ class ChangeWorkflow:
                     author=self.input.author,
                     ui_url=self.input.plan.ui_url,
                     namespace=self.input.plan.namespace,
+                    notifications=self.input.plan.notifications,
                 ),
                 id=child_id,
                 task_queue=TaskQueues.WORKFLOWS,

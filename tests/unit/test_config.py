@@ -124,3 +124,20 @@ def test_security_approvals_need_enough_people() -> None:
     )
     (problem,) = problems(text)
     assert "a security-sensitive diff needs 3 distinct approvers but only 2 are allowed" in problem
+
+
+def test_notifications_name_their_variables_and_sign_generic_webhooks() -> None:
+    text = APP + (
+        "notifications:\n"
+        "  - {kind: slack, url_env: SLACK_URL, events: [deployed, merged]}\n"
+        "  - {kind: webhook, url_env: HOOK_URL}\n"
+        "  - {kind: teams, url_env: TEAMS_URL, secret_env: TEAMS_SECRET}\n"
+    )
+    assert problems(text) == [
+        (
+            "notifications[0].events[1]: Input should be 'approval_needed', 'deployed', 'failed' "
+            "or 'rolled_back'"
+        ),
+        "notifications[1]: a generic webhook is signed: set secret_env",
+        "notifications[2]: secret_env is for kind webhook; teams URLs carry their token",
+    ]
