@@ -55,9 +55,12 @@ def create_app(
     config = config or load_config(settings.config_file())
     deliveries = Deliveries()
 
+    metrics = ApiMetrics()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.ingress = Ingress(client or await connect(), config, settings)
+        temporal = client or await connect(runtime=metrics.sdk.runtime)
+        app.state.ingress = Ingress(temporal, config, settings)
         # Only Azure DevOps events are re-read through the forge's API before acting.
         app.state.forge = forge
         if forge is None and config.forge.kind == "azure-devops":
@@ -65,7 +68,6 @@ def create_app(
         yield
 
     app = FastAPI(title="Baton", lifespan=lifespan)
-    metrics = ApiMetrics()
     app.add_middleware(WebhookObserver, metrics=metrics)
 
     @app.exception_handler(WebhookRejected)
@@ -106,7 +108,8 @@ def create_app(
 
     @app.get("/metrics")
     async def prometheus_metrics() -> Response:
-        """Prometheus text: webhook deliveries by forge and result, and the process's series."""
+        """Prometheus text: webhook deliveries by forge and result, the Temporal SDK's series
+        for the API's client, and the process's."""
         body, content_type = metrics.exposition()
         return Response(body, media_type=content_type)
 

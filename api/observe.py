@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+from collections.abc import Iterator
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -24,8 +26,24 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from temporalio.runtime import (
+    BUFFERED_METRIC_KIND_COUNTER,
+    BUFFERED_METRIC_KIND_GAUGE,
+    BufferedMetricKind,
+    MetricBuffer,
+    MetricBufferDurationFormat,
+    Runtime,
+    TelemetryConfig,
+)
 
 from baton.telemetry import workflow_ids
 
@@ -40,14 +58,16 @@ tracer = trace.get_tracer("baton.api")
 
 
 class ApiMetrics:
-    """The API's series in a registry of its own (one per app): the process's, and
-    `baton_webhooks_total{forge, result}`."""
+    """The API's series in a registry of its own (one per app): the process's, the Temporal
+    SDK's for its client (`sdk`), and `baton_webhooks_total{forge, result}`."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
+        self.sdk = SdkMetrics()
+        self.registry.register(self.sdk)
         self.webhooks = Counter(
             "baton_webhooks",
             "Webhook deliveries by forge and result (accepted, ignored, duplicate, rejected, failed)",
@@ -58,6 +78,94 @@ class ApiMetrics:
     def exposition(self) -> tuple[bytes, str]:
         """The registry in Prometheus text format, and its content type."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class SdkMetrics(Collector):
+    """The Temporal SDK's metrics of the API's client (`temporal_request_total`,
+    `temporal_request_failure_total`, `temporal_request_latency` ...), in Prometheus form.
+
+    The SDK's runtime records them into a buffer (a MetricBuffer: counters as deltas, gauges as
+    values, histograms as observations in seconds); they are added up here on every scrape and
+    after every webhook delivery, so the buffer never fills while nobody scrapes.
+    """
+
+    BUFFER_SIZE = 100_000
+
+    def __init__(self) -> None:
+        self._buffer: MetricBuffer | None = None
+        self._runtime: Runtime | None = None
+        self._help: dict[str, tuple[str, BufferedMetricKind]] = {}  # name -> (description, kind)
+        self._values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        self._histograms: dict[tuple[str, tuple[tuple[str, str], ...]], list[float]] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def runtime(self) -> Runtime:
+        """The runtime to connect the API's client on (made at first use: it starts threads)."""
+        if self._runtime is None:
+            self._buffer = MetricBuffer(self.BUFFER_SIZE, MetricBufferDurationFormat.SECONDS)
+            self._runtime = Runtime(telemetry=TelemetryConfig(metrics=self._buffer))
+        return self._runtime
+
+    def drain(self) -> None:
+        """Add up what the runtime recorded since the last call."""
+        if self._buffer is None:
+            return
+        with self._lock:
+            for update in self._buffer.retrieve_updates():
+                metric = update.metric
+                self._help[metric.name] = (metric.description or metric.name, metric.kind)
+                labels = tuple(sorted((k, str(v)) for k, v in update.attributes.items()))
+                key = (metric.name, labels)
+                if metric.kind == BUFFERED_METRIC_KIND_COUNTER:
+                    self._values[key] = self._values.get(key, 0) + update.value
+                elif metric.kind == BUFFERED_METRIC_KIND_GAUGE:
+                    self._values[key] = update.value
+                else:
+                    counts = self._histograms.setdefault(key, [0.0] * (len(BUCKETS) + 2))
+                    for i, bound in enumerate(BUCKETS):
+                        if update.value <= bound:
+                            counts[i] += 1
+                    counts[-2] += update.value  # sum
+                    counts[-1] += 1  # count
+
+    def collect(self) -> Iterator[Metric]:
+        self.drain()
+        with self._lock:
+            series = [*self._values.items(), *self._histograms.items()]
+            # A metric's updates may carry different attributes (namespace only on some calls):
+            # its labels are all of them, empty where an update had none.
+            label_sets: dict[str, set[str]] = {}
+            for (name, labels), _ in series:
+                label_sets.setdefault(name, set()).update(k for k, _ in labels)
+            names = {name: sorted(label_set) for name, label_set in label_sets.items()}
+            families: dict[str, Metric] = {}
+            for name, label_names in names.items():
+                description, kind = self._help[name]
+                if kind == BUFFERED_METRIC_KIND_COUNTER:
+                    families[name] = CounterMetricFamily(name, description, labels=label_names)
+                elif kind == BUFFERED_METRIC_KIND_GAUGE:
+                    families[name] = GaugeMetricFamily(name, description, labels=label_names)
+                else:
+                    families[name] = HistogramMetricFamily(name, description, labels=label_names)
+
+            def values(name: str, labels: tuple[tuple[str, str], ...]) -> list[str]:
+                given = dict(labels)
+                return [given.get(label, "") for label in names[name]]
+
+            for (name, labels), value in self._values.items():
+                families[name].add_metric(values(name, labels), value)  # type: ignore[attr-defined]
+            for (name, labels), counts in self._histograms.items():
+                cumulative = [(str(bound), counts[i]) for i, bound in enumerate(BUCKETS)]
+                cumulative.append(("+Inf", counts[-1]))
+                families[name].add_metric(  # type: ignore[attr-defined]
+                    values(name, labels), cumulative, sum_value=counts[-2]
+                )
+        yield from families.values()
+
+
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+"""Histogram buckets (seconds) of the SDK's latencies."""
 
 
 def result_of(status: int, message: str) -> str:
@@ -117,6 +225,7 @@ class WebhookObserver:
                 if status >= 500:
                     span.set_status(Status(StatusCode.ERROR, message))
                 self.metrics.webhooks.labels(forge, result).inc()
+                self.metrics.sdk.drain()
                 log.log(
                     logging.WARNING if status >= 400 else logging.INFO,
                     "webhook %s %s delivery %s: %s %s: %s",

@@ -28,6 +28,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 from temporalio import activity
 from temporalio.client import Interceptor
@@ -69,7 +70,12 @@ def configure_logging(stream: TextIO | None = None) -> None:
         )
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(
-        JsonFormatter(JSON_FIELDS, rename_fields={"levelname": "level", "name": "logger"})
+        JsonFormatter(
+            JSON_FIELDS,
+            rename_fields={"levelname": "level", "name": "logger"},
+            # uvicorn's copy of its message with terminal colours
+            reserved_attrs=[*RESERVED_ATTRS, "color_message"],
+        )
         if kind == "json"
         else logging.Formatter(TEXT_FORMAT)
     )

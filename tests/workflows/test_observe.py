@@ -275,6 +275,12 @@ async def test_api_and_worker_metrics_count_webhooks_changes_rollouts_and_gates(
     assert value(webhooks, forge="github", result="accepted") >= 2
     assert value(webhooks, forge="github", result="rejected") == 0
     assert samples(api, "process_cpu_seconds_total")
+    # The SDK's series for the API's own client: the change was started through it.
+    requests = samples(api, "temporal_request_total")
+    assert value(requests, operation="StartWorkflowExecution") >= 1
+    assert value(
+        samples(api, "temporal_request_latency_count"), operation="SignalWorkflowExecution"
+    )
 
     worker = await metrics_text(observed.worker_metrics)
     changes = samples(worker, "baton_changes_total")
