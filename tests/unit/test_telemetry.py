@@ -17,12 +17,18 @@ from pathlib import Path
 
 import httpx
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from prometheus_client.parser import text_string_to_metric_families
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from api.app import create_app
 from baton.config import AppConfig, BatonConfig, GitOpsConfig
 from baton.settings import Settings
 from baton.telemetry import worker_runtime, workflow_ids
+from tests.fakes.forges import Served
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "telemetry-test-webhook-secret"
@@ -129,3 +135,47 @@ async def test_refused_deliveries_are_counted_and_logged_without_the_secret_or_s
     assert caplog.records[0].levelno == logging.WARNING
     for secret in (SECRET, forged, good):
         assert secret not in caplog.text
+
+
+def test_spans_are_exported_over_otlp_when_the_endpoint_is_set(tmp_path: Path) -> None:
+    """A process that configures tracing as the API and workers do sends its spans to an OTLP/HTTP
+    collector (here one on loopback that keeps what it is sent)."""
+    received: list[ExportTraceServiceRequest] = []
+
+    async def traces(request: Request) -> Response:
+        message = ExportTraceServiceRequest()
+        message.ParseFromString(await request.body())
+        received.append(message)
+        return Response(b"", media_type="application/x-protobuf")
+
+    collector = Served(Starlette(routes=[Route("/v1/traces", traces, methods=["POST"])])).start()
+    program = (
+        "from opentelemetry import trace\n"
+        "from baton.telemetry import configure_tracing\n"
+        "assert configure_tracing('baton-test')\n"
+        "with trace.get_tracer('t').start_as_current_span('webhook github'): pass\n"
+        "trace.get_tracer_provider().shutdown()\n"
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", program],
+            check=False,
+            cwd=ROOT,
+            env={"PATH": "/usr/bin:/bin", "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        collector.stop()
+    assert done.returncode == 0, done.stderr
+    spans = [
+        (resource.resource, span.name)
+        for request in received
+        for resource in request.resource_spans
+        for scope in resource.scope_spans
+        for span in scope.spans
+    ]
+    assert [name for _, name in spans] == ["webhook github"]
+    attributes = {a.key: a.value.string_value for a in spans[0][0].attributes}
+    assert attributes["service.name"] == "baton-test"
