@@ -49,6 +49,8 @@ from baton.telemetry import workflow_ids
 
 FORGES = ("github", "gitea", "azure-devops", "flux")
 """The webhook routes (`/webhooks/<forge>`), and so every value of the `forge` label."""
+RESULTS = ("accepted", "ignored", "duplicate", "rejected", "failed")
+"""Every value of the `result` label (`result_of`)."""
 EVENT_HEADERS = ("x-github-event", "x-gitea-event", "x-forgejo-event")
 DELIVERY_HEADERS = ("x-github-delivery", "x-gitea-delivery", "x-forgejo-delivery")
 REPLY_BYTES = 4096  # Baton's answers are one short line; more is not kept for the log
@@ -74,6 +76,9 @@ class ApiMetrics:
             ["forge", "result"],
             registry=self.registry,
         )
+        for forge in FORGES:  # every series from the start, at 0, so rates and alerts see them
+            for result in RESULTS:
+                self.webhooks.labels(forge, result)
 
     def exposition(self) -> tuple[bytes, str]:
         """The registry in Prometheus text format, and its content type."""
