@@ -96,6 +96,8 @@ async def client(
             rollout.propose,
             rollout.merge,
             rollout.close,
+            rollout.revert,
+            rollout.is_descendant,
             rollout.request_reconcile,
             rollout.check_sync,
             rollout.verify,
@@ -154,6 +156,24 @@ async def test_each_event_reaches_each_receiver_once_signed_even_after_a_retry(
     assert "NOTIFY_SLACK_URL" in history and "x-baton-event" not in history
     for secret in (SECRET, SLACK_TOKEN, "/services/", "/hooks/"):
         assert secret not in history
+
+
+async def test_a_rollback_posts_rolled_back_then_failed(
+    client: Client, receivers: tuple[Receiver, Receiver]
+) -> None:
+    hook, slack = receivers
+    rollout.world.polled_synced = {M, rollout.REVERT}
+    rollout.world.bad_versions = {rollout.COMMIT}
+    handle = await start(client, notified(required=0))
+
+    result: RolloutResult = await handle.result()
+
+    assert result.outcome == "failed" and result.rollback.outcome == "rolled back"
+    assert [(body["event"], body["detail"]) for _, body in hook.accepted] == [
+        ("rolled_back", result.reason),
+        ("failed", result.reason),
+    ]
+    assert slack.accepted == []  # it wants `deployed` only
 
 
 async def test_a_refused_notification_is_a_note_and_the_rollout_goes_on(
