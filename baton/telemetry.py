@@ -25,14 +25,8 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from opentelemetry import trace
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from pythonjsonlogger.core import RESERVED_ATTRS
-from pythonjsonlogger.json import JsonFormatter
 from temporalio import activity
 from temporalio.client import Interceptor
-from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.exceptions import ApplicationError
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
@@ -43,8 +37,8 @@ DEFAULT_WORKER_METRICS_ADDRESS = "127.0.0.1:9464"
 GATE_SECONDS_BUCKETS = [1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600, 7 * 24 * 3600]
 """Buckets of `baton_gate_seconds`: from a verification's seconds to an approval's days."""
 
-TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
-JSON_FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s"
+LINE_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+"""Text lines, and the first fields of JSON ones (then the record's extras)."""
 
 log = logging.getLogger("baton.telemetry")
 
@@ -69,16 +63,7 @@ def configure_logging(stream: TextIO | None = None) -> None:
             "or ERROR"
         )
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(
-        JsonFormatter(
-            JSON_FIELDS,
-            rename_fields={"levelname": "level", "name": "logger"},
-            # uvicorn's copy of its message with terminal colours
-            reserved_attrs=[*RESERVED_ATTRS, "color_message"],
-        )
-        if kind == "json"
-        else logging.Formatter(TEXT_FORMAT)
-    )
+    handler.setFormatter(_json_formatter() if kind == "json" else logging.Formatter(LINE_FORMAT))
     handler.addFilter(WorkflowContext())
     root = logging.getLogger()
     for old in list(root.handlers):
@@ -87,6 +72,23 @@ def configure_logging(stream: TextIO | None = None) -> None:
     root.setLevel(level)
     # Every request of the HTTP clients at INFO would drown Baton's own lines.
     logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
+
+
+# The JSON formatter, the OpenTelemetry SDK and the tracing interceptor are imported where used:
+# every `baton` command imports this module (through baton.temporal), and they would add a third
+# of a second to each, for processes that neither log JSON nor trace.
+
+
+def _json_formatter() -> logging.Formatter:
+    from pythonjsonlogger.core import RESERVED_ATTRS
+    from pythonjsonlogger.json import JsonFormatter
+
+    return JsonFormatter(
+        LINE_FORMAT,
+        rename_fields={"levelname": "level", "name": "logger"},
+        # uvicorn's copy of its message with terminal colours
+        reserved_attrs=[*RESERVED_ATTRS, "color_message"],
+    )
 
 
 class WorkflowContext(logging.Filter):
@@ -135,6 +137,9 @@ def configure_tracing(service_name: str) -> bool:
     if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
         return False
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     name = os.environ.get("OTEL_SERVICE_NAME") or service_name
     provider = TracerProvider(resource=Resource.create({"service.name": name}))
@@ -144,13 +149,18 @@ def configure_tracing(service_name: str) -> bool:
 
 
 def tracing_enabled() -> bool:
-    """Whether spans go anywhere: an OpenTelemetry SDK tracer provider is installed."""
-    return isinstance(trace.get_tracer_provider(), TracerProvider)
+    """Whether spans go anywhere: a tracer provider (the OpenTelemetry SDK's) is installed."""
+    provider = trace.get_tracer_provider()
+    return not isinstance(provider, (trace.ProxyTracerProvider, trace.NoOpTracerProvider))
 
 
 def client_interceptors() -> Sequence[Interceptor]:
     """The interceptors of Baton's Temporal clients: tracing once a tracer provider is installed."""
-    return [TracingInterceptor()] if tracing_enabled() else []
+    if not tracing_enabled():
+        return []
+    from temporalio.contrib.opentelemetry import TracingInterceptor
+
+    return [TracingInterceptor()]
 
 
 def worker_runtime(address: str | None = None) -> Runtime | None:
