@@ -168,7 +168,8 @@ def stack_env(
     """
     taken: set[int] = set()
     ports = {
-        name: free_port(taken) for name in ("api", "temporal", "ui", "registry", *ENVIRONMENTS)
+        name: free_port(taken)
+        for name in ("api", "temporal", "ui", "registry", "worker-metrics", *ENVIRONMENTS)
     }
     config = yaml.safe_load((EXAMPLES / "baton.yaml").read_text())
     config["registry"]["url"] = f"127.0.0.1:{ports['registry']}"
@@ -188,6 +189,7 @@ def stack_env(
         "BATON_TEMPORAL_PORT": str(ports["temporal"]),
         "BATON_TEMPORAL_UI_PORT": str(ports["ui"]),
         "TEMPORAL_ADDRESS": f"127.0.0.1:{ports['temporal']}",
+        "BATON_WORKER_METRICS_ADDRESS": f"127.0.0.1:{ports['worker-metrics']}",
     }
     return env, ports
 

@@ -140,3 +140,20 @@ def test_hosted_forges_match_repositories_ignoring_case_the_local_forge_does_not
     assert hosted.app_for_repo("ACME/web") is hosted.apps[0]
     local = parse_config(APP)
     assert local.app_for_repo("WEB") is None and local.app_for_repo("web") is local.apps[0]
+
+
+def test_notifications_name_their_variables_and_sign_generic_webhooks() -> None:
+    text = APP + (
+        "notifications:\n"
+        "  - {kind: slack, url_env: SLACK_URL, events: [deployed, merged]}\n"
+        "  - {kind: webhook, url_env: HOOK_URL}\n"
+        "  - {kind: teams, url_env: TEAMS_URL, secret_env: TEAMS_SECRET}\n"
+    )
+    assert problems(text) == [
+        (
+            "notifications[0].events[1]: Input should be 'approval_needed', 'deployed', 'failed' "
+            "or 'rolled_back'"
+        ),
+        "notifications[1]: a generic webhook is signed: set secret_env",
+        "notifications[2]: secret_env is for kind webhook; teams URLs carry their token",
+    ]
