@@ -23,7 +23,7 @@ from baton.diff import (
     keep_deployed,
     unstable_fields,
 )
-from baton.errors import DeployConfigError
+from baton.errors import DeployConfigError, NondeterministicRender
 from baton.gitops import RENDERED_FROM, GitOpsRepo, RenderedFrom, beside
 from baton.models import OmittedObject, PinnedImage
 from baton.registry import Registry
@@ -60,10 +60,6 @@ def deployed_image(repository: str, manifests_path: str, gitops: GitOpsRepo) -> 
     return PinnedImage(
         repository=repository, digest=pinned.group(1) if pinned else PLACEHOLDER_DIGEST
     )
-
-
-class NondeterministicRender(DeployConfigError):
-    """Two renders of the same inputs differ, and the app does not accept that."""
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ problem is; a family of errors lives beside the adapter that raises it (module i
     ├── ConfigurationError ✗            what Baton was set up or given to work with is wrong
     │   ├── ConfigError                 [config] the configuration file
     │   ├── DeployConfigError           the GitOps repository or rendered manifests
+    │   │   └── NondeterministicRender  two renders of the same inputs differ, not accepted
     │   ├── ClusterConfigError          a cluster's kubeconfig, permissions or sync objects
     │   ├── CheckConfigError            a pipeline step the app is not set up for
     │   ├── RenderFailed, ManifestError [render] a chart or kustomization, rendered manifests
@@ -25,7 +26,8 @@ problem is; a family of errors lives beside the adapter that raises it (module i
     │   ├── NotFrozen
     │   └── Refused                     [cli.changes] the workflow's refusal, as the CLI shows it
     ├── ForgeError ✓                    [forges.base] a forge, or git on a repository it hosts
-    │   ├── ForgeRefusal ✗              the Forge protocol's refusals: HeadChanged, NotMergeable,
+    │   ├── ForgeRefusal ✗              the Forge protocol's refusals: HeadChanged, NotMergeable
+    │   │                               (MergeMethodRefused, RequiredChecksNotPassing),
     │   │                               PullRequestNotFound, PullRequestClosed, NoCommitsBetween,
     │   │                               RepositoryNotFound, BranchNotFound
     │   ├── ForgeRequestFailed ✗        [forges.http] TokenRejected, PermissionDenied,
@@ -116,6 +118,11 @@ class InfrastructureError(BatonError):
 
 class DeployConfigError(ConfigurationError):
     """The GitOps repository or the rendered manifests do not allow the rollout."""
+
+
+class NondeterministicRender(DeployConfigError):
+    """Two renders of the same inputs differ, and the app does not accept that
+    (`apps[].nondeterministic: reject`, the default)."""
 
 
 class ClusterConfigError(ConfigurationError):

@@ -141,11 +141,13 @@ def test_forge_refusals_are_the_protocol_errors_every_adapter_raises() -> None:
         "BranchNotFound",
         "ForgeRefusal",
         "HeadChanged",
+        "MergeMethodRefused",
         "NoCommitsBetween",
         "NotMergeable",
         "PullRequestClosed",
         "PullRequestNotFound",
         "RepositoryNotFound",
+        "RequiredChecksNotPassing",
     ]
 
 
