@@ -88,8 +88,14 @@ class GitOpsConfig(Model):
         default="environments/{env}/{app}/values.yaml",
         description="an environment's values file in the GitOps repository",
     )
+    overlay: str = Field(
+        default="environments/{env}/{app}",
+        description="Kustomize apps: the directory of an environment's inputs in the GitOps "
+        "repository, a kustomization of kind Component (patches, generators, replicas) that CD "
+        "adds to the app's kustomization",
+    )
 
-    @field_validator("path", "values")
+    @field_validator("path", "values", "overlay")
     @classmethod
     def _known_placeholders(cls, template: str) -> str:
         unknown = set(re.findall(r"{(\w*)}", template)) - {"env", "app", "cluster"}
@@ -106,15 +112,35 @@ class Commands(Model):
     long_test: list[str] = []
 
 
+class VerifyConfig(Model):
+    url: str
+    expected_status: int = Field(default=200, ge=100, le=599)
+    expected_body: str | None = Field(
+        default=None, description="substring the body must contain; {commit} is the change's commit"
+    )
+    timeout_s: int = Field(default=120, gt=0)
+
+
 class AppConfig(Model):
     name: Name
     repo: str
     dockerfile: str = "Dockerfile"
     context: str = "."
     chart: str | None = None
-    kustomize: str | None = None
-    test_values: str | None = None
-    image: str
+    kustomize: str | None = Field(
+        default=None,
+        description="the directory of the app's kustomization in its repository; CI publishes "
+        "it, with the kustomizations it uses, as an OCI artifact CD and Flux render from",
+    )
+    test_values: str | None = Field(
+        default=None,
+        description="what CI renders with: a values file (chart), or a directory holding a "
+        "kustomization of kind Component (kustomize), standing in for an environment's inputs",
+    )
+    image: str = Field(
+        description="the image's repository under the registry; for kustomize also the image "
+        "name the kustomization's containers use, which CD pins by digest through images:"
+    )
     port_value: str = "service.port"
     commands: Commands = Commands()
     check_timeout_s: int = Field(default=600, gt=0)
@@ -123,6 +149,11 @@ class AppConfig(Model):
         description="fields that differ between two renders of the same inputs (random "
         "passwords, timestamps): reject fails the render naming them; accept deploys them, "
         "keeping the value the environment runs",
+    )
+    verify: dict[str, VerifyConfig] = Field(
+        default={},
+        description="per environment name: how this app is verified there, in place of the "
+        "environment's verify (apps of one environment answer at different endpoints)",
     )
 
     @model_validator(mode="after")
@@ -206,15 +237,6 @@ class SyncConfig(Model):
         if self.kind == "local" and (self.kubeconfig or self.context):
             raise ValueError("kubeconfig and context are only used with kind: flux or apply")
         return self
-
-
-class VerifyConfig(Model):
-    url: str
-    expected_status: int = Field(default=200, ge=100, le=599)
-    expected_body: str | None = Field(
-        default=None, description="substring the body must contain; {commit} is the change's commit"
-    )
-    timeout_s: int = Field(default=120, gt=0)
 
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -308,6 +330,13 @@ class BatonConfig(Model):
             )
         if len(set(self.promotion)) != len(self.promotion):
             raise ValueError("promotion lists an environment twice")
+        for app in self.apps:
+            unknown = sorted(set(app.verify) - known)
+            if unknown:
+                raise ValueError(
+                    f"app {app.name}: verify names unknown environment(s) {', '.join(unknown)}: "
+                    "use the names under environments"
+                )
         return self
 
     def app(self, name: str) -> AppConfig:
@@ -325,10 +354,19 @@ class BatonConfig(Model):
                 return env
         raise ConfigError([f"environments: no environment named {name!r}"])
 
-    def promotion_order(self) -> list[EnvironmentConfig]:
-        """Environments in promotion order; without `promotion`, the order they are listed in."""
+    def promotion_order(self, app: AppConfig | None = None) -> list[EnvironmentConfig]:
+        """Environments in promotion order; without `promotion`, the order they are listed in.
+
+        With `app`, each environment is as that app sees it: the app's own `verify` there, if any.
+        """
         names = self.promotion or [e.name for e in self.environments]
-        return [self.environment(n) for n in names]
+        envs = [self.environment(n) for n in names]
+        if app is None:
+            return envs
+        return [
+            e.model_copy(update={"verify": app.verify[e.name]}) if e.name in app.verify else e
+            for e in envs
+        ]
 
 
 class ConfigError(ConfigurationError):

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
+from baton.artifacts import fetch_chart
+from baton.bundles import KUSTOMIZATION_FILES, fetch_bundle
 from baton.config import AppConfig, EnvironmentConfig
 from baton.diff import (
     FieldPath,
@@ -25,7 +27,8 @@ from baton.diff import (
 )
 from baton.errors import DeployConfigError
 from baton.gitops import RENDERED_FROM, GitOpsRepo, RenderedFrom, beside
-from baton.models import PinnedImage
+from baton.models import Artifact, PinnedImage
+from baton.registry import Registry
 from baton.render import HelmRenderer, KustomizeRenderer, Renderer, validate_manifests
 
 PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
@@ -35,8 +38,11 @@ PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
 def read_inputs(
     gitops: GitOpsRepo, app: AppConfig, env: EnvironmentConfig, values: str | None = None
 ) -> dict[str, str]:
-    """The environment's inputs, path → content: its values file in the GitOps repository, or
-    `values` given in its place."""
+    """The environment's inputs, path → content: a Helm app's values file in the GitOps
+    repository (or `values` given in its place); a Kustomize app's overlay, every file of its
+    directory (`values` in place of its kustomization.yaml)."""
+    if app.kustomize is not None:
+        return _read_overlay(gitops, app, env, values)
     path = gitops.values_path(app, env)
     content = values if values is not None else gitops.read(path)
     if content is None:
@@ -71,11 +77,42 @@ class EnvironmentRender:
     unstable: dict[str, list[FieldPath]]  # object key → fields two renders disagreed on
 
 
-def renderer_for(app: AppConfig, templates: Path) -> Renderer:
-    """The app's renderer for its templates: the chart directory, or the Kustomize directory."""
+def _read_overlay(
+    gitops: GitOpsRepo, app: AppConfig, env: EnvironmentConfig, kustomization: str | None
+) -> dict[str, str]:
+    directory = gitops.overlay_path(app, env)
+    files = gitops.read_tree(directory)
+    if kustomization is not None:
+        files = {
+            **{k: v for k, v in files.items() if PurePosixPath(k).name not in KUSTOMIZATION_FILES},
+            f"{directory}/kustomization.yaml": kustomization,
+        }
+    if not any(
+        PurePosixPath(k) == PurePosixPath(directory, n) for k in files for n in KUSTOMIZATION_FILES
+    ):
+        raise DeployConfigError(
+            f"{directory}/kustomization.yaml is missing in the GitOps repository "
+            f"{gitops.config.repo}: add {env.name}'s overlay for {app.name} there "
+            "(a kustomization of kind Component)"
+        )
+    return files
+
+
+def renderer_for(app: AppConfig, templates: Path, *, components: Sequence[Path] = ()) -> Renderer:
+    """The app's renderer for its templates: the chart directory, or the root of its Kustomize
+    bundle (or repository) holding its kustomization, with `components` included."""
     if app.chart:
         return HelmRenderer(templates)
-    return KustomizeRenderer(templates, image_name=app.image)
+    assert app.kustomize is not None  # the config holds a chart or a kustomization
+    return KustomizeRenderer(templates / app.kustomize, image_name=app.image, components=components)
+
+
+def fetch_templates(artifact: Artifact, dest: Path, registry: Registry) -> Path:
+    """The templates `artifact` published, pulled by digest into `dest`: its chart's directory,
+    or its Kustomize bundle's root."""
+    if artifact.kustomize_ref is not None:
+        return fetch_bundle(artifact, dest, registry)
+    return fetch_chart(artifact, dest, registry)
 
 
 def render_for_environment(
@@ -87,21 +124,31 @@ def render_for_environment(
     image: PinnedImage,
     deployed: str | None,
 ) -> EnvironmentRender:
-    """Render `templates` for `env` with its `inputs` (values or patch files: path → content)
-    and `image`, twice; `deployed` is what the environment's manifests hold now.
+    """Render `templates` (see `renderer_for`) for `env` with its `inputs` (its values file, or
+    its overlay's files: path → content) and `image`, twice; `deployed` is what the environment's manifests hold now.
 
     Raises `NondeterministicRender` naming each object and field that differs between the two
     renders, unless the app sets `nondeterministic: accept`: then those fields keep the value
     `deployed` holds, so they neither change nor count as a change on every rollout. Raises
     `DeployConfigError` for manifests that fail validation, `RenderFailed` from the tool.
     """
-    renderer = renderer_for(app, templates)
     with tempfile.TemporaryDirectory(prefix="baton-inputs-") as tmp:
         files = []
-        for index, (path, content) in enumerate(inputs.items()):
-            file = Path(tmp) / f"{index}-{Path(path).name}"
-            file.write_text(content, encoding="utf-8")
-            files.append(file)
+        if app.kustomize is not None:
+            # The overlay's files at their paths: its kustomization loads them relatively.
+            for path, content in inputs.items():
+                file = Path(tmp) / path
+                file.parent.mkdir(parents=True, exist_ok=True)
+                file.write_text(content, encoding="utf-8")
+            kustomizations = [p for p in inputs if Path(p).name in KUSTOMIZATION_FILES]
+            overlay = Path(tmp) / min(kustomizations, key=lambda p: len(Path(p).parts))
+            renderer = renderer_for(app, templates, components=[overlay.parent])
+        else:
+            for index, (path, content) in enumerate(inputs.items()):
+                file = Path(tmp) / f"{index}-{Path(path).name}"
+                file.write_text(content, encoding="utf-8")
+                files.append(file)
+            renderer = renderer_for(app, templates)
         first, second = (
             renderer.render(app.name, env.namespace, values_files=files, image=image)
             for _ in range(2)

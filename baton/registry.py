@@ -1,7 +1,10 @@
-"""An OCI registry, read through the distribution API: does a tag exist, and what is its digest?
+"""An OCI registry, through the distribution API: does a tag exist, and what is its digest?
 
-Pushes go through the docker engine and helm; this adapter is how Baton checks what the registry
-actually serves, so a recorded digest is the registry's word, not the pusher's.
+Images are pushed through the docker engine and charts through helm; this adapter is how Baton
+checks what the registry actually serves, so a recorded digest is the registry's word, not the
+pusher's. It also pushes and pulls the blobs and manifests of OCI artifacts no tool here pushes
+(Kustomize bundles, see `baton.bundles`), following distribution-spec v1.1 ("Pushing blobs":
+POST then PUT with `?digest=`; "Pushing manifests": PUT; "Pulling": GET by digest).
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import base64
 import hashlib
 import re
 from collections.abc import Generator
-from typing import Self
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 import httpx
@@ -101,6 +104,57 @@ class Registry:
             return None
         return f"sha256:{hashlib.sha256(response.content).hexdigest()}"
 
+    def push_blob(self, name: str, data: bytes) -> str:
+        """Upload `data` as a blob of `name` (skipped when the registry has it); its digest."""
+        digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+        _check_reference(name, digest)
+        if self._request("HEAD", f"/v2/{name}/blobs/{digest}", name).status_code == 200:
+            return digest
+        started = self._request("POST", f"/v2/{name}/blobs/uploads/", name, expect=(202,))
+        location = started.headers.get("Location", "")
+        if not location:
+            raise RegistryError(
+                f"registry {self.host} started an upload to {name} without a Location"
+            )
+        # The Location may carry its own query (upload state), which the digest joins.
+        self._request(
+            "PUT",
+            str(httpx.URL(location).copy_merge_params({"digest": digest})),
+            name,
+            content=data,
+            headers={"Content-Type": "application/octet-stream"},
+            expect=(201,),
+        )
+        return digest
+
+    def push_manifest(self, name: str, tag: str, manifest: bytes, media_type: str) -> str:
+        """PUT `manifest` as `name:tag`; the digest the registry serves it under."""
+        _check_reference(name, tag)
+        response = self._request(
+            "PUT",
+            f"/v2/{name}/manifests/{tag}",
+            name,
+            content=manifest,
+            headers={"Content-Type": media_type},
+            expect=(201,),
+        )
+        digest = f"sha256:{hashlib.sha256(manifest).hexdigest()}"
+        served = response.headers.get("Docker-Content-Digest", digest)
+        if served != digest:
+            raise RegistryError(
+                f"registry {self.host} stored {name}:{tag} as {served}, not {digest}: "
+                "it rewrote the manifest"
+            )
+        return digest
+
+    def manifest(self, name: str, digest: str) -> bytes | None:
+        """The manifest `name@digest`, checked against its digest; None when absent."""
+        return self._verified(f"/v2/{name}/manifests/{digest}", name, digest)
+
+    def blob(self, name: str, digest: str) -> bytes | None:
+        """The blob `name@digest`, checked against its digest; None when absent."""
+        return self._verified(f"/v2/{name}/blobs/{digest}", name, digest)
+
     def has_tag(self, name: str, tag: str) -> bool:
         """Whether `name:tag` exists."""
         return self.manifest_digest(name, tag) is not None
@@ -114,9 +168,30 @@ class Registry:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _request(self, method: str, path: str, name: str) -> httpx.Response:
+    def _verified(self, path: str, name: str, digest: str) -> bytes | None:
+        _check_reference(name, digest)
+        response = self._request("GET", path, name)
+        if response.status_code == 404:
+            return None
+        actual = f"sha256:{hashlib.sha256(response.content).hexdigest()}"
+        if actual != digest:
+            raise RegistryError(
+                f"registry {self.host} served {actual} for {name}@{digest}: the content is corrupt"
+            )
+        return response.content
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        name: str,
+        *,
+        expect: tuple[int, ...] = (200, 404),
+        **kwargs: Any,
+    ) -> httpx.Response:
         try:
-            response = self._client.request(method, path)
+            # Blob GETs may be redirected to the storage backend (S3, GCS).
+            response = self._client.request(method, path, follow_redirects=True, **kwargs)
         except httpx.TransportError as exc:
             raise RegistryUnreachable(
                 f"cannot reach registry {self.host} ({exc}): check that it runs and that the "
@@ -137,7 +212,7 @@ class Registry:
                 f"registry {self.host} denied user {self.username} access to {name}: "
                 "grant the user pull access to that repository"
             )
-        if response.status_code not in (200, 404):
+        if response.status_code not in expect:
             raise RegistryError(
                 f"registry {self.host} answered {response.status_code} to {method} {path}: "
                 f"{response.text[:200]}"

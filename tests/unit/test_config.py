@@ -124,3 +124,37 @@ def test_security_approvals_need_enough_people() -> None:
     )
     (problem,) = problems(text)
     assert "a security-sensitive diff needs 3 distinct approvers but only 2 are allowed" in problem
+
+
+KUSTOMIZE_APPS = """
+apps:
+  - name: web
+    repo: web
+    image: web
+    chart: chart
+  - name: shop
+    repo: shop
+    image: shop
+    kustomize: deploy/overlays/production
+    test_values: deploy/ci
+    verify:
+      dev: {url: "http://127.0.0.1:18091/version", expected_body: "{commit}"}
+environments:
+  - {name: dev, namespace: dev, verify: {url: "http://127.0.0.1:18081/version"}}
+  - {name: prod, namespace: prod, verify: {url: "http://127.0.0.1:18083/version"}}
+"""
+
+
+def test_an_apps_own_verify_replaces_the_environments_for_that_app_only() -> None:
+    config = parse_config(KUSTOMIZE_APPS)
+    shop = [e.verify.url for e in config.promotion_order(config.app("shop")) if e.verify]
+    web = [e.verify.url for e in config.promotion_order(config.app("web")) if e.verify]
+    assert shop == ["http://127.0.0.1:18091/version", "http://127.0.0.1:18083/version"]
+    assert web == ["http://127.0.0.1:18081/version", "http://127.0.0.1:18083/version"]
+
+
+def test_an_apps_verify_for_an_unknown_environment_is_refused() -> None:
+    text = KUSTOMIZE_APPS.replace("      dev: {url", "      qa: {url")
+    assert problems(text) == [
+        "app shop: verify names unknown environment(s) qa: use the names under environments"
+    ]
