@@ -27,6 +27,15 @@ LanePolicy = Literal["latest", "sequential"]
 """`latest`: a newer change supersedes waiting older ones; `sequential`: every change rolls out."""
 
 
+def _placeholders(template: str, known: tuple[str, ...]) -> str:
+    """`template`, if every `{name}` in it is one of `known`; else a ValueError naming them."""
+    unknown = set(re.findall(r"{(\w*)}", template)) - set(known)
+    if unknown:
+        use = ", ".join(f"{{{name}}}" for name in known)
+        raise ValueError(f"unknown placeholder(s) {', '.join(sorted(unknown))}: use {use}")
+    return template
+
+
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -98,12 +107,7 @@ class GitOpsConfig(Model):
     @field_validator("path", "values", "overlay")
     @classmethod
     def _known_placeholders(cls, template: str) -> str:
-        unknown = set(re.findall(r"{(\w*)}", template)) - {"env", "app", "cluster"}
-        if unknown:
-            raise ValueError(
-                f"unknown placeholder(s) {', '.join(sorted(unknown))}: use {{env}}, {{app}}, {{cluster}}"
-            )
-        return template
+        return _placeholders(template, ("env", "app", "cluster"))
 
 
 class Commands(Model):
@@ -213,7 +217,10 @@ class SyncConfig(Model):
         "GitOps repository; apply: Kubernetes without Flux, Baton server-side applies each merge",
     )
     kustomization: str | None = Field(
-        default=None, description="flux: the Kustomization's name; unset: <app>-<environment>"
+        default=None,
+        description="flux: the Kustomization's name, {app} and {env} filled in per app (one "
+        "fixed name would make every app of the environment wait on the same Kustomization); "
+        "unset: {app}-{env}",
     )
     namespace: str = Field(default="flux-system", description="flux: the Kustomization's namespace")
     timeout_s: int = Field(default=600, gt=0)
@@ -231,6 +238,11 @@ class SyncConfig(Model):
         default=None,
         description="flux, apply: the kubeconfig context; unset: its current context",
     )
+
+    @field_validator("kustomization")
+    @classmethod
+    def _known_placeholders(cls, template: str | None) -> str | None:
+        return template and _placeholders(template, ("app", "env"))
 
     @model_validator(mode="after")
     def _cluster_access_is_for_kubernetes(self) -> SyncConfig:

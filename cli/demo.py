@@ -1,4 +1,4 @@
-"""`baton demo`: one change of the sample app carried through PR, CI and every environment."""
+"""`baton demo`: one change of a sample app carried through PR, CI and every environment."""
 
 from __future__ import annotations
 
@@ -53,9 +53,11 @@ class DemoSummary(BaseModel):
 def seed_repositories(
     forge: LocalForge, config: BatonConfig, gitops_seed: Path | None = None
 ) -> None:
-    """Create the sample app and GitOps repositories in the local forge when they are missing."""
-    app = config.apps[0]
-    forge.create_repo(app.repo, from_dir=EXAMPLES / "sample-app")
+    """Create the sample apps' and the GitOps repositories in the local forge when they are
+    missing; an app is seeded from the directory of examples/ named as its repository."""
+    for app in config.apps:
+        if (EXAMPLES / app.repo).is_dir():
+            forge.create_repo(app.repo, from_dir=EXAMPLES / app.repo)
     forge.create_repo(config.gitops.repo, from_dir=gitops_seed or EXAMPLES / "gitops")
 
 
@@ -71,7 +73,7 @@ def push_visible_change(
         git("checkout", "-q", "-b", branch)
         app_py = work / "app.py"
         text, found = GREETING.subn(
-            f'DEFAULT_GREETING = "Hello from sample-app ({stamp})"', app_py.read_text()
+            f'DEFAULT_GREETING = "Hello from {repo} ({stamp})"', app_py.read_text()
         )
         if not found:
             raise DemoFailed(f"{app_py} has no DEFAULT_GREETING line to change")
@@ -105,10 +107,12 @@ class Demo:
         *,
         auto_approve: bool,
         say: Callable[[str], None],
+        app: str | None = None,
         timeout_s: float = 1800,
     ) -> None:
         self.client = client
         self.config = config
+        self.app = config.app(app) if app else config.apps[0]
         self.settings = settings
         self.forge = forge
         self.auto_approve = auto_approve
@@ -116,7 +120,7 @@ class Demo:
         self.timeout_s = timeout_s
 
     async def run(self) -> DemoSummary:
-        app = self.config.apps[0]
+        app = self.app
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
         branch = push_visible_change(self.forge, app.repo, stamp)
         pr = self.forge.open_pull_request(
@@ -192,7 +196,7 @@ class Demo:
     async def _summary(self, status: ChangeStatus) -> DemoSummary:
         reports = []
         by_env = {r.environment: r for r in status.rollouts}
-        for env in self.config.promotion_order():
+        for env in self.config.promotion_order(self.app):
             url = env.verify.url if env.verify else None
             rollout = by_env.get(env.name)
             reports.append(

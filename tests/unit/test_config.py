@@ -158,3 +158,18 @@ def test_an_apps_verify_for_an_unknown_environment_is_refused() -> None:
     assert problems(text) == [
         "app shop: verify names unknown environment(s) qa: use the names under environments"
     ]
+
+
+def test_an_environments_kustomization_name_is_per_app() -> None:
+    from baton.cluster.base import kustomization_name
+
+    config = parse_config(EXAMPLE.read_text())
+    prod = config.environment("prod")
+    names = {kustomization_name(prod, app.name) for app in config.apps}
+    assert names == {"sample-app-prod", "sample-kustomize-prod"}
+    assert problems(
+        APP + "environments:\n  - {name: dev, namespace: dev, sync: "
+        "{kustomization: '{application}-dev'}}\n"
+    ) == [
+        "environments[0].sync.kustomization: unknown placeholder(s) application: use {app}, {env}"
+    ]
