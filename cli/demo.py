@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 import subprocess
 import tempfile
 import time
@@ -54,11 +55,36 @@ def seed_repositories(
     forge: LocalForge, config: BatonConfig, gitops_seed: Path | None = None
 ) -> None:
     """Create the sample apps' and the GitOps repositories in the local forge when they are
-    missing; an app is seeded from the directory of examples/ named as its repository."""
+    missing; an app is seeded from the directory of examples/ named as its repository. A GitOps
+    repository made before an app was added gets that app's example inputs (files it lacks;
+    files it has are left as they are)."""
     for app in config.apps:
         if (EXAMPLES / app.repo).is_dir():
             forge.create_repo(app.repo, from_dir=EXAMPLES / app.repo)
-    forge.create_repo(config.gitops.repo, from_dir=gitops_seed or EXAMPLES / "gitops")
+    seed = gitops_seed or EXAMPLES / "gitops"
+    if not forge.create_repo(config.gitops.repo, from_dir=seed):
+        add_missing_files(forge, config.gitops.repo, seed)
+
+
+def add_missing_files(forge: LocalForge, repo: str, from_dir: Path) -> list[str]:
+    """Commit to `repo`'s default branch the files of `from_dir` it lacks; their paths."""
+    with tempfile.TemporaryDirectory(prefix="baton-demo-") as tmp:
+        work = Path(tmp) / repo
+        subprocess.run(["git", "clone", "-q", forge.clone_url(repo), str(work)], check=True)
+        missing = sorted(
+            str(path.relative_to(from_dir))
+            for path in from_dir.rglob("*")
+            if path.is_file() and not (work / path.relative_to(from_dir)).exists()
+        )
+        if missing:
+            for name in missing:
+                (work / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(from_dir / name, work / name)
+            git = _git(work, "baton")
+            git("add", "--", *missing)
+            git("commit", "-q", "-m", f"Add the example files {repo} lacks")
+            git("push", "-q", "origin", "HEAD")
+    return missing
 
 
 def push_visible_change(
@@ -86,8 +112,8 @@ def push_visible_change(
     return branch
 
 
-def _git(cwd: Path) -> Callable[..., None]:
-    identity = ["-c", f"user.name={AUTHOR}", "-c", f"user.email={AUTHOR}@example.invalid"]
+def _git(cwd: Path, user: str = AUTHOR) -> Callable[..., None]:
+    identity = ["-c", f"user.name={user}", "-c", f"user.email={user}@example.invalid"]
 
     def run(*args: str) -> None:
         subprocess.run(["git", *identity, *args], cwd=cwd, check=True)
