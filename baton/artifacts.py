@@ -2,6 +2,7 @@
 
 CD never rebuilds: it renders the published chart with the environment's values and the image
 pinned by digest. The chart is pushed as `oci://<registry>/charts/<chart>:<version>-g<sha12>`.
+A Kustomize app publishes its kustomization instead (`baton.bundles`); both are recorded here.
 
 Publishing is idempotent. `helm package` stores each file's mtime and `helm push` records the
 package file's mtime as `org.opencontainers.image.created` (Helm 4.1 ignores SOURCE_DATE_EPOCH),

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from baton.local.cluster import read_workload
 from baton.models import PinnedImage
 from baton.render import KustomizeRenderer, RenderFailed, split_objects, validate_manifests
 from tests.fixtures.kustomize import IMAGE, OVERLAY, write_environment
@@ -85,3 +86,13 @@ def test_an_environment_overlay_that_is_not_a_component_fails_in_kustomizes_word
     assert not failed.value.retryable
     assert "Component" in str(failed.value)
     assert "\n" not in str(failed.value)
+
+
+def test_the_local_cluster_runs_the_container_with_the_generated_settings(
+    kustomize_app: Path, dev: Path
+) -> None:
+    renderer = KustomizeRenderer(kustomize_app / OVERLAY, image_name=IMAGE, components=[dev])
+    workload = read_workload(renderer.render("web", "dev", image=PINNED), "dev/web", "dev")
+    assert workload is not None
+    # configMapKeyRef, resolved against the generated (hash-suffixed) ConfigMap.
+    assert workload.environment == {"PORT": "18091", "GREETING": "hello from dev", "TRACING": "on"}
