@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities import context as activity_context
@@ -26,6 +27,7 @@ from baton.render import split_objects
 from baton.settings import Settings
 from baton.tools import PROJECT_ROOT
 from tests.conftest import git
+from tests.fakes.records import fake_artifact
 from tests.unit.test_rollback_activities import closed_port
 
 pytestmark = pytest.mark.docker
@@ -136,3 +138,21 @@ def test_a_kustomize_app_is_published_and_rendered_for_dev(context: Context) -> 
     assert rendered.path == "rendered/dev/example/manifests.yaml"
     assert "added: `Deployment/dev/example`" in rendered.diff_markdown
     assert yaml.safe_load_all(context.blobs.get(rendered.content_ref))
+
+
+def test_an_environment_without_its_overlay_fails_at_once_naming_the_file(
+    context: Context,
+) -> None:
+    app = context.config.apps[0]
+    qa = context.config.environment("dev").model_copy(update={"name": "qa", "namespace": "qa"})
+    artifact = fake_artifact("example", "b" * 40, registry=context.registry.host)
+    rollout = RolloutInput(
+        change_id="change/example/2", app=app, environment=qa, artifact=artifact, author="alice"
+    )
+    with pytest.raises(ApplicationError) as failed:
+        ActivityEnvironment().run(render_environment, rollout)
+    assert failed.value.type == "DeployConfigError" and failed.value.non_retryable
+    assert failed.value.message == (
+        "environments/qa/example/kustomization.yaml is missing in the GitOps repository gitops: "
+        "add qa's overlay for example there (a kustomization of kind Component)"
+    )
