@@ -144,7 +144,8 @@ class RenderedFrom(BaseModel):
         )
 
     def to_text(self) -> str:
-        return self.model_dump_json(indent=2) + "\n"
+        # A chart's record has no bundle path: leave the key out rather than write null.
+        return self.model_dump_json(indent=2, exclude_none=True) + "\n"
 
 
 def beside(manifests_path: str, name: str) -> str:

@@ -262,7 +262,11 @@ def render(
     ] = None,
     values: Annotated[
         Path | None,
-        typer.Option("--values", help="a values file in place of the environment's"),
+        typer.Option(
+            "--values",
+            help="a values file in place of the environment's (Kustomize: a kustomization.yaml "
+            "in place of its overlay's)",
+        ),
     ] = None,
 ) -> None:
     """Print the manifests CD would commit for APP in an environment (the rollout's own render)."""

@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
@@ -21,11 +20,14 @@ from activities.context import Context
 from activities.deploy import render_environment
 from activities.pipeline import CheckInput, PublishInput, publish_artifact, run_check
 from baton.config import Credentials, RegistryConfig, load_config
+from baton.environment_render import read_inputs
+from baton.gitops import RenderedFrom, Templates
 from baton.models import RolloutInput
 from baton.registry import Registry
 from baton.render import split_objects
 from baton.settings import Settings
 from baton.tools import PROJECT_ROOT
+from cli.render import render
 from tests.conftest import git
 from tests.fakes.records import fake_artifact
 from tests.unit.test_rollback_activities import closed_port
@@ -137,7 +139,24 @@ def test_a_kustomize_app_is_published_and_rendered_for_dev(context: Context) -> 
     assert any(k.startswith("Secret/dev/dbpass-") for k in objects)  # the component's generator
     assert rendered.path == "rendered/dev/example/manifests.yaml"
     assert "added: `Deployment/dev/example`" in rendered.diff_markdown
-    assert yaml.safe_load_all(context.blobs.get(rendered.content_ref))
+    record = RenderedFrom.parse(context.blobs.get(rendered.rendered_from_ref or ""))
+    assert record is not None and record.templates == Templates.of(artifact)
+    assert record.templates.kind == "bundle"
+    assert record.inputs == {"environments/dev/example/kustomization.yaml": DEV_OVERLAY}
+    # The template diff: the bundle's files and dev's overlay, all new to dev.
+    assert rendered.template_diff_markdown.startswith(f"nothing deployed → example {commit[:12]}")
+    for added in ("deploy/base/deployment.yaml", "environments/dev/example/kustomization.yaml"):
+        assert f"#### added: `{added}`" in rendered.template_diff_markdown
+    # `baton render` prints byte for byte what the rollout commits.
+    printed = render(
+        context.config,
+        context.settings,
+        "example",
+        "dev",
+        commit=commit,
+        image=artifact.image_ref,
+    )
+    assert printed == context.blobs.get(rendered.content_ref)
 
 
 def test_an_environment_without_its_overlay_fails_at_once_naming_the_file(
@@ -156,3 +175,14 @@ def test_an_environment_without_its_overlay_fails_at_once_naming_the_file(
         "environments/qa/example/kustomization.yaml is missing in the GitOps repository gitops: "
         "add qa's overlay for example there (a kustomization of kind Component)"
     )
+
+
+def test_a_kustomization_given_in_place_of_the_overlays_replaces_it(context: Context) -> None:
+    app, dev = context.config.apps[0], context.config.environment("dev")
+    given = "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\n"
+    assert read_inputs(context.gitops, app, dev) == {
+        "environments/dev/example/kustomization.yaml": DEV_OVERLAY
+    }
+    assert read_inputs(context.gitops, app, dev, given) == {
+        "environments/dev/example/kustomization.yaml": given
+    }
