@@ -61,5 +61,20 @@ def test_demo_carries_the_kustomize_sample_from_pr_to_prod(baton_stack: E2EStack
         settings = container["envFrom"][0]["configMapRef"]["name"]
         assert settings.startswith(f"{KUSTOMIZE_APP}-settings-")  # the generator's hash suffix
         assert objects[("ConfigMap", settings)]["data"]["APP_ENV"] == env
-        # The PR showed reviewers the rendered objects, the generated ConfigMap among them.
-        assert f"`ConfigMap/{env}/{settings}`" in prs[env].body
+        # The PR showed reviewers the rendered objects, the generated ConfigMap among them, and
+        # the template diff: the published bundle's files and the environment's overlay.
+        body = prs[env].body
+        assert f"`ConfigMap/{env}/{settings}`" in body
+        assert f"nothing deployed → {KUSTOMIZE_APP} {commit[:12]}" in body
+        assert "deploy/overlays/production/probes.json" in body
+        assert f"environments/{env}/{KUSTOMIZE_APP}/kustomization.yaml" in body
+        record = json.loads(
+            gitops_file(baton_stack, f"rendered/{env}/{KUSTOMIZE_APP}/rendered-from.json")
+        )
+        assert record["templates"] == {
+            "kind": "bundle",
+            "ref": artifact.kustomize_ref,
+            "version": commit,
+            "digest": artifact.kustomize_digest,
+            "path": "deploy/overlays/production",
+        }
