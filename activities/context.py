@@ -84,11 +84,7 @@ class Context:
 
     @cached_property
     def registry(self) -> Registry:
-        config = self.config.registry
-        scheme = "http" if config.plain_http else "https"
-        return Registry(
-            f"{scheme}://{config.url}", config.credentials.username, config.credentials.token()
-        )
+        return Registry.configured(self.config.registry)
 
     @cached_property
     def artifacts(self) -> ArtifactStore:
@@ -119,7 +115,7 @@ class Context:
         """The app's templates at a checkout, as CI renders them: its Helm chart, or its
         kustomization with its test inputs (`test_values`, a component) included."""
         if app.chart:
-            return renderer_for(app, workdir / app.chart)
+            return renderer_for(app, workdir / app.chart, registry=self.registry)
         tests = [workdir / app.test_values] if app.test_values else []
         return renderer_for(app, workdir, components=tests)
 

@@ -162,6 +162,8 @@ def render_environment(input: RolloutInput) -> Rendered:
             inputs=record.inputs,
             image=artifact.pinned_image,
             deployed=deployed,
+            registry=ctx.registry,
+            source=f"{artifact.chart_ref}:{artifact.chart_version}" if app.chart else None,
         )
         unrecorded = previous is None and holds_objects(deployed)
         templates, unavailable = _diff_templates(
@@ -182,6 +184,7 @@ def render_environment(input: RolloutInput) -> Rendered:
         or templates.to_markdown(full_diff=beside(path, TEMPLATES_DIFF) if full else None),
         rendered_from_ref=ctx.blobs.put(record.to_text()),
         template_diff_ref=ctx.blobs.put(full) if full else None,
+        omitted=result.omitted,
     )
 
 

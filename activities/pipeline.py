@@ -85,7 +85,11 @@ def run_check(input: CheckInput) -> CheckResult:
         if app.chart:
             values = [workdir / app.test_values] if app.test_values else []
             return checks.helm_lint(
-                workdir / app.chart, values, on_progress=_heartbeat, logs=ctx.logs
+                workdir / app.chart,
+                values,
+                on_progress=_heartbeat,
+                logs=ctx.logs,
+                registry=ctx.registry,
             )
         assert app.kustomize is not None  # the config holds a chart or a kustomization
         return checks.kustomize_build(workdir / app.kustomize, root=workdir, logs=ctx.logs)
@@ -98,7 +102,9 @@ def run_check(input: CheckInput) -> CheckResult:
             namespace="ci",
             # A Kustomize app's test inputs are a component its renderer already includes.
             values_files=[workdir / app.test_values] if app.test_values and app.chart else [],
-            image=PinnedImage(repository=ctx.image_repository(app), digest=digest),
+            image=PinnedImage(
+                repository=ctx.image_repository(app), digest=digest, tag=readable_tag(input.commit)
+            ),
             logs=ctx.logs,
         )
     raise CheckConfigError(f"unknown check kind {input.kind!r}")

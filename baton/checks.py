@@ -15,9 +15,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from baton.artifacts import DependencyBuildFailed, build_dependencies
 from baton.bundles import BundleInvalid, bundle_directories
+from baton.config import KUBE_VERSION
 from baton.logs import LogStore, Progress, excerpt, follow
 from baton.models import CheckResult, PinnedImage
+from baton.registry import Registry
 from baton.render import (
     KustomizeRenderer,
     Renderer,
@@ -85,10 +88,26 @@ def helm_lint(
     timeout_s: float = 120,
     on_progress: Progress | None = None,
     logs: LogStore | None = None,
+    registry: Registry | None = None,
 ) -> CheckResult:
-    """`helm lint --strict` with values files; the summary is helm's [ERROR]/[WARNING] lines."""
+    """`helm lint --strict` with values files, the chart's dependencies built first (from
+    `registry`); the summary is helm's [ERROR]/[WARNING] lines."""
     chart_dir = Path(chart_dir).resolve()
-    command = [find_tool("helm"), "lint", str(chart_dir), "--strict"]
+    started = time.monotonic()
+    try:
+        build_dependencies(chart_dir, registry)
+    except DependencyBuildFailed as exc:
+        run = _Run(None, exc.output, time.monotonic() - started)
+        return _result("helm-lint", run, summary=str(exc), logs=logs)
+    # The Kubernetes version CI's test render and validation use, for the same capabilities.
+    command = [
+        find_tool("helm"),
+        "lint",
+        str(chart_dir),
+        "--strict",
+        "--kube-version",
+        KUBE_VERSION,
+    ]
     for values in values_files:
         command += ["--values", str(Path(values).resolve())]
     run = _execute("helm-lint", command, chart_dir, timeout_s, None, on_progress, 5)
@@ -115,7 +134,7 @@ def render_and_validate(
     values_files: Sequence[Path] = (),
     overrides: Mapping[str, str] | None = None,
     image: PinnedImage | None = None,
-    kube_version: str = "1.30",
+    kube_version: str = KUBE_VERSION,
     logs: LogStore | None = None,
 ) -> CheckResult:
     """Render templates (image pinned by digest when given) and validate every object offline."""
@@ -147,7 +166,7 @@ def kustomize_build(
     kustomize_dir: Path,
     *,
     root: Path | None = None,
-    kube_version: str = "1.30",
+    kube_version: str = KUBE_VERSION,
     logs: LogStore | None = None,
 ) -> CheckResult:
     """`kubectl kustomize` the directory and validate what it builds.

@@ -23,6 +23,10 @@ NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 Name = Annotated[str, Field(pattern=NAME)]
 
 
+MergeMethod = Literal["merge", "squash", "rebase", "fast-forward"]
+"""How a pull request lands on its base branch: a merge commit, one squashed commit, its commits
+rebased onto the base, or the base moved to its head (only when the head descends from the base)."""
+
 LanePolicy = Literal["latest", "sequential"]
 """`latest`: a newer change supersedes waiting older ones; `sequential`: every change rolls out."""
 
@@ -61,12 +65,22 @@ class ForgeConfig(Model):
     url: str | None = None
     credentials: Credentials = Credentials()
     webhook_secret_env: str = "BATON_WEBHOOK_SECRET"
-    merge: Literal["merge", "fast-forward"] = "merge"
+    merge: MergeMethod | None = Field(
+        default=None,
+        description="how Baton merges pull requests (the forge's own merge method); unset: what "
+        "the repository allows (GitHub's and Gitea's repository settings, in the order merge, "
+        "squash, rebase), a merge commit on Azure DevOps and the local forge",
+    )
 
     @model_validator(mode="after")
     def _hosted_forges_need_url(self) -> ForgeConfig:
         if self.kind != "local" and not self.url:
             raise ValueError(f"forge.kind {self.kind!r} needs forge.url (the API base URL)")
+        if self.kind == "azure-devops" and self.merge == "fast-forward":
+            raise ValueError(
+                "Azure DevOps has no fast-forward merge: use merge: rebase (Azure's rebase and "
+                "fast-forward), merge or squash"
+            )
         return self
 
     def webhook_secret(self) -> str | None:
@@ -125,9 +139,91 @@ class VerifyConfig(Model):
     timeout_s: int = Field(default=120, gt=0)
 
 
+class ImageValues(Model):
+    """The chart's values keys Baton sets to pin the image CI built (Helm's dotted `--set` paths).
+
+    `repository` + `digest` (the default), `repository` + `tag` (as `helm create` charts take
+    it; the tag is set to `<tag>@<digest>`), either with both, or one `image` string that takes
+    `<repository>@<digest>`.
+    """
+
+    repository: str | None = None
+    tag: str | None = None
+    digest: str | None = None
+    image: str | None = None
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> ImageValues:
+        if self.image is not None:
+            if self.repository or self.tag or self.digest:
+                raise ValueError("image takes the whole reference: set it alone")
+        elif not self.repository or not (self.tag or self.digest):
+            raise ValueError(
+                "set repository with tag and/or digest (e.g. repository: image.repository, "
+                "tag: image.tag), or image alone"
+            )
+        return self
+
+    def value_keys(self) -> list[str]:
+        """The values keys set, in the order they are listed."""
+        return [k for k in (self.repository, self.tag, self.digest, self.image) if k]
+
+
+DEFAULT_IMAGE_VALUES = ImageValues(repository="image.repository", digest="image.digest")
+
+
+class HelmOptions(Model):
+    """How Baton renders a chart app."""
+
+    image_values: ImageValues = Field(
+        default=DEFAULT_IMAGE_VALUES,
+        description="the chart's values keys that carry the image",
+    )
+
+
+KUBE_VERSION = "1.30"
+"""The Kubernetes version CI renders and validates with, and environments' default."""
+
+
+class KubernetesConfig(Model):
+    """What an environment's cluster serves, for the chart's `.Capabilities`."""
+
+    version: str = Field(
+        default=KUBE_VERSION,
+        pattern=r"^v?\d+\.\d+(\.\d+)?$",
+        description="the cluster's Kubernetes version (helm --kube-version; validation schemas)",
+    )
+    api_versions: list[str] = Field(
+        default=[],
+        description="extra API versions the cluster serves, e.g. monitoring.coreos.com/v1 or "
+        "monitoring.coreos.com/v1/ServiceMonitor (helm --api-versions)",
+    )
+
+    @field_validator("version")
+    @classmethod
+    def _without_v(cls, version: str) -> str:
+        return version.removeprefix("v")
+
+    @field_validator("api_versions")
+    @classmethod
+    def _group_versions(cls, versions: list[str]) -> list[str]:
+        bad = [v for v in versions if not re.match(r"^[A-Za-z0-9.-]+(/[A-Za-z0-9.-]+){0,2}$", v)]
+        if bad:
+            raise ValueError(
+                f"{', '.join(bad)}: give group/version or group/version/Kind, "
+                "e.g. monitoring.coreos.com/v1"
+            )
+        return versions
+
+
 class AppConfig(Model):
     name: Name
     repo: str
+    branch: str | None = Field(
+        default=None,
+        description="the release branch: only pull requests into it start changes; "
+        "default: the repository's default branch, as the forge reports it",
+    )
     dockerfile: str = "Dockerfile"
     context: str = "."
     chart: str | None = None
@@ -146,8 +242,14 @@ class AppConfig(Model):
         "name the kustomization's containers use, which CD pins by digest through images:"
     )
     port_value: str = "service.port"
+    helm: HelmOptions = HelmOptions()
     commands: Commands = Commands()
     check_timeout_s: int = Field(default=600, gt=0)
+    on_unvalidated_merge: Literal["validate", "stop"] = Field(
+        default="validate",
+        description="a PR merged while its validation failed or had not finished: validate: run "
+        "the PR checks on the merge commit first (CI only if they pass); stop: stop the change",
+    )
     nondeterministic: Literal["reject", "accept"] = Field(
         default="reject",
         description="fields that differ between two renders of the same inputs (random "
@@ -160,10 +262,19 @@ class AppConfig(Model):
         "environment's verify (apps of one environment answer at different endpoints)",
     )
 
+    @field_validator("branch")
+    @classmethod
+    def _branch_name(cls, branch: str | None) -> str | None:
+        if branch is not None and not branch.removeprefix("refs/heads/").strip():
+            raise ValueError("give the release branch's name, e.g. main")
+        return branch.removeprefix("refs/heads/") if branch else None
+
     @model_validator(mode="after")
     def _one_template_kind(self) -> AppConfig:
         if (self.chart is None) == (self.kustomize is None):
             raise ValueError("set exactly one of chart (Helm chart path) or kustomize (path)")
+        if self.kustomize is not None and "helm" in self.model_fields_set:
+            raise ValueError("helm options apply to chart apps only: remove helm")
         return self
 
 
@@ -310,6 +421,7 @@ class EnvironmentConfig(Model):
         "sequential: every change rolls out, in merge order",
     )
     sync: SyncConfig = SyncConfig()
+    kubernetes: KubernetesConfig = KubernetesConfig()
     verify: VerifyConfig | None = None
     freeze: list[FreezeWindow] = Field(
         default=[], description="rollouts wait while one of these windows is active"
@@ -358,7 +470,22 @@ class BatonConfig(Model):
         raise ConfigError([f"apps: no app named {name!r}"])
 
     def app_for_repo(self, repo: str) -> AppConfig | None:
-        return next((a for a in self.apps if a.repo == repo), None)
+        """The app whose repository is `repo`, compared as the forge compares names."""
+        return next((a for a in self.apps if self.same_repo(a.repo, repo)), None)
+
+    def is_gitops_repo(self, repo: str) -> bool:
+        return self.same_repo(self.gitops.repo, repo)
+
+    def same_repo(self, configured: str, named: str) -> bool:
+        """Whether `named` (from a webhook) is the repository `configured` here.
+
+        GitHub, Gitea/Forgejo and Azure DevOps match owner (project) and name case-insensitively
+        (GitHub: "repository names are not case-sensitive"; Gitea looks repositories up by their
+        lower-cased name; Azure DevOps names are case-insensitive). The local forge's are paths.
+        """
+        if self.forge.kind == "local":
+            return configured == named
+        return configured.casefold() == named.casefold()
 
     def environment(self, name: str) -> EnvironmentConfig:
         for env in self.environments:

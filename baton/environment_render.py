@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 
 from baton.artifacts import fetch_chart
 from baton.bundles import KUSTOMIZATION_FILES, fetch_bundle
-from baton.config import AppConfig, EnvironmentConfig
+from baton.config import AppConfig, EnvironmentConfig, KubernetesConfig
 from baton.diff import (
     FieldPath,
     TemplateDiff,
@@ -27,7 +27,7 @@ from baton.diff import (
 )
 from baton.errors import DeployConfigError
 from baton.gitops import RENDERED_FROM, GitOpsRepo, RenderedFrom, beside
-from baton.models import Artifact, PinnedImage
+from baton.models import Artifact, OmittedObject, PinnedImage
 from baton.registry import Registry
 from baton.render import HelmRenderer, KustomizeRenderer, Renderer, validate_manifests
 
@@ -75,6 +75,7 @@ class NondeterministicRender(DeployConfigError):
 class EnvironmentRender:
     manifests: str  # what CD commits: multi-document YAML
     unstable: dict[str, list[FieldPath]]  # object key → fields two renders disagreed on
+    omitted: list[OmittedObject]  # what the templates render that an install leaves out, and why
 
 
 def _read_overlay(
@@ -98,11 +99,29 @@ def _read_overlay(
     return files
 
 
-def renderer_for(app: AppConfig, templates: Path, *, components: Sequence[Path] = ()) -> Renderer:
+def renderer_for(
+    app: AppConfig,
+    templates: Path,
+    *,
+    env: EnvironmentConfig | None = None,
+    registry: Registry | None = None,
+    source: str | None = None,
+    components: Sequence[Path] = (),
+) -> Renderer:
     """The app's renderer for its templates: the chart directory, or the root of its Kustomize
-    bundle (or repository) holding its kustomization, with `components` included."""
+    bundle (or repository) holding its kustomization, with `components` included.
+
+    A chart renders for `env`'s Kubernetes (CI's defaults without one), builds its dependencies
+    from `registry`, and is named `source` in messages (default: its directory).
+    """
     if app.chart:
-        return HelmRenderer(templates)
+        return HelmRenderer(
+            templates,
+            image_values=app.helm.image_values,
+            kubernetes=env.kubernetes if env else KubernetesConfig(),
+            registry=registry,
+            source=source,
+        )
     assert app.kustomize is not None  # the config holds a chart or a kustomization
     return KustomizeRenderer(templates / app.kustomize, image_name=app.image, components=components)
 
@@ -123,6 +142,8 @@ def render_for_environment(
     inputs: Mapping[str, str],
     image: PinnedImage,
     deployed: str | None,
+    registry: Registry | None = None,
+    source: str | None = None,
 ) -> EnvironmentRender:
     """Render `templates` (see `renderer_for`) for `env` with its `inputs` (its values file, or
     its overlay's files: path → content) and `image`, twice; `deployed` is what the environment's manifests hold now.
@@ -133,7 +154,7 @@ def render_for_environment(
     `DeployConfigError` for manifests that fail validation, `RenderFailed` from the tool.
     """
     with tempfile.TemporaryDirectory(prefix="baton-inputs-") as tmp:
-        files = []
+        files, components = [], []
         if app.kustomize is not None:
             # The overlay's files at their paths: its kustomization loads them relatively.
             for path, content in inputs.items():
@@ -142,17 +163,22 @@ def render_for_environment(
                 file.write_text(content, encoding="utf-8")
             kustomizations = [p for p in inputs if Path(p).name in KUSTOMIZATION_FILES]
             overlay = Path(tmp) / min(kustomizations, key=lambda p: len(Path(p).parts))
-            renderer = renderer_for(app, templates, components=[overlay.parent])
+            components.append(overlay.parent)
         else:
             for index, (path, content) in enumerate(inputs.items()):
                 file = Path(tmp) / f"{index}-{Path(path).name}"
                 file.write_text(content, encoding="utf-8")
                 files.append(file)
-            renderer = renderer_for(app, templates)
-        first, second = (
-            renderer.render(app.name, env.namespace, values_files=files, image=image)
-            for _ in range(2)
+        renderer = renderer_for(
+            app, templates, env=env, registry=registry, source=source, components=components
         )
+        if isinstance(renderer, HelmRenderer):
+            render = renderer.template(app.name, env.namespace, values_files=files, image=image)
+            first, omitted = render.manifests, render.omitted
+        else:
+            first = renderer.render(app.name, env.namespace, values_files=files, image=image)
+            omitted = []
+        second = renderer.render(app.name, env.namespace, values_files=files, image=image)
     unstable = unstable_fields(first, second) if first != second else {}
     if unstable and app.nondeterministic == "reject":
         raise NondeterministicRender(
@@ -163,12 +189,12 @@ def render_for_environment(
             f"them keeping the values {env.name} runs"
         )
     manifests = keep_deployed(first, deployed, unstable) if unstable else first
-    problems = validate_manifests(manifests)
+    problems = validate_manifests(manifests, env.kubernetes.version)
     if problems:
         raise DeployConfigError(
             f"rendered manifests for {env.name} are invalid: {'; '.join(problems[:5])}"
         )
-    return EnvironmentRender(manifests=manifests, unstable=unstable)
+    return EnvironmentRender(manifests=manifests, unstable=unstable, omitted=omitted)
 
 
 def diff_templates(

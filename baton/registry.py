@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from baton.config import RegistryConfig
 from baton.errors import InfrastructureError
 
 # The same set on every request: the digest belongs to whichever representation is returned.
@@ -71,6 +72,14 @@ class Registry:
             auth=_RegistryAuth(username, password),
             timeout=timeout_s,
             headers={"Accept": ", ".join(MANIFEST_TYPES)},
+        )
+
+    @classmethod
+    def configured(cls, config: RegistryConfig) -> Registry:
+        """The registry `config` names, with its credentials (from the environment, never git)."""
+        scheme = "http" if config.plain_http else "https"
+        return cls(
+            f"{scheme}://{config.url}", config.credentials.username, config.credentials.token()
         )
 
     @property

@@ -28,6 +28,8 @@ from cli import changes
 EXAMPLES = PROJECT_ROOT / "examples"
 AUTHOR = "alice"
 MERGER = "bob"
+PR_CHECK = "baton/pr"
+"""The commit status of the PR pipeline, required by the sample app's branch protection."""
 GREETING = re.compile(r'^DEFAULT_GREETING = ".*"$', re.MULTILINE)
 
 
@@ -57,10 +59,12 @@ def seed_repositories(
     """Create the sample apps' and the GitOps repositories in the local forge when they are
     missing; an app is seeded from the directory of examples/ named as its repository. A GitOps
     repository made before an app was added gets that app's example inputs (files it lacks;
-    files it has are left as they are)."""
+    files it has are left as they are). Each app's default branch is protected: its PRs merge
+    once `baton/pr` is green."""
     for app in config.apps:
         if (EXAMPLES / app.repo).is_dir():
             forge.create_repo(app.repo, from_dir=EXAMPLES / app.repo)
+            forge.protect_branch(app.repo, forge.default_branch(app.repo), [PR_CHECK])
     seed = gitops_seed or EXAMPLES / "gitops"
     if not forge.create_repo(config.gitops.repo, from_dir=seed):
         add_missing_files(forge, config.gitops.repo, seed)

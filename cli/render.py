@@ -26,6 +26,7 @@ from baton.errors import BadRequest
 from baton.forges import create_forge
 from baton.gitops import GitOpsRepo
 from baton.models import PinnedImage
+from baton.registry import Registry
 from baton.settings import Settings
 from baton.workspace import Workspace
 
@@ -58,6 +59,7 @@ def render(
             "commit) or --source DIR (a local checkout of it)"
         )
     forge = create_forge(config.forge, settings)
+    registry = Registry.configured(config.registry)
     workspace = Workspace(settings.home / "work")
     gitops = GitOpsRepo(config.gitops, forge, workspace)
     path = gitops.manifests_path(app, env)
@@ -69,14 +71,22 @@ def render(
             if commit is not None
             else _local(source or Path("."))
         )
-        templates = _templates(app, root, sha, Path(tmp))
+        templates = _templates(app, root, sha, Path(tmp), registry)
         rendered = render_for_environment(
-            app, env, templates, inputs=inputs, image=pinned, deployed=gitops.read(path)
+            app,
+            env,
+            templates,
+            inputs=inputs,
+            image=pinned,
+            deployed=gitops.read(path),
+            registry=registry,
         )
     return rendered.manifests
 
 
-def _templates(app: AppConfig, root: Path, commit: str | None, scratch: Path) -> Path:
+def _templates(
+    app: AppConfig, root: Path, commit: str | None, scratch: Path, registry: Registry
+) -> Path:
     """The app's templates as CD renders them: a chart packaged as CI publishes it for `commit`
     (version and appVersion set), unpacked; a Kustomize bundle as CI publishes it, unpacked."""
     if app.kustomize:
@@ -86,7 +96,9 @@ def _templates(app: AppConfig, root: Path, commit: str | None, scratch: Path) ->
     chart = _within(root, app.chart)
     if commit is None:  # not a git checkout: no commit to version the chart by
         return chart
-    package = package_chart(chart, commit_version(chart, commit), commit[:12], scratch / "package")
+    package = package_chart(
+        chart, commit_version(chart, commit), commit[:12], scratch / "package", registry=registry
+    )
     with tarfile.open(package) as archive:
         archive.extractall(scratch / "chart", filter="data")
     (unpacked,) = (scratch / "chart").iterdir()

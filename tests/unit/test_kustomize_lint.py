@@ -27,8 +27,9 @@ def test_a_missing_patch_file_fails_in_kustomizes_words(kustomize_app, logs):
     (kustomize_app / OVERLAY / "replicas.json").unlink()
     result = kustomize_build(kustomize_app / OVERLAY, root=kustomize_app, logs=logs)
     assert not result.passed
-    assert "replicas.json" in result.summary
+    assert result.summary.startswith(f"kustomize build of {kustomize_app / OVERLAY} failed: ")
     assert "\n" not in result.summary
+    assert "replicas.json: no such file or directory" in result.excerpt
 
 
 def test_a_component_without_a_kustomization_fails_naming_it(kustomize_app, logs):

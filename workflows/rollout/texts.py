@@ -6,7 +6,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from baton.config import ApprovalPolicy
-    from baton.models import Rendered, RolloutInput
+    from baton.models import OmittedObject, Rendered, RolloutInput
 
 from workflows.record import ui_link
 
@@ -29,6 +29,7 @@ def deploy_body(input: RolloutInput, rollout_id: str, rendered: Rendered) -> str
         "### Rendered manifests",
         "",
         rendered.diff_markdown,
+        *omitted_section(rendered.omitted),
     )
 
 
@@ -93,3 +94,11 @@ def unstable_section(environment: str, unstable: list[str]) -> list[str]:
         *[f"- {line}" for line in unstable],
         "",
     ]
+
+
+def omitted_section(omitted: list[OmittedObject]) -> list[str]:
+    """The PR body's list of objects the chart renders that the manifests leave out, and why."""
+    if not omitted:
+        return []
+    lines = [f"- `{o.key}`: {o.reason}" for o in omitted]
+    return ["", "#### Left out of the manifests", "", *lines]

@@ -160,16 +160,21 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
                     return await self._superseded()
                 pr = self.pr = await self._propose(rendered)
                 approved = await self.approvals.wait("approval", pr, lambda: self.superseded_by)
-                if self.superseded_by:
-                    return await self._superseded()
-                if not approved:
-                    return await self._finish(
-                        "rejected", f"rejected by {self.approvals.rejected_by}"
-                    )
-                # A freeze may have begun while approvals came in.
-                await self.freeze_gate.wait(lambda: self.superseded_by)
-                if self.superseded_by:
-                    return await self._superseded()
+                while True:
+                    if self.superseded_by:
+                        return await self._superseded()
+                    if not approved:
+                        return await self._finish(
+                            "rejected", f"rejected by {self.approvals.rejected_by}"
+                        )
+                    # A freeze may have begun while approvals came in.
+                    await self.freeze_gate.wait(lambda: self.superseded_by)
+                    if self.superseded_by:
+                        return await self._superseded()
+                    # An approval dismissed on the forge meanwhile: approve again before merging.
+                    if self.approvals.satisfied or not workflow.patched("approval-withdrawn"):
+                        break
+                    approved = await self.approvals.wait("approval", pr, lambda: self.superseded_by)
                 self.revision = await self.merge(
                     pr, "merge", manual=input.environment.approvals.merge == "manual"
                 )
