@@ -30,6 +30,7 @@ AUTHOR = "alice"
 MERGER = "bob"
 PR_CHECK = "baton/pr"
 """The commit status of the PR pipeline, required by the sample app's branch protection."""
+WORKER_PATIENCE_S = 60
 GREETING = re.compile(r'^DEFAULT_GREETING = ".*"$', re.MULTILINE)
 
 
@@ -173,12 +174,20 @@ class Demo:
         printed: set[str] = set()
         merged = False
         prompted: set[str] = set()
+        answered = time.monotonic()
         while time.monotonic() < deadline:
             try:
                 detail = await changes.show(self.client, change_id)
             except changes.ChangeNotFound:
                 await asyncio.sleep(0.5)
                 continue
+            except changes.WorkerUnavailable:
+                # A busy or restarting worker: ask again, for a while.
+                if time.monotonic() - answered > WORKER_PATIENCE_S:
+                    raise
+                await asyncio.sleep(0.5)
+                continue
+            answered = time.monotonic()
             status = detail.change
             stages = [*status.timeline, *(detail.rollout.timeline if detail.rollout else [])]
             for stage in stages:
