@@ -273,7 +273,9 @@ class AppConfig(Model):
     def _one_template_kind(self) -> AppConfig:
         if (self.chart is None) == (self.kustomize is None):
             raise ValueError("set exactly one of chart (Helm chart path) or kustomize (path)")
-        if self.kustomize is not None and "helm" in self.model_fields_set:
+        # Compared with the default, not by presence: an app that went through a workflow's
+        # input comes back with every field set.
+        if self.kustomize is not None and self.helm != HelmOptions():
             raise ValueError("helm options apply to chart apps only: remove helm")
         return self
 

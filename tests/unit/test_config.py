@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from baton.config import ConfigError, parse_config
+from baton.config import AppConfig, ConfigError, parse_config
 from baton.tools import PROJECT_ROOT
 
 EXAMPLE = PROJECT_ROOT / "examples" / "baton.yaml"
@@ -189,3 +189,8 @@ def test_hosted_forges_match_repositories_ignoring_case_the_local_forge_does_not
     assert hosted.app_for_repo("ACME/web") is hosted.apps[0]
     local = parse_config(APP)
     assert local.app_for_repo("WEB") is None and local.app_for_repo("web") is local.apps[0]
+
+
+def test_a_kustomize_app_survives_the_round_trip_through_a_workflow_input() -> None:
+    app = parse_config(EXAMPLE.read_text()).app("sample-kustomize")
+    assert AppConfig.model_validate_json(app.model_dump_json()) == app
