@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from baton.artifacts import fetch_chart
-from baton.bundles import KUSTOMIZATION_FILES, fetch_bundle
+from baton import artifacts, bundles
+from baton.bundles import KUSTOMIZATION_FILES
 from baton.config import AppConfig, EnvironmentConfig, KubernetesConfig
 from baton.diff import (
     FieldPath,
@@ -130,8 +130,8 @@ def fetch_templates(artifact: Artifact, dest: Path, registry: Registry) -> Path:
     """The templates `artifact` published, pulled by digest into `dest`: its chart's directory,
     or its Kustomize bundle's root."""
     if artifact.kustomize_ref is not None:
-        return fetch_bundle(artifact, dest, registry)
-    return fetch_chart(artifact, dest, registry)
+        return bundles.fetch_bundle(artifact, dest, registry)
+    return artifacts.fetch_chart(artifact, dest, registry)
 
 
 def render_for_environment(
