@@ -57,17 +57,29 @@ def run_check(
     return _result(name, run, summary=_last_line(run), logs=logs)
 
 
+HADOLINT_CONFIGS = (".hadolint.yaml", ".hadolint.yml")
+
+
 def hadolint(
     dockerfile: Path,
     *,
+    repository_root: Path | None = None,
     timeout_s: float = 120,
     on_progress: Progress | None = None,
     logs: LogStore | None = None,
 ) -> CheckResult:
-    """Lint a Dockerfile; the summary names the first finding: `DL3007 line 1: Using latest...`."""
+    """Lint a Dockerfile; the summary names the first finding: `DL3007 line 1: Using latest...`.
+
+    hadolint's configuration is the `.hadolint.yaml` (or `.yml`) nearest the Dockerfile, from its
+    directory up to `repository_root`, where users keep it (hadolint's README, hadolint-action).
+    """
     dockerfile = Path(dockerfile)
-    # Run next to the Dockerfile so hadolint picks up a .hadolint.yaml kept beside it.
     command = [find_tool("hadolint"), "-f", "json", dockerfile.name]
+    config = _nearest(
+        dockerfile.parent, Path(repository_root or dockerfile.parent), HADOLINT_CONFIGS
+    )
+    if config is not None:
+        command[1:1] = ["--config", str(config)]
     run = _execute("hadolint", command, dockerfile.parent, timeout_s, None, on_progress, 5)
     try:
         findings = json.loads(run.output)
@@ -79,6 +91,19 @@ def hadolint(
         f"{dockerfile.name}:{f['line']} {f['code']} {f['level']}: {f['message']}" for f in findings
     )
     return _result("hadolint", run, summary=summary, logs=logs, detail=detail)
+
+
+def _nearest(start: Path, root: Path, names: Sequence[str]) -> Path | None:
+    """The first of `names` found in `start` or a parent of it, up to and including `root`."""
+    root = root.resolve()
+    directory = start.resolve()
+    while True:
+        for name in names:
+            if (directory / name).is_file():
+                return directory / name
+        if directory == root or directory.parent == directory or root not in directory.parents:
+            return None
+        directory = directory.parent
 
 
 def helm_lint(

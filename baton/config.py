@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from baton.errors import ConfigurationError
+from baton.references import NAME_MAX, check_domain, check_repository, parse_reference
 from baton.settings import read_secret
 
 NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
@@ -97,7 +98,7 @@ class RegistryConfig(Model):
     def _host_only(cls, url: str) -> str:
         if "://" in url:
             raise ValueError("give host[:port] without a scheme, e.g. 127.0.0.1:5000")
-        return url.rstrip("/")
+        return check_domain(url.rstrip("/"))
 
 
 class GitOpsConfig(Model):
@@ -216,6 +217,73 @@ class KubernetesConfig(Model):
         return versions
 
 
+class BuildSecret(Model):
+    """A secret a Dockerfile mounts with `RUN --mount=type=secret,id=<id>`: read from an
+    environment variable or a file on the build worker, never written into the image or a log."""
+
+    id: str
+    env: str | None = None
+    file: Path | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _plain_id(cls, secret_id: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", secret_id):
+            raise ValueError(
+                f"{secret_id!r}: use letters, digits, _ . - (the id the Dockerfile's --mount names)"
+            )
+        return secret_id
+
+    def value(self) -> str | None:
+        """The secret, read on the build worker when the build needs it."""
+        if self.env is not None:
+            return os.environ.get(self.env)
+        assert self.file is not None  # one of env or file is set
+        return self.file.read_text() if self.file.is_file() else None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> BuildSecret:
+        if (self.env is None) == (self.file is None):
+            raise ValueError(f"build secret {self.id!r}: set exactly one of env or file")
+        return self
+
+
+class HttpProbe(Model):
+    """An HTTP GET of the started container at `http://127.0.0.1:<port><path>`."""
+
+    port: int = Field(ge=1, le=65535)
+    path: str = "/"
+    expected_status: int = Field(default=200, ge=100, le=599)
+    expected_body: str | None = Field(
+        default=None, description="substring the body must contain; {commit} is the commit"
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _absolute_path(cls, path: str) -> str:
+        if not path.startswith("/"):
+            raise ValueError(f"must start with /, e.g. /{path}")
+        return path
+
+
+class ImageTest(Model):
+    """How the built image is tried before anyone relies on it: a command run inside it and/or an
+    HTTP probe of the started container, both within `timeout_s`."""
+
+    command: list[str] | None = Field(
+        default=None, min_length=1, description="argv run in the image; passes on exit 0"
+    )
+    http: HttpProbe | None = None
+    env: dict[str, str] = Field(default={}, description="environment of the test containers")
+    timeout_s: int = Field(default=60, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _something_to_run(self) -> ImageTest:
+        if self.command is None and self.http is None:
+            raise ValueError("set command (run inside the image), http (a probe), or both")
+        return self
+
+
 class AppConfig(Model):
     name: Name
     repo: str
@@ -238,8 +306,8 @@ class AppConfig(Model):
         "kustomization of kind Component (kustomize), standing in for an environment's inputs",
     )
     image: str = Field(
-        description="the image's repository under the registry; for kustomize also the image "
-        "name the kustomization's containers use, which CD pins by digest through images:"
+        description="repository path under the registry, e.g. team/app; for kustomize also the "
+        "image name the kustomization's containers use, which CD pins by digest through images:"
     )
     port_value: str = "service.port"
     helm: HelmOptions = HelmOptions()
@@ -268,6 +336,14 @@ class AppConfig(Model):
         if branch is not None and not branch.removeprefix("refs/heads/").strip():
             raise ValueError("give the release branch's name, e.g. main")
         return branch.removeprefix("refs/heads/") if branch else None
+
+    build_secrets: list[BuildSecret] = []
+    image_test: ImageTest | None = None
+
+    @field_validator("image")
+    @classmethod
+    def _image_docker_accepts(cls, image: str) -> str:
+        return check_repository(image)
 
     @model_validator(mode="after")
     def _one_template_kind(self) -> AppConfig:
@@ -430,10 +506,60 @@ class EnvironmentConfig(Model):
     )
 
 
+class MirrorEntry(Model):
+    """A third-party image copied by digest into Baton's registry as `<name>:<tag>`."""
+
+    source: str = Field(description="<registry>/<repository>:<tag>, e.g. docker.io/library/redis:7")
+    name: str = Field(description="repository path under Baton's registry, e.g. mirror/redis")
+    plain_http: bool = Field(default=False, description="reach the source registry over http")
+    credentials: Credentials = Credentials()
+
+    @field_validator("source")
+    @classmethod
+    def _source_is_a_tagged_reference(cls, source: str) -> str:
+        reference = parse_reference(source)
+        if reference.domain is None or reference.tag is None or reference.digest is not None:
+            raise ValueError(
+                f"{source!r}: give <registry>/<repository>:<tag> (e.g. docker.io/library/redis:7), "
+                "a tag Baton watches for updates"
+            )
+        return source
+
+    @field_validator("name")
+    @classmethod
+    def _name_docker_accepts(cls, name: str) -> str:
+        return check_repository(name)
+
+
+class ImagesConfig(Model):
+    mirror: list[MirrorEntry] = []
+    refresh: str | None = Field(
+        default=None,
+        description="cron (5 fields, UTC) of the Temporal Schedule that re-reads every source and "
+        "opens PRs moving pins to new digests; `baton images schedule` sets it up",
+    )
+
+    @field_validator("refresh")
+    @classmethod
+    def _cron(cls, cron: str | None) -> str | None:
+        if cron is not None and len(cron.split()) != 5 and not cron.startswith("@"):
+            raise ValueError(f"{cron!r}: give a cron expression of 5 fields, e.g. '0 */6 * * *'")
+        return cron
+
+    @model_validator(mode="after")
+    def _distinct_names(self) -> ImagesConfig:
+        names = [(m.name, parse_reference(m.source).tag) for m in self.mirror]
+        dupes = sorted({f"{n}:{t}" for n, t in names if names.count((n, t)) > 1})
+        if dupes:
+            raise ValueError(f"two mirror entries write {', '.join(dupes)}: give each its own name")
+        return self
+
+
 class BatonConfig(Model):
     forge: ForgeConfig = ForgeConfig()
     registry: RegistryConfig = RegistryConfig()
     gitops: GitOpsConfig = GitOpsConfig()
+    images: ImagesConfig = ImagesConfig()
     apps: list[AppConfig] = Field(min_length=1)
     environments: list[EnvironmentConfig] = []
     promotion: list[str] = Field(default=[], description="environment names in promotion order")
@@ -462,6 +588,11 @@ class BatonConfig(Model):
                 raise ValueError(
                     f"app {app.name}: verify names unknown environment(s) {', '.join(unknown)}: "
                     "use the names under environments"
+                )
+            if len(self.registry.url) + 1 + len(app.image) > NAME_MAX:
+                raise ValueError(
+                    f"app {app.name}: {self.registry.url}/{app.image} is longer than "
+                    f"{NAME_MAX} characters, the most an image name may have"
                 )
         return self
 

@@ -1,16 +1,18 @@
 """An OCI registry, through the distribution API: does a tag exist, and what is its digest?
 
-Images are pushed through the docker engine and charts through helm; this adapter is how Baton
-checks what the registry actually serves, so a recorded digest is the registry's word, not the
-pusher's. It also pushes and pulls the blobs and manifests of OCI artifacts no tool here pushes
-(Kustomize bundles, see `baton.bundles`), following distribution-spec v1.1 ("Pushing blobs":
-POST then PUT with `?digest=`; "Pushing manifests": PUT; "Pulling": GET by digest).
+Images are pushed through the docker engine, charts through helm and mirrored images through
+skopeo; this adapter is how Baton checks what the registry actually serves, so a recorded digest
+is the registry's word, not the pusher's. It writes what no tool here pushes itself, following
+distribution-spec v1.1 ("Pushing blobs": POST then PUT with `?digest=`; "Pushing manifests":
+PUT; "Pulling": GET by digest): Kustomize bundles (`baton.bundles`) and annotations-only
+artifacts attached to an image (`attach`).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 from collections.abc import Generator
 from typing import Any, Self
@@ -20,6 +22,7 @@ import httpx
 
 from baton.config import RegistryConfig
 from baton.errors import InfrastructureError
+from baton.references import InvalidReference, check_digest, check_repository, check_tag
 
 # The same set on every request: the digest belongs to whichever representation is returned.
 MANIFEST_TYPES = (
@@ -29,11 +32,7 @@ MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.v2+json",
 )
 
-_TAG = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-_NAME = re.compile(
-    r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
-)
+EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -164,6 +163,67 @@ class Registry:
         """The blob `name@digest`, checked against its digest; None when absent."""
         return self._verified(f"/v2/{name}/blobs/{digest}", name, digest)
 
+    def descriptor(self, name: str, reference: str) -> dict[str, object] | None:
+        """The OCI descriptor (`mediaType`, `digest`, `size`) of manifest `name:reference`."""
+        _check_reference(name, reference)
+        response = self._request("GET", f"/v2/{name}/manifests/{reference}", name)
+        if response.status_code == 404:
+            return None
+        return {
+            "mediaType": response.headers.get("Content-Type", MANIFEST_TYPES[1]).split(";")[0],
+            "digest": f"sha256:{hashlib.sha256(response.content).hexdigest()}",
+            "size": len(response.content),
+        }
+
+    def attach(
+        self, name: str, subject: str, artifact_type: str, annotations: dict[str, str]
+    ) -> str:
+        """Attach an annotations-only OCI artifact to manifest `name@subject`; its digest.
+
+        The artifact names `subject` as its subject (OCI image-spec 1.1) and is listed in the
+        image index tagged `sha256-<hex>`, the referrers tag schema distribution-spec 1.1 gives
+        for registries without the referrers API, where `oras discover` and `cosign` look.
+        Attaching the same annotations twice changes nothing.
+        """
+        target = self.descriptor(name, subject)
+        if target is None:
+            raise RegistryError(f"{self.host} has no manifest {name}@{subject} to attach to")
+        empty = self.push_blob(name, b"{}")
+        empty_descriptor = {"mediaType": EMPTY_TYPE, "digest": empty, "size": 2}
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_TYPES[1],
+            "artifactType": artifact_type,
+            "config": empty_descriptor,
+            "layers": [empty_descriptor],
+            "subject": target,
+            "annotations": annotations,
+        }
+        body = json.dumps(manifest, sort_keys=True).encode()
+        digest = f"sha256:{hashlib.sha256(body).hexdigest()}"
+        self.push_manifest(name, digest, body, MANIFEST_TYPES[1])
+        tag = subject.replace(":", "-")
+        index = self._request("GET", f"/v2/{name}/manifests/{tag}", name)
+        listed = index.json().get("manifests", []) if index.status_code == 200 else []
+        if all(entry.get("digest") != digest for entry in listed):
+            listed.append(
+                {
+                    "mediaType": MANIFEST_TYPES[1],
+                    "digest": digest,
+                    "size": len(body),
+                    "artifactType": artifact_type,
+                    "annotations": annotations,
+                }
+            )
+            referrers = {"schemaVersion": 2, "mediaType": MANIFEST_TYPES[0], "manifests": listed}
+            self.push_manifest(name, tag, json.dumps(referrers).encode(), MANIFEST_TYPES[0])
+        return digest
+
+    def referrers(self, name: str, subject: str) -> list[dict[str, Any]]:
+        """The descriptors of artifacts attached to `name@subject` (referrers tag schema)."""
+        response = self._request("GET", f"/v2/{name}/manifests/{subject.replace(':', '-')}", name)
+        return list(response.json().get("manifests", [])) if response.status_code == 200 else []
+
     def has_tag(self, name: str, tag: str) -> bool:
         """Whether `name:tag` exists."""
         return self.manifest_digest(name, tag) is not None
@@ -217,9 +277,10 @@ class Registry:
                 "check the username and password"
             )
         if response.status_code == 403:
+            access = "pull" if method in ("GET", "HEAD") else "push"
             raise RegistryAuthError(
                 f"registry {self.host} denied user {self.username} access to {name}: "
-                "grant the user pull access to that repository"
+                f"grant the user {access} access to that repository"
             )
         if response.status_code not in expect:
             raise RegistryError(
@@ -278,11 +339,11 @@ class _RegistryAuth(httpx.Auth):
 
 
 def _check_reference(name: str, reference: str) -> None:
-    if not _NAME.match(name):
-        raise RegistryError(
-            f"invalid repository name {name!r}: use lowercase letters, digits and . _ - separators"
-        )
-    if not (_TAG.match(reference) or _DIGEST.match(reference)):
-        raise RegistryError(
-            f"invalid tag {reference!r}: tags must match [a-zA-Z0-9_][a-zA-Z0-9._-]{{0,127}}"
-        )
+    try:
+        check_repository(name)
+        if not reference.startswith("sha256:"):
+            check_tag(reference)
+        else:
+            check_digest(reference)
+    except InvalidReference as exc:
+        raise RegistryError(str(exc)) from None

@@ -31,6 +31,7 @@ from cli import changes
 from cli import render as render_command
 from cli.demo import Demo, DemoSummary, seed_repositories
 from cli.forge import forge_app
+from cli.images import images_app
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -47,6 +48,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(dev_app, name="dev")
 app.add_typer(changes_app, name="changes")
 app.add_typer(forge_app, name="forge", help="The embedded local forge: repositories and PRs.")
+app.add_typer(images_app, name="images", no_args_is_help=True)
 
 ChangeId = Annotated[
     str, typer.Argument(help="change id, e.g. change/sample-app/1 or sample-app/1")
