@@ -12,13 +12,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from temporalio.client import Client
 from temporalio.service import RPCError
 
 from api import azure_devops, gitea, github
 from api.github import WebhookRejected
 from api.ingress import Deliveries, FluxEvent, Ingress, Reply
+from api.observe import ApiMetrics, WebhookObserver
 from baton import flux
 from baton.config import BatonConfig, load_config
 from baton.forges import create_forge
@@ -54,9 +55,12 @@ def create_app(
     config = config or load_config(settings.config_file())
     deliveries = Deliveries()
 
+    metrics = ApiMetrics()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.ingress = Ingress(client or await connect(), config, settings)
+        temporal = client or await connect(runtime=metrics.sdk.runtime)
+        app.state.ingress = Ingress(temporal, config, settings)
         # Only Azure DevOps events are re-read through the forge's API before acting.
         app.state.forge = forge
         if forge is None and config.forge.kind == "azure-devops":
@@ -64,6 +68,7 @@ def create_app(
         yield
 
     app = FastAPI(title="Baton", lifespan=lifespan)
+    app.add_middleware(WebhookObserver, metrics=metrics)
 
     @app.exception_handler(WebhookRejected)
     async def rejected(request: Request, exc: WebhookRejected) -> JSONResponse:
@@ -100,6 +105,13 @@ def create_app(
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        """Prometheus text: webhook deliveries by forge and result, the Temporal SDK's series
+        for the API's client, and the process's."""
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
 
     @app.post("/webhooks/github", status_code=202)
     async def github_webhook(request: Request) -> JSONResponse:

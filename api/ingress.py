@@ -94,6 +94,7 @@ class Ingress:
             gitops=self.config.gitops,
             ui_url=self.settings.temporal_ui_url,
             namespace=self.client.namespace,
+            notifications=self.config.notifications,
         )
 
     async def pull_request(self, hook: PullRequestHook, delivery_id: str) -> Reply:

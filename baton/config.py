@@ -555,6 +555,40 @@ class ImagesConfig(Model):
         return self
 
 
+NotificationEvent = Literal["approval_needed", "deployed", "failed", "rolled_back"]
+NOTIFICATION_EVENTS: tuple[NotificationEvent, ...] = (
+    "approval_needed",
+    "deployed",
+    "failed",
+    "rolled_back",
+)
+
+
+class NotificationConfig(Model):
+    """Where a rollout's events are posted: a Slack or Microsoft Teams incoming webhook, or a
+    generic webhook (JSON signed with HMAC-SHA256 of `secret_env`'s value).
+
+    The URL is read from `url_env` on the worker when sending: webhook URLs embed their token.
+    """
+
+    kind: Literal["slack", "teams", "webhook"]
+    url_env: str = Field(description="environment variable holding the webhook URL")
+    events: list[NotificationEvent] = Field(
+        default=list(NOTIFICATION_EVENTS), min_length=1, description="what is posted"
+    )
+    secret_env: str | None = Field(
+        default=None, description="kind webhook: environment variable holding the signing secret"
+    )
+
+    @model_validator(mode="after")
+    def _signed(self) -> NotificationConfig:
+        if self.kind == "webhook" and not self.secret_env:
+            raise ValueError("a generic webhook is signed: set secret_env")
+        if self.kind != "webhook" and self.secret_env:
+            raise ValueError(f"secret_env is for kind webhook; {self.kind} URLs carry their token")
+        return self
+
+
 class BatonConfig(Model):
     forge: ForgeConfig = ForgeConfig()
     registry: RegistryConfig = RegistryConfig()
@@ -563,6 +597,7 @@ class BatonConfig(Model):
     apps: list[AppConfig] = Field(min_length=1)
     environments: list[EnvironmentConfig] = []
     promotion: list[str] = Field(default=[], description="environment names in promotion order")
+    notifications: list[NotificationConfig] = []
 
     @model_validator(mode="after")
     def _consistent(self) -> BatonConfig:

@@ -7,7 +7,13 @@ from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, Field
 
-from baton.config import AppConfig, EnvironmentConfig, GitOpsConfig, LanePolicy
+from baton.config import (
+    AppConfig,
+    EnvironmentConfig,
+    GitOpsConfig,
+    LanePolicy,
+    NotificationConfig,
+)
 
 LogRef = str
 """`sha256:<64 hex>` of a log's UTF-8 text, the key of the full log in the LogStore."""
@@ -135,6 +141,7 @@ class ChangePlan(BaseModel):
     gitops: GitOpsConfig = GitOpsConfig()
     ui_url: str = "http://127.0.0.1:8233"
     namespace: str = "default"
+    notifications: list[NotificationConfig] = []
 
 
 class ChangeInput(BaseModel):
@@ -222,6 +229,7 @@ class RolloutInput(BaseModel):
     author: str
     ui_url: str = "http://127.0.0.1:8233"
     namespace: str = "default"
+    notifications: list[NotificationConfig] = []
 
 
 class Rendered(BaseModel):

@@ -13,9 +13,11 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig
+from temporalio.runtime import Runtime
 
 from baton.errors import InfrastructureError
 from baton.models import ChangeInput
+from baton.telemetry import client_interceptors
 
 
 class TaskQueues:
@@ -143,13 +145,20 @@ def connect_config() -> dict:
     return config
 
 
-async def connect(target_host: str | None = None) -> Client:
-    """A client with Baton's pydantic data converter; fails with one clear line when unreachable."""
+async def connect(target_host: str | None = None, runtime: Runtime | None = None) -> Client:
+    """A client with Baton's pydantic data converter and, when tracing is on, the SDK's tracing
+    interceptor (`baton.telemetry`); on `runtime` (its metrics) if given. Fails with one clear line
+    when Temporal is unreachable."""
     config = connect_config()
     if target_host:
         config["target_host"] = target_host
     try:
-        return await Client.connect(**config, data_converter=pydantic_data_converter)
+        return await Client.connect(
+            **config,
+            data_converter=pydantic_data_converter,
+            interceptors=client_interceptors(),
+            runtime=runtime,
+        )
     except RuntimeError as exc:
         reason = "connection refused" if "refused" in str(exc) else str(exc).splitlines()[0][:200]
         raise TemporalUnavailable(config["target_host"], reason) from None

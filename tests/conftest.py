@@ -28,6 +28,7 @@ from temporalio.worker import Worker
 from baton.models import GateKind
 from baton.temporal import Queries, SearchAttributes, TaskQueues
 from baton.tools import find_tool
+from tests.fixtures.ports import free_port
 
 pytest_plugins = ["tests.fixtures.docker"]
 
@@ -87,6 +88,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
         data_converter=pydantic_data_converter,
         search_attributes=SearchAttributes.ALL,
         dev_server_extra_args=["--log-level", "error"],
+        port=free_port(),  # not the SDK's own pick from the ephemeral range (tests/fixtures/ports.py)
     )
     yield env
     await env.shutdown()
@@ -104,6 +106,7 @@ async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=find_tool("temporal-test-server"),
         data_converter=pydantic_data_converter,
+        port=free_port(),
     )
     # The test server takes no flags for them, but registers them through the operator service.
     await register_search_attributes(env.client)

@@ -1,13 +1,14 @@
 """Worker entry point: maps workflows and activities to task queues and runs them until stopped.
 
 `python -m workers.main [QUEUE ...]` serves every queue by default; at scale, run build queues on
-hosts with a container engine and deploy queues on hosts with cluster credentials.
+hosts with a container engine and deploy queues on hosts with cluster credentials. Prometheus
+metrics are served at http://$BATON_WORKER_METRICS_ADDRESS/metrics (default 127.0.0.1:9464), logs
+and traces as `baton.telemetry` says.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,7 @@ from temporalio.worker import Worker
 from activities import ACTIVITIES
 from activities.context import Context, install
 from baton.errors import BatonError
+from baton.telemetry import configure_logging, configure_tracing, worker_runtime
 from baton.temporal import TaskQueues, connect
 from workflows import WORKFLOWS
 
@@ -45,7 +47,7 @@ def build_workers(client: Client, queues: list[str] | None = None) -> list[Worke
 
 async def serve(queues: list[str] | None = None) -> None:
     install(Context.load())
-    client = await connect()
+    client = await connect(runtime=worker_runtime())
     workers = build_workers(client, queues)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -59,11 +61,12 @@ async def serve(queues: list[str] | None = None) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     unknown = [q for q in sys.argv[1:] if q not in ACTIVITIES]
     if unknown:
         sys.exit(f"unknown task queue(s) {', '.join(unknown)}: choose from {', '.join(ACTIVITIES)}")
     try:
+        configure_logging()
+        configure_tracing("baton-worker")
         asyncio.run(serve(sys.argv[1:] or None))
     except BatonError as exc:
         sys.exit(f"error: {exc}")

@@ -45,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.pipelines import CIPipeline, PullRequestPipeline
     from workflows.rollout import EnvironmentRollout
 
+from workflows import metrics
 from workflows.lane_client import LaneClient, LaneTurn
 from workflows.record import Record, failure
 
@@ -255,6 +256,7 @@ class ChangeWorkflow:
                     author=self.input.author,
                     ui_url=self.input.plan.ui_url,
                     namespace=self.input.plan.namespace,
+                    notifications=self.input.plan.notifications,
                 ),
                 id=child_id,
                 task_queue=TaskQueues.WORKFLOWS,
@@ -408,3 +410,4 @@ class ChangeWorkflow:
         self.state = state
         self.reason = reason
         self.record.set_state(state, reason)
+        metrics.change_state(self.input.plan.app.name, state)

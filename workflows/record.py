@@ -8,6 +8,7 @@ Temporal UI shows. It only uses workflow-safe calls (`workflow.now()`, search at
 
 from __future__ import annotations
 
+from datetime import datetime
 from urllib.parse import quote
 
 from temporalio import workflow
@@ -22,6 +23,8 @@ from temporalio.exceptions import (
 with workflow.unsafe.imports_passed_through():
     from baton.models import Gate, Stage, StageOutcome
     from baton.temporal import SearchAttributes
+
+from workflows import metrics
 
 ICONS: dict[StageOutcome, str] = {
     "running": "⏳",
@@ -58,6 +61,7 @@ class Record:
         self.headline = ""
         self.timeline: list[Stage] = []
         self.gate: Gate | None = None
+        self.gate_since: datetime | None = None
         self.facts: dict[str, str] = {}
 
     @property
@@ -93,6 +97,12 @@ class Record:
 
     def set_gate(self, gate: Gate) -> None:
         """What the workflow waits for now, and on whom."""
+        if self.gate is None or (self.gate.kind, self.gate.environment) != (
+            gate.kind,
+            gate.environment,
+        ):
+            self._gate_passed()
+            self.gate_since = workflow.now()
         self.gate = gate
         if self.stages_searchable:
             workflow.upsert_search_attributes([SearchAttributes.GATE.value_set(gate.kind)])
@@ -100,8 +110,15 @@ class Record:
 
     def clear_gate(self) -> None:
         """The workflow waits for nothing any more."""
+        self._gate_passed()
         self.gate = None
         self.publish()
+
+    def _gate_passed(self) -> None:
+        """Record the time spent at the gate the workflow leaves, if any."""
+        if self.gate is not None and self.gate_since is not None:
+            metrics.gate_passed(self.gate, self.gate_since)
+        self.gate_since = None
 
     def set_state(self, state: str, reason: str | None = None, *, outcome: bool = False) -> None:
         """The workflow's state (or `outcome`): its search attribute and the headline of its details."""

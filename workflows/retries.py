@@ -47,5 +47,8 @@ CHECK_RETRY = RetryPolicy(
 )
 # Commit statuses tell the forge the outcome: worth retrying until the forge answers.
 STATUS_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
+# Notifications: retried while the receiver is away (bounded by the call's schedule-to-close),
+# not when it refuses the URL or the variable is unset (NotificationConfigError, by its class).
+NOTIFY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 # Whether a lane's holder still runs: asked again at the next check if Temporal does not answer.
 HOLDER_CHECK = RetryPolicy(maximum_attempts=3)

@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -35,16 +34,11 @@ from baton.tools import PROJECT_ROOT
 from cli import changes
 from cli.demo import AUTHOR, push_visible_change
 from tests.conftest import eventually
+from tests.fixtures.ports import free_port
 
 EXAMPLES = PROJECT_ROOT / "examples"
 ENVIRONMENTS = ("dev", "staging", "prod")
 KUSTOMIZE_APP = "sample-kustomize"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -173,9 +167,13 @@ def stack_env(
 
     `edit_config` may change the config (as a YAML mapping) before it is written.
     """
-    ports = {name: free_port() for name in ("api", "temporal", "ui", "registry", *ENVIRONMENTS)}
+    taken: set[int] = set()
+    ports = {
+        name: free_port(taken)
+        for name in ("api", "temporal", "ui", "registry", "worker-metrics", *ENVIRONMENTS)
+    }
     # Apps with their own verify (the Kustomize sample) answer on ports of their own.
-    ports |= {f"{KUSTOMIZE_APP}/{name}": free_port() for name in ENVIRONMENTS}
+    ports |= {f"{KUSTOMIZE_APP}/{name}": free_port(taken) for name in ENVIRONMENTS}
     config = yaml.safe_load((EXAMPLES / "baton.yaml").read_text())
     config["registry"]["url"] = f"127.0.0.1:{ports['registry']}"
     verifies = [(env["name"], env["verify"]) for env in config["environments"]]
@@ -199,6 +197,7 @@ def stack_env(
         "BATON_TEMPORAL_PORT": str(ports["temporal"]),
         "BATON_TEMPORAL_UI_PORT": str(ports["ui"]),
         "TEMPORAL_ADDRESS": f"127.0.0.1:{ports['temporal']}",
+        "BATON_WORKER_METRICS_ADDRESS": f"127.0.0.1:{ports['worker-metrics']}",
     }
     return env, ports
 

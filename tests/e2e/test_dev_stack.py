@@ -16,6 +16,7 @@ import pytest
 
 from baton.temporal import SearchAttributes, connect
 from baton.tools import PROJECT_ROOT
+from tests.conftest import eventually
 from tests.e2e.stack import stack_env as e2e_stack_env
 
 # Longer than `dev up` may take on a loaded machine (it gives each of the services it waits for
@@ -67,6 +68,12 @@ def test_dev_up_detach_status_down_keeps_history(stack_env: dict[str, str]) -> N
 
     api = f"http://127.0.0.1:{stack_env['BATON_API_PORT']}"
     assert httpx.get(f"{api}/healthz").json() == {"status": "ok"}
+    metrics = httpx.get(f"{api}/metrics")
+    assert metrics.headers["content-type"].startswith("text/plain")
+    assert 'baton_webhooks_total{forge="github",result="accepted"} 0.0' in metrics.text
+    worker = f"http://{stack_env['BATON_WORKER_METRICS_ADDRESS']}/metrics"
+    # The worker's runtime serves the SDK's series once the worker process has connected.
+    eventually(lambda: scrape(worker), lambda text: "temporal_" in text, what="worker metrics")
     ui = httpx.get(f"http://127.0.0.1:{stack_env['BATON_TEMPORAL_UI_PORT']}/")
     assert ui.status_code == 200
 
@@ -82,6 +89,14 @@ def test_dev_up_detach_status_down_keeps_history(stack_env: dict[str, str]) -> N
     assert baton(stack_env, "dev", "up", "--detach").returncode == 0
     assert asyncio.run(describe(address, workflow_id)) == "RUNNING"
     assert (Path(stack_env["BATON_HOME"]) / "temporal.db").is_file()
+
+
+def scrape(url: str) -> str:
+    """A metrics endpoint's text, or "" while nothing listens there yet."""
+    try:
+        return httpx.get(url).text
+    except httpx.ConnectError:
+        return ""
 
 
 async def _search_attribute_names(address: str) -> set[str]:

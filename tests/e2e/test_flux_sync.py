@@ -3,7 +3,6 @@ local forge with merge commits made by merging pull requests, and the fake API s
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from baton.settings import Settings
 from tests.conftest import PATIENCE_S, eventually
 from tests.fakes.kube_api import Failure, FakeFlux, FakeKubeAPI
 from tests.fakes.records import fake_artifact
+from tests.fixtures.ports import closed_port
 
 APPLY_DELAY = 0.5
 # Flux's own poll, far longer than any wait (PATIENCE_S): only a reconcile request starts a sync.
@@ -71,13 +71,6 @@ class FluxStack:
             author="alice",
         )
         return SyncCheckInput(rollout=rollout, merged_revision=merge, since=merged_at)
-
-
-def closed_port() -> int:
-    """A port nobody listens on: the forge's webhooks are refused at once."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from activities.pipeline import BuildInput, CheckInput, build_image, readable_ta
 from baton.config import parse_config
 from baton.images import find_builder
 from baton.settings import Settings
-from tests.e2e.stack import free_port
+from tests.fixtures.ports import free_port
 
 pytestmark = pytest.mark.docker
 

@@ -22,7 +22,7 @@ from baton.images import (
 )
 from baton.logs import LogStore
 from baton.registry import Registry, RegistryAuthError
-from tests.e2e.stack import free_port
+from tests.fixtures.ports import free_port
 
 pytestmark = pytest.mark.docker
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -40,6 +39,7 @@ from baton.tools import PROJECT_ROOT, find_tool
 from tests.conftest import PATIENCE_S, eventually, git
 from tests.fixtures import unavailable
 from tests.fixtures.docker import LocalRegistry
+from tests.fixtures.ports import free_port
 
 pytestmark = pytest.mark.docker
 
@@ -55,12 +55,6 @@ APP_COMMIT = "0123456789abcdef0123456789abcdef01234567"
 HEALTH_TIMEOUT_S = 120
 # A sync: pulling the image, starting the container and its health timeout.
 SYNC_TIMEOUT_S = HEALTH_TIMEOUT_S + 120
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class EventReceiver:

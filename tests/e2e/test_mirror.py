@@ -35,7 +35,7 @@ from baton.registry import Registry
 from baton.settings import Settings
 from baton.temporal import IMAGE_REFRESH_SCHEDULE, TaskQueues, WorkflowTypes
 from baton.tools import PROJECT_ROOT
-from tests.e2e.stack import free_port
+from tests.fixtures.ports import free_port
 from workflows.images import ImageRefresh
 
 ACTIVITIES = ALL_ACTIVITIES[TaskQueues.BUILD]

@@ -194,3 +194,20 @@ def test_hosted_forges_match_repositories_ignoring_case_the_local_forge_does_not
 def test_a_kustomize_app_survives_the_round_trip_through_a_workflow_input() -> None:
     app = parse_config(EXAMPLE.read_text()).app("sample-kustomize")
     assert AppConfig.model_validate_json(app.model_dump_json()) == app
+
+
+def test_notifications_name_their_variables_and_sign_generic_webhooks() -> None:
+    text = APP + (
+        "notifications:\n"
+        "  - {kind: slack, url_env: SLACK_URL, events: [deployed, merged]}\n"
+        "  - {kind: webhook, url_env: HOOK_URL}\n"
+        "  - {kind: teams, url_env: TEAMS_URL, secret_env: TEAMS_SECRET}\n"
+    )
+    assert problems(text) == [
+        (
+            "notifications[0].events[1]: Input should be 'approval_needed', 'deployed', 'failed' "
+            "or 'rolled_back'"
+        ),
+        "notifications[1]: a generic webhook is signed: set secret_env",
+        "notifications[2]: secret_env is for kind webhook; teams URLs carry their token",
+    ]

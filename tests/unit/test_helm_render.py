@@ -45,8 +45,8 @@ from baton.settings import Settings
 from baton.temporal import TaskQueues
 from baton.tools import error_line, find_tool
 from tests.fakes.records import fake_artifact, fake_rendered
+from tests.fixtures.ports import closed_port
 from tests.fixtures.rollouts import prod, rollout_of
-from tests.unit.test_rollback_activities import closed_port
 from workflows.rollout import EnvironmentRollout, texts
 
 SAMPLE_CHART = Path(__file__).resolve().parents[2] / "examples" / "sample-app" / "chart"

@@ -28,7 +28,7 @@ from tests.fixtures.charts import GREETING, RANDOM_CHART, write_chart
 from tests.fixtures.charts import PROD_VALUES as BEFORE
 from tests.fixtures.docker import LocalRegistry
 from tests.fixtures.manifests import DEPLOYMENT
-from tests.unit.test_rollback_activities import closed_port
+from tests.fixtures.ports import closed_port
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 MANIFESTS = "rendered/prod/sample-app/manifests.yaml"

@@ -3,7 +3,6 @@ repository on the local forge and an endpoint served over HTTP on loopback."""
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,6 +28,7 @@ from baton.render import holds_objects
 from baton.settings import Settings
 from tests.fakes.records import fake_artifact
 from tests.fixtures.manifests import DEPLOYMENT
+from tests.fixtures.ports import closed_port
 
 MANIFESTS = "rendered/staging/sample-app/manifests.yaml"
 FIRST, SECOND = "1" * 40, "2" * 40
@@ -38,13 +38,6 @@ apps:
 environments:
   - {name: staging, namespace: staging}
 """
-
-
-def closed_port() -> int:
-    """A port nobody listens on: connections to it are refused at once."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

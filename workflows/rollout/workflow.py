@@ -24,6 +24,8 @@ with workflow.unsafe.imports_passed_through():
         request_reconcile,
         verify_endpoint,
     )
+    from activities.notify import NotifyInput, send_notification
+    from baton.config import NotificationEvent
     from baton.models import (
         ForgeReview,
         Gate,
@@ -36,10 +38,12 @@ with workflow.unsafe.imports_passed_through():
         SyncEvent,
         SyncOutcome,
     )
+    from baton.notify import Notification
     from baton.temporal import Queries, Signals, TaskQueues, WorkflowTypes
 
+from workflows import metrics
 from workflows.record import Record, failure, last_failure
-from workflows.retries import RECONCILE, RETRY
+from workflows.retries import NOTIFY, RECONCILE, RETRY
 from workflows.rollout import texts
 from workflows.rollout.approvals import Approvals, ApprovalUpdates
 from workflows.rollout.freeze_gate import FreezeGate, FreezeOverride
@@ -79,6 +83,7 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
         self.human_merge: str | None = None  # a merge by hand, as the forge reported it
         self.superseded_by: str | None = None
         self.started = workflow.now()
+        self.notified = 0  # notifications sent so far; numbers their idempotency keys
 
     # Messages
 
@@ -159,6 +164,11 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
                 if self.superseded_by:
                     return await self._superseded()
                 pr = self.pr = await self._propose(rendered)
+                if self.approvals.required:
+                    await self._notify(
+                        "approval_needed",
+                        f"GitOps PR #{pr.number} needs {self.approvals.required} approval(s)",
+                    )
                 approved = await self.approvals.wait("approval", pr, lambda: self.superseded_by)
                 while True:
                     if self.superseded_by:
@@ -334,6 +344,8 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
         if pr is not None and revision is not None and workflow.patched("rollback"):
             self.saga = RollbackSaga(self, self.input, self.record, pr, revision, reason)
             reason = f"{reason}; {await self.saga.run()}"
+            if self.saga.rollback.outcome == "rolled back":
+                await self._notify("rolled_back", reason)
         return await self._finish("failed", reason)
 
     async def _finish(
@@ -342,6 +354,9 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
         if outcome != "deployed":
             await self._close_unmerged(outcome)
         self.record.set_state(outcome, reason, outcome=True)
+        metrics.rollout_ended(self.input.app.name, self.input.environment.name, outcome)
+        if outcome in ("deployed", "failed"):
+            await self._notify(outcome, reason)
         return RolloutResult(
             environment=self.input.environment.name,
             outcome=outcome,
@@ -353,6 +368,39 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
             rollback=self.saga.rollback if self.saga else None,
             freeze_override=self.freeze_gate.override,
         )
+
+    async def _notify(self, event: NotificationEvent, detail: str) -> None:
+        """Post `event` to the notification targets that want it; not posting is a note, never
+        the rollout's failure. Rollouts without such targets (all recorded before notifications
+        existed) schedule nothing."""
+        targets = [t for t in self.input.notifications if event in t.events]
+        if not targets or not workflow.patched("notifications"):
+            return
+        self.notified += 1
+        info = workflow.info()
+        note = Notification(
+            id=f"{info.workflow_id}/{info.run_id}/{self.notified}",
+            event=event,
+            app=self.input.app.name,
+            environment=self.input.environment.name,
+            change_id=self.input.change_id,
+            rollout_id=info.workflow_id,
+            commit=self.input.artifact.commit,
+            detail=detail,
+            url=self.record.link(info.workflow_id),
+        )
+        try:
+            await workflow.execute_activity(
+                send_notification,
+                NotifyInput(targets=targets, notification=note),
+                task_queue=TaskQueues.WORKFLOWS,
+                start_to_close_timeout=timedelta(seconds=30),
+                schedule_to_close_timeout=timedelta(minutes=10),
+                retry_policy=NOTIFY,
+                summary=f"notify {event}",
+            )
+        except ActivityError as err:
+            self.record.note(f"{event} notification not sent: {failure(err)}")
 
     async def _close_unmerged(self, why: str) -> None:
         """Close the GitOps PR unless it was merged, so nothing stale is left behind."""

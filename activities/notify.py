@@ -1,0 +1,29 @@
+"""Notification activities: a rollout's events posted to the configured chats and webhooks."""
+
+from __future__ import annotations
+
+import asyncio
+
+from pydantic import BaseModel
+from temporalio import activity
+
+from activities.context import current
+from activities.errors import typed_errors
+from baton.config import NotificationConfig
+from baton.notify import Notification, SentLog, deliver
+
+
+class NotifyInput(BaseModel):
+    """The targets (by kind and variable names only: no URL, no secret) and the event."""
+
+    targets: list[NotificationConfig]
+    notification: Notification
+
+
+@activity.defn
+@typed_errors
+async def send_notification(input: NotifyInput) -> int:
+    """Post the event to every target that wants it and has not taken it yet (a retry after a
+    crash skips those that have); how many were posted to now."""
+    log = SentLog(current().settings.home / "notifications" / "sent")
+    return len(await asyncio.to_thread(deliver, input.targets, input.notification, log))
