@@ -112,10 +112,12 @@ class Context:
         return self.workspace.checkout(repo, self.forge.clone_url(repo), commit)
 
     def renderer(self, app: AppConfig, workdir: Path) -> Renderer:
-        """The app's templates at a checkout: its Helm chart or its Kustomize base."""
-        templates = app.chart or app.kustomize
-        assert templates is not None  # the config holds a chart or a kustomization
-        return renderer_for(app, workdir / templates, registry=self.registry)
+        """The app's templates at a checkout, as CI renders them: its Helm chart, or its
+        kustomization with its test inputs (`test_values`, a component) included."""
+        if app.chart:
+            return renderer_for(app, workdir / app.chart, registry=self.registry)
+        tests = [workdir / app.test_values] if app.test_values else []
+        return renderer_for(app, workdir, components=tests)
 
 
 _current: Context | None = None

@@ -19,7 +19,12 @@ from activities.errors import typed_errors
 from baton import artifacts
 from baton.config import VerifyConfig
 from baton.diff import TemplateDiff, describe_unstable, diff_manifests
-from baton.environment_render import diff_templates, read_inputs, render_for_environment
+from baton.environment_render import (
+    diff_templates,
+    fetch_templates,
+    read_inputs,
+    render_for_environment,
+)
 from baton.errors import ClusterConfigError, NotSynced, SyncFailed
 from baton.gitops import (
     RENDERED_FROM,
@@ -138,8 +143,9 @@ def _ask_cluster(request):
 @activity.defn
 @typed_errors
 def render_environment(input: RolloutInput) -> Rendered:
-    """Render the artifact's chart with the environment's values (image by digest) and diff it,
-    rendered objects and the templates and values they came from."""
+    """Render the artifact's chart with the environment's values, or its Kustomize bundle with
+    the environment's overlay (image by digest either way), and diff it: rendered objects, and
+    the templates and inputs they came from."""
     ctx = current()
     app, env, artifact = input.app, input.environment, input.artifact
     gitops = ctx.gitops
@@ -148,20 +154,20 @@ def render_environment(input: RolloutInput) -> Rendered:
     previous = RenderedFrom.parse(gitops.read(beside(path, RENDERED_FROM)))
     record = RenderedFrom.of(artifact, env.name, read_inputs(gitops, app, env))
     with tempfile.TemporaryDirectory(prefix="baton-render-") as tmp:
-        chart = artifacts.fetch_chart(artifact, Path(tmp) / "new", ctx.registry)
+        published = fetch_templates(artifact, Path(tmp) / "new", ctx.registry)
         result = render_for_environment(
             app,
             env,
-            chart,
+            published,
             inputs=record.inputs,
             image=artifact.pinned_image,
             deployed=deployed,
             registry=ctx.registry,
-            source=f"{artifact.chart_ref}:{artifact.chart_version}",
+            source=f"{artifact.chart_ref}:{artifact.chart_version}" if app.chart else None,
         )
         unrecorded = previous is None and holds_objects(deployed)
         templates, unavailable = _diff_templates(
-            ctx, previous, record, chart, Path(tmp) / "old", unrecorded=unrecorded
+            ctx, previous, record, published, Path(tmp) / "old", unrecorded=unrecorded
         )
     manifests = result.manifests
     diff = diff_manifests(deployed, manifests)
@@ -186,7 +192,7 @@ def _diff_templates(
     ctx: Context,
     previous: RenderedFrom | None,
     record: RenderedFrom,
-    chart: Path,
+    published: Path,
     scratch: Path,
     *,
     unrecorded: bool,
@@ -200,14 +206,14 @@ def _diff_templates(
         return TemplateDiff(), note
     old = None
     if previous is not None and previous.templates == record.templates:
-        old = chart  # only the inputs changed: no need to fetch the same chart again
+        old = published  # only the inputs changed: no need to fetch the same templates again
     elif previous is not None:
         try:
-            old = artifacts.fetch_chart(previous.artifact(), scratch, ctx.registry)
+            old = fetch_templates(previous.artifact(), scratch, ctx.registry)
         except artifacts.ArtifactError as exc:
             note = f"The templates {record.environment} runs cannot be compared: {exc}"
             return TemplateDiff(), note
-    return diff_templates(previous, old, record, chart), ""
+    return diff_templates(previous, old, record, published), ""
 
 
 @activity.defn

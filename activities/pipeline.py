@@ -11,7 +11,7 @@ from temporalio import activity
 
 from activities.context import Context, current
 from activities.errors import typed_errors
-from baton import artifacts, checks, images
+from baton import artifacts, bundles, checks, images
 from baton.config import AppConfig
 from baton.errors import CheckConfigError
 from baton.models import Artifact, CheckResult, PinnedImage
@@ -93,7 +93,7 @@ def run_check(input: CheckInput) -> CheckResult:
                 registry=ctx.registry,
             )
         assert app.kustomize is not None  # the config holds a chart or a kustomization
-        return checks.kustomize_build(workdir / app.kustomize, logs=ctx.logs)
+        return checks.kustomize_build(workdir / app.kustomize, root=workdir, logs=ctx.logs)
     if input.kind == "rendered":
         digest = _pushed_digest(ctx, app, input.commit)
         return checks.render_and_validate(
@@ -101,7 +101,8 @@ def run_check(input: CheckInput) -> CheckResult:
             ctx.renderer(app, workdir),
             release=app.name,
             namespace="ci",
-            values_files=[workdir / app.test_values] if app.test_values else [],
+            # A Kustomize app's test inputs are a component its renderer already includes.
+            values_files=[workdir / app.test_values] if app.test_values and app.chart else [],
             image=PinnedImage(
                 repository=ctx.image_repository(app), digest=digest, tag=readable_tag(input.commit)
             ),
@@ -226,13 +227,28 @@ def _build_secrets(app: AppConfig) -> dict[str, str]:
 @activity.defn
 @typed_errors
 def publish_artifact(input: PublishInput) -> Artifact:
-    """Publish the chart and the image reference by digest for CD; CD never rebuilds."""
+    """Publish the chart or Kustomize bundle and the image reference by digest for CD; CD never
+    rebuilds."""
     ctx = current()
     app = input.app
-    if not app.chart:
-        raise CheckConfigError("publishing Kustomize apps is not supported yet")
     workdir = ctx.checkout(input.repo, input.commit)
     digest = _pushed_digest(ctx, app, input.commit)
+    metadata = {"repo": input.repo, "tag": readable_tag(input.commit)}
+    if app.kustomize is not None:
+        return bundles.publish_bundle(
+            app.name,
+            input.commit,
+            workdir,
+            app.kustomize,
+            ctx.image_repository(app),
+            digest,
+            ctx.registry,
+            # The repository's name: a clone URL may carry a forge token.
+            source=input.repo,
+            metadata=metadata,
+            store=ctx.artifacts,
+        )
+    assert app.chart is not None  # the config holds a chart or a kustomization
     return artifacts.publish_artifact(
         app.name,
         input.commit,
@@ -240,6 +256,6 @@ def publish_artifact(input: PublishInput) -> Artifact:
         ctx.image_repository(app),
         digest,
         ctx.registry,
-        metadata={"repo": input.repo, "tag": readable_tag(input.commit)},
+        metadata=metadata,
         store=ctx.artifacts,
     )

@@ -87,9 +87,10 @@ class Ingress:
 
     def plan(self, app_name: str) -> ChangePlan:
         """The configuration a new change runs under, frozen into its input."""
+        app = self.config.app(app_name)
         return ChangePlan(
-            app=self.config.app(app_name),
-            environments=self.config.promotion_order(),
+            app=app,
+            environments=self.config.promotion_order(app),
             gitops=self.config.gitops,
             ui_url=self.settings.temporal_ui_url,
             namespace=self.client.namespace,

@@ -2,6 +2,7 @@
 
 CD never rebuilds: it renders the published chart with the environment's values and the image
 pinned by digest. The chart is pushed as `oci://<registry>/charts/<chart>:<version>-g<sha12>`.
+A Kustomize app publishes its kustomization instead (`baton.bundles`); both are recorded here.
 
 Publishing is idempotent. `helm package` stores each file's mtime and `helm push` records the
 package file's mtime as `org.opencontainers.image.created` (Helm 4.1 ignores SOURCE_DATE_EPOCH),
@@ -109,6 +110,12 @@ def commit_version(chart_dir: Path, commit: str) -> str:
     return chart_version(str(_read_chart(Path(chart_dir))["version"]), commit)
 
 
+def check_commit(commit: str) -> None:
+    """Raises ArtifactError unless `commit` is a full git sha (artifacts are keyed by it)."""
+    if not _COMMIT.match(commit):
+        raise ArtifactError(f"commit {commit!r} is not a full git sha")
+
+
 def publish_artifact(
     app: str,
     commit: str,
@@ -122,8 +129,7 @@ def publish_artifact(
     store: ArtifactStore | None = None,
 ) -> Artifact:
     """Push the app's chart for `commit` to the registry and record the artifact."""
-    if not _COMMIT.match(commit):
-        raise ArtifactError(f"commit {commit!r} is not a full git sha")
+    check_commit(commit)
     chart = _read_chart(Path(chart_dir))
     version = commit_version(chart_dir, commit)
     name = f"{CHARTS_NAMESPACE}/{chart['name']}"
@@ -146,17 +152,36 @@ def publish_artifact(
                 f"helm pushed {name}:{version} but registry {registry.host} serves "
                 f"{digest or 'nothing'} for it: retry the publish"
             )
-    artifact = Artifact(
-        app=app,
-        commit=commit,
-        image=image,
-        image_digest=image_digest,
-        image_ref=f"{image}@{image_digest}",
-        chart_ref=f"oci://{registry.host}/{name}",
-        chart_version=version,
-        chart_digest=digest,
-        created_at=datetime.now(UTC),
-        metadata=dict(metadata or {}),
+    published = {
+        "chart_ref": f"oci://{registry.host}/{name}",
+        "chart_version": version,
+        "chart_digest": digest,
+    }
+    return record_artifact(app, commit, image, image_digest, published, metadata, store)
+
+
+def record_artifact(
+    app: str,
+    commit: str,
+    image: str,
+    image_digest: str,
+    published: Mapping[str, str],
+    metadata: Mapping[str, str] | None,
+    store: ArtifactStore | None,
+) -> Artifact:
+    """Record what CI published for `commit`: the image by digest and, as `published`, the
+    `chart_*` or `kustomize_*` fields of the chart or bundle pushed beside it."""
+    artifact = Artifact.model_validate(
+        {
+            "app": app,
+            "commit": commit,
+            "image": image,
+            "image_digest": image_digest,
+            "image_ref": f"{image}@{image_digest}",
+            **published,
+            "created_at": datetime.now(UTC),
+            "metadata": dict(metadata or {}),
+        }
     )
     return (store or ArtifactStore.default()).save(artifact)
 
@@ -269,6 +294,11 @@ def fetch_chart(artifact: Artifact, dest: Path, registry: Registry) -> Path:
     """Pull the artifact's chart (by digest) and unpack it as `dest/<chart>`; returns that path."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
+    if artifact.chart_ref is None or artifact.chart_digest is None:
+        raise ArtifactError(
+            f"the artifact of {artifact.app} {artifact.commit[:12]} holds no chart: publish it "
+            "again (re-run CI) after configuring the app with a chart"
+        )
     target = dest / artifact.chart_name
     name = artifact.chart_repository
     if registry.manifest_digest(name, artifact.chart_digest) is None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from baton.artifacts import DependencyBuildFailed, build_dependencies
+from baton.bundles import BundleInvalid, bundle_directories
 from baton.config import KUBE_VERSION
 from baton.logs import LogStore, Progress, excerpt, follow
 from baton.models import CheckResult, PinnedImage
@@ -187,9 +188,22 @@ def render_and_validate(
 
 
 def kustomize_build(
-    kustomize_dir: Path, *, kube_version: str = KUBE_VERSION, logs: LogStore | None = None
+    kustomize_dir: Path,
+    *,
+    root: Path | None = None,
+    kube_version: str = KUBE_VERSION,
+    logs: LogStore | None = None,
 ) -> CheckResult:
-    """`kubectl kustomize` the directory and validate what it builds."""
+    """`kubectl kustomize` the directory and validate what it builds.
+
+    With `root` (the repository), also check that the kustomization can be published as a
+    bundle: every kustomization it reaches is inside `root` and has its kustomization file.
+    """
+    if root is not None:
+        try:
+            bundle_directories(root, str(Path(kustomize_dir).relative_to(root)))
+        except BundleInvalid as exc:
+            return _result("kustomize-build", _Run(1, str(exc), 0), summary=str(exc), logs=logs)
     return render_and_validate(
         "kustomize-build",
         KustomizeRenderer(kustomize_dir),

@@ -32,6 +32,15 @@ LanePolicy = Literal["latest", "sequential"]
 """`latest`: a newer change supersedes waiting older ones; `sequential`: every change rolls out."""
 
 
+def _placeholders(template: str, known: tuple[str, ...]) -> str:
+    """`template`, if every `{name}` in it is one of `known`; else a ValueError naming them."""
+    unknown = set(re.findall(r"{(\w*)}", template)) - set(known)
+    if unknown:
+        use = ", ".join(f"{{{name}}}" for name in known)
+        raise ValueError(f"unknown placeholder(s) {', '.join(sorted(unknown))}: use {use}")
+    return template
+
+
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -103,22 +112,32 @@ class GitOpsConfig(Model):
         default="environments/{env}/{app}/values.yaml",
         description="an environment's values file in the GitOps repository",
     )
+    overlay: str = Field(
+        default="environments/{env}/{app}",
+        description="Kustomize apps: the directory of an environment's inputs in the GitOps "
+        "repository, a kustomization of kind Component (patches, generators, replicas) that CD "
+        "adds to the app's kustomization",
+    )
 
-    @field_validator("path", "values")
+    @field_validator("path", "values", "overlay")
     @classmethod
     def _known_placeholders(cls, template: str) -> str:
-        unknown = set(re.findall(r"{(\w*)}", template)) - {"env", "app", "cluster"}
-        if unknown:
-            raise ValueError(
-                f"unknown placeholder(s) {', '.join(sorted(unknown))}: use {{env}}, {{app}}, {{cluster}}"
-            )
-        return template
+        return _placeholders(template, ("env", "app", "cluster"))
 
 
 class Commands(Model):
     lint: list[str] = []
     test: list[str] = []
     long_test: list[str] = []
+
+
+class VerifyConfig(Model):
+    url: str
+    expected_status: int = Field(default=200, ge=100, le=599)
+    expected_body: str | None = Field(
+        default=None, description="substring the body must contain; {commit} is the change's commit"
+    )
+    timeout_s: int = Field(default=120, gt=0)
 
 
 class ImageValues(Model):
@@ -276,9 +295,20 @@ class AppConfig(Model):
     dockerfile: str = "Dockerfile"
     context: str = "."
     chart: str | None = None
-    kustomize: str | None = None
-    test_values: str | None = None
-    image: str = Field(description="repository path under the registry, e.g. team/app")
+    kustomize: str | None = Field(
+        default=None,
+        description="the directory of the app's kustomization in its repository; CI publishes "
+        "it, with the kustomizations it uses, as an OCI artifact CD and Flux render from",
+    )
+    test_values: str | None = Field(
+        default=None,
+        description="what CI renders with: a values file (chart), or a directory holding a "
+        "kustomization of kind Component (kustomize), standing in for an environment's inputs",
+    )
+    image: str = Field(
+        description="repository path under the registry, e.g. team/app; for kustomize also the "
+        "image name the kustomization's containers use, which CD pins by digest through images:"
+    )
     port_value: str = "service.port"
     helm: HelmOptions = HelmOptions()
     commands: Commands = Commands()
@@ -293,6 +323,11 @@ class AppConfig(Model):
         description="fields that differ between two renders of the same inputs (random "
         "passwords, timestamps): reject fails the render naming them; accept deploys them, "
         "keeping the value the environment runs",
+    )
+    verify: dict[str, VerifyConfig] = Field(
+        default={},
+        description="per environment name: how this app is verified there, in place of the "
+        "environment's verify (apps of one environment answer at different endpoints)",
     )
 
     @field_validator("branch")
@@ -314,7 +349,9 @@ class AppConfig(Model):
     def _one_template_kind(self) -> AppConfig:
         if (self.chart is None) == (self.kustomize is None):
             raise ValueError("set exactly one of chart (Helm chart path) or kustomize (path)")
-        if self.kustomize is not None and "helm" in self.model_fields_set:
+        # Compared with the default, not by presence: an app that went through a workflow's
+        # input comes back with every field set.
+        if self.kustomize is not None and self.helm != HelmOptions():
             raise ValueError("helm options apply to chart apps only: remove helm")
         return self
 
@@ -369,7 +406,10 @@ class SyncConfig(Model):
         "GitOps repository; apply: Kubernetes without Flux, Baton server-side applies each merge",
     )
     kustomization: str | None = Field(
-        default=None, description="flux: the Kustomization's name; unset: <app>-<environment>"
+        default=None,
+        description="flux: the Kustomization's name, {app} and {env} filled in per app (one "
+        "fixed name would make every app of the environment wait on the same Kustomization); "
+        "unset: {app}-{env}",
     )
     namespace: str = Field(default="flux-system", description="flux: the Kustomization's namespace")
     timeout_s: int = Field(default=600, gt=0)
@@ -388,20 +428,16 @@ class SyncConfig(Model):
         description="flux, apply: the kubeconfig context; unset: its current context",
     )
 
+    @field_validator("kustomization")
+    @classmethod
+    def _known_placeholders(cls, template: str | None) -> str | None:
+        return template and _placeholders(template, ("app", "env"))
+
     @model_validator(mode="after")
     def _cluster_access_is_for_kubernetes(self) -> SyncConfig:
         if self.kind == "local" and (self.kubeconfig or self.context):
             raise ValueError("kubeconfig and context are only used with kind: flux or apply")
         return self
-
-
-class VerifyConfig(Model):
-    url: str
-    expected_status: int = Field(default=200, ge=100, le=599)
-    expected_body: str | None = Field(
-        default=None, description="substring the body must contain; {commit} is the change's commit"
-    )
-    timeout_s: int = Field(default=120, gt=0)
 
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -582,6 +618,12 @@ class BatonConfig(Model):
         if len(set(self.promotion)) != len(self.promotion):
             raise ValueError("promotion lists an environment twice")
         for app in self.apps:
+            unknown = sorted(set(app.verify) - known)
+            if unknown:
+                raise ValueError(
+                    f"app {app.name}: verify names unknown environment(s) {', '.join(unknown)}: "
+                    "use the names under environments"
+                )
             if len(self.registry.url) + 1 + len(app.image) > NAME_MAX:
                 raise ValueError(
                     f"app {app.name}: {self.registry.url}/{app.image} is longer than "
@@ -619,10 +661,19 @@ class BatonConfig(Model):
                 return env
         raise ConfigError([f"environments: no environment named {name!r}"])
 
-    def promotion_order(self) -> list[EnvironmentConfig]:
-        """Environments in promotion order; without `promotion`, the order they are listed in."""
+    def promotion_order(self, app: AppConfig | None = None) -> list[EnvironmentConfig]:
+        """Environments in promotion order; without `promotion`, the order they are listed in.
+
+        With `app`, each environment is as that app sees it: the app's own `verify` there, if any.
+        """
         names = self.promotion or [e.name for e in self.environments]
-        return [self.environment(n) for n in names]
+        envs = [self.environment(n) for n in names]
+        if app is None:
+            return envs
+        return [
+            e.model_copy(update={"verify": app.verify[e.name]}) if e.name in app.verify else e
+            for e in envs
+        ]
 
 
 class ConfigError(ConfigurationError):

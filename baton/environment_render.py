@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
+from baton import artifacts, bundles
+from baton.bundles import KUSTOMIZATION_FILES
 from baton.config import AppConfig, EnvironmentConfig, KubernetesConfig
 from baton.diff import (
     FieldPath,
@@ -25,7 +27,7 @@ from baton.diff import (
 )
 from baton.errors import DeployConfigError, NondeterministicRender
 from baton.gitops import RENDERED_FROM, GitOpsRepo, RenderedFrom, beside
-from baton.models import OmittedObject, PinnedImage
+from baton.models import Artifact, OmittedObject, PinnedImage
 from baton.registry import Registry
 from baton.render import HelmRenderer, KustomizeRenderer, Renderer, validate_manifests
 
@@ -36,8 +38,11 @@ PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
 def read_inputs(
     gitops: GitOpsRepo, app: AppConfig, env: EnvironmentConfig, values: str | None = None
 ) -> dict[str, str]:
-    """The environment's inputs, path → content: its values file in the GitOps repository, or
-    `values` given in its place."""
+    """The environment's inputs, path → content: a Helm app's values file in the GitOps
+    repository (or `values` given in its place); a Kustomize app's overlay, every file of its
+    directory (`values` in place of its kustomization.yaml)."""
+    if app.kustomize is not None:
+        return _read_overlay(gitops, app, env, values)
     path = gitops.values_path(app, env)
     content = values if values is not None else gitops.read(path)
     if content is None:
@@ -69,6 +74,27 @@ class EnvironmentRender:
     omitted: list[OmittedObject]  # what the templates render that an install leaves out, and why
 
 
+def _read_overlay(
+    gitops: GitOpsRepo, app: AppConfig, env: EnvironmentConfig, kustomization: str | None
+) -> dict[str, str]:
+    directory = gitops.overlay_path(app, env)
+    files = gitops.read_tree(directory)
+    if kustomization is not None:
+        files = {
+            **{k: v for k, v in files.items() if PurePosixPath(k).name not in KUSTOMIZATION_FILES},
+            f"{directory}/kustomization.yaml": kustomization,
+        }
+    if not any(
+        PurePosixPath(k) == PurePosixPath(directory, n) for k in files for n in KUSTOMIZATION_FILES
+    ):
+        raise DeployConfigError(
+            f"{directory}/kustomization.yaml is missing in the GitOps repository "
+            f"{gitops.config.repo}: add {env.name}'s overlay for {app.name} there "
+            "(a kustomization of kind Component)"
+        )
+    return files
+
+
 def renderer_for(
     app: AppConfig,
     templates: Path,
@@ -76,8 +102,10 @@ def renderer_for(
     env: EnvironmentConfig | None = None,
     registry: Registry | None = None,
     source: str | None = None,
+    components: Sequence[Path] = (),
 ) -> Renderer:
-    """The app's renderer for its templates: the chart directory, or the Kustomize directory.
+    """The app's renderer for its templates: the chart directory, or the root of its Kustomize
+    bundle (or repository) holding its kustomization, with `components` included.
 
     A chart renders for `env`'s Kubernetes (CI's defaults without one), builds its dependencies
     from `registry`, and is named `source` in messages (default: its directory).
@@ -90,7 +118,16 @@ def renderer_for(
             registry=registry,
             source=source,
         )
-    return KustomizeRenderer(templates, image_name=app.image)
+    assert app.kustomize is not None  # the config holds a chart or a kustomization
+    return KustomizeRenderer(templates / app.kustomize, image_name=app.image, components=components)
+
+
+def fetch_templates(artifact: Artifact, dest: Path, registry: Registry) -> Path:
+    """The templates `artifact` published, pulled by digest into `dest`: its chart's directory,
+    or its Kustomize bundle's root."""
+    if artifact.kustomize_ref is not None:
+        return bundles.fetch_bundle(artifact, dest, registry)
+    return artifacts.fetch_chart(artifact, dest, registry)
 
 
 def render_for_environment(
@@ -104,21 +141,33 @@ def render_for_environment(
     registry: Registry | None = None,
     source: str | None = None,
 ) -> EnvironmentRender:
-    """Render `templates` for `env` with its `inputs` (values or patch files: path → content)
-    and `image`, twice; `deployed` is what the environment's manifests hold now.
+    """Render `templates` (see `renderer_for`) for `env` with its `inputs` (its values file, or
+    its overlay's files: path → content) and `image`, twice; `deployed` is what the environment's manifests hold now.
 
     Raises `NondeterministicRender` naming each object and field that differs between the two
     renders, unless the app sets `nondeterministic: accept`: then those fields keep the value
     `deployed` holds, so they neither change nor count as a change on every rollout. Raises
     `DeployConfigError` for manifests that fail validation, `RenderFailed` from the tool.
     """
-    renderer = renderer_for(app, templates, env=env, registry=registry, source=source)
     with tempfile.TemporaryDirectory(prefix="baton-inputs-") as tmp:
-        files = []
-        for index, (path, content) in enumerate(inputs.items()):
-            file = Path(tmp) / f"{index}-{Path(path).name}"
-            file.write_text(content, encoding="utf-8")
-            files.append(file)
+        files, components = [], []
+        if app.kustomize is not None:
+            # The overlay's files at their paths: its kustomization loads them relatively.
+            for path, content in inputs.items():
+                file = Path(tmp) / path
+                file.parent.mkdir(parents=True, exist_ok=True)
+                file.write_text(content, encoding="utf-8")
+            kustomizations = [p for p in inputs if Path(p).name in KUSTOMIZATION_FILES]
+            overlay = Path(tmp) / min(kustomizations, key=lambda p: len(Path(p).parts))
+            components.append(overlay.parent)
+        else:
+            for index, (path, content) in enumerate(inputs.items()):
+                file = Path(tmp) / f"{index}-{Path(path).name}"
+                file.write_text(content, encoding="utf-8")
+                files.append(file)
+        renderer = renderer_for(
+            app, templates, env=env, registry=registry, source=source, components=components
+        )
         if isinstance(renderer, HelmRenderer):
             render = renderer.template(app.name, env.namespace, values_files=files, image=image)
             first, omitted = render.manifests, render.omitted

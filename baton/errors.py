@@ -14,6 +14,7 @@ problem is; a family of errors lives beside the adapter that raises it (module i
     │   ├── ClusterConfigError          a cluster's kubeconfig, permissions or sync objects
     │   ├── CheckConfigError            a pipeline step the app is not set up for
     │   ├── RenderFailed, ManifestError [render] a chart or kustomization, rendered manifests
+    │   ├── BundleInvalid               [bundles] a kustomization that cannot be published alone
     │   └── ImageBuildFailed,           [images] a Dockerfile that does not build, or needs
     │       BuildKitRequired                more BuildKit than the build worker has
     ├── RequestError ✗                  a request that cannot be carried out as made

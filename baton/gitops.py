@@ -61,12 +61,42 @@ class Templates(BaseModel):
     """The published templates a render used, by digest: a Helm chart or a Kustomize bundle."""
 
     kind: Literal["chart", "bundle"] = "chart"
-    ref: str  # oci://127.0.0.1:5000/charts/sample-app
-    version: str
+    ref: str  # oci://127.0.0.1:5000/charts/sample-app, oci://127.0.0.1:5000/kustomize/app
+    version: str  # the chart's version; the bundle's tag (the commit)
     digest: str
+    path: str | None = None  # bundle: the app's kustomization in it
+
+    @classmethod
+    def of(cls, artifact: Artifact) -> Templates:
+        """The templates `artifact` publishes: its Kustomize bundle, else its chart."""
+        if artifact.kustomize_ref is not None:
+            return cls(
+                kind="bundle",
+                ref=artifact.kustomize_ref,
+                version=artifact.kustomize_tag or artifact.commit,
+                digest=artifact.kustomize_digest or "",
+                path=artifact.kustomize_path,
+            )
+        return cls(
+            ref=artifact.chart_ref or "",
+            version=artifact.chart_version or "",
+            digest=artifact.chart_digest or "",
+        )
+
+    def fields(self) -> dict[str, str | None]:
+        """The Artifact fields that name these templates (`chart_*` or `kustomize_*`)."""
+        if self.kind == "bundle":
+            return {
+                "kustomize_ref": self.ref,
+                "kustomize_tag": self.version,
+                "kustomize_digest": self.digest,
+                "kustomize_path": self.path,
+            }
+        return {"chart_ref": self.ref, "chart_version": self.version, "chart_digest": self.digest}
 
     def describe(self) -> str:
-        return f"{self.ref.rsplit('/', 1)[-1]} {self.version}"
+        version = self.version[:12] if self.kind == "bundle" else self.version
+        return f"{self.ref.rsplit('/', 1)[-1]} {version}"
 
 
 class RenderedFrom(BaseModel):
@@ -86,9 +116,7 @@ class RenderedFrom(BaseModel):
             environment=environment,
             commit=artifact.commit,
             image=artifact.image_ref,
-            templates=Templates(
-                ref=artifact.chart_ref, version=artifact.chart_version, digest=artifact.chart_digest
-            ),
+            templates=Templates.of(artifact),
             inputs=dict(inputs),
         )
 
@@ -103,20 +131,21 @@ class RenderedFrom(BaseModel):
     def artifact(self) -> Artifact:
         """The artifact this record names, enough to fetch its templates again by digest."""
         image, _, digest = self.image.partition("@")
-        return Artifact(
-            app=self.app,
-            commit=self.commit,
-            image=image,
-            image_digest=digest,
-            image_ref=self.image,
-            chart_ref=self.templates.ref,
-            chart_version=self.templates.version,
-            chart_digest=self.templates.digest,
-            created_at=FIXED_TIME,
+        return Artifact.model_validate(
+            {
+                "app": self.app,
+                "commit": self.commit,
+                "image": image,
+                "image_digest": digest,
+                "image_ref": self.image,
+                "created_at": FIXED_TIME,
+                **self.templates.fields(),
+            }
         )
 
     def to_text(self) -> str:
-        return self.model_dump_json(indent=2) + "\n"
+        # A chart's record has no bundle path: leave the key out rather than write null.
+        return self.model_dump_json(indent=2, exclude_none=True) + "\n"
 
 
 def beside(manifests_path: str, name: str) -> str:
@@ -141,6 +170,26 @@ class GitOpsRepo:
 
     def values_path(self, app: AppConfig, env: EnvironmentConfig) -> str:
         return self.config.values.format(env=env.name, app=app.name, cluster=env.cluster)
+
+    def overlay_path(self, app: AppConfig, env: EnvironmentConfig) -> str:
+        """The directory of a Kustomize app's inputs for `env` (its overlay, a component)."""
+        path = self.config.overlay.format(env=env.name, app=app.name, cluster=env.cluster)
+        return path.strip("/")
+
+    def read_tree(self, path: str, revision: str | None = None) -> dict[str, str]:
+        """Every file under the directory `path` at `revision` (default: the base branch head),
+        path → content; empty when the directory is absent."""
+        revision = revision or f"refs/heads/{self.config.base_branch}"
+        try:
+            listing = self._mirror().git.ls_tree("-r", "-z", "--name-only", revision, "--", path)
+        except GitCommandError:
+            return {}
+        files = {}
+        for name in filter(None, listing.split("\0")):
+            content = self.read(name, revision)
+            if content is not None:
+                files[name] = content
+        return files
 
     def head(self) -> str:
         """The base branch's current commit."""

@@ -76,16 +76,21 @@ class CheckResult(BaseModel):
 
 
 class Artifact(BaseModel):
-    """What CI built from one commit of an app, as CD will deploy it."""
+    """What CI built from one commit of an app, as CD will deploy it: the image by digest, and
+    the app's chart (Helm apps) or Kustomize bundle (Kustomize apps), each an OCI artifact."""
 
     app: str
     commit: str
     image: str  # repository, e.g. 127.0.0.1:5000/sample-app
     image_digest: str
     image_ref: str  # repository@sha256:...
-    chart_ref: str  # oci://127.0.0.1:5000/charts/sample-app
-    chart_version: str  # 0.1.0-g<sha12>
-    chart_digest: str
+    chart_ref: str | None = None  # oci://127.0.0.1:5000/charts/sample-app
+    chart_version: str | None = None  # 0.1.0-g<sha12>
+    chart_digest: str | None = None
+    kustomize_ref: str | None = None  # oci://127.0.0.1:5000/kustomize/sample-kustomize
+    kustomize_tag: str | None = None  # the commit
+    kustomize_digest: str | None = None  # what Flux's OCIRepository takes as spec.ref.digest
+    kustomize_path: str | None = None  # the app's kustomization in the bundle: deploy/overlays/x
     created_at: datetime
     metadata: dict[str, str] = {}
 
@@ -97,11 +102,11 @@ class Artifact(BaseModel):
     @property
     def chart_repository(self) -> str:
         """The chart's repository name in its registry, e.g. `charts/sample-app`."""
-        return self.chart_ref.removeprefix("oci://").split("/", 1)[1]
+        return (self.chart_ref or "").removeprefix("oci://").split("/", 1)[-1]
 
     @property
     def chart_name(self) -> str:
-        return self.chart_ref.rsplit("/", 1)[-1]
+        return (self.chart_ref or "").rsplit("/", 1)[-1]
 
 
 class Stage(BaseModel):

@@ -1,8 +1,11 @@
-"""An OCI registry, read through the distribution API: does a tag exist, and what is its digest?
+"""An OCI registry, through the distribution API: does a tag exist, and what is its digest?
 
-Pushes go through the docker engine, helm and skopeo; this adapter is how Baton checks what the
-registry actually serves, so a recorded digest is the registry's word, not the pusher's. The one
-thing it writes itself is an annotations-only artifact attached to an image (`attach`).
+Images are pushed through the docker engine, charts through helm and mirrored images through
+skopeo; this adapter is how Baton checks what the registry actually serves, so a recorded digest
+is the registry's word, not the pusher's. It writes what no tool here pushes itself, following
+distribution-spec v1.1 ("Pushing blobs": POST then PUT with `?digest=`; "Pushing manifests":
+PUT; "Pulling": GET by digest): Kustomize bundles (`baton.bundles`) and annotations-only
+artifacts attached to an image (`attach`).
 """
 
 from __future__ import annotations
@@ -109,6 +112,57 @@ class Registry:
             return None
         return f"sha256:{hashlib.sha256(response.content).hexdigest()}"
 
+    def push_blob(self, name: str, data: bytes) -> str:
+        """Upload `data` as a blob of `name` (skipped when the registry has it); its digest."""
+        digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+        _check_reference(name, digest)
+        if self._request("HEAD", f"/v2/{name}/blobs/{digest}", name).status_code == 200:
+            return digest
+        started = self._request("POST", f"/v2/{name}/blobs/uploads/", name, expect=(202,))
+        location = started.headers.get("Location", "")
+        if not location:
+            raise RegistryError(
+                f"registry {self.host} started an upload to {name} without a Location"
+            )
+        # The Location may carry its own query (upload state), which the digest joins.
+        self._request(
+            "PUT",
+            str(httpx.URL(location).copy_merge_params({"digest": digest})),
+            name,
+            content=data,
+            headers={"Content-Type": "application/octet-stream"},
+            expect=(201,),
+        )
+        return digest
+
+    def push_manifest(self, name: str, tag: str, manifest: bytes, media_type: str) -> str:
+        """PUT `manifest` as `name:tag`; the digest the registry serves it under."""
+        _check_reference(name, tag)
+        response = self._request(
+            "PUT",
+            f"/v2/{name}/manifests/{tag}",
+            name,
+            content=manifest,
+            headers={"Content-Type": media_type},
+            expect=(201,),
+        )
+        digest = f"sha256:{hashlib.sha256(manifest).hexdigest()}"
+        served = response.headers.get("Docker-Content-Digest", digest)
+        if served != digest:
+            raise RegistryError(
+                f"registry {self.host} stored {name}:{tag} as {served}, not {digest}: "
+                "it rewrote the manifest"
+            )
+        return digest
+
+    def manifest(self, name: str, digest: str) -> bytes | None:
+        """The manifest `name@digest`, checked against its digest; None when absent."""
+        return self._verified(f"/v2/{name}/manifests/{digest}", name, digest)
+
+    def blob(self, name: str, digest: str) -> bytes | None:
+        """The blob `name@digest`, checked against its digest; None when absent."""
+        return self._verified(f"/v2/{name}/blobs/{digest}", name, digest)
+
     def descriptor(self, name: str, reference: str) -> dict[str, object] | None:
         """The OCI descriptor (`mediaType`, `digest`, `size`) of manifest `name:reference`."""
         _check_reference(name, reference)
@@ -134,7 +188,7 @@ class Registry:
         target = self.descriptor(name, subject)
         if target is None:
             raise RegistryError(f"{self.host} has no manifest {name}@{subject} to attach to")
-        empty = self._put_blob(name, b"{}")
+        empty = self.push_blob(name, b"{}")
         empty_descriptor = {"mediaType": EMPTY_TYPE, "digest": empty, "size": 2}
         manifest = {
             "schemaVersion": 2,
@@ -147,7 +201,7 @@ class Registry:
         }
         body = json.dumps(manifest, sort_keys=True).encode()
         digest = f"sha256:{hashlib.sha256(body).hexdigest()}"
-        self._put_manifest(name, digest, body, MANIFEST_TYPES[1])
+        self.push_manifest(name, digest, body, MANIFEST_TYPES[1])
         tag = subject.replace(":", "-")
         index = self._request("GET", f"/v2/{name}/manifests/{tag}", name)
         listed = index.json().get("manifests", []) if index.status_code == 200 else []
@@ -162,32 +216,13 @@ class Registry:
                 }
             )
             referrers = {"schemaVersion": 2, "mediaType": MANIFEST_TYPES[0], "manifests": listed}
-            self._put_manifest(name, tag, json.dumps(referrers).encode(), MANIFEST_TYPES[0])
+            self.push_manifest(name, tag, json.dumps(referrers).encode(), MANIFEST_TYPES[0])
         return digest
 
     def referrers(self, name: str, subject: str) -> list[dict[str, Any]]:
         """The descriptors of artifacts attached to `name@subject` (referrers tag schema)."""
         response = self._request("GET", f"/v2/{name}/manifests/{subject.replace(':', '-')}", name)
         return list(response.json().get("manifests", [])) if response.status_code == 200 else []
-
-    def _put_blob(self, name: str, data: bytes) -> str:
-        digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
-        if self._request("HEAD", f"/v2/{name}/blobs/{digest}", name).status_code == 200:
-            return digest
-        started = self._request("POST", f"/v2/{name}/blobs/uploads/", name)
-        location = started.headers["Location"]
-        location += ("&" if "?" in location else "?") + f"digest={digest}"
-        self._request("PUT", location, name, content=data)
-        return digest
-
-    def _put_manifest(self, name: str, reference: str, body: bytes, media_type: str) -> None:
-        self._request(
-            "PUT",
-            f"/v2/{name}/manifests/{reference}",
-            name,
-            content=body,
-            headers={"Content-Type": media_type},
-        )
 
     def has_tag(self, name: str, tag: str) -> bool:
         """Whether `name:tag` exists."""
@@ -202,17 +237,30 @@ class Registry:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _verified(self, path: str, name: str, digest: str) -> bytes | None:
+        _check_reference(name, digest)
+        response = self._request("GET", path, name)
+        if response.status_code == 404:
+            return None
+        actual = f"sha256:{hashlib.sha256(response.content).hexdigest()}"
+        if actual != digest:
+            raise RegistryError(
+                f"registry {self.host} served {actual} for {name}@{digest}: the content is corrupt"
+            )
+        return response.content
+
     def _request(
         self,
         method: str,
         path: str,
         name: str,
         *,
-        content: bytes | None = None,
-        headers: dict[str, str] | None = None,
+        expect: tuple[int, ...] = (200, 404),
+        **kwargs: Any,
     ) -> httpx.Response:
         try:
-            response = self._client.request(method, path, content=content, headers=headers)
+            # Blob GETs may be redirected to the storage backend (S3, GCS).
+            response = self._client.request(method, path, follow_redirects=True, **kwargs)
         except httpx.TransportError as exc:
             raise RegistryUnreachable(
                 f"cannot reach registry {self.host} ({exc}): check that it runs and that the "
@@ -234,9 +282,7 @@ class Registry:
                 f"registry {self.host} denied user {self.username} access to {name}: "
                 f"grant the user {access} access to that repository"
             )
-        if response.status_code not in (200, 201, 202, 404) or (
-            response.status_code == 404 and method not in ("GET", "HEAD")
-        ):
+        if response.status_code not in expect:
             raise RegistryError(
                 f"registry {self.host} answered {response.status_code} to {method} {path}: "
                 f"{response.text[:200]}"

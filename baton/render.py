@@ -289,14 +289,24 @@ def _install_objects(output: str) -> HelmRender:
 class KustomizeRenderer:
     """`kubectl kustomize` of a directory through a generated overlay.
 
-    The overlay sets the namespace, pins the image (`images:` with a digest) and applies the
-    environment's patch files, which play the part Helm values files play for a chart.
-    `image_name` is the image as the base names it; it defaults to the pinned repository.
+    The overlay sets the namespace, pins the image (`images:` with a digest), includes
+    `components` (directories whose kustomization is `kind: Component`: an environment's inputs
+    from the GitOps repository, or CI's test inputs) and applies patch files given as
+    `values_files` (strategic-merge, or JSON6902 with a target). Components and patches play the
+    part Helm values files play for a chart. `image_name` is the image as the kustomization's
+    containers name it; it defaults to the pinned repository.
     """
 
-    def __init__(self, kustomize_dir: Path, *, image_name: str | None = None) -> None:
+    def __init__(
+        self,
+        kustomize_dir: Path,
+        *,
+        image_name: str | None = None,
+        components: Sequence[Path] = (),
+    ) -> None:
         self.kustomize_dir = Path(kustomize_dir)
         self.image_name = image_name
+        self.components = [Path(c) for c in components]
 
     def render(
         self,
@@ -307,9 +317,10 @@ class KustomizeRenderer:
         overrides: Mapping[str, str] | None = None,
         image: PinnedImage | None = None,
     ) -> str:
+        what = f"kustomize build of {self.kustomize_dir}"
         if overrides:
             raise RenderFailed(
-                f"kustomize render of {self.kustomize_dir}",
+                what,
                 f"value overrides {sorted(overrides)} cannot apply to a Kustomize app: "
                 "put the change in a patch file of the environment",
             )
@@ -318,8 +329,10 @@ class KustomizeRenderer:
             kustomization: dict[str, Any] = {
                 "apiVersion": "kustomize.config.k8s.io/v1beta1",
                 "kind": "Kustomization",
-                "resources": [os.path.relpath(self.kustomize_dir.resolve(), overlay)],
+                "resources": [_relative(self.kustomize_dir, overlay)],
             }
+            if self.components:
+                kustomization["components"] = [_relative(c, overlay) for c in self.components]
             if namespace:
                 kustomization["namespace"] = namespace
             if image is not None:
@@ -340,7 +353,31 @@ class KustomizeRenderer:
                 kustomization["patches"] = patches
             (Path(overlay) / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
             command = [find_tool("kubectl"), "kustomize", overlay]
-            return _run_tool(f"kustomize build of {self.kustomize_dir}", command)
+            manifests = _run_tool(what, command)
+        if image is not None and image.ref not in _container_images(manifests):
+            raise RenderFailed(
+                what,
+                f"no container runs {image.ref}: no container image is named "
+                f"{self.image_name or image.repository!r}; set the app's image to the name the "
+                "kustomization's containers use",
+            )
+        return manifests
+
+
+def _relative(directory: Path, overlay: str) -> str:
+    return os.path.relpath(Path(directory).resolve(), overlay)
+
+
+def _container_images(manifests: str) -> set[str]:
+    """The images of every container and init container in the manifests' pod templates."""
+    images: set[str] = set()
+    for obj in yaml.safe_load_all(manifests):
+        spec = (obj or {}).get("spec") or {}
+        pod = ((spec.get("jobTemplate") or {}).get("spec") or spec).get("template") or {}
+        pod_spec = pod.get("spec") or {}
+        for container in [*pod_spec.get("containers", []), *pod_spec.get("initContainers", [])]:
+            images.add(str(container.get("image")))
+    return images
 
 
 def validate_manifests(yaml_text: str, kube_version: str = KUBE_VERSION) -> list[str]:

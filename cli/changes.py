@@ -24,7 +24,8 @@ class ChangeNotFound(RequestError):
 class WorkerUnavailable(InfrastructureError):
     def __init__(self, change_id: str) -> None:
         super().__init__(
-            f"cannot read {change_id}: no Baton worker is running; start one with `baton dev up`"
+            f"cannot read {change_id}: no Baton worker answered; start one with `baton dev up` "
+            "if none is running"
         )
 
 
@@ -91,7 +92,11 @@ async def _query(client: Client, workflow_id: str, result_type: type[T]) -> T:
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise ChangeNotFound(workflow_id) from None
-        if "no poller" in exc.message or exc.status == RPCStatusCode.DEADLINE_EXCEEDED:
+        # A busy worker may not answer within the client's timeout ("Timeout expired").
+        timed_out = (
+            exc.status == RPCStatusCode.DEADLINE_EXCEEDED or "Timeout expired" in exc.message
+        )
+        if "no poller" in exc.message or timed_out:
             raise WorkerUnavailable(workflow_id) from None
         raise
 

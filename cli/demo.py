@@ -1,9 +1,10 @@
-"""`baton demo`: one change of the sample app carried through PR, CI and every environment."""
+"""`baton demo`: one change of a sample app carried through PR, CI and every environment."""
 
 from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 import subprocess
 import tempfile
 import time
@@ -29,6 +30,7 @@ AUTHOR = "alice"
 MERGER = "bob"
 PR_CHECK = "baton/pr"
 """The commit status of the PR pipeline, required by the sample app's branch protection."""
+WORKER_PATIENCE_S = 60
 GREETING = re.compile(r'^DEFAULT_GREETING = ".*"$', re.MULTILINE)
 
 
@@ -55,12 +57,39 @@ class DemoSummary(BaseModel):
 def seed_repositories(
     forge: LocalForge, config: BatonConfig, gitops_seed: Path | None = None
 ) -> None:
-    """Create the sample app and GitOps repositories in the local forge when they are missing;
-    the app's default branch is protected: its PRs merge once `baton/pr` is green."""
-    app = config.apps[0]
-    forge.create_repo(app.repo, from_dir=EXAMPLES / "sample-app")
-    forge.protect_branch(app.repo, forge.default_branch(app.repo), [PR_CHECK])
-    forge.create_repo(config.gitops.repo, from_dir=gitops_seed or EXAMPLES / "gitops")
+    """Create the sample apps' and the GitOps repositories in the local forge when they are
+    missing; an app is seeded from the directory of examples/ named as its repository. A GitOps
+    repository made before an app was added gets that app's example inputs (files it lacks;
+    files it has are left as they are). Each app's default branch is protected: its PRs merge
+    once `baton/pr` is green."""
+    for app in config.apps:
+        if (EXAMPLES / app.repo).is_dir():
+            forge.create_repo(app.repo, from_dir=EXAMPLES / app.repo)
+            forge.protect_branch(app.repo, forge.default_branch(app.repo), [PR_CHECK])
+    seed = gitops_seed or EXAMPLES / "gitops"
+    if not forge.create_repo(config.gitops.repo, from_dir=seed):
+        add_missing_files(forge, config.gitops.repo, seed)
+
+
+def add_missing_files(forge: LocalForge, repo: str, from_dir: Path) -> list[str]:
+    """Commit to `repo`'s default branch the files of `from_dir` it lacks; their paths."""
+    with tempfile.TemporaryDirectory(prefix="baton-demo-") as tmp:
+        work = Path(tmp) / repo
+        subprocess.run(["git", "clone", "-q", forge.clone_url(repo), str(work)], check=True)
+        missing = sorted(
+            str(path.relative_to(from_dir))
+            for path in from_dir.rglob("*")
+            if path.is_file() and not (work / path.relative_to(from_dir)).exists()
+        )
+        if missing:
+            for name in missing:
+                (work / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(from_dir / name, work / name)
+            git = _git(work, "baton")
+            git("add", "--", *missing)
+            git("commit", "-q", "-m", f"Add the example files {repo} lacks")
+            git("push", "-q", "origin", "HEAD")
+    return missing
 
 
 def push_visible_change(
@@ -75,7 +104,7 @@ def push_visible_change(
         git("checkout", "-q", "-b", branch)
         app_py = work / "app.py"
         text, found = GREETING.subn(
-            f'DEFAULT_GREETING = "Hello from sample-app ({stamp})"', app_py.read_text()
+            f'DEFAULT_GREETING = "Hello from {repo} ({stamp})"', app_py.read_text()
         )
         if not found:
             raise DemoFailed(f"{app_py} has no DEFAULT_GREETING line to change")
@@ -88,8 +117,8 @@ def push_visible_change(
     return branch
 
 
-def _git(cwd: Path) -> Callable[..., None]:
-    identity = ["-c", f"user.name={AUTHOR}", "-c", f"user.email={AUTHOR}@example.invalid"]
+def _git(cwd: Path, user: str = AUTHOR) -> Callable[..., None]:
+    identity = ["-c", f"user.name={user}", "-c", f"user.email={user}@example.invalid"]
 
     def run(*args: str) -> None:
         subprocess.run(["git", *identity, *args], cwd=cwd, check=True)
@@ -109,10 +138,12 @@ class Demo:
         *,
         auto_approve: bool,
         say: Callable[[str], None],
+        app: str | None = None,
         timeout_s: float = 1800,
     ) -> None:
         self.client = client
         self.config = config
+        self.app = config.app(app) if app else config.apps[0]
         self.settings = settings
         self.forge = forge
         self.auto_approve = auto_approve
@@ -120,7 +151,7 @@ class Demo:
         self.timeout_s = timeout_s
 
     async def run(self) -> DemoSummary:
-        app = self.config.apps[0]
+        app = self.app
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
         branch = push_visible_change(self.forge, app.repo, stamp)
         pr = self.forge.open_pull_request(
@@ -143,12 +174,20 @@ class Demo:
         printed: set[str] = set()
         merged = False
         prompted: set[str] = set()
+        answered = time.monotonic()
         while time.monotonic() < deadline:
             try:
                 detail = await changes.show(self.client, change_id)
             except changes.ChangeNotFound:
                 await asyncio.sleep(0.5)
                 continue
+            except changes.WorkerUnavailable:
+                # A busy or restarting worker: ask again, for a while.
+                if time.monotonic() - answered > WORKER_PATIENCE_S:
+                    raise
+                await asyncio.sleep(0.5)
+                continue
+            answered = time.monotonic()
             status = detail.change
             stages = [*status.timeline, *(detail.rollout.timeline if detail.rollout else [])]
             for stage in stages:
@@ -196,7 +235,7 @@ class Demo:
     async def _summary(self, status: ChangeStatus) -> DemoSummary:
         reports = []
         by_env = {r.environment: r for r in status.rollouts}
-        for env in self.config.promotion_order():
+        for env in self.config.promotion_order(self.app):
             url = env.verify.url if env.verify else None
             rollout = by_env.get(env.name)
             reports.append(

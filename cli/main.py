@@ -264,7 +264,11 @@ def render(
     ] = None,
     values: Annotated[
         Path | None,
-        typer.Option("--values", help="a values file in place of the environment's"),
+        typer.Option(
+            "--values",
+            help="a values file in place of the environment's (Kustomize: a kustomization.yaml "
+            "in place of its overlay's)",
+        ),
     ] = None,
 ) -> None:
     """Print the manifests CD would commit for APP in an environment (the rollout's own render)."""
@@ -355,23 +359,31 @@ def demo(
     auto_approve: Annotated[
         bool, typer.Option("--auto-approve", help="play the configured reviewers")
     ] = False,
+    app_name: Annotated[
+        str | None,
+        typer.Option("--app", help="the app to change (default: the first in the config)"),
+    ] = None,
     as_json: Json = False,
 ) -> None:
-    """Carry one change of the sample app through PR, CI, dev, staging and prod."""
+    """Carry one change of a sample app through PR, CI, dev, staging and prod."""
     settings = Settings()
     say = (lambda line: None) if as_json else (lambda line: console.print(line, highlight=False))
+    config = load_config(settings.config_file())
+    if app_name is not None:
+        config.app(app_name)  # an unknown app fails here, before anything starts
     stack = Stack(settings)
     started = stack.up()
     if started:
         say(f"started the embedded stack: {', '.join(started)} (stop it with `baton dev down`)")
-    config = load_config(settings.config_file())
     forge = create_forge(config.forge, settings)
     if not isinstance(forge, LocalForge):
         raise ConfigurationError("baton demo runs on the local forge: set forge.kind: local")
     seed_repositories(forge, config)
 
     async def run(client: Client) -> DemoSummary:
-        runner = Demo(client, config, settings, forge, auto_approve=auto_approve, say=say)
+        runner = Demo(
+            client, config, settings, forge, auto_approve=auto_approve, say=say, app=app_name
+        )
         return await runner.run()
 
     summary = _client_call(run)

@@ -15,6 +15,7 @@ from pathlib import Path
 from git import GitCommandError, InvalidGitRepositoryError, NoSuchPathError, Repo
 
 from baton.artifacts import commit_version, package_chart
+from baton.bundles import package_bundle, unpack_bundle
 from baton.config import AppConfig, BatonConfig
 from baton.environment_render import (
     deployed_image,
@@ -87,9 +88,10 @@ def _templates(
     app: AppConfig, root: Path, commit: str | None, scratch: Path, registry: Registry
 ) -> Path:
     """The app's templates as CD renders them: a chart packaged as CI publishes it for `commit`
-    (version and appVersion set), unpacked; a Kustomize directory as it is."""
+    (version and appVersion set), unpacked; a Kustomize bundle as CI publishes it, unpacked."""
     if app.kustomize:
-        return _within(root, app.kustomize)
+        _within(root, app.kustomize)
+        return unpack_bundle(package_bundle(root, app.kustomize), scratch / "bundle")
     assert app.chart is not None
     chart = _within(root, app.chart)
     if commit is None:  # not a git checkout: no commit to version the chart by

@@ -55,5 +55,7 @@ class Cluster(Protocol):
 
 
 def kustomization_name(environment: EnvironmentConfig, app: str) -> str:
-    """The Flux Kustomization that syncs `app` in `environment`: configured, else `<app>-<env>`."""
-    return environment.sync.kustomization or f"{app}-{environment.name}"
+    """The Flux Kustomization that syncs `app` in `environment`: configured (`{app}` and `{env}`
+    filled in), else `<app>-<env>`."""
+    template = environment.sync.kustomization or "{app}-{env}"
+    return template.format(app=app, env=environment.name)

@@ -227,12 +227,7 @@ def read_workload(manifests: str, what: str, namespace: str) -> Workload | None:
         deployment=deployment,
         image=container["image"],
         pull_always=container.get("imagePullPolicy") == "Always",
-        # valueFrom (Secrets, ConfigMaps, field refs) has nothing to resolve against locally.
-        environment={
-            e["name"]: str(e.get("value", ""))
-            for e in container.get("env") or []
-            if "valueFrom" not in e
-        },
+        environment=_environment(container, objects),
         entrypoint=container.get("command"),
         command=container.get("args"),
         user=None if uid is None else f"{uid}:{gid}" if gid is not None else str(uid),
@@ -242,6 +237,28 @@ def read_workload(manifests: str, what: str, namespace: str) -> Workload | None:
         ports=[int(p) for p in named_ports.values()],
         readiness_url=_probe_url(container.get("readinessProbe"), named_ports, deployment),
     )
+
+
+def _environment(container: dict[str, Any], objects: list[dict[str, Any]]) -> dict[str, str]:
+    """The container's environment: `env` values, and `envFrom`/`configMapKeyRef` read from the
+    ConfigMaps among the same manifests (env wins over envFrom, as in Kubernetes). Secrets and
+    field refs have nothing to resolve against locally and are left out."""
+    config_maps = {
+        (o.get("metadata") or {}).get("name"): o.get("data") or {}
+        for o in objects
+        if o.get("kind") == "ConfigMap"
+    }
+    environment: dict[str, str] = {}
+    for source in container.get("envFrom") or []:
+        data = config_maps.get((source.get("configMapRef") or {}).get("name"), {})
+        environment |= {f"{source.get('prefix', '')}{k}": str(v) for k, v in data.items()}
+    for entry in container.get("env") or []:
+        ref = (entry.get("valueFrom") or {}).get("configMapKeyRef")
+        if "valueFrom" not in entry:
+            environment[entry["name"]] = str(entry.get("value", ""))
+        elif ref and ref.get("key") in config_maps.get(ref.get("name"), {}):
+            environment[entry["name"]] = str(config_maps[ref["name"]][ref["key"]])
+    return environment
 
 
 def _probe_url(probe: dict[str, Any] | None, named_ports: dict[str, int], what: str) -> str | None:

@@ -38,6 +38,7 @@ from tests.fixtures.ports import free_port
 
 EXAMPLES = PROJECT_ROOT / "examples"
 ENVIRONMENTS = ("dev", "staging", "prod")
+KUSTOMIZE_APP = "sample-kustomize"
 
 
 @dataclass
@@ -171,11 +172,18 @@ def stack_env(
         name: free_port(taken)
         for name in ("api", "temporal", "ui", "registry", "worker-metrics", *ENVIRONMENTS)
     }
+    # Apps with their own verify (the Kustomize sample) answer on ports of their own.
+    ports |= {f"{KUSTOMIZE_APP}/{name}": free_port(taken) for name in ENVIRONMENTS}
     config = yaml.safe_load((EXAMPLES / "baton.yaml").read_text())
     config["registry"]["url"] = f"127.0.0.1:{ports['registry']}"
+    verifies = [(env["name"], env["verify"]) for env in config["environments"]]
+    verifies += [
+        (f"{a['name']}/{e}", v) for a in config["apps"] for e, v in a.get("verify", {}).items()
+    ]
+    for name, verify in verifies:
+        verify["url"] = f"http://127.0.0.1:{ports[name]}/version"
+        verify["timeout_s"] = 60
     for env in config["environments"]:
-        env["verify"]["url"] = f"http://127.0.0.1:{ports[env['name']]}/version"
-        env["verify"]["timeout_s"] = 60
         env["sync"]["timeout_s"] = 180
     if edit_config is not None:
         edit_config(config)
@@ -209,6 +217,9 @@ def start_stack(
     for name in ENVIRONMENTS:
         values = gitops / "environments" / name / "sample-app" / "values.yaml"
         values.write_text(re.sub(r"port: \d+", f"port: {ports[name]}", values.read_text()))
+        overlay = gitops / "environments" / name / KUSTOMIZE_APP / "kustomization.yaml"
+        port = str(ports[f"{KUSTOMIZE_APP}/{name}"])
+        overlay.write_text(re.sub(r"\b1809\d\b", port, overlay.read_text()))
     os.environ.update({k: v for k, v in env.items() if k.startswith(("BATON_", "TEMPORAL_"))})
     settings = Settings()
     if seed is not None:
@@ -221,6 +232,7 @@ def start_stack(
     if seed is None:
         forge = e2e.forge()
         forge.create_repo("sample-app", from_dir=EXAMPLES / "sample-app")
+        forge.create_repo(KUSTOMIZE_APP, from_dir=EXAMPLES / KUSTOMIZE_APP)
         forge.create_repo("gitops", from_dir=gitops)
     return e2e
 

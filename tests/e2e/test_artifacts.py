@@ -20,7 +20,6 @@ from baton.artifacts import (
     package_chart,
     publish_artifact,
 )
-from baton.registry import Registry
 from baton.render import HelmRenderer, split_objects
 
 pytestmark = pytest.mark.docker
@@ -30,9 +29,8 @@ IMAGE_DIGEST = "sha256:" + "c" * 64
 
 
 @pytest.fixture
-def reg(registry):
-    with Registry(registry.url, registry.username, registry.password) as reg:
-        yield reg
+def reg(registry_client):
+    return registry_client
 
 
 @pytest.fixture

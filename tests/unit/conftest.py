@@ -1,4 +1,5 @@
-"""The cluster adapters' tests share a fake Kubernetes API server and Flux's adapter on it."""
+"""The cluster adapters' tests share a fake Kubernetes API server and Flux's adapter on it; the
+Kustomize tests share an app repository laid out as in tests/fixtures/kustomize.py."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 from baton.cluster.kubernetes import FluxCluster
 from tests.fakes.kube_api import FakeKubeAPI
+from tests.fixtures.kustomize import write_layout
 
 
 @pytest.fixture
@@ -22,3 +24,9 @@ def api() -> Iterator[FakeKubeAPI]:
 @pytest.fixture
 def flux_cluster(api: FakeKubeAPI, tmp_path: Path) -> FluxCluster:
     return FluxCluster.connect(api.write_kubeconfig(tmp_path / "kubeconfig"), "fake")
+
+
+@pytest.fixture
+def kustomize_app(tmp_path: Path) -> Path:
+    """A Kustomize app's repository: base, component, overlay with both patch kinds."""
+    return write_layout(tmp_path / "app")

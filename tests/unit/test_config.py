@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from baton.config import ConfigError, parse_config
+from baton.config import AppConfig, ConfigError, parse_config
 from baton.tools import PROJECT_ROOT
 
 EXAMPLE = PROJECT_ROOT / "examples" / "baton.yaml"
@@ -126,6 +126,55 @@ def test_security_approvals_need_enough_people() -> None:
     assert "a security-sensitive diff needs 3 distinct approvers but only 2 are allowed" in problem
 
 
+KUSTOMIZE_APPS = """
+apps:
+  - name: web
+    repo: web
+    image: web
+    chart: chart
+  - name: shop
+    repo: shop
+    image: shop
+    kustomize: deploy/overlays/production
+    test_values: deploy/ci
+    verify:
+      dev: {url: "http://127.0.0.1:18091/version", expected_body: "{commit}"}
+environments:
+  - {name: dev, namespace: dev, verify: {url: "http://127.0.0.1:18081/version"}}
+  - {name: prod, namespace: prod, verify: {url: "http://127.0.0.1:18083/version"}}
+"""
+
+
+def test_an_apps_own_verify_replaces_the_environments_for_that_app_only() -> None:
+    config = parse_config(KUSTOMIZE_APPS)
+    shop = [e.verify.url for e in config.promotion_order(config.app("shop")) if e.verify]
+    web = [e.verify.url for e in config.promotion_order(config.app("web")) if e.verify]
+    assert shop == ["http://127.0.0.1:18091/version", "http://127.0.0.1:18083/version"]
+    assert web == ["http://127.0.0.1:18081/version", "http://127.0.0.1:18083/version"]
+
+
+def test_an_apps_verify_for_an_unknown_environment_is_refused() -> None:
+    text = KUSTOMIZE_APPS.replace("      dev: {url", "      qa: {url")
+    assert problems(text) == [
+        "app shop: verify names unknown environment(s) qa: use the names under environments"
+    ]
+
+
+def test_an_environments_kustomization_name_is_per_app() -> None:
+    from baton.cluster.base import kustomization_name
+
+    config = parse_config(EXAMPLE.read_text())
+    prod = config.environment("prod")
+    names = {kustomization_name(prod, app.name) for app in config.apps}
+    assert names == {"sample-app-prod", "sample-kustomize-prod"}
+    assert problems(
+        APP + "environments:\n  - {name: dev, namespace: dev, sync: "
+        "{kustomization: '{application}-dev'}}\n"
+    ) == [
+        "environments[0].sync.kustomization: unknown placeholder(s) application: use {app}, {env}"
+    ]
+
+
 def test_release_branch_is_a_branch_name() -> None:
     config = parse_config(APP.replace("repo: web", "repo: web\n    branch: refs/heads/release"))
     assert config.apps[0].branch == "release"
@@ -140,6 +189,11 @@ def test_hosted_forges_match_repositories_ignoring_case_the_local_forge_does_not
     assert hosted.app_for_repo("ACME/web") is hosted.apps[0]
     local = parse_config(APP)
     assert local.app_for_repo("WEB") is None and local.app_for_repo("web") is local.apps[0]
+
+
+def test_a_kustomize_app_survives_the_round_trip_through_a_workflow_input() -> None:
+    app = parse_config(EXAMPLE.read_text()).app("sample-kustomize")
+    assert AppConfig.model_validate_json(app.model_dump_json()) == app
 
 
 def test_notifications_name_their_variables_and_sign_generic_webhooks() -> None:

@@ -24,10 +24,7 @@ import api
 import baton
 import cli
 import workflows
-from activities import context as activity_context
 from activities.errors import typed_errors
-from activities.pipeline import PublishInput, publish_artifact
-from baton.config import AppConfig
 from baton.errors import (
     BatonError,
     ClusterError,
@@ -265,19 +262,6 @@ async def test_async_activities_report_baton_errors_typed_too() -> None:
     with pytest.raises(ApplicationError) as info:
         await ActivityEnvironment().run(read_token, "acme/app")
     assert info.value.type == "TokenRejected" and info.value.non_retryable
-
-
-def test_publishing_a_kustomize_app_fails_at_once_as_a_check_configuration_error(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(activity_context, "_current", object())
-    app = AppConfig(name="web", repo="web", kustomize="deploy", image="web")
-    with pytest.raises(ApplicationError) as info:
-        ActivityEnvironment().run(
-            publish_artifact, PublishInput(app=app, repo="web", commit="c" * 40)
-        )
-    assert info.value.type == "CheckConfigError" and info.value.non_retryable
-    assert info.value.message == "publishing Kustomize apps is not supported yet"
 
 
 # Users

@@ -562,7 +562,10 @@ def test_image_values_take_one_shape():
         with pytest.raises(ConfigurationError, match=r"apps\[0\]\.helm\.image_values"):
             parse_config(app % bad)
     with pytest.raises(ConfigurationError, match="helm options apply to chart apps only"):
-        parse_config("apps: [{name: a, repo: a, image: a, kustomize: k, helm: {}}]\n")
+        parse_config(
+            "apps: [{name: a, repo: a, image: a, kustomize: k, "
+            "helm: {image_values: {image: image}}}]\n"
+        )
 
 
 # --- Fail fast, in helm's words (cases 16, 17) -------------------------------------------------
