@@ -211,3 +211,10 @@ def test_notifications_name_their_variables_and_sign_generic_webhooks() -> None:
         "notifications[1]: a generic webhook is signed: set secret_env",
         "notifications[2]: secret_env is for kind webhook; teams URLs carry their token",
     ]
+
+
+def test_a_key_given_twice_is_refused_not_silently_the_last() -> None:
+    twice = APP.replace("repo: web", "repo: web\n    repo: api")
+    assert problems(twice) == [
+        "not valid YAML at line 5, column 5: 'repo' is given twice in one mapping"
+    ]
