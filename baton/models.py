@@ -328,6 +328,16 @@ class ChangeStatus(BaseModel):
     reason: str | None = None
     rollouts: list[RolloutResult] = []
     current_rollout: str | None = None
+    environments: list[str] = Field(
+        default=[], description="the environments it is promoted to, in order (empty: unknown)"
+    )
+
+
+class PipelineStatus(BaseModel):
+    """What a pipeline publishes as its `status` memo: its headline and its steps so far."""
+
+    headline: str
+    timeline: list[Stage] = []
 
 
 class AbortInput(BaseModel):

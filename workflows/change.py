@@ -67,6 +67,7 @@ class ChangeWorkflow:
             f"**{plan.app.name}#{input.pr_number}** by {input.author}",
             ui_url=plan.ui_url,
             namespace=plan.namespace,
+            status=self.status,
         )
         self.lanes = LaneClient(plan.app.name, self.record)
         self.head_sha = input.head_sha
@@ -138,6 +139,7 @@ class ChangeWorkflow:
             reason=self.reason,
             rollouts=self.rollouts,
             current_rollout=self.current_rollout,
+            environments=[env.name for env in self.input.plan.environments],
         )
 
     # Orchestration
@@ -152,6 +154,9 @@ class ChangeWorkflow:
                 raise
         if self.aborted is not None:
             # The abort may also surface as a cancelled child rather than as our own cancellation.
+            # Nothing waits any more: no gate, no rollout under way.
+            self.record.gate = None
+            self.current_rollout = None
             self._set_state("aborted", f"aborted by {self.aborted.user}: {self.aborted.reason}")
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.status()

@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
         run_check,
     )
     from baton.forges.base import StatusState
-    from baton.models import CheckResult, PipelineInput, PipelineResult
+    from baton.models import CheckResult, PipelineInput, PipelineResult, PipelineStatus
     from baton.temporal import TaskQueues, WorkflowTypes
 
 from workflows.record import Record, failure
@@ -121,7 +121,10 @@ async def _pipeline(
     input: PipelineInput, title: str, context: str, kinds: list[CheckKind], push: bool
 ) -> PipelineResult:
     """Checks in parallel, then the image build; the commit status tells the forge the outcome."""
-    record = Record(f"**{title}** `{input.commit[:12]}`")
+    record = Record(
+        f"**{title}** `{input.commit[:12]}`",
+        status=lambda: PipelineStatus(headline=record.headline, timeline=record.timeline),
+    )
     record.publish("running checks")
     await _report(input, context, "pending", f"{title} running")
     checks: list[CheckResult] = []
