@@ -124,3 +124,13 @@ def test_security_approvals_need_enough_people() -> None:
     )
     (problem,) = problems(text)
     assert "a security-sensitive diff needs 3 distinct approvers but only 2 are allowed" in problem
+
+
+@pytest.mark.parametrize("url", ["not a url", "127.0.0.1:18081/version", "ftp://host/x", "http://"])
+def test_verify_url_must_be_an_http_url(url: str) -> None:
+    text = APP + f"environments: [{{name: dev, namespace: dev, verify: {{url: {url!r}}}}}]\n"
+    expected = (
+        f"environments[0].verify.url: {url!r} is not an http(s) URL: give the address the app "
+        "answers on, e.g. http://127.0.0.1:18081/version"
+    )
+    assert problems(text) == [expected]

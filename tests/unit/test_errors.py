@@ -276,21 +276,3 @@ def test_publishing_a_kustomize_app_fails_at_once_as_a_check_configuration_error
         )
     assert info.value.type == "CheckConfigError" and info.value.non_retryable
     assert info.value.message == "publishing Kustomize apps is not supported yet"
-
-
-# Users
-
-
-def test_the_cli_shows_an_error_of_any_category_as_one_line_and_exits_2(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from cli import main
-
-    def refuse() -> None:
-        raise PolicyViolation("alice may not approve prod: she authored the change")
-
-    monkeypatch.setattr(main, "app", refuse)
-    assert main.run() == 2
-    assert capsys.readouterr().err.strip() == (
-        "error: alice may not approve prod: she authored the change"
-    )
