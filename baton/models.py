@@ -59,6 +59,11 @@ class CheckResult(BaseModel):
     summary: str  # one line: the tool's own finding
     excerpt: str  # the last lines of output
     log_ref: LogRef | None = None  # the full output in the LogStore
+    error: bool = Field(
+        default=False,
+        description="the step could not run (a tool or service missing or down on the worker, "
+        "after retries): it says nothing about the code, and is re-run once fixed",
+    )
 
 
 class Artifact(BaseModel):
@@ -163,6 +168,11 @@ class PipelineResult(BaseModel):
     @property
     def failures(self) -> list[CheckResult]:
         return [c for c in self.checks if not c.passed]
+
+    @property
+    def errored(self) -> bool:
+        """Failed only because steps could not run (infrastructure), not on a finding."""
+        return bool(self.failures) and all(c.error for c in self.failures)
 
     def summary(self) -> str:
         """One line: what failed, in the tools' own words, or that everything passed."""

@@ -120,6 +120,7 @@ class Updates:
     OVERRIDE_FREEZE = "override_freeze"
     # ChangeWorkflow
     ABORT = "abort"
+    RERUN = "rerun"
 
 
 class Queries:

@@ -245,21 +245,32 @@ async def _update_rollout(
 
 
 async def abort(client: Client, change: str, user: str, reason: str) -> str:
+    """Stop the change wherever it is; Refused says why not."""
+    return await _update_change(client, change, Updates.ABORT, AbortInput(user=user, reason=reason))
+
+
+async def rerun(client: Client, change: str, user: str) -> str:
+    """Validate the change's head again (its checks could not run, and that is fixed); Refused
+    unless it waits for its merge."""
+    return await _update_change(client, change, Updates.RERUN, user)
+
+
+async def _update_change(client: Client, change: str, update: str, arg: object) -> str:
     change_id = normalize_id(change)
     try:
         return await client.get_workflow_handle(change_id).execute_update(
-            Updates.ABORT, AbortInput(user=user, reason=reason), result_type=str
+            update, arg, result_type=str
         )
     except WorkflowUpdateFailedError as exc:
         raise Refused(getattr(exc.cause, "message", None) or str(exc.cause)) from None
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             # Temporal refuses updates to a closed workflow as "not found": say which it is.
-            raise await _not_running(client, change_id) from None
+            raise await _not_running(client, change_id, update) from None
         raise
 
 
-async def _not_running(client: Client, change_id: str) -> ChangeNotFound | Refused:
+async def _not_running(client: Client, change_id: str, update: str) -> ChangeNotFound | Refused:
     """Why `change_id` takes no update: it has ended (and how), or there is no such change."""
     try:
         described = await client.get_workflow_handle(change_id).describe()
@@ -268,4 +279,4 @@ async def _not_running(client: Client, change_id: str) -> ChangeNotFound | Refus
             return ChangeNotFound(change_id)
         raise
     ended = described.status.name.lower() if described.status else "closed"
-    return Refused(f"{change_id} has already ended ({ended}): nothing to abort")
+    return Refused(f"{change_id} has already ended ({ended}): nothing to {update}")

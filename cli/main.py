@@ -341,6 +341,16 @@ def abort(
     console.print(_client_call(lambda c: changes.abort(c, change, as_, reason)))
 
 
+@changes_app.command("rerun")
+def changes_rerun(
+    change: ChangeId,
+    as_: Annotated[str, typer.Option("--as", help="who asks")] = "baton",
+) -> None:
+    """Validate a change's head again, once what kept its checks from running is fixed (its PR
+    shows the commit status `error`)."""
+    console.print(_client_call(lambda c: changes.rerun(c, change, as_)))
+
+
 @app.command("render")
 def render(
     app_name: Annotated[str, typer.Argument(metavar="APP", help="the app, as configured")],

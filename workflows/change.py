@@ -82,6 +82,7 @@ class ChangeWorkflow:
         self.aborted: AbortInput | None = None
         self.body: asyncio.Future | None = None
         self.merged_at: datetime | None = None
+        self.rerun_by: str | None = None  # who asked to validate the same head again
 
     # Messages
 
@@ -120,6 +121,22 @@ class ChangeWorkflow:
             raise BadRequest(f"{change} is being aborted already, by {by.user}: {by.reason}")
         if self.state in TERMINAL_STATES:
             raise BadRequest(f"{change} is already {self.state}: nothing to abort")
+
+    @workflow.update(name=Updates.RERUN)
+    def rerun(self, user: str) -> str:
+        """Validate the same head again: its checks could not run, and the cause is fixed."""
+        self.rerun_by = user
+        return f"re-running the checks of {self.head_sha[:12]}"
+
+    @rerun.validator
+    def _check_rerun(self, user: str) -> None:
+        change = workflow.info().workflow_id
+        if self.rerun_by is not None:
+            raise BadRequest(f"{change} is re-running its checks already, for {self.rerun_by}")
+        if self.state != "awaiting-merge":
+            raise BadRequest(
+                f"{change} is {self.state}: only a change waiting for its merge re-runs its checks"
+            )
 
     @workflow.query(name=Queries.STATUS)
     def status(self) -> ChangeStatus:
@@ -262,6 +279,9 @@ class ChangeWorkflow:
     async def _validate(self, sha: str) -> None:
         """Validate head `sha`, then wait until the PR moves on (a new head, merged or closed)."""
         self.validations += 1
+        if self.rerun_by is not None:
+            self.record.note(f"{self.rerun_by} re-runs the checks of {sha[:12]}")
+            self.rerun_by = None
         self._set_state("validating")
         stage, handle = await self._start_pipeline(
             PullRequestPipeline.run, f"validate {sha[:12]}", sha, f"pr-{self.validations}"
@@ -279,7 +299,7 @@ class ChangeWorkflow:
             Gate(
                 kind="merge",
                 description="waiting for the pull request to be merged"
-                + ("" if result.passed else " (its checks failed: push a fix)"),
+                + _validation_says(workflow.info().workflow_id, result),
                 waiting_on=["repository maintainers"],
             )
         )
@@ -287,7 +307,8 @@ class ChangeWorkflow:
         self.record.clear_gate()
 
     def _moved_on(self, sha: str) -> bool:
-        return self.head_sha != sha or self.merge_commit is not None or self.closed
+        moved = self.head_sha != sha or self.merge_commit is not None or self.closed
+        return moved or self.rerun_by is not None
 
     async def _integrate(self) -> PipelineResult:
         assert self.merge_commit is not None
@@ -338,3 +359,15 @@ class ChangeWorkflow:
         self.state = state
         self.reason = reason
         self.record.set_state(state, reason)
+
+
+def _validation_says(change: str, result: PipelineResult) -> str:
+    """What the author learns at the merge gate about the validation of their head."""
+    if result.passed:
+        return ""
+    if result.errored:
+        return (
+            " (its checks could not run, an infrastructure error: once it is fixed, re-run them "
+            f"with `baton changes rerun {change}`)"
+        )
+    return " (its checks failed: push a fix)"

@@ -7,7 +7,7 @@ from collections.abc import Awaitable
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, CancelledError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from activities.forge import CommitStatusInput, set_commit_status
@@ -32,8 +32,11 @@ HEARTBEAT = timedelta(seconds=20)
 
 
 def _failure(name: str, err: ActivityError) -> CheckResult:
-    """A step that could not run at all (infrastructure, after retries) is a failed step too."""
+    """A step that could not run at all is a failed step too: an infrastructure error when a
+    retry might have helped (a tool missing on the worker, say), else a configuration one."""
+    cause = err.cause
     return CheckResult(
+        error=not (isinstance(cause, ApplicationError) and cause.non_retryable),
         name=name,
         passed=False,
         exit_code=None,
@@ -155,7 +158,7 @@ async def _pipeline(
         except ActivityError as err:
             checks.append(_failure("publish", err))
             result = PipelineResult(passed=False, checks=checks)
-    state: StatusState = "success" if result.passed else "failure"
+    state: StatusState = "success" if result.passed else "error" if result.errored else "failure"
     record.publish(f"{state}: {result.summary()}")
     await _report(input, context, state, result.summary())
     return result

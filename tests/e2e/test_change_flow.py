@@ -69,7 +69,7 @@ def test_change_goes_from_pr_to_prod_under_policy(baton_stack: E2EStack) -> None
 
     # prod: two distinct approvers, no self-approval, no strangers.
     refused = stack.baton("approve", change, "--env", "prod", "--as", AUTHOR)
-    assert refused.returncode == 2
+    assert refused.returncode == 3  # refused by policy (README: Exit codes)
     assert "forbids self-approval" in refused.stderr and "Traceback" not in refused.stderr
     stranger = stack.baton("approve", change, "--env", "prod", "--as", "mallory")
     assert "mallory may not approve prod" in stranger.stderr

@@ -12,7 +12,8 @@ import yaml
 
 from baton.config import ConfigError
 from baton.errors import BatonError, ToolNotFound
-from baton.forges.base import HeadChanged
+from baton.forges.base import HeadChanged, PullRequestNotFound
+from baton.forges.http import ForgeUnavailable
 from baton.local.stack import Stack, StackError
 from baton.policy import PolicyViolation
 from baton.settings import Settings
@@ -37,7 +38,9 @@ from tests.unit.test_rollback_activities import closed_port
         (WorkerUnavailable("change/web/1"), Exit.UNREACHABLE),
         (WaitTimedOut("change/web/1 is not deployed:prod after 30min"), Exit.TIMED_OUT),
         (DemoFailed("the PR pipeline failed"), Exit.NOT_THROUGH),
-        (HeadChanged("sample-app", 1, "a" * 40, "b" * 40), Exit.NOT_THROUGH),
+        (HeadChanged("sample-app", 1, "a" * 40, "b" * 40), Exit.REFUSED),
+        (PullRequestNotFound("sample-app", 42), Exit.NOT_FOUND),
+        (ForgeUnavailable("github answered 503"), Exit.UNREACHABLE),
     ],
 )
 def test_each_kind_of_error_is_one_line_and_its_own_exit_code(

@@ -23,21 +23,25 @@ from temporalio.client import (
     WorkflowHandle,
 )
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from activities.pipeline import BuildInput
-from baton.models import CheckResult, Decision, RolloutStatus
-from baton.temporal import SearchAttributes, TaskQueues
+from activities.pipeline import BuildInput, CheckInput
+from baton.errors import ToolNotFound
+from baton.models import ChangeStatus, CheckResult, Decision, RolloutStatus
+from baton.temporal import Queries, SearchAttributes, TaskQueues
 from cli import changes
 from cli.watch import WatchEvent, follow
-from tests.conftest import Baton, serving, until
+from tests.conftest import Baton, at_gate, serving, until
 from tests.workflows import test_change as change_tests
 from tests.workflows import test_rollout as rollout
 from tests.workflows.test_change import (
     abort,
     change_activities,
     environment,
+    head,
     merged,
+    open_change,
     promoting,
     rollout_of,
 )
@@ -76,6 +80,21 @@ def with_build(activities: dict[str, list], build: Build) -> dict[str, list]:
     """`activities`, with `build`'s stand-in image build."""
     others = [a for a in activities[TaskQueues.BUILD] if a.__name__ != "build_image"]
     return {**activities, TaskQueues.BUILD: [*others, build.activity()]}
+
+
+def with_missing_tool(activities: dict[str, list], missing: set[str]) -> dict[str, list]:
+    """`activities`, with a check whose tool is missing on the worker while its kind is in
+    `missing`: it fails as `find_tool` does, with a retryable ToolNotFound."""
+    (check,) = [a for a in activities[TaskQueues.BUILD] if a.__name__ == "run_check"]
+
+    @activity.defn(name="run_check")
+    async def run_check(input: CheckInput) -> CheckResult:
+        if input.kind in missing:
+            raise ApplicationError(str(ToolNotFound("hadolint", "/opt/tools")), type="ToolNotFound")
+        return await check(input)
+
+    others = [a for a in activities[TaskQueues.BUILD] if a is not check]
+    return {**activities, TaskQueues.BUILD: [*others, run_check]}
 
 
 @pytest.fixture
@@ -256,6 +275,38 @@ async def test_decisions_say_what_is_wrong_with_one_line_and_their_exit_code(
         4,
         "error: no change 'change/web/404': list changes with `baton changes ls`",
     )
+
+
+async def test_a_tool_missing_on_the_worker_is_an_infrastructure_error_to_rerun_not_to_fix(
+    isolated_client: Client, steps: Steps, cli_env: None, baton: Baton
+) -> None:
+    client, missing = isolated_client, {"dockerfile"}
+    async with serving(client, WORKFLOWS, with_missing_tool(change_activities(steps), missing)):
+        change = await open_change(client, 1, environment("prod"))
+        errored = await at_gate(change, "merge", ChangeStatus)
+
+        assert errored.gate is not None and errored.gate.description == (
+            "waiting for the pull request to be merged (its checks could not run, an "
+            "infrastructure error: once it is fixed, re-run them with "
+            f"`baton changes rerun {change.id}`)"
+        )
+        context, state, description = steps.reported(head(1))[-1]
+        assert (context, state) == ("baton/pr", "error")
+        assert description.startswith("dockerfile: error: hadolint not found")
+
+        missing.clear()  # an operator installs hadolint on the worker
+        code, out, _ = await run(baton, "changes", "rerun", change.id, "--as", "alice")
+        assert (code, out.strip()) == (0, f"re-running the checks of {head(1)[:12]}")
+        passed = await until(
+            lambda: change.query(Queries.STATUS, result_type=ChangeStatus),
+            lambda seen: seen.state == "awaiting-merge" and seen.reason is None,
+            "validated again",
+        )
+
+    assert passed.gate is not None
+    assert passed.gate.description == "waiting for the pull request to be merged"
+    assert steps.reported(head(1))[-1] == ("baton/pr", "success", "5 step(s) passed")
+    assert f"alice re-runs the checks of {head(1)[:12]}" in [s.detail for s in passed.timeline]
 
 
 @pytest.mark.parametrize(
