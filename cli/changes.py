@@ -122,12 +122,9 @@ async def show(client: Client, change: str) -> ChangeDetail:
     """The change's timeline and gate, the rollout it is in and its pipeline's steps, from what
     its workflows publish (see the module); raises ChangeNotFound."""
     change_id = normalize_id(change)
-    try:
-        description = await client.get_workflow_handle(change_id).describe()
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise ChangeNotFound(change_id) from None
-        raise
+    description = await _describe(client, change_id)
+    if description is None:
+        raise ChangeNotFound(change_id)
     status = await _published(client, description, ChangeStatus)
     workflow = description.status.name.lower() if description.status else "unknown"
     rollout = None
@@ -140,13 +137,18 @@ async def show(client: Client, change: str) -> ChangeDetail:
 
 async def read_status(client: Client, workflow_id: str, status_type: type[T]) -> T | None:
     """The status a workflow (change, rollout, pipeline) published; None when it has not started."""
+    description = await _describe(client, workflow_id)
+    return None if description is None else await _published(client, description, status_type)
+
+
+async def _describe(client: Client, workflow_id: str) -> WorkflowExecutionDescription | None:
+    """What Temporal holds of the workflow (no worker asked); None when there is no such one."""
     try:
-        description = await client.get_workflow_handle(workflow_id).describe()
+        return await client.get_workflow_handle(workflow_id).describe()
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             return None
         raise
-    return await _published(client, description, status_type)
 
 
 async def _published(
@@ -167,13 +169,9 @@ async def _steps(client: Client, status: ChangeStatus) -> list[Stage]:
         run = "ci"
     else:
         return []
-    handle = client.get_workflow_handle(pipeline_id(status.id, run))
-    try:
-        description = await handle.describe()
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            return []
-        raise
+    description = await _describe(client, pipeline_id(status.id, run))
+    if description is None:
+        return []
     pipeline = await description.memo_value("status", None, type_hint=PipelineStatus)
     if pipeline is None:
         return []

@@ -9,7 +9,8 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -106,14 +107,23 @@ def changes_watch(change: ChangeId, as_json: Json = False) -> None:
 async def _watch(client: Client, change: str, as_json: bool) -> str:
     """Print the change's events as they come; returns how it ended."""
     end = "unknown"
-    with console.status("reading the change…") as live:
+    with _live_line(quiet=as_json) as live:
         async for events, detail in follow(client, change):
             for event in events:
                 _print_event(event, as_json)
                 end = event.state if event.event == "end" and event.state else end
-            if not as_json:
-                live.update(now_line(detail))
+            live(now_line(detail))
     return end
+
+
+@contextmanager
+def _live_line(*, quiet: bool) -> Iterator[Callable[[str], None]]:
+    """A line rewritten in place under the output, on a terminal only; none when `quiet` (--json)."""
+    if quiet:
+        yield lambda line: None
+        return
+    with console.status("reading the change…") as status:
+        yield status.update
 
 
 def _print_event(event: WatchEvent, as_json: bool) -> None:
@@ -495,19 +505,9 @@ def demo(
     seed_repositories(forge, config)
 
     async def run(client: Client) -> DemoSummary:
-        if as_json:
-            return await Demo(
-                client, config, settings, forge, auto_approve=auto_approve, say=say
-            ).run()
-        with console.status("starting the change…") as live:
+        with _live_line(quiet=as_json) as live:
             runner = Demo(
-                client,
-                config,
-                settings,
-                forge,
-                auto_approve=auto_approve,
-                say=say,
-                live=live.update,
+                client, config, settings, forge, auto_approve=auto_approve, say=say, live=live
             )
             return await runner.run()
 
