@@ -11,6 +11,7 @@ import re
 from datetime import datetime, time
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -138,6 +139,17 @@ class VerifyConfig(Model):
         default=None, description="substring the body must contain; {commit} is the change's commit"
     )
     timeout_s: int = Field(default=120, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                f"{url!r} is not an http(s) URL: give the address the app answers on, "
+                "e.g. http://127.0.0.1:18081/version"
+            )
+        return url
 
 
 class ImageValues(Model):

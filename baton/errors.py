@@ -20,7 +20,8 @@ problem is; a family of errors lives beside the adapter that raises it (module i
     ├── RequestError ✗                  a request that cannot be carried out as made
     │   ├── BadRequest                  a missing or invalid value
     │   ├── WebhookRejected             [api.github] a webhook delivery (answered with its status)
-    │   └── ChangeNotFound              [cli.changes]
+    │   └── NotFound                    what the request names does not exist
+    │       └── ChangeNotFound, EnvironmentNotFound   [cli.changes]
     ├── DecisionRefused ✗               a decision the policy or the rollout's state does not allow
     │   ├── PolicyViolation             [policy] an approval, rejection or override the rules forbid
     │   ├── NotAwaitingApproval
@@ -57,7 +58,8 @@ problem is; a family of errors lives beside the adapter that raises it (module i
     │   ├── ArtifactError               [artifacts]
     │   ├── LogNotFound                 [logs] another worker may hold it
     │   └── StackError                  [local.stack]
-    └── DemoFailed                      [cli.demo] the demo's change did not get through
+    ├── DemoFailed                      [cli.demo] the demo's change did not get through
+    └── WaitTimedOut                    [cli.watch] `baton changes wait` gave up after --timeout
 """
 
 from __future__ import annotations
@@ -98,6 +100,10 @@ class ConfigurationError(BatonError):
 
 class RequestError(BatonError):
     """A request (a CLI command, an API call, a webhook delivery) that cannot be carried out as made."""
+
+
+class NotFound(RequestError):
+    """What the request names (a change, an environment of it) does not exist."""
 
 
 class DecisionRefused(BatonError):
@@ -159,9 +165,9 @@ class NotSynced(ClusterError):
 class ToolNotFound(InfrastructureError):
     """A command-line tool Baton needs is neither in the tools directory nor on PATH."""
 
-    def __init__(self, name: str, searched: str) -> None:
+    def __init__(self, name: str, searched: str, install: str = "make tools") -> None:
         super().__init__(
-            f"{name} not found (looked in {searched} and on PATH): run `make tools` "
+            f"{name} not found (looked in {searched} and on PATH): run `{install}` "
             f"or put {name} on PATH"
         )
         self.name = name

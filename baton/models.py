@@ -73,6 +73,11 @@ class CheckResult(BaseModel):
     summary: str  # one line: the tool's own finding
     excerpt: str  # the last lines of output
     log_ref: LogRef | None = None  # the full output in the LogStore
+    error: bool = Field(
+        default=False,
+        description="the step could not run (a tool or service missing or down on the worker, "
+        "after retries): it says nothing about the code, and is re-run once fixed",
+    )
 
 
 class Artifact(BaseModel):
@@ -191,6 +196,11 @@ class PipelineResult(BaseModel):
     @property
     def failures(self) -> list[CheckResult]:
         return [c for c in self.checks if not c.passed]
+
+    @property
+    def errored(self) -> bool:
+        """Failed only because steps could not run (infrastructure), not on a finding."""
+        return bool(self.failures) and all(c.error for c in self.failures)
 
     def summary(self) -> str:
         """One line: what failed, in the tools' own words, or that everything passed."""
@@ -362,6 +372,16 @@ class ChangeStatus(BaseModel):
     reason: str | None = None
     rollouts: list[RolloutResult] = []
     current_rollout: str | None = None
+    environments: list[str] = Field(
+        default=[], description="the environments it is promoted to, in order (empty: unknown)"
+    )
+
+
+class PipelineStatus(BaseModel):
+    """What a pipeline publishes as its `status` memo: its headline and its steps so far."""
+
+    headline: str
+    timeline: list[Stage] = []
 
 
 class AbortInput(BaseModel):

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import os
 
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig
 from temporalio.runtime import Runtime
+from temporalio.service import RPCError, RPCStatusCode
 
-from baton.errors import InfrastructureError
+from baton.errors import ConfigurationError, InfrastructureError
 from baton.models import ChangeInput
+from baton.settings import Settings
 from baton.telemetry import client_interceptors
 
 
@@ -124,6 +127,7 @@ class Updates:
     OVERRIDE_FREEZE = "override_freeze"
     # ChangeWorkflow
     ABORT = "abort"
+    RERUN = "rerun"
 
 
 class Queries:
@@ -134,26 +138,44 @@ class TemporalUnavailable(InfrastructureError):
     def __init__(self, target: str, reason: str) -> None:
         super().__init__(
             f"cannot reach Temporal at {target} ({reason}): start it with `baton dev up` "
-            f"or set TEMPORAL_ADDRESS"
+            f"or set TEMPORAL_ADDRESS (or BATON_TEMPORAL_PORT)"
+        )
+
+
+class NamespaceNotFound(ConfigurationError):
+    def __init__(self, namespace: str, target: str) -> None:
+        super().__init__(
+            f"Temporal at {target} has no namespace {namespace!r}: set TEMPORAL_NAMESPACE to one "
+            f"it has (`temporal operator namespace list`), or unset it for `default`"
         )
 
 
 def connect_config() -> dict:
-    """Connection settings from TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TLS and API-key variables."""
+    """Connection settings from TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TLS and API-key variables.
+
+    Without TEMPORAL_ADDRESS, the embedded stack's Temporal: 127.0.0.1 on BATON_TEMPORAL_PORT
+    (7233 by default), the port `baton dev up` starts it on.
+    """
     config = dict(ClientConfig.load_client_connect_config())
-    config.setdefault("target_host", os.environ.get("TEMPORAL_ADDRESS", "127.0.0.1:7233"))
+    config.setdefault(
+        "target_host",
+        os.environ.get("TEMPORAL_ADDRESS") or f"127.0.0.1:{Settings().temporal_port}",
+    )
     return config
 
 
 async def connect(target_host: str | None = None, runtime: Runtime | None = None) -> Client:
-    """A client with Baton's pydantic data converter and, when tracing is on, the SDK's tracing
-    interceptor (`baton.telemetry`); on `runtime` (its metrics) if given. Fails with one clear line
-    when Temporal is unreachable."""
+    """A client with Baton's pydantic data converter, its namespace checked, and, when tracing is
+    on, the SDK's tracing interceptor (`baton.telemetry`); on `runtime` (its metrics) if given.
+
+    Raises `TemporalUnavailable` when Temporal does not answer and `NamespaceNotFound` when it
+    has no such namespace, each one line.
+    """
     config = connect_config()
     if target_host:
         config["target_host"] = target_host
     try:
-        return await Client.connect(
+        client = await Client.connect(
             **config,
             data_converter=pydantic_data_converter,
             interceptors=client_interceptors(),
@@ -162,3 +184,12 @@ async def connect(target_host: str | None = None, runtime: Runtime | None = None
     except RuntimeError as exc:
         reason = "connection refused" if "refused" in str(exc) else str(exc).splitlines()[0][:200]
         raise TemporalUnavailable(config["target_host"], reason) from None
+    try:
+        await client.workflow_service.describe_namespace(
+            DescribeNamespaceRequest(namespace=client.namespace)
+        )
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise NamespaceNotFound(client.namespace, config["target_host"]) from None
+        raise
+    return client

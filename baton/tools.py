@@ -12,6 +12,8 @@ from pathlib import Path
 from baton.errors import ToolNotFound
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Tools that come as Python packages (pyproject.toml), so `make install` puts them in the venv.
+PACKAGED_TOOLS = {"temporal", "temporal-test-server"}
 
 
 def tools_dir() -> Path:
@@ -29,7 +31,8 @@ def find_tool(name: str) -> str:
     """Absolute path of `name`, preferring the tools directory, then the venv, then PATH."""
     found = shutil.which(name, path=search_path())
     if found is None:
-        raise ToolNotFound(name, str(tools_dir()))
+        install = "make install" if name in PACKAGED_TOOLS else "make tools"
+        raise ToolNotFound(name, str(tools_dir()), install)
     return found
 
 

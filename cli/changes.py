@@ -1,4 +1,12 @@
-"""Client-side operations on changes: list, inspect, approve, reject, abort (CLI and API share them)."""
+"""Client-side operations on changes: list, inspect, follow, approve, reject, abort (CLI and API
+share them).
+
+What a change shows is read from what its workflows publish: search attributes for the list, the
+`status` memo of the change, its rollouts and pipelines for one change (`show`), and the heartbeat
+of a running build. Temporal answers those from its own store, so they need no worker, and a
+finished change never does. Only changes started before the workflows published a memo are asked
+by query, which a worker answers.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +14,41 @@ from datetime import datetime
 from typing import TypeVar
 
 from pydantic import BaseModel
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from baton.errors import DecisionRefused, InfrastructureError, RequestError
-from baton.models import AbortInput, ChangeStatus, Decision, RolloutStatus
-from baton.temporal import Queries, SearchAttributes, Updates, WorkflowTypes, rollout_id
+from baton.errors import DecisionRefused, InfrastructureError, NotFound
+from baton.models import (
+    AbortInput,
+    ChangeStatus,
+    Decision,
+    PipelineStatus,
+    RolloutStatus,
+    Stage,
+)
+from baton.temporal import (
+    Queries,
+    SearchAttributes,
+    Updates,
+    WorkflowTypes,
+    pipeline_id,
+    rollout_id,
+)
 
 T = TypeVar("T")
 
 
-class ChangeNotFound(RequestError):
+class ChangeNotFound(NotFound):
     def __init__(self, change_id: str) -> None:
         super().__init__(f"no change {change_id!r}: list changes with `baton changes ls`")
+
+
+class EnvironmentNotFound(NotFound):
+    def __init__(self, change_id: str, environment: str, environments: list[str]) -> None:
+        super().__init__(
+            f"{change_id} has no environment {environment!r}: it is promoted to "
+            f"{', '.join(environments)}"
+        )
 
 
 class WorkerUnavailable(InfrastructureError):
@@ -41,10 +71,25 @@ class ChangeSummary(BaseModel):
     environment: str | None
     started_at: datetime | None
 
+    @property
+    def label(self) -> str:
+        """What `changes ls` calls the change: its state (aborted, completed...), or how its
+        workflow ended when the workflow did not end itself (terminated, timed_out, failed)."""
+        if self.status in ("running", "completed") and self.state:
+            return self.state
+        return self.status
+
 
 class ChangeDetail(BaseModel):
+    """One change as `baton changes show` prints it."""
+
     change: ChangeStatus
     rollout: RolloutStatus | None = None
+    workflow: str = "running"
+    """Temporal's status of the change's workflow: running, completed, terminated, failed..."""
+    steps: list[Stage] = []
+    """The steps of the pipeline the change is in (validating, integrating); a running build's
+    detail is its last progress line."""
 
 
 def normalize_id(change: str) -> str:
@@ -75,13 +120,71 @@ async def list_changes(client: Client, limit: int = 50) -> list[ChangeSummary]:
 
 
 async def show(client: Client, change: str) -> ChangeDetail:
-    """The change's timeline and gate, plus the status of the rollout it is in, if any."""
+    """The change's timeline and gate, the rollout it is in and its pipeline's steps, from what
+    its workflows publish (see the module); raises ChangeNotFound."""
     change_id = normalize_id(change)
-    status = await _query(client, change_id, ChangeStatus)
+    description = await _describe(client, change_id)
+    if description is None:
+        raise ChangeNotFound(change_id)
+    status = await _published(client, description, ChangeStatus)
+    workflow = description.status.name.lower() if description.status else "unknown"
     rollout = None
     if status.current_rollout:
-        rollout = await _query(client, status.current_rollout, RolloutStatus)
-    return ChangeDetail(change=status, rollout=rollout)
+        rollout = await read_status(client, status.current_rollout, RolloutStatus)
+    return ChangeDetail(
+        change=status, rollout=rollout, workflow=workflow, steps=await _steps(client, status)
+    )
+
+
+async def read_status(client: Client, workflow_id: str, status_type: type[T]) -> T | None:
+    """The status a workflow (change, rollout, pipeline) published; None when it has not started."""
+    description = await _describe(client, workflow_id)
+    return None if description is None else await _published(client, description, status_type)
+
+
+async def _describe(client: Client, workflow_id: str) -> WorkflowExecutionDescription | None:
+    """What Temporal holds of the workflow (no worker asked); None when there is no such one."""
+    try:
+        return await client.get_workflow_handle(workflow_id).describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+
+
+async def _published(
+    client: Client, description: WorkflowExecutionDescription, status_type: type[T]
+) -> T:
+    status = await description.memo_value("status", None, type_hint=status_type)
+    if status is None:  # started before workflows published their status
+        return await _query(client, description.id, status_type)
+    return status
+
+
+async def _steps(client: Client, status: ChangeStatus) -> list[Stage]:
+    """The steps of the pipeline a validating or integrating change is in; a running build's
+    detail is the last line it reported (its activity's heartbeat)."""
+    if status.state == "validating":
+        run = f"pr-{sum(1 for s in status.timeline if s.name.startswith('validate '))}"
+    elif status.state == "integrating":
+        run = "ci"
+    else:
+        return []
+    description = await _describe(client, pipeline_id(status.id, run))
+    if description is None:
+        return []
+    pipeline = await description.memo_value("status", None, type_hint=PipelineStatus)
+    if pipeline is None:
+        return []
+    for activity in description.raw_description.pending_activities:
+        if activity.activity_type.name == "build_image" and activity.heartbeat_details.payloads:
+            (line, *_) = await client.data_converter.decode(
+                list(activity.heartbeat_details.payloads)
+            )
+            for step in pipeline.timeline:
+                if step.name == "image" and step.outcome == "running":
+                    step.detail = str(line)
+    return pipeline.timeline
 
 
 async def _query(client: Client, workflow_id: str, result_type: type[T]) -> T:
@@ -120,6 +223,8 @@ async def _update_rollout(
     """Send an Update to the change's rollout into `environment`; Refused says why not."""
     detail = await show(client, change)
     status = detail.change
+    if status.environments and environment not in status.environments:
+        raise EnvironmentNotFound(status.id, environment, status.environments)
     if status.artifact is None:
         raise Refused(
             f"{status.id} has not been integrated yet (now: {status.state}): "
@@ -143,21 +248,32 @@ async def _update_rollout(
 
 
 async def abort(client: Client, change: str, user: str, reason: str) -> str:
+    """Stop the change wherever it is; Refused says why not."""
+    return await _update_change(client, change, Updates.ABORT, AbortInput(user=user, reason=reason))
+
+
+async def rerun(client: Client, change: str, user: str) -> str:
+    """Validate the change's head again (its checks could not run, and that is fixed); Refused
+    unless it waits for its merge."""
+    return await _update_change(client, change, Updates.RERUN, user)
+
+
+async def _update_change(client: Client, change: str, update: str, arg: object) -> str:
     change_id = normalize_id(change)
     try:
         return await client.get_workflow_handle(change_id).execute_update(
-            Updates.ABORT, AbortInput(user=user, reason=reason), result_type=str
+            update, arg, result_type=str
         )
     except WorkflowUpdateFailedError as exc:
         raise Refused(getattr(exc.cause, "message", None) or str(exc.cause)) from None
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             # Temporal refuses updates to a closed workflow as "not found": say which it is.
-            raise await _not_running(client, change_id) from None
+            raise await _not_running(client, change_id, update) from None
         raise
 
 
-async def _not_running(client: Client, change_id: str) -> ChangeNotFound | Refused:
+async def _not_running(client: Client, change_id: str, update: str) -> ChangeNotFound | Refused:
     """Why `change_id` takes no update: it has ended (and how), or there is no such change."""
     try:
         described = await client.get_workflow_handle(change_id).describe()
@@ -166,4 +282,4 @@ async def _not_running(client: Client, change_id: str) -> ChangeNotFound | Refus
             return ChangeNotFound(change_id)
         raise
     ended = described.status.name.lower() if described.status else "closed"
-    return Refused(f"{change_id} has already ended ({ended}): nothing to abort")
+    return Refused(f"{change_id} has already ended ({ended}): nothing to {update}")

@@ -19,11 +19,12 @@ from temporalio.client import Client
 from baton.config import BatonConfig
 from baton.errors import BatonError
 from baton.local.forge import LocalForge
-from baton.models import TERMINAL_STATES, ChangeStatus, Decision, Gate
+from baton.models import ChangeStatus, Decision, Gate
 from baton.settings import Settings
 from baton.temporal import change_id
 from baton.tools import PROJECT_ROOT
 from cli import changes
+from cli.watch import follow, now_line
 
 EXAMPLES = PROJECT_ROOT / "examples"
 AUTHOR = "alice"
@@ -127,7 +128,8 @@ def _git(cwd: Path, user: str = AUTHOR) -> Callable[..., None]:
 
 
 class Demo:
-    """Drives one change; `say` prints progress lines."""
+    """Drives one change; `say` prints what happens to it, line by line, and `live` shows the
+    stage and step it is at now, with elapsed time (a line rewritten in place)."""
 
     def __init__(
         self,
@@ -139,6 +141,7 @@ class Demo:
         auto_approve: bool,
         say: Callable[[str], None],
         app: str | None = None,
+        live: Callable[[str], None] = lambda line: None,
         timeout_s: float = 1800,
     ) -> None:
         self.client = client
@@ -148,6 +151,7 @@ class Demo:
         self.forge = forge
         self.auto_approve = auto_approve
         self.say = say
+        self.live = live
         self.timeout_s = timeout_s
 
     async def run(self) -> DemoSummary:
@@ -169,48 +173,41 @@ class Demo:
         return await self._summary(status)
 
     async def _follow(self, change_id: str, merge: tuple[str, int]) -> ChangeStatus:
-        """Print each new stage; merge when validation passed; approve when asked to."""
-        deadline = time.monotonic() + self.timeout_s
-        printed: set[str] = set()
+        """Print the change as `baton changes watch` does; merge when validation passed; approve
+        when asked to."""
         merged = False
         prompted: set[str] = set()
         answered = time.monotonic()
-        while time.monotonic() < deadline:
-            try:
-                detail = await changes.show(self.client, change_id)
-            except changes.ChangeNotFound:
-                await asyncio.sleep(0.5)
-                continue
-            except changes.WorkerUnavailable:
-                # A busy or restarting worker: ask again, for a while.
-                if time.monotonic() - answered > WORKER_PATIENCE_S:
-                    raise
-                await asyncio.sleep(0.5)
-                continue
-            answered = time.monotonic()
-            status = detail.change
-            stages = [*status.timeline, *(detail.rollout.timeline if detail.rollout else [])]
-            for stage in stages:
-                key = f"{stage.name}:{stage.started_at}:{stage.outcome}"
-                if stage.outcome != "running" and key not in printed and stage.name != "note":
-                    printed.add(key)
-                    self.say(
-                        f"  {'✔' if stage.outcome == 'succeeded' else '✘'} {stage.name}: {stage.detail}"
-                    )
-            if status.state in TERMINAL_STATES:
-                return status
-            if status.state == "awaiting-merge" and not merged:
-                if status.reason:
-                    raise DemoFailed(f"the PR pipeline failed: {status.reason}")
-                self.say(f"  {MERGER} merges {merge[0]}#{merge[1]}")
-                self.forge.user = MERGER
-                self.forge.merge_pull_request(merge[0], merge[1], status.head_sha)
-                merged = True
-            gate = detail.rollout.gate if detail.rollout else None
-            if gate is not None and gate.kind == "approval" and gate.environment:
-                await self._approvals(change_id, gate.environment, gate, prompted)
-            await asyncio.sleep(0.5)
-        raise DemoFailed(f"{change_id} did not finish within {self.timeout_s:.0f}s")
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                while True:
+                    try:
+                        async for events, detail in follow(self.client, change_id, poll_s=0.5):
+                            for event in events:
+                                self.say(f"  {event.text}")
+                            self.live(now_line(detail))
+                            status, answered = detail.change, time.monotonic()
+                            if status.state == "awaiting-merge" and not merged:
+                                if status.reason:
+                                    raise DemoFailed(f"the PR pipeline failed: {status.reason}")
+                                self.say(f"  {MERGER} merges {merge[0]}#{merge[1]}")
+                                self.forge.user = MERGER
+                                self.forge.merge_pull_request(merge[0], merge[1], status.head_sha)
+                                merged = True
+                            gate = detail.rollout.gate if detail.rollout else None
+                            if gate is not None and gate.kind == "approval" and gate.environment:
+                                await self._approvals(change_id, gate.environment, gate, prompted)
+                        return status
+                    except changes.ChangeNotFound:  # the API has not started it yet
+                        await asyncio.sleep(0.5)
+                    except changes.WorkerUnavailable:
+                        # A change read through its query (started before status memos) with a
+                        # busy or restarting worker: ask again, for a while.
+                        if time.monotonic() - answered > WORKER_PATIENCE_S:
+                            raise
+                        await asyncio.sleep(0.5)
+        except TimeoutError:
+            raise DemoFailed(f"{change_id} did not finish within {self.timeout_s:.0f}s") from None
 
     async def _approvals(self, change_id: str, env: str, gate: Gate, prompted: set[str]) -> None:
         if not self.auto_approve:

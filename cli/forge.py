@@ -18,6 +18,7 @@ from baton.errors import BatonError
 from baton.forges.base import PullRequest, ReviewState
 from baton.local.forge import LocalForge
 from baton.settings import Settings
+from cli.exits import exit_code
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -37,6 +38,7 @@ forge_app.add_typer(pr_app, name="pr")
 Actor = Annotated[str, typer.Option("--as", help="the user acting")]
 Repo = Annotated[str, typer.Argument(help="repository name, e.g. sample-app")]
 Number = Annotated[int, typer.Argument(help="pull request number")]
+Json = Annotated[bool, typer.Option("--json", help="print JSON")]
 
 
 def _forge(user: str = "baton") -> LocalForge:
@@ -50,7 +52,8 @@ def _forge(user: str = "baton") -> LocalForge:
 
 
 def _user_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Show a BatonError as one red line on stderr and exit 2, never a traceback."""
+    """Show a BatonError as one red line on stderr and exit with its code (`cli.exits`), never a
+    traceback."""
 
     @functools.wraps(command)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -58,7 +61,7 @@ def _user_errors(command: Callable[P, R]) -> Callable[P, R]:
             return command(*args, **kwargs)
         except BatonError as exc:
             err_console.print(f"error: {exc}", style="red", markup=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+            raise typer.Exit(exit_code(exc)) from None
 
     return run
 
@@ -125,9 +128,13 @@ def repo_protect(
 
 @repo_app.command("list")
 @_user_errors
-def repo_list() -> None:
+def repo_list(as_json: Json = False) -> None:
     """List repositories with their clone URLs."""
     forge = _forge()
+    if as_json:
+        repos = [{"name": name, "clone_url": forge.clone_url(name)} for name in forge.list_repos()]
+        print(json.dumps(repos, indent=2))
+        return
     for name in forge.list_repos():
         console.print(f"{name}  {forge.clone_url(name)}", markup=False)
 
@@ -154,9 +161,13 @@ def pr_open(
 def pr_list(
     repo: Annotated[str | None, typer.Argument(help="only this repository")] = None,
     state: Annotated[Literal["open", "closed", "merged", "all"], typer.Option()] = "open",
+    as_json: Json = False,
 ) -> None:
     """List pull requests."""
     prs = _forge().list_pull_requests(repo, None if state == "all" else state)
+    if as_json:
+        print(json.dumps([pr.model_dump(mode="json") for pr in prs], indent=2))
+        return
     table = Table("PR", "state", "title", "author", "head", "base", box=None)
     for pr in prs:
         table.add_row(
@@ -175,7 +186,7 @@ def pr_list(
 def pr_show(
     repo: Repo,
     number: Number,
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    as_json: Json = False,
 ) -> None:
     """Show a pull request with its reviews, comments and the statuses of its head."""
     forge = _forge()

@@ -9,7 +9,8 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -24,14 +25,16 @@ from baton.errors import BadRequest, BatonError, ConfigurationError
 from baton.forges import create_forge
 from baton.local.forge import LocalForge
 from baton.local.stack import Stack
-from baton.models import Decision, Stage
+from baton.models import ChangeStatus, Decision, Stage
 from baton.settings import Settings
 from baton.temporal import connect
 from cli import changes
 from cli import render as render_command
 from cli.demo import Demo, DemoSummary, seed_repositories
+from cli.exits import Exit, exit_code
 from cli.forge import forge_app
 from cli.images import images_app
+from cli.watch import Until, WaitTimedOut, WatchEvent, follow, now_line
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -71,7 +74,7 @@ def _client_call(operation: Callable[[Client], Awaitable[T]]) -> T:
 
 @changes_app.command("ls")
 def changes_ls(as_json: Json = False) -> None:
-    """Changes, newest first: id, workflow status, change state, environment and commit."""
+    """Changes, newest first: id, state, environment and commit (no worker needed)."""
     summaries = _client_call(changes.list_changes)
     if as_json:
         print(json.dumps([s.model_dump(mode="json") for s in summaries], indent=2))
@@ -80,19 +83,121 @@ def changes_ls(as_json: Json = False) -> None:
         console.print("no changes yet: open a PR on a configured app (or run `baton demo`)")
     for s in summaries:
         commit = (s.commit or "")[:12]
-        console.print(
-            f"{s.id:<32} {s.status:<10} {s.state or '':<14} {s.environment or '-':<10} {commit}"
-        )
+        console.print(f"{s.id:<32} {s.label:<14} {s.environment or '-':<10} {commit}")
 
 
 @changes_app.command("show")
 def changes_show(change: ChangeId, as_json: Json = False) -> None:
-    """A change's timeline, its current gate, and who it waits for."""
+    """A change's timeline, its current gate, and who it waits for (no worker needed)."""
     detail = _client_call(lambda client: changes.show(client, change))
     if as_json:
         print(detail.model_dump_json(indent=2))
         return
     render_change(detail)
+
+
+@changes_app.command("watch")
+def changes_watch(change: ChangeId, as_json: Json = False) -> None:
+    """Follow a change live until it ends: its stage and step with elapsed time, its gate and on
+    whom it waits, each environment's outcome. Exit 0 when it completes, 1 when it fails, is
+    rejected, aborted, closed or superseded. With --json, one event per line."""
+    end = _client_call(lambda client: _watch(client, change, as_json))
+    if end != "completed":
+        raise typer.Exit(Exit.NOT_THROUGH)
+
+
+async def _watch(client: Client, change: str, as_json: bool) -> str:
+    """Print the change's events as they come; returns how it ended."""
+    end = "unknown"
+    with _live_line(quiet=as_json) as live:
+        async for events, detail in follow(client, change):
+            for event in events:
+                _print_event(event, as_json)
+                end = event.state if event.event == "end" and event.state else end
+            live(now_line(detail))
+    return end
+
+
+@contextmanager
+def _live_line(*, quiet: bool) -> Iterator[Callable[[str], None]]:
+    """A line rewritten in place under the output, on a terminal only; none when `quiet` (--json)."""
+    if quiet:
+        yield lambda line: None
+        return
+    with console.status("reading the change…") as status:
+        yield status.update
+
+
+def _print_event(event: WatchEvent, as_json: bool) -> None:
+    if as_json:
+        print(event.model_dump_json(exclude_none=True), flush=True)
+        return
+    style = {"end": "bold", "gate": "yellow", "environment": "bold"}.get(event.event, "")
+    console.print(f"{event.at:%H:%M:%S} {event.text}", style=style, markup=False, highlight=False)
+
+
+@changes_app.command("wait")
+def changes_wait(
+    change: ChangeId,
+    until: Annotated[
+        str, typer.Option("--until", help="deployed:ENV (e.g. deployed:prod) or completed")
+    ],
+    timeout: Annotated[
+        str, typer.Option("--timeout", help="give up after this long: 90s, 30m, 2h")
+    ] = "30m",
+    as_json: Json = False,
+) -> None:
+    """Wait, silently, until a change is deployed to ENV (or completed). Exit 0 when it is, 1 when
+    the change ends without it, 6 after --timeout."""
+    goal = Until.parse(until)
+    seconds = _seconds(timeout)
+    status = _client_call(lambda client: _wait(client, change, goal, seconds))
+    reached = goal.reached(status)
+    if as_json:
+        result = {"change": status.id, "until": str(goal), "reached": reached}
+        print(json.dumps({**result, "state": status.state, "reason": status.reason}))
+    elif reached:
+        console.print(f"{status.id}: {goal}", highlight=False)
+    if not reached:
+        err_console.print(
+            f"{status.id} ended {status.state} ({status.reason}) without {goal}",
+            markup=False,
+            highlight=False,
+        )
+        raise typer.Exit(Exit.NOT_THROUGH)
+
+
+async def _wait(client: Client, change: str, goal: Until, seconds: float) -> ChangeStatus:
+    """The change's status once `goal` is reached or the change ended; WaitTimedOut after
+    `seconds`, EnvironmentNotFound when the change has no such environment."""
+    status: ChangeStatus | None = None
+    try:
+        async with asyncio.timeout(seconds):
+            async for _, detail in follow(client, change):
+                status = detail.change
+                goal.check(status)
+                if goal.reached(status):
+                    break
+    except TimeoutError:
+        now = f" (now: {status.state} {status.reason or ''}".rstrip() + ")" if status else ""
+        raise WaitTimedOut(
+            f"{changes.normalize_id(change)} is not {goal} after {_human(seconds)}{now}"
+        ) from None
+    assert status is not None  # follow yields at least once or raises
+    return status
+
+
+def _seconds(text: str) -> float:
+    """`90s`, `30m`, `2h` or plain seconds, as seconds; BadRequest otherwise."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    try:
+        seconds = float(number) * units[unit]
+    except ValueError:
+        raise BadRequest(f"--timeout {text!r}: give a duration like 90s, 30m or 2h") from None
+    if seconds <= 0:
+        raise BadRequest(f"--timeout {text!r}: give a duration like 90s, 30m or 2h")
+    return seconds
 
 
 def render_change(detail: changes.ChangeDetail) -> None:
@@ -101,12 +206,16 @@ def render_change(detail: changes.ChangeDetail) -> None:
     console.print(
         f"state: [bold]{status.state}[/]" + (f" ({status.reason})" if status.reason else "")
     )
+    if detail.workflow not in ("running", "completed"):
+        console.print(f"[red]its workflow was {detail.workflow}[/]: it will not move on")
     if status.merge_commit:
         console.print(f"merge commit: {status.merge_commit}")
     if status.artifact:
         console.print(f"artifact: {status.artifact.image_ref}")
     for stage in status.timeline:
         _print_stage(stage, indent="  ")
+    for stage in detail.steps:
+        _print_stage(stage, indent="    ")
     rollout = detail.rollout
     if rollout is not None:
         console.print(f"rollout to [bold]{rollout.environment}[/]:")
@@ -244,6 +353,16 @@ def abort(
     console.print(_client_call(lambda c: changes.abort(c, change, as_, reason)))
 
 
+@changes_app.command("rerun")
+def changes_rerun(
+    change: ChangeId,
+    as_: Annotated[str, typer.Option("--as", help="who asks")] = "baton",
+) -> None:
+    """Validate a change's head again, once what kept its checks from running is fixed (its PR
+    shows the commit status `error`)."""
+    console.print(_client_call(lambda c: changes.rerun(c, change, as_)))
+
+
 @app.command("render")
 def render(
     app_name: Annotated[str, typer.Argument(metavar="APP", help="the app, as configured")],
@@ -289,14 +408,26 @@ def render(
 
 
 @config_app.command("check")
-def config_check(file: Annotated[Path, typer.Argument(help="the baton.yaml to validate")]) -> None:
+def config_check(
+    file: Annotated[Path, typer.Argument(help="the baton.yaml to validate")], as_json: Json = False
+) -> None:
     """Exit 0 when FILE is valid; otherwise print one line per problem and exit 2."""
     try:
         config = load_config(file)
     except ConfigError as exc:
+        if as_json:
+            print(json.dumps({"file": str(file), "valid": False, "problems": exc.problems}))
         for problem in exc.problems:
             err_console.print(f"{file}: {problem}", markup=False, highlight=False)
-        raise typer.Exit(2) from None
+        raise typer.Exit(Exit.USAGE) from None
+    if as_json:
+        apps, environments = [a.name for a in config.apps], [e.name for e in config.environments]
+        print(
+            json.dumps(
+                {"file": str(file), "valid": True, "apps": apps, "environments": environments}
+            )
+        )
+        return
     console.print(
         f"{file}: ok ({len(config.apps)} app(s), {len(config.environments)} environment(s))"
     )
@@ -336,13 +467,18 @@ def dev_up(
 
 
 @dev_app.command("status")
-def dev_status() -> None:
+def dev_status(as_json: Json = False) -> None:
     """Show which services of the embedded stack run; exit 1 when any is down."""
     stack = Stack()
     status = stack.status()
+    down = any(pid is None for pid in status.values())
+    if as_json:
+        services = {name: {"running": pid is not None, "pid": pid} for name, pid in status.items()}
+        print(json.dumps({"services": services, "temporal_port": stack.settings.temporal_port}))
+        raise typer.Exit(1 if down else 0)
     for name, pid in status.items():
         console.print(f"{name:<10} {f'running (pid {pid})' if pid else 'stopped'}")
-    if any(pid is None for pid in status.values()):
+    if down:
         raise typer.Exit(1)
     _print_urls(stack.settings)
 
@@ -381,10 +517,18 @@ def demo(
     seed_repositories(forge, config)
 
     async def run(client: Client) -> DemoSummary:
-        runner = Demo(
-            client, config, settings, forge, auto_approve=auto_approve, say=say, app=app_name
-        )
-        return await runner.run()
+        with _live_line(quiet=as_json) as live:
+            runner = Demo(
+                client,
+                config,
+                settings,
+                forge,
+                auto_approve=auto_approve,
+                say=say,
+                live=live,
+                app=app_name,
+            )
+            return await runner.run()
 
     summary = _client_call(run)
     if as_json:
@@ -402,13 +546,13 @@ def demo(
 
 
 def run() -> int:
-    """Run the command line and return its exit code; user errors become one line on stderr and
-    exit code 2, never a traceback."""
+    """Run the command line and return its exit code (`cli.exits`); errors become one line on
+    stderr, never a traceback."""
     try:
         app()
     except BatonError as exc:
         err_console.print(f"error: {exc}", markup=False, highlight=False)
-        return 2
+        return exit_code(exc)
     except SystemExit as done:  # typer ends every command this way
         if isinstance(done.code, str):
             err_console.print(done.code, markup=False, highlight=False)

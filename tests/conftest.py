@@ -7,6 +7,7 @@ import asyncio
 import inspect
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -28,6 +29,7 @@ from temporalio.worker import Worker
 from baton.models import GateKind
 from baton.temporal import Queries, SearchAttributes, TaskQueues
 from baton.tools import find_tool
+from cli import main
 from tests.fixtures.ports import free_port
 
 pytest_plugins = ["tests.fixtures.docker"]
@@ -258,3 +260,23 @@ def make_repo(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return make
+
+
+Baton = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def baton(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Baton:
+    """Runs the `baton` command line in-process; returns (exit code, stdout, stderr).
+
+    From an async test, run it in a thread (`asyncio.to_thread(baton, ...)`): a command runs its
+    own event loop.
+    """
+
+    def run(*args: str) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["baton", *args])
+        code = main.run()
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run

@@ -72,6 +72,7 @@ class ChangeWorkflow:
             f"**{plan.app.name}#{input.pr_number}** by {input.author}",
             ui_url=plan.ui_url,
             namespace=plan.namespace,
+            status=self.status,
         )
         self.lanes = LaneClient(plan.app.name, self.record)
         self.head_sha = input.head_sha
@@ -90,6 +91,7 @@ class ChangeWorkflow:
         self.body: asyncio.Future | None = None
         self.merged_at: datetime | None = None
         self.validated: dict[str, bool] = {}  # head → whether its validation passed
+        self.rerun_by: str | None = None  # who asked to validate the same head again
 
     # Messages
 
@@ -151,6 +153,22 @@ class ChangeWorkflow:
         if self.state in TERMINAL_STATES:
             raise BadRequest(f"{change} is already {self.state}: nothing to abort")
 
+    @workflow.update(name=Updates.RERUN)
+    def rerun(self, user: str) -> str:
+        """Validate the same head again: its checks could not run, and the cause is fixed."""
+        self.rerun_by = user
+        return f"re-running the checks of {self.head_sha[:12]}"
+
+    @rerun.validator
+    def _check_rerun(self, user: str) -> None:
+        change = workflow.info().workflow_id
+        if self.rerun_by is not None:
+            raise BadRequest(f"{change} is re-running its checks already, for {self.rerun_by}")
+        if self.state != "awaiting-merge":
+            raise BadRequest(
+                f"{change} is {self.state}: only a change waiting for its merge re-runs its checks"
+            )
+
     @workflow.query(name=Queries.STATUS)
     def status(self) -> ChangeStatus:
         return ChangeStatus(
@@ -169,6 +187,7 @@ class ChangeWorkflow:
             reason=self.reason,
             rollouts=self.rollouts,
             current_rollout=self.current_rollout,
+            environments=[env.name for env in self.input.plan.environments],
         )
 
     # Orchestration
@@ -183,6 +202,9 @@ class ChangeWorkflow:
                 raise
         if self.aborted is not None:
             # The abort may also surface as a cancelled child rather than as our own cancellation.
+            # Nothing waits any more: no gate, no rollout under way.
+            self.record.gate = None
+            self.current_rollout = None
             self._set_state("aborted", f"aborted by {self.aborted.user}: {self.aborted.reason}")
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.status()
@@ -293,6 +315,9 @@ class ChangeWorkflow:
         reopened: every reopen validates again, as authors reopen to re-run the checks)."""
         reopens = self.reopens
         self.validations += 1
+        if self.rerun_by is not None:
+            self.record.note(f"{self.rerun_by} re-runs the checks of {sha[:12]}")
+            self.rerun_by = None
         self._set_state("validating")
         stage, handle = await self._start_pipeline(
             PullRequestPipeline.run, f"validate {sha[:12]}", sha, f"pr-{self.validations}"
@@ -311,7 +336,7 @@ class ChangeWorkflow:
             Gate(
                 kind="merge",
                 description="waiting for the pull request to be merged"
-                + ("" if result.passed else " (its checks failed: push a fix)"),
+                + _validation_says(workflow.info().workflow_id, result),
                 waiting_on=["repository maintainers"],
             )
         )
@@ -351,7 +376,9 @@ class ChangeWorkflow:
             return "merged"
         if self.closed:
             return "closed"
-        return "new head" if self.head_sha != sha else "reopened"
+        if self.head_sha != sha:
+            return "new head"
+        return "re-run" if self.rerun_by is not None else "reopened"
 
     def _moved_on(self, sha: str, reopens: int) -> bool:
         return (
@@ -359,6 +386,7 @@ class ChangeWorkflow:
             or self.merge_commit is not None
             or self.closed
             or self.reopens != reopens
+            or self.rerun_by is not None
         )
 
     async def _integrate(self) -> PipelineResult:
@@ -411,3 +439,15 @@ class ChangeWorkflow:
         self.reason = reason
         self.record.set_state(state, reason)
         metrics.change_state(self.input.plan.app.name, state)
+
+
+def _validation_says(change: str, result: PipelineResult) -> str:
+    """What the author learns at the merge gate about the validation of their head."""
+    if result.passed:
+        return ""
+    if result.errored:
+        return (
+            " (its checks could not run, an infrastructure error: once it is fixed, re-run them "
+            f"with `baton changes rerun {change}`)"
+        )
+    return " (its checks failed: push a fix)"

@@ -7,7 +7,7 @@ from collections.abc import Awaitable
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, CancelledError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from activities.forge import CommitStatusInput, set_commit_status
@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
         run_check,
     )
     from baton.forges.base import StatusState
-    from baton.models import CheckResult, PipelineInput, PipelineResult
+    from baton.models import CheckResult, PipelineInput, PipelineResult, PipelineStatus
     from baton.temporal import TaskQueues, WorkflowTypes
 
 from workflows.record import Record, failure
@@ -32,8 +32,11 @@ HEARTBEAT = timedelta(seconds=20)
 
 
 def _failure(name: str, err: ActivityError) -> CheckResult:
-    """A step that could not run at all (infrastructure, after retries) is a failed step too."""
+    """A step that could not run at all is a failed step too: an infrastructure error when a
+    retry might have helped (a tool missing on the worker, say), else a configuration one."""
+    cause = err.cause
     return CheckResult(
+        error=not (isinstance(cause, ApplicationError) and cause.non_retryable),
         name=name,
         passed=False,
         exit_code=None,
@@ -121,7 +124,10 @@ async def _pipeline(
     input: PipelineInput, title: str, context: str, kinds: list[CheckKind], push: bool
 ) -> PipelineResult:
     """Checks in parallel, then the image build; the commit status tells the forge the outcome."""
-    record = Record(f"**{title}** `{input.commit[:12]}`")
+    record = Record(
+        f"**{title}** `{input.commit[:12]}`",
+        status=lambda: PipelineStatus(headline=record.headline, timeline=record.timeline),
+    )
     record.publish("running checks")
     await _report(input, context, "pending", f"{title} running")
     checks: list[CheckResult] = []
@@ -152,7 +158,7 @@ async def _pipeline(
         except ActivityError as err:
             checks.append(_failure("publish", err))
             result = PipelineResult(passed=False, checks=checks)
-    state: StatusState = "success" if result.passed else "failure"
+    state: StatusState = "success" if result.passed else "error" if result.errored else "failure"
     record.publish(f"{state}: {result.summary()}")
     await _report(input, context, state, result.summary())
     return result

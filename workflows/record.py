@@ -1,16 +1,20 @@
 """The record keeper every workflow shares: what people see of it while it runs.
 
 A `Record` holds a workflow's timeline of stages and the gate it waits at, keeps its search
-attributes in step (BatonState, BatonStep, BatonOutcome, BatonGate) and publishes its current details, the markdown the
-Temporal UI shows. It only uses workflow-safe calls (`workflow.now()`, search attribute upserts,
-`workflow.set_current_details`), so workflows and their helper objects call it freely.
+attributes in step (BatonState, BatonStep, BatonOutcome, BatonGate), publishes its current details,
+the markdown the Temporal UI shows, and its workflow's status as the `status` memo, which clients
+read without a worker (`cli.changes.read_change`). It only uses workflow-safe calls
+(`workflow.now()`, search attribute and memo upserts, `workflow.set_current_details`), so workflows
+and their helper objects call it freely.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from urllib.parse import quote
 
+from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import (
@@ -43,7 +47,9 @@ class Record:
     kind the BatonGate one (rollouts); `set_state` sets BatonState (a change's state) or, with
     `outcome=True`, BatonOutcome (how a rollout ended). Workflows whose history predates the split
     (no `search-attributes-split` marker) keep writing all three to BatonStage, so they replay.
-    `ui_url` and `namespace` say where `link` points.
+    `ui_url` and `namespace` say where `link` points. With `status` (the workflow's status query),
+    each publish that changes it upserts it as the `status` memo (workflows recorded before the
+    `status-memo` marker publish none).
     """
 
     def __init__(
@@ -53,8 +59,11 @@ class Record:
         stages_searchable: bool = False,
         ui_url: str = "",
         namespace: str = "default",
+        status: Callable[[], BaseModel] | None = None,
     ) -> None:
         self.title = title
+        self.status = status
+        self.published = ""
         self.stages_searchable = stages_searchable
         self.ui_url = ui_url
         self.namespace = namespace
@@ -121,9 +130,17 @@ class Record:
         self.gate_since = None
 
     def set_state(self, state: str, reason: str | None = None, *, outcome: bool = False) -> None:
-        """The workflow's state (or `outcome`): its search attribute and the headline of its details."""
+        """The workflow's state (or `outcome`): its search attribute and the headline of its details.
+
+        An `outcome` ends the workflow's waiting too: BatonGate goes back to `none`, so a search for
+        rollouts at a gate finds no finished ones (workflows recorded before the
+        `gate-cleared-at-end` marker keep their last gate).
+        """
         key = SearchAttributes.OUTCOME if outcome else SearchAttributes.STATE
         workflow.upsert_search_attributes([_key(key).value_set(state)])
+        if outcome and self.stages_searchable and workflow.patched("gate-cleared-at-end"):
+            self.gate = None
+            workflow.upsert_search_attributes([SearchAttributes.GATE.value_set("none")])
         self.publish(f"**{state}**" + (f": {reason}" if reason else ""))
 
     def fact(self, label: str, text: str) -> None:
@@ -144,6 +161,17 @@ class Record:
         lines.append("")
         lines += [f"- {ICONS[s.outcome]} {s.name} {s.detail}" for s in self.timeline]
         workflow.set_current_details("\n".join(lines))
+        self._publish_status()
+
+    def _publish_status(self) -> None:
+        """Upsert the workflow's status as the `status` memo when it changed since the last one."""
+        if self.status is None:
+            return
+        status = self.status()
+        published = status.model_dump_json()
+        if published != self.published and workflow.patched("status-memo"):
+            self.published = published
+            workflow.upsert_memo({"status": status})
 
     def link(self, workflow_id: str) -> str:
         """The Temporal UI page of a workflow (this one, or a child)."""

@@ -35,6 +35,7 @@ class Service:
     command: list[str]
     port: int
     ready_url: str | None = None
+    port_from: str = ""  # where the port is set, for the hint when it is taken
 
 
 def services(settings: Settings, config: BatonConfig) -> list[Service]:
@@ -60,16 +61,36 @@ def services(settings: Settings, config: BatonConfig) -> list[Service]:
         "warn",
         *SearchAttributes.dev_server_flags(),
     ]
-    stack = [Service("temporal", temporal, settings.temporal_port, settings.temporal_ui_url)]
+    stack = [
+        Service(
+            "temporal",
+            temporal,
+            settings.temporal_port,
+            settings.temporal_ui_url,
+            "set BATON_TEMPORAL_PORT",
+        )
+    ]
     host, _, port = config.registry.url.partition(":")
     if host in ("127.0.0.1", "localhost"):
         registry = registry_command(settings.home / "registry" / "config.yml")
         stack.append(
-            Service("registry", registry, int(port or 80), f"http://{config.registry.url}/v2/")
+            Service(
+                "registry",
+                registry,
+                int(port or 80),
+                f"http://{config.registry.url}/v2/",
+                f"change the port of registry.url in {settings.config_file()}",
+            )
         )
     return [
         *stack,
-        Service("api", [python, "-m", "api"], settings.api_port, f"{settings.api_url}/healthz"),
+        Service(
+            "api",
+            [python, "-m", "api"],
+            settings.api_port,
+            f"{settings.api_url}/healthz",
+            "set BATON_API_PORT",
+        ),
         Service("worker", [python, "-m", "workers.main"], 0),
         Service("cluster", [python, "-m", "baton.local.cluster"], 0),
     ]
@@ -116,8 +137,7 @@ class Stack:
             if service.port and not port_free(service.port):
                 raise StackError(
                     f"port {service.port} on 127.0.0.1 is in use by another process "
-                    f"(needed by {service.name}): stop that process or set "
-                    f"BATON_{service.name.upper()}_PORT"
+                    f"(needed by {service.name}): stop that process or {service.port_from}"
                 )
         started = []
         try:

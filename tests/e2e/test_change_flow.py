@@ -69,7 +69,7 @@ def test_change_goes_from_pr_to_prod_under_policy(baton_stack: E2EStack) -> None
 
     # prod: two distinct approvers, no self-approval, no strangers.
     refused = stack.baton("approve", change, "--env", "prod", "--as", AUTHOR)
-    assert refused.returncode == 2
+    assert refused.returncode == 3  # refused by policy (README: Exit codes)
     assert "forbids self-approval" in refused.stderr and "Traceback" not in refused.stderr
     stranger = stack.baton("approve", change, "--env", "prod", "--as", "mallory")
     assert "mallory may not approve prod" in stranger.stderr
@@ -237,6 +237,16 @@ def test_demo_runs_twice_and_every_environment_serves_the_new_commit(baton_stack
         }
     assert commits[0] != commits[1]
     merged = baton_stack.forge().list_pull_requests("gitops", state="merged")
+    # As people watch it: every step of CI and every environment's sync and verify, none dropped.
+    run = baton_stack.baton("demo", "--auto-approve")
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    lines = run.stdout.splitlines()
+    for step in ("lint", "test", "long_test", "dockerfile", "templates", "image", "rendered"):
+        assert any(line.startswith(f"  ✔ {step} ") for line in lines), step
+    for env in ("dev", "staging", "prod"):
+        for stage in ("sync", "verify"):
+            assert any(line.startswith(f"  {env}: ✔ {stage} ") for line in lines), (env, stage)
+        assert any(line.startswith(f"  {env}: deployed: ") for line in lines), env
     for commit in commits:
         envs = sorted(
             p.head_branch.split("/")[2] for p in merged if p.head_branch.endswith(commit[:12])

@@ -218,3 +218,13 @@ def test_a_key_given_twice_is_refused_not_silently_the_last() -> None:
     assert problems(twice) == [
         "not valid YAML at line 5, column 5: 'repo' is given twice in one mapping"
     ]
+
+
+@pytest.mark.parametrize("url", ["not a url", "127.0.0.1:18081/version", "ftp://host/x", "http://"])
+def test_verify_url_must_be_an_http_url(url: str) -> None:
+    text = APP + f"environments: [{{name: dev, namespace: dev, verify: {{url: {url!r}}}}}]\n"
+    expected = (
+        f"environments[0].verify.url: {url!r} is not an http(s) URL: give the address the app "
+        "answers on, e.g. http://127.0.0.1:18081/version"
+    )
+    assert problems(text) == [expected]

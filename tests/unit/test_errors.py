@@ -262,21 +262,3 @@ async def test_async_activities_report_baton_errors_typed_too() -> None:
     with pytest.raises(ApplicationError) as info:
         await ActivityEnvironment().run(read_token, "acme/app")
     assert info.value.type == "TokenRejected" and info.value.non_retryable
-
-
-# Users
-
-
-def test_the_cli_shows_an_error_of_any_category_as_one_line_and_exits_2(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from cli import main
-
-    def refuse() -> None:
-        raise PolicyViolation("alice may not approve prod: she authored the change")
-
-    monkeypatch.setattr(main, "app", refuse)
-    assert main.run() == 2
-    assert capsys.readouterr().err.strip() == (
-        "error: alice may not approve prod: she authored the change"
-    )

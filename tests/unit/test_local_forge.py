@@ -383,14 +383,14 @@ def test_webhooks_are_recorded_when_the_receiver_is_down_and_redelivered_later(
     assert back.list_deliveries(failed_only=True) == []
 
 
-def test_cli_reports_an_unknown_pull_request_in_one_line_with_exit_2(
+def test_cli_reports_an_unknown_pull_request_in_one_line_with_exit_4(
     forge: LocalForge, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("BATON_HOME", str(forge.root.parent))  # Settings().forge_dir is HOME/forge
 
     result = CliRunner().invoke(forge_app, ["pr", "show", REPO, "42"])
 
-    assert result.exit_code == 2
+    assert result.exit_code == 4  # not found (README: Exit codes)
     assert result.output.strip().splitlines() == [
         "error: pull request sample-app#42 not found: check the repository and number"
     ]

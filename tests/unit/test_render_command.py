@@ -7,8 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from baton.gitops import rollout_branch
 from baton.models import Artifact, Rendered, RolloutInput
 from baton.render import split_objects
 from baton.settings import Settings
-from cli import main
+from tests.conftest import Baton
 from tests.fixtures.charts import GREETING, RANDOM_CHART, write_chart
 from tests.fixtures.charts import PROD_VALUES as BEFORE
 from tests.fixtures.docker import LocalRegistry
@@ -107,22 +106,6 @@ def roll_out(ctx: Context, artifact: Artifact) -> tuple[RolloutInput, Rendered, 
     proposal = ProposeInput(rollout=rollout, rendered=rendered, body=body)
     ActivityEnvironment().run(propose_gitops_change, proposal)
     return rollout, rendered, f"refs/heads/{rollout_branch('sample-app', 'prod', artifact.commit)}"
-
-
-Baton = Callable[..., tuple[int, str, str]]
-
-
-@pytest.fixture
-def baton(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Baton:
-    """Runs the `baton` command line in-process; returns (exit code, stdout, stderr)."""
-
-    def run(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["baton", *args])
-        code = main.run()
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return run
 
 
 def test_baton_render_prints_byte_for_byte_what_the_rollout_commits(

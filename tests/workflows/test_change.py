@@ -12,7 +12,7 @@ the `pull_request_event` signal, `abort` and rollout approvals by update, Flux e
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from temporalio import activity
@@ -83,15 +83,8 @@ def closing() -> asyncio.Event:
     return event
 
 
-@pytest.fixture
-async def client(
-    isolated_client: Client, steps: Steps, closing: asyncio.Event
-) -> AsyncIterator[Client]:
-    @activity.defn(name="close_gitops_pr")
-    async def close_gitops_pr(input: CloseInput) -> None:
-        await closing.wait()
-        await rollout.close(input)
-
+def change_activities(steps: Steps, close_gitops_pr: Callable = rollout.close) -> dict[str, list]:
+    """The stand-ins a change runs on, by task queue: `steps`, the lane's, the rollout's."""
     activities = steps.activities()
     activities[TaskQueues.WORKFLOWS] += [join_lane, is_running]
     activities[TaskQueues.DEPLOY] = [
@@ -102,7 +95,19 @@ async def client(
         rollout.check_sync,
         close_gitops_pr,
     ]
-    async with serving(isolated_client, WORKFLOWS, activities):
+    return activities
+
+
+@pytest.fixture
+async def client(
+    isolated_client: Client, steps: Steps, closing: asyncio.Event
+) -> AsyncIterator[Client]:
+    @activity.defn(name="close_gitops_pr")
+    async def close_gitops_pr(input: CloseInput) -> None:
+        await closing.wait()
+        await rollout.close(input)
+
+    async with serving(isolated_client, WORKFLOWS, change_activities(steps, close_gitops_pr)):
         yield isolated_client
 
 

@@ -18,11 +18,13 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from baton.models import Gate
+from baton.models import Gate, PipelineStatus
 from baton.temporal import SearchAttributes
 from tests.fixtures.hosts import RecordQueries
 from tests.fixtures.polling import eventually
 from workflows.record import Record
+
+MEMO_UPSERT = "workflow_properties_modified_event_attributes"
 
 
 class Story(BaseModel):
@@ -42,6 +44,9 @@ class RecordHost(RecordQueries):
             stages_searchable=story.searchable,
             ui_url="http://ui",
             namespace="ns",
+            status=lambda: PipelineStatus(
+                headline=self.record.headline, timeline=self.record.timeline
+            ),
         )
         self.go = False
 
@@ -132,7 +137,8 @@ async def test_the_outcome_is_its_own_attribute_and_the_headline(
     await handle.signal(RecordHost.proceed)
     await handle.result()
 
-    assert await attributes(handle) == Shown(step="approval", gate="approval", outcome="deployed")
+    # Ended, it waits for nothing: a search for rollouts at a gate does not find it.
+    assert await attributes(handle) == Shown(step="approval", gate="none", outcome="deployed")
     shown = await details(handle)
     assert "**deployed**: 200 ok" in shown and "Waiting:" not in shown
     assert "- • note review by mallory not counted" in shown
@@ -155,6 +161,29 @@ async def test_without_searchable_stages_only_the_state_is_a_search_attribute(
     await handle.signal(RecordHost.proceed)
     await handle.result()
     assert await attributes(handle) == Shown(state="deployed")
+
+
+async def test_the_status_is_published_as_a_memo_each_time_it_changes(
+    client: Client, task_queue: str
+) -> None:
+    handle = await start(client, task_queue, searchable=True)
+    await at_gate(handle)
+    waiting = await (await handle.describe()).memo_value("status", type_hint=PipelineStatus)
+    assert [(s.name, s.outcome) for s in waiting.timeline] == [
+        ("render", "succeeded"),
+        ("approval", "running"),
+    ]
+
+    await handle.signal(RecordHost.proceed)
+    await handle.result()
+
+    ended = await (await handle.describe()).memo_value("status", type_hint=PipelineStatus)
+    assert ended.headline == "**deployed**: 200 ok"
+    assert ended.timeline == await handle.query(RecordHost.timeline)
+    # Only what changes the status is upserted: not the fact, the gate set or cleared (which a
+    # PipelineStatus does not show).
+    upserts = [e async for e in handle.fetch_history_events() if e.HasField(MEMO_UPSERT)]
+    assert len(upserts) == 6  # render begins, ends; approval begins; the note; it ends; the state
 
 
 def test_links_point_at_the_workflow_page_of_the_temporal_ui() -> None:

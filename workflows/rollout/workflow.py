@@ -73,6 +73,7 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
             stages_searchable=True,
             ui_url=input.ui_url,
             namespace=input.namespace,
+            status=self.status,
         )
         self.approvals = Approvals(input, self.record)
         self.freeze_gate = FreezeGate(input, self.record)

@@ -1,0 +1,56 @@
+"""The exit codes of `baton`: what kind of problem stopped a command (README: Exit codes)."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from baton.errors import (
+    BatonError,
+    ConfigurationError,
+    DecisionRefused,
+    NotFound,
+    RequestError,
+)
+from baton.forges.base import (
+    BranchNotFound,
+    ForgeRefusal,
+    PullRequestNotFound,
+    RepositoryNotFound,
+)
+from baton.forges.http import ResourceNotFound
+from cli.watch import WaitTimedOut
+
+# What a command names that does not exist: a change, an environment of it, a forge's object.
+NOT_FOUND = (NotFound, PullRequestNotFound, RepositoryNotFound, BranchNotFound, ResourceNotFound)
+
+
+class Exit(IntEnum):
+    OK = 0
+    NOT_THROUGH = 1
+    """The change failed, was rejected, aborted, closed or superseded (watch, wait, demo); or
+    an error of no other kind."""
+    USAGE = 2
+    """A wrong command line, configuration or environment variable."""
+    REFUSED = 3
+    """Policy or the state of the change (or of a pull request) refuses what was asked."""
+    NOT_FOUND = 4
+    """No such change, environment of it, repository, branch or pull request."""
+    UNREACHABLE = 5
+    """A service Baton needs does not answer or cannot start (Temporal, a worker, a taken port)."""
+    TIMED_OUT = 6
+    """`baton changes wait` gave up after --timeout."""
+
+
+def exit_code(error: BatonError) -> Exit:
+    """The exit code a command that stopped on `error` ends with."""
+    if isinstance(error, WaitTimedOut):
+        return Exit.TIMED_OUT
+    if isinstance(error, NOT_FOUND):
+        return Exit.NOT_FOUND
+    if isinstance(error, RequestError | ConfigurationError):
+        return Exit.USAGE
+    if isinstance(error, DecisionRefused | ForgeRefusal):
+        return Exit.REFUSED
+    if error.retryable:  # a service, tool, forge or cluster that may come back
+        return Exit.UNREACHABLE
+    return Exit.NOT_THROUGH

@@ -1,0 +1,147 @@
+"""The command line's errors tell the truth: one line naming the problem and a fix that exists, and
+an exit code saying which kind of problem it is (README: Exit codes)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from baton.config import ConfigError
+from baton.errors import BatonError, ToolNotFound
+from baton.forges.base import HeadChanged, PullRequestNotFound
+from baton.forges.http import ForgeUnavailable
+from baton.local.stack import Stack, StackError
+from baton.policy import PolicyViolation
+from baton.settings import Settings
+from baton.temporal import TemporalUnavailable, connect_config
+from baton.tools import PROJECT_ROOT, find_tool
+from cli import main
+from cli.changes import ChangeNotFound, WorkerUnavailable
+from cli.demo import DemoFailed
+from cli.exits import Exit
+from cli.watch import WaitTimedOut
+from tests.conftest import Baton
+from tests.unit.test_rollback_activities import closed_port
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (ConfigError(["apps: field required"]), Exit.USAGE),
+        (PolicyViolation("alice may not approve prod: she authored the change"), Exit.REFUSED),
+        (ChangeNotFound("change/web/404"), Exit.NOT_FOUND),
+        (TemporalUnavailable("127.0.0.1:7233", "connection refused"), Exit.UNREACHABLE),
+        (WorkerUnavailable("change/web/1"), Exit.UNREACHABLE),
+        (WaitTimedOut("change/web/1 is not deployed:prod after 30min"), Exit.TIMED_OUT),
+        (DemoFailed("the PR pipeline failed"), Exit.NOT_THROUGH),
+        (HeadChanged("sample-app", 1, "a" * 40, "b" * 40), Exit.REFUSED),
+        (PullRequestNotFound("sample-app", 42), Exit.NOT_FOUND),
+        (ForgeUnavailable("github answered 503"), Exit.UNREACHABLE),
+    ],
+)
+def test_each_kind_of_error_is_one_line_and_its_own_exit_code(
+    error: BatonError,
+    code: Exit,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def fail() -> None:
+        raise error
+
+    monkeypatch.setattr(main, "app", fail)
+    assert main.run() == code
+    assert capsys.readouterr().err == f"error: {error}\n"
+
+
+def test_the_exit_codes_are_the_ones_the_readme_lists() -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    section = readme.split("### Exit codes", 1)[1].split("\n#", 1)[0]
+    listed = [line.split("|")[1].strip() for line in section.splitlines() if line.startswith("| ")]
+    assert listed[1:] == [str(int(code)) for code in Exit]
+
+
+def test_a_bad_command_line_exits_2_before_reaching_temporal(baton: Baton) -> None:
+    code, _, err = baton("changes", "wait", "web/1", "--until", "deployed:prod", "--timeout", "x")
+    assert (code, err) == (2, "error: --timeout 'x': give a duration like 90s, 30m or 2h\n")
+    code, _, _ = baton("changes", "watch")
+    assert code == 2
+
+
+def test_the_client_reaches_temporal_on_baton_temporal_port_as_dev_status_does(
+    monkeypatch: pytest.MonkeyPatch, baton: Baton
+) -> None:
+    port = closed_port()
+    monkeypatch.delenv("TEMPORAL_ADDRESS", raising=False)
+    monkeypatch.setenv("BATON_TEMPORAL_PORT", str(port))
+    assert connect_config()["target_host"] == f"127.0.0.1:{port}"
+
+    code, out, err = baton("changes", "ls")
+
+    assert (code, out) == (Exit.UNREACHABLE, "")
+    assert err.startswith(f"error: cannot reach Temporal at 127.0.0.1:{port} (")
+    assert len(err.splitlines()) == 1
+    monkeypatch.setenv("TEMPORAL_ADDRESS", f"127.0.0.1:{port + 1}")
+    assert connect_config()["target_host"] == f"127.0.0.1:{port + 1}"
+
+
+def test_a_missing_temporal_is_installed_by_make_install_helm_by_make_tools(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr("baton.tools.search_path", lambda: str(tmp_path))
+    for tool, fix in [("temporal", "make install"), ("helm", "make tools")]:
+        with pytest.raises(ToolNotFound) as missing:
+            find_tool(tool)
+        assert f"run `{fix}` or put {tool} on PATH" in str(missing.value)
+    assert "make install" in (PROJECT_ROOT / "Makefile").read_text().split("tools:")[0]
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A port another process listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def local_stack(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, registry_port: int | None = None
+) -> Stack:
+    """The embedded stack of a home of its own, on ports nothing uses (the registry's: given)."""
+    config = yaml.safe_load((PROJECT_ROOT / "examples" / "baton.yaml").read_text())
+    config["registry"]["url"] = f"127.0.0.1:{registry_port or closed_port()}"
+    (tmp_path / "baton.yaml").write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("BATON_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("BATON_CONFIG", str(tmp_path / "baton.yaml"))
+    for setting in ("BATON_TEMPORAL_PORT", "BATON_TEMPORAL_UI_PORT", "BATON_API_PORT"):
+        monkeypatch.setenv(setting, str(closed_port()))
+    return Stack(Settings())
+
+
+def test_a_busy_registry_port_points_at_registry_url_in_the_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, busy_port: int
+) -> None:
+    stack = local_stack(tmp_path, monkeypatch, registry_port=busy_port)
+    with pytest.raises(StackError) as busy:
+        stack.up()
+    assert str(busy.value) == (
+        f"port {busy_port} on 127.0.0.1 is in use by another process (needed by registry): stop "
+        f"that process or change the port of registry.url in {tmp_path / 'baton.yaml'}"
+    )
+
+
+@pytest.mark.parametrize("service", ["temporal", "api"])
+def test_a_busy_service_port_names_the_setting_that_moves_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, busy_port: int, service: str
+) -> None:
+    local_stack(tmp_path, monkeypatch)
+    monkeypatch.setenv(f"BATON_{service.upper()}_PORT", str(busy_port))
+    with pytest.raises(StackError) as busy:
+        Stack(Settings()).up()
+    assert str(busy.value).endswith(
+        f"(needed by {service}): stop that process or set BATON_{service.upper()}_PORT"
+    )
