@@ -59,7 +59,7 @@ def test_each_kind_of_error_is_one_line_and_its_own_exit_code(
 
 def test_the_exit_codes_are_the_ones_the_readme_lists() -> None:
     readme = (PROJECT_ROOT / "README.md").read_text()
-    section = readme.split("### Exit codes", 1)[1].split("\n#", 1)[0]
+    section = readme.split("## Exit codes", 1)[1].split("\n#", 1)[0]
     listed = [line.split("|")[1].strip() for line in section.splitlines() if line.startswith("| ")]
     assert listed[1:] == [str(int(code)) for code in Exit]
 
