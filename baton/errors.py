@@ -17,12 +17,12 @@ problem is; a family of errors lives beside the adapter that raises it (module i
     ├── RequestError ✗                  a request that cannot be carried out as made
     │   ├── BadRequest                  a missing or invalid value
     │   ├── WebhookRejected             [api.github] a webhook delivery (answered with its status)
-    │   └── ChangeNotFound              [cli.changes]
+    │   └── ChangeNotFound              [changes]
     ├── DecisionRefused ✗               a decision the policy or the rollout's state does not allow
     │   ├── PolicyViolation             [policy] an approval, rejection or override the rules forbid
     │   ├── NotAwaitingApproval
     │   ├── NotFrozen
-    │   └── Refused                     [cli.changes] the workflow's refusal, as the CLI shows it
+    │   └── Refused                     [changes] the workflow's refusal, as the CLI shows it
     ├── ForgeError ✓                    [forges.base] a forge, or git on a repository it hosts
     │   ├── ForgeRefusal ✗              the Forge protocol's refusals: HeadChanged, NotMergeable,
     │   │                               PullRequestNotFound, PullRequestClosed, NoCommitsBetween,
@@ -46,7 +46,7 @@ problem is; a family of errors lives beside the adapter that raises it (module i
     ├── InfrastructureError ✓           a service, tool or store Baton relies on
     │   ├── ToolNotFound
     │   ├── TemporalUnavailable         [temporal]
-    │   ├── WorkerUnavailable           [cli.changes]
+    │   ├── WorkerUnavailable           [changes]
     │   ├── EngineUnavailable, ImagePushFailed   [images]
     │   ├── RegistryError               [registry] RegistryUnreachable ✓, RegistryAuthError ✗
     │   ├── ArtifactError               [artifacts]

@@ -22,7 +22,7 @@ from baton.models import TERMINAL_STATES, ChangeStatus, Decision, Gate
 from baton.settings import Settings
 from baton.temporal import change_id
 from baton.tools import PROJECT_ROOT
-from cli import changes
+from baton import changes
 
 EXAMPLES = PROJECT_ROOT / "examples"
 AUTHOR = "alice"

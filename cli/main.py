@@ -27,7 +27,7 @@ from baton.local.stack import Stack
 from baton.models import Decision, Stage
 from baton.settings import Settings
 from baton.temporal import connect
-from cli import changes
+from baton import changes
 from cli.demo import Demo, DemoSummary, seed_repositories
 from cli.forge import forge_app
 

@@ -32,7 +32,7 @@ from baton.models import TERMINAL_STATES, ChangeStatus
 from baton.settings import Settings
 from baton.temporal import connect
 from baton.tools import PROJECT_ROOT
-from cli import changes
+from baton import changes
 from cli.demo import AUTHOR, push_visible_change
 from tests.conftest import eventually
 

@@ -48,7 +48,7 @@ from baton.temporal import (
     pipeline_id,
     rollout_id,
 )
-from cli import changes
+from baton import changes
 from tests.conftest import at_gate, serving, until
 from tests.workflows import test_pipelines as pipelines
 from tests.workflows import test_rollout as rollout
