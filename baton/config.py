@@ -126,18 +126,33 @@ class AppConfig(Model):
         return self
 
 
+GROUP_PREFIX = "group:"
+"""An approver list entry `group:NAME` names everyone in group NAME (OIDC groups claim, or
+`auth.users`)."""
+
+Approver = Annotated[str, Field(min_length=1, description="a user, or group:NAME")]
+
+
+def _people(approvers: list[str]) -> int | None:
+    """How many distinct people `approvers` names at least; None when a group makes it unknown."""
+    if any(a.startswith(GROUP_PREFIX) for a in approvers):
+        return None
+    return len(set(approvers))
+
+
 class SecurityApprovals(Model):
     """Extra approvals a rollout needs when its rendered diff is security-sensitive (RBAC,
     NetworkPolicy, Secrets, securityContext, images from another registry)."""
 
     required: int = Field(default=0, ge=0, description="extra distinct approvals; 0: none")
-    approvers: list[str] = Field(
+    approvers: list[Approver] = Field(
         default=[], description="who gives them; empty: any of the environment's approvers"
     )
 
     @model_validator(mode="after")
     def _enough_approvers(self) -> SecurityApprovals:
-        if self.approvers and len(set(self.approvers)) < self.required:
+        people = _people(self.approvers)
+        if self.approvers and people is not None and people < self.required:
             raise ValueError(
                 f"requires {self.required} distinct security approvers but only "
                 f"{len(set(self.approvers))} are listed: add approvers or lower required"
@@ -147,24 +162,27 @@ class SecurityApprovals(Model):
 
 class ApprovalPolicy(Model):
     required: int = Field(default=0, ge=0)
-    approvers: list[str] = []
+    approvers: list[Approver] = Field(
+        default=[], description="who may approve: users and group:NAME entries; empty: anyone"
+    )
     allow_self_approval: bool = False
     merge: Literal["auto", "manual"] = "auto"
     security: SecurityApprovals = SecurityApprovals()
 
     @model_validator(mode="after")
     def _enough_approvers(self) -> ApprovalPolicy:
-        if self.approvers and len(set(self.approvers)) < self.required:
+        people = _people(self.approvers)
+        if self.approvers and people is not None and people < self.required:
             raise ValueError(
                 f"requires {self.required} distinct approvers but only "
-                f"{len(set(self.approvers))} are allowed: add approvers or lower required"
+                f"{people} are allowed: add approvers or lower required"
             )
-        everyone = set(self.approvers) | set(self.security.approvers)
+        everyone = _people([*self.approvers, *self.security.approvers])
         sensitive = self.required + self.security.required
-        if self.approvers and len(everyone) < sensitive:
+        if self.approvers and everyone is not None and everyone < sensitive:
             raise ValueError(
                 f"a security-sensitive diff needs {sensitive} distinct approvers but only "
-                f"{len(everyone)} are allowed: add approvers or security.approvers"
+                f"{everyone} are allowed: add approvers or security.approvers"
             )
         return self
 
@@ -276,6 +294,44 @@ class EnvironmentConfig(Model):
     )
 
 
+class OidcConfig(Model):
+    """Who may call the API with a bearer JWT: tokens this issuer signed for this audience."""
+
+    issuer: str = Field(description="the `iss` tokens carry, e.g. https://id.example.com/realms/x")
+    audience: str = Field(description="the `aud` tokens must name (the API's client id)")
+    username_claim: str = Field(
+        default="preferred_username", description="the claim that names the Baton user"
+    )
+    groups_claim: str = Field(default="groups", description="the claim listing the user's groups")
+    jwks_url: str | None = Field(
+        default=None,
+        description="the issuer's JWKS; unset: jwks_uri from its "
+        "/.well-known/openid-configuration (OpenID Connect Discovery 1.0)",
+    )
+    algorithms: list[Literal["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"]] = (
+        Field(
+            default=["RS256", "ES256"],
+            min_length=1,
+            description="signature algorithms accepted (asymmetric only: never HS* or none)",
+        )
+    )
+
+
+class UserRecord(Model):
+    """One of Baton's own user records: the groups of a user who signs in with a Baton token."""
+
+    groups: list[str] = []
+
+
+class AuthConfig(Model):
+    """How people authenticate to the API: OIDC bearer JWTs and/or Baton API tokens."""
+
+    oidc: OidcConfig | None = None
+    users: dict[str, UserRecord] = Field(
+        default={}, description="Baton's own user records, by user name (groups for tokens)"
+    )
+
+
 class BatonConfig(Model):
     forge: ForgeConfig = ForgeConfig()
     registry: RegistryConfig = RegistryConfig()
@@ -283,6 +339,7 @@ class BatonConfig(Model):
     apps: list[AppConfig] = Field(min_length=1)
     environments: list[EnvironmentConfig] = []
     promotion: list[str] = Field(default=[], description="environment names in promotion order")
+    auth: AuthConfig = AuthConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> BatonConfig:

@@ -1,8 +1,9 @@
 """The record keeper every workflow shares: what people see of it while it runs.
 
 A `Record` holds a workflow's timeline of stages and the gate it waits at, keeps its search
-attributes in step (BatonState, BatonStep, BatonOutcome, BatonGate) and publishes its current details, the markdown the
-Temporal UI shows. It only uses workflow-safe calls (`workflow.now()`, search attribute upserts,
+attributes in step (BatonState, BatonStep, BatonOutcome, BatonGate) and publishes its current
+details, the markdown the Temporal UI shows; its gate is also in the memo, for readers without a
+worker. It only uses workflow-safe calls (`workflow.now()`, search attribute and memo upserts,
 `workflow.set_current_details`), so workflows and their helper objects call it freely.
 """
 
@@ -16,7 +17,7 @@ from temporalio.exceptions import ApplicationError, TemporalError
 
 with workflow.unsafe.imports_passed_through():
     from baton.models import Gate, Stage, StageOutcome
-    from baton.temporal import SearchAttributes
+    from baton.temporal import MEMO_GATE, SearchAttributes
 
 ICONS: dict[StageOutcome, str] = {
     "running": "⏳",
@@ -91,12 +92,20 @@ class Record:
         self.gate = gate
         if self.stages_searchable:
             workflow.upsert_search_attributes([SearchAttributes.GATE.value_set(gate.kind)])
+        self._publish_gate()
         self.publish()
 
     def clear_gate(self) -> None:
         """The workflow waits for nothing any more."""
         self.gate = None
+        self._publish_gate()
         self.publish()
+
+    def _publish_gate(self) -> None:
+        """Keep the gate in the memo (`MEMO_GATE`), so the API answers who is awaited without
+        a worker; workflows recorded before it was there replay without it."""
+        if workflow.patched("gate-memo"):
+            workflow.upsert_memo({MEMO_GATE: self.gate})
 
     def set_state(self, state: str, reason: str | None = None, *, outcome: bool = False) -> None:
         """The workflow's state (or `outcome`): its search attribute and the headline of its details."""
