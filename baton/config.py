@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -160,6 +160,18 @@ class SecurityApprovals(Model):
         return self
 
 
+DURATION = re.compile(r"^([1-9]\d*)(m|h|d|w)$")
+DURATION_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_duration(text: str) -> timedelta | None:
+    """`30m`, `12h`, `30d`, `2w` as a timedelta; None when `text` is not one."""
+    match = DURATION.match(text.strip())
+    if not match:
+        return None
+    return timedelta(**{DURATION_UNITS[match.group(2)]: int(match.group(1))})
+
+
 class ApprovalPolicy(Model):
     required: int = Field(default=0, ge=0)
     approvers: list[Approver] = Field(
@@ -168,6 +180,23 @@ class ApprovalPolicy(Model):
     allow_self_approval: bool = False
     merge: Literal["auto", "manual"] = "auto"
     security: SecurityApprovals = SecurityApprovals()
+    expire_after: str | None = Field(
+        default=None,
+        description="e.g. 24h: approvals older than this when the PR is about to merge no "
+        "longer count, and the approvers are asked again; unset: approvals do not expire",
+    )
+
+    @field_validator("expire_after")
+    @classmethod
+    def _a_duration(cls, value: str | None) -> str | None:
+        if value is not None and parse_duration(value) is None:
+            raise ValueError(f"{value!r} is not a duration: give e.g. 30m, 12h, 1d or 2w")
+        return value
+
+    @property
+    def lifetime(self) -> timedelta | None:
+        """How long an approval counts (`expire_after`), or None."""
+        return parse_duration(self.expire_after) if self.expire_after else None
 
     @model_validator(mode="after")
     def _enough_approvers(self) -> ApprovalPolicy:

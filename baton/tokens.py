@@ -22,12 +22,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from baton import config
 from baton.errors import BadRequest, Unauthenticated
 
 PREFIX = "baton_"
 TOKEN = re.compile(r"^baton_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
-DURATION = re.compile(r"^(\d+)(m|h|d|w)$")
-UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tokens (
@@ -44,10 +43,10 @@ CREATE TABLE IF NOT EXISTS tokens (
 
 def parse_duration(text: str) -> timedelta:
     """`30m`, `12h`, `30d`, `2w` as a timedelta; BadRequest names the accepted forms."""
-    match = DURATION.match(text.strip())
-    if not match or int(match.group(1)) == 0:
+    duration = config.parse_duration(text)
+    if duration is None:
         raise BadRequest(f"duration {text!r} is not understood: give e.g. 30m, 12h, 30d or 2w")
-    return timedelta(**{UNITS[match.group(2)]: int(match.group(1))})
+    return duration
 
 
 class TokenRecord(BaseModel):

@@ -156,6 +156,25 @@ class Approvals:
             }
         )
 
+    def drop_expired(self) -> bool:
+        """Void approvals older than the policy's `expire_after`; True when that leaves the
+        policy unsatisfied, so the approvers must be asked again."""
+        lifetime = self.policy.lifetime
+        if lifetime is None:
+            return False
+        since = workflow.now() - lifetime
+        expired = [d for d in self.given if d.at is not None and d.at < since]
+        if not expired:
+            return False
+        self.voided += expired
+        self.given = [d for d in self.given if d not in expired]
+        self.record.note(
+            f"approval(s) by {', '.join(d.user for d in expired)} expired "
+            f"(older than {self.policy.expire_after})"
+            + ("" if self.satisfied else ": asking again")
+        )
+        return not self.satisfied
+
     def content_moved(self, pr: GitOpsPullRequest) -> None:
         """The PR's head moved (someone pushed to it): earlier approvals stop counting and the
         approvers are asked again, on what the PR holds now."""

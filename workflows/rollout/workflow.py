@@ -174,6 +174,8 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
                     await self.freeze_gate.wait(lambda: self.superseded_by)
                     if self.superseded_by:
                         return await self._superseded()
+                    if self.approvals.drop_expired():  # only with approvals.expire_after
+                        continue
                     pr = await self._merge_approved(pr)
             checked = await self.converge(self.revision, VerifyInput(rollout=input))
             if not checked.synced:
