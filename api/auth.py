@@ -39,6 +39,7 @@ class Caller(BaseModel):
 
     user: str = Field(description="the Baton user name policies list")
     groups: list[str] = []
+    forge_users: list[str] = Field(default=[], description="their forge logins (auth.users)")
     via: Literal["token", "oidc"]
     issuer: str = Field(description="the OIDC issuer, or `baton` for Baton API tokens")
     subject: str = Field(description="the OIDC `sub`, or the Baton token's id")
@@ -51,6 +52,7 @@ class Caller(BaseModel):
             user=self.user,
             comment=comment,
             groups=self.groups,
+            forge_users=self.forge_users,
             via=self.via,
             issuer=self.issuer,
             subject=self.subject,
@@ -183,13 +185,16 @@ class Authenticator:
         self.failures = FailedAttempts()
 
     def authenticate(self, authorization: str | None, client: str) -> Caller:
-        """The caller behind `Authorization: Bearer ...` from `client` (its address)."""
+        """The caller behind `Authorization: Bearer ...` from `client` (its address), with
+        their forge logins from Baton's user records."""
         self.failures.check(client)
         try:
-            return self._caller(authorization)
+            caller = self._caller(authorization)
         except Unauthenticated:
             self.failures.failed(client)
             raise
+        record = self.config.users.get(caller.user)
+        return caller.model_copy(update={"forge_users": record.forge_users}) if record else caller
 
     def _caller(self, authorization: str | None) -> Caller:
         if not authorization:

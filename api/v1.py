@@ -213,7 +213,13 @@ async def _check(request: Request, caller: Caller, target: RolloutTarget, action
         raise changes.ChangeNotFound(f"{target.change} in environment {target.environment!r}")
     detail = await changes.show(_client(request), target.change)
     policy.check_decider(
-        env.approvals, env.name, detail.change.author, caller.user, action, groups=caller.groups
+        env.approvals,
+        env.name,
+        detail.change.author,
+        caller.user,
+        action,
+        groups=caller.groups,
+        forge_users=caller.forge_users,
     )
 
 
@@ -266,9 +272,14 @@ async def abort(
     client, change = _client(request), change_id(app, pr)
     detail = await changes.show(client, change)
     deciders = [env.approvals.approvers for env in _config(request).environments]
-    if caller.user != detail.change.author and not any(
-        not approvers or policy.listed(approvers, caller.user, caller.groups)
-        for approvers in deciders
+    author = detail.change.author
+    if (
+        caller.user != author
+        and author not in caller.forge_users
+        and not any(
+            not approvers or policy.listed(approvers, caller.user, caller.groups)
+            for approvers in deciders
+        )
     ):
         raise policy.PolicyViolation(
             f"{caller.user} may not abort {change}: only its author and the approvers of its "

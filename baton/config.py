@@ -347,9 +347,15 @@ class OidcConfig(Model):
 
 
 class UserRecord(Model):
-    """One of Baton's own user records: the groups of a user who signs in with a Baton token."""
+    """One of Baton's own user records: the groups of a user who signs in with a Baton token,
+    and who they are on the forge."""
 
     groups: list[str] = []
+    forge_users: list[str] = Field(
+        default=[],
+        description="the user's logins on the forge, when not their Baton name: a change opened "
+        "by one of them is theirs (no self-approval)",
+    )
 
 
 class AuthConfig(Model):

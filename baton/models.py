@@ -192,6 +192,9 @@ class Decision(BaseModel):
     source: Literal["baton", "forge"] = "baton"
     at: datetime | None = None
     groups: list[str] = Field(default=[], description="the decider's groups, as authenticated")
+    forge_users: list[str] = Field(
+        default=[], description="the decider's forge logins (auth.users): whose changes are theirs"
+    )
     via: DecisionVia = "temporal"
     issuer: str | None = Field(
         default=None, description="the OIDC issuer; `baton` for Baton API tokens; the forge kind"

@@ -25,13 +25,15 @@ def check_approval(
     user: str,
     security_due: int = 0,
     groups: Sequence[str] = (),
+    forge_users: Sequence[str] = (),
 ) -> None:
-    """Raise PolicyViolation unless `user` (in `groups`) may add an approval now.
+    """Raise PolicyViolation unless `user` (in `groups`, known on the forge as `forge_users`)
+    may add an approval now.
 
     `security_due` is the number of extra approvals a security-sensitive diff needs (from the
     security approvers, when the policy names them).
     """
-    check_decider(policy, environment, author, user, "approve", security_due, groups)
+    check_decider(policy, environment, author, user, "approve", security_due, groups, forge_users)
     if user in approved_by(approvals):
         raise PolicyViolation(
             f"{user} has already approved {environment}: {required(policy, security_due)} distinct "
@@ -55,17 +57,22 @@ def check_decider(
     action: str = "approve",
     security_due: int = 0,
     groups: Sequence[str] = (),
+    forge_users: Sequence[str] = (),
 ) -> None:
     """Raise PolicyViolation unless `user` may decide for `environment` (approve, override a
-    freeze): named, an allowed approver, and not the author where self-approval is forbidden."""
+    freeze): named, an allowed approver, and not the author where self-approval is forbidden
+    (the author is the forge user who opened the PR: `user`, or one of `forge_users`, the
+    forge logins Baton's user records map to `user`)."""
     if not user.strip():
         raise PolicyViolation(
             f"nobody is named to {action}: decide through Baton's API with your credential"
         )
     allowed = _allowed(policy, security_due)
-    if user == author and not policy.allow_self_approval:
+    if (user == author or author in forge_users) and not policy.allow_self_approval:
+        alias = f" ({author} on the forge)" if user != author else ""
         raise PolicyViolation(
-            f"{user} is the change's author and {environment}'s policy forbids self-approval: "
+            f"{user} is the change's author{alias} and {environment}'s policy forbids "
+            "self-approval: "
             f"ask one of {', '.join(allowed) or 'the other reviewers'}"
         )
     if allowed and not listed(allowed, user, groups):

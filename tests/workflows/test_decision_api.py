@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from temporalio import activity, workflow
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from activities.deploy import CloseInput, ProposeInput
@@ -36,6 +36,7 @@ from baton.config import (
 from baton.models import (
     AbortInput,
     ChangeStatus,
+    Decision,
     Gate,
     GitOpsPullRequest,
     Rendered,
@@ -200,7 +201,7 @@ def baton_config(issuer: Issuer) -> BatonConfig:
         environments=[PROD],
         auth=AuthConfig(
             oidc=OidcConfig(issuer=issuer.url, audience=AUDIENCE),
-            users={"dave": UserRecord(groups=["oncall"])},
+            users={"dave": UserRecord(groups=["oncall"]), "al": UserRecord(forge_users=["alice"])},
         ),
     )
 
@@ -288,6 +289,16 @@ async def test_the_author_is_refused_naming_the_self_approval_rule(api: Api) -> 
     assert answer.json()["error"].startswith(
         "alice is the change's author and prod's policy forbids self-approval"
     )
+    # Baton's user records say that `al` is alice on the forge.
+    alias = await api.http.post(change.path("approve"), json={}, headers=api.token("al"))
+    assert alias.status_code == 403
+    assert alias.json()["error"].startswith("al is the change's author (alice on the forge)")
+    # The rollout's validator knows it too, from the decision, when the API is bypassed.
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await change.rollout.execute_update(
+            EnvironmentRollout.approve, Decision(user="al", forge_users=["alice"])
+        )
+    assert "al is the change's author (alice on the forge)" in refused.value.cause.message
 
 
 async def test_a_group_member_approves_with_an_oidc_token_and_others_are_refused(

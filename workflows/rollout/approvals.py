@@ -94,6 +94,7 @@ class Approvals:
             approval.user,
             self.security_due,
             approval.groups,
+            approval.forge_users,
         )
 
     def check_rejection(self, rejection: Decision) -> None:
