@@ -145,7 +145,10 @@ def create_app(
 
     @app.exception_handler(RPCError)
     async def temporal_unavailable(request: Request, exc: RPCError) -> JSONResponse:
-        message = f"Temporal did not take the event ({exc.status.name}): redeliver it later"
+        if request.url.path.startswith("/api/"):
+            message = f"Temporal is not answering ({exc.status.name}): try again later"
+        else:
+            message = f"Temporal did not take the event ({exc.status.name}): redeliver it later"
         return JSONResponse({"error": message}, status_code=503)
 
     def webhook_secret() -> str | None:
