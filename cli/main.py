@@ -114,16 +114,15 @@ def render_change(detail: changes.ChangeDetail) -> None:
         console.print(f"rollout to [bold]{rollout.environment}[/]:")
         for stage in rollout.timeline:
             _print_stage(stage, indent="    ")
-    if rollout is not None:
-        for decision in [*rollout.approvals, *rollout.voided]:
-            void = (
-                " (no longer counts: the PR's content changed)"
-                if decision in rollout.voided
-                else ""
-            )
-            console.print(f"    {_decision_line(decision)}{void}", highlight=False)
+        lines = [_decision_line("approved", d) for d in rollout.approvals]
+        lines += [
+            f"{_decision_line('approved', d)} (no longer counts: the PR's content changed)"
+            for d in rollout.voided
+        ]
         if rollout.freeze_override:
-            console.print(f"    freeze {_decision_line(rollout.freeze_override)}", highlight=False)
+            lines.append(_decision_line("freeze overridden", rollout.freeze_override))
+        for line in lines:
+            console.print(f"    {line}", markup=False, highlight=False)
     gate = (rollout.gate if rollout else None) or status.gate
     if gate is not None:
         console.print(f"[yellow]waiting:[/] {gate.description}")
@@ -145,7 +144,7 @@ def render_change(detail: changes.ChangeDetail) -> None:
             )
 
 
-def _decision_line(decision: Decision) -> str:
+def _decision_line(verb: str, decision: Decision) -> str:
     """Who decided, through what, when, on which content, and why."""
     who = decision.user + (f" [{', '.join(decision.groups)}]" if decision.groups else "")
     via = {
@@ -157,7 +156,7 @@ def _decision_line(decision: Decision) -> str:
     when = f" at {decision.at:%Y-%m-%d %H:%M:%S}" if decision.at else ""
     on = f" on {decision.content_hash[:19]}" if decision.content_hash else ""
     why = f": {decision.comment}" if decision.comment else ""
-    return f"decided by {who} via {via}{when}{on}{why}"
+    return f"{verb} by {who} via {via}{when}{on}{why}"
 
 
 def _print_stage(stage: Stage, indent: str) -> None:
