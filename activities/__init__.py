@@ -17,13 +17,20 @@ from activities.deploy import (
     verify_endpoint,
 )
 from activities.forge import set_commit_status
+from activities.images import propose_pin_bumps, refresh_mirrors
 from activities.lane import is_running, join_lane
 from activities.pipeline import build_image, publish_artifact, run_check
 from baton.temporal import TaskQueues
 
 ACTIVITIES: dict[str, list[Callable[..., Any]]] = {
     TaskQueues.WORKFLOWS: [set_commit_status, join_lane, is_running],
-    TaskQueues.BUILD: [run_check, build_image, publish_artifact],
+    TaskQueues.BUILD: [
+        run_check,
+        build_image,
+        publish_artifact,
+        refresh_mirrors,
+        propose_pin_bumps,
+    ],
     TaskQueues.DEPLOY: [
         render_environment,
         gitops_head,

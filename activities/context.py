@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from baton.artifacts import ArtifactStore
 from baton.cluster.base import Cluster
 from baton.config import AppConfig, BatonConfig, EnvironmentConfig, load_config
+from baton.environment_render import renderer_for
 from baton.forges.base import Forge
 from baton.gitops import GitOpsRepo
 from baton.logs import LogStore
 from baton.registry import Registry
-from baton.render import HelmRenderer, KustomizeRenderer, Renderer
+from baton.render import Renderer
 from baton.settings import Settings
 from baton.workspace import Workspace
 
@@ -83,11 +84,7 @@ class Context:
 
     @cached_property
     def registry(self) -> Registry:
-        config = self.config.registry
-        scheme = "http" if config.plain_http else "https"
-        return Registry(
-            f"{scheme}://{config.url}", config.credentials.username, config.credentials.token()
-        )
+        return Registry.configured(self.config.registry)
 
     @cached_property
     def artifacts(self) -> ArtifactStore:
@@ -116,10 +113,9 @@ class Context:
 
     def renderer(self, app: AppConfig, workdir: Path) -> Renderer:
         """The app's templates at a checkout: its Helm chart or its Kustomize base."""
-        if app.chart:
-            return HelmRenderer(workdir / app.chart)
-        assert app.kustomize is not None  # the config holds a chart or a kustomization
-        return KustomizeRenderer(workdir / app.kustomize, image_name=app.image)
+        templates = app.chart or app.kustomize
+        assert templates is not None  # the config holds a chart or a kustomization
+        return renderer_for(app, workdir / templates, registry=self.registry)
 
 
 _current: Context | None = None

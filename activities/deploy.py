@@ -18,10 +18,20 @@ from activities.context import Context, current
 from activities.errors import typed_errors
 from baton import artifacts
 from baton.config import VerifyConfig
-from baton.errors import ClusterConfigError, DeployConfigError, NotSynced, SyncFailed
-from baton.gitops import placeholder_manifests, revert_branch, rollout_branch
+from baton.diff import TemplateDiff, describe_unstable, diff_manifests
+from baton.environment_render import diff_templates, read_inputs, render_for_environment
+from baton.errors import ClusterConfigError, NotSynced, SyncFailed
+from baton.gitops import (
+    RENDERED_FROM,
+    TEMPLATES_DIFF,
+    RenderedFrom,
+    beside,
+    placeholder_manifests,
+    revert_branch,
+    rollout_branch,
+)
 from baton.models import Artifact, GitOpsPullRequest, Rendered, RolloutInput, SyncOutcome
-from baton.render import HelmRenderer, diff_manifests, holds_objects, validate_manifests
+from baton.render import holds_objects
 from baton.sensitivity import sensitive_changes
 from baton.sync import judge
 
@@ -128,32 +138,34 @@ def _ask_cluster(request):
 @activity.defn
 @typed_errors
 def render_environment(input: RolloutInput) -> Rendered:
-    """Render the artifact's chart with the environment's values (image by digest) and diff it."""
+    """Render the artifact's chart with the environment's values (image by digest) and diff it,
+    rendered objects and the templates and values they came from."""
     ctx = current()
     app, env, artifact = input.app, input.environment, input.artifact
     gitops = ctx.gitops
-    values_path = gitops.values_path(app, env)
-    values = gitops.read(values_path)
-    if values is None:
-        raise DeployConfigError(
-            f"{values_path} is missing in the GitOps repository {gitops.config.repo}: "
-            f"add {env.name}'s values for {app.name} there"
-        )
-    with tempfile.TemporaryDirectory(prefix="baton-render-") as tmp:
-        values_file = Path(tmp) / "values.yaml"
-        values_file.write_text(values)
-        chart = artifacts.fetch_chart(artifact, Path(tmp) / "chart", ctx.registry)
-        manifests = HelmRenderer(chart).render(
-            app.name, env.namespace, values_files=[values_file], image=artifact.pinned_image
-        )
-    problems = validate_manifests(manifests)
-    if problems:
-        raise DeployConfigError(
-            f"rendered manifests for {env.name} are invalid: {'; '.join(problems[:5])}"
-        )
     path = gitops.manifests_path(app, env)
     deployed = gitops.read(path) or ""
+    previous = RenderedFrom.parse(gitops.read(beside(path, RENDERED_FROM)))
+    record = RenderedFrom.of(artifact, env.name, read_inputs(gitops, app, env))
+    with tempfile.TemporaryDirectory(prefix="baton-render-") as tmp:
+        chart = artifacts.fetch_chart(artifact, Path(tmp) / "new", ctx.registry)
+        result = render_for_environment(
+            app,
+            env,
+            chart,
+            inputs=record.inputs,
+            image=artifact.pinned_image,
+            deployed=deployed,
+            registry=ctx.registry,
+            source=f"{artifact.chart_ref}:{artifact.chart_version}",
+        )
+        unrecorded = previous is None and holds_objects(deployed)
+        templates, unavailable = _diff_templates(
+            ctx, previous, record, chart, Path(tmp) / "old", unrecorded=unrecorded
+        )
+    manifests = result.manifests
     diff = diff_manifests(deployed, manifests)
+    full = templates.to_unified()
     return Rendered(
         path=path,
         content_ref=ctx.blobs.put(manifests),
@@ -161,7 +173,41 @@ def render_environment(input: RolloutInput) -> Rendered:
         diff_markdown=diff.to_markdown(),
         changed_objects=len(diff.changes),
         sensitive=sensitive_changes(deployed, manifests, ctx.config.registry.url),
+        unstable=describe_unstable(result.unstable),
+        template_diff_markdown=unavailable
+        or templates.to_markdown(full_diff=beside(path, TEMPLATES_DIFF) if full else None),
+        rendered_from_ref=ctx.blobs.put(record.to_text()),
+        template_diff_ref=ctx.blobs.put(full) if full else None,
+        omitted=result.omitted,
     )
+
+
+def _diff_templates(
+    ctx: Context,
+    previous: RenderedFrom | None,
+    record: RenderedFrom,
+    chart: Path,
+    scratch: Path,
+    *,
+    unrecorded: bool,
+) -> tuple[TemplateDiff, str]:
+    """The template diff from what the environment runs (`previous`; None: nothing), and a note
+    when its templates cannot be had: `unrecorded` (deployed before Baton kept a record), or
+    gone from the registry."""
+    if unrecorded:
+        note = f"{record.environment} runs manifests rendered before Baton recorded their "
+        note += "templates: no template diff this time."
+        return TemplateDiff(), note
+    old = None
+    if previous is not None and previous.templates == record.templates:
+        old = chart  # only the inputs changed: no need to fetch the same chart again
+    elif previous is not None:
+        try:
+            old = artifacts.fetch_chart(previous.artifact(), scratch, ctx.registry)
+        except artifacts.ArtifactError as exc:
+            note = f"The templates {record.environment} runs cannot be compared: {exc}"
+            return TemplateDiff(), note
+    return diff_templates(previous, old, record, chart), ""
 
 
 @activity.defn
@@ -182,9 +228,16 @@ def propose_gitops_change(input: ProposeInput) -> GitOpsPullRequest:
     branch = rollout_branch(app.name, env.name, commit)
     pr = ctx.forge.find_pull_request(repo, branch)
     if pr is None:
-        content = ctx.blobs.get(input.rendered.content_ref)
+        rendered = input.rendered
+        content = ctx.blobs.get(rendered.content_ref)
         message = f"Deploy {app.name} {commit[:12]} to {env.name}"
-        ctx.gitops.propose(branch, input.rendered.path, content, message)
+        also: dict[str, str | None] = {}
+        if rendered.rendered_from_ref is not None:  # rendered before Baton kept the record
+            also[beside(rendered.path, RENDERED_FROM)] = ctx.blobs.get(rendered.rendered_from_ref)
+            also[beside(rendered.path, TEMPLATES_DIFF)] = (
+                ctx.blobs.get(rendered.template_diff_ref) if rendered.template_diff_ref else None
+            )
+        ctx.gitops.propose(branch, rendered.path, content, message, also=also)
         pr = ctx.forge.open_pull_request(
             repo, branch, ctx.config.gitops.base_branch, message, input.body, author="baton"
         )
@@ -230,7 +283,10 @@ def revert_gitops_change(input: RevertInput) -> Revert:
         if on_base == wanted or (removed and on_base is not None and not holds_objects(on_base)):
             return revert.model_copy(update={"head": ctx.gitops.head()})
         message = f"Revert {app.name} {commit[:12]} in {env.name}"
-        ctx.gitops.propose(branch, path, wanted, message)
+        # What the manifests were rendered from goes back with them.
+        records = (beside(path, name) for name in (RENDERED_FROM, TEMPLATES_DIFF))
+        also = {record: ctx.gitops.before(record, input.revision) for record in records}
+        ctx.gitops.propose(branch, path, wanted, message, also=also)
         pr = ctx.forge.open_pull_request(
             repo, branch, ctx.config.gitops.base_branch, message, input.body, author="baton"
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel
@@ -80,12 +81,16 @@ def run_check(input: CheckInput) -> CheckResult:
         return _commands(input.kind, commands.get(input.kind, app.commands.long_test), input)
     workdir = ctx.checkout(input.repo, input.commit)
     if input.kind == "dockerfile":
-        return checks.hadolint(workdir / app.dockerfile, on_progress=_heartbeat, logs=ctx.logs)
+        return _dockerfile(workdir, app, ctx)
     if input.kind == "templates":
         if app.chart:
             values = [workdir / app.test_values] if app.test_values else []
             return checks.helm_lint(
-                workdir / app.chart, values, on_progress=_heartbeat, logs=ctx.logs
+                workdir / app.chart,
+                values,
+                on_progress=_heartbeat,
+                logs=ctx.logs,
+                registry=ctx.registry,
             )
         assert app.kustomize is not None  # the config holds a chart or a kustomization
         return checks.kustomize_build(workdir / app.kustomize, logs=ctx.logs)
@@ -97,10 +102,28 @@ def run_check(input: CheckInput) -> CheckResult:
             release=app.name,
             namespace="ci",
             values_files=[workdir / app.test_values] if app.test_values else [],
-            image=PinnedImage(repository=ctx.image_repository(app), digest=digest),
+            image=PinnedImage(
+                repository=ctx.image_repository(app), digest=digest, tag=readable_tag(input.commit)
+            ),
             logs=ctx.logs,
         )
     raise CheckConfigError(f"unknown check kind {input.kind!r}")
+
+
+def _dockerfile(workdir: Path, app: AppConfig, ctx: Context) -> CheckResult:
+    """hadolint, then whether this machine's builder can build the Dockerfile at all: a
+    Dockerfile that needs a newer BuildKit fails here, before any build, naming the line."""
+    dockerfile = workdir / app.context / app.dockerfile
+    lint = checks.hadolint(
+        dockerfile, repository_root=workdir, on_progress=_heartbeat, logs=ctx.logs
+    )
+    if not lint.passed:
+        return lint
+    try:
+        images.check_buildable(dockerfile)
+    except images.BuildKitRequired as exc:
+        return lint.model_copy(update={"passed": False, "exit_code": None, "summary": str(exc)})
+    return lint
 
 
 def _pushed_digest(ctx: Context, app: AppConfig, commit: str) -> str:
@@ -138,26 +161,42 @@ def build_image(input: BuildInput) -> CheckResult:
             dockerfile=app.dockerfile,
             buildargs={"APP_COMMIT": input.commit, **ctx.build_args()},
             labels={"org.opencontainers.image.revision": input.commit},
+            secrets=_build_secrets(app),
             on_progress=_heartbeat,
+            logs=ctx.logs,
         )
-        summary = f"built {built.image_id[:19]}"
-        if input.push:
-            digests = [
-                images.push_image(
-                    built.image_id, ctx.registry, app.image, tag, on_progress=_heartbeat
-                )
-                for tag in (input.commit, readable_tag(input.commit))
-            ]
-            summary = f"pushed {repository}:{input.commit[:12]} as {digests[0]}"
-    except images.ImageBuildFailed as exc:
+    except (images.ImageBuildFailed, images.BuildKitRequired) as exc:
         return CheckResult(
             name="image",
             passed=False,
             exit_code=None,
             duration_s=time.monotonic() - started,
             summary=str(exc)[:300],
-            excerpt="\n".join(exc.last_lines)[-2000:],
+            excerpt="\n".join(getattr(exc, "last_lines", []))[-2000:],
+            log_ref=getattr(exc, "log_ref", None),
         )
+    tested = ""
+    if app.image_test is not None:
+        # Before the push: an image that fails its test never reaches the registry.
+        tried = images.try_image(
+            built.image_id,
+            app.image_test,
+            commit=input.commit,
+            on_progress=_heartbeat,
+            logs=ctx.logs,
+        )
+        if not tried.passed:
+            return tried.model_copy(
+                update={"name": "image", "duration_s": time.monotonic() - started}
+            )
+        tested = f"; {tried.summary}"
+    summary = f"built {built.image_id[:19]}{tested}"
+    if input.push:
+        digests = [
+            images.push_image(built.image_id, ctx.registry, app.image, tag, on_progress=_heartbeat)
+            for tag in (input.commit, readable_tag(input.commit))
+        ]
+        summary = f"pushed {repository}:{input.commit[:12]} as {digests[0]}{tested}"
     return CheckResult(
         name="image",
         passed=True,
@@ -165,7 +204,23 @@ def build_image(input: BuildInput) -> CheckResult:
         duration_s=time.monotonic() - started,
         summary=summary,
         excerpt="",
+        log_ref=built.log_ref,
     )
+
+
+def _build_secrets(app: AppConfig) -> dict[str, str]:
+    """The values of the app's build secrets, read on this worker at build time."""
+    values = {}
+    for secret in app.build_secrets:
+        value = secret.value()
+        if value is None:
+            where = f"environment variable {secret.env}" if secret.env else f"file {secret.file}"
+            raise CheckConfigError(
+                f"build secret {secret.id!r} of app {app.name}: {where} is not set on the build "
+                "worker: set it there, or remove the secret from apps[].build_secrets"
+            )
+        values[secret.id] = value
+    return values
 
 
 @activity.defn

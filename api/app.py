@@ -186,15 +186,16 @@ def create_app(
 
     @app.post("/webhooks/github", status_code=202, include_in_schema=False)
     async def github_webhook(request: Request) -> JSONResponse:
-        """GitHub (and local forge) deliveries, authenticated by X-Hub-Signature-256."""
+        """GitHub (and local forge) deliveries, authenticated by X-Hub-Signature-256 over the raw
+        body, in either content type (JSON, or form-encoded with the JSON in `payload`)."""
         body = await read_body(request)
         github.verify_signature(webhook_secret(), body, request.headers.get("x-hub-signature-256"))
         event = request.headers.get("x-github-event")
         delivery = request.headers.get("x-github-delivery")
         if not event or not delivery:
             raise WebhookRejected(400, "missing X-GitHub-Event or X-GitHub-Delivery header")
-        payload = github.parse_json(body)
-        if event == "ping":
+        payload = github.parse_body(body, request.headers.get("content-type"))
+        if event == "ping":  # sent when the webhook is created, and by its "Test" (redeliver)
             return JSONResponse({"result": "pong"}, status_code=200)
         return await act(
             request,
@@ -206,11 +207,18 @@ def create_app(
     @app.post("/webhooks/gitea", status_code=202, include_in_schema=False)
     async def gitea_webhook(request: Request) -> JSONResponse:
         """Gitea and Forgejo deliveries, authenticated by X-Gitea-Signature / X-Forgejo-Signature
-        (bare hex HMAC-SHA256 of the body, keyed with the same secret as GitHub's)."""
+        (bare hex HMAC-SHA256 keyed with the same secret as GitHub's). Gitea signs the JSON
+        payload itself, which a form-encoded delivery carries in its `payload` field."""
         body = await read_body(request)
-        gitea.verify_signature(webhook_secret(), body, request.headers)
+        try:
+            document = github.payload_bytes(body, request.headers.get("content-type"))
+        except WebhookRejected:
+            # Authenticate before saying what is wrong with the body.
+            gitea.verify_signature(webhook_secret(), body, request.headers)
+            raise
+        gitea.verify_signature(webhook_secret(), document, request.headers)
         event, delivery = gitea.event_and_delivery(request.headers)
-        payload = github.parse_json(body)
+        payload = github.parse_json(document)
         return await act(
             request,
             "gitea",
@@ -266,8 +274,11 @@ async def github_event(ingress: Ingress, event: str, delivery: str, payload: dic
     """A GitHub-format event as an Ingress call."""
     if event == "pull_request":
         return await ingress.pull_request(github.pull_request(payload), delivery)
-    if event == "pull_request_review" and payload.get("action") == "submitted":
+    if event == "pull_request_review" and payload.get("action") in ("submitted", "dismissed"):
         return await ingress.review(github.review(payload))
+    if event == "repository" and payload.get("action") in ("renamed", "transferred"):
+        old, new, repo_id = github.renamed(payload)
+        return await ingress.renamed(old, new, repo_id)
     return Reply(202, f"ignored: event {event!r}")
 
 

@@ -14,9 +14,10 @@ import base64
 import binascii
 import hmac
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from api.github import PullRequestHook, ReviewHook, WebhookRejected, required
+from api.github import PullRequestHook, ReviewHook, WebhookRejected, repo_id, required
 from api.ingress import Ingress, Reply
 from baton.forges.base import (
     Forge,
@@ -79,20 +80,55 @@ async def handle(
         return Reply(202, f"ignored: {exc}")
     except ForgeError as exc:
         raise WebhookRejected(503, f"cannot re-read {repo}#{number}: {exc}") from None
+    repository = payload["resource"]["repository"]
+    known = _Repository(repo_id(repository), _default_branch(repository))
     if pr.state != "open":  # completed (merged) or abandoned
-        return await ingress.pull_request(_hook(pr, "closed"), delivery_id)
+        return await ingress.pull_request(_hook(pr, "closed", known), delivery_id)
     if event == "git.pullrequest.created":
-        return await ingress.pull_request(_hook(pr, "opened"), delivery_id)
+        return await ingress.pull_request(_hook(pr, "opened", known), delivery_id)
     if event == "git.pullrequest.merged":
         return Reply(202, f"ignored: {repo}#{number} has a merge commit but is not completed")
-    if repo == ingress.config.gitops.repo:
-        return await _reviews(ingress, forge, pr)
-    # A push, a vote, a title edit: a head the change already has is a no-op for it.
-    return await ingress.pull_request(_hook(pr, "synchronize"), delivery_id)
+    if ingress.config.is_gitops_repo(repo):
+        return await _reviews(ingress, forge, pr, _unapproving(payload))
+    # A push, a vote, a title edit, a reactivation or a new target branch: "updated" says only
+    # that something changed; a head the change already has is a no-op for it.
+    return await ingress.pull_request(_hook(pr, "updated", known), delivery_id)
 
 
-async def _reviews(ingress: Ingress, forge: Forge, pr: PullRequest) -> Reply:
-    """Each current vote on a GitOps PR goes to its rollout, judged there by the policy."""
+@dataclass
+class _Repository:
+    """What the event says of the repository: its id (stable across renames) and default branch."""
+
+    id: str | None
+    default_branch: str | None
+
+
+def _default_branch(repository: dict[str, Any]) -> str | None:
+    value = repository.get("defaultBranch")
+    return value.removeprefix("refs/heads/") if isinstance(value, str) and value else None
+
+
+def _unapproving(payload: dict[str, Any]) -> list[str]:
+    """Reviewers the event lists with no vote (0, as after "reset votes on new pushes") or
+    "waiting for the author" (-5): an approval of theirs stops counting. Read from the payload,
+    which only ever takes an approval away (the votes that count are re-read through the API)."""
+    reviewers = payload["resource"].get("reviewers")
+    return [
+        r["uniqueName"]
+        for r in (reviewers if isinstance(reviewers, list) else [])
+        if isinstance(r, dict)
+        and isinstance(r.get("uniqueName"), str)
+        and not r.get("isContainer")
+        and isinstance(r.get("vote"), int)
+        and -10 < r["vote"] < 5
+    ]
+
+
+async def _reviews(
+    ingress: Ingress, forge: Forge, pr: PullRequest, unapproving: list[str]
+) -> Reply:
+    """Each current vote on a GitOps PR goes to its rollout, judged there by the policy; a
+    reviewer whose vote was reset or withdrawn goes there as a dismissed review."""
     try:
         reviews = await asyncio.to_thread(forge.list_reviews, pr.repo, pr.number)
     except ForgeError as exc:
@@ -106,15 +142,25 @@ async def _reviews(ingress: Ingress, forge: Forge, pr: PullRequest) -> Reply:
         for review in reviews
         if review.state != "commented"
     ]
+    voted = {review.user for review in reviews if review.state != "commented"}
+    outcomes += [
+        await ingress.review(
+            ReviewHook.of(pr, reviewer=user, state="dismissed", commit_id=pr.head_sha)
+        )
+        for user in unapproving
+        if user not in voted
+    ]
     if not outcomes:
         return Reply(202, f"ignored: no votes on {pr.repo}#{pr.number}")
     return Reply(202, "; ".join(o.message for o in outcomes), outcomes[0].workflow_id)
 
 
-def _hook(pr: PullRequest, action: str) -> PullRequestHook:
+def _hook(pr: PullRequest, action: str, repository: _Repository) -> PullRequestHook:
     return PullRequestHook(
         action=action,
         repo=pr.repo,
+        repo_id=repository.id,
+        default_branch=repository.default_branch,
         number=pr.number,
         title=pr.title,
         body=pr.body,

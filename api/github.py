@@ -5,7 +5,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from datetime import UTC, datetime
+from email.message import Message
 from typing import Any
+from urllib.parse import parse_qs
 
 from pydantic import BaseModel
 
@@ -37,10 +40,18 @@ def verify_signature(secret: str | None, body: bytes, header: str | None) -> Non
 
 
 class PullRequestHook(BaseModel):
-    """A normalized pull-request event: what Baton needs, whichever forge sent it."""
+    """A normalized pull-request event: what Baton needs, whichever forge sent it.
+
+    `repo_id` is the forge's id of the repository (it survives renames), `default_branch` the
+    repository's default branch and `base_changed` whether this event retargeted the PR (an
+    `edited` action with the old base in `changes`), each when the delivery says so; `updated_at`
+    is the PR's last update, which orders two deliveries that arrive the other way round.
+    """
 
     action: str
     repo: str
+    repo_id: str | None = None
+    default_branch: str | None = None
     number: int
     title: str = ""
     body: str = ""
@@ -48,8 +59,10 @@ class PullRequestHook(BaseModel):
     head_branch: str
     head_sha: str
     base_branch: str
+    base_changed: bool = False
     merged: bool = False
     merge_commit_sha: str | None = None
+    updated_at: datetime | None = None
 
 
 class ReviewHook(BaseModel):
@@ -75,6 +88,43 @@ class ReviewHook(BaseModel):
             commit_id=commit_id,
             head_sha=pr.head_sha,
         )
+
+
+FORM = "application/x-www-form-urlencoded"
+
+
+def payload_bytes(body: bytes, content_type: str | None) -> bytes:
+    """The delivery's JSON document, as UTF-8 bytes, from a body of either content type GitHub's
+    and Gitea's webhook forms offer: `application/json`, or `application/x-www-form-urlencoded`
+    with the JSON in the `payload` field (GitHub preselects that one). A `charset` parameter is
+    honoured (default UTF-8); any other content type is refused with 415 naming the one to set.
+    """
+    header = Message()
+    header["content-type"] = content_type or "application/json"
+    mime, charset = header.get_content_type(), header.get_content_charset() or "utf-8"
+    if mime != FORM and mime != "application/json" and not mime.endswith("+json"):
+        raise WebhookRejected(
+            415,
+            f"content type {mime} is not supported: set the webhook's content type to "
+            f"application/json (or {FORM})",
+        )
+    try:
+        if mime != FORM:
+            return body if charset in ("utf-8", "utf8") else body.decode(charset).encode()
+        fields = parse_qs(body.decode("ascii"), encoding=charset, errors="strict")
+    except LookupError:
+        raise WebhookRejected(415, f"unknown charset {charset!r} in Content-Type") from None
+    except UnicodeDecodeError as exc:
+        raise WebhookRejected(400, f"body is not valid {charset}: {exc.reason}") from None
+    payload = fields.get("payload")
+    if not payload:
+        raise WebhookRejected(400, f"{FORM} delivery lacks the payload field")
+    return payload[0].encode()
+
+
+def parse_body(body: bytes, content_type: str | None) -> dict[str, Any]:
+    """The delivery's JSON object, whichever content type carried it (see `payload_bytes`)."""
+    return parse_json(payload_bytes(body, content_type))
 
 
 def parse_json(body: bytes) -> dict[str, Any]:
@@ -112,12 +162,28 @@ def _repo(payload: dict[str, Any]) -> str:
     return name
 
 
+def repo_id(repository: Any) -> str | None:
+    """The forge's id of a repository object (GitHub and Gitea: a number), when it has one."""
+    value = repository.get("id") if isinstance(repository, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | str) or value == "":
+        return None
+    return str(value)
+
+
 def pull_request(payload: dict[str, Any]) -> PullRequestHook:
+    """A `pull_request` delivery. A retarget is `edited` with the old base in `changes.base.ref`
+    (GitHub) or `changes.ref` (Gitea)."""
     pr = required(payload, "pull_request", dict)
     merge_commit = pr.get("merge_commit_sha")
+    repository = required(payload, "repository", dict)
+    default = repository.get("default_branch")
+    changes = payload.get("changes")
     return PullRequestHook(
         action=required(payload, "action", str),
         repo=_repo(payload),
+        repo_id=repo_id(repository),
+        default_branch=default if isinstance(default, str) and default else None,
+        base_changed=isinstance(changes, dict) and ("base" in changes or "ref" in changes),
         number=required(pr, "number", int),
         title=_optional_str(pr, "title"),
         body=_optional_str(pr, "body"),
@@ -127,16 +193,51 @@ def pull_request(payload: dict[str, Any]) -> PullRequestHook:
         base_branch=required(pr, "base.ref", str),
         merged=pr.get("merged") is True,
         merge_commit_sha=merge_commit if isinstance(merge_commit, str) else None,
+        updated_at=_timestamp(pr.get("updated_at")),
     )
 
 
+def _timestamp(value: Any) -> datetime | None:
+    """An RFC 3339 timestamp (GitHub: `2019-05-15T15:20:33Z`, Gitea: with an offset)."""
+    try:
+        stamp = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    return stamp if stamp is None or stamp.tzinfo else stamp.replace(tzinfo=UTC)
+
+
 def review(payload: dict[str, Any]) -> ReviewHook:
+    """A `pull_request_review` delivery; a dismissed review (action `dismissed`, review state
+    `dismissed`) has the state `dismissed`, whatever it was before."""
+    dismissed = payload.get("action") == "dismissed"
     return ReviewHook(
         repo=_repo(payload),
         number=required(payload, "pull_request.number", int),
         body=_optional_str(required(payload, "pull_request", dict), "body"),
         reviewer=required(payload, "review.user.login", str),
-        state=required(payload, "review.state", str).lower(),
+        state="dismissed" if dismissed else required(payload, "review.state", str).lower(),
         commit_id=required(payload, "review.commit_id", str),
         head_sha=required(payload, "pull_request.head.sha", str),
     )
+
+
+def _at(value: Any, path: str) -> Any:
+    """The value at dotted `path`, or None where the payload has no such object."""
+    for key in path.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def renamed(payload: dict[str, Any]) -> tuple[str, str, str | None]:
+    """A `repository` delivery with action `renamed` or `transferred`: the old full name, the new
+    one and the repository id. GitHub gives the old name in `changes.repository.name.from` and
+    the old owner in `changes.owner.from.user` or `.organization`."""
+    new = _repo(payload)
+    owner, _, name = new.partition("/")
+    old_name = _at(payload, "changes.repository.name.from")
+    old_owner = _at(payload, "changes.owner.from.user.login") or _at(
+        payload, "changes.owner.from.organization.login"
+    )
+    old_owner = old_owner if isinstance(old_owner, str) else owner
+    old_name = old_name if isinstance(old_name, str) else name
+    return f"{old_owner}/{old_name}", new, repo_id(payload.get("repository"))

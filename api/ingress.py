@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -80,6 +81,9 @@ class Ingress:
         self.client = client
         self.config = config
         self.settings = settings
+        # Repository id -> configured name, from deliveries: a renamed repository's deliveries
+        # still reach its app while this process runs (the config should get the new name).
+        self.repo_ids: dict[str, str] = {}
 
     def plan(self, app_name: str) -> ChangePlan:
         """The configuration a new change runs under, frozen into its input."""
@@ -92,27 +96,90 @@ class Ingress:
         )
 
     async def pull_request(self, hook: PullRequestHook, delivery_id: str) -> Reply:
-        if hook.repo == self.config.gitops.repo:
+        """Start, resume or signal the change of a PR into its app's release branch.
+
+        A PR into any other branch starts nothing, and one retargeted away from the release
+        branch stops its change (`retargeted`); one retargeted into it, or reopened, gets a
+        running change whether or not the old one is still closing (signal-with-start).
+        """
+        repo = self._configured_repo(hook.repo, hook.repo_id)
+        if repo is not None and self.config.is_gitops_repo(repo):
             return await self._gitops_pull_request(hook)
-        app = self.config.app_for_repo(hook.repo)
+        app = self.config.app_for_repo(repo) if repo is not None else None
         if app is None:
             return Reply(202, f"ignored: repository {hook.repo!r} is not an app in the config")
         workflow_id = change_id(app.name, hook.number)
-        if hook.action in ("opened", "reopened"):
+        release = app.branch or hook.default_branch
+        if release is None:
+            return Reply(
+                202,
+                f"ignored: the delivery does not name {hook.repo}'s default branch: "
+                f"set apps[].branch of {app.name} to its release branch",
+            )
+        if hook.base_branch != release:
+            return await self._off_release(hook, workflow_id, release, delivery_id)
+        if hook.action == "opened":
             return await self._start(app.name, hook, workflow_id)
-        if hook.action == "synchronize":
+        if hook.action == "reopened" or (hook.action == "edited" and hook.base_changed):
+            return await self._resume(app.name, hook, workflow_id, delivery_id)
+        if hook.action in ("synchronize", "updated"):
             event = PullRequestEvent(
                 action="synchronize", head_sha=hook.head_sha, delivery_id=delivery_id
             )
-        elif hook.action == "closed" and hook.merged:
+            reply = await self._signal(workflow_id, Signals.PULL_REQUEST_EVENT, event)
+            if reply.workflow_id is None and hook.action == "updated":
+                # Azure DevOps says only "updated": reactivated or retargeted into the branch.
+                return await self._resume(app.name, hook, workflow_id, delivery_id)
+            return reply
+        if hook.action == "closed" and hook.merged:
             event = PullRequestEvent(
                 action="merged", merge_commit_sha=hook.merge_commit_sha, delivery_id=delivery_id
             )
         elif hook.action == "closed":
-            event = PullRequestEvent(action="closed", delivery_id=delivery_id)
+            event = PullRequestEvent(
+                action="closed", updated_at=hook.updated_at, delivery_id=delivery_id
+            )
         else:
             return Reply(202, f"ignored: pull_request action {hook.action!r}")
         return await self._signal(workflow_id, Signals.PULL_REQUEST_EVENT, event)
+
+    async def _off_release(
+        self, hook: PullRequestHook, workflow_id: str, release: str, delivery_id: str
+    ) -> Reply:
+        """A PR whose base is not the release branch: its change, if one runs, stops. Any event
+        says so, in case the one that retargeted the PR was lost."""
+        why = f"#{hook.number} is into {hook.base_branch!r}, not the release branch {release!r}"
+        if hook.action == "opened":
+            return Reply(202, f"ignored: {why}")
+        event = PullRequestEvent(
+            action="retargeted",
+            base_branch=hook.base_branch,
+            updated_at=hook.updated_at,
+            delivery_id=delivery_id,
+        )
+        reply = await self._signal(workflow_id, Signals.PULL_REQUEST_EVENT, event)
+        return reply if reply.workflow_id else Reply(202, f"ignored: {why}")
+
+    def _configured_repo(self, name: str, repo_id: str | None) -> str | None:
+        """The configured repository (an app's or the GitOps one) a delivery is about, by the
+        forge's name rules, else by the repository id a delivery under the old name showed."""
+        configured = [self.config.gitops.repo, *(a.repo for a in self.config.apps)]
+        repo = next((r for r in configured if self.config.same_repo(r, name)), None)
+        if repo_id is None:
+            return repo
+        if repo is not None:
+            self.repo_ids[repo_id] = repo
+            return repo
+        return self.repo_ids.get(repo_id)
+
+    async def renamed(self, old: str, new: str, repo_id: str | None) -> Reply:
+        """A repository was renamed (or transferred): its deliveries keep reaching its app."""
+        repo = self._configured_repo(old, repo_id)
+        if repo is None:
+            return Reply(202, f"ignored: repository {old!r} is not in the config")
+        if repo_id is not None:
+            self.repo_ids[repo_id] = repo
+        return Reply(202, f"noted: {repo} is now {new}; update the config to the new name")
 
     async def _gitops_pull_request(self, hook: PullRequestHook) -> Reply:
         """A GitOps PR merged by a human releases the rollout that opened it."""
@@ -125,15 +192,19 @@ class Ingress:
 
     async def review(self, hook: ReviewHook) -> Reply:
         """A review of a GitOps PR counts as an approval (or rejection) under the same policy."""
-        if hook.repo != self.config.gitops.repo:
+        repo = self._configured_repo(hook.repo, None)
+        if repo is None or not self.config.is_gitops_repo(repo):
             return Reply(202, "ignored: reviews of application PRs are the forge's business")
         rollout = rollout_of(hook.body)
         if rollout is None:
             return Reply(202, f"ignored: GitOps PR #{hook.number} was not opened by Baton")
-        if hook.state not in ("approved", "changes_requested"):
+        if hook.state not in ("approved", "changes_requested", "dismissed"):
             return Reply(202, f"ignored: review state {hook.state!r}", rollout)
         review = ForgeReview(
-            user=hook.reviewer, approved=hook.state == "approved", commit=hook.commit_id
+            user=hook.reviewer,
+            approved=hook.state == "approved",
+            commit=hook.commit_id,
+            dismissed=hook.state == "dismissed",
         )
         return await self._signal(rollout, Signals.FORGE_REVIEW, review)
 
@@ -172,8 +243,8 @@ class Ingress:
             raise
         return Reply(202, f"signalled {workflow_id}", workflow_id)
 
-    async def _start(self, app_name: str, hook: PullRequestHook, workflow_id: str) -> Reply:
-        change = ChangeInput(
+    def _change(self, app_name: str, hook: PullRequestHook) -> ChangeInput:
+        return ChangeInput(
             plan=self.plan(app_name),
             repo=hook.repo,
             pr_number=hook.number,
@@ -183,20 +254,53 @@ class Ingress:
             head_sha=hook.head_sha,
             base_branch=hook.base_branch,
         )
+
+    async def _start(
+        self, app_name: str, hook: PullRequestHook, workflow_id: str, **how: Any
+    ) -> Reply:
+        """Start the change of a newly opened PR; a redelivered "opened" joins it, and does not
+        restart a change that has finished. `how`: other start options (signal-with-start)."""
+        change = self._change(app_name, hook)
+        options: dict[str, Any] = {
+            "id_conflict_policy": WorkflowIDConflictPolicy.USE_EXISTING,
+            "id_reuse_policy": WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        }
         try:
             await self.client.start_workflow(
                 WorkflowTypes.CHANGE,
                 change,
                 id=workflow_id,
                 task_queue=TaskQueues.WORKFLOWS,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                # A redelivered "opened" must not restart a finished change; "reopened" may.
-                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE
-                if hook.action == "reopened"
-                else WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 search_attributes=initial_search_attributes(change),
                 static_summary=f"{app_name}#{hook.number}: {hook.title}"[:200],
+                **(options | how),
             )
         except WorkflowAlreadyStartedError:
             return Reply(202, f"exists: {workflow_id}", workflow_id)
         return Reply(202, f"started {workflow_id}", workflow_id)
+
+    async def _resume(
+        self, app_name: str, hook: PullRequestHook, workflow_id: str, delivery_id: str
+    ) -> Reply:
+        """Reopened (or retargeted into the release branch): signal-with-start `reopened`.
+
+        Temporal delivers the signal to the run if one is still running, closing or not (it then
+        validates again instead of ending: a run cannot complete past a signal it has not
+        handled), and otherwise starts a new run after the finished one.
+        """
+        event = PullRequestEvent(
+            action="reopened",
+            head_sha=hook.head_sha,
+            updated_at=hook.updated_at,
+            delivery_id=delivery_id,
+        )
+        await self._start(
+            app_name,
+            hook,
+            workflow_id,
+            id_conflict_policy=WorkflowIDConflictPolicy.UNSPECIFIED,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            start_signal=Signals.PULL_REQUEST_EVENT,
+            start_signal_args=[event],
+        )
+        return Reply(202, f"reopened {workflow_id}", workflow_id)

@@ -11,6 +11,7 @@ digest. A version already in the registry is reused, never pushed again.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -24,11 +25,11 @@ from typing import Any
 
 import yaml
 
-from baton.errors import InfrastructureError
+from baton.errors import ConfigurationError, InfrastructureError
 from baton.models import Artifact
 from baton.registry import Registry
 from baton.settings import Settings
-from baton.tools import find_tool, run_tool
+from baton.tools import error_line, find_tool, run_tool
 
 CHARTS_NAMESPACE = "charts"
 # Before any commit; 1980 rather than 1970 because zip-based tools reject older times.
@@ -38,10 +39,26 @@ HELM_TIMEOUT_S = 300
 _COMMIT = re.compile(r"^[0-9a-f]{12,64}$")
 _SEMVER = re.compile(r"^(\d+\.\d+\.\d+)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")
 _PUSHED_DIGEST = re.compile(r"^Digest:\s*(sha256:[0-9a-f]{64})", re.MULTILINE)
+# helm's words (Go's net and http errors) for a registry that did not answer: worth a retry.
+_UNREACHABLE = re.compile(
+    r"connection refused|no such host|i/o timeout|connection reset|TLS handshake timeout|"
+    r"context deadline exceeded|server misbehaving|50[234] ",
+    re.IGNORECASE,
+)
+# `helm dependency list` statuses of a dependency that charts/ satisfies.
+_BUILT = ("ok", "unpacked")
 
 
 class ArtifactError(InfrastructureError):
     """An artifact could not be published or fetched."""
+
+
+class DependencyBuildFailed(ConfigurationError):
+    """A chart's dependencies cannot be built as Chart.yaml names them; `output` is helm's."""
+
+    def __init__(self, chart_dir: Path, output: str) -> None:
+        super().__init__(f"helm dependency build of {chart_dir} failed: {error_line(output)}")
+        self.output = output
 
 
 class ArtifactStore:
@@ -87,6 +104,11 @@ def chart_version(base: str, commit: str) -> str:
     return f"{core}{pre + '.' if pre else '-'}g{commit[:12]}"
 
 
+def commit_version(chart_dir: Path, commit: str) -> str:
+    """The version CI publishes the chart in `chart_dir` under for `commit` (see chart_version)."""
+    return chart_version(str(_read_chart(Path(chart_dir))["version"]), commit)
+
+
 def publish_artifact(
     app: str,
     commit: str,
@@ -103,13 +125,18 @@ def publish_artifact(
     if not _COMMIT.match(commit):
         raise ArtifactError(f"commit {commit!r} is not a full git sha")
     chart = _read_chart(Path(chart_dir))
-    version = chart_version(str(chart["version"]), commit)
+    version = commit_version(chart_dir, commit)
     name = f"{CHARTS_NAMESPACE}/{chart['name']}"
     digest = registry.manifest_digest(name, version)
     if digest is None:
         with _helm_session(registry) as helm:
             package = package_chart(
-                chart_dir, version, commit[:12], helm.workdir, mtime=commit_time or FIXED_MTIME
+                chart_dir,
+                version,
+                commit[:12],
+                helm.workdir,
+                mtime=commit_time or FIXED_MTIME,
+                registry=registry,
             )
             output = helm.run("push", str(package), f"oci://{registry.host}/{CHARTS_NAMESPACE}")
         pushed = _PUSHED_DIGEST.search(output)
@@ -135,10 +162,18 @@ def publish_artifact(
 
 
 def package_chart(
-    chart_dir: Path, version: str, app_version: str, dest: Path, *, mtime: datetime = FIXED_MTIME
+    chart_dir: Path,
+    version: str,
+    app_version: str,
+    dest: Path,
+    *,
+    mtime: datetime = FIXED_MTIME,
+    registry: Registry | None = None,
 ) -> Path:
-    """`helm package` a copy of the chart with every mtime pinned: same content, same bytes."""
+    """`helm package` a copy of the chart, its dependencies built (`build_dependencies`) and
+    every mtime pinned: same content, same bytes."""
     chart = _read_chart(Path(chart_dir))
+    build_dependencies(chart_dir, registry)
     with tempfile.TemporaryDirectory(prefix="baton-chart-") as tmp:
         copy = Path(tmp) / Path(chart_dir).name
         shutil.copytree(chart_dir, copy)
@@ -160,6 +195,74 @@ def package_chart(
     # helm push records the package file's mtime as the manifest's creation time.
     _set_mtimes(package, mtime)
     return package
+
+
+def build_dependencies(chart_dir: Path, registry: Registry | None = None) -> None:
+    """Build the chart's `dependencies:` into its charts/ directory when some are missing there.
+
+    `helm dependency build` in the chart directory, as Argo CD and Flux do for charts from git,
+    and offline: from `file://` paths and `oci://` charts in `registry` (Chart.lock's versions
+    when there is one); a dependency from anywhere else must be vendored in charts/. A Chart.lock
+    the build writes is removed again (its `generated` time would change every package). One build
+    at a time per chart; charts whose dependencies are all in charts/ are left as they are.
+
+    Raises `DependencyBuildFailed` when a retry cannot help (a path, chart or version that is not
+    there: helm's error line), `ArtifactError` when the registry does not answer.
+    """
+    chart_dir = Path(chart_dir)
+    if not _declares_dependencies(chart_dir):
+        return
+    with _exclusive(chart_dir):
+        listed = _helm(["dependency", "list", str(chart_dir)], env=None)
+        rows = [[column.strip() for column in line.split("\t")] for line in listed.splitlines()]
+        missing = [row for row in rows[1:] if len(row) == 4 and row[3] not in _BUILT]
+        if not missing:
+            return
+        sources = ("file://", f"oci://{registry.host}/") if registry else ("file://",)
+        for name, _, repository, _ in missing:
+            if repository and not (repository + "/").startswith(sources):
+                raise DependencyBuildFailed(
+                    chart_dir,
+                    f"dependency {name} comes from {repository}, which Baton does not fetch "
+                    f"(it builds dependencies from {' and '.join(s + '...' for s in sources)}): "
+                    "vendor it in charts/ or push it to the registry",
+                )
+        lock = chart_dir / "Chart.lock"
+        had_lock = lock.exists()
+        try:
+            with _helm_session(registry) as helm:
+                proc = helm.attempt("dependency", "build", str(chart_dir), "--skip-refresh")
+        finally:
+            if not had_lock:
+                lock.unlink(missing_ok=True)
+    if proc.returncode != 0:
+        output = proc.stderr or proc.stdout
+        if _UNREACHABLE.search(output):
+            raise ArtifactError(
+                f"helm dependency build of {chart_dir}: the registry did not answer: "
+                f"{error_line(output)}"
+            )
+        raise DependencyBuildFailed(chart_dir, output)
+
+
+def _declares_dependencies(chart_dir: Path) -> bool:
+    # An unreadable Chart.yaml is for helm to report, in its words, when it renders or lints.
+    try:
+        chart = yaml.safe_load((chart_dir / "Chart.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(chart, dict) and bool(chart.get("dependencies"))
+
+
+@contextmanager
+def _exclusive(directory: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `directory` itself (nothing is written to take it)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def fetch_chart(artifact: Artifact, dest: Path, registry: Registry) -> Path:
@@ -186,7 +289,7 @@ def fetch_chart(artifact: Artifact, dest: Path, registry: Registry) -> Path:
 class _Helm:
     """helm with a throwaway home and registry config, so no credential lands in $HOME."""
 
-    def __init__(self, workdir: Path, registry: Registry) -> None:
+    def __init__(self, workdir: Path, registry: Registry | None) -> None:
         self.workdir = workdir
         self.registry = registry
         self.env = {
@@ -195,11 +298,11 @@ class _Helm:
             "HELM_DATA_HOME": str(workdir / "data"),
         }
         self.flags = ["--registry-config", str(workdir / "registry.json")]
-        if registry.plain_http:
+        if registry is not None and registry.plain_http:
             self.flags.append("--plain-http")
 
     def login(self) -> None:
-        if self.registry.username is None:
+        if self.registry is None or self.registry.username is None:
             return
         _helm(
             [
@@ -220,9 +323,18 @@ class _Helm:
     def run(self, *args: str) -> str:
         return _helm([*args, *self.flags], env=self.env)
 
+    def attempt(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run helm; its exit status is the caller's to judge."""
+        try:
+            return run_tool(
+                [find_tool("helm"), *args, *self.flags], timeout_s=HELM_TIMEOUT_S, env=self.env
+            )
+        except subprocess.TimeoutExpired:
+            raise ArtifactError(f"helm {args[0]} timed out after {HELM_TIMEOUT_S}s") from None
+
 
 @contextmanager
-def _helm_session(registry: Registry) -> Iterator[_Helm]:
+def _helm_session(registry: Registry | None) -> Iterator[_Helm]:
     with tempfile.TemporaryDirectory(prefix="baton-helm-") as tmp:
         helm = _Helm(Path(tmp), registry)
         helm.login()

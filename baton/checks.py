@@ -15,8 +15,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from baton.artifacts import DependencyBuildFailed, build_dependencies
+from baton.config import KUBE_VERSION
 from baton.logs import LogStore, Progress, excerpt, follow
 from baton.models import CheckResult, PinnedImage
+from baton.registry import Registry
 from baton.render import (
     KustomizeRenderer,
     Renderer,
@@ -53,17 +56,29 @@ def run_check(
     return _result(name, run, summary=_last_line(run), logs=logs)
 
 
+HADOLINT_CONFIGS = (".hadolint.yaml", ".hadolint.yml")
+
+
 def hadolint(
     dockerfile: Path,
     *,
+    repository_root: Path | None = None,
     timeout_s: float = 120,
     on_progress: Progress | None = None,
     logs: LogStore | None = None,
 ) -> CheckResult:
-    """Lint a Dockerfile; the summary names the first finding: `DL3007 line 1: Using latest...`."""
+    """Lint a Dockerfile; the summary names the first finding: `DL3007 line 1: Using latest...`.
+
+    hadolint's configuration is the `.hadolint.yaml` (or `.yml`) nearest the Dockerfile, from its
+    directory up to `repository_root`, where users keep it (hadolint's README, hadolint-action).
+    """
     dockerfile = Path(dockerfile)
-    # Run next to the Dockerfile so hadolint picks up a .hadolint.yaml kept beside it.
     command = [find_tool("hadolint"), "-f", "json", dockerfile.name]
+    config = _nearest(
+        dockerfile.parent, Path(repository_root or dockerfile.parent), HADOLINT_CONFIGS
+    )
+    if config is not None:
+        command[1:1] = ["--config", str(config)]
     run = _execute("hadolint", command, dockerfile.parent, timeout_s, None, on_progress, 5)
     try:
         findings = json.loads(run.output)
@@ -77,6 +92,19 @@ def hadolint(
     return _result("hadolint", run, summary=summary, logs=logs, detail=detail)
 
 
+def _nearest(start: Path, root: Path, names: Sequence[str]) -> Path | None:
+    """The first of `names` found in `start` or a parent of it, up to and including `root`."""
+    root = root.resolve()
+    directory = start.resolve()
+    while True:
+        for name in names:
+            if (directory / name).is_file():
+                return directory / name
+        if directory == root or directory.parent == directory or root not in directory.parents:
+            return None
+        directory = directory.parent
+
+
 def helm_lint(
     chart_dir: Path,
     values_files: Sequence[Path] = (),
@@ -84,10 +112,26 @@ def helm_lint(
     timeout_s: float = 120,
     on_progress: Progress | None = None,
     logs: LogStore | None = None,
+    registry: Registry | None = None,
 ) -> CheckResult:
-    """`helm lint --strict` with values files; the summary is helm's [ERROR]/[WARNING] lines."""
+    """`helm lint --strict` with values files, the chart's dependencies built first (from
+    `registry`); the summary is helm's [ERROR]/[WARNING] lines."""
     chart_dir = Path(chart_dir).resolve()
-    command = [find_tool("helm"), "lint", str(chart_dir), "--strict"]
+    started = time.monotonic()
+    try:
+        build_dependencies(chart_dir, registry)
+    except DependencyBuildFailed as exc:
+        run = _Run(None, exc.output, time.monotonic() - started)
+        return _result("helm-lint", run, summary=str(exc), logs=logs)
+    # The Kubernetes version CI's test render and validation use, for the same capabilities.
+    command = [
+        find_tool("helm"),
+        "lint",
+        str(chart_dir),
+        "--strict",
+        "--kube-version",
+        KUBE_VERSION,
+    ]
     for values in values_files:
         command += ["--values", str(Path(values).resolve())]
     run = _execute("helm-lint", command, chart_dir, timeout_s, None, on_progress, 5)
@@ -114,7 +158,7 @@ def render_and_validate(
     values_files: Sequence[Path] = (),
     overrides: Mapping[str, str] | None = None,
     image: PinnedImage | None = None,
-    kube_version: str = "1.30",
+    kube_version: str = KUBE_VERSION,
     logs: LogStore | None = None,
 ) -> CheckResult:
     """Render templates (image pinned by digest when given) and validate every object offline."""
@@ -143,7 +187,7 @@ def render_and_validate(
 
 
 def kustomize_build(
-    kustomize_dir: Path, *, kube_version: str = "1.30", logs: LogStore | None = None
+    kustomize_dir: Path, *, kube_version: str = KUBE_VERSION, logs: LogStore | None = None
 ) -> CheckResult:
     """`kubectl kustomize` the directory and validate what it builds."""
     return render_and_validate(

@@ -17,11 +17,16 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from baton.errors import ConfigurationError
+from baton.references import NAME_MAX, check_domain, check_repository, parse_reference
 from baton.settings import read_secret
 
 NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 Name = Annotated[str, Field(pattern=NAME)]
 
+
+MergeMethod = Literal["merge", "squash", "rebase", "fast-forward"]
+"""How a pull request lands on its base branch: a merge commit, one squashed commit, its commits
+rebased onto the base, or the base moved to its head (only when the head descends from the base)."""
 
 LanePolicy = Literal["latest", "sequential"]
 """`latest`: a newer change supersedes waiting older ones; `sequential`: every change rolls out."""
@@ -52,12 +57,22 @@ class ForgeConfig(Model):
     url: str | None = None
     credentials: Credentials = Credentials()
     webhook_secret_env: str = "BATON_WEBHOOK_SECRET"
-    merge: Literal["merge", "fast-forward"] = "merge"
+    merge: MergeMethod | None = Field(
+        default=None,
+        description="how Baton merges pull requests (the forge's own merge method); unset: what "
+        "the repository allows (GitHub's and Gitea's repository settings, in the order merge, "
+        "squash, rebase), a merge commit on Azure DevOps and the local forge",
+    )
 
     @model_validator(mode="after")
     def _hosted_forges_need_url(self) -> ForgeConfig:
         if self.kind != "local" and not self.url:
             raise ValueError(f"forge.kind {self.kind!r} needs forge.url (the API base URL)")
+        if self.kind == "azure-devops" and self.merge == "fast-forward":
+            raise ValueError(
+                "Azure DevOps has no fast-forward merge: use merge: rebase (Azure's rebase and "
+                "fast-forward), merge or squash"
+            )
         return self
 
     def webhook_secret(self) -> str | None:
@@ -74,7 +89,7 @@ class RegistryConfig(Model):
     def _host_only(cls, url: str) -> str:
         if "://" in url:
             raise ValueError("give host[:port] without a scheme, e.g. 127.0.0.1:5000")
-        return url.rstrip("/")
+        return check_domain(url.rstrip("/"))
 
 
 class GitOpsConfig(Model):
@@ -106,23 +121,201 @@ class Commands(Model):
     long_test: list[str] = []
 
 
+class ImageValues(Model):
+    """The chart's values keys Baton sets to pin the image CI built (Helm's dotted `--set` paths).
+
+    `repository` + `digest` (the default), `repository` + `tag` (as `helm create` charts take
+    it; the tag is set to `<tag>@<digest>`), either with both, or one `image` string that takes
+    `<repository>@<digest>`.
+    """
+
+    repository: str | None = None
+    tag: str | None = None
+    digest: str | None = None
+    image: str | None = None
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> ImageValues:
+        if self.image is not None:
+            if self.repository or self.tag or self.digest:
+                raise ValueError("image takes the whole reference: set it alone")
+        elif not self.repository or not (self.tag or self.digest):
+            raise ValueError(
+                "set repository with tag and/or digest (e.g. repository: image.repository, "
+                "tag: image.tag), or image alone"
+            )
+        return self
+
+    def value_keys(self) -> list[str]:
+        """The values keys set, in the order they are listed."""
+        return [k for k in (self.repository, self.tag, self.digest, self.image) if k]
+
+
+DEFAULT_IMAGE_VALUES = ImageValues(repository="image.repository", digest="image.digest")
+
+
+class HelmOptions(Model):
+    """How Baton renders a chart app."""
+
+    image_values: ImageValues = Field(
+        default=DEFAULT_IMAGE_VALUES,
+        description="the chart's values keys that carry the image",
+    )
+
+
+KUBE_VERSION = "1.30"
+"""The Kubernetes version CI renders and validates with, and environments' default."""
+
+
+class KubernetesConfig(Model):
+    """What an environment's cluster serves, for the chart's `.Capabilities`."""
+
+    version: str = Field(
+        default=KUBE_VERSION,
+        pattern=r"^v?\d+\.\d+(\.\d+)?$",
+        description="the cluster's Kubernetes version (helm --kube-version; validation schemas)",
+    )
+    api_versions: list[str] = Field(
+        default=[],
+        description="extra API versions the cluster serves, e.g. monitoring.coreos.com/v1 or "
+        "monitoring.coreos.com/v1/ServiceMonitor (helm --api-versions)",
+    )
+
+    @field_validator("version")
+    @classmethod
+    def _without_v(cls, version: str) -> str:
+        return version.removeprefix("v")
+
+    @field_validator("api_versions")
+    @classmethod
+    def _group_versions(cls, versions: list[str]) -> list[str]:
+        bad = [v for v in versions if not re.match(r"^[A-Za-z0-9.-]+(/[A-Za-z0-9.-]+){0,2}$", v)]
+        if bad:
+            raise ValueError(
+                f"{', '.join(bad)}: give group/version or group/version/Kind, "
+                "e.g. monitoring.coreos.com/v1"
+            )
+        return versions
+
+
+class BuildSecret(Model):
+    """A secret a Dockerfile mounts with `RUN --mount=type=secret,id=<id>`: read from an
+    environment variable or a file on the build worker, never written into the image or a log."""
+
+    id: str
+    env: str | None = None
+    file: Path | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _plain_id(cls, secret_id: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", secret_id):
+            raise ValueError(
+                f"{secret_id!r}: use letters, digits, _ . - (the id the Dockerfile's --mount names)"
+            )
+        return secret_id
+
+    def value(self) -> str | None:
+        """The secret, read on the build worker when the build needs it."""
+        if self.env is not None:
+            return os.environ.get(self.env)
+        assert self.file is not None  # one of env or file is set
+        return self.file.read_text() if self.file.is_file() else None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> BuildSecret:
+        if (self.env is None) == (self.file is None):
+            raise ValueError(f"build secret {self.id!r}: set exactly one of env or file")
+        return self
+
+
+class HttpProbe(Model):
+    """An HTTP GET of the started container at `http://127.0.0.1:<port><path>`."""
+
+    port: int = Field(ge=1, le=65535)
+    path: str = "/"
+    expected_status: int = Field(default=200, ge=100, le=599)
+    expected_body: str | None = Field(
+        default=None, description="substring the body must contain; {commit} is the commit"
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _absolute_path(cls, path: str) -> str:
+        if not path.startswith("/"):
+            raise ValueError(f"must start with /, e.g. /{path}")
+        return path
+
+
+class ImageTest(Model):
+    """How the built image is tried before anyone relies on it: a command run inside it and/or an
+    HTTP probe of the started container, both within `timeout_s`."""
+
+    command: list[str] | None = Field(
+        default=None, min_length=1, description="argv run in the image; passes on exit 0"
+    )
+    http: HttpProbe | None = None
+    env: dict[str, str] = Field(default={}, description="environment of the test containers")
+    timeout_s: int = Field(default=60, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _something_to_run(self) -> ImageTest:
+        if self.command is None and self.http is None:
+            raise ValueError("set command (run inside the image), http (a probe), or both")
+        return self
+
+
 class AppConfig(Model):
     name: Name
     repo: str
+    branch: str | None = Field(
+        default=None,
+        description="the release branch: only pull requests into it start changes; "
+        "default: the repository's default branch, as the forge reports it",
+    )
     dockerfile: str = "Dockerfile"
     context: str = "."
     chart: str | None = None
     kustomize: str | None = None
     test_values: str | None = None
-    image: str
+    image: str = Field(description="repository path under the registry, e.g. team/app")
     port_value: str = "service.port"
+    helm: HelmOptions = HelmOptions()
     commands: Commands = Commands()
     check_timeout_s: int = Field(default=600, gt=0)
+    on_unvalidated_merge: Literal["validate", "stop"] = Field(
+        default="validate",
+        description="a PR merged while its validation failed or had not finished: validate: run "
+        "the PR checks on the merge commit first (CI only if they pass); stop: stop the change",
+    )
+    nondeterministic: Literal["reject", "accept"] = Field(
+        default="reject",
+        description="fields that differ between two renders of the same inputs (random "
+        "passwords, timestamps): reject fails the render naming them; accept deploys them, "
+        "keeping the value the environment runs",
+    )
+
+    @field_validator("branch")
+    @classmethod
+    def _branch_name(cls, branch: str | None) -> str | None:
+        if branch is not None and not branch.removeprefix("refs/heads/").strip():
+            raise ValueError("give the release branch's name, e.g. main")
+        return branch.removeprefix("refs/heads/") if branch else None
+
+    build_secrets: list[BuildSecret] = []
+    image_test: ImageTest | None = None
+
+    @field_validator("image")
+    @classmethod
+    def _image_docker_accepts(cls, image: str) -> str:
+        return check_repository(image)
 
     @model_validator(mode="after")
     def _one_template_kind(self) -> AppConfig:
         if (self.chart is None) == (self.kustomize is None):
             raise ValueError("set exactly one of chart (Helm chart path) or kustomize (path)")
+        if self.kustomize is not None and "helm" in self.model_fields_set:
+            raise ValueError("helm options apply to chart apps only: remove helm")
         return self
 
 
@@ -317,6 +510,7 @@ class EnvironmentConfig(Model):
         "sequential: every change rolls out, in merge order",
     )
     sync: SyncConfig = SyncConfig()
+    kubernetes: KubernetesConfig = KubernetesConfig()
     verify: VerifyConfig | None = None
     freeze: list[FreezeWindow] = Field(
         default=[], description="rollouts wait while one of these windows is active"
@@ -367,10 +561,60 @@ class AuthConfig(Model):
     )
 
 
+class MirrorEntry(Model):
+    """A third-party image copied by digest into Baton's registry as `<name>:<tag>`."""
+
+    source: str = Field(description="<registry>/<repository>:<tag>, e.g. docker.io/library/redis:7")
+    name: str = Field(description="repository path under Baton's registry, e.g. mirror/redis")
+    plain_http: bool = Field(default=False, description="reach the source registry over http")
+    credentials: Credentials = Credentials()
+
+    @field_validator("source")
+    @classmethod
+    def _source_is_a_tagged_reference(cls, source: str) -> str:
+        reference = parse_reference(source)
+        if reference.domain is None or reference.tag is None or reference.digest is not None:
+            raise ValueError(
+                f"{source!r}: give <registry>/<repository>:<tag> (e.g. docker.io/library/redis:7), "
+                "a tag Baton watches for updates"
+            )
+        return source
+
+    @field_validator("name")
+    @classmethod
+    def _name_docker_accepts(cls, name: str) -> str:
+        return check_repository(name)
+
+
+class ImagesConfig(Model):
+    mirror: list[MirrorEntry] = []
+    refresh: str | None = Field(
+        default=None,
+        description="cron (5 fields, UTC) of the Temporal Schedule that re-reads every source and "
+        "opens PRs moving pins to new digests; `baton images schedule` sets it up",
+    )
+
+    @field_validator("refresh")
+    @classmethod
+    def _cron(cls, cron: str | None) -> str | None:
+        if cron is not None and len(cron.split()) != 5 and not cron.startswith("@"):
+            raise ValueError(f"{cron!r}: give a cron expression of 5 fields, e.g. '0 */6 * * *'")
+        return cron
+
+    @model_validator(mode="after")
+    def _distinct_names(self) -> ImagesConfig:
+        names = [(m.name, parse_reference(m.source).tag) for m in self.mirror]
+        dupes = sorted({f"{n}:{t}" for n, t in names if names.count((n, t)) > 1})
+        if dupes:
+            raise ValueError(f"two mirror entries write {', '.join(dupes)}: give each its own name")
+        return self
+
+
 class BatonConfig(Model):
     forge: ForgeConfig = ForgeConfig()
     registry: RegistryConfig = RegistryConfig()
     gitops: GitOpsConfig = GitOpsConfig()
+    images: ImagesConfig = ImagesConfig()
     apps: list[AppConfig] = Field(min_length=1)
     environments: list[EnvironmentConfig] = []
     promotion: list[str] = Field(default=[], description="environment names in promotion order")
@@ -394,6 +638,12 @@ class BatonConfig(Model):
             )
         if len(set(self.promotion)) != len(self.promotion):
             raise ValueError("promotion lists an environment twice")
+        for app in self.apps:
+            if len(self.registry.url) + 1 + len(app.image) > NAME_MAX:
+                raise ValueError(
+                    f"app {app.name}: {self.registry.url}/{app.image} is longer than "
+                    f"{NAME_MAX} characters, the most an image name may have"
+                )
         return self
 
     def app(self, name: str) -> AppConfig:
@@ -403,7 +653,22 @@ class BatonConfig(Model):
         raise ConfigError([f"apps: no app named {name!r}"])
 
     def app_for_repo(self, repo: str) -> AppConfig | None:
-        return next((a for a in self.apps if a.repo == repo), None)
+        """The app whose repository is `repo`, compared as the forge compares names."""
+        return next((a for a in self.apps if self.same_repo(a.repo, repo)), None)
+
+    def is_gitops_repo(self, repo: str) -> bool:
+        return self.same_repo(self.gitops.repo, repo)
+
+    def same_repo(self, configured: str, named: str) -> bool:
+        """Whether `named` (from a webhook) is the repository `configured` here.
+
+        GitHub, Gitea/Forgejo and Azure DevOps match owner (project) and name case-insensitively
+        (GitHub: "repository names are not case-sensitive"; Gitea looks repositories up by their
+        lower-cased name; Azure DevOps names are case-insensitive). The local forge's are paths.
+        """
+        if self.forge.kind == "local":
+            return configured == named
+        return configured.casefold() == named.casefold()
 
     def environment(self, name: str) -> EnvironmentConfig:
         for env in self.environments:

@@ -13,7 +13,8 @@ problem is; a family of errors lives beside the adapter that raises it (module i
     │   ├── ClusterConfigError          a cluster's kubeconfig, permissions or sync objects
     │   ├── CheckConfigError            a pipeline step the app is not set up for
     │   ├── RenderFailed, ManifestError [render] a chart or kustomization, rendered manifests
-    │   └── ImageBuildFailed            [images] a Dockerfile that does not build
+    │   └── ImageBuildFailed,           [images] a Dockerfile that does not build, or needs
+    │       BuildKitRequired                more BuildKit than the build worker has
     ├── RequestError ✗                  a request that cannot be carried out as made
     │   ├── BadRequest                  a missing or invalid value
     │   ├── WebhookRejected             [api.github] a webhook delivery (answered with its status)
@@ -49,7 +50,8 @@ problem is; a family of errors lives beside the adapter that raises it (module i
     │   ├── ToolNotFound
     │   ├── TemporalUnavailable         [temporal]
     │   ├── WorkerUnavailable           [changes]
-    │   ├── EngineUnavailable, ImagePushFailed   [images]
+    │   ├── EngineUnavailable, ImagePushFailed, ImageTestPortBusy   [images]
+    │   ├── MirrorFailed                [mirror] copying a third-party image
     │   ├── RegistryError               [registry] RegistryUnreachable ✓, RegistryAuthError ✗
     │   ├── ArtifactError               [artifacts]
     │   ├── LogNotFound                 [logs] another worker may hold it

@@ -1,18 +1,32 @@
-"""The GitOps repository: environment values in, rendered manifests out, one branch per rollout."""
+"""The GitOps repository: environment values in, rendered manifests out, one branch per rollout.
+
+Beside each environment's `manifests.yaml` Baton commits `rendered-from.json`, what they were
+rendered from (the templates by digest, the image, the environment's inputs), and, when the
+templates changed, `templates.diff`, the full template diff the PR body summarizes. Neither is
+YAML: Flux's generated kustomization takes every `.yaml` file of the path as Kubernetes objects.
+"""
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 from git import GitCommandError, Repo
+from pydantic import BaseModel, ValidationError
 
 from baton.config import AppConfig, EnvironmentConfig, GitOpsConfig
 from baton.forges.base import Forge, ForgeError
+from baton.models import Artifact
 from baton.workspace import Workspace
 
 MANIFESTS = "manifests.yaml"
+RENDERED_FROM = "rendered-from.json"
+TEMPLATES_DIFF = "templates.diff"
+FIXED_TIME = datetime(1980, 1, 1, tzinfo=UTC)
 IDENTITY = {"GIT_AUTHOR_NAME": "Baton", "GIT_AUTHOR_EMAIL": "baton@localhost"}
 IDENTITY |= {"GIT_COMMITTER_NAME": "Baton", "GIT_COMMITTER_EMAIL": "baton@localhost"}
 
@@ -41,6 +55,73 @@ def placeholder_manifests(app: str, environment: str, commit: str) -> str:
         f"# {app} has no objects in {environment}: Baton rolled back its first deploy here,\n"
         f"# {app} commit {commit[:12]}. The next deploy of {app} to {environment} replaces this.\n"
     )
+
+
+class Templates(BaseModel):
+    """The published templates a render used, by digest: a Helm chart or a Kustomize bundle."""
+
+    kind: Literal["chart", "bundle"] = "chart"
+    ref: str  # oci://127.0.0.1:5000/charts/sample-app
+    version: str
+    digest: str
+
+    def describe(self) -> str:
+        return f"{self.ref.rsplit('/', 1)[-1]} {self.version}"
+
+
+class RenderedFrom(BaseModel):
+    """What an environment's manifests were rendered from (`rendered-from.json`)."""
+
+    app: str
+    environment: str
+    commit: str  # the app commit CI built
+    image: str  # repository@sha256:...
+    templates: Templates
+    inputs: dict[str, str] = {}  # the environment's values or overlay files: path → content
+
+    @classmethod
+    def of(cls, artifact: Artifact, environment: str, inputs: Mapping[str, str]) -> RenderedFrom:
+        return cls(
+            app=artifact.app,
+            environment=environment,
+            commit=artifact.commit,
+            image=artifact.image_ref,
+            templates=Templates(
+                ref=artifact.chart_ref, version=artifact.chart_version, digest=artifact.chart_digest
+            ),
+            inputs=dict(inputs),
+        )
+
+    @classmethod
+    def parse(cls, text: str | None) -> RenderedFrom | None:
+        """The record in `text`; None when there is none or it is not one (written by hand)."""
+        try:
+            return cls.model_validate_json(text) if text else None
+        except ValidationError:
+            return None
+
+    def artifact(self) -> Artifact:
+        """The artifact this record names, enough to fetch its templates again by digest."""
+        image, _, digest = self.image.partition("@")
+        return Artifact(
+            app=self.app,
+            commit=self.commit,
+            image=image,
+            image_digest=digest,
+            image_ref=self.image,
+            chart_ref=self.templates.ref,
+            chart_version=self.templates.version,
+            chart_digest=self.templates.digest,
+            created_at=FIXED_TIME,
+        )
+
+    def to_text(self) -> str:
+        return self.model_dump_json(indent=2) + "\n"
+
+
+def beside(manifests_path: str, name: str) -> str:
+    """The path of file `name` in the directory of an environment's manifests."""
+    return f"{manifests_path.rsplit('/', 1)[0]}/{name}" if "/" in manifests_path else name
 
 
 class GitOpsRepo:
@@ -87,8 +168,17 @@ class GitOpsRepo:
             return False
         return True
 
-    def propose(self, branch: str, path: str, content: str | None, message: str) -> str:
-        """Push `branch` holding `content` at `path` on top of the base branch; returns its head.
+    def propose(
+        self,
+        branch: str,
+        path: str,
+        content: str | None,
+        message: str,
+        *,
+        also: Mapping[str, str | None] | None = None,
+    ) -> str:
+        """Push `branch` holding `content` at `path` (and each of `also`, path → content) on top
+        of the base branch in one commit; returns its head.
 
         `content` None deletes `path`. Idempotent: when the branch exists already (an earlier
         attempt pushed it), it is reused.
@@ -103,13 +193,14 @@ class GitOpsRepo:
             clone = Repo.clone_from(
                 mirror.git_dir, scratch, branch=self.config.base_branch, depth=1, no_local=True
             )
-            target = scratch / path
-            if content is None:
-                clone.git.rm("-q", "--ignore-unmatch", path)
-            else:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(content)
-                clone.git.add(path)
+            for file, text in {path: content, **(also or {})}.items():
+                if text is None:
+                    clone.git.rm("-q", "--ignore-unmatch", file)
+                else:
+                    target = scratch / file
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_text(text, encoding="utf-8")
+                    clone.git.add(file)
             with clone.git.custom_environment(**IDENTITY):
                 clone.git.commit("-m", message)
             head = clone.head.commit.hexsha

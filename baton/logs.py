@@ -69,7 +69,7 @@ class LogStore:
         if match is None:
             raise LogNotFound(ref, self.root)
         try:
-            return self._path(match.group(1)).read_text()
+            return self._path(match.group(1)).read_text(encoding="utf-8")
         except FileNotFoundError:
             raise LogNotFound(ref, self.root) from None
 

@@ -43,10 +43,18 @@ class PinnedImage(BaseModel):
 
     repository: str  # e.g. 127.0.0.1:5000/sample-app
     digest: str  # sha256:<64 hex>
+    tag: str | None = None  # a tag CI pushed it under too, for charts that build `repo:tag`
 
     @property
     def ref(self) -> str:
         return f"{self.repository}@{self.digest}"
+
+
+class OmittedObject(BaseModel):
+    """An object the chart renders that Baton leaves out of the manifests, and why."""
+
+    key: str  # Kind/namespace/name
+    reason: str
 
 
 class CheckResult(BaseModel):
@@ -77,7 +85,8 @@ class Artifact(BaseModel):
 
     @property
     def pinned_image(self) -> PinnedImage:
-        return PinnedImage(repository=self.image, digest=self.image_digest)
+        tag = self.metadata.get("tag") or self.commit
+        return PinnedImage(repository=self.image, digest=self.image_digest, tag=tag)
 
     @property
     def chart_repository(self) -> str:
@@ -143,11 +152,18 @@ class ChangeInput(BaseModel):
 
 
 class PullRequestEvent(BaseModel):
-    """A forge event about the change's pull request, signalled by the API."""
+    """A forge event about the change's pull request, signalled by the API.
 
-    action: Literal["synchronize", "merged", "closed", "reopened"]
+    `reopened`: the PR is one Baton acts on again (reopened, or retargeted into the app's release
+    branch); `retargeted`: its base is now `base_branch`, not the release branch, so the change
+    stops unless its merge was already seen.
+    """
+
+    action: Literal["synchronize", "merged", "closed", "reopened", "retargeted"]
     head_sha: str | None = None
     merge_commit_sha: str | None = None
+    base_branch: str | None = None
+    updated_at: datetime | None = None  # the PR's `updated_at`: orders deliveries that crossed
     delivery_id: str = ""
 
 
@@ -209,11 +225,13 @@ class Decision(BaseModel):
 
 
 class ForgeReview(BaseModel):
-    """A review on the GitOps PR, as the forge reported it."""
+    """A review on the GitOps PR, as the forge reported it; `dismissed`: the user's review was
+    dismissed, withdrawn or reset on the forge, so their approval no longer counts."""
 
     user: str
     approved: bool
     commit: str
+    dismissed: bool = False
 
 
 class RolloutInput(BaseModel):
@@ -238,6 +256,23 @@ class Rendered(BaseModel):
     changed_objects: int
     sensitive: list[str] = Field(
         default=[], description="why the diff is security-sensitive (it then needs extra approval)"
+    )
+    unstable: list[str] = Field(
+        default=[],
+        description="objects whose fields differ between two renders of the same inputs, with "
+        "those fields (`Secret/prod/x: data.password`); they keep the deployed value",
+    )
+    template_diff_markdown: str = Field(
+        default="", description="what changed in the chart or base and the environment's inputs"
+    )
+    rendered_from_ref: str | None = Field(
+        default=None, description="blob of the record of what the manifests were rendered from"
+    )
+    template_diff_ref: str | None = Field(
+        default=None, description="blob of the full template diff, committed beside the record"
+    )
+    omitted: list[OmittedObject] = Field(
+        default=[], description="objects the chart renders that an install does not leave running"
     )
 
 

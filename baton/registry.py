@@ -1,21 +1,25 @@
 """An OCI registry, read through the distribution API: does a tag exist, and what is its digest?
 
-Pushes go through the docker engine and helm; this adapter is how Baton checks what the registry
-actually serves, so a recorded digest is the registry's word, not the pusher's.
+Pushes go through the docker engine, helm and skopeo; this adapter is how Baton checks what the
+registry actually serves, so a recorded digest is the registry's word, not the pusher's. The one
+thing it writes itself is an annotations-only artifact attached to an image (`attach`).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 from collections.abc import Generator
-from typing import Self
+from typing import Any, Self
 from urllib.parse import urlsplit
 
 import httpx
 
+from baton.config import RegistryConfig
 from baton.errors import InfrastructureError
+from baton.references import InvalidReference, check_digest, check_repository, check_tag
 
 # The same set on every request: the digest belongs to whichever representation is returned.
 MANIFEST_TYPES = (
@@ -25,11 +29,7 @@ MANIFEST_TYPES = (
     "application/vnd.docker.distribution.manifest.v2+json",
 )
 
-_TAG = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-_NAME = re.compile(
-    r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$"
-)
+EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -70,6 +70,14 @@ class Registry:
             headers={"Accept": ", ".join(MANIFEST_TYPES)},
         )
 
+    @classmethod
+    def configured(cls, config: RegistryConfig) -> Registry:
+        """The registry `config` names, with its credentials (from the environment, never git)."""
+        scheme = "http" if config.plain_http else "https"
+        return cls(
+            f"{scheme}://{config.url}", config.credentials.username, config.credentials.token()
+        )
+
     @property
     def plain_http(self) -> bool:
         return self.url.startswith("http://")
@@ -101,6 +109,86 @@ class Registry:
             return None
         return f"sha256:{hashlib.sha256(response.content).hexdigest()}"
 
+    def descriptor(self, name: str, reference: str) -> dict[str, object] | None:
+        """The OCI descriptor (`mediaType`, `digest`, `size`) of manifest `name:reference`."""
+        _check_reference(name, reference)
+        response = self._request("GET", f"/v2/{name}/manifests/{reference}", name)
+        if response.status_code == 404:
+            return None
+        return {
+            "mediaType": response.headers.get("Content-Type", MANIFEST_TYPES[1]).split(";")[0],
+            "digest": f"sha256:{hashlib.sha256(response.content).hexdigest()}",
+            "size": len(response.content),
+        }
+
+    def attach(
+        self, name: str, subject: str, artifact_type: str, annotations: dict[str, str]
+    ) -> str:
+        """Attach an annotations-only OCI artifact to manifest `name@subject`; its digest.
+
+        The artifact names `subject` as its subject (OCI image-spec 1.1) and is listed in the
+        image index tagged `sha256-<hex>`, the referrers tag schema distribution-spec 1.1 gives
+        for registries without the referrers API, where `oras discover` and `cosign` look.
+        Attaching the same annotations twice changes nothing.
+        """
+        target = self.descriptor(name, subject)
+        if target is None:
+            raise RegistryError(f"{self.host} has no manifest {name}@{subject} to attach to")
+        empty = self._put_blob(name, b"{}")
+        empty_descriptor = {"mediaType": EMPTY_TYPE, "digest": empty, "size": 2}
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_TYPES[1],
+            "artifactType": artifact_type,
+            "config": empty_descriptor,
+            "layers": [empty_descriptor],
+            "subject": target,
+            "annotations": annotations,
+        }
+        body = json.dumps(manifest, sort_keys=True).encode()
+        digest = f"sha256:{hashlib.sha256(body).hexdigest()}"
+        self._put_manifest(name, digest, body, MANIFEST_TYPES[1])
+        tag = subject.replace(":", "-")
+        index = self._request("GET", f"/v2/{name}/manifests/{tag}", name)
+        listed = index.json().get("manifests", []) if index.status_code == 200 else []
+        if all(entry.get("digest") != digest for entry in listed):
+            listed.append(
+                {
+                    "mediaType": MANIFEST_TYPES[1],
+                    "digest": digest,
+                    "size": len(body),
+                    "artifactType": artifact_type,
+                    "annotations": annotations,
+                }
+            )
+            referrers = {"schemaVersion": 2, "mediaType": MANIFEST_TYPES[0], "manifests": listed}
+            self._put_manifest(name, tag, json.dumps(referrers).encode(), MANIFEST_TYPES[0])
+        return digest
+
+    def referrers(self, name: str, subject: str) -> list[dict[str, Any]]:
+        """The descriptors of artifacts attached to `name@subject` (referrers tag schema)."""
+        response = self._request("GET", f"/v2/{name}/manifests/{subject.replace(':', '-')}", name)
+        return list(response.json().get("manifests", [])) if response.status_code == 200 else []
+
+    def _put_blob(self, name: str, data: bytes) -> str:
+        digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+        if self._request("HEAD", f"/v2/{name}/blobs/{digest}", name).status_code == 200:
+            return digest
+        started = self._request("POST", f"/v2/{name}/blobs/uploads/", name)
+        location = started.headers["Location"]
+        location += ("&" if "?" in location else "?") + f"digest={digest}"
+        self._request("PUT", location, name, content=data)
+        return digest
+
+    def _put_manifest(self, name: str, reference: str, body: bytes, media_type: str) -> None:
+        self._request(
+            "PUT",
+            f"/v2/{name}/manifests/{reference}",
+            name,
+            content=body,
+            headers={"Content-Type": media_type},
+        )
+
     def has_tag(self, name: str, tag: str) -> bool:
         """Whether `name:tag` exists."""
         return self.manifest_digest(name, tag) is not None
@@ -114,9 +202,17 @@ class Registry:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _request(self, method: str, path: str, name: str) -> httpx.Response:
+    def _request(
+        self,
+        method: str,
+        path: str,
+        name: str,
+        *,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
         try:
-            response = self._client.request(method, path)
+            response = self._client.request(method, path, content=content, headers=headers)
         except httpx.TransportError as exc:
             raise RegistryUnreachable(
                 f"cannot reach registry {self.host} ({exc}): check that it runs and that the "
@@ -133,11 +229,14 @@ class Registry:
                 "check the username and password"
             )
         if response.status_code == 403:
+            access = "pull" if method in ("GET", "HEAD") else "push"
             raise RegistryAuthError(
                 f"registry {self.host} denied user {self.username} access to {name}: "
-                "grant the user pull access to that repository"
+                f"grant the user {access} access to that repository"
             )
-        if response.status_code not in (200, 404):
+        if response.status_code not in (200, 201, 202, 404) or (
+            response.status_code == 404 and method not in ("GET", "HEAD")
+        ):
             raise RegistryError(
                 f"registry {self.host} answered {response.status_code} to {method} {path}: "
                 f"{response.text[:200]}"
@@ -194,11 +293,11 @@ class _RegistryAuth(httpx.Auth):
 
 
 def _check_reference(name: str, reference: str) -> None:
-    if not _NAME.match(name):
-        raise RegistryError(
-            f"invalid repository name {name!r}: use lowercase letters, digits and . _ - separators"
-        )
-    if not (_TAG.match(reference) or _DIGEST.match(reference)):
-        raise RegistryError(
-            f"invalid tag {reference!r}: tags must match [a-zA-Z0-9_][a-zA-Z0-9._-]{{0,127}}"
-        )
+    try:
+        check_repository(name)
+        if not reference.startswith("sha256:"):
+            check_tag(reference)
+        else:
+            check_digest(reference)
+    except InvalidReference as exc:
+        raise RegistryError(str(exc)) from None

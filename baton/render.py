@@ -1,4 +1,4 @@
-"""Rendering an app's templates into Kubernetes manifests, validating them, and diffing two renders.
+"""Rendering an app's templates into Kubernetes manifests, and validating them.
 
 `HelmRenderer` and `KustomizeRenderer` implement the `Renderer` protocol; the app's config picks
 one. Both pin the image by digest, so the rendered manifests name exactly the image CI built.
@@ -6,36 +6,39 @@ one. Both pin the image by digest, so the rendered manifests name exactly the im
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
+import re
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol, TypedDict, Unpack
 
 import kubernetes_validate
 import yaml
 from kubernetes_validate.utils import SchemaNotFoundError, VersionNotSupportedError
 from pydantic import BaseModel
 
+from baton.artifacts import DependencyBuildFailed, build_dependencies
+from baton.config import DEFAULT_IMAGE_VALUES, KUBE_VERSION, ImageValues, KubernetesConfig
 from baton.errors import ConfigurationError
-from baton.models import PinnedImage
-from baton.tools import find_tool, run_tool
+from baton.models import OmittedObject, PinnedImage
+from baton.registry import Registry
+from baton.tools import error_line, find_tool, run_tool
 
 log = logging.getLogger(__name__)
 
 RENDER_TIMEOUT_S = 120
+DEFAULT_KUBERNETES = KubernetesConfig()
 
 
 class RenderFailed(ConfigurationError):
     """helm or kustomize could not render the templates; `output` holds the tool's own words."""
 
     def __init__(self, what: str, output: str) -> None:
-        last = next((line for line in reversed(output.splitlines()) if line.strip()), "no output")
-        super().__init__(f"{what} failed: {last.strip()}")
+        super().__init__(f"{what} failed: {error_line(output)}" if what else error_line(output))
         self.output = output
 
 
@@ -57,21 +60,77 @@ class Renderer(Protocol):
         ...
 
 
+# What rendered-manifest GitOps does with each Helm hook kind (helm.sh/hook). An install creates
+# the install and upgrade hooks' objects and leaves them in place (unless a delete policy removes
+# them), so they are kept as ordinary objects, applied with the rest. The others never run on an
+# install; applying them would run them on every sync, so they are left out, for the reason given.
+OMITTED_HOOKS = {
+    "test": "a test hook: `helm test` runs it, an install does not",
+    "test-success": "a test hook: `helm test` runs it, an install does not",
+    "test-failure": "a test hook: `helm test` runs it, an install does not",
+    "pre-delete": "a delete hook: it runs only when the release is uninstalled",
+    "post-delete": "a delete hook: it runs only when the release is uninstalled",
+    "pre-rollback": "a rollback hook: it runs only on `helm rollback`, and Baton rolls back by "
+    "reverting the GitOps change",
+    "post-rollback": "a rollback hook: it runs only on `helm rollback`, and Baton rolls back by "
+    "reverting the GitOps change",
+}
+_DOCUMENT_START = re.compile(r"^---[ \t]*$\n?", re.MULTILINE)
+_POD_CONTAINERS = ("initContainers", "containers", "ephemeralContainers")
+
+
+class RenderOptions(TypedDict, total=False):
+    """The keyword arguments of `Renderer.render`."""
+
+    values_files: Sequence[Path]
+    overrides: Mapping[str, str] | None
+    image: PinnedImage | None
+
+
+class HelmRender(BaseModel):
+    """What `HelmRenderer.template` made: the manifests and what it left out of them."""
+
+    manifests: str
+    omitted: list[OmittedObject] = []
+
+
+class ImageNotPinned(RenderFailed):
+    """The rendered workloads do not run the image CI built: the chart does not read the values
+    keys Baton pins the image with."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("", message)
+
+
 class HelmRenderer:
-    """`helm template` of a chart directory; overrides are passed as `--set-string`."""
+    """`helm template` of a chart directory, rendering what `helm install` would create.
+
+    The chart's dependencies are built first (`artifacts.build_dependencies`, from `registry`);
+    the CRDs of its crds/ directory come first, as an install applies them; hooks an install does
+    not run are left out (`OMITTED_HOOKS`); `.Capabilities` are the `kubernetes` given. The image
+    is set through the `image_values` keys, and every container of the app's image repository
+    must then run it by digest. Overrides are passed as `--set-string`.
+    """
 
     def __init__(
         self,
         chart_dir: Path,
         *,
-        image_keys: tuple[str, str] = ("image.repository", "image.digest"),
-        kube_version: str | None = None,
+        image_values: ImageValues = DEFAULT_IMAGE_VALUES,
+        kubernetes: KubernetesConfig = DEFAULT_KUBERNETES,
+        registry: Registry | None = None,
+        source: str | None = None,
     ) -> None:
         self.chart_dir = Path(chart_dir)
-        self.image_keys = image_keys
-        self.kube_version = kube_version
+        self.image_values = image_values
+        self.kubernetes = kubernetes
+        self.registry = registry
+        self.source = source or str(self.chart_dir)  # how messages name the chart
 
-    def render(
+    def render(self, release: str, namespace: str, **options: Unpack[RenderOptions]) -> str:
+        return self.template(release, namespace, **options).manifests
+
+    def template(
         self,
         release: str,
         namespace: str,
@@ -79,21 +138,152 @@ class HelmRenderer:
         values_files: Sequence[Path] = (),
         overrides: Mapping[str, str] | None = None,
         image: PinnedImage | None = None,
-    ) -> str:
-        command = [find_tool("helm"), "template", release, str(self.chart_dir)]
+    ) -> HelmRender:
+        """The release's manifests and the objects left out of them (with why).
+
+        Raises `RenderFailed` with helm's error line (`ImageNotPinned` when the image is not
+        pinned), `ArtifactError` when a dependency's registry does not answer.
+        """
+        try:
+            build_dependencies(self.chart_dir, self.registry)
+        except DependencyBuildFailed as exc:
+            raise RenderFailed(f"helm dependency build of {self.source}", exc.output) from None
+        command = [find_tool("helm"), "template", release, str(self.chart_dir), "--include-crds"]
+        command += ["--kube-version", self.kubernetes.version]
+        for api_version in self.kubernetes.api_versions:
+            command += ["--api-versions", api_version]
         if namespace:
             command += ["--namespace", namespace]
-        if self.kube_version:
-            command += ["--kube-version", self.kube_version]
         for values in values_files:
             command += ["--values", str(values)]
         settings = dict(overrides or {})
         if image is not None:
-            repository_key, digest_key = self.image_keys
-            settings |= {repository_key: image.repository, digest_key: image.digest}
+            settings |= image_settings(self.image_values, image)
         for key, value in settings.items():
             command += ["--set-string", f"{key}={_helm_escape(value)}"]
-        return _run_tool(f"helm template of {self.chart_dir}", command)
+        render = _install_objects(_run_tool(f"helm template of {self.source}", command))
+        if image is not None:
+            self._check_pinned(render.manifests, image)
+        return render
+
+    def _check_pinned(self, manifests: str, image: PinnedImage) -> None:
+        running = [
+            (key, name, ref)
+            for key, name, ref in containers(manifests)
+            if _repository(ref) == image.repository
+        ]
+        keys = " and ".join(self.image_values.value_keys())
+        fix = (
+            f"Baton set {keys}, which the chart does not use for it; set "
+            f"apps[].helm.image_values to the keys it reads, e.g. {{{self._suggested_keys()}}}"
+        )
+        if not running:
+            raise ImageNotPinned(f"no container runs {image.repository}, the image CI built: {fix}")
+        for key, name, ref in running:
+            if not ref.endswith(f"@{image.digest}"):
+                raise ImageNotPinned(
+                    f"{key} container {name!r} runs {ref}, not the digest CI built "
+                    f"({image.digest[:15]}…): {fix}"
+                )
+
+    def _suggested_keys(self) -> str:
+        """Image keys to try: those the chart's values.yaml has beside its repository key."""
+        parent = (self.image_values.repository or "image.repository").rpartition(".")[0]
+        try:
+            values = yaml.safe_load((self.chart_dir / "values.yaml").read_text())
+        except (OSError, yaml.YAMLError):
+            values = None
+        for part in parent.split(".") if parent else []:
+            values = values.get(part) if isinstance(values, dict) else None
+        prefix = f"{parent}." if parent else ""
+        offered = [
+            key
+            for key in ("digest", "tag")
+            if isinstance(values, dict)
+            and key in values
+            and f"{prefix}{key}" not in self.image_values.value_keys()
+        ]
+        key = (offered or ["tag"])[0]
+        return f"repository: {prefix}repository, {key}: {prefix}{key}"
+
+
+def image_settings(keys: ImageValues, image: PinnedImage) -> dict[str, str]:
+    """The values that pin `image` through the chart's `keys`.
+
+    A tag key alone takes `<tag>@<digest>`: the chart builds `repository:tag`, and a reference
+    with both a tag and a digest is pulled by the digest. The tag is the one CI pushed the image
+    under (`pinned` when the image names none).
+    """
+    if keys.image:
+        return {keys.image: image.ref}
+    assert keys.repository is not None  # ImageValues holds repository or image
+    settings = {keys.repository: image.repository}
+    tag = image.tag or "pinned"
+    if keys.digest:
+        settings[keys.digest] = image.digest
+        if keys.tag:
+            settings[keys.tag] = tag
+    elif keys.tag:
+        settings[keys.tag] = f"{tag}@{image.digest}"
+    return settings
+
+
+def containers(manifests: str) -> list[tuple[str, str, str]]:
+    """Every container of the manifests' pod specs and pod templates: (object key, name, image)."""
+    found: list[tuple[str, str, str]] = []
+
+    def walk(key: str, node: object) -> None:
+        if isinstance(node, dict):
+            for field, value in node.items():
+                if field in _POD_CONTAINERS and isinstance(value, list):
+                    found.extend(
+                        (key, str(c.get("name", "?")), str(c["image"]))
+                        for c in value
+                        if isinstance(c, dict) and "image" in c
+                    )
+                else:
+                    walk(key, value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(key, item)
+
+    try:
+        documents = list(yaml.safe_load_all(manifests))
+    except yaml.YAMLError:
+        return []  # validation says what is wrong with them
+    for obj in documents:
+        if isinstance(obj, dict) and obj.get("kind") != "CustomResourceDefinition":
+            walk(object_key(obj), obj.get("spec"))
+    return found
+
+
+def _repository(ref: str) -> str:
+    """`registry/name` of an image reference `registry/name[:tag][@digest]`."""
+    name = ref.split("@", 1)[0]
+    host_and_path, _, last = name.rpartition("/")
+    return f"{host_and_path}/{last.split(':', 1)[0]}" if host_and_path else last.split(":", 1)[0]
+
+
+def _install_objects(output: str) -> HelmRender:
+    """helm's output without the hooks an install does not run (`OMITTED_HOOKS`)."""
+    kept: list[str] = []
+    omitted: list[OmittedObject] = []
+    for document in _DOCUMENT_START.split(output):
+        try:
+            obj = yaml.safe_load(document)
+        except yaml.YAMLError:
+            obj = None  # kept as it is: validation says what is wrong with it
+        metadata = obj.get("metadata") if isinstance(obj, dict) else None
+        annotations = (metadata or {}).get("annotations") or {}
+        hooks = [h.strip() for h in str(annotations.get("helm.sh/hook", "")).split(",") if h]
+        if hooks and all(h in OMITTED_HOOKS for h in hooks):
+            assert isinstance(obj, dict)  # it has annotations
+            omitted.append(OmittedObject(key=object_key(obj), reason=OMITTED_HOOKS[hooks[0]]))
+        elif document.strip():
+            kept.append(document)
+    if not omitted:
+        return HelmRender(manifests=output)
+    return HelmRender(manifests="".join(f"---\n{d}" for d in kept), omitted=omitted)
 
 
 class KustomizeRenderer:
@@ -153,10 +343,12 @@ class KustomizeRenderer:
             return _run_tool(f"kustomize build of {self.kustomize_dir}", command)
 
 
-def validate_manifests(yaml_text: str, kube_version: str = "1.30") -> list[str]:
+def validate_manifests(yaml_text: str, kube_version: str = KUBE_VERSION) -> list[str]:
     """Problems found in rendered manifests, checked offline against the Kubernetes schemas.
 
-    Objects of a kind with no bundled schema (CRDs such as Flux's) are skipped with a log note.
+    Objects of a kind with no bundled schema (CRDs such as Flux's) are skipped with a log note,
+    except in Kubernetes' own API groups (`v1`, `apps/v1`...: no dot in the group, which a CRD's
+    group must have): there the kind is unknown, or not served by `kube_version`.
     """
     problems: list[str] = []
     seen: set[str] = set()
@@ -178,6 +370,12 @@ def validate_manifests(yaml_text: str, kube_version: str = "1.30") -> list[str]:
             where = ".".join(str(part) for part in exc.path) or "(root)"
             problems.append(f"{key}: {where}: {exc.message}")
         except SchemaNotFoundError:
+            if "." not in obj["apiVersion"].rpartition("/")[0]:
+                problems.append(
+                    f"{key}: Kubernetes {kube_version} serves no kind {obj['kind']} in "
+                    f"{obj['apiVersion']}: fix the kind or apiVersion"
+                )
+                continue
             log.info(
                 "no schema for %s %s in Kubernetes %s; %s not validated",
                 obj["apiVersion"],
@@ -226,80 +424,6 @@ def holds_objects(yaml_text: str | None) -> bool:
         return bool(split_objects(yaml_text or ""))
     except ManifestError:
         return True  # something is there, even if it cannot be read
-
-
-ObjectAction = Literal["added", "changed", "removed"]
-
-
-class ObjectChange(BaseModel):
-    key: str
-    action: ObjectAction
-    diff: str  # unified diff of the object's YAML (Secret values masked)
-
-    @property
-    def kind(self) -> str:
-        return self.key.split("/", 1)[0]
-
-
-class ManifestDiff(BaseModel):
-    """What a change of rendered manifests does, object by object."""
-
-    changes: list[ObjectChange]
-
-    @property
-    def empty(self) -> bool:
-        return not self.changes
-
-    def to_markdown(self, max_lines_per_object: int = 200) -> str:
-        """A compact section per object with a ```diff block, for GitOps pull request bodies."""
-        if not self.changes:
-            return "No changes to the rendered manifests."
-        counts = {
-            a: sum(c.action == a for c in self.changes) for a in ("added", "changed", "removed")
-        }
-        parts = ["Rendered manifests: " + ", ".join(f"{n} {a}" for a, n in counts.items() if n)]
-        for change in self.changes:
-            lines = change.diff.splitlines()
-            if len(lines) > max_lines_per_object:
-                more = len(lines) - max_lines_per_object
-                lines = lines[:max_lines_per_object] + [f"… {more} more lines"]
-            body = "\n".join(lines)
-            parts.append(f"#### {change.action}: `{change.key}`\n\n```diff\n{body}\n```")
-        return "\n\n".join(parts) + "\n"
-
-
-def diff_manifests(old_text: str, new_text: str) -> ManifestDiff:
-    """Per-object differences between two renders (added, changed, removed)."""
-    old, new = split_objects(old_text), split_objects(new_text)
-    changes = []
-    for key in sorted(old.keys() | new.keys()):
-        before = _dump(old[key]) if key in old else ""
-        after = _dump(new[key], previous=old.get(key)) if key in new else ""
-        if before == after:
-            continue
-        action: ObjectAction = "added" if not before else "removed" if not after else "changed"
-        diff = difflib.unified_diff(
-            before.splitlines(), after.splitlines(), f"a/{key}", f"b/{key}", lineterm=""
-        )
-        changes.append(ObjectChange(key=key, action=action, diff="\n".join(list(diff)[2:])))
-    return ManifestDiff(changes=changes)
-
-
-def _dump(obj: dict[str, Any], previous: dict[str, Any] | None = None) -> str:
-    if obj.get("kind") == "Secret":
-        # Diffs go into pull request bodies: show which secret values changed, never a value (not
-        # even a hash, which a dictionary attack would reverse).
-        obj = {**obj}
-        for field in ("data", "stringData"):
-            values, before = obj.get(field), (previous or {}).get(field) or {}
-            if isinstance(values, dict):
-                obj[field] = {
-                    k: "<redacted>"
-                    if previous is None or before.get(k) == v
-                    else "<redacted, changed>"
-                    for k, v in values.items()
-                }
-    return yaml.safe_dump(obj, sort_keys=True, default_flow_style=False)
 
 
 def _helm_escape(value: str) -> str:

@@ -98,6 +98,11 @@ class WorkflowTypes:
     CI_PIPELINE = "CIPipeline"
     ROLLOUT = "EnvironmentRollout"
     LANE = "EnvironmentLane"
+    IMAGE_REFRESH = "ImageRefresh"
+
+
+IMAGE_REFRESH_SCHEDULE = "images-refresh"
+"""The Temporal Schedule that starts ImageRefresh on `images.refresh`'s cron."""
 
 
 class Signals:

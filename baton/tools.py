@@ -53,3 +53,23 @@ def run_tool(
         timeout=timeout_s,
         env={**os.environ, **(env or {}), "PATH": search_path()},
     )
+
+
+# helm ends every template error with this hint; the error itself is on the lines before it.
+_DEBUG_HINT = "Use --debug flag"
+
+
+def error_line(output: str) -> str:
+    """A tool's own error in its output, as one line: helm's or kustomize's `Error:` line (and
+    the lines that continue it), never helm's trailing `--debug` hint; else the last line."""
+    lines = [line.strip() for line in output.splitlines()]
+    for i, line in enumerate(lines):
+        if line.lower().startswith("error:"):
+            message = [line[len("error:") :].strip()]
+            for more in lines[i + 1 :]:
+                if not more or more.startswith(_DEBUG_HINT):
+                    break
+                message.append(more)
+            return " ".join(message)
+    last = next((line for line in reversed(lines) if line and _DEBUG_HINT not in line), "")
+    return last or "no output"

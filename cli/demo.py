@@ -29,6 +29,8 @@ from cli.client import BatonApi
 EXAMPLES = PROJECT_ROOT / "examples"
 AUTHOR = "alice"
 MERGER = "bob"
+PR_CHECK = "baton/pr"
+"""The commit status of the PR pipeline, required by the sample app's branch protection."""
 GREETING = re.compile(r'^DEFAULT_GREETING = ".*"$', re.MULTILINE)
 
 
@@ -55,9 +57,11 @@ class DemoSummary(BaseModel):
 def seed_repositories(
     forge: LocalForge, config: BatonConfig, gitops_seed: Path | None = None
 ) -> None:
-    """Create the sample app and GitOps repositories in the local forge when they are missing."""
+    """Create the sample app and GitOps repositories in the local forge when they are missing;
+    the app's default branch is protected: its PRs merge once `baton/pr` is green."""
     app = config.apps[0]
     forge.create_repo(app.repo, from_dir=EXAMPLES / "sample-app")
+    forge.protect_branch(app.repo, forge.default_branch(app.repo), [PR_CHECK])
     forge.create_repo(config.gitops.repo, from_dir=gitops_seed or EXAMPLES / "gitops")
 
 

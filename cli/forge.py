@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from baton.config import MergeMethod
 from baton.errors import BatonError
 from baton.forges.base import PullRequest, ReviewState
 from baton.local.forge import LocalForge
@@ -104,6 +105,24 @@ def repo_create(
         )
 
 
+@repo_app.command("protect")
+@_user_errors
+def repo_protect(
+    name: Annotated[str, typer.Argument(help="NAME or OWNER/NAME")],
+    require: Annotated[
+        list[str] | None,
+        typer.Option(help="a commit status context that must be green to merge (repeatable)"),
+    ] = None,
+    branch: Annotated[str, typer.Option(help="the protected branch")] = "main",
+) -> None:
+    """Protect a branch as GitHub does: pull requests into it merge only when each required
+    check is green on their head (no --require: protection lifted)."""
+    forge = _forge()
+    forge.protect_branch(name, branch, require or [])
+    checks = ", ".join(forge.required_checks(name, branch)) or "nothing (unprotected)"
+    console.print(f"{name}:{branch} requires {checks}", markup=False)
+
+
 @repo_app.command("list")
 @_user_errors
 def repo_list() -> None:
@@ -164,6 +183,7 @@ def pr_show(
     reviews = forge.list_reviews(repo, number)
     statuses = forge.list_commit_statuses(repo, pr.head_sha)
     comments = forge.list_comments(repo, number)
+    overrides = forge.list_overrides(repo, number)
     if as_json:
         print(
             json.dumps(
@@ -172,6 +192,7 @@ def pr_show(
                     "reviews": [r.model_dump(mode="json") for r in reviews],
                     "statuses": [s.model_dump(mode="json") for s in statuses],
                     "comments": [{"user": user, "body": body} for user, body in comments],
+                    "overrides": [o.model_dump(mode="json") for o in overrides],
                 },
                 indent=2,
             )
@@ -179,6 +200,11 @@ def pr_show(
         return
     console.print(_summary(pr), markup=False)
     console.print(f"author {pr.author}; merge commit {pr.merge_commit_sha or '-'}", markup=False)
+    for override in overrides:
+        failing = ", ".join(f"{c} was {s}" for c, s in sorted(override.failing.items()))
+        console.print(
+            f"admin override by {override.user} ({failing}): {override.reason}", markup=False
+        )
     for review in reviews:
         stale = "" if review.commit_id == pr.head_sha else " (stale)"
         console.print(f"review  {review.user}: {review.state}{stale}", markup=False)
@@ -219,12 +245,38 @@ def pr_review(
 
 @pr_app.command("merge")
 @_user_errors
-def pr_merge(repo: Repo, number: Number, as_: Actor) -> None:
-    """Merge the pull request at its current head."""
+def pr_merge(
+    repo: Repo,
+    number: Number,
+    as_: Actor,
+    method: Annotated[
+        MergeMethod, typer.Option(help="merge commit, one squashed commit, rebase, fast-forward")
+    ] = "merge",
+    admin: Annotated[
+        bool,
+        typer.Option(
+            "--admin", help="merge although required checks are not green (needs --reason)"
+        ),
+    ] = False,
+    reason: Annotated[
+        str | None, typer.Option(help="why the admin override; kept with the pull request")
+    ] = None,
+) -> None:
+    """Merge the pull request at its current head; branch protection refuses it while a
+    required check (e.g. baton/pr) is not green, unless an admin overrides with a reason."""
+    if admin != bool(reason and reason.strip()):
+        raise typer.BadParameter("an admin override needs both --admin and --reason TEXT")
     with _acting(as_) as forge:
         pr = forge.get_pull_request(repo, number)
-        sha = forge.merge_pull_request(repo, number, pr.head_sha)
+        sha = forge.merge_pull_request(
+            repo, number, pr.head_sha, method=method, admin_reason=reason if admin else None
+        )
         console.print(f"{repo}#{number} merged into {pr.base_branch} as {sha[:12]}", markup=False)
+        if admin and (overrides := forge.list_overrides(repo, number)):
+            console.print(
+                f"admin override recorded: {overrides[-1].user}: {overrides[-1].reason}",
+                markup=False,
+            )
 
 
 @pr_app.command("close")

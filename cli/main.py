@@ -28,9 +28,11 @@ from baton.local.stack import Stack
 from baton.models import Decision, Stage
 from baton.settings import Settings
 from baton.temporal import connect
+from cli import render as render_command
 from cli.client import BatonApi, store_token
 from cli.demo import Demo, DemoSummary, seed_repositories
 from cli.forge import forge_app
+from cli.images import images_app
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -52,6 +54,7 @@ app.add_typer(dev_app, name="dev")
 app.add_typer(changes_app, name="changes")
 app.add_typer(token_app, name="token")
 app.add_typer(forge_app, name="forge", help="The embedded local forge: repositories and PRs.")
+app.add_typer(images_app, name="images", no_args_is_help=True)
 
 ChangeId = Annotated[
     str, typer.Argument(help="change id, e.g. change/sample-app/1 or sample-app/1")
@@ -358,6 +361,46 @@ def token_revoke(
 def _tokens() -> tokens.TokenStore:
     """The token store of this Baton (under BATON_HOME): an administrator's path."""
     return tokens.TokenStore(Settings().tokens_file)
+
+
+@app.command("render")
+def render(
+    app_name: Annotated[str, typer.Argument(metavar="APP", help="the app, as configured")],
+    env: Annotated[str, typer.Option("--env", help="the environment to render for")],
+    commit: Annotated[
+        str | None, typer.Option("--commit", help="the app repository at this commit (sha)")
+    ] = None,
+    source: Annotated[
+        Path | None, typer.Option("--source", help="a local checkout of the app repository")
+    ] = None,
+    image: Annotated[
+        str | None,
+        typer.Option(
+            "--image",
+            help="REPOSITORY@sha256:... to pin; default: the image the environment runs, "
+            "else a placeholder digest",
+        ),
+    ] = None,
+    values: Annotated[
+        Path | None,
+        typer.Option("--values", help="a values file in place of the environment's"),
+    ] = None,
+) -> None:
+    """Print the manifests CD would commit for APP in an environment (the rollout's own render)."""
+    settings = Settings()
+    config = load_config(settings.config_file())
+    sys.stdout.write(
+        render_command.render(
+            config,
+            settings,
+            app_name,
+            env,
+            commit=commit,
+            source=source,
+            image=image,
+            values=values,
+        )
+    )
 
 
 @config_app.command("check")

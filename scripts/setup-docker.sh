@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Installs the Docker engine, the CNCF registry, htpasswd and debootstrap from Debian (run as root),
-# then starts dockerd if it is not answering. Safe to run again: it installs only what is missing
-# and leaves a running engine alone. The registry is not started here: tests start their own.
+# Installs the Docker engine, the CNCF registry, htpasswd, debootstrap and skopeo (image mirroring)
+# from Debian (run as root), then starts dockerd if it is not answering. Safe to run again: it
+# installs only what is missing and leaves a running engine alone. The registry is not started
+# here: tests start their own.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LOG_FILE="$ROOT/.cache/dockerd.log"
-PACKAGES=(docker.io docker-registry apache2-utils debootstrap docker-compose)
+PACKAGES=(docker.io docker-registry apache2-utils debootstrap docker-compose skopeo)
 START_TIMEOUT=60
 
 missing_packages() {

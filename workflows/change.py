@@ -48,6 +48,10 @@ with workflow.unsafe.imports_passed_through():
 from workflows.lane_client import LaneClient, LaneTurn
 from workflows.record import Record, failure
 
+UNVALIDATED_MERGE = "unvalidated-merge"
+"""Patch: a PR merged while its validation failed or had not finished is noticed
+(`apps[].on_unvalidated_merge`)."""
+
 # How a rollout's outcome reads in the change's timeline.
 ROLLOUT_STAGE: dict[RolloutOutcome, StageOutcome] = {
     "deployed": "succeeded",
@@ -72,6 +76,9 @@ class ChangeWorkflow:
         self.head_sha = input.head_sha
         self.merge_commit: str | None = None
         self.closed = False
+        self.closed_because = "pull request closed without merging"
+        self.reopens = 0  # how often the PR was reopened (or retargeted back) while this ran
+        self.opened_or_closed_at: datetime | None = None  # the PR's update that last did either
         self.state: ChangeState = "validating"
         self.result: PipelineResult | None = None
         self.reason: str | None = None
@@ -81,19 +88,42 @@ class ChangeWorkflow:
         self.aborted: AbortInput | None = None
         self.body: asyncio.Future | None = None
         self.merged_at: datetime | None = None
+        self.validated: dict[str, bool] = {}  # head → whether its validation passed
 
     # Messages
 
     @workflow.signal(name=Signals.PULL_REQUEST_EVENT)
     def pull_request_event(self, event: PullRequestEvent) -> None:
-        """Forge events from the API; redeliveries are harmless because each only sets state."""
-        if event.action == "synchronize" and event.head_sha and self.merge_commit is None:
+        """Forge events from the API; redeliveries are harmless because each only sets state.
+
+        Once the merge is seen nothing else counts. A `reopened` that reaches a run still closing
+        keeps it going (the run cannot complete past an unhandled signal): it validates again.
+        """
+        if self.merge_commit is not None and event.action != "merged":
+            return
+        if event.action in ("closed", "reopened", "retargeted") and event.updated_at:
+            # Deliveries can cross: an older close or reopen does not undo a newer one.
+            if self.opened_or_closed_at and event.updated_at < self.opened_or_closed_at:
+                return
+            self.opened_or_closed_at = event.updated_at
+        if event.action == "synchronize" and event.head_sha:
             self.head_sha = event.head_sha
         elif event.action == "merged" and event.merge_commit_sha:
             self.merge_commit = event.merge_commit_sha
             self.merged_at = self.merged_at or workflow.now()
-        elif event.action == "closed" and self.merge_commit is None:
+        elif event.action == "closed":
             self.closed = True
+            self.closed_because = "pull request closed without merging"
+        elif event.action == "retargeted":
+            self.closed = True
+            self.closed_because = (
+                f"pull request retargeted to {event.base_branch}: "
+                f"only pull requests into {self.input.base_branch} are carried"
+            )
+        elif event.action == "reopened":
+            self.closed = False
+            self.head_sha = event.head_sha or self.head_sha
+            self.reopens += 1
 
     @workflow.signal(name=Signals.LANE_UPDATE)
     def lane_update(self, update: LaneUpdate) -> None:
@@ -159,7 +189,9 @@ class ChangeWorkflow:
     async def _carry(self) -> None:
         await self._validate_until_merged()
         if self.closed:
-            self._set_state("closed", "pull request closed without merging")
+            self._set_state("closed", self.closed_because)
+            return
+        if workflow.patched(UNVALIDATED_MERGE) and not await self._merge_validated():
             return
         self.result = await self._integrate()
         if not self.result.passed or self.result.artifact is None:
@@ -255,20 +287,23 @@ class ChangeWorkflow:
             await self._validate(self.head_sha)
 
     async def _validate(self, sha: str) -> None:
-        """Validate head `sha`, then wait until the PR moves on (a new head, merged or closed)."""
+        """Validate head `sha`, then wait until the PR moves on (a new head, merged, closed or
+        reopened: every reopen validates again, as authors reopen to re-run the checks)."""
+        reopens = self.reopens
         self.validations += 1
         self._set_state("validating")
         stage, handle = await self._start_pipeline(
             PullRequestPipeline.run, f"validate {sha[:12]}", sha, f"pr-{self.validations}"
         )
-        await workflow.wait_condition(lambda: handle.done() or self._moved_on(sha))
+        await workflow.wait_condition(lambda: handle.done() or self._moved_on(sha, reopens))
         if not handle.done():
+            news = self._news(sha)
             handle.cancel()
             await workflow.wait([handle])
-            reason = "merged" if self.merge_commit else "closed" if self.closed else "new head"
-            self.record.end(stage, "superseded", f"{reason} before validation finished")
+            self.record.end(stage, "superseded", f"{news} before validation finished")
             return
         result = await self._pipeline_result(handle, stage)
+        self.validated[sha] = result.passed
         self._set_state("awaiting-merge", None if result.passed else result.summary())
         self.record.set_gate(
             Gate(
@@ -278,11 +313,51 @@ class ChangeWorkflow:
                 waiting_on=["repository maintainers"],
             )
         )
-        await workflow.wait_condition(lambda: self._moved_on(sha))
+        await workflow.wait_condition(lambda: self._moved_on(sha, reopens))
         self.record.clear_gate()
 
-    def _moved_on(self, sha: str) -> bool:
-        return self.head_sha != sha or self.merge_commit is not None or self.closed
+    async def _merge_validated(self) -> bool:
+        """Whether the merged head passed validation; if not (it failed, or the merge came before
+        it finished), `apps[].on_unvalidated_merge` decides: `validate` runs the PR pipeline on
+        the merge commit first, `stop` fails the change with the reason."""
+        passed = self.validated.get(self.head_sha)
+        if passed:
+            return True
+        assert self.merge_commit is not None
+        why = f"merged while the validation of {self.head_sha[:12]} " + (
+            "had failed" if passed is False else "had not finished"
+        )
+        if self.input.plan.app.on_unvalidated_merge == "stop":
+            self._set_state("failed", f"{why}: stopped (apps[].on_unvalidated_merge: stop)")
+            return False
+        self._set_state("validating", why)
+        self.record.note(f"{why}: validating the merge commit {self.merge_commit[:12]} first")
+        stage, handle = await self._start_pipeline(
+            PullRequestPipeline.run,
+            f"validate {self.merge_commit[:12]}",
+            self.merge_commit,
+            "merge",
+        )
+        result = await self._pipeline_result(handle, stage)
+        if not result.passed:
+            self._set_state("failed", f"{why}, and the merge commit failed it: {result.summary()}")
+        return result.passed
+
+    def _news(self, sha: str) -> str:
+        """What moved the PR on from head `sha`."""
+        if self.merge_commit:
+            return "merged"
+        if self.closed:
+            return "closed"
+        return "new head" if self.head_sha != sha else "reopened"
+
+    def _moved_on(self, sha: str, reopens: int) -> bool:
+        return (
+            self.head_sha != sha
+            or self.merge_commit is not None
+            or self.closed
+            or self.reopens != reopens
+        )
 
     async def _integrate(self) -> PipelineResult:
         assert self.merge_commit is not None

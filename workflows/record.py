@@ -13,7 +13,12 @@ from urllib.parse import quote
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeKey
-from temporalio.exceptions import ApplicationError, TemporalError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    ChildWorkflowError,
+    TemporalError,
+)
 
 with workflow.unsafe.imports_passed_through():
     from baton.models import Gate, Stage, StageOutcome
@@ -143,8 +148,14 @@ def ui_link(ui_url: str, namespace: str, workflow_id: str) -> str:
 
 
 def failure(err: TemporalError) -> str:
-    """Why an activity or child workflow failed, in the words of its own error."""
+    """Why an activity or child workflow failed, in the words of its own error.
+
+    A child workflow that failed on an activity wraps its error twice (the child's failure, then
+    "Activity task failed"): the innermost cause says what went wrong.
+    """
     cause = err.cause
+    while isinstance(cause, (ActivityError, ChildWorkflowError)) and cause.cause is not None:
+        cause = cause.cause
     return getattr(cause, "message", None) or str(cause or err)
 
 

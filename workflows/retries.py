@@ -37,6 +37,8 @@ POLL = RetryPolicy(
     maximum_interval=timedelta(seconds=10),
     non_retryable_error_types=non_retryable(SyncFailed, ClusterConfigError),
 )
+# A sync event is confirmed by one look at the sync status; if it does not hold, polling goes on.
+ONE_LOOK = RetryPolicy(maximum_attempts=1)
 # A reconcile request only hurries the cluster along: a few tries, then its own poll applies.
 RECONCILE = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
 # Checks are deterministic: a failing lint fails again. Retry only infrastructure errors, a few times.

@@ -25,7 +25,7 @@ def create_forge(config: ForgeConfig, settings: Settings) -> Forge:
             settings.forge_dir,
             webhook_url=f"{settings.api_url}/webhooks/github",
             webhook_secret=config.webhook_secret() or settings.webhook_secret,
-            merge_mode=config.merge,
+            merge_method=config.merge or "merge",
         )
     adapter: type[GitHubForge | AzureDevOpsForge]
     if config.kind == "github":
@@ -41,6 +41,7 @@ def create_forge(config: ForgeConfig, settings: Settings) -> Forge:
         credentials.token(),
         username=credentials.username,
         token_env=credentials.token_env,
+        merge_method=config.merge,
     )
 
 

@@ -6,6 +6,10 @@ PROJECT/REPOSITORY. The PAT goes as Basic with an empty user name.
 How Azure's model maps onto Baton's:
 - a pull request is completed (merged) by PATCHing `status: completed` with
   `lastMergeSourceCommit` as the head lock; the merge commit is read back once it is completed;
+- `forge.merge` is the completion's `mergeStrategy`: merge → noFastForward (also when unset: the
+  pull request API does not say what the branch policies allow), squash → squash, rebase → rebase
+  (Azure's "rebase and fast-forward"); Azure has no plain fast-forward, so the configuration
+  refuses it;
 - reviews are reviewer votes: 10 and 5 approve, -10 rejects, -5 (waiting for the author) is a
   comment. A vote carries no commit, so it is reported against the head read with it: turn on the
   branch policy "reset votes on new pushes" to keep stale approvals from counting;
@@ -18,6 +22,7 @@ import base64
 from typing import Any
 from urllib.parse import quote
 
+from baton.config import MergeMethod
 from baton.forges.base import (
     CommitStatus,
     ForgeError,
@@ -64,6 +69,12 @@ _FROM_AZURE: dict[str, StatusState] = {
     "error": "error",
 }
 _MERGE_FAILED = ("conflicts", "failure", "rejectedByPolicy")
+MERGE_STRATEGIES: dict[MergeMethod, str] = {
+    "merge": "noFastForward",
+    "squash": "squash",
+    "rebase": "rebase",
+}
+"""Baton's merge methods → Azure's GitPullRequestMergeStrategy (fast-forward has none)."""
 
 
 def vote_state(vote: int) -> ReviewState | None:
@@ -82,11 +93,19 @@ class AzureDevOpsForge(HostedForge):
     api_params = {"api-version": API_VERSION}
 
     def __init__(
-        self, url: str, token: str | None, *, merge_wait_s: float = 30.0, **options: Any
+        self,
+        url: str,
+        token: str | None,
+        *,
+        merge_method: MergeMethod | None = None,
+        merge_wait_s: float = 30.0,
+        **options: Any,
     ) -> None:
-        """`merge_wait_s` bounds the wait for a completion to produce its merge commit."""
+        """`merge_method` is `forge.merge` (None: noFastForward); `merge_wait_s` bounds the wait
+        for a completion to produce its merge commit."""
         super().__init__(url, token, **options)
         self.url = url.rstrip("/")
+        self.merge_strategy = MERGE_STRATEGIES[merge_method or "merge"]
         self.merge_wait_s = merge_wait_s
 
     def auth_headers(self, token: str | None) -> dict[str, str]:
@@ -177,7 +196,7 @@ class AzureDevOpsForge(HostedForge):
             "status": "completed",
             "lastMergeSourceCommit": {"commitId": head_sha},
             "completionOptions": {
-                "mergeStrategy": "noFastForward",
+                "mergeStrategy": self.merge_strategy,
                 "deleteSourceBranch": False,
                 "mergeCommitMessage": message or f"Merged PR {number}: {data.get('title', '')}",
             },

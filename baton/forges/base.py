@@ -139,6 +139,32 @@ class NotMergeable(ForgeRefusal):
         self.reason = reason
 
 
+class MergeMethodRefused(NotMergeable):
+    """The repository's settings do not allow the merge method(s) Baton may use."""
+
+    def __init__(self, repo: str, number: int, detail: str) -> None:
+        super().__init__(
+            repo,
+            number,
+            f"{detail}; set forge.merge to a method the repository allows "
+            "(merge, squash, rebase or fast-forward), or allow one in its settings",
+        )
+
+
+class RequiredChecksNotPassing(NotMergeable):
+    """Branch protection: a required check of the head is not green (missing, pending or red)."""
+
+    def __init__(self, repo: str, number: int, failing: dict[str, str], override: str) -> None:
+        checks = ", ".join(f"{context} is {state}" for context, state in sorted(failing.items()))
+        super().__init__(
+            repo,
+            number,
+            f"required check(s) not green ({checks}); wait for them to pass or push a fix, "
+            f"or override as an admin: {override}",
+        )
+        self.failing = failing
+
+
 @runtime_checkable
 class Forge(Protocol):
     """What Baton needs from a forge. `repo` is the forge's repository name ("app", "org/app")."""
@@ -168,10 +194,13 @@ class Forge(Protocol):
     def merge_pull_request(
         self, repo: str, number: int, head_sha: str, message: str | None = None
     ) -> str:
-        """Merge if the head is still `head_sha`; return the merge commit on the base branch.
+        """Merge if the head is still `head_sha`; return the commit the base branch then points
+        at, as the forge reports it: the merge commit, the squashed commit, the last rebased commit,
+        or the head itself for a fast-forward.
 
-        Idempotent: an already merged pull request returns its merge commit. Raises `HeadChanged`
-        when the head moved and `NotMergeable` on conflicts or a closed pull request.
+        Idempotent: an already merged pull request returns that commit. Raises `HeadChanged` when
+        the head moved, `MergeMethodRefused` when the repository forbids the configured method,
+        and `NotMergeable` on conflicts or a closed pull request.
         """
         ...
 

@@ -4,6 +4,12 @@
 this adapter is `GitHubForge` with the calls that differ: finding a pull request by head branch,
 merging (an empty answer: the merge commit is read back from the pull request), deleting a
 branch, and the review states' spelling.
+
+Merge methods are Gitea's merge styles (`Do`: merge, squash, rebase, fast-forward-only since Gitea
+1.21); without `forge.merge`, the repository's `default_merge_style` comes first, then the other
+styles its settings allow (`allow_merge_commits`, `allow_squash_merge`, `allow_rebase`,
+`allow_fast_forward_only_merge`); a style it forbids is answered 405 "<style> is not allowed an
+allowed merge style for this repository".
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 from urllib.parse import quote
 
+from baton.config import MergeMethod
 from baton.forges.base import PullRequest, ReviewState
 from baton.forges.github import GitHubForge
 from baton.forges.http import ResourceNotFound
@@ -24,6 +31,16 @@ class GiteaForge(GitHubForge):
         "REQUEST_CHANGES": "changes_requested",
         "COMMENT": "commented",
     }
+    merge_styles: ClassVar[dict[MergeMethod, str]] = GitHubForge.merge_styles | {
+        "fast-forward": "fast-forward-only"
+    }
+    allowed_fields: ClassVar[dict[MergeMethod, str]] = {
+        "merge": "allow_merge_commits",
+        "squash": "allow_squash_merge",
+        "rebase": "allow_rebase",
+        "fast-forward": "allow_fast_forward_only_merge",
+    }
+    method_refused: ClassVar[str] = "is not allowed an allowed merge style"
 
     def auth_headers(self, token: str | None) -> dict[str, str]:
         return {"Authorization": f"token {token}"} if token else {}
@@ -42,9 +59,18 @@ class GiteaForge(GitHubForge):
         except ResourceNotFound:
             pass
 
-    def _merge(self, repo: str, number: int, head_sha: str, message: str | None) -> str | None:
+    def allowed_methods(self, repository: dict[str, Any]) -> list[MergeMethod]:
+        """The repository's default merge style first, then the others it allows."""
+        allowed = super().allowed_methods(repository)
+        default = repository.get("default_merge_style")
+        first = [m for m in allowed if self.merge_styles[m] == default]
+        return first + [m for m in allowed if m not in first]
+
+    def _merge(
+        self, repo: str, number: int, head_sha: str, message: str | None, method: MergeMethod
+    ) -> str | None:
         """The answer is empty: the caller reads `merge_commit_sha` back from the pull request."""
-        request: dict[str, Any] = {"Do": "merge", "head_commit_id": head_sha}
+        request: dict[str, Any] = {"Do": self.merge_styles[method], "head_commit_id": head_sha}
         if message:
             title, _, rest = message.partition("\n")
             request |= {"MergeTitleField": title, "MergeMessageField": rest.strip()}

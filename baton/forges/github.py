@@ -2,7 +2,14 @@
 
 `forge.url` is the API base: https://api.github.com, or https://HOST/api/v3 for Enterprise Server.
 Repositories are named OWNER/NAME. Pull requests and comments are made as the token's user, so the
-`author` Baton passes is not used here. Gitea's API mirrors this one; `GiteaForge` overrides the few
+`author` Baton passes is not used here.
+
+Merging uses the API's `merge_method` (merge, squash, rebase); `fast-forward`, which that API does not
+offer, moves the base branch's ref to the head (`PATCH /git/refs`, refused unless it is a fast
+forward), after which GitHub marks the pull request merged. Without `forge.merge`, the methods the
+repository allows (`allow_merge_commit`, `allow_squash_merge`, `allow_rebase_merge` of its
+repository object) are tried in that order, moving on when GitHub answers 405 "... are not allowed
+on this repository" (https://docs.github.com/rest/pulls/pulls#merge-a-pull-request). Gitea's API mirrors this one; `GiteaForge` overrides the few
 calls that differ.
 """
 
@@ -11,9 +18,12 @@ from __future__ import annotations
 from typing import Any, ClassVar
 from urllib.parse import quote
 
+from baton.config import MergeMethod
 from baton.forges.base import (
     CommitStatus,
+    ForgeError,
     HeadChanged,
+    MergeMethodRefused,
     NotMergeable,
     PullRequest,
     PullRequestNotFound,
@@ -51,6 +61,32 @@ class GitHubForge(HostedForge):
         "CHANGES_REQUESTED": "changes_requested",
         "COMMENTED": "commented",
     }
+    merge_styles: ClassVar[dict[MergeMethod, str]] = {
+        "merge": "merge",
+        "squash": "squash",
+        "rebase": "rebase",
+    }
+    """Baton's merge methods → the API's own value, for those the merge endpoint offers."""
+    allowed_fields: ClassVar[dict[MergeMethod, str]] = {
+        "merge": "allow_merge_commit",
+        "squash": "allow_squash_merge",
+        "rebase": "allow_rebase_merge",
+    }
+    """The repository object's field that says whether a method is allowed, in preference order."""
+    method_refused: ClassVar[str] = "not allowed on this repository"
+    """What the 405 answer to a merge method the repository forbids says."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        *,
+        merge_method: MergeMethod | None = None,
+        **options: Any,
+    ) -> None:
+        """`merge_method` is `forge.merge`; None: what the repository allows."""
+        super().__init__(url, token, **options)
+        self.merge_method = merge_method
 
     def auth_headers(self, token: str | None) -> dict[str, str]:
         headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
@@ -124,21 +160,36 @@ class GitHubForge(HostedForge):
     def merge_pull_request(
         self, repo: str, number: int, head_sha: str, message: str | None = None
     ) -> str:
-        """Merge if the head is still `head_sha`; return the merge commit (idempotent)."""
+        """Merge if the head is still `head_sha`; return the new base commit GitHub reports
+        (idempotent). Raises `MergeMethodRefused` when no method Baton may use is allowed."""
         pr = self._mergeable(repo, number, head_sha)
         if pr.state == "merged":
             assert pr.merge_commit_sha is not None
             return pr.merge_commit_sha
-        try:
-            merged = self._merge(repo, number, head_sha, message)
-        except RequestRejected as exc:
-            if exc.status not in (405, 409):
-                raise
-            # Merged meanwhile (a retried call), moved, or not mergeable: the PR says which.
-            pr = self._mergeable(repo, number, head_sha)
-            if pr.state == "merged" and pr.merge_commit_sha:
-                return pr.merge_commit_sha
-            raise NotMergeable(repo, number, exc.detail) from None
+        refusals = []
+        merged: str | None
+        for method in self._merge_methods(repo):
+            try:
+                if method == "fast-forward" and method not in self.merge_styles:
+                    merged = self._fast_forward(repo, pr, head_sha)
+                else:
+                    merged = self._merge(repo, number, head_sha, message, method)
+                break
+            except RequestRejected as exc:
+                if exc.status == 405 and self.method_refused in exc.detail:
+                    refusals.append(f"{method}: {exc.detail}")
+                    continue
+                if exc.status not in (405, 409, 422):
+                    raise
+                # Merged meanwhile (a retried call), moved, or not mergeable: the PR says which.
+                pr = self._mergeable(repo, number, head_sha)
+                if pr.state == "merged" and pr.merge_commit_sha:
+                    return pr.merge_commit_sha
+                raise NotMergeable(repo, number, exc.detail) from None
+        else:
+            allowed = ", ".join(self.allowed_fields.values())
+            why = "; ".join(refusals) or f"the repository allows none of them ({allowed})"
+            raise MergeMethodRefused(repo, number, why)
         if merged is not None:
             return merged
         pr = self.get_pull_request(repo, number)
@@ -190,15 +241,45 @@ class GitHubForge(HostedForge):
 
     # Where GitHub and Gitea differ
 
-    def _merge(self, repo: str, number: int, head_sha: str, message: str | None) -> str | None:
-        """Ask the forge to merge; the merge commit when the answer holds it."""
-        request: dict[str, Any] = {"merge_method": "merge", "sha": head_sha}
+    def _merge(
+        self, repo: str, number: int, head_sha: str, message: str | None, method: MergeMethod
+    ) -> str | None:
+        """Ask the forge to merge by `method`; the new base commit when the answer holds it (the
+        merge commit, the squashed commit, or the last rebased one)."""
+        request: dict[str, Any] = {"merge_method": self.merge_styles[method], "sha": head_sha}
         if message:
             title, _, rest = message.partition("\n")
             request |= {"commit_title": title, "commit_message": rest.strip()}
         return self._call(repo, "PUT", f"/pulls/{number}/merge", json=request)["sha"]
 
+    def _fast_forward(self, repo: str, pr: PullRequest, head_sha: str) -> str:
+        """Move the base branch to the head, refused unless that is a fast forward."""
+        ref = f"/git/refs/heads/{quote(pr.base_branch)}"
+        self._call(repo, "PATCH", ref, json={"sha": head_sha, "force": False})
+        return head_sha
+
     # Internals
+
+    def _merge_methods(self, repo: str) -> list[MergeMethod]:
+        """`forge.merge`, or the methods the repository allows, most preferred first; all the
+        merge endpoint offers when the repository object does not say."""
+        if self.merge_method is not None:
+            return [self.merge_method]
+        try:
+            data = self._call(repo, "GET", "")
+        except ForgeError as exc:  # not readable: learn from the merge endpoint's refusals
+            if exc.retryable:
+                raise
+            data = {}
+        return self.allowed_methods(data)
+
+    def allowed_methods(self, repository: dict[str, Any]) -> list[MergeMethod]:
+        """The merge methods a repository object allows, in `allowed_fields` order; all of them
+        when it has none of those fields (a token that cannot see the settings)."""
+        known = [m for m, field in self.allowed_fields.items() if field in repository]
+        if not known:
+            return list(self.allowed_fields)
+        return [m for m in known if repository[self.allowed_fields[m]] is True]
 
     def _mergeable(self, repo: str, number: int, head_sha: str) -> PullRequest:
         """The pull request, checked to be at `head_sha` and not closed unmerged."""

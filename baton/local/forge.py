@@ -31,10 +31,11 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel
 
+from baton.config import MergeMethod
 from baton.forges.base import (
     BranchNotFound,
     CommitStatus,
@@ -47,6 +48,7 @@ from baton.forges.base import (
     PullRequestNotFound,
     PullRequestState,
     RepositoryNotFound,
+    RequiredChecksNotPassing,
     Review,
     ReviewState,
     StatusState,
@@ -109,6 +111,22 @@ CREATE TABLE IF NOT EXISTS comments (
     body TEXT NOT NULL,
     created_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS protections (
+    repo TEXT NOT NULL,
+    branch TEXT NOT NULL,
+    required_checks TEXT NOT NULL,
+    PRIMARY KEY (repo, branch)
+);
+CREATE TABLE IF NOT EXISTS overrides (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    repo TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    user TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    head_sha TEXT NOT NULL,
+    failing TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS deliveries (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
@@ -147,6 +165,16 @@ class GitFailed(ForgeError):
     def __init__(self, command: str, stderr: str) -> None:
         detail = stderr.strip().splitlines()[-1] if stderr.strip() else "no output"
         super().__init__(f"git {command} failed: {detail}")
+
+
+class Override(BaseModel):
+    """A merge by an admin past branch protection: who, why, and what was not green."""
+
+    user: str
+    reason: str
+    head_sha: str
+    failing: dict[str, str]
+    created_at: datetime
 
 
 class RefUpdate(NamedTuple):
@@ -213,15 +241,16 @@ class LocalForge:
         root: Path,
         webhook_url: str | None = None,
         webhook_secret: str | None = None,
-        merge_mode: Literal["merge", "fast-forward"] = "merge",
+        merge_method: MergeMethod = "merge",
         user: str = "baton",
         timeout: float = 10.0,
     ) -> None:
-        """`user` is who acts (merges, closes, comments); `timeout` bounds each webhook delivery."""
+        """`user` is who acts (merges, closes, comments); `merge_method` is how pull requests are
+        merged unless a call says otherwise; `timeout` bounds each webhook delivery."""
         self.root = Path(root)
         self.webhook_url = webhook_url
         self.webhook_secret = webhook_secret
-        self.merge_mode = merge_mode
+        self.merge_method: MergeMethod = merge_method
         self.user = user
         self.timeout = timeout
         self.root.mkdir(parents=True, exist_ok=True)
@@ -277,6 +306,37 @@ class LocalForge:
             return
         self._git(repo, "update-ref", "-d", f"refs/heads/{branch}", sha)
         self.record_push(repo, [RefUpdate(sha, ZERO_SHA, f"refs/heads/{branch}")])
+
+    def protect_branch(self, repo: str, branch: str, required_checks: list[str]) -> None:
+        """Branch protection, as GitHub's: pull requests into `branch` merge only when each of
+        `required_checks` (commit status contexts) is `success` on their head; [] lifts it."""
+        self._require_repo(repo)
+        with self._transaction(write=True) as con:
+            con.execute("DELETE FROM protections WHERE repo = ? AND branch = ?", (repo, branch))
+            if required_checks:
+                con.execute(
+                    "INSERT INTO protections (repo, branch, required_checks) VALUES (?, ?, ?)",
+                    (repo, branch, json.dumps(sorted(set(required_checks)))),
+                )
+
+    def required_checks(self, repo: str, branch: str) -> list[str]:
+        """The status contexts branch protection requires on `branch` (none when unprotected)."""
+        with self._transaction() as con:
+            row = con.execute(
+                "SELECT required_checks FROM protections WHERE repo = ? AND branch = ?",
+                (repo, branch),
+            ).fetchone()
+        return json.loads(row["required_checks"]) if row else []
+
+    def list_overrides(self, repo: str, number: int) -> list[Override]:
+        """Admin merges of the pull request past its branch protection, oldest first."""
+        with self._transaction() as con:
+            rows = con.execute(
+                "SELECT * FROM overrides WHERE repo = ? AND number = ? ORDER BY id", (repo, number)
+            ).fetchall()
+        return [
+            Override.model_validate({**dict(r), "failing": json.loads(r["failing"])}) for r in rows
+        ]
 
     def record_push(self, repo: str, updates: list[RefUpdate]) -> None:
         """Emit `push` for ref updates and sync the pull requests whose head branch moved."""
@@ -399,13 +459,24 @@ class LocalForge:
         return [Review.model_validate(dict(r)) for r in rows]
 
     def merge_pull_request(
-        self, repo: str, number: int, head_sha: str, message: str | None = None
+        self,
+        repo: str,
+        number: int,
+        head_sha: str,
+        message: str | None = None,
+        *,
+        method: MergeMethod | None = None,
+        admin_reason: str | None = None,
     ) -> str:
-        """Merge if the head is still `head_sha`; return the new commit on the base branch.
+        """Merge if the head is still `head_sha` by `method` (default: `merge_method`); return the
+        commit the base branch then points at (merge, squashed, last rebased commit, or the head).
 
-        Idempotent: an already merged pull request returns its merge commit. With merge_mode
-        "fast-forward" the base branch is fast-forwarded when possible, else a merge commit is made.
+        Idempotent: an already merged pull request returns that commit. A protected base branch
+        refuses (`RequiredChecksNotPassing`) while a required check of the head is not green,
+        unless `admin_reason` is given: then the merge goes ahead and the override is recorded
+        (`list_overrides`) and commented on the pull request.
         """
+        method = method or self.merge_method
         # The write transaction is held across the git work: it serialises concurrent merges.
         with self._transaction(write=True) as con:
             row = self._row(con, repo, number)
@@ -420,12 +491,15 @@ class LocalForge:
                 raise NotMergeable(repo, number, f"head branch {row['head_branch']!r} is gone")
             if current != head_sha:
                 raise HeadChanged(repo, number, head_sha, current)
-            message = (
-                message
-                or f"Merge pull request #{number} from {row['head_branch']}\n\n{row['title']}"
-            )
-            merged, base_update = self._merge(repo, number, row["base_branch"], head_sha, message)
+            failing = self._failing_checks(con, repo, row["base_branch"], head_sha)
+            if failing and admin_reason is None:
+                override = f"baton forge pr merge {repo} {number} --as USER --admin --reason TEXT"
+                raise RequiredChecksNotPassing(repo, number, failing, override)
+            merged, base_update = self._merge(row, head_sha, message, method)
             now = _now()
+            if failing:
+                assert admin_reason is not None
+                self._record_override(con, row, head_sha, failing, admin_reason)
             con.execute(
                 "UPDATE pull_requests SET state = 'merged', head_sha = ?, merge_commit_sha = ?,"
                 " merged_by = ?, merged_at = ?, closed_at = ?, updated_at = ? WHERE id = ?",
@@ -742,10 +816,54 @@ class LocalForge:
         result = self._git(repo, "merge-base", "--is-ancestor", ancestor, descendant, check=False)
         return result.returncode == 0
 
+    def _failing_checks(
+        self, con: sqlite3.Connection, repo: str, branch: str, head_sha: str
+    ) -> dict[str, str]:
+        """Required check → its state on the head, for each required check that is not green."""
+        row = con.execute(
+            "SELECT required_checks FROM protections WHERE repo = ? AND branch = ?", (repo, branch)
+        ).fetchone()
+        required = json.loads(row["required_checks"]) if row else []
+        states = {
+            r["context"]: r["state"]
+            for r in con.execute(
+                "SELECT context, state FROM statuses WHERE repo = ? AND sha = ?", (repo, head_sha)
+            )
+        }
+        return {c: states.get(c, "missing") for c in required if states.get(c) != "success"}
+
+    def _record_override(
+        self,
+        con: sqlite3.Connection,
+        row: sqlite3.Row,
+        head_sha: str,
+        failing: dict[str, str],
+        reason: str,
+    ) -> None:
+        now = _now()
+        con.execute(
+            "INSERT INTO overrides (repo, number, user, reason, head_sha, failing, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (row["repo"], row["number"], self.user, reason, head_sha, json.dumps(failing), now),
+        )
+        checks = ", ".join(f"{c} was {s}" for c, s in sorted(failing.items()))
+        con.execute(
+            "INSERT INTO comments (repo, number, user, body, created_at) VALUES (?, ?, ?, ?, ?)",
+            (
+                row["repo"],
+                row["number"],
+                self.user,
+                f"Merged by {self.user} as an admin past branch protection ({checks}): {reason}",
+                now,
+            ),
+        )
+
     def _merge(
-        self, repo: str, number: int, base: str, head_sha: str, message: str
+        self, row: sqlite3.Row, head_sha: str, message: str | None, method: MergeMethod
     ) -> tuple[str, RefUpdate | None]:
-        """Bring `head_sha` into `base`: the merge commit, and the base update it took if any."""
+        """Bring `head_sha` into the base branch by `method`: the commit the base then points
+        at, and the base update it took if any."""
+        repo, number, base = row["repo"], row["number"], row["base_branch"]
         ref = f"refs/heads/{base}"
         for _ in range(_MERGE_ATTEMPTS):
             base_sha = self._branch_sha(repo, base)
@@ -754,19 +872,71 @@ class LocalForge:
             if self._is_ancestor(repo, head_sha, base_sha):
                 # Merged already: by a push, or by an attempt that died before recording it.
                 return self._merge_commit_of(repo, base_sha, head_sha), None
-            if self.merge_mode == "fast-forward" and self._is_ancestor(repo, base_sha, head_sha):
+            if method == "fast-forward":
+                if not self._is_ancestor(repo, base_sha, head_sha):
+                    raise NotMergeable(
+                        repo,
+                        number,
+                        f"cannot fast-forward {base!r}: it has commits the head lacks; update "
+                        "the branch, or merge by another method (merge, squash, rebase)",
+                    )
                 merged = head_sha
+            elif method == "squash":
+                title = f"{row['title']} (#{number})"
+                tree = self._merged_tree(repo, number, base_sha, head_sha)
+                author = {
+                    "GIT_AUTHOR_NAME": row["author"],
+                    "GIT_AUTHOR_EMAIL": f"{row['author']}@{FORGE_EMAIL_DOMAIN}",
+                }
+                args = ["commit-tree", tree, "-p", base_sha, "-m", message or title]
+                merged = self._git(repo, *args, env=self._identity() | author).stdout.strip()
+            elif method == "rebase":
+                merged = self._rebase(repo, number, base_sha, head_sha)
             else:
-                merged = self._merge_commit(repo, number, base_sha, head_sha, message)
+                message = (
+                    message
+                    or f"Merge pull request #{number} from {row['head_branch']}\n\n{row['title']}"
+                )
+                tree = self._merged_tree(repo, number, base_sha, head_sha)
+                args = ["commit-tree", tree, "-p", base_sha, "-p", head_sha, "-m", message]
+                merged = self._git(repo, *args, env=self._identity()).stdout.strip()
             # The old value makes update-ref a compare-and-swap, so a concurrent push is not lost.
             if self._git(repo, "update-ref", ref, merged, base_sha, check=False).returncode == 0:
                 return merged, RefUpdate(base_sha, merged, ref)
         raise NotMergeable(repo, number, f"{base!r} kept moving while merging; try again")
 
-    def _merge_commit(
-        self, repo: str, number: int, base_sha: str, head_sha: str, message: str
-    ) -> str:
-        """A two-parent merge commit of `head_sha` into `base_sha`, made without a work tree."""
+    def _rebase(self, repo: str, number: int, base_sha: str, head_sha: str) -> str:
+        """The head's commits replayed onto `base_sha` (authors kept, the forge as committer),
+        in a temporary work tree of the bare repository; the last replayed commit."""
+        merges = self._git(repo, "rev-list", "--merges", f"{base_sha}..{head_sha}").stdout.split()
+        if merges:  # GitHub refuses these too: a rebase cannot keep merge commits
+            raise NotMergeable(
+                repo,
+                number,
+                "the head branch contains merge commits, which a rebase drops; "
+                "merge by another method (merge, squash)",
+            )
+        committer = {k: v for k, v in self._identity().items() if k.startswith("GIT_COMMITTER")}
+        with tempfile.TemporaryDirectory(prefix="baton-rebase-") as tmp:
+            work = Path(tmp) / "work"
+            self._git(repo, "worktree", "add", "--quiet", "--detach", str(work), head_sha)
+            try:
+                git = ["git", "-C", str(work), "-c", "commit.gpgSign=false"]
+                rebased = self._run([*git, "rebase", "--quiet", base_sha], committer, check=False)
+                if rebased.returncode != 0:
+                    self._run([*git, "rebase", "--abort"], check=False)
+                    raise NotMergeable(
+                        repo,
+                        number,
+                        f"conflicts while rebasing onto {base_sha[:12]}; update the branch",
+                    )
+                return self._run([*git, "rev-parse", "HEAD"]).stdout.strip()
+            finally:
+                self._git(repo, "worktree", "remove", "--force", str(work), check=False)
+                self._git(repo, "worktree", "prune", check=False)
+
+    def _merged_tree(self, repo: str, number: int, base_sha: str, head_sha: str) -> str:
+        """The tree of `head_sha` merged into `base_sha`, made without a work tree."""
         result = self._git(
             repo,
             "merge-tree",
@@ -782,9 +952,7 @@ class LocalForge:
             raise NotMergeable(repo, number, f"conflicts in {conflicts}; update the branch")
         if result.returncode != 0:
             raise NotMergeable(repo, number, result.stderr.strip() or "git merge-tree failed")
-        tree = result.stdout.split()[0]
-        args = ["commit-tree", tree, "-p", base_sha, "-p", head_sha, "-m", message]
-        return self._git(repo, *args, env=self._identity()).stdout.strip()
+        return result.stdout.split()[0]
 
     def _merge_commit_of(self, repo: str, base_sha: str, head_sha: str) -> str:
         """The commit on base's first-parent line that brought `head_sha` in (else base itself)."""

@@ -5,6 +5,7 @@ repository the forge serves."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,6 +41,8 @@ def hosted(
             "url": fake.url,
             "credentials": {"token_env": "BATON_FORGE_TOKEN"},
         }
+        if fake.kind == "github":  # a GitOps repository that allows squash merges only
+            config["forge"]["merge"] = "squash"
         config["apps"][0]["repo"] = APP_REPO
         config["gitops"]["repo"] = GITOPS_REPO
 
@@ -48,6 +51,8 @@ def hosted(
         fake.deliver_to(settings.api_url)
         fake.create_repo(APP_REPO, from_dir=EXAMPLES / "sample-app")
         fake.create_repo(GITOPS_REPO, from_dir=gitops)
+        if fake.kind == "github":
+            fake.allow_merge_methods("squash")
 
     try:
         with running_stack(
@@ -79,6 +84,13 @@ def test_change_runs_through_the_hosted_forge_api(hosted: tuple[E2EStack, FakeFo
     assert gitops["dev"].state == "merged" and gitops["dev"].author == "baton"
     assert f"Baton-Rollout: rollout/sample-app/dev/{merge}" in gitops["dev"].body
     assert gitops["dev"].head_branch not in fake._branches(GITOPS_REPO)
+    dev = next(r for r in detail.change.rollouts if r.environment == "dev")
+    assert dev.revision == gitops["dev"].merge_commit_sha  # what the sync gate waited for
+    if fake.kind == "github":  # squashed: one parent, the PR's head is not on main
+        bare = ["git", f"--git-dir={fake.store.repo_path(GITOPS_REPO)}"]
+        parents = [*bare, "rev-list", "--parents", "-1", dev.revision]
+        squash = subprocess.run(parents, check=True, capture_output=True, text=True).stdout.split()
+        assert len(squash) == 2 and gitops["dev"].head_sha not in squash
 
     # staging: an approving review on the forge is counted under the environment's policy.
     fake.review(GITOPS_REPO, gitops["staging"].number, "carol", "approved")

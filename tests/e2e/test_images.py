@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
+import docker.errors
 import pytest
 
-from baton.images import ImageBuildFailed, ImagePushFailed, build_image, push_image
+from baton.checks import hadolint
+from baton.config import HttpProbe, ImageTest
+from baton.images import (
+    BuildKitRequired,
+    ImageBuildFailed,
+    ImagePushFailed,
+    build_image,
+    find_builder,
+    push_image,
+    try_image,
+)
 from baton.logs import LogStore
 from baton.registry import Registry, RegistryAuthError
+from tests.e2e.stack import free_port
 
 pytestmark = pytest.mark.docker
 
@@ -67,7 +80,7 @@ def test_build_tags_the_image_and_rebuilding_the_same_inputs_gives_the_same_imag
     assert docker_client.images.get(f"{image_name}:{commit}").id == built.image_id
     env = docker_client.images.get(built.image_id).attrs["Config"]["Env"]
     assert f"APP_COMMIT={commit}" in env
-    assert "Successfully built" in logs.get(again.log_ref)
+    assert f"writing image {built.image_id}" in logs.get(again.log_ref)  # BuildKit's own words
 
 
 def test_pushed_digest_is_the_one_the_registry_serves(
@@ -89,7 +102,7 @@ def test_build_failure_carries_the_builds_own_last_lines(docker_client, base_ima
         'ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN echo "compiling" && exit 7\n'
     )
 
-    with pytest.raises(ImageBuildFailed, match="returned a non-zero code: 7") as failure:
+    with pytest.raises(ImageBuildFailed, match="exit code: 7") as failure:
         build_image(
             tmp_path,
             ["baton-test/broken:1"],
@@ -98,7 +111,7 @@ def test_build_failure_carries_the_builds_own_last_lines(docker_client, base_ima
             logs=logs,
         )
 
-    assert "compiling" in failure.value.last_lines
+    assert any(line.endswith(" compiling") for line in failure.value.last_lines)
     assert "compiling" in logs.get(failure.value.log_ref)
 
 
@@ -132,3 +145,172 @@ def test_push_with_wrong_credentials_fails_clearly(docker_client, registry, buil
         match=f"registry {registry.host} rejected the credentials for user {registry.username}",
     ):
         wrong.manifest_digest(image_name, "x")
+
+
+# --- Dockerfiles as users write them (BuildKit), and images tried before anyone relies on them ---
+
+CASES = Path(__file__).resolve().parents[1] / "fixtures" / "cases"
+
+
+@pytest.fixture
+def own_tags(docker_client) -> Iterator[list[str]]:
+    """Tags a test builds; afterwards only these are removed, never an image by ID."""
+    tags: list[str] = []
+    yield tags
+    for tag in tags:
+        try:
+            docker_client.images.remove(tag)
+        except docker.errors.ImageNotFound:
+            pass
+
+
+PIP_BASE_IMAGE = "localhost/baton-test-python-pip-base:bookworm"
+
+
+@pytest.fixture(scope="session")
+def pip_base_image(docker_client, base_image, tmp_path_factory) -> str:
+    """The local base image plus Debian's pip, as python:3.12-slim has it: case 07's Dockerfile
+    runs pip. Built once per engine (through a BuildKit cache mount for apt) and kept, like the
+    base image itself."""
+    try:
+        docker_client.images.get(PIP_BASE_IMAGE)
+    except docker.errors.ImageNotFound:
+        context = tmp_path_factory.mktemp("pip-base")
+        (context / "Dockerfile").write_text(
+            "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n"
+            "RUN --mount=type=cache,target=/var/lib/apt/lists \\\n"
+            "    apt-get update -qq && apt-get install -y -qq --no-install-recommends python3-pip\n"
+        )
+        build_image(context, [PIP_BASE_IMAGE], buildargs={"BASE_IMAGE": base_image})
+    return PIP_BASE_IMAGE
+
+
+def test_case_07_a_cache_mount_dockerfile_passes_hadolint_and_builds(
+    docker_client, pip_base_image, logs, own_tags
+):
+    context = CASES / "07-buildkit-dockerfile"
+    lint = hadolint(context / "Dockerfile", logs=logs)
+    own_tags.append(f"baton-test/buildkit-{secrets.token_hex(4)}:1")
+
+    built = build_image(
+        context, own_tags, buildargs={"BASE_IMAGE": pip_base_image}, client=docker_client, logs=logs
+    )
+
+    assert lint.passed, lint.summary
+    assert docker_client.images.get(own_tags[0]).id == built.image_id
+
+
+def test_cache_and_secret_mounts_build_and_the_secret_stays_out_of_the_image(
+    docker_client, base_image, tmp_path, logs, own_tags
+):
+    secret = f"s3cr3t-{secrets.token_hex(8)}"
+    (tmp_path / "Dockerfile").write_text(
+        "ARG BASE_IMAGE\n"
+        "FROM ${BASE_IMAGE}\n"
+        "RUN --mount=type=cache,target=/var/cache/build \\\n"
+        "    echo cached > /var/cache/build/marker && ls /var/cache/build > /cache-listing\n"
+        "RUN --mount=type=secret,id=token,required=true \\\n"
+        "    wc -c < /run/secrets/token > /secret-length\n"
+    )
+    own_tags.append(f"baton-test/mounts-{secrets.token_hex(4)}:1")
+
+    build_image(
+        tmp_path,
+        own_tags,
+        buildargs={"BASE_IMAGE": base_image},
+        secrets={"token": secret},
+        client=docker_client,
+        logs=logs,
+    )
+
+    seen = docker_client.containers.run(
+        own_tags[0],
+        ["sh", "-c", "cat /cache-listing /secret-length; ls /var/cache/build; ls /run/secrets"],
+        network_mode="host",
+        remove=True,
+    ).decode()
+    assert seen.split() == ["marker", str(len(secret))]  # the cache and /run/secrets stay out
+    history = docker_client.api.history(own_tags[0])
+    assert secret not in repr(history)
+
+
+def test_a_heredoc_builds_where_the_builder_can_and_is_refused_by_line_where_it_cannot(
+    docker_client, base_image, tmp_path, logs, own_tags
+):
+    (tmp_path / "Dockerfile").write_text(
+        "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN <<SCRIPT\nset -e\necho heredoc > /made\nSCRIPT\n"
+    )
+    own_tags.append(f"baton-test/heredoc-{secrets.token_hex(4)}:1")
+    build = lambda: build_image(
+        tmp_path, own_tags, buildargs={"BASE_IMAGE": base_image}, client=docker_client, logs=logs
+    )
+
+    if find_builder().frontend_1_4:
+        build()
+        made = docker_client.containers.run(own_tags[0], ["cat", "/made"], remove=True)
+        assert made.decode() == "heredoc\n"
+    else:  # Docker Engine before 23 (Debian 12's 20.10): refused before anything is built
+        with pytest.raises(BuildKitRequired) as refused:
+            build()
+        assert str(refused.value).startswith(
+            "Dockerfile line 3: a heredoc (<<SCRIPT) needs Dockerfile syntax 1.4, which the "
+            "builder here"
+        )
+        assert "run Docker Engine 23 or later on the build workers" in str(refused.value)
+        with pytest.raises(docker.errors.ImageNotFound):
+            docker_client.images.get(own_tags[0])
+
+
+def sample_app_test(**http: object) -> ImageTest:
+    """An image test probing the sample app, started on a port of the test's own."""
+    port = free_port()
+    return ImageTest(
+        http=HttpProbe(port=port, **http),  # type: ignore[arg-type]
+        env={"PORT": str(port), "HOST": "127.0.0.1"},
+        timeout_s=30,
+    )
+
+
+def test_image_test_command_and_probe_pass_on_the_sample_app(docker_client, built, commit, logs):
+    test = sample_app_test(path="/version", expected_body='"commit": "{commit}"')
+    test = test.model_copy(update={"command": ["python3", "-c", "import app; print('imports')"]})
+
+    result = try_image(built.image_id, test, commit=commit, client=docker_client, logs=logs)
+
+    assert result.passed, result.summary
+    assert result.summary == (
+        "image test passed: `python3 -c import app; print('imports')` exited 0; "
+        f"GET http://127.0.0.1:{test.http.port}/version answered 200"
+    )
+    assert "imports" in logs.get(result.log_ref)
+    assert not docker_client.containers.list(all=True, filters={"ancestor": built.image_id})
+
+
+def test_image_test_failure_says_what_the_probe_saw(docker_client, built, commit, logs):
+    test = sample_app_test(path="/missing", expected_status=200).model_copy(update={"timeout_s": 3})
+
+    result = try_image(built.image_id, test, commit=commit, client=docker_client, logs=logs)
+
+    assert not result.passed
+    assert result.summary == (
+        f"image test failed: GET http://127.0.0.1:{test.http.port}/missing did not answer 200 "
+        "within 3s; it saw 404 'not found'"
+    )
+    assert f"GET http://127.0.0.1:{test.http.port}/missing -> 404" in logs.get(result.log_ref)
+
+
+def test_image_test_command_failure_and_an_exiting_container_are_reported(
+    docker_client, built, commit, logs
+):
+    failing = ImageTest(command=["sh", "-c", "echo 'self-test: no config' >&2; exit 3"])
+    crashing = sample_app_test().model_copy(update={"env": {"PORT": "not-a-port"}})
+
+    command = try_image(built.image_id, failing, client=docker_client, logs=logs)
+    probe = try_image(built.image_id, crashing, commit=commit, client=docker_client, logs=logs)
+
+    assert command.summary == (
+        "image test failed: `sh -c echo 'self-test: no config' >&2; exit 3` exited with code 3: "
+        "self-test: no config"
+    )
+    assert probe.summary.startswith("image test failed: the container exited with code 1 before")
+    assert "ValueError: invalid literal for int()" in probe.summary

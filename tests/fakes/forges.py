@@ -6,8 +6,10 @@ the forge's webhooks, signed the forge's way, to Baton's API. Storage and git ar
 its bare repositories are what the fake's `clone_url`s point at (file:// URLs), so git pushes land
 there, and its records hold pull requests, reviews, statuses and comments.
 
-Tests steer a fake with `fail_next` (error and rate-limit answers) and act on it as people would
-(`open_pull_request`, `review`, `merge`, `close`): the webhooks follow as from the real forge.
+Tests steer a fake with `fail_next` (error and rate-limit answers) and `content_type` (how its
+webhooks are encoded), and act on it as people would (`open_pull_request`, `review`,
+`withdraw_approval`, `retarget`, `merge`, `close`, `reopen`): the webhooks follow as from the
+real forge.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ import tempfile
 import threading
 import time
 import uuid
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Self
+from urllib.parse import quote_plus
 
 import httpx
 import uvicorn
@@ -34,6 +38,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from api.azure_devops import basic_auth
+from baton.config import MergeMethod
 from baton.forges.base import (
     HeadChanged,
     NoCommitsBetween,
@@ -42,7 +47,7 @@ from baton.forges.base import (
     PullRequestNotFound,
     Review,
 )
-from baton.local.forge import LocalForge, signature_256
+from baton.local.forge import LocalForge, RefUpdate, signature_256
 from tests.fakes import Lifecycle
 
 ZERO_SHA = "0" * 40
@@ -137,10 +142,17 @@ class FakeForge(Lifecycle):
         self.webhook_url = f"{baton_url}{self.webhook_path}" if baton_url else None
         self.webhook_secret = webhook_secret
         self.page_size = page_size
+        self.merge_methods: list[MergeMethod] = ["merge", "squash", "rebase", "fast-forward"]
+        """What the repositories' settings allow, the default first (`allow_merge_methods`)."""
         self.store = LocalForge(self.root, user="fake-forge")
         self.failures: list[Failure] = []
         self.requests: list[tuple[str, str]] = []
         self.sent: list[Sent] = []
+        # The webhook's content type, as set in the forge's webhook form: JSON, or the JSON in a
+        # form field `payload` (application/x-www-form-urlencoded), with any charset parameter.
+        self.content_type = "application/json"
+        self.bases: dict[tuple[str, int], str] = {}  # PRs retargeted since they were opened
+        self.withdrawn: dict[tuple[str, int], set[str]] = {}  # approvals dismissed or reset
         self._outbox: queue.Queue[tuple[str, dict[str, Any], dict[str, str]] | None] = queue.Queue()
         self.app = FastAPI()
         self.app.middleware("http")(self._gate)
@@ -182,6 +194,10 @@ class FakeForge(Lifecycle):
     ) -> None:
         """Answer the next `times` API requests whose path contains `path` with `status`."""
         self.failures.append(Failure(status, headers or {}, {"message": message}, path, times))
+
+    def allow_merge_methods(self, *methods: MergeMethod) -> None:
+        """Set the repositories' merge settings: only `methods`, the first being the default."""
+        self.merge_methods = list(methods)
 
     def create_repo(self, repo: str, from_dir: Path | None = None) -> None:
         self.store.create_repo(repo, from_dir=from_dir)
@@ -225,22 +241,52 @@ class FakeForge(Lifecycle):
 
     def review(self, repo: str, number: int, user: str, state: str) -> Review:
         review = self.store.submit_review(repo, number, user, state)  # type: ignore[arg-type]
-        self.reviewed(self.store.get_pull_request(repo, number), review)
+        self.reviewed(self.pull_request(repo, number), review)
         return review
 
     def merge(self, repo: str, number: int) -> str:
-        head = self.store.get_pull_request(repo, number).head_sha
+        head = self.pull_request(repo, number).head_sha
         merged = self.store.merge_pull_request(repo, number, head)
-        self.merged(self.store.get_pull_request(repo, number))
+        self.merged(self.pull_request(repo, number))
         return merged
 
     def close(self, repo: str, number: int) -> None:
         self.store.close_pull_request(repo, number)
-        self.closed(self.store.get_pull_request(repo, number))
+        self.closed(self.pull_request(repo, number))
+
+    def reopen(self, repo: str, number: int) -> None:
+        self.store.reopen_pull_request(repo, number)
+        self.reopened(self.pull_request(repo, number))
+
+    def retarget(self, repo: str, number: int, base: str) -> None:
+        """Change the PR's base branch, as its author does in the forge's UI."""
+        pr = self.pull_request(repo, number)
+        self.bases[(repo, number)] = base
+        self.retargeted(self.pull_request(repo, number), pr.base_branch)
+
+    def withdraw_approval(self, repo: str, number: int, user: str) -> None:
+        """Take `user`'s approval away the forge's way (dismissal, rejection or vote reset)."""
+        self.withdrawn.setdefault((repo, number), set()).add(user)
+        self.approval_withdrawn(self.pull_request(repo, number), user)
+
+    def pull_request(self, repo: str, number: int) -> PullRequest:
+        """The PR as the forge shows it now (a retargeted one with its new base)."""
+        pr = self.store.get_pull_request(repo, number)
+        base = self.bases.get((repo, number))
+        return pr.model_copy(update={"base_branch": base}) if base else pr
+
+    def push_ref(self, repo: str, branch: str, before: str, after: str) -> None:
+        """Move `branch` from `before` to `after`, as a push would (the push webhook follows)."""
+        ref = f"refs/heads/{branch}"
+        subprocess.run(
+            ["git", f"--git-dir={self.store.repo_path(repo)}", "update-ref", ref, after, before],
+            check=True,
+        )
+        self.store.record_push(repo, [RefUpdate(before, after, ref)])
 
     def announce_push(self, repo: str, number: int) -> None:
         """Send the event a forge sends when a pull request's branch got new commits."""
-        self.synchronized(self.store.get_pull_request(repo, number))
+        self.synchronized(self.pull_request(repo, number))
 
     # What each fake defines
 
@@ -263,6 +309,12 @@ class FakeForge(Lifecycle):
     def merged(self, pr: PullRequest) -> None: ...
 
     def closed(self, pr: PullRequest) -> None: ...
+
+    def reopened(self, pr: PullRequest) -> None: ...
+
+    def retargeted(self, pr: PullRequest, old_base: str) -> None: ...
+
+    def approval_withdrawn(self, pr: PullRequest, user: str) -> None: ...
 
     # Internals
 
@@ -291,7 +343,7 @@ class FakeForge(Lifecycle):
     def _pr(self, repo: str, number: int) -> PullRequest:
         self._require_repo(repo)
         try:
-            return self.store.get_pull_request(repo, number)
+            return self.pull_request(repo, number)
         except PullRequestNotFound:
             raise ApiError(404, "Not Found") from None
 
@@ -314,6 +366,9 @@ class FakeForge(Lifecycle):
     def _latest_reviews(self, repo: str, number: int) -> dict[str, Review]:
         return {r.user: r for r in self.store.list_reviews(repo, number)}
 
+    def _is_withdrawn(self, pr: PullRequest, review: Review) -> bool:
+        return review.user in self.withdrawn.get((pr.repo, pr.number), set())
+
     def _send(self, event: str, payload: dict[str, Any], headers: dict[str, str]) -> None:
         self._outbox.put((event, payload, headers))
 
@@ -321,8 +376,12 @@ class FakeForge(Lifecycle):
         """Deliver in order from one thread, after the API answer, as forges do."""
         while (item := self._outbox.get()) is not None:
             event, payload, headers = item
-            body = json.dumps(payload).encode()
-            headers = {"Content-Type": "application/json", **headers, **self._sign(body)}
+            document = json.dumps(payload).encode()
+            body = document
+            if self.content_type.startswith("application/x-www-form-urlencoded"):
+                body = ("payload=" + quote_plus(document)).encode()
+            signature = self._sign(body, document)
+            headers = {"Content-Type": self.content_type, **headers, **signature}
             try:
                 if self.webhook_url is None:
                     raise httpx.TransportError("not delivered: no webhook URL")
@@ -336,7 +395,8 @@ class FakeForge(Lifecycle):
                 self._outbox.task_done()
         self._outbox.task_done()
 
-    def _sign(self, body: bytes) -> dict[str, str]:
+    def _sign(self, body: bytes, document: bytes) -> dict[str, str]:
+        """The signature headers for a delivery of `document` (the JSON) sent as `body`."""
         return {}
 
 
@@ -377,13 +437,21 @@ class _GitHubShaped(FakeForge):
     def repo_json(self, repo: str) -> dict[str, Any]:
         owner, name = repo.split("/")
         return {
+            "id": zlib.crc32(repo.encode()),  # stable across renames on the real forges
             "name": name,
             "full_name": repo,
             "owner": {"login": owner},
             "clone_url": self.store.clone_url(repo),
             "default_branch": self.store.default_branch(repo),
             "html_url": f"{self.origin}/{repo}",
-        }
+        } | self.merge_settings()
+
+    SETTINGS: ClassVar[dict[str, str]]
+    """Merge method → the repository object's field that says it is allowed."""
+
+    def merge_settings(self) -> dict[str, Any]:
+        """The repository object's merge settings, in this forge's spelling."""
+        return {field: m in self.merge_methods for m, field in self.SETTINGS.items()}
 
     def paged(self, request: Request, items: list[Any], size_param: str) -> JSONResponse:
         """One page of `items` with a GitHub-style `Link: <...>; rel="next"` header."""
@@ -396,19 +464,19 @@ class _GitHubShaped(FakeForge):
             headers["Link"] = f'<{url}>; rel="next"'
         return JSONResponse(chunk, headers=headers)
 
-    def merge_via_api(self, repo: str, number: int, head_sha: str) -> str:
+    def merge_via_api(self, repo: str, number: int, head_sha: str, method: MergeMethod) -> str:
         pr = self._pr(repo, number)
         if pr.state != "open":
             raise ApiError(405, "Pull Request is not mergeable")
         try:
-            merged = self.store.merge_pull_request(repo, number, head_sha)
+            merged = self.store.merge_pull_request(repo, number, head_sha, method=method)
         except HeadChanged:
             raise ApiError(
                 409, "Head branch was modified. Review and try the merge again."
             ) from None
         except NotMergeable as exc:
             raise ApiError(405, f"Pull Request is not mergeable: {exc.reason}") from exc
-        self.merged(self.store.get_pull_request(repo, number))
+        self.merged(self.pull_request(repo, number))
         return merged
 
     def delete_via_api(self, repo: str, branch: str, missing: ApiError) -> None:
@@ -473,18 +541,20 @@ class _GitHubShaped(FakeForge):
             pr = self._pr(repo, number)
             if data.get("state") == "closed" and pr.state == "open":
                 self.store.close_pull_request(repo, number)
-                self.closed(self.store.get_pull_request(repo, number))
-            return self.pull_json(self.store.get_pull_request(repo, number))
+                self.closed(self.pull_request(repo, number))
+            return self.pull_json(self.pull_request(repo, number))
 
         @app.get(prefix + "/repos/{owner}/{name}/pulls/{number}/reviews")
         def list_reviews(owner: str, name: str, number: int, request: Request) -> JSONResponse:
             repo = f"{owner}/{name}"
-            self._pr(repo, number)
+            pr = self._pr(repo, number)
             reviews = [
                 {
                     "id": i,
                     "user": {"login": r.user},
-                    "state": self.review_states[r.state],
+                    "state": "DISMISSED"
+                    if r.state == "approved" and self._is_withdrawn(pr, r)
+                    else self.review_states[r.state],
                     "commit_id": r.commit_id,
                     "body": r.body,
                     "submitted_at": r.submitted_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -557,6 +627,9 @@ class _GitHubShaped(FakeForge):
     def closed(self, pr: PullRequest) -> None:
         self._pr_event("pull_request", "closed", pr, "fake-forge")
 
+    def reopened(self, pr: PullRequest) -> None:
+        self._pr_event("pull_request", "reopened", pr, pr.author)
+
     def _pr_event(
         self,
         event: str,
@@ -619,10 +692,67 @@ class FakeGitHub(_GitHubShaped):
             },
         )
 
-    def _sign(self, body: bytes) -> dict[str, str]:
-        if not self.webhook_secret:
+    def _sign(self, body: bytes, document: bytes) -> dict[str, str]:
+        if not self.webhook_secret:  # GitHub signs the body as sent, form-encoded or not
             return {}
         return {"X-Hub-Signature-256": signature_256(self.webhook_secret, body)}
+
+    def retargeted(self, pr: PullRequest, old_base: str) -> None:
+        changes = {"base": {"ref": {"from": old_base}, "sha": {"from": ZERO_SHA}}}
+        self._pr_event("pull_request", "edited", pr, pr.author, changes=changes)
+
+    def approval_withdrawn(self, pr: PullRequest, user: str) -> None:
+        review = self._latest_reviews(pr.repo, pr.number)[user]
+        self._pr_event(
+            "pull_request_review",
+            "dismissed",
+            pr,
+            "maintainer",
+            review={
+                "id": 1,
+                "user": {"login": user},
+                "state": "dismissed",
+                "commit_id": review.commit_id,
+                "body": review.body,
+                "submitted_at": review.submitted_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            },
+        )
+
+    # GitHub's answers to a merge method the repository's settings do not allow.
+    REFUSALS: ClassVar[dict[str, str]] = {
+        "merge": "Merge commits are not allowed on this repository.",
+        "squash": "Squash merges are not allowed on this repository.",
+        "rebase": "Rebase merges are not allowed on this repository.",
+    }
+
+    SETTINGS = {
+        "merge": "allow_merge_commit",
+        "squash": "allow_squash_merge",
+        "rebase": "allow_rebase_merge",
+    }
+
+    def update_ref(self, repo: str, branch: str, sha: str, force: bool) -> dict[str, Any]:
+        """`PATCH /git/refs/heads/BRANCH`: move the branch, refused unless a fast forward."""
+        self._require_repo(repo)
+        current = self._branches(repo, branch).get(branch)
+        if current is None:
+            raise ApiError(422, "Reference does not exist")
+        git = ["git", f"--git-dir={self.store.repo_path(repo)}"]
+        ancestor = subprocess.run([*git, "merge-base", "--is-ancestor", current, sha], check=False)
+        if ancestor.returncode != 0 and not force:
+            raise ApiError(422, "Update is not a fast forward")
+        # GitHub marks an open pull request merged once its head lands on its base.
+        landed = [
+            p
+            for p in self.store.list_pull_requests(repo, "open")
+            if p.base_branch == branch and p.head_sha == sha
+        ]
+        for pr in landed:
+            self.store.merge_pull_request(repo, pr.number, sha, method="fast-forward")
+            self.merged(self.store.get_pull_request(repo, pr.number))
+        if not landed:
+            self.push_ref(repo, branch, current, sha)
+        return {"ref": f"refs/heads/{branch}", "object": {"sha": sha, "type": "commit"}}
 
     def more_routes(self) -> None:
         app = self.app
@@ -630,10 +760,18 @@ class FakeGitHub(_GitHubShaped):
         @app.put("/repos/{owner}/{name}/pulls/{number}/merge")
         async def merge(owner: str, name: str, number: int, request: Request) -> dict:
             data = await request.json()
-            if data.get("merge_method", "merge") != "merge":
-                raise ApiError(422, "only merge commits are allowed in this repository")
-            sha = self.merge_via_api(f"{owner}/{name}", number, data.get("sha") or "")
+            method = data.get("merge_method", "merge")
+            if method not in self.REFUSALS:
+                raise ApiError(422, f"Validation Failed: merge_method {method!r}")
+            if method not in self.merge_methods:
+                raise ApiError(405, self.REFUSALS[method])
+            sha = self.merge_via_api(f"{owner}/{name}", number, data.get("sha") or "", method)
             return {"sha": sha, "merged": True, "message": "Pull Request successfully merged"}
+
+        @app.patch("/repos/{owner}/{name}/git/refs/heads/{branch:path}")
+        async def update_ref(owner: str, name: str, branch: str, request: Request) -> dict:
+            data = await request.json()
+            return self.update_ref(f"{owner}/{name}", branch, data["sha"], bool(data.get("force")))
 
         @app.delete("/repos/{owner}/{name}/git/refs/heads/{branch:path}", status_code=204)
         def delete_ref(owner: str, name: str, branch: str) -> None:
@@ -665,18 +803,44 @@ class FakeGitea(_GitHubShaped):
     def url(self) -> str:
         return f"{self.origin}/api/v1"
 
+    STYLES: ClassVar[dict[str, str]] = {
+        "merge": "merge",
+        "squash": "squash",
+        "rebase": "rebase",
+        "fast-forward": "fast-forward-only",
+    }
+
+    SETTINGS = {
+        "merge": "allow_merge_commits",
+        "squash": "allow_squash_merge",
+        "rebase": "allow_rebase",
+        "fast-forward": "allow_fast_forward_only_merge",
+    }
+
+    def merge_settings(self) -> dict[str, Any]:
+        default = self.STYLES[self.merge_methods[0]] if self.merge_methods else "merge"
+        return super().merge_settings() | {
+            "allow_rebase_explicit": False,
+            "default_merge_style": default,
+        }
+
     def more_routes(self) -> None:
         app = self.app
 
         @app.post("/api/v1/repos/{owner}/{name}/pulls/{number}/merge")
         async def merge(owner: str, name: str, number: int, request: Request) -> Response:
             data = await request.json()
-            if (data.get("Do") or data.get("do")) != "merge":
+            repo, style = f"{owner}/{name}", data.get("Do") or data.get("do")
+            method = next((m for m, s in self.STYLES.items() if s == style), None)
+            if method is None:
                 raise ApiError(422, "[Do]: Required")
-            repo = f"{owner}/{name}"
+            if method not in self.merge_methods:
+                raise ApiError(
+                    405, f"{style} is not allowed an allowed merge style for this repository"
+                )
             if self._pr(repo, number).state == "merged":
                 raise ApiError(405, "The PR is already merged")
-            self.merge_via_api(repo, number, data.get("head_commit_id") or "")
+            self.merge_via_api(repo, number, data.get("head_commit_id") or "", method)
             return Response(status_code=200)
 
         @app.delete("/api/v1/repos/{owner}/{name}/branches/{branch:path}", status_code=204)
@@ -714,15 +878,22 @@ class FakeGitea(_GitHubShaped):
             }
         return headers
 
-    def _sign(self, body: bytes) -> dict[str, str]:
-        if not self.webhook_secret:
+    def _sign(self, body: bytes, document: bytes) -> dict[str, str]:
+        if not self.webhook_secret:  # Gitea signs the JSON, also when it sends it as a form
             return {}
-        hex_digest = hmac.new(self.webhook_secret.encode(), body, hashlib.sha256).hexdigest()
+        hex_digest = hmac.new(self.webhook_secret.encode(), document, hashlib.sha256).hexdigest()
         name = "Forgejo" if self.forgejo else "Gitea"
         return {
             f"X-{name}-Signature": hex_digest,
-            "X-Hub-Signature-256": signature_256(self.webhook_secret, body),
+            "X-Hub-Signature-256": signature_256(self.webhook_secret, document),
         }
+
+    def retargeted(self, pr: PullRequest, old_base: str) -> None:
+        self._pr_event("pull_request", "edited", pr, pr.author, changes={"ref": {"from": old_base}})
+
+    def approval_withdrawn(self, pr: PullRequest, user: str) -> None:
+        """Gitea has no dismissal webhook: the reviewer requests changes after approving."""
+        self.review(pr.repo, pr.number, user, "changes_requested")
 
 
 class FakeAzureDevOps(FakeForge):
@@ -730,6 +901,11 @@ class FakeAzureDevOps(FakeForge):
 
     kind = "azure-devops"
     webhook_path = "/webhooks/azure-devops"
+    STRATEGIES: ClassVar[dict[str, MergeMethod]] = {
+        "noFastForward": "merge",
+        "squash": "squash",
+        "rebase": "rebase",
+    }
     _STATUS = {"open": "active", "merged": "completed", "closed": "abandoned"}
     _TO_BATON = {
         "succeeded": "success",
@@ -795,7 +971,7 @@ class FakeAzureDevOps(FakeForge):
                 "id": str(uuid.uuid5(uuid.NAMESPACE_DNS, user)),
                 "uniqueName": user,
                 "displayName": user.title(),
-                "vote": votes[r.state],
+                "vote": 0 if self._is_withdrawn(pr, r) else votes[r.state],
                 "isContainer": False,
             }
             for user, r in self._latest_reviews(pr.repo, pr.number).items()
@@ -861,7 +1037,7 @@ class FakeAzureDevOps(FakeForge):
             pr = self._pr(repo, number)
             if data.get("status") == "abandoned" and pr.state == "open":
                 self.store.close_pull_request(repo, number)
-                self.closed(self.store.get_pull_request(repo, number))
+                self.closed(self.pull_request(repo, number))
             elif data.get("status") == "completed" and pr.state == "open":
                 lock = (data.get("lastMergeSourceCommit") or {}).get("commitId")
                 if lock != pr.head_sha:
@@ -870,14 +1046,19 @@ class FakeAzureDevOps(FakeForge):
                         "TF401192: The source branch has been updated since the "
                         "pull request was last read.",
                     )
+                options = data.get("completionOptions") or {}
+                strategy = options.get("mergeStrategy", "noFastForward")
+                method = self.STRATEGIES.get(strategy)
+                if method is None:
+                    raise ApiError(400, f"mergeStrategy {strategy!r} is not supported here")
                 try:
-                    self.store.merge_pull_request(repo, number, pr.head_sha)
+                    self.store.merge_pull_request(repo, number, pr.head_sha, method=method)
                 except NotMergeable as exc:
                     raise ApiError(409, f"TF401181: the merge failed: {exc.reason}") from None
-                self.merged(self.store.get_pull_request(repo, number))
+                self.merged(self.pull_request(repo, number))
                 # Completion is asynchronous: the answer still shows it queued.
                 return self.pull_json(pr) | {"mergeStatus": "queued"}
-            return self.pull_json(self.store.get_pull_request(repo, number))
+            return self.pull_json(self.pull_request(repo, number))
 
         @app.get(repo_path + "/pullRequests/{number}/reviewers")
         def reviewers(project: str, name: str, number: int, request: Request) -> dict:
@@ -976,6 +1157,16 @@ class FakeAzureDevOps(FakeForge):
     def closed(self, pr: PullRequest) -> None:
         self._event("git.pullrequest.updated", pr, "abandoned the pull request")
 
+    def reopened(self, pr: PullRequest) -> None:
+        self._event("git.pullrequest.updated", pr, "reactivated the pull request")
+
+    def retargeted(self, pr: PullRequest, old_base: str) -> None:
+        self._event("git.pullrequest.updated", pr, "changed the target branch")
+
+    def approval_withdrawn(self, pr: PullRequest, user: str) -> None:
+        """A vote reset (as the "reset votes on new pushes" policy does) leaves the reviewer at 0."""
+        self._event("git.pullrequest.updated", pr, f"the vote of {user} was reset")
+
     def _event(self, event: str, pr: PullRequest, text: str) -> None:
         resource = self.pull_json(pr)
         payload = {
@@ -992,7 +1183,7 @@ class FakeAzureDevOps(FakeForge):
         }
         self._send(event, payload, {})
 
-    def _sign(self, body: bytes) -> dict[str, str]:
+    def _sign(self, body: bytes, document: bytes) -> dict[str, str]:
         if not self.webhook_secret:
             return {}
         return {"Authorization": basic_auth(self.hook_user, self.webhook_secret)}

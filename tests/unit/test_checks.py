@@ -201,3 +201,29 @@ def test_excerpt_keeps_the_last_lines_within_the_byte_bound():
     assert short.splitlines()[0].startswith("line 95 ")
     assert len(excerpt(text).encode()) <= 2048
     assert excerpt(text).splitlines()[-1].startswith("line 99 ")
+
+
+@pytest.mark.parametrize("config_name", [".hadolint.yaml", ".hadolint.yml"])
+def test_hadolint_reads_the_config_at_the_repository_root(tmp_path, logs, config_name):
+    (tmp_path / config_name).write_text("ignored: [DL3007]\n")
+    (tmp_path / "docker").mkdir()
+    dockerfile = tmp_path / "docker" / "Dockerfile"
+    dockerfile.write_text('FROM ubuntu:latest\nUSER 10001\nCMD ["true"]\n')
+
+    assert not hadolint(dockerfile, logs=logs).passed  # without the root, only its own folder
+    result = hadolint(dockerfile, repository_root=tmp_path, logs=logs)
+
+    assert result.passed, result.summary
+    assert result.summary == "no findings"
+
+
+def test_hadolint_config_beside_the_dockerfile_wins_over_the_roots(tmp_path, logs):
+    (tmp_path / ".hadolint.yaml").write_text("ignored: [DL3007]\n")
+    (tmp_path / "docker").mkdir()
+    (tmp_path / "docker" / ".hadolint.yaml").write_text("ignored: [DL3002]\n")
+    dockerfile = tmp_path / "docker" / "Dockerfile"
+    dockerfile.write_text('FROM ubuntu:latest\nCMD ["true"]\n')
+
+    result = hadolint(dockerfile, repository_root=tmp_path, logs=logs)
+
+    assert result.summary.startswith("DL3007 line 1: Using latest")

@@ -153,3 +153,19 @@ def test_the_oidc_issuer_accepts_asymmetric_algorithms_only() -> None:
     )
     (problem,) = problems(text)
     assert problem.startswith("auth.oidc.algorithms[0]: Input should be 'RS256'")
+
+
+def test_release_branch_is_a_branch_name() -> None:
+    config = parse_config(APP.replace("repo: web", "repo: web\n    branch: refs/heads/release"))
+    assert config.apps[0].branch == "release"
+    assert problems(APP.replace("repo: web", "repo: web\n    branch: ' '")) == [
+        "apps[0].branch: give the release branch's name, e.g. main"
+    ]
+
+
+def test_hosted_forges_match_repositories_ignoring_case_the_local_forge_does_not() -> None:
+    github = "forge: {kind: github, url: https://api.github.com}\n"
+    hosted = parse_config(github + APP.replace("repo: web", "repo: acme/Web"))
+    assert hosted.app_for_repo("ACME/web") is hosted.apps[0]
+    local = parse_config(APP)
+    assert local.app_for_repo("WEB") is None and local.app_for_repo("web") is local.apps[0]

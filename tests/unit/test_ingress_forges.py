@@ -7,6 +7,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from baton.config import (
     ForgeConfig,
     GitOpsConfig,
 )
+from baton.forges.base import PullRequest
 from baton.models import GitOpsPullRequest, Rendered, RolloutInput
 from baton.settings import Settings
 from baton.temporal import TaskQueues
@@ -57,7 +59,7 @@ class World:
     config: BatonConfig
     client: Client
     api: str
-    serve: Callable[[], str]
+    serve: Callable[..., str]
 
     @property
     def app(self) -> str:
@@ -129,8 +131,8 @@ async def world(
     (seed / "README.md").write_text("seed\n")
     servers: list[Served] = []
 
-    def serve() -> str:
-        served = Served(create_app(Settings(home=tmp_path / "home"), config)).start()
+    def serve(other: BatonConfig | None = None) -> str:
+        served = Served(create_app(Settings(home=tmp_path / "home"), other or config)).start()
         servers.append(served)
         return served.url
 
@@ -147,11 +149,14 @@ async def world(
             await client.get_workflow_handle(execution.id).terminate("test over")
 
 
-async def open_app_pr(world: World, branch: str = "feature") -> tuple[int, Sent]:
-    """Push a branch and open its PR on the fake as alice; the PR number and its webhook."""
-    await asyncio.to_thread(world.fake.push, world.app_repo, branch, {"a.txt": branch})
+async def open_app_pr(
+    world: World, branch: str = "feature", base: str = "main"
+) -> tuple[int, Sent]:
+    """Push a branch and open its PR into `base` on the fake as alice; the PR number and its
+    webhook."""
+    await asyncio.to_thread(world.fake.push, world.app_repo, branch, {"a.txt": branch}, base)
     pr = await asyncio.to_thread(
-        world.fake.open_pull_request, world.app_repo, branch, "main", "Add a", "", "alice"
+        world.fake.open_pull_request, world.app_repo, branch, base, "Add a", "", "alice"
     )
     return pr.number, await world.delivered()
 
@@ -263,7 +268,12 @@ def rollout_input(world: World) -> RolloutInput:
     )
 
 
-async def test_approving_review_of_the_gitops_pr_counts_under_the_policy(world: World) -> None:
+@asynccontextmanager
+async def awaiting_review(
+    world: World, input: RolloutInput | None = None
+) -> AsyncIterator[tuple[WorkflowHandle, PullRequest]]:
+    """A rollout of the world's app at its approval gate, its GitOps PR opened on the fake as
+    Baton opens it; the rollout runs on workers of the test's own, and is terminated after."""
     rollout = f"rollout/{world.app}/staging/{'f' * 40}"
     fake = world.fake
     await asyncio.to_thread(fake.push, world.gitops_repo, "baton/web", {"m.yaml": "kind: x\n"})
@@ -291,23 +301,27 @@ async def test_approving_review_of_the_gitops_pr_counts_under_the_policy(world: 
     async with deploy, flows:
         handle = await world.client.start_workflow(
             EnvironmentRollout.run,
-            rollout_input(world),
+            input or rollout_input(world),
             id=rollout,
             task_queue=TaskQueues.WORKFLOWS,
         )
         try:
             await until(handle, lambda s: s.gate is not None and s.gate.kind == "approval")
-            await asyncio.to_thread(
-                fake.review, world.gitops_repo, pr.number, "mallory", "approved"
-            )
-            await asyncio.to_thread(fake.review, world.gitops_repo, pr.number, "carol", "approved")
-            assert (await world.delivered()).status == 202
-            status = await until(handle, lambda s: s.approvals)
-            assert [(a.user, a.source) for a in status.approvals] == [("carol", "forge")]
-            notes = [s.detail for s in status.timeline if s.name == "note"]
-            assert "review by mallory not counted: mallory may not approve staging" in notes[0]
+            yield handle, pr
         finally:
             await handle.terminate("test over")
+
+
+async def test_approving_review_of_the_gitops_pr_counts_under_the_policy(world: World) -> None:
+    fake = world.fake
+    async with awaiting_review(world) as (handle, pr):
+        await asyncio.to_thread(fake.review, world.gitops_repo, pr.number, "mallory", "approved")
+        await asyncio.to_thread(fake.review, world.gitops_repo, pr.number, "carol", "approved")
+        assert (await world.delivered()).status == 202
+        status = await until(handle, lambda s: s.approvals)
+        assert [(a.user, a.source) for a in status.approvals] == [("carol", "forge")]
+        notes = [s.detail for s in status.timeline if s.name == "note"]
+        assert "review by mallory not counted: mallory may not approve staging" in notes[0]
 
 
 async def until(handle: WorkflowHandle, done: Callable):

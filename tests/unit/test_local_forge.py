@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from baton.forges.base import Forge, HeadChanged, NotMergeable
+from baton.forges.base import Forge, HeadChanged, NotMergeable, RequiredChecksNotPassing
 from baton.local.forge import LocalForge, signature_256
 from cli.forge import forge_app
 
@@ -215,11 +215,109 @@ def test_merge_makes_a_two_parent_merge_commit_on_main(
     assert forge.merge_pull_request(REPO, number, sha) == merged
 
 
-def test_fast_forward_mode_moves_main_to_the_head(forge: LocalForge) -> None:
-    forge.merge_mode = "fast-forward"
+def test_fast_forward_moves_main_to_the_head(forge: LocalForge, receiver: Receiver) -> None:
+    forge.merge_method = "fast-forward"
     number, sha = opened_pr(forge)
 
     assert forge.merge_pull_request(REPO, number, sha) == sha
+
+    assert git(forge.repo_path(REPO), "rev-parse", "main") == sha
+    (closed,) = receiver.events("pull_request", "closed")
+    assert closed["pull_request"]["merge_commit_sha"] == sha
+
+
+def test_fast_forward_is_refused_once_main_moved_ahead(forge: LocalForge) -> None:
+    number, sha = opened_pr(forge)
+    push_change(forge, "main", "other.txt", "moved\n")
+
+    with pytest.raises(NotMergeable, match="cannot fast-forward 'main'.*update the branch"):
+        forge.merge_pull_request(REPO, number, sha, method="fast-forward")
+    assert forge.get_pull_request(REPO, number).state == "open"
+
+
+def test_squash_makes_one_single_parent_commit_with_the_pull_requests_changes(
+    forge: LocalForge, receiver: Receiver
+) -> None:
+    number, first = opened_pr(forge)
+    head = push_change(forge, "feature", "notes.txt", "two commits\n")
+    main_before = forge._branch_sha(REPO, "main")
+
+    squashed = forge.merge_pull_request(REPO, number, head, method="squash")
+
+    bare = forge.repo_path(REPO)
+    assert git(bare, "rev-parse", "main") == squashed
+    assert git(bare, "rev-list", "--parents", "-1", squashed).split()[1:] == [main_before]
+    assert git(bare, "rev-parse", f"{squashed}^{{tree}}") == git(
+        bare, "rev-parse", f"{head}^{{tree}}"
+    )
+    assert git(bare, "log", "-1", "--format=%s|%an", squashed) == "Bump to v2 (#1)|alice"
+    assert forge.get_pull_request(REPO, number).merge_commit_sha == squashed
+    (closed,) = receiver.events("pull_request", "closed")
+    assert closed["pull_request"]["merge_commit_sha"] == squashed
+    assert forge.merge_pull_request(REPO, number, head, method="squash") == squashed
+    assert first != squashed
+
+
+def test_rebase_replays_the_commits_on_main_keeping_their_authors(forge: LocalForge) -> None:
+    number, first = opened_pr(forge)
+    head = push_change(forge, "feature", "notes.txt", "two commits\n")
+    moved = push_change(forge, "main", "other.txt", "main moved\n")
+
+    rebased = forge.merge_pull_request(REPO, number, head, method="rebase")
+
+    bare = forge.repo_path(REPO)
+    assert git(bare, "rev-parse", "main") == rebased
+    replayed = git(bare, "rev-list", "--reverse", f"{moved}..{rebased}").split()
+    assert len(replayed) == 2 and head not in replayed and first not in replayed
+    assert git(bare, "log", "-1", "--format=%an|%cn", rebased) == "Alice|Baton local forge"
+    assert git(bare, "show", f"{rebased}:notes.txt") == "two commits"
+    assert git(bare, "show", f"{rebased}:other.txt") == "main moved"
+    assert forge.get_pull_request(REPO, number).merge_commit_sha == rebased
+    assert git(bare, "worktree", "list").count("\n") == 0  # the temporary work tree is gone
+
+
+def test_rebase_with_conflicts_is_not_mergeable_and_leaves_main_alone(forge: LocalForge) -> None:
+    number, sha = opened_pr(forge)
+    moved = push_change(forge, "main", "app.txt", "v9\n")
+
+    with pytest.raises(NotMergeable, match="conflicts while rebasing"):
+        forge.merge_pull_request(REPO, number, sha, method="rebase")
+    assert forge._branch_sha(REPO, "main") == moved
+
+
+def test_protected_branch_refuses_a_pull_request_whose_required_check_is_red(
+    forge: LocalForge,
+) -> None:
+    forge.protect_branch(REPO, "main", ["baton/pr"])
+    number, sha = opened_pr(forge)
+    forge.set_commit_status(REPO, sha, "baton/pr", "failure", "lint failed")
+
+    with pytest.raises(RequiredChecksNotPassing, match="baton/pr is failure") as refused:
+        forge.merge_pull_request(REPO, number, sha)
+    assert "--admin --reason" in str(refused.value)
+    assert forge.get_pull_request(REPO, number).state == "open"
+
+    forge.set_commit_status(REPO, sha, "baton/pr", "success", "5 step(s) passed")
+    assert forge.merge_pull_request(REPO, number, sha) == forge._branch_sha(REPO, "main")
+    assert forge.list_overrides(REPO, number) == []
+
+
+def test_admin_override_merges_past_protection_and_is_recorded(forge: LocalForge) -> None:
+    forge.protect_branch(REPO, "main", ["baton/pr"])
+    number, sha = opened_pr(forge)
+    forge.user = "carol"
+
+    merged = forge.merge_pull_request(REPO, number, sha, admin_reason="hotfix for incident 42")
+
+    assert forge._branch_sha(REPO, "main") == merged
+    (override,) = forge.list_overrides(REPO, number)
+    assert (override.user, override.reason, override.head_sha) == (
+        "carol",
+        "hotfix for incident 42",
+        sha,
+    )
+    assert override.failing == {"baton/pr": "missing"}
+    assert forge.list_comments(REPO, number)[-1][1].startswith("Merged by carol as an admin")
 
 
 def test_merge_with_a_stale_head_raises_head_changed(forge: LocalForge) -> None:
@@ -296,3 +394,41 @@ def test_cli_reports_an_unknown_pull_request_in_one_line_with_exit_2(
     assert result.output.strip().splitlines() == [
         "error: pull request sample-app#42 not found: check the repository and number"
     ]
+
+
+def test_cli_refuses_merging_a_red_pull_request_and_says_how_to_override(
+    forge: LocalForge, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli import main
+
+    monkeypatch.setenv("BATON_HOME", str(forge.root.parent))
+
+    def baton(*args: str) -> int:
+        monkeypatch.setattr("sys.argv", ["baton", *args])
+        return main.run()
+
+    assert baton("forge", "repo", "protect", REPO, "--require", "baton/pr") == 0
+    assert capsys.readouterr().out.strip() == f"{REPO}:main requires baton/pr"
+    number, sha = opened_pr(forge)
+    forge.set_commit_status(REPO, sha, "baton/pr", "failure", "tests failed")
+
+    assert baton("forge", "pr", "merge", REPO, str(number), "--as", "bob") == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == (
+        f"error: pull request {REPO}#{number} cannot be merged: required check(s) not green "
+        "(baton/pr is failure); wait for them to pass or push a fix, or override as an admin: "
+        f"baton forge pr merge {REPO} {number} --as USER --admin --reason TEXT"
+    )
+    assert forge.get_pull_request(REPO, number).state == "open"
+
+    assert baton("forge", "pr", "merge", REPO, str(number), "--as", "bob", "--admin") == 2
+    assert "--reason" in capsys.readouterr().err
+
+    code = baton(
+        "forge", "pr", "merge", REPO, str(number), "--as", "bob", "--admin", "--reason", "hotfix"
+    )
+    assert code == 0
+    assert "admin override recorded: bob: hotfix" in capsys.readouterr().out
+    assert forge.get_pull_request(REPO, number).state == "merged"
+    assert baton("forge", "pr", "show", REPO, str(number)) == 0
+    assert "admin override by bob (baton/pr was failure): hotfix" in capsys.readouterr().out

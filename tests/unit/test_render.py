@@ -1,4 +1,4 @@
-"""Rendering with helm and kustomize, offline validation, and the per-object diff for GitOps PRs."""
+"""Rendering with helm and kustomize, and offline validation."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from baton.render import (
     KustomizeRenderer,
     ManifestError,
     RenderFailed,
-    diff_manifests,
     split_objects,
     validate_manifests,
 )
@@ -50,50 +49,6 @@ def test_helm_overrides_are_strings_even_with_commas_and_braces():
 def test_helm_render_failure_carries_helms_message(tmp_path):
     with pytest.raises(RenderFailed, match=r"helm template of .* failed: .*Chart\.yaml"):
         HelmRenderer(tmp_path).render("web", "dev")
-
-
-def test_diff_of_two_renders_shows_the_image_digest_change():
-    renderer = HelmRenderer(SAMPLE_CHART)
-    old = renderer.render("web", "dev", values_files=[TEST_VALUES], image=OLD)
-    new = renderer.render("web", "dev", values_files=[TEST_VALUES], image=NEW)
-
-    diff = diff_manifests(old, new)
-
-    assert [(c.action, c.key) for c in diff.changes] == [("changed", "Deployment/web-sample-app")]
-    markdown = diff.to_markdown()
-    assert "#### changed: `Deployment/web-sample-app`" in markdown
-    assert f"-        image: {OLD.ref}\n+        image: {NEW.ref}" in markdown
-    assert "```diff" in markdown
-
-
-def test_identical_renders_have_an_empty_diff():
-    rendered = HelmRenderer(SAMPLE_CHART).render("web", "dev", image=OLD)
-
-    diff = diff_manifests(rendered, rendered)
-
-    assert diff.empty
-    assert diff.to_markdown() == "No changes to the rendered manifests."
-
-
-def test_diff_lists_added_and_removed_objects():
-    diff = diff_manifests(CONFIGMAP.format(name="old"), CONFIGMAP.format(name="new"))
-
-    assert [(c.action, c.key) for c in diff.changes] == [
-        ("added", "ConfigMap/dev/new"),
-        ("removed", "ConfigMap/dev/old"),
-    ]
-    assert diff.to_markdown().startswith("Rendered manifests: 1 added, 1 removed")
-
-
-def test_diff_never_shows_secret_values():
-    old = SECRET.format(password="hunter2")
-    new = SECRET.format(password="correct-horse")
-
-    markdown = diff_manifests(old, new).to_markdown()
-
-    assert "hunter2" not in markdown and "correct-horse" not in markdown
-    assert "-  password: <redacted>\n+  password: <redacted, changed>" in markdown
-    assert diff_manifests(old, old).empty
 
 
 def test_validation_catches_a_wrongly_typed_field():
@@ -151,18 +106,3 @@ def test_kustomize_render_sets_namespace_pins_image_and_applies_patches(tmp_path
 def test_kustomize_refuses_value_overrides(tmp_path):
     with pytest.raises(RenderFailed, match="patch file"):
         KustomizeRenderer(tmp_path).render("", "dev", overrides={"replicas": "2"})
-
-
-CONFIGMAP = """\
-apiVersion: v1
-kind: ConfigMap
-metadata: {{name: {name}, namespace: dev}}
-data: {{greeting: hello}}
-"""
-
-SECRET = """\
-apiVersion: v1
-kind: Secret
-metadata: {{name: db, namespace: dev}}
-stringData: {{password: {password}, user: app}}
-"""

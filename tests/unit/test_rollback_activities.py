@@ -22,9 +22,10 @@ from activities.deploy import (
     verify_endpoint,
 )
 from baton.config import VerifyConfig, parse_config
+from baton.diff import diff_manifests
 from baton.gitops import placeholder_manifests, rollout_branch
 from baton.models import RolloutInput
-from baton.render import diff_manifests, holds_objects
+from baton.render import holds_objects
 from baton.settings import Settings
 from tests.fakes.records import fake_artifact
 from tests.fixtures.manifests import DEPLOYMENT

@@ -52,3 +52,29 @@ def test_the_revert_body_says_what_it_rolls_back_and_why() -> None:
     )
     assert "\n\nWhy: verification failed: 503\n\n" in body
     assert body.endswith(f"Baton-Rollout: {ROLLOUT}")
+
+
+def test_template_changes_and_unstable_fields_come_before_the_rendered_diff() -> None:
+    rollout = rollout_of(prod())
+    rendered = fake_rendered(rollout).model_copy(
+        update={
+            "template_diff_markdown": "sample-app 0.1.0-ga → sample-app 0.1.0-gb: 1 file(s)",
+            "unstable": ["Secret/prod/web: data.password"],
+        }
+    )
+
+    body = texts.deploy_body(rollout, ROLLOUT, rendered)
+
+    assert (
+        "### Fields that differ between two renders of the same inputs\n\n"
+        "Random values or timestamps in the templates. They keep the value prod runs, so they "
+        "change nothing here and count as no change:\n\n- Secret/prod/web: data.password\n\n"
+        "### Template changes\n\nsample-app 0.1.0-ga → sample-app 0.1.0-gb: 1 file(s)\n\n"
+        "### Rendered manifests\n\nchanged: Deployment/prod/web"
+    ) in body
+
+
+def test_a_render_without_template_record_has_no_template_section() -> None:
+    rollout = rollout_of(prod())
+    body = texts.deploy_body(rollout, ROLLOUT, fake_rendered(rollout))
+    assert "### Template changes" not in body and "differ between two renders" not in body

@@ -38,6 +38,7 @@ from baton.models import (
     RolloutStatus,
     SyncEvent,
 )
+from baton.render import RenderFailed
 from baton.temporal import (
     SearchAttributes,
     Signals,
@@ -257,6 +258,24 @@ async def test_the_happy_path_deploys_to_every_environment_in_order(
     assert attributes.get(SearchAttributes.STATE) == "completed"
     assert attributes.get(SearchAttributes.LEGACY_STAGE) is None
     assert attributes.get(SearchAttributes.ENVIRONMENT) == "prod"
+
+
+async def test_a_rollout_whose_render_fails_shows_the_tools_words_in_the_change(
+    client: Client,
+) -> None:
+    helm = "Error: execution error at (web/templates/a.yaml:3:9): databaseUrl is required\n"
+    rollout.world.render_error = RenderFailed("helm template of chart", helm)
+    change = await merged(client, 1, environment("dev"))
+
+    status = await change.result()
+
+    reason = "helm template of chart failed: execution error at (web/templates/a.yaml:3:9): "
+    reason += "databaseUrl is required"
+    assert [(r.environment, r.outcome, r.reason) for r in status.rollouts] == [
+        ("dev", "failed", reason)
+    ]
+    assert status.timeline[-1].detail == f"failed: {reason}"
+    assert (status.state, status.reason) == ("failed", f"dev: failed: {reason}")
 
 
 async def test_abort_ends_the_change_aborted_and_cancels_its_running_rollout(

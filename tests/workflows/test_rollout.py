@@ -31,7 +31,7 @@ from activities.deploy import (
     SyncCheckInput,
     VerifyInput,
 )
-from activities.errors import application_error
+from activities.errors import application_error, typed_errors
 from baton.cluster.kubernetes import ClusterForbidden
 from baton.config import (
     AppConfig,
@@ -42,6 +42,7 @@ from baton.config import (
     SyncConfig,
     VerifyConfig,
 )
+from baton.errors import BatonError
 from baton.forges.base import HeadChanged
 from baton.models import (
     Decision,
@@ -74,6 +75,7 @@ class World:
     first_deploy: bool = False  # the revert removes the app: nothing ran before
     reconcile_fails: bool = False
     poll_error: str | None = None  # a cluster configuration error check_sync raises
+    rolling_out: str | None = None  # the Deployments are still rolling out: the status says so
     closed: list[str] = field(default_factory=list)
     merged: list[int] = field(default_factory=list)
     reconciles: int = 0
@@ -81,6 +83,7 @@ class World:
     sensitive: list[str] = field(default_factory=list)  # what render reports as sensitive
     bodies: list[str] = field(default_factory=list)  # GitOps PR bodies proposed
     moved_head: str | None = None  # someone pushed to the GitOps PR: its head is now this
+    render_error: BatonError | None = None  # what render_environment raises
 
 
 world = World()
@@ -93,7 +96,10 @@ def fresh_world() -> None:
 
 
 @activity.defn(name="render_environment")
+@typed_errors
 async def render_environment(input: RolloutInput) -> Rendered:
+    if world.render_error:
+        raise world.render_error
     return fake_rendered(input, world.sensitive)
 
 
@@ -154,10 +160,15 @@ async def request_reconcile(input: RolloutInput) -> None:
 
 @activity.defn(name="check_sync")
 async def check_sync(input: SyncCheckInput) -> SyncOutcome:
-    """Synced by polling only for the commits the test says; else Flux events release the gate."""
+    """Synced by polling only for the commits the test says; a look that confirms a sync event
+    (`revision` set) agrees with the event unless the Deployments are still rolling out."""
     await asyncio.sleep(0.2)
     if world.poll_error:
         raise ApplicationError(world.poll_error, type="ClusterConfigError", non_retryable=True)
+    if world.rolling_out:
+        raise ApplicationError(f"not synced yet: {world.rolling_out}", type="NotSynced")
+    if input.revision is not None:
+        return SyncOutcome(synced=True, revision=input.revision, reason="Ready")
     if input.merged_revision in world.polled_synced:
         return SyncOutcome(
             synced=True, revision=input.merged_revision, reason="ReconciliationSucceeded"
@@ -402,6 +413,42 @@ async def test_forge_review_of_a_stale_head_does_not_count(workers: Client) -> N
         EnvironmentRollout.forge_review, ForgeReview(user="dave", approved=True, commit=HEAD)
     )
     assert (await synced(handle)).approvals[0].source == "forge"
+
+
+async def test_an_approval_dismissed_while_frozen_is_needed_again_before_the_merge(
+    workers: Client,
+) -> None:
+    """carol's forge approval satisfies the round, a freeze holds the merge, and meanwhile her
+    review is dismissed on the forge: past the freeze, the rollout waits for another approval."""
+    begins = datetime.now(UTC) + timedelta(seconds=10)  # after the approval gate is reached
+    freeze = FreezeWindow(name="release freeze", start=begins, end=begins + timedelta(hours=1))
+    handle = await start(workers, rollout_input(required=1, freeze=[freeze]))
+    await wait_for_gate(handle, "approval")
+    await until(lambda: datetime.now(UTC), lambda now: now > begins, "the freeze to begin")
+    carol = ForgeReview(user="carol", approved=True, commit=HEAD)
+    await handle.signal(EnvironmentRollout.forge_review, carol)
+    await wait_for_gate(handle, "freeze")
+
+    dismissed = carol.model_copy(update={"dismissed": True})
+    await handle.signal(EnvironmentRollout.forge_review, dismissed)
+    await notes_when(handle, 1)
+    await handle.execute_update(
+        EnvironmentRollout.override_freeze, Decision(user="dave", comment="hotfix")
+    )
+
+    await wait_for_gate(handle, "approval")
+    status = await handle.query(EnvironmentRollout.status)
+    assert status.approvals == [] and status.gate is not None
+    assert status.gate.description == "0/1 approvals for prod"
+    await handle.execute_update(EnvironmentRollout.approve, Decision(user="dave"))
+    result = await synced(handle)
+    assert result.outcome == "deployed"
+    assert [a.user for a in result.approvals] == ["dave"]
+    status = await handle.query(EnvironmentRollout.status)
+    assert [(s.outcome, s.detail) for s in status.timeline if s.name == "approval"] == [
+        ("succeeded", "approved by carol"),
+        ("succeeded", "approved by dave"),
+    ]
 
 
 async def test_failed_verification_rolls_back_to_the_previous_version(workers: Client) -> None:

@@ -189,7 +189,16 @@ class Approvals:
         )
 
     def review(self, review: ForgeReview) -> None:
-        """Count a forge review of the PR like a decision made through Baton, or note why not."""
+        """Count a forge review of the PR like a decision made through Baton, or note why not.
+
+        A review that replaces, dismisses or resets the reviewer's approval on the forge (GitHub
+        dismissal, Gitea "request changes" after approving, an Azure DevOps vote reset) takes
+        that approval away: it stops counting, and the rollout waits for another approver.
+        """
+        if review.dismissed or not review.approved:
+            self._withdraw(review.user)
+        if review.dismissed:
+            return
         decision = Decision(
             user=review.user,
             source="forge",
@@ -241,6 +250,17 @@ class Approvals:
             stage, "succeeded", f"approved by {', '.join(policy.approved_by(self.given))}"
         )
         return True
+
+    def _withdraw(self, user: str) -> None:
+        """`user`'s approvals through forge reviews no longer count (theirs through Baton do)."""
+        kept = [d for d in self.given if not (d.user == user and d.source == "forge")]
+        if len(kept) == len(self.given):
+            return
+        self.given = kept
+        self.record.note(f"{user}'s approval was dismissed or withdrawn on the forge: not counted")
+        gate = self.record.gate
+        if gate is not None and gate.kind == "approval":
+            self._show_gate()
 
     def _show_gate(self) -> None:
         gate = self.gate()

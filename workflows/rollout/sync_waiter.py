@@ -14,9 +14,12 @@ with workflow.unsafe.imports_passed_through():
     from baton.models import Gate, RolloutInput, SyncEvent, SyncOutcome
     from baton.temporal import TaskQueues
 
-from workflows.record import Record, last_failure
-from workflows.retries import POLL
+from workflows.record import Record, failure, last_failure
+from workflows.retries import ONE_LOOK, POLL
 from workflows.rollout.steps import QUICK
+
+CONFIRM_EVENTS = "sync-event-confirmed"
+"""Patch: a "ready" sync event wakes one look at the sync status instead of passing the gate."""
 
 SYNCED_BY = {
     "local": "local cluster sync",
@@ -28,6 +31,10 @@ SYNCED_BY = {
 class SyncWaiter:
     """Whichever comes first: a sync event (signalled by the API from Flux or the local cluster)
     for the revision or a descendant, or the polled sync status; a durable timeout otherwise.
+
+    An event only wakes the gate: a "ready" one is confirmed by one look at the sync status with
+    every rule of the gate (exact revision, Ready, the Deployments rolled out), because Flux's
+    `ReconciliationSucceeded` means "applied", not "rolled out". A "failed" event fails the sync.
 
     Only what happens after the merge counts: `expect_merge` marks that instant.
     """
@@ -107,6 +114,8 @@ class SyncWaiter:
             self.record.note(f"ignored sync event for older revision {event.revision[:12]}")
             return None
         if event.state == "ready":
+            if workflow.patched(CONFIRM_EVENTS):
+                return await self._confirm(event, revision)
             return SyncOutcome(
                 synced=True, revision=event.revision, reason=event.reason, message=event.message
             )
@@ -115,6 +124,33 @@ class SyncWaiter:
             revision=event.revision,
             reason="failed",
             message=": ".join(filter(None, [event.reason, event.message])),
+        )
+
+    async def _confirm(self, event: SyncEvent, revision: str) -> SyncOutcome | None:
+        """One look at the sync status after a "ready" event: the event's outcome when every rule
+        of the gate holds, else None (a note says why) and polling goes on."""
+        env = self.input.environment
+        check = SyncCheckInput(
+            rollout=self.input, merged_revision=revision, since=self.since, revision=event.revision
+        )
+        try:
+            await workflow.execute_activity(
+                check_sync,
+                check,
+                task_queue=TaskQueues.DEPLOY,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=ONE_LOOK,
+                summary=f"confirm {env.name} sync of {event.revision[:12]}",
+            )
+        except ActivityError as err:
+            seen = err.cause.message if isinstance(err.cause, ApplicationError) else failure(err)
+            self.record.note(
+                f"sync event {event.reason or event.state} at {event.revision[:12]}, but the "
+                f"sync gate does not hold yet ({seen}): still waiting"
+            )
+            return None
+        return SyncOutcome(
+            synced=True, revision=event.revision, reason=event.reason, message=event.message
         )
 
 

@@ -6,22 +6,30 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from baton.config import ApprovalPolicy
-    from baton.models import Rendered, RolloutInput
+    from baton.models import OmittedObject, Rendered, RolloutInput
 
 from workflows.record import ui_link
 
 
 def deploy_body(input: RolloutInput, rollout_id: str, rendered: Rendered) -> str:
-    """The GitOps PR's body: what it deploys, why it is sensitive, and the rendered diff."""
+    """The GitOps PR's body: what it deploys, why it is sensitive, the fields that differ between
+    renders, the template diff from what the environment runs, and the rendered diff."""
     return pr_body(
         input,
         rollout_id,
         f"Deploys **{input.app.name}** `{input.artifact.commit[:12]}` to "
         f"**{input.environment.name}** (image `{input.artifact.image_ref}`).",
         *security_section(input.environment.approvals, rendered.sensitive),
+        *unstable_section(input.environment.name, rendered.unstable),
+        *(
+            ["### Template changes", "", rendered.template_diff_markdown, ""]
+            if rendered.template_diff_markdown
+            else []
+        ),
         "### Rendered manifests",
         "",
         rendered.diff_markdown,
+        *omitted_section(rendered.omitted),
     )
 
 
@@ -69,3 +77,28 @@ def security_section(policy: ApprovalPolicy, sensitive: list[str]) -> list[str]:
     )
     reasons = [f"- {reason}" for reason in sensitive]
     return ["### ⚠ Security-sensitive", "", *reasons, "", needs, ""]
+
+
+def unstable_section(environment: str, unstable: list[str]) -> list[str]:
+    """The PR body's note on objects that render differently from the same inputs."""
+    if not unstable:
+        return []
+    return [
+        "### Fields that differ between two renders of the same inputs",
+        "",
+        (
+            "Random values or timestamps in the templates. They keep the value "
+            f"{environment} runs, so they change nothing here and count as no change:"
+        ),
+        "",
+        *[f"- {line}" for line in unstable],
+        "",
+    ]
+
+
+def omitted_section(omitted: list[OmittedObject]) -> list[str]:
+    """The PR body's list of objects the chart renders that the manifests leave out, and why."""
+    if not omitted:
+        return []
+    lines = [f"- `{o.key}`: {o.reason}" for o in omitted]
+    return ["", "#### Left out of the manifests", "", *lines]

@@ -162,8 +162,8 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
                 if self.superseded_by:
                     return await self._superseded()
                 pr = self.pr = await self._propose(rendered)
+                approved = await self.approvals.wait("approval", pr, lambda: self.superseded_by)
                 while self.revision is None:
-                    approved = await self.approvals.wait("approval", pr, lambda: self.superseded_by)
                     if self.superseded_by:
                         return await self._superseded()
                     if not approved:
@@ -174,9 +174,20 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
                     await self.freeze_gate.wait(lambda: self.superseded_by)
                     if self.superseded_by:
                         return await self._superseded()
-                    if self.approvals.drop_expired():  # only with approvals.expire_after
+                    # An approval dismissed on the forge meanwhile, or expired (only with
+                    # approvals.expire_after): approve again before merging.
+                    if self.approvals.drop_expired() or (
+                        not self.approvals.satisfied and workflow.patched("approval-withdrawn")
+                    ):
+                        approved = await self.approvals.wait(
+                            "approval", pr, lambda: self.superseded_by
+                        )
                         continue
                     pr = await self._merge_approved(pr)
+                    if self.revision is None:  # the PR's head moved: its approvals are void
+                        approved = await self.approvals.wait(
+                            "approval", pr, lambda: self.superseded_by
+                        )
             checked = await self.converge(self.revision, VerifyInput(rollout=input))
             if not checked.synced:
                 return await self._fail(checked.message)

@@ -1,0 +1,169 @@
+"""An app rendered for one environment, exactly as CD commits it.
+
+One code path for the rollout's render step and for `baton render`: the app's templates (the
+published chart, or one packaged from a commit as CI packages it) rendered twice with the
+environment's inputs and the image pinned by digest, the fields the two renders disagree on
+found, and the manifests validated.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from baton.config import AppConfig, EnvironmentConfig, KubernetesConfig
+from baton.diff import (
+    FieldPath,
+    TemplateDiff,
+    describe_unstable,
+    diff_trees,
+    keep_deployed,
+    unstable_fields,
+)
+from baton.errors import DeployConfigError
+from baton.gitops import RENDERED_FROM, GitOpsRepo, RenderedFrom, beside
+from baton.models import OmittedObject, PinnedImage
+from baton.registry import Registry
+from baton.render import HelmRenderer, KustomizeRenderer, Renderer, validate_manifests
+
+PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
+"""The image digest `baton render` pins when neither `--image` nor a deployed image gives one."""
+
+
+def read_inputs(
+    gitops: GitOpsRepo, app: AppConfig, env: EnvironmentConfig, values: str | None = None
+) -> dict[str, str]:
+    """The environment's inputs, path → content: its values file in the GitOps repository, or
+    `values` given in its place."""
+    path = gitops.values_path(app, env)
+    content = values if values is not None else gitops.read(path)
+    if content is None:
+        raise DeployConfigError(
+            f"{path} is missing in the GitOps repository {gitops.config.repo}: "
+            f"add {env.name}'s values for {app.name} there"
+        )
+    return {path: content}
+
+
+def deployed_image(repository: str, manifests_path: str, gitops: GitOpsRepo) -> PinnedImage:
+    """The image of `repository` the environment runs: from its `rendered-from.json`, else the
+    first `repository@sha256:...` its manifests name, else a placeholder digest."""
+    record = RenderedFrom.parse(gitops.read(beside(manifests_path, RENDERED_FROM)))
+    if record is not None and record.image.startswith(f"{repository}@"):
+        return PinnedImage(repository=repository, digest=record.image.partition("@")[2])
+    pinned = re.search(
+        rf"{re.escape(repository)}@(sha256:[0-9a-f]{{64}})", gitops.read(manifests_path) or ""
+    )
+    return PinnedImage(
+        repository=repository, digest=pinned.group(1) if pinned else PLACEHOLDER_DIGEST
+    )
+
+
+class NondeterministicRender(DeployConfigError):
+    """Two renders of the same inputs differ, and the app does not accept that."""
+
+
+@dataclass(frozen=True)
+class EnvironmentRender:
+    manifests: str  # what CD commits: multi-document YAML
+    unstable: dict[str, list[FieldPath]]  # object key → fields two renders disagreed on
+    omitted: list[OmittedObject]  # what the templates render that an install leaves out, and why
+
+
+def renderer_for(
+    app: AppConfig,
+    templates: Path,
+    *,
+    env: EnvironmentConfig | None = None,
+    registry: Registry | None = None,
+    source: str | None = None,
+) -> Renderer:
+    """The app's renderer for its templates: the chart directory, or the Kustomize directory.
+
+    A chart renders for `env`'s Kubernetes (CI's defaults without one), builds its dependencies
+    from `registry`, and is named `source` in messages (default: its directory).
+    """
+    if app.chart:
+        return HelmRenderer(
+            templates,
+            image_values=app.helm.image_values,
+            kubernetes=env.kubernetes if env else KubernetesConfig(),
+            registry=registry,
+            source=source,
+        )
+    return KustomizeRenderer(templates, image_name=app.image)
+
+
+def render_for_environment(
+    app: AppConfig,
+    env: EnvironmentConfig,
+    templates: Path,
+    *,
+    inputs: Mapping[str, str],
+    image: PinnedImage,
+    deployed: str | None,
+    registry: Registry | None = None,
+    source: str | None = None,
+) -> EnvironmentRender:
+    """Render `templates` for `env` with its `inputs` (values or patch files: path → content)
+    and `image`, twice; `deployed` is what the environment's manifests hold now.
+
+    Raises `NondeterministicRender` naming each object and field that differs between the two
+    renders, unless the app sets `nondeterministic: accept`: then those fields keep the value
+    `deployed` holds, so they neither change nor count as a change on every rollout. Raises
+    `DeployConfigError` for manifests that fail validation, `RenderFailed` from the tool.
+    """
+    renderer = renderer_for(app, templates, env=env, registry=registry, source=source)
+    with tempfile.TemporaryDirectory(prefix="baton-inputs-") as tmp:
+        files = []
+        for index, (path, content) in enumerate(inputs.items()):
+            file = Path(tmp) / f"{index}-{Path(path).name}"
+            file.write_text(content, encoding="utf-8")
+            files.append(file)
+        if isinstance(renderer, HelmRenderer):
+            render = renderer.template(app.name, env.namespace, values_files=files, image=image)
+            first, omitted = render.manifests, render.omitted
+        else:
+            first = renderer.render(app.name, env.namespace, values_files=files, image=image)
+            omitted = []
+        second = renderer.render(app.name, env.namespace, values_files=files, image=image)
+    unstable = unstable_fields(first, second) if first != second else {}
+    if unstable and app.nondeterministic == "reject":
+        raise NondeterministicRender(
+            f"{app.name} does not render the same twice for {env.name}: "
+            f"{'; '.join(describe_unstable(unstable))} differ between two renders of the same "
+            "inputs (random values or timestamps in the templates): set them in the "
+            f"environment's values, or set nondeterministic: accept on app {app.name} to deploy "
+            f"them keeping the values {env.name} runs"
+        )
+    manifests = keep_deployed(first, deployed, unstable) if unstable else first
+    problems = validate_manifests(manifests, env.kubernetes.version)
+    if problems:
+        raise DeployConfigError(
+            f"rendered manifests for {env.name} are invalid: {'; '.join(problems[:5])}"
+        )
+    return EnvironmentRender(manifests=manifests, unstable=unstable, omitted=omitted)
+
+
+def diff_templates(
+    previous: RenderedFrom | None,
+    old_templates: Path | None,
+    current: RenderedFrom,
+    new_templates: Path,
+) -> TemplateDiff:
+    """The template diff from what the environment runs (`previous`, its templates unpacked at
+    `old_templates`; None: nothing yet) to `current`, the environment's inputs included."""
+    inputs = {
+        path: ((previous.inputs.get(path) if previous else None), current.inputs.get(path))
+        for path in sorted({*(previous.inputs if previous else {}), *current.inputs})
+    }
+    return diff_trees(
+        old_templates,
+        new_templates,
+        before=previous.templates.describe() if previous else "nothing deployed",
+        after=current.templates.describe(),
+        extra=inputs,
+    )

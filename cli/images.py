@@ -1,0 +1,114 @@
+"""`baton images`: third-party images mirrored into Baton's registry (`images.mirror`)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from temporalio.client import (
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleUpdate,
+)
+
+from baton.config import ConfigError, load_config
+from baton.mirror import MirrorState, config_commit, mirror
+from baton.registry import Registry
+from baton.settings import Settings
+from baton.temporal import IMAGE_REFRESH_SCHEDULE, TaskQueues, WorkflowTypes, connect
+
+console = Console(soft_wrap=True)
+images_app = typer.Typer(help="Third-party images mirrored into Baton's registry.")
+
+ConfigFile = Annotated[
+    Path | None, typer.Option("--config", help="the baton.yaml (default: $BATON_CONFIG)")
+]
+Json = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+
+
+def _state(settings: Settings) -> MirrorState:
+    return MirrorState(settings.home / "mirrors.json")
+
+
+@images_app.command("mirror")
+def images_mirror(config_file: ConfigFile = None) -> None:
+    """Copy each images.mirror source into the registry by digest; report what changed."""
+    settings = Settings()
+    path = config_file or settings.config_file()
+    config = load_config(path)
+    if not config.images.mirror:
+        console.print(f"{path}: no images.mirror entries")
+        return
+    registry = config.registry
+    scheme = "http" if registry.plain_http else "https"
+    with Registry(
+        f"{scheme}://{registry.url}", registry.credentials.username, registry.credentials.token()
+    ) as target:
+        mirrored = mirror(
+            config.images.mirror, target, _state(settings), config_commit=config_commit(path)
+        )
+    for image in mirrored:
+        note = f" (update: was {image.previous_digest})" if image.update_waiting else ""
+        console.print(f"{image.source} -> {image.image}{note}", markup=False, highlight=False)
+
+
+@images_app.command("ls")
+def images_ls(as_json: Json = False) -> None:
+    """Each mirrored image: source, source digest, mirrored tag, last check, update waiting and
+    the PRs that move its pins."""
+    known = _state(Settings()).load()
+    if as_json:
+        print(json.dumps([i.model_dump(mode="json") for i in known.values()], indent=2))
+        return
+    if not known:
+        console.print(
+            "no mirrored images: add images.mirror to the config, then `baton images mirror`"
+        )
+    for image in known.values():
+        waiting = "update waiting" if image.update_waiting else "up to date"
+        if image.bump_prs:
+            waiting += f" (bump: {', '.join(image.bump_prs)})"
+        console.print(
+            f"{image.image}  {image.source}@{image.source_digest[:19]}  "
+            f"checked {image.checked_at:%Y-%m-%d %H:%M}Z  {waiting}",
+            markup=False,
+            highlight=False,
+        )
+
+
+@images_app.command("schedule")
+def images_schedule(config_file: ConfigFile = None) -> None:
+    """Create or update the Temporal Schedule that runs the refresh on images.refresh's cron."""
+    settings = Settings()
+    path = config_file or settings.config_file()
+    cron = load_config(path).images.refresh
+    if cron is None:
+        raise ConfigError(
+            ["images.refresh: not set: give it a cron, e.g. '0 */6 * * *'"], str(path)
+        )
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            WorkflowTypes.IMAGE_REFRESH, id=IMAGE_REFRESH_SCHEDULE, task_queue=TaskQueues.WORKFLOWS
+        ),
+        spec=ScheduleSpec(cron_expressions=[cron]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+
+    async def put() -> None:
+        client = await connect()
+        try:
+            await client.create_schedule(IMAGE_REFRESH_SCHEDULE, schedule)
+        except ScheduleAlreadyRunningError:
+            handle = client.get_schedule_handle(IMAGE_REFRESH_SCHEDULE)
+            await handle.update(lambda _: ScheduleUpdate(schedule=schedule))
+
+    asyncio.run(put())
+    console.print(f"schedule {IMAGE_REFRESH_SCHEDULE}: {cron} (UTC)", markup=False)

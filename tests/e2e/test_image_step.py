@@ -1,0 +1,117 @@
+"""The pipelines' image step as the worker runs it: the app's repository on the local forge, the
+real engine and registry. An image that fails its image_test fails the step with what the probe
+saw, and is never pushed."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import docker.errors
+import pytest
+from temporalio.testing import ActivityEnvironment
+
+from activities import context as activity_context
+from activities.context import Context
+from activities.pipeline import BuildInput, CheckInput, build_image, readable_tag, run_check
+from baton.config import parse_config
+from baton.images import find_builder
+from baton.settings import Settings
+from tests.e2e.stack import free_port
+
+pytestmark = pytest.mark.docker
+
+SAMPLE_APP = Path(__file__).resolve().parents[2] / "examples" / "sample-app"
+
+
+def main_head(context: Context, repo: str) -> str:
+    """The commit at the head of `repo`'s main branch on the local forge."""
+    path = context.forge.repo_path(repo)  # type: ignore[attr-defined]
+    done = subprocess.run(
+        ["git", "-C", str(path), "rev-parse", "main"], check=True, capture_output=True, text=True
+    )
+    return done.stdout.strip()
+
+
+@pytest.fixture
+def worker(tmp_path, registry, base_image, monkeypatch) -> tuple[Context, str]:
+    """A build worker's context: the sample app on the local forge, images pushed to `registry`
+    and probed on a port of the test's own. Returns it and the app's head commit."""
+    port = free_port()
+    config = parse_config(
+        f"""
+registry:
+  url: {registry.host}
+  credentials: {{username: {registry.username}, token_env: TEST_REGISTRY_PASSWORD}}
+apps:
+  - name: sample-app
+    repo: sample-app
+    chart: chart
+    image: baton-test/step-{port}
+    image_test:
+      env: {{PORT: "{port}", HOST: 127.0.0.1}}
+      http: {{port: {port}, path: /version, expected_body: '"environment": "prod"'}}
+      timeout_s: 5
+"""
+    )
+    monkeypatch.setenv("TEST_REGISTRY_PASSWORD", registry.password)
+    monkeypatch.setenv("BATON_BASE_IMAGE", base_image)
+    context = Context(Settings(home=tmp_path / "home", api_port=free_port()), config)
+    context.forge.create_repo("sample-app", from_dir=SAMPLE_APP)
+    head = main_head(context, "sample-app")
+    monkeypatch.setattr(activity_context, "_current", context)
+    return context, head
+
+
+def test_ci_image_step_fails_on_the_image_test_with_what_the_probe_saw_and_pushes_nothing(
+    worker, docker_client
+):
+    context, commit = worker
+    app = context.config.apps[0]
+    repository = context.image_repository(app)
+    port = app.image_test.http.port  # type: ignore[union-attr]
+    try:
+        result = ActivityEnvironment().run(
+            build_image, BuildInput(app=app, repo="sample-app", commit=commit, push=True)
+        )
+    finally:
+        for tag in (commit, readable_tag(commit)):
+            try:
+                docker_client.images.remove(f"{repository}:{tag}")
+            except docker.errors.ImageNotFound:
+                pass
+
+    assert not result.passed
+    assert result.name == "image"
+    assert result.summary.startswith(
+        f"image test failed: GET http://127.0.0.1:{port}/version did not answer 200 with "
+        '\'"environment": "prod"\' within 5s; it saw 200 \'{"app": "sample-app", "commit": '
+        f'"{commit}"'
+    )
+    assert context.registry.manifest_digest(app.image, commit) is None
+
+
+def test_pr_dockerfile_step_refuses_syntax_the_builder_lacks_before_any_build(
+    worker, tmp_path, docker_client
+):
+    context, _ = worker
+    app = context.config.apps[0]
+    seed = tmp_path / "heredoc-app"
+    seed.mkdir()
+    (seed / "Dockerfile").write_text(
+        "FROM debian:12.8\nUSER 10001\nRUN <<SCRIPT\necho built > /tmp/built\nSCRIPT\n"
+    )
+    context.forge.create_repo("heredoc-app", from_dir=seed)
+    commit = main_head(context, "heredoc-app")
+
+    result = ActivityEnvironment().run(
+        run_check, CheckInput(app=app, repo="heredoc-app", commit=commit, kind="dockerfile")
+    )
+
+    if find_builder().frontend_1_4:
+        assert result.passed, result.summary
+    else:
+        assert not result.passed
+        assert result.summary.startswith(
+            "Dockerfile line 3: a heredoc (<<SCRIPT) needs Dockerfile syntax 1.4"
+        )

@@ -1,0 +1,29 @@
+"""On the embedded stack: only pull requests into the app's release branch become changes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cli.demo import AUTHOR, push_visible_change
+from tests.conftest import git
+from tests.e2e.stack import E2EStack
+
+
+def test_a_stacked_pull_request_into_a_feature_branch_starts_nothing(
+    baton_stack: E2EStack, tmp_path: Path
+) -> None:
+    """Case 04 on the local forge: feature-b into feature-a, merged there, is no change."""
+    alice = baton_stack.forge(AUTHOR)
+    feature_a = push_visible_change(alice, "sample-app", "stack-a")
+    work = tmp_path / "sample-app"
+    git(tmp_path, "clone", "-q", "-b", feature_a, alice.clone_url("sample-app"), str(work))
+    (work / "NOTES.md").write_text("stacked on feature-a\n")
+    git(work, "add", "-A")
+    git(work, "commit", "-q", "-m", "Notes")
+    git(work, "push", "-q", "origin", f"HEAD:refs/heads/{feature_a}-b")
+    pr = alice.open_pull_request("sample-app", f"{feature_a}-b", feature_a, "Stacked", "", AUTHOR)
+    baton_stack.forge("bob").merge_pull_request("sample-app", pr.number, pr.head_sha)
+
+    deliveries = [d for d in alice.list_deliveries() if d.event == "pull_request"][-2:]
+    assert [(d.action, d.status_code) for d in deliveries] == [("opened", 202), ("closed", 202)]
+    assert baton_stack.detail(f"change/sample-app/{pr.number}") is None
