@@ -20,8 +20,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def application_error(error: BatonError) -> ApplicationError:
     """`error` as Temporal carries it: same message, its class name as type, retried if it says so."""
+    details = error.details()
     return ApplicationError(
         str(error),
+        *([details] if details else []),
         type=type(error).__name__,
         non_retryable=not error.retryable,
         next_retry_delay=error.next_retry_delay,

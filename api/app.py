@@ -12,23 +12,38 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from api import azure_devops, gitea, github
+from api import azure_devops, gitea, github, v1
+from api.auth import Authenticator, TooManyAttempts
 from api.github import WebhookRejected
 from api.ingress import Deliveries, FluxEvent, Ingress, Reply
 from api.observe import ApiMetrics, WebhookObserver
 from baton import flux
+from baton.changes import ChangeNotFound, Refused
 from baton.config import BatonConfig, load_config
+from baton.errors import (
+    BadRequest,
+    DecisionRefused,
+    InfrastructureError,
+    NotAwaitingApproval,
+    NotFrozen,
+    Unauthenticated,
+)
 from baton.forges import create_forge
 from baton.forges.base import Forge
 from baton.models import SyncEvent, SyncState
 from baton.settings import Settings, read_secret
 from baton.temporal import connect
+from baton.tokens import TokenStore
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
+MAX_API_BODY_BYTES = 64 * 1024  # a decision is a few hundred bytes
 
 
 async def read_body(request: Request) -> bytes:
@@ -67,16 +82,84 @@ def create_app(
             app.state.forge = create_forge(config.forge, settings)
         yield
 
-    app = FastAPI(title="Baton", lifespan=lifespan)
+    app = FastAPIOffline(
+        title="Baton",
+        summary="Changes and the decisions people make on them (under /api/v1), and webhooks",
+        version="1",
+        lifespan=lifespan,
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+        static_url="/api/v1/docs-assets",
+    )
     app.add_middleware(WebhookObserver, metrics=metrics)
+    app.state.auth = Authenticator(config.auth, TokenStore(settings.tokens_file))
+    app.include_router(v1.router)
+
+    @app.middleware("http")
+    async def bounded_api_bodies(
+        request: Request, call_next: Callable[[Request], Awaitable[object]]
+    ) -> object:
+        """Decisions are small: a larger declared body is refused before it is read."""
+        declared = request.headers.get("content-length", "")
+        if (
+            request.url.path.startswith("/api/")
+            and declared.isdigit()
+            and int(declared) > MAX_API_BODY_BYTES
+        ):
+            return JSONResponse(
+                {"error": f"body larger than {MAX_API_BODY_BYTES} bytes"}, status_code=413
+            )
+        return await call_next(request)
 
     @app.exception_handler(WebhookRejected)
     async def rejected(request: Request, exc: WebhookRejected) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=exc.status)
 
+    @app.exception_handler(Unauthenticated)
+    async def unauthenticated(request: Request, exc: Unauthenticated) -> JSONResponse:
+        return JSONResponse(
+            {"error": str(exc)}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+        )
+
+    @app.exception_handler(TooManyAttempts)
+    async def too_many(request: Request, exc: TooManyAttempts) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=429)
+
+    @app.exception_handler(DecisionRefused)
+    async def refused(request: Request, exc: DecisionRefused) -> JSONResponse:
+        """403 when the policy refuses the caller; 409 when the change's state does."""
+        state = isinstance(exc, Refused | NotAwaitingApproval | NotFrozen)
+        return JSONResponse({"error": str(exc)}, status_code=409 if state else 403)
+
+    @app.exception_handler(ChangeNotFound)
+    async def not_found(request: Request, exc: ChangeNotFound) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=404)
+
+    @app.exception_handler(BadRequest)
+    async def bad_request(request: Request, exc: BadRequest) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        return JSONResponse({"error": "; ".join(problems)}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Starlette's own refusals (unknown route, method, unparsable body) in our shape."""
+        return JSONResponse({"error": str(exc.detail)}, exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(InfrastructureError)
+    async def unavailable(request: Request, exc: InfrastructureError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=503)
+
     @app.exception_handler(RPCError)
     async def temporal_unavailable(request: Request, exc: RPCError) -> JSONResponse:
-        message = f"Temporal did not take the event ({exc.status.name}): redeliver it later"
+        if request.url.path.startswith("/api/"):
+            message = f"Temporal is not answering ({exc.status.name}): try again later"
+        else:
+            message = f"Temporal did not take the event ({exc.status.name}): redeliver it later"
         return JSONResponse({"error": message}, status_code=503)
 
     def webhook_secret() -> str | None:
@@ -102,18 +185,18 @@ def create_app(
             status_code=outcome.status,
         )
 
-    @app.get("/healthz")
+    @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/metrics")
+    @app.get("/metrics", include_in_schema=False)
     async def prometheus_metrics() -> Response:
         """Prometheus text: webhook deliveries by forge and result, the Temporal SDK's series
         for the API's client, and the process's."""
         body, content_type = metrics.exposition()
         return Response(body, media_type=content_type)
 
-    @app.post("/webhooks/github", status_code=202)
+    @app.post("/webhooks/github", status_code=202, include_in_schema=False)
     async def github_webhook(request: Request) -> JSONResponse:
         """GitHub (and local forge) deliveries, authenticated by X-Hub-Signature-256 over the raw
         body, in either content type (JSON, or form-encoded with the JSON in `payload`)."""
@@ -133,7 +216,7 @@ def create_app(
             lambda ingress: github_event(ingress, event, delivery, payload),
         )
 
-    @app.post("/webhooks/gitea", status_code=202)
+    @app.post("/webhooks/gitea", status_code=202, include_in_schema=False)
     async def gitea_webhook(request: Request) -> JSONResponse:
         """Gitea and Forgejo deliveries, authenticated by X-Gitea-Signature / X-Forgejo-Signature
         (bare hex HMAC-SHA256 keyed with the same secret as GitHub's). Gitea signs the JSON
@@ -155,7 +238,7 @@ def create_app(
             lambda ingress: gitea_event(ingress, event, delivery, payload),
         )
 
-    @app.post("/webhooks/azure-devops", status_code=202)
+    @app.post("/webhooks/azure-devops", status_code=202, include_in_schema=False)
     async def azure_devops_webhook(request: Request) -> JSONResponse:
         """Azure DevOps service hooks (Web Hooks consumer), which are not signed.
 
@@ -183,7 +266,7 @@ def create_app(
             lambda ingress: azure_devops.handle(ingress, forge, event, delivery, payload),
         )
 
-    @app.post("/webhooks/flux", status_code=202)
+    @app.post("/webhooks/flux", status_code=202, include_in_schema=False)
     async def flux_webhook(request: Request) -> JSONResponse:
         """Flux notification-controller events (generic-hmac provider), also sent by the local cluster."""
         body = await read_body(request)

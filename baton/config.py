@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -368,18 +368,33 @@ class AppConfig(Model):
         return self
 
 
+GROUP_PREFIX = "group:"
+"""An approver list entry `group:NAME` names everyone in group NAME (OIDC groups claim, or
+`auth.users`)."""
+
+Approver = Annotated[str, Field(min_length=1, description="a user, or group:NAME")]
+
+
+def _people(approvers: list[str]) -> int | None:
+    """How many distinct people `approvers` names at least; None when a group makes it unknown."""
+    if any(a.startswith(GROUP_PREFIX) for a in approvers):
+        return None
+    return len(set(approvers))
+
+
 class SecurityApprovals(Model):
     """Extra approvals a rollout needs when its rendered diff is security-sensitive (RBAC,
     NetworkPolicy, Secrets, securityContext, images from another registry)."""
 
     required: int = Field(default=0, ge=0, description="extra distinct approvals; 0: none")
-    approvers: list[str] = Field(
+    approvers: list[Approver] = Field(
         default=[], description="who gives them; empty: any of the environment's approvers"
     )
 
     @model_validator(mode="after")
     def _enough_approvers(self) -> SecurityApprovals:
-        if self.approvers and len(set(self.approvers)) < self.required:
+        people = _people(self.approvers)
+        if self.approvers and people is not None and people < self.required:
             raise ValueError(
                 f"requires {self.required} distinct security approvers but only "
                 f"{len(set(self.approvers))} are listed: add approvers or lower required"
@@ -387,26 +402,58 @@ class SecurityApprovals(Model):
         return self
 
 
+DURATION = re.compile(r"^([1-9]\d*)(m|h|d|w)$")
+DURATION_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_duration(text: str) -> timedelta | None:
+    """`30m`, `12h`, `30d`, `2w` as a timedelta; None when `text` is not one."""
+    match = DURATION.match(text.strip())
+    if not match:
+        return None
+    return timedelta(**{DURATION_UNITS[match.group(2)]: int(match.group(1))})
+
+
 class ApprovalPolicy(Model):
     required: int = Field(default=0, ge=0)
-    approvers: list[str] = []
+    approvers: list[Approver] = Field(
+        default=[], description="who may approve: users and group:NAME entries; empty: anyone"
+    )
     allow_self_approval: bool = False
     merge: Literal["auto", "manual"] = "auto"
     security: SecurityApprovals = SecurityApprovals()
+    expire_after: str | None = Field(
+        default=None,
+        description="e.g. 24h: approvals older than this when the PR is about to merge no "
+        "longer count, and the approvers are asked again; unset: approvals do not expire",
+    )
+
+    @field_validator("expire_after")
+    @classmethod
+    def _a_duration(cls, value: str | None) -> str | None:
+        if value is not None and parse_duration(value) is None:
+            raise ValueError(f"{value!r} is not a duration: give e.g. 30m, 12h, 1d or 2w")
+        return value
+
+    @property
+    def lifetime(self) -> timedelta | None:
+        """How long an approval counts (`expire_after`), or None."""
+        return parse_duration(self.expire_after) if self.expire_after else None
 
     @model_validator(mode="after")
     def _enough_approvers(self) -> ApprovalPolicy:
-        if self.approvers and len(set(self.approvers)) < self.required:
+        people = _people(self.approvers)
+        if self.approvers and people is not None and people < self.required:
             raise ValueError(
                 f"requires {self.required} distinct approvers but only "
-                f"{len(set(self.approvers))} are allowed: add approvers or lower required"
+                f"{people} are allowed: add approvers or lower required"
             )
-        everyone = set(self.approvers) | set(self.security.approvers)
+        everyone = _people([*self.approvers, *self.security.approvers])
         sensitive = self.required + self.security.required
-        if self.approvers and len(everyone) < sensitive:
+        if self.approvers and everyone is not None and everyone < sensitive:
             raise ValueError(
                 f"a security-sensitive diff needs {sensitive} distinct approvers but only "
-                f"{len(everyone)} are allowed: add approvers or security.approvers"
+                f"{everyone} are allowed: add approvers or security.approvers"
             )
         return self
 
@@ -518,6 +565,50 @@ class EnvironmentConfig(Model):
     )
 
 
+class OidcConfig(Model):
+    """Who may call the API with a bearer JWT: tokens this issuer signed for this audience."""
+
+    issuer: str = Field(description="the `iss` tokens carry, e.g. https://id.example.com/realms/x")
+    audience: str = Field(description="the `aud` tokens must name (the API's client id)")
+    username_claim: str = Field(
+        default="preferred_username", description="the claim that names the Baton user"
+    )
+    groups_claim: str = Field(default="groups", description="the claim listing the user's groups")
+    jwks_url: str | None = Field(
+        default=None,
+        description="the issuer's JWKS; unset: jwks_uri from its "
+        "/.well-known/openid-configuration (OpenID Connect Discovery 1.0)",
+    )
+    algorithms: list[Literal["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"]] = (
+        Field(
+            default=["RS256", "ES256"],
+            min_length=1,
+            description="signature algorithms accepted (asymmetric only: never HS* or none)",
+        )
+    )
+
+
+class UserRecord(Model):
+    """One of Baton's own user records: the groups of a user who signs in with a Baton token,
+    and who they are on the forge."""
+
+    groups: list[str] = []
+    forge_users: list[str] = Field(
+        default=[],
+        description="the user's logins on the forge, when not their Baton name: a change opened "
+        "by one of them is theirs (no self-approval)",
+    )
+
+
+class AuthConfig(Model):
+    """How people authenticate to the API: OIDC bearer JWTs and/or Baton API tokens."""
+
+    oidc: OidcConfig | None = None
+    users: dict[str, UserRecord] = Field(
+        default={}, description="Baton's own user records, by user name (groups for tokens)"
+    )
+
+
 class MirrorEntry(Model):
     """A third-party image copied by digest into Baton's registry as `<name>:<tag>`."""
 
@@ -610,6 +701,7 @@ class BatonConfig(Model):
     environments: list[EnvironmentConfig] = []
     promotion: list[str] = Field(default=[], description="environment names in promotion order")
     notifications: list[NotificationConfig] = []
+    auth: AuthConfig = AuthConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> BatonConfig:

@@ -20,13 +20,15 @@ problem is; a family of errors lives beside the adapter that raises it (module i
     ├── RequestError ✗                  a request that cannot be carried out as made
     │   ├── BadRequest                  a missing or invalid value
     │   ├── WebhookRejected             [api.github] a webhook delivery (answered with its status)
+    │   ├── Unauthenticated             missing, unknown, expired or revoked credentials (401)
+    │   ├── TooManyAttempts             [api.auth] failed authentications from one client (429)
     │   └── NotFound                    what the request names does not exist
-    │       └── ChangeNotFound, EnvironmentNotFound   [cli.changes]
+    │       └── ChangeNotFound, EnvironmentNotFound   [changes]
     ├── DecisionRefused ✗               a decision the policy or the rollout's state does not allow
     │   ├── PolicyViolation             [policy] an approval, rejection or override the rules forbid
     │   ├── NotAwaitingApproval
     │   ├── NotFrozen
-    │   └── Refused                     [cli.changes] the workflow's refusal, as the CLI shows it
+    │   └── Refused                     [changes] the workflow's refusal, as the CLI shows it
     ├── ForgeError ✓                    [forges.base] a forge, or git on a repository it hosts
     │   ├── ForgeRefusal ✗              the Forge protocol's refusals: HeadChanged, NotMergeable
     │   │                               (MergeMethodRefused, RequiredChecksNotPassing),
@@ -51,7 +53,7 @@ problem is; a family of errors lives beside the adapter that raises it (module i
     ├── InfrastructureError ✓           a service, tool or store Baton relies on
     │   ├── ToolNotFound
     │   ├── TemporalUnavailable         [temporal]
-    │   ├── WorkerUnavailable           [cli.changes]
+    │   ├── WorkerUnavailable           [changes]
     │   ├── EngineUnavailable, ImagePushFailed, ImageTestPortBusy   [images]
     │   ├── MirrorFailed                [mirror] copying a third-party image
     │   ├── RegistryError               [registry] RegistryUnreachable ✓, RegistryAuthError ✗
@@ -75,6 +77,10 @@ class BatonError(Exception):
     """Whether trying the same call again may succeed; False stops Temporal's retries at once."""
     next_retry_delay: timedelta | None = None
     """How long the next attempt should wait, when the other side said so (a rate limit)."""
+
+    def details(self) -> dict[str, str]:
+        """Facts a workflow may act on, carried as the Temporal error's details (no secrets)."""
+        return {}
 
 
 def non_retryable(*classes: type[BatonError]) -> list[str]:
@@ -142,6 +148,11 @@ class CheckConfigError(ConfigurationError):
 
 class BadRequest(RequestError):
     """A request with a missing or invalid value; the message names it and what to give."""
+
+
+class Unauthenticated(RequestError):
+    """A request without a credential, or with one that is unknown, expired, revoked or not
+    signed by the configured issuer; the message says which and how to get a good one."""
 
 
 class NotAwaitingApproval(DecisionRefused):

@@ -136,6 +136,12 @@ class Gate(BaseModel):
     required: int = 0
     approved_by: list[str] = []
     deadline: datetime | None = None
+    content_hash: str | None = Field(
+        default=None, description="approval gates: the rendered content hash being approved"
+    )
+    head: str | None = Field(
+        default=None, description="approval gates: the GitOps PR head commit being approved"
+    )
 
 
 class ChangePlan(BaseModel):
@@ -209,14 +215,35 @@ class PipelineResult(BaseModel):
         return "; ".join(f"{c.name}: {c.summary}" for c in self.failures)[:1000]
 
 
+DecisionVia = Literal["temporal", "token", "oidc", "forge"]
+"""How a decider was authenticated: a Baton API token, an OIDC bearer token, a forge review (the
+forge authenticated them), or `temporal`: sent straight to Temporal by an administrator."""
+
+
 class Decision(BaseModel):
     """A person's decision on a rollout (an approval, a rejection or a freeze override), made
-    through Baton (`source="baton"`) or as a review on the forge."""
+    through Baton (`source="baton"`) or as a review on the forge: who (user and groups; subject and
+    issuer), through what, when, on which content, and why. Never carries a secret."""
 
     user: str
     comment: str = ""
     source: Literal["baton", "forge"] = "baton"
     at: datetime | None = None
+    groups: list[str] = Field(default=[], description="the decider's groups, as authenticated")
+    forge_users: list[str] = Field(
+        default=[], description="the decider's forge logins (auth.users): whose changes are theirs"
+    )
+    via: DecisionVia = "temporal"
+    issuer: str | None = Field(
+        default=None, description="the OIDC issuer; `baton` for Baton API tokens; the forge kind"
+    )
+    subject: str | None = Field(
+        default=None, description="the OIDC `sub`, the Baton token's id, or the forge user"
+    )
+    content_hash: str | None = Field(
+        default=None, description="the rendered content hash the decision was made on"
+    )
+    head: str | None = Field(default=None, description="the GitOps PR head commit it was made on")
 
 
 class ForgeReview(BaseModel):
@@ -352,6 +379,12 @@ class RolloutStatus(Stage):
     timeline: list[Stage] = []
     rollback: Rollback | None = None
     freeze_override: Decision | None = None
+    content_hash: str | None = Field(
+        default=None, description="the rendered content hash of the GitOps PR"
+    )
+    voided: list[Decision] = Field(
+        default=[], description="approvals that stopped counting: the PR's content changed"
+    )
 
 
 class ChangeStatus(BaseModel):

@@ -1,8 +1,14 @@
-"""Decision policy: who may approve a rollout, and when enough distinct people have."""
+"""Decision policy: who may approve a rollout, and when enough distinct people have.
+
+Approver lists name users and groups (`group:release-managers`); a decider's groups come with
+the decision, as the API authenticated them (OIDC groups claim, or `auth.users`).
+"""
 
 from __future__ import annotations
 
-from baton.config import ApprovalPolicy
+from collections.abc import Sequence
+
+from baton.config import GROUP_PREFIX, ApprovalPolicy
 from baton.errors import DecisionRefused
 from baton.models import Decision
 
@@ -18,13 +24,16 @@ def check_approval(
     approvals: list[Decision],
     user: str,
     security_due: int = 0,
+    groups: Sequence[str] = (),
+    forge_users: Sequence[str] = (),
 ) -> None:
-    """Raise PolicyViolation unless `user` may add an approval now.
+    """Raise PolicyViolation unless `user` (in `groups`, known on the forge as `forge_users`)
+    may add an approval now.
 
     `security_due` is the number of extra approvals a security-sensitive diff needs (from the
     security approvers, when the policy names them).
     """
-    check_decider(policy, environment, author, user, "approve", security_due)
+    check_decider(policy, environment, author, user, "approve", security_due, groups, forge_users)
     if user in approved_by(approvals):
         raise PolicyViolation(
             f"{user} has already approved {environment}: {required(policy, security_due)} distinct "
@@ -33,7 +42,7 @@ def check_approval(
     security = policy.security.approvers
     missing = _security_missing(policy, approvals, security_due)
     left = required(policy, security_due) - len(approved_by(approvals))
-    if security and missing and missing >= left and user not in security:
+    if security and missing and missing >= left and not listed(security, user, groups):
         raise PolicyViolation(
             f"the rendered diff for {environment} is security-sensitive: the remaining "
             f"approval(s) must come from {', '.join(security)}"
@@ -47,21 +56,34 @@ def check_decider(
     user: str,
     action: str = "approve",
     security_due: int = 0,
+    groups: Sequence[str] = (),
+    forge_users: Sequence[str] = (),
 ) -> None:
     """Raise PolicyViolation unless `user` may decide for `environment` (approve, override a
-    freeze): named, an allowed approver, and not the author where self-approval is forbidden."""
+    freeze): named, an allowed approver, and not the author where self-approval is forbidden
+    (the author is the forge user who opened the PR: `user`, or one of `forge_users`, the
+    forge logins Baton's user records map to `user`)."""
     if not user.strip():
-        raise PolicyViolation(f"who is it that wants to {action}? name them with --as USER")
-    allowed = _allowed(policy, security_due)
-    if user == author and not policy.allow_self_approval:
         raise PolicyViolation(
-            f"{user} is the change's author and {environment}'s policy forbids self-approval: "
+            f"nobody is named to {action}: decide through Baton's API with your credential"
+        )
+    allowed = _allowed(policy, security_due)
+    if (user == author or author in forge_users) and not policy.allow_self_approval:
+        alias = f" ({author} on the forge)" if user != author else ""
+        raise PolicyViolation(
+            f"{user} is the change's author{alias} and {environment}'s policy forbids "
+            "self-approval: "
             f"ask one of {', '.join(allowed) or 'the other reviewers'}"
         )
-    if allowed and user not in allowed:
+    if allowed and not listed(allowed, user, groups):
         raise PolicyViolation(
             f"{user} may not {action} {environment}: allowed approvers are {', '.join(allowed)}"
         )
+
+
+def listed(entries: Sequence[str], user: str, groups: Sequence[str] = ()) -> bool:
+    """Whether an approver list names `user`, or a `group:NAME` that `user` is in."""
+    return user in entries or any(f"{GROUP_PREFIX}{group}" in entries for group in groups)
 
 
 def approved_by(approvals: list[Decision]) -> list[str]:
@@ -110,5 +132,10 @@ def _security_missing(policy: ApprovalPolicy, approvals: list[Decision], securit
     """How many of the due security approvals are still missing (by the security approvers)."""
     if not security_due or not policy.security.approvers:
         return 0
-    given = [user for user in approved_by(approvals) if user in policy.security.approvers]
+    first = {a.user: a for a in reversed(approvals)}  # each approver's decision
+    given = [
+        user
+        for user in approved_by(approvals)
+        if listed(policy.security.approvers, user, first[user].groups)
+    ]
     return max(security_due - len(given), 0)

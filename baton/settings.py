@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     config: Path | None = None
     api_host: str = "127.0.0.1"
     api_port: int = 8290
+    api_base: str | None = Field(
+        default=None, description="BATON_API_BASE: the API's URL for the CLI; unset: api_url"
+    )
     temporal_port: int = 7233
     temporal_ui_port: int = 8233
 
@@ -49,6 +52,11 @@ class Settings(BaseSettings):
     @property
     def forge_dir(self) -> Path:
         return self.home / "forge"
+
+    @property
+    def tokens_file(self) -> Path:
+        """The store of Baton API tokens (hashed), shared by the API and `baton token`."""
+        return self.home / "tokens.db"
 
     @property
     def secrets_dir(self) -> Path:

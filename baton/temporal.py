@@ -61,6 +61,10 @@ class SearchAttributes:
         return flags
 
 
+MEMO_GATE = "gate"
+"""The memo key under which changes and rollouts publish their current `Gate` (absent: none)."""
+
+
 def change_id(app: str, pr_number: int) -> str:
     """The business key of a change: one workflow per app and pull request."""
     return f"change/{app}/{pr_number}"

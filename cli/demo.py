@@ -9,21 +9,23 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 from pydantic import BaseModel
 from temporalio.client import Client
 
-from baton.config import BatonConfig
-from baton.errors import BatonError
+from baton import changes
+from baton.config import GROUP_PREFIX, BatonConfig
+from baton.errors import BatonError, DecisionRefused
 from baton.local.forge import LocalForge
-from baton.models import ChangeStatus, Decision, Gate
+from baton.models import ChangeStatus, Gate
 from baton.settings import Settings
 from baton.temporal import change_id
+from baton.tokens import TokenStore
 from baton.tools import PROJECT_ROOT
-from cli import changes
+from cli.client import BatonApi
 from cli.watch import follow, now_line
 
 EXAMPLES = PROJECT_ROOT / "examples"
@@ -153,6 +155,7 @@ class Demo:
         self.say = say
         self.live = live
         self.timeout_s = timeout_s
+        self.tokens: dict[str, str] = {}
 
     async def run(self) -> DemoSummary:
         app = self.app
@@ -210,24 +213,36 @@ class Demo:
             raise DemoFailed(f"{change_id} did not finish within {self.timeout_s:.0f}s") from None
 
     async def _approvals(self, change_id: str, env: str, gate: Gate, prompted: set[str]) -> None:
+        people = [user for user in gate.waiting_on if not user.startswith(GROUP_PREFIX)]
         if not self.auto_approve:
             if env not in prompted:
                 prompted.add(env)
-                self.say(
-                    f"  {env} needs {gate.required} approval(s) from {', '.join(gate.waiting_on)}:"
-                )
-                for user in gate.waiting_on[: gate.required]:
-                    self.say(f"    baton approve {change_id} --env {env} --as {user}")
+                self.say(f"  {env} needs {gate.required} approval(s) from {', '.join(people)}:")
+                for user in people[: gate.required]:
+                    self.say(
+                        f"    BATON_TOKEN=$(baton token create --user {user} --expires 1d -q) "
+                        f"baton approve {change_id} --env {env}"
+                    )
             return
         missing = gate.required - len(gate.approved_by)
-        for user in gate.waiting_on[:missing]:
-            decision = Decision(user=user, comment="approved by baton demo --auto-approve")
+        for user in people[:missing]:
+            api = BatonApi(token=self._token(user), base_url=self.settings.api_url)
+            body = {"comment": "approved by baton demo --auto-approve"}
             try:
-                message = await changes.decide(self.client, change_id, env, decision, approve=True)
-            except changes.Refused as refused:
+                message = await asyncio.to_thread(api.decide, change_id, env, "approve", body)
+            except DecisionRefused as refused:
                 self.say(f"  approval by {user} refused: {refused}")
                 continue
             self.say(f"  {message}")
+
+    def _token(self, user: str) -> str:
+        """A short-lived API token for a reviewer the demo plays (the embedded stack's admin
+        path: the token store under BATON_HOME)."""
+        if user not in self.tokens:
+            store = TokenStore(self.settings.tokens_file)
+            created = store.create(user, timedelta(hours=1), "baton demo --auto-approve")
+            self.tokens[user] = created.token
+        return self.tokens[user]
 
     async def _summary(self, status: ChangeStatus) -> DemoSummary:
         reports = []

@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from temporalio.client import Client
 
+from baton import changes, tokens
 from baton import metrics as dora
 from baton.config import ConfigError, load_config
 from baton.errors import BadRequest, BatonError, ConfigurationError
@@ -28,8 +29,8 @@ from baton.local.stack import Stack
 from baton.models import ChangeStatus, Decision, Stage
 from baton.settings import Settings
 from baton.temporal import connect
-from cli import changes
 from cli import render as render_command
+from cli.client import BatonApi, store_token
 from cli.demo import Demo, DemoSummary, seed_repositories
 from cli.exits import Exit, exit_code
 from cli.forge import forge_app
@@ -47,16 +48,20 @@ app = typer.Typer(
 config_app = typer.Typer(help="Validate configuration.", no_args_is_help=True)
 dev_app = typer.Typer(help="Run the embedded stack on this machine.", no_args_is_help=True)
 changes_app = typer.Typer(help="Inspect changes.", no_args_is_help=True)
+token_app = typer.Typer(
+    help="Baton API tokens (administrators: writes the token store under BATON_HOME).",
+    no_args_is_help=True,
+)
 app.add_typer(config_app, name="config")
 app.add_typer(dev_app, name="dev")
 app.add_typer(changes_app, name="changes")
+app.add_typer(token_app, name="token")
 app.add_typer(forge_app, name="forge", help="The embedded local forge: repositories and PRs.")
 app.add_typer(images_app, name="images", no_args_is_help=True)
 
 ChangeId = Annotated[
     str, typer.Argument(help="change id, e.g. change/sample-app/1 or sample-app/1")
 ]
-AsUser = Annotated[str, typer.Option("--as", help="who decides (must be an allowed approver)")]
 Env = Annotated[str, typer.Option("--env", help="the environment the decision is for")]
 Comment = Annotated[str, typer.Option(help="why")]
 Json = Annotated[bool, typer.Option("--json", help="machine-readable output")]
@@ -221,6 +226,15 @@ def render_change(detail: changes.ChangeDetail) -> None:
         console.print(f"rollout to [bold]{rollout.environment}[/]:")
         for stage in rollout.timeline:
             _print_stage(stage, indent="    ")
+        lines = [_decision_line("approved", d) for d in rollout.approvals]
+        lines += [
+            f"{_decision_line('approved', d)} (no longer counts: the PR's content changed)"
+            for d in rollout.voided
+        ]
+        if rollout.freeze_override:
+            lines.append(_decision_line("freeze overridden", rollout.freeze_override))
+        for line in lines:
+            console.print(f"    {line}", markup=False, highlight=False)
     gate = (rollout.gate if rollout else None) or status.gate
     if gate is not None:
         console.print(f"[yellow]waiting:[/] {gate.description}")
@@ -230,16 +244,31 @@ def render_change(detail: changes.ChangeDetail) -> None:
                 f" (approved by: {', '.join(gate.approved_by) or 'nobody yet'})"
             )
             console.print(f"  may still approve: {', '.join(gate.waiting_on) or 'anyone allowed'}")
-            console.print(
-                f"  approve with: baton approve {status.id} --env {gate.environment} --as USER"
-            )
+            if gate.content_hash:
+                console.print(f"  content: {gate.content_hash} (GitOps PR head {gate.head})")
+            console.print(f"  approve with: baton approve {status.id} --env {gate.environment}")
         elif gate.waiting_on:
             console.print(f"  on: {', '.join(gate.waiting_on)}")
         if gate.kind == "freeze":
             console.print(
                 f"  break glass with: baton override-freeze {status.id} --env {gate.environment} "
-                "--as USER --reason WHY"
+                "--reason WHY"
             )
+
+
+def _decision_line(verb: str, decision: Decision) -> str:
+    """Who decided, through what, when, on which content, and why."""
+    who = decision.user + (f" [{', '.join(decision.groups)}]" if decision.groups else "")
+    via = {
+        "token": f"Baton token {decision.subject}",
+        "oidc": f"OIDC {decision.issuer} sub={decision.subject}",
+        "forge": "forge review",
+        "temporal": "Temporal (administrator)",
+    }[decision.via]
+    when = f" at {decision.at:%Y-%m-%d %H:%M:%S}" if decision.at else ""
+    on = f" on {decision.content_hash[:19]}" if decision.content_hash else ""
+    why = f": {decision.comment}" if decision.comment else ""
+    return f"{verb} by {who} via {via}{when}{on}{why}"
 
 
 def _print_stage(stage: Stage, indent: str) -> None:
@@ -252,21 +281,46 @@ def _print_stage(stage: Stage, indent: str) -> None:
     )
 
 
+ContentHash = Annotated[
+    str | None,
+    typer.Option(
+        "--content-hash",
+        help="the rendered content hash you looked at (changes show); default: what the "
+        "rollout holds now",
+    ),
+]
+
+
 @app.command("approve")
-def approve(change: ChangeId, env: Env, as_: AsUser, comment: Comment = "") -> None:
-    """Approve a change's rollout into an environment (checked against the environment's policy)."""
-    _decide(change, env, Decision(user=as_, comment=comment), approve=True)
+def approve(
+    change: ChangeId, env: Env, comment: Comment = "", content_hash: ContentHash = None
+) -> None:
+    """Approve a change's rollout into an environment, as the holder of your token (checked
+    against the environment's policy, bound to the content you approve)."""
+    _decide(change, env, "approve", comment, content_hash)
 
 
 @app.command("reject")
-def reject(change: ChangeId, env: Env, as_: AsUser, comment: Comment = "") -> None:
+def reject(
+    change: ChangeId, env: Env, comment: Comment = "", content_hash: ContentHash = None
+) -> None:
     """Reject a change's rollout into an environment: its promotion stops."""
-    _decide(change, env, Decision(user=as_, comment=comment), approve=False)
+    _decide(change, env, "reject", comment, content_hash)
 
 
-def _decide(change: str, env: str, decision: Decision, approve: bool) -> None:
-    message = _client_call(lambda c: changes.decide(c, change, env, decision, approve=approve))
-    console.print(message)
+def _decide(change: str, env: str, action: str, comment: str, content_hash: str | None) -> None:
+    api = BatonApi()
+    content = api.content(change, env)
+    if content_hash is not None:
+        content.content_hash = content_hash
+    if content.content_hash:
+        console.print(
+            f"{action} on content {content.content_hash[:19]}"
+            + (f", GitOps PR head {content.head[:12]}" if content.head else ""),
+            highlight=False,
+        )
+    body = {"comment": comment, **content.model_dump(exclude_none=True)}
+    console.print(api.decide(change, env, action, body), highlight=False)
 
 
 @app.command("metrics")
@@ -334,23 +388,88 @@ def _human(seconds: float | None) -> str:
 def override_freeze(
     change: ChangeId,
     env: Env,
-    as_: AsUser,
     reason: Annotated[str, typer.Option("--reason", help="why this cannot wait (recorded)")],
 ) -> None:
     """Break glass: let a change's rollout into a frozen environment go ahead now."""
-    override = Decision(user=as_, comment=reason)
-    message = _client_call(lambda c: changes.override_freeze(c, change, env, override))
-    console.print(message)
+    console.print(BatonApi().decide(change, env, "override-freeze", {"comment": reason}))
 
 
 @app.command("abort")
 def abort(
     change: ChangeId,
     reason: Annotated[str, typer.Option("--reason", help="why the change is stopped")],
-    as_: Annotated[str, typer.Option("--as", help="who aborts")] = "baton",
 ) -> None:
     """Stop a change wherever it is; an open GitOps PR is closed."""
-    console.print(_client_call(lambda c: changes.abort(c, change, as_, reason)))
+    console.print(BatonApi().abort(change, reason))
+
+
+@app.command("login")
+def login(
+    token_stdin: Annotated[
+        bool, typer.Option("--token-stdin", help="read the token from standard input")
+    ] = False,
+) -> None:
+    """Keep your Baton API token (or OIDC token) for later commands, readable by you only."""
+    token = sys.stdin.readline() if token_stdin else typer.prompt("token", hide_input=True)
+    caller = BatonApi(token=token.strip()).me()
+    path = store_token(token)
+    console.print(f"logged in as {caller['user']} (via {caller['via']}); token kept in {path}")
+
+
+@token_app.command("create")
+def token_create(
+    user: Annotated[str, typer.Option("--user", help="whom the token is for")],
+    expires: Annotated[
+        str | None,
+        typer.Option("--expires", help="valid for, e.g. 12h, 30d; default: until revoked"),
+    ] = None,
+    description: Annotated[str, typer.Option(help="what it is for")] = "",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print the token only")] = False,
+) -> None:
+    """Create an API token for a person or a bot; it is shown this once and kept hashed."""
+    lifetime = tokens.parse_duration(expires) if expires else None
+    created = _tokens().create(user, lifetime, description)
+    if quiet:
+        print(created.token)
+        return
+    record = created.record
+    until = (
+        f"until {record.expires_at:%Y-%m-%d %H:%M} UTC" if record.expires_at else "until revoked"
+    )
+    console.print(f"token {record.id} for {record.user}, valid {until}:", highlight=False)
+    print(created.token)
+    console.print("it is shown only now: hand it to its holder (BATON_TOKEN or `baton login`)")
+
+
+@token_app.command("ls")
+def token_ls(as_json: Json = False) -> None:
+    """Every token: id, user, state, created and expiry (never the secret)."""
+    records = _tokens().list()
+    if as_json:
+        print(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
+        return
+    now = datetime.now(UTC)
+    for r in records:
+        expires = f"{r.expires_at:%Y-%m-%d %H:%M}" if r.expires_at else "-"
+        console.print(
+            f"{r.id}  {r.user:<16} {r.state(now):<8} {r.created_at:%Y-%m-%d %H:%M}  {expires}"
+            f"  {r.description}",
+            highlight=False,
+        )
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[str, typer.Argument(help="the token's id (token ls)")],
+) -> None:
+    """Revoke a token: it stops working at once."""
+    record = _tokens().revoke(token_id)
+    console.print(f"revoked token {record.id} of {record.user}")
+
+
+def _tokens() -> tokens.TokenStore:
+    """The token store of this Baton (under BATON_HOME): an administrator's path."""
+    return tokens.TokenStore(Settings().tokens_file)
 
 
 @changes_app.command("rerun")

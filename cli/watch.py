@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from temporalio.client import Client
 
+from baton import changes
 from baton.errors import BadRequest, BatonError
 from baton.models import (
     TERMINAL_STATES,
@@ -27,7 +28,6 @@ from baton.models import (
     Stage,
 )
 from baton.temporal import pipeline_id, rollout_id
-from cli import changes
 
 EventKind = Literal["state", "started", "progress", "ended", "note", "gate", "environment", "end"]
 

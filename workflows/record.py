@@ -2,10 +2,10 @@
 
 A `Record` holds a workflow's timeline of stages and the gate it waits at, keeps its search
 attributes in step (BatonState, BatonStep, BatonOutcome, BatonGate), publishes its current details,
-the markdown the Temporal UI shows, and its workflow's status as the `status` memo, which clients
-read without a worker (`cli.changes.read_change`). It only uses workflow-safe calls
-(`workflow.now()`, search attribute and memo upserts, `workflow.set_current_details`), so workflows
-and their helper objects call it freely.
+the markdown the Temporal UI shows, its workflow's status as the `status` memo and its gate as the
+`gate` memo, which clients read without a worker (`baton.changes.read_status`, `baton.changes.gates`).
+It only uses workflow-safe calls (`workflow.now()`, search attribute and memo upserts,
+`workflow.set_current_details`), so workflows and their helper objects call it freely.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from temporalio.exceptions import (
 
 with workflow.unsafe.imports_passed_through():
     from baton.models import Gate, Stage, StageOutcome
-    from baton.temporal import SearchAttributes
+    from baton.temporal import MEMO_GATE, SearchAttributes
 
 from workflows import metrics
 
@@ -115,12 +115,14 @@ class Record:
         self.gate = gate
         if self.stages_searchable:
             workflow.upsert_search_attributes([SearchAttributes.GATE.value_set(gate.kind)])
+        self._publish_gate()
         self.publish()
 
     def clear_gate(self) -> None:
         """The workflow waits for nothing any more."""
         self._gate_passed()
         self.gate = None
+        self._publish_gate()
         self.publish()
 
     def _gate_passed(self) -> None:
@@ -128,6 +130,12 @@ class Record:
         if self.gate is not None and self.gate_since is not None:
             metrics.gate_passed(self.gate, self.gate_since)
         self.gate_since = None
+
+    def _publish_gate(self) -> None:
+        """Keep the gate in the memo (`MEMO_GATE`), so the API answers who is awaited without
+        a worker; workflows recorded before it was there replay without it."""
+        if workflow.patched("gate-memo"):
+            workflow.upsert_memo({MEMO_GATE: self.gate})
 
     def set_state(self, state: str, reason: str | None = None, *, outcome: bool = False) -> None:
         """The workflow's state (or `outcome`): its search attribute and the headline of its details.

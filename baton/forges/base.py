@@ -127,6 +127,9 @@ class HeadChanged(ForgeRefusal):
         self.expected = expected
         self.actual = actual
 
+    def details(self) -> dict[str, str]:
+        return {"expected": self.expected, "actual": self.actual}
+
 
 class NotMergeable(ForgeRefusal):
     def __init__(self, repo: str, number: int, reason: str) -> None:

@@ -23,6 +23,7 @@ import httpx
 import yaml
 from temporalio.service import RPCError
 
+from baton import changes
 from baton.config import BatonConfig, load_config
 from baton.local.cluster import stack_id
 from baton.local.forge import LocalForge
@@ -31,7 +32,6 @@ from baton.models import TERMINAL_STATES, ChangeStatus
 from baton.settings import Settings
 from baton.temporal import connect
 from baton.tools import PROJECT_ROOT
-from cli import changes
 from cli.demo import AUTHOR, push_visible_change
 from tests.conftest import eventually
 from tests.fixtures.ports import free_port
@@ -57,17 +57,30 @@ class E2EStack:
             user=user,
         )
 
-    def baton(self, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess[str]:
-        """Run the `baton` CLI as a user would, against this stack."""
+    def baton(
+        self, *args: str, user: str | None = None, timeout: float = 1200
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the `baton` CLI as a user would, against this stack; with `user`, holding an API
+        token an administrator created for them (BATON_TOKEN)."""
+        env = dict(self.env)
+        env.pop("BATON_TOKEN", None)
+        if user is not None:
+            env["BATON_TOKEN"] = self.token(user)
         return subprocess.run(
             [sys.executable, "-m", "cli", *args],
             check=False,
-            env=self.env,
+            env=env,
             cwd=PROJECT_ROOT,
             capture_output=True,
             text=True,
             timeout=timeout,
         )
+
+    def token(self, user: str) -> str:
+        """An API token for `user`, made the administrator's way (`baton token create`)."""
+        created = self.baton("token", "create", "--user", user, "--expires", "1d", "--quiet")
+        assert created.returncode == 0, created.stderr
+        return created.stdout.strip()
 
     def open_pr(self, stamp: str, edit: Callable[[Path], None] | None = None) -> tuple[str, object]:
         """Push a branch of the sample app with a visible change (plus `edit(workdir)`) and open
@@ -192,6 +205,7 @@ def stack_env(
     env = {
         **os.environ,
         "BATON_HOME": str(workdir / "home"),
+        "XDG_CONFIG_HOME": str(workdir / "config"),  # no token `baton login` kept elsewhere
         "BATON_CONFIG": str(config_file),
         "BATON_API_PORT": str(ports["api"]),
         "BATON_TEMPORAL_PORT": str(ports["temporal"]),

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from baton.logs import LogStore
+from cli.client import NO_CREDENTIAL
 from cli.demo import AUTHOR, push_visible_change
 from tests.e2e.stack import E2EStack, version
 
@@ -67,21 +68,28 @@ def test_change_goes_from_pr_to_prod_under_policy(baton_stack: E2EStack) -> None
     assert baton_stack.stack.up() == ["worker"]
     stack.wait(change, gate_is("approval", "prod"))
 
-    # prod: two distinct approvers, no self-approval, no strangers.
-    refused = stack.baton("approve", change, "--env", "prod", "--as", AUTHOR)
+    # prod: only authenticated approvers, two distinct ones, no self-approval, no strangers.
+    anonymous = stack.baton("approve", change, "--env", "prod")
+    assert anonymous.returncode == 2
+    assert anonymous.stderr.strip().splitlines() == [f"error: {NO_CREDENTIAL}"]
+    refused = stack.baton("approve", change, "--env", "prod", user=AUTHOR)
     assert refused.returncode == 3  # refused by policy (README: Exit codes)
     assert "forbids self-approval" in refused.stderr and "Traceback" not in refused.stderr
-    stranger = stack.baton("approve", change, "--env", "prod", "--as", "mallory")
+    stranger = stack.baton("approve", change, "--env", "prod", user="mallory")
     assert "mallory may not approve prod" in stranger.stderr
-    assert stack.baton("approve", change, "--env", "prod", "--as", "carol").returncode == 0
-    twice = stack.baton("approve", change, "--env", "prod", "--as", "carol")
+    assert stack.baton("approve", change, "--env", "prod", user="carol").returncode == 0
+    twice = stack.baton("approve", change, "--env", "prod", user="carol")
     assert "carol has already approved prod" in twice.stderr
 
     shown = json.loads(stack.baton("changes", "show", change, "--json").stdout)
     gate = shown["rollout"]["gate"]
     assert gate["approved_by"] == ["carol"] and gate["waiting_on"] == ["dave", "erin"]
+    carol = shown["rollout"]["approvals"][0]
+    assert (carol["user"], carol["via"], carol["issuer"]) == ("carol", "token", "baton")
+    assert carol["content_hash"] == shown["rollout"]["content_hash"] == gate["content_hash"]
+    assert carol["head"] == shown["rollout"]["gitops_pr"]["head_sha"]
 
-    assert stack.baton("approve", change, "--env", "prod", "--as", "dave").returncode == 0
+    assert stack.baton("approve", change, "--env", "prod", user="dave").returncode == 0
     detail = stack.wait(change, lambda d: d.change.state in ("completed", "failed"))
     assert detail.change.state == "completed", detail.change.reason
 
@@ -210,7 +218,7 @@ def test_worker_killed_during_ci_build_finishes_once(baton_stack: E2EStack) -> N
     contexts = [s.context for s in baton_stack.forge().list_commit_statuses("sample-app", merge)]
     assert contexts == ["baton/ci"]
 
-    aborted = baton_stack.baton("abort", change, "--reason", "test over", "--as", "alice")
+    aborted = baton_stack.baton("abort", change, "--reason", "test over", user="alice")
     assert aborted.returncode == 0, aborted.stderr
     detail = baton_stack.wait(change, lambda d: d.change.state == "aborted")
     staging_pr = next(

@@ -45,7 +45,7 @@ def test_frozen_rollout_waits_until_an_allowed_approver_breaks_the_glass(stack: 
     assert not stack.forge().list_pull_requests("gitops")  # nothing rendered or proposed yet
 
     by_author = stack.baton(
-        "override-freeze", change, "--env", "dev", "--as", AUTHOR, "--reason", "my own change"
+        "override-freeze", change, "--env", "dev", "--reason", "my own change", user=AUTHOR
     )
     assert by_author.returncode != 0
     expected = (
@@ -58,10 +58,9 @@ def test_frozen_rollout_waits_until_an_allowed_approver_breaks_the_glass(stack: 
         change,
         "--env",
         "dev",
-        "--as",
-        "carol",
         "--reason",
         "CVE fix, cannot wait",
+        user="carol",
     )
     assert broke.returncode == 0, broke.stderr
 

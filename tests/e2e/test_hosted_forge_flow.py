@@ -100,7 +100,7 @@ def test_change_runs_through_the_hosted_forge_api(hosted: tuple[E2EStack, FakeFo
     assert version(stack.config.environment("staging").verify.url)["commit"] == merge
 
     # Aborting closes the waiting prod GitOps PR on the forge, saying why.
-    aborted = stack.baton("abort", change, "--reason", "test over", "--as", AUTHOR)
+    aborted = stack.baton("abort", change, "--reason", "test over", user=AUTHOR)
     assert aborted.returncode == 0, aborted.stderr
     stack.wait(change, lambda d: d.change.state == "aborted")
     prod = next(p for p in fake.store.list_pull_requests(GITOPS_REPO) if "/prod/" in p.head_branch)

@@ -97,7 +97,7 @@ def test_newer_change_supersedes_one_waiting_for_prod_approval(stack: E2EStack) 
     assert lane.holder.change_id == newer and lane.queue == []
     assert detail.rollout.gate.waiting_on == ["carol", "dave", "erin"]
     for approver in ("carol", "dave"):
-        approved = stack.baton("approve", newer, "--env", "prod", "--as", approver)
+        approved = stack.baton("approve", newer, "--env", "prod", user=approver)
         assert approved.returncode == 0, approved.stderr
     done = stack.wait(newer, lambda d: d.change.state in ("completed", "failed"), timeout=300)
     assert done.change.state == "completed", done.change.reason

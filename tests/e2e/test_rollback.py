@@ -146,7 +146,7 @@ def test_failed_staging_verification_is_rolled_back(stack: E2EStack) -> None:
     )
     good_digest = detail.change.artifact.image_digest
     assert version(staging)["commit"] == good_commit
-    stopped = stack.baton("abort", good, "--reason", "stop before prod", "--as", AUTHOR)
+    stopped = stack.baton("abort", good, "--reason", "stop before prod", user=AUTHOR)
     assert stopped.returncode == 0, stopped.stderr
     stack.wait(good, lambda d: d.change.state == "aborted")
 

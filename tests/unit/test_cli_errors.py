@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from baton.changes import ChangeNotFound, WorkerUnavailable
 from baton.config import ConfigError
 from baton.errors import BatonError, ToolNotFound
 from baton.forges.base import HeadChanged, PullRequestNotFound
@@ -20,7 +21,6 @@ from baton.settings import Settings
 from baton.temporal import TemporalUnavailable, connect_config
 from baton.tools import PROJECT_ROOT, find_tool
 from cli import main
-from cli.changes import ChangeNotFound, WorkerUnavailable
 from cli.demo import DemoFailed
 from cli.exits import Exit
 from cli.watch import WaitTimedOut

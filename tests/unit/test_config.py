@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -173,6 +174,34 @@ def test_an_environments_kustomization_name_is_per_app() -> None:
     ) == [
         "environments[0].sync.kustomization: unknown placeholder(s) application: use {app}, {env}"
     ]
+
+
+def test_a_group_in_the_approver_list_may_stand_for_several_approvers() -> None:
+    text = APP + (
+        "environments: [{name: prod, namespace: p, "
+        "approvals: {required: 3, approvers: [carol, 'group:release-managers']}}]"
+    )
+    approvals = parse_config(text).environment("prod").approvals
+    assert approvals.approvers == ["carol", "group:release-managers"]
+
+
+def test_expire_after_is_a_duration() -> None:
+    ok = APP + "environments: [{name: prod, namespace: p, approvals: {expire_after: 24h}}]"
+    assert parse_config(ok).environment("prod").approvals.lifetime == timedelta(hours=24)
+    bad = APP + "environments: [{name: prod, namespace: p, approvals: {expire_after: 1 day}}]"
+    (problem,) = problems(bad)
+    assert problem == (
+        "environments[0].approvals.expire_after: '1 day' is not a duration: give e.g. 30m, "
+        "12h, 1d or 2w"
+    )
+
+
+def test_the_oidc_issuer_accepts_asymmetric_algorithms_only() -> None:
+    text = (
+        APP + "auth: {oidc: {issuer: https://id.example.com, audience: baton, algorithms: [HS256]}}"
+    )
+    (problem,) = problems(text)
+    assert problem.startswith("auth.oidc.algorithms[0]: Input should be 'RS256'")
 
 
 def test_release_branch_is_a_branch_name() -> None:

@@ -64,3 +64,27 @@ def test_the_last_approval_of_a_sensitive_diff_must_be_a_security_one() -> None:
     assert still_may_approve(SECURED, "alice", carol, security_due=1) == ["erin"]
     with pytest.raises(PolicyViolation, match="remaining approval.s. must come from erin"):
         check_approval(SECURED, "prod", "alice", carol, "dave", security_due=1)
+
+
+def test_the_author_under_another_name_on_the_forge_may_not_approve() -> None:
+    with pytest.raises(
+        PolicyViolation,
+        match=r"^al is the change's author \(alice on the forge\) and prod's policy forbids",
+    ):
+        check_approval(PROD, "prod", "alice", [], "al", forge_users=["alice"])
+
+
+def test_group_members_approve_and_count_as_security_approvers() -> None:
+    policy = ApprovalPolicy(
+        required=1,
+        approvers=["group:devs"],
+        security=SecurityApprovals(required=1, approvers=["group:security"]),
+    )
+    with pytest.raises(PolicyViolation, match="allowed approvers are group:devs, group:security"):
+        check_approval(policy, "prod", "alice", [], "carol", security_due=1)
+    check_approval(policy, "prod", "alice", [], "carol", security_due=1, groups=["devs"])
+    given = [Decision(user="carol", groups=["devs"])]
+    assert not satisfied(policy, given, security_due=1)
+    with pytest.raises(PolicyViolation, match="must come from group:security"):
+        check_approval(policy, "prod", "alice", given, "dave", security_due=1, groups=["devs"])
+    assert satisfied(policy, [*given, Decision(user="erin", groups=["security"])], 1)

@@ -26,6 +26,7 @@ from temporalio.service import RPCError
 
 from activities.deploy import CloseInput
 from activities.lane import is_running, join_lane
+from baton import changes
 from baton.config import ApprovalPolicy, EnvironmentConfig, LanePolicy
 from baton.models import (
     AbortInput,
@@ -49,7 +50,6 @@ from baton.temporal import (
     pipeline_id,
     rollout_id,
 )
-from cli import changes
 from tests.conftest import at_gate, serving, until
 from tests.workflows import test_pipelines as pipelines
 from tests.workflows import test_rollout as rollout

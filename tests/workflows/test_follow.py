@@ -27,10 +27,10 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.pipeline import BuildInput, CheckInput
+from baton import changes
 from baton.errors import ToolNotFound
 from baton.models import ChangeStatus, CheckResult, Decision, RolloutStatus
 from baton.temporal import Queries, SearchAttributes, TaskQueues
-from cli import changes
 from cli.watch import WatchEvent, follow
 from tests.conftest import Baton, at_gate, serving, until
 from tests.workflows import test_change as change_tests

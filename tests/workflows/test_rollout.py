@@ -31,7 +31,7 @@ from activities.deploy import (
     SyncCheckInput,
     VerifyInput,
 )
-from activities.errors import typed_errors
+from activities.errors import application_error, typed_errors
 from baton.cluster.kubernetes import ClusterForbidden
 from baton.config import (
     AppConfig,
@@ -43,9 +43,11 @@ from baton.config import (
     VerifyConfig,
 )
 from baton.errors import BatonError
+from baton.forges.base import HeadChanged
 from baton.models import (
     Decision,
     ForgeReview,
+    Gate,
     GateKind,
     GitOpsPullRequest,
     Rendered,
@@ -80,6 +82,7 @@ class World:
     verified: list[VerifyInput] = field(default_factory=list)
     sensitive: list[str] = field(default_factory=list)  # what render reports as sensitive
     bodies: list[str] = field(default_factory=list)  # GitOps PR bodies proposed
+    moved_head: str | None = None  # someone pushed to the GitOps PR: its head is now this
     render_error: BatonError | None = None  # what render_environment raises
 
 
@@ -113,6 +116,11 @@ async def propose(input: ProposeInput) -> GitOpsPullRequest:
 
 @activity.defn(name="merge_gitops_pr")
 async def merge(input: MergeInput) -> str:
+    if world.moved_head and input.pr.head_sha != world.moved_head:
+        # What the merge activity reports when the forge refuses: HeadChanged with its facts.
+        raise application_error(
+            HeadChanged("gitops", input.pr.number, input.pr.head_sha, world.moved_head)
+        )
     world.merged.append(input.pr.number)
     return REVERT if input.pr.head_branch.endswith("-revert") else M
 
@@ -682,3 +690,99 @@ async def test_without_a_sensitive_diff_security_approvers_are_not_needed(worker
     await handle.execute_update(EnvironmentRollout.approve, Decision(user="carol"))
     await wait_for_gate(handle, "sync")
     assert "Security-sensitive" not in world.bodies[0]
+
+
+# Approvals bound to content
+
+
+async def test_a_moved_gitops_pr_head_voids_the_approvals_and_asks_again(workers: Client) -> None:
+    moved = "7" * 40
+    world.moved_head = moved
+    handle = await start(workers, rollout_input(required=1))
+    await wait_for_gate(handle, "approval")
+    await handle.execute_update(EnvironmentRollout.approve, Decision(user="carol"))
+
+    status = await until(
+        lambda: handle.query(EnvironmentRollout.status),
+        lambda seen: bool(seen.voided) and seen.gate is not None,
+        f"{handle.id} to ask again",
+    )
+    assert status.gate.kind == "approval" and status.gate.head == moved
+    assert [d.user for d in status.voided] == ["carol"] and status.approvals == []
+    assert status.voided[0].head == HEAD  # what carol approved
+    notes = [s.detail for s in status.timeline if s.name == "note"]
+    assert notes == [
+        (
+            f"GitOps PR #7 moved from {HEAD[:12]} to {moved[:12]}: earlier approvals no longer "
+            "count, asking again"
+        )
+    ]
+    with pytest.raises(WorkflowUpdateFailedError) as stale:
+        await handle.execute_update(EnvironmentRollout.approve, Decision(user="dave", head=HEAD))
+    assert f"GitOps PR head {HEAD[:12]}, the PR now holds {moved[:12]}" in stale.value.cause.message
+
+    await handle.execute_update(EnvironmentRollout.approve, Decision(user="dave", head=moved))
+    result = await synced(handle)
+    assert result.outcome == "deployed" and world.closed == []
+    assert [(a.user, a.head) for a in result.approvals] == [("dave", moved)]
+
+
+async def test_an_approval_of_other_rendered_content_is_refused(workers: Client) -> None:
+    handle = await start(workers, rollout_input(required=1))
+    await wait_for_gate(handle, "approval")
+    status = await handle.query(EnvironmentRollout.status)
+    seen = fake_rendered(rollout_input(), []).content_hash
+    assert status.content_hash == seen and status.gate.content_hash == seen
+
+    with pytest.raises(WorkflowUpdateFailedError) as stale:
+        await handle.execute_update(
+            EnvironmentRollout.approve, Decision(user="carol", content_hash="sha256:older")
+        )
+    assert stale.value.cause.type == "PolicyViolation"
+    assert f"rendered content sha256:older, the PR now holds {seen}" in stale.value.cause.message
+    await handle.execute_update(
+        EnvironmentRollout.approve, Decision(user="carol", content_hash=seen, via="token")
+    )
+    result = await synced(handle)
+    assert [(a.user, a.content_hash, a.via) for a in result.approvals] == [("carol", seen, "token")]
+
+
+async def test_group_approvers_approve_with_the_groups_they_were_authenticated_with(
+    workers: Client,
+) -> None:
+    input = rollout_input(required=1)
+    policy = input.environment.approvals.model_copy(
+        update={"approvers": ["group:release-managers"]}
+    )
+    input = input.model_copy(
+        update={"environment": input.environment.model_copy(update={"approvals": policy})}
+    )
+    handle = await start(workers, input)
+    await wait_for_gate(handle, "approval")
+    assert "allowed approvers are group:release-managers" in await refused(handle, "carol")
+    await handle.execute_update(
+        EnvironmentRollout.approve, Decision(user="carol", groups=["release-managers"])
+    )
+    assert (await synced(handle)).approvals[0].groups == ["release-managers"]
+
+
+async def test_the_gate_is_published_in_the_memo_for_readers_without_a_worker(
+    workers: Client,
+) -> None:
+    handle = await start(workers, rollout_input(required=2))
+    await wait_for_gate(handle, "approval")
+    await handle.execute_update(EnvironmentRollout.approve, Decision(user="carol"))
+
+    async def published() -> Gate | None:
+        described = await handle.describe()
+        if "gate" not in described.raw_info.memo.fields:
+            return None
+        return await described.memo_value("gate", type_hint=Gate)
+
+    gate = await until(
+        published, lambda g: g is not None and g.approved_by == ["carol"], "the gate in the memo"
+    )
+    assert gate.kind == "approval" and gate.waiting_on == ["dave"] and gate.head == HEAD
+    await handle.execute_update(EnvironmentRollout.approve, Decision(user="dave"))
+    await synced(handle)
+    assert "gate" not in (await handle.describe()).raw_info.memo.fields

@@ -18,7 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from baton.config import FreezeWindow
 from baton.models import Decision, RolloutStatus, SyncEvent
-from tests.conftest import at_gate
+from tests.conftest import at_gate, until
 from tests.workflows import test_rollout as rollout
 from tests.workflows.test_rollout import M, rollout_input, start
 from workflows.rollout import EnvironmentRollout
@@ -80,3 +80,35 @@ async def test_an_override_covers_its_freeze_not_a_later_one(
     status = await at_gate(handle, "freeze", RolloutStatus)
     assert status.gate.description.startswith("prod is frozen (holidays) until ")
     assert rollout.world.merged == []
+
+
+async def test_approvals_older_than_expire_after_no_longer_count_at_the_merge(
+    time_skipping_env: WorkflowEnvironment,
+) -> None:
+    input = rollout_input(required=2)
+    policy = input.environment.approvals.model_copy(update={"expire_after": "24h"})
+    environment = input.environment.model_copy(update={"approvals": policy})
+    handle = await start(
+        time_skipping_env.client, input.model_copy(update={"environment": environment})
+    )
+    await at_gate(handle, "approval", RolloutStatus)
+    await handle.execute_update(EnvironmentRollout.approve, Decision(user="carol"))
+
+    await time_skipping_env.sleep(timedelta(hours=25))  # carol's approval is stale by the merge
+
+    await handle.execute_update(EnvironmentRollout.approve, Decision(user="dave"))
+    status = await until(
+        lambda: handle.query(EnvironmentRollout.status),
+        lambda seen: bool(seen.voided) and seen.gate is not None,
+        f"{handle.id} to ask again",
+    )
+    assert [d.user for d in status.voided] == ["carol"] and status.gate.approved_by == ["dave"]
+    assert rollout.world.merged == []
+    notes = [s.detail for s in status.timeline if s.name == "note"]
+    assert notes == ["approval(s) by carol expired (older than 24h): asking again"]
+
+    await handle.execute_update(EnvironmentRollout.approve, Decision(user="carol"))
+    await at_gate(handle, "sync", RolloutStatus)
+    await handle.signal(EnvironmentRollout.sync_event, SyncEvent(revision=M, state="ready"))
+    result = await handle.result()
+    assert result.outcome == "deployed" and [a.user for a in result.approvals] == ["dave", "carol"]

@@ -31,8 +31,10 @@ class Approvals:
         self.rollback = rollback
         self.pr: GitOpsPullRequest | None = None  # the PR decided on, once the round began
         self.given: list[Decision] = []
+        self.voided: list[Decision] = []  # approvals of content the PR no longer holds
         self.rejection: Decision | None = None
         self.sensitive: list[str] = []  # why the rendered diff is security-sensitive
+        self.content_hash: str | None = None  # the rendered content the PR proposes
 
     @property
     def security_due(self) -> int:
@@ -73,25 +75,54 @@ class Approvals:
             waiting_on=policy.still_may_approve(self.policy, self.author, self.given, due),
             required=self.required,
             approved_by=approved,
+            content_hash=self.content_hash,
+            head=self.pr.head_sha if self.pr else None,
         )
 
     # The update validators' checks: they raise, and change nothing.
 
     def check_approval(self, approval: Decision) -> None:
-        """Refuse an approval the policy does not allow, or that comes when none is awaited."""
+        """Refuse an approval the policy does not allow, that was made on other content than the
+        PR holds, or that comes when none is awaited."""
         self._check_awaited()
+        self._check_current(approval, "approval")
         policy.check_approval(
-            self.policy, self.environment, self.author, self.given, approval.user, self.security_due
+            self.policy,
+            self.environment,
+            self.author,
+            self.given,
+            approval.user,
+            self.security_due,
+            approval.groups,
+            approval.forge_users,
         )
 
     def check_rejection(self, rejection: Decision) -> None:
         """Refuse a rejection by someone who may not approve, or when no approval is awaited."""
         self._check_awaited()
         allowed = self.policy.approvers
-        if allowed and rejection.user not in allowed:
+        if allowed and not policy.listed(allowed, rejection.user, rejection.groups):
             raise policy.PolicyViolation(
                 f"{rejection.user} may not reject {self.environment}: "
                 f"allowed approvers are {', '.join(allowed)}"
+            )
+
+    def _check_current(self, decision: Decision, kind: str) -> None:
+        """Refuse a decision made on content (rendered hash, PR head) the PR no longer holds."""
+        head = self.pr.head_sha if self.pr else None
+        stale = [
+            f"{what} {given[:width]}, the PR now holds {now[:width]}"
+            for what, given, now, width in (
+                # `sha256:` and 12 hex digits; a commit's 12 first.
+                ("rendered content", decision.content_hash, self.content_hash, 19),
+                ("GitOps PR head", decision.head, head, 12),
+            )
+            if given and now and given != now
+        ]
+        if stale:
+            raise policy.PolicyViolation(
+                f"the {kind} by {decision.user} was made on {'; '.join(stale)}: "
+                "look at the change again (baton changes show) and decide on what it holds now"
             )
 
     def _check_awaited(self) -> None:
@@ -105,16 +136,57 @@ class Approvals:
     # The decisions, checked already.
 
     def approve(self, approval: Decision) -> str:
-        """Count an approval; says how many there are of how many needed."""
-        self.given.append(approval.model_copy(update={"at": workflow.now()}))
+        """Count an approval, bound to the content it was given on; says how many of how many."""
+        self.given.append(self._bound(approval))
         self._show_gate()
         count = len(policy.approved_by(self.given))
         return f"{approval.user} approved {self.environment} ({count}/{self.required})"
 
     def reject(self, rejection: Decision) -> str:
         """Record the rejection: the round ends with it."""
-        self.rejection = rejection.model_copy(update={"at": workflow.now()})
+        self.rejection = self._bound(rejection)
         return f"{rejection.user} rejected {self.environment}"
+
+    def _bound(self, decision: Decision) -> Decision:
+        """`decision` stamped with when, and the content it was made on (as it stands now)."""
+        return decision.model_copy(
+            update={
+                "at": workflow.now(),
+                "content_hash": decision.content_hash or self.content_hash,
+                "head": decision.head or (self.pr.head_sha if self.pr else None),
+            }
+        )
+
+    def drop_expired(self) -> bool:
+        """Void approvals older than the policy's `expire_after`; True when that leaves the
+        policy unsatisfied, so the approvers must be asked again."""
+        lifetime = self.policy.lifetime
+        if lifetime is None:
+            return False
+        since = workflow.now() - lifetime
+        expired = [d for d in self.given if d.at is not None and d.at < since]
+        if not expired:
+            return False
+        self.voided += expired
+        self.given = [d for d in self.given if d not in expired]
+        self.record.note(
+            f"approval(s) by {', '.join(d.user for d in expired)} expired "
+            f"(older than {self.policy.expire_after})"
+            + ("" if self.satisfied else ": asking again")
+        )
+        return not self.satisfied
+
+    def content_moved(self, pr: GitOpsPullRequest) -> None:
+        """The PR's head moved (someone pushed to it): earlier approvals stop counting and the
+        approvers are asked again, on what the PR holds now."""
+        old = self.pr.head_sha[:12] if self.pr else "?"
+        self.pr = pr
+        self.voided += self.given
+        self.given = []
+        self.record.note(
+            f"GitOps PR #{pr.number} moved from {old} to {pr.head_sha[:12]}: "
+            "earlier approvals no longer count, asking again"
+        )
 
     def review(self, review: ForgeReview) -> None:
         """Count a forge review of the PR like a decision made through Baton, or note why not.
@@ -127,10 +199,18 @@ class Approvals:
             self._withdraw(review.user)
         if review.dismissed:
             return
-        decision = Decision(user=review.user, source="forge", comment="review on the GitOps PR")
+        decision = Decision(
+            user=review.user,
+            source="forge",
+            via="forge",
+            subject=review.user,
+            comment="review on the GitOps PR",
+            head=review.commit,
+        )
         try:
             if self.pr and review.commit != self.pr.head_sha:
                 raise policy.PolicyViolation(f"it reviews {review.commit[:12]}, not the PR's head")
+            decision.content_hash = self.content_hash
             if review.approved:
                 self.check_approval(decision)
                 self.approve(decision)

@@ -40,7 +40,13 @@ class FreezeGate:
         if not override.comment.strip():
             raise policy.PolicyViolation("a freeze override needs a reason (--reason)")
         policy.check_decider(
-            env.approvals, env.name, self.author, override.user, "override the freeze of"
+            env.approvals,
+            env.name,
+            self.author,
+            override.user,
+            "override the freeze of",
+            groups=override.groups,
+            forge_users=override.forge_users,
         )
 
     def grant(self, override: Decision) -> str:

@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Unpack
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 
 with workflow.unsafe.imports_passed_through():
@@ -130,6 +130,8 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
             timeline=self.record.timeline,
             rollback=self.saga.rollback if self.saga else None,
             freeze_override=self.freeze_gate.override,
+            content_hash=self.approvals.content_hash,
+            voided=self.approvals.voided,
         )
 
     def _deciding(self) -> Approvals:
@@ -153,6 +155,7 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
                 summary=f"render {input.app.name} for {input.environment.name}",
             )
             self.approvals.sensitive = rendered.sensitive
+            self.approvals.content_hash = rendered.content_hash
             if rendered.changed_objects == 0:
                 self.revision = await step(
                     self.record,
@@ -171,7 +174,7 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
                         f"GitOps PR #{pr.number} needs {self.approvals.required} approval(s)",
                     )
                 approved = await self.approvals.wait("approval", pr, lambda: self.superseded_by)
-                while True:
+                while self.revision is None:
                     if self.superseded_by:
                         return await self._superseded()
                     if not approved:
@@ -182,13 +185,20 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
                     await self.freeze_gate.wait(lambda: self.superseded_by)
                     if self.superseded_by:
                         return await self._superseded()
-                    # An approval dismissed on the forge meanwhile: approve again before merging.
-                    if self.approvals.satisfied or not workflow.patched("approval-withdrawn"):
-                        break
-                    approved = await self.approvals.wait("approval", pr, lambda: self.superseded_by)
-                self.revision = await self.merge(
-                    pr, "merge", manual=input.environment.approvals.merge == "manual"
-                )
+                    # An approval dismissed on the forge meanwhile, or expired (only with
+                    # approvals.expire_after): approve again before merging.
+                    if self.approvals.drop_expired() or (
+                        not self.approvals.satisfied and workflow.patched("approval-withdrawn")
+                    ):
+                        approved = await self.approvals.wait(
+                            "approval", pr, lambda: self.superseded_by
+                        )
+                        continue
+                    pr = await self._merge_approved(pr)
+                    if self.revision is None:  # the PR's head moved: its approvals are void
+                        approved = await self.approvals.wait(
+                            "approval", pr, lambda: self.superseded_by
+                        )
             checked = await self.converge(self.revision, VerifyInput(rollout=input))
             if not checked.synced:
                 return await self._fail(checked.message)
@@ -211,6 +221,23 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
             summary=f"open GitOps PR for {input.environment.name}",
         )
         self.record.fact("GitOps PR", f"[#{pr.number}]({pr.url})")
+        return pr
+
+    async def _merge_approved(self, pr: GitOpsPullRequest) -> GitOpsPullRequest:
+        """Merge the approved PR and set `revision`; when its head moved since the approvals
+        (someone pushed to it), they no longer count: returns the PR as it is now, to ask again."""
+        try:
+            self.revision = await self.merge(
+                pr, "merge", manual=self.input.environment.approvals.merge == "manual"
+            )
+        except ActivityError as err:
+            head = moved_head(err)
+            # Rollouts recorded before approvals followed the PR's head failed here.
+            if head is None or not workflow.patched("approvals-follow-head"):
+                raise
+            pr = self.pr = pr.model_copy(update={"head_sha": head})
+            self.sync.since = None  # nothing merges now: a newer change may supersede again
+            self.approvals.content_moved(pr)
         return pr
 
     async def merge(
@@ -407,3 +434,13 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
         """Close the GitOps PR unless it was merged, so nothing stale is left behind."""
         if self.pr is not None and self.revision is None:
             await close_pr(self.input, self.pr, why)
+
+
+def moved_head(err: ActivityError) -> str | None:
+    """The GitOps PR's new head when a merge was refused because the head moved (HeadChanged)."""
+    cause = err.cause
+    if not isinstance(cause, ApplicationError) or cause.type != "HeadChanged" or not cause.details:
+        return None
+    details = cause.details[0]
+    actual = details.get("actual") if isinstance(details, dict) else None
+    return actual if isinstance(actual, str) else None

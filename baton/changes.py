@@ -1,32 +1,41 @@
-"""Client-side operations on changes: list, inspect, follow, approve, reject, abort (CLI and API
-share them).
+"""Client-side operations on changes: list, inspect, follow, approve, reject, abort, re-run (the
+CLI and the API share them).
 
 What a change shows is read from what its workflows publish: search attributes for the list, the
 `status` memo of the change, its rollouts and pipelines for one change (`show`), and the heartbeat
 of a running build. Temporal answers those from its own store, so they need no worker, and a
 finished change never does. Only changes started before the workflows published a memo are asked
-by query, which a worker answers.
+by query, which a worker answers. Gates are read from the `gate` memo of running workflows.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TypeVar
 
-from pydantic import BaseModel
-from temporalio.client import Client, WorkflowExecutionDescription, WorkflowUpdateFailedError
+from pydantic import BaseModel, Field
+from temporalio.client import (
+    Client,
+    WorkflowExecution,
+    WorkflowExecutionDescription,
+    WorkflowUpdateFailedError,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
 from baton.errors import DecisionRefused, InfrastructureError, NotFound
 from baton.models import (
     AbortInput,
+    ChangeState,
     ChangeStatus,
     Decision,
+    Gate,
     PipelineStatus,
     RolloutStatus,
     Stage,
 )
+from baton.policy import PolicyViolation
 from baton.temporal import (
+    MEMO_GATE,
     Queries,
     SearchAttributes,
     Updates,
@@ -64,11 +73,15 @@ class Refused(DecisionRefused):
 
 
 class ChangeSummary(BaseModel):
-    id: str
-    status: str
-    state: str | None
+    """A change as its search attributes show it (no worker needed)."""
+
+    id: str = Field(description="change/<app>/<pr>")
+    status: str = Field(description="the workflow's status: running, completed, failed, ...")
+    state: str | None = Field(description="the change's state (ChangeState)")
+    app: str | None = None
+    pr: int | None = None
     commit: str | None
-    environment: str | None
+    environment: str | None = Field(description="the environment it is promoting into, or was")
     started_at: datetime | None
 
     @property
@@ -78,6 +91,16 @@ class ChangeSummary(BaseModel):
         if self.status in ("running", "completed") and self.state:
             return self.state
         return self.status
+
+
+class PublishedGate(BaseModel):
+    """What a running change or rollout waits for, as it published it (no worker needed)."""
+
+    workflow_id: str
+    app: str | None = None
+    environment: str | None = None
+    commit: str | None = None
+    gate: Gate
 
 
 class ChangeDetail(BaseModel):
@@ -92,54 +115,140 @@ class ChangeDetail(BaseModel):
     detail is its last progress line."""
 
 
+class Filters(BaseModel):
+    """Which changes to list; every value is checked before it goes into a visibility query."""
+
+    app: str | None = Field(default=None, pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+    state: ChangeState | None = None
+    environment: str | None = Field(default=None, pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+    running: bool | None = None
+
+    def query(self) -> str:
+        clauses = [f"WorkflowType = '{WorkflowTypes.CHANGE}'"]
+        if self.app:
+            clauses.append(f"{SearchAttributes.APP.name} = '{self.app}'")
+        if self.state:
+            clauses.append(f"{SearchAttributes.STATE.name} = '{self.state}'")
+        if self.environment:
+            clauses.append(f"{SearchAttributes.ENVIRONMENT.name} = '{self.environment}'")
+        if self.running is not None:
+            clauses.append(f"ExecutionStatus {'=' if self.running else '!='} 'Running'")
+        return " AND ".join(clauses)
+
+
 def normalize_id(change: str) -> str:
     """Accept `change/app/7` or the short `app/7`."""
     return change if change.startswith("change/") else f"change/{change}"
 
 
-async def list_changes(client: Client, limit: int = 50) -> list[ChangeSummary]:
+async def list_changes(
+    client: Client, limit: int = 50, filters: Filters | None = None
+) -> list[ChangeSummary]:
     """Changes, newest first, from visibility (search attributes): no worker needed."""
-    changes = []
+    query = (filters or Filters()).query()
+    return [_summary(execution) async for execution in client.list_workflows(query, limit=limit)]
+
+
+async def summary(client: Client, change: str) -> ChangeSummary:
+    """One change's summary from visibility; ChangeNotFound when there is none."""
+    change_id = normalize_id(change)
+    query = f"WorkflowType = '{WorkflowTypes.CHANGE}' AND WorkflowId = '{change_id}'"
+    async for execution in client.list_workflows(query, limit=1):
+        return _summary(execution)
+    raise ChangeNotFound(change_id)
+
+
+def _summary(execution: WorkflowExecution) -> ChangeSummary:
+    attributes = execution.typed_search_attributes
+    pr = attributes.get(SearchAttributes.PR)
+    return ChangeSummary(
+        id=execution.id,
+        status=execution.status.name.lower() if execution.status else "unknown",
+        # Changes started before BatonState was split out of BatonStage carry only that.
+        state=attributes.get(SearchAttributes.STATE)
+        or attributes.get(SearchAttributes.LEGACY_STAGE),
+        app=attributes.get(SearchAttributes.APP),
+        pr=int(pr) if pr and pr.isdigit() else None,
+        commit=attributes.get(SearchAttributes.COMMIT),
+        environment=attributes.get(SearchAttributes.ENVIRONMENT),
+        started_at=execution.start_time,
+    )
+
+
+async def gates(client: Client, query: str, limit: int = 200) -> list[PublishedGate]:
+    """The gates of the running workflows `query` selects, from their memo: no worker needed."""
+    found = []
     async for execution in client.list_workflows(
-        f"WorkflowType = '{WorkflowTypes.CHANGE}'", limit=limit
+        f"({query}) AND ExecutionStatus = 'Running'", limit=limit
     ):
-        attributes = execution.typed_search_attributes
-        changes.append(
-            ChangeSummary(
-                id=execution.id,
-                status=execution.status.name.lower() if execution.status else "unknown",
-                # Changes started before BatonState was split out of BatonStage carry only that.
-                state=attributes.get(SearchAttributes.STATE)
-                or attributes.get(SearchAttributes.LEGACY_STAGE),
-                commit=attributes.get(SearchAttributes.COMMIT),
-                environment=attributes.get(SearchAttributes.ENVIRONMENT),
-                started_at=execution.start_time,
+        gate = await _memo_gate(execution)
+        if gate is not None:
+            attributes = execution.typed_search_attributes
+            found.append(
+                PublishedGate(
+                    workflow_id=execution.id,
+                    app=attributes.get(SearchAttributes.APP),
+                    environment=attributes.get(SearchAttributes.ENVIRONMENT),
+                    commit=attributes.get(SearchAttributes.COMMIT),
+                    gate=gate,
+                )
             )
+    return found
+
+
+async def _memo_gate(execution: WorkflowExecution) -> Gate | None:
+    if MEMO_GATE not in execution.raw_info.memo.fields:
+        return None
+    return await execution.memo_value(MEMO_GATE, type_hint=Gate)
+
+
+async def change_gates(client: Client, change: ChangeSummary) -> list[PublishedGate]:
+    """What a change and its running rollouts wait for, as published: no worker needed."""
+    found = await gates(client, f"WorkflowId = '{change.id}'", limit=1)
+    app, commit = change.app, change.commit
+    if app and commit:
+        found += await gates(
+            client,
+            f"WorkflowType = '{WorkflowTypes.ROLLOUT}' AND {SearchAttributes.APP.name} = '{app}' "
+            f"AND {SearchAttributes.COMMIT.name} = '{commit}'",
         )
-    return changes
+    return found
 
 
-async def show(client: Client, change: str) -> ChangeDetail:
+async def show(
+    client: Client, change: str, patience: timedelta = timedelta(seconds=15)
+) -> ChangeDetail:
     """The change's timeline and gate, the rollout it is in and its pipeline's steps, from what
-    its workflows publish (see the module); raises ChangeNotFound."""
+    its workflows publish (see the module); raises ChangeNotFound.
+
+    A change started before workflows published their status is asked by query, which waits at
+    most `patience` for a worker (Temporal holds a query while no worker polls), then
+    WorkerUnavailable."""
     change_id = normalize_id(change)
     description = await _describe(client, change_id)
     if description is None:
         raise ChangeNotFound(change_id)
-    status = await _published(client, description, ChangeStatus)
+    status = await _published(client, description, ChangeStatus, patience)
     workflow = description.status.name.lower() if description.status else "unknown"
     rollout = None
     if status.current_rollout:
-        rollout = await read_status(client, status.current_rollout, RolloutStatus)
+        rollout = await read_status(client, status.current_rollout, RolloutStatus, patience)
     return ChangeDetail(
         change=status, rollout=rollout, workflow=workflow, steps=await _steps(client, status)
     )
 
 
-async def read_status(client: Client, workflow_id: str, status_type: type[T]) -> T | None:
+async def read_status(
+    client: Client,
+    workflow_id: str,
+    status_type: type[T],
+    patience: timedelta = timedelta(seconds=15),
+) -> T | None:
     """The status a workflow (change, rollout, pipeline) published; None when it has not started."""
     description = await _describe(client, workflow_id)
-    return None if description is None else await _published(client, description, status_type)
+    if description is None:
+        return None
+    return await _published(client, description, status_type, patience)
 
 
 async def _describe(client: Client, workflow_id: str) -> WorkflowExecutionDescription | None:
@@ -153,11 +262,14 @@ async def _describe(client: Client, workflow_id: str) -> WorkflowExecutionDescri
 
 
 async def _published(
-    client: Client, description: WorkflowExecutionDescription, status_type: type[T]
+    client: Client,
+    description: WorkflowExecutionDescription,
+    status_type: type[T],
+    patience: timedelta,
 ) -> T:
     status = await description.memo_value("status", None, type_hint=status_type)
     if status is None:  # started before workflows published their status
-        return await _query(client, description.id, status_type)
+        return await _query(client, description.id, status_type, patience)
     return status
 
 
@@ -187,19 +299,17 @@ async def _steps(client: Client, status: ChangeStatus) -> list[Stage]:
     return pipeline.timeline
 
 
-async def _query(client: Client, workflow_id: str, result_type: type[T]) -> T:
+async def _query(client: Client, workflow_id: str, result_type: type[T], patience: timedelta) -> T:
     try:
         return await client.get_workflow_handle(workflow_id).query(
-            Queries.STATUS, result_type=result_type
+            Queries.STATUS, result_type=result_type, rpc_timeout=patience
         )
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise ChangeNotFound(workflow_id) from None
-        # A busy worker may not answer within the client's timeout ("Timeout expired").
-        timed_out = (
-            exc.status == RPCStatusCode.DEADLINE_EXCEEDED or "Timeout expired" in exc.message
-        )
-        if "no poller" in exc.message or timed_out:
+        # The client's own deadline (`patience`) ends the wait as CANCELLED "Timeout expired".
+        timed_out = exc.status == RPCStatusCode.CANCELLED and "Timeout" in exc.message
+        if "no poller" in exc.message or exc.status == RPCStatusCode.DEADLINE_EXCEEDED or timed_out:
             raise WorkerUnavailable(workflow_id) from None
         raise
 
@@ -244,7 +354,15 @@ async def _update_rollout(
     try:
         return await client.get_workflow_handle(target).execute_update(update, arg, result_type=str)
     except WorkflowUpdateFailedError as exc:
-        raise Refused(getattr(exc.cause, "message", None) or str(exc.cause)) from None
+        raise refusal(exc) from None
+
+
+def refusal(exc: WorkflowUpdateFailedError) -> DecisionRefused:
+    """The workflow's refusal as a Baton error: a PolicyViolation when the policy refused."""
+    message = getattr(exc.cause, "message", None) or str(exc.cause)
+    if getattr(exc.cause, "type", None) == PolicyViolation.__name__:
+        return PolicyViolation(message)
+    return Refused(message)
 
 
 async def abort(client: Client, change: str, user: str, reason: str) -> str:
@@ -265,7 +383,7 @@ async def _update_change(client: Client, change: str, update: str, arg: object) 
             update, arg, result_type=str
         )
     except WorkflowUpdateFailedError as exc:
-        raise Refused(getattr(exc.cause, "message", None) or str(exc.cause)) from None
+        raise refusal(exc) from None
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             # Temporal refuses updates to a closed workflow as "not found": say which it is.
