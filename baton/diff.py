@@ -19,7 +19,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel
 
-from baton.render import object_key, split_objects
+from baton.render import YAML_LOADER, object_key, split_objects
 
 ObjectAction = Literal["added", "changed", "removed"]
 FieldPath = tuple[str | int, ...]
@@ -234,7 +234,7 @@ def keep_deployed(
     parts = _DOCUMENT_START.split(manifests)
     for index in range(0, len(parts), 2):
         text = parts[index]
-        obj = yaml.safe_load(text)
+        obj = yaml.load(text, Loader=YAML_LOADER)
         if not isinstance(obj, dict) or "kind" not in obj:
             continue
         key = object_key(obj)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import tempfile
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -169,12 +170,20 @@ def render_for_environment(
             app, templates, env=env, registry=registry, source=source, components=components
         )
         if isinstance(renderer, HelmRenderer):
-            render = renderer.template(app.name, env.namespace, values_files=files, image=image)
-            first, omitted = render.manifests, render.omitted
-        else:
-            first = renderer.render(app.name, env.namespace, values_files=files, image=image)
-            omitted = []
-        second = renderer.render(app.name, env.namespace, values_files=files, image=image)
+            # Dependencies first: the two renders below then find nothing to build, so they
+            # can run side by side (each is mostly the tool's own process).
+            renderer.build_dependencies()
+        with ThreadPoolExecutor(max_workers=2) as renders:
+            second_render = renders.submit(
+                renderer.render, app.name, env.namespace, values_files=files, image=image
+            )
+            if isinstance(renderer, HelmRenderer):
+                render = renderer.template(app.name, env.namespace, values_files=files, image=image)
+                first, omitted = render.manifests, render.omitted
+            else:
+                first = renderer.render(app.name, env.namespace, values_files=files, image=image)
+                omitted = []
+            second = second_render.result()
     unstable = unstable_fields(first, second) if first != second else {}
     if unstable and app.nondeterministic == "reject":
         raise NondeterministicRender(

@@ -6,6 +6,7 @@ one. Both pin the image by digest, so the rendered manifests name exactly the im
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -29,6 +30,19 @@ from baton.registry import Registry
 from baton.tools import error_line, find_tool, run_tool
 
 log = logging.getLogger(__name__)
+
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""PyYAML's safe loader, in C (libyaml) where the wheel has it: manifests are parsed several times
+per render (hooks, pin check, validation, diff), and the pure-Python loader was most of a render
+step's time for a chart of 50 objects (`bench/render.py`)."""
+
+# kubernetes_validate lists its schema directories and reads and parses a kind's JSON schema and
+# the whole definitions file on every call (over half a second for 50 objects); none of them
+# changes within a process, so keep them.
+kubernetes_validate.utils.schema_contents = functools.lru_cache(maxsize=512)(
+    kubernetes_validate.utils.schema_contents
+)
+kubernetes_validate.utils.all_versions = functools.cache(kubernetes_validate.utils.all_versions)
 
 RENDER_TIMEOUT_S = 120
 DEFAULT_KUBERNETES = KubernetesConfig()
@@ -126,9 +140,24 @@ class HelmRenderer:
         self.kubernetes = kubernetes
         self.registry = registry
         self.source = source or str(self.chart_dir)  # how messages name the chart
+        self._dependencies_built = False
 
     def render(self, release: str, namespace: str, **options: Unpack[RenderOptions]) -> str:
         return self.template(release, namespace, **options).manifests
+
+    def build_dependencies(self) -> None:
+        """Build the chart's missing dependencies, once per renderer (renders call it first).
+
+        Raises `RenderFailed` with helm's error line, `ArtifactError` when a dependency's
+        registry does not answer.
+        """
+        if self._dependencies_built:
+            return
+        try:
+            build_dependencies(self.chart_dir, self.registry)
+        except DependencyBuildFailed as exc:
+            raise RenderFailed(f"helm dependency build of {self.source}", exc.output) from None
+        self._dependencies_built = True
 
     def template(
         self,
@@ -144,10 +173,7 @@ class HelmRenderer:
         Raises `RenderFailed` with helm's error line (`ImageNotPinned` when the image is not
         pinned), `ArtifactError` when a dependency's registry does not answer.
         """
-        try:
-            build_dependencies(self.chart_dir, self.registry)
-        except DependencyBuildFailed as exc:
-            raise RenderFailed(f"helm dependency build of {self.source}", exc.output) from None
+        self.build_dependencies()
         command = [find_tool("helm"), "template", release, str(self.chart_dir), "--include-crds"]
         command += ["--kube-version", self.kubernetes.version]
         for api_version in self.kubernetes.api_versions:
@@ -248,7 +274,7 @@ def containers(manifests: str) -> list[tuple[str, str, str]]:
                 walk(key, item)
 
     try:
-        documents = list(yaml.safe_load_all(manifests))
+        documents = list(yaml.load_all(manifests, Loader=YAML_LOADER))
     except yaml.YAMLError:
         return []  # validation says what is wrong with them
     for obj in documents:
@@ -270,7 +296,7 @@ def _install_objects(output: str) -> HelmRender:
     omitted: list[OmittedObject] = []
     for document in _DOCUMENT_START.split(output):
         try:
-            obj = yaml.safe_load(document)
+            obj = yaml.load(document, Loader=YAML_LOADER)
         except yaml.YAMLError:
             obj = None  # kept as it is: validation says what is wrong with it
         metadata = obj.get("metadata") if isinstance(obj, dict) else None
@@ -371,7 +397,7 @@ def _relative(directory: Path, overlay: str) -> str:
 def _container_images(manifests: str) -> set[str]:
     """The images of every container and init container in the manifests' pod templates."""
     images: set[str] = set()
-    for obj in yaml.safe_load_all(manifests):
+    for obj in yaml.load_all(manifests, Loader=YAML_LOADER):
         spec = (obj or {}).get("spec") or {}
         pod = ((spec.get("jobTemplate") or {}).get("spec") or spec).get("template") or {}
         pod_spec = pod.get("spec") or {}
@@ -390,7 +416,7 @@ def validate_manifests(yaml_text: str, kube_version: str = KUBE_VERSION) -> list
     problems: list[str] = []
     seen: set[str] = set()
     try:
-        documents = [doc for doc in yaml.safe_load_all(yaml_text) if doc is not None]
+        documents = [doc for doc in yaml.load_all(yaml_text, Loader=YAML_LOADER) if doc is not None]
     except yaml.YAMLError as exc:
         return [f"invalid YAML: {' '.join(str(exc).split())}"]
     for index, obj in enumerate(documents, start=1):
@@ -440,7 +466,7 @@ def split_objects(yaml_text: str) -> dict[str, dict[str, Any]]:
     """The objects of a multi-document YAML text, keyed by `object_key`."""
     objects: dict[str, dict[str, Any]] = {}
     try:
-        documents = list(yaml.safe_load_all(yaml_text))
+        documents = list(yaml.load_all(yaml_text, Loader=YAML_LOADER))
     except yaml.YAMLError as exc:
         raise ManifestError(f"rendered manifests are not valid YAML: {exc}") from None
     for obj in documents:
