@@ -384,7 +384,8 @@ def _people(approvers: list[str]) -> int | None:
 
 class SecurityApprovals(Model):
     """Extra approvals a rollout needs when its rendered diff is security-sensitive (RBAC,
-    NetworkPolicy, Secrets, securityContext, images from another registry)."""
+    admission webhooks, NetworkPolicy, Secrets, a workload newly breaking a Pod Security
+    Standards control, images from another registry; see baton/sensitivity.py)."""
 
     required: int = Field(default=0, ge=0, description="extra distinct approvals; 0: none")
     approvers: list[Approver] = Field(
