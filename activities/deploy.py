@@ -163,6 +163,7 @@ def render_environment(input: RolloutInput) -> Rendered:
             image=artifact.pinned_image,
             deployed=deployed,
             registry=ctx.registry,
+            registry_url=ctx.config.registry.url,
             source=f"{artifact.chart_ref}:{artifact.chart_version}" if app.chart else None,
         )
         unrecorded = previous is None and holds_objects(deployed)

@@ -384,7 +384,8 @@ def _people(approvers: list[str]) -> int | None:
 
 class SecurityApprovals(Model):
     """Extra approvals a rollout needs when its rendered diff is security-sensitive (RBAC,
-    NetworkPolicy, Secrets, securityContext, images from another registry)."""
+    admission webhooks, NetworkPolicy, Secrets, a workload newly breaking a Pod Security
+    Standards control, images from another registry; see baton/sensitivity.py)."""
 
     required: int = Field(default=0, ge=0, description="extra distinct approvals; 0: none")
     approvers: list[Approver] = Field(
@@ -541,6 +542,17 @@ class FreezeWindow(Model):
         return self
 
 
+class EnvironmentImages(Model):
+    """Which images an environment may run."""
+
+    allow_external: bool | None = Field(
+        default=None,
+        description="false: a render referencing an image from outside Baton's registry "
+        "(registry.url) fails, naming the images.mirror entry to add; unset: false where "
+        "production: true, true elsewhere",
+    )
+
+
 class EnvironmentConfig(Model):
     name: Name
     cluster: str = "local"
@@ -563,6 +575,13 @@ class EnvironmentConfig(Model):
     freeze: list[FreezeWindow] = Field(
         default=[], description="rollouts wait while one of these windows is active"
     )
+    images: EnvironmentImages = EnvironmentImages()
+
+    @property
+    def allows_external_images(self) -> bool:
+        """Whether renders here may reference images from outside Baton's registry."""
+        allowed = self.images.allow_external
+        return not self.production if allowed is None else allowed
 
 
 class OidcConfig(Model):

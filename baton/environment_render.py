@@ -26,11 +26,18 @@ from baton.diff import (
     keep_deployed,
     unstable_fields,
 )
-from baton.errors import DeployConfigError, NondeterministicRender
+from baton.errors import DeployConfigError, ExternalImage, NondeterministicRender
 from baton.gitops import RENDERED_FROM, GitOpsRepo, RenderedFrom, beside
 from baton.models import Artifact, OmittedObject, PinnedImage
+from baton.references import mirror_entry_for, registry_of
 from baton.registry import Registry
-from baton.render import HelmRenderer, KustomizeRenderer, Renderer, validate_manifests
+from baton.render import (
+    HelmRenderer,
+    KustomizeRenderer,
+    Renderer,
+    containers,
+    validate_manifests,
+)
 
 PLACEHOLDER_DIGEST = "sha256:" + "0" * 64
 """The image digest `baton render` pins when neither `--image` nor a deployed image gives one."""
@@ -141,6 +148,7 @@ def render_for_environment(
     deployed: str | None,
     registry: Registry | None = None,
     source: str | None = None,
+    registry_url: str | None = None,
 ) -> EnvironmentRender:
     """Render `templates` (see `renderer_for`) for `env` with its `inputs` (its values file, or
     its overlay's files: path → content) and `image`, twice; `deployed` is what the environment's manifests hold now.
@@ -149,6 +157,9 @@ def render_for_environment(
     renders, unless the app sets `nondeterministic: accept`: then those fields keep the value
     `deployed` holds, so they neither change nor count as a change on every rollout. Raises
     `DeployConfigError` for manifests that fail validation, `RenderFailed` from the tool.
+    Raises `ExternalImage` when `env` allows only Baton's registry (`registry_url`, host[:port];
+    default: the registry of `image`) and a container (init and ephemeral ones included)
+    references an image from another.
     """
     with tempfile.TemporaryDirectory(prefix="baton-inputs-") as tmp:
         files, components = [], []
@@ -199,7 +210,23 @@ def render_for_environment(
         raise DeployConfigError(
             f"rendered manifests for {env.name} are invalid: {'; '.join(problems[:5])}"
         )
+    if not env.allows_external_images:
+        _refuse_external_images(manifests, env, registry_url or registry_of(image.repository))
     return EnvironmentRender(manifests=manifests, unstable=unstable, omitted=omitted)
+
+
+def _refuse_external_images(manifests: str, env: EnvironmentConfig, registry_url: str) -> None:
+    """Raise `ExternalImage` naming every container whose image is not from `registry_url`."""
+    external = [(k, n, i) for k, n, i in containers(manifests) if registry_of(i) != registry_url]
+    if not external:
+        return
+    named = "; ".join(f"{key} container {name} runs {image}" for key, name, image in external)
+    entries = ", ".join(dict.fromkeys(mirror_entry_for(image) for _, _, image in external))
+    raise ExternalImage(
+        f"{env.name} runs only images from {registry_url} (images.allow_external: false): "
+        f"{named}: add {entries} to images.mirror, run `baton images mirror` and reference "
+        f"{registry_url}/mirror/..., or set images.allow_external: true on {env.name}"
+    )
 
 
 def diff_templates(

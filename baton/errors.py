@@ -10,7 +10,9 @@ problem is; a family of errors lives beside the adapter that raises it (module i
     ├── ConfigurationError ✗            what Baton was set up or given to work with is wrong
     │   ├── ConfigError                 [config] the configuration file
     │   ├── DeployConfigError           the GitOps repository or rendered manifests
-    │   │   └── NondeterministicRender  two renders of the same inputs differ, not accepted
+    │   │   ├── NondeterministicRender  two renders of the same inputs differ, not accepted
+    │   │   └── ExternalImage           [environment_render] an image from outside Baton's
+    │   │                               registry where the environment allows none
     │   ├── ClusterConfigError          a cluster's kubeconfig, permissions or sync objects
     │   ├── CheckConfigError            a pipeline step the app is not set up for
     │   ├── RenderFailed, ManifestError [render] a chart or kustomization, rendered manifests
@@ -136,6 +138,12 @@ class DeployConfigError(ConfigurationError):
 class NondeterministicRender(DeployConfigError):
     """Two renders of the same inputs differ, and the app does not accept that
     (`apps[].nondeterministic: reject`, the default)."""
+
+
+class ExternalImage(DeployConfigError):
+    """A render for an environment that allows only Baton's registry
+    (`environments[].images.allow_external: false`) references an image from another registry:
+    mirror it (`images.mirror`) and reference the mirrored copy."""
 
 
 class ClusterConfigError(ConfigurationError):

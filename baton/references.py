@@ -104,3 +104,32 @@ def parse_reference(text: str) -> Reference:
         check_tag(tag) if colon else None,
         check_digest(digest) if digest else None,
     )
+
+
+DEFAULT_REGISTRY = "docker.io"
+"""The registry a reference that names none is pulled from (Docker's default)."""
+
+
+def registry_of(image: str) -> str:
+    """The registry host an image reference is pulled from: its domain, docker.io without one."""
+    rest = image.partition("@")[0]
+    first, slash, _ = rest.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return DEFAULT_REGISTRY
+
+
+def mirror_entry_for(image: str) -> str:
+    """The `images.mirror` entry (flow YAML) that copies `image` into Baton's registry, e.g.
+    `{source: docker.io/library/redis:7, name: mirror/redis}` for `redis:7`."""
+    rest = image.partition("@")[0]
+    first, slash, remainder = rest.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        domain, path = first, remainder
+    else:
+        domain, path = DEFAULT_REGISTRY, rest
+    path, colon, tag = path.rpartition(":") if ":" in path else (path, "", "")
+    if domain == DEFAULT_REGISTRY and "/" not in path:
+        path = f"library/{path}"
+    name = path.rsplit("/", 1)[-1]
+    return f"{{source: {domain}/{path}:{tag if colon else '<tag>'}, name: mirror/{name}}}"

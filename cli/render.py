@@ -80,6 +80,7 @@ def render(
             image=pinned,
             deployed=gitops.read(path),
             registry=registry,
+            registry_url=config.registry.url,
         )
     return rendered.manifests
 
