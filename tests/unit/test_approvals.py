@@ -52,6 +52,20 @@ def test_a_sensitive_diff_needs_the_extra_security_approvals() -> None:
     assert gate.description == "0/2 approvals for prod (security-sensitive: Role/prod/reader added)"
 
 
+def test_the_gate_names_the_first_reasons_and_counts_the_rest() -> None:
+    approvals = awaiting(rollout(required=1, security=SecurityApprovals(required=1)))
+    approvals.sensitive = [f"Deployment/prod/web: control {n}" for n in range(1, 6)]
+
+    gate = approvals.gate()
+
+    assert gate is not None
+    assert gate.description == (
+        "0/2 approvals for prod (security-sensitive: Deployment/prod/web: control 1; "
+        "Deployment/prod/web: control 2; Deployment/prod/web: control 3; and 2 more in the "
+        "GitOps PR)"
+    )
+
+
 def test_a_revert_does_not_wait_for_the_security_reviewers() -> None:
     approvals = awaiting(rollout(required=1, security=SecurityApprovals(required=1)), rollback=True)
     approvals.sensitive = ["Role/prod/reader added"]

@@ -14,6 +14,10 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows.record import Record
 
+SENSITIVE_SHOWN = 3
+"""Reasons a gate's one line names; the GitOps PR lists them all (a new unhardened workload breaks
+a dozen Pod Security controls)."""
+
 
 class Approvals:
     """The decisions on one PR (the rollout's GitOps PR, or in production its revert PR).
@@ -66,7 +70,10 @@ class Approvals:
         approved = policy.approved_by(self.given)
         purpose = "to roll back" if self.rollback else "for"
         due = self.security_due
-        security = f" (security-sensitive: {'; '.join(self.sensitive)})" if due else ""
+        shown = self.sensitive[:SENSITIVE_SHOWN]
+        more = len(self.sensitive) - len(shown)
+        reasons = "; ".join(shown) + (f"; and {more} more in the GitOps PR" if more > 0 else "")
+        security = f" (security-sensitive: {reasons})" if due else ""
         return Gate(
             kind="approval",
             environment=self.environment,
