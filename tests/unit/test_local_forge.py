@@ -412,7 +412,7 @@ def test_cli_refuses_merging_a_red_pull_request_and_says_how_to_override(
     number, sha = opened_pr(forge)
     forge.set_commit_status(REPO, sha, "baton/pr", "failure", "tests failed")
 
-    assert baton("forge", "pr", "merge", REPO, str(number), "--as", "bob") == 2
+    assert baton("forge", "pr", "merge", REPO, str(number), "--as", "bob") == 3  # refused
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line == (
         f"error: pull request {REPO}#{number} cannot be merged: required check(s) not green "
