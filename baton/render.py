@@ -160,19 +160,14 @@ class HelmRenderer:
         self._dependencies_built = True
 
     def template(
-        self,
-        release: str,
-        namespace: str,
-        *,
-        values_files: Sequence[Path] = (),
-        overrides: Mapping[str, str] | None = None,
-        image: PinnedImage | None = None,
+        self, release: str, namespace: str, **options: Unpack[RenderOptions]
     ) -> HelmRender:
         """The release's manifests and the objects left out of them (with why).
 
         Raises `RenderFailed` with helm's error line (`ImageNotPinned` when the image is not
         pinned), `ArtifactError` when a dependency's registry does not answer.
         """
+        image = options.get("image")
         self.build_dependencies()
         command = [find_tool("helm"), "template", release, str(self.chart_dir), "--include-crds"]
         command += ["--kube-version", self.kubernetes.version]
@@ -180,9 +175,9 @@ class HelmRenderer:
             command += ["--api-versions", api_version]
         if namespace:
             command += ["--namespace", namespace]
-        for values in values_files:
+        for values in options.get("values_files", ()):
             command += ["--values", str(values)]
-        settings = dict(overrides or {})
+        settings = dict(options.get("overrides") or {})
         if image is not None:
             settings |= image_settings(self.image_values, image)
         for key, value in settings.items():

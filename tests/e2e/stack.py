@@ -12,7 +12,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from baton.temporal import connect
 from baton.tools import PROJECT_ROOT
 from cli.demo import AUTHOR, push_visible_change
 from tests.conftest import eventually
+from tests.fixtures.cli import run_baton
 from tests.fixtures.ports import free_port
 
 EXAMPLES = PROJECT_ROOT / "examples"
@@ -66,15 +66,7 @@ class E2EStack:
         env.pop("BATON_TOKEN", None)
         if user is not None:
             env["BATON_TOKEN"] = self.token(user)
-        return subprocess.run(
-            [sys.executable, "-m", "cli", *args],
-            check=False,
-            env=env,
-            cwd=PROJECT_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        return run_baton(*args, env=env, timeout=timeout)
 
     def token(self, user: str) -> str:
         """An API token for `user`, made the administrator's way (`baton token create`)."""

@@ -18,6 +18,7 @@ from baton.temporal import SearchAttributes, connect
 from baton.tools import PROJECT_ROOT
 from tests.conftest import eventually
 from tests.e2e.stack import stack_env as e2e_stack_env
+from tests.fixtures.cli import run_baton
 
 # Longer than `dev up` may take on a loaded machine (it gives each of the services it waits for
 # 60 s to answer) and than `dev down` (20 s for each service to stop).
@@ -32,15 +33,7 @@ def stack_env(tmp_path: Path) -> Iterator[dict[str, str]]:
 
 
 def baton(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cli", *args],
-        check=False,
-        env=env,
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT_S,
-    )
+    return run_baton(*args, env=env, timeout=CLI_TIMEOUT_S)
 
 
 async def start_parked_workflow(address: str) -> str:

@@ -10,7 +10,6 @@ import json
 import os
 import secrets
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from baton.mirror import (
 from baton.registry import Registry
 from baton.settings import Settings
 from baton.temporal import IMAGE_REFRESH_SCHEDULE, TaskQueues, WorkflowTypes
-from baton.tools import PROJECT_ROOT
+from tests.fixtures.cli import run_baton
 from tests.fixtures.ports import free_port
 from workflows.images import ImageRefresh
 
@@ -58,14 +57,7 @@ def push_upstream(docker_client, base_image, upstream, tmp_path: Path, repositor
 
 
 def baton(home: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cli", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=PROJECT_ROOT,
-        env={**os.environ, "BATON_HOME": str(home), **env},
-    )
+    return run_baton(*args, env={**os.environ, "BATON_HOME": str(home), **env})
 
 
 def git_show(repo: Path, what: str) -> str:

@@ -7,8 +7,6 @@ published bundle and dev's overlay in the GitOps repository."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -26,10 +24,10 @@ from baton.models import RolloutInput
 from baton.registry import Registry
 from baton.render import split_objects
 from baton.settings import Settings
-from baton.tools import PROJECT_ROOT
 from cli.render import render
 from tests.conftest import git
 from tests.fakes.records import fake_artifact
+from tests.fixtures.cli import run_baton
 from tests.unit.test_rollback_activities import closed_port
 
 pytestmark = pytest.mark.docker
@@ -93,13 +91,11 @@ def context(tmp_path: Path, registry, monkeypatch: pytest.MonkeyPatch) -> Contex
 
 
 def test_the_config_check_accepts_the_case(tmp_path: Path) -> None:
-    check = subprocess.run(
-        [sys.executable, "-m", "cli", "config", "check", str(CASE / "baton.yaml")],
-        capture_output=True,
-        text=True,
-        cwd=PROJECT_ROOT,
+    check = run_baton(
+        "config",
+        "check",
+        str(CASE / "baton.yaml"),
         env={"BATON_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
-        check=False,
     )
     assert check.returncode == 0, check.stdout + check.stderr
 

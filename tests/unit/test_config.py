@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 
 from baton.config import AppConfig, ConfigError, parse_config
 from baton.tools import PROJECT_ROOT
+from tests.fixtures.cli import run_baton
 
 EXAMPLE = PROJECT_ROOT / "examples" / "baton.yaml"
 
@@ -24,13 +24,7 @@ apps:
 
 
 def check(path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cli", "config", "check", str(path)],
-        check=False,
-        capture_output=True,
-        text=True,
-        cwd=PROJECT_ROOT,
-    )
+    return run_baton("config", "check", str(path))
 
 
 def problems(text: str) -> list[str]:

@@ -8,7 +8,6 @@ verification. The host's own `merge` and `converge` stand in for the rollout's s
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Unpack
 
@@ -17,7 +16,6 @@ from pydantic import BaseModel
 from temporalio import activity, workflow
 from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import WorkflowEnvironment
 
 from activities.deploy import CloseInput, Revert, RevertInput, VerifyInput
 from baton.config import EnvironmentConfig
@@ -29,7 +27,7 @@ from baton.models import (
     RolloutInput,
     SyncOutcome,
 )
-from tests.fixtures.hosts import RecordQueries, hosting
+from tests.fixtures.hosts import RecordQueries, hosted_client
 from tests.fixtures.polling import eventually
 from tests.fixtures.rollouts import COMMIT, prod, rollout_of
 from workflows.record import Record
@@ -116,13 +114,7 @@ def world() -> World:
     return World()
 
 
-@pytest.fixture
-async def client(
-    temporal_env: WorkflowEnvironment, task_queue: str, world: World
-) -> AsyncIterator[Client]:
-    activities = [world.revert, world.close]
-    async with hosting(temporal_env.client, task_queue, SagaHost, *activities) as client:
-        yield client
+client = hosted_client(SagaHost, "revert", "close")
 
 
 async def roll_back(

@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
 from temporalio import activity, workflow
 from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import WorkflowEnvironment
 
 from activities.deploy import SyncCheckInput
 from baton.config import SyncConfig
 from baton.models import RolloutInput, SyncEvent, SyncOutcome
-from tests.fixtures.hosts import RecordQueries, hosting
+from tests.fixtures.hosts import RecordQueries, hosted_client
 from tests.fixtures.polling import eventually
 from tests.fixtures.rollouts import prod, rollout_of
 from workflows.record import Record
@@ -84,13 +82,7 @@ def world() -> World:
     return World()
 
 
-@pytest.fixture
-async def client(
-    temporal_env: WorkflowEnvironment, task_queue: str, world: World
-) -> AsyncIterator[Client]:
-    activities = [world.check_sync, world.is_descendant]
-    async with hosting(temporal_env.client, task_queue, SyncHost, *activities) as client:
-        yield client
+client = hosted_client(SyncHost, "check_sync", "is_descendant")
 
 
 async def merged(client: Client, task_queue: str, timeout_s: int = 600) -> WorkflowHandle:
