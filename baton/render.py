@@ -329,15 +329,9 @@ class KustomizeRenderer:
         self.image_name = image_name
         self.components = [Path(c) for c in components]
 
-    def render(
-        self,
-        release: str,
-        namespace: str,
-        *,
-        values_files: Sequence[Path] = (),
-        overrides: Mapping[str, str] | None = None,
-        image: PinnedImage | None = None,
-    ) -> str:
+    def render(self, release: str, namespace: str, **options: Unpack[RenderOptions]) -> str:
+        values_files, overrides = options.get("values_files", ()), options.get("overrides")
+        image = options.get("image")
         what = f"kustomize build of {self.kustomize_dir}"
         if overrides:
             raise RenderFailed(
