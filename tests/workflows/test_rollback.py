@@ -117,6 +117,13 @@ def world() -> World:
 client = hosted_client(SagaHost, "revert", "close")
 
 
+async def rolled_back(
+    client: Client, task_queue: str, env: EnvironmentConfig, revert_syncs: bool = True
+) -> Outcome:
+    """A rollback that needs no decision, run to its end."""
+    return await (await roll_back(client, task_queue, env, revert_syncs)).result()
+
+
 async def roll_back(
     client: Client, task_queue: str, env: EnvironmentConfig, revert_syncs: bool = True
 ) -> WorkflowHandle:
@@ -139,9 +146,7 @@ async def approval_gate(handle: WorkflowHandle) -> Gate:
 async def test_outside_production_the_revert_is_merged_synced_and_verified(
     client: Client, task_queue: str
 ) -> None:
-    handle = await roll_back(client, task_queue, prod(production=False))
-
-    outcome = await handle.result()
+    outcome = await rolled_back(client, task_queue, prod(production=False))
 
     assert outcome.detail == f"rolled back to {PREVIOUS[:12]} (GitOps PR #8)"
     rollback = outcome.rollback
@@ -186,9 +191,7 @@ async def test_a_rejected_revert_is_closed_and_says_who_rejected_it(
 async def test_a_revert_that_does_not_sync_says_the_rollback_failed(
     client: Client, task_queue: str
 ) -> None:
-    handle = await roll_back(client, task_queue, prod(production=False), revert_syncs=False)
-
-    outcome = await handle.result()
+    outcome = await rolled_back(client, task_queue, prod(production=False), revert_syncs=False)
 
     assert outcome.detail == "rollback failed: sync failed: BuildFailed: bad YAML"
     assert outcome.rollback.outcome == "failed"
@@ -198,9 +201,7 @@ async def test_with_nothing_left_to_revert_the_head_is_synced_without_a_pr(
     client: Client, task_queue: str, world: World
 ) -> None:
     world.nothing_to_revert = True
-    handle = await roll_back(client, task_queue, prod(production=True))
-
-    outcome = await handle.result()
+    outcome = await rolled_back(client, task_queue, prod(production=True))
 
     assert outcome.detail == f"rolled back to {PREVIOUS[:12]} (already in the GitOps repository)"
     assert [revision for revision, _ in outcome.converged] == [REVERT]
@@ -211,9 +212,7 @@ async def test_a_revert_the_forge_refuses_fails_the_rollback_with_its_words(
     client: Client, task_queue: str, world: World
 ) -> None:
     world.forge_refuses = True
-    handle = await roll_back(client, task_queue, prod(production=False))
-
-    outcome = await handle.result()
+    outcome = await rolled_back(client, task_queue, prod(production=False))
 
     assert outcome.detail == "rollback failed: the GitOps repository is gone"
     assert outcome.rollback.outcome == "failed" and outcome.converged == []
