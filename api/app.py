@@ -25,13 +25,14 @@ from api.github import WebhookRejected
 from api.ingress import Deliveries, FluxEvent, Ingress, Reply
 from api.observe import ApiMetrics, WebhookObserver
 from baton import flux
-from baton.changes import ChangeNotFound, Refused
+from baton.changes import Refused
 from baton.config import BatonConfig, load_config
 from baton.errors import (
     BadRequest,
     DecisionRefused,
     InfrastructureError,
     NotAwaitingApproval,
+    NotFound,
     NotFrozen,
     Unauthenticated,
 )
@@ -132,8 +133,8 @@ def create_app(
         state = isinstance(exc, Refused | NotAwaitingApproval | NotFrozen)
         return JSONResponse({"error": str(exc)}, status_code=409 if state else 403)
 
-    @app.exception_handler(ChangeNotFound)
-    async def not_found(request: Request, exc: ChangeNotFound) -> JSONResponse:
+    @app.exception_handler(NotFound)
+    async def not_found(request: Request, exc: NotFound) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=404)
 
     @app.exception_handler(BadRequest)

@@ -208,10 +208,12 @@ TargetDep = Annotated[RolloutTarget, Depends(rollout_target)]
 async def _check(request: Request, caller: Caller, target: RolloutTarget, action: str) -> None:
     """Refuse (PolicyViolation, 403) a caller who may not `action` the target rollout by the
     current policy; the rollout's validator checks again with the policy it started under."""
-    env = next((e for e in _config(request).environments if e.name == target.environment), None)
-    if env is None:
-        raise changes.ChangeNotFound(f"{target.change} in environment {target.environment!r}")
+    environments = _config(request).environments
+    env = next((e for e in environments if e.name == target.environment), None)
     detail = await changes.show(_client(request), target.change)
+    if env is None:
+        promoted = detail.change.environments or [e.name for e in environments]
+        raise changes.EnvironmentNotFound(target.change, target.environment, promoted)
     policy.check_decider(
         env.approvals,
         env.name,

@@ -429,7 +429,7 @@ async def test_one_change_is_read_from_what_it_published_without_a_worker(api: A
     )
     view = answer.json()
     assert view["summary"]["state"] == "promoting" and view["detail"] is None
-    assert "no Baton worker is running" in view["detail_unavailable"]
+    assert "no Baton worker answered" in view["detail_unavailable"]
     assert [(g["workflow_id"], g["gate"]["waiting_on"]) for g in view["gates"]] == [
         (rollout_id("web", "prod", commit), ["carol", "dave"])
     ]
@@ -494,8 +494,13 @@ async def test_the_cli_decides_through_the_api_with_the_token_an_admin_created(
 
         monkeypatch.setenv("BATON_TOKEN", alice)
         code = await asyncio.to_thread(baton, monkeypatch, "approve", change.id, "--env", "prod")
-        assert code == 2
+        assert code == 3  # refused by policy (README: Exit codes)
         assert "forbids self-approval" in capsys.readouterr().err
+        code = await asyncio.to_thread(baton, monkeypatch, "approve", change.id, "--env", "qa")
+        assert code == 4  # not found
+        assert capsys.readouterr().err.strip() == (
+            f"error: {change.id} has no environment 'qa': it is promoted to prod"
+        )
 
         monkeypatch.delenv("BATON_TOKEN")
         monkeypatch.setattr(sys, "stdin", _Lines(token))
