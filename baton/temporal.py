@@ -70,6 +70,11 @@ def change_id(app: str, pr_number: int) -> str:
     return f"change/{app}/{pr_number}"
 
 
+def push_change_id(app: str, sha: str) -> str:
+    """The change of a commit pushed to the app's release branch (its first 12 hex digits)."""
+    return f"change/{app}/push-{sha[:12]}"
+
+
 def rollout_id(app: str, environment: str, commit: str) -> str:
     """One rollout per app, environment and app commit."""
     return f"rollout/{app}/{environment}/{commit}"
@@ -90,9 +95,15 @@ def initial_search_attributes(input: ChangeInput) -> TypedSearchAttributes:
     return TypedSearchAttributes(
         [
             SearchAttributePair(SearchAttributes.APP, input.plan.app.name),
-            SearchAttributePair(SearchAttributes.PR, str(input.pr_number)),
+            *(
+                [SearchAttributePair(SearchAttributes.PR, str(input.pr_number))]
+                if input.pr_number is not None
+                else []
+            ),
             SearchAttributePair(SearchAttributes.COMMIT, input.head_sha),
-            SearchAttributePair(SearchAttributes.STATE, "validating"),
+            SearchAttributePair(
+                SearchAttributes.STATE, "integrating" if input.trigger == "push" else "validating"
+            ),
         ]
     )
 

@@ -531,6 +531,18 @@ class _GitHubShaped(FakeForge):
             self.opened(pr)
             return self.pull_json(pr)
 
+        @app.get(prefix + "/repos/{owner}/{name}/commits/{sha}/pulls")
+        def commit_pulls(owner: str, name: str, sha: str, request: Request) -> JSONResponse:
+            """The pull requests the commit belongs to (merged as it, or its head)."""
+            repo = f"{owner}/{name}"
+            self._require_repo(repo)
+            pulls = [
+                p
+                for p in self.store.list_pull_requests(repo)
+                if sha in (p.merge_commit_sha, p.head_sha)
+            ]
+            return self.paged(request, [self.pull_json(p) for p in pulls], self.size_param)
+
         @app.get(prefix + "/repos/{owner}/{name}/pulls/{number}")
         def get_pull(owner: str, name: str, number: int) -> dict:
             return self.pull_json(self._pr(f"{owner}/{name}", number))
@@ -629,6 +641,27 @@ class _GitHubShaped(FakeForge):
 
     def reopened(self, pr: PullRequest) -> None:
         self._pr_event("pull_request", "reopened", pr, pr.author)
+
+    def pushed(self, repo: str, branch: str, before: str, after: str) -> None:
+        """Send the `push` delivery of `branch` moving from `before` to `after` (GitHub's
+        shape, which Gitea's mirrors), as the forge does after a push or a merge."""
+        update = RefUpdate(before, after, f"refs/heads/{branch}")
+        payload = self.store._push_payload(repo, update) | {"repository": self.repo_json(repo)}
+        self._send("push", payload, self.event_headers("push", "push", str(uuid.uuid4())))
+
+    def push_directly(self, repo: str, branch: str, files: dict[str, str]) -> str:
+        """Commit `files` straight onto `branch`, as a maintainer pushing without a pull request
+        does, and send the push delivery; the new head."""
+        before = _git(self.store.repo_path(repo), "rev-parse", f"refs/heads/{branch}")
+        after = self.push(repo, branch, files, base=branch)
+        self.pushed(repo, branch, before, after)
+        return after
+
+    def merged_as(self, repo: str, sha: str) -> list[PullRequest]:
+        """The merged pull requests whose merge commit is `sha`."""
+        return [
+            p for p in self.store.list_pull_requests(repo, "merged") if p.merge_commit_sha == sha
+        ]
 
     def _pr_event(
         self,
@@ -826,6 +859,16 @@ class FakeGitea(_GitHubShaped):
 
     def more_routes(self) -> None:
         app = self.app
+
+        @app.get("/api/v1/repos/{owner}/{name}/commits/{sha}/pull")
+        def commit_pull(owner: str, name: str, sha: str) -> dict:
+            """The pull request merged as the commit; 404 when none was."""
+            repo = f"{owner}/{name}"
+            self._require_repo(repo)
+            merged = self.merged_as(repo, sha)
+            if not merged:
+                raise ApiError(404, "The target couldn't be found.")
+            return self.pull_json(merged[0])
 
         @app.post("/api/v1/repos/{owner}/{name}/pulls/{number}/merge")
         async def merge(owner: str, name: str, number: int, request: Request) -> Response:
