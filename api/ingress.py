@@ -154,7 +154,8 @@ class Ingress:
         """A push to an app's release branch starts the change of its new head commit, which
         integrates and promotes it unless the forge says a pull request merged as that commit
         (then that PR's change carries it). One change per commit: a redelivery joins it.
-        Pushes to other branches, tags, branch deletions and test deliveries start nothing."""
+        Pushes to other branches, tags, the release branch's creation (a new repository's first
+        push) or deletion, and test deliveries start nothing."""
         repo = self._configured_repo(hook.repo, hook.repo_id)
         app = self.config.app_for_repo(repo) if repo is not None else None
         if repo is None or app is None or self.config.is_gitops_repo(repo):
@@ -166,6 +167,8 @@ class Ingress:
             return Reply(202, f"ignored: {hook.ref} is not the release branch {release!r}")
         if hook.deleted:
             return Reply(202, f"ignored: {hook.ref} was deleted")
+        if hook.created:  # a new repository's first push: its history is the baseline
+            return Reply(202, f"ignored: {hook.ref} was created: its later commits get changes")
         if hook.before == hook.after:  # Gitea's "Test Delivery": the branch's head, not moved
             return Reply(202, f"ignored: {hook.ref} did not move (a test delivery)")
         change = ChangeInput(
