@@ -65,8 +65,13 @@ MEMO_GATE = "gate"
 """The memo key under which changes and rollouts publish their current `Gate` (absent: none)."""
 
 
-def change_id(app: str, pr_number: int) -> str:
-    """The business key of a change: one workflow per app and pull request."""
+CHANGE_KEY = r"^([0-9]+|push-[0-9a-f]{12})$"
+"""A change's key after `change/<app>/`: its PR number, or `push-<sha12>` (`push_change_id`)."""
+
+
+def change_id(app: str, pr_number: int | str) -> str:
+    """The business key of a change: one workflow per app and pull request (`pr_number`, or a
+    pushed commit's key `push-<sha12>`, see CHANGE_KEY)."""
     return f"change/{app}/{pr_number}"
 
 

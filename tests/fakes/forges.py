@@ -288,6 +288,12 @@ class FakeForge(Lifecycle):
         """Send the event a forge sends when a pull request's branch got new commits."""
         self.synchronized(self.pull_request(repo, number))
 
+    def merged_as(self, repo: str, sha: str) -> list[PullRequest]:
+        """The merged pull requests whose merge commit is `sha`."""
+        return [
+            p for p in self.store.list_pull_requests(repo, "merged") if p.merge_commit_sha == sha
+        ]
+
     # What each fake defines
 
     def routes(self) -> None:
@@ -656,12 +662,6 @@ class _GitHubShaped(FakeForge):
         after = self.push(repo, branch, files, base=branch)
         self.pushed(repo, branch, before, after)
         return after
-
-    def merged_as(self, repo: str, sha: str) -> list[PullRequest]:
-        """The merged pull requests whose merge commit is `sha`."""
-        return [
-            p for p in self.store.list_pull_requests(repo, "merged") if p.merge_commit_sha == sha
-        ]
 
     def _pr_event(
         self,
@@ -1046,6 +1046,20 @@ class FakeAzureDevOps(FakeForge):
                 and (status == "all" or self._STATUS[p.state] == status)
             ]
             return {"value": pulls, "count": len(pulls)}
+
+        @app.post(repo_path + "/pullrequestquery")
+        async def query_pulls(project: str, name: str, request: Request) -> dict:
+            """Pull requests by `lastMergeCommit` (the only query type Baton sends): one result
+            per query, mapping each commit to the pull requests merged as it."""
+            repo, data = repo_of(project, name, request), await request.json()
+            queries = data.get("queries") or []
+            if any(q.get("type") != "lastMergeCommit" for q in queries):
+                raise ApiError(400, "only lastMergeCommit queries are faked")
+            results = [
+                {sha: [self.pull_json(p) for p in self.merged_as(repo, sha)] for sha in q["items"]}
+                for q in queries
+            ]
+            return {"queries": queries, "results": results}
 
         @app.post(repo_path + "/pullrequests", status_code=201)
         async def create_pull(project: str, name: str, request: Request) -> dict:
