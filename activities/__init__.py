@@ -16,7 +16,7 @@ from activities.deploy import (
     revert_gitops_change,
     verify_endpoint,
 )
-from activities.forge import set_commit_status
+from activities.forge import merged_pull_request, set_commit_status
 from activities.images import propose_pin_bumps, refresh_mirrors
 from activities.lane import is_running, join_lane
 from activities.notify import send_notification
@@ -24,7 +24,13 @@ from activities.pipeline import build_image, publish_artifact, run_check
 from baton.temporal import TaskQueues
 
 ACTIVITIES: dict[str, list[Callable[..., Any]]] = {
-    TaskQueues.WORKFLOWS: [set_commit_status, join_lane, is_running, send_notification],
+    TaskQueues.WORKFLOWS: [
+        set_commit_status,
+        merged_pull_request,
+        join_lane,
+        is_running,
+        send_notification,
+    ],
     TaskQueues.BUILD: [
         run_check,
         build_image,

@@ -26,3 +26,16 @@ def set_commit_status(input: CommitStatusInput) -> None:
     current().forge.set_commit_status(
         input.repo, input.sha, input.context, input.state, input.description, input.target_url
     )
+
+
+class CommitInput(BaseModel):
+    repo: str
+    sha: str
+
+
+@activity.defn
+@typed_errors
+def merged_pull_request(input: CommitInput) -> int | None:
+    """The pull request whose merge put `sha` on the release branch, if any (a push's change
+    leaves such a commit to that pull request's change)."""
+    return current().forge.merged_pull_request(input.repo, input.sha)

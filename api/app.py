@@ -289,6 +289,8 @@ async def github_event(ingress: Ingress, event: str, delivery: str, payload: dic
         return await ingress.pull_request(github.pull_request(payload), delivery)
     if event == "pull_request_review" and payload.get("action") in ("submitted", "dismissed"):
         return await ingress.review(github.review(payload))
+    if event == "push":
+        return await ingress.push(github.push(payload))
     if event == "repository" and payload.get("action") in ("renamed", "transferred"):
         old, new, repo_id = github.renamed(payload)
         return await ingress.renamed(old, new, repo_id)
@@ -301,6 +303,8 @@ async def gitea_event(ingress: Ingress, event: str, delivery: str, payload: dict
         return await ingress.pull_request(gitea.pull_request(payload), delivery)
     if event in gitea.REVIEW_EVENTS:
         return await ingress.review(gitea.review(event, payload))
+    if event == "push":
+        return await ingress.push(github.push(payload))
     return Reply(202, f"ignored: event {event!r}")
 
 

@@ -65,6 +65,26 @@ class PullRequestHook(BaseModel):
     updated_at: datetime | None = None
 
 
+class PushHook(BaseModel):
+    """A normalized `push` delivery: `ref` moved from `before` to `after` (`created`: it did not
+    exist before, `deleted`: removed).
+
+    `pusher` is who pushed (GitHub's `pusher.name`, else the sender's login), `title` the first
+    line of the head commit's message, `default_branch` the repository's, when the delivery says.
+    """
+
+    repo: str
+    repo_id: str | None = None
+    default_branch: str | None = None
+    ref: str
+    before: str
+    after: str
+    created: bool = False
+    deleted: bool = False
+    pusher: str
+    title: str = ""
+
+
 class ReviewHook(BaseModel):
     repo: str
     number: int
@@ -194,6 +214,30 @@ def pull_request(payload: dict[str, Any]) -> PullRequestHook:
         merged=pr.get("merged") is True,
         merge_commit_sha=merge_commit if isinstance(merge_commit, str) else None,
         updated_at=_timestamp(pr.get("updated_at")),
+    )
+
+
+def push(payload: dict[str, Any]) -> PushHook:
+    """A `push` delivery (GitHub's shape, which Gitea and the local forge send too; Gitea names
+    the pusher in `pusher.username`). A created branch has `created` or an all-zero `before`, a
+    deleted one `deleted` or an all-zero `after`."""
+    repository = required(payload, "repository", dict)
+    default = repository.get("default_branch")
+    pusher = _at(payload, "pusher.name") or _at(payload, "pusher.username")
+    pusher = pusher or _at(payload, "sender.login")
+    message = _at(payload, "head_commit.message")
+    before, after = required(payload, "before", str), required(payload, "after", str)
+    return PushHook(
+        repo=_repo(payload),
+        repo_id=repo_id(repository),
+        default_branch=default if isinstance(default, str) and default else None,
+        ref=required(payload, "ref", str),
+        before=before,
+        after=after,
+        created=payload.get("created") is True or set(before) == {"0"},
+        deleted=payload.get("deleted") is True or set(after) == {"0"},
+        pusher=pusher if isinstance(pusher, str) and pusher else "unknown",
+        title=message.splitlines()[0] if isinstance(message, str) and message else "",
     )
 
 

@@ -12,7 +12,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.github import PullRequestHook, ReviewHook
+from api.github import PullRequestHook, PushHook, ReviewHook
 from baton.cluster.base import kustomization_name
 from baton.config import BatonConfig
 from baton.models import ChangeInput, ChangePlan, ForgeReview, PullRequestEvent, SyncEvent
@@ -23,6 +23,7 @@ from baton.temporal import (
     WorkflowTypes,
     change_id,
     initial_search_attributes,
+    push_change_id,
 )
 
 ROLLOUT_TRAILER = re.compile(r"^Baton-Rollout: (rollout/\S+)\s*$", re.MULTILINE)
@@ -32,6 +33,14 @@ def rollout_of(body: str) -> str | None:
     """The rollout a GitOps PR belongs to, from the trailer Baton writes into its body."""
     match = ROLLOUT_TRAILER.search(body)
     return match.group(1) if match else None
+
+
+def _release_unknown(app: str, repo: str) -> Reply:
+    return Reply(
+        202,
+        f"ignored: the delivery does not name {repo}'s default branch: "
+        f"set apps[].branch of {app} to its release branch",
+    )
 
 
 @dataclass
@@ -113,11 +122,7 @@ class Ingress:
         workflow_id = change_id(app.name, hook.number)
         release = app.branch or hook.default_branch
         if release is None:
-            return Reply(
-                202,
-                f"ignored: the delivery does not name {hook.repo}'s default branch: "
-                f"set apps[].branch of {app.name} to its release branch",
-            )
+            return _release_unknown(app.name, hook.repo)
         if hook.base_branch != release:
             return await self._off_release(hook, workflow_id, release, delivery_id)
         if hook.action == "opened":
@@ -144,6 +149,40 @@ class Ingress:
         else:
             return Reply(202, f"ignored: pull_request action {hook.action!r}")
         return await self._signal(workflow_id, Signals.PULL_REQUEST_EVENT, event)
+
+    async def push(self, hook: PushHook) -> Reply:
+        """A push to an app's release branch starts the change of its new head commit, which
+        integrates and promotes it unless the forge says a pull request merged as that commit
+        (then that PR's change carries it). One change per commit: a redelivery joins it.
+        Pushes to other branches, tags, the release branch's creation (a new repository's first
+        push) or deletion, and test deliveries start nothing."""
+        repo = self._configured_repo(hook.repo, hook.repo_id)
+        app = self.config.app_for_repo(repo) if repo is not None else None
+        if repo is None or app is None or self.config.is_gitops_repo(repo):
+            return Reply(202, f"ignored: repository {hook.repo!r} is not an app in the config")
+        release = app.branch or hook.default_branch
+        if release is None:
+            return _release_unknown(app.name, hook.repo)
+        if hook.ref != f"refs/heads/{release}":
+            return Reply(202, f"ignored: {hook.ref} is not the release branch {release!r}")
+        if hook.deleted:
+            return Reply(202, f"ignored: {hook.ref} was deleted")
+        if hook.created:  # a new repository's first push: its history is the baseline
+            return Reply(202, f"ignored: {hook.ref} was created: its later commits get changes")
+        if hook.before == hook.after:  # Gitea's "Test Delivery": the branch's head, not moved
+            return Reply(202, f"ignored: {hook.ref} did not move (a test delivery)")
+        change = ChangeInput(
+            plan=self.plan(app.name),
+            repo=hook.repo,
+            trigger="push",
+            title=hook.title,
+            author=hook.pusher,
+            head_branch=release,
+            head_sha=hook.after,
+            base_branch=release,
+        )
+        summary = f"{app.name}@{hook.after[:12]}: {hook.title}"
+        return await self._start_change(change, push_change_id(app.name, hook.after), summary)
 
     async def _off_release(
         self, hook: PullRequestHook, workflow_id: str, release: str, delivery_id: str
@@ -262,7 +301,13 @@ class Ingress:
     ) -> Reply:
         """Start the change of a newly opened PR; a redelivered "opened" joins it, and does not
         restart a change that has finished. `how`: other start options (signal-with-start)."""
-        change = self._change(app_name, hook)
+        summary = f"{app_name}#{hook.number}: {hook.title}"
+        return await self._start_change(self._change(app_name, hook), workflow_id, summary, **how)
+
+    async def _start_change(
+        self, change: ChangeInput, workflow_id: str, summary: str, **how: Any
+    ) -> Reply:
+        """Start `change` as `workflow_id`; an existing one (running or finished) is joined."""
         options: dict[str, Any] = {
             "id_conflict_policy": WorkflowIDConflictPolicy.USE_EXISTING,
             "id_reuse_policy": WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -274,7 +319,7 @@ class Ingress:
                 id=workflow_id,
                 task_queue=TaskQueues.WORKFLOWS,
                 search_attributes=initial_search_attributes(change),
-                static_summary=f"{app_name}#{hook.number}: {hook.title}"[:200],
+                static_summary=summary[:200],
                 **(options | how),
             )
         except WorkflowAlreadyStartedError:

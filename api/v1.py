@@ -24,7 +24,7 @@ from baton import changes, policy
 from baton.config import NAME, BatonConfig
 from baton.errors import BadRequest
 from baton.models import ChangeState, Decision
-from baton.temporal import SearchAttributes, WorkflowTypes, change_id
+from baton.temporal import CHANGE_KEY, SearchAttributes, WorkflowTypes, change_id
 
 MAX_COMMENT = 2000
 READ_PATIENCE = timedelta(seconds=5)  # how long a read waits for a worker to answer its query
@@ -54,6 +54,8 @@ bearer = HTTPBearer(
 )
 
 AppName = Annotated[str, Field(pattern=NAME, max_length=63)]
+ChangeKey = Annotated[str, Field(pattern=CHANGE_KEY)]
+"""A change's key within its app: the PR number, or `push-<sha12>` for a pushed commit."""
 
 
 def authenticated(
@@ -144,7 +146,9 @@ async def list_changes(
 
 
 @router.get("/changes/{app}/{pr}", response_model=ChangeView, summary="One change")
-async def show_change(request: Request, caller: CallerDep, app: AppName, pr: int) -> ChangeView:
+async def show_change(
+    request: Request, caller: CallerDep, app: AppName, pr: ChangeKey
+) -> ChangeView:
     """Everything `baton changes show` has: summary and gates always, the full status when a
     worker answers."""
     client, change = _client(request), change_id(app, pr)
@@ -190,7 +194,7 @@ class RolloutTarget:
     """The rollout a decision is for: a change's, into one environment (from the path)."""
 
     app: str
-    pr: int
+    pr: str
     environment: str
 
     @property
@@ -198,7 +202,7 @@ class RolloutTarget:
         return change_id(self.app, self.pr)
 
 
-def rollout_target(app: AppName, pr: int, environment: AppName) -> RolloutTarget:
+def rollout_target(app: AppName, pr: ChangeKey, environment: AppName) -> RolloutTarget:
     return RolloutTarget(app, pr, environment)
 
 
@@ -268,7 +272,7 @@ async def decide(
     summary="Stop a change wherever it is; an open GitOps PR is closed",
 )
 async def abort(
-    request: Request, caller: CallerDep, app: AppName, pr: int, body: AbortRequest
+    request: Request, caller: CallerDep, app: AppName, pr: ChangeKey, body: AbortRequest
 ) -> DecisionResult:
     """The change's author, or anyone who may approve one of its environments, may abort it."""
     client, change = _client(request), change_id(app, pr)

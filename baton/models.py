@@ -156,11 +156,14 @@ class ChangePlan(BaseModel):
 
 
 class ChangeInput(BaseModel):
-    """Starts a ChangeWorkflow: a pull request on an application repository."""
+    """Starts a ChangeWorkflow: a pull request on an application repository, or (`trigger:
+    push`, no `pr_number`) a commit pushed to the release branch that no pull request merged,
+    whose `head_sha` is the commit to integrate."""
 
     plan: ChangePlan
     repo: str
-    pr_number: int
+    pr_number: int | None = None
+    trigger: Literal["pull_request", "push"] = "pull_request"
     title: str = ""
     author: str
     head_branch: str
@@ -393,7 +396,7 @@ class ChangeStatus(BaseModel):
     id: str
     app: str
     repo: str
-    pr_number: int
+    pr_number: int | None = None  # None: a pushed commit's change
     author: str
     head_sha: str
     merge_commit: str | None = None

@@ -65,9 +65,19 @@ MEMO_GATE = "gate"
 """The memo key under which changes and rollouts publish their current `Gate` (absent: none)."""
 
 
-def change_id(app: str, pr_number: int) -> str:
-    """The business key of a change: one workflow per app and pull request."""
+CHANGE_KEY = r"^([0-9]+|push-[0-9a-f]{12})$"
+"""A change's key after `change/<app>/`: its PR number, or `push-<sha12>` (`push_change_id`)."""
+
+
+def change_id(app: str, pr_number: int | str) -> str:
+    """The business key of a change: one workflow per app and pull request (`pr_number`, or a
+    pushed commit's key `push-<sha12>`, see CHANGE_KEY)."""
     return f"change/{app}/{pr_number}"
+
+
+def push_change_id(app: str, sha: str) -> str:
+    """The change of a commit pushed to the app's release branch (its first 12 hex digits)."""
+    return f"change/{app}/push-{sha[:12]}"
 
 
 def rollout_id(app: str, environment: str, commit: str) -> str:
@@ -90,9 +100,15 @@ def initial_search_attributes(input: ChangeInput) -> TypedSearchAttributes:
     return TypedSearchAttributes(
         [
             SearchAttributePair(SearchAttributes.APP, input.plan.app.name),
-            SearchAttributePair(SearchAttributes.PR, str(input.pr_number)),
+            *(
+                [SearchAttributePair(SearchAttributes.PR, str(input.pr_number))]
+                if input.pr_number is not None
+                else []
+            ),
             SearchAttributePair(SearchAttributes.COMMIT, input.head_sha),
-            SearchAttributePair(SearchAttributes.STATE, "validating"),
+            SearchAttributePair(
+                SearchAttributes.STATE, "integrating" if input.trigger == "push" else "validating"
+            ),
         ]
     )
 

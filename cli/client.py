@@ -9,6 +9,7 @@ the CLI shows them as one line.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from baton.changes import PublishedGate, Refused
 from baton.errors import BadRequest, BatonError, InfrastructureError, NotFound, Unauthenticated
 from baton.policy import PolicyViolation
 from baton.settings import Settings
+from baton.temporal import CHANGE_KEY
 
 NO_CREDENTIAL = (
     "no credential: set BATON_TOKEN or run `baton login` (an administrator creates tokens "
@@ -136,8 +138,12 @@ class BatonApi:
 
 
 def _parts(change: str) -> tuple[str, str]:
-    """`change/app/7` or `app/7` as (app, "7"); BadRequest for anything else."""
+    """`change/app/7` or `app/7` as (app, "7"), `change/app/push-<sha12>` as (app,
+    "push-<sha12>"); BadRequest for anything else."""
     parts = change.removeprefix("change/").split("/")
-    if len(parts) != 2 or not parts[1].isdigit():
-        raise BadRequest(f"{change!r} is not a change id: give change/APP/PR, e.g. change/web/7")
+    if len(parts) != 2 or not re.match(CHANGE_KEY, parts[1]):
+        raise BadRequest(
+            f"{change!r} is not a change id: give change/APP/PR or change/APP/push-SHA12, "
+            "e.g. change/web/7"
+        )
     return parts[0], parts[1]

@@ -207,7 +207,8 @@ def _seconds(text: str) -> float:
 
 def render_change(detail: changes.ChangeDetail) -> None:
     status = detail.change
-    console.print(f"[bold]{status.id}[/] {status.app}#{status.pr_number} by {status.author}")
+    what = f"#{status.pr_number}" if status.pr_number is not None else f"@{status.head_sha[:12]}"
+    console.print(f"[bold]{status.id}[/] {status.app}{what} by {status.author}")
     console.print(
         f"state: [bold]{status.state}[/]" + (f" ({status.reason})" if status.reason else "")
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -12,6 +12,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.exceptions import CancelledError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.forge import CommitInput, merged_pull_request
     from baton.config import EnvironmentConfig
     from baton.errors import BadRequest
     from baton.models import (
@@ -48,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
 from workflows import metrics
 from workflows.lane_client import LaneClient, LaneTurn
 from workflows.record import Record, failure
+from workflows.retries import RETRY
 
 UNVALIDATED_MERGE = "unvalidated-merge"
 """Patch: a PR merged while its validation failed or had not finished is noticed
@@ -69,7 +71,7 @@ class ChangeWorkflow:
         self.input = input
         plan = input.plan
         self.record = Record(
-            f"**{plan.app.name}#{input.pr_number}** by {input.author}",
+            f"**{_label(input)}** by {input.author}",
             ui_url=plan.ui_url,
             namespace=plan.namespace,
             status=self.status,
@@ -210,18 +212,47 @@ class ChangeWorkflow:
         return self.status()
 
     async def _carry(self) -> None:
-        await self._validate_until_merged()
-        if self.closed:
-            self._set_state("closed", self.closed_because)
-            return
-        if workflow.patched(UNVALIDATED_MERGE) and not await self._merge_validated():
-            return
+        if self.input.trigger == "push":
+            if not await self._take_push():
+                return
+        else:
+            await self._validate_until_merged()
+            if self.closed:
+                self._set_state("closed", self.closed_because)
+                return
+            if workflow.patched(UNVALIDATED_MERGE) and not await self._merge_validated():
+                return
         self.result = await self._integrate()
         if not self.result.passed or self.result.artifact is None:
             self._set_state("failed", f"CI failed: {self.result.summary()}")
             return
         self._set_state("integrated")
         await self._promote(self.result.artifact)
+
+    async def _take_push(self) -> bool:
+        """A commit pushed to the release branch is integrated as if merged now, unless the
+        forge says a pull request merged as it: that PR's change carries it (the push and the
+        merged deliveries arrive in either order, the forge's answer holds for both)."""
+        sha = self.input.head_sha
+        number = await workflow.execute_activity(
+            merged_pull_request,
+            CommitInput(repo=self.input.repo, sha=sha),
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=RETRY,
+            summary=f"pull request merged as {sha[:12]}",
+        )
+        if number is not None:
+            self._set_state(
+                "superseded", f"{sha[:12]} is the merge of #{number}: its change carries it"
+            )
+            return False
+        self.merge_commit = sha
+        self.merged_at = workflow.now()
+        self.record.note(
+            f"{sha[:12]} was pushed to {self.input.base_branch} by {self.input.author} "
+            "without a pull request"
+        )
+        return True
 
     async def _promote(self, artifact: Artifact) -> None:
         """Roll the artifact out to each environment in promotion order; a failure stops it."""
@@ -418,7 +449,7 @@ class ChangeWorkflow:
             ),
             id=child_id,
             task_queue=TaskQueues.WORKFLOWS,
-            static_summary=f"{name} of {self.input.plan.app.name}#{self.input.pr_number}",
+            static_summary=f"{name} of {_label(self.input)}",
         )
         return stage, handle
 
@@ -439,6 +470,13 @@ class ChangeWorkflow:
         self.reason = reason
         self.record.set_state(state, reason)
         metrics.change_state(self.input.plan.app.name, state)
+
+
+def _label(input: ChangeInput) -> str:
+    """How the change reads in titles: `app#<PR>`, or `app@<commit>` for a pushed commit."""
+    if input.pr_number is None:
+        return f"{input.plan.app.name}@{input.head_sha[:12]}"
+    return f"{input.plan.app.name}#{input.pr_number}"
 
 
 def _validation_says(change: str, result: PipelineResult) -> str:

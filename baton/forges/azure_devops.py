@@ -166,6 +166,17 @@ class AzureDevOpsForge(HostedForge):
     def get_pull_request(self, repo: str, number: int) -> PullRequest:
         return self._pull_request(repo, self._pr_data(repo, number))
 
+    def merged_pull_request(self, repo: str, sha: str) -> int | None:
+        """From `POST .../pullrequestquery` with a `lastMergeCommit` query: the completed pull
+        request whose merge commit is `sha` (learn.microsoft.com: Pull Request Query - Get)."""
+        request = {"queries": [{"type": "lastMergeCommit", "items": [sha]}]}
+        answer = self._call(repo, "POST", "/pullrequestquery", json=request)
+        for result in answer.get("results") or []:
+            for data in result.get(sha) or []:
+                if data.get("status") == "completed":
+                    return int(data["pullRequestId"])
+        return None
+
     def list_reviews(self, repo: str, number: int) -> list[Review]:
         """Each person's current vote, against the head read now (groups' roll-ups are left out)."""
         pr = self.get_pull_request(repo, number)

@@ -191,6 +191,13 @@ class Forge(Protocol):
         """Every review of the pull request, oldest first."""
         ...
 
+    def merged_pull_request(self, repo: str, sha: str) -> int | None:
+        """The number of the pull request whose merge put commit `sha` on its base branch (the
+        merge commit, the squashed or last rebased commit, the head of a fast-forward: the
+        forge's `merge_commit_sha`), or None when no pull request merged as `sha` (a direct push).
+        """
+        ...
+
     def merge_pull_request(
         self, repo: str, number: int, head_sha: str, message: str | None = None
     ) -> str:

@@ -53,6 +53,16 @@ class GiteaForge(GitHubForge):
                 return self._pull_request(repo, data)
         return None
 
+    def merged_pull_request(self, repo: str, sha: str) -> int | None:
+        """From `GET /repos/{owner}/{repo}/commits/{sha}/pull` (Gitea 1.19+): the pull request
+        that merged as the commit, 404 when none did."""
+        try:
+            data = self._call(repo, "GET", f"/commits/{sha}/pull")
+        except ResourceNotFound:
+            return None
+        merged = data.get("merged") and data.get("merge_commit_sha") == sha
+        return int(data["number"]) if merged else None
+
     def delete_branch(self, repo: str, branch: str) -> None:
         try:
             self._call(repo, "DELETE", f"/branches/{quote(branch)}")

@@ -137,6 +137,14 @@ class GitHubForge(HostedForge):
             raise PullRequestNotFound(repo, number) from None
         return self._pull_request(repo, data)
 
+    def merged_pull_request(self, repo: str, sha: str) -> int | None:
+        """From `GET /repos/{owner}/{repo}/commits/{sha}/pulls`, the pull requests GitHub
+        associates with the commit (docs.github.com/en/rest/commits/commits)."""
+        for data in self.api.pages(self._root(repo) + f"/commits/{sha}/pulls", {"per_page": 100}):
+            if data.get("merged_at") and data.get("merge_commit_sha") == sha:
+                return int(data["number"])
+        return None
+
     def list_reviews(self, repo: str, number: int) -> list[Review]:
         """Submitted reviews, oldest first; dismissed and pending ones are left out."""
         self.get_pull_request(repo, number)

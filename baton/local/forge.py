@@ -449,6 +449,17 @@ class LocalForge:
         self._deliver([("pull_request_review", payload)])
         return review
 
+    def merged_pull_request(self, repo: str, sha: str) -> int | None:
+        """The merged pull request whose merge commit (as `merge_pull_request` reported it) is
+        `sha`."""
+        with self._transaction() as con:
+            row = con.execute(
+                "SELECT number FROM pull_requests WHERE repo = ? AND state = 'merged'"
+                " AND merge_commit_sha = ? ORDER BY number LIMIT 1",
+                (repo, sha),
+            ).fetchone()
+        return int(row["number"]) if row else None
+
     def list_reviews(self, repo: str, number: int) -> list[Review]:
         """Every review of the pull request, oldest first."""
         with self._transaction() as con:

@@ -288,6 +288,12 @@ class FakeForge(Lifecycle):
         """Send the event a forge sends when a pull request's branch got new commits."""
         self.synchronized(self.pull_request(repo, number))
 
+    def merged_as(self, repo: str, sha: str) -> list[PullRequest]:
+        """The merged pull requests whose merge commit is `sha`."""
+        return [
+            p for p in self.store.list_pull_requests(repo, "merged") if p.merge_commit_sha == sha
+        ]
+
     # What each fake defines
 
     def routes(self) -> None:
@@ -531,6 +537,18 @@ class _GitHubShaped(FakeForge):
             self.opened(pr)
             return self.pull_json(pr)
 
+        @app.get(prefix + "/repos/{owner}/{name}/commits/{sha}/pulls")
+        def commit_pulls(owner: str, name: str, sha: str, request: Request) -> JSONResponse:
+            """The pull requests the commit belongs to (merged as it, or its head)."""
+            repo = f"{owner}/{name}"
+            self._require_repo(repo)
+            pulls = [
+                p
+                for p in self.store.list_pull_requests(repo)
+                if sha in (p.merge_commit_sha, p.head_sha)
+            ]
+            return self.paged(request, [self.pull_json(p) for p in pulls], self.size_param)
+
         @app.get(prefix + "/repos/{owner}/{name}/pulls/{number}")
         def get_pull(owner: str, name: str, number: int) -> dict:
             return self.pull_json(self._pr(f"{owner}/{name}", number))
@@ -629,6 +647,21 @@ class _GitHubShaped(FakeForge):
 
     def reopened(self, pr: PullRequest) -> None:
         self._pr_event("pull_request", "reopened", pr, pr.author)
+
+    def pushed(self, repo: str, branch: str, before: str, after: str) -> None:
+        """Send the `push` delivery of `branch` moving from `before` to `after` (GitHub's
+        shape, which Gitea's mirrors), as the forge does after a push or a merge."""
+        update = RefUpdate(before, after, f"refs/heads/{branch}")
+        payload = self.store._push_payload(repo, update) | {"repository": self.repo_json(repo)}
+        self._send("push", payload, self.event_headers("push", "push", str(uuid.uuid4())))
+
+    def push_directly(self, repo: str, branch: str, files: dict[str, str]) -> str:
+        """Commit `files` straight onto `branch`, as a maintainer pushing without a pull request
+        does, and send the push delivery; the new head."""
+        before = _git(self.store.repo_path(repo), "rev-parse", f"refs/heads/{branch}")
+        after = self.push(repo, branch, files, base=branch)
+        self.pushed(repo, branch, before, after)
+        return after
 
     def _pr_event(
         self,
@@ -827,6 +860,16 @@ class FakeGitea(_GitHubShaped):
     def more_routes(self) -> None:
         app = self.app
 
+        @app.get("/api/v1/repos/{owner}/{name}/commits/{sha}/pull")
+        def commit_pull(owner: str, name: str, sha: str) -> dict:
+            """The pull request merged as the commit; 404 when none was."""
+            repo = f"{owner}/{name}"
+            self._require_repo(repo)
+            merged = self.merged_as(repo, sha)
+            if not merged:
+                raise ApiError(404, "The target couldn't be found.")
+            return self.pull_json(merged[0])
+
         @app.post("/api/v1/repos/{owner}/{name}/pulls/{number}/merge")
         async def merge(owner: str, name: str, number: int, request: Request) -> Response:
             data = await request.json()
@@ -1003,6 +1046,20 @@ class FakeAzureDevOps(FakeForge):
                 and (status == "all" or self._STATUS[p.state] == status)
             ]
             return {"value": pulls, "count": len(pulls)}
+
+        @app.post(repo_path + "/pullrequestquery")
+        async def query_pulls(project: str, name: str, request: Request) -> dict:
+            """Pull requests by `lastMergeCommit` (the only query type Baton sends): one result
+            per query, mapping each commit to the pull requests merged as it."""
+            repo, data = repo_of(project, name, request), await request.json()
+            queries = data.get("queries") or []
+            if any(q.get("type") != "lastMergeCommit" for q in queries):
+                raise ApiError(400, "only lastMergeCommit queries are faked")
+            results = [
+                {sha: [self.pull_json(p) for p in self.merged_as(repo, sha)] for sha in q["items"]}
+                for q in queries
+            ]
+            return {"queries": queries, "results": results}
 
         @app.post(repo_path + "/pullrequests", status_code=201)
         async def create_pull(project: str, name: str, request: Request) -> dict:

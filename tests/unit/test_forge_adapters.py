@@ -155,6 +155,21 @@ def test_merge_at_the_approved_head_returns_the_merge_commit_once(
     assert merged.state == "merged" and merged.merge_commit_sha == merge
 
 
+def test_the_pull_request_merged_as_a_commit_is_named_and_a_direct_push_has_none(
+    fake: FakeForge, forge: Forge
+) -> None:
+    """What a pushed commit's change asks first: GitHub's commits/{sha}/pulls (which also lists
+    a PR whose head the commit is), Gitea's commits/{sha}/pull, Azure DevOps' pull request query
+    by lastMergeCommit."""
+    head = push(fake, forge, "feature", {"a.txt": "a\n"})
+    pr = forge.open_pull_request(repo(fake), "feature", "main", "Add a", "", "baton")
+    assert forge.merged_pull_request(repo(fake), head) is None  # open: merged as nothing yet
+    merge = forge.merge_pull_request(repo(fake), pr.number, head)
+    assert forge.merged_pull_request(repo(fake), merge) == pr.number
+    direct = push(fake, forge, "main", {"b.txt": "b\n"})
+    assert forge.merged_pull_request(repo(fake), direct) is None
+
+
 def test_merge_refuses_a_head_that_moved(fake: FakeForge, forge: Forge) -> None:
     old = push(fake, forge, "feature", {"a.txt": "a\n"})
     pr = forge.open_pull_request(repo(fake), "feature", "main", "Add a", "", "baton")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,12 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus
 
 from baton.config import ApprovalPolicy, BatonConfig
+from baton.forges import create_forge
+from baton.local.forge import LocalForge
 from baton.models import RolloutStatus, Stage
+from baton.settings import Settings
+from baton.temporal import push_change_id
+from tests.conftest import eventually_async
 from tests.fakes.forges import Sent
 from tests.unit import test_ingress_forges as forges
 from tests.unit.test_ingress_forges import (
@@ -282,3 +288,160 @@ async def test_a_withdrawn_approval_stops_counting_for_the_rollout(world: World)
         else:
             assert status.gate is not None and status.gate.approved_by == []
             assert status.gate.description.startswith("0/2 approvals")
+
+
+# Every commit to the release branch gets CI
+
+
+def push_change(world: World, sha: str) -> str:
+    return push_change_id(world.app, sha)
+
+
+async def listed(world: World, count: int) -> list[str]:
+    """The changes started for the world's app, once visibility lists `count` of them (it
+    records a start a moment after the start itself)."""
+    return await eventually_async(
+        lambda: started(world), lambda ids: len(ids) >= count, what=f"{count} changes listed"
+    )
+
+
+def main_head(world: World) -> str:
+    repo = world.fake.store.repo_path(world.app_repo)
+    return subprocess.run(
+        ["git", f"--git-dir={repo}", "rev-parse", "refs/heads/main"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+@pytest.mark.parametrize("kind", ["github", "gitea"])
+async def test_a_direct_push_to_the_release_branch_starts_one_change_also_when_redelivered(
+    world: World,
+) -> None:
+    sha = await asyncio.to_thread(
+        world.fake.push_directly, world.app_repo, "main", {"hotfix.txt": "fix"}
+    )
+    sent = await world.delivered()
+    assert (sent.event, sent.status) == ("push", 202), sent.answer
+    change = push_change(world, sha)
+    assert json.loads(sent.answer)["workflow_id"] == change
+    handle = world.client.get_workflow_handle(change)
+    description = await handle.describe()
+    assert description.status == WorkflowExecutionStatus.RUNNING
+    start = (await handle.fetch_history()).events[0]
+    input = json.loads(start.workflow_execution_started_event_attributes.input.payloads[0].data)
+    assert {k: input[k] for k in ("trigger", "pr_number", "head_sha", "base_branch")} == {
+        "trigger": "push",
+        "pr_number": None,
+        "head_sha": sha,
+        "base_branch": "main",
+    }
+
+    again = await world.post(sent)
+    assert again.status_code == 200 and "duplicate" in again.text
+    # Another API instance has not seen the delivery id: the workflow id still dedupes.
+    elsewhere = await world.post(sent, url=await asyncio.to_thread(world.serve))
+    assert elsewhere.status_code == 202 and elsewhere.json()["workflow_id"] == change
+    assert await executions(world.client, change, at_least=1) == 1
+    assert (await handle.describe()).run_id == description.run_id
+    # What the change asks the forge first: no pull request merged as this commit.
+    forge = create_forge(world.config.forge, Settings())
+    assert await asyncio.to_thread(forge.merged_pull_request, world.app_repo, sha) is None
+
+
+@pytest.mark.parametrize("kind", ["github", "gitea"])
+async def test_a_push_to_another_branch_or_a_deleted_branch_starts_nothing(world: World) -> None:
+    fake, repo = world.fake, world.app_repo
+    sha = await asyncio.to_thread(fake.push, repo, "feature", {"a.txt": "a"}, "main")
+    await asyncio.to_thread(fake.pushed, repo, "feature", "0" * 40, sha)  # branch created
+    sent = await world.delivered()
+    assert sent.status == 202 and "not the release branch 'main'" in sent.answer
+    await asyncio.to_thread(fake.pushed, repo, "main", main_head(world), "0" * 40)
+    deleted = await world.delivered()
+    assert deleted.status == 202 and "refs/heads/main was deleted" in deleted.answer
+    assert await started(world) == []
+
+
+@pytest.mark.parametrize("kind", ["github", "gitea"])
+@pytest.mark.parametrize("push_first", [True, False], ids=["push-first", "merged-first"])
+async def test_a_merge_push_is_left_to_the_pull_requests_change_in_either_order(
+    world: World, push_first: bool
+) -> None:
+    """The forge sends the merge's push and the PR's "closed" delivery in either order; either
+    way the PR's change gets the merge, and the forge tells the push's change that a PR merged
+    as the commit (test_push_change.py: that change then ends `superseded`, nothing built)."""
+    number, _ = await open_app_pr(world)
+    fake, repo = world.fake, world.app_repo
+    before = main_head(world)
+    pr = await asyncio.to_thread(fake.pull_request, repo, number)
+    merge = await asyncio.to_thread(fake.store.merge_pull_request, repo, number, pr.head_sha)
+    deliveries = [
+        lambda: fake.pushed(repo, "main", before, merge),
+        lambda: fake.merged(fake.pull_request(repo, number)),
+    ]
+    for send in deliveries if push_first else deliveries[::-1]:
+        await asyncio.to_thread(send)
+        assert (await world.delivered()).status == 202
+
+    events = await signals(world.client.get_workflow_handle(world.change_id(number)))
+    assert [e["merge_commit_sha"] for e in events if e["action"] == "merged"] == [merge]
+    forge = create_forge(world.config.forge, Settings())
+    assert await asyncio.to_thread(forge.merged_pull_request, repo, merge) == number
+    expected = [world.change_id(number), push_change(world, merge)]
+    assert sorted(await listed(world, len(expected))) == sorted(expected)
+
+
+@pytest.mark.parametrize("kind", ["github"])
+async def test_the_local_forges_pushes_start_a_change_per_direct_commit_only(
+    world: World, tmp_path: Path
+) -> None:
+    """Baton's local forge sends GitHub-format deliveries: a `git push` to its repository reports
+    the push from its post-receive hook; a merge sends the merge's push before "closed"."""
+    repo = world.app_repo
+    hook = f"{world.api}/webhooks/github"
+    forge = LocalForge(tmp_path / "local", webhook_url=hook, webhook_secret=forges.SECRET)
+    seed = tmp_path / "seed"  # the world's seed: README.md
+    forge.create_repo(repo, from_dir=seed)
+    work = tmp_path / "work"
+
+    def git(*args: str) -> str:
+        command = ["git", "-c", "user.name=Alice", "-c", "user.email=alice@example.invalid"]
+        run = subprocess.run(
+            [*command, *args], cwd=work, capture_output=True, text=True, check=True
+        )
+        return run.stdout.strip()
+
+    def commit_and_push(branch: str, name: str) -> str:
+        (work / name).write_text(name)
+        git("add", "-A")
+        git("commit", "-q", "-m", f"Add {name}")
+        git("push", "-q", "origin", f"HEAD:refs/heads/{branch}")
+        return git("rev-parse", "HEAD")
+
+    await asyncio.to_thread(
+        subprocess.run, ["git", "clone", "-q", forge.clone_url(repo), str(work)], check=True
+    )
+    seeded = git("rev-parse", "HEAD")  # the first push, creating main: no change
+    direct = await asyncio.to_thread(commit_and_push, "main", "hotfix.txt")
+    git("checkout", "-q", "-b", "feature")
+    await asyncio.to_thread(commit_and_push, "feature", "feature.txt")
+    pr = await asyncio.to_thread(
+        forge.open_pull_request, repo, "feature", "main", "Add", "", "alice"
+    )
+    merge = await asyncio.to_thread(forge.merge_pull_request, repo, pr.number, pr.head_sha)
+
+    sent = [(d.event, d.action, d.status_code) for d in forge.list_deliveries()]
+    assert sent[-2:] == [("push", None, 202), ("pull_request", "closed", 202)]
+    assert sent[0] == ("push", None, 202)  # the seed, answered "ignored: ... was created"
+    assert all(status == 202 for _, _, status in sent), sent
+    expected = [
+        push_change_id(world.app, direct),
+        world.change_id(pr.number),
+        push_change_id(world.app, merge),
+    ]
+    assert sorted(await listed(world, len(expected))) == sorted(expected)
+    assert push_change_id(world.app, seeded) not in await started(world)
+    # What each push's change asks the forge first.
+    assert forge.merged_pull_request(repo, direct) is None
+    assert forge.merged_pull_request(repo, merge) == pr.number

@@ -124,10 +124,15 @@ async def open_change(
         head_branch=f"feature-{number}",
         head_sha=head(number),
     )
+    return await start(client, change, change_id(APP.name, number))
+
+
+async def start(client: Client, change: ChangeInput, workflow_id: str) -> WorkflowHandle:
+    """Start `change` as `workflow_id`, as the API does."""
     return await client.start_workflow(
         WorkflowTypes.CHANGE,
         change,
-        id=change_id(APP.name, number),
+        id=workflow_id,
         task_queue=TaskQueues.WORKFLOWS,
         search_attributes=initial_search_attributes(change),
         result_type=ChangeStatus,
