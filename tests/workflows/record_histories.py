@@ -9,7 +9,8 @@ override, supersedes, lane queues, aborts), recorded at a894203, before Environm
 package: the rollouts from the scenarios of `test_rollout.py`, the changes from lane scenarios with
 stand-in activities (two to three changes of one app in one lane). `before-search-attributes-split-*`
 are the demo's histories from when one BatonStage attribute held a change's state, a rollout's step
-and its outcome. `image_refresh.json` is not the demo's: it is the refresh of the scenario in
+and its outcome; `before-status-memos-*` are from before workflows published their status and gate
+as memos and approvals were bound to content. `image_refresh.json` is not the demo's: it is the refresh of the scenario in
 `tests/e2e/test_mirror.py` that found an upstream update and opened a pin bump PR.
 """
 
