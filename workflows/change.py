@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows import metrics
 from workflows.lane_client import LaneClient, LaneTurn
+from workflows.pull_request import PullRequestState
 from workflows.record import Record, failure
 from workflows.retries import RETRY
 
@@ -77,12 +78,7 @@ class ChangeWorkflow:
             status=self.status,
         )
         self.lanes = LaneClient(plan.app.name, self.record)
-        self.head_sha = input.head_sha
-        self.merge_commit: str | None = None
-        self.closed = False
-        self.closed_because = "pull request closed without merging"
-        self.reopens = 0  # how often the PR was reopened (or retargeted back) while this ran
-        self.opened_or_closed_at: datetime | None = None  # the PR's update that last did either
+        self.pr = PullRequestState(head_sha=input.head_sha, base_branch=input.base_branch)
         self.state: ChangeState = "validating"
         self.result: PipelineResult | None = None
         self.reason: str | None = None
@@ -91,44 +87,15 @@ class ChangeWorkflow:
         self.current_rollout: str | None = None
         self.aborted: AbortInput | None = None
         self.body: asyncio.Future | None = None
-        self.merged_at: datetime | None = None
         self.validated: dict[str, bool] = {}  # head → whether its validation passed
-        self.rerun_by: str | None = None  # who asked to validate the same head again
 
     # Messages
 
     @workflow.signal(name=Signals.PULL_REQUEST_EVENT)
     def pull_request_event(self, event: PullRequestEvent) -> None:
-        """Forge events from the API; redeliveries are harmless because each only sets state.
-
-        Once the merge is seen nothing else counts. A `reopened` that reaches a run still closing
-        keeps it going (the run cannot complete past an unhandled signal): it validates again.
-        """
-        if self.merge_commit is not None and event.action != "merged":
-            return
-        if event.action in ("closed", "reopened", "retargeted") and event.updated_at:
-            # Deliveries can cross: an older close or reopen does not undo a newer one.
-            if self.opened_or_closed_at and event.updated_at < self.opened_or_closed_at:
-                return
-            self.opened_or_closed_at = event.updated_at
-        if event.action == "synchronize" and event.head_sha:
-            self.head_sha = event.head_sha
-        elif event.action == "merged" and event.merge_commit_sha:
-            self.merge_commit = event.merge_commit_sha
-            self.merged_at = self.merged_at or workflow.now()
-        elif event.action == "closed":
-            self.closed = True
-            self.closed_because = "pull request closed without merging"
-        elif event.action == "retargeted":
-            self.closed = True
-            self.closed_because = (
-                f"pull request retargeted to {event.base_branch}: "
-                f"only pull requests into {self.input.base_branch} are carried"
-            )
-        elif event.action == "reopened":
-            self.closed = False
-            self.head_sha = event.head_sha or self.head_sha
-            self.reopens += 1
+        """Forge events from the API (`PullRequestState.apply`). A `reopened` that reaches a run
+        still closing keeps it going (the run cannot complete past an unhandled signal)."""
+        self.pr.apply(event, workflow.now())
 
     @workflow.signal(name=Signals.LANE_UPDATE)
     def lane_update(self, update: LaneUpdate) -> None:
@@ -158,14 +125,14 @@ class ChangeWorkflow:
     @workflow.update(name=Updates.RERUN)
     def rerun(self, user: str) -> str:
         """Validate the same head again: its checks could not run, and the cause is fixed."""
-        self.rerun_by = user
-        return f"re-running the checks of {self.head_sha[:12]}"
+        self.pr.rerun_by = user
+        return f"re-running the checks of {self.pr.head_sha[:12]}"
 
     @rerun.validator
     def _check_rerun(self, user: str) -> None:
         change = workflow.info().workflow_id
-        if self.rerun_by is not None:
-            raise BadRequest(f"{change} is re-running its checks already, for {self.rerun_by}")
+        if self.pr.rerun_by is not None:
+            raise BadRequest(f"{change} is re-running its checks already, for {self.pr.rerun_by}")
         if self.state != "awaiting-merge":
             raise BadRequest(
                 f"{change} is {self.state}: only a change waiting for its merge re-runs its checks"
@@ -179,9 +146,9 @@ class ChangeWorkflow:
             repo=self.input.repo,
             pr_number=self.input.pr_number,
             author=self.input.author,
-            head_sha=self.head_sha,
-            merge_commit=self.merge_commit,
-            merged_at=self.merged_at,
+            head_sha=self.pr.head_sha,
+            merge_commit=self.pr.merge_commit,
+            merged_at=self.pr.merged_at,
             state=self.state,
             gate=self.record.gate,
             timeline=self.record.timeline,
@@ -217,8 +184,8 @@ class ChangeWorkflow:
                 return
         else:
             await self._validate_until_merged()
-            if self.closed:
-                self._set_state("closed", self.closed_because)
+            if self.pr.closed:
+                self._set_state("closed", self.pr.closed_because)
                 return
             if workflow.patched(UNVALIDATED_MERGE) and not await self._merge_validated():
                 return
@@ -246,8 +213,8 @@ class ChangeWorkflow:
                 "superseded", f"{sha[:12]} is the merge of #{number}: its change carries it"
             )
             return False
-        self.merge_commit = sha
-        self.merged_at = workflow.now()
+        self.pr.merge_commit = sha
+        self.pr.merged_at = workflow.now()
         self.record.note(
             f"{sha[:12]} was pushed to {self.input.base_branch} by {self.input.author} "
             "without a pull request"
@@ -277,7 +244,7 @@ class ChangeWorkflow:
 
     async def _rollout_in_lane(self, env: EnvironmentConfig, artifact: Artifact) -> RolloutResult:
         """Wait for the environment's lane to give this change its turn, roll out, release it."""
-        merged_at = self.merged_at or workflow.now()
+        merged_at = self.pr.merged_at or workflow.now()
         async with self.lanes.turn(env, artifact.commit, merged_at) as turn:
             if turn.superseded_by is not None:
                 return RolloutResult(
@@ -338,24 +305,24 @@ class ChangeWorkflow:
 
     async def _validate_until_merged(self) -> None:
         """Validate the current head; a new head cancels the running validation and starts over."""
-        while self.merge_commit is None and not self.closed:
-            await self._validate(self.head_sha)
+        while self.pr.merge_commit is None and not self.pr.closed:
+            await self._validate(self.pr.head_sha)
 
     async def _validate(self, sha: str) -> None:
         """Validate head `sha`, then wait until the PR moves on (a new head, merged, closed or
         reopened: every reopen validates again, as authors reopen to re-run the checks)."""
-        reopens = self.reopens
+        reopens = self.pr.reopens
         self.validations += 1
-        if self.rerun_by is not None:
-            self.record.note(f"{self.rerun_by} re-runs the checks of {sha[:12]}")
-            self.rerun_by = None
+        if self.pr.rerun_by is not None:
+            self.record.note(f"{self.pr.rerun_by} re-runs the checks of {sha[:12]}")
+            self.pr.rerun_by = None
         self._set_state("validating")
         stage, handle = await self._start_pipeline(
             PullRequestPipeline.run, f"validate {sha[:12]}", sha, f"pr-{self.validations}"
         )
-        await workflow.wait_condition(lambda: handle.done() or self._moved_on(sha, reopens))
+        await workflow.wait_condition(lambda: handle.done() or self.pr.moved_on(sha, reopens))
         if not handle.done():
-            news = self._news(sha)
+            news = self.pr.news(sha)
             handle.cancel()
             await workflow.wait([handle])
             self.record.end(stage, "superseded", f"{news} before validation finished")
@@ -371,29 +338,29 @@ class ChangeWorkflow:
                 waiting_on=["repository maintainers"],
             )
         )
-        await workflow.wait_condition(lambda: self._moved_on(sha, reopens))
+        await workflow.wait_condition(lambda: self.pr.moved_on(sha, reopens))
         self.record.clear_gate()
 
     async def _merge_validated(self) -> bool:
         """Whether the merged head passed validation; if not (it failed, or the merge came before
         it finished), `apps[].on_unvalidated_merge` decides: `validate` runs the PR pipeline on
         the merge commit first, `stop` fails the change with the reason."""
-        passed = self.validated.get(self.head_sha)
+        passed = self.validated.get(self.pr.head_sha)
         if passed:
             return True
-        assert self.merge_commit is not None
-        why = f"merged while the validation of {self.head_sha[:12]} " + (
+        assert self.pr.merge_commit is not None
+        why = f"merged while the validation of {self.pr.head_sha[:12]} " + (
             "had failed" if passed is False else "had not finished"
         )
         if self.input.plan.app.on_unvalidated_merge == "stop":
             self._set_state("failed", f"{why}: stopped (apps[].on_unvalidated_merge: stop)")
             return False
         self._set_state("validating", why)
-        self.record.note(f"{why}: validating the merge commit {self.merge_commit[:12]} first")
+        self.record.note(f"{why}: validating the merge commit {self.pr.merge_commit[:12]} first")
         stage, handle = await self._start_pipeline(
             PullRequestPipeline.run,
-            f"validate {self.merge_commit[:12]}",
-            self.merge_commit,
+            f"validate {self.pr.merge_commit[:12]}",
+            self.pr.merge_commit,
             "merge",
         )
         result = await self._pipeline_result(handle, stage)
@@ -401,31 +368,12 @@ class ChangeWorkflow:
             self._set_state("failed", f"{why}, and the merge commit failed it: {result.summary()}")
         return result.passed
 
-    def _news(self, sha: str) -> str:
-        """What moved the PR on from head `sha`."""
-        if self.merge_commit:
-            return "merged"
-        if self.closed:
-            return "closed"
-        if self.head_sha != sha:
-            return "new head"
-        return "re-run" if self.rerun_by is not None else "reopened"
-
-    def _moved_on(self, sha: str, reopens: int) -> bool:
-        return (
-            self.head_sha != sha
-            or self.merge_commit is not None
-            or self.closed
-            or self.reopens != reopens
-            or self.rerun_by is not None
-        )
-
     async def _integrate(self) -> PipelineResult:
-        assert self.merge_commit is not None
+        assert self.pr.merge_commit is not None
         self._set_state("integrating")
-        workflow.upsert_search_attributes([SearchAttributes.COMMIT.value_set(self.merge_commit)])
+        workflow.upsert_search_attributes([SearchAttributes.COMMIT.value_set(self.pr.merge_commit)])
         stage, handle = await self._start_pipeline(
-            CIPipeline.run, f"integrate {self.merge_commit[:12]}", self.merge_commit, "ci"
+            CIPipeline.run, f"integrate {self.pr.merge_commit[:12]}", self.pr.merge_commit, "ci"
         )
         return await self._pipeline_result(handle, stage)
 
