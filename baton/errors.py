@@ -25,7 +25,8 @@ problem is; a family of errors lives beside the adapter that raises it (module i
     │   ├── Unauthenticated             missing, unknown, expired or revoked credentials (401)
     │   ├── TooManyAttempts             [api.auth] failed authentications from one client (429)
     │   └── NotFound                    what the request names does not exist
-    │       └── ChangeNotFound, EnvironmentNotFound   [changes]
+    │       ├── ChangeNotFound, EnvironmentNotFound   [changes]
+    │       └── MirrorSourceNotFound    an images.mirror source tag its registry does not have
     ├── DecisionRefused ✗               a decision the policy or the rollout's state does not allow
     │   ├── PolicyViolation             [policy] an approval, rejection or override the rules forbid
     │   ├── NotAwaitingApproval
@@ -112,6 +113,10 @@ class RequestError(BatonError):
 
 class NotFound(RequestError):
     """What the request names (a change, an environment of it) does not exist."""
+
+
+class MirrorSourceNotFound(NotFound):
+    """An `images.mirror` source names a tag its registry does not have: no retry brings it."""
 
 
 class DecisionRefused(BatonError):

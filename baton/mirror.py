@@ -26,7 +26,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from baton.config import MirrorEntry
-from baton.errors import InfrastructureError
+from baton.errors import InfrastructureError, MirrorSourceNotFound
 from baton.references import Reference, parse_reference
 from baton.registry import Registry
 from baton.tools import find_tool
@@ -169,7 +169,7 @@ def mirror(
         with source_registry(entry) as source:
             digest = source.manifest_digest(api_path(reference), reference.tag)
             if digest is None:
-                raise MirrorFailed(
+                raise MirrorSourceNotFound(
                     f"images.mirror {entry.source}: the source registry has no such tag: "
                     "check the source reference"
                 )

@@ -164,7 +164,7 @@ def test_a_source_tag_that_does_not_exist_is_one_line(
 
     failed = baton(tmp_path / "home", "images", "mirror", "--config", str(config), env=env)
 
-    assert failed.returncode == 2
+    assert failed.returncode == 4  # not found (README: Exit codes)
     (line,) = failed.stderr.strip().splitlines()
     assert line.startswith("error: images.mirror ")
     assert line.endswith(":1.0: the source registry has no such tag: check the source reference")
