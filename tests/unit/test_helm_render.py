@@ -45,6 +45,7 @@ from baton.settings import Settings
 from baton.temporal import TaskQueues
 from baton.tools import error_line, find_tool
 from tests.fakes.records import fake_artifact, fake_rendered
+from tests.fixtures.charts import DEPLOYMENT
 from tests.fixtures.ports import closed_port
 from tests.fixtures.rollouts import prod, rollout_of
 from workflows.rollout import EnvironmentRollout, texts
@@ -74,22 +75,6 @@ def chart(root: Path, name: str, templates: dict[str, str], **extra: str) -> Pat
         **extra,
     }
     return write(root, files)
-
-
-DEPLOYMENT = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {{ .Release.Name }}
-spec:
-  selector: {matchLabels: {app: {{ .Release.Name }}}}
-  template:
-    metadata: {labels: {app: {{ .Release.Name }}}}
-    spec:
-      containers:
-        - name: app
-          image: "{{ .Values.image.repository }}@{{ .Values.image.digest }}"
-"""
 
 
 @pytest.fixture
