@@ -10,6 +10,16 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The embedded default configuration. A wheel carries it as package data (pyproject.toml's
+# force-include copies examples/baton.yaml there); a source checkout reads examples/ directly.
+PACKAGED_CONFIG = Path(__file__).resolve().parent / "defaults" / "baton.yaml"
+SOURCE_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "baton.yaml"
+
+
+def default_config_file() -> Path:
+    """The embedded default configuration (what `baton init` writes): the wheel's, else examples/."""
+    return PACKAGED_CONFIG if PACKAGED_CONFIG.is_file() else SOURCE_CONFIG
+
 
 def read_secret(env: str, *, default_file: Path | None = None) -> str | None:
     """A secret from `$ENV`, from the file named by `$ENV_FILE`, or from `default_file`."""
@@ -38,8 +48,8 @@ class Settings(BaseSettings):
     temporal_ui_port: int = 8233
 
     def config_file(self) -> Path:
-        """BATON_CONFIG when set, else the embedded defaults in examples/baton.yaml."""
-        return self.config or Path(__file__).resolve().parent.parent / "examples" / "baton.yaml"
+        """BATON_CONFIG when set, else the embedded defaults (`default_config_file`)."""
+        return self.config or default_config_file()
 
     @property
     def api_url(self) -> str:

@@ -35,6 +35,7 @@ from cli.demo import Demo, DemoSummary, seed_repositories
 from cli.exits import Exit, exit_code
 from cli.forge import forge_app
 from cli.images import images_app
+from cli.init import init as init_command
 from cli.watch import Until, WaitTimedOut, WatchEvent, follow, now_line
 
 console = Console(soft_wrap=True)
@@ -58,6 +59,7 @@ app.add_typer(changes_app, name="changes")
 app.add_typer(token_app, name="token")
 app.add_typer(forge_app, name="forge", help="The embedded local forge: repositories and PRs.")
 app.add_typer(images_app, name="images", no_args_is_help=True)
+app.command("init")(init_command)
 
 ChangeId = Annotated[
     str, typer.Argument(help="change id, e.g. change/sample-app/1 or sample-app/1")
@@ -529,9 +531,16 @@ def render(
 
 @config_app.command("check")
 def config_check(
-    file: Annotated[Path, typer.Argument(help="the baton.yaml to validate")], as_json: Json = False
+    file: Annotated[
+        Path | None,
+        typer.Argument(
+            help="the baton.yaml to validate (default: $BATON_CONFIG, else the defaults)"
+        ),
+    ] = None,
+    as_json: Json = False,
 ) -> None:
     """Exit 0 when FILE is valid; otherwise print one line per problem and exit 2."""
+    file = file or Settings().config_file()
     try:
         config = load_config(file)
     except ConfigError as exc:
