@@ -1,39 +1,131 @@
-"""docker-compose.yml stays valid: the services it runs are the embedded stack's."""
+"""docker-compose.yml stays valid and production-shaped: Temporal on PostgreSQL with its UI, every
+image pinned, Baton's search attributes registered (by deploy/temporal/register-search-attributes.sh,
+tried here against a real Temporal server) before Baton's processes start, which are the
+embedded stack's."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import re
 import shutil
 import subprocess
+import uuid
 
 import yaml
+from google.protobuf.duration_pb2 import Duration
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
+from temporalio.testing import WorkflowEnvironment
 
 from baton.temporal import SearchAttributes
-from baton.tools import PROJECT_ROOT
+from baton.tools import PROJECT_ROOT, find_tool
 from tests.fixtures import unavailable
 
 COMPOSE = PROJECT_ROOT / "docker-compose.yml"
+REGISTER = PROJECT_ROOT / "deploy" / "temporal" / "register-search-attributes.sh"
+SECRETS = {"BATON_WEBHOOK_SECRET": "x", "BATON_REGISTRY_PASSWORD": "y", "TEMPORAL_DB_PASSWORD": "z"}
+BATON_SERVICES = ("api", "worker", "cluster")
 
 
-def test_compose_file_is_valid() -> None:
+def _compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     tool = shutil.which("docker-compose")
     if tool is None:
         unavailable("docker-compose not installed: run `make docker`")
-    result = subprocess.run(
+    return subprocess.run(
         [tool, "-f", str(COMPOSE), "config", "-q"],
         capture_output=True,
         text=True,
         check=False,
-        env={"BATON_WEBHOOK_SECRET": "x", "BATON_REGISTRY_PASSWORD": "y", "PATH": "/usr/bin:/bin"},
+        env={**env, "PATH": "/usr/bin:/bin"},
     )
+
+
+def test_compose_file_is_valid() -> None:
+    result = _compose_config(SECRETS)
     assert result.returncode == 0, result.stderr
 
 
+def test_compose_refuses_to_run_without_the_database_password() -> None:
+    result = _compose_config({k: v for k, v in SECRETS.items() if k != "TEMPORAL_DB_PASSWORD"})
+    assert result.returncode != 0
+    assert "set TEMPORAL_DB_PASSWORD" in result.stderr
+
+
+def _services() -> dict[str, dict]:
+    return yaml.safe_load(COMPOSE.read_text())["services"]
+
+
 def test_compose_runs_the_embedded_stacks_processes() -> None:
-    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    services = _services()
     commands = {name: service.get("command") for name, service in services.items()}
     assert commands["api"] == ["python", "-m", "api"]
     assert commands["worker"] == ["python", "-m", "workers.main"]
     assert commands["cluster"] == ["python", "-m", "baton.local.cluster"]
-    for key in SearchAttributes.ALL:
-        assert f"--search-attribute {key.name}=Keyword" in commands["temporal"]
     assert all(service["network_mode"] == "host" for service in services.values())
+
+
+def test_compose_runs_a_production_shaped_temporal_with_pinned_images() -> None:
+    services = _services()
+    assert services["temporal"]["image"].startswith("temporalio/auto-setup:")
+    assert services["temporal"]["environment"]["DB"] == "postgres12"
+    assert services["temporal"]["depends_on"]["postgresql"]["condition"] == "service_healthy"
+    assert services["temporal-ui"]["image"].startswith("temporalio/ui:")
+    for name, service in services.items():
+        if "build" in service:
+            continue
+        image = service["image"]
+        assert re.fullmatch(r"[\w./-]+:\d[\w.-]*", image), f"{name}: {image} is not pinned by tag"
+
+
+def test_compose_registers_every_search_attribute_before_baton_starts() -> None:
+    services = _services()
+    setup = services["temporal-search-attributes"]
+    assert setup["image"].startswith("temporalio/admin-tools:")
+    assert setup["entrypoint"][-1] == "/scripts/register-search-attributes.sh"
+    assert (
+        f"./{REGISTER.relative_to(PROJECT_ROOT)}:/scripts/register-search-attributes.sh:ro"
+        in (setup["volumes"])
+    )
+    for name in BATON_SERVICES:
+        condition = services[name]["depends_on"]["temporal-search-attributes"]["condition"]
+        assert condition == "service_completed_successfully", name
+    listed = re.search(r'^ATTRIBUTES="([^"]*)"', REGISTER.read_text(), re.MULTILINE)
+    assert listed is not None
+    assert listed.group(1).split() == [key.name for key in SearchAttributes.ALL]
+
+
+async def test_register_script_registers_every_attribute_on_a_real_server(
+    temporal_env: WorkflowEnvironment,
+) -> None:
+    client = temporal_env.client
+    namespace = f"compose-{uuid.uuid4().hex[:12]}"
+    await client.workflow_service.register_namespace(
+        RegisterNamespaceRequest(
+            namespace=namespace, workflow_execution_retention_period=Duration(seconds=86400)
+        )
+    )
+    env = {
+        **os.environ,
+        "TEMPORAL_ADDRESS": client.service_client.config.target_host,
+        "TEMPORAL_NAMESPACE": namespace,
+        "TEMPORAL_CLI": find_tool("temporal"),
+    }
+    for _ in range(2):  # a second run (a restarted container) changes nothing and succeeds
+        done = await asyncio.to_thread(
+            subprocess.run,
+            ["sh", str(REGISTER)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=180,
+        )
+        assert done.returncode == 0, done.stderr
+    listed = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=namespace)
+    )
+    assert {key.name: listed.custom_attributes.get(key.name) for key in SearchAttributes.ALL} == {
+        key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for key in SearchAttributes.ALL
+    }
