@@ -17,7 +17,7 @@ from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus
 from baton import freeze
 from baton import metrics as dora
 from baton.config import BatonConfig, EnvironmentConfig
-from baton.models import Gate, Rendered, RolloutStatus
+from baton.models import Gate, Rendered, RolloutInput, RolloutStatus
 from baton.temporal import MEMO_GATE, SearchAttributes, WorkflowTypes
 
 RENDER_ACTIVITY = "render_environment"
@@ -151,6 +151,24 @@ def _change_of(execution: WorkflowExecution) -> str | None:
     """The change a rollout belongs to: its parent workflow."""
     parent = execution.parent_id
     return parent if parent and parent.startswith("change/") else None
+
+
+async def change_of(client: Client, rollout: str) -> str | None:
+    """The change a rollout serves: its parent workflow, else the `change_id` it was started with
+    (a rollout started on its own, as by an administrator)."""
+    handle = client.get_workflow_handle(rollout)
+    parent = (await handle.describe()).parent_id
+    if parent:
+        return parent
+    async for event in handle.fetch_history_events():
+        started = event.workflow_execution_started_event_attributes
+        if started.input.payloads:
+            (found,) = await client.data_converter.decode(
+                list(started.input.payloads), [RolloutInput]
+            )
+            return found.change_id
+        break
+    return None
 
 
 async def rendered(client: Client, rollout: str) -> Rendered | None:

@@ -206,11 +206,10 @@ async def decisions(request: Request) -> HTMLResponse:
     client = _client(request)
     waiting = []
     for published in await v1.waiting(request, caller):
-        description = await client.get_workflow_handle(published.workflow_id).describe()
         waiting.append(
             {
                 "published": published,
-                "change": description.parent_id,
+                "change": await data.change_of(client, published.workflow_id),
                 "diff": _diff(await _rendered(request, published.workflow_id)),
             }
         )

@@ -1,0 +1,113 @@
+"""The board's pages and decisions on a real Temporal server with the real rollout (the API app
+in-process, as in test_decision_api): sign-in, the pages a signed-in approver sees, and decisions
+that go through the decision API with its refusals."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from api.board.routes import COOKIE
+from tests.workflows import test_decision_api as decision_api
+from tests.workflows.test_decision_api import Api, Change
+from workflows.rollout import EnvironmentRollout
+
+# The decision API's in-process app on a real Temporal server, with the real rollout.
+api = decision_api.api
+issuer = decision_api.issuer
+
+BOARD = "http://baton"  # the in-process app's origin
+
+
+def signed_in(api: Api, user: str) -> dict[str, str]:
+    """What a browser sends once `user` signed in: the board's cookie, and its own origin."""
+    token = api.tokens.create(user).token
+    return {"Cookie": f"{COOKIE}={token}", "Origin": BOARD, "Accept": "application/json"}
+
+
+def posting(api: Api, user: str) -> dict[str, str]:
+    """A signed-in browser posting the board's form (as its script does)."""
+    return signed_in(api, user) | {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def approve(change: Change) -> str:
+    return f"/board/changes/web/{change.pr}/rollouts/prod/approve"
+
+
+async def test_pages_send_strangers_to_sign_in_and_a_bad_token_gets_its_reason(api: Api) -> None:
+    page = await api.http.get("/board/decisions")
+    assert page.status_code == 303
+    assert page.headers["location"].startswith("/board/sign-in?next=%2Fboard%2Fdecisions")
+
+    form = {"Origin": BOARD, "Content-Type": "application/x-www-form-urlencoded"}
+    bad = await api.http.post(
+        "/board/sign-in", content="token=baton_0123456789ab_" + "x" * 43, headers=form
+    )
+    assert bad.status_code == 401 and "unknown token: ask an administrator for one" in bad.text
+    assert "set-cookie" not in bad.headers
+
+    good = await api.http.post(
+        "/board/sign-in",
+        content=urlencode({"token": api.tokens.create("carol").token, "next": "/board"}),
+        headers=form,
+    )
+    assert good.status_code == 303 and good.headers["location"] == "/board"
+    cookie = good.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie and "path=/board" in cookie
+
+
+async def test_carol_sees_what_waits_on_her_with_its_diff_and_the_grid_shows_the_gate(
+    api: Api,
+) -> None:
+    change = await api.start_change()
+    headers = signed_in(api, "carol")
+    decisions = await api.http.get("/board/decisions", headers=headers)
+    assert decisions.status_code == 200, decisions.text
+    assert 'id="waiting-web-prod"' in decisions.text
+    assert "changed: Deployment/prod/web" in decisions.text  # the rollout's render result
+    assert f"/board/changes/web/{change.pr}/rollouts/prod/reject" in decisions.text
+
+    grid = await api.http.get("/board", headers=headers)
+    assert 'id="cell-web-prod"' in grid.text and 'data-state="waiting-approval"' in grid.text
+    assert "waiting on carol, dave, group:release-managers" in grid.text
+
+    erin = await api.http.get("/board/decisions", headers=signed_in(api, "erin"))
+    assert 'id="nothing-waiting"' in erin.text
+
+
+async def test_a_decision_on_content_the_pr_no_longer_holds_asks_to_review_again(api: Api) -> None:
+    change = await api.start_change()
+    headers = posting(api, "carol")
+    stale = await api.http.post(
+        approve(change), content="content_hash=sha256:0ld&comment=ok", headers=headers
+    )
+    assert stale.status_code == 403
+    assert "look at the change again" in stale.json()["error"]
+    assert stale.json()["review_again"] is True
+
+    status = await change.rollout.query(EnvironmentRollout.status)
+    fresh = await api.http.post(
+        approve(change), content=f"content_hash={status.content_hash}&comment=ok", headers=headers
+    )
+    assert fresh.status_code == 200, fresh.text
+    assert fresh.json() == {"message": "carol approved prod (1/2)"}
+
+
+async def test_the_author_is_refused_with_the_policys_reason(api: Api) -> None:
+    change = await api.start_change()
+    refused = await api.http.post(
+        approve(change), content="comment=mine", headers=posting(api, "alice")
+    )
+    assert refused.status_code == 403
+    assert refused.json()["error"].startswith(
+        "alice is the change's author and prod's policy forbids self-approval"
+    )
+    assert refused.json()["review_again"] is False
+
+
+async def test_a_decision_posted_from_another_origin_is_refused(api: Api) -> None:
+    change = await api.start_change()
+    headers = posting(api, "carol") | {"Origin": "http://elsewhere.example"}
+    answer = await api.http.post(approve(change), content="comment=ok", headers=headers)
+    assert answer.status_code == 403
+    assert "did not come from the board" in answer.json()["error"]
+    assert (await change.rollout.query(EnvironmentRollout.status)).approvals == []
