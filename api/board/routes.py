@@ -32,7 +32,7 @@ from temporalio.client import Client
 
 from api import v1
 from api.auth import Caller
-from api.board import data, present
+from api.board import data, oidc, present
 from baton import changes
 from baton.config import BatonConfig
 from baton.errors import BadRequest, DecisionRefused, NotFound, Unauthenticated
@@ -158,7 +158,15 @@ async def board(request: Request) -> HTMLResponse:
 
 @router.get("/sign-in", response_class=HTMLResponse)
 async def sign_in_form(request: Request, next: str = "/board", reason: str = "") -> HTMLResponse:
-    return _page(request, "sign_in.html", None, next=_local(next), reason=reason)
+    return _page(
+        request, "sign_in.html", None, next=_local(next), reason=reason, oidc=_oidc(request)
+    )
+
+
+def _oidc(request: Request) -> str | None:
+    """The OIDC issuer people may sign in at, if one is configured."""
+    config = _config(request).auth.oidc
+    return config.issuer if config else None
 
 
 @router.post("/sign-in", response_class=HTMLResponse)
@@ -171,10 +179,86 @@ async def sign_in(request: Request) -> Any:
     try:
         request.app.state.auth.authenticate(f"Bearer {token}", client)
     except Unauthenticated as exc:
-        page = _page(request, "sign_in.html", None, next=target, reason=str(exc))
+        page = _page(
+            request, "sign_in.html", None, next=target, reason=str(exc), oidc=_oidc(request)
+        )
         page.status_code = 401
         return page
     answer = RedirectResponse(target, status_code=303)
+    _keep(request, answer, token)
+    return answer
+
+
+@router.get("/sign-in/oidc")
+async def sign_in_oidc(request: Request, next: str = "/board") -> RedirectResponse:
+    """Off to the OIDC issuer to sign in (authorization code with PKCE)."""
+    config = _config(request).auth.oidc
+    if config is None:
+        raise SignInRequired("no OIDC issuer is configured (auth.oidc): sign in with an API token")
+    url, pending = await oidc.start(config, _callback(request), _local(next))
+    answer = RedirectResponse(url, status_code=303)
+    # Lax, not Strict: the issuer's redirect back is a navigation from its site.
+    answer.set_cookie(
+        oidc.PENDING_COOKIE,
+        pending.cookie(),
+        max_age=oidc.PENDING_S,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+        path="/board/sign-in",
+    )
+    return answer
+
+
+@router.get("/sign-in/callback", response_class=HTMLResponse)
+async def sign_in_callback(
+    request: Request, code: str = "", state: str = "", error: str = ""
+) -> HTMLResponse:
+    """The issuer's redirect back: redeem the code, keep the token the API accepts."""
+    config = _config(request).auth.oidc
+    pending = None
+    try:
+        pending = oidc.Pending.from_cookie(request.cookies.get(oidc.PENDING_COOKIE))
+        if config is None:
+            raise Unauthenticated("no OIDC issuer is configured (auth.oidc)")
+        if error or not code:
+            raise Unauthenticated(f"the issuer did not sign you in: {error or 'no code'}")
+        tokens = await oidc.finish(config, _callback(request), pending, code, state)
+        token = _accepted(request, tokens)
+    except Unauthenticated as exc:
+        target = pending.next if pending else "/board"
+        page = _page(
+            request, "sign_in.html", None, next=target, reason=str(exc), oidc=_oidc(request)
+        )
+        page.status_code = 401
+        return page
+    # A page, not a redirect: the board's SameSite=Strict cookie is sent on a navigation that
+    # starts here, not on the end of a redirect chain that started at the issuer.
+    answer = _page(request, "signed_in.html", None, next=pending.next)
+    _keep(request, answer, token)
+    answer.delete_cookie(oidc.PENDING_COOKIE, path="/board/sign-in")
+    return answer
+
+
+def _callback(request: Request) -> str:
+    return str(request.url_for("sign_in_callback"))
+
+
+def _accepted(request: Request, tokens: list[str]) -> str:
+    """The first of the issuer's tokens that the API accepts as a bearer credential."""
+    client = request.client.host if request.client else "unknown"
+    refusals = []
+    for token in tokens:
+        try:
+            request.app.state.auth.authenticate(f"Bearer {token}", client)
+            return token
+        except Unauthenticated as exc:
+            refusals.append(str(exc))
+    raise Unauthenticated(f"the issuer's tokens are not accepted: {'; '.join(refusals)}")
+
+
+def _keep(request: Request, answer: Response, token: str) -> None:
+    """The board's credential cookie: only for /board, never readable by scripts."""
     answer.set_cookie(
         COOKIE,
         token,
@@ -183,7 +267,6 @@ async def sign_in(request: Request) -> Any:
         secure=request.url.scheme == "https",
         path="/board",
     )
-    return answer
 
 
 @router.post("/sign-out")

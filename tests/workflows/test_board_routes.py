@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+import httpx
+
+from api.board import oidc
 from api.board.routes import COOKIE
 from tests.workflows import test_decision_api as decision_api
 from tests.workflows.test_decision_api import Api, Change
@@ -111,3 +114,43 @@ async def test_a_decision_posted_from_another_origin_is_refused(api: Api) -> Non
     assert answer.status_code == 403
     assert "did not come from the board" in answer.json()["error"]
     assert (await change.rollout.query(EnvironmentRollout.status)).approvals == []
+
+
+def set_cookie(answer: httpx.Response, name: str) -> str:
+    """The value the response sets for cookie `name`."""
+    for header in answer.headers.get_list("set-cookie"):
+        key, _, rest = header.partition("=")
+        if key == name:
+            return rest.split(";", 1)[0]
+    raise AssertionError(f"no {name} cookie in {answer.headers}")
+
+
+async def test_carol_signs_in_at_the_oidc_issuer_with_pkce(api: Api) -> None:
+    api.issuer.signed_in = "carol"
+    start = await api.http.get("/board/sign-in/oidc", params={"next": "/board/decisions"})
+    assert start.status_code == 303
+    authorize = start.headers["location"]
+    assert authorize.startswith(f"{api.issuer.url}/authorize?")
+    assert "code_challenge_method=S256" in authorize and "client_id=baton" in authorize
+    pending = {"Cookie": f"{oidc.PENDING_COOKIE}={set_cookie(start, oidc.PENDING_COOKIE)}"}
+
+    async with httpx.AsyncClient() as browser:  # carol at the issuer's own page
+        back = (await browser.get(authorize)).headers["location"]
+    assert back.startswith(f"{BOARD}/board/sign-in/callback?code=")
+    callback = back.removeprefix(BOARD)
+
+    forged = await api.http.get(callback.replace("state=", "state=x"), headers=pending)
+    assert forged.status_code == 401 and "is not for this browser" in forged.text
+
+    done = await api.http.get(callback, headers=pending)
+    assert done.status_code == 200, done.text
+    assert 'content="0;url=/board/decisions"' in done.text
+    credential = set_cookie(done, COOKIE)
+    page = await api.http.get("/board/decisions", headers={"Cookie": f"{COOKIE}={credential}"})
+    assert page.status_code == 200 and '<strong id="signed-in-user">carol</strong>' in page.text
+
+    replayed = await api.http.get(callback, headers=pending)  # a code is redeemed once
+    assert (
+        replayed.status_code == 401
+        and "the issuer refused the sign-in: code or code_verifier mismatch" in replayed.text
+    )
