@@ -203,13 +203,16 @@ class Series:
 async def delivery(
     client: Client, config: BatonConfig, now: datetime, days: int, apps: Iterable[str | None]
 ) -> list[Series]:
-    """DORA figures per app (None: all apps) and environment over the last `days` days."""
+    """DORA figures per app (None: all apps) and environment over the last `days` days; the
+    changes are read once per environment."""
     since = now - timedelta(days=days)
+    starts = [since + timedelta(days=d) for d in range(days)]
+    envs = config.promotion_order()
+    recorded = {env.name: await dora.collect(client, env.name, since) for env in envs}
     found = []
     for app in apps:
-        for env in config.promotion_order():
-            rollouts = await dora.collect(client, env.name, since, app)
-            starts = [since + timedelta(days=d) for d in range(days)]
+        for env in envs:
+            rollouts = [r for r in recorded[env.name] if app is None or r.app == app]
             found.append(
                 Series(
                     environment=env.name,

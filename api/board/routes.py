@@ -12,6 +12,7 @@ API's. Posts are also refused unless they come from the board's own origin.
 from __future__ import annotations
 
 import re
+import time
 from collections import OrderedDict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +30,7 @@ from fastapi.responses import (
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 from api import v1
 from api.auth import Caller
@@ -46,6 +48,7 @@ COOKIE = "baton_board"
 MAX_FORM_BYTES = 8 * 1024
 LOG_REF = re.compile(r"^sha256:[0-9a-f]{64}$")
 RENDERED_CACHE = 256  # rollouts whose render result is kept (it never changes once rendered)
+METRICS_FRESH_S = 15  # the DORA figures read every change's result: not at every page refresh
 
 router = APIRouter(prefix="/board", include_in_schema=False)
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -127,8 +130,8 @@ async def _rendered(request: Request, rollout: str) -> Rendered | None:
         return cache[rollout]
     try:
         found = await data.rendered(_client(request), rollout)
-    except Exception as exc:  # a rollout not started yet, or gone: nothing to show
-        if "not found" in str(exc).lower():
+    except RPCError as exc:  # a rollout not started yet, or gone: nothing to show
+        if exc.status == RPCStatusCode.NOT_FOUND:
             return None
         raise
     if found is not None:
@@ -381,7 +384,15 @@ async def metrics(request: Request, days: Annotated[int, Query(ge=1, le=90)] = 1
     caller = _caller(request)
     config = _config(request)
     apps: list[str | None] = [None, *[a.name for a in config.apps]]
-    series = await data.delivery(_client(request), config, datetime.now(UTC), days, apps)
+    cache: dict[int, tuple[float, list[data.Series]]] = request.app.state.board_metrics
+    kept = cache.get(days)
+    if kept is None or time.monotonic() - kept[0] > METRICS_FRESH_S:
+        now = datetime.now(UTC)
+        kept = cache[days] = (
+            time.monotonic(),
+            await data.delivery(_client(request), config, now, days, apps),
+        )
+    series = kept[1]
     return _page(request, "metrics.html", caller, series=series, days=days, bars=present.bars)
 
 
@@ -402,6 +413,7 @@ def install(app: FastAPI) -> None:
     """Serve the board from `app`: its pages, its assets (local files: no CDN), and the redirect
     of a page asked for without a valid sign-in to the sign-in form."""
     app.state.board_rendered = OrderedDict()
+    app.state.board_metrics = {}
     app.include_router(router)
     app.mount("/board/static", StaticFiles(directory=HERE / "static"), name="board-static")
 

@@ -17,9 +17,11 @@ PIPELINE_MS = 400_000  # CI, then each rollout: as long as the stack's own waits
 STEP_MS = 30_000
 
 
-def sign_in(browser: Browser, stack: E2EStack, user: str) -> Page:
-    """A browser of `user`'s own, signed in with an API token an administrator made for them."""
+def sign_in(browser: Browser, stack: E2EStack, user: str, seen: list[str]) -> Page:
+    """A browser of `user`'s own, signed in with an API token an administrator made for them;
+    every URL it requests goes to `seen`."""
     page = browser.new_context(viewport={"width": 1366, "height": 900}).new_page()
+    page.on("request", lambda request: seen.append(request.url))
     page.goto(f"{stack.settings.api_url}/board/decisions")
     expect(page.get_by_role("heading", name="Sign in to Baton's board")).to_be_visible()
     page.get_by_label("API token").fill(stack.token(user))
@@ -32,8 +34,9 @@ def test_people_decide_on_the_board_and_watch_prod_turn_deployed(baton_stack: E2
     stack, shots = baton_stack, output_dir("board")
     change, merge = stack.release("e2e-board")
     _, app, pr = change.split("/")
+    seen: list[str] = []
     with chromium() as browser:
-        carol = sign_in(browser, stack, "carol")
+        carol = sign_in(browser, stack, "carol", seen)
         shoot(carol, shots, "01-decisions-empty")
 
         # staging waits on carol: she approves it from "My decisions", which then shows prod.
@@ -52,7 +55,7 @@ def test_people_decide_on_the_board_and_watch_prod_turn_deployed(baton_stack: E2
 
         # alice wrote the change: the board sends her approval, the policy refuses it, and she
         # reads why.
-        alice = sign_in(browser, stack, AUTHOR)
+        alice = sign_in(browser, stack, AUTHOR, seen)
         alice.goto(f"{stack.settings.api_url}/board/changes/{app}/{pr}")
         alice.get_by_role("button", name="Approve prod").click()
         refusal = alice.locator("#decision-outcome")
@@ -61,7 +64,7 @@ def test_people_decide_on_the_board_and_watch_prod_turn_deployed(baton_stack: E2
         shoot(alice, shots, "04-change-author-refused")
 
         prod.get_by_label("Comment").fill("looks right")
-        prod.get_by_role("button", name="Approve prod").click()
+        prod.get_by_role("button", name="Approve prod").press("Enter")  # by keyboard
         expect(carol.locator("#decision-outcome")).to_contain_text("carol", timeout=STEP_MS)
 
         # The board: prod waits on one more approver. carol keeps the page open; dave approves
@@ -85,3 +88,8 @@ def test_people_decide_on_the_board_and_watch_prod_turn_deployed(baton_stack: E2
         carol.goto(f"{stack.settings.api_url}/board/metrics")
         expect(carol.get_by_role("table")).to_contain_text("prod")
         shoot(carol, shots, "08-metrics")
+
+    # Nothing the pages load comes from elsewhere: the board works with only loopback.
+    assert seen and all(url.startswith(f"{stack.settings.api_url}/") for url in seen), {
+        url for url in seen if not url.startswith(stack.settings.api_url)
+    }
