@@ -4,12 +4,16 @@ that go through the decision API with its refusals."""
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
+from datetime import UTC, datetime, timedelta
+from urllib.parse import quote, urlencode
 
 import httpx
 
 from api.board import oidc
 from api.board.routes import COOKIE
+from baton.logs import LogStore
+from baton.models import ChangeStatus, CheckResult, Stage
+from baton.temporal import Queries, TaskQueues, WorkflowTypes, change_id
 from tests.workflows import test_decision_api as decision_api
 from tests.workflows.test_decision_api import Api, Change
 from workflows.rollout import EnvironmentRollout
@@ -154,3 +158,62 @@ async def test_carol_signs_in_at_the_oidc_issuer_with_pkce(api: Api) -> None:
         replayed.status_code == 401
         and "the issuer refused the sign-in: code or code_verifier mismatch" in replayed.text
     )
+
+
+async def test_a_change_page_shows_its_timeline_failed_logs_and_each_environments_diff(
+    api: Api,
+) -> None:
+    rollout = await api.start_change()  # its rollout into prod waits for approval
+    commit = rollout.rollout.id.rsplit("/", 1)[1]
+    log = "collected 3 items\ntests/test_app.py F\nFAILED tests/test_app.py::test_greeting\n"
+    ref = LogStore(api.settings.home / "logs" / "steps").put(log)
+    started = datetime.now(UTC) - timedelta(minutes=10)
+    check = CheckResult(
+        name="test",
+        passed=False,
+        exit_code=1,
+        duration_s=12,
+        summary="1 failed",
+        excerpt="FAILED tests/test_app.py::test_greeting",
+        log_ref=ref,
+    )
+    validation = Stage(
+        name="validate 0123456789ab",
+        started_at=started,
+        ended_at=started + timedelta(minutes=3, seconds=5),
+        outcome="failed",
+        checks=[check],
+    )
+    pr = rollout.pr + 1
+    first = await api.client.get_workflow_handle(rollout.id).query(
+        Queries.STATUS, result_type=ChangeStatus
+    )
+    status = first.model_copy(
+        update={
+            "id": change_id("web", pr),
+            "pr_number": pr,
+            "timeline": [validation],
+            "environments": ["prod"],
+        }
+    )
+    await api.client.start_workflow(
+        WorkflowTypes.CHANGE,
+        status,
+        id=status.id,
+        task_queue=TaskQueues.WORKFLOWS,
+        search_attributes=decision_api.attributes(commit, state="promoting", pr=pr),
+    )
+
+    page = await api.http.get(f"/board/changes/web/{pr}", headers=signed_in(api, "carol"))
+    assert page.status_code == 200, page.text
+    assert "validate 0123456789ab" in page.text and "3m 05s" in page.text
+    assert "FAILED tests/test_app.py::test_greeting" in page.text
+    assert f'href="/board/logs/{ref}"' in page.text
+    assert 'id="env-prod"' in page.text and "changed: Deployment/prod/web" in page.text
+    assert f"/board/changes/web/{pr}/rollouts/prod/approve" in page.text
+    assert quote(rollout.rollout.id, safe="") in page.text  # its Temporal UI link
+
+    full = await api.http.get(f"/board/logs/{ref}", headers=signed_in(api, "carol"))
+    assert full.status_code == 200 and full.text == log
+    bad = await api.http.get("/board/logs/nope", headers=signed_in(api, "carol"))
+    assert bad.status_code == 400 and "is not a log reference" in bad.json()["error"]
