@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -113,7 +114,8 @@ def _page(request: Request, template: str, caller: Caller | None, **context: Any
     )
 
 
-def _ui_link(request: Request) -> Any:
+def _ui_link(request: Request) -> Callable[[str], str]:
+    """The Temporal UI page of a workflow, as the workflows' own links name it."""
     base = f"{_settings(request).temporal_ui_url}/namespaces/{_client(request).namespace}"
 
     def link(workflow_id: str) -> str:
