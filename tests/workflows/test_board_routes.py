@@ -217,3 +217,17 @@ async def test_a_change_page_shows_its_timeline_failed_logs_and_each_environment
     assert full.status_code == 200 and full.text == log
     bad = await api.http.get("/board/logs/nope", headers=signed_in(api, "carol"))
     assert bad.status_code == 400 and "is not a log reference" in bad.json()["error"]
+
+
+async def test_a_rejection_from_the_board_ends_the_rollout_and_the_grid_says_so(api: Api) -> None:
+    change = await api.start_change()
+    reject = approve(change).replace("/approve", "/reject")
+    answer = await api.http.post(
+        reject, content="comment=not+on+a+Friday", headers=posting(api, "dave")
+    )
+    assert answer.status_code == 200, answer.text
+    await change.rollout.result()
+
+    grid = await api.http.get("/board", headers=signed_in(api, "carol"))
+    assert 'id="cell-web-prod"' in grid.text and 'data-state="rejected"' in grid.text
+    assert "last rollout rejected: rejected by dave" in grid.text
