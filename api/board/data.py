@@ -76,14 +76,18 @@ def policy_words(env: EnvironmentConfig) -> str:
     return f"{approvals.required} approval(s){who}"
 
 
+def columns(config: BatonConfig, now: datetime) -> list[EnvironmentColumn]:
+    """The environments in promotion order, each with its policy and the freeze in force."""
+    return [
+        EnvironmentColumn(e.name, freeze.active(e.freeze, now), policy_words(e))
+        for e in config.promotion_order()
+    ]
+
+
 async def grid(client: Client, config: BatonConfig, now: datetime) -> Grid:
     """Every app in every environment, environments in promotion order."""
     envs = config.promotion_order()
-    board = Grid(
-        environments=[
-            EnvironmentColumn(e.name, freeze.active(e.freeze, now), policy_words(e)) for e in envs
-        ]
-    )
+    board = Grid(environments=columns(config, now))
     cells = {(app.name, env.name): Cell(app.name, env.name) for app in config.apps for env in envs}
     for app in config.apps:
         board.rows[app.name] = [cells[(app.name, env.name)] for env in envs]

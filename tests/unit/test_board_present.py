@@ -1,4 +1,5 @@
-"""What the board shows of a rendered diff and of delivery figures (api.board.present)."""
+"""What the board shows of a rendered diff, of delivery figures and of environments
+(api.board.present, api.board.data.columns)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,15 @@ from datetime import UTC, datetime, timedelta
 
 import yaml
 
+from api.board.data import columns
 from api.board.present import bars, diff_sections, duration, line_kind
+from baton.config import (
+    AppConfig,
+    ApprovalPolicy,
+    BatonConfig,
+    EnvironmentConfig,
+    FreezeWindow,
+)
 from baton.diff import diff_manifests
 from baton.sensitivity import sensitive_changes
 
@@ -70,3 +79,27 @@ def test_chart_has_a_bar_per_value_and_a_label() -> None:
     assert 'aria-label="deployments per day of web in prod"' in svg
     assert svg.count("<rect") == 3 and svg.count('class="zero"') == 1
     assert "<title>4</title>" in svg
+
+
+def test_columns_follow_the_promotion_order_with_policy_and_freeze() -> None:
+    now = datetime(2026, 12, 24, 12, tzinfo=UTC)
+    holiday = FreezeWindow(
+        name="holidays", start=now - timedelta(days=1), end=now + timedelta(days=2)
+    )
+    config = BatonConfig(
+        apps=[AppConfig(name="web", repo="web", image="web", chart="chart")],
+        environments=[
+            EnvironmentConfig(
+                name="prod",
+                namespace="prod",
+                freeze=[holiday],
+                approvals=ApprovalPolicy(required=2, approvers=["carol", "dave"]),
+            ),
+            EnvironmentConfig(name="dev", namespace="dev"),
+        ],
+        promotion=["dev", "prod"],
+    )
+    dev, prod = columns(config, now)
+    assert (dev.name, dev.approvals, dev.freeze) == ("dev", "no approval", None)
+    assert (prod.name, prod.approvals) == ("prod", "2 approval(s) of carol, dave")
+    assert prod.freeze == ("holidays", now + timedelta(days=2))
