@@ -2,17 +2,20 @@
 #   make install   Python 3.12 venv with the locked dependencies (uv)
 #   make tools     helm and kubectl in .tools/bin
 #   make docker    Docker engine + registry + local Python base image (root, Debian)
+#   make browser   Debian's Chromium, which the board's browser tests drive (root, Debian)
 #   make test      all of the above, then the test suite (PYTEST_ARGS="-k ..." to narrow it)
-#   make demo      all of the above but the tests, then one change from PR to prod (baton demo)
+#   make demo      all of the above but the tests and the browser, then one change from PR to
+#                  prod (baton demo; DEMO_ARGS= to approve on the board yourself)
 #   make lint      ruff, the layer contracts (import-linter) and mypy (CI runs it before the tests)
 
 PYTHON ?= python3
 UV := $(PYTHON) -m uv
 PYTEST_ARGS ?=
+DEMO_ARGS ?= --auto-approve
 # Nothing can be pulled from Docker Hub here: app images build FROM the local base image.
 export BATON_BASE_IMAGE ?= localhost/baton-python-base:bookworm
 
-.PHONY: install tools docker test demo lint
+.PHONY: install tools docker browser test demo lint
 
 install:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q uv
@@ -25,11 +28,15 @@ docker:
 	scripts/setup-docker.sh
 	scripts/base-image.sh
 
-test: install tools docker
+browser:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
+
+test: install tools docker browser
 	.venv/bin/pytest -q $(PYTEST_ARGS)
 
 demo: install tools docker
-	.venv/bin/baton demo --auto-approve
+	.venv/bin/baton demo $(DEMO_ARGS)
 
 lint: install
 	.venv/bin/ruff check .

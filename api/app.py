@@ -21,6 +21,7 @@ from temporalio.service import RPCError
 
 from api import azure_devops, gitea, github, v1
 from api.auth import Authenticator, TooManyAttempts
+from api.board import routes as board
 from api.github import WebhookRejected
 from api.ingress import Deliveries, FluxEvent, Ingress, Reply
 from api.observe import ApiMetrics, WebhookObserver
@@ -96,6 +97,7 @@ def create_app(
     app.add_middleware(WebhookObserver, metrics=metrics)
     app.state.auth = Authenticator(config.auth, TokenStore(settings.tokens_file))
     app.include_router(v1.router)
+    board.install(app)
 
     @app.middleware("http")
     async def bounded_api_bodies(

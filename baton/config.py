@@ -598,6 +598,12 @@ class OidcConfig(Model):
         description="the issuer's JWKS; unset: jwks_uri from its "
         "/.well-known/openid-configuration (OpenID Connect Discovery 1.0)",
     )
+    client_id: str | None = Field(
+        default=None,
+        description="the board's client at the issuer, a public client signing people in with "
+        "the authorization code flow and PKCE (redirect URI <API URL>/board/sign-in/callback); "
+        "unset: `audience`",
+    )
     algorithms: list[Literal["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"]] = (
         Field(
             default=["RS256", "ES256"],

@@ -172,6 +172,7 @@ class Demo:
         change = change_id(app.name, pr.number)
         self.say(f"{AUTHOR} opened {app.repo}#{pr.number}: {change}")
         self.say(f"  follow it: baton changes show {change}")
+        self.say(f"  or on the board: {self.settings.api_url}/board/changes/{app.name}/{pr.number}")
         status = await self._follow(change, merge=(app.repo, pr.number))
         return await self._summary(status)
 
@@ -218,6 +219,10 @@ class Demo:
             if env not in prompted:
                 prompted.add(env)
                 self.say(f"  {env} needs {gate.required} approval(s) from {', '.join(people)}:")
+                self.say(
+                    f"    on the board, {self.settings.api_url}/board/decisions (sign in with the "
+                    "token of the command below), or with the CLI:"
+                )
                 for user in people[: gate.required]:
                     self.say(
                         f"    BATON_TOKEN=$(baton token create --user {user} --expires 1d -q) "

@@ -1,0 +1,233 @@
+"""The board's pages and decisions on a real Temporal server with the real rollout (the API app
+in-process, as in test_decision_api): sign-in, the pages a signed-in approver sees, and decisions
+that go through the decision API with its refusals."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from urllib.parse import quote, urlencode
+
+import httpx
+
+from api.board import oidc
+from api.board.routes import COOKIE
+from baton.logs import LogStore
+from baton.models import ChangeStatus, CheckResult, Stage
+from baton.temporal import Queries, TaskQueues, WorkflowTypes, change_id
+from tests.workflows import test_decision_api as decision_api
+from tests.workflows.test_decision_api import Api, Change
+from workflows.rollout import EnvironmentRollout
+
+# The decision API's in-process app on a real Temporal server, with the real rollout.
+api = decision_api.api
+issuer = decision_api.issuer
+
+BOARD = "http://baton"  # the in-process app's origin
+
+
+def signed_in(api: Api, user: str) -> dict[str, str]:
+    """What a browser sends once `user` signed in: the board's cookie, and its own origin."""
+    token = api.tokens.create(user).token
+    return {"Cookie": f"{COOKIE}={token}", "Origin": BOARD, "Accept": "application/json"}
+
+
+def posting(api: Api, user: str) -> dict[str, str]:
+    """A signed-in browser posting the board's form (as its script does)."""
+    return signed_in(api, user) | {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def approve(change: Change) -> str:
+    return f"/board/changes/web/{change.pr}/rollouts/prod/approve"
+
+
+async def test_pages_send_strangers_to_sign_in_and_a_bad_token_gets_its_reason(api: Api) -> None:
+    page = await api.http.get("/board/decisions")
+    assert page.status_code == 303
+    assert page.headers["location"].startswith("/board/sign-in?next=%2Fboard%2Fdecisions")
+
+    form = {"Origin": BOARD, "Content-Type": "application/x-www-form-urlencoded"}
+    bad = await api.http.post(
+        "/board/sign-in", content="token=baton_0123456789ab_" + "x" * 43, headers=form
+    )
+    assert bad.status_code == 401 and "unknown token: ask an administrator for one" in bad.text
+    assert "set-cookie" not in bad.headers
+
+    good = await api.http.post(
+        "/board/sign-in",
+        content=urlencode({"token": api.tokens.create("carol").token, "next": "/board"}),
+        headers=form,
+    )
+    assert good.status_code == 303 and good.headers["location"] == "/board"
+    cookie = good.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie and "path=/board" in cookie
+
+
+async def test_carol_sees_what_waits_on_her_with_its_diff_and_the_grid_shows_the_gate(
+    api: Api,
+) -> None:
+    change = await api.start_change()
+    headers = signed_in(api, "carol")
+    decisions = await api.http.get("/board/decisions", headers=headers)
+    assert decisions.status_code == 200, decisions.text
+    assert 'id="waiting-web-prod"' in decisions.text
+    assert "changed: Deployment/prod/web" in decisions.text  # the rollout's render result
+    assert f"/board/changes/web/{change.pr}/rollouts/prod/reject" in decisions.text
+
+    grid = await api.http.get("/board", headers=headers)
+    assert 'id="cell-web-prod"' in grid.text and 'data-state="waiting-approval"' in grid.text
+    assert "waiting on carol, dave, group:release-managers" in grid.text
+
+    erin = await api.http.get("/board/decisions", headers=signed_in(api, "erin"))
+    assert 'id="nothing-waiting"' in erin.text
+
+
+async def test_a_decision_on_content_the_pr_no_longer_holds_asks_to_review_again(api: Api) -> None:
+    change = await api.start_change()
+    headers = posting(api, "carol")
+    stale = await api.http.post(
+        approve(change), content="content_hash=sha256:0ld&comment=ok", headers=headers
+    )
+    assert stale.status_code == 403
+    assert "look at the change again" in stale.json()["error"]
+    assert stale.json()["review_again"] is True
+
+    status = await change.rollout.query(EnvironmentRollout.status)
+    fresh = await api.http.post(
+        approve(change), content=f"content_hash={status.content_hash}&comment=ok", headers=headers
+    )
+    assert fresh.status_code == 200, fresh.text
+    assert fresh.json() == {"message": "carol approved prod (1/2)"}
+
+
+async def test_the_author_is_refused_with_the_policys_reason(api: Api) -> None:
+    change = await api.start_change()
+    refused = await api.http.post(
+        approve(change), content="comment=mine", headers=posting(api, "alice")
+    )
+    assert refused.status_code == 403
+    assert refused.json()["error"].startswith(
+        "alice is the change's author and prod's policy forbids self-approval"
+    )
+    assert refused.json()["review_again"] is False
+
+
+async def test_a_decision_posted_from_another_origin_is_refused(api: Api) -> None:
+    change = await api.start_change()
+    headers = posting(api, "carol") | {"Origin": "http://elsewhere.example"}
+    answer = await api.http.post(approve(change), content="comment=ok", headers=headers)
+    assert answer.status_code == 403
+    assert "did not come from the board" in answer.json()["error"]
+    assert (await change.rollout.query(EnvironmentRollout.status)).approvals == []
+
+
+def set_cookie(answer: httpx.Response, name: str) -> str:
+    """The value the response sets for cookie `name`."""
+    for header in answer.headers.get_list("set-cookie"):
+        key, _, rest = header.partition("=")
+        if key == name:
+            return rest.split(";", 1)[0]
+    raise AssertionError(f"no {name} cookie in {answer.headers}")
+
+
+async def test_carol_signs_in_at_the_oidc_issuer_with_pkce(api: Api) -> None:
+    api.issuer.signed_in = "carol"
+    start = await api.http.get("/board/sign-in/oidc", params={"next": "/board/decisions"})
+    assert start.status_code == 303
+    authorize = start.headers["location"]
+    assert authorize.startswith(f"{api.issuer.url}/authorize?")
+    assert "code_challenge_method=S256" in authorize and "client_id=baton" in authorize
+    pending = {"Cookie": f"{oidc.PENDING_COOKIE}={set_cookie(start, oidc.PENDING_COOKIE)}"}
+
+    async with httpx.AsyncClient() as browser:  # carol at the issuer's own page
+        back = (await browser.get(authorize)).headers["location"]
+    assert back.startswith(f"{BOARD}/board/sign-in/callback?code=")
+    callback = back.removeprefix(BOARD)
+
+    forged = await api.http.get(callback.replace("state=", "state=x"), headers=pending)
+    assert forged.status_code == 401 and "is not for this browser" in forged.text
+
+    done = await api.http.get(callback, headers=pending)
+    assert done.status_code == 200, done.text
+    assert 'content="0;url=/board/decisions"' in done.text
+    credential = set_cookie(done, COOKIE)
+    page = await api.http.get("/board/decisions", headers={"Cookie": f"{COOKIE}={credential}"})
+    assert page.status_code == 200 and '<strong id="signed-in-user">carol</strong>' in page.text
+
+    replayed = await api.http.get(callback, headers=pending)  # a code is redeemed once
+    assert (
+        replayed.status_code == 401
+        and "the issuer refused the sign-in: code or code_verifier mismatch" in replayed.text
+    )
+
+
+async def test_a_change_page_shows_its_timeline_failed_logs_and_each_environments_diff(
+    api: Api,
+) -> None:
+    rollout = await api.start_change()  # its rollout into prod waits for approval
+    commit = rollout.rollout.id.rsplit("/", 1)[1]
+    log = "collected 3 items\ntests/test_app.py F\nFAILED tests/test_app.py::test_greeting\n"
+    ref = LogStore(api.settings.home / "logs" / "steps").put(log)
+    started = datetime.now(UTC) - timedelta(minutes=10)
+    check = CheckResult(
+        name="test",
+        passed=False,
+        exit_code=1,
+        duration_s=12,
+        summary="1 failed",
+        excerpt="FAILED tests/test_app.py::test_greeting",
+        log_ref=ref,
+    )
+    validation = Stage(
+        name="validate 0123456789ab",
+        started_at=started,
+        ended_at=started + timedelta(minutes=3, seconds=5),
+        outcome="failed",
+        checks=[check],
+    )
+    pr = rollout.pr + 1
+    first = await api.client.get_workflow_handle(rollout.id).query(
+        Queries.STATUS, result_type=ChangeStatus
+    )
+    status = first.model_copy(
+        update={
+            "id": change_id("web", pr),
+            "pr_number": pr,
+            "timeline": [validation],
+            "environments": ["prod"],
+        }
+    )
+    await api.client.start_workflow(
+        WorkflowTypes.CHANGE,
+        status,
+        id=status.id,
+        task_queue=TaskQueues.WORKFLOWS,
+        search_attributes=decision_api.attributes(commit, state="promoting", pr=pr),
+    )
+
+    page = await api.http.get(f"/board/changes/web/{pr}", headers=signed_in(api, "carol"))
+    assert page.status_code == 200, page.text
+    assert "validate 0123456789ab" in page.text and "3m 05s" in page.text
+    assert "FAILED tests/test_app.py::test_greeting" in page.text
+    assert f'href="/board/logs/{ref}"' in page.text
+    assert 'id="env-prod"' in page.text and "changed: Deployment/prod/web" in page.text
+    assert f"/board/changes/web/{pr}/rollouts/prod/approve" in page.text
+    assert quote(rollout.rollout.id, safe="") in page.text  # its Temporal UI link
+
+    full = await api.http.get(f"/board/logs/{ref}", headers=signed_in(api, "carol"))
+    assert full.status_code == 200 and full.text == log
+    bad = await api.http.get("/board/logs/nope", headers=signed_in(api, "carol"))
+    assert bad.status_code == 400 and "is not a log reference" in bad.json()["error"]
+
+
+async def test_a_rejection_from_the_board_ends_the_rollout_and_the_grid_says_so(api: Api) -> None:
+    change = await api.start_change()
+    reject = approve(change).replace("/approve", "/reject")
+    answer = await api.http.post(
+        reject, content="comment=not+on+a+Friday", headers=posting(api, "dave")
+    )
+    assert answer.status_code == 200, answer.text
+    await change.rollout.result()
+
+    grid = await api.http.get("/board", headers=signed_in(api, "carol"))
+    assert 'id="cell-web-prod"' in grid.text and 'data-state="rejected"' in grid.text
+    assert "last rollout rejected: rejected by dave" in grid.text
