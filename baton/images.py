@@ -354,6 +354,15 @@ def _classic_build(
     return BuiltImage(image_id=image_id, tags=list(tags), log_ref=logs.put("".join(output)))
 
 
+def local_image(reference: str, client: docker.DockerClient | None = None) -> str | None:
+    """The id of the image the local engine knows as `reference` (`<repository>:<tag>`), or None."""
+    client = client or docker_client()
+    try:
+        return str(client.images.get(reference).id)
+    except docker.errors.ImageNotFound:
+        return None
+
+
 def push_image(
     image: str,
     registry: Registry,
