@@ -255,6 +255,7 @@ def _build(ctx: Context, app: AppConfig, repo: str, commit: str) -> images.Built
         buildargs={"APP_COMMIT": commit, **ctx.build_args()},
         labels={"org.opencontainers.image.revision": commit},
         secrets=_build_secrets(app),
+        registries=[ctx.registry],  # FROM a mirrored image in Baton's registry
         on_progress=_heartbeat,
         logs=ctx.logs,
     )

@@ -13,7 +13,6 @@ and marks the entry as having an update waiting for its pins.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
@@ -28,7 +27,7 @@ from pydantic import BaseModel
 from baton.config import MirrorEntry
 from baton.errors import InfrastructureError, MirrorSourceNotFound
 from baton.references import Reference, parse_reference
-from baton.registry import Registry
+from baton.registry import Registry, write_auth_file
 from baton.tools import find_tool
 
 COPY_TIMEOUT_S = 1800
@@ -223,16 +222,9 @@ def _copy(
     """`skopeo copy --all --preserve-digests`: every platform, the digest unchanged."""
     with tempfile.TemporaryDirectory(prefix="baton-mirror-") as scratch:
         authfile = Path(scratch) / "auth.json"
-        auths = {}
-        for host, user, password in (
-            (parse_reference(entry.source).domain, source.username, source.password),
-            (registry.host, registry.username, registry.password),
-        ):
-            if user is not None:
-                token = base64.b64encode(f"{user}:{password or ''}".encode()).decode()
-                auths[host] = {"auth": token}
-        authfile.touch(mode=0o600)
-        authfile.write_text(json.dumps({"auths": auths}))
+        source_host = parse_reference(entry.source).domain
+        assert source_host is not None  # the config requires a registry in every source
+        write_auth_file(authfile, {source_host: source, registry.host: registry})
         command = [
             find_tool("skopeo"),
             "copy",

@@ -247,6 +247,35 @@ def test_cache_and_secret_mounts_build_and_the_secret_stays_out_of_the_image(
     assert secret not in repr(history)
 
 
+def test_a_dockerfile_builds_from_an_image_in_batons_registry_with_its_credentials(
+    docker_client, base_image, registry, tmp_path, logs, own_tags
+):
+    """A `FROM` naming a mirrored image in Baton's registry pulls it with the registry's
+    credentials, which the engine itself does not hold."""
+    ours = Registry(registry.url, registry.username, registry.password)
+    name = f"mirror/base-{secrets.token_hex(4)}"
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "Dockerfile").write_text(
+        f"ARG BASE_IMAGE\nFROM ${{BASE_IMAGE}}\nRUN echo {name} > /release\n"
+    )
+    own_tags.append(f"baton-test/{name}:1")
+    base = build_image(tmp_path / "base", own_tags[-1:], buildargs={"BASE_IMAGE": base_image})
+    digest = push_image(base.image_id, ours, name, "1", client=docker_client)
+    own_tags.append(f"{registry.host}/{name}:1")
+    docker_client.images.remove(own_tags.pop(0))
+    docker_client.images.remove(own_tags.pop(0))  # the build must pull it
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "Dockerfile").write_text(
+        f"FROM {registry.host}/{name}:1@{digest}\nRUN cat /release > /built-on\n"
+    )
+    own_tags.append(f"baton-test/on-mirror-{secrets.token_hex(4)}:1")
+
+    build_image(tmp_path / "app", own_tags, registries=[ours], client=docker_client, logs=logs)
+
+    seen = docker_client.containers.run(own_tags[0], ["cat", "/built-on"], remove=True)
+    assert seen.decode() == f"{name}\n"
+
+
 def test_a_heredoc_builds_where_the_builder_can_and_is_refused_by_line_where_it_cannot(
     docker_client, base_image, tmp_path, logs, own_tags
 ):
