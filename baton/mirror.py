@@ -56,7 +56,7 @@ class MirroredImage(BaseModel):
     checked_at: datetime
     previous_digest: str | None = None  # the digest mirrored before a source update
     update_waiting: bool = False  # a new digest arrived; pins of the previous one need a bump
-    bump_prs: list[str] = []  # the pull requests that move the pins (`<repo>#<number>`)
+    bump_prs: list[str] = []  # the pull requests that moved or move the pins (`<repo>#<number>`)
 
     @property
     def previous_image(self) -> str | None:
@@ -89,11 +89,15 @@ def bump_pins(text: str, image: MirroredImage) -> str:
 
 
 def mark_bumped(state: MirrorState, image: MirroredImage, prs: Sequence[str]) -> None:
-    """Record the pull requests that move `image`'s pins."""
+    """Record the open pull requests that move `image`'s pins (`<repo>#<number>`), beside the
+    ones recorded before. With none open, no repository pins the previous digest any more (the
+    bump merged, or nothing pinned it): no update waits."""
     known = state.load()
     for key, value in known.items():
         if value.image == image.image:
-            known[key] = value.model_copy(update={"bump_prs": sorted(set(prs))})
+            known[key] = value.model_copy(
+                update={"bump_prs": sorted({*value.bump_prs, *prs}), "update_waiting": bool(prs)}
+            )
     state.save(known)
 
 
