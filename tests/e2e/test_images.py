@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import secrets
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from baton.images import (
 )
 from baton.logs import LogStore
 from baton.registry import Registry, RegistryAuthError
+from baton.tools import PROJECT_ROOT
 from tests.fixtures.ports import free_port
 
 pytestmark = pytest.mark.docker
@@ -211,6 +215,25 @@ def test_the_base_image_installs_with_pip_and_makes_venvs_as_python_slim_does(
     ).decode()
     assert seen.splitlines()[0] == "hello"
     assert seen.splitlines()[1].startswith("pip ")
+
+
+def test_the_base_image_is_labelled_with_its_definition_and_not_rebuilt_while_it_holds(
+    docker_client, base_image
+):
+    script = PROJECT_ROOT / "scripts" / "base-image.sh"
+    definition = hashlib.sha256(script.read_bytes()).hexdigest()[:16]
+
+    again = subprocess.run(
+        [str(script)],
+        env={**os.environ, "BATON_BASE_IMAGE": base_image},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    assert again.stdout == f"base-image: {base_image} already present (definition {definition})\n"
+    labels = docker_client.images.get(base_image).labels
+    assert labels["io.baton.base-image.definition"] == definition
 
 
 def test_cache_and_secret_mounts_build_and_the_secret_stays_out_of_the_image(
