@@ -11,6 +11,7 @@ its approval gates, where the container serves the new base's content.
 
 from __future__ import annotations
 
+import re
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -41,9 +42,11 @@ BUMPED_BY = "baton"  # the author of bump PRs
 def pinned_dockerfile(base: str) -> str:
     """The sample app's Dockerfile, `FROM` the mirrored base (no BASE_IMAGE to override it)."""
     dockerfile = (EXAMPLES / "sample-app" / "Dockerfile").read_text()
-    return dockerfile.replace(
-        "ARG BASE_IMAGE=python:3.12-slim\nFROM ${BASE_IMAGE}\n", f"FROM {base}\n"
+    pinned, found = re.subn(
+        r"\AARG BASE_IMAGE=\S+\nFROM \$\{BASE_IMAGE\}\n", f"FROM {base}\n", dockerfile
     )
+    assert found == 1, "the sample app's Dockerfile no longer starts FROM ${BASE_IMAGE}"
+    return pinned
 
 
 @pytest.fixture(scope="module")
