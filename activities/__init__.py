@@ -20,7 +20,7 @@ from activities.forge import merged_pull_request, set_commit_status
 from activities.images import propose_pin_bumps, refresh_mirrors
 from activities.lane import is_running, join_lane
 from activities.notify import send_notification
-from activities.pipeline import build_image, publish_artifact, run_check
+from activities.pipeline import build_image, publish_artifact, push_image, run_check, try_image
 from baton.temporal import TaskQueues
 
 ACTIVITIES: dict[str, list[Callable[..., Any]]] = {
@@ -34,6 +34,8 @@ ACTIVITIES: dict[str, list[Callable[..., Any]]] = {
     TaskQueues.BUILD: [
         run_check,
         build_image,
+        try_image,
+        push_image,
         publish_artifact,
         refresh_mirrors,
         propose_pin_bumps,

@@ -48,7 +48,8 @@ def bump_branch(image: MirroredImage) -> str:
 @typed_errors
 def propose_pin_bumps(image: MirroredImage) -> list[str]:
     """Open, in each app repository that pins `image`'s previous digest, a PR moving the pins to
-    the new one (`<repo>#<number>`); the PR then takes the ordinary change path."""
+    the new one; the open bump PRs (`<repo>#<number>`). Each takes the ordinary change path; once
+    none is open and nothing pins the previous digest, no update waits (`mark_bumped`)."""
     ctx = current()
     opened = []
     branch = bump_branch(image)
@@ -117,9 +118,18 @@ def _default_branch(mirror_repo: Repo, clone_url: str) -> str:
 
 
 def _body(image: MirroredImage) -> str:
+    """What the bump PR says: the source and both digests, the new readable tag, and the commit
+    of the configuration that asked for the mirror."""
+    asked = (
+        f", as `images.mirror` asks in the configuration at commit `{image.config_commit}`"
+        if image.config_commit
+        else ""
+    )
     return (
         f"The source `{image.source}` now points at `{image.source_digest}` (it was "
         f"`{image.previous_digest}`): an upstream update, such as a security fix. Baton mirrored "
         f"it as `{image.image}`; this PR moves the pins of `{image.previous_image}` to it.\n\n"
-        f"Mirrored by digest at {image.mirrored_at:%Y-%m-%d %H:%M} UTC."
+        f"Mirrored by digest at {image.mirrored_at:%Y-%m-%d %H:%M} UTC{asked}. Like any PR, it "
+        "goes through the PR pipeline and, once merged, CI and CD through every environment's "
+        "gates."
     )

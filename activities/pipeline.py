@@ -31,12 +31,19 @@ class BuildInput(BaseModel):
     repo: str
     commit: str
     push: bool
+    run_image_test: bool = True
+    """Run the app's `image_test` inside the build step, as pipelines did before it became a step
+    of its own (`try_image`); the pipelines that run that step pass False."""
 
 
 class PublishInput(BaseModel):
     app: AppConfig
     repo: str
     commit: str
+
+
+class ImageInput(PublishInput):
+    """The app's image as the pipeline's build step built it at `commit`."""
 
 
 def _heartbeat(message: str) -> None:
@@ -145,27 +152,17 @@ def readable_tag(commit: str) -> str:
 @activity.defn
 @typed_errors
 def build_image(input: BuildInput) -> CheckResult:
-    """Build the app's image at the commit; when `push`, push it tagged with the commit.
+    """Build the app's image at the commit, tagged with the commit and its readable tag; with
+    `run_image_test`, test it; when `push`, push it under both tags.
 
     Idempotent: a rebuild of the same commit comes from the engine's cache, and pushing the same
     image under the same tags leaves the registry's digest unchanged.
     """
     ctx = current()
     app = input.app
-    workdir = ctx.checkout(input.repo, input.commit)
-    repository = ctx.image_repository(app)
     started = time.monotonic()
     try:
-        built = images.build_image(
-            workdir / app.context,
-            [f"{repository}:{input.commit}", f"{repository}:{readable_tag(input.commit)}"],
-            dockerfile=app.dockerfile,
-            buildargs={"APP_COMMIT": input.commit, **ctx.build_args()},
-            labels={"org.opencontainers.image.revision": input.commit},
-            secrets=_build_secrets(app),
-            on_progress=_heartbeat,
-            logs=ctx.logs,
-        )
+        built = _build(ctx, app, input.repo, input.commit)
     except (images.ImageBuildFailed, images.BuildKitRequired) as exc:
         return CheckResult(
             name="image",
@@ -177,7 +174,7 @@ def build_image(input: BuildInput) -> CheckResult:
             log_ref=getattr(exc, "log_ref", None),
         )
     tested = ""
-    if app.image_test is not None:
+    if input.run_image_test and app.image_test is not None:
         # Before the push: an image that fails its test never reaches the registry.
         tried = images.try_image(
             built.image_id,
@@ -193,20 +190,92 @@ def build_image(input: BuildInput) -> CheckResult:
         tested = f"; {tried.summary}"
     summary = f"built {built.image_id[:19]}{tested}"
     if input.push:
-        digests = [
-            images.push_image(built.image_id, ctx.registry, app.image, tag, on_progress=_heartbeat)
-            for tag in (input.commit, readable_tag(input.commit))
-        ]
-        summary = f"pushed {repository}:{input.commit[:12]} as {digests[0]}{tested}"
+        summary = f"{_push(ctx, app, input.commit, built.image_id)}{tested}"
+    return _passed("image", started, summary, built.log_ref)
+
+
+@activity.defn
+@typed_errors
+def try_image(input: ImageInput) -> CheckResult:
+    """The app's `image_test` (command and/or HTTP probe) in its image built at the commit, the
+    pipeline's `image_test` step: after the build, before any push. A failure is a result that
+    says what the test saw; its container output and probe answers are kept by `log_ref`."""
+    ctx = current()
+    app = input.app
+    if app.image_test is None:
+        return CheckResult(
+            name="image_test",
+            passed=True,
+            exit_code=None,
+            duration_s=0,
+            summary="no image_test configured",
+            excerpt="",
+        )
+    tried = images.try_image(
+        _built_image(ctx, input),
+        app.image_test,
+        commit=input.commit,
+        on_progress=_heartbeat,
+        logs=ctx.logs,
+    )
+    return tried.model_copy(update={"name": "image_test"})
+
+
+@activity.defn
+@typed_errors
+def push_image(input: ImageInput) -> CheckResult:
+    """Push the app's image built at the commit under the commit and its readable tag, the
+    pipeline's `push` step; idempotent (the same image under the same tags)."""
+    ctx = current()
+    started = time.monotonic()
+    summary = _push(ctx, input.app, input.commit, _built_image(ctx, input))
+    return _passed("push", started, summary)
+
+
+def _passed(name: str, started: float, summary: str, log_ref: str | None = None) -> CheckResult:
+    """A step that passed, started at `started` (time.monotonic())."""
     return CheckResult(
-        name="image",
+        name=name,
         passed=True,
         exit_code=0,
         duration_s=time.monotonic() - started,
         summary=summary,
         excerpt="",
-        log_ref=built.log_ref,
+        log_ref=log_ref,
     )
+
+
+def _build(ctx: Context, app: AppConfig, repo: str, commit: str) -> images.BuiltImage:
+    workdir = ctx.checkout(repo, commit)
+    repository = ctx.image_repository(app)
+    return images.build_image(
+        workdir / app.context,
+        [f"{repository}:{commit}", f"{repository}:{readable_tag(commit)}"],
+        dockerfile=app.dockerfile,
+        buildargs={"APP_COMMIT": commit, **ctx.build_args()},
+        labels={"org.opencontainers.image.revision": commit},
+        secrets=_build_secrets(app),
+        registries=[ctx.registry],  # FROM a mirrored image in Baton's registry
+        on_progress=_heartbeat,
+        logs=ctx.logs,
+    )
+
+
+def _built_image(ctx: Context, input: ImageInput) -> str:
+    """The engine's id of the image the build step tagged `<repository>:<commit>`. Built again
+    from the same inputs (from the cache, or anew) where this worker's engine lacks it: the
+    build step may have run on another build worker. Raises ImageBuildFailed if that fails."""
+    image = images.local_image(f"{ctx.image_repository(input.app)}:{input.commit}")
+    return image or _build(ctx, input.app, input.repo, input.commit).image_id
+
+
+def _push(ctx: Context, app: AppConfig, commit: str, image_id: str) -> str:
+    """Push `image_id` under the commit and its readable tag; one line saying what was pushed."""
+    digests = [
+        images.push_image(image_id, ctx.registry, app.image, tag, on_progress=_heartbeat)
+        for tag in (commit, readable_tag(commit))
+    ]
+    return f"pushed {ctx.image_repository(app)}:{commit[:12]} as {digests[0]}"
 
 
 def _build_secrets(app: AppConfig) -> dict[str, str]:

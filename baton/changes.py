@@ -273,9 +273,13 @@ async def _published(
     return status
 
 
+# Pipeline activities whose heartbeats are progress lines, and the step each one runs.
+_REPORTING_STEPS = {"build_image": "image", "try_image": "image_test", "push_image": "push"}
+
+
 async def _steps(client: Client, status: ChangeStatus) -> list[Stage]:
-    """The steps of the pipeline a validating or integrating change is in; a running build's
-    detail is the last line it reported (its activity's heartbeat)."""
+    """The steps of the pipeline a validating or integrating change is in; a running image step's
+    (build, image test, push) detail is the last line it reported (its activity's heartbeat)."""
     if status.state == "validating":
         run = f"pr-{sum(1 for s in status.timeline if s.name.startswith('validate '))}"
     elif status.state == "integrating":
@@ -289,12 +293,13 @@ async def _steps(client: Client, status: ChangeStatus) -> list[Stage]:
     if pipeline is None:
         return []
     for activity in description.raw_description.pending_activities:
-        if activity.activity_type.name == "build_image" and activity.heartbeat_details.payloads:
+        name = _REPORTING_STEPS.get(activity.activity_type.name)
+        if name is not None and activity.heartbeat_details.payloads:
             (line, *_) = await client.data_converter.decode(
                 list(activity.heartbeat_details.payloads)
             )
             for step in pipeline.timeline:
-                if step.name == "image" and step.outcome == "running":
+                if step.name == name and step.outcome == "running":
                     step.detail = str(line)
     return pipeline.timeline
 

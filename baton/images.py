@@ -11,6 +11,7 @@ registry itself serves the pushed digest.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import shutil
@@ -32,7 +33,7 @@ from baton.config import ImageTest
 from baton.errors import ConfigurationError, InfrastructureError
 from baton.logs import LogStore, Progress, excerpt, follow
 from baton.models import CheckResult, LogRef
-from baton.registry import Registry
+from baton.registry import Registry, write_auth_file
 
 PROGRESS_EVERY_S = 5
 PROBE_EVERY_S = 0.5
@@ -185,6 +186,7 @@ def build_image(
     buildargs: Mapping[str, str] | None = None,
     labels: Mapping[str, str] | None = None,
     secrets: Mapping[str, str] | None = None,
+    registries: Sequence[Registry] = (),
     on_progress: Progress | None = None,
     client: docker.DockerClient | None = None,
     logs: LogStore | None = None,
@@ -193,8 +195,10 @@ def build_image(
 
     Builds with BuildKit where this machine has it (`find_builder`), as `docker build` does since
     Docker 23; `secrets` (id to value) are what `RUN --mount=type=secret,id=<id>` reads, handed to
-    BuildKit in files only the build can read, and never part of the image or the log. Raises
-    BuildKitRequired before building when the Dockerfile needs more than the builder has.
+    BuildKit in files only the build can read, and never part of the image or the log. The
+    credentials of `registries` let `FROM` lines pull from them (a mirrored image in Baton's
+    registry), next to what the worker's docker config holds. Raises BuildKitRequired before
+    building when the Dockerfile needs more than the builder has.
     """
     if not tags:
         raise ValueError("build_image needs at least one tag")
@@ -208,11 +212,23 @@ def build_image(
                 f"build secrets ({', '.join(secrets)}) need BuildKit, and this machine only has "
                 f"{builder.description}: install the docker-buildx plugin on the build workers"
             )
+        for registry in registries:
+            if registry.auth_config is not None:  # kept by the client for the build's pulls
+                client.login(registry=registry.host, **registry.auth_config)
         return _classic_build(
             client, context_dir, tags, dockerfile, buildargs, labels, on_progress, logs
         )
     return _buildkit_build(
-        builder, context_dir, tags, dockerfile, buildargs, labels, secrets, on_progress, logs
+        builder,
+        context_dir,
+        tags,
+        dockerfile,
+        buildargs,
+        labels,
+        secrets,
+        registries,
+        on_progress,
+        logs,
     )
 
 
@@ -224,11 +240,22 @@ def _buildkit_build(
     buildargs: Mapping[str, str] | None,
     labels: Mapping[str, str] | None,
     secrets: Mapping[str, str] | None,
+    registries: Sequence[Registry],
     on_progress: Progress | None,
     logs: LogStore,
 ) -> BuiltImage:
     with tempfile.TemporaryDirectory(prefix="baton-build-") as scratch:
         iidfile = Path(scratch) / "iid"
+        env = _cli_env()
+        if registries:
+            # A docker config of the build's own: the worker's, plus these registries' logins.
+            env["DOCKER_CONFIG"] = str(Path(scratch) / "docker")
+            Path(env["DOCKER_CONFIG"]).mkdir(mode=0o700)
+            write_auth_file(
+                Path(env["DOCKER_CONFIG"]) / "config.json",
+                {registry.host: registry for registry in registries},
+                base=_docker_config(),
+            )
         # Host networking (no bridge exists on Baton's hosts) and plain progress for the log.
         argv = [*builder.argv, "--network", "host", "--progress", "plain"]
         argv += ["--iidfile", str(iidfile), "--file", str(Path(context_dir) / dockerfile)]
@@ -244,7 +271,7 @@ def _buildkit_build(
             path.write_text(value)
             argv += ["--secret", f"id={secret_id},src={path}"]
         argv.append(str(context_dir))
-        exit_code, output = _stream_cli(argv, on_progress, f"build {tags[0]}")
+        exit_code, output = _stream_cli(argv, on_progress, f"build {tags[0]}", env)
         if exit_code != 0:
             error = next((line for line in reversed(output) if line.strip()), "")
             error = error.removeprefix("ERROR: ").removeprefix("error: ")
@@ -253,11 +280,13 @@ def _buildkit_build(
     return BuiltImage(image_id=image_id, tags=list(tags), log_ref=logs.put("".join(output)))
 
 
-def _stream_cli(argv: list[str], on_progress: Progress | None, what: str) -> tuple[int, list[str]]:
+def _stream_cli(
+    argv: list[str], on_progress: Progress | None, what: str, env: dict[str, str]
+) -> tuple[int, list[str]]:
     """Run a docker CLI command, its output collected, reporting progress while it runs."""
     proc = subprocess.Popen(
         argv,
-        env=_cli_env(),
+        env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -283,6 +312,17 @@ def _cli_env() -> dict[str, str]:
         if key in os.environ:
             env[key] = os.environ[key]
     return env
+
+
+def _docker_config() -> dict[str, Any]:
+    """The worker's own docker config (`$DOCKER_CONFIG/config.json`, else
+    `~/.docker/config.json`), or nothing when it has none or it is not JSON."""
+    folder = os.environ.get("DOCKER_CONFIG") or str(Path.home() / ".docker")
+    try:
+        loaded = json.loads((Path(folder) / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
 
 
 def _run_cli(argv: list[str]) -> str | None:
@@ -352,6 +392,15 @@ def _classic_build(
         repository, tag = _split_tag(extra)
         client.api.tag(image_id, repository, tag)
     return BuiltImage(image_id=image_id, tags=list(tags), log_ref=logs.put("".join(output)))
+
+
+def local_image(reference: str, client: docker.DockerClient | None = None) -> str | None:
+    """The id of the image the local engine knows as `reference` (`<repository>:<tag>`), or None."""
+    client = client or docker_client()
+    try:
+        return str(client.images.get(reference).id)
+    except docker.errors.ImageNotFound:
+        return None
 
 
 def push_image(

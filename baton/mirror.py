@@ -13,7 +13,6 @@ and marks the entry as having an update waiting for its pins.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
@@ -28,7 +27,7 @@ from pydantic import BaseModel
 from baton.config import MirrorEntry
 from baton.errors import InfrastructureError, MirrorSourceNotFound
 from baton.references import Reference, parse_reference
-from baton.registry import Registry
+from baton.registry import Registry, write_auth_file
 from baton.tools import find_tool
 
 COPY_TIMEOUT_S = 1800
@@ -57,7 +56,7 @@ class MirroredImage(BaseModel):
     checked_at: datetime
     previous_digest: str | None = None  # the digest mirrored before a source update
     update_waiting: bool = False  # a new digest arrived; pins of the previous one need a bump
-    bump_prs: list[str] = []  # the pull requests that move the pins (`<repo>#<number>`)
+    bump_prs: list[str] = []  # the pull requests that moved or move the pins (`<repo>#<number>`)
 
     @property
     def previous_image(self) -> str | None:
@@ -90,11 +89,15 @@ def bump_pins(text: str, image: MirroredImage) -> str:
 
 
 def mark_bumped(state: MirrorState, image: MirroredImage, prs: Sequence[str]) -> None:
-    """Record the pull requests that move `image`'s pins."""
+    """Record the open pull requests that move `image`'s pins (`<repo>#<number>`), beside the
+    ones recorded before. With none open, no repository pins the previous digest any more (the
+    bump merged, or nothing pinned it): no update waits."""
     known = state.load()
     for key, value in known.items():
         if value.image == image.image:
-            known[key] = value.model_copy(update={"bump_prs": sorted(set(prs))})
+            known[key] = value.model_copy(
+                update={"bump_prs": sorted({*value.bump_prs, *prs}), "update_waiting": bool(prs)}
+            )
     state.save(known)
 
 
@@ -223,16 +226,9 @@ def _copy(
     """`skopeo copy --all --preserve-digests`: every platform, the digest unchanged."""
     with tempfile.TemporaryDirectory(prefix="baton-mirror-") as scratch:
         authfile = Path(scratch) / "auth.json"
-        auths = {}
-        for host, user, password in (
-            (parse_reference(entry.source).domain, source.username, source.password),
-            (registry.host, registry.username, registry.password),
-        ):
-            if user is not None:
-                token = base64.b64encode(f"{user}:{password or ''}".encode()).decode()
-                auths[host] = {"auth": token}
-        authfile.touch(mode=0o600)
-        authfile.write_text(json.dumps({"auths": auths}))
+        source_host = parse_reference(entry.source).domain
+        assert source_host is not None  # the config requires a registry in every source
+        write_auth_file(authfile, {source_host: source, registry.host: registry})
         command = [
             find_tool("skopeo"),
             "copy",

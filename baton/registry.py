@@ -14,7 +14,8 @@ import base64
 import hashlib
 import json
 import re
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
+from pathlib import Path
 from typing import Any, Self
 from urllib.parse import urlsplit
 
@@ -347,3 +348,21 @@ def _check_reference(name: str, reference: str) -> None:
             check_digest(reference)
     except InvalidReference as exc:
         raise RegistryError(str(exc)) from None
+
+
+def write_auth_file(
+    path: Path, registries: Mapping[str, Registry], base: Mapping | None = None
+) -> None:
+    """Write the credentials of `registries` (by the host a reference names them by) to `path`,
+    mode 0600, in the auth file format docker's `config.json` and skopeo's `--authfile` share:
+    `{"auths": {host: {"auth": base64("user:password")}}}`, over the settings in `base` (an
+    existing docker config). Registries without credentials are left out."""
+    config = dict(base or {})
+    auths = dict(config.get("auths") or {})
+    for host, registry in registries.items():
+        if registry.username is not None:
+            token = f"{registry.username}:{registry.password or ''}"
+            auths[host] = {"auth": base64.b64encode(token.encode()).decode()}
+    config["auths"] = auths
+    path.touch(mode=0o600)
+    path.write_text(json.dumps(config))

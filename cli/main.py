@@ -279,8 +279,10 @@ def _print_stage(stage: Stage, indent: str) -> None:
     took = ""
     if stage.ended_at:
         took = f" {(stage.ended_at - stage.started_at).total_seconds():.1f}s"
+    logs = f" (logs: {stage.links['logs']})" if "logs" in stage.links else ""
     console.print(
-        f"{indent}{mark.get(stage.outcome, '·')} {stage.name}{took} {stage.detail}", highlight=False
+        f"{indent}{mark.get(stage.outcome, '·')} {stage.name}{took} {stage.detail}{logs}",
+        highlight=False,
     )
 
 

@@ -48,6 +48,8 @@ class WatchEvent(BaseModel):
     elapsed_s: float | None = None
     environment: str | None = None
     gate: Gate | None = None
+    logs: str | None = None
+    """An ended pipeline step's full output: its LogStore reference (`sha256:<hex>`)."""
 
 
 class Watcher:
@@ -147,6 +149,7 @@ class Watcher:
                 outcome=stage.outcome,
                 detail=stage.detail,
                 elapsed_s=elapsed,
+                logs=stage.links.get("logs"),
                 **fields,
             )
 

@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
 # Builds the local base image that tests pass to app Dockerfiles as BASE_IMAGE, since Docker Hub's
-# python images cannot be pulled here: a minimal Debian bookworm with python3, made by debootstrap
-# from the machine's own apt mirror. Done once per engine; the root filesystem tarball is cached in
-# .cache/ so a fresh engine only re-imports it.
+# python images cannot be pulled here: a minimal Debian bookworm made by debootstrap from the
+# machine's own apt mirror, with what users' Python Dockerfiles expect of python:3.12-slim: python3
+# (also as `python`), pip (`pip install` into the system Python, as the official image allows) and
+# venv. Idempotent: the image carries a label with the hash of this script, and is rebuilt only
+# when the script (its definition) changed; the root filesystem tarball is cached in .cache/ under
+# the same hash, so a fresh engine only re-imports it.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TAG="${BATON_BASE_IMAGE:-localhost/baton-python-base:bookworm}"
 SUITE=bookworm
-ROOTFS_TARBALL="$ROOT/.cache/baton-python-base-$SUITE.tar"
+PACKAGES=python3,python3-pip,python3-venv,python-is-python3
+DEFINITION="$(sha256sum "${BASH_SOURCE[0]}" | cut -c1-16)"
+LABEL=io.baton.base-image.definition
+ROOTFS_TARBALL="$ROOT/.cache/baton-python-base-$SUITE-$DEFINITION.tar"
 
 # The first Debian mirror that apt is configured with for $SUITE (deb822 or one-line format).
 apt_mirror() {
@@ -46,15 +52,19 @@ build_rootfs_tarball() {
     rootfs="$(mktemp -d)"
     trap 'rm -rf "$rootfs"' RETURN
     echo "base-image: debootstrap $SUITE from $mirror"
-    debootstrap --variant=minbase --include=python3 "$SUITE" "$rootfs" "$mirror" >/dev/null
+    debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$rootfs" "$mirror" >/dev/null
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+    # PEP 668's marker makes pip refuse the system Python; python:3.12-slim has none, and
+    # Dockerfiles written for it run `pip install` as root.
+    rm -f "$rootfs"/usr/lib/python3*/EXTERNALLY-MANAGED
     mkdir -p "$(dirname "$ROOTFS_TARBALL")"
     tar -C "$rootfs" -cf "$ROOTFS_TARBALL.partial" .
     mv "$ROOTFS_TARBALL.partial" "$ROOTFS_TARBALL"
 }
 
-if docker image inspect "$TAG" >/dev/null 2>&1; then
-    echo "base-image: $TAG already present"
+present="$(docker image inspect --format "{{ index .Config.Labels \"$LABEL\" }}" "$TAG" 2>/dev/null || true)"
+if [[ "$present" == "$DEFINITION" ]]; then
+    echo "base-image: $TAG already present (definition $DEFINITION)"
     exit 0
 fi
 if [[ ! -s "$ROOTFS_TARBALL" ]]; then
@@ -66,5 +76,6 @@ docker import \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'ENV LANG=C.UTF-8' \
     --change 'CMD ["python3"]' \
+    --change "LABEL $LABEL=$DEFINITION" \
     "$ROOTFS_TARBALL" "$TAG" >/dev/null
-echo "base-image: $TAG has $(docker run --rm --network host "$TAG" python3 --version)"
+echo "base-image: $TAG has $(docker run --rm --network host "$TAG" sh -c 'python --version; pip --version | cut -d" " -f1-2')"

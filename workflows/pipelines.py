@@ -15,10 +15,13 @@ with workflow.unsafe.imports_passed_through():
         BuildInput,
         CheckInput,
         CheckKind,
+        ImageInput,
         PublishInput,
         build_image,
         publish_artifact,
+        push_image,
         run_check,
+        try_image,
     )
     from baton.forges.base import StatusState
     from baton.models import CheckResult, PipelineInput, PipelineResult, PipelineStatus
@@ -29,6 +32,8 @@ from workflows.retries import CHECK_RETRY, STATUS_RETRY
 
 # Long steps heartbeat at least every 5 s; a worker that died is noticed after this.
 HEARTBEAT = timedelta(seconds=20)
+# Patch: the image test and the push are steps of their own after the build (image_test, push).
+IMAGE_STEPS_PATCH = "image-test-step"
 
 
 def _failure(name: str, err: ActivityError) -> CheckResult:
@@ -47,7 +52,8 @@ def _failure(name: str, err: ActivityError) -> CheckResult:
 
 
 async def _step(record: Record, name: str, call: Awaitable[CheckResult]) -> CheckResult:
-    """Run one step of the pipeline as a stage of its record."""
+    """Run one step of the pipeline as a stage of its record, linked to the step's full output
+    (`links["logs"]`, a LogStore reference) when it kept one."""
     stage = record.begin(name)
     try:
         result = await call
@@ -56,6 +62,8 @@ async def _step(record: Record, name: str, call: Awaitable[CheckResult]) -> Chec
             record.end(stage, "cancelled")
             raise asyncio.CancelledError from err
         result = _failure(name, err)
+    if result.log_ref:
+        stage.links["logs"] = result.log_ref
     record.end(stage, "succeeded" if result.passed else "failed", result.summary)
     return result
 
@@ -87,13 +95,21 @@ async def _run_checks(
     )
 
 
-async def _build(input: PipelineInput, push: bool, record: Record) -> CheckResult:
+async def _build(
+    input: PipelineInput, push: bool, record: Record, run_image_test: bool = True
+) -> CheckResult:
     return await _step(
         record,
         "image",
         workflow.execute_activity(
             build_image,
-            BuildInput(app=input.app, repo=input.repo, commit=input.commit, push=push),
+            BuildInput(
+                app=input.app,
+                repo=input.repo,
+                commit=input.commit,
+                push=push,
+                run_image_test=run_image_test,
+            ),
             task_queue=TaskQueues.BUILD,
             start_to_close_timeout=timedelta(minutes=30),
             heartbeat_timeout=HEARTBEAT,
@@ -101,6 +117,37 @@ async def _build(input: PipelineInput, push: bool, record: Record) -> CheckResul
             summary=f"{'build and push' if push else 'build'} image @ {input.commit[:12]}",
         ),
     )
+
+
+async def _image_steps(input: PipelineInput, push: bool, record: Record) -> list[CheckResult]:
+    """Build; then the app's image test, when it has one; then, in CI, the push: each a step of
+    its own, each only after the one before passed, so an image that fails its test is never
+    pushed."""
+    done = [await _build(input, push=False, record=record, run_image_test=False)]
+    image = ImageInput(app=input.app, repo=input.repo, commit=input.commit)
+    later = [("image_test", try_image, "testing image")] if input.app.image_test is not None else []
+    if push:
+        later.append(("push", push_image, "pushing image"))
+    for name, activity, doing in later:
+        if not done[-1].passed:
+            break
+        record.publish(doing)
+        done.append(
+            await _step(
+                record,
+                name,
+                workflow.execute_activity(
+                    activity,
+                    image,
+                    task_queue=TaskQueues.BUILD,
+                    start_to_close_timeout=timedelta(minutes=30),
+                    heartbeat_timeout=HEARTBEAT,
+                    retry_policy=CHECK_RETRY,
+                    summary=f"{name} @ {input.commit[:12]}",
+                ),
+            )
+        )
+    return done
 
 
 async def _report(input: PipelineInput, context: str, state: StatusState, description: str) -> None:
@@ -123,7 +170,7 @@ async def _report(input: PipelineInput, context: str, state: StatusState, descri
 async def _pipeline(
     input: PipelineInput, title: str, context: str, kinds: list[CheckKind], push: bool
 ) -> PipelineResult:
-    """Checks in parallel, then the image build; the commit status tells the forge the outcome."""
+    """Checks in parallel, then the image steps; the commit status tells the forge the outcome."""
     record = Record(
         f"**{title}** `{input.commit[:12]}`",
         status=lambda: PipelineStatus(headline=record.headline, timeline=record.timeline),
@@ -135,7 +182,10 @@ async def _pipeline(
         checks += await _run_checks(input, kinds, record)
         if all(c.passed for c in checks):
             record.publish("building image")
-            checks.append(await _build(input, push, record))
+            if workflow.patched(IMAGE_STEPS_PATCH):
+                checks += await _image_steps(input, push, record)
+            else:
+                checks.append(await _build(input, push, record))
         if push and all(c.passed for c in checks):
             checks += await _run_checks(input, ["rendered"], record)
     except asyncio.CancelledError:
@@ -166,7 +216,8 @@ async def _pipeline(
 
 @workflow.defn(name=WorkflowTypes.PR_PIPELINE)
 class PullRequestPipeline:
-    """Gates a merge: lint, unit tests, Dockerfile and template lint in parallel, then build (no push)."""
+    """Gates a merge: lint, unit tests, Dockerfile and template lint in parallel, then build and
+    the image test (no push)."""
 
     @workflow.run
     async def run(self, input: PipelineInput) -> PipelineResult:
@@ -176,7 +227,8 @@ class PullRequestPipeline:
 
 @workflow.defn(name=WorkflowTypes.CI_PIPELINE)
 class CIPipeline:
-    """Integrates a merge commit: the PR checks plus long tests, build and push, publish the artifact."""
+    """Integrates a merge commit: the PR checks plus long tests, build, image test and push,
+    publish the artifact."""
 
     @workflow.run
     async def run(self, input: PipelineInput) -> PipelineResult:

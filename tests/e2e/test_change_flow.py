@@ -249,7 +249,16 @@ def test_demo_runs_twice_and_every_environment_serves_the_new_commit(baton_stack
     run = baton_stack.baton("demo", "--auto-approve")
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     lines = run.stdout.splitlines()
-    for step in ("lint", "test", "long_test", "dockerfile", "templates", "image", "rendered"):
+    for step in (
+        "lint",
+        "test",
+        "long_test",
+        "dockerfile",
+        "templates",
+        "image",
+        "push",
+        "rendered",
+    ):
         assert any(line.startswith(f"  ✔ {step} ") for line in lines), step
     for env in ("dev", "staging", "prod"):
         for stage in ("sync", "verify"):

@@ -1,10 +1,11 @@
-"""The pipelines' image step as the worker runs it: the app's repository on the local forge, the
-real engine and registry. An image that fails its image_test fails the step with what the probe
-saw, and is never pushed."""
+"""The pipelines' image steps as the worker runs them (build, image_test, push): the app's
+repository on the local forge, the real engine and registry. An image that fails its image_test
+fails that step with what the probe saw, and is never pushed."""
 
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import docker.errors
@@ -13,7 +14,16 @@ from temporalio.testing import ActivityEnvironment
 
 from activities import context as activity_context
 from activities.context import Context
-from activities.pipeline import BuildInput, CheckInput, build_image, readable_tag, run_check
+from activities.pipeline import (
+    BuildInput,
+    CheckInput,
+    ImageInput,
+    build_image,
+    push_image,
+    readable_tag,
+    run_check,
+    try_image,
+)
 from baton.config import parse_config
 from baton.images import find_builder
 from baton.settings import Settings
@@ -63,32 +73,74 @@ apps:
     return context, head
 
 
-def test_ci_image_step_fails_on_the_image_test_with_what_the_probe_saw_and_pushes_nothing(
-    worker, docker_client
+@pytest.fixture
+def own_images(worker, docker_client) -> Iterator[None]:
+    """Removes the tags the build step gives the app's image, and only those."""
+    context, commit = worker
+    repository = context.image_repository(context.config.apps[0])
+    yield
+    for tag in (commit, readable_tag(commit)):
+        try:
+            docker_client.images.remove(f"{repository}:{tag}")
+        except docker.errors.ImageNotFound:
+            pass
+
+
+def test_ci_image_test_step_fails_with_what_the_probe_saw_and_the_image_is_never_pushed(
+    worker, own_images
 ):
     context, commit = worker
     app = context.config.apps[0]
-    repository = context.image_repository(app)
     port = app.image_test.http.port  # type: ignore[union-attr]
-    try:
-        result = ActivityEnvironment().run(
-            build_image, BuildInput(app=app, repo="sample-app", commit=commit, push=True)
-        )
-    finally:
-        for tag in (commit, readable_tag(commit)):
-            try:
-                docker_client.images.remove(f"{repository}:{tag}")
-            except docker.errors.ImageNotFound:
-                pass
+    build = BuildInput(app=app, repo="sample-app", commit=commit, push=False, run_image_test=False)
 
-    assert not result.passed
-    assert result.name == "image"
-    assert result.summary.startswith(
+    built = ActivityEnvironment().run(build_image, build)
+    tried = ActivityEnvironment().run(
+        try_image, ImageInput(app=app, repo="sample-app", commit=commit)
+    )
+
+    assert built.passed and built.summary.startswith("built sha256:"), built.summary
+    assert not tried.passed
+    assert tried.name == "image_test"
+    assert tried.summary.startswith(
         f"image test failed: GET http://127.0.0.1:{port}/version did not answer 200 with "
         '\'"environment": "prod"\' within 5s; it saw 200 \'{"app": "sample-app", "commit": '
         f'"{commit}"'
     )
+    assert tried.log_ref is not None and tried.log_ref != built.log_ref
+    assert f"GET http://127.0.0.1:{port}/version -> 200" in context.logs.get(tried.log_ref)
     assert context.registry.manifest_digest(app.image, commit) is None
+
+
+def test_ci_push_step_pushes_the_image_that_passed_its_test(worker, own_images):
+    context, commit = worker
+    app = context.config.apps[0]
+    assert app.image_test is not None and app.image_test.http is not None
+    passing = app.model_copy(
+        update={
+            "image_test": app.image_test.model_copy(
+                update={
+                    "http": app.image_test.http.model_copy(
+                        update={"expected_body": '"commit": "{commit}"'}
+                    )
+                }
+            )
+        }
+    )
+    image = ImageInput(app=passing, repo="sample-app", commit=commit)
+    build = BuildInput(
+        app=passing, repo="sample-app", commit=commit, push=False, run_image_test=False
+    )
+
+    ActivityEnvironment().run(build_image, build)
+    tried = ActivityEnvironment().run(try_image, image)
+    pushed = ActivityEnvironment().run(push_image, image)
+
+    assert tried.passed, tried.summary
+    digest = context.registry.manifest_digest(app.image, commit)
+    assert digest is not None
+    assert pushed.summary == f"pushed {context.image_repository(app)}:{commit[:12]} as {digest}"
+    assert context.registry.manifest_digest(app.image, readable_tag(commit)) == digest
 
 
 def test_pr_dockerfile_step_refuses_syntax_the_builder_lacks_before_any_build(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import secrets
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from baton.images import (
 )
 from baton.logs import LogStore
 from baton.registry import Registry, RegistryAuthError
+from baton.tools import PROJECT_ROOT
 from tests.fixtures.ports import free_port
 
 pytestmark = pytest.mark.docker
@@ -164,40 +168,72 @@ def own_tags(docker_client) -> Iterator[list[str]]:
             pass
 
 
-PIP_BASE_IMAGE = "localhost/baton-test-python-pip-base:bookworm"
-
-
-@pytest.fixture(scope="session")
-def pip_base_image(docker_client, base_image, tmp_path_factory) -> str:
-    """The local base image plus Debian's pip, as python:3.12-slim has it: case 07's Dockerfile
-    runs pip. Built once per engine (through a BuildKit cache mount for apt) and kept, like the
-    base image itself."""
-    try:
-        docker_client.images.get(PIP_BASE_IMAGE)
-    except docker.errors.ImageNotFound:
-        context = tmp_path_factory.mktemp("pip-base")
-        (context / "Dockerfile").write_text(
-            "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n"
-            "RUN --mount=type=cache,target=/var/lib/apt/lists \\\n"
-            "    apt-get update -qq && apt-get install -y -qq --no-install-recommends python3-pip\n"
-        )
-        build_image(context, [PIP_BASE_IMAGE], buildargs={"BASE_IMAGE": base_image})
-    return PIP_BASE_IMAGE
-
-
 def test_case_07_a_cache_mount_dockerfile_passes_hadolint_and_builds(
-    docker_client, pip_base_image, logs, own_tags
+    docker_client, base_image, logs, own_tags
 ):
     context = CASES / "07-buildkit-dockerfile"
     lint = hadolint(context / "Dockerfile", logs=logs)
     own_tags.append(f"baton-test/buildkit-{secrets.token_hex(4)}:1")
 
     built = build_image(
-        context, own_tags, buildargs={"BASE_IMAGE": pip_base_image}, client=docker_client, logs=logs
+        context, own_tags, buildargs={"BASE_IMAGE": base_image}, client=docker_client, logs=logs
     )
 
     assert lint.passed, lint.summary
     assert docker_client.images.get(own_tags[0]).id == built.image_id
+    assert "python3 -m pip --version" in logs.get(built.log_ref)
+
+
+def test_the_base_image_installs_with_pip_and_makes_venvs_as_python_slim_does(
+    docker_client, base_image, tmp_path, logs, own_tags
+):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "greeting.py").write_text("TEXT = 'hello'\n")
+    (tmp_path / "pkg" / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "greeting"\nversion = "1.0"\n[tool.setuptools]\npy-modules = ["greeting"]\n'
+    )
+    (tmp_path / "Dockerfile").write_text(
+        "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nCOPY pkg /pkg\n"
+        "RUN pip install --no-index --no-build-isolation /pkg && python3 -m venv /venv\n"
+    )
+    own_tags.append(f"baton-test/pip-venv-{secrets.token_hex(4)}:1")
+
+    build_image(
+        tmp_path, own_tags, buildargs={"BASE_IMAGE": base_image}, client=docker_client, logs=logs
+    )
+
+    seen = docker_client.containers.run(
+        own_tags[0],
+        [
+            "sh",
+            "-c",
+            "python -c 'import greeting; print(greeting.TEXT)' && /venv/bin/pip --version",
+        ],
+        network_mode="host",
+        remove=True,
+    ).decode()
+    assert seen.splitlines()[0] == "hello"
+    assert seen.splitlines()[1].startswith("pip ")
+
+
+def test_the_base_image_is_labelled_with_its_definition_and_not_rebuilt_while_it_holds(
+    docker_client, base_image
+):
+    script = PROJECT_ROOT / "scripts" / "base-image.sh"
+    definition = hashlib.sha256(script.read_bytes()).hexdigest()[:16]
+
+    again = subprocess.run(
+        [str(script)],
+        env={**os.environ, "BATON_BASE_IMAGE": base_image},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    assert again.stdout == f"base-image: {base_image} already present (definition {definition})\n"
+    labels = docker_client.images.get(base_image).labels
+    assert labels["io.baton.base-image.definition"] == definition
 
 
 def test_cache_and_secret_mounts_build_and_the_secret_stays_out_of_the_image(
@@ -232,6 +268,35 @@ def test_cache_and_secret_mounts_build_and_the_secret_stays_out_of_the_image(
     assert seen.split() == ["marker", str(len(secret))]  # the cache and /run/secrets stay out
     history = docker_client.api.history(own_tags[0])
     assert secret not in repr(history)
+
+
+def test_a_dockerfile_builds_from_an_image_in_batons_registry_with_its_credentials(
+    docker_client, base_image, registry, tmp_path, logs, own_tags
+):
+    """A `FROM` naming a mirrored image in Baton's registry pulls it with the registry's
+    credentials, which the engine itself does not hold."""
+    ours = Registry(registry.url, registry.username, registry.password)
+    name = f"mirror/base-{secrets.token_hex(4)}"
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "Dockerfile").write_text(
+        f"ARG BASE_IMAGE\nFROM ${{BASE_IMAGE}}\nRUN echo {name} > /release\n"
+    )
+    own_tags.append(f"baton-test/{name}:1")
+    base = build_image(tmp_path / "base", own_tags[-1:], buildargs={"BASE_IMAGE": base_image})
+    digest = push_image(base.image_id, ours, name, "1", client=docker_client)
+    own_tags.append(f"{registry.host}/{name}:1")
+    docker_client.images.remove(own_tags.pop(0))
+    docker_client.images.remove(own_tags.pop(0))  # the build must pull it
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "Dockerfile").write_text(
+        f"FROM {registry.host}/{name}:1@{digest}\nRUN cat /release > /built-on\n"
+    )
+    own_tags.append(f"baton-test/on-mirror-{secrets.token_hex(4)}:1")
+
+    build_image(tmp_path / "app", own_tags, registries=[ours], client=docker_client, logs=logs)
+
+    seen = docker_client.containers.run(own_tags[0], ["cat", "/built-on"], remove=True)
+    assert seen.decode() == f"{name}\n"
 
 
 def test_a_heredoc_builds_where_the_builder_can_and_is_refused_by_line_where_it_cannot(

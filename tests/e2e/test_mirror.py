@@ -42,10 +42,14 @@ ACTIVITIES = ALL_ACTIVITIES[TaskQueues.BUILD]
 pytestmark = pytest.mark.docker
 
 
-def push_upstream(docker_client, base_image, upstream, tmp_path: Path, repository: str) -> str:
-    """Build a small image of its own content, push it upstream as `repository:1.0`; its digest."""
+def push_upstream(
+    docker_client, base_image, upstream, tmp_path: Path, repository: str, release: str = ""
+) -> str:
+    """Build a small image of its own content (`/release` holds `release`, else random text),
+    push it upstream as `repository:1.0`; its digest."""
     (tmp_path / "Dockerfile").write_text(
-        f"ARG BASE_IMAGE\nFROM ${{BASE_IMAGE}}\nRUN echo {secrets.token_hex(8)} > /release\n"
+        "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n"
+        f"RUN echo {release or secrets.token_hex(8)} > /release\n"
     )
     tag = f"{upstream.host}/{repository}:1.0"
     built = build_image(tmp_path, [tag], buildargs={"BASE_IMAGE": base_image})

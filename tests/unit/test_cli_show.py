@@ -1,17 +1,28 @@
-"""`baton changes show`: each decision reads as a record of who, through what, when and on what."""
+"""`baton changes show`: each decision reads as a record of who, through what, when and on what;
+each pipeline step with its own log."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from baton.changes import ChangeDetail
-from baton.models import ChangeStatus, Decision, Gate, RolloutStatus
+from baton.models import ChangeStatus, Decision, Gate, RolloutStatus, Stage
 from cli.main import render_change
+from cli.watch import Watcher
 
 AT = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
 CONTENT = "sha256:" + "ab" * 32
+CHANGE = ChangeStatus(
+    id="change/web/1",
+    app="web",
+    repo="web",
+    pr_number=1,
+    author="alice",
+    head_sha="f" * 40,
+    state="promoting",
+)
 
 
 def test_show_names_who_decided_through_what_and_on_which_content(
@@ -55,17 +66,7 @@ def test_show_names_who_decided_through_what_and_on_which_content(
             head="d" * 40,
         ),
     )
-    change = ChangeStatus(
-        id="change/web/1",
-        app="web",
-        repo="web",
-        pr_number=1,
-        author="alice",
-        head_sha="f" * 40,
-        state="promoting",
-    )
-
-    render_change(ChangeDetail(change=change, rollout=rollout))
+    render_change(ChangeDetail(change=CHANGE, rollout=rollout))
 
     out = capsys.readouterr().out
     assert (
@@ -78,3 +79,26 @@ def test_show_names_who_decided_through_what_and_on_which_content(
     ) in out
     assert f"content: {CONTENT} (GitOps PR head {'d' * 40})" in out
     assert "approve with: baton approve change/web/1 --env prod\n" in out
+
+
+def test_a_pipeline_step_shows_and_watches_with_its_own_log(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    log = "sha256:" + "cd" * 32
+    seen = "image test failed: GET http://127.0.0.1:8080/healthz did not answer 200 within 60s"
+    step = Stage(
+        name="image_test",
+        started_at=AT,
+        ended_at=AT + timedelta(seconds=4),
+        outcome="failed",
+        detail=seen,
+        links={"logs": log},
+    )
+    change = CHANGE.model_copy(update={"state": "validating"})
+    detail = ChangeDetail(change=change, steps=[step])
+
+    render_change(detail)
+    (ended,) = [e for e in Watcher(change.id).update(detail) if e.event == "ended"]
+
+    assert f"✘ image_test 4.0s {seen} (logs: {log})" in capsys.readouterr().out
+    assert (ended.stage, ended.outcome, ended.logs) == ("image_test", "failed", log)

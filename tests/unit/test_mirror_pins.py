@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
-from baton.mirror import MirroredImage, api_path, bump_pins, readable_tag
+from baton.mirror import MirroredImage, MirrorState, api_path, bump_pins, mark_bumped, readable_tag
 from baton.references import parse_reference
 
 OLD, NEW = "sha256:" + "a" * 64, "sha256:" + "b" * 64
@@ -59,3 +60,16 @@ def test_docker_hub_official_images_are_read_under_library() -> None:
     assert api_path(parse_reference("docker.io/redis:7")) == "library/redis"
     assert api_path(parse_reference("docker.io/bitnami/redis:7")) == "bitnami/redis"
     assert api_path(parse_reference("quay.io/redis:7")) == "redis"
+
+
+def test_an_update_waits_while_a_bump_pr_is_open_and_not_once_none_is(tmp_path: Path) -> None:
+    state = MirrorState(tmp_path / "mirrors.json")
+    state.save({"mirror/redis:7.2": UPDATED})
+
+    mark_bumped(state, UPDATED, ["web#4"])
+    (opened,) = state.load().values()
+    mark_bumped(state, UPDATED, [])  # merged: nothing pins the previous digest any more
+    (merged,) = state.load().values()
+
+    assert (opened.update_waiting, opened.bump_prs) == (True, ["web#4"])
+    assert (merged.update_waiting, merged.bump_prs) == (False, ["web#4"])

@@ -40,6 +40,7 @@ from tests.workflows.test_change import (
     change_activities,
     environment,
     head,
+    merge_commit,
     merged,
     open_change,
     promoting,
@@ -57,8 +58,8 @@ BUILD_STEP = "Step 2/5 : RUN pip install -r requirements.txt"
 
 
 class Build:
-    """A stand-in image build; the CI's (it pushes) reports a Dockerfile step and holds there
-    until released."""
+    """A stand-in image build; the CI's (of the merge commit) reports a Dockerfile step and
+    holds there until released."""
 
     def __init__(self) -> None:
         self.released = asyncio.Event()
@@ -66,7 +67,7 @@ class Build:
     def activity(self) -> Any:
         @activity.defn(name="build_image")
         async def build_image(input: BuildInput) -> CheckResult:
-            while input.push and not self.released.is_set():
+            while input.commit == merge_commit(1) and not self.released.is_set():
                 activity.heartbeat(BUILD_STEP)
                 await asyncio.sleep(0.1)
             return CheckResult(
@@ -159,7 +160,7 @@ async def test_watch_follows_a_change_live_from_its_build_step_to_each_environme
     progress = next(e for e in events if e.event == "progress")
     assert (progress.scope, progress.stage, progress.detail) == ("pipeline", "image", BUILD_STEP)
     assert progress.elapsed_s is not None and progress.text.startswith("image ")
-    assert {"lint", "test", "long_test", "dockerfile", "templates", "image"} <= set(
+    assert {"lint", "test", "long_test", "dockerfile", "templates", "image", "push"} <= set(
         ended("pipeline")
     )
     # Every stage of each rollout is shown, however fast the rollout went.

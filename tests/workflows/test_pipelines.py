@@ -1,7 +1,7 @@
 """PullRequestPipeline and CIPipeline on a real Temporal server, with their steps replaced.
 
-`Steps` stands in for the pipeline activities by name (`run_check`, `build_image`,
-`publish_artifact`, `set_commit_status`): it scripts what each step reports and records what the
+`Steps` stands in for the pipeline activities by name (`run_check`, `build_image`, `try_image`,
+`push_image`, `publish_artifact`, `set_commit_status`): it scripts what each step reports and records what the
 pipeline asked for, so the order of steps, the commit statuses and the handling of failures and
 cancellation are tested without a container engine. test_change.py runs ChangeWorkflow on them too.
 """
@@ -21,9 +21,9 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureEr
 from temporalio.exceptions import ApplicationError, CancelledError
 
 from activities.forge import CommitStatusInput
-from activities.pipeline import BuildInput, CheckInput, PublishInput
-from baton.config import AppConfig
-from baton.models import Artifact, CheckResult, PipelineInput, PipelineResult
+from activities.pipeline import BuildInput, CheckInput, ImageInput, PublishInput
+from baton.config import AppConfig, HttpProbe, ImageTest
+from baton.models import Artifact, CheckResult, PipelineInput, PipelineResult, PipelineStatus
 from baton.temporal import TaskQueues, WorkflowTypes
 from tests.conftest import serving, until
 from tests.fakes.records import fake_artifact
@@ -32,6 +32,7 @@ from workflows import WORKFLOWS
 APP = AppConfig(name="web", repo="acme/web", image="web", chart="chart")
 SHA = "c" * 40
 PR_CHECKS = ["lint", "test", "dockerfile", "templates"]
+TEST_LOG = "sha256:" + "e" * 64  # where the stand-in image test kept its output
 CI_CHECKS = ["lint", "test", "long_test", "dockerfile", "templates"]
 
 
@@ -46,6 +47,7 @@ class Steps:
     started: list[tuple[str, str]] = field(default_factory=list)  # (step, commit), in order
     attempts: Counter[str] = field(default_factory=Counter)  # step -> attempts
     pushes: list[bool] = field(default_factory=list)  # `push` of each build
+    tested_in_build: list[bool] = field(default_factory=list)  # `run_image_test` of each build
     statuses: list[tuple[str, str, str, str]] = field(default_factory=list)
     """(context, commit, state, description) of each commit status reported."""
     _all_running: asyncio.Event = field(default_factory=asyncio.Event)
@@ -66,7 +68,18 @@ class Steps:
         async def build_image(input: BuildInput) -> CheckResult:
             self._start("image", input.commit)
             self.pushes.append(input.push)
+            self.tested_in_build.append(input.run_image_test)
             return self._result("image")
+
+        @activity.defn(name="try_image")
+        async def try_image(input: ImageInput) -> CheckResult:
+            self._start("image_test", input.commit)
+            return self._result("image_test").model_copy(update={"log_ref": TEST_LOG})
+
+        @activity.defn(name="push_image")
+        async def push_image(input: ImageInput) -> CheckResult:
+            self._start("push", input.commit)
+            return self._result("push")
 
         @activity.defn(name="publish_artifact")
         async def publish_artifact(input: PublishInput) -> Artifact:
@@ -79,7 +92,7 @@ class Steps:
             self.statuses.append((input.context, input.sha, input.state, input.description))
 
         return {
-            TaskQueues.BUILD: [run_check, build_image, publish_artifact],
+            TaskQueues.BUILD: [run_check, build_image, try_image, push_image, publish_artifact],
             TaskQueues.WORKFLOWS: [set_commit_status],
         }
 
@@ -145,10 +158,12 @@ async def client(isolated_client: Client, steps: Steps) -> AsyncIterator[Client]
         yield isolated_client
 
 
-async def start(client: Client, workflow_type: str, commit: str = SHA) -> WorkflowHandle:
+async def start(
+    client: Client, workflow_type: str, commit: str = SHA, app: AppConfig = APP
+) -> WorkflowHandle:
     return await client.start_workflow(
         workflow_type,
-        PipelineInput(app=APP, repo=APP.repo, commit=commit, pr_number=1),
+        PipelineInput(app=app, repo=app.repo, commit=commit, pr_number=1),
         id=f"pipeline/{uuid.uuid4()}",
         task_queue=TaskQueues.WORKFLOWS,
         result_type=PipelineResult,
@@ -193,12 +208,55 @@ async def test_ci_builds_pushes_checks_the_rendered_manifests_and_publishes_the_
 
     assert result.passed, result.summary()
     assert sorted(steps.ran(SHA)[:5]) == sorted(CI_CHECKS)
-    assert steps.ran(SHA)[5:] == ["image", "rendered", "publish"] and steps.pushes == [True]
+    assert steps.ran(SHA)[5:] == ["image", "push", "rendered", "publish"]
+    assert steps.pushes == [False]  # the build only builds; the push is a step of its own
     assert result.artifact == artifact(SHA)
     assert steps.reported(SHA) == [
         ("baton/ci", "pending", "CI pipeline running"),
-        ("baton/ci", "success", "7 step(s) passed"),
+        ("baton/ci", "success", "8 step(s) passed"),
     ]
+
+
+TESTED = APP.model_copy(
+    update={"image_test": ImageTest(http=HttpProbe(port=8080, path="/healthz"), timeout_s=30)}
+)
+
+
+@pytest.mark.parametrize(
+    ("workflow_type", "after"),
+    [
+        (WorkflowTypes.PR_PIPELINE, ["image", "image_test"]),
+        (WorkflowTypes.CI_PIPELINE, ["image", "image_test", "push", "rendered", "publish"]),
+    ],
+    ids=["pr", "ci"],
+)
+async def test_the_image_test_is_a_step_of_its_own_after_the_build_and_before_the_push(
+    client: Client, steps: Steps, workflow_type: str, after: list[str]
+) -> None:
+    handle = await start(client, workflow_type, app=TESTED)
+    result = await handle.result()
+
+    assert result.passed, result.summary()
+    assert steps.ran(SHA)[-len(after) :] == after
+    assert steps.tested_in_build == [False]
+    status = await (await handle.describe()).memo_value("status", type_hint=PipelineStatus)
+    shown = {s.name: (s.outcome, s.detail, s.links.get("logs")) for s in status.timeline}
+    assert shown["image_test"] == ("succeeded", "image_test ok", TEST_LOG)
+    # Publishing is no step of the pipeline's timeline; every other one is, in order.
+    assert [name for name in shown if name in after] == [n for n in after if n != "publish"]
+
+
+async def test_an_image_that_fails_its_test_fails_ci_and_is_never_pushed(
+    client: Client, steps: Steps
+) -> None:
+    seen = "image test failed: GET http://127.0.0.1:8080/healthz did not answer 200 within 30s"
+    steps.failing = {"image_test": seen}
+    result = await (await start(client, WorkflowTypes.CI_PIPELINE, app=TESTED)).result()
+
+    assert not result.passed and result.artifact is None
+    assert result.summary() == f"image_test: {seen}"
+    assert steps.ran(SHA)[5:] == ["image", "image_test"]  # no push, no render, no publish
+    assert steps.reported(SHA)[-1] == ("baton/ci", "failure", result.summary())
 
 
 async def test_a_failing_ci_check_publishes_nothing(client: Client, steps: Steps) -> None:
