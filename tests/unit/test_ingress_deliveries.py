@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from temporalio.client import WorkflowExecutionStatus
 
-from baton.config import ApprovalPolicy, BatonConfig
+from baton.config import ApprovalPolicy, BatonConfig, CIConfig
 from baton.forges import create_forge
 from baton.local.forge import LocalForge
 from baton.models import RolloutStatus, Stage
@@ -353,6 +353,27 @@ async def test_a_direct_push_to_the_release_branch_starts_one_change_also_when_r
     # What the change asks the forge first: no pull request merged as this commit.
     forge = create_forge(world.config.forge, Settings())
     assert await asyncio.to_thread(forge.merged_pull_request, world.app_repo, sha) is None
+
+
+@pytest.mark.parametrize("kind", ["github", "azure-devops"])
+async def test_a_push_to_a_release_branch_integrated_on_a_schedule_waits_for_its_batch(
+    world: World,
+) -> None:
+    """With `apps[].ci.schedule` the push starts nothing: the next scheduled batch carries it
+    (tests/workflows/test_ci_batch.py)."""
+    app = world.config.apps[0].model_copy(update={"ci": CIConfig(schedule="0 * * * *")})
+    config: BatonConfig = world.config.model_copy(update={"apps": [app]})
+    world.fake.deliver_to(await asyncio.to_thread(world.serve, config))
+
+    sha = await asyncio.to_thread(world.fake.push_directly, world.app_repo, "main", {"a.txt": "a"})
+
+    sent = await world.delivered()
+    assert sent.status == 202
+    assert json.loads(sent.answer)["result"] == (
+        f"batched: main of {world.app} is integrated on the CI schedule '0 * * * *' (UTC), "
+        f"{sha[:12]} with the next batch"
+    )
+    assert await executions(world.client, push_change(world, sha)) == 0
 
 
 async def test_a_push_to_another_branch_or_a_deleted_branch_starts_nothing(world: World) -> None:
