@@ -79,7 +79,8 @@ async def handle(
         outcomes = [await ingress.push(hook) for hook in pushes(payload)]
         if not outcomes:
             return Reply(202, "ignored: the push updated no ref")
-        return Reply(202, "; ".join(o.message for o in outcomes), outcomes[0].workflow_id)
+        started = next((o.workflow_id for o in outcomes if o.workflow_id), None)
+        return Reply(202, "; ".join(o.message for o in outcomes), started)
     if event not in PULL_REQUEST_EVENTS:
         return Reply(202, f"ignored: event {event!r}")
     repo, number = pull_request_of(payload)
@@ -114,10 +115,16 @@ def pushes(payload: dict[str, Any]) -> list[PushHook]:
     `resource.pushedBy` (`uniqueName`), the title from the head's entry in `resource.commits[]`
     (`commitId`, `comment`). The service hook must send the resource ("Resource details to send":
     All), which is what names the refs."""
+    resource = required(payload, "resource", dict)
+    if "refUpdates" not in resource:
+        raise WebhookRejected(
+            400,
+            "payload lacks resource.refUpdates: set the service hook's "
+            '"Resource details to send" to All',
+        )
     updates = required(payload, "resource.refUpdates", list)
     project = required(payload, "resource.repository.project.name", str)
     name = required(payload, "resource.repository.name", str)
-    resource = payload["resource"]
     repository = resource["repository"]
     pusher = resource.get("pushedBy")
     pusher = pusher if isinstance(pusher, dict) else {}

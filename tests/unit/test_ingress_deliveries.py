@@ -355,6 +355,56 @@ async def test_a_direct_push_to_the_release_branch_starts_one_change_also_when_r
     assert await asyncio.to_thread(forge.merged_pull_request, world.app_repo, sha) is None
 
 
+@pytest.mark.parametrize("kind", ["azure-devops"])
+async def test_an_azure_push_is_acted_on_ref_by_ref_and_one_naming_no_refs_is_refused(
+    world: World,
+) -> None:
+    """One `git.push` can move several refs (`git push origin main feature`): each is a push of
+    its own; a resource without `refUpdates` (the hook sends no resource details) is a 400."""
+    fake, repo = world.fake, world.app_repo
+    before = main_head(world)
+    feature = await asyncio.to_thread(fake.push, repo, "feature", {"f.txt": "f"}, "main")
+    after = await asyncio.to_thread(fake.push, repo, "main", {"m.txt": "m"}, "main")
+    project, name = repo.split("/")
+    resource = {
+        "commits": [{"commitId": after, "comment": "Fix the total\n\nDetails."}],
+        "refUpdates": [
+            {"name": "refs/heads/feature", "oldObjectId": "0" * 40, "newObjectId": feature},
+            {"name": "refs/heads/main", "oldObjectId": before, "newObjectId": after},
+        ],
+        "repository": fake.repo_json(repo),  # type: ignore[attr-defined]
+        "pushedBy": {"displayName": "Maya Lin", "uniqueName": "maya@shop.example"},
+        "pushId": 7,
+    }
+
+    sent = await deliver(world, "git.push", {"eventType": "git.push", "resource": resource})
+
+    assert sent.status == 202
+    answer = json.loads(sent.answer)
+    assert answer["result"] == (
+        "ignored: refs/heads/feature is not the release branch 'main'; "
+        f"started {push_change(world, after)}"
+    )
+    start = (await world.client.get_workflow_handle(answer["workflow_id"]).fetch_history()).events[
+        0
+    ]
+    input = json.loads(start.workflow_execution_started_event_attributes.input.payloads[0].data)
+    assert (input["title"], input["author"], input["repo"]) == (
+        "Fix the total",
+        "maya@shop.example",
+        f"{project}/{name}",
+    )
+    minimal = {"eventType": "git.push", "resource": {"repository": resource["repository"]}}
+    refused = await deliver(world, "git.push", minimal)
+    assert (refused.status, json.loads(refused.answer)) == (
+        400,
+        {
+            "error": "payload lacks resource.refUpdates: set the service hook's "
+            '"Resource details to send" to All'
+        },
+    )
+
+
 @pytest.mark.parametrize("kind", ["github", "azure-devops"])
 async def test_a_push_to_a_release_branch_integrated_on_a_schedule_waits_for_its_batch(
     world: World,
