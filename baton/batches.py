@@ -8,6 +8,8 @@ that remembers where the last integration stopped, across Baton restarts and sch
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from git import GitCommandError, Repo
 
 from baton.forges.base import BranchNotFound, Forge
@@ -22,11 +24,16 @@ HISTORY = 200
 
 
 def release_batch(
-    forge: Forge, workspace: Workspace, repo: str, branch: str | None
+    forge: Forge,
+    workspace: Workspace,
+    repo: str,
+    branch: str | None,
+    batched: Callable[[str], bool] = lambda sha: False,
 ) -> ReleaseBatch | None:
     """The commits on `repo`'s `branch` (None: the repository's default branch) since the last
     integrated one, newest first, with the pull requests the forge says merged as any of them;
-    None when the branch's head is integrated already.
+    None when the branch's head is integrated already. A commit `batched` says a batch was
+    started for counts as integrated too (its CI may not have reported yet).
 
     Reads the branch from a fresh fetch of the repository's mirror (`Workspace.mirror`), then,
     commit by commit back along the first-parent history (each commit that landed on the
@@ -50,7 +57,8 @@ def release_batch(
     since = None
     for line in log.splitlines():
         sha, author, title = line.split("\0", 2)
-        if any(s.context == CI_CONTEXT for s in forge.list_commit_statuses(repo, sha)):
+        statuses = forge.list_commit_statuses(repo, sha)
+        if any(s.context == CI_CONTEXT for s in statuses) or batched(sha):
             since = sha
             break
         commits.append(BatchCommit(sha=sha, title=title, author=author))

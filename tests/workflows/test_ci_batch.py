@@ -194,22 +194,31 @@ async def test_a_run_with_no_new_commits_starts_nothing(
     assert steps.started == [] and steps.statuses == []
 
 
-async def test_a_retried_run_joins_the_batch_it_started(
+async def test_a_retried_run_starts_no_second_change_also_before_ci_reports(
     client: Client, steps: Steps, release: Release
 ) -> None:
-    """Even when the forge does not show the batch's CI yet, a second run for the same head
-    finds its change by id instead of starting another."""
+    """The forge does not show the batch's CI yet (a busy worker): a run for the same head
+    finds the batch change started for it and starts nothing; commits pushed since become the
+    next batch, which starts where that one ends."""
     release.reports_to_forge = False
-    head = release.commit("Fix the checkout total")
-    change = client.get_workflow_handle(batch_change_id(APP.name, head), result_type=ChangeStatus)
-
+    first = release.commit("Fix the checkout total")
+    change = client.get_workflow_handle(batch_change_id(APP.name, first), result_type=ChangeStatus)
     assert (await scheduled_run(client, 1)).startswith(f"started {change.id}: ")
-    first = await change.describe()
-    assert (await change.result()).state == "completed"
+    run = (await change.describe()).run_id
 
-    assert await scheduled_run(client, 2) == f"exists: {change.id}"
-    assert (await change.describe()).run_id == first.run_id
-    assert {commit for _, commit in steps.started} == {head}
+    assert await scheduled_run(client, 2) == "web: no commits since the last integrated one"
+    later = release.commit("Cache prices")
+    assert await scheduled_run(client, 3) == (
+        f"started {batch_change_id(APP.name, later)}: 1 commit on main since {first[:12]}"
+    )
+
+    assert (await change.describe()).run_id == run
+    assert (await change.result()).state == "completed"
+    next_batch = client.get_workflow_handle(
+        batch_change_id(APP.name, later), result_type=ChangeStatus
+    )
+    assert (await next_batch.result()).state == "completed"
+    assert {commit for _, commit in steps.started} == {first, later}
 
 
 async def test_a_pull_request_merged_into_a_scheduled_branch_ends_batched(
