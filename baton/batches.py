@@ -14,7 +14,7 @@ from git import GitCommandError, Repo
 
 from baton.forges.base import BranchNotFound, Forge
 from baton.models import BatchCommit, ReleaseBatch
-from baton.workspace import Workspace
+from baton.workspace import CheckoutError, Workspace
 
 CI_CONTEXT = "baton/ci"
 """The commit status context of the CI pipeline: its presence marks a commit integrated."""
@@ -43,7 +43,7 @@ def release_batch(
     """
     url = forge.clone_url(repo)
     mirror = workspace.mirror(repo, url)
-    branch = branch or _default_branch(mirror, url)
+    branch = branch or _default_branch(mirror, repo, url)
     if branch is None:  # an empty repository
         return None
     try:
@@ -74,9 +74,15 @@ def release_batch(
     )
 
 
-def _default_branch(mirror: Repo, url: str) -> str | None:
-    """The repository's default branch: where the remote's HEAD points (None: nowhere yet)."""
-    answer = str(mirror.git.ls_remote("--symref", url, "HEAD"))
+def _default_branch(mirror: Repo, repo: str, url: str) -> str | None:
+    """The repository's default branch: where the remote's HEAD points (None: nowhere yet).
+    Git's error would show the URL, which may carry the forge's token: it is not passed on."""
+    try:
+        answer = str(mirror.git.ls_remote("--symref", url, "HEAD"))
+    except GitCommandError:
+        raise CheckoutError(
+            f"cannot read {repo}'s default branch: set apps[].branch to its release branch"
+        ) from None
     for line in answer.splitlines():
         ref, _, name = line.partition("\t")
         if name == "HEAD" and ref.startswith("ref: refs/heads/"):
