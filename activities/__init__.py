@@ -3,6 +3,7 @@
 from collections.abc import Callable
 from typing import Any
 
+from activities.batch import read_release_batch
 from activities.deploy import (
     apply_manifests,
     check_sync,
@@ -39,6 +40,7 @@ ACTIVITIES: dict[str, list[Callable[..., Any]]] = {
         publish_artifact,
         refresh_mirrors,
         propose_pin_bumps,
+        read_release_batch,
     ],
     TaskQueues.DEPLOY: [
         render_environment,

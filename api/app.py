@@ -248,9 +248,9 @@ def create_app(
         Authentication is HTTP Basic, set on the subscription ("Basic authentication username /
         password"; HTTPS only): the user name is $BATON_AZURE_WEBHOOK_USER (default `baton`) and the
         password is the webhook secret (forge.webhook_secret_env, default BATON_WEBHOOK_SECRET), so
-        one secret serves every forge. The pull request is then re-read through the REST API, so the
-        payload may be sent with "Resource details to send: Minimal".
-        """
+        one secret serves every forge. The pull request is then re-read through the REST API, so
+        pull-request events may be sent with "Resource details to send: Minimal"; `git.push` needs
+        "All": the refs it moved are in its resource (`refUpdates`)."""
         body = await read_body(request)
         user = os.environ.get("BATON_AZURE_WEBHOOK_USER") or "baton"
         azure_devops.verify_basic_auth(user, webhook_secret(), request.headers.get("authorization"))

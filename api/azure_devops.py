@@ -1,10 +1,13 @@
-"""Azure DevOps service hooks: authentication and turning pull-request events into Ingress calls.
+"""Azure DevOps service hooks: authentication and turning pull-request and push events into
+Ingress calls.
 
 Service hooks are not signed. The subscription sends HTTP Basic credentials (over HTTPS), which
 are checked in constant time before the body is read further. The payload is then only a pointer:
 whatever it says, the pull request is re-read through the REST API and acted on as it is now.
 That also makes `git.pullrequest.merged` ("merge commit created", sent for speculative merges
-too) safe: a pull request counts as merged only when the API says it is completed.
+too) safe: a pull request counts as merged only when the API says it is completed. A `git.push`
+names the refs it moved and their new commits, which the push's change then checks out and asks
+the forge about (a pull request merged as the commit) before building anything.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from api.github import PullRequestHook, ReviewHook, WebhookRejected, repo_id, required
+from api.github import PullRequestHook, PushHook, ReviewHook, WebhookRejected, repo_id, required
 from api.ingress import Ingress, Reply
 from baton.forges.base import (
     Forge,
@@ -70,7 +73,14 @@ def pull_request_of(payload: dict[str, Any]) -> tuple[str, int]:
 async def handle(
     ingress: Ingress, forge: Forge, event: str, delivery_id: str, payload: dict[str, Any]
 ) -> Reply:
-    """Act on a pull-request event as the pull request is now, read back through the API."""
+    """Act on a pull-request event as the pull request is now, read back through the API; on a
+    `git.push`, on each branch it moved."""
+    if event == "git.push":
+        outcomes = [await ingress.push(hook) for hook in pushes(payload)]
+        if not outcomes:
+            return Reply(202, "ignored: the push updated no ref")
+        started = next((o.workflow_id for o in outcomes if o.workflow_id), None)
+        return Reply(202, "; ".join(o.message for o in outcomes), started)
     if event not in PULL_REQUEST_EVENTS:
         return Reply(202, f"ignored: event {event!r}")
     repo, number = pull_request_of(payload)
@@ -93,6 +103,71 @@ async def handle(
     # A push, a vote, a title edit, a reactivation or a new target branch: "updated" says only
     # that something changed; a head the change already has is a no-op for it.
     return await ingress.pull_request(_hook(pr, "updated", known), delivery_id)
+
+
+ZERO_SHA = "0" * 40
+
+
+def pushes(payload: dict[str, Any]) -> list[PushHook]:
+    """A `git.push` event as one normalized push per ref it updated: `resource.refUpdates[]`
+    (`name`, `oldObjectId`, `newObjectId`; all zeros: created or deleted), in the repository
+    `resource.repository` (`project.name`/`name`, `id`, `defaultBranch`), by
+    `resource.pushedBy` (`uniqueName`), the title from the head's entry in `resource.commits[]`
+    (`commitId`, `comment`). The service hook must send the resource ("Resource details to send":
+    All), which is what names the refs."""
+    resource = required(payload, "resource", dict)
+    if "refUpdates" not in resource:
+        raise WebhookRejected(
+            400,
+            "payload lacks resource.refUpdates: set the service hook's "
+            '"Resource details to send" to All',
+        )
+    updates = required(payload, "resource.refUpdates", list)
+    project = required(payload, "resource.repository.project.name", str)
+    name = required(payload, "resource.repository.name", str)
+    repository = resource["repository"]
+    pusher = resource.get("pushedBy")
+    pusher = pusher if isinstance(pusher, dict) else {}
+    by = pusher.get("uniqueName") or pusher.get("displayName")
+    commits = resource.get("commits")
+    comments = {
+        c["commitId"]: c["comment"]
+        for c in (commits if isinstance(commits, list) else [])
+        if isinstance(c, dict)
+        and isinstance(c.get("commitId"), str)
+        and isinstance(c.get("comment"), str)
+    }
+    hooks = []
+    for index, update in enumerate(updates):
+        where = f"resource.refUpdates[{index}]"
+        if not isinstance(update, dict):
+            raise WebhookRejected(400, f"payload field {where} must be an object")
+        ref, before, after = (
+            _ref_field(update, where, key) for key in ("name", "oldObjectId", "newObjectId")
+        )
+        comment = comments.get(after, "")
+        hooks.append(
+            PushHook(
+                repo=f"{project}/{name}",
+                repo_id=repo_id(repository),
+                default_branch=_default_branch(repository),
+                ref=ref,
+                before=before,
+                after=after,
+                created=before == ZERO_SHA,
+                deleted=after == ZERO_SHA,
+                pusher=by if isinstance(by, str) and by else "unknown",
+                title=comment.splitlines()[0] if comment else "",
+            )
+        )
+    return hooks
+
+
+def _ref_field(update: dict[str, Any], where: str, key: str) -> str:
+    value = update.get(key)
+    if not isinstance(value, str) or not value:
+        raise WebhookRejected(400, f"payload lacks {where}.{key}")
+    return value
 
 
 @dataclass

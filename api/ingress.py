@@ -96,14 +96,11 @@ class Ingress:
 
     def plan(self, app_name: str) -> ChangePlan:
         """The configuration a new change runs under, frozen into its input."""
-        app = self.config.app(app_name)
-        return ChangePlan(
-            app=app,
-            environments=self.config.promotion_order(app),
-            gitops=self.config.gitops,
+        return ChangePlan.of(
+            self.config,
+            app_name,
             ui_url=self.settings.temporal_ui_url,
             namespace=self.client.namespace,
-            notifications=self.config.notifications,
         )
 
     async def pull_request(self, hook: PullRequestHook, delivery_id: str) -> Reply:
@@ -155,7 +152,8 @@ class Ingress:
         integrates and promotes it unless the forge says a pull request merged as that commit
         (then that PR's change carries it). One change per commit: a redelivery joins it.
         Pushes to other branches, tags, the release branch's creation (a new repository's first
-        push) or deletion, and test deliveries start nothing."""
+        push) or deletion, and test deliveries start nothing; nor does a push to a release
+        branch integrated on a schedule (`apps[].ci.schedule`): its next batch carries it."""
         repo = self._configured_repo(hook.repo, hook.repo_id)
         app = self.config.app_for_repo(repo) if repo is not None else None
         if repo is None or app is None or self.config.is_gitops_repo(repo):
@@ -171,6 +169,12 @@ class Ingress:
             return Reply(202, f"ignored: {hook.ref} was created: its later commits get changes")
         if hook.before == hook.after:  # Gitea's "Test Delivery": the branch's head, not moved
             return Reply(202, f"ignored: {hook.ref} did not move (a test delivery)")
+        if app.ci.schedule is not None:
+            return Reply(
+                202,
+                f"batched: {release} of {app.name} is integrated on the CI schedule "
+                f"'{app.ci.schedule}' (UTC), {hook.after[:12]} with the next batch",
+            )
         change = ChangeInput(
             plan=self.plan(app.name),
             repo=hook.repo,

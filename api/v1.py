@@ -55,7 +55,8 @@ bearer = HTTPBearer(
 
 AppName = Annotated[str, Field(pattern=NAME, max_length=63)]
 ChangeKey = Annotated[str, Field(pattern=CHANGE_KEY)]
-"""A change's key within its app: the PR number, or `push-<sha12>` for a pushed commit."""
+"""A change's key within its app: the PR number, `push-<sha12>` for a pushed commit, or
+`batch-<sha12>` for a scheduled batch."""
 
 
 def authenticated(

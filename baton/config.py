@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
+from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from baton.errors import ConfigurationError
@@ -296,6 +297,34 @@ class ImageTest(Model):
         return self
 
 
+def check_cron(cron: str | None) -> str | None:
+    """A cron expression as Temporal Schedules take it (5 fields: minute, hour, day of month,
+    month, day of week, UTC; or `@hourly`, `@daily`...), each field checked by croniter."""
+    if cron is None:
+        return None
+    fields = cron.split()
+    if (len(fields) != 5 and not cron.startswith("@")) or not croniter.is_valid(cron):
+        raise ValueError(
+            f"{cron!r} is not a cron expression: give 5 fields (minute hour day-of-month month "
+            "day-of-week, UTC), e.g. '0 */6 * * *', or @hourly, @daily"
+        )
+    return cron
+
+
+class CIConfig(Model):
+    """How an app's release branch is integrated: each commit at once (no `schedule`), or every
+    commit since the last integrated one as one batch on a cron."""
+
+    schedule: str | None = Field(
+        default=None,
+        description="cron (5 fields, UTC) of the Temporal Schedule that integrates the commits "
+        "on the release branch since the last integrated one as one change; pushes and merges "
+        "then wait for it. `baton ci schedule` sets it up",
+    )
+
+    _cron = field_validator("schedule")(check_cron)
+
+
 class AppConfig(Model):
     name: Name
     repo: str
@@ -325,6 +354,7 @@ class AppConfig(Model):
     helm: HelmOptions = HelmOptions()
     commands: Commands = Commands()
     check_timeout_s: int = Field(default=600, gt=0)
+    ci: CIConfig = CIConfig()
     on_unvalidated_merge: Literal["validate", "stop"] = Field(
         default="validate",
         description="a PR merged while its validation failed or had not finished: validate: run "
@@ -667,12 +697,7 @@ class ImagesConfig(Model):
         "opens PRs moving pins to new digests; `baton images schedule` sets it up",
     )
 
-    @field_validator("refresh")
-    @classmethod
-    def _cron(cls, cron: str | None) -> str | None:
-        if cron is not None and len(cron.split()) != 5 and not cron.startswith("@"):
-            raise ValueError(f"{cron!r}: give a cron expression of 5 fields, e.g. '0 */6 * * *'")
-        return cron
+    _cron = field_validator("refresh")(check_cron)
 
     @model_validator(mode="after")
     def _distinct_names(self) -> ImagesConfig:

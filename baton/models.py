@@ -9,6 +9,7 @@ from pydantic import AliasChoices, BaseModel, Field
 
 from baton.config import (
     AppConfig,
+    BatonConfig,
     EnvironmentConfig,
     GitOpsConfig,
     LanePolicy,
@@ -39,9 +40,11 @@ ChangeState = Literal[
     "closed",
     "aborted",
     "superseded",
+    "batched",
 ]
-# A change in one of these states has ended.
-TERMINAL_STATES = ("completed", "failed", "closed", "aborted", "superseded")
+# A change in one of these states has ended. `batched`: merged into a release branch integrated on
+# a schedule (`apps[].ci.schedule`), where the batch change of its commit carries it on.
+TERMINAL_STATES = ("completed", "failed", "closed", "aborted", "superseded", "batched")
 
 
 class PinnedImage(BaseModel):
@@ -154,16 +157,59 @@ class ChangePlan(BaseModel):
     namespace: str = "default"
     notifications: list[NotificationConfig] = []
 
+    @classmethod
+    def of(cls, config: BatonConfig, app_name: str, *, ui_url: str, namespace: str) -> ChangePlan:
+        """The plan of a new change of `app_name` under `config` (ConfigError: no such app)."""
+        app = config.app(app_name)
+        return cls(
+            app=app,
+            environments=config.promotion_order(app),
+            gitops=config.gitops,
+            ui_url=ui_url,
+            namespace=namespace,
+            notifications=config.notifications,
+        )
+
+
+class BatchCommit(BaseModel):
+    """A commit on the release branch, as a batch lists it."""
+
+    sha: str
+    title: str = ""
+    author: str = ""
+
+
+class ReleaseBatch(BaseModel):
+    """The commits on an app's release branch since the last integrated one, newest first
+    (first-parent history: each commit that landed there), and the pull requests merged as any
+    of them; `head` is the newest, `since` the last integrated commit (None: none was found
+    within the history read)."""
+
+    branch: str
+    head: str
+    since: str | None = None
+    commits: list[BatchCommit] = []
+    pull_requests: list[int] = []
+
+    def describe(self) -> str:
+        """One line: `3 commits on main since 1a2b3c4d5e6f (#12, #14)`."""
+        count = f"{len(self.commits)} commit{'s' if len(self.commits) != 1 else ''}"
+        since = f" since {self.since[:12]}" if self.since else ""
+        prs = f" ({', '.join(f'#{n}' for n in self.pull_requests)})" if self.pull_requests else ""
+        return f"{count} on {self.branch}{since}{prs}"
+
 
 class ChangeInput(BaseModel):
-    """Starts a ChangeWorkflow: a pull request on an application repository, or (`trigger:
+    """Starts a ChangeWorkflow: a pull request on an application repository, (`trigger:
     push`, no `pr_number`) a commit pushed to the release branch that no pull request merged,
-    whose `head_sha` is the commit to integrate."""
+    or (`trigger: batch`, with `batch`) the commits a CI schedule found on the release branch;
+    for both of the latter `head_sha` is the commit to integrate."""
 
     plan: ChangePlan
     repo: str
     pr_number: int | None = None
-    trigger: Literal["pull_request", "push"] = "pull_request"
+    trigger: Literal["pull_request", "push", "batch"] = "pull_request"
+    batch: ReleaseBatch | None = None
     title: str = ""
     author: str
     head_branch: str
@@ -410,6 +456,9 @@ class ChangeStatus(BaseModel):
     current_rollout: str | None = None
     environments: list[str] = Field(
         default=[], description="the environments it is promoted to, in order (empty: unknown)"
+    )
+    batch: ReleaseBatch | None = Field(
+        default=None, description="a scheduled batch's commits and pull requests"
     )
 
 

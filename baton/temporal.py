@@ -10,7 +10,16 @@ from __future__ import annotations
 import os
 
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
-from temporalio.client import Client
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleUpdate,
+)
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig
@@ -65,8 +74,9 @@ MEMO_GATE = "gate"
 """The memo key under which changes and rollouts publish their current `Gate` (absent: none)."""
 
 
-CHANGE_KEY = r"^([0-9]+|push-[0-9a-f]{12})$"
-"""A change's key after `change/<app>/`: its PR number, or `push-<sha12>` (`push_change_id`)."""
+CHANGE_KEY = r"^([0-9]+|(push|batch)-[0-9a-f]{12})$"
+"""A change's key after `change/<app>/`: its PR number, `push-<sha12>` (`push_change_id`) or
+`batch-<sha12>` (`batch_change_id`)."""
 
 
 def change_id(app: str, pr_number: int | str) -> str:
@@ -78,6 +88,17 @@ def change_id(app: str, pr_number: int | str) -> str:
 def push_change_id(app: str, sha: str) -> str:
     """The change of a commit pushed to the app's release branch (its first 12 hex digits)."""
     return f"change/{app}/push-{sha[:12]}"
+
+
+def batch_change_id(app: str, head: str) -> str:
+    """The change of a scheduled batch of commits on the release branch, by its head commit (the
+    first 12 hex digits): a retried schedule action finds the batch it started."""
+    return f"change/{app}/batch-{head[:12]}"
+
+
+def ci_schedule_id(app: str) -> str:
+    """The Temporal Schedule that integrates `app`'s release branch in batches (`apps[].ci`)."""
+    return f"ci-batch-{app}"
 
 
 def rollout_id(app: str, environment: str, commit: str) -> str:
@@ -107,7 +128,8 @@ def initial_search_attributes(input: ChangeInput) -> TypedSearchAttributes:
             ),
             SearchAttributePair(SearchAttributes.COMMIT, input.head_sha),
             SearchAttributePair(
-                SearchAttributes.STATE, "integrating" if input.trigger == "push" else "validating"
+                SearchAttributes.STATE,
+                "validating" if input.trigger == "pull_request" else "integrating",
             ),
         ]
     )
@@ -120,6 +142,7 @@ class WorkflowTypes:
     ROLLOUT = "EnvironmentRollout"
     LANE = "EnvironmentLane"
     IMAGE_REFRESH = "ImageRefresh"
+    CI_BATCH = "CIBatch"
 
 
 IMAGE_REFRESH_SCHEDULE = "images-refresh"
@@ -168,6 +191,27 @@ class NamespaceNotFound(ConfigurationError):
             f"Temporal at {target} has no namespace {namespace!r}: set TEMPORAL_NAMESPACE to one "
             f"it has (`temporal operator namespace list`), or unset it for `default`"
         )
+
+
+async def put_schedule(
+    client: Client, schedule_id: str, workflow: str, cron: str, *args: object
+) -> None:
+    """Create the Temporal Schedule `schedule_id` that starts `workflow` (a WorkflowTypes name)
+    with `args` on `cron` (UTC), skipping a start while the previous run still runs; or update it
+    to that if it exists: safe to run again whenever the configuration is (re)applied. The runs'
+    ids are `schedule_id` followed by their scheduled time (Temporal appends it)."""
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            workflow, args=args, id=schedule_id, task_queue=TaskQueues.WORKFLOWS
+        ),
+        spec=ScheduleSpec(cron_expressions=[cron]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+    try:
+        await client.create_schedule(schedule_id, schedule)
+    except ScheduleAlreadyRunningError:
+        handle = client.get_schedule_handle(schedule_id)
+        await handle.update(lambda _: ScheduleUpdate(schedule=schedule))
 
 
 def connect_config() -> dict:

@@ -139,11 +139,12 @@ class BatonApi:
 
 def _parts(change: str) -> tuple[str, str]:
     """`change/app/7` or `app/7` as (app, "7"), `change/app/push-<sha12>` as (app,
-    "push-<sha12>"); BadRequest for anything else."""
+    "push-<sha12>"), likewise `batch-<sha12>`; BadRequest for anything else."""
     parts = change.removeprefix("change/").split("/")
     if len(parts) != 2 or not re.match(CHANGE_KEY, parts[1]):
         raise BadRequest(
-            f"{change!r} is not a change id: give change/APP/PR or change/APP/push-SHA12, "
+            f"{change!r} is not a change id: give change/APP/PR, change/APP/push-SHA12 or "
+            "change/APP/batch-SHA12, "
             "e.g. change/web/7"
         )
     return parts[0], parts[1]

@@ -27,7 +27,7 @@ NOT_FOUND = (NotFound, PullRequestNotFound, RepositoryNotFound, BranchNotFound, 
 class Exit(IntEnum):
     OK = 0
     NOT_THROUGH = 1
-    """The change failed, was rejected, aborted, closed or superseded (watch, wait, demo); or
+    """The change failed, was rejected, aborted, closed, superseded or batched (watch, wait, demo); or
     an error of no other kind."""
     USAGE = 2
     """A wrong command line, configuration or environment variable."""

@@ -30,6 +30,7 @@ from baton.models import ChangeStatus, Decision, Stage
 from baton.settings import Settings
 from baton.temporal import connect
 from cli import render as render_command
+from cli.ci import ci_app
 from cli.client import BatonApi, store_token
 from cli.demo import Demo, DemoSummary, seed_repositories
 from cli.exits import Exit, exit_code
@@ -60,6 +61,7 @@ app.add_typer(token_app, name="token")
 app.add_typer(forge_app, name="forge", help="The embedded local forge: repositories and PRs.")
 app.add_typer(images_app, name="images", no_args_is_help=True)
 app.command("init")(init_command)
+app.add_typer(ci_app, name="ci", no_args_is_help=True)
 
 ChangeId = Annotated[
     str, typer.Argument(help="change id, e.g. change/sample-app/1 or sample-app/1")
@@ -107,7 +109,7 @@ def changes_show(change: ChangeId, as_json: Json = False) -> None:
 def changes_watch(change: ChangeId, as_json: Json = False) -> None:
     """Follow a change live until it ends: its stage and step with elapsed time, its gate and on
     whom it waits, each environment's outcome. Exit 0 when it completes, 1 when it fails, is
-    rejected, aborted, closed or superseded. With --json, one event per line."""
+    rejected, aborted, closed, superseded or batched. With --json, one event per line."""
     end = _client_call(lambda client: _watch(client, change, as_json))
     if end != "completed":
         raise typer.Exit(Exit.NOT_THROUGH)
@@ -218,6 +220,11 @@ def render_change(detail: changes.ChangeDetail) -> None:
         console.print(f"[red]its workflow was {detail.workflow}[/]: it will not move on")
     if status.merge_commit:
         console.print(f"merge commit: {status.merge_commit}")
+    if status.batch:
+        console.print(f"batch: {status.batch.describe()}", markup=False, highlight=False)
+        for commit in status.batch.commits:
+            line = f"  {commit.sha[:12]} {commit.title} ({commit.author})"
+            console.print(line, markup=False, highlight=False)
     if status.artifact:
         console.print(f"artifact: {status.artifact.image_ref}")
     for stage in status.timeline:

@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import TypeVar
@@ -164,10 +165,13 @@ async def register_search_attributes(client: Client) -> None:
 
 @asynccontextmanager
 async def serving(
-    client: Client, workflows: Sequence[type], activities: Mapping[str, Sequence[Callable]]
+    client: Client,
+    workflows: Sequence[type],
+    activities: Mapping[str, Sequence[Callable]],
+    executor: ThreadPoolExecutor | None = None,
 ) -> AsyncIterator[None]:
     """Workers on Baton's task queues, as `workers.main` runs them: `workflows` on WORKFLOWS,
-    and on each queue its (stand-in) `activities`."""
+    and on each queue its (stand-in) `activities`; real (sync) activities run on `executor`."""
     async with AsyncExitStack() as stack:
         for queue in sorted({TaskQueues.WORKFLOWS, *activities}):
             worker = Worker(
@@ -175,6 +179,7 @@ async def serving(
                 task_queue=queue,
                 workflows=workflows if queue == TaskQueues.WORKFLOWS else [],
                 activities=activities.get(queue, []),
+                activity_executor=executor,
             )
             await stack.enter_async_context(worker)
         yield

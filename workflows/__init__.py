@@ -1,10 +1,11 @@
 """Deterministic workflow code only: every side effect is an activity.
 
-`change`, `pipelines`, `lane`, `images` and the `rollout` package hold the workflows; `record` is the record
+`change`, `batch`, `pipelines`, `lane`, `images` and the `rollout` package hold the workflows; `record` is the record
 keeper every workflow shares, `lane_client` a change's side of the lane protocol, `retries` the
 retry policies of all their activities.
 """
 
+from workflows.batch import CIBatch
 from workflows.change import ChangeWorkflow
 from workflows.images import ImageRefresh
 from workflows.lane import EnvironmentLane
@@ -18,4 +19,5 @@ WORKFLOWS = [
     EnvironmentRollout,
     EnvironmentLane,
     ImageRefresh,
+    CIBatch,
 ]

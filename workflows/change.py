@@ -47,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.rollout import EnvironmentRollout
 
 from workflows import metrics
+from workflows.batch import batched, take_batch
 from workflows.lane_client import LaneClient, LaneTurn
 from workflows.pull_request import PullRequestState
 from workflows.record import Record, failure
@@ -157,6 +158,7 @@ class ChangeWorkflow:
             rollouts=self.rollouts,
             current_rollout=self.current_rollout,
             environments=[env.name for env in self.input.plan.environments],
+            batch=self.input.batch,
         )
 
     # Orchestration
@@ -182,10 +184,16 @@ class ChangeWorkflow:
         if self.input.trigger == "push":
             if not await self._take_push():
                 return
+        elif self.input.trigger == "batch":
+            take_batch(self.input, self.pr, self.record)
         else:
             await self._validate_until_merged()
             if self.pr.closed:
                 self._set_state("closed", self.pr.closed_because)
+                return
+            assert self.pr.merge_commit is not None
+            if (why := batched(self.input, self.pr.merge_commit)) is not None:
+                self._set_state("batched", why)
                 return
             if workflow.patched(UNVALIDATED_MERGE) and not await self._merge_validated():
                 return

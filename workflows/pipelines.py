@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         run_check,
         try_image,
     )
+    from baton.batches import CI_CONTEXT
     from baton.forges.base import StatusState
     from baton.models import CheckResult, PipelineInput, PipelineResult, PipelineStatus
     from baton.temporal import TaskQueues, WorkflowTypes
@@ -233,4 +234,4 @@ class CIPipeline:
     @workflow.run
     async def run(self, input: PipelineInput) -> PipelineResult:
         kinds: list[CheckKind] = ["lint", "test", "long_test", "dockerfile", "templates"]
-        return await _pipeline(input, "CI pipeline", "baton/ci", kinds, push=True)
+        return await _pipeline(input, "CI pipeline", CI_CONTEXT, kinds, push=True)

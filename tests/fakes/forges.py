@@ -284,6 +284,14 @@ class FakeForge(Lifecycle):
         )
         self.store.record_push(repo, [RefUpdate(before, after, ref)])
 
+    def push_directly(self, repo: str, branch: str, files: dict[str, str]) -> str:
+        """Commit `files` straight onto `branch`, as a maintainer pushing without a pull request
+        does, and send the push delivery; the new head."""
+        before = _git(self.store.repo_path(repo), "rev-parse", f"refs/heads/{branch}")
+        after = self.push(repo, branch, files, base=branch)
+        self.pushed(repo, branch, before, after)
+        return after
+
     def announce_push(self, repo: str, number: int) -> None:
         """Send the event a forge sends when a pull request's branch got new commits."""
         self.synchronized(self.pull_request(repo, number))
@@ -317,6 +325,9 @@ class FakeForge(Lifecycle):
     def closed(self, pr: PullRequest) -> None: ...
 
     def reopened(self, pr: PullRequest) -> None: ...
+
+    def pushed(self, repo: str, branch: str, before: str, after: str) -> None:
+        """Send the delivery of `branch` moving from `before` to `after`."""
 
     def retargeted(self, pr: PullRequest, old_base: str) -> None: ...
 
@@ -654,14 +665,6 @@ class _GitHubShaped(FakeForge):
         update = RefUpdate(before, after, f"refs/heads/{branch}")
         payload = self.store._push_payload(repo, update) | {"repository": self.repo_json(repo)}
         self._send("push", payload, self.event_headers("push", "push", str(uuid.uuid4())))
-
-    def push_directly(self, repo: str, branch: str, files: dict[str, str]) -> str:
-        """Commit `files` straight onto `branch`, as a maintainer pushing without a pull request
-        does, and send the push delivery; the new head."""
-        before = _git(self.store.repo_path(repo), "rev-parse", f"refs/heads/{branch}")
-        after = self.push(repo, branch, files, base=branch)
-        self.pushed(repo, branch, before, after)
-        return after
 
     def _pr_event(
         self,
@@ -1224,8 +1227,41 @@ class FakeAzureDevOps(FakeForge):
         """A vote reset (as the "reset votes on new pushes" policy does) leaves the reviewer at 0."""
         self._event("git.pullrequest.updated", pr, f"the vote of {user} was reset")
 
+    def pushed(self, repo: str, branch: str, before: str, after: str) -> None:
+        """Send `git.push` as Azure DevOps does (its documented sample's shape): the refs moved in
+        `refUpdates`, the commits pushed, newest first, with their `comment`."""
+        update = RefUpdate(before, after, f"refs/heads/{branch}")
+        commits = self.store._push_payload(repo, update)["commits"]
+        project, name = repo.split("/")
+        resource = {
+            "commits": [
+                {
+                    "commitId": c["id"],
+                    "author": {**c["author"], "date": c["timestamp"]},
+                    "committer": {**c["committer"], "date": c["timestamp"]},
+                    "comment": c["message"],
+                    "url": f"{self.url}/{project}/_git/{name}/commit/{c['id']}",
+                }
+                for c in reversed(commits)
+            ],
+            "refUpdates": [{"name": update.ref, "oldObjectId": before, "newObjectId": after}],
+            "repository": self.repo_json(repo),
+            "pushedBy": {
+                "id": str(uuid.uuid5(uuid.NAMESPACE_DNS, "fake-forge")),
+                "displayName": "Fake Forge",
+                "uniqueName": "fake-forge",
+            },
+            "pushId": len(self.sent) + 1,
+            "date": _now(),
+            "url": f"{self.url}/{project}/_apis/git/repositories/{name}/pushes/{len(self.sent) + 1}",
+        }
+        self._envelope("git.push", resource, f"Fake Forge pushed updates to {name}:{branch}.")
+
     def _event(self, event: str, pr: PullRequest, text: str) -> None:
-        resource = self.pull_json(pr)
+        self._envelope(event, self.pull_json(pr), text)
+
+    def _envelope(self, event: str, resource: dict[str, Any], text: str) -> None:
+        """A service hook's notification of `event` about `resource`."""
         payload = {
             "subscriptionId": "00000000-0000-0000-0000-000000000000",
             "notificationId": len(self.sent) + 1,

@@ -251,3 +251,24 @@ def test_verify_url_must_be_an_http_url(url: str) -> None:
         "answers on, e.g. http://127.0.0.1:18081/version"
     )
     assert problems(text) == [expected]
+
+
+def test_ci_schedule_takes_a_cron_temporal_schedules_take(tmp_path: Path) -> None:
+    scheduled = parse_config(APP + "    ci: {schedule: '*/30 9-17 * * 1-5'}\n")
+    assert scheduled.apps[0].ci.schedule == "*/30 9-17 * * 1-5"
+    assert parse_config(APP + "    ci: {schedule: '@hourly'}\n").apps[0].ci.schedule == "@hourly"
+    assert parse_config(APP).apps[0].ci.schedule is None  # every commit integrated at once
+    bad = tmp_path / "baton.yaml"
+    fix = (
+        "is not a cron expression: give 5 fields (minute hour day-of-month month day-of-week, "
+        "UTC), e.g. '0 */6 * * *', or @hourly, @daily"
+    )
+    for cron in ("61 * * * *", "0 0 * * * *", "every hour"):
+        bad.write_text(APP + f"    ci: {{schedule: '{cron}'}}\n")
+        result = check(bad)
+        assert result.returncode == 2
+        lines = result.stderr.strip().splitlines()
+        assert lines == [f"{bad}: apps[0].ci.schedule: {cron!r} {fix}"], result.stderr
+    assert problems(APP + "images: {refresh: '0 25 * * *'}\n") == [
+        f"images.refresh: '0 25 * * *' {fix}"
+    ]

@@ -11,7 +11,10 @@ stand-in activities (two to three changes of one app in one lane). `before-searc
 are the demo's histories from when one BatonStage attribute held a change's state, a rollout's step
 and its outcome; `before-status-memos-*` are from before workflows published their status and gate
 as memos and approvals were bound to content. `image_refresh.json` is not the demo's: it is the refresh of the scenario in
-`tests/e2e/test_mirror.py` that found an upstream update and opened a pin bump PR.
+`tests/e2e/test_mirror.py` that found an upstream update and opened a pin bump PR. Nor are
+`ci_batch.json` (a CI schedule's run that found three commits), `change_batch.json` (the change it
+started) and `change_batched.json` (a PR merged into a branch integrated on a schedule): they are
+from `tests/workflows/test_ci_batch.py`'s scenarios.
 """
 
 import json
