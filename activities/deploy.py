@@ -35,6 +35,7 @@ from baton.gitops import (
     revert_branch,
     rollout_branch,
 )
+from baton.gitops_merge import BaseMovedMerge, Rerender
 from baton.models import Artifact, GitOpsPullRequest, Rendered, RolloutInput, SyncOutcome
 from baton.render import holds_objects
 from baton.sensitivity import sensitive_changes
@@ -146,7 +147,10 @@ def render_environment(input: RolloutInput) -> Rendered:
     """Render the artifact's chart with the environment's values, or its Kustomize bundle with
     the environment's overlay (image by digest either way), and diff it: rendered objects, and
     the templates and inputs they came from."""
-    ctx = current()
+    return _render(current(), input)
+
+
+def _render(ctx: Context, input: RolloutInput) -> Rendered:
     app, env, artifact = input.app, input.environment, input.artifact
     gitops = ctx.gitops
     path = gitops.manifests_path(app, env)
@@ -236,15 +240,10 @@ def propose_gitops_change(input: ProposeInput) -> GitOpsPullRequest:
     pr = ctx.forge.find_pull_request(repo, branch)
     if pr is None:
         rendered = input.rendered
-        content = ctx.blobs.get(rendered.content_ref)
         message = f"Deploy {app.name} {commit[:12]} to {env.name}"
-        also: dict[str, str | None] = {}
-        if rendered.rendered_from_ref is not None:  # rendered before Baton kept the record
-            also[beside(rendered.path, RENDERED_FROM)] = ctx.blobs.get(rendered.rendered_from_ref)
-            also[beside(rendered.path, TEMPLATES_DIFF)] = (
-                ctx.blobs.get(rendered.template_diff_ref) if rendered.template_diff_ref else None
-            )
-        ctx.gitops.propose(branch, rendered.path, content, message, also=also)
+        files = _files(ctx, rendered)
+        content = files.pop(rendered.path)
+        ctx.gitops.propose(branch, rendered.path, content, message, also=files)
         pr = ctx.forge.open_pull_request(
             repo, branch, ctx.config.gitops.base_branch, message, input.body, author="baton"
         )
@@ -253,14 +252,44 @@ def propose_gitops_change(input: ProposeInput) -> GitOpsPullRequest:
     )
 
 
+def _files(ctx: Context, rendered: Rendered) -> dict[str, str | None]:
+    """What a GitOps PR writes for `rendered`: the manifests, and beside them what they were
+    rendered from and the full template diff (None: delete an outdated one)."""
+    files: dict[str, str | None] = {rendered.path: ctx.blobs.get(rendered.content_ref)}
+    if rendered.rendered_from_ref is not None:  # rendered before Baton kept the record
+        files[beside(rendered.path, RENDERED_FROM)] = ctx.blobs.get(rendered.rendered_from_ref)
+        files[beside(rendered.path, TEMPLATES_DIFF)] = (
+            ctx.blobs.get(rendered.template_diff_ref) if rendered.template_diff_ref else None
+        )
+    return files
+
+
 @activity.defn
 @typed_errors
 def merge_gitops_pr(input: MergeInput) -> str:
-    """Merge the approved GitOps PR at the approved head; returns the merge commit M."""
+    """Merge the approved GitOps PR at the approved head; returns the merge commit M.
+
+    When another merge landed on the base branch first and the forge refuses this one, or the
+    base changed what the rollout rendered from, Baton's branch is moved onto the base's head
+    (rendered again when needed) and merged there: see `baton.gitops_merge`.
+    """
     ctx = current()
-    repo = ctx.config.gitops.repo
-    merge = ctx.forge.merge_pull_request(repo, input.pr.number, input.pr.head_sha)
-    ctx.forge.delete_branch(repo, input.pr.head_branch)
+    rollout = input.rollout
+    app, env = rollout.app, rollout.environment
+    rerender = None
+    if input.pr.head_branch == rollout_branch(app.name, env.name, rollout.artifact.commit):
+
+        def render() -> tuple[dict[str, str | None], str, list[str]]:
+            rendered = _render(ctx, rollout)
+            return _files(ctx, rendered), rendered.content_hash, rendered.sensitive
+
+        gitops = ctx.gitops
+        inputs = gitops.overlay_path(app, env) if app.kustomize else gitops.values_path(app, env)
+        rerender = Rerender(gitops.manifests_path(app, env), [inputs], render)
+    merge = BaseMovedMerge(ctx.gitops, ctx.forge).merge(
+        input.pr.number, input.pr.head_sha, rerender
+    )
+    ctx.forge.delete_branch(ctx.config.gitops.repo, input.pr.head_branch)
     return merge
 
 

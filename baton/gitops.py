@@ -242,14 +242,7 @@ class GitOpsRepo:
             clone = Repo.clone_from(
                 mirror.git_dir, scratch, branch=self.config.base_branch, depth=1, no_local=True
             )
-            for file, text in {path: content, **(also or {})}.items():
-                if text is None:
-                    clone.git.rm("-q", "--ignore-unmatch", file)
-                else:
-                    target = scratch / file
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_text(text, encoding="utf-8")
-                    clone.git.add(file)
+            _write(clone, scratch, {path: content, **(also or {})})
             with clone.git.custom_environment(**IDENTITY):
                 clone.git.commit("-m", message)
             head = clone.head.commit.hexsha
@@ -263,3 +256,89 @@ class GitOpsRepo:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         return head
+
+    # A rollout's branch on a base that moved
+
+    def fork_point(self, head: str) -> str:
+        """Where `head`'s branch left the base branch: their merge base."""
+        return self._mirror().git.merge_base(head, f"refs/heads/{self.config.base_branch}")
+
+    def behind(self, head: str) -> bool:
+        """Whether the base branch has commits `head` lacks (it moved since the branch was made)."""
+        return not self.is_ancestor(self.head(), head)
+
+    def changes(self, head: str, since: str | None = None) -> dict[str, str | None]:
+        """What `head` changes since `since` (default: where its branch left the base branch):
+        path → content at `head` (None: deleted)."""
+        mirror = self._mirror()
+        since = since or self.fork_point(head)
+        listing = mirror.git.diff("--name-only", "-z", "--no-renames", since, head)
+        return {path: self.read(path, head) for path in filter(None, listing.split("\0"))}
+
+    def moved(self, head: str, paths: list[str]) -> list[str]:
+        """Which of `paths` (files or directories) the base branch changed since `head`'s branch
+        left it."""
+        if not paths:
+            return []
+        mirror = self._mirror()
+        base = f"refs/heads/{self.config.base_branch}"
+        listing = mirror.git.diff("--name-only", "-z", self.fork_point(head), base, "--", *paths)
+        return sorted(filter(None, listing.split("\0")))
+
+    def same_change(self, candidate: str, approved: str) -> bool:
+        """Whether `candidate` is `approved`'s change moved onto a newer base: one commit whose
+        parent is on the base branch, changing the same files to the same content."""
+        mirror = self._mirror()
+        try:
+            parent = mirror.git.rev_parse(f"{candidate}^1")
+        except GitCommandError:
+            return False
+        if not self.is_ancestor(parent, f"refs/heads/{self.config.base_branch}"):
+            return False
+        try:
+            return self.changes(candidate, since=parent) == self.changes(approved)
+        except GitCommandError:  # `approved` is not in the mirror (its branch is gone)
+            return False
+
+    def rebase(self, branch: str, head: str, files: Mapping[str, str | None]) -> str:
+        """Replace `branch` (now at `head`) by one commit on the base branch's current head that
+        writes `files` (path → content, None: delete), with `head`'s message; returns it.
+
+        Only Baton's branch is rewritten, and only while it still is at `head` (a lease): the base
+        branch is never pushed to, so nothing merged there can be lost.
+        """
+        mirror = self._mirror()
+        message = mirror.git.log("-1", "--format=%B", head).strip()
+        scratch = Path(tempfile.mkdtemp(prefix="baton-gitops-"))
+        try:
+            clone = Repo.clone_from(
+                mirror.git_dir, scratch, branch=self.config.base_branch, depth=1, no_local=True
+            )
+            _write(clone, scratch, files)
+            with clone.git.custom_environment(**IDENTITY):
+                clone.git.commit("--allow-empty", "-m", message)
+            rebased = clone.head.commit.hexsha
+            lease = f"--force-with-lease=refs/heads/{branch}:{head}"
+            clone.git.push(
+                lease, self.forge.clone_url(self.config.repo), f"HEAD:refs/heads/{branch}"
+            )
+        except GitCommandError as exc:
+            raise GitOpsError(
+                f"cannot move {branch} of {self.config.repo} onto "
+                f"{self.config.base_branch}: {exc.stderr.strip()}"
+            ) from exc
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return rebased
+
+
+def _write(clone: Repo, root: Path, files: Mapping[str, str | None]) -> None:
+    """Stage `files` (path → content; None deletes) in the work tree of `clone` at `root`."""
+    for file, text in files.items():
+        if text is None:
+            clone.git.rm("-q", "--ignore-unmatch", file)
+        else:
+            target = root / file
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+            clone.git.add(file)
