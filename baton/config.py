@@ -754,6 +754,24 @@ class BatonConfig(Model):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _apps_apart(self) -> BatonConfig:
+        """Apps sharing the GitOps repository each write (and read) paths of their own."""
+        uses = {
+            "path": self.apps,
+            "values": [a for a in self.apps if a.chart],
+            "overlay": [a for a in self.apps if a.kustomize],
+        }
+        for field, apps in uses.items():
+            template = getattr(self.gitops, field)
+            if len(apps) > 1 and "{app}" not in template:
+                raise ValueError(
+                    f"gitops.{field}: {template!r} is the same for apps "
+                    f"{', '.join(a.name for a in apps)}: each would overwrite the others' files; "
+                    "put {app} in it"
+                )
+        return self
+
     def app(self, name: str) -> AppConfig:
         for app in self.apps:
             if app.name == name:
