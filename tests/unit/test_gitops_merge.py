@@ -12,15 +12,17 @@ from temporalio.testing import ActivityEnvironment
 from activities import context as activity_context
 from activities.context import Context
 from activities.deploy import MergeInput, merge_gitops_pr
-from baton.config import parse_config
+from baton.config import GitOpsConfig, parse_config
 from baton.forges.base import HeadChanged, NotMergeable
-from baton.gitops import rollout_branch
+from baton.gitops import GitOpsRepo, rollout_branch
 from baton.gitops_merge import BaseMovedMerge, Rerender
 from baton.models import GitOpsPullRequest, RolloutInput
 from baton.settings import Settings
+from baton.workspace import Workspace
 from tests.fakes.records import fake_artifact
 from tests.fixtures.manifests import DEPLOYMENT
 from tests.fixtures.ports import closed_port
+from tests.unit import test_forge_merge_methods as hosted
 
 APPS = ("sample-app", "sample-kustomize")
 COMMIT = "a" * 40
@@ -216,3 +218,22 @@ def test_an_unrelated_commit_on_the_base_keeps_the_approved_render(
 
     assert context.gitops.read(MANIFESTS, landed) == f"# replicas: 1\n{DEPLOYMENT}"
     assert first_parent(context) == ["initial", "README.md", MANIFESTS]
+
+
+@pytest.mark.parametrize("kind", ["github", "gitea"])
+def test_hosted_forges_refusing_a_fast_forward_get_baton_branch_rebased(
+    kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BATON_HOME", str(tmp_path / "home"))  # read by the git hook of pushes
+    monkeypatch.setenv("FORGE_TOKEN", hosted.TOKEN)
+    with hosted.serving(kind, tmp_path) as fake:
+        forge = hosted.forge_of(fake, "fast-forward", tmp_path)
+        number, head, moved_main = hosted.gitops_pr(fake, forge, diverge=True)
+        repo = GitOpsRepo(GitOpsConfig(repo=hosted.REPOS[kind]), forge, Workspace(tmp_path / "w"))
+
+        landed = BaseMovedMerge(repo, forge, sleep=lambda _: None).merge(number, head)
+
+        assert hosted.git(fake, "rev-parse", "main") == landed
+        assert hosted.git(fake, "rev-parse", f"{landed}^1") == moved_main  # nothing lost
+        assert repo.read("prod.yaml") == "replicas: 2\n" and repo.read("dev.yaml") == "2\n"
+        assert forge.get_pull_request(hosted.REPOS[kind], number).state == "merged"
