@@ -152,7 +152,7 @@ def render_environment(input: RolloutInput) -> Rendered:
 
 def _render(ctx: Context, input: RolloutInput) -> Rendered:
     app, env, artifact = input.app, input.environment, input.artifact
-    gitops = ctx.gitops
+    gitops = ctx.gitops.of(env.name)
     path = gitops.manifests_path(app, env)
     deployed = gitops.read(path) or ""
     previous = RenderedFrom.parse(gitops.read(beside(path, RENDERED_FROM)))
@@ -225,7 +225,7 @@ def _diff_templates(
 @typed_errors
 def gitops_head(input: RolloutInput) -> str:
     """The GitOps base branch's head: what to wait for when the manifests did not change."""
-    return current().gitops.head()
+    return current().gitops.of(input.environment.name).head()
 
 
 @activity.defn
@@ -243,9 +243,10 @@ def propose_gitops_change(input: ProposeInput) -> GitOpsPullRequest:
         message = f"Deploy {app.name} {commit[:12]} to {env.name}"
         files = _files(ctx, rendered)
         content = files.pop(rendered.path)
-        ctx.gitops.propose(branch, rendered.path, content, message, also=files)
+        gitops = ctx.gitops.of(env.name)
+        gitops.propose(branch, rendered.path, content, message, also=files)
         pr = ctx.forge.open_pull_request(
-            repo, branch, ctx.config.gitops.base_branch, message, input.body, author="baton"
+            repo, branch, gitops.config.base_branch, message, input.body, author="baton"
         )
     return GitOpsPullRequest(
         number=pr.number, url=pr.html_url, head_branch=pr.head_branch, head_sha=pr.head_sha
@@ -276,19 +277,17 @@ def merge_gitops_pr(input: MergeInput) -> str:
     ctx = current()
     rollout = input.rollout
     app, env = rollout.app, rollout.environment
-    rerender = None
+    gitops = ctx.gitops.of(env.name)
+
+    def render() -> tuple[dict[str, str | None], str, list[str]]:
+        rendered = _render(ctx, rollout)
+        return _files(ctx, rendered), rendered.content_hash, rendered.sensitive
+
+    rerender = None  # a revert is replayed, never rendered
     if input.pr.head_branch == rollout_branch(app.name, env.name, rollout.artifact.commit):
-
-        def render() -> tuple[dict[str, str | None], str, list[str]]:
-            rendered = _render(ctx, rollout)
-            return _files(ctx, rendered), rendered.content_hash, rendered.sensitive
-
-        gitops = ctx.gitops
         inputs = gitops.overlay_path(app, env) if app.kustomize else gitops.values_path(app, env)
         rerender = Rerender(gitops.manifests_path(app, env), [inputs], render)
-    merge = BaseMovedMerge(ctx.gitops, ctx.forge).merge(
-        input.pr.number, input.pr.head_sha, rerender
-    )
+    merge = BaseMovedMerge(gitops, ctx.forge).merge(input.pr.number, input.pr.head_sha, rerender)
     ctx.forge.delete_branch(ctx.config.gitops.repo, input.pr.head_branch)
     return merge
 
@@ -307,24 +306,25 @@ def revert_gitops_change(input: RevertInput) -> Revert:
     rollout = input.rollout
     app, env, commit = rollout.app, rollout.environment, rollout.artifact.commit
     repo = ctx.config.gitops.repo
-    path = ctx.gitops.manifests_path(app, env)
-    previous = ctx.gitops.before(path, input.revision)
+    gitops = ctx.gitops.of(env.name)
+    path = gitops.manifests_path(app, env)
+    previous = gitops.before(path, input.revision)
     removed = not holds_objects(previous)
     wanted = placeholder_manifests(app.name, env.name, commit) if removed else previous
     revert = Revert(previous_commit=_deployed_commit(ctx, app.name, previous), removed=removed)
     branch = revert_branch(app.name, env.name, commit)
     pr = ctx.forge.find_pull_request(repo, branch)
     if pr is None:
-        on_base = ctx.gitops.read(path)
+        on_base = gitops.read(path)
         if on_base == wanted or (removed and on_base is not None and not holds_objects(on_base)):
-            return revert.model_copy(update={"head": ctx.gitops.head()})
+            return revert.model_copy(update={"head": gitops.head()})
         message = f"Revert {app.name} {commit[:12]} in {env.name}"
         # What the manifests were rendered from goes back with them.
         records = (beside(path, name) for name in (RENDERED_FROM, TEMPLATES_DIFF))
-        also = {record: ctx.gitops.before(record, input.revision) for record in records}
-        ctx.gitops.propose(branch, path, wanted, message, also=also)
+        also = {record: gitops.before(record, input.revision) for record in records}
+        gitops.propose(branch, path, wanted, message, also=also)
         pr = ctx.forge.open_pull_request(
-            repo, branch, ctx.config.gitops.base_branch, message, input.body, author="baton"
+            repo, branch, gitops.config.base_branch, message, input.body, author="baton"
         )
     return revert.model_copy(
         update={
@@ -386,7 +386,7 @@ def apply_manifests(input: ApplyInput) -> str:
     rollout = input.rollout
     app, env = rollout.app, rollout.environment
     path = ctx.gitops.manifests_path(app, env)
-    manifests = ctx.gitops.read(path, input.revision)
+    manifests = ctx.gitops.read(path, input.revision)  # a commit: the same on every branch
     if manifests is None:  # never read as "no objects": that would prune the whole app
         raise ApplyFailed(
             f"{path} is not in the GitOps repository at {input.revision[:12]}: nothing to apply"

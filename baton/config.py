@@ -33,6 +33,10 @@ LanePolicy = Literal["latest", "sequential"]
 """`latest`: a newer change supersedes waiting older ones; `sequential`: every change rolls out."""
 
 
+# What git refuses in a branch name (git-check-ref-format), besides a leading or trailing "/".
+_BAD_REF = re.compile(r"[\s~^:?*\[\\\x00-\x1f\x7f]|\.\.|//|@\{|/\.|^\.")
+
+
 def _placeholders(template: str, known: tuple[str, ...]) -> str:
     """`template`, if every `{name}` in it is one of `known`; else a ValueError naming them."""
     unknown = set(re.findall(r"{(\w*)}", template)) - set(known)
@@ -105,6 +109,15 @@ class RegistryConfig(Model):
 class GitOpsConfig(Model):
     repo: str = "gitops"
     base_branch: str = "main"
+    layout: Literal["folders", "branches"] = Field(
+        default="folders",
+        description="folders: every environment on base_branch, apart by path; branches: each "
+        "environment on a branch of its own (`branch`), created from base_branch when missing",
+    )
+    branch: str = Field(
+        default="env/{env}",
+        description="layout branches: an environment's branch; {env} (or {environment})",
+    )
     path: str = Field(
         default="rendered/{env}/{app}",
         description="where an environment's rendered manifests live; {env}, {app}, {cluster}",
@@ -124,6 +137,27 @@ class GitOpsConfig(Model):
     @classmethod
     def _known_placeholders(cls, template: str) -> str:
         return _placeholders(template, ("env", "app", "cluster"))
+
+    @field_validator("branch")
+    @classmethod
+    def _branch_template(cls, template: str) -> str:
+        _placeholders(template, ("env", "environment"))
+        if not re.search(r"{env(ironment)?}", template):
+            raise ValueError(
+                f"{template!r} names no environment: every environment would share one branch; "
+                "put {env} in it (e.g. env/{env})"
+            )
+        bad = _BAD_REF.search(template.replace("{env}", "x").replace("{environment}", "x"))
+        if bad or template.startswith("/") or template.endswith(("/", ".lock", ".")):
+            raise ValueError(f"{template!r} is not a git branch name: use letters, digits, - _ . /")
+        return template
+
+    def branch_of(self, environment: str) -> str:
+        """The branch holding `environment`'s manifests and inputs: `base_branch` with layout
+        folders, else the `branch` template filled in."""
+        if self.layout == "folders":
+            return self.base_branch
+        return self.branch.format(env=environment, environment=environment)
 
 
 class Commands(Model):

@@ -9,19 +9,17 @@ from pathlib import Path
 import pytest
 from temporalio.testing import ActivityEnvironment
 
-from activities import context as activity_context
 from activities.context import Context
 from activities.deploy import MergeInput, merge_gitops_pr
-from baton.config import GitOpsConfig, parse_config
+from baton.config import GitOpsConfig
 from baton.forges.base import HeadChanged, NotMergeable
 from baton.gitops import GitOpsRepo, rollout_branch
 from baton.gitops_merge import BaseMovedMerge, Rerender
 from baton.models import GitOpsPullRequest, RolloutInput
-from baton.settings import Settings
 from baton.workspace import Workspace
 from tests.fakes.records import fake_artifact
+from tests.fixtures.gitops import gitops_context
 from tests.fixtures.manifests import DEPLOYMENT
-from tests.fixtures.ports import closed_port
 from tests.unit import test_forge_merge_methods as hosted
 
 APPS = ("sample-app", "sample-kustomize")
@@ -39,19 +37,12 @@ environments:
 def gitops_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str) -> Context:
     """A GitOps repository holding dev's inputs for both apps, on a local forge merging by
     `method`; activities act on it."""
-    seed = tmp_path / "seed"
-    (seed / "environments/dev/sample-app").mkdir(parents=True)
-    (seed / "environments/dev/sample-app/values.yaml").write_text("replicas: 1\n")
-    (seed / "environments/dev/sample-kustomize").mkdir(parents=True)
-    (seed / "environments/dev/sample-kustomize/kustomization.yaml").write_text(
-        "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\n"
-    )
-    # The forge's webhooks go to a closed port: refused at once, recorded, harmless.
-    settings = Settings(home=tmp_path / "home", api_port=closed_port())
-    context = Context(settings, parse_config(CONFIG.replace("METHOD", method)))
-    context.forge.create_repo("gitops", from_dir=seed)
-    monkeypatch.setattr(activity_context, "_current", context)
-    return context
+    overlay = "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\n"
+    inputs = {
+        "environments/dev/sample-app/values.yaml": "replicas: 1\n",
+        "environments/dev/sample-kustomize/kustomization.yaml": overlay,
+    }
+    return gitops_context(tmp_path, monkeypatch, CONFIG.replace("METHOD", method), inputs)
 
 
 def propose(context: Context, app: str, content: str | None = None) -> GitOpsPullRequest:
