@@ -804,6 +804,18 @@ class BatonConfig(Model):
                     f"{', '.join(a.name for a in apps)}: each would overwrite the others' files; "
                     "put {app} in it"
                 )
+        if self.gitops.layout == "folders":
+            paths: dict[str, list[str]] = {}
+            for env in self.environments:
+                path = self.gitops.path.format(env=env.name, app="{app}", cluster=env.cluster)
+                paths.setdefault(path, []).append(env.name)
+            shared = next((envs for envs in paths.values() if len(envs) > 1), None)
+            if shared:
+                raise ValueError(
+                    f"gitops.path: {self.gitops.path!r} is the same for environments "
+                    f"{', '.join(shared)} on one branch: each would overwrite the others' "
+                    "manifests; put {env} in it, or set gitops.layout: branches"
+                )
         return self
 
     def app(self, name: str) -> AppConfig:

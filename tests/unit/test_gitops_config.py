@@ -45,3 +45,20 @@ def test_values_are_per_app_only_among_helm_apps() -> None:
     assert parse_config(one_chart + "gitops: {values: 'values/{env}.yaml'}\n")
     with pytest.raises(ConfigError, match=r"gitops.values: .* apps web, api"):
         parse_config(TWO_APPS + "gitops: {values: 'values/{env}.yaml'}\n")
+
+
+def test_environments_on_one_branch_cannot_share_a_manifests_path() -> None:
+    envs = "environments: [{name: dev, namespace: dev}, {name: prod, namespace: prod}]\n"
+    with pytest.raises(ConfigError) as shared:
+        parse_config(TWO_APPS + envs + "gitops: {path: 'rendered/{app}'}\n")
+    (problem,) = shared.value.problems
+    assert problem == (
+        "gitops.path: 'rendered/{app}' is the same for environments dev, prod on one branch: "
+        "each would overwrite the others' manifests; put {env} in it, or set gitops.layout: "
+        "branches"
+    )
+    layout = "gitops: {path: 'rendered/{app}', layout: branches}\n"
+    assert parse_config(TWO_APPS + envs + layout).gitops.branch_of("prod") == "env/prod"
+    clusters = "environments: [{name: dev, namespace: a, cluster: one}, "
+    clusters += "{name: prod, namespace: b, cluster: two}]\n"
+    assert parse_config(TWO_APPS + clusters + "gitops: {path: '{cluster}/{app}'}\n")
