@@ -35,6 +35,7 @@ from baton.gitops import (
     revert_branch,
     rollout_branch,
 )
+from baton.gitops_merge import BaseMovedMerge, Rerender
 from baton.models import Artifact, GitOpsPullRequest, Rendered, RolloutInput, SyncOutcome
 from baton.render import holds_objects
 from baton.sensitivity import sensitive_changes
@@ -146,9 +147,12 @@ def render_environment(input: RolloutInput) -> Rendered:
     """Render the artifact's chart with the environment's values, or its Kustomize bundle with
     the environment's overlay (image by digest either way), and diff it: rendered objects, and
     the templates and inputs they came from."""
-    ctx = current()
+    return _render(current(), input)
+
+
+def _render(ctx: Context, input: RolloutInput) -> Rendered:
     app, env, artifact = input.app, input.environment, input.artifact
-    gitops = ctx.gitops
+    gitops = ctx.gitops.of(env.name)
     path = gitops.manifests_path(app, env)
     deployed = gitops.read(path) or ""
     previous = RenderedFrom.parse(gitops.read(beside(path, RENDERED_FROM)))
@@ -221,7 +225,7 @@ def _diff_templates(
 @typed_errors
 def gitops_head(input: RolloutInput) -> str:
     """The GitOps base branch's head: what to wait for when the manifests did not change."""
-    return current().gitops.head()
+    return current().gitops.of(input.environment.name).head()
 
 
 @activity.defn
@@ -236,31 +240,55 @@ def propose_gitops_change(input: ProposeInput) -> GitOpsPullRequest:
     pr = ctx.forge.find_pull_request(repo, branch)
     if pr is None:
         rendered = input.rendered
-        content = ctx.blobs.get(rendered.content_ref)
         message = f"Deploy {app.name} {commit[:12]} to {env.name}"
-        also: dict[str, str | None] = {}
-        if rendered.rendered_from_ref is not None:  # rendered before Baton kept the record
-            also[beside(rendered.path, RENDERED_FROM)] = ctx.blobs.get(rendered.rendered_from_ref)
-            also[beside(rendered.path, TEMPLATES_DIFF)] = (
-                ctx.blobs.get(rendered.template_diff_ref) if rendered.template_diff_ref else None
-            )
-        ctx.gitops.propose(branch, rendered.path, content, message, also=also)
+        files = _files(ctx, rendered)
+        content = files.pop(rendered.path)
+        gitops = ctx.gitops.of(env.name)
+        gitops.propose(branch, rendered.path, content, message, also=files)
         pr = ctx.forge.open_pull_request(
-            repo, branch, ctx.config.gitops.base_branch, message, input.body, author="baton"
+            repo, branch, gitops.config.base_branch, message, input.body, author="baton"
         )
     return GitOpsPullRequest(
         number=pr.number, url=pr.html_url, head_branch=pr.head_branch, head_sha=pr.head_sha
     )
 
 
+def _files(ctx: Context, rendered: Rendered) -> dict[str, str | None]:
+    """What a GitOps PR writes for `rendered`: the manifests, and beside them what they were
+    rendered from and the full template diff (None: delete an outdated one)."""
+    files: dict[str, str | None] = {rendered.path: ctx.blobs.get(rendered.content_ref)}
+    if rendered.rendered_from_ref is not None:  # rendered before Baton kept the record
+        files[beside(rendered.path, RENDERED_FROM)] = ctx.blobs.get(rendered.rendered_from_ref)
+        files[beside(rendered.path, TEMPLATES_DIFF)] = (
+            ctx.blobs.get(rendered.template_diff_ref) if rendered.template_diff_ref else None
+        )
+    return files
+
+
 @activity.defn
 @typed_errors
 def merge_gitops_pr(input: MergeInput) -> str:
-    """Merge the approved GitOps PR at the approved head; returns the merge commit M."""
+    """Merge the approved GitOps PR at the approved head; returns the merge commit M.
+
+    When another merge landed on the base branch first and the forge refuses this one, or the
+    base changed what the rollout rendered from, Baton's branch is moved onto the base's head
+    (rendered again when needed) and merged there: see `baton.gitops_merge`.
+    """
     ctx = current()
-    repo = ctx.config.gitops.repo
-    merge = ctx.forge.merge_pull_request(repo, input.pr.number, input.pr.head_sha)
-    ctx.forge.delete_branch(repo, input.pr.head_branch)
+    rollout = input.rollout
+    app, env = rollout.app, rollout.environment
+    gitops = ctx.gitops.of(env.name)
+
+    def render() -> tuple[dict[str, str | None], str, list[str]]:
+        rendered = _render(ctx, rollout)
+        return _files(ctx, rendered), rendered.content_hash, rendered.sensitive
+
+    rerender = None  # a revert is replayed, never rendered
+    if input.pr.head_branch == rollout_branch(app.name, env.name, rollout.artifact.commit):
+        inputs = gitops.overlay_path(app, env) if app.kustomize else gitops.values_path(app, env)
+        rerender = Rerender(gitops.manifests_path(app, env), [inputs], render)
+    merge = BaseMovedMerge(gitops, ctx.forge).merge(input.pr.number, input.pr.head_sha, rerender)
+    ctx.forge.delete_branch(ctx.config.gitops.repo, input.pr.head_branch)
     return merge
 
 
@@ -278,24 +306,25 @@ def revert_gitops_change(input: RevertInput) -> Revert:
     rollout = input.rollout
     app, env, commit = rollout.app, rollout.environment, rollout.artifact.commit
     repo = ctx.config.gitops.repo
-    path = ctx.gitops.manifests_path(app, env)
-    previous = ctx.gitops.before(path, input.revision)
+    gitops = ctx.gitops.of(env.name)
+    path = gitops.manifests_path(app, env)
+    previous = gitops.before(path, input.revision)
     removed = not holds_objects(previous)
     wanted = placeholder_manifests(app.name, env.name, commit) if removed else previous
     revert = Revert(previous_commit=_deployed_commit(ctx, app.name, previous), removed=removed)
     branch = revert_branch(app.name, env.name, commit)
     pr = ctx.forge.find_pull_request(repo, branch)
     if pr is None:
-        on_base = ctx.gitops.read(path)
+        on_base = gitops.read(path)
         if on_base == wanted or (removed and on_base is not None and not holds_objects(on_base)):
-            return revert.model_copy(update={"head": ctx.gitops.head()})
+            return revert.model_copy(update={"head": gitops.head()})
         message = f"Revert {app.name} {commit[:12]} in {env.name}"
         # What the manifests were rendered from goes back with them.
         records = (beside(path, name) for name in (RENDERED_FROM, TEMPLATES_DIFF))
-        also = {record: ctx.gitops.before(record, input.revision) for record in records}
-        ctx.gitops.propose(branch, path, wanted, message, also=also)
+        also = {record: gitops.before(record, input.revision) for record in records}
+        gitops.propose(branch, path, wanted, message, also=also)
         pr = ctx.forge.open_pull_request(
-            repo, branch, ctx.config.gitops.base_branch, message, input.body, author="baton"
+            repo, branch, gitops.config.base_branch, message, input.body, author="baton"
         )
     return revert.model_copy(
         update={
@@ -357,7 +386,7 @@ def apply_manifests(input: ApplyInput) -> str:
     rollout = input.rollout
     app, env = rollout.app, rollout.environment
     path = ctx.gitops.manifests_path(app, env)
-    manifests = ctx.gitops.read(path, input.revision)
+    manifests = ctx.gitops.read(path, input.revision)  # a commit: the same on every branch
     if manifests is None:  # never read as "no objects": that would prune the whole app
         raise ApplyFailed(
             f"{path} is not in the GitOps repository at {input.revision[:12]}: nothing to apply"

@@ -34,6 +34,10 @@ LanePolicy = Literal["latest", "sequential"]
 """`latest`: a newer change supersedes waiting older ones; `sequential`: every change rolls out."""
 
 
+# What git refuses in a branch name (git-check-ref-format), besides a leading or trailing "/".
+_BAD_REF = re.compile(r"[\s~^:?*\[\\\x00-\x1f\x7f]|\.\.|//|@\{|/\.|^\.")
+
+
 def _placeholders(template: str, known: tuple[str, ...]) -> str:
     """`template`, if every `{name}` in it is one of `known`; else a ValueError naming them."""
     unknown = set(re.findall(r"{(\w*)}", template)) - set(known)
@@ -106,6 +110,15 @@ class RegistryConfig(Model):
 class GitOpsConfig(Model):
     repo: str = "gitops"
     base_branch: str = "main"
+    layout: Literal["folders", "branches"] = Field(
+        default="folders",
+        description="folders: every environment on base_branch, apart by path; branches: each "
+        "environment on a branch of its own (`branch`), created from base_branch when missing",
+    )
+    branch: str = Field(
+        default="env/{env}",
+        description="layout branches: an environment's branch; {env} (or {environment})",
+    )
     path: str = Field(
         default="rendered/{env}/{app}",
         description="where an environment's rendered manifests live; {env}, {app}, {cluster}",
@@ -125,6 +138,27 @@ class GitOpsConfig(Model):
     @classmethod
     def _known_placeholders(cls, template: str) -> str:
         return _placeholders(template, ("env", "app", "cluster"))
+
+    @field_validator("branch")
+    @classmethod
+    def _branch_template(cls, template: str) -> str:
+        _placeholders(template, ("env", "environment"))
+        if not re.search(r"{env(ironment)?}", template):
+            raise ValueError(
+                f"{template!r} names no environment: every environment would share one branch; "
+                "put {env} in it (e.g. env/{env})"
+            )
+        bad = _BAD_REF.search(template.replace("{env}", "x").replace("{environment}", "x"))
+        if bad or template.startswith("/") or template.endswith(("/", ".lock", ".")):
+            raise ValueError(f"{template!r} is not a git branch name: use letters, digits, - _ . /")
+        return template
+
+    def branch_of(self, environment: str) -> str:
+        """The branch holding `environment`'s manifests and inputs: `base_branch` with layout
+        folders, else the `branch` template filled in."""
+        if self.layout == "folders":
+            return self.base_branch
+        return self.branch.format(env=environment, environment=environment)
 
 
 class Commands(Model):
@@ -782,6 +816,36 @@ class BatonConfig(Model):
                 raise ValueError(
                     f"app {app.name}: {self.registry.url}/{app.image} is longer than "
                     f"{NAME_MAX} characters, the most an image name may have"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _apps_apart(self) -> BatonConfig:
+        """Apps sharing the GitOps repository each write (and read) paths of their own."""
+        uses = {
+            "path": self.apps,
+            "values": [a for a in self.apps if a.chart],
+            "overlay": [a for a in self.apps if a.kustomize],
+        }
+        for field, apps in uses.items():
+            template = getattr(self.gitops, field)
+            if len(apps) > 1 and "{app}" not in template:
+                raise ValueError(
+                    f"gitops.{field}: {template!r} is the same for apps "
+                    f"{', '.join(a.name for a in apps)}: each would overwrite the others' files; "
+                    "put {app} in it"
+                )
+        if self.gitops.layout == "folders":
+            paths: dict[str, list[str]] = {}
+            for env in self.environments:
+                path = self.gitops.path.format(env=env.name, app="{app}", cluster=env.cluster)
+                paths.setdefault(path, []).append(env.name)
+            shared = next((envs for envs in paths.values() if len(envs) > 1), None)
+            if shared:
+                raise ValueError(
+                    f"gitops.path: {self.gitops.path!r} is the same for environments "
+                    f"{', '.join(shared)} on one branch: each would overwrite the others' "
+                    "manifests; put {env} in it, or set gitops.layout: branches"
                 )
         return self
 

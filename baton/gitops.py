@@ -154,15 +154,56 @@ def beside(manifests_path: str, name: str) -> str:
 
 
 class GitOpsRepo:
-    """Reads and writes the GitOps repository through a cached mirror and the forge."""
+    """Reads and writes the GitOps repository through a cached mirror and the forge.
 
-    def __init__(self, config: GitOpsConfig, forge: Forge, workspace: Workspace) -> None:
+    Its base is `config.base_branch`; `of(environment)` is the repository as an environment sees
+    it, on that environment's branch with `gitops.layout: branches`.
+    """
+
+    def __init__(
+        self, config: GitOpsConfig, forge: Forge, workspace: Workspace, origin: str | None = None
+    ) -> None:
         self.config = config
         self.forge = forge
         self.workspace = workspace
+        # Where the base branch starts from, while it does not exist yet (an environment's).
+        self.origin = origin or config.base_branch
+
+    def of(self, environment: str) -> GitOpsRepo:
+        """The repository as `environment` sees it: its branch as the base (`gitops.layout`)."""
+        branch = self.config.branch_of(environment)
+        if branch == self.config.base_branch:
+            return self
+        config = self.config.model_copy(update={"base_branch": branch})
+        return GitOpsRepo(config, self.forge, self.workspace, origin=self.config.base_branch)
 
     def _mirror(self) -> Repo:
         return self.workspace.mirror(self.config.repo, self.forge.clone_url(self.config.repo))
+
+    def _base(self, mirror: Repo) -> str:
+        """The base branch's ref; its origin's while it does not exist yet."""
+        ref = f"refs/heads/{self.config.base_branch}"
+        try:
+            mirror.git.rev_parse("--verify", "--quiet", ref)
+        except GitCommandError:
+            return f"refs/heads/{self.origin}"
+        return ref
+
+    def _branched(self) -> Repo:
+        """The mirror, once the base branch exists: made from its origin's head when missing."""
+        mirror = self._mirror()
+        if self._base(mirror) == f"refs/heads/{self.config.base_branch}":
+            return mirror
+        target = f"refs/heads/{self.origin}:refs/heads/{self.config.base_branch}"
+        try:  # never forced: made meanwhile by another rollout, it stays as it is
+            mirror.git.push(self.forge.clone_url(self.config.repo), target)
+        except GitCommandError as exc:
+            if "rejected" not in str(exc.stderr) and "already exists" not in str(exc.stderr):
+                raise GitOpsError(
+                    f"cannot create {self.config.base_branch} in {self.config.repo} from "
+                    f"{self.origin}: {exc.stderr.strip()}"
+                ) from exc
+        return self._mirror()
 
     def manifests_path(self, app: AppConfig, env: EnvironmentConfig) -> str:
         path = self.config.path.format(env=env.name, app=app.name, cluster=env.cluster)
@@ -179,9 +220,10 @@ class GitOpsRepo:
     def read_tree(self, path: str, revision: str | None = None) -> dict[str, str]:
         """Every file under the directory `path` at `revision` (default: the base branch head),
         path → content; empty when the directory is absent."""
-        revision = revision or f"refs/heads/{self.config.base_branch}"
+        mirror = self._mirror()
+        revision = revision or self._base(mirror)
         try:
-            listing = self._mirror().git.ls_tree("-r", "-z", "--name-only", revision, "--", path)
+            listing = mirror.git.ls_tree("-r", "-z", "--name-only", revision, "--", path)
         except GitCommandError:
             return {}
         files = {}
@@ -193,12 +235,13 @@ class GitOpsRepo:
 
     def head(self) -> str:
         """The base branch's current commit."""
-        return self._mirror().git.rev_parse(f"refs/heads/{self.config.base_branch}")
+        mirror = self._mirror()
+        return mirror.git.rev_parse(self._base(mirror))
 
     def read(self, path: str, revision: str | None = None) -> str | None:
         """A file's content at `revision` (default: the base branch head), or None when absent."""
         mirror = self._mirror()
-        revision = revision or f"refs/heads/{self.config.base_branch}"
+        revision = revision or self._base(mirror)
         try:
             return mirror.git.show(f"{revision}:{path}", strip_newline_in_stdout=False)
         except GitCommandError:
@@ -232,7 +275,7 @@ class GitOpsRepo:
         `content` None deletes `path`. Idempotent: when the branch exists already (an earlier
         attempt pushed it), it is reused.
         """
-        mirror = self._mirror()
+        mirror = self._branched()
         try:
             return mirror.git.rev_parse(f"refs/heads/{branch}")
         except GitCommandError:
@@ -242,14 +285,7 @@ class GitOpsRepo:
             clone = Repo.clone_from(
                 mirror.git_dir, scratch, branch=self.config.base_branch, depth=1, no_local=True
             )
-            for file, text in {path: content, **(also or {})}.items():
-                if text is None:
-                    clone.git.rm("-q", "--ignore-unmatch", file)
-                else:
-                    target = scratch / file
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_text(text, encoding="utf-8")
-                    clone.git.add(file)
+            _write(clone, scratch, {path: content, **(also or {})})
             with clone.git.custom_environment(**IDENTITY):
                 clone.git.commit("-m", message)
             head = clone.head.commit.hexsha
@@ -263,3 +299,90 @@ class GitOpsRepo:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         return head
+
+    # A rollout's branch on a base that moved
+
+    def fork_point(self, head: str) -> str:
+        """Where `head`'s branch left the base branch: their merge base."""
+        mirror = self._mirror()
+        return mirror.git.merge_base(head, self._base(mirror))
+
+    def behind(self, head: str) -> bool:
+        """Whether the base branch has commits `head` lacks (it moved since the branch was made)."""
+        return not self.is_ancestor(self.head(), head)
+
+    def changes(self, head: str, since: str | None = None) -> dict[str, str | None]:
+        """What `head` changes since `since` (default: where its branch left the base branch):
+        path → content at `head` (None: deleted)."""
+        mirror = self._mirror()
+        since = since or self.fork_point(head)
+        listing = mirror.git.diff("--name-only", "-z", "--no-renames", since, head)
+        return {path: self.read(path, head) for path in filter(None, listing.split("\0"))}
+
+    def moved(self, head: str, paths: list[str]) -> list[str]:
+        """Which of `paths` (files or directories) the base branch changed since `head`'s branch
+        left it."""
+        if not paths:
+            return []
+        mirror = self._mirror()
+        base = self._base(mirror)
+        listing = mirror.git.diff("--name-only", "-z", self.fork_point(head), base, "--", *paths)
+        return sorted(filter(None, listing.split("\0")))
+
+    def same_change(self, candidate: str, approved: str) -> bool:
+        """Whether `candidate` is `approved`'s change moved onto a newer base: one commit whose
+        parent is on the base branch, changing the same files to the same content."""
+        mirror = self._mirror()
+        try:
+            parent = mirror.git.rev_parse(f"{candidate}^1")
+        except GitCommandError:
+            return False
+        if not self.is_ancestor(parent, self._base(mirror)):
+            return False
+        try:
+            return self.changes(candidate, since=parent) == self.changes(approved)
+        except GitCommandError:  # `approved` is not in the mirror (its branch is gone)
+            return False
+
+    def rebase(self, branch: str, head: str, files: Mapping[str, str | None]) -> str:
+        """Replace `branch` (now at `head`) by one commit on the base branch's current head that
+        writes `files` (path → content, None: delete), with `head`'s message; returns it.
+
+        Only Baton's branch is rewritten, and only while it still is at `head` (a lease): the base
+        branch is never pushed to, so nothing merged there can be lost.
+        """
+        mirror = self._branched()
+        message = mirror.git.log("-1", "--format=%B", head).strip()
+        scratch = Path(tempfile.mkdtemp(prefix="baton-gitops-"))
+        try:
+            clone = Repo.clone_from(
+                mirror.git_dir, scratch, branch=self.config.base_branch, depth=1, no_local=True
+            )
+            _write(clone, scratch, files)
+            with clone.git.custom_environment(**IDENTITY):
+                clone.git.commit("--allow-empty", "-m", message)
+            rebased = clone.head.commit.hexsha
+            lease = f"--force-with-lease=refs/heads/{branch}:{head}"
+            clone.git.push(
+                lease, self.forge.clone_url(self.config.repo), f"HEAD:refs/heads/{branch}"
+            )
+        except GitCommandError as exc:
+            raise GitOpsError(
+                f"cannot move {branch} of {self.config.repo} onto "
+                f"{self.config.base_branch}: {exc.stderr.strip()}"
+            ) from exc
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        return rebased
+
+
+def _write(clone: Repo, root: Path, files: Mapping[str, str | None]) -> None:
+    """Stage `files` (path → content; None deletes) in the work tree of `clone` at `root`."""
+    for file, text in files.items():
+        if text is None:
+            clone.git.rm("-q", "--ignore-unmatch", file)
+        else:
+            target = root / file
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text, encoding="utf-8")
+            clone.git.add(file)

@@ -61,7 +61,7 @@ def render(
     forge = create_forge(config.forge, settings)
     registry = Registry.configured(config.registry)
     workspace = Workspace(settings.home / "work")
-    gitops = GitOpsRepo(config.gitops, forge, workspace)
+    gitops = GitOpsRepo(config.gitops, forge, workspace).of(env.name)
     path = gitops.manifests_path(app, env)
     inputs = read_inputs(gitops, app, env, _read(values) if values else None)
     pinned = _image(image) if image else deployed_image(_repository(config, app), path, gitops)

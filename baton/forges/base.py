@@ -115,9 +115,23 @@ class NoCommitsBetween(ForgeRefusal):
 
 
 class HeadChanged(ForgeRefusal):
-    """The head moved since the caller looked: merging now would merge unreviewed commits."""
+    """The head moved since the caller looked: merging now would merge unreviewed commits.
 
-    def __init__(self, repo: str, number: int, expected: str, actual: str) -> None:
+    When Baton moved it itself, rendering the manifests again on a newer base, `content_hash`
+    and `sensitive` say what the new head holds (the rendered content's sha256 and why it is
+    security-sensitive), for the approvals to be asked on that.
+    """
+
+    def __init__(
+        self,
+        repo: str,
+        number: int,
+        expected: str,
+        actual: str,
+        *,
+        content_hash: str | None = None,
+        sensitive: list[str] | None = None,
+    ) -> None:
         super().__init__(
             f"head of {repo}#{number} is {actual[:12]}, not {expected[:12]}: "
             "re-read the pull request and its reviews before merging"
@@ -126,9 +140,14 @@ class HeadChanged(ForgeRefusal):
         self.number = number
         self.expected = expected
         self.actual = actual
+        self.content_hash = content_hash
+        self.sensitive = sensitive or []
 
     def details(self) -> dict[str, str]:
-        return {"expected": self.expected, "actual": self.actual}
+        details = {"expected": self.expected, "actual": self.actual}
+        if self.content_hash is not None:
+            details |= {"content_hash": self.content_hash, "sensitive": "\n".join(self.sensitive)}
+        return details
 
 
 class NotMergeable(ForgeRefusal):

@@ -118,6 +118,7 @@ class Target:
     app: str
     path: str
     stack: str
+    source: GitOpsSource  # the environment's branch of the GitOps repository
 
     @property
     def key(self) -> str:
@@ -291,7 +292,7 @@ class LocalCluster:
         max_parallel: int = 4,
     ) -> None:
         self.config = config
-        self.source = GitOpsSource(repo_dir, config.gitops.base_branch)
+        self.repo_dir = repo_dir
         self.store = LocalClusterStatus(settings.home)
         self.client = client or docker_client()
         self.fail_envs = _fail_envs() if fail_envs is None else fail_envs
@@ -307,6 +308,7 @@ class LocalCluster:
                 app.name,
                 config.gitops.path.format(env=env.name, app=app.name, cluster=env.cluster),
                 stack_id(settings.home),
+                GitOpsSource(repo_dir, config.gitops.branch_of(env.name)),
             )
             for env in config.environments
             if env.sync.kind == "local"
@@ -318,8 +320,8 @@ class LocalCluster:
         """Reconcile until `stop` is set; reconciliations in flight are cut short, not reported."""
         log.info(
             "watching %s branch %s for %s",
-            self.source.repo_dir,
-            self.source.branch,
+            self.repo_dir,
+            ", ".join(sorted({t.source.branch for t in self.targets})),
             ", ".join(t.key for t in self.targets)
             or "nothing (no environment has sync.kind local)",
         )
@@ -328,14 +330,14 @@ class LocalCluster:
         waiting = False
         with ThreadPoolExecutor(self.max_parallel, thread_name_prefix="reconcile") as pool:
             while not self.stop.is_set():
-                head = self.source.head()
-                if head is None and not waiting:
-                    log.info(
-                        "waiting for branch %s in %s", self.source.branch, self.source.repo_dir
-                    )
-                waiting = head is None
-                if head:
-                    for target in self.targets:
+                heads = {t.source.branch: t.source.head() for t in self.targets}
+                missing = sorted(branch for branch, head in heads.items() if head is None)
+                if missing and not waiting:
+                    log.info("waiting for branch(es) %s in %s", ", ".join(missing), self.repo_dir)
+                waiting = bool(missing)
+                for target in self.targets:
+                    head = heads[target.source.branch]
+                    if head:
                         running = in_flight.pop(target.key, None)
                         if running is not None and not running.done():
                             in_flight[target.key] = running
@@ -381,7 +383,7 @@ class LocalCluster:
         previous = self.store.read(env, app)
         base = previous or SyncStatus(observed_at=datetime.now(UTC))
         generation = self.generations[target.key]
-        revision = format_revision(self.source.branch, head)
+        revision = format_revision(target.source.branch, head)
         # While reconciling, Flux reports Ready=Unknown and keeps the last observed generation.
         progressing = base.model_copy(
             update={
@@ -443,17 +445,17 @@ class LocalCluster:
             ) from None
 
     def _converge(self, target: Target, head: str, previous: SyncStatus | None) -> bool:
-        tree = self.source.tree(head, target.path)
+        tree = target.source.tree(head, target.path)
         if tree is None:
             raise ReconcileFailed(
                 "ArtifactFailed",
                 f"kustomization path not found: {target.path} at revision "
-                f"{format_revision(self.source.branch, head)}",
+                f"{format_revision(target.source.branch, head)}",
             )
         healthy = previous.last_applied_revision if previous else None
-        healthy_tree = self.source.tree(healthy, target.path) if healthy else None
+        healthy_tree = target.source.tree(healthy, target.path) if healthy else None
         workload = read_workload(
-            self.source.manifests(tree), target.path, target.environment.namespace
+            target.source.manifests(tree), target.path, target.environment.namespace
         )
         current = self._container(target.container)
         running = (
@@ -589,7 +591,7 @@ class LocalCluster:
             target.kustomization,
             target.environment.sync.namespace,
             head,
-            self.source.branch,
+            target.source.branch,
             reason,
             status.ready_message or "",
             "info" if status.ready else "error",

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from cli.demo import AUTHOR
-from tests.e2e.stack import E2EStack, running_stack, version
+from tests.e2e.stack import E2EStack, only_dev, running_stack, version
 
 pytestmark = pytest.mark.docker
 
@@ -16,11 +16,9 @@ EVERY_DAY = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
 def frozen_dev_only(config: dict) -> None:
-    dev = next(env for env in config["environments"] if env["name"] == "dev")
+    dev = only_dev(config)
     dev["approvals"] = {"required": 0, "approvers": ["carol", "dave"]}
     dev["freeze"] = [{"name": "always", "weekly": {"days": EVERY_DAY}}]
-    config["environments"] = [dev]
-    config["promotion"] = ["dev"]
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from temporalio.testing import ActivityEnvironment
 
-from activities import context as activity_context
 from activities.context import Context
 from activities.deploy import (
     Revert,
@@ -20,13 +19,13 @@ from activities.deploy import (
     revert_gitops_change,
     verify_endpoint,
 )
-from baton.config import VerifyConfig, parse_config
+from baton.config import VerifyConfig
 from baton.diff import diff_manifests
 from baton.gitops import placeholder_manifests, rollout_branch
 from baton.models import RolloutInput
 from baton.render import holds_objects
-from baton.settings import Settings
 from tests.fakes.records import fake_artifact
+from tests.fixtures.gitops import gitops_context
 from tests.fixtures.manifests import DEPLOYMENT
 from tests.fixtures.ports import closed_port
 
@@ -43,15 +42,8 @@ environments:
 @pytest.fixture
 def gitops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Context:
     """Activities act on a GitOps repository that holds staging's values and nothing rendered."""
-    seed = tmp_path / "seed"
-    (seed / "environments/staging/sample-app").mkdir(parents=True)
-    (seed / "environments/staging/sample-app/values.yaml").write_text("replicas: 1\n")
-    # The forge's webhooks go to a closed port: refused at once, recorded, harmless.
-    settings = Settings(home=tmp_path / "home", api_port=closed_port())
-    context = Context(settings, parse_config(CONFIG))
-    context.forge.create_repo("gitops", from_dir=seed)
-    monkeypatch.setattr(activity_context, "_current", context)
-    return context
+    values = {"environments/staging/sample-app/values.yaml": "replicas: 1\n"}
+    return gitops_context(tmp_path, monkeypatch, CONFIG, values)
 
 
 def rollout(context: Context, commit: str, verify: VerifyConfig | None = None) -> RolloutInput:

@@ -83,6 +83,7 @@ class World:
     sensitive: list[str] = field(default_factory=list)  # what render reports as sensitive
     bodies: list[str] = field(default_factory=list)  # GitOps PR bodies proposed
     moved_head: str | None = None  # someone pushed to the GitOps PR: its head is now this
+    rerendered: tuple[str, list[str]] | None = None  # Baton moved it: content hash, sensitive
     render_error: BatonError | None = None  # what render_environment raises
 
 
@@ -118,9 +119,16 @@ async def propose(input: ProposeInput) -> GitOpsPullRequest:
 async def merge(input: MergeInput) -> str:
     if world.moved_head and input.pr.head_sha != world.moved_head:
         # What the merge activity reports when the forge refuses: HeadChanged with its facts.
-        raise application_error(
-            HeadChanged("gitops", input.pr.number, input.pr.head_sha, world.moved_head)
+        hash, sensitive = world.rerendered or (None, None)
+        moved = HeadChanged(
+            "gitops",
+            input.pr.number,
+            input.pr.head_sha,
+            world.moved_head,
+            content_hash=hash,
+            sensitive=sensitive,
         )
+        raise application_error(moved)
     world.merged.append(input.pr.number)
     return REVERT if input.pr.head_branch.endswith("-revert") else M
 
@@ -725,6 +733,37 @@ async def test_a_moved_gitops_pr_head_voids_the_approvals_and_asks_again(workers
     result = await synced(handle)
     assert result.outcome == "deployed" and world.closed == []
     assert [(a.user, a.head) for a in result.approvals] == [("dave", moved)]
+
+
+async def test_a_render_again_on_a_moved_base_asks_for_approvals_of_the_new_content(
+    workers: Client,
+) -> None:
+    moved, rendered = "7" * 40, "sha256:" + "e" * 64
+    reason = "Secret/prod/db: data changed (Secret)"
+    world.moved_head, world.rerendered = moved, (rendered, [reason])
+    security = SecurityApprovals(required=1, approvers=["erin"])
+    handle = await start(workers, rollout_input(required=1, security=security))
+    await wait_for_gate(handle, "approval")
+    await handle.execute_update(EnvironmentRollout.approve, Decision(user="carol"))
+
+    status = await until(
+        lambda: handle.query(EnvironmentRollout.status),
+        lambda seen: bool(seen.voided) and seen.gate is not None,
+        f"{handle.id} to ask again",
+    )
+    # The new render is security-sensitive: the gate asks for it, on its content.
+    assert status.gate.content_hash == rendered and status.content_hash == rendered
+    assert status.gate.required == 2 and reason in status.gate.description
+    await handle.execute_update(
+        EnvironmentRollout.approve, Decision(user="carol", content_hash=rendered)
+    )
+    await handle.execute_update(EnvironmentRollout.approve, Decision(user="erin", head=moved))
+    result = await synced(handle)
+    assert result.outcome == "deployed"
+    assert [(a.user, a.content_hash) for a in result.approvals] == [
+        ("carol", rendered),
+        ("erin", rendered),
+    ]
 
 
 async def test_an_approval_of_other_rendered_content_is_refused(workers: Client) -> None:

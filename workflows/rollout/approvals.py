@@ -183,11 +183,17 @@ class Approvals:
         )
         return not self.satisfied
 
-    def content_moved(self, pr: GitOpsPullRequest) -> None:
-        """The PR's head moved (someone pushed to it): earlier approvals stop counting and the
-        approvers are asked again, on what the PR holds now."""
+    def content_moved(
+        self, pr: GitOpsPullRequest, content_hash: str | None = None, sensitive: str | None = None
+    ) -> None:
+        """The PR's head moved (someone pushed to it, or Baton rendered it again on a newer base:
+        then `content_hash` and `sensitive`, one reason a line, describe it): earlier approvals
+        stop counting and the approvers are asked again, on what the PR holds now."""
         old = self.pr.head_sha[:12] if self.pr else "?"
         self.pr = pr
+        if content_hash is not None:
+            self.content_hash = content_hash
+            self.sensitive = (sensitive or "").splitlines()
         self.voided += self.given
         self.given = []
         self.record.note(

@@ -231,13 +231,13 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
                 pr, "merge", manual=self.input.environment.approvals.merge == "manual"
             )
         except ActivityError as err:
-            head = moved_head(err)
+            moved = moved_head(err)
             # Rollouts recorded before approvals followed the PR's head failed here.
-            if head is None or not workflow.patched("approvals-follow-head"):
+            if moved is None or not workflow.patched("approvals-follow-head"):
                 raise
-            pr = self.pr = pr.model_copy(update={"head_sha": head})
+            pr = self.pr = pr.model_copy(update={"head_sha": moved["actual"]})
             self.sync.since = None  # nothing merges now: a newer change may supersede again
-            self.approvals.content_moved(pr)
+            self.approvals.content_moved(pr, moved.get("content_hash"), moved.get("sensitive"))
         return pr
 
     async def merge(
@@ -436,11 +436,14 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
             await close_pr(self.input, self.pr, why)
 
 
-def moved_head(err: ActivityError) -> str | None:
-    """The GitOps PR's new head when a merge was refused because the head moved (HeadChanged)."""
+def moved_head(err: ActivityError) -> dict[str, str] | None:
+    """What a merge refused because the GitOps PR's head moved (HeadChanged) says: the new head
+    (`actual`), and when Baton rendered it again on a newer base, its `content_hash` and
+    `sensitive` reasons (one a line)."""
     cause = err.cause
     if not isinstance(cause, ApplicationError) or cause.type != "HeadChanged" or not cause.details:
         return None
     details = cause.details[0]
-    actual = details.get("actual") if isinstance(details, dict) else None
-    return actual if isinstance(actual, str) else None
+    if not isinstance(details, dict) or not isinstance(details.get("actual"), str):
+        return None
+    return {key: value for key, value in details.items() if isinstance(value, str)}
