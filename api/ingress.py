@@ -100,6 +100,7 @@ class Ingress:
         return ChangePlan(
             app=app,
             environments=self.config.promotion_order(app),
+            stages=self.config.promotion_stages(),
             gitops=self.config.gitops,
             ui_url=self.settings.temporal_ui_url,
             namespace=self.client.namespace,

@@ -14,6 +14,7 @@ from baton.config import (
     LanePolicy,
     NotificationConfig,
 )
+from baton.promotion import EnvironmentStep
 
 LogRef = str
 """`sha256:<64 hex>` of a log's UTF-8 text, the key of the full log in the LogStore."""
@@ -26,7 +27,7 @@ RollbackOutcome = Literal["running", "rolled back", "failed", "rejected"]
 """How the rollback saga of a failed rollout ended."""
 SyncState = Literal["ready", "failed", "progressing"]
 """Where an environment's sync stands, as a Flux (or local cluster) event reports it."""
-GateKind = Literal["merge", "approval", "sync", "verification", "lane", "freeze"]
+GateKind = Literal["merge", "approval", "sync", "verification", "lane", "freeze", "hold"]
 """What a change or rollout waits for."""
 ChangeState = Literal[
     "validating",
@@ -149,6 +150,11 @@ class ChangePlan(BaseModel):
 
     app: AppConfig
     environments: list[EnvironmentConfig] = []
+    stages: list[list[str]] = Field(
+        default=[],
+        description="the promotion graph's stages of environment names (`baton.promotion`); "
+        "empty: one stage per environment, in order (changes started before stages existed)",
+    )
     gitops: GitOpsConfig = GitOpsConfig()
     ui_url: str = "http://127.0.0.1:8233"
     namespace: str = "default"
@@ -410,6 +416,10 @@ class ChangeStatus(BaseModel):
     current_rollout: str | None = None
     environments: list[str] = Field(
         default=[], description="the environments it is promoted to, in order (empty: unknown)"
+    )
+    promotion: list[EnvironmentStep] = Field(
+        default=[],
+        description="the promotion graph and where the change stands in each environment",
     )
 
 

@@ -90,6 +90,11 @@ def lane_id(app: str, environment: str) -> str:
     return f"lane/{app}/{environment}"
 
 
+def holds_id(environment: str) -> str:
+    """One holds workflow per environment (`baton.holds`)."""
+    return f"hold/{environment}"
+
+
 def pipeline_id(change: str, run: str) -> str:
     """A change's pipeline: `pr-<n>` for the nth validation of the PR, `ci` for integration."""
     return f"{change}/{run}"
@@ -119,6 +124,7 @@ class WorkflowTypes:
     CI_PIPELINE = "CIPipeline"
     ROLLOUT = "EnvironmentRollout"
     LANE = "EnvironmentLane"
+    HOLDS = "EnvironmentHolds"
     IMAGE_REFRESH = "ImageRefresh"
 
 
@@ -130,6 +136,7 @@ class Signals:
     # ChangeWorkflow
     PULL_REQUEST_EVENT = "pull_request_event"
     LANE_UPDATE = "lane_update"
+    HOLD_UPDATE = "hold_update"
     # EnvironmentRollout
     FORGE_REVIEW = "forge_review"
     GITOPS_MERGED = "gitops_merged"
@@ -138,6 +145,8 @@ class Signals:
     # EnvironmentLane
     JOIN = "join"
     RELEASE = "release"
+    # EnvironmentHolds
+    WATCH = "watch"
 
 
 class Updates:
@@ -148,6 +157,9 @@ class Updates:
     # ChangeWorkflow
     ABORT = "abort"
     RERUN = "rerun"
+    # EnvironmentHolds
+    HOLD = "hold"
+    UNHOLD = "unhold"
 
 
 class Queries:

@@ -27,6 +27,7 @@ from baton.forges import create_forge
 from baton.local.forge import LocalForge
 from baton.local.stack import Stack
 from baton.models import ChangeStatus, Decision, Stage
+from baton.promotion import describe
 from baton.settings import Settings
 from baton.temporal import connect
 from cli import render as render_command
@@ -218,6 +219,12 @@ def render_change(detail: changes.ChangeDetail) -> None:
         console.print(f"merge commit: {status.merge_commit}")
     if status.artifact:
         console.print(f"artifact: {status.artifact.image_ref}")
+    if status.promotion:
+        console.print(f"promotion: {describe(status.promotion)}", markup=False, highlight=False)
+        for step in status.promotion:
+            if step.detail:
+                line = f"  {step.environment}: {step.position}: {step.detail}"
+                console.print(line, markup=False, highlight=False)
     for stage in status.timeline:
         _print_stage(stage, indent="  ")
     for stage in detail.steps:
@@ -336,7 +343,7 @@ def metrics(
     """Delivery metrics (DORA) from the changes Baton carried: frequency, lead time, failure
     rate and time to restore."""
     config = load_config(Settings().config_file())
-    names = config.promotion or [e.name for e in config.environments]
+    names = [e.name for e in config.promotion_order()]
     environment = env or (names[-1] if names else None)
     if environment is None or environment not in [e.name for e in config.environments]:
         raise BadRequest(

@@ -1,11 +1,13 @@
 """Deterministic workflow code only: every side effect is an activity.
 
-`change`, `pipelines`, `lane`, `images` and the `rollout` package hold the workflows; `record` is the record
-keeper every workflow shares, `lane_client` a change's side of the lane protocol, `retries` the
+`change`, `pipelines`, `lane`, `hold`, `images` and the `rollout` package hold the workflows;
+`record` is the record keeper every workflow shares, `lane_client` and `hold_client` a change's
+side of the lane and holds protocols, `promotion` its walk along the promotion graph, `retries` the
 retry policies of all their activities.
 """
 
 from workflows.change import ChangeWorkflow
+from workflows.hold import EnvironmentHolds
 from workflows.images import ImageRefresh
 from workflows.lane import EnvironmentLane
 from workflows.pipelines import CIPipeline, PullRequestPipeline
@@ -17,5 +19,6 @@ WORKFLOWS = [
     CIPipeline,
     EnvironmentRollout,
     EnvironmentLane,
+    EnvironmentHolds,
     ImageRefresh,
 ]

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from baton.changes import ChangeDetail
 from baton.models import ChangeStatus, Decision, Gate, RolloutStatus
+from baton.promotion import Position, PromotionGraph, stages_of
 from cli.main import render_change
 
 AT = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
 CONTENT = "sha256:" + "ab" * 32
+
+
+def change_status(**fields: Any) -> ChangeStatus:
+    """Change 1 of web by alice, promoting unless `fields` say otherwise."""
+    change = {"id": "change/web/1", "app": "web", "repo": "web", "pr_number": 1}
+    return ChangeStatus(
+        **change, author="alice", head_sha="f" * 40, **({"state": "promoting"} | fields)
+    )
 
 
 def test_show_names_who_decided_through_what_and_on_which_content(
@@ -55,15 +65,7 @@ def test_show_names_who_decided_through_what_and_on_which_content(
             head="d" * 40,
         ),
     )
-    change = ChangeStatus(
-        id="change/web/1",
-        app="web",
-        repo="web",
-        pr_number=1,
-        author="alice",
-        head_sha="f" * 40,
-        state="promoting",
-    )
+    change = change_status()
 
     render_change(ChangeDetail(change=change, rollout=rollout))
 
@@ -78,3 +80,24 @@ def test_show_names_who_decided_through_what_and_on_which_content(
     ) in out
     assert f"content: {CONTENT} (GitOps PR head {'d' * 40})" in out
     assert "approve with: baton approve change/web/1 --env prod\n" in out
+
+
+def test_show_draws_the_promotion_graph_and_where_the_change_stands(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    graph = PromotionGraph(stages_of(["dev", ["staging-a", "staging-b"], "prod"]))
+    positions: dict[str, Position] = {
+        "dev": "deployed",
+        "staging-a": "deployed",
+        "staging-b": "failed",
+        "prod": "blocked",
+    }
+    details = {"staging-b": "helm template failed", "prod": "a predecessor did not deploy"}
+    change = change_status(state="failed", promotion=graph.steps(positions, details))
+
+    render_change(ChangeDetail(change=change))
+
+    out = capsys.readouterr().out
+    assert "promotion: dev ✓ → [staging-a ✓ | staging-b ✗] → prod ⊘\n" in out
+    assert "  staging-b: failed: helm template failed\n" in out
+    assert "  prod: blocked: a predecessor did not deploy\n" in out

@@ -12,6 +12,9 @@ are the demo's histories from when one BatonStage attribute held a change's stat
 and its outcome; `before-status-memos-*` are from before workflows published their status and gate
 as memos and approvals were bound to content. `image_refresh.json` is not the demo's: it is the refresh of the scenario in
 `tests/e2e/test_mirror.py` that found an upstream update and opened a pin bump PR.
+`holds_prod.json` was first recorded from the scenario of `test_promotion_graph.py` that holds prod
+(a hold placed, a change stopped, a hold on another app, the first lifted); a demo re-records it
+(every change asks its environments' holds workflows).
 """
 
 import json
@@ -41,6 +44,7 @@ def main() -> None:
             "rollout_dev": f"rollout/sample-app/dev/{commit}",
             "rollout_prod": f"rollout/sample-app/prod/{commit}",
             "lane_prod": "lane/sample-app/prod",  # running: its history so far
+            "holds_prod": "hold/prod",  # running too
         }
         for name, wid in ids.items():
             shown = subprocess.run(
