@@ -564,6 +564,11 @@ class EnvironmentConfig(Model):
         "instead of being merged automatically",
     )
     approvals: ApprovalPolicy = ApprovalPolicy()
+    operators: list[Approver] = Field(
+        default=[],
+        description="who may hold and unhold automatic promotion into it (users, group:NAME); "
+        "empty: its approvers, or anyone authenticated where it names none",
+    )
     lane: LanePolicy = Field(
         default="latest",
         description="one rollout at a time per app here; latest: a newer change supersedes older "

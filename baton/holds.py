@@ -75,3 +75,10 @@ def covering(holds: list[Hold], app: str) -> Hold | None:
     """The hold that stops `app`: its own, else the one on every app, else None."""
     own = next((h for h in holds if h.app == app), None)
     return own or next((h for h in holds if h.app is None), None)
+
+
+def not_held(request: UnholdRequest, holds: list[Hold]) -> str:
+    """Why an unhold is refused: no hold of that scope, and what is on hold instead."""
+    scope = f"{request.environment} for {request.app}" if request.app else request.environment
+    held = ", ".join(h.scope for h in holds) or "nothing"
+    return f"{scope} is not on hold (on hold: {held}); `baton holds` lists the holds"

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from baton.changes import PublishedGate, Refused
 from baton.errors import BadRequest, BatonError, InfrastructureError, NotFound, Unauthenticated
+from baton.holds import Hold
 from baton.policy import PolicyViolation
 from baton.settings import Settings
 from baton.temporal import CHANGE_KEY
@@ -135,6 +136,19 @@ class BatonApi:
     def abort(self, change: str, reason: str) -> str:
         app, pr = _parts(change)
         return self.call("POST", f"/changes/{app}/{pr}/abort", {"reason": reason})["message"]
+
+    def hold(self, environment: str, app: str | None, reason: str) -> Hold:
+        """Stop automatic promotion into `environment` (for `app`, or every app)."""
+        body = {"app": app, "reason": reason}
+        return Hold.model_validate(self.call("POST", f"/environments/{environment}/hold", body))
+
+    def unhold(self, environment: str, app: str | None) -> Hold:
+        """Lift the hold on `environment` (for `app`, or the one on every app)."""
+        answer = self.call("POST", f"/environments/{environment}/unhold", {"app": app})
+        return Hold.model_validate(answer)
+
+    def holds(self) -> list[Hold]:
+        return [Hold.model_validate(h) for h in self.call("GET", "/holds")]
 
 
 def _parts(change: str) -> tuple[str, str]:

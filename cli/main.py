@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
+from pydantic import TypeAdapter
 from rich.console import Console
 from temporalio.client import Client
 
@@ -24,6 +25,7 @@ from baton import metrics as dora
 from baton.config import ConfigError, load_config
 from baton.errors import BadRequest, BatonError, ConfigurationError
 from baton.forges import create_forge
+from baton.holds import Hold
 from baton.local.forge import LocalForge
 from baton.local.stack import Stack
 from baton.models import ChangeStatus, Decision, Stage
@@ -409,6 +411,47 @@ def abort(
 ) -> None:
     """Stop a change wherever it is; an open GitOps PR is closed."""
     console.print(BatonApi().abort(change, reason))
+
+
+HOLDS_JSON = TypeAdapter(list[Hold])
+AppOption = Annotated[str | None, typer.Option("--app", help="one app only; default: every app")]
+
+
+@app.command("hold")
+def hold(
+    environment: Annotated[str, typer.Argument(help="the environment, e.g. prod")],
+    reason: Annotated[str, typer.Option("--reason", help="why: what waiting changes show")],
+    app_name: AppOption = None,
+) -> None:
+    """Stop automatic promotion into an environment: changes that reach it wait there, with the
+    reason as their gate, until `baton unhold`."""
+    held = BatonApi().hold(environment, app_name, reason)
+    console.print(f"{held.scope} is on hold: {held.reason} (by {held.by})", markup=False)
+
+
+@app.command("unhold")
+def unhold(
+    environment: Annotated[str, typer.Argument(help="the environment, e.g. prod")],
+    app_name: AppOption = None,
+) -> None:
+    """Restart automatic promotion into an environment; changes it stopped go on."""
+    lifted = BatonApi().unhold(environment, app_name)
+    console.print(f"{lifted.scope} is no longer on hold ({lifted.reason})", markup=False)
+
+
+@app.command("holds")
+def holds(as_json: Json = False) -> None:
+    """The holds on every environment: where, for which app, why, by whom and since when."""
+    found = BatonApi().holds()
+    if as_json:
+        print(HOLDS_JSON.dump_json(found, indent=2).decode())
+        return
+    if not found:
+        console.print("nothing is on hold")
+    for h in found:
+        since = f" since {h.at:%Y-%m-%d %H:%M}" if h.at else ""
+        line = f"{h.environment:<10} {h.app or 'every app':<14} {h.reason} (by {h.by}{since})"
+        console.print(line, markup=False)
 
 
 @app.command("login")

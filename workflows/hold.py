@@ -66,13 +66,7 @@ class EnvironmentHolds:
     @unhold.validator
     def _check_unhold(self, request: UnholdRequest) -> None:
         if not any(h.app == request.app for h in self.state.holds):
-            held = ", ".join(h.scope for h in self.state.holds) or "nothing"
-            scope = (
-                f"{self.state.environment} for {request.app}"
-                if request.app
-                else (f"{self.state.environment} (every app)")
-            )
-            raise BadRequest(f"{scope} is not on hold (on hold: {held})")
+            raise BadRequest(rules.not_held(request, self.state.holds))
 
     @workflow.signal(name=Signals.WATCH)
     def watch(self, watch: HoldWatch) -> None:

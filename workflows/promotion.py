@@ -140,9 +140,10 @@ class Promotion:
                         del running[name]
                         result = task.result()
                         self.rollouts.append(result)
-                        self._move(
-                            name, OUTCOME_POSITION.get(result.outcome, "failed"), result.reason
-                        )
+                        position = OUTCOME_POSITION.get(result.outcome, "failed")
+                        self._move(name, position, result.reason)
+                app, commit = self.input.plan.app.name, artifact.commit
+                self.current = next((rollout_id(app, n, commit) for n in running), None)
         except asyncio.CancelledError:
             for name, task in running.items():
                 task.cancel()

@@ -1,0 +1,94 @@
+"""Operations on environments under /api/v1, on the same authenticated path as decisions: hold and
+unhold automatic promotion into an environment, and list the holds.
+
+Who may hold or unhold an environment is its `operators` (users, `group:NAME`), else its
+approvers, else anyone authenticated (`policy.check_operator`): 403 with the reason otherwise;
+404 for an unknown environment or app; 409 for an unhold of what is not on hold.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field
+
+from api.v1 import MAX_COMMENT, REFUSALS, AppName, CallerDep, client_of, config_of
+from baton import operations, policy
+from baton.config import BatonConfig, EnvironmentConfig
+from baton.errors import NotFound
+from baton.holds import Hold, HoldRequest, UnholdRequest
+
+router = APIRouter(prefix="/api/v1", responses=REFUSALS)
+
+
+class HoldBody(BaseModel):
+    app: AppName | None = Field(default=None, description="one app only; default: every app")
+    reason: str = Field(
+        min_length=1, max_length=MAX_COMMENT, description="why: what every waiting change shows"
+    )
+
+
+class UnholdBody(BaseModel):
+    app: AppName | None = Field(
+        default=None, description="the hold on this app; default: the hold on every app"
+    )
+
+
+def _operated(
+    config: BatonConfig,
+    environment: str,
+    app: str | None,
+    user: str,
+    groups: list[str],
+    action: str,
+) -> EnvironmentConfig:
+    """The environment, once the caller may `action` it (PolicyViolation) and the names exist."""
+    env = next((e for e in config.environments if e.name == environment), None)
+    if env is None:
+        known = ", ".join(e.name for e in config.environments) or "none"
+        raise NotFound(f"no environment {environment!r}: the configuration has {known}")
+    if app is not None and app not in [a.name for a in config.apps]:
+        known = ", ".join(a.name for a in config.apps)
+        raise NotFound(f"no app {app!r}: the configuration has {known}")
+    policy.check_operator(env, user, action, groups)
+    return env
+
+
+@router.post(
+    "/environments/{environment}/hold",
+    response_model=Hold,
+    summary="Stop automatic promotion into an environment",
+)
+async def hold(request: Request, caller: CallerDep, environment: AppName, body: HoldBody) -> Hold:
+    """Changes that reach the environment wait there, with this hold as their gate, until it is
+    lifted; a hold on the same app (or on every app) is replaced."""
+    config = config_of(request)
+    _operated(config, environment, body.app, caller.user, caller.groups, "hold")
+    held = HoldRequest(environment=environment, app=body.app, reason=body.reason, by=caller.user)
+    return await operations.hold(client_of(request), held)
+
+
+@router.post(
+    "/environments/{environment}/unhold",
+    response_model=Hold,
+    summary="Restart automatic promotion into an environment",
+)
+async def unhold(
+    request: Request, caller: CallerDep, environment: AppName, body: UnholdBody
+) -> Hold:
+    """Lift the hold (on one app, or the one on every app); the changes it stopped go on."""
+    config = config_of(request)
+    _operated(config, environment, body.app, caller.user, caller.groups, "unhold")
+    lift = UnholdRequest(environment=environment, app=body.app, by=caller.user)
+    return await operations.unhold(client_of(request), lift)
+
+
+@router.get("/holds", response_model=list[Hold], summary="The holds on every environment")
+async def holds(
+    request: Request,
+    caller: CallerDep,
+    environment: Annotated[AppName | None, Query(description="only this environment's")] = None,
+) -> list[Hold]:
+    names = [e.name for e in config_of(request).environments]
+    return await operations.holds(client_of(request), [environment] if environment else names)
