@@ -164,17 +164,26 @@ class ChangePlan(BaseModel):
 class ChangeInput(BaseModel):
     """Starts a ChangeWorkflow: a pull request on an application repository, or (`trigger:
     push`, no `pr_number`) a commit pushed to the release branch that no pull request merged,
-    whose `head_sha` is the commit to integrate."""
+    whose `head_sha` is the commit to integrate; or an operation on an artifact CI built before
+    (`trigger: promote`, `baton promote`: into the plan's environments; `trigger: retry`,
+    `baton retry`: a failed rollout of a change again, and what follows it)."""
 
     plan: ChangePlan
     repo: str
     pr_number: int | None = None
-    trigger: Literal["pull_request", "push"] = "pull_request"
+    trigger: Literal["pull_request", "push", "promote", "retry"] = "pull_request"
     title: str = ""
     author: str
     head_branch: str
     head_sha: str
     base_branch: str = "main"
+    artifact: Artifact | None = None
+    """promote, retry: what CI already built for `head_sha`, deployed as it is (no validation,
+    no integration)."""
+    earlier: ChangeStatus | None = None
+    """retry: the change as it ended; its timeline goes on, the environments it deployed to stay
+    deployed and `retry` (an environment's name) is rolled out again."""
+    retry: str | None = None
 
 
 class PullRequestEvent(BaseModel):
@@ -439,6 +448,10 @@ class LaneRequest(BaseModel):
     """A change asking its environment's lane for a turn to roll out."""
 
     change_id: str
+    run_id: str = Field(
+        default="",
+        description="the change's run that asks: a retried change (a new run) joins again",
+    )
     commit: str
     merged_at: datetime = Field(description="when the change merged: what newer means")
     policy: LanePolicy | None = Field(
@@ -487,3 +500,6 @@ class LaneStatus(LaneState):
     """The lane's `status` query: its state and how many turns were released."""
 
     released: int = 0
+
+
+ChangeInput.model_rebuild()  # `earlier` is a ChangeStatus, defined after it

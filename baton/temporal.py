@@ -65,8 +65,9 @@ MEMO_GATE = "gate"
 """The memo key under which changes and rollouts publish their current `Gate` (absent: none)."""
 
 
-CHANGE_KEY = r"^([0-9]+|push-[0-9a-f]{12})$"
-"""A change's key after `change/<app>/`: its PR number, or `push-<sha12>` (`push_change_id`)."""
+CHANGE_KEY = r"^([0-9]+|push-[0-9a-f]{12}|promote-[0-9a-f]{12}-[a-z0-9]([-a-z0-9]*[a-z0-9])?)$"
+"""A change's key after `change/<app>/`: its PR number, `push-<sha12>` (`push_change_id`) or
+`promote-<sha12>-<env>` (`promote_change_id`)."""
 
 
 def change_id(app: str, pr_number: int | str) -> str:
@@ -95,9 +96,23 @@ def holds_id(environment: str) -> str:
     return f"hold/{environment}"
 
 
+def promote_change_id(app: str, commit: str, environment: str) -> str:
+    """A deliberate promotion (`baton promote`) of an app's commit into an environment."""
+    return f"change/{app}/promote-{commit[:12]}-{environment}"
+
+
 def pipeline_id(change: str, run: str) -> str:
     """A change's pipeline: `pr-<n>` for the nth validation of the PR, `ci` for integration."""
     return f"{change}/{run}"
+
+
+FIRST_STATE = {
+    "pull_request": "validating",
+    "push": "integrating",
+    "promote": "promoting",
+    "retry": "promoting",
+}
+"""The state a change starts in, by what started it (`ChangeInput.trigger`)."""
 
 
 def initial_search_attributes(input: ChangeInput) -> TypedSearchAttributes:
@@ -111,9 +126,7 @@ def initial_search_attributes(input: ChangeInput) -> TypedSearchAttributes:
                 else []
             ),
             SearchAttributePair(SearchAttributes.COMMIT, input.head_sha),
-            SearchAttributePair(
-                SearchAttributes.STATE, "integrating" if input.trigger == "push" else "validating"
-            ),
+            SearchAttributePair(SearchAttributes.STATE, FIRST_STATE[input.trigger]),
         ]
     )
 

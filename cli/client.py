@@ -147,6 +147,16 @@ class BatonApi:
         answer = self.call("POST", f"/environments/{environment}/unhold", {"app": app})
         return Hold.model_validate(answer)
 
+    def promote(self, app: str, commit: str, environment: str) -> str:
+        """Deploy the artifact CI built for `commit` into `environment`; the answer's message."""
+        body = {"commit": commit, "environment": environment}
+        return self.call("POST", f"/apps/{app}/promote", body)["message"]
+
+    def retry(self, change: str, environment: str) -> str:
+        app, pr = _parts(change)
+        body = {"environment": environment}
+        return self.call("POST", f"/changes/{app}/{pr}/retry", body)["message"]
+
     def holds(self) -> list[Hold]:
         return [Hold.model_validate(h) for h in self.call("GET", "/holds")]
 
@@ -157,7 +167,8 @@ def _parts(change: str) -> tuple[str, str]:
     parts = change.removeprefix("change/").split("/")
     if len(parts) != 2 or not re.match(CHANGE_KEY, parts[1]):
         raise BadRequest(
-            f"{change!r} is not a change id: give change/APP/PR or change/APP/push-SHA12, "
+            f"{change!r} is not a change id: give change/APP/PR, change/APP/push-SHA12 or "
+            "change/APP/promote-SHA12-ENV, "
             "e.g. change/web/7"
         )
     return parts[0], parts[1]

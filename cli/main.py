@@ -413,6 +413,24 @@ def abort(
     console.print(BatonApi().abort(change, reason))
 
 
+@app.command("promote")
+def promote(
+    app_name: Annotated[str, typer.Argument(help="the app, e.g. sample-app")],
+    commit: Annotated[str, typer.Option("--commit", help="the commit whose artifact CI built")],
+    to: Annotated[str, typer.Option("--to", help="the environment to deploy it into")],
+) -> None:
+    """Deploy an artifact CI built before into an environment, through its gates (a deliberate
+    rollback or a hotfix path), as a change of its own; holds do not stop it."""
+    console.print(BatonApi().promote(app_name, commit, to), markup=False)
+
+
+@app.command("retry")
+def retry(change: ChangeId, env: Env) -> None:
+    """Roll an ended change out again where its rollout failed (once the cause is fixed), under
+    the current configuration, then on along the promotion graph."""
+    console.print(BatonApi().retry(change, env), markup=False)
+
+
 HOLDS_JSON = TypeAdapter(list[Hold])
 AppOption = Annotated[str | None, typer.Option("--app", help="one app only; default: every app")]
 

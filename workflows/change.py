@@ -70,6 +70,9 @@ class ChangeWorkflow:
         self.reason: str | None = None
         self.validations = 0
         self.promotion = Promotion(input, self.record, self._set_state)
+        if input.earlier is not None and input.retry is not None:  # a retry: the change goes on
+            self.record.timeline = list(input.earlier.timeline)
+            self.promotion.resume(input.earlier, input.retry)
         self.aborted: AbortInput | None = None
         self.body: asyncio.Future | None = None
         self.validated: dict[str, bool] = {}  # head → whether its validation passed
@@ -170,6 +173,10 @@ class ChangeWorkflow:
         return self.status()
 
     async def _carry(self) -> None:
+        if self.input.artifact is not None:  # promote, retry: what CI built before
+            self._take_artifact(self.input.artifact)
+            await self._promote(self.input.artifact)
+            return
         if self.input.trigger == "push":
             if not await self._take_push():
                 return
@@ -211,6 +218,16 @@ class ChangeWorkflow:
             "without a pull request"
         )
         return True
+
+    def _take_artifact(self, artifact: Artifact) -> None:
+        """Deploy an artifact CI built before, as it is: a retry keeps the change's merge time
+        (newer changes still supersede it), a deliberate promotion is the newest."""
+        earlier = self.input.earlier
+        self.pr.merge_commit = artifact.commit
+        self.pr.merged_at = earlier.merged_at if earlier and earlier.merged_at else workflow.now()
+        self.result = PipelineResult(passed=True, artifact=artifact)
+        workflow.upsert_search_attributes([SearchAttributes.COMMIT.value_set(artifact.commit)])
+        self.record.note(self.input.title)
 
     async def _promote(self, artifact: Artifact) -> None:
         """Roll the artifact out along the promotion graph (`workflows.promotion`)."""

@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         Artifact,
         ChangeInput,
         ChangeState,
+        ChangeStatus,
         RolloutInput,
         RolloutOutcome,
         RolloutResult,
@@ -88,6 +89,16 @@ class Promotion:
         self.positions: dict[str, Position] = {}
         self.details: dict[str, str] = {}
         self.tracked = False  # whether positions are kept (the graph's path)
+
+    def resume(self, earlier: ChangeStatus, environment: str) -> None:
+        """A retry of `environment`: where the change stood when it ended stays (deployed
+        environments, other failures), `environment` and what it blocked start again."""
+        self.rollouts = list(earlier.rollouts)
+        for result in earlier.rollouts:
+            if result.environment in self.graph.stage_of and result.environment != environment:
+                position = OUTCOME_POSITION.get(result.outcome, "failed")
+                self.positions[result.environment] = position
+                self.details[result.environment] = result.reason
 
     def steps(self) -> list[EnvironmentStep]:
         """The graph and where the change stands in it (empty for changes from before it)."""
@@ -156,7 +167,8 @@ class Promotion:
         self, env: EnvironmentConfig, artifact: Artifact, merged_at: datetime
     ) -> RolloutResult:
         """One environment of the graph: wait while it is on hold, then roll out in its lane."""
-        await self.holds.clear(env.name, on_hold=lambda why: self._move(env.name, "held", why))
+        if self.input.trigger != "promote":  # a deliberate promotion is no automatic one
+            await self.holds.clear(env.name, on_hold=lambda why: self._move(env.name, "held", why))
         self._move(env.name, "running")
         workflow.upsert_search_attributes([SearchAttributes.ENVIRONMENT.value_set(env.name)])
         return await self._rollout_in_lane(env, artifact, merged_at)

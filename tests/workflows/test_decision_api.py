@@ -249,7 +249,9 @@ async def test_every_decision_endpoint_refuses_an_unauthenticated_call(api: Api)
         for path in posts
         for verb in action["schema"]["enum"]
     ]
-    assert len(set(calls)) == 6  # approve, reject, override-freeze, abort, hold, unhold
+    assert (
+        len(set(calls)) == 8
+    )  # approve, reject, override-freeze, abort, hold, unhold, promote, retry
     for call in set(calls):
         answer = await api.http.post(call, json={"reason": "x", "comment": "x"})
         assert answer.status_code == 401, (call, answer.text)

@@ -1,6 +1,7 @@
-"""Holds through Baton's API (/api/v1) and the CLI, on a real Temporal server with the real
-EnvironmentHolds workflow: who may hold and unhold an environment (its operators, else its
-approvers), refusals as 403/404/409 with the reason, and the holds listed without a worker.
+"""Operations through Baton's API (/api/v1) and the CLI, on a real Temporal server with the real
+EnvironmentHolds workflow: who may hold, unhold, promote and retry in an environment (its
+operators, else its approvers), refusals as 403/404/409 with the reason, and the holds listed
+without a worker. (Promotions and retries carried out: test_promotion_graph.py.)
 
 Fixtures and callers are test_decision_api.py's: prod's approvers are carol, dave and
 group:release-managers; mallory is nobody's.
@@ -115,5 +116,37 @@ async def test_the_cli_holds_and_unholds_through_the_api(
         assert "prod for web is not on hold" in capsys.readouterr().err
         assert await asyncio.to_thread(baton, monkeypatch, "unhold", "prod") == 0
         assert "prod is no longer on hold (incident 42)" in capsys.readouterr().out
+
+        promote = ["promote", "web", "--commit", "0123456", "--to", "prod"]
+        assert await asyncio.to_thread(baton, monkeypatch, *promote) == 4  # not found
+        assert "no artifact of web at 0123456" in capsys.readouterr().err
     finally:
         served.stop()
+
+
+async def test_promote_and_retry_are_refused_with_the_reason(api: Api) -> None:
+    carol, mallory = api.token("carol"), api.token("mallory")
+    promote = "/api/v1/apps/web/promote"
+    body = {"commit": "0123456", "environment": "prod"}
+    stranger = await api.http.post(promote, json=body, headers=mallory)
+    assert stranger.status_code == 403
+    assert stranger.json()["error"].startswith("mallory may not promote into prod: allowed are")
+    unknown = await api.http.post(promote, json=body, headers=carol)
+    assert unknown.status_code == 404
+    assert unknown.json()["error"].startswith("no artifact of web at 0123456: CI builds one")
+    bad = await api.http.post(promote, json={**body, "commit": "HEAD~1"}, headers=carol)
+    assert bad.status_code == 422 and "commit" in bad.json()["error"]
+
+    change = await api.start_change()
+    retry = f"/api/v1/changes/web/{change.pr}/retry"
+    refused = await api.http.post(retry, json={"environment": "prod"}, headers=mallory)
+    assert refused.status_code == 403
+    running = await api.http.post(retry, json={"environment": "prod"}, headers=carol)
+    assert running.status_code == 409
+    assert running.json()["error"] == (
+        f"{change.id} is still promoting: a rollout is retried once its change has ended"
+    )
+    missing = await api.http.post(
+        "/api/v1/changes/web/999/retry", json={"environment": "prod"}, headers=carol
+    )
+    assert missing.status_code == 404

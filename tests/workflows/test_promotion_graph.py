@@ -13,8 +13,12 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
 from activities.errors import typed_errors
+from baton import operations
+from baton.changes import Refused
+from baton.errors import NotFound
 from baton.holds import Hold, HoldRequest, HoldState, UnholdRequest
 from baton.models import (
+    ChangePlan,
     ChangeStatus,
     Decision,
     Rendered,
@@ -30,10 +34,12 @@ from tests.workflows import test_rollout as rollout
 from tests.workflows.test_change import (
     change_activities,
     environment,
+    head,
+    merge_commit,
     merged,
     rollout_of,
 )
-from tests.workflows.test_pipelines import Steps
+from tests.workflows.test_pipelines import APP, Steps, artifact
 from tests.workflows.test_rollout import M, ui_details
 from workflows import WORKFLOWS
 
@@ -205,3 +211,63 @@ async def test_a_held_environment_stops_the_change_there_with_the_reason_until_u
     assert [(s.name, s.outcome, s.detail) for s in final.timeline if "hold" in s.name] == [
         ("hold on prod", "succeeded", "hold lifted")
     ]
+
+
+async def test_a_promotion_redeploys_an_earlier_artifact_through_the_environment_s_gates(
+    client: Client,
+) -> None:
+    first = await merged(client, 1, environment("dev"))
+    assert (await first.result()).state == "completed"
+    prod = environment("prod", required=1)
+    plan = ChangePlan(app=APP, environments=[prod], stages=[["prod"]])
+
+    promotion = await operations.promote(client, plan, merge_commit(1)[:12], "olivia")
+
+    assert promotion == f"change/{APP.name}/promote-{merge_commit(1)[:12]}-prod"
+    change = client.get_workflow_handle(promotion, result_type=ChangeStatus)
+    deploy = rollout_of(client, 1, "prod")
+    gate = await at_gate(deploy, "approval", RolloutStatus)
+    assert gate.gate is not None and gate.gate.required == 1
+    await deploy.execute_update(Updates.APPROVE, Decision(user="carol"))
+    status = await change.result()
+    assert (status.state, status.reason) == ("completed", "deployed to prod")
+    assert status.artifact == artifact(merge_commit(1))
+    assert status.timeline[0].detail == (
+        f"olivia promotes {merge_commit(1)[:12]} (built for {first.id}) into prod"
+    )
+    with pytest.raises(NotFound, match="no artifact of web at 0123456"):
+        await operations.promote(client, plan, "0123456", "olivia")
+
+
+async def test_a_retry_rolls_the_failed_environment_out_again_and_goes_on_from_there(
+    client: Client, steps: Steps
+) -> None:
+    FAILING.add("staging-b")
+    envs = [environment(name) for name in ("dev", "staging-a", "staging-b", "prod")]
+    change = await merged(client, 1, *envs, stages=GRAPH)
+    failed = await change.result()
+    assert positions(failed)["prod"] == "blocked"
+    plan = ChangePlan(app=APP, environments=envs, stages=GRAPH)
+    with pytest.raises(Refused, match="did not fail in staging-a: it was deployed there"):
+        await operations.retry(
+            client, ChangePlan(app=APP, environments=envs), change.id, "staging-a", "olivia"
+        )
+
+    FAILING.clear()  # the cause is fixed
+    assert await operations.retry(client, plan, change.id, "staging-b", "olivia") == change.id
+
+    status = await client.get_workflow_handle(change.id, result_type=ChangeStatus).result()
+    assert (status.state, status.reason) == (
+        "completed",
+        "deployed to dev, staging-a, staging-b, prod",
+    )
+    deployed = [(r.environment, r.outcome) for r in status.rollouts]
+    assert sorted(deployed[:3]) == [
+        ("dev", "deployed"),
+        ("staging-a", "deployed"),
+        ("staging-b", "failed"),
+    ]  # from the first run: dev and staging-a are not rolled out again
+    assert deployed[3:] == [("staging-b", "deployed"), ("prod", "deployed")]
+    names = [stage.name for stage in status.timeline]
+    assert names[0] == f"validate {head(1)[:12]}" and names.count("deploy to staging-b") == 2
+    assert len(steps.started) == len({c for c in steps.started})  # nothing validated or built again
