@@ -11,16 +11,22 @@ artifact as it is; a retry is a new run of the change (same id) that goes on fro
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Any
 
-from temporalio.client import Client, WithStartWorkflowOperation, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from baton import changes
 from baton.changes import Refused, refusal
-from baton.errors import BadRequest, NotFound
+from baton.errors import BadRequest, InfrastructureError, NotFound
 from baton.holds import Hold, HoldRequest, HoldState, UnholdRequest, not_held
 from baton.models import Artifact, ChangeInput, ChangePlan, ChangeStatus
 from baton.temporal import (
@@ -32,6 +38,9 @@ from baton.temporal import (
     initial_search_attributes,
     promote_change_id,
 )
+
+PATIENCE = timedelta(seconds=10)
+"""How long a hold or unhold waits for a worker to take it (503 after)."""
 
 
 async def hold(client: Client, request: HoldRequest) -> Hold:
@@ -46,19 +55,29 @@ async def hold(client: Client, request: HoldRequest) -> Hold:
     )
     try:
         return await client.execute_update_with_start_workflow(
-            Updates.HOLD, request, start_workflow_operation=start, result_type=Hold
+            Updates.HOLD,
+            request,
+            start_workflow_operation=start,
+            result_type=Hold,
+            rpc_timeout=PATIENCE,
         )
     except WorkflowUpdateFailedError as exc:
         raise refusal(exc) from None
+    except WorkflowUpdateRPCTimeoutOrCancelledError:
+        raise _no_worker(request.environment) from None
 
 
 async def unhold(client: Client, request: UnholdRequest) -> Hold:
     """Lift a hold; Refused when there is none for that app (or for every app)."""
     handle = client.get_workflow_handle(holds_id(request.environment))
     try:
-        return await handle.execute_update(Updates.UNHOLD, request, result_type=Hold)
+        return await handle.execute_update(
+            Updates.UNHOLD, request, result_type=Hold, rpc_timeout=PATIENCE
+        )
     except WorkflowUpdateFailedError as exc:
         raise refusal(exc) from None
+    except WorkflowUpdateRPCTimeoutOrCancelledError:
+        raise _no_worker(request.environment) from None
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise
@@ -78,6 +97,13 @@ async def holds(client: Client, environments: list[str]) -> list[Hold]:
         state = await described.memo_value("status", None, type_hint=HoldState)
         found += state.holds if state else []
     return found
+
+
+def _no_worker(environment: str) -> InfrastructureError:
+    return InfrastructureError(
+        f"no Baton worker answered for {holds_id(environment)} within {PATIENCE.seconds}s: "
+        "start one with `baton dev up` if none is running"
+    )
 
 
 COMMIT = re.compile(r"^[0-9a-f]{7,40}$")

@@ -12,14 +12,19 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import httpx
 import pytest
+from temporalio.client import Client
 
 from api.app import create_app
 from baton.config import EnvironmentConfig
 from baton.holds import HoldState
+from baton.settings import Settings
 from baton.temporal import holds_id
+from baton.tokens import TokenStore
 from tests.fakes.forges import Served
-from tests.workflows.test_decision_api import Api, api, baton, issuer
+from tests.fakes.oidc import Issuer
+from tests.workflows.test_decision_api import Api, api, baton, baton_config, issuer
 
 __all__ = ["api", "issuer"]  # the fixtures this module shares
 
@@ -150,3 +155,17 @@ async def test_promote_and_retry_are_refused_with_the_reason(api: Api) -> None:
         "/api/v1/changes/web/999/retry", json={"environment": "prod"}, headers=carol
     )
     assert missing.status_code == 404
+
+
+async def test_a_hold_without_a_worker_is_a_503_not_a_hang(
+    isolated_client: Client, issuer: Issuer, tmp_path: Path
+) -> None:
+    settings = Settings(home=tmp_path / "home")
+    app = create_app(settings, baton_config(issuer), isolated_client)
+    headers = {"Authorization": f"Bearer {TokenStore(settings.tokens_file).create('carol').token}"}
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://baton") as http:
+            answer = await http.post(HOLD, json={"reason": "x"}, headers=headers)
+    assert answer.status_code == 503
+    assert answer.json()["error"].startswith("no Baton worker answered for hold/prod within 10s")
