@@ -182,7 +182,8 @@ class Promotion:
     def _ending(self) -> Ending:
         """The change's state once nothing runs: completed when every environment deployed,
         else failed (or superseded) naming each environment that did not, and what it blocked."""
-        by_env = {r.environment: r for r in self.rollouts}
+        # The latest result per environment of the graph (a retry's replaces the one before).
+        by_env = {r.environment: r for r in self.rollouts if r.environment in self.graph.stage_of}
         stopped = [r for r in by_env.values() if r.outcome != "deployed"]
         blocked = [env for env, pos in self.positions.items() if pos == "blocked"]
         if not stopped:

@@ -8,13 +8,19 @@ from collections.abc import AsyncIterator
 
 import pytest
 from temporalio import activity
-from temporalio.client import Client, WithStartWorkflowOperation, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+)
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
 from activities.errors import typed_errors
 from baton import operations
 from baton.changes import Refused
+from baton.config import EnvironmentConfig
 from baton.errors import NotFound
 from baton.holds import Hold, HoldRequest, HoldState, UnholdRequest
 from baton.models import (
@@ -32,6 +38,7 @@ from tests.fakes.records import fake_rendered
 from tests.workflows import test_pipelines as pipelines
 from tests.workflows import test_rollout as rollout
 from tests.workflows.test_change import (
+    abort,
     change_activities,
     environment,
     head,
@@ -72,6 +79,17 @@ async def client(isolated_client: Client, steps: Steps) -> AsyncIterator[Client]
 GRAPH = [["dev"], ["staging-a", "staging-b"], ["prod"]]
 
 
+def graph_environments(approved: tuple[str, ...] | list[str] = ()) -> list[EnvironmentConfig]:
+    """GRAPH's environments; those `approved` need one approval."""
+    names = [name for stage in GRAPH for name in stage]
+    return [environment(name, required=1 if name in approved else 0) for name in names]
+
+
+async def along_graph(client: Client, approved: list[str]) -> WorkflowHandle:
+    """Change 1 promoted along GRAPH, validated and merged."""
+    return await merged(client, 1, *graph_environments(approved), stages=GRAPH)
+
+
 def positions(status: ChangeStatus) -> dict[str, str]:
     return {step.environment: step.position for step in status.promotion}
 
@@ -87,15 +105,7 @@ async def exists(handle: WorkflowHandle) -> bool:
 async def test_a_parallel_stage_rolls_out_at_once_and_the_next_waits_for_all_of_it(
     client: Client,
 ) -> None:
-    change = await merged(
-        client,
-        1,
-        environment("dev"),
-        environment("staging-a", required=1),
-        environment("staging-b", required=1),
-        environment("prod"),
-        stages=GRAPH,
-    )
+    change = await along_graph(client, approved=["staging-a", "staging-b"])
 
     # Both staging rollouts wait for their approval at the same time: they run at once.
     staging_a, staging_b = rollout_of(client, 1, "staging-a"), rollout_of(client, 1, "staging-b")
@@ -138,15 +148,7 @@ async def test_a_failed_parallel_stage_stops_what_follows_but_not_its_sibling(
     client: Client,
 ) -> None:
     FAILING.add("staging-b")
-    change = await merged(
-        client,
-        1,
-        environment("dev"),
-        environment("staging-a", required=1),
-        environment("staging-b"),
-        environment("prod"),
-        stages=GRAPH,
-    )
+    change = await along_graph(client, approved=["staging-a"])
     staging_a = rollout_of(client, 1, "staging-a")
     await at_gate(staging_a, "approval", RolloutStatus)
     await until(
@@ -243,8 +245,8 @@ async def test_a_retry_rolls_the_failed_environment_out_again_and_goes_on_from_t
     client: Client, steps: Steps
 ) -> None:
     FAILING.add("staging-b")
-    envs = [environment(name) for name in ("dev", "staging-a", "staging-b", "prod")]
-    change = await merged(client, 1, *envs, stages=GRAPH)
+    envs = graph_environments()
+    change = await along_graph(client, approved=[])
     failed = await change.result()
     assert positions(failed)["prod"] == "blocked"
     plan = ChangePlan(app=APP, environments=envs, stages=GRAPH)
@@ -271,3 +273,24 @@ async def test_a_retry_rolls_the_failed_environment_out_again_and_goes_on_from_t
     names = [stage.name for stage in status.timeline]
     assert names[0] == f"validate {head(1)[:12]}" and names.count("deploy to staging-b") == 2
     assert len(steps.started) == len({c for c in steps.started})  # nothing validated or built again
+
+
+async def test_an_abort_stops_every_rollout_of_a_parallel_stage(client: Client) -> None:
+    change = await along_graph(client, approved=["staging-a", "staging-b"])
+    staging = [rollout_of(client, 1, "staging-a"), rollout_of(client, 1, "staging-b")]
+    for rollout_handle in staging:
+        await at_gate(rollout_handle, "approval", RolloutStatus)
+
+    await abort(change, "alice", "wrong branch")
+
+    final = await change.result()
+    assert (final.state, final.reason) == ("aborted", "aborted by alice: wrong branch")
+    assert positions(final) == {
+        "dev": "deployed",
+        "staging-a": "aborted",
+        "staging-b": "aborted",
+        "prod": "waiting",
+    }
+    for rollout_handle in staging:
+        assert (await rollout_handle.describe()).status != WorkflowExecutionStatus.RUNNING
+    assert not await exists(rollout_of(client, 1, "prod"))
