@@ -19,7 +19,7 @@ from activities.deploy import (
 )
 from activities.forge import merged_pull_request, set_commit_status
 from activities.images import propose_pin_bumps, refresh_mirrors
-from activities.lane import is_running, join_lane
+from activities.lane import is_running, join_lane, watch_holds
 from activities.notify import send_notification
 from activities.pipeline import build_image, publish_artifact, push_image, run_check, try_image
 from baton.temporal import TaskQueues
@@ -30,6 +30,7 @@ ACTIVITIES: dict[str, list[Callable[..., Any]]] = {
         merged_pull_request,
         join_lane,
         is_running,
+        watch_holds,
         send_notification,
     ],
     TaskQueues.BUILD: [

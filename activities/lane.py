@@ -1,4 +1,4 @@
-"""Lane activities: Temporal client calls a workflow cannot make itself."""
+"""Lane and hold activities: Temporal client calls a workflow cannot make itself."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from temporalio.client import WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.errors import typed_errors
+from baton.holds import HoldState, HoldWatch
 from baton.models import JoinLane, LaneState
-from baton.temporal import Signals, TaskQueues, WorkflowTypes, lane_id
+from baton.temporal import Signals, TaskQueues, WorkflowTypes, holds_id, lane_id
 
 
 @activity.defn
@@ -37,3 +38,19 @@ async def is_running(workflow_id: str) -> bool:
             return False
         raise
     return described.status == WorkflowExecutionStatus.RUNNING
+
+
+@activity.defn
+@typed_errors
+async def watch_holds(watch: HoldWatch) -> None:
+    """Ask the environment's holds workflow whether a hold stops the change (it answers by
+    signal), starting that workflow if it is not running yet."""
+    await activity.client().start_workflow(
+        WorkflowTypes.HOLDS,
+        HoldState(environment=watch.environment),
+        id=holds_id(watch.environment),
+        task_queue=TaskQueues.WORKFLOWS,
+        start_signal=Signals.WATCH,
+        start_signal_args=[watch],
+        static_summary=f"holds on automatic promotion into {watch.environment}",
+    )

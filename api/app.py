@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from api import azure_devops, gitea, github, v1
+from api import azure_devops, gitea, github, operations, v1
 from api.auth import Authenticator, TooManyAttempts
 from api.board import routes as board
 from api.github import WebhookRejected
@@ -98,6 +98,7 @@ def create_app(
     app.state.auth = Authenticator(config.auth, TokenStore(settings.tokens_file))
     app.include_router(v1.router)
     board.install(app)
+    app.include_router(operations.router)
 
     @app.middleware("http")
     async def bounded_api_bodies(

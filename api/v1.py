@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -36,17 +36,17 @@ class ErrorBody(BaseModel):
     error: str
 
 
-router = APIRouter(
-    prefix="/api/v1",
-    responses={
-        401: {"model": ErrorBody, "description": "no valid credential"},
-        403: {"model": ErrorBody, "description": "the policy does not allow the caller"},
-        404: {"model": ErrorBody, "description": "no such change or environment"},
-        409: {"model": ErrorBody, "description": "the change is not in a state that takes it"},
-        429: {"model": ErrorBody, "description": "too many failed authentications"},
-        503: {"model": ErrorBody, "description": "Temporal or a worker is not answering"},
-    },
-)
+REFUSALS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "no valid credential"},
+    403: {"model": ErrorBody, "description": "the policy does not allow the caller"},
+    404: {"model": ErrorBody, "description": "no such change, environment or app"},
+    409: {"model": ErrorBody, "description": "not in a state that takes the request"},
+    429: {"model": ErrorBody, "description": "too many failed authentications"},
+    503: {"model": ErrorBody, "description": "Temporal or a worker is not answering"},
+}
+"""The error answers of every /api/v1 route (`ErrorBody`)."""
+
+router = APIRouter(prefix="/api/v1", responses=REFUSALS)
 bearer = HTTPBearer(
     auto_error=False,
     scheme_name="bearer",
@@ -72,11 +72,11 @@ def authenticated(
 CallerDep = Annotated[Caller, Depends(authenticated)]
 
 
-def _client(request: Request) -> Client:
+def client_of(request: Request) -> Client:
     return request.app.state.ingress.client
 
 
-def _config(request: Request) -> BatonConfig:
+def config_of(request: Request) -> BatonConfig:
     return request.app.state.ingress.config
 
 
@@ -143,7 +143,7 @@ async def list_changes(
 ) -> list[changes.ChangeSummary]:
     """Changes, newest first, from their search attributes."""
     filters = changes.Filters(app=app, state=state, environment=environment, running=running)
-    return await changes.list_changes(_client(request), limit, filters)
+    return await changes.list_changes(client_of(request), limit, filters)
 
 
 @router.get("/changes/{app}/{pr}", response_model=ChangeView, summary="One change")
@@ -152,7 +152,7 @@ async def show_change(
 ) -> ChangeView:
     """Everything `baton changes show` has: summary and gates always, the full status when a
     worker answers."""
-    client, change = _client(request), change_id(app, pr)
+    client, change = client_of(request), change_id(app, pr)
     summary = await changes.summary(client, change)
     gates = await changes.change_gates(client, summary)
     view = ChangeView(summary=summary, gates=gates)
@@ -168,9 +168,9 @@ async def show_change(
 )
 async def waiting(request: Request, caller: CallerDep) -> list[changes.PublishedGate]:
     """Rollouts waiting for an approval the caller may give, or at a freeze the caller may break."""
-    config = _config(request)
+    config = config_of(request)
     gates = await changes.gates(
-        _client(request),
+        client_of(request),
         f"WorkflowType = '{WorkflowTypes.ROLLOUT}' "
         f"AND {SearchAttributes.GATE.name} IN ('approval', 'freeze')",
     )
@@ -213,9 +213,9 @@ TargetDep = Annotated[RolloutTarget, Depends(rollout_target)]
 async def _check(request: Request, caller: Caller, target: RolloutTarget, action: str) -> None:
     """Refuse (PolicyViolation, 403) a caller who may not `action` the target rollout by the
     current policy; the rollout's validator checks again with the policy it started under."""
-    environments = _config(request).environments
+    environments = config_of(request).environments
     env = next((e for e in environments if e.name == target.environment), None)
-    detail = await changes.show(_client(request), target.change)
+    detail = await changes.show(client_of(request), target.change)
     if env is None:
         promoted = detail.change.environments or [e.name for e in environments]
         raise changes.EnvironmentNotFound(target.change, target.environment, promoted)
@@ -259,7 +259,7 @@ async def decide(
 ) -> DecisionResult:
     await _check(request, caller, target, ACTIONS[action])
     decision = caller.decision(body.comment, content_hash=body.content_hash, head=body.head)
-    client, change, env = _client(request), target.change, target.environment
+    client, change, env = client_of(request), target.change, target.environment
     if action == "override-freeze":
         message = await changes.override_freeze(client, change, env, decision)
     else:
@@ -276,9 +276,9 @@ async def abort(
     request: Request, caller: CallerDep, app: AppName, pr: ChangeKey, body: AbortRequest
 ) -> DecisionResult:
     """The change's author, or anyone who may approve one of its environments, may abort it."""
-    client, change = _client(request), change_id(app, pr)
+    client, change = client_of(request), change_id(app, pr)
     detail = await changes.show(client, change)
-    deciders = [env.approvals.approvers for env in _config(request).environments]
+    deciders = [env.approvals.approvers for env in config_of(request).environments]
     author = detail.change.author
     if (
         caller.user != author

@@ -346,7 +346,9 @@ async def _update_rollout(
             f"approvals apply to environment rollouts"
         )
     target = rollout_id(status.app, environment, status.artifact.commit)
-    if status.current_rollout != target:
+    # Environments of a parallel stage roll out at once: any of them may be waiting.
+    running = [s.environment for s in status.promotion if s.position == "running"]
+    if status.current_rollout != target and environment not in running:
         done = [r.environment for r in status.rollouts]
         where = (
             f"it already went through {environment}"

@@ -18,6 +18,7 @@ import yaml
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from baton import promotion
 from baton.errors import ConfigurationError
 from baton.references import NAME_MAX, check_domain, check_repository, parse_reference
 from baton.settings import read_secret
@@ -627,6 +628,11 @@ class EnvironmentConfig(Model):
         "instead of being merged automatically",
     )
     approvals: ApprovalPolicy = ApprovalPolicy()
+    operators: list[Approver] = Field(
+        default=[],
+        description="who may hold and unhold automatic promotion into it (users, group:NAME); "
+        "empty: its approvers, or anyone authenticated where it names none",
+    )
     lane: LanePolicy = Field(
         default="latest",
         description="one rollout at a time per app here; latest: a newer change supersedes older "
@@ -783,7 +789,11 @@ class BatonConfig(Model):
     images: ImagesConfig = ImagesConfig()
     apps: list[AppConfig] = Field(min_length=1)
     environments: list[EnvironmentConfig] = []
-    promotion: list[str] = Field(default=[], description="environment names in promotion order")
+    promotion: list[str | list[str]] = Field(
+        default=[],
+        description="stages in promotion order: an environment name, or a list of names rolled "
+        "out at the same time (`[dev, [staging-a, staging-b], prod]`)",
+    )
     notifications: list[NotificationConfig] = []
     auth: AuthConfig = AuthConfig()
 
@@ -797,14 +807,9 @@ class BatonConfig(Model):
             if dupes:
                 raise ValueError(f"duplicate {kind} name(s): {', '.join(dupes)}")
         known = {e.name for e in self.environments}
-        unknown = [n for n in self.promotion if n not in known]
-        if unknown:
-            raise ValueError(
-                f"promotion names unknown environment(s) {', '.join(unknown)}: "
-                f"define them under environments"
-            )
-        if len(set(self.promotion)) != len(self.promotion):
-            raise ValueError("promotion lists an environment twice")
+        wrong = promotion.problems(self.promotion, [e.name for e in self.environments])
+        if wrong:
+            raise ValueError("\n".join(wrong))  # one problem per line (`_problems`)
         for app in self.apps:
             unknown = sorted(set(app.verify) - known)
             if unknown:
@@ -884,14 +889,20 @@ class BatonConfig(Model):
 
         With `app`, each environment is as that app sees it: the app's own `verify` there, if any.
         """
-        names = self.promotion or [e.name for e in self.environments]
-        envs = [self.environment(n) for n in names]
+        envs = [self.environment(n) for stage in self.promotion_stages() for n in stage]
         if app is None:
             return envs
         return [
             e.model_copy(update={"verify": app.verify[e.name]}) if e.name in app.verify else e
             for e in envs
         ]
+
+    def promotion_stages(self) -> list[list[str]]:
+        """`promotion` as stages of environment names (`baton.promotion`); without it, one
+        stage per environment in the order they are listed."""
+        if not self.promotion:
+            return [[e.name] for e in self.environments]
+        return promotion.stages_of(self.promotion)
 
 
 class ConfigError(ConfigurationError):
@@ -936,7 +947,7 @@ def _problems(error: ValidationError) -> list[str]:
             message = f"must be {_BOUNDS[err['type']]} {bound}"
         elif err["type"] == "missing":
             message = "required field is missing"
-        problems.append(f"{path}: {message}" if path else message)
+        problems += [f"{path}: {line}" if path else line for line in message.split("\n")]
     return problems
 
 

@@ -15,6 +15,7 @@ from baton.config import (
     LanePolicy,
     NotificationConfig,
 )
+from baton.promotion import EnvironmentStep
 
 LogRef = str
 """`sha256:<64 hex>` of a log's UTF-8 text, the key of the full log in the LogStore."""
@@ -27,7 +28,7 @@ RollbackOutcome = Literal["running", "rolled back", "failed", "rejected"]
 """How the rollback saga of a failed rollout ended."""
 SyncState = Literal["ready", "failed", "progressing"]
 """Where an environment's sync stands, as a Flux (or local cluster) event reports it."""
-GateKind = Literal["merge", "approval", "sync", "verification", "lane", "freeze"]
+GateKind = Literal["merge", "approval", "sync", "verification", "lane", "freeze", "hold"]
 """What a change or rollout waits for."""
 ChangeState = Literal[
     "validating",
@@ -152,6 +153,11 @@ class ChangePlan(BaseModel):
 
     app: AppConfig
     environments: list[EnvironmentConfig] = []
+    stages: list[list[str]] = Field(
+        default=[],
+        description="the promotion graph's stages of environment names (`baton.promotion`); "
+        "empty: one stage per environment, in order (changes started before stages existed)",
+    )
     gitops: GitOpsConfig = GitOpsConfig()
     ui_url: str = "http://127.0.0.1:8233"
     namespace: str = "default"
@@ -164,6 +170,7 @@ class ChangePlan(BaseModel):
         return cls(
             app=app,
             environments=config.promotion_order(app),
+            stages=config.promotion_stages(),
             gitops=config.gitops,
             ui_url=ui_url,
             namespace=namespace,
@@ -203,18 +210,27 @@ class ChangeInput(BaseModel):
     """Starts a ChangeWorkflow: a pull request on an application repository, (`trigger:
     push`, no `pr_number`) a commit pushed to the release branch that no pull request merged,
     or (`trigger: batch`, with `batch`) the commits a CI schedule found on the release branch;
-    for both of the latter `head_sha` is the commit to integrate."""
+    for both of the latter `head_sha` is the commit to integrate; or an operation on an artifact
+    CI built before (`trigger: promote`, `baton promote`: into the plan's environments; `trigger:
+    retry`, `baton retry`: a failed rollout of a change again, and what follows it)."""
 
     plan: ChangePlan
     repo: str
     pr_number: int | None = None
-    trigger: Literal["pull_request", "push", "batch"] = "pull_request"
+    trigger: Literal["pull_request", "push", "batch", "promote", "retry"] = "pull_request"
     batch: ReleaseBatch | None = None
     title: str = ""
     author: str
     head_branch: str
     head_sha: str
     base_branch: str = "main"
+    artifact: Artifact | None = None
+    """promote, retry: what CI already built for `head_sha`, deployed as it is (no validation,
+    no integration)."""
+    earlier: ChangeStatus | None = None
+    """retry: the change as it ended; its timeline goes on, the environments it deployed to stay
+    deployed and `retry` (an environment's name) is rolled out again."""
+    retry: str | None = None
 
 
 class PullRequestEvent(BaseModel):
@@ -460,6 +476,10 @@ class ChangeStatus(BaseModel):
     batch: ReleaseBatch | None = Field(
         default=None, description="a scheduled batch's commits and pull requests"
     )
+    promotion: list[EnvironmentStep] = Field(
+        default=[],
+        description="the promotion graph and where the change stands in each environment",
+    )
 
 
 class PipelineStatus(BaseModel):
@@ -478,6 +498,10 @@ class LaneRequest(BaseModel):
     """A change asking its environment's lane for a turn to roll out."""
 
     change_id: str
+    run_id: str = Field(
+        default="",
+        description="the change's run that asks: a retried change (a new run) joins again",
+    )
     commit: str
     merged_at: datetime = Field(description="when the change merged: what newer means")
     policy: LanePolicy | None = Field(
@@ -526,3 +550,6 @@ class LaneStatus(LaneState):
     """The lane's `status` query: its state and how many turns were released."""
 
     released: int = 0
+
+
+ChangeInput.model_rebuild()  # `earlier` is a ChangeStatus, defined after it

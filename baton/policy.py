@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from baton.config import GROUP_PREFIX, ApprovalPolicy
+from baton.config import GROUP_PREFIX, ApprovalPolicy, EnvironmentConfig
 from baton.errors import DecisionRefused
 from baton.models import Decision
 
@@ -84,6 +84,20 @@ def check_decider(
 def listed(entries: Sequence[str], user: str, groups: Sequence[str] = ()) -> bool:
     """Whether an approver list names `user`, or a `group:NAME` that `user` is in."""
     return user in entries or any(f"{GROUP_PREFIX}{group}" in entries for group in groups)
+
+
+def check_operator(
+    environment: EnvironmentConfig, user: str, action: str, groups: Sequence[str] = ()
+) -> None:
+    """Raise PolicyViolation unless `user` (in `groups`) may `action` `environment`: its
+    `operators`, else its approvers, else (neither named) anyone authenticated."""
+    allowed = environment.operators or environment.approvals.approvers
+    if allowed and not listed(allowed, user, groups):
+        field = "operators" if environment.operators else "approvals.approvers"
+        raise PolicyViolation(
+            f"{user} may not {action} {environment.name}: allowed are {', '.join(allowed)} "
+            f"(environments[{environment.name}].{field})"
+        )
 
 
 def approved_by(approvals: list[Decision]) -> list[str]:

@@ -74,9 +74,11 @@ MEMO_GATE = "gate"
 """The memo key under which changes and rollouts publish their current `Gate` (absent: none)."""
 
 
-CHANGE_KEY = r"^([0-9]+|(push|batch)-[0-9a-f]{12})$"
-"""A change's key after `change/<app>/`: its PR number, `push-<sha12>` (`push_change_id`) or
-`batch-<sha12>` (`batch_change_id`)."""
+CHANGE_KEY = (
+    r"^([0-9]+|(push|batch)-[0-9a-f]{12}|promote-[0-9a-f]{12}-[a-z0-9]([-a-z0-9]*[a-z0-9])?)$"
+)
+"""A change's key after `change/<app>/`: its PR number, `push-<sha12>` (`push_change_id`),
+`batch-<sha12>` (`batch_change_id`) or `promote-<sha12>-<env>` (`promote_change_id`)."""
 
 
 def change_id(app: str, pr_number: int | str) -> str:
@@ -111,9 +113,29 @@ def lane_id(app: str, environment: str) -> str:
     return f"lane/{app}/{environment}"
 
 
+def holds_id(environment: str) -> str:
+    """One holds workflow per environment (`baton.holds`)."""
+    return f"hold/{environment}"
+
+
+def promote_change_id(app: str, commit: str, environment: str) -> str:
+    """A deliberate promotion (`baton promote`) of an app's commit into an environment."""
+    return f"change/{app}/promote-{commit[:12]}-{environment}"
+
+
 def pipeline_id(change: str, run: str) -> str:
     """A change's pipeline: `pr-<n>` for the nth validation of the PR, `ci` for integration."""
     return f"{change}/{run}"
+
+
+FIRST_STATE = {
+    "pull_request": "validating",
+    "push": "integrating",
+    "batch": "integrating",
+    "promote": "promoting",
+    "retry": "promoting",
+}
+"""The state a change starts in, by what started it (`ChangeInput.trigger`)."""
 
 
 def initial_search_attributes(input: ChangeInput) -> TypedSearchAttributes:
@@ -127,10 +149,7 @@ def initial_search_attributes(input: ChangeInput) -> TypedSearchAttributes:
                 else []
             ),
             SearchAttributePair(SearchAttributes.COMMIT, input.head_sha),
-            SearchAttributePair(
-                SearchAttributes.STATE,
-                "validating" if input.trigger == "pull_request" else "integrating",
-            ),
+            SearchAttributePair(SearchAttributes.STATE, FIRST_STATE[input.trigger]),
         ]
     )
 
@@ -141,6 +160,7 @@ class WorkflowTypes:
     CI_PIPELINE = "CIPipeline"
     ROLLOUT = "EnvironmentRollout"
     LANE = "EnvironmentLane"
+    HOLDS = "EnvironmentHolds"
     IMAGE_REFRESH = "ImageRefresh"
     CI_BATCH = "CIBatch"
 
@@ -153,6 +173,7 @@ class Signals:
     # ChangeWorkflow
     PULL_REQUEST_EVENT = "pull_request_event"
     LANE_UPDATE = "lane_update"
+    HOLD_UPDATE = "hold_update"
     # EnvironmentRollout
     FORGE_REVIEW = "forge_review"
     GITOPS_MERGED = "gitops_merged"
@@ -161,6 +182,8 @@ class Signals:
     # EnvironmentLane
     JOIN = "join"
     RELEASE = "release"
+    # EnvironmentHolds
+    WATCH = "watch"
 
 
 class Updates:
@@ -171,6 +194,9 @@ class Updates:
     # ChangeWorkflow
     ABORT = "abort"
     RERUN = "rerun"
+    # EnvironmentHolds
+    HOLD = "hold"
+    UNHOLD = "unhold"
 
 
 class Queries:

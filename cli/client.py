@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from baton.changes import PublishedGate, Refused
 from baton.errors import BadRequest, BatonError, InfrastructureError, NotFound, Unauthenticated
+from baton.holds import Hold
 from baton.policy import PolicyViolation
 from baton.settings import Settings
 from baton.temporal import CHANGE_KEY
@@ -136,6 +137,29 @@ class BatonApi:
         app, pr = _parts(change)
         return self.call("POST", f"/changes/{app}/{pr}/abort", {"reason": reason})["message"]
 
+    def hold(self, environment: str, app: str | None, reason: str) -> Hold:
+        """Stop automatic promotion into `environment` (for `app`, or every app)."""
+        body = {"app": app, "reason": reason}
+        return Hold.model_validate(self.call("POST", f"/environments/{environment}/hold", body))
+
+    def unhold(self, environment: str, app: str | None) -> Hold:
+        """Lift the hold on `environment` (for `app`, or the one on every app)."""
+        answer = self.call("POST", f"/environments/{environment}/unhold", {"app": app})
+        return Hold.model_validate(answer)
+
+    def promote(self, app: str, commit: str, environment: str) -> str:
+        """Deploy the artifact CI built for `commit` into `environment`; the answer's message."""
+        body = {"commit": commit, "environment": environment}
+        return self.call("POST", f"/apps/{app}/promote", body)["message"]
+
+    def retry(self, change: str, environment: str) -> str:
+        app, pr = _parts(change)
+        body = {"environment": environment}
+        return self.call("POST", f"/changes/{app}/{pr}/retry", body)["message"]
+
+    def holds(self) -> list[Hold]:
+        return [Hold.model_validate(h) for h in self.call("GET", "/holds")]
+
 
 def _parts(change: str) -> tuple[str, str]:
     """`change/app/7` or `app/7` as (app, "7"), `change/app/push-<sha12>` as (app,
@@ -143,8 +167,8 @@ def _parts(change: str) -> tuple[str, str]:
     parts = change.removeprefix("change/").split("/")
     if len(parts) != 2 or not re.match(CHANGE_KEY, parts[1]):
         raise BadRequest(
-            f"{change!r} is not a change id: give change/APP/PR, change/APP/push-SHA12 or "
-            "change/APP/batch-SHA12, "
+            f"{change!r} is not a change id: give change/APP/PR, change/APP/push-SHA12, "
+            "change/APP/batch-SHA12 or change/APP/promote-SHA12-ENV, "
             "e.g. change/web/7"
         )
     return parts[0], parts[1]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
+from pydantic import TypeAdapter
 from rich.console import Console
 from temporalio.client import Client
 
@@ -24,9 +25,11 @@ from baton import metrics as dora
 from baton.config import ConfigError, load_config
 from baton.errors import BadRequest, BatonError, ConfigurationError
 from baton.forges import create_forge
+from baton.holds import Hold
 from baton.local.forge import LocalForge
 from baton.local.stack import Stack
 from baton.models import ChangeStatus, Decision, Stage
+from baton.promotion import describe
 from baton.settings import Settings
 from baton.temporal import connect
 from cli import render as render_command
@@ -227,6 +230,12 @@ def render_change(detail: changes.ChangeDetail) -> None:
             console.print(line, markup=False, highlight=False)
     if status.artifact:
         console.print(f"artifact: {status.artifact.image_ref}")
+    if status.promotion:
+        console.print(f"promotion: {describe(status.promotion)}", markup=False, highlight=False)
+        for step in status.promotion:
+            if step.detail:
+                line = f"  {step.environment}: {step.position}: {step.detail}"
+                console.print(line, markup=False, highlight=False)
     for stage in status.timeline:
         _print_stage(stage, indent="  ")
     for stage in detail.steps:
@@ -347,7 +356,7 @@ def metrics(
     """Delivery metrics (DORA) from the changes Baton carried: frequency, lead time, failure
     rate and time to restore."""
     config = load_config(Settings().config_file())
-    names = config.promotion or [e.name for e in config.environments]
+    names = [e.name for e in config.promotion_order()]
     environment = env or (names[-1] if names else None)
     if environment is None or environment not in [e.name for e in config.environments]:
         raise BadRequest(
@@ -413,6 +422,65 @@ def abort(
 ) -> None:
     """Stop a change wherever it is; an open GitOps PR is closed."""
     console.print(BatonApi().abort(change, reason))
+
+
+@app.command("promote")
+def promote(
+    app_name: Annotated[str, typer.Argument(help="the app, e.g. sample-app")],
+    commit: Annotated[str, typer.Option("--commit", help="the commit whose artifact CI built")],
+    to: Annotated[str, typer.Option("--to", help="the environment to deploy it into")],
+) -> None:
+    """Deploy an artifact CI built before into an environment, through its gates (a deliberate
+    rollback or a hotfix path), as a change of its own; holds do not stop it."""
+    console.print(BatonApi().promote(app_name, commit, to), markup=False)
+
+
+@app.command("retry")
+def retry(change: ChangeId, env: Env) -> None:
+    """Roll an ended change out again where its rollout failed (once the cause is fixed), under
+    the current configuration, then on along the promotion graph."""
+    console.print(BatonApi().retry(change, env), markup=False)
+
+
+HOLDS_JSON = TypeAdapter(list[Hold])
+AppOption = Annotated[str | None, typer.Option("--app", help="one app only; default: every app")]
+
+
+@app.command("hold")
+def hold(
+    environment: Annotated[str, typer.Argument(help="the environment, e.g. prod")],
+    reason: Annotated[str, typer.Option("--reason", help="why: what waiting changes show")],
+    app_name: AppOption = None,
+) -> None:
+    """Stop automatic promotion into an environment: changes that reach it wait there, with the
+    reason as their gate, until `baton unhold`."""
+    held = BatonApi().hold(environment, app_name, reason)
+    console.print(f"{held.scope} is on hold: {held.reason} (by {held.by})", markup=False)
+
+
+@app.command("unhold")
+def unhold(
+    environment: Annotated[str, typer.Argument(help="the environment, e.g. prod")],
+    app_name: AppOption = None,
+) -> None:
+    """Restart automatic promotion into an environment; changes it stopped go on."""
+    lifted = BatonApi().unhold(environment, app_name)
+    console.print(f"{lifted.scope} is no longer on hold ({lifted.reason})", markup=False)
+
+
+@app.command("holds")
+def holds(as_json: Json = False) -> None:
+    """The holds on every environment: where, for which app, why, by whom and since when."""
+    found = BatonApi().holds()
+    if as_json:
+        print(HOLDS_JSON.dump_json(found, indent=2).decode())
+        return
+    if not found:
+        console.print("nothing is on hold")
+    for h in found:
+        since = f" since {h.at:%Y-%m-%d %H:%M}" if h.at else ""
+        line = f"{h.environment:<10} {h.app or 'every app':<14} {h.reason} (by {h.by}{since})"
+        console.print(line, markup=False)
 
 
 @app.command("login")

@@ -8,13 +8,12 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.exceptions import CancelledError, ChildWorkflowError
+from temporalio.exceptions import ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from activities.forge import CommitInput, merged_pull_request
-    from baton.config import EnvironmentConfig
     from baton.errors import BadRequest
+    from baton.holds import HoldUpdate
     from baton.models import (
         TERMINAL_STATES,
         AbortInput,
@@ -27,11 +26,7 @@ with workflow.unsafe.imports_passed_through():
         PipelineInput,
         PipelineResult,
         PullRequestEvent,
-        RolloutInput,
-        RolloutOutcome,
-        RolloutResult,
         Stage,
-        StageOutcome,
     )
     from baton.temporal import (
         Queries,
@@ -41,14 +36,12 @@ with workflow.unsafe.imports_passed_through():
         Updates,
         WorkflowTypes,
         pipeline_id,
-        rollout_id,
     )
     from workflows.pipelines import CIPipeline, PullRequestPipeline
-    from workflows.rollout import EnvironmentRollout
 
 from workflows import metrics
 from workflows.batch import batched, take_batch
-from workflows.lane_client import LaneClient, LaneTurn
+from workflows.promotion import Promotion
 from workflows.pull_request import PullRequestState
 from workflows.record import Record, failure
 from workflows.retries import RETRY
@@ -56,12 +49,6 @@ from workflows.retries import RETRY
 UNVALIDATED_MERGE = "unvalidated-merge"
 """Patch: a PR merged while its validation failed or had not finished is noticed
 (`apps[].on_unvalidated_merge`)."""
-
-# How a rollout's outcome reads in the change's timeline.
-ROLLOUT_STAGE: dict[RolloutOutcome, StageOutcome] = {
-    "deployed": "succeeded",
-    "superseded": "superseded",
-}
 
 
 @workflow.defn(name=WorkflowTypes.CHANGE)
@@ -78,14 +65,15 @@ class ChangeWorkflow:
             namespace=plan.namespace,
             status=self.status,
         )
-        self.lanes = LaneClient(plan.app.name, self.record)
         self.pr = PullRequestState(head_sha=input.head_sha, base_branch=input.base_branch)
         self.state: ChangeState = "validating"
         self.result: PipelineResult | None = None
         self.reason: str | None = None
         self.validations = 0
-        self.rollouts: list[RolloutResult] = []
-        self.current_rollout: str | None = None
+        self.promotion = Promotion(input, self.record, self._set_state)
+        if input.earlier is not None and input.retry is not None:  # a retry: the change goes on
+            self.record.timeline = list(input.earlier.timeline)
+            self.promotion.resume(input.earlier, input.retry)
         self.aborted: AbortInput | None = None
         self.body: asyncio.Future | None = None
         self.validated: dict[str, bool] = {}  # head → whether its validation passed
@@ -102,7 +90,12 @@ class ChangeWorkflow:
     def lane_update(self, update: LaneUpdate) -> None:
         """The environment's lane: queued behind another change, our turn, or superseded
         (while our rollout runs there, it is passed on to the rollout)."""
-        self.lanes.deliver(update)
+        self.promotion.lanes.deliver(update)
+
+    @workflow.signal(name=Signals.HOLD_UPDATE)
+    def hold_update(self, update: HoldUpdate) -> None:
+        """An environment's holds: which one stops the change there, or none any more."""
+        self.promotion.holds.deliver(update)
 
     @workflow.update(name=Updates.ABORT)
     def abort(self, request: AbortInput) -> str:
@@ -155,10 +148,11 @@ class ChangeWorkflow:
             timeline=self.record.timeline,
             artifact=self.result.artifact if self.result else None,
             reason=self.reason,
-            rollouts=self.rollouts,
-            current_rollout=self.current_rollout,
+            rollouts=self.promotion.rollouts,
+            current_rollout=self.promotion.current,
             environments=[env.name for env in self.input.plan.environments],
             batch=self.input.batch,
+            promotion=self.promotion.steps(),
         )
 
     # Orchestration
@@ -175,12 +169,16 @@ class ChangeWorkflow:
             # The abort may also surface as a cancelled child rather than as our own cancellation.
             # Nothing waits any more: no gate, no rollout under way.
             self.record.gate = None
-            self.current_rollout = None
+            self.promotion.current = None
             self._set_state("aborted", f"aborted by {self.aborted.user}: {self.aborted.reason}")
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.status()
 
     async def _carry(self) -> None:
+        if self.input.artifact is not None:  # promote, retry: what CI built before
+            self._take_artifact(self.input.artifact)
+            await self._promote(self.input.artifact)
+            return
         if self.input.trigger == "push":
             if not await self._take_push():
                 return
@@ -229,87 +227,20 @@ class ChangeWorkflow:
         )
         return True
 
+    def _take_artifact(self, artifact: Artifact) -> None:
+        """Deploy an artifact CI built before, as it is: a retry keeps the change's merge time
+        (newer changes still supersede it), a deliberate promotion is the newest."""
+        earlier = self.input.earlier
+        self.pr.merge_commit = artifact.commit
+        self.pr.merged_at = earlier.merged_at if earlier and earlier.merged_at else workflow.now()
+        self.result = PipelineResult(passed=True, artifact=artifact)
+        workflow.upsert_search_attributes([SearchAttributes.COMMIT.value_set(artifact.commit)])
+        self.record.note(self.input.title)
+
     async def _promote(self, artifact: Artifact) -> None:
-        """Roll the artifact out to each environment in promotion order; a failure stops it."""
-        plan = self.input.plan
-        for env in plan.environments:
-            self._set_state("promoting", f"{env.name}")
-            workflow.upsert_search_attributes([SearchAttributes.ENVIRONMENT.value_set(env.name)])
-            # Changes recorded before lanes existed replay without them.
-            if workflow.patched("lanes"):
-                result = await self._rollout_in_lane(env, artifact)
-            else:
-                result = await self._rollout(env, artifact)
-            self.rollouts.append(result)
-            self.current_rollout = None
-            if result.outcome == "superseded":
-                self._set_state("superseded", f"{env.name}: {result.reason}")
-                return
-            if result.outcome != "deployed":
-                self._set_state("failed", f"{env.name}: {result.outcome}: {result.reason}")
-                return
-        self._set_state("completed", f"deployed to {', '.join(e.name for e in plan.environments)}")
-
-    async def _rollout_in_lane(self, env: EnvironmentConfig, artifact: Artifact) -> RolloutResult:
-        """Wait for the environment's lane to give this change its turn, roll out, release it."""
-        merged_at = self.pr.merged_at or workflow.now()
-        async with self.lanes.turn(env, artifact.commit, merged_at) as turn:
-            if turn.superseded_by is not None:
-                return RolloutResult(
-                    environment=env.name,
-                    outcome="superseded",
-                    reason=f"superseded by {turn.superseded_by}",
-                )
-            return await self._rollout(env, artifact, turn)
-
-    async def _rollout(
-        self, env: EnvironmentConfig, artifact: Artifact, turn: LaneTurn | None = None
-    ) -> RolloutResult:
-        """Roll the artifact out to `env` as a child workflow; with a lane `turn`, the lane's
-        supersedes reach the rollout."""
-        app = self.input.plan.app.name
-        child_id = rollout_id(app, env.name, artifact.commit)
-        self.current_rollout = child_id
-        stage = self.record.begin(
-            f"deploy to {env.name}", links={"rollout": self.record.link(child_id)}
-        )
-        try:
-            handle = await workflow.start_child_workflow(
-                EnvironmentRollout.run,
-                RolloutInput(
-                    change_id=workflow.info().workflow_id,
-                    app=self.input.plan.app,
-                    environment=env,
-                    artifact=artifact,
-                    author=self.input.author,
-                    ui_url=self.input.plan.ui_url,
-                    namespace=self.input.plan.namespace,
-                    notifications=self.input.plan.notifications,
-                ),
-                id=child_id,
-                task_queue=TaskQueues.WORKFLOWS,
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(SearchAttributes.APP, app),
-                        SearchAttributePair(SearchAttributes.ENVIRONMENT, env.name),
-                        SearchAttributePair(SearchAttributes.COMMIT, artifact.commit),
-                    ]
-                ),
-                static_summary=f"{app} {artifact.commit[:12]} → {env.name}",
-            )
-            # Awaiting the child itself: cancelling us (abort) cancels the rollout too.
-            result = await turn.follow(handle) if turn else await handle
-        except ChildWorkflowError as err:
-            outcome: RolloutOutcome = (
-                "aborted" if isinstance(err.cause, CancelledError) else "failed"
-            )
-            result = RolloutResult(environment=env.name, outcome=outcome, reason=failure(err))
-        if result.gitops_pr:
-            stage.links["gitops pr"] = result.gitops_pr.url
-        self.record.end(
-            stage, ROLLOUT_STAGE.get(result.outcome, "failed"), f"{result.outcome}: {result.reason}"
-        )
-        return result
+        """Roll the artifact out along the promotion graph (`workflows.promotion`)."""
+        ending = await self.promotion.run(artifact, self.pr.merged_at or workflow.now())
+        self._set_state(ending.state, ending.reason)
 
     async def _validate_until_merged(self) -> None:
         """Validate the current head; a new head cancels the running validation and starts over."""

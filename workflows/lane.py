@@ -97,11 +97,11 @@ class EnvironmentLane:
         self.released = []
         joined, self.joined = self.joined, []
         for request in joined:
-            known = [r.change_id for r in state.queue] + [
-                r.change_id for r in (state.holder, state.newest) if r is not None
+            known = [(r.change_id, r.run_id) for r in state.queue] + [
+                (r.change_id, r.run_id) for r in (state.holder, state.newest) if r is not None
             ]
-            if request.change_id in known:
-                continue  # a retried join
+            if (request.change_id, request.run_id) in known:
+                continue  # a retried join (a retried change is a new run: it joins again)
             state.policy = request.policy or state.policy  # the configuration may have changed
             state.queue.append(request)
         state.queue.sort(key=lambda r: r.merged_at)

@@ -72,6 +72,7 @@ class LaneClient:
         self.updates.pop(env.name, None)
         request = LaneRequest(
             change_id=workflow.info().workflow_id,
+            run_id=workflow.info().run_id,
             commit=commit,
             merged_at=merged_at,
             policy=env.lane,

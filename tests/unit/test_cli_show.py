@@ -4,25 +4,26 @@ each pipeline step with its own log."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from baton.changes import ChangeDetail
 from baton.models import ChangeStatus, Decision, Gate, RolloutStatus, Stage
+from baton.promotion import Position, PromotionGraph, stages_of
 from cli.main import render_change
 from cli.watch import Watcher
 
 AT = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
 CONTENT = "sha256:" + "ab" * 32
-CHANGE = ChangeStatus(
-    id="change/web/1",
-    app="web",
-    repo="web",
-    pr_number=1,
-    author="alice",
-    head_sha="f" * 40,
-    state="promoting",
-)
+
+
+def change_status(**fields: Any) -> ChangeStatus:
+    """Change 1 of web by alice, promoting unless `fields` say otherwise."""
+    change = {"id": "change/web/1", "app": "web", "repo": "web", "pr_number": 1}
+    return ChangeStatus(
+        **change, author="alice", head_sha="f" * 40, **({"state": "promoting"} | fields)
+    )
 
 
 def test_show_names_who_decided_through_what_and_on_which_content(
@@ -66,7 +67,9 @@ def test_show_names_who_decided_through_what_and_on_which_content(
             head="d" * 40,
         ),
     )
-    render_change(ChangeDetail(change=CHANGE, rollout=rollout))
+    change = change_status()
+
+    render_change(ChangeDetail(change=change, rollout=rollout))
 
     out = capsys.readouterr().out
     assert (
@@ -94,7 +97,7 @@ def test_a_pipeline_step_shows_and_watches_with_its_own_log(
         detail=seen,
         links={"logs": log},
     )
-    change = CHANGE.model_copy(update={"state": "validating"})
+    change = change_status(state="validating")
     detail = ChangeDetail(change=change, steps=[step])
 
     render_change(detail)
@@ -102,3 +105,24 @@ def test_a_pipeline_step_shows_and_watches_with_its_own_log(
 
     assert f"✘ image_test 4.0s {seen} (logs: {log})" in capsys.readouterr().out
     assert (ended.stage, ended.outcome, ended.logs) == ("image_test", "failed", log)
+
+
+def test_show_draws_the_promotion_graph_and_where_the_change_stands(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    graph = PromotionGraph(stages_of(["dev", ["staging-a", "staging-b"], "prod"]))
+    positions: dict[str, Position] = {
+        "dev": "deployed",
+        "staging-a": "deployed",
+        "staging-b": "failed",
+        "prod": "blocked",
+    }
+    details = {"staging-b": "helm template failed", "prod": "a predecessor did not deploy"}
+    change = change_status(state="failed", promotion=graph.steps(positions, details))
+
+    render_change(ChangeDetail(change=change))
+
+    out = capsys.readouterr().out
+    assert "promotion: dev ✓ → [staging-a ✓ | staging-b ✗] → prod ⊘\n" in out
+    assert "  staging-b: failed: helm template failed\n" in out
+    assert "  prod: blocked: a predecessor did not deploy\n" in out

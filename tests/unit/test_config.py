@@ -73,7 +73,7 @@ def test_unknown_field_names_the_field() -> None:
 def test_promotion_must_name_defined_environments() -> None:
     text = APP + "environments: [{name: dev, namespace: dev}]\npromotion: [dev, prod]\n"
     assert problems(text) == [
-        "promotion names unknown environment(s) prod: define them under environments"
+        "promotion[1]: unknown environment 'prod': define it under environments (dev)"
     ]
 
 

@@ -15,6 +15,9 @@ as memos and approvals were bound to content. `image_refresh.json` is not the de
 `ci_batch.json` (a CI schedule's run that found three commits), `change_batch.json` (the change it
 started) and `change_batched.json` (a PR merged into a branch integrated on a schedule): they are
 from `tests/workflows/test_ci_batch.py`'s scenarios.
+`holds_prod.json` was first recorded from the scenario of `test_promotion_graph.py` that holds prod
+(a hold placed, a change stopped, a hold on another app, the first lifted); a demo re-records it
+(every change asks its environments' holds workflows).
 """
 
 import json
@@ -44,6 +47,7 @@ def main() -> None:
             "rollout_dev": f"rollout/sample-app/dev/{commit}",
             "rollout_prod": f"rollout/sample-app/prod/{commit}",
             "lane_prod": "lane/sample-app/prod",  # running: its history so far
+            "holds_prod": "hold/prod",  # running too
         }
         for name, wid in ids.items():
             shown = subprocess.run(

@@ -2,7 +2,7 @@
 
 The pipeline steps are test_pipelines.py's `Steps`, the deploy activities test_rollout.py's
 stand-ins (its `world`: a rollout syncs by polling for the commits in `polled_synced`, else on a
-sync event); a lane's `join_lane` and `is_running` are the real ones. Children and activities run
+sync event); a lane's `join_lane` and `is_running` and the holds' `watch_holds` are the real ones. Children and activities run
 on Baton's fixed task queues, so each test has a namespace of its own (`isolated_client`).
 
 Tests drive a change as the API and the CLI do, by the names in `baton.temporal`: forge events by
@@ -25,7 +25,7 @@ from temporalio.client import (
 from temporalio.service import RPCError
 
 from activities.deploy import CloseInput
-from activities.lane import is_running, join_lane
+from activities.lane import is_running, join_lane, watch_holds
 from baton import changes
 from baton.config import ApprovalPolicy, EnvironmentConfig, LanePolicy
 from baton.models import (
@@ -86,7 +86,7 @@ def closing() -> asyncio.Event:
 def change_activities(steps: Steps, close_gitops_pr: Callable = rollout.close) -> dict[str, list]:
     """The stand-ins a change runs on, by task queue: `steps`, the lane's, the rollout's."""
     activities = steps.activities()
-    activities[TaskQueues.WORKFLOWS] += [join_lane, is_running]
+    activities[TaskQueues.WORKFLOWS] += [join_lane, is_running, watch_holds]
     activities[TaskQueues.DEPLOY] = [
         rollout.render_environment,
         rollout.propose,
@@ -112,11 +112,15 @@ async def client(
 
 
 async def open_change(
-    client: Client, number: int, *environments: EnvironmentConfig
+    client: Client,
+    number: int,
+    *environments: EnvironmentConfig,
+    stages: list[list[str]] | None = None,
 ) -> WorkflowHandle:
-    """Start change `number` as the API does when its pull request is opened."""
+    """Start change `number` as the API does when its pull request is opened (promoted along
+    `stages`, by default one environment after the other)."""
     change = ChangeInput(
-        plan=ChangePlan(app=APP, environments=list(environments)),
+        plan=ChangePlan(app=APP, environments=list(environments), stages=stages or []),
         repo=APP.repo,
         pr_number=number,
         title=f"change {number}",
@@ -144,9 +148,14 @@ async def pull_request(change: WorkflowHandle, action: str, **fields: str) -> No
     await change.signal(Signals.PULL_REQUEST_EVENT, PullRequestEvent(action=action, **fields))
 
 
-async def merged(client: Client, number: int, *environments: EnvironmentConfig) -> WorkflowHandle:
+async def merged(
+    client: Client,
+    number: int,
+    *environments: EnvironmentConfig,
+    stages: list[list[str]] | None = None,
+) -> WorkflowHandle:
     """Change `number`, validated and then merged as `merge_commit(number)`."""
-    change = await open_change(client, number, *environments)
+    change = await open_change(client, number, *environments, stages=stages)
     await at_gate(change, "merge", ChangeStatus)
     await pull_request(change, "merged", merge_commit_sha=merge_commit(number))
     return change

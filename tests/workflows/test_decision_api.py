@@ -60,6 +60,7 @@ from tests.conftest import at_gate, serving, until
 from tests.fakes.forges import Served
 from tests.fakes.oidc import AUDIENCE, Issuer
 from tests.fakes.records import fake_artifact, fake_rendered
+from workflows.hold import EnvironmentHolds
 from workflows.rollout import EnvironmentRollout
 
 HEAD = "d" * 40
@@ -213,7 +214,7 @@ async def api(isolated_client: Client, issuer: Issuer, tmp_path: Path) -> AsyncI
     app = create_app(settings, config, isolated_client)
     activities = {TaskQueues.DEPLOY: [render_environment, propose, close]}
     async with (
-        serving(isolated_client, [EnvironmentRollout, ChangeStandIn], activities),
+        serving(isolated_client, [EnvironmentRollout, ChangeStandIn, EnvironmentHolds], activities),
         app.router.lifespan_context(app),
     ):
         transport = httpx.ASGITransport(app=app)
@@ -248,7 +249,9 @@ async def test_every_decision_endpoint_refuses_an_unauthenticated_call(api: Api)
         for path in posts
         for verb in action["schema"]["enum"]
     ]
-    assert len(set(calls)) == 4  # approve, reject, override-freeze, abort
+    assert (
+        len(set(calls)) == 8
+    )  # approve, reject, override-freeze, abort, hold, unhold, promote, retry
     for call in set(calls):
         answer = await api.http.post(call, json={"reason": "x", "comment": "x"})
         assert answer.status_code == 401, (call, answer.text)

@@ -30,7 +30,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from activities.errors import typed_errors
-from activities.lane import is_running, join_lane
+from activities.lane import is_running, join_lane, watch_holds
 from api.app import create_app
 from baton.config import (
     BatonConfig,
@@ -136,7 +136,7 @@ async def observed(
         return fake_rendered(input)
 
     activities = steps.activities()
-    activities[TaskQueues.WORKFLOWS] += [join_lane, is_running]
+    activities[TaskQueues.WORKFLOWS] += [join_lane, is_running, watch_holds]
     activities[TaskQueues.DEPLOY] = [
         render_environment,
         rollout.propose,
