@@ -320,6 +320,29 @@ async def test_prod_needs_two_distinct_approvers_and_refuses_author(workers: Cli
     assert result.revision == M
 
 
+async def test_an_approval_beyond_the_required_count_is_not_counted(workers: Client) -> None:
+    handle = await start(workers, rollout_input(required=2, allow_self=True))
+    await wait_for_gate(handle, "approval")
+
+    # Three approvals at once: they can all pass the validator before the first is counted.
+    answers = await asyncio.gather(
+        *(
+            handle.execute_update(EnvironmentRollout.approve, Decision(user=user))
+            for user in ("carol", "dave", "alice")
+        ),
+        return_exceptions=True,
+    )
+
+    texts = sorted(
+        a.cause.message if isinstance(a, WorkflowUpdateFailedError) else a for a in answers
+    )
+    assert sorted(t[-5:] for t in texts if t.endswith("/2)")) == ["(1/2)", "(2/2)"], texts
+    (third,) = [t for t in texts if not t.endswith("/2)")]
+    assert third.endswith("is not needed") or "not waiting for approval" in third, texts
+    result = await synced(handle)
+    assert len(result.approvals) == 2, result.approvals
+
+
 async def test_rejection_stops_the_rollout_and_closes_the_gitops_pr(workers: Client) -> None:
     handle = await start(workers, rollout_input())
     await wait_for_gate(handle, "approval")
