@@ -12,6 +12,7 @@ from temporalio import activity
 
 from activities.context import current
 from activities.errors import typed_errors
+from activities.heartbeat import heartbeating
 from baton.gitops import IDENTITY
 from baton.mirror import (
     MirroredImage,
@@ -31,6 +32,7 @@ def _state() -> MirrorState:
 
 
 @activity.defn
+@heartbeating
 @typed_errors
 def refresh_mirrors() -> list[MirroredImage]:
     """Re-read every `images.mirror` source; copy new digests; every entry as it now stands."""
@@ -45,6 +47,7 @@ def bump_branch(image: MirroredImage) -> str:
 
 
 @activity.defn
+@heartbeating
 @typed_errors
 def propose_pin_bumps(image: MirroredImage) -> list[str]:
     """Open, in each app repository that pins `image`'s previous digest, a PR moving the pins to

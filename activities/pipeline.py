@@ -11,6 +11,7 @@ from temporalio import activity
 
 from activities.context import Context, current
 from activities.errors import typed_errors
+from activities.heartbeat import heartbeating, report
 from baton import artifacts, bundles, checks, images
 from baton.config import AppConfig
 from baton.errors import CheckConfigError
@@ -39,10 +40,6 @@ class PublishInput(BaseModel):
     commit: str
 
 
-def _heartbeat(message: str) -> None:
-    activity.heartbeat(message)
-
-
 def _commands(result_name: str, commands: list[str], input: CheckInput) -> CheckResult:
     """Run the app's configured commands in order; the first failure decides."""
     ctx = current()
@@ -62,7 +59,7 @@ def _commands(result_name: str, commands: list[str], input: CheckInput) -> Check
             command,
             workdir,
             timeout_s=input.app.check_timeout_s,
-            on_progress=_heartbeat,
+            on_progress=report,
             logs=ctx.logs,
         )
         if not result.passed:
@@ -71,6 +68,7 @@ def _commands(result_name: str, commands: list[str], input: CheckInput) -> Check
 
 
 @activity.defn
+@heartbeating
 @typed_errors
 def run_check(input: CheckInput) -> CheckResult:
     """One pipeline step at one commit; a failing check is a result, not an error."""
@@ -88,7 +86,7 @@ def run_check(input: CheckInput) -> CheckResult:
             return checks.helm_lint(
                 workdir / app.chart,
                 values,
-                on_progress=_heartbeat,
+                on_progress=report,
                 logs=ctx.logs,
                 registry=ctx.registry,
             )
@@ -115,9 +113,7 @@ def _dockerfile(workdir: Path, app: AppConfig, ctx: Context) -> CheckResult:
     """hadolint, then whether this machine's builder can build the Dockerfile at all: a
     Dockerfile that needs a newer BuildKit fails here, before any build, naming the line."""
     dockerfile = workdir / app.context / app.dockerfile
-    lint = checks.hadolint(
-        dockerfile, repository_root=workdir, on_progress=_heartbeat, logs=ctx.logs
-    )
+    lint = checks.hadolint(dockerfile, repository_root=workdir, on_progress=report, logs=ctx.logs)
     if not lint.passed:
         return lint
     try:
@@ -143,6 +139,7 @@ def readable_tag(commit: str) -> str:
 
 
 @activity.defn
+@heartbeating
 @typed_errors
 def build_image(input: BuildInput) -> CheckResult:
     """Build the app's image at the commit; when `push`, push it tagged with the commit.
@@ -163,7 +160,7 @@ def build_image(input: BuildInput) -> CheckResult:
             buildargs={"APP_COMMIT": input.commit, **ctx.build_args()},
             labels={"org.opencontainers.image.revision": input.commit},
             secrets=_build_secrets(app),
-            on_progress=_heartbeat,
+            on_progress=report,
             logs=ctx.logs,
         )
     except (images.ImageBuildFailed, images.BuildKitRequired) as exc:
@@ -183,7 +180,7 @@ def build_image(input: BuildInput) -> CheckResult:
             built.image_id,
             app.image_test,
             commit=input.commit,
-            on_progress=_heartbeat,
+            on_progress=report,
             logs=ctx.logs,
         )
         if not tried.passed:
@@ -194,7 +191,7 @@ def build_image(input: BuildInput) -> CheckResult:
     summary = f"built {built.image_id[:19]}{tested}"
     if input.push:
         digests = [
-            images.push_image(built.image_id, ctx.registry, app.image, tag, on_progress=_heartbeat)
+            images.push_image(built.image_id, ctx.registry, app.image, tag, on_progress=report)
             for tag in (input.commit, readable_tag(input.commit))
         ]
         summary = f"pushed {repository}:{input.commit[:12]} as {digests[0]}{tested}"
@@ -225,6 +222,7 @@ def _build_secrets(app: AppConfig) -> dict[str, str]:
 
 
 @activity.defn
+@heartbeating
 @typed_errors
 def publish_artifact(input: PublishInput) -> Artifact:
     """Publish the chart or Kustomize bundle and the image reference by digest for CD; CD never

@@ -19,10 +19,11 @@ from activities.deploy import (
     VerifyInput,
     revert_gitops_change,
     verify_endpoint,
+    verify_running,
 )
 from baton.config import VerifyConfig, parse_config
 from baton.diff import diff_manifests
-from baton.gitops import placeholder_manifests, rollout_branch
+from baton.gitops import RENDERED_FROM, RenderedFrom, beside, placeholder_manifests, rollout_branch
 from baton.models import RolloutInput
 from baton.render import holds_objects
 from baton.settings import Settings
@@ -222,3 +223,58 @@ def test_a_rollback_to_a_previous_commit_still_needs_it_to_answer(
     assert not refused.synced and f"""containing '"commit": "{FIRST}"'""" in refused.message
     endpoint.body = f'{{"commit": "{FIRST}"}}'
     assert verify_after_rollback(gitops, endpoint.url, removed=False, previous=FIRST).synced
+
+
+def deploy_recorded(context: Context, commit: str) -> str:
+    """Merge `commit`'s manifests with Baton's record of what they were rendered from."""
+    record = RenderedFrom.of(fake_artifact("sample-app", commit), "staging", {})
+    branch = rollout_branch("sample-app", "staging", commit)
+    also = {beside(MANIFESTS, RENDERED_FROM): record.to_text()}
+    context.gitops.propose(branch, MANIFESTS, DEPLOYMENT, "Deploy", also=also)
+    pr = context.forge.open_pull_request("gitops", branch, "main", "Deploy", "", author="baton")
+    return context.forge.merge_pull_request("gitops", pr.number, pr.head_sha)
+
+
+def check_running(gitops: Context, url: str) -> object:
+    """Check staging's verification for the version it runs, before rolling SECOND out."""
+    check = VerifyConfig(url=url, expected_body='"commit": "{commit}"', timeout_s=1)
+    return ActivityEnvironment().run(verify_running, rollout(gitops, SECOND, check))
+
+
+def test_verification_is_not_checked_where_nothing_runs_yet(gitops: Context) -> None:
+    outcome = check_running(gitops, f"http://127.0.0.1:{closed_port()}/version")
+    assert outcome.synced and outcome.reason == "nothing runs yet"
+
+
+def test_verification_answering_for_the_running_version_lets_the_rollout_go_on(
+    gitops: Context, endpoint: Endpoint
+) -> None:
+    deploy_recorded(gitops, FIRST)
+    endpoint.body = f'{{"commit": "{FIRST}"}}'
+
+    outcome = check_running(gitops, endpoint.url)
+
+    assert outcome.synced and outcome.revision == FIRST
+
+
+@pytest.mark.parametrize("wrong", ["closed port", "other path"])
+def test_a_wrong_verify_url_says_verification_is_broken(
+    gitops: Context, endpoint: Endpoint, wrong: str
+) -> None:
+    deploy_recorded(gitops, FIRST)
+    endpoint.body = f'{{"commit": "{FIRST}"}}'
+    url = f"http://127.0.0.1:{closed_port()}/version" if wrong == "closed port" else endpoint.url
+    if wrong == "other path":
+        endpoint.status = 404
+
+    outcome = check_running(gitops, url)
+
+    assert not outcome.synced
+    assert outcome.message.startswith(
+        f"verification is broken: {url} does not answer for the running version: the running "
+        f"""version ({FIRST[:12]}) did not answer 200 containing '"commit": "{FIRST}"' within 1s"""
+    )
+    assert outcome.message.endswith(
+        "fix the verify settings of staging in the configuration (url, expected_status, "
+        "expected_body), then retry the change"
+    )

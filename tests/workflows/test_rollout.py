@@ -84,6 +84,8 @@ class World:
     bodies: list[str] = field(default_factory=list)  # GitOps PR bodies proposed
     moved_head: str | None = None  # someone pushed to the GitOps PR: its head is now this
     render_error: BatonError | None = None  # what render_environment raises
+    running_unverifiable: bool = False  # verification does not answer for the running version
+    checked_running: int = 0
 
 
 world = World()
@@ -187,6 +189,19 @@ async def verify(input: VerifyInput) -> SyncOutcome:
     return SyncOutcome(synced=True, revision=commit, message="200 ok")
 
 
+@activity.defn(name="verify_running")
+async def verify_running(input: RolloutInput) -> SyncOutcome:
+    world.checked_running += 1
+    if world.running_unverifiable:
+        return SyncOutcome(
+            synced=False,
+            reason="verification is broken",
+            message="verification is broken: http://127.0.0.1:1/version does not answer for the "
+            "running version",
+        )
+    return SyncOutcome(synced=True, revision=PREVIOUS, reason="verified")
+
+
 @activity.defn(name="gitops_head")
 async def gitops_head(input: RolloutInput) -> str:
     return M
@@ -208,6 +223,7 @@ async def workers(temporal_env: WorkflowEnvironment) -> AsyncIterator[Client]:
             request_reconcile,
             check_sync,
             verify,
+            verify_running,
             gitops_head,
         ],
     )
@@ -343,6 +359,24 @@ async def test_an_approval_beyond_the_required_count_is_not_counted(workers: Cli
     assert len(result.approvals) == 2, result.approvals
 
 
+async def test_a_broken_verification_stops_the_rollout_before_its_gitops_pr(
+    workers: Client,
+) -> None:
+    world.running_unverifiable = True
+    handle = await start(workers, rollout_input())
+
+    result = await handle.result()
+
+    assert (result.outcome, result.gitops_pr, result.revision) == ("failed", None, None)
+    assert result.reason == (
+        "verification is broken: http://127.0.0.1:1/version does not answer for the running version"
+    )
+    assert result.rollback is None and world.merged == [] and world.verified == []
+    status = await handle.query(EnvironmentRollout.status)
+    assert stages(status)["check verification"] == "failed"
+    assert "gitops pull request" not in stages(status)
+
+
 async def test_rejection_stops_the_rollout_and_closes_the_gitops_pr(workers: Client) -> None:
     handle = await start(workers, rollout_input())
     await wait_for_gate(handle, "approval")
@@ -408,6 +442,7 @@ async def test_failed_sync_of_merge_commit_fails_with_reason(workers: Client) ->
     status = await handle.query(EnvironmentRollout.status)
     assert stages(status) == {
         "render": "succeeded",
+        "check verification": "succeeded",
         "gitops pull request": "succeeded",
         "merge": "succeeded",
         "sync": "failed",
