@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from baton import private
 from baton.errors import ConfigurationError, InfrastructureError
 from baton.models import Artifact
 from baton.registry import Registry
@@ -365,8 +366,9 @@ class _Helm:
 
 @contextmanager
 def _helm_session(registry: Registry | None) -> Iterator[_Helm]:
-    with tempfile.TemporaryDirectory(prefix="baton-helm-") as tmp:
-        helm = _Helm(Path(tmp), registry)
+    # helm's registry config holds the registry password: in this process's private directory.
+    with private.scratch("helm-") as tmp:
+        helm = _Helm(tmp, registry)
         helm.login()
         yield helm
 

@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -28,6 +27,7 @@ import docker.errors
 import httpx
 from pydantic import BaseModel
 
+from baton import private
 from baton.config import ImageTest
 from baton.errors import ConfigurationError, InfrastructureError
 from baton.logs import LogStore, Progress, excerpt, follow
@@ -227,8 +227,9 @@ def _buildkit_build(
     on_progress: Progress | None,
     logs: LogStore,
 ) -> BuiltImage:
-    with tempfile.TemporaryDirectory(prefix="baton-build-") as scratch:
-        iidfile = Path(scratch) / "iid"
+    # Build secrets are files for the builder to mount: in this process's private directory.
+    with private.scratch("build-") as scratch:
+        iidfile = scratch / "iid"
         # Host networking (no bridge exists on Baton's hosts) and plain progress for the log.
         argv = [*builder.argv, "--network", "host", "--progress", "plain"]
         argv += ["--iidfile", str(iidfile), "--file", str(Path(context_dir) / dockerfile)]
@@ -239,9 +240,7 @@ def _buildkit_build(
         for key, value in (labels or {}).items():
             argv += ["--label", f"{key}={value}"]
         for secret_id, value in (secrets or {}).items():
-            path = Path(scratch) / f"secret-{len(argv)}"
-            path.touch(mode=0o600)
-            path.write_text(value)
+            path = private.write_secret(scratch / f"secret-{len(argv)}", value)
             argv += ["--secret", f"id={secret_id},src={path}"]
         argv.append(str(context_dir))
         exit_code, output = _stream_cli(argv, on_progress, f"build {tags[0]}")

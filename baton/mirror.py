@@ -25,6 +25,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from baton import private
 from baton.config import MirrorEntry
 from baton.errors import InfrastructureError, MirrorSourceNotFound
 from baton.references import Reference, parse_reference
@@ -221,8 +222,8 @@ def _copy(
     entry: MirrorEntry, source: Registry, source_ref: str, registry: Registry, tag: str
 ) -> None:
     """`skopeo copy --all --preserve-digests`: every platform, the digest unchanged."""
-    with tempfile.TemporaryDirectory(prefix="baton-mirror-") as scratch:
-        authfile = Path(scratch) / "auth.json"
+    with private.scratch("mirror-") as scratch:
+        authfile = scratch / "auth.json"
         auths = {}
         for host, user, password in (
             (parse_reference(entry.source).domain, source.username, source.password),
@@ -231,8 +232,7 @@ def _copy(
             if user is not None:
                 token = base64.b64encode(f"{user}:{password or ''}".encode()).decode()
                 auths[host] = {"auth": token}
-        authfile.touch(mode=0o600)
-        authfile.write_text(json.dumps({"auths": auths}))
+        private.write_secret(authfile, json.dumps({"auths": auths}))
         command = [
             find_tool("skopeo"),
             "copy",
@@ -254,7 +254,7 @@ def _copy(
                 text=True,
                 timeout=COPY_TIMEOUT_S,
                 check=False,
-                env={"PATH": os.environ.get("PATH", ""), "HOME": scratch},
+                env={"PATH": os.environ.get("PATH", ""), "HOME": str(scratch)},
             )
         except subprocess.TimeoutExpired:
             raise MirrorFailed(
