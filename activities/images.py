@@ -22,7 +22,7 @@ from baton.mirror import (
     mark_bumped,
     mirror,
 )
-from baton.workspace import CheckoutError
+from baton.workspace import CheckoutError, authenticated
 
 MAX_FILE_BYTES = 1_000_000  # larger files are data, not places a pin lives
 
@@ -103,7 +103,8 @@ def _push_bump(
         clone.git.add(*changed)
         with clone.git.custom_environment(**IDENTITY):
             clone.git.commit("-m", f"Bump {image.previous_image} to {image.image}")
-        clone.git.push(clone_url, f"HEAD:refs/heads/{branch}")
+        with authenticated(clone.git, clone_url) as url:
+            clone.git.push(url, f"HEAD:refs/heads/{branch}")
     except GitCommandError as exc:
         raise CheckoutError(f"cannot push {branch}: {exc.stderr.strip()}") from exc
     finally:
@@ -112,7 +113,8 @@ def _push_bump(
 
 
 def _default_branch(mirror_repo: Repo, clone_url: str) -> str:
-    symref = str(mirror_repo.git.ls_remote("--symref", clone_url, "HEAD"))
+    with authenticated(mirror_repo.git, clone_url) as url:
+        symref = str(mirror_repo.git.ls_remote("--symref", url, "HEAD"))
     first = symref.splitlines()[0] if symref else ""
     if first.startswith("ref: refs/heads/"):
         return first.removeprefix("ref: refs/heads/").split()[0]

@@ -3,9 +3,7 @@ repository on the local forge and an endpoint served over HTTP on loopback."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -28,6 +26,7 @@ from baton.models import RolloutInput
 from baton.render import holds_objects
 from baton.settings import Settings
 from tests.fakes.records import fake_artifact
+from tests.fixtures.http import Handler, serving
 from tests.fixtures.manifests import DEPLOYMENT
 from tests.fixtures.ports import closed_port
 
@@ -145,34 +144,24 @@ def test_reverting_a_later_deploy_restores_the_manifests_before_it(gitops: Conte
 
 
 class Endpoint:
-    """An HTTP server on loopback answering every GET with `status` and `body`."""
+    """What the app's endpoint on loopback answers every GET with: `status` and `body`."""
 
     def __init__(self) -> None:
         self.status, self.body = 200, ""
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = endpoint.body.encode()
-                self.send_response(endpoint.status)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/version"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        self.url = ""
 
 
 @pytest.fixture
 def endpoint() -> Iterator[Endpoint]:
     endpoint = Endpoint()
-    yield endpoint
-    endpoint.server.shutdown()
-    endpoint.server.server_close()
+
+    class Answer(Handler):
+        def do_GET(self) -> None:
+            self.answer(endpoint.status, endpoint.body.encode())
+
+    with serving(Answer) as url:
+        endpoint.url = f"{url}/version"
+        yield endpoint
 
 
 def verify_after_rollback(
