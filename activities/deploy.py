@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -17,7 +16,7 @@ from temporalio import activity
 from activities.context import Context, current
 from activities.errors import typed_errors
 from activities.heartbeat import heartbeating, report
-from baton import artifacts
+from baton import artifacts, private
 from baton.config import VerifyConfig
 from baton.diff import TemplateDiff, describe_unstable, diff_manifests
 from baton.environment_render import (
@@ -155,7 +154,8 @@ def render_environment(input: RolloutInput) -> Rendered:
     deployed = gitops.read(path) or ""
     previous = RenderedFrom.parse(gitops.read(beside(path, RENDERED_FROM)))
     record = RenderedFrom.of(artifact, env.name, read_inputs(gitops, app, env))
-    with tempfile.TemporaryDirectory(prefix="baton-render-") as tmp:
+    # In the worker's private directory: what a killed worker leaves is removed at the next start.
+    with private.scratch("render-") as tmp:
         published = fetch_templates(artifact, Path(tmp) / "new", ctx.registry)
         result = render_for_environment(
             app,

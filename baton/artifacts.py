@@ -327,6 +327,8 @@ class _Helm:
             "HELM_CONFIG_HOME": str(workdir / "config"),
             "HELM_CACHE_HOME": str(workdir / "cache"),
             "HELM_DATA_HOME": str(workdir / "data"),
+            # helm's own temporary files too: a killed worker's are removed with its directory.
+            "TMPDIR": str(workdir),
         }
         self.flags = ["--registry-config", str(workdir / "registry.json")]
         if registry is not None and registry.plain_http:

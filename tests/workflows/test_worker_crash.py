@@ -192,4 +192,4 @@ async def test_a_worker_killed_during_render_is_retried_within_seconds_leaving_n
     deploy.stop()
 
     assert deploy.credentials() == []
-    assert list(deploy.tmp.glob(f"{private.PREFIX}*")) == []
+    assert list(deploy.tmp.iterdir()) == []  # nor anything else the killed workers began
