@@ -16,6 +16,7 @@ from activities.deploy import (
     request_reconcile,
     revert_gitops_change,
     verify_endpoint,
+    verify_running,
 )
 from activities.forge import merged_pull_request, set_commit_status
 from activities.images import propose_pin_bumps, refresh_mirrors
@@ -55,5 +56,6 @@ ACTIVITIES: dict[str, list[Callable[..., Any]]] = {
         apply_manifests,
         check_sync,
         verify_endpoint,
+        verify_running,
     ],
 }

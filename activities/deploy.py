@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -16,7 +15,8 @@ from temporalio import activity
 
 from activities.context import Context, current
 from activities.errors import typed_errors
-from baton import artifacts
+from activities.heartbeat import heartbeating, report
+from baton import artifacts, private
 from baton.config import VerifyConfig
 from baton.diff import TemplateDiff, describe_unstable, diff_manifests
 from baton.environment_render import (
@@ -142,6 +142,7 @@ def _ask_cluster(request):
 
 
 @activity.defn
+@heartbeating
 @typed_errors
 def render_environment(input: RolloutInput) -> Rendered:
     """Render the artifact's chart with the environment's values, or its Kustomize bundle with
@@ -157,7 +158,8 @@ def _render(ctx: Context, input: RolloutInput) -> Rendered:
     deployed = gitops.read(path) or ""
     previous = RenderedFrom.parse(gitops.read(beside(path, RENDERED_FROM)))
     record = RenderedFrom.of(artifact, env.name, read_inputs(gitops, app, env))
-    with tempfile.TemporaryDirectory(prefix="baton-render-") as tmp:
+    # In the worker's private directory: what a killed worker leaves is removed at the next start.
+    with private.scratch("render-") as tmp:
         published = fetch_templates(artifact, Path(tmp) / "new", ctx.registry)
         result = render_for_environment(
             app,
@@ -222,6 +224,7 @@ def _diff_templates(
 
 
 @activity.defn
+@heartbeating
 @typed_errors
 def gitops_head(input: RolloutInput) -> str:
     """The GitOps base branch's head: what to wait for when the manifests did not change."""
@@ -229,6 +232,7 @@ def gitops_head(input: RolloutInput) -> str:
 
 
 @activity.defn
+@heartbeating
 @typed_errors
 def propose_gitops_change(input: ProposeInput) -> GitOpsPullRequest:
     """Push the rollout's branch and open its PR; looked up by head branch first, never two PRs."""
@@ -266,6 +270,7 @@ def _files(ctx: Context, rendered: Rendered) -> dict[str, str | None]:
 
 
 @activity.defn
+@heartbeating
 @typed_errors
 def merge_gitops_pr(input: MergeInput) -> str:
     """Merge the approved GitOps PR at the approved head; returns the merge commit M.
@@ -293,6 +298,7 @@ def merge_gitops_pr(input: MergeInput) -> str:
 
 
 @activity.defn
+@heartbeating
 @typed_errors
 def revert_gitops_change(input: RevertInput) -> Revert:
     """Open the PR that puts the environment's manifests back as they were before the merge.
@@ -347,6 +353,7 @@ def _deployed_commit(ctx: Context, app: str, manifests: str | None) -> str | Non
 
 
 @activity.defn
+@heartbeating
 @typed_errors
 def close_gitops_pr(input: CloseInput) -> None:
     """Close an abandoned GitOps PR with a comment saying why, and delete its branch."""
@@ -360,6 +367,7 @@ def close_gitops_pr(input: CloseInput) -> None:
 
 
 @activity.defn
+@heartbeating
 @typed_errors
 def is_descendant(input: SyncCheckInput) -> bool:
     """Whether `revision` is the merge commit or a descendant of it in the GitOps repository."""
@@ -368,6 +376,7 @@ def is_descendant(input: SyncCheckInput) -> bool:
 
 
 @activity.defn
+@heartbeating
 @typed_errors
 def request_reconcile(input: RolloutInput) -> None:
     """Ask the environment's cluster to reconcile now rather than at its next poll interval."""
@@ -376,6 +385,7 @@ def request_reconcile(input: RolloutInput) -> None:
 
 
 @activity.defn
+@heartbeating
 @typed_errors
 def apply_manifests(input: ApplyInput) -> str:
     """Server-side apply the app's manifests at `revision` to an environment without Flux,
@@ -406,6 +416,7 @@ def apply_manifests(input: ApplyInput) -> str:
 
 
 @activity.defn
+@heartbeating
 @typed_errors
 def check_sync(input: SyncCheckInput) -> SyncOutcome:
     """One look at the environment's sync status; raises (and is retried with backoff) until synced."""
@@ -428,6 +439,7 @@ def check_sync(input: SyncCheckInput) -> SyncOutcome:
 
 
 @activity.defn
+@heartbeating
 @typed_errors
 def verify_endpoint(input: VerifyInput) -> SyncOutcome:
     """Check the environment's endpoint until it answers as expected or the timeout passes.
@@ -439,26 +451,77 @@ def verify_endpoint(input: VerifyInput) -> SyncOutcome:
     assert verify is not None
     commit = input.commit or (None if input.rolled_back_from else input.rollout.artifact.commit)
     accepts, wanted = _expectation(input, verify, commit)
-    deadline = time.monotonic() + verify.timeout_s
-    last = "no answer yet"
+    passed, answer = _poll_endpoint(verify.url, accepts, verify.timeout_s)
+    if passed:
+        return SyncOutcome(
+            synced=True, revision=commit, reason="verified", message=f"{verify.url}: {answer}"
+        )
+    return SyncOutcome(
+        synced=False,
+        reason="verification failed",
+        message=f"{verify.url} did not {wanted} within {verify.timeout_s}s; last answer: {answer}",
+    )
+
+
+RUNNING_PATIENCE_S = 30
+"""How long the version running now has to answer its verification: it runs already."""
+
+
+@activity.defn
+@heartbeating
+@typed_errors
+def verify_running(input: RolloutInput) -> SyncOutcome:
+    """Whether the environment's verification answers for the version that runs there now,
+    before anything changes it: a check that cannot pass for a healthy deploy would otherwise
+    fail the new one and revert it. Synced (reason `nothing runs yet`) when the GitOps
+    repository holds no objects of the app there; the running version is the commit of the
+    artifact its manifests were rendered from (Baton's record beside them, else the image digest
+    they pin); unknown, only the expected status is checked. Waits at most
+    `RUNNING_PATIENCE_S` seconds (or the verification's timeout, when shorter)."""
+    ctx = current()
+    app, env = input.app, input.environment
+    verify = env.verify
+    assert verify is not None
+    path = ctx.gitops.manifests_path(app, env)
+    deployed = ctx.gitops.read(path)
+    if not holds_objects(deployed):
+        return SyncOutcome(synced=True, reason="nothing runs yet")
+    record = RenderedFrom.parse(ctx.gitops.read(beside(path, RENDERED_FROM)))
+    running = record.commit if record else _deployed_commit(ctx, app.name, deployed)
+    accepts, wanted = _expectation(VerifyInput(rollout=input), verify, running)
+    patience = min(RUNNING_PATIENCE_S, verify.timeout_s)
+    passed, answer = _poll_endpoint(verify.url, accepts, patience)
+    version = f"the running version ({running[:12]})" if running else "the running version"
+    if passed:
+        return SyncOutcome(synced=True, revision=running, reason="verified", message=answer)
+    return SyncOutcome(
+        synced=False,
+        revision=running,
+        reason="verification is broken",
+        message=f"verification is broken: {verify.url} does not answer for the running version: "
+        f"{version} did not {wanted} within {patience}s (last answer: {answer}); fix the "
+        f"verify settings of {env.name} in the configuration (url, expected_status, "
+        "expected_body), then retry the change",
+    )
+
+
+def _poll_endpoint(
+    url: str, accepts: Callable[[httpx.Response | None], bool], timeout_s: float
+) -> tuple[bool, str]:
+    """GET `url` every second until `accepts` its answer (None: no answer) or `timeout_s` pass;
+    whether it did, and the last answer in a few words. Heartbeats the answers."""
+    deadline = time.monotonic() + timeout_s
     while True:
         try:
-            answer = httpx.get(verify.url, timeout=5)
+            answer = httpx.get(url, timeout=5)
             last = f"{answer.status_code} {answer.text[:200]!r}"
         except httpx.HTTPError as exc:
             answer, last = None, f"{type(exc).__name__}: {exc}"
         if accepts(answer):
-            return SyncOutcome(
-                synced=True, revision=commit, reason="verified", message=f"{verify.url}: {last}"
-            )
-        activity.heartbeat(last)
+            return True, last
+        report(last)
         if time.monotonic() > deadline:
-            return SyncOutcome(
-                synced=False,
-                reason="verification failed",
-                message=f"{verify.url} did not {wanted} within {verify.timeout_s}s; "
-                f"last answer: {last}",
-            )
+            return False, last
         time.sleep(1)
 
 

@@ -7,6 +7,7 @@ from temporalio import activity
 
 from activities.context import current
 from activities.errors import typed_errors
+from activities.heartbeat import heartbeating
 from baton.forges.base import StatusState
 
 
@@ -20,6 +21,7 @@ class CommitStatusInput(BaseModel):
 
 
 @activity.defn
+@heartbeating
 @typed_errors
 def set_commit_status(input: CommitStatusInput) -> None:
     """Report a pipeline's state on a commit; the forge keeps one status per context."""
@@ -34,6 +36,7 @@ class CommitInput(BaseModel):
 
 
 @activity.defn
+@heartbeating
 @typed_errors
 def merged_pull_request(input: CommitInput) -> int | None:
     """The pull request whose merge put `sha` on the release branch, if any (a push's change

@@ -12,6 +12,7 @@ from temporalio import activity
 
 from activities.context import current
 from activities.errors import typed_errors
+from activities.heartbeat import heartbeating
 from baton.gitops import IDENTITY
 from baton.mirror import (
     MirroredImage,
@@ -21,7 +22,7 @@ from baton.mirror import (
     mark_bumped,
     mirror,
 )
-from baton.workspace import CheckoutError
+from baton.workspace import CheckoutError, authenticated
 
 MAX_FILE_BYTES = 1_000_000  # larger files are data, not places a pin lives
 
@@ -31,6 +32,7 @@ def _state() -> MirrorState:
 
 
 @activity.defn
+@heartbeating
 @typed_errors
 def refresh_mirrors() -> list[MirroredImage]:
     """Re-read every `images.mirror` source; copy new digests; every entry as it now stands."""
@@ -45,6 +47,7 @@ def bump_branch(image: MirroredImage) -> str:
 
 
 @activity.defn
+@heartbeating
 @typed_errors
 def propose_pin_bumps(image: MirroredImage) -> list[str]:
     """Open, in each app repository that pins `image`'s previous digest, a PR moving the pins to
@@ -101,7 +104,8 @@ def _push_bump(
         clone.git.add(*changed)
         with clone.git.custom_environment(**IDENTITY):
             clone.git.commit("-m", f"Bump {image.previous_image} to {image.image}")
-        clone.git.push(clone_url, f"HEAD:refs/heads/{branch}")
+        with authenticated(clone.git, clone_url) as url:
+            clone.git.push(url, f"HEAD:refs/heads/{branch}")
     except GitCommandError as exc:
         raise CheckoutError(f"cannot push {branch}: {exc.stderr.strip()}") from exc
     finally:
@@ -110,7 +114,8 @@ def _push_bump(
 
 
 def _default_branch(mirror_repo: Repo, clone_url: str) -> str:
-    symref = str(mirror_repo.git.ls_remote("--symref", clone_url, "HEAD"))
+    with authenticated(mirror_repo.git, clone_url) as url:
+        symref = str(mirror_repo.git.ls_remote("--symref", url, "HEAD"))
     first = symref.splitlines()[0] if symref else ""
     if first.startswith("ref: refs/heads/"):
         return first.removeprefix("ref: refs/heads/").split()[0]

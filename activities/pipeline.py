@@ -11,6 +11,7 @@ from temporalio import activity
 
 from activities.context import Context, current
 from activities.errors import typed_errors
+from activities.heartbeat import heartbeating, report
 from baton import artifacts, bundles, checks, images
 from baton.config import AppConfig
 from baton.errors import CheckConfigError
@@ -46,10 +47,6 @@ class ImageInput(PublishInput):
     """The app's image as the pipeline's build step built it at `commit`."""
 
 
-def _heartbeat(message: str) -> None:
-    activity.heartbeat(message)
-
-
 def _commands(result_name: str, commands: list[str], input: CheckInput) -> CheckResult:
     """Run the app's configured commands in order; the first failure decides."""
     ctx = current()
@@ -69,7 +66,7 @@ def _commands(result_name: str, commands: list[str], input: CheckInput) -> Check
             command,
             workdir,
             timeout_s=input.app.check_timeout_s,
-            on_progress=_heartbeat,
+            on_progress=report,
             logs=ctx.logs,
         )
         if not result.passed:
@@ -78,6 +75,7 @@ def _commands(result_name: str, commands: list[str], input: CheckInput) -> Check
 
 
 @activity.defn
+@heartbeating
 @typed_errors
 def run_check(input: CheckInput) -> CheckResult:
     """One pipeline step at one commit; a failing check is a result, not an error."""
@@ -95,7 +93,7 @@ def run_check(input: CheckInput) -> CheckResult:
             return checks.helm_lint(
                 workdir / app.chart,
                 values,
-                on_progress=_heartbeat,
+                on_progress=report,
                 logs=ctx.logs,
                 registry=ctx.registry,
             )
@@ -122,9 +120,7 @@ def _dockerfile(workdir: Path, app: AppConfig, ctx: Context) -> CheckResult:
     """hadolint, then whether this machine's builder can build the Dockerfile at all: a
     Dockerfile that needs a newer BuildKit fails here, before any build, naming the line."""
     dockerfile = workdir / app.context / app.dockerfile
-    lint = checks.hadolint(
-        dockerfile, repository_root=workdir, on_progress=_heartbeat, logs=ctx.logs
-    )
+    lint = checks.hadolint(dockerfile, repository_root=workdir, on_progress=report, logs=ctx.logs)
     if not lint.passed:
         return lint
     try:
@@ -150,6 +146,7 @@ def readable_tag(commit: str) -> str:
 
 
 @activity.defn
+@heartbeating
 @typed_errors
 def build_image(input: BuildInput) -> CheckResult:
     """Build the app's image at the commit, tagged with the commit and its readable tag; with
@@ -180,7 +177,7 @@ def build_image(input: BuildInput) -> CheckResult:
             built.image_id,
             app.image_test,
             commit=input.commit,
-            on_progress=_heartbeat,
+            on_progress=report,
             logs=ctx.logs,
         )
         if not tried.passed:
@@ -195,6 +192,7 @@ def build_image(input: BuildInput) -> CheckResult:
 
 
 @activity.defn
+@heartbeating
 @typed_errors
 def try_image(input: ImageInput) -> CheckResult:
     """The app's `image_test` (command and/or HTTP probe) in its image built at the commit, the
@@ -215,13 +213,14 @@ def try_image(input: ImageInput) -> CheckResult:
         _built_image(ctx, input),
         app.image_test,
         commit=input.commit,
-        on_progress=_heartbeat,
+        on_progress=report,
         logs=ctx.logs,
     )
     return tried.model_copy(update={"name": "image_test"})
 
 
 @activity.defn
+@heartbeating
 @typed_errors
 def push_image(input: ImageInput) -> CheckResult:
     """Push the app's image built at the commit under the commit and its readable tag, the
@@ -256,7 +255,7 @@ def _build(ctx: Context, app: AppConfig, repo: str, commit: str) -> images.Built
         labels={"org.opencontainers.image.revision": commit},
         secrets=_build_secrets(app),
         registries=[ctx.registry],  # FROM a mirrored image in Baton's registry
-        on_progress=_heartbeat,
+        on_progress=report,
         logs=ctx.logs,
     )
 
@@ -272,7 +271,7 @@ def _built_image(ctx: Context, input: ImageInput) -> str:
 def _push(ctx: Context, app: AppConfig, commit: str, image_id: str) -> str:
     """Push `image_id` under the commit and its readable tag; one line saying what was pushed."""
     digests = [
-        images.push_image(image_id, ctx.registry, app.image, tag, on_progress=_heartbeat)
+        images.push_image(image_id, ctx.registry, app.image, tag, on_progress=report)
         for tag in (commit, readable_tag(commit))
     ]
     return f"pushed {ctx.image_repository(app)}:{commit[:12]} as {digests[0]}"
@@ -294,6 +293,7 @@ def _build_secrets(app: AppConfig) -> dict[str, str]:
 
 
 @activity.defn
+@heartbeating
 @typed_errors
 def publish_artifact(input: PublishInput) -> Artifact:
     """Publish the chart or Kustomize bundle and the image reference by digest for CD; CD never

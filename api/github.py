@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from datetime import UTC, datetime
 from email.message import Message
+from itertools import accumulate
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -147,7 +149,39 @@ def parse_body(body: bytes, content_type: str | None) -> dict[str, Any]:
     return parse_json(payload_bytes(body, content_type))
 
 
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of arrays and objects a delivery may have; forges' payloads stay under 10."""
+MAX_NUMBER_LENGTH = 64
+"""Longest number literal, in characters; 64-bit ids and floats take at most 24."""
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_LONG_NUMBER = re.compile(rb"[-+.eE0-9]{%d,}" % (MAX_NUMBER_LENGTH + 1))
+_NESTING = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in _NESTING)
+
+
+def check_json_limits(body: bytes) -> None:
+    """Refuse (400) a JSON document nested deeper than `MAX_JSON_DEPTH` or with a number longer
+    than `MAX_NUMBER_LENGTH` characters, before any parser sees it: Python's parser recurses
+    once per level and converts integers of over 4,300 digits only by raising."""
+    skeleton = _STRING.sub(b'""', body)
+    long = _LONG_NUMBER.search(skeleton)
+    if long is not None:
+        raise WebhookRejected(
+            400,
+            f"body holds a number of {len(long.group())} characters: "
+            f"at most {MAX_NUMBER_LENGTH} are accepted",
+        )
+    brackets = skeleton.translate(None, _NOT_BRACKETS)
+    depth = max(accumulate(_NESTING[b] for b in brackets), default=0)
+    if depth > MAX_JSON_DEPTH:
+        raise WebhookRejected(
+            400, f"body nests {depth} levels deep: at most {MAX_JSON_DEPTH} are accepted"
+        )
+
+
 def parse_json(body: bytes) -> dict[str, Any]:
+    """The delivery's JSON object, within the limits of `check_json_limits`; else a 400."""
+    check_json_limits(body)
     try:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from baton import private
 from baton.errors import ConfigurationError, InfrastructureError
 from baton.models import Artifact
 from baton.registry import Registry
@@ -326,6 +327,8 @@ class _Helm:
             "HELM_CONFIG_HOME": str(workdir / "config"),
             "HELM_CACHE_HOME": str(workdir / "cache"),
             "HELM_DATA_HOME": str(workdir / "data"),
+            # helm's own temporary files too: a killed worker's are removed with its directory.
+            "TMPDIR": str(workdir),
         }
         self.flags = ["--registry-config", str(workdir / "registry.json")]
         if registry is not None and registry.plain_http:
@@ -365,8 +368,9 @@ class _Helm:
 
 @contextmanager
 def _helm_session(registry: Registry | None) -> Iterator[_Helm]:
-    with tempfile.TemporaryDirectory(prefix="baton-helm-") as tmp:
-        helm = _Helm(Path(tmp), registry)
+    # helm's registry config holds the registry password: in this process's private directory.
+    with private.scratch("helm-") as tmp:
+        helm = _Helm(tmp, registry)
         helm.login()
         yield helm
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from baton.config import AppConfig, EnvironmentConfig, GitOpsConfig
 from baton.forges.base import Forge, ForgeError
 from baton.models import Artifact
-from baton.workspace import Workspace
+from baton.workspace import Workspace, authenticated
 
 MANIFESTS = "manifests.yaml"
 RENDERED_FROM = "rendered-from.json"
@@ -289,7 +289,8 @@ class GitOpsRepo:
             with clone.git.custom_environment(**IDENTITY):
                 clone.git.commit("-m", message)
             head = clone.head.commit.hexsha
-            clone.git.push(self.forge.clone_url(self.config.repo), f"HEAD:refs/heads/{branch}")
+            with authenticated(clone.git, self.forge.clone_url(self.config.repo)) as url:
+                clone.git.push(url, f"HEAD:refs/heads/{branch}")
         except GitCommandError as exc:
             if "already exists" in str(exc.stderr) or "rejected" in str(exc.stderr):
                 return self._mirror().git.rev_parse(f"refs/heads/{branch}")

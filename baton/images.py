@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -29,6 +28,7 @@ import docker.errors
 import httpx
 from pydantic import BaseModel
 
+from baton import private
 from baton.config import ImageTest
 from baton.errors import ConfigurationError, InfrastructureError
 from baton.logs import LogStore, Progress, excerpt, follow
@@ -244,12 +244,14 @@ def _buildkit_build(
     on_progress: Progress | None,
     logs: LogStore,
 ) -> BuiltImage:
-    with tempfile.TemporaryDirectory(prefix="baton-build-") as scratch:
-        iidfile = Path(scratch) / "iid"
+    # Build secrets and the build's docker config are files for the builder: in this process's
+    # private directory.
+    with private.scratch("build-") as scratch:
+        iidfile = scratch / "iid"
         env = _cli_env()
         if registries:
             # A docker config of the build's own: the worker's, plus these registries' logins.
-            env["DOCKER_CONFIG"] = str(Path(scratch) / "docker")
+            env["DOCKER_CONFIG"] = str(scratch / "docker")
             Path(env["DOCKER_CONFIG"]).mkdir(mode=0o700)
             write_auth_file(
                 Path(env["DOCKER_CONFIG"]) / "config.json",
@@ -266,9 +268,7 @@ def _buildkit_build(
         for key, value in (labels or {}).items():
             argv += ["--label", f"{key}={value}"]
         for secret_id, value in (secrets or {}).items():
-            path = Path(scratch) / f"secret-{len(argv)}"
-            path.touch(mode=0o600)
-            path.write_text(value)
+            path = private.write_secret(scratch / f"secret-{len(argv)}", value)
             argv += ["--secret", f"id={secret_id},src={path}"]
         argv.append(str(context_dir))
         exit_code, output = _stream_cli(argv, on_progress, f"build {tags[0]}", env)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from baton import private
 from baton.config import MirrorEntry
 from baton.errors import InfrastructureError, MirrorSourceNotFound
 from baton.references import Reference, parse_reference
@@ -224,8 +225,8 @@ def _copy(
     entry: MirrorEntry, source: Registry, source_ref: str, registry: Registry, tag: str
 ) -> None:
     """`skopeo copy --all --preserve-digests`: every platform, the digest unchanged."""
-    with tempfile.TemporaryDirectory(prefix="baton-mirror-") as scratch:
-        authfile = Path(scratch) / "auth.json"
+    with private.scratch("mirror-") as scratch:
+        authfile = scratch / "auth.json"
         source_host = parse_reference(entry.source).domain
         assert source_host is not None  # the config requires a registry in every source
         write_auth_file(authfile, {source_host: source, registry.host: registry})
@@ -250,7 +251,7 @@ def _copy(
                 text=True,
                 timeout=COPY_TIMEOUT_S,
                 check=False,
-                env={"PATH": os.environ.get("PATH", ""), "HOME": scratch},
+                env={"PATH": os.environ.get("PATH", ""), "HOME": str(scratch)},
             )
         except subprocess.TimeoutExpired:
             raise MirrorFailed(

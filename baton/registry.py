@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from baton import private
 from baton.config import RegistryConfig
 from baton.errors import InfrastructureError
 from baton.references import InvalidReference, check_digest, check_repository, check_tag
@@ -354,7 +355,7 @@ def write_auth_file(
     path: Path, registries: Mapping[str, Registry], base: Mapping | None = None
 ) -> None:
     """Write the credentials of `registries` (by the host a reference names them by) to `path`,
-    mode 0600, in the auth file format docker's `config.json` and skopeo's `--authfile` share:
+    created 0600 (`private.write_secret`: `path` must not exist), in the auth file format docker's `config.json` and skopeo's `--authfile` share:
     `{"auths": {host: {"auth": base64("user:password")}}}`, over the settings in `base` (an
     existing docker config). Registries without credentials are left out."""
     config = dict(base or {})
@@ -364,5 +365,4 @@ def write_auth_file(
             token = f"{registry.username}:{registry.password or ''}"
             auths[host] = {"auth": base64.b64encode(token.encode()).decode()}
     config["auths"] = auths
-    path.touch(mode=0o600)
-    path.write_text(json.dumps(config))
+    private.write_secret(path, json.dumps(config))

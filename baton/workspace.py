@@ -9,9 +9,12 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from git import GitCommandError, Repo
+from git.cmd import Git
 
+from baton import private
 from baton.forges.base import ForgeError
 
 SHA = re.compile(r"^[0-9a-f]{40}$")
@@ -38,15 +41,16 @@ class Workspace:
     def mirror(self, repo: str, clone_url: str) -> Repo:
         """The bare mirror of `repo`, fetched now.
 
-        The clone URL may carry a forge token: it is passed to each fetch and never stored in the
-        mirror's config on disk.
+        The clone URL may carry a forge token: git gets it from a credential file for the fetch
+        (`authenticated`), never on its command line or in the mirror's config on disk.
         """
         path = self.root / "mirrors" / f"{_safe(repo)}.git"
         with self._lock(f"mirror-{_safe(repo)}"):
             if not path.exists():
                 Repo.init(path, bare=True, initial_branch="main")
             mirror = Repo(path)
-            mirror.git.fetch("--prune", clone_url, "+refs/*:refs/*")
+            with authenticated(mirror.git, clone_url) as url:
+                mirror.git.fetch("--prune", url, "+refs/*:refs/*")
             return mirror
 
     def checkout(self, repo: str, clone_url: str, commit: str) -> Path:
@@ -72,6 +76,37 @@ class Workspace:
                 ) from exc
             staging.rename(target)
         return target
+
+
+@contextmanager
+def authenticated(git: Git, url: str) -> Iterator[str]:
+    """`url` without the token its userinfo may carry, for `git` to use within the block: git
+    reads the token from a 0600 credential-store file in the process's private directory
+    (`baton.private`), removed after the block, so it never shows on a command line (readable
+    by every user of the host in /proc) nor in a repository's config. A URL without a token is
+    yielded as it is."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        yield url
+        return
+    host = parts.netloc.rsplit("@", 1)[-1]
+    with private.scratch("git-") as scratch:
+        # git-credential-store's format: one URL per line, userinfo percent-encoded as in `url`.
+        store = private.write_secret(
+            scratch / "credentials", urlunsplit((parts.scheme, parts.netloc, "", "", "")) + "\n"
+        )
+        helpers = {
+            "GIT_CONFIG_COUNT": "2",
+            # An empty helper first: the host's configured helpers are not asked, nor told.
+            "GIT_CONFIG_KEY_0": "credential.helper",
+            "GIT_CONFIG_VALUE_0": "",
+            "GIT_CONFIG_KEY_1": "credential.helper",
+            "GIT_CONFIG_VALUE_1": f"store --file={store}",
+            "GIT_TERMINAL_PROMPT": "0",
+        }
+        user = parts.netloc.rsplit("@", 1)[0].split(":", 1)[0]
+        with git.custom_environment(**helpers):
+            yield urlunsplit(parts._replace(netloc=f"{user}@{host}"))
 
 
 def _safe(repo: str) -> str:

@@ -674,17 +674,34 @@ def dev_up(
 
 @dev_app.command("status")
 def dev_status(as_json: Json = False) -> None:
-    """Show which services of the embedded stack run; exit 1 when any is down."""
+    """Show which services of the embedded stack run, and whether its configuration is broken;
+    exit 1 when any service is down or the configuration is broken."""
     stack = Stack()
     status = stack.status()
+    problem = stack.config_problem()
     down = any(pid is None for pid in status.values())
     if as_json:
         services = {name: {"running": pid is not None, "pid": pid} for name, pid in status.items()}
-        print(json.dumps({"services": services, "temporal_port": stack.settings.temporal_port}))
-        raise typer.Exit(1 if down else 0)
+        config = {"file": str(stack.settings.config_file())}
+        print(
+            json.dumps(
+                {
+                    "services": services,
+                    "temporal_port": stack.settings.temporal_port,
+                    "config": {**config, "problem": str(problem) if problem else None},
+                }
+            )
+        )
+        raise typer.Exit(1 if down or problem else 0)
     for name, pid in status.items():
         console.print(f"{name:<10} {f'running (pid {pid})' if pid else 'stopped'}")
-    if down:
+    if problem is not None:
+        err_console.print(
+            f"the configuration is broken: {problem}; fix it, then restart the stack "
+            "(baton dev down; baton dev up)",
+            highlight=False,
+        )
+    if down or problem:
         raise typer.Exit(1)
     _print_urls(stack.settings)
 

@@ -9,6 +9,7 @@ and traces as `baton.telemetry` says.
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,7 @@ from temporalio.worker import Worker
 
 from activities import ACTIVITIES
 from activities.context import Context, install
+from baton import private
 from baton.errors import BatonError
 from baton.telemetry import configure_logging, configure_tracing, worker_runtime
 from baton.temporal import TaskQueues, connect
@@ -47,6 +49,11 @@ def build_workers(client: Client, queues: list[str] | None = None) -> list[Worke
 
 async def serve(queues: list[str] | None = None) -> None:
     install(Context.load())
+    # Credentials a killed worker left behind in the temp directory (baton.private).
+    for leftover in private.remove_leftovers():
+        logging.getLogger(__name__).info(
+            "removed %s, left by a worker that no longer runs", leftover
+        )
     client = await connect(runtime=worker_runtime())
     workers = build_workers(client, queues)
     stop = asyncio.Event()

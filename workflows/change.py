@@ -44,7 +44,7 @@ from workflows.batch import batched, take_batch
 from workflows.promotion import Promotion
 from workflows.pull_request import PullRequestState
 from workflows.record import Record, failure
-from workflows.retries import RETRY
+from workflows.retries import HEARTBEAT, RETRY
 
 UNVALIDATED_MERGE = "unvalidated-merge"
 """Patch: a PR merged while its validation failed or had not finished is noticed
@@ -211,6 +211,7 @@ class ChangeWorkflow:
             merged_pull_request,
             CommitInput(repo=self.input.repo, sha=sha),
             start_to_close_timeout=timedelta(seconds=60),
+            heartbeat_timeout=HEARTBEAT,
             retry_policy=RETRY,
             summary=f"pull request merged as {sha[:12]}",
         )

@@ -12,7 +12,7 @@ with workflow.unsafe.imports_passed_through():
     from baton.mirror import MirroredImage
     from baton.temporal import TaskQueues, WorkflowTypes
 
-from workflows.retries import CHECK_RETRY
+from workflows.retries import CHECK_RETRY, HEARTBEAT
 
 
 @workflow.defn(name=WorkflowTypes.IMAGE_REFRESH)
@@ -25,6 +25,7 @@ class ImageRefresh:
             refresh_mirrors,
             task_queue=TaskQueues.BUILD,
             start_to_close_timeout=timedelta(hours=1),
+            heartbeat_timeout=HEARTBEAT,
             retry_policy=CHECK_RETRY,
             summary="re-read mirrored images' sources",
         )
@@ -36,6 +37,7 @@ class ImageRefresh:
                     image,
                     task_queue=TaskQueues.BUILD,
                     start_to_close_timeout=timedelta(minutes=10),
+                    heartbeat_timeout=HEARTBEAT,
                     retry_policy=CHECK_RETRY,
                     summary=f"bump pins to {image.image}",
                 )

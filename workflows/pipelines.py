@@ -29,10 +29,8 @@ with workflow.unsafe.imports_passed_through():
     from baton.temporal import TaskQueues, WorkflowTypes
 
 from workflows.record import Record, failure
-from workflows.retries import CHECK_RETRY, STATUS_RETRY
+from workflows.retries import CHECK_RETRY, HEARTBEAT, STATUS_RETRY
 
-# Long steps heartbeat at least every 5 s; a worker that died is noticed after this.
-HEARTBEAT = timedelta(seconds=20)
 # Patch: the image test and the push are steps of their own after the build (image_test, push).
 IMAGE_STEPS_PATCH = "image-test-step"
 
@@ -163,6 +161,7 @@ async def _report(input: PipelineInput, context: str, state: StatusState, descri
             target_url=input.status_url,
         ),
         start_to_close_timeout=timedelta(seconds=60),
+        heartbeat_timeout=HEARTBEAT,
         retry_policy=STATUS_RETRY,
         summary=f"commit status {context}: {state}",
     )

@@ -52,3 +52,8 @@ STATUS_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
 NOTIFY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 # Whether a lane's holder still runs: asked again at the next check if Temporal does not answer.
 HOLDER_CHECK = RetryPolicy(maximum_attempts=3)
+
+# Every activity that may run for more than a few seconds heartbeats (activities.heartbeat): when
+# its worker dies, the attempt is retried this long after its last heartbeat, not at its
+# start-to-close timeout. Short, so a crash costs seconds.
+HEARTBEAT = timedelta(seconds=8)

@@ -1,7 +1,10 @@
 """The embedded stack behind `baton dev up`: Temporal dev server, Baton's worker and API, local cluster.
 
 Each piece is a child process with a pid file and a log file in the data directory, so a detached
-stack can be inspected and stopped by later commands.
+stack can be inspected and stopped by later commands (also while the configuration is broken).
+Each process gets only the secrets it uses: Temporal and the registry none, the API the webhook
+secrets and the forge token, the local cluster the registry password (it pulls images) and the
+webhook secrets (it signs Flux-format events), the worker all of them.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from baton.config import BatonConfig, load_config
+from baton.config import BatonConfig, ConfigError, load_config
 from baton.errors import InfrastructureError
 from baton.local.registry import prepare_registry, registry_command
 from baton.settings import Settings
@@ -29,6 +32,11 @@ class StackError(InfrastructureError):
     """The embedded stack cannot start or stop as asked."""
 
 
+SERVICE_NAMES = ("temporal", "registry", "api", "worker", "cluster")
+"""Every service the stack may run, in start order (the registry only for a local registry.url)."""
+FLUX_WEBHOOK_SECRET = "BATON_FLUX_WEBHOOK_SECRET"
+
+
 @dataclass(frozen=True)
 class Service:
     name: str
@@ -36,11 +44,33 @@ class Service:
     port: int
     ready_url: str | None = None
     port_from: str = ""  # where the port is set, for the hint when it is taken
+    secrets: frozenset[str] = frozenset()  # the secret variables it may see (and their _FILE)
+
+
+def secret_variables(config: BatonConfig) -> dict[str, frozenset[str]]:
+    """The environment variables holding the secrets the configuration names, by what they are
+    for: `registry`, `forge` (its token), `webhook` (the webhook secrets), `worker` (the rest:
+    image mirror sources, notification URLs and signing secrets)."""
+
+    def named(*names: str | None) -> frozenset[str]:
+        return frozenset(name for name in names if name)
+
+    return {
+        "registry": named(config.registry.credentials.token_env),
+        "forge": named(config.forge.credentials.token_env),
+        "webhook": named(config.forge.webhook_secret_env, FLUX_WEBHOOK_SECRET),
+        "worker": named(
+            *(entry.credentials.token_env for entry in config.images.mirror),
+            *(target.url_env for target in config.notifications),
+            *(target.secret_env for target in config.notifications),
+        ),
+    }
 
 
 def services(settings: Settings, config: BatonConfig) -> list[Service]:
-    """The processes of the embedded stack, in start order."""
+    """The processes of the embedded stack, in start order, each with the secrets it uses."""
     python = sys.executable
+    secrets = secret_variables(config)
     temporal = [
         find_tool("temporal"),
         "server",
@@ -90,9 +120,20 @@ def services(settings: Settings, config: BatonConfig) -> list[Service]:
             settings.api_port,
             f"{settings.api_url}/healthz",
             "set BATON_API_PORT",
+            secrets["forge"] | secrets["webhook"],
         ),
-        Service("worker", [python, "-m", "workers.main"], 0),
-        Service("cluster", [python, "-m", "baton.local.cluster"], 0),
+        Service(
+            "worker",
+            [python, "-m", "workers.main"],
+            0,
+            secrets=frozenset().union(*secrets.values()),
+        ),
+        Service(
+            "cluster",
+            [python, "-m", "baton.local.cluster"],
+            0,
+            secrets=secrets["registry"] | secrets["webhook"],
+        ),
     ]
 
 
@@ -101,9 +142,33 @@ class Stack:
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.settings = settings or Settings()
-        self.config = load_config(self.settings.config_file())
         self.run_dir = self.settings.home / "run"
         self.log_dir = self.settings.home / "logs"
+        self._config: BatonConfig | None = None
+
+    @property
+    def config(self) -> BatonConfig:
+        """The configuration, read when first needed; raises `ConfigError` when it is broken."""
+        if self._config is None:
+            self._config = load_config(self.settings.config_file())
+        return self._config
+
+    def config_problem(self) -> ConfigError | None:
+        """Why the configuration cannot be read, or None when it can."""
+        try:
+            self._config = self.config
+        except ConfigError as problem:
+            return problem
+        return None
+
+    def names(self) -> list[str]:
+        """The services of this stack, in start order. While the configuration is broken: every
+        service that may run, the registry only when it was started (its pid file is there)."""
+        if self.config_problem() is None:
+            return [service.name for service in services(self.settings, self.config)]
+        return [
+            name for name in SERVICE_NAMES if name != "registry" or self._pid_file(name).exists()
+        ]
 
     def _pid_file(self, name: str) -> Path:
         return self.run_dir / f"{name}.pid"
@@ -121,9 +186,8 @@ class Stack:
         return pid
 
     def status(self) -> dict[str, int | None]:
-        return {
-            service.name: self.pid(service.name) for service in services(self.settings, self.config)
-        }
+        """Each service's pid, None when it does not run; readable with a broken configuration."""
+        return {name: self.pid(name) for name in self.names()}
 
     def up(self, *, timeout_s: float = 60) -> list[str]:
         """Start every service that is not running; returns the names started."""
@@ -171,8 +235,11 @@ class Stack:
         prepare_registry(workdir, self.config.registry.url, credentials.username, password[1])
 
     def _spawn(self, service: Service) -> None:
-        env = {**os.environ, "PATH": search_path(), "BATON_HOME": str(self.settings.home)}
-        if password := self._registry_password():
+        withheld = frozenset().union(*secret_variables(self.config).values()) - service.secrets
+        withheld |= {f"{name}_FILE" for name in withheld}
+        env = {key: value for key, value in os.environ.items() if key not in withheld}
+        env |= {"PATH": search_path(), "BATON_HOME": str(self.settings.home)}
+        if (password := self._registry_password()) and password[0] in service.secrets:
             env.setdefault(*password)
         env.setdefault("TEMPORAL_ADDRESS", f"127.0.0.1:{self.settings.temporal_port}")
         with open(self.log_dir / f"{service.name}.log", "ab") as log:
@@ -203,13 +270,13 @@ class Stack:
     def down(self, *, timeout_s: float = 20) -> list[str]:
         """Stop every running service, newest first; returns the names stopped."""
         stopped = []
-        for service in reversed(services(self.settings, self.config)):
-            pid = self.pid(service.name)
+        for name in reversed(self.names()):
+            pid = self.pid(name)
             if pid is None:
                 continue
             _terminate(pid, timeout_s)
-            self._pid_file(service.name).unlink(missing_ok=True)
-            stopped.append(service.name)
+            self._pid_file(name).unlink(missing_ok=True)
+            stopped.append(name)
         return stopped
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from baton.settings import Settings
 from baton.temporal import SearchAttributes, connect
 from baton.tools import PROJECT_ROOT
 from tests.conftest import eventually
@@ -58,6 +59,22 @@ def test_dev_up_detach_status_down_keeps_history(stack_env: dict[str, str]) -> N
     assert status.returncode == 0, status.stdout
     lines = dict(line.split(None, 1) for line in status.stdout.splitlines() if "running" in line)
     assert set(lines) == {"temporal", "registry", "api", "worker", "cluster"}
+    # Each process gets only the secrets it uses: the registry password (generated into the
+    # secrets directory, handed over as BATON_REGISTRY_PASSWORD) never reaches Temporal or the API.
+    password = Settings(home=Path(stack_env["BATON_HOME"])).local_secret(
+        "BATON_REGISTRY_PASSWORD", "registry-password"
+    )
+    holds = {
+        name: password.encode() in environ(int(line.split("pid ")[1].rstrip(")")))
+        for name, line in lines.items()
+    }
+    assert holds == {
+        "temporal": False,
+        "registry": False,
+        "api": False,
+        "worker": True,
+        "cluster": True,
+    }
 
     api = f"http://127.0.0.1:{stack_env['BATON_API_PORT']}"
     assert httpx.get(f"{api}/healthz").json() == {"status": "ok"}
@@ -82,6 +99,11 @@ def test_dev_up_detach_status_down_keeps_history(stack_env: dict[str, str]) -> N
     assert baton(stack_env, "dev", "up", "--detach").returncode == 0
     assert asyncio.run(describe(address, workflow_id)) == "RUNNING"
     assert (Path(stack_env["BATON_HOME"]) / "temporal.db").is_file()
+
+
+def environ(pid: int) -> bytes:
+    """The environment process `pid` started with."""
+    return Path(f"/proc/{pid}/environ").read_bytes()
 
 
 def scrape(url: str) -> str:

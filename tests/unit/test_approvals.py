@@ -95,3 +95,13 @@ def test_only_allowed_approvers_may_reject() -> None:
     with pytest.raises(PolicyViolation, match="mallory may not reject prod"):
         approvals.check_rejection(Decision(user="mallory"))
     approvals.check_rejection(Decision(user="dave"))
+
+
+def test_an_approval_beyond_the_required_count_is_refused() -> None:
+    approvals = awaiting(rollout(required=2))
+    approvals.given = [Decision(user="carol"), Decision(user="dave")]
+    with pytest.raises(NotAwaitingApproval) as refused:
+        approvals.check_approval(Decision(user="erin"))
+    assert str(refused.value) == (
+        "prod has its 2/2 approvals already: the approval by erin is not needed"
+    )

@@ -3,7 +3,11 @@ an exit code saying which kind of problem it is (README: Exit codes)."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +19,7 @@ from baton.config import ConfigError
 from baton.errors import BatonError, ToolNotFound
 from baton.forges.base import HeadChanged, PullRequestNotFound
 from baton.forges.http import ForgeUnavailable
-from baton.local.stack import Stack, StackError
+from baton.local.stack import Stack, StackError, services
 from baton.policy import PolicyViolation
 from baton.settings import Settings
 from baton.temporal import TemporalUnavailable, connect_config
@@ -145,3 +149,60 @@ def test_a_busy_service_port_names_the_setting_that_moves_it(
     assert str(busy.value).endswith(
         f"(needed by {service}): stop that process or set BATON_{service.upper()}_PORT"
     )
+
+
+def test_dev_status_lists_the_services_and_says_the_config_is_broken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, baton: Baton
+) -> None:
+    stack = local_stack(tmp_path, monkeypatch)
+    run_dir = stack.settings.home / "run"
+    run_dir.mkdir(parents=True)
+    (run_dir / "api.pid").write_text(str(os.getpid()))  # a live pid: the API runs
+    (tmp_path / "baton.yaml").write_text("apps: {}\n")
+
+    code, out, err = baton("dev", "status")
+
+    assert code == 1
+    assert out.split() == [
+        *("temporal", "stopped", "api", "running", "(pid", f"{os.getpid()})"),
+        *("worker", "stopped", "cluster", "stopped"),
+    ]
+    assert err.startswith(f"the configuration is broken: {tmp_path / 'baton.yaml'}: apps")
+    assert len(err.splitlines()) == 1
+    code, out, _ = baton("dev", "status", "--json")
+    status = json.loads(out)
+    assert code == 1 and status["services"]["api"] == {"running": True, "pid": os.getpid()}
+    assert status["config"]["problem"].startswith(f"{tmp_path / 'baton.yaml'}: apps")
+
+
+def test_each_stack_process_gets_only_the_secrets_it_uses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack = local_stack(tmp_path, monkeypatch)
+    config = yaml.safe_load((tmp_path / "baton.yaml").read_text())
+    config["forge"]["credentials"] = {"token_env": "FORGE_TOKEN"}
+    (tmp_path / "baton.yaml").write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("BATON_REGISTRY_PASSWORD", "registry-secret")
+    monkeypatch.setenv("BATON_REGISTRY_PASSWORD_FILE", "/run/secrets/registry")
+    monkeypatch.setenv("FORGE_TOKEN", "forge-secret")
+    monkeypatch.setenv("BATON_WEBHOOK_SECRET", "webhook-secret")
+    stack.run_dir.mkdir(parents=True)
+    stack.log_dir.mkdir(parents=True)
+    dump = [sys.executable, "-c", "import json, os; print(json.dumps(dict(os.environ)))"]
+    seen = {}
+    for service in services(stack.settings, stack.config):
+        stack._spawn(dataclasses.replace(service, command=dump))
+        pid = int((stack.run_dir / f"{service.name}.pid").read_text())
+        os.waitpid(pid, 0)
+        env = json.loads((stack.log_dir / f"{service.name}.log").read_text())
+        secrets = ("BATON_REGISTRY_PASSWORD", "FORGE_TOKEN", "BATON_WEBHOOK_SECRET")
+        seen[service.name] = [name for name in secrets if name in env]
+        assert ("BATON_REGISTRY_PASSWORD_FILE" in env) == ("BATON_REGISTRY_PASSWORD" in env)
+
+    assert seen == {
+        "temporal": [],
+        "registry": [],
+        "api": ["FORGE_TOKEN", "BATON_WEBHOOK_SECRET"],
+        "worker": ["BATON_REGISTRY_PASSWORD", "FORGE_TOKEN", "BATON_WEBHOOK_SECRET"],
+        "cluster": ["BATON_REGISTRY_PASSWORD", "BATON_WEBHOOK_SECRET"],
+    }

@@ -317,6 +317,65 @@ async def test_signed_but_malformed_payloads_get_a_reason_not_an_error(
     assert "error" in answer.json() or "result" in answer.json()
 
 
+def nested(depth: int, leaf: bytes, kinds: list[bool]) -> bytes:
+    """`leaf` inside `depth` arrays and objects, `kinds` choosing which at each level."""
+    opening = b"".join(b"[" if kinds[i % len(kinds)] else b'{"a":' for i in range(depth))
+    closing = b"".join(b"]" if kinds[i % len(kinds)] else b"}" for i in reversed(range(depth)))
+    return opening + leaf + closing
+
+
+huge_numbers = st.tuples(
+    st.sampled_from([b"", b"-"]),
+    st.integers(github.MAX_NUMBER_LENGTH + 1, 60_000),
+    st.sampled_from([b"", b".5", b"e10", b"E-99999"]),
+).map(lambda t: t[0] + b"7" * t[1] + t[2])
+
+
+@FUZZ
+@given(
+    endpoint=st.sampled_from(ENDPOINTS),
+    depth=st.integers(1, 200_000),
+    kinds=st.lists(st.booleans(), min_size=1, max_size=5),
+    leaf=st.sampled_from([b"1", b'"x"', b"null", b"[]"]) | huge_numbers,
+    inside=st.booleans(),
+)
+async def test_signed_nested_and_huge_bodies_are_refused_with_a_reason(
+    api: Api, endpoint: str, depth: int, kinds: list[bool], leaf: bytes, inside: bool
+) -> None:
+    value = nested(depth, leaf, kinds)
+    if inside:  # in a field of a genuine delivery, where a parser meets it halfway through
+        base = genuine(endpoint)
+        body = base.replace(b'"sender"', b'"extra": ' + value + b', "sender"', 1)
+        body = body if body != base else value
+    else:
+        body = value
+    answer = await api.post(endpoint, body, signed(endpoint, api.secret, body))
+    too_deep = depth + int(leaf == b"[]") + int(body is not value) > github.MAX_JSON_DEPTH
+    if too_deep or len(leaf) > github.MAX_NUMBER_LENGTH:
+        assert answer.status_code == 400, answer.text
+        assert "at most" in answer.json()["error"], answer.text
+    else:
+        assert answer.status_code in (200, 202, 400), answer.text
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "body nests 100000 levels deep: at most 64 are accepted"),
+        (
+            b'{"number": ' + b"9" * 4301 + b"}",
+            "body holds a number of 4301 characters: at most 64 are accepted",
+        ),
+    ],
+)
+async def test_deeply_nested_and_huge_number_bodies_are_400_naming_the_limit(
+    api: Api, body: bytes, reason: str
+) -> None:
+    for endpoint in ENDPOINTS:
+        answer = await api.post(endpoint, body, signed(endpoint, api.secret, body))
+        assert (answer.status_code, answer.json()["error"]) == (400, reason), endpoint
+
+
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
 async def test_oversized_bodies_are_413_before_anything_else(api: Api, endpoint: str) -> None:
     answer = await api.post(endpoint, b"x" * (MAX_BODY_BYTES + 1), {})

@@ -16,24 +16,20 @@ from temporalio.testing import ActivityEnvironment
 from activities import context as activity_context
 from activities.context import Context
 from activities.deploy import ProposeInput, propose_gitops_change, render_environment
-from baton.artifacts import publish_artifact
-from baton.config import load_config
 from baton.gitops import rollout_branch
 from baton.models import Artifact, Rendered, RolloutInput
 from baton.render import split_objects
-from baton.settings import Settings
 from tests.conftest import Baton
 from tests.fixtures.charts import GREETING, RANDOM_CHART, write_chart
 from tests.fixtures.charts import PROD_VALUES as BEFORE
 from tests.fixtures.docker import LocalRegistry
+from tests.fixtures.homes import head, publish, sample_app_home
 from tests.fixtures.manifests import DEPLOYMENT
-from tests.fixtures.ports import closed_port
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 MANIFESTS = "rendered/prod/sample-app/manifests.yaml"
 RENDERED_FROM = "rendered/prod/sample-app/rendered-from.json"
 VALUES = "environments/prod/sample-app/values.yaml"
-IMAGE_DIGEST = "sha256:" + "5" * 64
 # Case 25's prod values: text that must stay text all the way to the GitOps commit.
 PROD_VALUES = BEFORE + f'greeting: "{GREETING}"\n'
 
@@ -44,52 +40,9 @@ def context(
 ) -> Iterator[Context]:
     """Baton's home, config and local forge as both the worker and the `baton` command see them:
     the sample app repository and a GitOps repository with prod's values."""
-    config = tmp_path / "baton.yaml"
-    config.write_text(
-        f"""
-registry:
-  url: {registry.host}
-  credentials: {{username: {registry.username}, token_env: TEST_REGISTRY_PASSWORD}}
-apps:
-  - {{name: sample-app, repo: sample-app, chart: chart, image: sample-app}}
-environments:
-  - {{name: prod, namespace: prod}}
-"""
-    )
-    port = closed_port()  # the forge's webhooks are refused at once, harmlessly
-    for name, value in {
-        "BATON_HOME": str(tmp_path / "home"),
-        "BATON_CONFIG": str(config),
-        "BATON_API_PORT": str(port),
-        "TEST_REGISTRY_PASSWORD": registry.password,
-    }.items():
-        monkeypatch.setenv(name, value)
-    settings = Settings()
-    ctx = Context(settings, load_config(config))
-    seed = tmp_path / "seed"
-    (seed / "environments/prod/sample-app").mkdir(parents=True)
-    (seed / VALUES).write_text(PROD_VALUES, encoding="utf-8")
-    ctx.forge.create_repo("gitops", from_dir=seed)
-    ctx.forge.create_repo("sample-app", from_dir=EXAMPLES / "sample-app")
+    ctx, _ = sample_app_home(tmp_path, registry, monkeypatch, PROD_VALUES)
     monkeypatch.setattr(activity_context, "_current", ctx)
     yield ctx
-
-
-def head(ctx: Context, repo: str) -> str:
-    return ctx.workspace.mirror(repo, ctx.forge.clone_url(repo)).git.rev_parse("refs/heads/main")
-
-
-def publish(ctx: Context, commit: str) -> Artifact:
-    checkout = ctx.checkout("sample-app", commit)
-    return publish_artifact(
-        "sample-app",
-        commit,
-        checkout / "chart",
-        ctx.image_repository(ctx.config.app("sample-app")),
-        IMAGE_DIGEST,
-        ctx.registry,
-        store=ctx.artifacts,
-    )
 
 
 def roll_out(ctx: Context, artifact: Artifact) -> tuple[RolloutInput, Rendered, str]:

@@ -3,9 +3,7 @@ repository on the local forge and an endpoint served over HTTP on loopback."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -18,14 +16,16 @@ from activities.deploy import (
     VerifyInput,
     revert_gitops_change,
     verify_endpoint,
+    verify_running,
 )
 from baton.config import VerifyConfig
 from baton.diff import diff_manifests
-from baton.gitops import placeholder_manifests, rollout_branch
+from baton.gitops import RENDERED_FROM, RenderedFrom, beside, placeholder_manifests, rollout_branch
 from baton.models import RolloutInput
 from baton.render import holds_objects
 from tests.fakes.records import fake_artifact
 from tests.fixtures.gitops import gitops_context
+from tests.fixtures.http import Handler, serving
 from tests.fixtures.manifests import DEPLOYMENT
 from tests.fixtures.ports import closed_port
 
@@ -136,34 +136,24 @@ def test_reverting_a_later_deploy_restores_the_manifests_before_it(gitops: Conte
 
 
 class Endpoint:
-    """An HTTP server on loopback answering every GET with `status` and `body`."""
+    """What the app's endpoint on loopback answers every GET with: `status` and `body`."""
 
     def __init__(self) -> None:
         self.status, self.body = 200, ""
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = endpoint.body.encode()
-                self.send_response(endpoint.status)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/version"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        self.url = ""
 
 
 @pytest.fixture
 def endpoint() -> Iterator[Endpoint]:
     endpoint = Endpoint()
-    yield endpoint
-    endpoint.server.shutdown()
-    endpoint.server.server_close()
+
+    class Answer(Handler):
+        def do_GET(self) -> None:
+            self.answer(endpoint.status, endpoint.body.encode())
+
+    with serving(Answer) as url:
+        endpoint.url = f"{url}/version"
+        yield endpoint
 
 
 def verify_after_rollback(
@@ -214,3 +204,58 @@ def test_a_rollback_to_a_previous_commit_still_needs_it_to_answer(
     assert not refused.synced and f"""containing '"commit": "{FIRST}"'""" in refused.message
     endpoint.body = f'{{"commit": "{FIRST}"}}'
     assert verify_after_rollback(gitops, endpoint.url, removed=False, previous=FIRST).synced
+
+
+def deploy_recorded(context: Context, commit: str) -> str:
+    """Merge `commit`'s manifests with Baton's record of what they were rendered from."""
+    record = RenderedFrom.of(fake_artifact("sample-app", commit), "staging", {})
+    branch = rollout_branch("sample-app", "staging", commit)
+    also = {beside(MANIFESTS, RENDERED_FROM): record.to_text()}
+    context.gitops.propose(branch, MANIFESTS, DEPLOYMENT, "Deploy", also=also)
+    pr = context.forge.open_pull_request("gitops", branch, "main", "Deploy", "", author="baton")
+    return context.forge.merge_pull_request("gitops", pr.number, pr.head_sha)
+
+
+def check_running(gitops: Context, url: str) -> object:
+    """Check staging's verification for the version it runs, before rolling SECOND out."""
+    check = VerifyConfig(url=url, expected_body='"commit": "{commit}"', timeout_s=1)
+    return ActivityEnvironment().run(verify_running, rollout(gitops, SECOND, check))
+
+
+def test_verification_is_not_checked_where_nothing_runs_yet(gitops: Context) -> None:
+    outcome = check_running(gitops, f"http://127.0.0.1:{closed_port()}/version")
+    assert outcome.synced and outcome.reason == "nothing runs yet"
+
+
+def test_verification_answering_for_the_running_version_lets_the_rollout_go_on(
+    gitops: Context, endpoint: Endpoint
+) -> None:
+    deploy_recorded(gitops, FIRST)
+    endpoint.body = f'{{"commit": "{FIRST}"}}'
+
+    outcome = check_running(gitops, endpoint.url)
+
+    assert outcome.synced and outcome.revision == FIRST
+
+
+@pytest.mark.parametrize("wrong", ["closed port", "other path"])
+def test_a_wrong_verify_url_says_verification_is_broken(
+    gitops: Context, endpoint: Endpoint, wrong: str
+) -> None:
+    deploy_recorded(gitops, FIRST)
+    endpoint.body = f'{{"commit": "{FIRST}"}}'
+    url = f"http://127.0.0.1:{closed_port()}/version" if wrong == "closed port" else endpoint.url
+    if wrong == "other path":
+        endpoint.status = 404
+
+    outcome = check_running(gitops, url)
+
+    assert not outcome.synced
+    assert outcome.message.startswith(
+        f"verification is broken: {url} does not answer for the running version: the running "
+        f"""version ({FIRST[:12]}) did not answer 200 containing '"commit": "{FIRST}"' within 1s"""
+    )
+    assert outcome.message.endswith(
+        "fix the verify settings of staging in the configuration (url, expected_status, "
+        "expected_body), then retry the change"
+    )

@@ -101,6 +101,7 @@ async def client(
             rollout.request_reconcile,
             rollout.check_sync,
             rollout.verify,
+            rollout.verify_running,
         ],
     }
     async with serving(isolated_client, [EnvironmentRollout], activities):

@@ -85,6 +85,8 @@ class World:
     moved_head: str | None = None  # someone pushed to the GitOps PR: its head is now this
     rerendered: tuple[str, list[str]] | None = None  # Baton moved it: content hash, sensitive
     render_error: BatonError | None = None  # what render_environment raises
+    running_unverifiable: bool = False  # verification does not answer for the running version
+    checked_running: int = 0
 
 
 world = World()
@@ -195,6 +197,19 @@ async def verify(input: VerifyInput) -> SyncOutcome:
     return SyncOutcome(synced=True, revision=commit, message="200 ok")
 
 
+@activity.defn(name="verify_running")
+async def verify_running(input: RolloutInput) -> SyncOutcome:
+    world.checked_running += 1
+    if world.running_unverifiable:
+        return SyncOutcome(
+            synced=False,
+            reason="verification is broken",
+            message="verification is broken: http://127.0.0.1:1/version does not answer for the "
+            "running version",
+        )
+    return SyncOutcome(synced=True, revision=PREVIOUS, reason="verified")
+
+
 @activity.defn(name="gitops_head")
 async def gitops_head(input: RolloutInput) -> str:
     return M
@@ -216,6 +231,7 @@ async def workers(temporal_env: WorkflowEnvironment) -> AsyncIterator[Client]:
             request_reconcile,
             check_sync,
             verify,
+            verify_running,
             gitops_head,
         ],
     )
@@ -328,6 +344,47 @@ async def test_prod_needs_two_distinct_approvers_and_refuses_author(workers: Cli
     assert result.revision == M
 
 
+async def test_an_approval_beyond_the_required_count_is_not_counted(workers: Client) -> None:
+    handle = await start(workers, rollout_input(required=2, allow_self=True))
+    await wait_for_gate(handle, "approval")
+
+    # Three approvals at once: they can all pass the validator before the first is counted.
+    answers = await asyncio.gather(
+        *(
+            handle.execute_update(EnvironmentRollout.approve, Decision(user=user))
+            for user in ("carol", "dave", "alice")
+        ),
+        return_exceptions=True,
+    )
+
+    texts = sorted(
+        a.cause.message if isinstance(a, WorkflowUpdateFailedError) else a for a in answers
+    )
+    assert sorted(t[-5:] for t in texts if t.endswith("/2)")) == ["(1/2)", "(2/2)"], texts
+    (third,) = [t for t in texts if not t.endswith("/2)")]
+    assert third.endswith("is not needed") or "not waiting for approval" in third, texts
+    result = await synced(handle)
+    assert len(result.approvals) == 2, result.approvals
+
+
+async def test_a_broken_verification_stops_the_rollout_before_its_gitops_pr(
+    workers: Client,
+) -> None:
+    world.running_unverifiable = True
+    handle = await start(workers, rollout_input())
+
+    result = await handle.result()
+
+    assert (result.outcome, result.gitops_pr, result.revision) == ("failed", None, None)
+    assert result.reason == (
+        "verification is broken: http://127.0.0.1:1/version does not answer for the running version"
+    )
+    assert result.rollback is None and world.merged == [] and world.verified == []
+    status = await handle.query(EnvironmentRollout.status)
+    assert stages(status)["check verification"] == "failed"
+    assert "gitops pull request" not in stages(status)
+
+
 async def test_rejection_stops_the_rollout_and_closes_the_gitops_pr(workers: Client) -> None:
     handle = await start(workers, rollout_input())
     await wait_for_gate(handle, "approval")
@@ -393,6 +450,7 @@ async def test_failed_sync_of_merge_commit_fails_with_reason(workers: Client) ->
     status = await handle.query(EnvironmentRollout.status)
     assert stages(status) == {
         "render": "succeeded",
+        "check verification": "succeeded",
         "gitops pull request": "succeeded",
         "merge": "succeeded",
         "sync": "failed",

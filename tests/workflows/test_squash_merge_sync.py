@@ -89,6 +89,7 @@ async def workers(temporal_env: WorkflowEnvironment, github: FakeGitHub) -> Asyn
             rollout.request_reconcile,
             rollout.check_sync,
             rollout.verify,
+            rollout.verify_running,
             rollout.gitops_head,
         ],
         activity_executor=ThreadPoolExecutor(4),

@@ -90,8 +90,9 @@ class Approvals:
 
     def check_approval(self, approval: Decision) -> None:
         """Refuse an approval the policy does not allow, that was made on other content than the
-        PR holds, or that comes when none is awaited."""
+        PR holds, or that comes when none is awaited or the policy has all it needs."""
         self._check_awaited()
+        self._check_enough(approval)
         self._check_current(approval, "approval")
         policy.check_approval(
             self.policy,
@@ -132,6 +133,19 @@ class Approvals:
                 "look at the change again (baton changes show) and decide on what it holds now"
             )
 
+    def _check_enough(self, approval: Decision) -> None:
+        """Refuse an approval beyond the required count: the gate is satisfied already (it
+        closes when the rollout next runs, so a decision can reach it in between)."""
+        if self.satisfied:
+            raise NotAwaitingApproval(self._enough(approval))
+
+    def _enough(self, approval: Decision) -> str:
+        count = len(policy.approved_by(self.given))
+        return (
+            f"{self.environment} has its {count}/{self.required} approvals already: "
+            f"the approval by {approval.user} is not needed"
+        )
+
     def _check_awaited(self) -> None:
         gate = self.record.gate
         if gate is None or gate.kind != "approval":
@@ -143,7 +157,12 @@ class Approvals:
     # The decisions, checked already.
 
     def approve(self, approval: Decision) -> str:
-        """Count an approval, bound to the content it was given on; says how many of how many."""
+        """Count an approval, bound to the content it was given on; says how many of how many.
+
+        Updates validated together can pass the validator before the first is counted: one
+        beyond the required count is then answered, not counted."""
+        if self.satisfied and workflow.patched("approvals-capped"):
+            return self._enough(approval)
         self.given.append(self._bound(approval))
         self._show_gate()
         count = len(policy.approved_by(self.given))

@@ -16,7 +16,7 @@ with workflow.unsafe.imports_passed_through():
     from baton.temporal import TaskQueues
 
 from workflows.record import Record, failure
-from workflows.retries import RETRY
+from workflows.retries import HEARTBEAT, RETRY
 
 A = TypeVar("A")
 R = TypeVar("R")
@@ -28,13 +28,16 @@ class StepOptions(TypedDict, total=False):
     task_queue: str
     start_to_close_timeout: timedelta
     schedule_to_close_timeout: timedelta
+    heartbeat_timeout: timedelta
     retry_policy: RetryPolicy
 
 
-# A deploy step: on a deploy worker, short, retried while the forge or cluster is away.
+# A deploy step: on a deploy worker, short, retried while the forge or cluster is away, and
+# within seconds when its worker dies (it heartbeats).
 QUICK: StepOptions = {
     "task_queue": TaskQueues.DEPLOY,
     "start_to_close_timeout": timedelta(minutes=2),
+    "heartbeat_timeout": HEARTBEAT,
     "retry_policy": RETRY,
 }
 

@@ -15,7 +15,7 @@ with workflow.unsafe.imports_passed_through():
     from baton.temporal import TaskQueues
 
 from workflows.record import Record, failure, last_failure
-from workflows.retries import ONE_LOOK, POLL
+from workflows.retries import HEARTBEAT, ONE_LOOK, POLL
 from workflows.rollout.steps import QUICK
 
 CONFIRM_EVENTS = "sync-event-confirmed"
@@ -75,6 +75,7 @@ class SyncWaiter:
                 SyncCheckInput(rollout=self.input, merged_revision=revision, since=self.since),
                 task_queue=TaskQueues.DEPLOY,
                 start_to_close_timeout=timedelta(seconds=30),
+                heartbeat_timeout=HEARTBEAT,
                 schedule_to_close_timeout=timeout,
                 retry_policy=POLL,
                 summary=f"poll {env.name} sync status",
@@ -139,6 +140,7 @@ class SyncWaiter:
                 check,
                 task_queue=TaskQueues.DEPLOY,
                 start_to_close_timeout=timedelta(seconds=30),
+                heartbeat_timeout=HEARTBEAT,
                 retry_policy=ONE_LOOK,
                 summary=f"confirm {env.name} sync of {event.revision[:12]}",
             )

@@ -43,10 +43,11 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows import metrics
 from workflows.record import Record, failure, last_failure
-from workflows.retries import NOTIFY, RECONCILE, RETRY
+from workflows.retries import HEARTBEAT, NOTIFY, RECONCILE, RETRY
 from workflows.rollout import texts
 from workflows.rollout.approvals import Approvals, ApprovalUpdates
 from workflows.rollout.freeze_gate import FreezeGate, FreezeOverride
+from workflows.rollout.preflight import verification_broken
 from workflows.rollout.rollback import RollbackSaga
 from workflows.rollout.steps import StepOptions, close_pr, step
 from workflows.rollout.sync_waiter import SyncWaiter
@@ -167,6 +168,8 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
             else:
                 if self.superseded_by:
                     return await self._superseded()
+                if broken := await verification_broken(self.record, input):
+                    return await self._finish("failed", broken)
                 pr = self.pr = await self._propose(rendered)
                 if self.approvals.required:
                     await self._notify(
@@ -325,6 +328,7 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
                 self.input,
                 task_queue=TaskQueues.DEPLOY,
                 start_to_close_timeout=timedelta(minutes=1),
+                heartbeat_timeout=HEARTBEAT,
                 retry_policy=RECONCILE,
                 summary=f"request a reconcile of {env.name}",
             )
@@ -352,7 +356,7 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
             check,
             task_queue=TaskQueues.DEPLOY,
             start_to_close_timeout=timedelta(seconds=verify.timeout_s + 30),
-            heartbeat_timeout=timedelta(seconds=30),
+            heartbeat_timeout=HEARTBEAT,
             retry_policy=RETRY,
             summary=f"verify {verify.url}",
         )
