@@ -21,6 +21,7 @@ from activities.images import propose_pin_bumps, refresh_mirrors
 from activities.lane import is_running, join_lane
 from activities.notify import send_notification
 from activities.pipeline import build_image, publish_artifact, run_check
+from activities.reconcile import reconcile_forge
 from baton.temporal import TaskQueues
 
 ACTIVITIES: dict[str, list[Callable[..., Any]]] = {
@@ -30,6 +31,7 @@ ACTIVITIES: dict[str, list[Callable[..., Any]]] = {
         join_lane,
         is_running,
         send_notification,
+        reconcile_forge,
     ],
     TaskQueues.BUILD: [
         run_check,

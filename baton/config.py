@@ -677,6 +677,28 @@ class ImagesConfig(Model):
         return self
 
 
+class ReconcileConfig(Model):
+    interval: str = Field(
+        default="1m",
+        description="how often the reconciler reads each app's open PRs and release branch head "
+        "and the GitOps PRs rollouts wait on, acting on deliveries that never arrived (the "
+        "Temporal Schedule `reconcile`, also run when the API starts); e.g. 1m, 5m, 1h",
+    )
+
+    @field_validator("interval")
+    @classmethod
+    def _a_duration(cls, value: str) -> str:
+        if parse_duration(value) is None:
+            raise ValueError(f"{value!r} is not a duration: give e.g. 1m, 5m or 1h")
+        return value
+
+    @property
+    def every(self) -> timedelta:
+        every = parse_duration(self.interval)
+        assert every is not None  # validated
+        return every
+
+
 NotificationEvent = Literal["approval_needed", "deployed", "failed", "rolled_back"]
 NOTIFICATION_EVENTS: tuple[NotificationEvent, ...] = (
     "approval_needed",
@@ -716,6 +738,7 @@ class BatonConfig(Model):
     registry: RegistryConfig = RegistryConfig()
     gitops: GitOpsConfig = GitOpsConfig()
     images: ImagesConfig = ImagesConfig()
+    reconcile: ReconcileConfig = ReconcileConfig()
     apps: list[AppConfig] = Field(min_length=1)
     environments: list[EnvironmentConfig] = []
     promotion: list[str] = Field(default=[], description="environment names in promotion order")

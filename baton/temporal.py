@@ -10,7 +10,17 @@ from __future__ import annotations
 import os
 
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
-from temporalio.client import Client
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleHandle,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleUpdate,
+)
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig
@@ -120,10 +130,33 @@ class WorkflowTypes:
     ROLLOUT = "EnvironmentRollout"
     LANE = "EnvironmentLane"
     IMAGE_REFRESH = "ImageRefresh"
+    RECONCILE = "Reconcile"
 
 
 IMAGE_REFRESH_SCHEDULE = "images-refresh"
 """The Temporal Schedule that starts ImageRefresh on `images.refresh`'s cron."""
+RECONCILE_SCHEDULE = "reconcile"
+"""The Temporal Schedule that starts Reconcile every `reconcile.interval`."""
+
+
+async def put_schedule(
+    client: Client, schedule_id: str, workflow_type: str, spec: ScheduleSpec
+) -> ScheduleHandle:
+    """Create the Schedule `schedule_id` that starts `workflow_type` (id: the schedule's) on
+    `spec`, or update it to that; a run still going when the next is due makes it skip."""
+    schedule = Schedule(
+        action=ScheduleActionStartWorkflow(
+            workflow_type, id=schedule_id, task_queue=TaskQueues.WORKFLOWS
+        ),
+        spec=spec,
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
+    try:
+        return await client.create_schedule(schedule_id, schedule)
+    except ScheduleAlreadyRunningError:
+        handle = client.get_schedule_handle(schedule_id)
+        await handle.update(lambda _: ScheduleUpdate(schedule=schedule))
+        return handle
 
 
 class Signals:

@@ -9,21 +9,13 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from temporalio.client import (
-    Schedule,
-    ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
-    ScheduleOverlapPolicy,
-    SchedulePolicy,
-    ScheduleSpec,
-    ScheduleUpdate,
-)
+from temporalio.client import ScheduleSpec
 
 from baton.config import ConfigError, load_config
 from baton.mirror import MirrorState, config_commit, mirror
 from baton.registry import Registry
 from baton.settings import Settings
-from baton.temporal import IMAGE_REFRESH_SCHEDULE, TaskQueues, WorkflowTypes, connect
+from baton.temporal import IMAGE_REFRESH_SCHEDULE, WorkflowTypes, connect, put_schedule
 
 console = Console(soft_wrap=True)
 images_app = typer.Typer(help="Third-party images mirrored into Baton's registry.")
@@ -94,21 +86,12 @@ def images_schedule(config_file: ConfigFile = None) -> None:
         raise ConfigError(
             ["images.refresh: not set: give it a cron, e.g. '0 */6 * * *'"], str(path)
         )
-    schedule = Schedule(
-        action=ScheduleActionStartWorkflow(
-            WorkflowTypes.IMAGE_REFRESH, id=IMAGE_REFRESH_SCHEDULE, task_queue=TaskQueues.WORKFLOWS
-        ),
-        spec=ScheduleSpec(cron_expressions=[cron]),
-        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
-    )
 
     async def put() -> None:
-        client = await connect()
-        try:
-            await client.create_schedule(IMAGE_REFRESH_SCHEDULE, schedule)
-        except ScheduleAlreadyRunningError:
-            handle = client.get_schedule_handle(IMAGE_REFRESH_SCHEDULE)
-            await handle.update(lambda _: ScheduleUpdate(schedule=schedule))
+        spec = ScheduleSpec(cron_expressions=[cron])
+        await put_schedule(
+            await connect(), IMAGE_REFRESH_SCHEDULE, WorkflowTypes.IMAGE_REFRESH, spec
+        )
 
     asyncio.run(put())
     console.print(f"schedule {IMAGE_REFRESH_SCHEDULE}: {cron} (UTC)", markup=False)

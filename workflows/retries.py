@@ -52,3 +52,5 @@ STATUS_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
 NOTIFY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 # Whether a lane's holder still runs: asked again at the next check if Temporal does not answer.
 HOLDER_CHECK = RetryPolicy(maximum_attempts=3)
+# The reconciler's reading of the forge: the next scheduled run reads it again anyway.
+ONE_READING = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_attempts=2)

@@ -1,0 +1,133 @@
+"""The reconciler against a real local forge whose webhooks reach nobody (the API is down), on a
+real Temporal server with test_pipelines.py's stand-in steps: what the missed deliveries would
+have done happens once, and a reading that finds nothing new does nothing."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+
+from baton.config import BatonConfig
+from baton.ingress import Ingress
+from baton.local.forge import LocalForge
+from baton.models import ChangeStatus
+from baton.reconcile import Reconciler
+from baton.settings import Settings
+from baton.temporal import Queries, change_id
+from tests.conftest import at_gate, serving, until
+from tests.workflows import test_pipelines as pipelines
+from tests.workflows.test_pipelines import APP, Steps
+from workflows import WORKFLOWS
+
+steps = pipelines.steps  # the stand-ins' fixture
+
+
+@pytest.fixture
+async def client(isolated_client: Client, steps: Steps) -> AsyncIterator[Client]:
+    async with serving(isolated_client, WORKFLOWS, steps.activities()):
+        yield isolated_client
+
+
+@pytest.fixture
+def forge(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LocalForge:
+    """The app's repository on a local forge with no webhook receiver: every delivery is lost."""
+    monkeypatch.setenv("BATON_HOME", str(tmp_path / "home"))  # read by the forge's push hook
+    seed = tmp_path / "seed"
+    seed.mkdir()
+    (seed / "app.txt").write_text("v1\n")
+    forge = LocalForge(tmp_path / "forge")
+    forge.create_repo(APP.repo, from_dir=seed)
+    return forge
+
+
+@pytest.fixture
+def reconciler(client: Client, forge: LocalForge) -> Reconciler:
+    ingress = Ingress(client, BatonConfig(apps=[APP]), Settings(), via="reconciler")
+    return Reconciler(ingress, forge, "reconciler:test")
+
+
+def push(forge: LocalForge, branch: str, content: str) -> str:
+    """Commit `content` on `branch` (made from main) in a clone and push it; the new head."""
+    work = forge.root.parent / f"work-{branch}"
+    git = ["git", "-c", "user.name=Alice", "-c", "user.email=alice@example.invalid"]
+    if not work.exists():
+        clone = [*git, "clone", "--quiet", forge.clone_url(APP.repo), str(work)]
+        subprocess.run(clone, check=True)
+        subprocess.run([*git, "checkout", "--quiet", "-b", branch], cwd=work, check=True)
+    (work / "app.txt").write_text(content)
+    subprocess.run([*git, "commit", "--quiet", "-am", content], cwd=work, check=True)
+    subprocess.run([*git, "push", "--quiet", "origin", branch], cwd=work, check=True)
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=work, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def open_pr(forge: LocalForge, branch: str) -> tuple[int, str]:
+    head = push(forge, branch, f"{branch}\n")
+    pr = forge.open_pull_request(APP.repo, branch, "main", f"Add {branch}", "", "alice")
+    return pr.number, head
+
+
+async def completed(client: Client, number: int) -> ChangeStatus:
+    handle = client.get_workflow_handle(change_id(APP.name, number), result_type=ChangeStatus)
+    return await handle.result()
+
+
+async def test_missed_opened_and_merged_deliveries_are_acted_on_once(
+    client: Client, forge: LocalForge, reconciler: Reconciler, steps: Steps
+) -> None:
+    first, head = open_pr(forge, "first")
+    assert await reconciler.run() == [f"{APP.repo}#{first} opened: started change/web/{first}"]
+    change = client.get_workflow_handle(change_id(APP.name, first))
+    await at_gate(change, "merge", ChangeStatus)
+    assert await reconciler.run() == []  # nothing new: nothing signalled
+
+    merge = forge.merge_pull_request(APP.repo, first, head)
+    assert await reconciler.run() == [f"{APP.repo}#{first} closed: signalled change/web/{first}"]
+    assert (await completed(client, first)).merge_commit == merge
+    assert await reconciler.run() == []  # the release head is that change's merge commit
+
+    # Opened and merged while no delivery arrived: the merge commit gets its PR's change.
+    second, head = open_pr(forge, "second")
+    merge = forge.merge_pull_request(APP.repo, second, head)
+    assert await reconciler.run() == [f"{APP.repo}#{second} closed: signalled change/web/{second}"]
+    status = await completed(client, second)
+    assert status.merge_commit == merge and status.state == "completed"
+    # Validated (the PR's checks never ran), then integrated once.
+    reported = [(context, state) for context, state, _ in steps.reported(merge)]
+    assert reported.count(("baton/ci", "success")) == 1 and ("baton/pr", "success") in reported
+    assert await reconciler.run() == []
+
+
+async def test_a_new_head_a_close_and_a_reopen_reach_the_change(
+    client: Client, forge: LocalForge, reconciler: Reconciler
+) -> None:
+    number, _ = open_pr(forge, "topic")
+    await reconciler.run()
+    change = client.get_workflow_handle(change_id(APP.name, number))
+    await at_gate(change, "merge", ChangeStatus)
+
+    head = push(forge, "topic", "newer\n")
+    assert await reconciler.run() == [
+        f"{APP.repo}#{number} synchronize: signalled change/web/{number}"
+    ]
+    status = await until(
+        lambda: change.query(Queries.STATUS, result_type=ChangeStatus),
+        lambda seen: seen.head_sha == head and seen.gate is not None,
+        "the new head validated",
+    )
+    assert status.gate is not None and status.gate.kind == "merge"
+
+    forge.close_pull_request(APP.repo, number)
+    assert await reconciler.run() == [f"{APP.repo}#{number} closed: signalled change/web/{number}"]
+    assert (await completed(client, number)).state == "closed"
+    assert await reconciler.run() == []
+
+    forge.reopen_pull_request(APP.repo, number)
+    assert await reconciler.run() == [f"{APP.repo}#{number} reopened: reopened change/web/{number}"]
+    await at_gate(client.get_workflow_handle(change_id(APP.name, number)), "merge", ChangeStatus)
+    assert await reconciler.run() == []
