@@ -699,6 +699,28 @@ class ReconcileConfig(Model):
         return every
 
 
+class OutagesConfig(Model):
+    wait: str = Field(
+        default="6h",
+        description="how long a step retries, with backoff, while a dependency it needs (the "
+        "registry, the container engine, the forge, the cluster, Temporal) does not answer, "
+        "before the change fails; e.g. 30m, 6h, 1d",
+    )
+
+    @field_validator("wait")
+    @classmethod
+    def _a_duration(cls, value: str) -> str:
+        if parse_duration(value) is None:
+            raise ValueError(f"{value!r} is not a duration: give e.g. 30m, 6h or 1d")
+        return value
+
+    @property
+    def seconds(self) -> int:
+        wait = parse_duration(self.wait)
+        assert wait is not None  # validated
+        return int(wait.total_seconds())
+
+
 NotificationEvent = Literal["approval_needed", "deployed", "failed", "rolled_back"]
 NOTIFICATION_EVENTS: tuple[NotificationEvent, ...] = (
     "approval_needed",
@@ -739,6 +761,7 @@ class BatonConfig(Model):
     gitops: GitOpsConfig = GitOpsConfig()
     images: ImagesConfig = ImagesConfig()
     reconcile: ReconcileConfig = ReconcileConfig()
+    outages: OutagesConfig = OutagesConfig()
     apps: list[AppConfig] = Field(min_length=1)
     environments: list[EnvironmentConfig] = []
     promotion: list[str] = Field(default=[], description="environment names in promotion order")

@@ -110,6 +110,7 @@ class Ingress:
             ui_url=self.settings.temporal_ui_url,
             namespace=self.client.namespace,
             notifications=self.config.notifications,
+            outage_wait_s=self.config.outages.seconds,
         )
 
     async def pull_request(self, hook: PullRequestHook, delivery_id: str) -> Reply:

@@ -144,6 +144,10 @@ class Gate(BaseModel):
     )
 
 
+OUTAGE_WAIT_S = 6 * 3600
+"""How long steps wait out a dependency's outage unless `outages.wait` says otherwise."""
+
+
 class ChangePlan(BaseModel):
     """The configuration a change runs under, frozen when the change starts."""
 
@@ -153,6 +157,9 @@ class ChangePlan(BaseModel):
     ui_url: str = "http://127.0.0.1:8233"
     namespace: str = "default"
     notifications: list[NotificationConfig] = []
+    outage_wait_s: int = Field(
+        default=OUTAGE_WAIT_S, description="how long steps retry while a dependency is away"
+    )
 
 
 class ChangeInput(BaseModel):
@@ -195,6 +202,11 @@ class PipelineInput(BaseModel):
     commit: str
     pr_number: int | None = None
     status_url: str | None = None
+    outage_wait_s: int = Field(
+        default=OUTAGE_WAIT_S,
+        description="how long a step retries its infrastructure errors (registry, container "
+        "engine, forge unreachable) before the pipeline gives up",
+    )
 
 
 class PipelineResult(BaseModel):

@@ -25,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from baton.temporal import TaskQueues, WorkflowTypes
 
 from workflows.record import Record, failure
-from workflows.retries import CHECK_RETRY, STATUS_RETRY
+from workflows.retries import STATUS_RETRY, outage_wait
 
 # Long steps heartbeat at least every 5 s; a worker that died is noticed after this.
 HEARTBEAT = timedelta(seconds=20)
@@ -75,9 +75,8 @@ async def _run_checks(
                         run_check,
                         CheckInput(app=input.app, repo=input.repo, commit=input.commit, kind=kind),
                         task_queue=TaskQueues.BUILD,
-                        start_to_close_timeout=timeout,
                         heartbeat_timeout=HEARTBEAT,
-                        retry_policy=CHECK_RETRY,
+                        **outage_wait(input.outage_wait_s, timeout),
                         summary=f"{kind} @ {input.commit[:12]}",
                     ),
                 )
@@ -95,9 +94,8 @@ async def _build(input: PipelineInput, push: bool, record: Record) -> CheckResul
             build_image,
             BuildInput(app=input.app, repo=input.repo, commit=input.commit, push=push),
             task_queue=TaskQueues.BUILD,
-            start_to_close_timeout=timedelta(minutes=30),
             heartbeat_timeout=HEARTBEAT,
-            retry_policy=CHECK_RETRY,
+            **outage_wait(input.outage_wait_s, timedelta(minutes=30)),
             summary=f"{'build and push' if push else 'build'} image @ {input.commit[:12]}",
         ),
     )
@@ -150,9 +148,8 @@ async def _pipeline(
                 publish_artifact,
                 PublishInput(app=input.app, repo=input.repo, commit=input.commit),
                 task_queue=TaskQueues.BUILD,
-                start_to_close_timeout=timedelta(minutes=10),
                 heartbeat_timeout=HEARTBEAT,
-                retry_policy=CHECK_RETRY,
+                **outage_wait(input.outage_wait_s, timedelta(minutes=10)),
                 summary=f"publish artifact @ {input.commit[:12]}",
             )
         except ActivityError as err:

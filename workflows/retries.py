@@ -9,6 +9,7 @@ hand; an error whose class says no retry can help is not retried under any polic
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -45,6 +46,26 @@ RECONCILE = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=
 CHECK_RETRY = RetryPolicy(
     maximum_attempts=3, non_retryable_error_types=non_retryable(CheckConfigError)
 )
+# Pipeline steps: infrastructure errors (registry, container engine, forge away) are retried with
+# backoff until the step's schedule-to-close timeout (`outage_wait`) ends the wait.
+WAIT_OUT = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(minutes=1),
+    non_retryable_error_types=non_retryable(CheckConfigError),
+)
+
+
+def outage_wait(input_wait_s: int, start_to_close: timedelta) -> dict[str, Any]:
+    """Activity options that wait out an outage of `input_wait_s` seconds (at least one whole
+    attempt) instead of giving up after a few tries."""
+    wait = max(timedelta(seconds=input_wait_s), start_to_close)
+    return {
+        "start_to_close_timeout": start_to_close,
+        "schedule_to_close_timeout": wait,
+        "retry_policy": WAIT_OUT,
+    }
+
+
 # Commit statuses tell the forge the outcome: worth retrying until the forge answers.
 STATUS_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
 # Notifications: retried while the receiver is away (bounded by the call's schedule-to-close),

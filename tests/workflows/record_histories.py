@@ -11,7 +11,8 @@ stand-in activities (two to three changes of one app in one lane). `before-searc
 are the demo's histories from when one BatonStage attribute held a change's state, a rollout's step
 and its outcome; `before-status-memos-*` are from before workflows published their status and gate
 as memos and approvals were bound to content. `image_refresh.json` is not the demo's: it is the refresh of the scenario in
-`tests/e2e/test_mirror.py` that found an upstream update and opened a pin bump PR.
+`tests/e2e/test_mirror.py` that found an upstream update and opened a pin bump PR;
+`reconcile.json` is one Reconcile run (its single activity) that signalled a missed merge.
 """
 
 import json
