@@ -15,7 +15,15 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from baton.errors import ConfigurationError
 from baton.references import NAME_MAX, check_domain, check_repository, parse_reference
@@ -677,48 +685,39 @@ class ImagesConfig(Model):
         return self
 
 
+def _a_duration(value: str) -> str:
+    if parse_duration(value) is None:
+        raise ValueError(f"{value!r} is not a duration: give e.g. 1m, 30m, 6h or 1d")
+    return value
+
+
+Duration = Annotated[str, AfterValidator(_a_duration)]
+"""A duration as config spells it (`parse_duration`), checked when the config loads."""
+
+
+def duration(text: str) -> timedelta:
+    """A `Duration` field's value as a timedelta."""
+    parsed = parse_duration(text)
+    assert parsed is not None  # a Duration was validated
+    return parsed
+
+
 class ReconcileConfig(Model):
-    interval: str = Field(
+    interval: Duration = Field(
         default="1m",
         description="how often the reconciler reads each app's open PRs and release branch head "
         "and the GitOps PRs rollouts wait on, acting on deliveries that never arrived (the "
         "Temporal Schedule `reconcile`, also run when the API starts); e.g. 1m, 5m, 1h",
     )
 
-    @field_validator("interval")
-    @classmethod
-    def _a_duration(cls, value: str) -> str:
-        if parse_duration(value) is None:
-            raise ValueError(f"{value!r} is not a duration: give e.g. 1m, 5m or 1h")
-        return value
-
-    @property
-    def every(self) -> timedelta:
-        every = parse_duration(self.interval)
-        assert every is not None  # validated
-        return every
-
 
 class OutagesConfig(Model):
-    wait: str = Field(
+    wait: Duration = Field(
         default="6h",
         description="how long a step retries, with backoff, while a dependency it needs (the "
         "registry, the container engine, the forge, the cluster, Temporal) does not answer, "
         "before the change fails; e.g. 30m, 6h, 1d",
     )
-
-    @field_validator("wait")
-    @classmethod
-    def _a_duration(cls, value: str) -> str:
-        if parse_duration(value) is None:
-            raise ValueError(f"{value!r} is not a duration: give e.g. 30m, 6h or 1d")
-        return value
-
-    @property
-    def seconds(self) -> int:
-        wait = parse_duration(self.wait)
-        assert wait is not None  # validated
-        return int(wait.total_seconds())
 
 
 NotificationEvent = Literal["approval_needed", "deployed", "failed", "rolled_back"]

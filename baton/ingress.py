@@ -14,7 +14,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from baton.cluster.base import kustomization_name
-from baton.config import BatonConfig
+from baton.config import BatonConfig, duration
 from baton.forge_events import PullRequestHook, PushHook, ReviewHook
 from baton.models import ChangeInput, ChangePlan, ForgeReview, PullRequestEvent, SyncEvent
 from baton.settings import Settings
@@ -110,7 +110,7 @@ class Ingress:
             ui_url=self.settings.temporal_ui_url,
             namespace=self.client.namespace,
             notifications=self.config.notifications,
-            outage_wait_s=self.config.outages.seconds,
+            outage_wait_s=int(duration(self.config.outages.wait).total_seconds()),
         )
 
     async def pull_request(self, hook: PullRequestHook, delivery_id: str) -> Reply:

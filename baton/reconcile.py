@@ -24,7 +24,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from baton.config import AppConfig, BatonConfig
+from baton.config import AppConfig, BatonConfig, duration
 from baton.forge_events import PullRequestHook, PushHook, ReviewHook
 from baton.forges.base import BranchHead, Forge, PullRequest
 from baton.ingress import Ingress
@@ -242,7 +242,7 @@ class Reconciler:
 async def schedule(client: Client, config: BatonConfig) -> None:
     """Put the `reconcile` Schedule on `reconcile.interval` and run it once now (what the API
     does when it starts: deliveries may have been lost while it was down)."""
-    spec = ScheduleSpec(intervals=[ScheduleIntervalSpec(every=config.reconcile.every)])
+    spec = ScheduleSpec(intervals=[ScheduleIntervalSpec(every=duration(config.reconcile.interval))])
     handle = await put_schedule(client, RECONCILE_SCHEDULE, WorkflowTypes.RECONCILE, spec)
     await handle.trigger()
 

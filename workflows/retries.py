@@ -46,6 +46,15 @@ RECONCILE = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=
 CHECK_RETRY = RetryPolicy(
     maximum_attempts=3, non_retryable_error_types=non_retryable(CheckConfigError)
 )
+# Commit statuses tell the forge the outcome: worth retrying until the forge answers.
+STATUS_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
+# Notifications: retried while the receiver is away (bounded by the call's schedule-to-close),
+# not when it refuses the URL or the variable is unset (NotificationConfigError, by its class).
+NOTIFY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+# Whether a lane's holder still runs: asked again at the next check if Temporal does not answer.
+HOLDER_CHECK = RetryPolicy(maximum_attempts=3)
+# The reconciler's reading of the forge: the next scheduled run reads it again anyway.
+ONE_READING = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_attempts=2)
 # Pipeline steps: infrastructure errors (registry, container engine, forge away) are retried with
 # backoff until the step's schedule-to-close timeout (`outage_wait`) ends the wait.
 WAIT_OUT = RetryPolicy(
@@ -56,22 +65,10 @@ WAIT_OUT = RetryPolicy(
 
 
 def outage_wait(input_wait_s: int, start_to_close: timedelta) -> dict[str, Any]:
-    """Activity options that wait out an outage of `input_wait_s` seconds (at least one whole
-    attempt) instead of giving up after a few tries."""
-    wait = max(timedelta(seconds=input_wait_s), start_to_close)
+    """Activity options that wait out an outage: retried with backoff for `input_wait_s` seconds
+    from the first attempt (which also bounds the attempts' own time) instead of a few tries."""
     return {
         "start_to_close_timeout": start_to_close,
-        "schedule_to_close_timeout": wait,
+        "schedule_to_close_timeout": timedelta(seconds=input_wait_s),
         "retry_policy": WAIT_OUT,
     }
-
-
-# Commit statuses tell the forge the outcome: worth retrying until the forge answers.
-STATUS_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
-# Notifications: retried while the receiver is away (bounded by the call's schedule-to-close),
-# not when it refuses the URL or the variable is unset (NotificationConfigError, by its class).
-NOTIFY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
-# Whether a lane's holder still runs: asked again at the next check if Temporal does not answer.
-HOLDER_CHECK = RetryPolicy(maximum_attempts=3)
-# The reconciler's reading of the forge: the next scheduled run reads it again anyway.
-ONE_READING = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_attempts=2)
