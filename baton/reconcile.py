@@ -26,7 +26,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from baton.config import AppConfig, BatonConfig, duration
 from baton.forge_events import PullRequestHook, PushHook, ReviewHook
-from baton.forges.base import BranchHead, Forge, PullRequest
+from baton.forges.base import BranchHead, Forge, PullRequest, PullRequestNotFound
 from baton.ingress import Ingress
 from baton.models import ChangeStatus, Gate, RolloutStatus
 from baton.temporal import (
@@ -179,26 +179,34 @@ class Reconciler:
             status = await _memo(execution, "status", RolloutStatus)
             if status is None or status.gitops_pr is None or status.revision is not None:
                 continue
-            pr = await asyncio.to_thread(self.forge.get_pull_request, repo, status.gitops_pr.number)
+            try:
+                pr = await asyncio.to_thread(
+                    self.forge.get_pull_request, repo, status.gitops_pr.number
+                )
+            except PullRequestNotFound:  # not on this forge (a rollout of another config)
+                continue
             gate = await _memo(execution, MEMO_GATE, Gate)
             if pr.state == "merged" and gate is not None and gate.kind == "merge":
                 assert pr.merge_commit_sha is not None
                 await self.ingress.signal(execution.id, Signals.GITOPS_MERGED, pr.merge_commit_sha)
                 actions.append(f"{repo}#{pr.number} merged: signalled {execution.id}")
             elif pr.state == "open" and gate is not None and gate.kind == "approval":
-                actions += await self._reviews(pr, status)
+                actions += await self._reviews(pr, status, gate)
         return actions
 
-    async def _reviews(self, pr: PullRequest, status: RolloutStatus) -> list[str]:
-        """Reviews of the head that the rollout has not counted: approvals and rejections."""
-        counted = {d.user for d in status.approvals if d.source == "forge"}
-        counted |= {u for d in status.approvals for u in d.forge_users}
+    async def _reviews(self, pr: PullRequest, status: RolloutStatus, gate: Gate) -> list[str]:
+        """Reviews of the head the rollout has not counted, by people it still waits on (a
+        review it cannot count would be sent again at every reading)."""
+        counted = {d.user for d in status.approvals} | {
+            u for d in status.approvals for u in d.forge_users
+        }
+        awaited = set(gate.waiting_on)
         reviews = await asyncio.to_thread(self.forge.list_reviews, pr.repo, pr.number)
         actions = []
         for review in reviews:
             if review.state == "commented" or review.commit_id != pr.head_sha:
                 continue
-            if review.state == "approved" and review.user in counted:
+            if review.user in counted or (awaited and review.user not in awaited):
                 continue
             hook = ReviewHook.of(
                 pr, reviewer=review.user, state=review.state, commit_id=review.commit_id

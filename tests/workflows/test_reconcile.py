@@ -9,19 +9,22 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from temporalio import activity
 from temporalio.client import Client
 
+from activities.deploy import ProposeInput
 from baton.config import BatonConfig
 from baton.ingress import Ingress
 from baton.local.forge import LocalForge
-from baton.models import ChangeStatus
+from baton.models import ChangeStatus, GitOpsPullRequest, RolloutStatus
 from baton.reconcile import Reconciler
 from baton.settings import Settings
-from baton.temporal import Queries, change_id
+from baton.temporal import Queries, TaskQueues, change_id
 from tests.conftest import at_gate, serving, until
 from tests.workflows import test_pipelines as pipelines
 from tests.workflows.test_pipelines import APP, Steps
 from workflows import WORKFLOWS
+from workflows.rollout import EnvironmentRollout
 
 steps = pipelines.steps  # the stand-ins' fixture
 
@@ -50,12 +53,13 @@ def reconciler(client: Client, forge: LocalForge) -> Reconciler:
     return Reconciler(ingress, forge, "reconciler:test")
 
 
-def push(forge: LocalForge, branch: str, content: str) -> str:
-    """Commit `content` on `branch` (made from main) in a clone and push it; the new head."""
-    work = forge.root.parent / f"work-{branch}"
+def push(forge: LocalForge, branch: str, content: str, repo: str = APP.repo) -> str:
+    """Commit `content` on `branch` (made from main) of `repo` in a clone and push it; the new
+    head."""
+    work = forge.root.parent / f"work-{repo.replace('/', '-')}-{branch.replace('/', '-')}"
     git = ["git", "-c", "user.name=Alice", "-c", "user.email=alice@example.invalid"]
     if not work.exists():
-        clone = [*git, "clone", "--quiet", forge.clone_url(APP.repo), str(work)]
+        clone = [*git, "clone", "--quiet", forge.clone_url(repo), str(work)]
         subprocess.run(clone, check=True)
         subprocess.run([*git, "checkout", "--quiet", "-b", branch], cwd=work, check=True)
     (work / "app.txt").write_text(content)
@@ -131,3 +135,62 @@ async def test_a_new_head_a_close_and_a_reopen_reach_the_change(
     assert await reconciler.run() == [f"{APP.repo}#{number} reopened: reopened change/web/{number}"]
     await at_gate(client.get_workflow_handle(change_id(APP.name, number)), "merge", ChangeStatus)
     assert await reconciler.run() == []
+
+
+async def test_a_review_and_a_merge_by_hand_of_a_gitops_pr_reach_its_rollout(
+    isolated_client: Client, forge: LocalForge
+) -> None:
+    """The rollout waits on its GitOps PR (a real one on the local forge); the approval given on
+    the forge, then the merge done there, reach it only through the reconciler."""
+    from tests.workflows import test_rollout as rollouts
+
+    forge.create_repo("gitops", from_dir=forge.root.parent / "seed")
+    branch = "baton/web/prod/ffffffffffff"
+    push(forge, branch, "kind: ConfigMap\n", repo="gitops")
+    rollout = "rollout/web/prod/" + "f" * 40
+    body = f"Deploy\n\nBaton-Rollout: {rollout}\n"
+    pr = forge.open_pull_request("gitops", branch, "main", "Deploy web", body, "baton")
+
+    @activity.defn(name="propose_gitops_change")
+    async def propose(input: ProposeInput) -> GitOpsPullRequest:
+        return GitOpsPullRequest(
+            number=pr.number, url=pr.html_url, head_branch=branch, head_sha=pr.head_sha
+        )
+
+    deploy = [
+        rollouts.render_environment,
+        propose,
+        rollouts.merge,
+        rollouts.close,
+        rollouts.revert,
+        rollouts.is_descendant,
+        rollouts.request_reconcile,
+        rollouts.check_sync,
+        rollouts.verify,
+        rollouts.gitops_head,
+    ]
+    given = rollouts.rollout_input(required=1)
+    approvals = given.environment.approvals.model_copy(update={"merge": "manual"})
+    environment = given.environment.model_copy(update={"approvals": approvals})
+    manual = given.model_copy(update={"environment": environment})
+    config = BatonConfig(apps=[APP], environments=[manual.environment])
+    reconciler = Reconciler(Ingress(isolated_client, config, Settings()), forge)
+    async with serving(isolated_client, [EnvironmentRollout], {TaskQueues.DEPLOY: deploy}):
+        handle = await isolated_client.start_workflow(
+            EnvironmentRollout.run, manual, id=rollout, task_queue=TaskQueues.WORKFLOWS
+        )
+        await at_gate(handle, "approval", RolloutStatus)
+        assert await reconciler.gitops() == []
+        forge.submit_review("gitops", pr.number, "carol", "approved")
+        (acted,) = await reconciler.gitops()
+        assert acted.startswith(f"gitops#{pr.number} reviewed by carol: signalled {handle.id}")
+        await at_gate(handle, "merge", RolloutStatus)
+        assert await reconciler.gitops() == []
+        merge = forge.merge_pull_request("gitops", pr.number, pr.head_sha)
+        assert await reconciler.gitops() == [f"gitops#{pr.number} merged: signalled {handle.id}"]
+        status = await until(
+            lambda: handle.query(Queries.STATUS, result_type=RolloutStatus),
+            lambda seen: seen.revision is not None,
+            "the merge by hand seen",
+        )
+        assert status.revision == merge
