@@ -13,6 +13,7 @@ from temporalio import activity
 from temporalio.client import Client
 
 from activities.deploy import ProposeInput
+from activities.forge import CommitInput
 from baton.config import BatonConfig
 from baton.ingress import Ingress
 from baton.local.forge import LocalForge
@@ -30,8 +31,15 @@ steps = pipelines.steps  # the stand-ins' fixture
 
 
 @pytest.fixture
-async def client(isolated_client: Client, steps: Steps) -> AsyncIterator[Client]:
-    async with serving(isolated_client, WORKFLOWS, steps.activities()):
+async def client(isolated_client: Client, steps: Steps, forge: LocalForge) -> AsyncIterator[Client]:
+    activities = steps.activities()
+
+    @activity.defn(name="merged_pull_request")
+    async def merged_pull_request(input: CommitInput) -> int | None:
+        return forge.merged_pull_request(input.repo, input.sha)
+
+    activities[TaskQueues.WORKFLOWS].append(merged_pull_request)
+    async with serving(isolated_client, WORKFLOWS, activities):
         yield isolated_client
 
 
@@ -61,7 +69,7 @@ def push(forge: LocalForge, branch: str, content: str, repo: str = APP.repo) -> 
     if not work.exists():
         clone = [*git, "clone", "--quiet", forge.clone_url(repo), str(work)]
         subprocess.run(clone, check=True)
-        subprocess.run([*git, "checkout", "--quiet", "-b", branch], cwd=work, check=True)
+        subprocess.run([*git, "checkout", "--quiet", "-B", branch], cwd=work, check=True)
     (work / "app.txt").write_text(content)
     subprocess.run([*git, "commit", "--quiet", "-am", content], cwd=work, check=True)
     subprocess.run([*git, "push", "--quiet", "origin", branch], cwd=work, check=True)
@@ -104,6 +112,18 @@ async def test_missed_opened_and_merged_deliveries_are_acted_on_once(
     # Validated (the PR's checks never ran), then integrated once.
     reported = [(context, state) for context, state, _ in steps.reported(merge)]
     assert reported.count(("baton/ci", "success")) == 1 and ("baton/pr", "success") in reported
+    assert await reconciler.run() == []
+
+
+async def test_a_push_to_the_release_branch_missed_gets_its_change_once(
+    client: Client, forge: LocalForge, reconciler: Reconciler
+) -> None:
+    assert await reconciler.run() == []  # the first reading notes main's head: the baseline
+    head = push(forge, "main", "pushed directly\n")
+    change = f"change/web/push-{head[:12]}"
+    assert await reconciler.run() == [f"{APP.repo}@{head[:12]} pushed: started {change}"]
+    status = await client.get_workflow_handle(change, result_type=ChangeStatus).result()
+    assert status.state == "completed" and status.pr_number is None
     assert await reconciler.run() == []
 
 
