@@ -26,7 +26,13 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from baton.config import AppConfig, BatonConfig, duration
 from baton.forge_events import PullRequestHook, PushHook, ReviewHook
-from baton.forges.base import BranchHead, Forge, PullRequest, PullRequestNotFound
+from baton.forges.base import (
+    BranchHead,
+    Forge,
+    ForgeRefusal,
+    PullRequest,
+    PullRequestNotFound,
+)
 from baton.ingress import Ingress
 from baton.models import ChangeStatus, Gate, RolloutStatus
 from baton.temporal import (
@@ -84,10 +90,15 @@ class Reconciler:
         return self.ingress.client
 
     async def run(self) -> list[str]:
-        """Every app, then the GitOps PRs rollouts wait on."""
+        """Every app, then the GitOps PRs rollouts wait on. An app whose repository or release
+        branch the forge does not have is skipped, saying so; a forge that does not answer fails
+        the reading (the next one tries again)."""
         actions = []
         for app in self.ingress.config.apps:
-            actions += await self.app(app)
+            try:
+                actions += await self.app(app)
+            except ForgeRefusal as exc:  # its repository or branch is not there: the others are
+                actions.append(f"{app.name}: not read: {exc}")
         return actions + await self.gitops()
 
     async def app(self, app: AppConfig) -> list[str]:

@@ -127,6 +127,19 @@ async def test_a_push_to_the_release_branch_missed_gets_its_change_once(
     assert await reconciler.run() == []
 
 
+async def test_an_app_whose_repository_is_missing_is_skipped_saying_so(
+    client: Client, forge: LocalForge
+) -> None:
+    missing = APP.model_copy(update={"name": "gone", "repo": "acme/gone"})
+    ingress = Ingress(client, BatonConfig(apps=[missing, APP]), Settings(), via="reconciler")
+    reconciler = Reconciler(ingress, forge)
+    number, _ = open_pr(forge, "topic")
+    assert await reconciler.run() == [
+        "gone: not read: repository 'acme/gone' not found: check the name or create it first",
+        f"{APP.repo}#{number} opened: started change/web/{number}",
+    ]
+
+
 async def test_a_new_head_a_close_and_a_reopen_reach_the_change(
     client: Client, forge: LocalForge, reconciler: Reconciler
 ) -> None:
