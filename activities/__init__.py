@@ -23,6 +23,7 @@ from activities.images import propose_pin_bumps, refresh_mirrors
 from activities.lane import is_running, join_lane, watch_holds
 from activities.notify import send_notification
 from activities.pipeline import build_image, publish_artifact, push_image, run_check, try_image
+from activities.reconcile import reconcile_forge
 from baton.temporal import TaskQueues
 
 ACTIVITIES: dict[str, list[Callable[..., Any]]] = {
@@ -33,6 +34,7 @@ ACTIVITIES: dict[str, list[Callable[..., Any]]] = {
         is_running,
         watch_holds,
         send_notification,
+        reconcile_forge,
     ],
     TaskQueues.BUILD: [
         run_check,

@@ -7,6 +7,7 @@ cannot or need not act on.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -23,9 +24,8 @@ from api import azure_devops, gitea, github, operations, v1
 from api.auth import Authenticator, TooManyAttempts
 from api.board import routes as board
 from api.github import WebhookRejected
-from api.ingress import Deliveries, FluxEvent, Ingress, Reply
 from api.observe import ApiMetrics, WebhookObserver
-from baton import flux
+from baton import flux, reconcile
 from baton.changes import Refused
 from baton.config import BatonConfig, load_config
 from baton.errors import (
@@ -39,10 +39,13 @@ from baton.errors import (
 )
 from baton.forges import create_forge
 from baton.forges.base import Forge
+from baton.ingress import Deliveries, FluxEvent, Ingress, Reply
 from baton.models import SyncEvent, SyncState
 from baton.settings import Settings, read_secret
 from baton.temporal import connect
 from baton.tokens import TokenStore
+
+log = logging.getLogger("baton.api")
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
 MAX_API_BODY_BYTES = 64 * 1024  # a decision is a few hundred bytes
@@ -59,6 +62,15 @@ async def read_body(request: Request) -> bytes:
         if len(body) > MAX_BODY_BYTES:
             raise WebhookRejected(413, f"body larger than {MAX_BODY_BYTES} bytes")
     return bytes(body)
+
+
+async def start_reconciler(client: Client, config: BatonConfig) -> None:
+    """Put the reconciler's Schedule in place and run it now; a Temporal refusing it leaves the
+    webhooks working (logged, not fatal)."""
+    try:
+        await reconcile.schedule(client, config)
+    except RPCError as exc:
+        log.warning("the reconciler is not scheduled: Temporal answered %s", exc.status.name)
 
 
 def create_app(
@@ -78,6 +90,10 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         temporal = client or await connect(runtime=metrics.sdk.runtime)
         app.state.ingress = Ingress(temporal, config, settings)
+        if (
+            client is None
+        ):  # the API's own Temporal: deliveries may have been lost while it was down
+            await start_reconciler(temporal, config)
         # Only Azure DevOps events are re-read through the forge's API before acting.
         app.state.forge = forge
         if forge is None and config.forge.kind == "azure-devops":

@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from api.github import PullRequestHook, PushHook, ReviewHook, WebhookRejected, repo_id, required
-from api.ingress import Ingress, Reply
+from api.github import WebhookRejected, repo_id, required
+from baton.forge_events import PullRequestHook, PushHook, ReviewHook
 from baton.forges.base import (
     Forge,
     ForgeError,
@@ -29,6 +29,7 @@ from baton.forges.base import (
     PullRequestNotFound,
     RepositoryNotFound,
 )
+from baton.ingress import Ingress, Reply
 
 PULL_REQUEST_EVENTS = (
     "git.pullrequest.created",
@@ -231,18 +232,6 @@ async def _reviews(
 
 
 def _hook(pr: PullRequest, action: str, repository: _Repository) -> PullRequestHook:
-    return PullRequestHook(
-        action=action,
-        repo=pr.repo,
-        repo_id=repository.id,
-        default_branch=repository.default_branch,
-        number=pr.number,
-        title=pr.title,
-        body=pr.body,
-        author=pr.author,
-        head_branch=pr.head_branch,
-        head_sha=pr.head_sha,
-        base_branch=pr.base_branch,
-        merged=pr.state == "merged",
-        merge_commit_sha=pr.merge_commit_sha,
+    return PullRequestHook.of(
+        pr, action, repo_id=repository.id, default_branch=repository.default_branch
     )

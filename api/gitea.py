@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from api import github
-from api.github import PullRequestHook, ReviewHook, WebhookRejected, required
+from api.github import WebhookRejected, required
+from baton.forge_events import PullRequestHook, ReviewHook
 
 REVIEW_EVENTS = {
     "pull_request_approved": "approved",

@@ -12,10 +12,8 @@ from itertools import accumulate
 from typing import Any
 from urllib.parse import parse_qs
 
-from pydantic import BaseModel
-
 from baton.errors import RequestError
-from baton.forges.base import PullRequest
+from baton.forge_events import PullRequestHook, PushHook, ReviewHook
 
 
 class WebhookRejected(RequestError):
@@ -39,77 +37,6 @@ def verify_signature(secret: str | None, body: bytes, header: str | None) -> Non
         raise WebhookRejected(401, "missing X-Hub-Signature-256 header")
     if not hmac.compare_digest(sign(secret, body).encode(), header.strip().encode()):
         raise WebhookRejected(401, "X-Hub-Signature-256 does not match the body")
-
-
-class PullRequestHook(BaseModel):
-    """A normalized pull-request event: what Baton needs, whichever forge sent it.
-
-    `repo_id` is the forge's id of the repository (it survives renames), `default_branch` the
-    repository's default branch and `base_changed` whether this event retargeted the PR (an
-    `edited` action with the old base in `changes`), each when the delivery says so; `updated_at`
-    is the PR's last update, which orders two deliveries that arrive the other way round.
-    """
-
-    action: str
-    repo: str
-    repo_id: str | None = None
-    default_branch: str | None = None
-    number: int
-    title: str = ""
-    body: str = ""
-    author: str
-    head_branch: str
-    head_sha: str
-    base_branch: str
-    base_changed: bool = False
-    merged: bool = False
-    merge_commit_sha: str | None = None
-    updated_at: datetime | None = None
-
-
-class PushHook(BaseModel):
-    """A normalized `push` delivery: `ref` moved from `before` to `after` (`created`: it did not
-    exist before, `deleted`: removed).
-
-    `pusher` is who pushed (GitHub's `pusher.name`, else the sender's login), `title` the first
-    line of the head commit's message, `default_branch` the repository's, when the delivery says.
-    """
-
-    repo: str
-    repo_id: str | None = None
-    default_branch: str | None = None
-    ref: str
-    before: str
-    after: str
-    created: bool = False
-    deleted: bool = False
-    pusher: str
-    title: str = ""
-
-
-class ReviewHook(BaseModel):
-    repo: str
-    number: int
-    body: str = ""
-    reviewer: str
-    state: str
-    commit_id: str
-    head_sha: str
-
-    @classmethod
-    def of(
-        cls, pr: PullRequest | PullRequestHook, *, reviewer: str, state: str, commit_id: str
-    ) -> ReviewHook:
-        """`reviewer`'s review of `commit_id` on `pr`, which has the head it has now."""
-        return cls(
-            repo=pr.repo,
-            number=pr.number,
-            body=pr.body,
-            reviewer=reviewer,
-            state=state,
-            commit_id=commit_id,
-            head_sha=pr.head_sha,
-        )
 
 
 FORM = "application/x-www-form-urlencoded"

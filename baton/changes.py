@@ -10,10 +10,12 @@ by query, which a worker answers. Gates are read from the `gate` memo of running
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from pydantic import BaseModel, Field
+from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.client import (
     Client,
     WorkflowExecution,
@@ -113,6 +115,9 @@ class ChangeDetail(BaseModel):
     steps: list[Stage] = []
     """The steps of the pipeline the change is in (validating, integrating); a running build's
     detail is its last progress line."""
+    waiting: list[str] = []
+    """Steps retrying while a dependency is away: `waiting since <time> for <step>: <last error>
+    (attempt N)`, from Temporal's record of the pending activity (no worker needed)."""
 
 
 class Filters(BaseModel):
@@ -233,9 +238,39 @@ async def show(
     rollout = None
     if status.current_rollout:
         rollout = await read_status(client, status.current_rollout, RolloutStatus, patience)
+    steps = await _steps(client, status)
+    waiting = []
+    for child in (_pipeline_id(status), status.current_rollout):
+        described = await _describe(client, child) if child else None
+        if described is not None:
+            timeline = rollout.timeline if rollout and child == status.current_rollout else steps
+            waiting += waiting_out(described.raw_description.pending_activities, timeline)
     return ChangeDetail(
-        change=status, rollout=rollout, workflow=workflow, steps=await _steps(client, status)
+        change=status, rollout=rollout, workflow=workflow, steps=steps, waiting=waiting
     )
+
+
+ACTIVITY_STEPS = {"build_image": "image", "publish_artifact": "publish"}
+"""Activities whose timeline step has another name than the activity (checks: their kind)."""
+
+
+def waiting_out(pending: Sequence[PendingActivityInfo], timeline: list[Stage]) -> list[str]:
+    """One line per pending activity that failed and waits for its next attempt: since when its
+    step runs (the first attempt; else the last failure), and the last failure's message, which
+    names the dependency (`cannot reach the registry at ...`)."""
+    lines = []
+    for activity in pending:
+        if activity.attempt < 2 or not activity.last_failure.message:
+            continue
+        name = activity.activity_type.name
+        running = [st for st in timeline if st.outcome == "running"]
+        step = next((st for st in running if st.name == ACTIVITY_STEPS.get(name, name)), None)
+        since = step.started_at if step else activity.last_attempt_complete_time.ToDatetime(UTC)
+        lines.append(
+            f"waiting since {since:%Y-%m-%d %H:%M:%S} UTC for {step.name if step else name}: "
+            f"{activity.last_failure.message} (attempt {activity.attempt})"
+        )
+    return lines
 
 
 async def read_status(
@@ -277,16 +312,22 @@ async def _published(
 _REPORTING_STEPS = {"build_image": "image", "try_image": "image_test", "push_image": "push"}
 
 
-async def _steps(client: Client, status: ChangeStatus) -> list[Stage]:
-    """The steps of the pipeline a validating or integrating change is in; a running image step's
-    (build, image test, push) detail is the last line it reported (its activity's heartbeat)."""
+def _pipeline_id(status: ChangeStatus) -> str | None:
+    """The pipeline a validating or integrating change is in."""
     if status.state == "validating":
         run = f"pr-{sum(1 for s in status.timeline if s.name.startswith('validate '))}"
     elif status.state == "integrating":
         run = "ci"
     else:
-        return []
-    description = await _describe(client, pipeline_id(status.id, run))
+        return None
+    return pipeline_id(status.id, run)
+
+
+async def _steps(client: Client, status: ChangeStatus) -> list[Stage]:
+    """The steps of the pipeline a validating or integrating change is in; a running image step's
+    (build, image test, push) detail is the last line it reported (its activity's heartbeat)."""
+    run = _pipeline_id(status)
+    description = await _describe(client, run) if run else None
     if description is None:
         return []
     pipeline = await description.memo_value("status", None, type_hint=PipelineStatus)

@@ -16,7 +16,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from croniter import croniter
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from baton import promotion
 from baton.errors import ConfigurationError
@@ -748,6 +756,41 @@ class ImagesConfig(Model):
         return self
 
 
+def _a_duration(value: str) -> str:
+    if parse_duration(value) is None:
+        raise ValueError(f"{value!r} is not a duration: give e.g. 1m, 30m, 6h or 1d")
+    return value
+
+
+Duration = Annotated[str, AfterValidator(_a_duration)]
+"""A duration as config spells it (`parse_duration`), checked when the config loads."""
+
+
+def duration(text: str) -> timedelta:
+    """A `Duration` field's value as a timedelta."""
+    parsed = parse_duration(text)
+    assert parsed is not None  # a Duration was validated
+    return parsed
+
+
+class ReconcileConfig(Model):
+    interval: Duration = Field(
+        default="1m",
+        description="how often the reconciler reads each app's open PRs and release branch head "
+        "and the GitOps PRs rollouts wait on, acting on deliveries that never arrived (the "
+        "Temporal Schedule `reconcile`, also run when the API starts); e.g. 1m, 5m, 1h",
+    )
+
+
+class OutagesConfig(Model):
+    wait: Duration = Field(
+        default="6h",
+        description="how long a step retries, with backoff, while a dependency it needs (the "
+        "registry, the container engine, the forge, the cluster, Temporal) does not answer, "
+        "before the change fails; e.g. 30m, 6h, 1d",
+    )
+
+
 NotificationEvent = Literal["approval_needed", "deployed", "failed", "rolled_back"]
 NOTIFICATION_EVENTS: tuple[NotificationEvent, ...] = (
     "approval_needed",
@@ -787,6 +830,8 @@ class BatonConfig(Model):
     registry: RegistryConfig = RegistryConfig()
     gitops: GitOpsConfig = GitOpsConfig()
     images: ImagesConfig = ImagesConfig()
+    reconcile: ReconcileConfig = ReconcileConfig()
+    outages: OutagesConfig = OutagesConfig()
     apps: list[AppConfig] = Field(min_length=1)
     environments: list[EnvironmentConfig] = []
     promotion: list[str | list[str]] = Field(

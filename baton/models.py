@@ -14,6 +14,7 @@ from baton.config import (
     GitOpsConfig,
     LanePolicy,
     NotificationConfig,
+    duration,
 )
 from baton.promotion import EnvironmentStep
 
@@ -148,6 +149,10 @@ class Gate(BaseModel):
     )
 
 
+OUTAGE_WAIT_S = 6 * 3600
+"""How long steps wait out a dependency's outage unless `outages.wait` says otherwise."""
+
+
 class ChangePlan(BaseModel):
     """The configuration a change runs under, frozen when the change starts."""
 
@@ -162,6 +167,9 @@ class ChangePlan(BaseModel):
     ui_url: str = "http://127.0.0.1:8233"
     namespace: str = "default"
     notifications: list[NotificationConfig] = []
+    outage_wait_s: int = Field(
+        default=OUTAGE_WAIT_S, description="how long steps retry while a dependency is away"
+    )
 
     @classmethod
     def of(cls, config: BatonConfig, app_name: str, *, ui_url: str, namespace: str) -> ChangePlan:
@@ -175,6 +183,7 @@ class ChangePlan(BaseModel):
             ui_url=ui_url,
             namespace=namespace,
             notifications=config.notifications,
+            outage_wait_s=int(duration(config.outages.wait).total_seconds()),
         )
 
 
@@ -257,6 +266,11 @@ class PipelineInput(BaseModel):
     commit: str
     pr_number: int | None = None
     status_url: str | None = None
+    outage_wait_s: int = Field(
+        default=OUTAGE_WAIT_S,
+        description="how long a step retries its infrastructure errors (registry, container "
+        "engine, forge unreachable) before the pipeline gives up",
+    )
 
 
 class PipelineResult(BaseModel):

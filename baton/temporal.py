@@ -15,6 +15,7 @@ from temporalio.client import (
     Schedule,
     ScheduleActionStartWorkflow,
     ScheduleAlreadyRunningError,
+    ScheduleHandle,
     ScheduleOverlapPolicy,
     SchedulePolicy,
     ScheduleSpec,
@@ -163,10 +164,13 @@ class WorkflowTypes:
     HOLDS = "EnvironmentHolds"
     IMAGE_REFRESH = "ImageRefresh"
     CI_BATCH = "CIBatch"
+    RECONCILE = "Reconcile"
 
 
 IMAGE_REFRESH_SCHEDULE = "images-refresh"
 """The Temporal Schedule that starts ImageRefresh on `images.refresh`'s cron."""
+RECONCILE_SCHEDULE = "reconcile"
+"""The Temporal Schedule that starts Reconcile every `reconcile.interval`."""
 
 
 class Signals:
@@ -220,24 +224,28 @@ class NamespaceNotFound(ConfigurationError):
 
 
 async def put_schedule(
-    client: Client, schedule_id: str, workflow: str, cron: str, *args: object
-) -> None:
+    client: Client, schedule_id: str, workflow: str, spec: ScheduleSpec | str, *args: object
+) -> ScheduleHandle:
     """Create the Temporal Schedule `schedule_id` that starts `workflow` (a WorkflowTypes name)
-    with `args` on `cron` (UTC), skipping a start while the previous run still runs; or update it
-    to that if it exists: safe to run again whenever the configuration is (re)applied. The runs'
-    ids are `schedule_id` followed by their scheduled time (Temporal appends it)."""
+    with `args` on `spec` (a cron string is UTC), skipping a start while the previous run still
+    runs; or update it to that if it exists: safe to run again whenever the configuration is
+    (re)applied. The runs' ids are `schedule_id` followed by their scheduled time (Temporal
+    appends it)."""
+    if isinstance(spec, str):
+        spec = ScheduleSpec(cron_expressions=[spec])
     schedule = Schedule(
         action=ScheduleActionStartWorkflow(
             workflow, args=args, id=schedule_id, task_queue=TaskQueues.WORKFLOWS
         ),
-        spec=ScheduleSpec(cron_expressions=[cron]),
+        spec=spec,
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
     )
     try:
-        await client.create_schedule(schedule_id, schedule)
+        return await client.create_schedule(schedule_id, schedule)
     except ScheduleAlreadyRunningError:
         handle = client.get_schedule_handle(schedule_id)
         await handle.update(lambda _: ScheduleUpdate(schedule=schedule))
+        return handle
 
 
 def connect_config() -> dict:

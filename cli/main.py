@@ -240,6 +240,8 @@ def render_change(detail: changes.ChangeDetail) -> None:
         _print_stage(stage, indent="  ")
     for stage in detail.steps:
         _print_stage(stage, indent="    ")
+    for line in detail.waiting:
+        console.print(f"  [yellow]{line}[/]", highlight=False)
     rollout = detail.rollout
     if rollout is not None:
         console.print(f"rollout to [bold]{rollout.environment}[/]:")

@@ -334,6 +334,7 @@ class ChangeWorkflow:
                 commit=commit,
                 pr_number=self.input.pr_number,
                 status_url=self.record.link(workflow.info().workflow_id),
+                outage_wait_s=self.input.plan.outage_wait_s,
             ),
             id=child_id,
             task_queue=TaskQueues.WORKFLOWS,

@@ -29,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from baton.temporal import TaskQueues, WorkflowTypes
 
 from workflows.record import Record, failure
-from workflows.retries import CHECK_RETRY, HEARTBEAT, STATUS_RETRY
+from workflows.retries import HEARTBEAT, STATUS_RETRY, outage_wait
 
 # Patch: the image test and the push are steps of their own after the build (image_test, push).
 IMAGE_STEPS_PATCH = "image-test-step"
@@ -82,9 +82,8 @@ async def _run_checks(
                         run_check,
                         CheckInput(app=input.app, repo=input.repo, commit=input.commit, kind=kind),
                         task_queue=TaskQueues.BUILD,
-                        start_to_close_timeout=timeout,
                         heartbeat_timeout=HEARTBEAT,
-                        retry_policy=CHECK_RETRY,
+                        **outage_wait(input.outage_wait_s, timeout),
                         summary=f"{kind} @ {input.commit[:12]}",
                     ),
                 )
@@ -110,9 +109,8 @@ async def _build(
                 run_image_test=run_image_test,
             ),
             task_queue=TaskQueues.BUILD,
-            start_to_close_timeout=timedelta(minutes=30),
             heartbeat_timeout=HEARTBEAT,
-            retry_policy=CHECK_RETRY,
+            **outage_wait(input.outage_wait_s, timedelta(minutes=30)),
             summary=f"{'build and push' if push else 'build'} image @ {input.commit[:12]}",
         ),
     )
@@ -139,9 +137,8 @@ async def _image_steps(input: PipelineInput, push: bool, record: Record) -> list
                     activity,
                     image,
                     task_queue=TaskQueues.BUILD,
-                    start_to_close_timeout=timedelta(minutes=30),
                     heartbeat_timeout=HEARTBEAT,
-                    retry_policy=CHECK_RETRY,
+                    **outage_wait(input.outage_wait_s, timedelta(minutes=30)),
                     summary=f"{name} @ {input.commit[:12]}",
                 ),
             )
@@ -200,9 +197,8 @@ async def _pipeline(
                 publish_artifact,
                 PublishInput(app=input.app, repo=input.repo, commit=input.commit),
                 task_queue=TaskQueues.BUILD,
-                start_to_close_timeout=timedelta(minutes=10),
                 heartbeat_timeout=HEARTBEAT,
-                retry_policy=CHECK_RETRY,
+                **outage_wait(input.outage_wait_s, timedelta(minutes=10)),
                 summary=f"publish artifact @ {input.commit[:12]}",
             )
         except ActivityError as err:

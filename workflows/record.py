@@ -22,6 +22,7 @@ from temporalio.exceptions import (
     ApplicationError,
     ChildWorkflowError,
     TemporalError,
+    TimeoutError,
 )
 
 with workflow.unsafe.imports_passed_through():
@@ -191,15 +192,22 @@ def ui_link(ui_url: str, namespace: str, workflow_id: str) -> str:
     return f"{ui_url}/namespaces/{namespace}/workflows/{quote(workflow_id, safe='')}"
 
 
+WRAPPERS = (ActivityError, ChildWorkflowError, TimeoutError)
+"""Failures that only say where an error happened, never what it was."""
+
+
 def failure(err: TemporalError) -> str:
     """Why an activity or child workflow failed, in the words of its own error.
 
     A child workflow that failed on an activity wraps its error twice (the child's failure, then
-    "Activity task failed"): the innermost cause says what went wrong.
+    "Activity task failed"), and an activity that ran out of time while retrying wraps its last
+    error in the timeout: the innermost cause says what went wrong.
     """
     cause = err.cause
-    while isinstance(cause, (ActivityError, ChildWorkflowError)) and cause.cause is not None:
+    while isinstance(cause, WRAPPERS) and cause.cause is not None:
         cause = cause.cause
+    if isinstance(cause, ApplicationError) and not cause.message and cause.type:
+        return cause.type
     return getattr(cause, "message", None) or str(cause or err)
 
 

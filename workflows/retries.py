@@ -9,6 +9,7 @@ hand; an error whose class says no retry can help is not retried under any polic
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -57,3 +58,22 @@ HOLDER_CHECK = RetryPolicy(maximum_attempts=3)
 # its worker dies, the attempt is retried this long after its last heartbeat, not at its
 # start-to-close timeout. Short, so a crash costs seconds.
 HEARTBEAT = timedelta(seconds=8)
+# The reconciler's reading of the forge: the next scheduled run reads it again anyway.
+ONE_READING = RetryPolicy(initial_interval=timedelta(seconds=5), maximum_attempts=2)
+# Pipeline steps: infrastructure errors (registry, container engine, forge away) are retried with
+# backoff until the step's schedule-to-close timeout (`outage_wait`) ends the wait.
+WAIT_OUT = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(minutes=1),
+    non_retryable_error_types=non_retryable(CheckConfigError),
+)
+
+
+def outage_wait(input_wait_s: int, start_to_close: timedelta) -> dict[str, Any]:
+    """Activity options that wait out an outage: retried with backoff for `input_wait_s` seconds
+    from the first attempt (which also bounds the attempts' own time) instead of a few tries."""
+    return {
+        "start_to_close_timeout": start_to_close,
+        "schedule_to_close_timeout": timedelta(seconds=input_wait_s),
+        "retry_policy": WAIT_OUT,
+    }

@@ -24,6 +24,8 @@ from urllib.parse import quote
 
 from baton.config import MergeMethod
 from baton.forges.base import (
+    BranchHead,
+    BranchNotFound,
     CommitStatus,
     ForgeError,
     HeadChanged,
@@ -132,7 +134,25 @@ class AzureDevOpsForge(HostedForge):
                 reason = result.get("customMessage") or result.get("updateStatus")
                 raise ForgeError(f"cannot delete {branch!r} in {repo!r}: {reason}")
 
+    def branch_head(self, repo: str, branch: str | None = None) -> BranchHead:
+        """From `GET .../refs?filter=heads/<branch>` (a prefix filter: the exact name is picked);
+        the default branch is the repository's `defaultBranch`."""
+        name = branch or self._call(repo, "GET", "")["defaultBranch"].removeprefix("refs/heads/")
+        ref = f"refs/heads/{name}"
+        refs = self._call(repo, "GET", "/refs", params={"filter": f"heads/{name}"})
+        sha = next((r["objectId"] for r in refs.get("value", []) if r["name"] == ref), None)
+        if sha is None:
+            raise BranchNotFound(repo, name)
+        return BranchHead(name=name, sha=sha)
+
     # Pull requests
+
+    def open_pull_requests(self, repo: str) -> list[PullRequest]:
+        """The active pull requests (`searchCriteria.status=active`, up to `$top`), by number."""
+        params = {"searchCriteria.status": "active", "$top": 1000}
+        answer = self._call(repo, "GET", "/pullrequests", params=params)
+        prs = [self._pull_request(repo, d) for d in answer.get("value", [])]
+        return sorted(prs, key=lambda pr: pr.number)
 
     def find_pull_request(self, repo: str, head_branch: str) -> PullRequest | None:
         ref = f"refs/heads/{head_branch}"

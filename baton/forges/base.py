@@ -36,6 +36,13 @@ class PullRequest(BaseModel):
     html_url: str
 
 
+class BranchHead(BaseModel):
+    """A branch and the commit it points at."""
+
+    name: str
+    sha: str
+
+
 class Review(BaseModel):
     """One submitted review; `commit_id` is the head it approved, so stale approvals can be spotted."""
 
@@ -204,6 +211,16 @@ class Forge(Protocol):
 
     def get_pull_request(self, repo: str, number: int) -> PullRequest:
         """The pull request `number`; raises `PullRequestNotFound`."""
+        ...
+
+    def open_pull_requests(self, repo: str) -> list[PullRequest]:
+        """Every open pull request of `repo`, by number (what the reconciler compares with the
+        changes it runs, for the deliveries it may have missed)."""
+        ...
+
+    def branch_head(self, repo: str, branch: str | None = None) -> BranchHead:
+        """The commit `branch` (None: the repository's default branch) points at; raises
+        `BranchNotFound` or `RepositoryNotFound`."""
         ...
 
     def list_reviews(self, repo: str, number: int) -> list[Review]:

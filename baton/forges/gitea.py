@@ -45,10 +45,17 @@ class GiteaForge(GitHubForge):
     def auth_headers(self, token: str | None) -> dict[str, str]:
         return {"Authorization": f"token {token}"} if token else {}
 
+    def open_params(self) -> dict[str, Any]:
+        return {"state": "open", "limit": 50}
+
+    def commit_sha(self, commit: dict[str, Any]) -> str:
+        """Gitea's branch `commit` is a PayloadCommit: its `id`."""
+        return str(commit["id"])
+
     def find_pull_request(self, repo: str, head_branch: str) -> PullRequest | None:
         """Gitea's list cannot filter by head, so the open pull requests are scanned."""
         path = self._root(repo) + "/pulls"
-        for data in self.api.pages(path, {"state": "open", "limit": 50}):
+        for data in self.api.pages(path, self.open_params()):
             if data["head"]["ref"] == head_branch:
                 return self._pull_request(repo, data)
         return None

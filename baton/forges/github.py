@@ -20,6 +20,8 @@ from urllib.parse import quote
 
 from baton.config import MergeMethod
 from baton.forges.base import (
+    BranchHead,
+    BranchNotFound,
     CommitStatus,
     ForgeError,
     HeadChanged,
@@ -28,6 +30,7 @@ from baton.forges.base import (
     PullRequest,
     PullRequestNotFound,
     PullRequestState,
+    RepositoryNotFound,
     Review,
     ReviewState,
     StatusState,
@@ -104,7 +107,34 @@ class GitHubForge(HostedForge):
             if exc.status != 422:
                 raise
 
+    def branch_head(self, repo: str, branch: str | None = None) -> BranchHead:
+        """`GET /repos/{owner}/{repo}/branches/{branch}` (docs.github.com/en/rest/branches):
+        its `commit`; the default branch is the repository object's `default_branch`."""
+        name = branch or self._call(repo, "GET", "")["default_branch"]
+        try:
+            data = self._call(repo, "GET", f"/branches/{quote(name, safe='')}")
+        except ResourceNotFound:
+            raise BranchNotFound(repo, name) from None
+        return BranchHead(name=name, sha=self.commit_sha(data["commit"]))
+
+    def commit_sha(self, commit: dict[str, Any]) -> str:
+        """The id of a branch's commit object (GitHub: `sha`)."""
+        return str(commit["sha"])
+
     # Pull requests
+
+    def open_pull_requests(self, repo: str) -> list[PullRequest]:
+        """`GET /repos/{owner}/{repo}/pulls?state=open`, every page, by number."""
+        path = self._root(repo) + "/pulls"
+        try:
+            prs = [self._pull_request(repo, d) for d in self.api.pages(path, self.open_params())]
+        except ResourceNotFound:
+            raise RepositoryNotFound(repo) from None
+        return sorted(prs, key=lambda pr: pr.number)
+
+    def open_params(self) -> dict[str, Any]:
+        """The list endpoint's query for open pull requests, with this forge's page size."""
+        return {"state": "open", "per_page": 100}
 
     def find_pull_request(self, repo: str, head_branch: str) -> PullRequest | None:
         owner, _ = owner_and_name(self.name, repo)

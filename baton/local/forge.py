@@ -37,6 +37,7 @@ from pydantic import BaseModel
 
 from baton.config import MergeMethod
 from baton.forges.base import (
+    BranchHead,
     BranchNotFound,
     CommitStatus,
     ForgeError,
@@ -298,6 +299,12 @@ class LocalForge:
         self._require_repo(repo)
         return self._git(repo, "symbolic-ref", "--short", "HEAD").stdout.strip()
 
+    def branch_head(self, repo: str, branch: str | None = None) -> BranchHead:
+        """The commit `branch` (None: the default branch) points at."""
+        name = branch or self.default_branch(repo)
+        self._require_repo(repo)
+        return BranchHead(name=name, sha=self._require_branch(repo, name))
+
     def delete_branch(self, repo: str, branch: str) -> None:
         """Delete a branch (idempotent); like GitHub, open pull requests from it are closed."""
         self._require_repo(repo)
@@ -414,6 +421,11 @@ class LocalForge:
         with self._transaction() as con:
             rows = con.execute(query + " ORDER BY repo, number", args).fetchall()
         return [self._model(row) for row in rows]
+
+    def open_pull_requests(self, repo: str) -> list[PullRequest]:
+        """Every open pull request of `repo`, by number."""
+        self._require_repo(repo)
+        return self.list_pull_requests(repo, "open")
 
     def submit_review(
         self, repo: str, number: int, user: str, state: ReviewState, body: str = ""

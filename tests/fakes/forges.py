@@ -481,6 +481,10 @@ class _GitHubShaped(FakeForge):
             headers["Link"] = f'<{url}>; rel="next"'
         return JSONResponse(chunk, headers=headers)
 
+    def branch_commit(self, repo: str, sha: str) -> dict[str, Any]:
+        """A branch's `commit` object: GitHub's commit summary (`sha`, `url`)."""
+        return {"sha": sha, "url": f"{self.origin}/repos/{repo}/commits/{sha}"}
+
     def merge_via_api(self, repo: str, number: int, head_sha: str, method: MergeMethod) -> str:
         pr = self._pr(repo, number)
         if pr.state != "open":
@@ -510,6 +514,15 @@ class _GitHubShaped(FakeForge):
         def get_repo(owner: str, name: str) -> dict:
             self._require_repo(f"{owner}/{name}")
             return self.repo_json(f"{owner}/{name}")
+
+        @app.get(prefix + "/repos/{owner}/{name}/branches/{branch:path}")
+        def get_branch(owner: str, name: str, branch: str) -> dict:
+            repo = f"{owner}/{name}"
+            self._require_repo(repo)
+            sha = self._branches(repo, branch).get(branch)
+            if sha is None:
+                raise ApiError(404, "Branch not found")
+            return {"name": branch, "commit": self.branch_commit(repo, sha), "protected": False}
 
         @app.get(prefix + "/repos/{owner}/{name}/pulls")
         def list_pulls(owner: str, name: str, request: Request) -> JSONResponse:
@@ -852,6 +865,10 @@ class FakeGitea(_GitHubShaped):
         "rebase": "allow_rebase",
         "fast-forward": "allow_fast_forward_only_merge",
     }
+
+    def branch_commit(self, repo: str, sha: str) -> dict[str, Any]:
+        """Gitea's branch `commit` is a PayloadCommit: `id`, `message`, `url`, ..."""
+        return {"id": sha, "message": "", "url": f"{self.origin}/{repo}/commit/{sha}"}
 
     def merge_settings(self) -> dict[str, Any]:
         default = self.STYLES[self.merge_methods[0]] if self.merge_methods else "merge"

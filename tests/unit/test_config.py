@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from baton.config import AppConfig, ConfigError, parse_config
+from baton.config import AppConfig, ConfigError, duration, parse_config
 from baton.tools import PROJECT_ROOT
 from tests.fixtures.cli import run_baton
 
@@ -188,6 +188,19 @@ def test_expire_after_is_a_duration() -> None:
         "environments[0].approvals.expire_after: '1 day' is not a duration: give e.g. 30m, "
         "12h, 1d or 2w"
     )
+
+
+def test_reconcile_interval_and_outage_wait_are_durations_with_defaults() -> None:
+    config = parse_config(APP)
+    assert (duration(config.reconcile.interval), duration(config.outages.wait)) == (
+        timedelta(minutes=1),
+        timedelta(hours=6),
+    )
+    tuned = parse_config(APP + "reconcile: {interval: 5m}\noutages: {wait: 1d}")
+    assert duration(tuned.reconcile.interval) == timedelta(minutes=5)
+    assert duration(tuned.outages.wait) == timedelta(days=1)
+    (problem,) = problems(APP + "outages: {wait: forever}")
+    assert problem == "outages.wait: 'forever' is not a duration: give e.g. 1m, 30m, 6h or 1d"
 
 
 def test_the_oidc_issuer_accepts_asymmetric_algorithms_only() -> None:

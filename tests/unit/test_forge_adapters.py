@@ -15,6 +15,8 @@ from baton.config import Credentials, ForgeConfig
 from baton.forges import create_forge
 from baton.forges.azure_devops import AzureDevOpsForge, vote_state
 from baton.forges.base import (
+    BranchHead,
+    BranchNotFound,
     Forge,
     HeadChanged,
     NotMergeable,
@@ -120,6 +122,39 @@ def test_find_follows_pages_of_open_pull_requests(fake: FakeForge, forge: Forge)
         forge.open_pull_request(repo(fake), f"topic-{i}", "main", f"Topic {i}", "", "baton")
     found = forge.find_pull_request(repo(fake), "topic-4")
     assert found is not None and found.title == "Topic 4"
+
+
+def test_open_pull_requests_lists_every_page_and_leaves_out_merged_and_closed(
+    fake: FakeForge, forge: Forge
+) -> None:
+    """What the reconciler compares with the changes it runs."""
+    head = push(fake, forge, "topic-0", {"0.txt": "x\n"})
+    bare = fake.store.repo_path(repo(fake))
+    for i in range(1, 5):  # the fake serves two per page
+        subprocess.run(["git", f"--git-dir={bare}", "branch", f"topic-{i}", "topic-0"], check=True)
+    prs = [
+        forge.open_pull_request(repo(fake), f"topic-{i}", "main", f"Topic {i}", "", "baton")
+        for i in range(5)
+    ]
+    forge.merge_pull_request(repo(fake), prs[0].number, head)
+    forge.close_pull_request(repo(fake), prs[1].number)
+    listed = forge.open_pull_requests(repo(fake))
+    assert [pr.number for pr in listed] == [pr.number for pr in prs[2:]]
+    assert {pr.state for pr in listed} == {"open"} and listed[0].head_sha == head
+    owner = repo(fake).split("/")[0]
+    with pytest.raises(RepositoryNotFound):
+        forge.open_pull_requests(f"{owner}/missing")
+
+
+def test_branch_head_follows_the_branch_and_names_a_missing_one(
+    fake: FakeForge, forge: Forge
+) -> None:
+    main = fake._branches(repo(fake), "main")["main"]
+    assert forge.branch_head(repo(fake)) == BranchHead(name="main", sha=main)  # the default
+    moved = push(fake, forge, "main", {"b.txt": "b\n"})
+    assert forge.branch_head(repo(fake), "main").sha == moved != main
+    with pytest.raises(BranchNotFound, match="'nope'"):
+        forge.branch_head(repo(fake), "nope")
 
 
 def test_pull_request_opened_concurrently_is_found_instead_of_duplicated(

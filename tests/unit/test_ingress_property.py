@@ -25,10 +25,10 @@ from temporalio.testing import WorkflowEnvironment
 from api import gitea, github
 from api.app import MAX_BODY_BYTES, create_app
 from api.azure_devops import basic_auth
-from api.ingress import Ingress
 from baton import flux
 from baton.config import AppConfig, BatonConfig, ForgeConfig, GitOpsConfig
 from baton.forges.base import PullRequest, PullRequestNotFound, Review
+from baton.ingress import Ingress
 from baton.settings import Settings
 
 APP = f"fuzz-{uuid.uuid4().hex[:8]}"

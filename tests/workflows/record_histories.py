@@ -18,6 +18,7 @@ from `tests/workflows/test_ci_batch.py`'s scenarios.
 `holds_prod.json` was first recorded from the scenario of `test_promotion_graph.py` that holds prod
 (a hold placed, a change stopped, a hold on another app, the first lifted); a demo re-records it
 (every change asks its environments' holds workflows).
+`reconcile.json` is one Reconcile run (its single activity) that signalled a missed merge.
 """
 
 import json

@@ -18,9 +18,9 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
 from activities.forge import CommitStatusInput
-from api.github import PullRequestHook
-from api.ingress import Ingress
 from baton.config import BatonConfig
+from baton.forge_events import PullRequestHook
+from baton.ingress import Ingress
 from baton.models import ChangeStatus
 from baton.settings import Settings
 from baton.temporal import TaskQueues, change_id

@@ -1,4 +1,5 @@
-"""Turns normalized forge events into Temporal calls with deterministic workflow ids."""
+"""Turns normalized forge events into Temporal calls with deterministic workflow ids: the one
+mapping shared by the webhook path (the API) and the reconciler (`baton.reconcile`)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.github import PullRequestHook, PushHook, ReviewHook
 from baton.cluster.base import kustomization_name
 from baton.config import BatonConfig
+from baton.forge_events import PullRequestHook, PushHook, ReviewHook
 from baton.models import ChangeInput, ChangePlan, ForgeReview, PullRequestEvent, SyncEvent
 from baton.settings import Settings
 from baton.temporal import (
@@ -86,10 +87,15 @@ class Deliveries:
 
 
 class Ingress:
-    def __init__(self, client: Client, config: BatonConfig, settings: Settings) -> None:
+    def __init__(
+        self, client: Client, config: BatonConfig, settings: Settings, via: str = "webhook"
+    ) -> None:
+        """`via`: the path that acts (`webhook`, or `reconciler` for the forge's own reading),
+        named in the summary of the workflows it starts."""
         self.client = client
         self.config = config
         self.settings = settings
+        self.via = via
         # Repository id -> configured name, from deliveries: a renamed repository's deliveries
         # still reach its app while this process runs (the config should get the new name).
         self.repo_ids: dict[str, str] = {}
@@ -130,7 +136,7 @@ class Ingress:
             event = PullRequestEvent(
                 action="synchronize", head_sha=hook.head_sha, delivery_id=delivery_id
             )
-            reply = await self._signal(workflow_id, Signals.PULL_REQUEST_EVENT, event)
+            reply = await self.signal(workflow_id, Signals.PULL_REQUEST_EVENT, event)
             if reply.workflow_id is None and hook.action == "updated":
                 # Azure DevOps says only "updated": reactivated or retargeted into the branch.
                 return await self._resume(app.name, hook, workflow_id, delivery_id)
@@ -139,13 +145,14 @@ class Ingress:
             event = PullRequestEvent(
                 action="merged", merge_commit_sha=hook.merge_commit_sha, delivery_id=delivery_id
             )
-        elif hook.action == "closed":
+            return await self._merged(app.name, hook, workflow_id, event)
+        if hook.action == "closed":
             event = PullRequestEvent(
                 action="closed", updated_at=hook.updated_at, delivery_id=delivery_id
             )
         else:
             return Reply(202, f"ignored: pull_request action {hook.action!r}")
-        return await self._signal(workflow_id, Signals.PULL_REQUEST_EVENT, event)
+        return await self.signal(workflow_id, Signals.PULL_REQUEST_EVENT, event)
 
     async def push(self, hook: PushHook) -> Reply:
         """A push to an app's release branch starts the change of its new head commit, which
@@ -202,7 +209,7 @@ class Ingress:
             updated_at=hook.updated_at,
             delivery_id=delivery_id,
         )
-        reply = await self._signal(workflow_id, Signals.PULL_REQUEST_EVENT, event)
+        reply = await self.signal(workflow_id, Signals.PULL_REQUEST_EVENT, event)
         return reply if reply.workflow_id else Reply(202, f"ignored: {why}")
 
     def _configured_repo(self, name: str, repo_id: str | None) -> str | None:
@@ -233,7 +240,7 @@ class Ingress:
             return Reply(202, f"ignored: GitOps PR #{hook.number} was not opened by Baton")
         if hook.action != "closed" or not hook.merged or not hook.merge_commit_sha:
             return Reply(202, f"ignored: GitOps PR action {hook.action!r}", rollout)
-        return await self._signal(rollout, Signals.GITOPS_MERGED, hook.merge_commit_sha)
+        return await self.signal(rollout, Signals.GITOPS_MERGED, hook.merge_commit_sha)
 
     async def review(self, hook: ReviewHook) -> Reply:
         """A review of a GitOps PR counts as an approval (or rejection) under the same policy."""
@@ -251,7 +258,7 @@ class Ingress:
             commit=hook.commit_id,
             dismissed=hook.state == "dismissed",
         )
-        return await self._signal(rollout, Signals.FORGE_REVIEW, review)
+        return await self.signal(rollout, Signals.FORGE_REVIEW, review)
 
     async def sync(self, event: FluxEvent) -> Reply:
         """A Flux event: signal every running rollout of that app and environment."""
@@ -267,7 +274,7 @@ class Ingress:
         )
         signalled = []
         async for execution in self.client.list_workflows(query):
-            outcome = await self._signal(execution.id, Signals.SYNC_EVENT, event.sync)
+            outcome = await self.signal(execution.id, Signals.SYNC_EVENT, event.sync)
             if outcome.status < 300 and outcome.workflow_id:
                 signalled.append(execution.id)
         return Reply(202, f"signalled {len(signalled)} rollout(s) of {app} in {env}")
@@ -279,7 +286,8 @@ class Ingress:
             for app in self.config.apps
         }
 
-    async def _signal(self, workflow_id: str, signal: str, arg: object) -> Reply:
+    async def signal(self, workflow_id: str, signal: str, arg: object) -> Reply:
+        """Signal `workflow_id`; one that is not running is 'ignored'."""
         try:
             await self.client.get_workflow_handle(workflow_id).signal(signal, arg)
         except RPCError as exc:
@@ -323,12 +331,44 @@ class Ingress:
                 id=workflow_id,
                 task_queue=TaskQueues.WORKFLOWS,
                 search_attributes=initial_search_attributes(change),
-                static_summary=summary[:200],
+                static_summary=f"{summary[:180]} (via {self.via})",
                 **(options | how),
             )
         except WorkflowAlreadyStartedError:
             return Reply(202, f"exists: {workflow_id}", workflow_id)
         return Reply(202, f"started {workflow_id}", workflow_id)
+
+    async def _merged(
+        self, app_name: str, hook: PullRequestHook, workflow_id: str, event: PullRequestEvent
+    ) -> Reply:
+        """Merged: signal-with-start `merged`. A running change takes the signal; a PR whose
+        change never started (its "opened" delivery was lost) gets one that starts merged and
+        validates the merge commit (`on_unvalidated_merge`); a finished change is not started
+        again (the reuse policy rejects it)."""
+        reply = await self._signal_with_start(
+            app_name, hook, workflow_id, event, WorkflowIDReusePolicy.REJECT_DUPLICATE
+        )
+        if reply.message.startswith("exists"):
+            return Reply(202, f"ignored: {workflow_id} is not running", workflow_id)
+        return Reply(202, f"signalled {workflow_id}", workflow_id)
+
+    async def _signal_with_start(
+        self,
+        app_name: str,
+        hook: PullRequestHook,
+        workflow_id: str,
+        event: PullRequestEvent,
+        reuse: WorkflowIDReusePolicy,
+    ) -> Reply:
+        return await self._start(
+            app_name,
+            hook,
+            workflow_id,
+            id_conflict_policy=WorkflowIDConflictPolicy.UNSPECIFIED,
+            id_reuse_policy=reuse,
+            start_signal=Signals.PULL_REQUEST_EVENT,
+            start_signal_args=[event],
+        )
 
     async def _resume(
         self, app_name: str, hook: PullRequestHook, workflow_id: str, delivery_id: str
@@ -345,13 +385,6 @@ class Ingress:
             updated_at=hook.updated_at,
             delivery_id=delivery_id,
         )
-        await self._start(
-            app_name,
-            hook,
-            workflow_id,
-            id_conflict_policy=WorkflowIDConflictPolicy.UNSPECIFIED,
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            start_signal=Signals.PULL_REQUEST_EVENT,
-            start_signal_args=[event],
-        )
+        reuse = WorkflowIDReusePolicy.ALLOW_DUPLICATE
+        await self._signal_with_start(app_name, hook, workflow_id, event, reuse)
         return Reply(202, f"reopened {workflow_id}", workflow_id)

@@ -1,0 +1,229 @@
+"""The reconciler against a real local forge whose webhooks reach nobody (the API is down), on a
+real Temporal server with test_pipelines.py's stand-in steps: what the missed deliveries would
+have done happens once, and a reading that finds nothing new does nothing."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from temporalio import activity
+from temporalio.client import Client
+
+from activities.deploy import ProposeInput
+from activities.forge import CommitInput
+from baton.config import BatonConfig
+from baton.ingress import Ingress
+from baton.local.forge import LocalForge
+from baton.models import ChangeStatus, GitOpsPullRequest, RolloutStatus
+from baton.reconcile import Reconciler
+from baton.settings import Settings
+from baton.temporal import Queries, TaskQueues, change_id
+from tests.conftest import at_gate, serving, until
+from tests.workflows import test_pipelines as pipelines
+from tests.workflows.test_pipelines import APP, Steps
+from workflows import WORKFLOWS
+from workflows.rollout import EnvironmentRollout
+
+steps = pipelines.steps  # the stand-ins' fixture
+
+
+@pytest.fixture
+async def client(isolated_client: Client, steps: Steps, forge: LocalForge) -> AsyncIterator[Client]:
+    activities = steps.activities()
+
+    @activity.defn(name="merged_pull_request")
+    async def merged_pull_request(input: CommitInput) -> int | None:
+        return forge.merged_pull_request(input.repo, input.sha)
+
+    activities[TaskQueues.WORKFLOWS].append(merged_pull_request)
+    async with serving(isolated_client, WORKFLOWS, activities):
+        yield isolated_client
+
+
+@pytest.fixture
+def forge(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LocalForge:
+    """The app's repository on a local forge with no webhook receiver: every delivery is lost."""
+    monkeypatch.setenv("BATON_HOME", str(tmp_path / "home"))  # read by the forge's push hook
+    seed = tmp_path / "seed"
+    seed.mkdir()
+    (seed / "app.txt").write_text("v1\n")
+    forge = LocalForge(tmp_path / "forge")
+    forge.create_repo(APP.repo, from_dir=seed)
+    return forge
+
+
+@pytest.fixture
+def reconciler(client: Client, forge: LocalForge) -> Reconciler:
+    ingress = Ingress(client, BatonConfig(apps=[APP]), Settings(), via="reconciler")
+    return Reconciler(ingress, forge, "reconciler:test")
+
+
+def push(forge: LocalForge, branch: str, content: str, repo: str = APP.repo) -> str:
+    """Commit `content` on `branch` (made from main) of `repo` in a clone and push it; the new
+    head."""
+    work = forge.root.parent / f"work-{repo.replace('/', '-')}-{branch.replace('/', '-')}"
+    git = ["git", "-c", "user.name=Alice", "-c", "user.email=alice@example.invalid"]
+    if not work.exists():
+        clone = [*git, "clone", "--quiet", forge.clone_url(repo), str(work)]
+        subprocess.run(clone, check=True)
+        subprocess.run([*git, "checkout", "--quiet", "-B", branch], cwd=work, check=True)
+    (work / "app.txt").write_text(content)
+    subprocess.run([*git, "commit", "--quiet", "-am", content], cwd=work, check=True)
+    subprocess.run([*git, "push", "--quiet", "origin", branch], cwd=work, check=True)
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=work, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def open_pr(forge: LocalForge, branch: str) -> tuple[int, str]:
+    head = push(forge, branch, f"{branch}\n")
+    pr = forge.open_pull_request(APP.repo, branch, "main", f"Add {branch}", "", "alice")
+    return pr.number, head
+
+
+async def completed(client: Client, number: int) -> ChangeStatus:
+    handle = client.get_workflow_handle(change_id(APP.name, number), result_type=ChangeStatus)
+    return await handle.result()
+
+
+async def test_missed_opened_and_merged_deliveries_are_acted_on_once(
+    client: Client, forge: LocalForge, reconciler: Reconciler, steps: Steps
+) -> None:
+    first, head = open_pr(forge, "first")
+    assert await reconciler.run() == [f"{APP.repo}#{first} opened: started change/web/{first}"]
+    change = client.get_workflow_handle(change_id(APP.name, first))
+    await at_gate(change, "merge", ChangeStatus)
+    assert await reconciler.run() == []  # nothing new: nothing signalled
+
+    merge = forge.merge_pull_request(APP.repo, first, head)
+    assert await reconciler.run() == [f"{APP.repo}#{first} closed: signalled change/web/{first}"]
+    assert (await completed(client, first)).merge_commit == merge
+    assert await reconciler.run() == []  # the release head is that change's merge commit
+
+    # Opened and merged while no delivery arrived: the merge commit gets its PR's change.
+    second, head = open_pr(forge, "second")
+    merge = forge.merge_pull_request(APP.repo, second, head)
+    assert await reconciler.run() == [f"{APP.repo}#{second} closed: signalled change/web/{second}"]
+    status = await completed(client, second)
+    assert status.merge_commit == merge and status.state == "completed"
+    # Validated (the PR's checks never ran), then integrated once.
+    reported = [(context, state) for context, state, _ in steps.reported(merge)]
+    assert reported.count(("baton/ci", "success")) == 1 and ("baton/pr", "success") in reported
+    assert await reconciler.run() == []
+
+
+async def test_a_push_to_the_release_branch_missed_gets_its_change_once(
+    client: Client, forge: LocalForge, reconciler: Reconciler
+) -> None:
+    assert await reconciler.run() == []  # the first reading notes main's head: the baseline
+    head = push(forge, "main", "pushed directly\n")
+    change = f"change/web/push-{head[:12]}"
+    assert await reconciler.run() == [f"{APP.repo}@{head[:12]} pushed: started {change}"]
+    status = await client.get_workflow_handle(change, result_type=ChangeStatus).result()
+    assert status.state == "completed" and status.pr_number is None
+    assert await reconciler.run() == []
+
+
+async def test_an_app_whose_repository_is_missing_is_skipped_saying_so(
+    client: Client, forge: LocalForge
+) -> None:
+    missing = APP.model_copy(update={"name": "gone", "repo": "acme/gone"})
+    ingress = Ingress(client, BatonConfig(apps=[missing, APP]), Settings(), via="reconciler")
+    reconciler = Reconciler(ingress, forge)
+    number, _ = open_pr(forge, "topic")
+    assert await reconciler.run() == [
+        "gone: not read: repository 'acme/gone' not found: check the name or create it first",
+        f"{APP.repo}#{number} opened: started change/web/{number}",
+    ]
+
+
+async def test_a_new_head_a_close_and_a_reopen_reach_the_change(
+    client: Client, forge: LocalForge, reconciler: Reconciler
+) -> None:
+    number, _ = open_pr(forge, "topic")
+    await reconciler.run()
+    change = client.get_workflow_handle(change_id(APP.name, number))
+    await at_gate(change, "merge", ChangeStatus)
+
+    head = push(forge, "topic", "newer\n")
+    assert await reconciler.run() == [
+        f"{APP.repo}#{number} synchronize: signalled change/web/{number}"
+    ]
+    status = await until(
+        lambda: change.query(Queries.STATUS, result_type=ChangeStatus),
+        lambda seen: seen.head_sha == head and seen.gate is not None,
+        "the new head validated",
+    )
+    assert status.gate is not None and status.gate.kind == "merge"
+
+    forge.close_pull_request(APP.repo, number)
+    assert await reconciler.run() == [f"{APP.repo}#{number} closed: signalled change/web/{number}"]
+    assert (await completed(client, number)).state == "closed"
+    assert await reconciler.run() == []
+
+    forge.reopen_pull_request(APP.repo, number)
+    assert await reconciler.run() == [f"{APP.repo}#{number} reopened: reopened change/web/{number}"]
+    await at_gate(client.get_workflow_handle(change_id(APP.name, number)), "merge", ChangeStatus)
+    assert await reconciler.run() == []
+
+
+async def test_a_review_and_a_merge_by_hand_of_a_gitops_pr_reach_its_rollout(
+    isolated_client: Client, forge: LocalForge
+) -> None:
+    """The rollout waits on its GitOps PR (a real one on the local forge); the approval given on
+    the forge, then the merge done there, reach it only through the reconciler."""
+    from tests.workflows import test_rollout as rollouts
+
+    forge.create_repo("gitops", from_dir=forge.root.parent / "seed")
+    branch = "baton/web/prod/ffffffffffff"
+    push(forge, branch, "kind: ConfigMap\n", repo="gitops")
+    rollout = "rollout/web/prod/" + "f" * 40
+    body = f"Deploy\n\nBaton-Rollout: {rollout}\n"
+    pr = forge.open_pull_request("gitops", branch, "main", "Deploy web", body, "baton")
+
+    @activity.defn(name="propose_gitops_change")
+    async def propose(input: ProposeInput) -> GitOpsPullRequest:
+        return GitOpsPullRequest(
+            number=pr.number, url=pr.html_url, head_branch=branch, head_sha=pr.head_sha
+        )
+
+    deploy = [
+        rollouts.render_environment,
+        propose,
+        rollouts.merge,
+        rollouts.close,
+        rollouts.revert,
+        rollouts.is_descendant,
+        rollouts.request_reconcile,
+        rollouts.check_sync,
+        rollouts.verify,
+        rollouts.gitops_head,
+    ]
+    given = rollouts.rollout_input(required=1)
+    approvals = given.environment.approvals.model_copy(update={"merge": "manual"})
+    environment = given.environment.model_copy(update={"approvals": approvals})
+    manual = given.model_copy(update={"environment": environment})
+    config = BatonConfig(apps=[APP], environments=[manual.environment])
+    reconciler = Reconciler(Ingress(isolated_client, config, Settings()), forge)
+    async with serving(isolated_client, [EnvironmentRollout], {TaskQueues.DEPLOY: deploy}):
+        handle = await isolated_client.start_workflow(
+            EnvironmentRollout.run, manual, id=rollout, task_queue=TaskQueues.WORKFLOWS
+        )
+        await at_gate(handle, "approval", RolloutStatus)
+        assert await reconciler.gitops() == []
+        forge.submit_review("gitops", pr.number, "carol", "approved")
+        (acted,) = await reconciler.gitops()
+        assert acted.startswith(f"gitops#{pr.number} reviewed by carol: signalled {handle.id}")
+        await at_gate(handle, "merge", RolloutStatus)
+        assert await reconciler.gitops() == []
+        merge = forge.merge_pull_request("gitops", pr.number, pr.head_sha)
+        assert await reconciler.gitops() == [f"gitops#{pr.number} merged: signalled {handle.id}"]
+        status = await until(
+            lambda: handle.query(Queries.STATUS, result_type=RolloutStatus),
+            lambda seen: seen.revision is not None,
+            "the merge by hand seen",
+        )
+        assert status.revision == merge
