@@ -200,6 +200,7 @@ async def test_a_review_and_a_merge_by_hand_of_a_gitops_pr_reach_its_rollout(
         rollouts.request_reconcile,
         rollouts.check_sync,
         rollouts.verify,
+        rollouts.verify_running,
         rollouts.gitops_head,
     ]
     given = rollouts.rollout_input(required=1)
