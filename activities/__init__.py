@@ -16,7 +16,13 @@ from activities.deploy import (
     revert_gitops_change,
     verify_endpoint,
 )
-from activities.forge import merged_pull_request, set_commit_status
+from activities.forge import (
+    change_authors,
+    merged_pull_request,
+    report_deployment,
+    set_commit_status,
+    update_change_comment,
+)
 from activities.images import propose_pin_bumps, refresh_mirrors
 from activities.lane import is_running, join_lane
 from activities.notify import send_notification
@@ -27,6 +33,9 @@ ACTIVITIES: dict[str, list[Callable[..., Any]]] = {
     TaskQueues.WORKFLOWS: [
         set_commit_status,
         merged_pull_request,
+        change_authors,
+        update_change_comment,
+        report_deployment,
         join_lane,
         is_running,
         send_notification,

@@ -104,6 +104,9 @@ class Ingress:
             ui_url=self.settings.temporal_ui_url,
             namespace=self.client.namespace,
             notifications=self.config.notifications,
+            pr_comment=self.config.forge.pr_comment,
+            deployments=self.config.forge.kind == "github",
+            commit_authors=True,
         )
 
     async def pull_request(self, hook: PullRequestHook, delivery_id: str) -> Reply:

@@ -144,6 +144,16 @@ class Gate(BaseModel):
     )
 
 
+class CommitAuthor(BaseModel):
+    """Who wrote one commit of a pull request: the git author's name and email, and the forge
+    account the forge links to that email (GitHub's and Gitea's `author.login`), if any."""
+
+    sha: str
+    name: str = ""
+    email: str = ""
+    login: str | None = None
+
+
 class ChangePlan(BaseModel):
     """The configuration a change runs under, frozen when the change starts."""
 
@@ -153,6 +163,17 @@ class ChangePlan(BaseModel):
     ui_url: str = "http://127.0.0.1:8233"
     namespace: str = "default"
     notifications: list[NotificationConfig] = []
+    pr_comment: bool = Field(
+        default=False, description="keep one comment on the PR up to date (forge.pr_comment)"
+    )
+    deployments: bool = Field(
+        default=False, description="report deployments per environment (forge.kind github)"
+    )
+    commit_authors: bool = Field(
+        default=False,
+        description="learn the commits' authors once merged: none of them may approve (the API "
+        "sets it; changes started before it only know the PR's author)",
+    )
 
 
 class ChangeInput(BaseModel):
@@ -267,9 +288,14 @@ class RolloutInput(BaseModel):
     environment: EnvironmentConfig
     artifact: Artifact
     author: str
+    authors: list[str] = Field(
+        default=[], description="the change's authors (PR and commits; `policy.authors_of`)"
+    )
     ui_url: str = "http://127.0.0.1:8233"
     namespace: str = "default"
     notifications: list[NotificationConfig] = []
+    pr_comment: bool = Field(default=False, description="the change keeps a comment on its PR")
+    deployments: bool = Field(default=False, description="report deployments to the forge")
 
 
 class Rendered(BaseModel):
@@ -398,6 +424,11 @@ class ChangeStatus(BaseModel):
     repo: str
     pr_number: int | None = None  # None: a pushed commit's change
     author: str
+    authors: list[str] = Field(
+        default=[],
+        description="who authored it: the PR's author and its commits' authors, as Baton users "
+        "where auth.users maps them, and their forge logins (known once the PR merged)",
+    )
     head_sha: str
     merge_commit: str | None = None
     merged_at: datetime | None = None

@@ -47,10 +47,12 @@ with workflow.unsafe.imports_passed_through():
     from workflows.rollout import EnvironmentRollout
 
 from workflows import metrics
+from workflows.authors import learn_authors
 from workflows.lane_client import LaneClient, LaneTurn
 from workflows.pull_request import PullRequestState
 from workflows.record import Record, failure
 from workflows.retries import RETRY
+from workflows.telling import CommentKeeper, notify_ci_failed
 
 UNVALIDATED_MERGE = "unvalidated-merge"
 """Patch: a PR merged while its validation failed or had not finished is noticed
@@ -78,6 +80,10 @@ class ChangeWorkflow:
             status=self.status,
         )
         self.lanes = LaneClient(plan.app.name, self.record)
+        self.comment = CommentKeeper(workflow.info().workflow_id, plan.ui_url, plan.namespace)
+        if input.pr_number is not None and plan.pr_comment:
+            self.record.on_news = self.comment.refresh
+        self.authors = [input.author]
         self.pr = PullRequestState(head_sha=input.head_sha, base_branch=input.base_branch)
         self.state: ChangeState = "validating"
         self.result: PipelineResult | None = None
@@ -146,6 +152,7 @@ class ChangeWorkflow:
             repo=self.input.repo,
             pr_number=self.input.pr_number,
             author=self.input.author,
+            authors=self.authors,
             head_sha=self.pr.head_sha,
             merge_commit=self.pr.merge_commit,
             merged_at=self.pr.merged_at,
@@ -175,6 +182,7 @@ class ChangeWorkflow:
             self.record.gate = None
             self.current_rollout = None
             self._set_state("aborted", f"aborted by {self.aborted.user}: {self.aborted.reason}")
+        await self.comment.settle()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.status()
 
@@ -189,9 +197,13 @@ class ChangeWorkflow:
                 return
             if workflow.patched(UNVALIDATED_MERGE) and not await self._merge_validated():
                 return
+            self.authors = await learn_authors(self.input, self.record)
         self.result = await self._integrate()
         if not self.result.passed or self.result.artifact is None:
-            self._set_state("failed", f"CI failed: {self.result.summary()}")
+            reason = f"CI failed: {self.result.summary()}"
+            self._set_state("failed", reason)
+            plan, commit = self.input.plan, self.pr.merge_commit or self.input.head_sha
+            await notify_ci_failed(plan.notifications, self.record, plan.app.name, commit, reason)
             return
         self._set_state("integrated")
         await self._promote(self.result.artifact)
@@ -274,9 +286,12 @@ class ChangeWorkflow:
                     environment=env,
                     artifact=artifact,
                     author=self.input.author,
+                    authors=self.authors,
                     ui_url=self.input.plan.ui_url,
                     namespace=self.input.plan.namespace,
                     notifications=self.input.plan.notifications,
+                    pr_comment=self.input.plan.pr_comment,
+                    deployments=self.input.plan.deployments,
                 ),
                 id=child_id,
                 task_queue=TaskQueues.WORKFLOWS,

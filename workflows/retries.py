@@ -52,3 +52,10 @@ STATUS_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
 NOTIFY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 # Whether a lane's holder still runs: asked again at the next check if Temporal does not answer.
 HOLDER_CHECK = RetryPolicy(maximum_attempts=3)
+# What Baton tells on the forge (the change's comment, GitHub deployments): retried while the
+# forge is away, within the call's schedule-to-close; never worth holding the change for.
+TELL = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=non_retryable(ForgeRefusal),
+)

@@ -15,6 +15,7 @@ from typing import Literal, Protocol, runtime_checkable
 from pydantic import BaseModel
 
 from baton.errors import BatonError
+from baton.models import CommitAuthor
 
 PullRequestState = Literal["open", "closed", "merged"]
 ReviewState = Literal["approved", "changes_requested", "commented"]
@@ -56,16 +57,6 @@ class CommitStatus(BaseModel):
     description: str = ""
     target_url: str | None = None
     updated_at: datetime
-
-
-class CommitAuthor(BaseModel):
-    """Who wrote one commit of a pull request: the git author's name and email, and the forge
-    account the forge links to that email (GitHub's and Gitea's `author.login`), if any."""
-
-    sha: str
-    name: str = ""
-    email: str = ""
-    login: str | None = None
 
 
 class Comment(BaseModel):
