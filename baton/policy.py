@@ -78,7 +78,8 @@ def check_decider(
         )
     allowed = _allowed(policy, security_due)
     if not policy.allow_self_approval:
-        ask = f"ask one of {', '.join(allowed) or 'the other reviewers'}"
+        others = [a for a in allowed if a not in (author, *authors)]
+        ask = f"ask one of {', '.join(others) or 'the other reviewers'}"
         if user == author or author in forge_users:
             alias = f" ({author} on the forge)" if user != author else ""
             raise PolicyViolation(
@@ -141,15 +142,16 @@ def authors_of(
 ) -> list[str]:
     """Who authored a change: the pull request's author and each commit's author, as Baton users
     where `auth.users` maps their forge login (`forge_users`) or email (`emails`, any case),
-    and as the forge logins themselves (forge reviews name logins); an email no record maps
-    stays as it is. In order of appearance, each once."""
+    and as the forge logins themselves (forge reviews name logins); the email of a commit the
+    forge links to no account stays as it is when no record maps it. In order of appearance,
+    each once."""
     by_login = {login: name for name, record in users.items() for login in record.forge_users}
     by_email = {email.lower(): name for name, record in users.items() for email in record.emails}
     found: list[str] = []
     for login, email in [(pr_author, ""), *((c.login or "", c.email) for c in commits)]:
         if login:
             found += [by_login.get(login, login), login]
-        if email:
+        if email and (email.lower() in by_email or not login):
             found.append(by_email.get(email.lower(), email))
     return list(dict.fromkeys(a for a in found if a))
 
