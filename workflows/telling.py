@@ -27,6 +27,8 @@ with workflow.unsafe.imports_passed_through():
 from workflows.record import Record, failure
 from workflows.retries import NOTIFY, TELL
 
+TELL_PATIENCE = timedelta(minutes=5)
+"""How long a comment or deployment status is retried while the forge is away; then a note."""
 PR_COMMENT = "pr-comment"
 """Patch: the change keeps one comment on its pull request up to date (`CommentKeeper`)."""
 DEPLOYMENTS = "forge-deployments"
@@ -77,7 +79,7 @@ class CommentKeeper:
                     update_change_comment,
                     self.input,
                     start_to_close_timeout=timedelta(seconds=60),
-                    schedule_to_close_timeout=timedelta(minutes=10),
+                    schedule_to_close_timeout=TELL_PATIENCE,
                     retry_policy=TELL,
                     summary="update the pull request's comment",
                 )
@@ -108,7 +110,7 @@ async def report_deployment_state(
                 log_url=record.link(workflow.info().workflow_id),
             ),
             start_to_close_timeout=timedelta(seconds=60),
-            schedule_to_close_timeout=timedelta(minutes=10),
+            schedule_to_close_timeout=TELL_PATIENCE,
             retry_policy=TELL,
             summary=f"deployment {state}",
         )

@@ -112,11 +112,12 @@ async def client(
 
 
 async def open_change(
-    client: Client, number: int, *environments: EnvironmentConfig
+    client: Client, number: int, *environments: EnvironmentConfig, plan: ChangePlan | None = None
 ) -> WorkflowHandle:
-    """Start change `number` as the API does when its pull request is opened."""
+    """Start change `number` as the API does when its pull request is opened (by alice, from
+    `feature-<number>`), under `plan` or one promoting to `environments`."""
     change = ChangeInput(
-        plan=ChangePlan(app=APP, environments=list(environments)),
+        plan=plan or ChangePlan(app=APP, environments=list(environments)),
         repo=APP.repo,
         pr_number=number,
         title=f"change {number}",

@@ -7,32 +7,41 @@ Temporal retries the activity, and the retry edits the comment it finds by its m
 from __future__ import annotations
 
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from temporalio.client import Client, WorkflowUpdateFailedError
 
 from activities import context
-from activities.forge import change_authors, update_change_comment
-from baton.config import ApprovalPolicy, AuthConfig, BatonConfig, EnvironmentConfig, UserRecord
+from activities.forge import change_authors, report_deployment, update_change_comment
+from baton.config import (
+    ApprovalPolicy,
+    AuthConfig,
+    BatonConfig,
+    EnvironmentConfig,
+    UserRecord,
+    VerifyConfig,
+)
 from baton.forges.base import ForgeError
+from baton.forges.github import GitHubForge
 from baton.local.forge import LocalForge
-from baton.models import ChangeInput, ChangePlan, ChangeStatus, Decision, RolloutStatus
+from baton.models import ChangePlan, ChangeStatus, Decision, RolloutStatus
 from baton.pr_comment import marker
 from baton.settings import Settings
-from baton.temporal import TaskQueues, Updates, change_id
+from baton.temporal import TaskQueues, Updates, change_id, rollout_id
 from tests.conftest import at_gate, git, serving, until
+from tests.fakes.forges import FakeGitHub
 from tests.workflows import test_pipelines as pipelines
 from tests.workflows import test_rollout as rollout
 from tests.workflows.test_change import (
     change_activities,
     environment,
-    head,
     merge_commit,
+    open_change,
     pull_request,
     rollout_of,
-    start,
 )
 from tests.workflows.test_pipelines import APP, Steps
 from tests.workflows.test_rollout import M
@@ -111,19 +120,7 @@ async def test_one_comment_follows_the_change_and_no_commit_author_may_approve(
     plan = ChangePlan(
         app=APP, environments=[environment("dev"), prod], pr_comment=True, commit_authors=True
     )
-    change = await start(
-        client,
-        ChangeInput(
-            plan=plan,
-            repo=APP.repo,
-            pr_number=1,
-            title="change 1",
-            author="alice",
-            head_branch="feature-1",
-            head_sha=head(1),
-        ),
-        change_id(APP.name, 1),
-    )
+    change = await open_change(client, 1, plan=plan)
     await at_gate(change, "merge", ChangeStatus)
     seen = await until(
         lambda: comments(forge),
@@ -157,3 +154,72 @@ async def test_one_comment_follows_the_change_and_no_commit_author_may_approve(
     assert "**completed**: deployed to dev, prod" in final[0]
     assert "| dev | ✅ deployed |" in final[0] and "| prod | ✅ deployed |" in final[0]
     assert final[0].endswith(MARKER)
+
+
+TOKEN = "github-token-for-baton"
+
+
+@pytest.fixture
+def github(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGitHub]:
+    """The app on a fake GitHub, PR #1 opened by alice with a commit of hers (her email is
+    linked to her account `alice-gh`, Baton's user `al`), merged: the worker's forge is the
+    real GitHub adapter."""
+    monkeypatch.setenv("BATON_HOME", str(tmp_path / "home"))
+    seed = tmp_path / "seed"
+    seed.mkdir()
+    (seed / "README.md").write_text("web\n")
+    with FakeGitHub(tmp_path / "github", {TOKEN: "baton"}, page_size=2) as fake:
+        fake.create_repo(APP.repo, from_dir=seed)
+        fake.push(APP.repo, "feature-1", {"app.py": "print('hello')\n"})
+        fake.accounts["alice@example.invalid"] = "alice-gh"
+        fake.open_pull_request(APP.repo, "feature-1", "main", "change 1", "", "alice")
+        config = BatonConfig(
+            apps=[APP], auth=AuthConfig(users={"al": UserRecord(forge_users=["alice-gh"])})
+        )
+        worker_context = context.Context(Settings(home=tmp_path / "home"), config)
+        worker_context.__dict__["forge"] = GitHubForge(fake.url, TOKEN)
+        monkeypatch.setattr(context, "_current", worker_context)
+        yield fake
+
+
+@pytest.fixture
+async def github_client(isolated_client: Client, steps: Steps) -> AsyncIterator[Client]:
+    activities = change_activities(steps)
+    activities[TaskQueues.WORKFLOWS] += [update_change_comment, change_authors, report_deployment]
+    activities[TaskQueues.DEPLOY].append(rollout.verify)  # dev has an endpoint
+    async with serving(isolated_client, WORKFLOWS, activities):
+        yield isolated_client
+
+
+async def test_on_github_each_environment_gets_a_deployment_and_the_pr_its_comment(
+    github_client: Client, github: FakeGitHub
+) -> None:
+    rollout.world.polled_synced = {M}
+    dev = environment("dev").model_copy(
+        update={"verify": VerifyConfig(url="https://dev.example.com/version")}
+    )
+    plan = ChangePlan(
+        app=APP,
+        environments=[dev, environment("prod")],
+        pr_comment=True,
+        deployments=True,
+        commit_authors=True,
+    )
+    change = await open_change(github_client, 1, plan=plan)
+    await at_gate(change, "merge", ChangeStatus)
+    merged = github.merge(APP.repo, 1)
+    await pull_request(change, "merged", merge_commit_sha=merged)
+
+    status = await change.result()
+
+    assert status.state == "completed" and status.authors == ["alice", "al", "alice-gh"]
+    assert [(d["sha"], d["environment"], d["ref"]) for d in github.deployments] == [
+        (merged, "dev", merged),
+        (merged, "prod", merged),
+    ]
+    dev_statuses = github.deployment_statuses[github.deployments[0]["id"]]
+    assert [s["state"] for s in dev_statuses] == ["in_progress", "success"]
+    assert dev_statuses[-1]["environment_url"] == "https://dev.example.com/version"
+    assert dev_statuses[0]["log_url"].endswith(quote(rollout_id(APP.name, "dev", merged), safe=""))
+    [comment] = [body for _, body in github.store.list_comments(APP.repo, 1)]
+    assert "**completed**: deployed to dev, prod" in comment and comment.endswith(MARKER)

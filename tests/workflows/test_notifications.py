@@ -24,7 +24,6 @@ from activities import context
 from activities.notify import send_notification
 from baton.config import AppConfig, BatonConfig, NotificationConfig
 from baton.models import (
-    ChangeInput,
     ChangePlan,
     ChangeStatus,
     Decision,
@@ -228,18 +227,7 @@ async def test_ci_failing_on_the_merged_commit_is_notified_once(
     steps.failing = {"long_test": "2 failed, 118 passed: test_checkout_total"}
     targets = notified().notifications
     plan = ChangePlan(app=APP, environments=[changes.environment("prod")], notifications=targets)
-    change = await changes.start(
-        change_client,
-        ChangeInput(
-            plan=plan,
-            repo=APP.repo,
-            pr_number=1,
-            author="alice",
-            head_branch="feature-1",
-            head_sha=changes.head(1),
-        ),
-        change_id(APP.name, 1),
-    )
+    change = await changes.open_change(change_client, 1, plan=plan)
     await at_gate(change, "merge", ChangeStatus)
     await change.signal(
         Signals.PULL_REQUEST_EVENT,
