@@ -290,7 +290,7 @@ class ChangeWorkflow:
                     ui_url=self.input.plan.ui_url,
                     namespace=self.input.plan.namespace,
                     notifications=self.input.plan.notifications,
-                    pr_comment=self.input.plan.pr_comment,
+                    pr_comment=self.record.on_news is not None,
                     deployments=self.input.plan.deployments,
                 ),
                 id=child_id,

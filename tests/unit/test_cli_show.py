@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 import pytest
 
 from baton.changes import ChangeDetail
-from baton.models import ChangeStatus, Decision, Gate, RolloutStatus
+from baton.models import Decision, Gate, RolloutStatus
 from cli.main import render_change
+from tests.fakes.records import fake_change
 
 AT = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
 CONTENT = "sha256:" + "ab" * 32
@@ -55,17 +56,7 @@ def test_show_names_who_decided_through_what_and_on_which_content(
             head="d" * 40,
         ),
     )
-    change = ChangeStatus(
-        id="change/web/1",
-        app="web",
-        repo="web",
-        pr_number=1,
-        author="alice",
-        head_sha="f" * 40,
-        state="promoting",
-    )
-
-    render_change(ChangeDetail(change=change, rollout=rollout))
+    render_change(ChangeDetail(change=fake_change("web", 1), rollout=rollout))
 
     out = capsys.readouterr().out
     assert (
