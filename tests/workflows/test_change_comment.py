@@ -7,7 +7,7 @@ Temporal retries the activity, and the retry edits the comment it finds by its m
 from __future__ import annotations
 
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -97,10 +97,17 @@ def forge(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LosesFirstAnswer:
 
 @pytest.fixture
 async def client(isolated_client: Client, steps: Steps) -> AsyncIterator[Client]:
-    activities = change_activities(steps)
-    activities[TaskQueues.WORKFLOWS] += [update_change_comment, change_authors]
+    activities = with_real(change_activities(steps), update_change_comment, change_authors)
     async with serving(isolated_client, WORKFLOWS, activities):
         yield isolated_client
+
+
+def with_real(activities: dict[str, list], *real: Callable) -> dict[str, list]:
+    """`activities` with the `real` ones in place of their stand-ins on the workflows queue."""
+    names = {a.__name__ for a in real}  # the stand-ins are named as the real ones
+    queue = activities[TaskQueues.WORKFLOWS]
+    activities[TaskQueues.WORKFLOWS] = [*(a for a in queue if a.__name__ not in names), *real]
+    return activities
 
 
 def comments(forge: LocalForge) -> list[str]:
@@ -184,8 +191,9 @@ def github(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGitH
 
 @pytest.fixture
 async def github_client(isolated_client: Client, steps: Steps) -> AsyncIterator[Client]:
-    activities = change_activities(steps)
-    activities[TaskQueues.WORKFLOWS] += [update_change_comment, change_authors, report_deployment]
+    activities = with_real(
+        change_activities(steps), update_change_comment, change_authors, report_deployment
+    )
     activities[TaskQueues.DEPLOY].append(rollout.verify)  # dev has an endpoint
     async with serving(isolated_client, WORKFLOWS, activities):
         yield isolated_client
