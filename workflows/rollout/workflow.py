@@ -214,6 +214,7 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
             return await self._finish("deployed", checked.message, served=checked.revision)
         except asyncio.CancelledError:
             await self._close_unmerged("aborted")
+            await report_deployment_state(input, self.record, "inactive", "aborted")
             raise
 
     async def _propose(self, rendered: Rendered) -> GitOpsPullRequest:
