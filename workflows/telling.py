@@ -38,7 +38,7 @@ DEPLOYMENT_STATES: dict[RolloutOutcome, DeploymentState] = {
     "failed": "failure",
 }
 """A rollout's outcome as its deployment's last status; the others (rejected, superseded,
-aborted: it never ran there) are `inactive`."""
+aborted) are `inactive`."""
 
 
 class CommentKeeper:
@@ -49,7 +49,9 @@ class CommentKeeper:
     published status at the time it runs, so news arriving while one is under way only asks for
     one more run after it, never one per step. `settle` waits for the last one before the
     workflow ends. The activity edits the comment it finds by its marker, so a retry or a
-    restarted worker never posts a second one.
+    restarted worker never posts a second one. The change and its running rollout (its gates)
+    each keep one; every write shows what the change and its rollout published when it ran, and
+    the change posts first (validating) and last (its end), so the comment ends up whole.
     """
 
     def __init__(self, change_id: str, ui_url: str, namespace: str) -> None:
