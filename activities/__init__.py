@@ -18,7 +18,13 @@ from activities.deploy import (
     verify_endpoint,
     verify_running,
 )
-from activities.forge import merged_pull_request, set_commit_status
+from activities.forge import (
+    change_authors,
+    merged_pull_request,
+    report_deployment,
+    set_commit_status,
+    update_change_comment,
+)
 from activities.images import propose_pin_bumps, refresh_mirrors
 from activities.lane import is_running, join_lane, watch_holds
 from activities.notify import send_notification
@@ -30,6 +36,9 @@ ACTIVITIES: dict[str, list[Callable[..., Any]]] = {
     TaskQueues.WORKFLOWS: [
         set_commit_status,
         merged_pull_request,
+        change_authors,
+        update_change_comment,
+        report_deployment,
         join_lane,
         is_running,
         watch_holds,

@@ -227,6 +227,7 @@ async def _check(request: Request, caller: Caller, target: RolloutTarget, action
         action,
         groups=caller.groups,
         forge_users=caller.forge_users,
+        authors=detail.change.authors,
     )
 
 

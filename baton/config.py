@@ -87,6 +87,11 @@ class ForgeConfig(Model):
         "the repository allows (GitHub's and Gitea's repository settings, in the order merge, "
         "squash, rebase), a merge commit on Azure DevOps and the local forge",
     )
+    pr_comment: bool = Field(
+        default=True,
+        description="keep one comment on each change's pull request up to date: its state, "
+        "each environment's outcome, the gate and whom it waits on, links",
+    )
 
     @model_validator(mode="after")
     def _hosted_forges_need_url(self) -> ForgeConfig:
@@ -699,7 +704,13 @@ class UserRecord(Model):
     forge_users: list[str] = Field(
         default=[],
         description="the user's logins on the forge, when not their Baton name: a change opened "
-        "by one of them is theirs (no self-approval)",
+        "by one of them, or with commits the forge links to one of them, is theirs (no "
+        "self-approval)",
+    )
+    emails: list[str] = Field(
+        default=[],
+        description="the emails the user commits with (git's author email, any case): a change "
+        "with a commit by one of them is theirs (no self-approval)",
     )
 
 

@@ -153,6 +153,16 @@ OUTAGE_WAIT_S = 6 * 3600
 """How long steps wait out a dependency's outage unless `outages.wait` says otherwise."""
 
 
+class CommitAuthor(BaseModel):
+    """Who wrote one commit of a pull request: the git author's name and email, and the forge
+    account the forge links to that email (GitHub's and Gitea's `author.login`), if any."""
+
+    sha: str
+    name: str = ""
+    email: str = ""
+    login: str | None = None
+
+
 class ChangePlan(BaseModel):
     """The configuration a change runs under, frozen when the change starts."""
 
@@ -171,6 +181,18 @@ class ChangePlan(BaseModel):
         default=OUTAGE_WAIT_S, description="how long steps retry while a dependency is away"
     )
 
+    pr_comment: bool = Field(
+        default=False, description="keep one comment on the PR up to date (forge.pr_comment)"
+    )
+    deployments: bool = Field(
+        default=False, description="report deployments per environment (forge.kind github)"
+    )
+    commit_authors: bool = Field(
+        default=False,
+        description="learn the commits' authors once merged: none of them may approve (the API "
+        "sets it; changes started before it only know the PR's author)",
+    )
+
     @classmethod
     def of(cls, config: BatonConfig, app_name: str, *, ui_url: str, namespace: str) -> ChangePlan:
         """The plan of a new change of `app_name` under `config` (ConfigError: no such app)."""
@@ -184,6 +206,9 @@ class ChangePlan(BaseModel):
             namespace=namespace,
             notifications=config.notifications,
             outage_wait_s=int(duration(config.outages.wait).total_seconds()),
+            pr_comment=config.forge.pr_comment,
+            deployments=config.forge.kind == "github",
+            commit_authors=True,
         )
 
 
@@ -343,9 +368,14 @@ class RolloutInput(BaseModel):
     environment: EnvironmentConfig
     artifact: Artifact
     author: str
+    authors: list[str] = Field(
+        default=[], description="the change's authors (PR and commits; `policy.authors_of`)"
+    )
     ui_url: str = "http://127.0.0.1:8233"
     namespace: str = "default"
     notifications: list[NotificationConfig] = []
+    pr_comment: bool = Field(default=False, description="the change keeps a comment on its PR")
+    deployments: bool = Field(default=False, description="report deployments to the forge")
 
 
 class Rendered(BaseModel):
@@ -474,6 +504,11 @@ class ChangeStatus(BaseModel):
     repo: str
     pr_number: int | None = None  # None: a pushed commit's change
     author: str
+    authors: list[str] = Field(
+        default=[],
+        description="who authored it: the PR's author and its commits' authors, as Baton users "
+        "where auth.users maps them, and their forge logins (known once the PR merged)",
+    )
     head_sha: str
     merge_commit: str | None = None
     merged_at: datetime | None = None

@@ -40,7 +40,8 @@ HEADLINES: dict[NotificationEvent, str] = {
 
 
 class Notification(BaseModel):
-    """One event of one rollout, as a generic webhook receives it (JSON)."""
+    """One event of one rollout, as a generic webhook receives it (JSON); a `failed` of CI on a
+    merged commit has no `environment` and the CI pipeline's id as `rollout_id`."""
 
     id: str
     """The idempotency key: the same for every attempt to post this event."""
@@ -56,7 +57,8 @@ class Notification(BaseModel):
 
     def text(self) -> str:
         """One line for people."""
-        line = f"{self.app} {self.commit[:12]} in {self.environment} {HEADLINES[self.event]}"
+        where = f"in {self.environment}" if self.environment else "CI"
+        line = f"{self.app} {self.commit[:12]} {where} {HEADLINES[self.event]}"
         return f"{line}: {self.detail}" if self.detail else line
 
 

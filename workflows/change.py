@@ -40,11 +40,13 @@ with workflow.unsafe.imports_passed_through():
     from workflows.pipelines import CIPipeline, PullRequestPipeline
 
 from workflows import metrics
+from workflows.authors import learn_authors
 from workflows.batch import batched, take_batch
 from workflows.promotion import Promotion
 from workflows.pull_request import PullRequestState
 from workflows.record import Record, failure
 from workflows.retries import HEARTBEAT, RETRY
+from workflows.telling import CommentKeeper, notify_ci_failed
 
 UNVALIDATED_MERGE = "unvalidated-merge"
 """Patch: a PR merged while its validation failed or had not finished is noticed
@@ -65,6 +67,9 @@ class ChangeWorkflow:
             namespace=plan.namespace,
             status=self.status,
         )
+        self.comment = CommentKeeper(workflow.info().workflow_id, plan.ui_url, plan.namespace)
+        if input.pr_number is not None and plan.pr_comment:
+            self.record.on_news = self.comment.refresh
         self.pr = PullRequestState(head_sha=input.head_sha, base_branch=input.base_branch)
         self.state: ChangeState = "validating"
         self.result: PipelineResult | None = None
@@ -140,6 +145,7 @@ class ChangeWorkflow:
             repo=self.input.repo,
             pr_number=self.input.pr_number,
             author=self.input.author,
+            authors=self.promotion.authors,
             head_sha=self.pr.head_sha,
             merge_commit=self.pr.merge_commit,
             merged_at=self.pr.merged_at,
@@ -171,6 +177,7 @@ class ChangeWorkflow:
             self.record.gate = None
             self.promotion.current = None
             self._set_state("aborted", f"aborted by {self.aborted.user}: {self.aborted.reason}")
+        await self.comment.settle()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.status()
 
@@ -195,9 +202,13 @@ class ChangeWorkflow:
                 return
             if workflow.patched(UNVALIDATED_MERGE) and not await self._merge_validated():
                 return
+            self.promotion.authors = await learn_authors(self.input, self.record)
         self.result = await self._integrate()
         if not self.result.passed or self.result.artifact is None:
-            self._set_state("failed", f"CI failed: {self.result.summary()}")
+            reason = f"CI failed: {self.result.summary()}"
+            self._set_state("failed", reason)
+            plan, commit = self.input.plan, self.pr.merge_commit or self.input.head_sha
+            await notify_ci_failed(plan.notifications, self.record, plan.app.name, commit, reason)
             return
         self._set_state("integrated")
         await self._promote(self.result.artifact)

@@ -89,11 +89,13 @@ class Promotion:
         self.positions: dict[str, Position] = {}
         self.details: dict[str, str] = {}
         self.tracked = False  # whether positions are kept (the graph's path)
+        self.authors = [input.author]  # the PR's and, once merged, its commits' (`authors`)
 
     def resume(self, earlier: ChangeStatus, environment: str) -> None:
         """A retry of `environment`: where the change stood when it ended stays (deployed
         environments, other failures), `environment` and what it blocked start again."""
         self.rollouts = list(earlier.rollouts)
+        self.authors = list(earlier.authors) or self.authors
         for result in earlier.rollouts:
             if result.environment in self.graph.stage_of and result.environment != environment:
                 position = OUTCOME_POSITION.get(result.outcome, "failed")
@@ -234,9 +236,12 @@ class Promotion:
                     environment=env,
                     artifact=artifact,
                     author=self.input.author,
+                    authors=self.authors,
                     ui_url=plan.ui_url,
                     namespace=plan.namespace,
                     notifications=plan.notifications,
+                    pr_comment=self.record.on_news is not None,
+                    deployments=plan.deployments,
                 ),
                 id=child_id,
                 task_queue=TaskQueues.WORKFLOWS,

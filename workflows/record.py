@@ -50,7 +50,8 @@ class Record:
     (no `search-attributes-split` marker) keep writing all three to BatonStage, so they replay.
     `ui_url` and `namespace` say where `link` points. With `status` (the workflow's status query),
     each publish that changes it upserts it as the `status` memo (workflows recorded before the
-    `status-memo` marker publish none).
+    `status-memo` marker publish none). `on_news`, when set, is called when the state changes or
+    a gate begins, changes what it says, or ends (the change's pull request comment follows).
     """
 
     def __init__(
@@ -73,6 +74,7 @@ class Record:
         self.gate: Gate | None = None
         self.gate_since: datetime | None = None
         self.facts: dict[str, str] = {}
+        self.on_news: Callable[[], None] | None = None
 
     @property
     def current(self) -> str:
@@ -113,18 +115,31 @@ class Record:
         ):
             self._gate_passed()
             self.gate_since = workflow.now()
+        news = self.gate is None or (self.gate.description, self.gate.waiting_on) != (
+            gate.description,
+            gate.waiting_on,
+        )
         self.gate = gate
         if self.stages_searchable:
             workflow.upsert_search_attributes([SearchAttributes.GATE.value_set(gate.kind)])
         self._publish_gate()
         self.publish()
+        if news:
+            self._tell()
 
     def clear_gate(self) -> None:
         """The workflow waits for nothing any more."""
         self._gate_passed()
+        news = self.gate is not None
         self.gate = None
         self._publish_gate()
         self.publish()
+        if news:
+            self._tell()
+
+    def _tell(self) -> None:
+        if self.on_news is not None:
+            self.on_news()
 
     def _gate_passed(self) -> None:
         """Record the time spent at the gate the workflow leaves, if any."""
@@ -151,6 +166,7 @@ class Record:
             self.gate = None
             workflow.upsert_search_attributes([SearchAttributes.GATE.value_set("none")])
         self.publish(f"**{state}**" + (f": {reason}" if reason else ""))
+        self._tell()
 
     def fact(self, label: str, text: str) -> None:
         """A line of the details that stays (a PR link, say); the same label replaces it."""

@@ -77,3 +77,12 @@ def outage_wait(input_wait_s: int, start_to_close: timedelta) -> dict[str, Any]:
         "schedule_to_close_timeout": timedelta(seconds=input_wait_s),
         "retry_policy": WAIT_OUT,
     }
+
+
+# What Baton tells on the forge (the change's comment, GitHub deployments): retried while the
+# forge is away, within the call's schedule-to-close; never worth holding the change for.
+TELL = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=non_retryable(ForgeRefusal),
+)

@@ -26,7 +26,10 @@ from baton.config import MergeMethod
 from baton.forges.base import (
     BranchHead,
     BranchNotFound,
+    Comment,
+    CommitAuthor,
     CommitStatus,
+    DeploymentState,
     ForgeError,
     HeadChanged,
     NotMergeable,
@@ -36,6 +39,8 @@ from baton.forges.base import (
     Review,
     ReviewState,
     StatusState,
+    marked,
+    upsert_marked,
 )
 from baton.forges.http import (
     ForgeUnavailable,
@@ -49,6 +54,8 @@ from baton.forges.http import (
 
 API_VERSION = "7.1"
 DESCRIPTION_LIMIT = 4000
+COMMENT_LIMIT = 150_000
+"""A pull request comment's longest content (Azure refuses longer ones)."""
 ZERO_SHA = "0" * 40
 _STATES: dict[str, PullRequestState] = {
     "active": "open",
@@ -263,6 +270,79 @@ class AzureDevOpsForge(HostedForge):
             "status": "active",
         }
         self._call(repo, "POST", f"/pullRequests/{number}/threads", json=thread)
+
+    def upsert_comment(self, repo: str, number: int, marker: str, body: str) -> int:
+        """Comments live in threads (learn.microsoft.com: Pull Request Threads - List, Comments -
+        Update): the marked one is found in `GET .../pullRequests/{id}/threads` and edited with
+        `PATCH .../threads/{threadId}/comments/{commentId}`, or a thread is created with it; the
+        comment's id within its thread."""
+        self._pr_data(repo, number)
+        answer = self._call(repo, "GET", f"/pullRequests/{number}/threads")
+        comments = (
+            Comment(
+                id=c["id"],
+                thread=thread["id"],
+                user=(c.get("author") or {}).get("uniqueName") or "",
+                body=c.get("content") or "",
+            )
+            for thread in answer.get("value") or []
+            if not thread.get("isDeleted")
+            for c in thread.get("comments") or []
+            if not c.get("isDeleted")
+        )
+        text = clip_body(marked(marker, body), COMMENT_LIMIT)
+
+        def edit(comment: Comment, content: str) -> None:
+            path = f"/pullRequests/{number}/threads/{comment.thread}/comments/{comment.id}"
+            self._call(repo, "PATCH", path, json={"content": content})
+
+        def create(content: str) -> int:
+            thread = {
+                "comments": [{"parentCommentId": 0, "content": content, "commentType": "text"}],
+                "status": "active",
+            }
+            made = self._call(repo, "POST", f"/pullRequests/{number}/threads", json=thread)
+            return int(made["comments"][0]["id"])
+
+        return upsert_marked(comments, marker, text, edit, create)
+
+    def list_pull_request_commits(self, repo: str, number: int) -> list[CommitAuthor]:
+        """From `GET .../pullRequests/{id}/commits` (learn.microsoft.com: Pull Request Commits -
+        Get Pull Request Commits), newest first and paged by `continuationToken` (answered in
+        the `x-ms-continuationtoken` header); Azure links no account to a commit's email."""
+        self._pr_data(repo, number)
+        path = self._root(repo) + f"/pullRequests/{number}/commits"
+        params: dict[str, Any] = {"$top": 100}
+        commits: list[CommitAuthor] = []
+        while True:
+            response = self.api.request("GET", path, params=params)
+            for c in response.json().get("value") or []:
+                author = c.get("author") or {}
+                commits.append(
+                    CommitAuthor(
+                        sha=c["commitId"],
+                        name=author.get("name") or "",
+                        email=author.get("email") or "",
+                    )
+                )
+            token = response.headers.get("x-ms-continuationtoken")
+            if not token:
+                return commits[::-1]
+            params = {"$top": 100, "continuationToken": token}
+
+    def report_deployment(
+        self,
+        repo: str,
+        sha: str,
+        environment: str,
+        state: DeploymentState,
+        *,
+        description: str = "",
+        environment_url: str | None = None,
+        log_url: str | None = None,
+    ) -> int | None:
+        """Azure Repos has no deployments API for a repository: nothing to report."""
+        return None
 
     # Commit statuses
 

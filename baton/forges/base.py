@@ -8,12 +8,14 @@ Temporal may run any activity more than once.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
 from baton.errors import BatonError
+from baton.models import CommitAuthor
 
 PullRequestState = Literal["open", "closed", "merged"]
 ReviewState = Literal["approved", "changes_requested", "commented"]
@@ -62,6 +64,42 @@ class CommitStatus(BaseModel):
     description: str = ""
     target_url: str | None = None
     updated_at: datetime
+
+
+class Comment(BaseModel):
+    """A comment on a pull request; `thread` is Azure DevOps' thread holding it (others: None)."""
+
+    id: int
+    user: str
+    body: str
+    thread: int | None = None
+
+
+DeploymentState = Literal["in_progress", "success", "failure", "inactive"]
+"""GitHub's deployment status states Baton reports (docs.github.com/rest/deployments/statuses)."""
+
+
+def marked(marker: str, body: str) -> str:
+    """`body` ending with `marker` (a hidden HTML comment) as its own last paragraph."""
+    return body if marker in body else f"{body.rstrip()}\n\n{marker}"
+
+
+def upsert_marked(
+    comments: Iterable[Comment],
+    marker: str,
+    body: str,
+    edit: Callable[[Comment, str], None],
+    create: Callable[[str], int],
+) -> int:
+    """The id of the first of `comments` carrying `marker`, edited to `body` when it differs, or
+    of the comment `create` posts when none does. Finding it by its marker is what makes a
+    repeat (a retried activity, a restarted worker) edit the one comment instead of adding one."""
+    for comment in comments:
+        if marker in comment.body:
+            if comment.body.strip() != body.strip():
+                edit(comment, body)
+            return comment.id
+    return create(body)
 
 
 class ForgeError(BatonError):
@@ -273,4 +311,31 @@ class Forge(Protocol):
 
     def comment(self, repo: str, number: int, body: str) -> None:
         """Add a comment to the pull request."""
+        ...
+
+    def upsert_comment(self, repo: str, number: int, marker: str, body: str) -> int:
+        """Keep one comment carrying `marker` (a hidden HTML comment, e.g. `<!-- baton:... -->`)
+        on the pull request: edit it in place to `body`, or post it when there is none yet; its
+        id. Idempotent: running it again edits the same comment (`upsert_marked`)."""
+        ...
+
+    def list_pull_request_commits(self, repo: str, number: int) -> list[CommitAuthor]:
+        """The pull request's commits, oldest first, with their authors (also once merged)."""
+        ...
+
+    def report_deployment(
+        self,
+        repo: str,
+        sha: str,
+        environment: str,
+        state: DeploymentState,
+        *,
+        description: str = "",
+        environment_url: str | None = None,
+        log_url: str | None = None,
+    ) -> int | None:
+        """Show `sha` deployed (or being deployed) to `environment` where the forge has
+        deployments (GitHub): one deployment per commit and environment, found again before
+        one is created (idempotent), and a new status on it; its id. Forges without a
+        deployments API (Gitea, Azure DevOps, the local forge) do nothing and return None."""
         ...

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 from baton.config import MergeMethod
-from baton.forges.base import PullRequest, ReviewState
+from baton.forges.base import DeploymentState, PullRequest, ReviewState
 from baton.forges.github import GitHubForge
 from baton.forges.http import ResourceNotFound
 
@@ -41,6 +41,7 @@ class GiteaForge(GitHubForge):
         "fast-forward": "allow_fast_forward_only_merge",
     }
     method_refused: ClassVar[str] = "is not allowed an allowed merge style"
+    page_size: ClassVar[dict[str, int]] = {"limit": 50}
 
     def auth_headers(self, token: str | None) -> dict[str, str]:
         return {"Authorization": f"token {token}"} if token else {}
@@ -69,6 +70,20 @@ class GiteaForge(GitHubForge):
             return None
         merged = data.get("merged") and data.get("merge_commit_sha") == sha
         return int(data["number"]) if merged else None
+
+    def report_deployment(
+        self,
+        repo: str,
+        sha: str,
+        environment: str,
+        state: DeploymentState,
+        *,
+        description: str = "",
+        environment_url: str | None = None,
+        log_url: str | None = None,
+    ) -> int | None:
+        """Gitea has no deployments API: nothing to report."""
+        return None
 
     def delete_branch(self, repo: str, branch: str) -> None:
         try:

@@ -22,7 +22,10 @@ from baton.config import MergeMethod
 from baton.forges.base import (
     BranchHead,
     BranchNotFound,
+    Comment,
+    CommitAuthor,
     CommitStatus,
+    DeploymentState,
     ForgeError,
     HeadChanged,
     MergeMethodRefused,
@@ -34,6 +37,8 @@ from baton.forges.base import (
     Review,
     ReviewState,
     StatusState,
+    marked,
+    upsert_marked,
 )
 from baton.forges.http import (
     HostedForge,
@@ -78,6 +83,8 @@ class GitHubForge(HostedForge):
     """The repository object's field that says whether a method is allowed, in preference order."""
     method_refused: ClassVar[str] = "not allowed on this repository"
     """What the 405 answer to a merge method the repository forbids says."""
+    page_size: ClassVar[dict[str, int]] = {"per_page": 100}
+    """The list endpoints' page size parameter, at its largest."""
 
     def __init__(
         self,
@@ -242,6 +249,79 @@ class GitHubForge(HostedForge):
 
     def comment(self, repo: str, number: int, body: str) -> None:
         self._call(repo, "POST", f"/issues/{number}/comments", json={"body": self._body(body)})
+
+    def upsert_comment(self, repo: str, number: int, marker: str, body: str) -> int:
+        """Pull request comments are issue comments: listed (paged) from `GET
+        /repos/{o}/{r}/issues/{n}/comments`, edited with `PATCH .../issues/comments/{id}`,
+        posted with `POST .../issues/{n}/comments` (docs.github.com/rest/issues/comments)."""
+        self.get_pull_request(repo, number)
+        path = self._root(repo) + f"/issues/{number}/comments"
+        comments = (
+            Comment(id=c["id"], user=(c.get("user") or {}).get("login") or "", body=c["body"] or "")
+            for c in self.api.pages(path, self.page_size)
+        )
+
+        def edit(comment: Comment, text: str) -> None:
+            self._call(repo, "PATCH", f"/issues/comments/{comment.id}", json={"body": text})
+
+        def create(text: str) -> int:
+            return self._call(repo, "POST", f"/issues/{number}/comments", json={"body": text})["id"]
+
+        return upsert_marked(comments, marker, self._body(marked(marker, body)), edit, create)
+
+    def list_pull_request_commits(self, repo: str, number: int) -> list[CommitAuthor]:
+        """From `GET /repos/{o}/{r}/pulls/{n}/commits` (paged; GitHub lists at most 250): the
+        git author, and `author.login` where the forge links the email to an account."""
+        self.get_pull_request(repo, number)
+        path = self._root(repo) + f"/pulls/{number}/commits"
+        return [
+            CommitAuthor(
+                sha=c["sha"],
+                name=((c.get("commit") or {}).get("author") or {}).get("name") or "",
+                email=((c.get("commit") or {}).get("author") or {}).get("email") or "",
+                login=(c.get("author") or {}).get("login"),
+            )
+            for c in self.api.pages(path, self.page_size)
+        ]
+
+    def report_deployment(
+        self,
+        repo: str,
+        sha: str,
+        environment: str,
+        state: DeploymentState,
+        *,
+        description: str = "",
+        environment_url: str | None = None,
+        log_url: str | None = None,
+    ) -> int | None:
+        """GitHub deployments (docs.github.com/rest/deployments): the deployment of `sha` to
+        `environment` from `GET /deployments?sha=&environment=`, else `POST /deployments` (ref the
+        commit, `auto_merge: false`, `required_contexts: []`: Baton deploys what it checked); then
+        `POST /deployments/{id}/statuses` with the state and URLs."""
+        query = {"sha": sha, "environment": environment, "per_page": 100}
+        deployments = self.api.pages(self._root(repo) + "/deployments", query)
+        found = next(
+            (d for d in deployments if (d.get("sha"), d.get("environment")) == (sha, environment)),
+            None,
+        )
+        if found is None:
+            request = {
+                "ref": sha,
+                "environment": environment,
+                "auto_merge": False,
+                "required_contexts": [],
+                "description": description[:140],
+                "transient_environment": False,
+            }
+            found = self._call(repo, "POST", "/deployments", json=request)
+        status: dict[str, Any] = {"state": state, "description": description[:140]}
+        if environment_url:
+            status["environment_url"] = environment_url
+        if log_url:
+            status["log_url"] = log_url
+        self._call(repo, "POST", f"/deployments/{found['id']}/statuses", json=status)
+        return int(found["id"])
 
     # Commit statuses
 

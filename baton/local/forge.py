@@ -39,7 +39,10 @@ from baton.config import MergeMethod
 from baton.forges.base import (
     BranchHead,
     BranchNotFound,
+    Comment,
+    CommitAuthor,
     CommitStatus,
+    DeploymentState,
     ForgeError,
     HeadChanged,
     NoCommitsBetween,
@@ -53,6 +56,8 @@ from baton.forges.base import (
     Review,
     ReviewState,
     StatusState,
+    marked,
+    upsert_marked,
 )
 
 ZERO_SHA = "0" * 40
@@ -111,6 +116,15 @@ CREATE TABLE IF NOT EXISTS comments (
     user TEXT NOT NULL,
     body TEXT NOT NULL,
     created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pull_request_commits (
+    repo TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    sha TEXT NOT NULL,
+    name TEXT NOT NULL,
+    email TEXT NOT NULL,
+    PRIMARY KEY (repo, number, position)
 );
 CREATE TABLE IF NOT EXISTS protections (
     repo TEXT NOT NULL,
@@ -228,6 +242,12 @@ def _post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> tup
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _login_of(email: str) -> str | None:
+    """The local forge account an email belongs to: `alice@baton.local` is alice's."""
+    local, _, domain = email.partition("@")
+    return local if domain == FORGE_EMAIL_DOMAIN and local else None
 
 
 def _user(login: str) -> dict[str, Any]:
@@ -518,7 +538,14 @@ class LocalForge:
             if failing and admin_reason is None:
                 override = f"baton forge pr merge {repo} {number} --as USER --admin --reason TEXT"
                 raise RequiredChecksNotPassing(repo, number, failing, override)
+            base_sha = self._require_branch(repo, row["base_branch"])
+            commits = self._commits_between(repo, head_sha, base_sha)
             merged, base_update = self._merge(row, head_sha, message, method)
+            con.executemany(
+                "INSERT OR REPLACE INTO pull_request_commits (repo, number, position, sha, name,"
+                " email) VALUES (?, ?, ?, ?, ?, ?)",
+                [(repo, number, i, *commit) for i, commit in enumerate(commits)],
+            )
             now = _now()
             if failing:
                 assert admin_reason is not None
@@ -575,12 +602,91 @@ class LocalForge:
 
     def list_comments(self, repo: str, number: int) -> list[tuple[str, str]]:
         """(user, body) of each comment, oldest first."""
+        return [(c.user, c.body) for c in self.comments(repo, number)]
+
+    def comments(self, repo: str, number: int) -> list[Comment]:
+        """The pull request's comments, oldest first."""
         with self._transaction() as con:
             rows = con.execute(
-                "SELECT user, body FROM comments WHERE repo = ? AND number = ? ORDER BY id",
+                "SELECT id, user, body FROM comments WHERE repo = ? AND number = ? ORDER BY id",
                 (repo, number),
             ).fetchall()
-        return [(r["user"], r["body"]) for r in rows]
+        return [Comment(id=r["id"], user=r["user"], body=r["body"]) for r in rows]
+
+    def resolve(self, repo: str, ref: str) -> str | None:
+        """The commit `ref` (a sha, branch or tag) names in `repo`, or None."""
+        found = self._git(
+            repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False
+        )
+        return found.stdout.strip() or None
+
+    def edit_comment(self, repo: str, comment_id: int, body: str) -> Comment | None:
+        """Replace a comment's body; the comment, or None when `repo` has no such comment."""
+        with self._transaction(write=True) as con:
+            con.execute(
+                "UPDATE comments SET body = ? WHERE id = ? AND repo = ?", (body, comment_id, repo)
+            )
+            row = con.execute(
+                "SELECT id, user, body FROM comments WHERE id = ? AND repo = ?", (comment_id, repo)
+            ).fetchone()
+        return Comment(id=row["id"], user=row["user"], body=row["body"]) if row else None
+
+    def upsert_comment(self, repo: str, number: int, marker: str, body: str) -> int:
+        """The comment carrying `marker`, edited in place, or posted as this forge's user."""
+        with self._transaction(write=True) as con:
+            self._row(con, repo, number)
+            rows = con.execute(
+                "SELECT id, user, body FROM comments WHERE repo = ? AND number = ? ORDER BY id",
+                (repo, number),
+            ).fetchall()
+            comments = [Comment(id=r["id"], user=r["user"], body=r["body"]) for r in rows]
+
+            def edit(comment: Comment, text: str) -> None:
+                con.execute("UPDATE comments SET body = ? WHERE id = ?", (text, comment.id))
+
+            def create(text: str) -> int:
+                cursor = con.execute(
+                    "INSERT INTO comments (repo, number, user, body, created_at)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (repo, number, self.user, text, _now()),
+                )
+                assert cursor.lastrowid is not None
+                return cursor.lastrowid
+
+            return upsert_marked(comments, marker, marked(marker, body), edit, create)
+
+    def list_pull_request_commits(self, repo: str, number: int) -> list[CommitAuthor]:
+        """The head's commits not on the base branch, oldest first (as recorded at the merge,
+        once merged). An email at this forge's domain (`alice@baton.local`) is the account's."""
+        with self._transaction() as con:
+            row = self._row(con, repo, number)
+            recorded = con.execute(
+                "SELECT sha, name, email FROM pull_request_commits WHERE repo = ? AND number = ?"
+                " ORDER BY position",
+                (repo, number),
+            ).fetchall()
+        if row["state"] == "merged":
+            found = [(r["sha"], r["name"], r["email"]) for r in recorded]
+        else:
+            found = self._commits_between(repo, row["head_sha"], f"refs/heads/{row['base_branch']}")
+        return [
+            CommitAuthor(sha=sha, name=name, email=email, login=_login_of(email))
+            for sha, name, email in found
+        ]
+
+    def report_deployment(
+        self,
+        repo: str,
+        sha: str,
+        environment: str,
+        state: DeploymentState,
+        *,
+        description: str = "",
+        environment_url: str | None = None,
+        log_url: str | None = None,
+    ) -> int | None:
+        """The local forge keeps no deployments: nothing to report."""
+        return None
 
     # Commit statuses
 
@@ -799,6 +905,13 @@ class LocalForge:
         return commits
 
     # Internals: git
+
+    def _commits_between(self, repo: str, head: str, base: str) -> list[tuple[str, str, str]]:
+        """(sha, author name, author email) of the commits of `head` not in `base`, oldest first."""
+        out = self._git(
+            repo, "log", "--reverse", "--format=%H%x1f%an%x1f%ae", head, "--not", base
+        ).stdout
+        return [tuple(line.split("\x1f")) for line in out.splitlines() if line]  # type: ignore[misc]
 
     def _git(
         self, repo: str, *args: str, env: dict[str, str] | None = None, check: bool = True

@@ -13,6 +13,7 @@ import pytest
 from baton.logs import LogStore
 from cli.client import NO_CREDENTIAL
 from cli.demo import AUTHOR, push_visible_change
+from tests.conftest import eventually
 from tests.e2e.stack import E2EStack, version
 
 pytestmark = pytest.mark.docker
@@ -111,6 +112,18 @@ def test_change_goes_from_pr_to_prod_under_policy(baton_stack: E2EStack) -> None
         check=True,
     ).stdout.splitlines()
     assert len([c for c in deploy_commits if c.startswith(f"Deploy sample-app {merge[:12]}")]) == 3
+
+    # The app's PR carries one Baton comment, edited along the way, that ends with every
+    # environment deployed; `baton forge pr show` prints it.
+    marker = f"<!-- baton:{change} -->"
+    comments = eventually(
+        lambda: [b for _, b in alice.list_comments("sample-app", pr.number) if marker in b],
+        lambda found: len(found) == 1 and "**completed**" in found[0],
+        what="Baton's comment on the app's PR to say completed",
+    )
+    assert all(f"| {env} | ✅ deployed |" in comments[0] for env in ("dev", "staging", "prod"))
+    shown = stack.baton("forge", "pr", "show", "sample-app", str(pr.number), "--json").stdout
+    assert [c["body"] for c in json.loads(shown)["comments"] if marker in c["body"]] == comments
 
 
 def push_more(forge, branch: str, edit: Callable[[Path], None]) -> str:

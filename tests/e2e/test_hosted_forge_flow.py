@@ -13,9 +13,10 @@ import pytest
 
 from baton.settings import Settings
 from cli.demo import AUTHOR, push_visible_change
+from tests.conftest import eventually
 from tests.e2e.stack import EXAMPLES, E2EStack, running_stack, version
 from tests.e2e.test_change_flow import gate_is
-from tests.fakes.forges import FAKES, FakeForge
+from tests.fakes.forges import FAKES, FakeForge, FakeGitHub
 
 pytestmark = pytest.mark.docker
 
@@ -108,5 +109,29 @@ def test_change_runs_through_the_hosted_forge_api(hosted: tuple[E2EStack, FakeFo
     assert [body for _, body in fake.store.list_comments(GITOPS_REPO, prod.number)] == [
         "Closed by Baton: rollout aborted."
     ]
+    # The app's PR carries one Baton comment, edited along the way; on GitHub each environment
+    # the change reached is a deployment with its statuses (other forges have none).
+    marker = f"<!-- baton:{change} -->"
+    [comment] = eventually(
+        lambda: [b for _, b in fake.store.list_comments(APP_REPO, pr.number) if marker in b],
+        lambda found: len(found) == 1 and "**aborted**" in found[0],
+        what="Baton's comment on the app's PR to say aborted",
+    )
+    assert "| dev | ✅ deployed |" in comment and "| staging | ✅ deployed |" in comment
+    if isinstance(fake, FakeGitHub):
+        states = eventually(
+            lambda: {
+                d["environment"]: [s["state"] for s in fake.deployment_statuses.get(d["id"], [])]
+                for d in fake.deployments
+                if d["sha"] == merge
+            },
+            lambda seen: seen.get("prod", [])[-1:] == ["inactive"],
+            what="prod's deployment to be inactive after the abort",
+        )
+        assert states == {
+            "dev": ["in_progress", "success"],
+            "staging": ["in_progress", "success"],
+            "prod": ["in_progress", "inactive"],
+        }
     answers = {(s.event, s.status) for s in fake.flush()}
     assert all(status is not None and status < 300 for _, status in answers), answers

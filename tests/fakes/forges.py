@@ -40,6 +40,7 @@ from fastapi.responses import JSONResponse
 from api.azure_devops import basic_auth
 from baton.config import MergeMethod
 from baton.forges.base import (
+    Comment,
     HeadChanged,
     NoCommitsBetween,
     NotMergeable,
@@ -153,6 +154,8 @@ class FakeForge(Lifecycle):
         self.content_type = "application/json"
         self.bases: dict[tuple[str, int], str] = {}  # PRs retargeted since they were opened
         self.withdrawn: dict[tuple[str, int], set[str]] = {}  # approvals dismissed or reset
+        self.accounts: dict[str, str] = {}
+        """Commit emails the forge links to an account (email → login), as verified emails are."""
         self._outbox: queue.Queue[tuple[str, dict[str, Any], dict[str, str]] | None] = queue.Queue()
         self.app = FastAPI()
         self.app.middleware("http")(self._gate)
@@ -610,7 +613,46 @@ class _GitHubShaped(FakeForge):
             repo, data = f"{owner}/{name}", await request.json()
             self._pr(repo, number)
             self.store.comment(repo, number, data["body"])
-            return {"body": data["body"], "user": {"login": request.state.user}}
+            return self.comment_json(self.store.comments(repo, number)[-1])
+
+        @app.get(prefix + "/repos/{owner}/{name}/issues/{number}/comments")
+        def list_comments(owner: str, name: str, number: int, request: Request) -> JSONResponse:
+            repo = f"{owner}/{name}"
+            self._pr(repo, number)
+            comments = [self.comment_json(c) for c in self.store.comments(repo, number)]
+            return self.paged(request, comments, self.size_param)
+
+        @app.patch(prefix + "/repos/{owner}/{name}/issues/comments/{comment_id}")
+        async def edit_comment(owner: str, name: str, comment_id: int, request: Request) -> dict:
+            repo, data = f"{owner}/{name}", await request.json()
+            self._require_repo(repo)
+            if not isinstance(data.get("body"), str):
+                raise ApiError(422, "Validation Failed: body is required")
+            edited = self.store.edit_comment(repo, comment_id, data["body"])
+            if edited is None:
+                raise ApiError(404, "Not Found")
+            return self.comment_json(edited)
+
+        @app.get(prefix + "/repos/{owner}/{name}/pulls/{number}/commits")
+        def list_commits(owner: str, name: str, number: int, request: Request) -> JSONResponse:
+            repo = f"{owner}/{name}"
+            self._pr(repo, number)
+            commits = [
+                {
+                    "sha": c.sha,
+                    "commit": {
+                        "author": {"name": c.name, "email": c.email, "date": _now()},
+                        "committer": {"name": c.name, "email": c.email, "date": _now()},
+                        "message": "",
+                    },
+                    # The forge's account for the email, when one has it (null otherwise).
+                    "author": {"login": self.accounts[c.email]}
+                    if c.email in self.accounts
+                    else None,
+                }
+                for c in self.store.list_pull_request_commits(repo, number)
+            ]
+            return self.paged(request, commits, self.size_param)
 
         @app.post(prefix + "/repos/{owner}/{name}/statuses/{sha}", status_code=201)
         async def create_status(owner: str, name: str, sha: str, request: Request) -> dict:
@@ -653,6 +695,15 @@ class _GitHubShaped(FakeForge):
 
     def more_routes(self) -> None:
         raise NotImplementedError
+
+    def comment_json(self, comment: Comment) -> dict[str, Any]:
+        return {
+            "id": comment.id,
+            "body": comment.body,
+            "user": {"login": comment.user},
+            "created_at": _now(),
+            "updated_at": _now(),
+        }
 
     def event_headers(self, event: str, event_type: str, delivery: str) -> dict[str, str]:
         raise NotImplementedError
@@ -701,7 +752,27 @@ class _GitHubShaped(FakeForge):
 
 
 class FakeGitHub(_GitHubShaped):
-    """GitHub's REST v3 and its webhooks."""
+    """GitHub's REST v3 and its webhooks; deployments and their statuses are kept in
+    `deployments` and `deployment_statuses` (by deployment id, oldest first)."""
+
+    DEPLOYMENT_STATES = (
+        "error",
+        "failure",
+        "inactive",
+        "in_progress",
+        "queued",
+        "pending",
+        "success",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.deployments: list[dict[str, Any]] = []
+        self.deployment_statuses: dict[int, list[dict[str, Any]]] = {}
+        super().__init__(*args, **kwargs)
+
+    def deployment_json(self, deployment: dict[str, Any]) -> dict[str, Any]:
+        data = {k: v for k, v in deployment.items() if k != "repo"}
+        return data | {"url": f"{self.origin}/repos/{deployment['repo']}/deployments/{data['id']}"}
 
     kind = "github"
     webhook_path = "/webhooks/github"
@@ -826,6 +897,59 @@ class FakeGitHub(_GitHubShaped):
         def delete_ref(owner: str, name: str, branch: str) -> None:
             missing = ApiError(422, "Reference does not exist")
             self.delete_via_api(f"{owner}/{name}", branch, missing)
+
+        @app.get("/repos/{owner}/{name}/deployments")
+        def list_deployments(owner: str, name: str, request: Request) -> JSONResponse:
+            """Newest first, filtered by `sha`, `ref`, `environment` (GitHub's list)."""
+            repo, query = f"{owner}/{name}", request.query_params
+            self._require_repo(repo)
+            found = [
+                d
+                for d in reversed(self.deployments)
+                if d["repo"] == repo
+                and all(query.get(k) in (None, d[k]) for k in ("sha", "ref", "environment"))
+            ]
+            return self.paged(request, [self.deployment_json(d) for d in found], self.size_param)
+
+        @app.post("/repos/{owner}/{name}/deployments", status_code=201)
+        async def create_deployment(owner: str, name: str, request: Request) -> dict:
+            repo, data = f"{owner}/{name}", await request.json()
+            self._require_repo(repo)
+            ref = data.get("ref")
+            sha = self.store.resolve(repo, ref) if isinstance(ref, str) else None
+            if sha is None:
+                raise ApiError(422, f"No ref found for: {ref}")
+            contexts = data.get("required_contexts")
+            if contexts is None:  # GitHub then checks every status context of the ref
+                statuses = self.store.list_commit_statuses(repo, sha)
+                if any(s.state != "success" for s in statuses):
+                    raise ApiError(409, "Conflict: Commit status checks failed for " + ref)
+            deployment = {
+                "id": len(self.deployments) + 1,
+                "repo": repo,
+                "sha": sha,
+                "ref": ref,
+                "task": data.get("task", "deploy"),
+                "environment": data.get("environment", "production"),
+                "description": data.get("description"),
+                "creator": {"login": request.state.user},
+            }
+            self.deployments.append(deployment)
+            return self.deployment_json(deployment)
+
+        @app.post("/repos/{owner}/{name}/deployments/{number}/statuses", status_code=201)
+        async def create_deployment_status(
+            owner: str, name: str, number: int, request: Request
+        ) -> dict:
+            repo, data = f"{owner}/{name}", await request.json()
+            self._require_repo(repo)
+            if not any(d["id"] == number and d["repo"] == repo for d in self.deployments):
+                raise ApiError(404, "Not Found")
+            if data.get("state") not in self.DEPLOYMENT_STATES:
+                raise ApiError(422, f"Validation Failed: state {data.get('state')!r}")
+            status = {"id": sum(map(len, self.deployment_statuses.values())) + 1, **data}
+            self.deployment_statuses.setdefault(number, []).append(status)
+            return status
 
 
 class FakeGitea(_GitHubShaped):
@@ -1040,6 +1164,23 @@ class FakeAzureDevOps(FakeForge):
             for user, r in self._latest_reviews(pr.repo, pr.number).items()
         ]
 
+    def thread_json(self, comment: Comment) -> dict[str, Any]:
+        author = {"uniqueName": comment.user, "displayName": comment.user.title()}
+        return {
+            "id": comment.id,
+            "status": "active",
+            "isDeleted": False,
+            "comments": [
+                {
+                    "id": 1,
+                    "parentCommentId": 0,
+                    "author": author,
+                    "content": comment.body,
+                    "commentType": "text",
+                }
+            ],
+        }
+
     def routes(self) -> None:
         app = self.app
         repo_path = "/fake/{project}/_apis/git/repositories/{name}"
@@ -1144,11 +1285,52 @@ class FakeAzureDevOps(FakeForge):
 
         @app.post(repo_path + "/pullRequests/{number}/threads")
         async def thread(project: str, name: str, number: int, request: Request) -> dict:
+            """A thread of one comment is one comment of the store: thread id = its id."""
             repo, data = repo_of(project, name, request), await request.json()
             self._pr(repo, number)
             for comment in data["comments"]:
                 self.store.comment(repo, number, comment["content"])
-            return {"id": 1, **data}
+            return self.thread_json(self.store.comments(repo, number)[-1])
+
+        @app.get(repo_path + "/pullRequests/{number}/threads")
+        def threads(project: str, name: str, number: int, request: Request) -> dict:
+            repo = repo_of(project, name, request)
+            self._pr(repo, number)
+            value = [self.thread_json(c) for c in self.store.comments(repo, number)]
+            return {"value": value, "count": len(value)}
+
+        @app.patch(repo_path + "/pullRequests/{number}/threads/{thread_id}/comments/{comment_id}")
+        async def edit_comment(
+            project: str, name: str, number: int, thread_id: int, comment_id: int, request: Request
+        ) -> dict:
+            repo, data = repo_of(project, name, request), await request.json()
+            self._pr(repo, number)
+            edited = self.store.edit_comment(repo, thread_id, data["content"])
+            if edited is None or comment_id != 1:
+                raise ApiError(404, f"TF401181: The comment {comment_id} was not found.")
+            return self.thread_json(edited)["comments"][0]
+
+        @app.get(repo_path + "/pullRequests/{number}/commits")
+        def commits(project: str, name: str, number: int, request: Request) -> Response:
+            """Newest first, `$top` per page, the rest behind `x-ms-continuationtoken`."""
+            repo = repo_of(project, name, request)
+            self._pr(repo, number)
+            listed = [
+                {
+                    "commitId": c.sha,
+                    "author": {"name": c.name, "email": c.email, "date": _now()},
+                    "committer": {"name": c.name, "email": c.email, "date": _now()},
+                    "comment": "",
+                }
+                for c in reversed(self.store.list_pull_request_commits(repo, number))
+            ]
+            top = min(int(request.query_params.get("$top", 100)), self.page_size)
+            start = int(request.query_params.get("continuationToken") or 0)
+            page = listed[start : start + top]
+            headers = {}
+            if start + top < len(listed):
+                headers["x-ms-continuationtoken"] = str(start + top)
+            return JSONResponse({"value": page, "count": len(page)}, headers=headers)
 
         @app.post(repo_path + "/commits/{sha}/statuses", status_code=201)
         async def create_status(project: str, name: str, sha: str, request: Request) -> dict:

@@ -4,8 +4,9 @@ tests that need one but not the work that makes it."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
-from baton.models import Artifact, Rendered, RolloutInput
+from baton.models import Artifact, ChangeStatus, Rendered, RolloutInput
 
 
 def fake_artifact(
@@ -38,3 +39,18 @@ def fake_rendered(rollout: RolloutInput, sensitive: list[str] | None = None) -> 
         changed_objects=1,
         sensitive=sensitive or [],
     )
+
+
+def fake_change(app: str, pr: int, **fields: Any) -> ChangeStatus:
+    """Change `app`#`pr` by alice as its `status` memo shows it, promoting unless `fields` say
+    otherwise."""
+    status: dict[str, Any] = {
+        "id": f"change/{app}/{pr}",
+        "app": app,
+        "repo": app,
+        "pr_number": pr,
+        "author": "alice",
+        "head_sha": "f" * 40,
+        "state": "promoting",
+    }
+    return ChangeStatus.model_validate(status | fields)

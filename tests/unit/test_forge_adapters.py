@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import time
@@ -33,7 +34,7 @@ from baton.forges.http import (
     clip_body,
 )
 from baton.settings import Settings
-from tests.fakes.forges import FAKES, FakeForge
+from tests.fakes.forges import FAKES, FakeForge, FakeGitHub
 
 TOKEN = "s3cret-token-for-baton"
 REPOS = {"github": "acme/app", "gitea": "acme/app", "azure-devops": "shop/app"}
@@ -398,3 +399,93 @@ def test_no_answer_is_retryable(sleeps: Sleeps) -> None:
         with pytest.raises(ForgeUnavailable) as info:
             forge.get_pull_request("acme/app", 1)
     assert info.value.retryable
+
+
+MARKER = "<!-- baton:change/app/1 -->"
+
+
+def test_one_marked_comment_is_kept_and_edited_in_place(fake: FakeForge, forge: Forge) -> None:
+    push(fake, forge, "feature", {"a.txt": "a\n"})
+    pr = forge.open_pull_request(repo(fake), "feature", "main", "Add a", "", "baton")
+    for i in range(3):  # others' comments before it: the list is paged two by two
+        fake.store.comment(repo(fake), pr.number, f"looks good {i}")
+    first = forge.upsert_comment(repo(fake), pr.number, MARKER, "**validating**")
+    fake.store.comment(repo(fake), pr.number, "a reviewer's comment after Baton's")
+    again = forge.upsert_comment(repo(fake), pr.number, MARKER, "**integrating**")
+    same = forge.upsert_comment(repo(fake), pr.number, MARKER, "**integrating**")
+    bodies = [body for _, body in fake.store.list_comments(repo(fake), pr.number)]
+    assert first == again == same
+    assert [b for b in bodies if MARKER in b] == [f"**integrating**\n\n{MARKER}"]
+    assert len(bodies) == 5
+
+
+def test_pull_request_commits_name_their_authors_and_linked_accounts(
+    fake: FakeForge, forge: Forge
+) -> None:
+    push(fake, forge, "feature", {"a.txt": "a\n"})  # by Alice <alice@example.invalid>
+    bare = fake.store.repo_path(repo(fake))
+    env = {"GIT_AUTHOR_NAME": "Bob", "GIT_AUTHOR_EMAIL": "bob@example.com"}
+    for i in range(3):  # four commits: more than a page
+        tree = subprocess.run(
+            ["git", f"--git-dir={bare}", "rev-parse", "feature^{tree}"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        sha = subprocess.run(
+            [
+                "git",
+                f"--git-dir={bare}",
+                "-c",
+                "user.name=Bob",
+                "-c",
+                "user.email=bob@example.com",
+                "commit-tree",
+                tree,
+                "-p",
+                "feature",
+                "-m",
+                f"bob {i}",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **env},
+        ).stdout.strip()
+        subprocess.run(
+            ["git", f"--git-dir={bare}", "update-ref", "refs/heads/feature", sha], check=True
+        )
+    fake.accounts["bob@example.com"] = "bob-on-the-forge"
+    pr = forge.open_pull_request(repo(fake), "feature", "main", "Add a", "", "baton")
+    commits = forge.list_pull_request_commits(repo(fake), pr.number)
+    assert [c.email for c in commits] == ["alice@example.invalid"] + ["bob@example.com"] * 3
+    assert commits[-1].sha == sha
+    logins = {c.login for c in commits}
+    # Azure DevOps links no account to a commit; GitHub and Gitea do where the email is known.
+    assert logins == ({None} if fake.kind == "azure-devops" else {None, "bob-on-the-forge"})
+    fake.merge(repo(fake), pr.number)
+    assert forge.list_pull_request_commits(repo(fake), pr.number) == commits
+
+
+def test_deployments_are_reported_once_per_commit_and_environment(
+    fake: FakeForge, forge: Forge
+) -> None:
+    sha = push(fake, forge, "main", {"a.txt": "a\n"})
+    made = forge.report_deployment(
+        repo(fake), sha, "staging", "in_progress", log_url="http://127.0.0.1:8233/x"
+    )
+    again = forge.report_deployment(
+        repo(fake), sha, "staging", "success", environment_url="https://staging.example.com"
+    )
+    if not isinstance(fake, FakeGitHub):
+        assert made is again is None  # no deployments API: nothing is sent
+        return
+    other = forge.report_deployment(repo(fake), sha, "prod", "failure")
+    assert made == again != other
+    assert [(d["sha"], d["environment"]) for d in fake.deployments] == [
+        (sha, "staging"),
+        (sha, "prod"),
+    ]
+    assert [s["state"] for s in fake.deployment_statuses[made]] == ["in_progress", "success"]
+    assert fake.deployment_statuses[made][0]["log_url"] == "http://127.0.0.1:8233/x"
+    assert fake.deployment_statuses[made][1]["environment_url"] == "https://staging.example.com"

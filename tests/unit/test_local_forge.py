@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from baton.config import MergeMethod
 from baton.forges.base import Forge, HeadChanged, NotMergeable, RequiredChecksNotPassing
 from baton.local.forge import LocalForge, signature_256
 from cli.forge import forge_app
@@ -432,3 +433,37 @@ def test_cli_refuses_merging_a_red_pull_request_and_says_how_to_override(
     assert forge.get_pull_request(REPO, number).state == "merged"
     assert baton("forge", "pr", "show", REPO, str(number)) == 0
     assert "admin override by bob (baton/pr was failure): hotfix" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("method", ["merge", "squash", "rebase", "fast-forward"])
+def test_a_merged_pull_request_still_lists_its_own_commits_and_authors(
+    forge: LocalForge, method: MergeMethod
+) -> None:
+    push_change(forge, "feature", "first.txt", "1\n")
+    number, head = opened_pr(forge)  # a second commit on the same branch
+    before = forge.list_pull_request_commits(REPO, number)
+    forge.merge_pull_request(REPO, number, head, method=method)
+
+    after = forge.list_pull_request_commits(REPO, number)
+
+    assert after == before and [c.sha for c in after][-1] == head and len(after) == 2
+    assert {(c.email, c.login) for c in after} == {("alice@example.com", None)}
+
+
+def test_the_change_comment_is_edited_in_place_and_shown_by_pr_show(
+    forge: LocalForge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    number, _ = opened_pr(forge)
+    marker = "<!-- baton:change/sample-app/1 -->"
+    forge.comment(REPO, number, "a reviewer's word")
+    first = forge.upsert_comment(REPO, number, marker, "**validating**")
+    assert forge.upsert_comment(REPO, number, marker, "**completed**: deployed to dev") == first
+    monkeypatch.setenv("BATON_HOME", str(forge.root.parent))
+
+    shown = CliRunner().invoke(forge_app, ["pr", "show", REPO, str(number), "--json"])
+
+    comments = json.loads(shown.output)["comments"]
+    assert [c["body"] for c in comments] == [
+        "a reviewer's word",
+        f"**completed**: deployed to dev\n\n{marker}",
+    ]

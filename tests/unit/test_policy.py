@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from baton.config import ApprovalPolicy, SecurityApprovals
-from baton.models import Decision
-from baton.policy import PolicyViolation, check_approval, satisfied, still_may_approve
+from baton.config import ApprovalPolicy, SecurityApprovals, UserRecord
+from baton.models import CommitAuthor, Decision
+from baton.policy import (
+    PolicyViolation,
+    authors_of,
+    check_approval,
+    satisfied,
+    still_may_approve,
+)
 
 PROD = ApprovalPolicy(required=2, approvers=["carol", "dave", "alice"], allow_self_approval=False)
 
@@ -88,3 +94,55 @@ def test_group_members_approve_and_count_as_security_approvers() -> None:
     with pytest.raises(PolicyViolation, match="must come from group:security"):
         check_approval(policy, "prod", "alice", given, "dave", security_due=1, groups=["devs"])
     assert satisfied(policy, [*given, Decision(user="erin", groups=["security"])], 1)
+
+
+# A PR opened by alice whose commits GitHub shows: one by dave's verified email (GitHub links
+# it to his login `dave-gh`), one by a laptop email only `auth.users` knows, one by nobody known.
+COMMITS = [
+    CommitAuthor(sha="1" * 40, name="Dave", email="dave@corp.example", login="dave-gh"),
+    CommitAuthor(sha="2" * 40, name="Carol", email="Carol@Laptop.local"),
+    CommitAuthor(sha="3" * 40, name="Eve", email="eve@elsewhere.example"),
+]
+USERS = {
+    "dave": UserRecord(forge_users=["dave-gh"]),
+    "carol": UserRecord(emails=["carol@laptop.local"]),
+}
+
+
+def test_commit_authors_are_mapped_to_baton_users_by_login_and_email() -> None:
+    assert authors_of("alice", COMMITS, USERS) == [
+        "alice",
+        "dave",
+        "dave-gh",
+        "carol",
+        "eve@elsewhere.example",
+    ]
+
+
+def test_a_commit_author_may_not_approve_where_self_approval_is_forbidden() -> None:
+    authors = authors_of("alice", COMMITS, USERS)
+    with pytest.raises(
+        PolicyViolation,
+        match=r"^carol is an author of the change's commits and prod's policy forbids "
+        r"self-approval: ask one of the other reviewers$",
+    ):
+        check_approval(PROD, "prod", "alice", [], "carol", authors=authors)
+
+
+def test_a_commit_author_reviewing_on_the_forge_is_known_by_login() -> None:
+    authors = authors_of("alice", COMMITS, USERS)
+    with pytest.raises(PolicyViolation, match=r"^dave-gh is an author of the change's commits"):
+        check_approval(PROD, "prod", "alice", [], "dave-gh", authors=authors)
+    with pytest.raises(PolicyViolation, match=r"\(dave-gh on the forge\)"):
+        check_approval(PROD, "prod", "alice", [], "d", forge_users=["dave-gh"], authors=authors)
+
+
+def test_commit_authors_may_approve_where_self_approval_is_allowed() -> None:
+    dev = ApprovalPolicy(required=1, allow_self_approval=True)
+    check_approval(dev, "dev", "alice", [], "carol", authors=authors_of("alice", COMMITS, USERS))
+
+
+def test_who_may_still_approve_leaves_out_commit_authors() -> None:
+    authors = authors_of("alice", COMMITS, USERS)
+    assert still_may_approve(PROD, "alice", [], authors=authors) == []
+    assert still_may_approve(PROD, "alice", [], authors=["dave"]) == ["carol"]

@@ -116,11 +116,13 @@ async def open_change(
     number: int,
     *environments: EnvironmentConfig,
     stages: list[list[str]] | None = None,
+    plan: ChangePlan | None = None,
 ) -> WorkflowHandle:
-    """Start change `number` as the API does when its pull request is opened (promoted along
-    `stages`, by default one environment after the other)."""
+    """Start change `number` as the API does when its pull request is opened (by alice, from
+    `feature-<number>`), under `plan` or one promoting to `environments` along `stages` (by
+    default one environment after the other)."""
     change = ChangeInput(
-        plan=ChangePlan(app=APP, environments=list(environments), stages=stages or []),
+        plan=plan or ChangePlan(app=APP, environments=list(environments), stages=stages or []),
         repo=APP.repo,
         pr_number=number,
         title=f"change {number}",

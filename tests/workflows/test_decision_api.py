@@ -137,8 +137,9 @@ class Api:
     def jwt(self, user: str, groups: list[str] | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.issuer.token(user, groups)}"}
 
-    async def start_change(self) -> Change:
-        """A change by alice whose rollout into prod waits at the approval gate."""
+    async def start_change(self, authors: list[str] | None = None) -> Change:
+        """A change by alice (and `authors`, its commits') whose rollout into prod waits at the
+        approval gate."""
         pr = uuid.uuid4().int % 100_000
         commit = uuid.uuid4().hex + "0" * 8
         change, rollout = change_id("web", pr), rollout_id("web", "prod", commit)
@@ -148,6 +149,7 @@ class Api:
             repo="web",
             pr_number=pr,
             author="alice",
+            authors=["alice", *(authors or [])],
             head_sha=commit,
             state="promoting",
             artifact=fake_artifact("web", commit),
@@ -168,6 +170,7 @@ class Api:
                 environment=PROD,
                 artifact=fake_artifact("web", commit),
                 author="alice",
+                authors=["alice", *(authors or [])],
             ),
             id=rollout,
             task_queue=TaskQueues.WORKFLOWS,
@@ -302,6 +305,21 @@ async def test_the_author_is_refused_naming_the_self_approval_rule(api: Api) -> 
             EnvironmentRollout.approve, Decision(user="al", forge_users=["alice"])
         )
     assert "al is the change's author (alice on the forge)" in refused.value.cause.message
+
+
+async def test_a_commit_author_is_refused_by_the_api_and_by_the_rollout(api: Api) -> None:
+    change = await api.start_change(authors=["dave"])
+    answer = await api.http.post(change.path("approve"), json={}, headers=api.token("dave"))
+    assert answer.status_code == 403
+    assert answer.json()["error"] == (
+        "dave is an author of the change's commits and prod's policy forbids self-approval: "
+        "ask one of carol, group:release-managers"
+    )
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await change.rollout.execute_update(EnvironmentRollout.approve, Decision(user="dave"))
+    assert refused.value.cause.message.startswith("dave is an author of the change's commits")
+    gate = (await change.rollout.query(EnvironmentRollout.status)).gate
+    assert gate is not None and gate.waiting_on == ["carol", "group:release-managers"]
 
 
 async def test_a_group_member_approves_with_an_oidc_token_and_others_are_refused(

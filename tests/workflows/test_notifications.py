@@ -23,16 +23,27 @@ from temporalio.client import Client
 from activities import context
 from activities.notify import send_notification
 from baton.config import AppConfig, BatonConfig, NotificationConfig
-from baton.models import Decision, RolloutInput, RolloutResult
+from baton.models import (
+    ChangePlan,
+    ChangeStatus,
+    Decision,
+    PullRequestEvent,
+    RolloutInput,
+    RolloutResult,
+)
 from baton.settings import Settings
-from baton.temporal import TaskQueues
-from tests.conftest import serving
+from baton.temporal import Signals, TaskQueues, change_id, pipeline_id
+from tests.conftest import at_gate, serving
 from tests.fakes.forges import Served
+from tests.workflows import test_change as changes
+from tests.workflows import test_pipelines as pipelines
 from tests.workflows import test_rollout as rollout
+from tests.workflows.test_pipelines import APP, Steps
 from tests.workflows.test_rollout import M, rollout_input, start, wait_for_gate
+from workflows import WORKFLOWS
 from workflows.rollout import EnvironmentRollout
 
-fresh_world = rollout.fresh_world
+fresh_world, steps = rollout.fresh_world, pipelines.steps
 SECRET = "notify-test-signing-secret"
 SLACK_TOKEN = "T000/B000/slack-token-in-url"
 
@@ -195,3 +206,44 @@ async def test_a_refused_notification_is_a_note_and_the_rollout_goes_on(
             "HTTP 401: check the URL in NOTIFY_HOOK_URL and the secret in NOTIFY_HOOK_SECRET"
         )
     ]
+
+
+@pytest.fixture
+async def change_client(
+    isolated_client: Client, steps: Steps, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Client]:
+    """ChangeWorkflow with test_change.py's stand-ins and the real notification activity."""
+    config = BatonConfig(apps=[APP])
+    monkeypatch.setattr(context, "_current", context.Context(Settings(home=tmp_path), config))
+    activities = changes.change_activities(steps)
+    activities[TaskQueues.WORKFLOWS].append(send_notification)
+    async with serving(isolated_client, WORKFLOWS, activities):
+        yield isolated_client
+
+
+async def test_ci_failing_on_the_merged_commit_is_notified_once(
+    change_client: Client, steps: Steps, receivers: tuple[Receiver, Receiver]
+) -> None:
+    hook, slack = receivers
+    steps.failing = {"long_test": "2 failed, 118 passed: test_checkout_total"}
+    targets = notified().notifications
+    plan = ChangePlan(app=APP, environments=[changes.environment("prod")], notifications=targets)
+    change = await changes.open_change(change_client, 1, plan=plan)
+    await at_gate(change, "merge", ChangeStatus)
+    await change.signal(
+        Signals.PULL_REQUEST_EVENT,
+        PullRequestEvent(action="merged", merge_commit_sha=changes.merge_commit(1)),
+    )
+
+    assert (await change.result()).state == "failed"
+
+    [(headers, body)] = hook.accepted
+    assert headers["x-baton-event"] == "failed"
+    assert (body["environment"], body["change_id"], body["commit"]) == (
+        "",
+        change_id(APP.name, 1),
+        changes.merge_commit(1),
+    )
+    assert body["rollout_id"] == pipeline_id(change_id(APP.name, 1), "ci")
+    assert body["detail"] == "CI failed: long_test: 2 failed, 118 passed: test_checkout_total"
+    assert slack.accepted == []  # it takes `deployed` only

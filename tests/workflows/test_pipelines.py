@@ -20,7 +20,12 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError, CancelledError
 
-from activities.forge import CommitStatusInput
+from activities.forge import (
+    AuthorsInput,
+    ChangeCommentInput,
+    CommitStatusInput,
+    DeploymentInput,
+)
 from activities.pipeline import BuildInput, CheckInput, ImageInput, PublishInput
 from baton.config import AppConfig, HttpProbe, ImageTest
 from baton.models import Artifact, CheckResult, PipelineInput, PipelineResult, PipelineStatus
@@ -50,6 +55,7 @@ class Steps:
     tested_in_build: list[bool] = field(default_factory=list)  # `run_image_test` of each build
     statuses: list[tuple[str, str, str, str]] = field(default_factory=list)
     """(context, commit, state, description) of each commit status reported."""
+    comments: int = 0  # writes of the change's PR comment
     _all_running: asyncio.Event = field(default_factory=asyncio.Event)
 
     def activities(self) -> dict[str, list]:
@@ -91,9 +97,28 @@ class Steps:
         async def set_commit_status(input: CommitStatusInput) -> None:
             self.statuses.append((input.context, input.sha, input.state, input.description))
 
+        # What a change tells on the forge (the API plans it for every change): the real ones
+        # are tried in test_change_comment.py.
+        @activity.defn(name="update_change_comment")
+        async def update_change_comment(input: ChangeCommentInput) -> None:
+            self.comments += 1
+
+        @activity.defn(name="change_authors")
+        async def change_authors(input: AuthorsInput) -> list[str]:
+            return [input.author]
+
+        @activity.defn(name="report_deployment")
+        async def report_deployment(input: DeploymentInput) -> None:
+            pass
+
         return {
             TaskQueues.BUILD: [run_check, build_image, try_image, push_image, publish_artifact],
-            TaskQueues.WORKFLOWS: [set_commit_status],
+            TaskQueues.WORKFLOWS: [
+                set_commit_status,
+                update_change_comment,
+                change_authors,
+                report_deployment,
+            ],
         }
 
     def ran(self, commit: str) -> list[str]:

@@ -64,7 +64,7 @@ async def client(isolated_client: Client, steps: Steps, closing: Closing) -> Asy
             await closing.release.wait()
         await recorded(input)
 
-    activities[TaskQueues.WORKFLOWS] = [set_commit_status]
+    activities[TaskQueues.WORKFLOWS][0] = set_commit_status
     async with serving(isolated_client, WORKFLOWS, activities):
         yield isolated_client
 

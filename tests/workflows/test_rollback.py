@@ -18,7 +18,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 
 from activities.deploy import CloseInput, Revert, RevertInput, VerifyInput
-from baton.config import EnvironmentConfig
+from baton.config import EnvironmentConfig, NotificationEvent
 from baton.models import (
     Decision,
     Gate,
@@ -72,6 +72,7 @@ class Outcome(BaseModel):
     detail: str
     rollback: Rollback
     converged: list[tuple[str, VerifyInput]]  # the revisions the host was asked to converge
+    notified: list[tuple[str, str]] = []  # the events the saga asked the host to post
 
 
 @workflow.defn(name="SagaHost", sandboxed=False)
@@ -84,6 +85,7 @@ class SagaHost(RecordQueries, ApprovalUpdates):
         self.record = Record("saga host")
         self.saga: RollbackSaga | None = None
         self.converged: list[tuple[str, VerifyInput]] = []
+        self.notified: list[tuple[str, str]] = []
 
     def _deciding(self) -> Approvals:
         if self.saga is None or self.saga.approvals is None:
@@ -101,12 +103,20 @@ class SagaHost(RecordQueries, ApprovalUpdates):
             return SyncOutcome(synced=True, message="200 ok")
         return SyncOutcome(synced=False, message="sync failed: BuildFailed: bad YAML")
 
+    async def notify(self, event: NotificationEvent, detail: str) -> None:
+        self.notified.append((event, detail))
+
     @workflow.run
     async def run(self, scenario: Scenario) -> Outcome:
         cause = "verification failed: /version does not report ffffffffffff"
         self.saga = RollbackSaga(self, scenario.rollout, self.record, PR, M, cause)
         detail = await self.saga.run()
-        return Outcome(detail=detail, rollback=self.saga.rollback, converged=self.converged)
+        return Outcome(
+            detail=detail,
+            rollback=self.saga.rollback,
+            converged=self.converged,
+            notified=self.notified,
+        )
 
 
 @pytest.fixture
@@ -149,6 +159,7 @@ async def test_outside_production_the_revert_is_merged_synced_and_verified(
     outcome = await rolled_back(client, task_queue, prod(production=False))
 
     assert outcome.detail == f"rolled back to {PREVIOUS[:12]} (GitOps PR #8)"
+    assert outcome.notified == []  # merged without approvals: nobody to ask
     rollback = outcome.rollback
     assert (rollback.outcome, rollback.revert_pr, rollback.revert_revision) == (
         "rolled back",
@@ -172,6 +183,11 @@ async def test_in_production_the_revert_waits_for_its_own_approvals(
     outcome = await handle.result()
     assert outcome.rollback.outcome == "rolled back"
     assert [a.user for a in outcome.rollback.approvals] == ["carol"]
+    # Whoever approves the deploy PR is told the revert waits for them too.
+    cause = "verification failed: /version does not report ffffffffffff"
+    assert outcome.notified == [
+        ("approval_needed", f"revert PR #8 needs 1 approval(s) to roll back: {cause}")
+    ]
 
 
 async def test_a_rejected_revert_is_closed_and_says_who_rejected_it(

@@ -481,6 +481,24 @@ async def test_forge_review_of_a_stale_head_does_not_count(workers: Client) -> N
     assert (await synced(handle)).approvals[0].source == "forge"
 
 
+async def test_a_forge_review_by_a_commit_author_does_not_count(workers: Client) -> None:
+    """carol's forge login wrote a commit of the change (the change's authors say so)."""
+    authored = rollout_input(required=1).model_copy(update={"authors": ["alice", "carol"]})
+    handle = await start(workers, authored)
+    await wait_for_gate(handle, "approval")
+    await handle.signal(
+        EnvironmentRollout.forge_review, ForgeReview(user="carol", approved=True, commit=HEAD)
+    )
+    status = await notes_when(handle, 1)
+    assert status.approvals == [] and status.gate is not None
+    assert status.gate.waiting_on == ["dave"]
+    [note] = [s.detail for s in status.timeline if s.name == "note"]
+    assert note.startswith(
+        "review by carol not counted: carol is an author of the change's commits and prod's "
+        "policy forbids self-approval"
+    )
+
+
 async def test_an_approval_dismissed_while_frozen_is_needed_again_before_the_merge(
     workers: Client,
 ) -> None:

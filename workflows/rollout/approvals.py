@@ -31,6 +31,7 @@ class Approvals:
         self.policy = input.environment.approvals
         self.environment = input.environment.name
         self.author = input.author
+        self.authors = input.authors
         self.record = record
         self.rollback = rollback
         self.pr: GitOpsPullRequest | None = None  # the PR decided on, once the round began
@@ -79,7 +80,9 @@ class Approvals:
             environment=self.environment,
             description=f"{len(approved)}/{self.required} approvals {purpose} "
             f"{self.environment}{security}",
-            waiting_on=policy.still_may_approve(self.policy, self.author, self.given, due),
+            waiting_on=policy.still_may_approve(
+                self.policy, self.author, self.given, due, self.authors
+            ),
             required=self.required,
             approved_by=approved,
             content_hash=self.content_hash,
@@ -103,6 +106,7 @@ class Approvals:
             self.security_due,
             approval.groups,
             approval.forge_users,
+            self.authors,
         )
 
     def check_rejection(self, rejection: Decision) -> None:

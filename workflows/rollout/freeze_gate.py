@@ -27,6 +27,7 @@ class FreezeGate:
     def __init__(self, input: RolloutInput, record: Record) -> None:
         self.environment = input.environment
         self.author = input.author
+        self.authors = input.authors
         self.record = record
         self.override: Decision | None = None
         self.covers: datetime | None = None  # the end of the freeze the override was given for
@@ -47,6 +48,7 @@ class FreezeGate:
             "override the freeze of",
             groups=override.groups,
             forge_users=override.forge_users,
+            authors=self.authors,
         )
 
     def grant(self, override: Decision) -> str:

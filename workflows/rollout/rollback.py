@@ -10,6 +10,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.deploy import RevertInput, VerifyInput, revert_gitops_change
+    from baton.config import NotificationEvent
     from baton.models import (
         GitOpsPullRequest,
         Rollback,
@@ -23,6 +24,8 @@ from workflows.rollout import texts
 from workflows.rollout.approvals import Approvals
 from workflows.rollout.steps import StepOptions, close_pr, step
 
+REVERT_APPROVAL_NOTICE = "revert-approval-notice"
+"""Patch: a revert PR waiting for approvals posts `approval_needed` like the rollout's own PR."""
 # A rollback whose forge stays unreachable this long is reported as failed, not retried forever.
 ROLLBACK_PATIENCE = timedelta(minutes=10)
 
@@ -37,6 +40,8 @@ class Rollout(Protocol):
     async def converge(
         self, revision: str, check: VerifyInput, prefix: str = ""
     ) -> SyncOutcome: ...
+
+    async def notify(self, event: NotificationEvent, detail: str) -> None: ...
 
 
 class RollbackSaga:
@@ -134,6 +139,12 @@ class RollbackSaga:
     async def _approved(self, pr: GitOpsPullRequest) -> bool:
         """A fresh round of approvals under the environment's policy, for the revert PR."""
         self.approvals = Approvals(self.input, self.record, rollback=True)
+        if self.approvals.required and workflow.patched(REVERT_APPROVAL_NOTICE):
+            await self.rollout.notify(
+                "approval_needed",
+                f"revert PR #{pr.number} needs {self.approvals.required} approval(s) to roll "
+                f"back: {self.rollback.cause}",
+            )
         try:
             return await self.approvals.wait("rollback: approval", pr)
         finally:

@@ -24,7 +24,6 @@ with workflow.unsafe.imports_passed_through():
         request_reconcile,
         verify_endpoint,
     )
-    from activities.notify import NotifyInput, send_notification
     from baton.config import NotificationEvent
     from baton.models import (
         ForgeReview,
@@ -43,7 +42,7 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows import metrics
 from workflows.record import Record, failure, last_failure
-from workflows.retries import HEARTBEAT, NOTIFY, RECONCILE, RETRY
+from workflows.retries import HEARTBEAT, RECONCILE, RETRY
 from workflows.rollout import texts
 from workflows.rollout.approvals import Approvals, ApprovalUpdates
 from workflows.rollout.freeze_gate import FreezeGate, FreezeOverride
@@ -51,6 +50,12 @@ from workflows.rollout.preflight import verification_broken
 from workflows.rollout.rollback import RollbackSaga
 from workflows.rollout.steps import StepOptions, close_pr, step
 from workflows.rollout.sync_waiter import SyncWaiter
+from workflows.telling import (
+    DEPLOYMENT_STATES,
+    CommentKeeper,
+    post_notification,
+    report_deployment_state,
+)
 
 
 @workflow.defn(name=WorkflowTypes.ROLLOUT)
@@ -86,6 +91,9 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
         self.superseded_by: str | None = None
         self.started = workflow.now()
         self.notified = 0  # notifications sent so far; numbers their idempotency keys
+        self.comment = CommentKeeper(input.change_id, input.ui_url, input.namespace)
+        if input.pr_comment:
+            self.record.on_news = self.comment.refresh
 
     # Messages
 
@@ -145,6 +153,7 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
     async def run(self, input: RolloutInput) -> RolloutResult:
         """Roll the artifact out; says how it ended (deployed, rejected, failed, superseded)."""
         try:
+            await report_deployment_state(input, self.record, "in_progress", "rolling out")
             await self.freeze_gate.wait(lambda: self.superseded_by)
             if self.superseded_by:
                 return await self._superseded()
@@ -172,7 +181,7 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
                     return await self._finish("failed", broken)
                 pr = self.pr = await self._propose(rendered)
                 if self.approvals.required:
-                    await self._notify(
+                    await self.notify(
                         "approval_needed",
                         f"GitOps PR #{pr.number} needs {self.approvals.required} approval(s)",
                     )
@@ -208,6 +217,7 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
             return await self._finish("deployed", checked.message, served=checked.revision)
         except asyncio.CancelledError:
             await self._close_unmerged("aborted")
+            await report_deployment_state(input, self.record, "inactive", "aborted")
             raise
 
     async def _propose(self, rendered: Rendered) -> GitOpsPullRequest:
@@ -377,7 +387,7 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
             self.saga = RollbackSaga(self, self.input, self.record, pr, revision, reason)
             reason = f"{reason}; {await self.saga.run()}"
             if self.saga.rollback.outcome == "rolled back":
-                await self._notify("rolled_back", reason)
+                await self.notify("rolled_back", reason)
         return await self._finish("failed", reason)
 
     async def _finish(
@@ -388,7 +398,10 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
         self.record.set_state(outcome, reason, outcome=True)
         metrics.rollout_ended(self.input.app.name, self.input.environment.name, outcome)
         if outcome in ("deployed", "failed"):
-            await self._notify(outcome, reason)
+            await self.notify(outcome, reason)
+        state = DEPLOYMENT_STATES.get(outcome, "inactive")
+        await report_deployment_state(self.input, self.record, state, f"{outcome}: {reason}")
+        await self.comment.settle()
         return RolloutResult(
             environment=self.input.environment.name,
             outcome=outcome,
@@ -401,10 +414,10 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
             freeze_override=self.freeze_gate.override,
         )
 
-    async def _notify(self, event: NotificationEvent, detail: str) -> None:
+    async def notify(self, event: NotificationEvent, detail: str) -> None:
         """Post `event` to the notification targets that want it; not posting is a note, never
-        the rollout's failure. Rollouts without such targets (all recorded before notifications
-        existed) schedule nothing."""
+        the rollout's failure (the revert's saga asks too). Rollouts without such targets (all
+        recorded before notifications existed) schedule nothing."""
         targets = [t for t in self.input.notifications if event in t.events]
         if not targets or not workflow.patched("notifications"):
             return
@@ -421,18 +434,7 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
             detail=detail,
             url=self.record.link(info.workflow_id),
         )
-        try:
-            await workflow.execute_activity(
-                send_notification,
-                NotifyInput(targets=targets, notification=note),
-                task_queue=TaskQueues.WORKFLOWS,
-                start_to_close_timeout=timedelta(seconds=30),
-                schedule_to_close_timeout=timedelta(minutes=10),
-                retry_policy=NOTIFY,
-                summary=f"notify {event}",
-            )
-        except ActivityError as err:
-            self.record.note(f"{event} notification not sent: {failure(err)}")
+        await post_notification(self.record, targets, note)
 
     async def _close_unmerged(self, why: str) -> None:
         """Close the GitOps PR unless it was merged, so nothing stale is left behind."""
