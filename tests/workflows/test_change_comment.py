@@ -194,7 +194,7 @@ async def github_client(isolated_client: Client, steps: Steps) -> AsyncIterator[
     activities = with_real(
         change_activities(steps), update_change_comment, change_authors, report_deployment
     )
-    activities[TaskQueues.DEPLOY].append(rollout.verify)  # dev has an endpoint
+    activities[TaskQueues.DEPLOY] += [rollout.verify, rollout.verify_running]  # dev has an endpoint
     async with serving(isolated_client, WORKFLOWS, activities):
         yield isolated_client
 
