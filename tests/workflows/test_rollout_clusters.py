@@ -15,6 +15,7 @@ from temporalio.client import Client, WorkflowHandle
 from api.app import flux_event
 from baton.config import ClusterTarget, SyncConfig, VerifyConfig
 from baton.models import RolloutInput, SyncEvent
+from tests.conftest import until
 from tests.workflows import test_rollout as stand_ins
 from tests.workflows.test_rollout import (
     COMMIT,
@@ -57,8 +58,14 @@ async def test_sync_gate_waits_for_every_cluster(workers: Client) -> None:  # no
     await wait_for_stage(handle, "us: sync")
     await ready(handle, "eu")
     await wait_for_stage(handle, "eu: verify")
-    status = await handle.query(EnvironmentRollout.status)
+    status = await until(
+        lambda: handle.query(EnvironmentRollout.status),
+        lambda status: stages(status)["eu: verify"] == "succeeded",
+        "eu verified",
+    )
     assert stages(status)["us: sync"] == "running"
+    assert status.gate is not None and status.gate.kind == "sync"
+    assert status.gate.description == f"waiting for us to sync and verify {M[:12]}"
 
     # us reports through Flux: its Alert adds `eventMetadata: {cluster: us}` to every event.
     delivery = json.loads((CASE / "flux-event.reconciliation-succeeded.json").read_text())
@@ -69,6 +76,7 @@ async def test_sync_gate_waits_for_every_cluster(workers: Client) -> None:  # no
     result = await handle.result()
     assert result.outcome == "deployed" and result.served == COMMIT
     assert stand_ins.world.reconciles == 2  # each cluster is asked to reconcile
+    assert stand_ins.world.checked_running == 2  # each cluster's verification checked first
     verified = {
         (v.rollout.environment.cluster, v.rollout.environment.verify.url)
         for v in stand_ins.world.verified
@@ -120,6 +128,8 @@ async def test_one_cluster_failing_to_sync_rolls_back_every_cluster(workers: Cli
     assert sorted(v.rollout.environment.cluster for v in rolled_back) == ["eu", "us"]
     status = await handle.query(EnvironmentRollout.status)
     assert {name: outcome for name, outcome in stages(status).items() if ": " in name} == {
+        "eu: check verification": "succeeded",
+        "us: check verification": "succeeded",
         "eu: sync": "succeeded",
         "us: sync": "failed",
         "eu: verify": "succeeded",

@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows.record import Record, failure, last_failure
 from workflows.retries import HEARTBEAT, RECONCILE, RETRY
+from workflows.rollout.preflight import verification_broken
 from workflows.rollout.steps import step
 from workflows.rollout.sync_waiter import SyncWaiter
 
@@ -173,20 +174,38 @@ class Clusters:
         for cluster in self.each.values():
             cluster.sync.expect_merge()
 
+    async def verification_broken(self) -> str | None:
+        """Why one cluster's verification cannot tell a good deploy from a bad one, or None:
+        each cluster's checked in turn, as `<cluster>: check verification`."""
+        for name, cluster in self.each.items():
+            if broken := await verification_broken(self.record, cluster.input, f"{name}: "):
+                return f"{name}: {broken}"
+        return None
+
     async def converge(self, revision: str, check: VerifyInput, prefix: str = "") -> SyncOutcome:
         """Every cluster at once, each to its end: synced when all of them are, else failed,
         saying which clusters failed and how (the rollback then reverts all of them)."""
         names = list(self.each)
-        outcomes: list[SyncOutcome] = await asyncio.gather(
-            *(
-                self.each[name].run(
-                    revision,
-                    check.model_copy(update={"rollout": self.each[name].input}),
-                    f"{prefix}{name}: ",
+        pending = set(names)
+
+        async def one(name: str) -> SyncOutcome:
+            cluster = self.each[name]
+            seen = check.model_copy(update={"rollout": cluster.input})
+            outcome = await cluster.run(revision, seen, f"{prefix}{name}: ")
+            pending.discard(name)
+            if pending:  # its gate is cleared: show what the environment still waits for
+                self.record.set_gate(
+                    Gate(
+                        kind="sync",
+                        environment=cluster.input.environment.name,
+                        description=f"waiting for {', '.join(sorted(pending))} to sync and "
+                        f"verify {revision[:12]}",
+                        waiting_on=[f"cluster {n}" for n in sorted(pending)],
+                    )
                 )
-                for name in names
-            )
-        )
+            return outcome
+
+        outcomes: list[SyncOutcome] = await asyncio.gather(*(one(name) for name in names))
         failed = [
             f"{name}: {o.message}" for name, o in zip(names, outcomes, strict=True) if not o.synced
         ]

@@ -169,7 +169,7 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
             else:
                 if self.superseded_by:
                     return await self._superseded()
-                if broken := await verification_broken(self.record, input):
+                if broken := await self._verification_broken():
                     return await self._finish("failed", broken)
                 pr = self.pr = await self._propose(rendered)
                 if self.approvals.required:
@@ -275,6 +275,12 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
         self.record.clear_gate()
         self.record.end(stage, "succeeded", f"merged as {merged[:12]}")
         return merged
+
+    async def _verification_broken(self) -> str | None:
+        """Whether the environment's verification (each cluster's) works: see `preflight`."""
+        if self.clusters.each and workflow.patched(CLUSTERS):
+            return await self.clusters.verification_broken()
+        return await verification_broken(self.record, self.input)
 
     async def converge(self, revision: str, check: VerifyInput, prefix: str = "") -> SyncOutcome:
         """Have the environment's cluster (or each of its `clusters`) apply `revision`, sync and
