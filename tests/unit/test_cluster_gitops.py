@@ -19,9 +19,9 @@ from activities.deploy import (
     revert_gitops_change,
 )
 from baton.gitops import RENDERED_FROM, beside
-from baton.models import Rendered, RolloutInput
+from baton.models import RolloutInput
 from tests.fakes.records import fake_artifact
-from tests.fixtures.gitops import gitops_context
+from tests.fixtures.gitops import gitops_context, rendered_for
 from tests.fixtures.manifests import DEPLOYMENT
 
 EU = "rendered/prod/eu/sample-app/manifests.yaml"
@@ -57,28 +57,20 @@ def rollout(context: Context) -> RolloutInput:
     )
 
 
-def rendered(context: Context) -> Rendered:
-    """What render_environment reports for prod: its first cluster's path, the others beside."""
-    prod = context.config.environment("prod")
-    path, *also = context.gitops.manifests_paths(context.config.app("sample-app"), prod)
-    return Rendered(
-        path=path,
-        also_paths=also,
-        content_ref=context.blobs.put(NEW),
-        content_hash="0" * 64,
-        diff_markdown="",
-        changed_objects=1,
-        rendered_from_ref=context.blobs.put("artifact: sample-app\n"),
-    )
-
-
 def test_one_commit_writes_every_cluster_and_its_revert_restores_every_cluster(
     gitops: Context,
 ) -> None:
     activities = ActivityEnvironment()
     input = rollout(gitops)
     pr = activities.run(
-        propose_gitops_change, ProposeInput(rollout=input, rendered=rendered(gitops), body="")
+        propose_gitops_change,
+        ProposeInput(
+            rollout=input,
+            rendered=rendered_for(
+                gitops, input.app, input.environment, NEW, rendered_from="artifact: sample-app\n"
+            ),
+            body="",
+        ),
     )
     merge = activities.run(merge_gitops_pr, MergeInput(rollout=input, pr=pr))
 
