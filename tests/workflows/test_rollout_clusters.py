@@ -77,6 +77,10 @@ async def test_sync_gate_waits_for_every_cluster(workers: Client) -> None:  # no
     assert result.outcome == "deployed" and result.served == COMMIT
     assert stand_ins.world.reconciles == 2  # each cluster is asked to reconcile
     assert stand_ins.world.checked_running == 2  # each cluster's verification checked first
+    (body,) = stand_ins.world.bodies
+    assert (
+        "to **prod** (image `" in body and "`), in clusters eu, us: the same manifests at" in body
+    )
     verified = {
         (v.rollout.environment.cluster, v.rollout.environment.verify.url)
         for v in stand_ins.world.verified
