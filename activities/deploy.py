@@ -154,7 +154,7 @@ def render_environment(input: RolloutInput) -> Rendered:
 def _render(ctx: Context, input: RolloutInput) -> Rendered:
     app, env, artifact = input.app, input.environment, input.artifact
     gitops = ctx.gitops.of(env.name)
-    path = gitops.manifests_path(app, env)
+    path, *also_paths = gitops.manifests_paths(app, env)
     deployed = gitops.read(path) or ""
     previous = RenderedFrom.parse(gitops.read(beside(path, RENDERED_FROM)))
     record = RenderedFrom.of(artifact, env.name, read_inputs(gitops, app, env))
@@ -181,6 +181,7 @@ def _render(ctx: Context, input: RolloutInput) -> Rendered:
     full = templates.to_unified()
     return Rendered(
         path=path,
+        also_paths=also_paths,
         content_ref=ctx.blobs.put(manifests),
         content_hash=hashlib.sha256(manifests.encode()).hexdigest(),
         diff_markdown=diff.to_markdown(),
@@ -260,12 +261,15 @@ def propose_gitops_change(input: ProposeInput) -> GitOpsPullRequest:
 def _files(ctx: Context, rendered: Rendered) -> dict[str, str | None]:
     """What a GitOps PR writes for `rendered`: the manifests, and beside them what they were
     rendered from and the full template diff (None: delete an outdated one)."""
-    files: dict[str, str | None] = {rendered.path: ctx.blobs.get(rendered.content_ref)}
-    if rendered.rendered_from_ref is not None:  # rendered before Baton kept the record
-        files[beside(rendered.path, RENDERED_FROM)] = ctx.blobs.get(rendered.rendered_from_ref)
-        files[beside(rendered.path, TEMPLATES_DIFF)] = (
-            ctx.blobs.get(rendered.template_diff_ref) if rendered.template_diff_ref else None
-        )
+    manifests = ctx.blobs.get(rendered.content_ref)
+    files: dict[str, str | None] = {}
+    for path in (rendered.path, *rendered.also_paths):  # each of the environment's clusters
+        files[path] = manifests
+        if rendered.rendered_from_ref is not None:  # rendered before Baton kept the record
+            files[beside(path, RENDERED_FROM)] = ctx.blobs.get(rendered.rendered_from_ref)
+            files[beside(path, TEMPLATES_DIFF)] = (
+                ctx.blobs.get(rendered.template_diff_ref) if rendered.template_diff_ref else None
+            )
     return files
 
 
@@ -313,10 +317,11 @@ def revert_gitops_change(input: RevertInput) -> Revert:
     app, env, commit = rollout.app, rollout.environment, rollout.artifact.commit
     repo = ctx.config.gitops.repo
     gitops = ctx.gitops.of(env.name)
-    path = gitops.manifests_path(app, env)
+    path, *also_paths = gitops.manifests_paths(app, env)
     previous = gitops.before(path, input.revision)
     removed = not holds_objects(previous)
-    wanted = placeholder_manifests(app.name, env.name, commit) if removed else previous
+    placeholder = placeholder_manifests(app.name, env.name, commit)
+    wanted = placeholder if removed else previous
     revert = Revert(previous_commit=_deployed_commit(ctx, app.name, previous), removed=removed)
     branch = revert_branch(app.name, env.name, commit)
     pr = ctx.forge.find_pull_request(repo, branch)
@@ -325,9 +330,16 @@ def revert_gitops_change(input: RevertInput) -> Revert:
         if on_base == wanted or (removed and on_base is not None and not holds_objects(on_base)):
             return revert.model_copy(update={"head": gitops.head()})
         message = f"Revert {app.name} {commit[:12]} in {env.name}"
-        # What the manifests were rendered from goes back with them.
-        records = (beside(path, name) for name in (RENDERED_FROM, TEMPLATES_DIFF))
-        also = {record: gitops.before(record, input.revision) for record in records}
+        # The revert undoes the one commit that wrote every cluster's path; what the manifests
+        # were rendered from goes back with them.
+        also: dict[str, str | None] = {}
+        for other in also_paths:
+            before = gitops.before(other, input.revision)
+            also[other] = before if holds_objects(before) else placeholder
+        records = (
+            beside(p, name) for p in (path, *also_paths) for name in (RENDERED_FROM, TEMPLATES_DIFF)
+        )
+        also |= {record: gitops.before(record, input.revision) for record in records}
         gitops.propose(branch, path, wanted, message, also=also)
         pr = ctx.forge.open_pull_request(
             repo, branch, gitops.config.base_branch, message, input.body, author="baton"

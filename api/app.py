@@ -346,5 +346,11 @@ def flux_event(payload: dict) -> FluxEvent | None:
         state = "failed"
     else:
         state = "progressing"
-    sync = SyncEvent(revision=revision, state=state, reason=reason, message=message[:500])
+    sync = SyncEvent(
+        revision=revision,
+        state=state,
+        reason=reason,
+        message=message[:500],
+        cluster=flux.event_cluster(payload),
+    )
     return FluxEvent(name=name, namespace=namespace, sync=sync)

@@ -631,9 +631,28 @@ class EnvironmentImages(Model):
     )
 
 
+class ClusterTarget(Model):
+    """One of the clusters an environment spans: its own sync and verification."""
+
+    name: Name = Field(description="the cluster's name: {cluster} in gitops.path")
+    sync: SyncConfig | None = Field(
+        default=None, description="how this cluster syncs; unset: the environment's sync"
+    )
+    verify: VerifyConfig | None = Field(
+        default=None, description="how to verify this cluster; unset: the environment's verify"
+    )
+
+
 class EnvironmentConfig(Model):
     name: Name
-    cluster: str = "local"
+    cluster: str = Field(
+        default="local", description="the environment's one cluster, when `clusters` is empty"
+    )
+    clusters: list[ClusterTarget] = Field(
+        default=[],
+        description="the clusters the environment spans: one GitOps PR writes each one's "
+        "gitops.path ({cluster}), and the rollout syncs and verifies each; empty: `cluster`",
+    )
     namespace: str
     production: bool = Field(
         default=False,
@@ -659,6 +678,38 @@ class EnvironmentConfig(Model):
         default=[], description="rollouts wait while one of these windows is active"
     )
     images: EnvironmentImages = EnvironmentImages()
+
+    @model_validator(mode="after")
+    def _clusters_apart(self) -> EnvironmentConfig:
+        names = [c.name for c in self.clusters]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"clusters: {', '.join(twice)} named twice: give each cluster once")
+        if self.clusters and self.cluster != "local":  # (not fields_set: it must round-trip)
+            raise ValueError("set either cluster (one cluster) or clusters (several), not both")
+        local = [t.cluster for t in self.targets if t.sync.kind == "local"]
+        if len(self.clusters) > 1 and local:
+            raise ValueError(
+                f"clusters: {', '.join(local)} sync with kind local, but the local cluster "
+                "runtime hosts one cluster per environment: set their sync.kind to flux or apply"
+            )
+        return self
+
+    @property
+    def targets(self) -> list[EnvironmentConfig]:
+        """The environment as each of its clusters sees it (`cluster`, `sync` and `verify` of
+        that cluster, no `clusters`): itself alone when it names no `clusters`."""
+        return [
+            self.model_copy(
+                update={
+                    "cluster": c.name,
+                    "sync": c.sync or self.sync,
+                    "verify": c.verify or self.verify,
+                    "clusters": [],
+                }
+            )
+            for c in self.clusters
+        ] or [self]
 
     @property
     def allows_external_images(self) -> bool:
@@ -896,11 +947,29 @@ class BatonConfig(Model):
                     f"{', '.join(a.name for a in apps)}: each would overwrite the others' files; "
                     "put {app} in it"
                 )
+        spanning = [env.name for env in self.environments if len(env.clusters) > 1]
+        if spanning and "{cluster}" not in self.gitops.path:
+            raise ValueError(
+                f"gitops.path: {self.gitops.path!r} is the same for every cluster of "
+                f"{', '.join(spanning)}: each cluster would read the others' manifests; put "
+                "{cluster} in it (e.g. rendered/{env}/{cluster}/{app})"
+            )
+        for field in ("values", "overlay"):
+            template = getattr(self.gitops, field)
+            if spanning and "{cluster}" in template:
+                raise ValueError(
+                    f"gitops.{field}: {template!r} names {{cluster}}, but the clusters of "
+                    f"{', '.join(spanning)} run one render of the environment: take {{cluster}} "
+                    "out of it (it belongs in gitops.path)"
+                )
         if self.gitops.layout == "folders":
             paths: dict[str, list[str]] = {}
             for env in self.environments:
-                path = self.gitops.path.format(env=env.name, app="{app}", cluster=env.cluster)
-                paths.setdefault(path, []).append(env.name)
+                for target in env.targets:
+                    path = self.gitops.path.format(
+                        env=env.name, app="{app}", cluster=target.cluster
+                    )
+                    paths.setdefault(path, []).append(env.name)
             shared = next((envs for envs in paths.values() if len(envs) > 1), None)
             if shared:
                 raise ValueError(

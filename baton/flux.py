@@ -69,6 +69,15 @@ def event_revision(event: Mapping[str, Any]) -> str | None:
     return None
 
 
+def event_cluster(event: Mapping[str, Any]) -> str | None:
+    """The cluster a Flux event comes from: metadata `cluster`, which the cluster's Alert adds
+    with `spec.eventMetadata: {cluster: NAME}` (notification-controller `combineEventMetadata`);
+    None when it names none."""
+    metadata = event.get("metadata")
+    cluster = metadata.get("cluster") if isinstance(metadata, Mapping) else None
+    return cluster if isinstance(cluster, str) and cluster else None
+
+
 def sign_generic_hmac(secret: str, body: bytes) -> str:
     """The `X-Signature` value a `generic-hmac` provider sends: `sha256=<hex HMAC of body>`."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()

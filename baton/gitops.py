@@ -206,8 +206,16 @@ class GitOpsRepo:
         return self._mirror()
 
     def manifests_path(self, app: AppConfig, env: EnvironmentConfig) -> str:
-        path = self.config.path.format(env=env.name, app=app.name, cluster=env.cluster)
-        return f"{path.strip('/')}/{MANIFESTS}"
+        """The manifests' path in `env`'s (first) cluster: the one a render is diffed against."""
+        return self.manifests_paths(app, env)[0]
+
+    def manifests_paths(self, app: AppConfig, env: EnvironmentConfig) -> list[str]:
+        """The manifests' path in each of `env`'s clusters (`environments[].clusters`), in order."""
+        paths = (
+            self.config.path.format(env=env.name, app=app.name, cluster=target.cluster)
+            for target in env.targets
+        )
+        return [f"{path.strip('/')}/{MANIFESTS}" for path in paths]
 
     def values_path(self, app: AppConfig, env: EnvironmentConfig) -> str:
         return self.config.values.format(env=env.name, app=app.name, cluster=env.cluster)

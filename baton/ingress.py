@@ -281,8 +281,9 @@ class Ingress:
 
     def _kustomizations(self) -> dict[tuple[str, str], tuple[str, str]]:
         return {
-            (env.sync.namespace, kustomization_name(env, app.name)): (app.name, env.name)
+            (seen.sync.namespace, kustomization_name(seen, app.name)): (app.name, env.name)
             for env in self.config.environments
+            for seen in env.targets  # each of its clusters, with its own sync
             for app in self.config.apps
         }
 

@@ -382,6 +382,11 @@ class Rendered(BaseModel):
     """An environment's rendered manifests (stored by reference) and their diff to the GitOps repo."""
 
     path: str
+    also_paths: list[str] = Field(
+        default=[],
+        description="the manifests' path in the environment's other clusters: the GitOps PR "
+        "writes the same manifests (and their records) there too",
+    )
     content_ref: str
     content_hash: str
     diff_markdown: str
@@ -422,6 +427,11 @@ class SyncEvent(BaseModel):
     state: SyncState
     reason: str = ""
     message: str = ""
+    cluster: str | None = Field(
+        default=None,
+        description="the cluster it comes from (a Flux Alert's eventMetadata `cluster`); "
+        "None: the environment's one cluster",
+    )
 
 
 class SyncOutcome(BaseModel):

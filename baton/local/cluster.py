@@ -310,7 +310,8 @@ class LocalCluster:
                 stack_id(settings.home),
                 GitOpsSource(repo_dir, config.gitops.branch_of(env.name)),
             )
-            for env in config.environments
+            for environment in config.environments
+            for env in environment.targets  # a cluster's own sync may be local, or not
             if env.sync.kind == "local"
             for app in config.apps
         ]

@@ -15,7 +15,7 @@ from workflows.record import Record
 from workflows.retries import HEARTBEAT, RETRY
 
 
-async def verification_broken(record: Record, input: RolloutInput) -> str | None:
+async def verification_broken(record: Record, input: RolloutInput, prefix: str = "") -> str | None:
     """Why the environment's verification cannot tell a good deploy from a bad one, or None.
 
     It must answer for the version running now (unless nothing runs there yet): when it does
@@ -26,7 +26,7 @@ async def verification_broken(record: Record, input: RolloutInput) -> str | None
     verify = input.environment.verify
     if verify is None or not workflow.patched("verify-running-first"):
         return None
-    stage = record.begin("check verification")
+    stage = record.begin(f"{prefix}check verification")
     outcome = await workflow.execute_activity(
         verify_running,
         input,

@@ -18,7 +18,8 @@ def deploy_body(input: RolloutInput, rollout_id: str, rendered: Rendered) -> str
         input,
         rollout_id,
         f"Deploys **{input.app.name}** `{input.artifact.commit[:12]}` to "
-        f"**{input.environment.name}** (image `{input.artifact.image_ref}`).",
+        f"**{input.environment.name}** (image `{input.artifact.image_ref}`)"
+        + clusters_line(input, rendered),
         *security_section(input.environment.approvals, rendered.sensitive),
         *unstable_section(input.environment.name, rendered.unstable),
         *(
@@ -31,6 +32,15 @@ def deploy_body(input: RolloutInput, rollout_id: str, rendered: Rendered) -> str
         rendered.diff_markdown,
         *omitted_section(rendered.omitted),
     )
+
+
+def clusters_line(input: RolloutInput, rendered: Rendered) -> str:
+    """ "." for a one-cluster environment; else which clusters get the manifests, and where."""
+    clusters = [c.name for c in input.environment.clusters]
+    if not clusters:
+        return "."
+    paths = ", ".join(f"`{p}`" for p in (rendered.path, *rendered.also_paths))
+    return f", in clusters {', '.join(clusters)}: the same manifests at {paths}."
 
 
 def revert_body(

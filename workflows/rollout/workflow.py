@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 from typing import Unpack
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
-from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 
 with workflow.unsafe.imports_passed_through():
     from activities.deploy import (
-        ApplyInput,
         MergeInput,
         ProposeInput,
         VerifyInput,
-        apply_manifests,
         gitops_head,
         merge_gitops_pr,
         propose_gitops_change,
         render_environment,
-        request_reconcile,
-        verify_endpoint,
     )
     from baton.config import NotificationEvent
     from baton.models import (
@@ -38,13 +32,13 @@ with workflow.unsafe.imports_passed_through():
         SyncOutcome,
     )
     from baton.notify import Notification
-    from baton.temporal import Queries, Signals, TaskQueues, WorkflowTypes
+    from baton.temporal import Queries, Signals, WorkflowTypes
 
 from workflows import metrics
-from workflows.record import Record, failure, last_failure
-from workflows.retries import HEARTBEAT, RECONCILE, RETRY
+from workflows.record import Record
 from workflows.rollout import texts
 from workflows.rollout.approvals import Approvals, ApprovalUpdates
+from workflows.rollout.converge import CLUSTERS, Clusters, Convergence
 from workflows.rollout.freeze_gate import FreezeGate, FreezeOverride
 from workflows.rollout.preflight import verification_broken
 from workflows.rollout.rollback import RollbackSaga
@@ -84,6 +78,8 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
         self.approvals = Approvals(input, self.record)
         self.freeze_gate = FreezeGate(input, self.record)
         self.sync = SyncWaiter(input, self.record)
+        self.cluster = Convergence(input, self.record, self.sync)
+        self.clusters = Clusters(input, self.record)  # an environment of several clusters
         self.saga: RollbackSaga | None = None
         self.pr: GitOpsPullRequest | None = None
         self.revision: str | None = None  # the GitOps revision the environment must run
@@ -119,7 +115,10 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
     @workflow.signal(name=Signals.SYNC_EVENT)
     def sync_event(self, event: SyncEvent) -> None:
         """A Flux (or local cluster) event about the environment, from the API."""
-        self.sync.add(event)
+        if self.clusters.each:
+            self.clusters.add(event)
+        else:
+            self.sync.add(event)
 
     @workflow.query(name=Queries.STATUS)
     def status(self) -> RolloutStatus:
@@ -177,7 +176,7 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
             else:
                 if self.superseded_by:
                     return await self._superseded()
-                if broken := await verification_broken(self.record, input):
+                if broken := await self._verification_broken():
                     return await self._finish("failed", broken)
                 pr = self.pr = await self._propose(rendered)
                 if self.approvals.required:
@@ -258,6 +257,7 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
     ) -> str:
         """Merge a GitOps PR (the rollout's, or its revert): by the merge activity, or by hand."""
         self.sync.expect_merge()
+        self.clusters.expect_merge()
         if not manual:
             return await step(
                 self.record,
@@ -284,95 +284,18 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
         self.record.end(stage, "succeeded", f"merged as {merged[:12]}")
         return merged
 
+    async def _verification_broken(self) -> str | None:
+        """Whether the environment's verification (each cluster's) works: see `preflight`."""
+        if self.clusters.each and workflow.patched(CLUSTERS):
+            return await self.clusters.verification_broken()
+        return await verification_broken(self.record, self.input)
+
     async def converge(self, revision: str, check: VerifyInput, prefix: str = "") -> SyncOutcome:
-        """Have the cluster apply `revision`, wait for it to sync, then verify; says what failed.
-
-        Flux and the local runtime apply by themselves and are asked to reconcile now; without
-        Flux (`sync.kind: apply`) Baton applies the manifests at `revision` itself.
-        """
-        if self.input.environment.sync.kind == "apply":
-            failed = await self._apply(revision, f"{prefix}apply")
-            if failed:
-                return SyncOutcome(synced=False, reason="failed", message=failed)
-        # Rollouts recorded before reconcile requests existed replay without one.
-        elif workflow.patched("request-reconcile"):
-            await self._request_reconcile()
-        synced = await self.sync.wait(revision, f"{prefix}sync")
-        if not synced.synced:
-            return synced.model_copy(update={"message": f"sync {synced.reason}: {synced.message}"})
-        verified = await self._verify(check, f"{prefix}verify")
-        if not verified.synced:
-            return verified.model_copy(
-                update={"message": f"verification failed: {verified.message}"}
-            )
-        return verified
-
-    async def _apply(self, revision: str, name: str) -> str | None:
-        """Apply the manifests at `revision` to the environment's cluster; None, or what failed.
-
-        Retried while the cluster is unreachable, for at most the sync timeout."""
-        env = self.input.environment
-        try:
-            await step(
-                self.record,
-                name,
-                apply_manifests,
-                ApplyInput(rollout=self.input, revision=revision),
-                summary=f"apply {revision[:12]} to {env.name}",
-                schedule_to_close_timeout=timedelta(seconds=env.sync.timeout_s),
-            )
-        except ActivityError as err:
-            if isinstance(err.cause, ActivityTimeoutError):
-                seen = last_failure(err.cause)
-                last = f"; last error: {seen}" if seen else ""
-                return f"apply failed: not applied within {env.sync.timeout_s}s{last}"
-            return f"apply failed: {failure(err)}"
-        return None
-
-    async def _request_reconcile(self) -> None:
-        """Have the cluster apply the merge now; without it, sync waits for the next poll."""
-        env = self.input.environment
-        try:
-            await workflow.execute_activity(
-                request_reconcile,
-                self.input,
-                task_queue=TaskQueues.DEPLOY,
-                start_to_close_timeout=timedelta(minutes=1),
-                heartbeat_timeout=HEARTBEAT,
-                retry_policy=RECONCILE,
-                summary=f"request a reconcile of {env.name}",
-            )
-        except ActivityError as err:
-            self.record.note(
-                f"reconcile request failed ({failure(err)}): sync waits for {env.sync.kind}'s own "
-                "poll"
-            )
-
-    async def _verify(self, check: VerifyInput, name: str) -> SyncOutcome:
-        verify = self.input.environment.verify
-        if verify is None:
-            return SyncOutcome(synced=True, reason="no verification configured")
-        stage = self.record.begin(name)
-        self.record.set_gate(
-            Gate(
-                kind="verification",
-                environment=self.input.environment.name,
-                description=f"checking {verify.url}",
-                deadline=workflow.now() + timedelta(seconds=verify.timeout_s),
-            )
-        )
-        result = await workflow.execute_activity(
-            verify_endpoint,
-            check,
-            task_queue=TaskQueues.DEPLOY,
-            start_to_close_timeout=timedelta(seconds=verify.timeout_s + 30),
-            heartbeat_timeout=HEARTBEAT,
-            retry_policy=RETRY,
-            summary=f"verify {verify.url}",
-        )
-        self.record.clear_gate()
-        self.record.end(stage, "succeeded" if result.synced else "failed", result.message)
-        return result
+        """Have the environment's cluster (or each of its `clusters`) apply `revision`, sync and
+        be verified; says what failed."""
+        if self.clusters.each and workflow.patched(CLUSTERS):
+            return await self.clusters.converge(revision, check, prefix)
+        return await self.cluster.run(revision, check, prefix)
 
     # How it ends
 
