@@ -13,8 +13,9 @@ registry Baton already runs. Two shapes:
   `baton/records/<kind>:<key>` (artifactType `application/vnd.baton.record.v1+json`, one layer
   holding the bytes); listing is the registry's tag list. `FileRecordStore` is the local one.
 
-The registry's own garbage collection (`registry garbage-collect`) removes blobs no manifest
-references: run it without `--delete-untagged` only, or logs and manifests kept as bare blobs go.
+Every blob is the layer of a tagged artifact (a blob's tag is its hex digest), so the registry's
+garbage collection (`registry garbage-collect`, which deletes blobs no manifest references) keeps
+them; nothing here expires them yet.
 """
 
 from __future__ import annotations
@@ -129,7 +130,10 @@ class RegistryBlobStore:
         return self.registry.repository(self.repository)
 
     def put(self, text: str) -> LogRef:
-        return self.registry.push_blob(self.repository, text.encode())
+        """Push `text` as a blob, and tag an artifact holding it `<hex>` so that the registry's
+        garbage collection, which deletes blobs no manifest references, keeps it."""
+        layer = push_artifact(self.registry, self.repository, None, text.encode())
+        return str(layer["digest"])
 
     def get(self, ref: LogRef) -> str:
         data = self.registry.blob(self.repository, f"sha256:{digest_of(ref, self)}")
@@ -147,26 +151,7 @@ class RegistryRecordStore:
 
     def save(self, kind: str, key: str, data: bytes) -> None:
         check_record(kind, key)
-        name = f"{self.prefix}/{kind}"
-        layer = {
-            "mediaType": "application/json",
-            "digest": self.registry.push_blob(name, data),
-            "size": len(data),
-        }
-        empty = {
-            "mediaType": "application/vnd.oci.empty.v1+json",
-            "digest": self.registry.push_blob(name, b"{}"),
-            "size": 2,
-        }
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": MANIFEST_TYPES[1],
-            "artifactType": RECORD_TYPE,
-            "config": empty,
-            "layers": [layer],
-        }
-        body = json.dumps(manifest, sort_keys=True).encode()
-        self.registry.push_manifest(name, key, body, MANIFEST_TYPES[1])
+        push_artifact(self.registry, f"{self.prefix}/{kind}", key, data)
 
     def load(self, kind: str, key: str) -> bytes | None:
         check_record(kind, key)
@@ -181,6 +166,32 @@ class RegistryRecordStore:
     def keys(self, kind: str) -> list[str]:
         check_record(kind, "latest")
         return sorted(self.registry.tags(f"{self.prefix}/{kind}"))
+
+
+def push_artifact(registry: Registry, name: str, tag: str | None, data: bytes) -> dict[str, object]:
+    """Push `data` as the one layer of an OCI artifact (artifactType RECORD_TYPE) tagged `tag`
+    (None: the layer's hex digest) in repository `name`; the layer's descriptor."""
+    layer: dict[str, object] = {
+        "mediaType": "application/json",
+        "digest": registry.push_blob(name, data),
+        "size": len(data),
+    }
+    empty = {
+        "mediaType": "application/vnd.oci.empty.v1+json",
+        "digest": registry.push_blob(name, b"{}"),
+        "size": 2,
+    }
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_TYPES[1],
+        "artifactType": RECORD_TYPE,
+        "config": empty,
+        "layers": [layer],
+    }
+    body = json.dumps(manifest, sort_keys=True).encode()
+    reference = tag or str(layer["digest"]).removeprefix("sha256:")
+    registry.push_manifest(name, reference, body, MANIFEST_TYPES[1])
+    return layer
 
 
 class FileRecordStore:

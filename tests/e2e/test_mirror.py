@@ -241,7 +241,7 @@ async def test_refresh_workflow_mirrors_an_upstream_update_and_opens_a_pin_bump_
     assert git_show(bumped, f"{pr.head_sha}:values.yaml") == (
         f"sidecar:\n  image: {registry.host}/{name}:{new_tag}@{second}\n"
     )
-    (listed,) = MirrorState(settings.home / "mirrors.json").load().values()
+    (listed,) = MirrorState(context.stores.records).load().values()
     assert listed.bump_prs == ["web#1"]
 
 
