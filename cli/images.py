@@ -57,11 +57,11 @@ def images_mirror(config_file: ConfigFile = None) -> None:
 
 
 @images_app.command("ls")
-def images_ls(as_json: Json = False) -> None:
+def images_ls(as_json: Json = False, config_file: ConfigFile = None) -> None:
     """Each mirrored image: source, source digest, mirrored tag, last check, update waiting and
-    the PRs that move its pins."""
+    the PRs that move its pins (read from the store the config's registry holds)."""
     settings = Settings()
-    known = _state(settings, load_config(settings.config_file())).load()
+    known = _state(settings, load_config(config_file or settings.config_file())).load()
     if as_json:
         print(json.dumps([i.model_dump(mode="json") for i in known.values()], indent=2))
         return
