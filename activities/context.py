@@ -14,10 +14,10 @@ from baton.config import AppConfig, BatonConfig, EnvironmentConfig, load_config
 from baton.environment_render import renderer_for
 from baton.forges.base import Forge
 from baton.gitops import GitOpsRepo
-from baton.logs import LogStore
 from baton.registry import Registry
 from baton.render import Renderer
 from baton.settings import Settings
+from baton.store import BlobStore, Stores
 from baton.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ class Context:
         if sync.kind == "local":
             from baton.cluster.local import LocalClusterStatus
 
-            return LocalClusterStatus(self.settings.home)
+            return LocalClusterStatus(self.settings.stack_dir)
         if sync.kind == "apply":
             return self.applied_cluster(environment)
         from baton.cluster.kubernetes import FluxCluster
@@ -87,13 +87,18 @@ class Context:
         return Registry.configured(self.config.registry)
 
     @cached_property
-    def artifacts(self) -> ArtifactStore:
-        return ArtifactStore(self.settings.home / "artifacts")
+    def stores(self) -> Stores:
+        """What activities hand each other by reference, whichever worker runs them."""
+        return Stores.configured(self.settings, self.config.registry)
 
     @cached_property
-    def blobs(self) -> LogStore:
+    def artifacts(self) -> ArtifactStore:
+        return ArtifactStore(self.stores.records)
+
+    @property
+    def blobs(self) -> BlobStore:
         """Content-addressed storage for large things kept out of workflow history (manifests)."""
-        return LogStore(self.settings.home / "blobs")
+        return self.stores.blobs
 
     def build_args(self) -> dict[str, str]:
         """Machine-level build arguments: BATON_BASE_IMAGE replaces a Dockerfile's BASE_IMAGE."""
@@ -104,9 +109,10 @@ class Context:
         """The app's image repository in the registry, e.g. 127.0.0.1:5000/sample-app."""
         return self.registry.repository(app.image)
 
-    @cached_property
-    def logs(self) -> LogStore:
-        return LogStore(self.settings.home / "logs" / "steps")
+    @property
+    def logs(self) -> BlobStore:
+        """Full outputs of pipeline steps, read back by the API's board and `baton watch`."""
+        return self.stores.logs
 
     def checkout(self, repo: str, commit: str) -> Path:
         return self.workspace.checkout(repo, self.forge.clone_url(repo), commit)

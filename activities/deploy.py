@@ -36,7 +36,7 @@ from baton.gitops import (
     rollout_branch,
 )
 from baton.gitops_merge import BaseMovedMerge, Rerender
-from baton.models import Artifact, GitOpsPullRequest, Rendered, RolloutInput, SyncOutcome
+from baton.models import GitOpsPullRequest, Rendered, RolloutInput, SyncOutcome
 from baton.render import holds_objects
 from baton.sensitivity import sensitive_changes
 from baton.sync import judge
@@ -356,10 +356,9 @@ def revert_gitops_change(input: RevertInput) -> Revert:
 def _deployed_commit(ctx: Context, app: str, manifests: str | None) -> str | None:
     """The app commit whose published image `manifests` pin, from Baton's artifact records."""
     digests = set(IMAGE_DIGEST.findall(manifests or ""))
-    records = ctx.artifacts.root / app
-    for record in sorted(records.glob("*.json")) if digests else ():
-        artifact = Artifact.model_validate_json(record.read_text())
-        if artifact.image_digest in digests:
+    for commit in sorted(ctx.artifacts.commits(app)) if digests else ():
+        artifact = ctx.artifacts.load(app, commit)
+        if artifact is not None and artifact.image_digest in digests:
             return artifact.commit
     return None
 

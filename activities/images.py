@@ -28,7 +28,7 @@ MAX_FILE_BYTES = 1_000_000  # larger files are data, not places a pin lives
 
 
 def _state() -> MirrorState:
-    return MirrorState(current().settings.home / "mirrors.json")
+    return MirrorState(current().stores.records)
 
 
 @activity.defn

@@ -25,5 +25,5 @@ class NotifyInput(BaseModel):
 async def send_notification(input: NotifyInput) -> int:
     """Post the event to every target that wants it and has not taken it yet (a retry after a
     crash skips those that have); how many were posted to now."""
-    log = SentLog(current().settings.home / "notifications" / "sent")
+    log = SentLog(current().stores.records)
     return len(await asyncio.to_thread(deliver, input.targets, input.notification, log))

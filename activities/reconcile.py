@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -20,17 +21,17 @@ log = logging.getLogger("baton.reconcile")
 async def reconcile_forge() -> list[str]:
     """Compare every app's PRs and release branch head, and the GitOps PRs rollouts wait on,
     with what the workflows have seen, and act like the missed webhooks (`baton.reconcile`);
-    one line per action, each also logged. The release heads it saw are kept in
-    `$BATON_HOME/reconcile.json` for the next reading."""
+    one line per action, each also logged. The release heads it saw are kept as the record
+    `reconcile:heads` in the shared store (`baton.store`) for the next reading, on any worker."""
     ctx = current()
     ingress = Ingress(activity.client(), ctx.config, ctx.settings, via="reconciler")
     delivery = f"reconciler:{activity.info().workflow_run_id}"
-    state = ctx.settings.home / "reconcile.json"
-    heads = json.loads(state.read_text()) if state.is_file() else {}
+    records = ctx.stores.records
+    kept = await asyncio.to_thread(records.load, "reconcile", "heads")
+    heads = json.loads(kept) if kept is not None else {}
     actions = await Reconciler(ingress, ctx.forge, delivery, heads).run()
     # Kept only after a whole reading: a failed one is read again, head moves included.
-    state.parent.mkdir(parents=True, exist_ok=True)
-    state.write_text(json.dumps(heads))
+    await asyncio.to_thread(records.save, "reconcile", "heads", json.dumps(heads).encode())
     for action in actions:
         log.info("reconciler acted: %s", action)
     return actions

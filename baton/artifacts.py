@@ -31,6 +31,7 @@ from baton.errors import ConfigurationError, InfrastructureError
 from baton.models import Artifact
 from baton.registry import Registry
 from baton.settings import Settings
+from baton.store import FileRecordStore, RecordStore
 from baton.tools import error_line, find_tool, run_tool
 
 CHARTS_NAMESPACE = "charts"
@@ -64,33 +65,32 @@ class DependencyBuildFailed(ConfigurationError):
 
 
 class ArtifactStore:
-    """Artifact records as JSON files, `<root>/<app>/<commit>.json`."""
+    """Artifact records, one per app and commit, in a `baton.store.RecordStore` (kind
+    `artifacts/<app>`, key the commit): the registry's for workers; a directory (`<root>/artifacts/
+    <app>/<commit>.json`) when given a path, for one process alone."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
+    def __init__(self, records: RecordStore | Path) -> None:
+        self.records = FileRecordStore(records) if isinstance(records, Path) else records
 
     @classmethod
     def default(cls) -> ArtifactStore:
-        return cls(Settings().home / "artifacts")
-
-    def path(self, app: str, commit: str) -> Path:
-        return self.root / app / f"{commit}.json"
+        return cls(Settings().home)
 
     def load(self, app: str, commit: str) -> Artifact | None:
-        path = self.path(app, commit)
-        return Artifact.model_validate_json(path.read_text()) if path.exists() else None
+        data = self.records.load(f"artifacts/{app}", commit)
+        return Artifact.model_validate_json(data) if data is not None else None
+
+    def commits(self, app: str) -> list[str]:
+        """The commits of `app` with a record, in no meaningful order."""
+        return self.records.keys(f"artifacts/{app}")
 
     def save(self, artifact: Artifact) -> Artifact:
         """Record `artifact`; a record with the same content is kept as is (with its created_at)."""
         existing = self.load(artifact.app, artifact.commit)
         if existing is not None and _same(existing, artifact):
             return existing
-        path = self.path(artifact.app, artifact.commit)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        with os.fdopen(fd, "w") as f:
-            f.write(artifact.model_dump_json(indent=2) + "\n")
-        os.replace(tmp, path)
+        data = (artifact.model_dump_json(indent=2) + "\n").encode()
+        self.records.save(f"artifacts/{artifact.app}", artifact.commit, data)
         return artifact
 
 

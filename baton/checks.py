@@ -28,6 +28,7 @@ from baton.render import (
     split_objects,
     validate_manifests,
 )
+from baton.store import BlobStore
 from baton.tools import find_tool, search_path
 
 SUMMARY_MAX = 300
@@ -50,7 +51,7 @@ def run_check(
     env: Mapping[str, str] | None = None,
     on_progress: Progress | None = None,
     progress_every_s: float = 5,
-    logs: LogStore | None = None,
+    logs: BlobStore | None = None,
 ) -> CheckResult:
     """Run a configured command (shell string or argv) in `cwd`; it passes if it exits 0."""
     run = _execute(name, command, cwd, timeout_s, env, on_progress, progress_every_s)
@@ -66,7 +67,7 @@ def hadolint(
     repository_root: Path | None = None,
     timeout_s: float = 120,
     on_progress: Progress | None = None,
-    logs: LogStore | None = None,
+    logs: BlobStore | None = None,
 ) -> CheckResult:
     """Lint a Dockerfile; the summary names the first finding: `DL3007 line 1: Using latest...`.
 
@@ -112,7 +113,7 @@ def helm_lint(
     *,
     timeout_s: float = 120,
     on_progress: Progress | None = None,
-    logs: LogStore | None = None,
+    logs: BlobStore | None = None,
     registry: Registry | None = None,
 ) -> CheckResult:
     """`helm lint --strict` with values files, the chart's dependencies built first (from
@@ -160,7 +161,7 @@ def render_and_validate(
     overrides: Mapping[str, str] | None = None,
     image: PinnedImage | None = None,
     kube_version: str = KUBE_VERSION,
-    logs: LogStore | None = None,
+    logs: BlobStore | None = None,
 ) -> CheckResult:
     """Render templates (image pinned by digest when given) and validate every object offline."""
     started = time.monotonic()
@@ -192,7 +193,7 @@ def kustomize_build(
     *,
     root: Path | None = None,
     kube_version: str = KUBE_VERSION,
-    logs: LogStore | None = None,
+    logs: BlobStore | None = None,
 ) -> CheckResult:
     """`kubectl kustomize` the directory and validate what it builds.
 
@@ -288,7 +289,7 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _result(
-    name: str, run: _Run, *, summary: str, logs: LogStore | None, detail: str | None = None
+    name: str, run: _Run, *, summary: str, logs: BlobStore | None, detail: str | None = None
 ) -> CheckResult:
     if run.timed_out_after_s is not None:
         summary = f"timed out after {run.timed_out_after_s:g}s"

@@ -34,6 +34,7 @@ from baton.errors import ConfigurationError, InfrastructureError
 from baton.logs import LogStore, Progress, excerpt, follow
 from baton.models import CheckResult, LogRef
 from baton.registry import Registry, write_auth_file
+from baton.store import BlobStore
 
 PROGRESS_EVERY_S = 5
 PROBE_EVERY_S = 0.5
@@ -189,7 +190,7 @@ def build_image(
     registries: Sequence[Registry] = (),
     on_progress: Progress | None = None,
     client: docker.DockerClient | None = None,
-    logs: LogStore | None = None,
+    logs: BlobStore | None = None,
 ) -> BuiltImage:
     """Build `dockerfile` (relative to `context_dir`) and give the image every tag in `tags`.
 
@@ -242,7 +243,7 @@ def _buildkit_build(
     secrets: Mapping[str, str] | None,
     registries: Sequence[Registry],
     on_progress: Progress | None,
-    logs: LogStore,
+    logs: BlobStore,
 ) -> BuiltImage:
     # Build secrets and the build's docker config are files for the builder: in this process's
     # private directory.
@@ -362,7 +363,7 @@ def _classic_build(
     buildargs: Mapping[str, str] | None,
     labels: Mapping[str, str] | None,
     on_progress: Progress | None,
-    logs: LogStore,
+    logs: BlobStore,
 ) -> BuiltImage:
     output: list[str] = []
     image_id = None
@@ -441,7 +442,7 @@ def push_image(
     return digest
 
 
-def _build_failed(tag: str, error: str, output: list[str], logs: LogStore) -> ImageBuildFailed:
+def _build_failed(tag: str, error: str, output: list[str], logs: BlobStore) -> ImageBuildFailed:
     text = "".join(output)
     last_lines = [line for line in text.splitlines() if line.strip()][-LAST_LINES:]
     return ImageBuildFailed(f"building {tag} failed: {error.strip()}", last_lines, logs.put(text))
@@ -486,7 +487,7 @@ def try_image(
     commit: str = "",
     on_progress: Progress | None = None,
     client: docker.DockerClient | None = None,
-    logs: LogStore | None = None,
+    logs: BlobStore | None = None,
 ) -> CheckResult:
     """Try a built image: run `test.command` inside it, then start it and probe `test.http`.
 

@@ -6,75 +6,24 @@ text lives in a content-addressed `LogStore`, so the same output stored twice is
 
 from __future__ import annotations
 
-import hashlib
-import os
 import queue
-import re
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 from typing import TypeVar
 
-from baton.errors import InfrastructureError
-from baton.models import LogRef
-from baton.settings import Settings
+from baton.store import BlobNotFound, FileBlobStore
 
 Progress = Callable[[str], None]
 """Called with a one-line status while a long operation runs; activities heartbeat from it."""
 
 T = TypeVar("T")
 
-_REF = re.compile(r"^sha256:([0-9a-f]{64})$")
 
+LogNotFound = BlobNotFound
+"""A log reference names no stored log (the store's BlobNotFound)."""
 
-class LogNotFound(InfrastructureError):
-    """A log reference names no stored log."""
-
-    def __init__(self, ref: str, root: Path) -> None:
-        super().__init__(
-            f"log {ref} is not in {root}: logs are kept on the worker that produced them; "
-            "look there or re-run the step"
-        )
-
-
-class LogStore:
-    """Content-addressed log files under `root` (`root/ab/cdef...`)."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-
-    @classmethod
-    def default(cls) -> LogStore:
-        """The store under the Baton data directory."""
-        return cls(Settings().home / "logs")
-
-    def put(self, text: str) -> LogRef:
-        """Store `text` and return its reference; storing the same text again is a no-op."""
-        data = text.encode()
-        digest = hashlib.sha256(data).hexdigest()
-        path = self._path(digest)
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # Write then rename, so a concurrent reader never sees a partial log.
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        return f"sha256:{digest}"
-
-    def get(self, ref: LogRef) -> str:
-        """The text stored under `ref`."""
-        match = _REF.match(ref)
-        if match is None:
-            raise LogNotFound(ref, self.root)
-        try:
-            return self._path(match.group(1)).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise LogNotFound(ref, self.root) from None
-
-    def _path(self, digest: str) -> Path:
-        return self.root / digest[:2] / digest[2:]
+LogStore = FileBlobStore
+"""Content-addressed log files on one machine's disk (`baton.store.FileBlobStore`)."""
 
 
 def excerpt(text: str, lines: int = 20, max_bytes: int = 2048) -> str:

@@ -29,6 +29,7 @@ from baton.config import MirrorEntry
 from baton.errors import InfrastructureError, MirrorSourceNotFound
 from baton.references import Reference, parse_reference
 from baton.registry import Registry, write_auth_file
+from baton.store import RecordStore
 from baton.tools import find_tool
 
 COPY_TIMEOUT_S = 1800
@@ -103,23 +104,32 @@ def mark_bumped(state: MirrorState, image: MirroredImage, prs: Sequence[str]) ->
 
 
 class MirrorState:
-    """`mirrors.json`: one MirroredImage per `<name>:<source tag>`."""
+    """The mirrored images, one MirroredImage per `<name>:<source tag>`: the record
+    `mirrors:state` of a `baton.store.RecordStore` (the registry's, so every build worker and
+    `baton images ls` read one state), or a `mirrors.json` file when given a path."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
+    def __init__(self, where: RecordStore | Path) -> None:
+        self.where = where
 
     def load(self) -> dict[str, MirroredImage]:
-        if not self.path.is_file():
-            return {}
-        raw = json.loads(self.path.read_text())
+        if isinstance(self.where, Path):
+            data = self.where.read_bytes() if self.where.is_file() else None
+        else:
+            data = self.where.load("mirrors", "state")
+        raw = json.loads(data) if data else {}
         return {key: MirroredImage.model_validate(value) for key, value in raw.items()}
 
     def save(self, images: dict[str, MirroredImage]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".mirrors-")
-        with os.fdopen(fd, "w") as f:
-            json.dump({k: v.model_dump(mode="json") for k, v in images.items()}, f, indent=2)
-        os.replace(tmp, self.path)
+        data = {k: v.model_dump(mode="json") for k, v in images.items()}
+        text = json.dumps(data, indent=2).encode()
+        if not isinstance(self.where, Path):
+            self.where.save("mirrors", "state", text)
+            return
+        self.where.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.where.parent, prefix=".mirrors-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(text)
+        os.replace(tmp, self.where)
 
 
 def config_commit(path: Path) -> str | None:

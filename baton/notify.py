@@ -19,8 +19,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import httpx
@@ -29,6 +27,9 @@ from pydantic import BaseModel
 from baton.config import NotificationConfig, NotificationEvent
 from baton.errors import ConfigurationError, InfrastructureError
 from baton.settings import read_secret
+from baton.store import FileRecordStore, RecordStore
+
+SENT = "notifications/sent"
 
 TIMEOUT_S = 10
 HEADLINES: dict[NotificationEvent, str] = {
@@ -100,25 +101,23 @@ def payload(target: NotificationConfig, note: Notification) -> dict:
 
 
 class SentLog:
-    """Which (target, idempotency key) pairs a receiver accepted: one empty file each under
-    `root`, named by a hash (the key names the rollout; the target only by its variable)."""
+    """Which (target, idempotency key) pairs a receiver accepted: one empty record each in a
+    `baton.store.RecordStore` (kind `notifications/sent`, keyed by a hash: the key names the
+    rollout, the target only by its variable), so a retry on another worker sees them too; a
+    directory (`<root>/notifications/sent/<hash>.json`) when given a path."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def __init__(self, records: RecordStore | Path) -> None:
+        self.records = FileRecordStore(records) if isinstance(records, Path) else records
 
-    def _path(self, target: NotificationConfig, key: str) -> Path:
-        digest = hashlib.sha256(f"{target.kind}|{target.url_env}|{key}".encode()).hexdigest()
-        return self.root / digest[:2] / digest[2:]
+    @staticmethod
+    def _key(target: NotificationConfig, key: str) -> str:
+        return hashlib.sha256(f"{target.kind}|{target.url_env}|{key}".encode()).hexdigest()
 
     def sent(self, target: NotificationConfig, key: str) -> bool:
-        return self._path(target, key).exists()
+        return self.records.load(SENT, self._key(target, key)) is not None
 
     def record(self, target: NotificationConfig, key: str) -> None:
-        path = self._path(target, key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        os.close(fd)
-        os.replace(tmp, path)
+        self.records.save(SENT, self._key(target, key), b"{}")
 
 
 def deliver(

@@ -226,6 +226,20 @@ class Registry:
         response = self._request("GET", f"/v2/{name}/manifests/{subject.replace(':', '-')}", name)
         return list(response.json().get("manifests", [])) if response.status_code == 200 else []
 
+    def tags(self, name: str) -> list[str]:
+        """The tags of repository `name` (distribution-spec "Listing Tags", following `Link`
+        pages); empty when the repository does not exist."""
+        _check_reference(name, "latest")
+        found: list[str] = []
+        path: str | None = f"/v2/{name}/tags/list?n=1000"
+        while path:
+            response = self._request("GET", path, name)
+            if response.status_code == 404:
+                return found
+            found += response.json().get("tags") or []
+            path = response.links.get("next", {}).get("url")
+        return found
+
     def has_tag(self, name: str, tag: str) -> bool:
         """Whether `name:tag` exists."""
         return self.manifest_digest(name, tag) is not None

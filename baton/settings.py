@@ -6,6 +6,7 @@ import os
 import secrets
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -46,6 +47,12 @@ class Settings(BaseSettings):
     )
     temporal_port: int = 7233
     temporal_ui_port: int = 8233
+    # BATON_STORE: where workers hand logs, manifests and records to each other (`baton.store`):
+    # the configured OCI registry, or `home` (under BATON_HOME: one host only).
+    store: Literal["registry", "home"] = "registry"
+    # BATON_STACK_HOME: the embedded stack's data directory (its local forge and local cluster),
+    # for a worker with a BATON_HOME of its own; unset: BATON_HOME.
+    stack_home: Path | None = None
 
     def config_file(self) -> Path:
         """BATON_CONFIG when set, else the embedded defaults (`default_config_file`)."""
@@ -60,8 +67,13 @@ class Settings(BaseSettings):
         return f"http://127.0.0.1:{self.temporal_ui_port}"
 
     @property
+    def stack_dir(self) -> Path:
+        """The embedded stack's data directory (BATON_STACK_HOME, else BATON_HOME)."""
+        return self.stack_home or self.home
+
+    @property
     def forge_dir(self) -> Path:
-        return self.home / "forge"
+        return self.stack_dir / "forge"
 
     @property
     def tokens_file(self) -> Path:

@@ -10,10 +10,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from baton.config import ConfigError, load_config
+from baton.config import BatonConfig, ConfigError, load_config
 from baton.mirror import MirrorState, config_commit, mirror
 from baton.registry import Registry
 from baton.settings import Settings
+from baton.store import Stores
 from baton.temporal import IMAGE_REFRESH_SCHEDULE, WorkflowTypes, connect, put_schedule
 
 console = Console(soft_wrap=True)
@@ -25,8 +26,9 @@ ConfigFile = Annotated[
 Json = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 
 
-def _state(settings: Settings) -> MirrorState:
-    return MirrorState(settings.home / "mirrors.json")
+def _state(settings: Settings, config: BatonConfig) -> MirrorState:
+    """The mirror state the build workers keep, in the store they share (`baton.store`)."""
+    return MirrorState(Stores.configured(settings, config.registry).records)
 
 
 @images_app.command("mirror")
@@ -44,7 +46,10 @@ def images_mirror(config_file: ConfigFile = None) -> None:
         f"{scheme}://{registry.url}", registry.credentials.username, registry.credentials.token()
     ) as target:
         mirrored = mirror(
-            config.images.mirror, target, _state(settings), config_commit=config_commit(path)
+            config.images.mirror,
+            target,
+            _state(settings, config),
+            config_commit=config_commit(path),
         )
     for image in mirrored:
         note = f" (update: was {image.previous_digest})" if image.update_waiting else ""
@@ -52,10 +57,11 @@ def images_mirror(config_file: ConfigFile = None) -> None:
 
 
 @images_app.command("ls")
-def images_ls(as_json: Json = False) -> None:
+def images_ls(as_json: Json = False, config_file: ConfigFile = None) -> None:
     """Each mirrored image: source, source digest, mirrored tag, last check, update waiting and
-    the PRs that move its pins."""
-    known = _state(Settings()).load()
+    the PRs that move its pins (read from the store the config's registry holds)."""
+    settings = Settings()
+    known = _state(settings, load_config(config_file or settings.config_file())).load()
     if as_json:
         print(json.dumps([i.model_dump(mode="json") for i in known.values()], indent=2))
         return

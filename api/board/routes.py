@@ -11,6 +11,7 @@ API's. Posts are also refused unless they come from the board's own origin.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections import OrderedDict
@@ -39,9 +40,10 @@ from api.board import data, oidc, present
 from baton import changes
 from baton.config import BatonConfig
 from baton.errors import BadRequest, DecisionRefused, NotFound, Unauthenticated
-from baton.logs import LogNotFound, LogStore
+from baton.logs import LogNotFound
 from baton.models import Rendered
 from baton.settings import Settings
+from baton.store import Stores
 from baton.temporal import change_id, rollout_id
 
 HERE = Path(__file__).parent
@@ -400,12 +402,15 @@ async def metrics(request: Request, days: Annotated[int, Query(ge=1, le=90)] = 1
 
 @router.get("/logs/{ref}", response_class=PlainTextResponse)
 async def log(request: Request, ref: str) -> PlainTextResponse:
-    """A step's full log from the log store the workers write."""
+    """A step's full log from the store the workers write it to (`baton.store.Stores.logs`)."""
     _caller(request)
     if not LOG_REF.match(ref):
         raise BadRequest(f"{ref!r} is not a log reference (sha256:<64 hex>)")
+    state = request.app.state
+    if getattr(state, "stores", None) is None:
+        state.stores = Stores.configured(_settings(request), _config(request).registry)
     try:
-        text = LogStore(_settings(request).home / "logs" / "steps").get(ref)
+        text = await asyncio.to_thread(state.stores.logs.get, ref)
     except LogNotFound as exc:
         raise NotFound(str(exc)) from None
     return PlainTextResponse(text)

@@ -120,7 +120,8 @@ def services(settings: Settings, config: BatonConfig) -> list[Service]:
             settings.api_port,
             f"{settings.api_url}/healthz",
             "set BATON_API_PORT",
-            secrets["forge"] | secrets["webhook"],
+            # The registry's: the board reads step logs from the store the workers write.
+            secrets["forge"] | secrets["webhook"] | secrets["registry"],
         ),
         Service(
             "worker",

@@ -29,6 +29,7 @@ from baton.local.forge import LocalForge
 from baton.local.stack import Stack
 from baton.models import TERMINAL_STATES, ChangeStatus
 from baton.settings import Settings
+from baton.store import BlobStore, Stores
 from baton.temporal import connect
 from baton.tools import PROJECT_ROOT
 from cli.demo import AUTHOR, push_visible_change
@@ -158,6 +159,11 @@ class E2EStack:
             auth=(self.config.registry.credentials.username, os.environ[token_env]),
         )
         return answer.json()["tags"]
+
+    @property
+    def logs(self) -> BlobStore:
+        """The step logs the workers keep, as the API and anyone else reads them."""
+        return Stores.configured(self.settings, self.config.registry).logs
 
     def registry_digest(self, name: str, tag: str) -> str | None:
         from activities.context import Context

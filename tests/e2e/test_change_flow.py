@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from baton.logs import LogStore
 from cli.client import NO_CREDENTIAL
 from cli.demo import AUTHOR, push_visible_change
 from tests.conftest import eventually
@@ -49,7 +48,7 @@ def test_change_goes_from_pr_to_prod_under_policy(baton_stack: E2EStack) -> None
     assert stack.registry_digest("sample-app", merge) == artifact.image_digest
     ci = next(s for s in detail.change.timeline if s.name.startswith("integrate"))
     rendered = next(c for c in ci.checks if c.name == "rendered")
-    manifests = LogStore(stack.settings.home / "logs" / "steps").get(rendered.log_ref)
+    manifests = stack.logs.get(rendered.log_ref)
     assert f"{artifact.image}@{artifact.image_digest}" in manifests
     assert alice.list_commit_statuses("sample-app", merge)[0].state == "success"
 

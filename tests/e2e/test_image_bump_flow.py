@@ -23,7 +23,6 @@ import pytest
 from baton.config import load_config
 from baton.local.cluster import stack_id
 from baton.local.forge import LocalForge
-from baton.logs import LogStore
 from baton.mirror import readable_tag
 from baton.settings import Settings
 from baton.temporal import IMAGE_REFRESH_SCHEDULE
@@ -156,8 +155,7 @@ def test_an_upstream_update_is_mirrored_bumped_by_pr_and_reaches_prod_through_th
     tested = next(c for c in validated.checks if c.name == "image_test")
     assert tested.summary == "image test passed: `cat /release` exited 0"
     assert tested.log_ref is not None
-    steps_logs = LogStore(stack.settings.home / "logs" / "steps")
-    assert f"$ cat /release\n{second_release}\n" in steps_logs.get(tested.log_ref)
+    assert f"$ cat /release\n{second_release}\n" in stack.logs.get(tested.log_ref)
     # ... it merges; CI builds, tests and pushes; CD takes it to dev, then through prod's gate.
     merge = stack.forge("bob").merge_pull_request("sample-app", pr.number, pr.head_sha)
     stack.wait(change, gate_is("approval", "prod"))

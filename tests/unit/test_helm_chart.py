@@ -20,7 +20,7 @@ CHART = PROJECT_ROOT / "deploy" / "helm" / "baton"
 CONFIG = PROJECT_ROOT / "deploy" / "kubernetes" / "baton.yaml"
 SECRET = "baton-secrets"
 REQUIRED = ["--set", f"secrets.existingSecret={SECRET}", "--set-file", f"config={CONFIG}"]
-# Everything switched on: the ServiceMonitor, apply RBAC in two namespaces, a shared home claim.
+# Everything switched on: the ServiceMonitor, apply RBAC in two namespaces, a home claim.
 ALL_ON = [
     *REQUIRED,
     "--set",

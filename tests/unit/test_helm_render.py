@@ -647,7 +647,8 @@ def deploying(
     """Activities act on a GitOps repository (local forge) holding prod's `values` for web, and
     the chart CI published is `published` (fetched as a copy)."""
     seed = write(tmp_path / "seed", {"environments/prod/web/values.yaml": values})
-    settings = Settings(home=tmp_path / "home", api_port=closed_port())
+    # One process, no registry: what activities hand over stays under BATON_HOME.
+    settings = Settings(home=tmp_path / "home", api_port=closed_port(), store="home")
     ctx = Context(
         settings, parse_config(f"apps: [{APP}]\nenvironments: [{{name: prod, namespace: prod}}]\n")
     )

@@ -212,7 +212,8 @@ def baton_config(issuer: Issuer) -> BatonConfig:
 
 @pytest.fixture
 async def api(isolated_client: Client, issuer: Issuer, tmp_path: Path) -> AsyncIterator[Api]:
-    settings = Settings(home=tmp_path / "home")
+    # The API and these activities on one host, without a registry: the store under BATON_HOME.
+    settings = Settings(home=tmp_path / "home", store="home")
     config = baton_config(issuer)
     app = create_app(settings, config, isolated_client)
     activities = {TaskQueues.DEPLOY: [render_environment, propose, close]}

@@ -99,7 +99,9 @@ async def client(
 ) -> AsyncIterator[Client]:
     """EnvironmentRollout with the stand-in deploy steps and the real notification activity."""
     config = BatonConfig(apps=[AppConfig(name="web", repo="web", image="web", chart="chart")])
-    monkeypatch.setattr(context, "_current", context.Context(Settings(home=tmp_path), config))
+    # One process, no registry: the sent-log in the store under BATON_HOME.
+    settings = Settings(home=tmp_path, store="home")
+    monkeypatch.setattr(context, "_current", context.Context(settings, config))
     activities = {
         TaskQueues.WORKFLOWS: [send_notification],
         TaskQueues.DEPLOY: [
