@@ -1,4 +1,8 @@
-"""The exit codes of `baton`: what kind of problem stopped a command (README: Exit codes)."""
+"""The exit codes of `baton`: what kind of problem stopped a command (README: Exit codes).
+
+Every command imports this module, so it imports nothing heavy: the error classes of the forges
+and of `cli.watch` are imported when a command has failed.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +15,6 @@ from baton.errors import (
     NotFound,
     RequestError,
 )
-from baton.forges.base import (
-    BranchNotFound,
-    ForgeRefusal,
-    PullRequestNotFound,
-    RepositoryNotFound,
-)
-from baton.forges.http import ResourceNotFound
-from cli.watch import WaitTimedOut
-
-# What a command names that does not exist: a change, an environment of it, a forge's object.
-NOT_FOUND = (NotFound, PullRequestNotFound, RepositoryNotFound, BranchNotFound, ResourceNotFound)
 
 
 class Exit(IntEnum):
@@ -43,9 +36,26 @@ class Exit(IntEnum):
 
 def exit_code(error: BatonError) -> Exit:
     """The exit code a command that stopped on `error` ends with."""
+    from baton.forges.base import (
+        BranchNotFound,
+        ForgeRefusal,
+        PullRequestNotFound,
+        RepositoryNotFound,
+    )
+    from baton.forges.http import ResourceNotFound
+    from cli.watch import WaitTimedOut
+
+    # What a command names that does not exist: a change, an environment of it, a forge's object.
+    not_found = (
+        NotFound,
+        PullRequestNotFound,
+        RepositoryNotFound,
+        BranchNotFound,
+        ResourceNotFound,
+    )
     if isinstance(error, WaitTimedOut):
         return Exit.TIMED_OUT
-    if isinstance(error, NOT_FOUND):
+    if isinstance(error, not_found):
         return Exit.NOT_FOUND
     if isinstance(error, RequestError | ConfigurationError):
         return Exit.USAGE

@@ -1,20 +1,22 @@
-"""`baton images`: third-party images mirrored into Baton's registry (`images.mirror`)."""
+"""`baton images`: third-party images mirrored into Baton's registry (`images.mirror`).
+
+The registry, mirror and Temporal are imported by the command that runs (see cli.main).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from baton.config import ConfigError, load_config
-from baton.mirror import MirrorState, config_commit, mirror
-from baton.registry import Registry
 from baton.settings import Settings
-from baton.temporal import IMAGE_REFRESH_SCHEDULE, WorkflowTypes, connect, put_schedule
+
+if TYPE_CHECKING:
+    from baton.mirror import MirrorState
 
 console = Console(soft_wrap=True)
 images_app = typer.Typer(help="Third-party images mirrored into Baton's registry.")
@@ -26,12 +28,18 @@ Json = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 
 
 def _state(settings: Settings) -> MirrorState:
+    from baton.mirror import MirrorState
+
     return MirrorState(settings.home / "mirrors.json")
 
 
 @images_app.command("mirror")
 def images_mirror(config_file: ConfigFile = None) -> None:
     """Copy each images.mirror source into the registry by digest; report what changed."""
+    from baton.config import load_config
+    from baton.mirror import config_commit, mirror
+    from baton.registry import Registry
+
     settings = Settings()
     path = config_file or settings.config_file()
     config = load_config(path)
@@ -78,6 +86,9 @@ def images_ls(as_json: Json = False) -> None:
 @images_app.command("schedule")
 def images_schedule(config_file: ConfigFile = None) -> None:
     """Create or update the Temporal Schedule that runs the refresh on images.refresh's cron."""
+    from baton.config import ConfigError, load_config
+    from baton.temporal import IMAGE_REFRESH_SCHEDULE, WorkflowTypes, connect, put_schedule
+
     settings = Settings()
     path = config_file or settings.config_file()
     cron = load_config(path).images.refresh
