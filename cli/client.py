@@ -66,18 +66,21 @@ class RolloutContent(BaseModel):
 def error_class(status: int) -> type[BatonError]:
     """The Baton error an API answer with HTTP `status` (>= 300) stands for.
 
-    `baton.changes` and `baton.policy` (Temporal, the models) are imported here, when an answer
-    is a refusal, so a command that succeeds never pays for them.
+    `baton.changes` and `baton.policy` (Temporal, the models) are imported only for the answers
+    they name (409, 403), so a command never pays for them at start-up.
     """
-    from baton.changes import Refused
-    from baton.policy import PolicyViolation
+    if status == 403:
+        from baton.policy import PolicyViolation
 
+        return PolicyViolation
+    if status == 409:
+        from baton.changes import Refused
+
+        return Refused
     errors: dict[int, type[BatonError]] = {
         400: BadRequest,
         401: Unauthenticated,
-        403: PolicyViolation,
         404: NotFound,
-        409: Refused,
         413: BadRequest,
         422: BadRequest,
         429: Unauthenticated,
@@ -134,12 +137,12 @@ class BatonApi:
 
     def content(self, change: str, environment: str) -> RolloutContent:
         """The content the change's rollout into `environment` asks approval for, as published."""
-        from baton.changes import PublishedGate
+        from baton.models import Gate  # not baton.changes' PublishedGate: no Temporal client
 
         app, pr = _parts(change)
         view = self.call("GET", f"/changes/{app}/{pr}")
         for published in view.get("gates", []):
-            gate = PublishedGate.model_validate(published).gate
+            gate = Gate.model_validate(published["gate"])
             if gate.kind == "approval" and gate.environment == environment:
                 return RolloutContent(content_hash=gate.content_hash, head=gate.head)
         return RolloutContent()
