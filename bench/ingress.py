@@ -22,6 +22,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -36,13 +37,14 @@ from baton.temporal import SearchAttributes
 from baton.tools import PROJECT_ROOT, find_tool
 
 SECRET = "bench-secret"
+WARM_UP = 10
 
 
 def delivery(number: int) -> tuple[bytes, dict[str, str]]:
     payload = {
         "action": "opened",
         "number": number,
-        "repository": {"name": "sample-app", "full_name": "sample-app"},
+        "repository": {"name": "sample-app", "full_name": "sample-app", "default_branch": "main"},
         "pull_request": {
             "number": number,
             "title": f"bench {number}",
@@ -110,7 +112,7 @@ async def run(deliveries: int, rates: list[float]) -> dict:
                 transport = httpx.ASGITransport(app=app)
                 async with httpx.AsyncClient(transport=transport, base_url="http://baton") as http:
                     for round_number, rate in enumerate(rates):
-                        base = round_number * deliveries
+                        base = (round_number + 1) * deliveries  # PRs 1..deliveries: warm-up
 
                         async def webhook(number: int, base: int = base) -> None:
                             body, headers = delivery(base + number)
@@ -118,6 +120,7 @@ async def run(deliveries: int, rates: list[float]) -> dict:
                                 "/webhooks/github", content=body, headers=headers
                             )
                             assert answer.status_code == 202, answer.text
+                            assert "started" in answer.text, answer.text  # a real start
 
                         async def raw(number: int, rate: float = rate) -> None:
                             await env.client.start_workflow(
@@ -126,6 +129,9 @@ async def run(deliveries: int, rates: list[float]) -> dict:
                                 task_queue="bench-raw",
                             )
 
+                        if round_number == 0:  # both paths' first calls, not timed
+                            await offered(WARM_UP, rate, partial(webhook, base=0))
+                            await offered(WARM_UP, rate, partial(raw, rate=0))
                         baton = percentiles(await offered(deliveries, rate, webhook))
                         baseline = percentiles(await offered(deliveries, rate, raw))
                         results.append(
