@@ -13,8 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from baton.config import MergeMethod
 from baton.errors import BatonError
+from baton.merge_methods import MergeMethod
 from baton.settings import Settings
 from cli.exits import exit_code
 
