@@ -11,6 +11,8 @@ whole commands with hyperfine, interleaved on the same machine:
 - `baton changes show`: the CLI straight to Temporal (no such change: exit 4);
 - `baton --help`: the CLI's start-up alone.
 
+The commands take turns: each round runs every command once (see `hyperfine`).
+
 Also `python -X importtime -c "import cli.main"`: the CLI's import time. Ratios are to the raw
 Update. `--before DIR` also times, in the same hyperfine run, the CLI of another checkout (e.g.
 `git archive main` unpacked) with this environment's Python: its commands are named `before_*`.
@@ -27,6 +29,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -72,20 +75,31 @@ def import_ms(tree: Path) -> float:
 
 
 def hyperfine(commands: dict[str, str], runs: int, env: dict[str, str]) -> dict[str, dict]:
-    """Median and mean seconds for each command (hyperfine, exit codes ignored)."""
+    """Median and mean seconds for each command (hyperfine, exit codes ignored).
+
+    Round by round: each round is one hyperfine run of every command once (the first round
+    warms each up), so a change in the machine's load hits all commands alike, not the ones
+    hyperfine happened to time while it lasted.
+    """
     hyperfine_bin = shutil.which("hyperfine")
     if hyperfine_bin is None:
         raise SystemExit("hyperfine not found: install it with `apt-get install hyperfine`")
-    with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        argv = [hyperfine_bin, "--runs", str(runs), "--warmup", "1", "--ignore-failure"]
-        argv += ["--style", "none", "--export-json", out.name]
-        for name, command in commands.items():
-            argv += ["--command-name", name, command]
-        subprocess.run(argv, check=True, env=env, capture_output=True)
-        results = json.loads(Path(out.name).read_text())["results"]
+    samples: dict[str, list[float]] = {name: [] for name in commands}
+    for round_number in range(runs):
+        with tempfile.NamedTemporaryFile(suffix=".json") as out:
+            argv = [hyperfine_bin, "--runs", "1", "--ignore-failure", "--style", "none"]
+            argv += ["--warmup", "1" if round_number == 0 else "0", "--export-json", out.name]
+            for name, command in commands.items():
+                argv += ["--command-name", name, command]
+            subprocess.run(argv, check=True, env=env, capture_output=True)
+            for result in json.loads(Path(out.name).read_text())["results"]:
+                samples[result["command"]] += result["times"]
     return {
-        r["command"]: {"median_s": round(r["median"], 4), "mean_s": round(r["mean"], 4)}
-        for r in results
+        name: {
+            "median_s": round(statistics.median(times), 4),
+            "mean_s": round(statistics.mean(times), 4),
+        }
+        for name, times in samples.items()
     }
 
 
