@@ -6,6 +6,7 @@
 #   make test      all of the above, then the test suite (PYTEST_ARGS="-k ..." to narrow it)
 #   make demo      all of the above but the tests and the browser, then one change from PR to
 #                  prod (baton demo; DEMO_ARGS= to approve on the board yourself)
+#   make bench     every benchmark in bench/ (not part of make test), results in bench/results/
 #   make lint      ruff, the layer contracts (import-linter) and mypy (CI runs it before the tests)
 
 PYTHON ?= python3
@@ -15,7 +16,7 @@ DEMO_ARGS ?= --auto-approve
 # Nothing can be pulled from Docker Hub here: app images build FROM the local base image.
 export BATON_BASE_IMAGE ?= localhost/baton-python-base:bookworm
 
-.PHONY: install tools docker browser test demo lint
+.PHONY: install tools docker browser test demo lint bench
 
 install:
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q uv
@@ -37,6 +38,11 @@ test: install tools docker browser
 
 demo: install tools docker
 	.venv/bin/baton demo $(DEMO_ARGS)
+
+bench: install tools
+	@command -v hyperfine >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends hyperfine; }
+	.venv/bin/python -m bench.run $(BENCH)
 
 lint: install
 	.venv/bin/ruff check .

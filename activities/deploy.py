@@ -16,7 +16,7 @@ from temporalio import activity
 from activities.context import Context, current
 from activities.errors import typed_errors
 from activities.heartbeat import heartbeating, report
-from baton import artifacts, private
+from baton import artifacts, private, shared_http
 from baton.config import VerifyConfig
 from baton.diff import TemplateDiff, describe_unstable, diff_manifests
 from baton.environment_render import (
@@ -524,7 +524,7 @@ def _poll_endpoint(
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            answer = httpx.get(url, timeout=5)
+            answer = shared_http.client().get(url, timeout=5)
             last = f"{answer.status_code} {answer.text[:200]!r}"
         except httpx.HTTPError as exc:
             answer, last = None, f"{type(exc).__name__}: {exc}"

@@ -28,16 +28,13 @@ from pydantic import (
 
 from baton import promotion
 from baton.errors import ConfigurationError
+from baton.merge_methods import MergeMethod
 from baton.references import NAME_MAX, check_domain, check_repository, parse_reference
 from baton.settings import read_secret
 
 NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 Name = Annotated[str, Field(pattern=NAME)]
 
-
-MergeMethod = Literal["merge", "squash", "rebase", "fast-forward"]
-"""How a pull request lands on its base branch: a merge commit, one squashed commit, its commits
-rebased onto the base, or the base moved to its head (only when the head descends from the base)."""
 
 LanePolicy = Literal["latest", "sequential"]
 """`latest`: a newer change supersedes waiting older ones; `sequential`: every change rolls out."""

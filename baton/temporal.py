@@ -27,6 +27,7 @@ from temporalio.envconfig import ClientConfig
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
+from baton.change_ids import CHANGE_KEY  # noqa: F401 (re-exported: api.v1)
 from baton.errors import ConfigurationError, InfrastructureError
 from baton.models import ChangeInput
 from baton.settings import Settings
@@ -73,13 +74,6 @@ class SearchAttributes:
 
 MEMO_GATE = "gate"
 """The memo key under which changes and rollouts publish their current `Gate` (absent: none)."""
-
-
-CHANGE_KEY = (
-    r"^([0-9]+|(push|batch)-[0-9a-f]{12}|promote-[0-9a-f]{12}-[a-z0-9]([-a-z0-9]*[a-z0-9])?)$"
-)
-"""A change's key after `change/<app>/`: its PR number, `push-<sha12>` (`push_change_id`),
-`batch-<sha12>` (`batch_change_id`) or `promote-<sha12>-<env>` (`promote_change_id`)."""
 
 
 def change_id(app: str, pr_number: int | str) -> str:

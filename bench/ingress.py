@@ -1,9 +1,14 @@
-"""Benchmark: signed GitHub-format webhooks through Baton's API into a real Temporal dev server.
+"""Benchmark: signed GitHub-format webhooks through Baton's API into a real Temporal dev server,
+at a fixed offered rate, against raw Temporal workflow starts at the same rate.
 
 Each delivery is a `pull_request` `opened` for a new PR: verify the HMAC, normalize, start a
-ChangeWorkflow (no worker runs, so only ingress is measured). Prints one JSON object.
+ChangeWorkflow (no worker runs, so only ingress is measured). Deliveries are sent open-loop, one
+every 1/rate s whatever the answers (a forge does not wait for Baton), and each is timed until
+its 202. The baseline, in the same run and the same Temporal: `client.start_workflow` of a
+workflow with the same id scheme, at the same rate. p50/p99 of both and the p99 ratio (goal: p99
+under 30 ms, issue 18). Prints one JSON object.
 
-    .venv/bin/python -m bench.ingress [--deliveries N] [--concurrency C]
+    .venv/bin/python -m bench.ingress [--deliveries N] [--rate R ...]
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -30,13 +37,14 @@ from baton.temporal import SearchAttributes
 from baton.tools import PROJECT_ROOT, find_tool
 
 SECRET = "bench-secret"
+WARM_UP = 10
 
 
 def delivery(number: int) -> tuple[bytes, dict[str, str]]:
     payload = {
         "action": "opened",
         "number": number,
-        "repository": {"name": "sample-app", "full_name": "sample-app"},
+        "repository": {"name": "sample-app", "full_name": "sample-app", "default_branch": "main"},
         "pull_request": {
             "number": number,
             "title": f"bench {number}",
@@ -55,7 +63,38 @@ def delivery(number: int) -> tuple[bytes, dict[str, str]]:
     return body, headers
 
 
-async def run(deliveries: int, concurrency: int) -> dict:
+def percentiles(latencies: list[float]) -> dict[str, float]:
+    """p50, p99 and max of `latencies` (s), in ms."""
+    ordered = sorted(latencies)
+    p99 = ordered[max(0, round(len(ordered) * 0.99) - 1)]
+    return {
+        "p50": round(statistics.median(ordered) * 1000, 1),
+        "p99": round(p99 * 1000, 1),
+        "max": round(ordered[-1] * 1000, 1),
+    }
+
+
+async def offered(count: int, rate: float, send: Callable[[int], Awaitable[None]]) -> list[float]:
+    """Call `send(n)` for n = 1..count, one every 1/rate s (open loop); each call's seconds."""
+    latencies: list[float] = []
+
+    async def timed(number: int) -> None:
+        started = time.perf_counter()
+        await send(number)
+        latencies.append(time.perf_counter() - started)
+
+    tasks = []
+    origin = time.perf_counter()
+    for number in range(1, count + 1):
+        delay = origin + (number - 1) / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(timed(number)))
+    await asyncio.gather(*tasks)
+    return latencies
+
+
+async def run(deliveries: int, rates: list[float]) -> dict:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=find_tool("temporal"),
         data_converter=pydantic_data_converter,
@@ -68,48 +107,58 @@ async def run(deliveries: int, concurrency: int) -> dict:
             settings = Settings(home=Path(home))
             config = load_config(PROJECT_ROOT / "examples" / "baton.yaml")
             app = create_app(settings, config, env.client)
-            latencies: list[float] = []
-            semaphore = asyncio.Semaphore(concurrency)
+            results = []
             async with app.router.lifespan_context(app):
                 transport = httpx.ASGITransport(app=app)
                 async with httpx.AsyncClient(transport=transport, base_url="http://baton") as http:
+                    for round_number, rate in enumerate(rates):
+                        base = (round_number + 1) * deliveries  # PRs 1..deliveries: warm-up
 
-                    async def send(number: int) -> None:
-                        body, headers = delivery(number)
-                        async with semaphore:
-                            started = time.perf_counter()
+                        async def webhook(number: int, base: int = base) -> None:
+                            body, headers = delivery(base + number)
                             answer = await http.post(
                                 "/webhooks/github", content=body, headers=headers
                             )
-                            latencies.append(time.perf_counter() - started)
-                        assert answer.status_code == 202, answer.text
+                            assert answer.status_code == 202, answer.text
+                            assert "started" in answer.text, answer.text  # a real start
 
-                    started = time.perf_counter()
-                    await asyncio.gather(*(send(n) for n in range(1, deliveries + 1)))
-                    elapsed = time.perf_counter() - started
+                        async def raw(number: int, rate: float = rate) -> None:
+                            await env.client.start_workflow(
+                                "BenchRaw",
+                                id=f"bench-raw-{rate}-{number}",
+                                task_queue="bench-raw",
+                            )
+
+                        if round_number == 0:  # both paths' first calls, not timed
+                            await offered(WARM_UP, rate, partial(webhook, base=0))
+                            await offered(WARM_UP, rate, partial(raw, rate=0))
+                        baton = percentiles(await offered(deliveries, rate, webhook))
+                        baseline = percentiles(await offered(deliveries, rate, raw))
+                        results.append(
+                            {
+                                "offered_per_second": rate,
+                                "deliveries": deliveries,
+                                "baton_ms": baton,
+                                "raw_start_ms": baseline,
+                                "p99_ratio": round(baton["p99"] / baseline["p99"], 2),
+                                "goal_p99_ms": 30,
+                            }
+                        )
     finally:
         await env.shutdown()
-    latencies.sort()
     return {
         "benchmark": "ingress.github.pull_request_opened",
-        "deliveries": deliveries,
-        "concurrency": concurrency,
-        "seconds": round(elapsed, 3),
-        "per_second": round(deliveries / elapsed, 1),
-        "latency_ms": {
-            "p50": round(statistics.median(latencies) * 1000, 1),
-            "p95": round(latencies[int(len(latencies) * 0.95) - 1] * 1000, 1),
-            "max": round(latencies[-1] * 1000, 1),
-        },
+        "baseline": "raw Temporal start_workflow at the same rate",
+        "results": results,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--deliveries", type=int, default=200)
-    parser.add_argument("--concurrency", type=int, default=10)
+    parser.add_argument("--deliveries", type=int, default=200, help="per rate")
+    parser.add_argument("--rate", type=float, nargs="+", default=[20, 100], help="per second")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args.deliveries, args.concurrency))))
+    print(json.dumps(asyncio.run(run(args.deliveries, args.rate)), indent=1))
 
 
 if __name__ == "__main__":

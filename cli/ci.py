@@ -1,4 +1,7 @@
-"""`baton ci`: how apps' release branches are integrated (`apps[].ci`)."""
+"""`baton ci`: how apps' release branches are integrated (`apps[].ci`).
+
+Temporal and the configuration are imported by the command that runs (see cli.main).
+"""
 
 from __future__ import annotations
 
@@ -6,17 +9,12 @@ import asyncio
 
 import typer
 from rich.console import Console
-from temporalio.service import RPCError, RPCStatusCode
 
-from baton.config import load_config
 from baton.settings import Settings
-from baton.temporal import WorkflowTypes, ci_schedule_id, connect, put_schedule
 from cli.images import ConfigFile
 
 console = Console(soft_wrap=True)
 ci_app = typer.Typer(help="How apps' release branches are integrated (apps[].ci).")
-
-PREFIX = ci_schedule_id("")
 
 
 @ci_app.command("schedule")
@@ -24,6 +22,12 @@ def ci_schedule(config_file: ConfigFile = None) -> None:
     """Create or update each app's CI schedule (apps[].ci.schedule): the Temporal Schedule
     `ci-batch-<app>` integrating the commits on its release branch in one batch on that cron.
     Schedules of apps that no longer have one are deleted."""
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from baton.config import load_config
+    from baton.temporal import WorkflowTypes, ci_schedule_id, connect, put_schedule
+
+    prefix = ci_schedule_id("")
     settings = Settings()
     path = config_file or settings.config_file()
     config = load_config(path)
@@ -36,7 +40,7 @@ def ci_schedule(config_file: ConfigFile = None) -> None:
         # Apps in the config by id (visibility lists a new schedule a moment late), others
         # (apps removed from the config) as listed.
         stale = {ci_schedule_id(a.name) for a in config.apps}
-        stale |= {s.id async for s in await client.list_schedules() if s.id.startswith(PREFIX)}
+        stale |= {s.id async for s in await client.list_schedules() if s.id.startswith(prefix)}
         deleted = []
         for schedule_id in sorted(stale - wanted.keys()):
             try:

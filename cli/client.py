@@ -16,12 +16,10 @@ from typing import Any
 import httpx
 from pydantic import BaseModel
 
-from baton.changes import PublishedGate, Refused
+from baton.change_ids import CHANGE_KEY
 from baton.errors import BadRequest, BatonError, InfrastructureError, NotFound, Unauthenticated
 from baton.holds import Hold
-from baton.policy import PolicyViolation
 from baton.settings import Settings
-from baton.temporal import CHANGE_KEY
 
 NO_CREDENTIAL = (
     "no credential: set BATON_TOKEN or run `baton login` (an administrator creates tokens "
@@ -65,16 +63,29 @@ class RolloutContent(BaseModel):
     head: str | None = None
 
 
-ERRORS: dict[int, type[BatonError]] = {
-    400: BadRequest,
-    401: Unauthenticated,
-    403: PolicyViolation,
-    404: NotFound,
-    409: Refused,
-    413: BadRequest,
-    422: BadRequest,
-    429: Unauthenticated,
-}
+def error_class(status: int) -> type[BatonError]:
+    """The Baton error an API answer with HTTP `status` (>= 300) stands for.
+
+    `baton.changes` and `baton.policy` (Temporal, the models) are imported only for the answers
+    they name (409, 403), so a command never pays for them at start-up.
+    """
+    if status == 403:
+        from baton.policy import PolicyViolation
+
+        return PolicyViolation
+    if status == 409:
+        from baton.changes import Refused
+
+        return Refused
+    errors: dict[int, type[BatonError]] = {
+        400: BadRequest,
+        401: Unauthenticated,
+        404: NotFound,
+        413: BadRequest,
+        422: BadRequest,
+        429: Unauthenticated,
+    }
+    return errors.get(status, ApiUnavailable)
 
 
 class BatonApi:
@@ -90,6 +101,14 @@ class BatonApi:
         self.base_url = (base_url or settings.api_base or settings.api_url).rstrip("/")
         self.token = token if token is not None else stored_token()
         self.transport = transport
+        self._http: httpx.Client | None = None
+
+    @property
+    def http(self) -> httpx.Client:
+        """One HTTP client for all of this caller's requests (its TLS context built once)."""
+        if self._http is None:
+            self._http = httpx.Client(transport=self.transport, timeout=60)
+        return self._http
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         """The JSON answer of `method /api/v1{path}`; a Baton error for any refusal."""
@@ -97,10 +116,9 @@ class BatonApi:
             raise Unauthenticated(NO_CREDENTIAL)
         url = f"{self.base_url}/api/v1{path}"
         try:
-            with httpx.Client(transport=self.transport, timeout=60) as http:
-                answer = http.request(
-                    method, url, json=body, headers={"Authorization": f"Bearer {self.token}"}
-                )
+            answer = self.http.request(
+                method, url, json=body, headers={"Authorization": f"Bearer {self.token}"}
+            )
         except httpx.HTTPError as exc:
             raise ApiUnavailable(
                 f"cannot reach Baton's API at {self.base_url} ({exc}): start it with "
@@ -112,17 +130,19 @@ class BatonApi:
             message = answer.json().get("error") or answer.text
         except ValueError:
             message = answer.text[:300]
-        raise ERRORS.get(answer.status_code, ApiUnavailable)(message)
+        raise error_class(answer.status_code)(message)
 
     def me(self) -> dict[str, Any]:
         return self.call("GET", "/me")
 
     def content(self, change: str, environment: str) -> RolloutContent:
         """The content the change's rollout into `environment` asks approval for, as published."""
+        from baton.models import Gate  # not baton.changes' PublishedGate: no Temporal client
+
         app, pr = _parts(change)
         view = self.call("GET", f"/changes/{app}/{pr}")
         for published in view.get("gates", []):
-            gate = PublishedGate.model_validate(published).gate
+            gate = Gate.model_validate(published["gate"])
             if gate.kind == "approval" and gate.environment == environment:
                 return RolloutContent(content_hash=gate.content_hash, head=gate.head)
         return RolloutContent()

@@ -7,18 +7,20 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Annotated, Literal, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from baton.config import MergeMethod
 from baton.errors import BatonError
-from baton.forges.base import PullRequest, ReviewState
-from baton.local.forge import LocalForge
+from baton.merge_methods import MergeMethod
 from baton.settings import Settings
 from cli.exits import exit_code
+
+if TYPE_CHECKING:
+    from baton.forges.base import PullRequest, ReviewState
+    from baton.local.forge import LocalForge
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -42,6 +44,8 @@ Json = Annotated[bool, typer.Option("--json", help="print JSON")]
 
 
 def _forge(user: str = "baton") -> LocalForge:
+    from baton.local.forge import LocalForge
+
     settings = Settings()
     return LocalForge(
         settings.forge_dir,

@@ -1,21 +1,23 @@
-"""`baton images`: third-party images mirrored into Baton's registry (`images.mirror`)."""
+"""`baton images`: third-party images mirrored into Baton's registry (`images.mirror`).
+
+The registry, mirror and Temporal are imported by the command that runs (see cli.main).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from baton.config import BatonConfig, ConfigError, load_config
-from baton.mirror import MirrorState, config_commit, mirror
-from baton.registry import Registry
 from baton.settings import Settings
-from baton.store import Stores
-from baton.temporal import IMAGE_REFRESH_SCHEDULE, WorkflowTypes, connect, put_schedule
+
+if TYPE_CHECKING:
+    from baton.config import BatonConfig
+    from baton.mirror import MirrorState
 
 console = Console(soft_wrap=True)
 images_app = typer.Typer(help="Third-party images mirrored into Baton's registry.")
@@ -28,12 +30,19 @@ Json = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 
 def _state(settings: Settings, config: BatonConfig) -> MirrorState:
     """The mirror state the build workers keep, in the store they share (`baton.store`)."""
+    from baton.mirror import MirrorState
+    from baton.store import Stores
+
     return MirrorState(Stores.configured(settings, config.registry).records)
 
 
 @images_app.command("mirror")
 def images_mirror(config_file: ConfigFile = None) -> None:
     """Copy each images.mirror source into the registry by digest; report what changed."""
+    from baton.config import load_config
+    from baton.mirror import config_commit, mirror
+    from baton.registry import Registry
+
     settings = Settings()
     path = config_file or settings.config_file()
     config = load_config(path)
@@ -60,6 +69,8 @@ def images_mirror(config_file: ConfigFile = None) -> None:
 def images_ls(as_json: Json = False, config_file: ConfigFile = None) -> None:
     """Each mirrored image: source, source digest, mirrored tag, last check, update waiting and
     the PRs that move its pins (read from the store the config's registry holds)."""
+    from baton.config import load_config
+
     settings = Settings()
     known = _state(settings, load_config(config_file or settings.config_file())).load()
     if as_json:
@@ -84,6 +95,9 @@ def images_ls(as_json: Json = False, config_file: ConfigFile = None) -> None:
 @images_app.command("schedule")
 def images_schedule(config_file: ConfigFile = None) -> None:
     """Create or update the Temporal Schedule that runs the refresh on images.refresh's cron."""
+    from baton.config import ConfigError, load_config
+    from baton.temporal import IMAGE_REFRESH_SCHEDULE, WorkflowTypes, connect, put_schedule
+
     settings = Settings()
     path = config_file or settings.config_file()
     cron = load_config(path).images.refresh

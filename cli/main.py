@@ -1,4 +1,9 @@
-"""The `baton` command line."""
+"""The `baton` command line.
+
+Each command imports what it needs when it runs: at start-up only typer, rich, the API client
+and the exit codes load, so `baton approve` or `baton --help` does not first import Temporal's
+client, the models, the renderers and the embedded stack (`make bench`: bench/cli.py).
+"""
 
 from __future__ import annotations
 
@@ -13,34 +18,28 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
-from pydantic import TypeAdapter
 from rich.console import Console
-from temporalio.client import Client
 
-from baton import changes, tokens
-from baton import metrics as dora
-from baton.config import ConfigError, load_config
-from baton.errors import BadRequest, BatonError, ConfigurationError
-from baton.forges import create_forge
-from baton.holds import Hold
-from baton.local.forge import LocalForge
-from baton.local.stack import Stack
-from baton.models import ChangeStatus, Decision, Stage
-from baton.promotion import describe
+from baton.errors import BadRequest, BatonError
 from baton.settings import Settings
-from baton.temporal import connect
-from cli import render as render_command
 from cli.ci import ci_app
 from cli.client import BatonApi, store_token
-from cli.demo import Demo, DemoSummary, seed_repositories
 from cli.exits import Exit, exit_code
 from cli.forge import forge_app
 from cli.images import images_app
 from cli.init import init as init_command
-from cli.watch import Until, WaitTimedOut, WatchEvent, follow, now_line
+
+if TYPE_CHECKING:
+    from temporalio.client import Client
+
+    from baton import changes, tokens
+    from baton.metrics import Durations
+    from baton.models import ChangeStatus, Decision, Stage
+    from cli.demo import DemoSummary
+    from cli.watch import Until, WatchEvent
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -77,6 +76,7 @@ T = TypeVar("T")
 
 def _client_call(operation: Callable[[Client], Awaitable[T]]) -> T:
     """Run `operation(client)` against Temporal; user-facing errors surface as one line."""
+    from baton.temporal import connect
 
     async def run() -> T:
         return await operation(await connect())
@@ -87,6 +87,8 @@ def _client_call(operation: Callable[[Client], Awaitable[T]]) -> T:
 @changes_app.command("ls")
 def changes_ls(as_json: Json = False) -> None:
     """Changes, newest first: id, state, environment and commit (no worker needed)."""
+    from baton import changes
+
     summaries = _client_call(changes.list_changes)
     if as_json:
         print(json.dumps([s.model_dump(mode="json") for s in summaries], indent=2))
@@ -101,6 +103,8 @@ def changes_ls(as_json: Json = False) -> None:
 @changes_app.command("show")
 def changes_show(change: ChangeId, as_json: Json = False) -> None:
     """A change's timeline, its current gate, and who it waits for (no worker needed)."""
+    from baton import changes
+
     detail = _client_call(lambda client: changes.show(client, change))
     if as_json:
         print(detail.model_dump_json(indent=2))
@@ -120,6 +124,8 @@ def changes_watch(change: ChangeId, as_json: Json = False) -> None:
 
 async def _watch(client: Client, change: str, as_json: bool) -> str:
     """Print the change's events as they come; returns how it ended."""
+    from cli.watch import follow, now_line
+
     end = "unknown"
     with _live_line(quiet=as_json) as live:
         async for events, detail in follow(client, change):
@@ -161,6 +167,8 @@ def changes_wait(
 ) -> None:
     """Wait, silently, until a change is deployed to ENV (or completed). Exit 0 when it is, 1 when
     the change ends without it, 6 after --timeout."""
+    from cli.watch import Until
+
     goal = Until.parse(until)
     seconds = _seconds(timeout)
     status = _client_call(lambda client: _wait(client, change, goal, seconds))
@@ -182,6 +190,9 @@ def changes_wait(
 async def _wait(client: Client, change: str, goal: Until, seconds: float) -> ChangeStatus:
     """The change's status once `goal` is reached or the change ended; WaitTimedOut after
     `seconds`, EnvironmentNotFound when the change has no such environment."""
+    from baton import changes
+    from cli.watch import WaitTimedOut, follow
+
     status: ChangeStatus | None = None
     try:
         async with asyncio.timeout(seconds):
@@ -213,6 +224,8 @@ def _seconds(text: str) -> float:
 
 
 def render_change(detail: changes.ChangeDetail) -> None:
+    from baton.promotion import describe
+
     status = detail.change
     what = f"#{status.pr_number}" if status.pr_number is not None else f"@{status.head_sha[:12]}"
     console.print(f"[bold]{status.id}[/] {status.app}{what} by {status.author}")
@@ -357,6 +370,9 @@ def metrics(
 ) -> None:
     """Delivery metrics (DORA) from the changes Baton carried: frequency, lead time, failure
     rate and time to restore."""
+    from baton import metrics as dora
+    from baton.config import load_config
+
     config = load_config(Settings().config_file())
     names = [e.name for e in config.promotion_order()]
     environment = env or (names[-1] if names else None)
@@ -391,7 +407,7 @@ def metrics(
     console.print(f"time to restore: {_durations(result.time_to_restore)}")
 
 
-def _durations(durations: dora.Durations) -> str:
+def _durations(durations: Durations) -> str:
     if not durations.count:
         return "-"
     return (
@@ -444,7 +460,6 @@ def retry(change: ChangeId, env: Env) -> None:
     console.print(BatonApi().retry(change, env), markup=False)
 
 
-HOLDS_JSON = TypeAdapter(list[Hold])
 AppOption = Annotated[str | None, typer.Option("--app", help="one app only; default: every app")]
 
 
@@ -475,7 +490,11 @@ def holds(as_json: Json = False) -> None:
     """The holds on every environment: where, for which app, why, by whom and since when."""
     found = BatonApi().holds()
     if as_json:
-        print(HOLDS_JSON.dump_json(found, indent=2).decode())
+        from pydantic import TypeAdapter
+
+        from baton.holds import Hold
+
+        print(TypeAdapter(list[Hold]).dump_json(found, indent=2).decode())
         return
     if not found:
         console.print("nothing is on hold")
@@ -509,6 +528,8 @@ def token_create(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print the token only")] = False,
 ) -> None:
     """Create an API token for a person or a bot; it is shown this once and kept hashed."""
+    from baton import tokens
+
     lifetime = tokens.parse_duration(expires) if expires else None
     created = _tokens().create(user, lifetime, description)
     if quiet:
@@ -551,6 +572,8 @@ def token_revoke(
 
 def _tokens() -> tokens.TokenStore:
     """The token store of this Baton (under BATON_HOME): an administrator's path."""
+    from baton import tokens
+
     return tokens.TokenStore(Settings().tokens_file)
 
 
@@ -561,6 +584,8 @@ def changes_rerun(
 ) -> None:
     """Validate a change's head again, once what kept its checks from running is fixed (its PR
     shows the commit status `error`)."""
+    from baton import changes
+
     console.print(_client_call(lambda c: changes.rerun(c, change, as_)))
 
 
@@ -592,6 +617,9 @@ def render(
     ] = None,
 ) -> None:
     """Print the manifests CD would commit for APP in an environment (the rollout's own render)."""
+    from baton.config import load_config
+    from cli import render as render_command
+
     settings = Settings()
     config = load_config(settings.config_file())
     sys.stdout.write(
@@ -619,6 +647,8 @@ def config_check(
     as_json: Json = False,
 ) -> None:
     """Exit 0 when FILE is valid; otherwise print one line per problem and exit 2."""
+    from baton.config import ConfigError, load_config
+
     file = file or Settings().config_file()
     try:
         config = load_config(file)
@@ -653,6 +683,8 @@ def dev_up(
     detach: Annotated[bool, typer.Option("--detach", "-d", help="start in the background")] = False,
 ) -> None:
     """Start Temporal, Baton's worker and API on 127.0.0.1; Ctrl-C stops them."""
+    from baton.local.stack import Stack
+
     stack = Stack()
     started = stack.up()
     console.print(f"started: {', '.join(started) or 'nothing (already running)'}")
@@ -678,6 +710,8 @@ def dev_up(
 def dev_status(as_json: Json = False) -> None:
     """Show which services of the embedded stack run, and whether its configuration is broken;
     exit 1 when any service is down or the configuration is broken."""
+    from baton.local.stack import Stack
+
     stack = Stack()
     status = stack.status()
     problem = stack.config_problem()
@@ -711,6 +745,8 @@ def dev_status(as_json: Json = False) -> None:
 @dev_app.command("down")
 def dev_down() -> None:
     """Stop the embedded stack started with `baton dev up --detach`."""
+    from baton.local.stack import Stack
+
     stopped = Stack().down()
     console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
 
@@ -727,6 +763,13 @@ def demo(
     as_json: Json = False,
 ) -> None:
     """Carry one change of a sample app through PR, CI, dev, staging and prod."""
+    from baton.config import load_config
+    from baton.errors import ConfigurationError
+    from baton.forges import create_forge
+    from baton.local.forge import LocalForge
+    from baton.local.stack import Stack
+    from cli.demo import Demo, seed_repositories
+
     settings = Settings()
     say = (lambda line: None) if as_json else (lambda line: console.print(line, highlight=False))
     config = load_config(settings.config_file())

@@ -43,6 +43,7 @@ import httpx
 import yaml
 from docker.models.containers import Container
 
+from baton import shared_http
 from baton.cluster.base import SyncStatus, kustomization_name
 from baton.cluster.local import LocalClusterStatus
 from baton.config import BatonConfig, ConfigError, EnvironmentConfig, load_config
@@ -604,7 +605,7 @@ class LocalCluster:
             "X-Signature": sign_generic_hmac(self.webhook_secret, body),
         }
         try:
-            response = httpx.post(
+            response = shared_http.client().post(
                 self.events_url, content=body, headers=headers, timeout=EVENT_TIMEOUT_S
             )
         except httpx.HTTPError as exc:
@@ -644,7 +645,7 @@ def _probe(url: str | None) -> bool:
         return True
     try:
         # Kubernetes counts 200-399 as ready.
-        return 200 <= httpx.get(url, timeout=1.0).status_code < 400
+        return 200 <= shared_http.client().get(url, timeout=1.0).status_code < 400
     except httpx.HTTPError:
         return False
 
