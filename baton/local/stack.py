@@ -3,8 +3,10 @@
 Each piece is a child process with a pid file and a log file in the data directory, so a detached
 stack can be inspected and stopped by later commands (also while the configuration is broken).
 Each process gets only the secrets it uses: Temporal and the registry none, the API the webhook
-secrets and the forge token, the local cluster the registry password (it pulls images) and the
-webhook secrets (it signs Flux-format events), the worker all of them.
+secrets, the forge token and the registry password (the board reads step logs from the store in
+the registry), the local cluster the registry password (it pulls images), the forge token (it
+reads the GitOps repository) and the webhook secrets (it signs Flux-format events), the worker all
+of them.
 """
 
 from __future__ import annotations
@@ -133,7 +135,9 @@ def services(settings: Settings, config: BatonConfig) -> list[Service]:
             "cluster",
             [python, "-m", "baton.local.cluster"],
             0,
-            secrets=secrets["registry"] | secrets["webhook"],
+            # The forge token: it reads the GitOps repository from the forge, as Flux's
+            # GitRepository does with its secretRef.
+            secrets=secrets["registry"] | secrets["forge"] | secrets["webhook"],
         ),
     ]
 

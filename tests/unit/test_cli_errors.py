@@ -202,7 +202,7 @@ def test_each_stack_process_gets_only_the_secrets_it_uses(
     assert seen == {
         "temporal": [],
         "registry": [],
-        "api": ["FORGE_TOKEN", "BATON_WEBHOOK_SECRET"],
+        "api": ["BATON_REGISTRY_PASSWORD", "FORGE_TOKEN", "BATON_WEBHOOK_SECRET"],
         "worker": ["BATON_REGISTRY_PASSWORD", "FORGE_TOKEN", "BATON_WEBHOOK_SECRET"],
-        "cluster": ["BATON_REGISTRY_PASSWORD", "BATON_WEBHOOK_SECRET"],
+        "cluster": ["BATON_REGISTRY_PASSWORD", "FORGE_TOKEN", "BATON_WEBHOOK_SECRET"],
     }
