@@ -29,7 +29,7 @@ from baton.render import (
     validate_manifests,
 )
 from baton.store import BlobStore
-from baton.tools import find_tool, search_path
+from baton.tools import find_tool, tool_env
 
 SUMMARY_MAX = 300
 
@@ -267,12 +267,7 @@ def _execute(
 def _child_env(extra: Mapping[str, str] | None) -> dict[str, str]:
     # Checks run code from the repository under test: pass only what a build needs, never the
     # worker's own environment (it holds Baton's secrets).
-    env = {"PATH": search_path(), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
-    for key in ("HOME", "TMPDIR", "TZ"):
-        if key in os.environ:
-            env[key] = os.environ[key]
-    env.update(extra or {})
-    return env
+    return tool_env(extra, keep=("HOME", "TMPDIR", "TZ"), prefixes=())
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

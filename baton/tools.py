@@ -36,6 +36,45 @@ def find_tool(name: str) -> str:
     return found
 
 
+# What a child tool may see of the worker's environment: where its home, temporary files, caches,
+# kubeconfig and CA certificates are, and the proxies. Never the rest: the worker's environment
+# holds Baton's secrets (forge tokens, the registry password, webhook secrets).
+_TOOL_ENV = (
+    "HOME",
+    "TMPDIR",
+    "TZ",
+    "KUBECONFIG",
+    "XDG_CACHE_HOME",
+    "XDG_CONFIG_HOME",
+    "XDG_DATA_HOME",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+)
+# helm's own settings (HELM_CACHE_HOME, HELM_REGISTRY_CONFIG...; `helm env` lists them).
+_TOOL_ENV_PREFIXES = ("HELM_",)
+
+
+def tool_env(
+    extra: Mapping[str, str] | None = None,
+    keep: tuple[str, ...] = _TOOL_ENV,
+    prefixes: tuple[str, ...] = _TOOL_ENV_PREFIXES,
+) -> dict[str, str]:
+    """The environment for a child tool: PATH with the tools first, a UTF-8 locale, the worker's
+    variables named in `keep` or starting with one of `prefixes`, then `extra` (which wins)."""
+    env = {"PATH": search_path(), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+    for key, value in os.environ.items():
+        if key in keep or key.startswith(prefixes):
+            env[key] = value
+    env.update(extra or {})
+    return env
+
+
 def run_tool(
     command: list[str],
     *,
@@ -43,7 +82,8 @@ def run_tool(
     stdin: str | None = None,
     env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run a tool with the tools directory first on PATH, its output captured as text.
+    """Run a tool with the tools directory first on PATH, its output captured as text. The tool
+    sees `tool_env(env)`, never the worker's secrets.
 
     Raises `subprocess.TimeoutExpired` after `timeout_s`; the exit status is the caller's to judge.
     """
@@ -54,7 +94,7 @@ def run_tool(
         text=True,
         check=False,
         timeout=timeout_s,
-        env={**os.environ, **(env or {}), "PATH": search_path()},
+        env=tool_env(env),
     )
 
 

@@ -95,7 +95,7 @@ def test_failed_first_deploy_to_staging_is_removed(
     assert change.reason.startswith("staging: failed: verification failed: "), change.reason
     assert change.reason.endswith(
         "; rolled back: sample-app removed from staging (its first deploy there; "
-        f"GitOps PR #{rollback.revert_pr.number})"
+        f"GitOps PR #{rollback.revert_pr.number}) (prod not started)"
     ), change.reason
 
     # The GitOps repository shows the merged revert: staging's manifests are the placeholder.

@@ -1,5 +1,6 @@
 """The cluster adapters' tests share a fake Kubernetes API server and Flux's adapter on it; the
-Kustomize tests share an app repository laid out as in tests/fixtures/kustomize.py."""
+Kustomize tests share an app repository laid out as in tests/fixtures/kustomize.py. The store is
+BATON_HOME's (`home`) unless a test names another: none depends on a registry it did not start."""
 
 from __future__ import annotations
 
@@ -11,6 +12,12 @@ import pytest
 from baton.cluster.kubernetes import FluxCluster
 from tests.fakes.kube_api import FakeKubeAPI
 from tests.fixtures.kustomize import write_layout
+
+
+@pytest.fixture(autouse=True)
+def home_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    """BATON_STORE=home for every Settings a test builds without naming its store."""
+    monkeypatch.setenv("BATON_STORE", "home")
 
 
 @pytest.fixture

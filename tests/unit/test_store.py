@@ -102,6 +102,7 @@ def test_workers_use_the_registry_unless_told_to_keep_to_their_home(
     tmp_path: Path, registry: LocalRegistry, monkeypatch: pytest.MonkeyPatch
 ):
     monkeypatch.setenv("BATON_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("BATON_STORE")  # the default: the registry
     monkeypatch.setenv("TEST_REGISTRY_PASSWORD", registry.password)
     config = RegistryConfig(
         url=registry.host,

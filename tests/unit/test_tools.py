@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from baton.errors import ToolNotFound
-from baton.tools import find_tool, tools_dir
+from baton.tools import find_tool, run_tool, tools_dir
 from tests.fixtures import unavailable
 
 
@@ -48,3 +48,26 @@ def test_missing_tool_names_the_tool_and_the_fix() -> None:
 
     assert "baton-no-such-tool" in str(raised.value)
     assert "make tools" in str(raised.value)
+
+
+def test_helm_sees_its_settings_and_home_but_not_the_workers_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A worker's environment as the stack gives it: a forge token and the registry password
+    # beside helm's own settings. helm (here a script printing what it sees) gets the latter only.
+    tool = _fake_tool(tmp_path / "tools", "helm")
+    tool.write_text("#!/bin/sh\nenv\n")
+    monkeypatch.setenv("BATON_TOOLS_DIR", str(tool.parent))
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_secret")
+    monkeypatch.setenv("BATON_REGISTRY_PASSWORD", "hunter2")
+    monkeypatch.setenv("HELM_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
+
+    seen = run_tool([find_tool("helm")], timeout_s=30, env={"TMPDIR": str(tmp_path)}).stdout
+
+    variables = dict(line.split("=", 1) for line in seen.splitlines() if "=" in line)
+    assert variables["HELM_CACHE_HOME"] == str(tmp_path / "cache")
+    assert variables["KUBECONFIG"] == str(tmp_path / "kubeconfig")
+    assert variables["TMPDIR"] == str(tmp_path)
+    assert variables["PATH"].startswith(str(tool.parent))
+    assert "ghp_secret" not in seen and "hunter2" not in seen
