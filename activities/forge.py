@@ -12,7 +12,7 @@ from activities.context import current
 from activities.errors import typed_errors
 from activities.heartbeat import heartbeating
 from baton import changes, policy, pr_comment
-from baton.forges.base import DeploymentState, StatusState
+from baton.forges.base import Deployments, DeploymentState, StatusState
 
 
 class CommitStatusInput(BaseModel):
@@ -103,8 +103,11 @@ class DeploymentInput(BaseModel):
 async def report_deployment(input: DeploymentInput) -> int | None:
     """Show the app's commit deployed (or being deployed) to an environment on forges with
     deployments (GitHub); elsewhere nothing. The deployment's id."""
+    forge = current().forge
+    if not isinstance(forge, Deployments):
+        return None
     return await asyncio.to_thread(
-        current().forge.report_deployment,
+        forge.report_deployment,
         input.repo,
         input.sha,
         input.environment,

@@ -13,7 +13,7 @@ from baton.settings import Settings
 
 if TYPE_CHECKING:
     from baton.forges.azure_devops import AzureDevOpsForge
-    from baton.forges.github import GitHubForge
+    from baton.forges.github import GitHubRestForge
 
 
 def create_forge(config: ForgeConfig, settings: Settings) -> Forge:
@@ -27,7 +27,7 @@ def create_forge(config: ForgeConfig, settings: Settings) -> Forge:
             webhook_secret=config.webhook_secret() or settings.webhook_secret,
             merge_method=config.merge or "merge",
         )
-    adapter: type[GitHubForge | AzureDevOpsForge]
+    adapter: type[GitHubRestForge | AzureDevOpsForge]
     if config.kind == "github":
         from baton.forges.github import GitHubForge as adapter
     elif config.kind == "gitea":

@@ -29,7 +29,6 @@ from baton.forges.base import (
     Comment,
     CommitAuthor,
     CommitStatus,
-    DeploymentState,
     ForgeError,
     HeadChanged,
     NotMergeable,
@@ -329,20 +328,6 @@ class AzureDevOpsForge(HostedForge):
             if not token:
                 return commits[::-1]
             params = {"$top": 100, "continuationToken": token}
-
-    def report_deployment(
-        self,
-        repo: str,
-        sha: str,
-        environment: str,
-        state: DeploymentState,
-        *,
-        description: str = "",
-        environment_url: str | None = None,
-        log_url: str | None = None,
-    ) -> int | None:
-        """Azure Repos has no deployments API for a repository: nothing to report."""
-        return None
 
     # Commit statuses
 

@@ -323,6 +323,12 @@ class Forge(Protocol):
         """The pull request's commits, oldest first, with their authors (also once merged)."""
         ...
 
+
+@runtime_checkable
+class Deployments(Protocol):
+    """A forge with a deployments API (GitHub's; Gitea, Azure Repos and the local forge have
+    none): what an environment runs, shown on the commit and the pull request."""
+
     def report_deployment(
         self,
         repo: str,
@@ -333,9 +339,8 @@ class Forge(Protocol):
         description: str = "",
         environment_url: str | None = None,
         log_url: str | None = None,
-    ) -> int | None:
-        """Show `sha` deployed (or being deployed) to `environment` where the forge has
-        deployments (GitHub): one deployment per commit and environment, found again before
-        one is created (idempotent), and a new status on it; its id. Forges without a
-        deployments API (Gitea, Azure DevOps, the local forge) do nothing and return None."""
+    ) -> int:
+        """Show `sha` deployed (or being deployed) to `environment`: one deployment per commit
+        and environment, found again before one is created (idempotent), and a new status on
+        it; the deployment's id."""
         ...

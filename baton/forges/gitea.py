@@ -1,7 +1,7 @@
 """Gitea and Forgejo (API v1) behind the `Forge` protocol.
 
 `forge.url` is the API base, e.g. https://gitea.example.com/api/v1. The API mirrors GitHub's, so
-this adapter is `GitHubForge` with the calls that differ: finding a pull request by head branch,
+this adapter is `GitHubRestForge` with the calls that differ: finding a pull request by head branch,
 merging (an empty answer: the merge commit is read back from the pull request), deleting a
 branch, and the review states' spelling.
 
@@ -18,12 +18,12 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 from baton.config import MergeMethod
-from baton.forges.base import DeploymentState, PullRequest, ReviewState
-from baton.forges.github import GitHubForge
+from baton.forges.base import PullRequest, ReviewState
+from baton.forges.github import GitHubRestForge
 from baton.forges.http import ResourceNotFound
 
 
-class GiteaForge(GitHubForge):
+class GiteaForge(GitHubRestForge):
     name: ClassVar[str] = "Gitea"
     clone_user: ClassVar[str] = "baton"
     review_states: ClassVar[dict[str, ReviewState]] = {
@@ -31,7 +31,7 @@ class GiteaForge(GitHubForge):
         "REQUEST_CHANGES": "changes_requested",
         "COMMENT": "commented",
     }
-    merge_styles: ClassVar[dict[MergeMethod, str]] = GitHubForge.merge_styles | {
+    merge_styles: ClassVar[dict[MergeMethod, str]] = GitHubRestForge.merge_styles | {
         "fast-forward": "fast-forward-only"
     }
     allowed_fields: ClassVar[dict[MergeMethod, str]] = {
@@ -70,20 +70,6 @@ class GiteaForge(GitHubForge):
             return None
         merged = data.get("merged") and data.get("merge_commit_sha") == sha
         return int(data["number"]) if merged else None
-
-    def report_deployment(
-        self,
-        repo: str,
-        sha: str,
-        environment: str,
-        state: DeploymentState,
-        *,
-        description: str = "",
-        environment_url: str | None = None,
-        log_url: str | None = None,
-    ) -> int | None:
-        """Gitea has no deployments API: nothing to report."""
-        return None
 
     def delete_branch(self, repo: str, branch: str) -> None:
         try:

@@ -57,8 +57,9 @@ _STATUS_STATES: dict[str, StatusState] = {
 }
 
 
-class GitHubForge(HostedForge):
-    """A GitHub-shaped REST API; class attributes hold what Gitea spells differently."""
+class GitHubRestForge(HostedForge):
+    """A GitHub-shaped REST API (GitHub's, and Gitea's, which mirrors it); class attributes hold
+    what Gitea spells differently."""
 
     name: ClassVar[str] = "GitHub"
     body_limit: ClassVar[int] = 65_536
@@ -284,45 +285,6 @@ class GitHubForge(HostedForge):
             for c in self.api.pages(path, self.page_size)
         ]
 
-    def report_deployment(
-        self,
-        repo: str,
-        sha: str,
-        environment: str,
-        state: DeploymentState,
-        *,
-        description: str = "",
-        environment_url: str | None = None,
-        log_url: str | None = None,
-    ) -> int | None:
-        """GitHub deployments (docs.github.com/rest/deployments): the deployment of `sha` to
-        `environment` from `GET /deployments?sha=&environment=`, else `POST /deployments` (ref the
-        commit, `auto_merge: false`, `required_contexts: []`: Baton deploys what it checked); then
-        `POST /deployments/{id}/statuses` with the state and URLs."""
-        query = {"sha": sha, "environment": environment, "per_page": 100}
-        deployments = self.api.pages(self._root(repo) + "/deployments", query)
-        found = next(
-            (d for d in deployments if (d.get("sha"), d.get("environment")) == (sha, environment)),
-            None,
-        )
-        if found is None:
-            request = {
-                "ref": sha,
-                "environment": environment,
-                "auto_merge": False,
-                "required_contexts": [],
-                "description": description[:140],
-                "transient_environment": False,
-            }
-            found = self._call(repo, "POST", "/deployments", json=request)
-        status: dict[str, Any] = {"state": state, "description": description[:140]}
-        if environment_url:
-            status["environment_url"] = environment_url
-        if log_url:
-            status["log_url"] = log_url
-        self._call(repo, "POST", f"/deployments/{found['id']}/statuses", json=status)
-        return int(found["id"])
-
     # Commit statuses
 
     def set_commit_status(
@@ -434,3 +396,46 @@ class GitHubForge(HostedForge):
             merge_commit_sha=data.get("merge_commit_sha") if merged else None,
             html_url=data.get("html_url") or "",
         )
+
+
+class GitHubForge(GitHubRestForge):
+    """GitHub: its REST API, and deployments (`Deployments`), which Gitea does not have."""
+
+    def report_deployment(
+        self,
+        repo: str,
+        sha: str,
+        environment: str,
+        state: DeploymentState,
+        *,
+        description: str = "",
+        environment_url: str | None = None,
+        log_url: str | None = None,
+    ) -> int:
+        """GitHub deployments (docs.github.com/rest/deployments): the deployment of `sha` to
+        `environment` from `GET /deployments?sha=&environment=`, else `POST /deployments` (ref the
+        commit, `auto_merge: false`, `required_contexts: []`: Baton deploys what it checked); then
+        `POST /deployments/{id}/statuses` with the state and URLs."""
+        query = {"sha": sha, "environment": environment, "per_page": 100}
+        deployments = self.api.pages(self._root(repo) + "/deployments", query)
+        found = next(
+            (d for d in deployments if (d.get("sha"), d.get("environment")) == (sha, environment)),
+            None,
+        )
+        if found is None:
+            request = {
+                "ref": sha,
+                "environment": environment,
+                "auto_merge": False,
+                "required_contexts": [],
+                "description": description[:140],
+                "transient_environment": False,
+            }
+            found = self._call(repo, "POST", "/deployments", json=request)
+        status: dict[str, Any] = {"state": state, "description": description[:140]}
+        if environment_url:
+            status["environment_url"] = environment_url
+        if log_url:
+            status["log_url"] = log_url
+        self._call(repo, "POST", f"/deployments/{found['id']}/statuses", json=status)
+        return int(found["id"])

@@ -42,7 +42,6 @@ from baton.forges.base import (
     Comment,
     CommitAuthor,
     CommitStatus,
-    DeploymentState,
     ForgeError,
     HeadChanged,
     NoCommitsBetween,
@@ -673,20 +672,6 @@ class LocalForge:
             CommitAuthor(sha=sha, name=name, email=email, login=_login_of(email))
             for sha, name, email in found
         ]
-
-    def report_deployment(
-        self,
-        repo: str,
-        sha: str,
-        environment: str,
-        state: DeploymentState,
-        *,
-        description: str = "",
-        environment_url: str | None = None,
-        log_url: str | None = None,
-    ) -> int | None:
-        """The local forge keeps no deployments: nothing to report."""
-        return None
 
     # Commit statuses
 

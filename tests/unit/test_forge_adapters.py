@@ -18,6 +18,7 @@ from baton.forges.azure_devops import AzureDevOpsForge, vote_state
 from baton.forges.base import (
     BranchHead,
     BranchNotFound,
+    Deployments,
     Forge,
     HeadChanged,
     NotMergeable,
@@ -470,6 +471,10 @@ def test_pull_request_commits_name_their_authors_and_linked_accounts(
 def test_deployments_are_reported_once_per_commit_and_environment(
     fake: FakeForge, forge: Forge
 ) -> None:
+    if not isinstance(fake, FakeGitHub):
+        assert not isinstance(forge, Deployments)  # no deployments API: nothing is sent
+        return
+    assert isinstance(forge, Deployments)
     sha = push(fake, forge, "main", {"a.txt": "a\n"})
     made = forge.report_deployment(
         repo(fake), sha, "staging", "in_progress", log_url="http://127.0.0.1:8233/x"
@@ -477,9 +482,6 @@ def test_deployments_are_reported_once_per_commit_and_environment(
     again = forge.report_deployment(
         repo(fake), sha, "staging", "success", environment_url="https://staging.example.com"
     )
-    if not isinstance(fake, FakeGitHub):
-        assert made is again is None  # no deployments API: nothing is sent
-        return
     other = forge.report_deployment(repo(fake), sha, "prod", "failure")
     assert made == again != other
     assert [(d["sha"], d["environment"]) for d in fake.deployments] == [
