@@ -250,7 +250,12 @@ async def show(
     )
 
 
-ACTIVITY_STEPS = {"build_image": "image", "publish_artifact": "publish"}
+ACTIVITY_STEPS = {
+    "build_image": "image",
+    "try_image": "image_test",
+    "push_image": "push",
+    "publish_artifact": "publish",
+}
 """Activities whose timeline step has another name than the activity (checks: their kind)."""
 
 
