@@ -25,7 +25,7 @@ from api.auth import Authenticator, TooManyAttempts
 from api.board import routes as board
 from api.github import WebhookRejected
 from api.observe import ApiMetrics, WebhookObserver
-from baton import flux, reconcile
+from baton import flux, reconcile, shared_http
 from baton.changes import Refused
 from baton.config import BatonConfig, load_config
 from baton.errors import (
@@ -98,7 +98,10 @@ def create_app(
         app.state.forge = forge
         if forge is None and config.forge.kind == "azure-devops":
             app.state.forge = create_forge(config.forge, settings)
-        yield
+        # The API's own outbound calls (the board's OIDC sign-in): one client for its lifespan.
+        async with shared_http.async_client() as http:
+            app.state.http = http
+            yield
 
     app = FastAPIOffline(
         title="Baton",

@@ -22,6 +22,7 @@ import httpx
 import jwt
 from pydantic import BaseModel, Field
 
+from baton import shared_http
 from baton.config import AuthConfig, OidcConfig
 from baton.errors import RequestError, Unauthenticated
 from baton.models import Decision
@@ -110,7 +111,7 @@ class OidcVerifier:
     def _discover(self) -> str:
         where = f"{self.config.issuer.rstrip('/')}/.well-known/openid-configuration"
         try:
-            answer = httpx.get(where, timeout=10)
+            answer = shared_http.client().get(where, timeout=10)
             answer.raise_for_status()
             jwks_uri = answer.json().get("jwks_uri")
         except (httpx.HTTPError, ValueError) as exc:

@@ -28,7 +28,7 @@ import docker.errors
 import httpx
 from pydantic import BaseModel
 
-from baton import private
+from baton import private, shared_http
 from baton.config import ImageTest
 from baton.errors import ConfigurationError, InfrastructureError
 from baton.logs import LogStore, Progress, excerpt, follow
@@ -580,7 +580,7 @@ def _probe(
                     f"(last seen: {seen})" + (f": {last}" if last else "")
                 )
             try:
-                response = httpx.get(url, timeout=2.0)
+                response = shared_http.client().get(url, timeout=2.0)
             except httpx.TransportError as exc:
                 seen = f"no answer ({type(exc).__name__})"
             else:
@@ -642,7 +642,7 @@ def _container_logs(container: Any) -> str:
 
 def _answers(url: str) -> bool:
     try:
-        httpx.get(url, timeout=1.0)
+        shared_http.client().get(url, timeout=1.0)
     except httpx.TransportError:
         return False
     return True

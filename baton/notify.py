@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 from pydantic import BaseModel
 
+from baton import shared_http
 from baton.config import NotificationConfig, NotificationEvent
 from baton.errors import ConfigurationError, InfrastructureError
 from baton.settings import read_secret
@@ -168,7 +169,7 @@ def post(target: NotificationConfig, note: Notification) -> None:
             "x-baton-signature-256": sign(secret, body),
         }
     try:
-        response = httpx.post(url, content=body, headers=headers, timeout=TIMEOUT_S)
+        response = shared_http.client().post(url, content=body, headers=headers, timeout=TIMEOUT_S)
     except httpx.HTTPError as exc:
         raise NotificationUnavailable(
             f"{target.kind} notification ({target.url_env}) not delivered: {type(exc).__name__}"

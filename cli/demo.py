@@ -16,7 +16,7 @@ import httpx
 from pydantic import BaseModel
 from temporalio.client import Client
 
-from baton import changes
+from baton import changes, shared_http
 from baton.config import GROUP_PREFIX, BatonConfig
 from baton.errors import BatonError, DecisionRefused
 from baton.local.forge import LocalForge
@@ -275,7 +275,7 @@ class Demo:
 
 def _fetch(url: str) -> dict | str | None:
     try:
-        answer = httpx.get(url, timeout=5)
+        answer = shared_http.client().get(url, timeout=5)
     except httpx.HTTPError as exc:
         return f"unreachable: {exc}"
     try:

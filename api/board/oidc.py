@@ -59,13 +59,12 @@ def challenge(verifier: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
-async def _endpoints(config: OidcConfig) -> tuple[str, str]:
+async def _endpoints(http: httpx.AsyncClient, config: OidcConfig) -> tuple[str, str]:
     where = f"{config.issuer.rstrip('/')}/.well-known/openid-configuration"
     try:
-        async with httpx.AsyncClient(timeout=TIMEOUT_S) as http:
-            answer = await http.get(where)
-            answer.raise_for_status()
-            document = answer.json()
+        answer = await http.get(where, timeout=TIMEOUT_S)
+        answer.raise_for_status()
+        document = answer.json()
     except (httpx.HTTPError, ValueError) as exc:
         raise Unauthenticated(
             f"cannot read the OIDC issuer's discovery document {where}: {exc}"
@@ -79,9 +78,12 @@ async def _endpoints(config: OidcConfig) -> tuple[str, str]:
     return authorize, token
 
 
-async def start(config: OidcConfig, redirect_uri: str, next: str) -> tuple[str, Pending]:
-    """Where to send the browser to sign in at the issuer, and what to keep until it is back."""
-    authorize, _ = await _endpoints(config)
+async def start(
+    http: httpx.AsyncClient, config: OidcConfig, redirect_uri: str, next: str
+) -> tuple[str, Pending]:
+    """Where to send the browser to sign in at the issuer, and what to keep until it is back;
+    `http` is the API's client (`baton.shared_http.async_client`, held for the app's lifespan)."""
+    authorize, _ = await _endpoints(http, config)
     pending = Pending(secrets.token_urlsafe(24), secrets.token_urlsafe(48), next)
     query = urlencode(
         {
@@ -98,14 +100,19 @@ async def start(config: OidcConfig, redirect_uri: str, next: str) -> tuple[str, 
 
 
 async def finish(
-    config: OidcConfig, redirect_uri: str, pending: Pending, code: str, state: str
+    http: httpx.AsyncClient,
+    config: OidcConfig,
+    redirect_uri: str,
+    pending: Pending,
+    code: str,
+    state: str,
 ) -> list[str]:
     """Redeem the issuer's code (with the verifier) for its tokens, access token first."""
     if not secrets.compare_digest(state, pending.state):
         raise Unauthenticated(
             "the issuer's answer is not for this browser's sign-in: sign in again"
         )
-    _, token_endpoint = await _endpoints(config)
+    _, token_endpoint = await _endpoints(http, config)
     form = {
         "grant_type": "authorization_code",
         "code": code,
@@ -114,8 +121,7 @@ async def finish(
         "code_verifier": pending.verifier,
     }
     try:
-        async with httpx.AsyncClient(timeout=TIMEOUT_S) as http:
-            answer = await http.post(token_endpoint, data=form)
+        answer = await http.post(token_endpoint, data=form, timeout=TIMEOUT_S)
     except httpx.HTTPError as exc:
         raise Unauthenticated(f"the issuer's token endpoint did not answer: {exc}") from None
     try:

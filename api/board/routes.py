@@ -202,7 +202,9 @@ async def sign_in_oidc(request: Request, next: str = "/board") -> RedirectRespon
     config = _config(request).auth.oidc
     if config is None:
         raise SignInRequired("no OIDC issuer is configured (auth.oidc): sign in with an API token")
-    url, pending = await oidc.start(config, _callback(request), _local(next))
+    url, pending = await oidc.start(
+        request.app.state.http, config, _callback(request), _local(next)
+    )
     answer = RedirectResponse(url, status_code=303)
     # Lax, not Strict: the issuer's redirect back is a navigation from its site.
     answer.set_cookie(
@@ -230,7 +232,9 @@ async def sign_in_callback(
             raise Unauthenticated("no OIDC issuer is configured (auth.oidc)")
         if error or not code:
             raise Unauthenticated(f"the issuer did not sign you in: {error or 'no code'}")
-        tokens = await oidc.finish(config, _callback(request), pending, code, state)
+        tokens = await oidc.finish(
+            request.app.state.http, config, _callback(request), pending, code, state
+        )
         token = _accepted(request, tokens)
     except Unauthenticated as exc:
         target = pending.next if pending else "/board"

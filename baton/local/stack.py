@@ -22,6 +22,7 @@ from pathlib import Path
 
 import httpx
 
+from baton import shared_http
 from baton.config import BatonConfig, ConfigError, load_config
 from baton.errors import InfrastructureError
 from baton.local.registry import prepare_registry, registry_command
@@ -265,7 +266,7 @@ class Stack:
             if self.pid(name) is None:
                 raise StackError(f"{name} exited while starting: see {self.log_dir / name}.log")
             try:
-                if httpx.get(url, timeout=2).status_code < 500:
+                if shared_http.client().get(url, timeout=2).status_code < 500:
                     return
             except httpx.HTTPError:
                 pass

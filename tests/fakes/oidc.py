@@ -39,6 +39,7 @@ class Issuer:
         self.rsa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.ec = ec.generate_private_key(ec.SECP256R1())
         self.kids = {"RS256": f"rsa-{uuid.uuid4().hex[:8]}", "ES256": f"ec-{uuid.uuid4().hex[:8]}"}
+        self.discovery_requests = 0
         self.jwks_requests = 0
         self.signed_in: str | None = None  # who signs in at the authorization endpoint
         self._codes: dict[str, dict[str, str]] = {}
@@ -62,6 +63,7 @@ class Issuer:
         self._served.stop()
 
     async def _discovery(self, request: Request) -> JSONResponse:
+        self.discovery_requests += 1
         return JSONResponse(
             {
                 "issuer": self.url,

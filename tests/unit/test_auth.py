@@ -53,6 +53,17 @@ def test_a_jwt_of_the_issuer_names_the_user_and_groups(issuer: Issuer, auth: Aut
     assert (caller.issuer, caller.subject) == (issuer.url, "sub-erin")
 
 
+def test_the_issuers_discovery_document_and_keys_are_fetched_once_for_many_tokens(
+    issuer: Issuer, auth: Authenticator
+) -> None:
+    """Discovery (once per verifier, through the process's shared HTTP client) and the JWKS
+    (cached by PyJWKClient) are not fetched again for each token."""
+    discovered, fetched = issuer.discovery_requests, issuer.jwks_requests
+    for user, alg in (("carol", "RS256"), ("dave", "ES256"), ("erin", "RS256")):
+        assert auth.authenticate(f"Bearer {issuer.token(user, alg=alg)}", "127.0.0.1").user == user
+    assert (issuer.discovery_requests - discovered, issuer.jwks_requests - fetched) == (1, 1)
+
+
 def test_an_es256_jwt_is_verified_with_the_issuers_ec_key(
     issuer: Issuer, auth: Authenticator
 ) -> None:
