@@ -81,6 +81,8 @@ def create_app(
 ) -> FastAPI:
     """The ASGI app. Config, client and forge may be injected (tests); otherwise made at startup."""
     settings = settings or Settings()
+    # Read from a file, the configuration is read again where an operator expects it (a retry).
+    source = None if config else settings.config_file()
     config = config or load_config(settings.config_file())
     deliveries = Deliveries()
 
@@ -89,7 +91,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         temporal = client or await connect(runtime=metrics.sdk.runtime)
-        app.state.ingress = Ingress(temporal, config, settings)
+        app.state.ingress = Ingress(temporal, config, settings, source=source)
         if (
             client is None
         ):  # the API's own Temporal: deliveries may have been lost while it was down

@@ -25,7 +25,8 @@ from api.v1 import (
     config_of,
 )
 from baton import operations, policy
-from baton.config import BatonConfig, EnvironmentConfig
+from baton.changes import Refused
+from baton.config import BatonConfig, ConfigError, EnvironmentConfig
 from baton.errors import NotFound
 from baton.holds import Hold, HoldRequest, UnholdRequest
 from baton.models import ChangePlan
@@ -158,7 +159,14 @@ async def retry(
     request: Request, body: RetryBody, app: AppName, pr: ChangeKey, caller: CallerDep
 ) -> Started:
     """Once the cause of the failure is fixed: the change (ended) runs again under the current
-    configuration from that environment on; environments it deployed to stay deployed."""
+    configuration (the file read again: a fix made there applies) from that environment on;
+    environments it deployed to stay deployed. 409 when the file is invalid now."""
+    try:
+        request.app.state.ingress.reload()
+    except ConfigError as exc:
+        raise Refused(
+            f"cannot retry under an invalid configuration: {exc}: fix it, then retry"
+        ) from None
     env = body.environment
     _operated(config_of(request), env, app, caller.user, caller.groups, "retry rollouts in")
     change = change_id(app, pr)

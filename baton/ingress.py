@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
@@ -14,7 +15,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from baton.cluster.base import kustomization_name
-from baton.config import BatonConfig
+from baton.config import BatonConfig, load_config
 from baton.forge_events import PullRequestHook, PushHook, ReviewHook
 from baton.models import ChangeInput, ChangePlan, ForgeReview, PullRequestEvent, SyncEvent
 from baton.settings import Settings
@@ -88,17 +89,33 @@ class Deliveries:
 
 class Ingress:
     def __init__(
-        self, client: Client, config: BatonConfig, settings: Settings, via: str = "webhook"
+        self,
+        client: Client,
+        config: BatonConfig,
+        settings: Settings,
+        via: str = "webhook",
+        source: Path | None = None,
     ) -> None:
         """`via`: the path that acts (`webhook`, or `reconciler` for the forge's own reading),
-        named in the summary of the workflows it starts."""
+        named in the summary of the workflows it starts. `source`: the file `config` was read
+        from, read again by `reload`."""
         self.client = client
         self.config = config
         self.settings = settings
         self.via = via
+        self.source = source
         # Repository id -> configured name, from deliveries: a renamed repository's deliveries
         # still reach its app while this process runs (the config should get the new name).
         self.repo_ids: dict[str, str] = {}
+
+    def reload(self) -> None:
+        """Read the configuration file again (when there is one): what an operator fixed there
+        (a wrong `verify.url`, a missing values file) applies from now on, to retries first.
+
+        Raises `ConfigError` naming the file's problems when it is invalid now; the
+        configuration in use then stays."""
+        if self.source is not None:
+            self.config = load_config(self.source)
 
     def plan(self, app_name: str) -> ChangePlan:
         """The configuration a new change runs under, frozen into its input."""

@@ -14,11 +14,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from temporalio.client import Client
 
 from api.app import create_app
-from baton.config import EnvironmentConfig
+from baton import operations
+from baton.config import BatonConfig, EnvironmentConfig, VerifyConfig
 from baton.holds import HoldState
+from baton.models import ChangePlan
 from baton.settings import Settings
 from baton.temporal import holds_id
 from baton.tokens import TokenStore
@@ -169,3 +172,49 @@ async def test_a_hold_without_a_worker_is_a_503_not_a_hang(
             answer = await http.post(HOLD, json={"reason": "x"}, headers=headers)
     assert answer.status_code == 503
     assert answer.json()["error"].startswith("no Baton worker answered for hold/prod within 10s")
+
+
+async def test_a_retry_runs_under_the_configuration_file_read_again(
+    api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The API started from a file; prod's verify.url was wrong and the operator fixes it there.
+    path = tmp_path / "baton.yaml"
+
+    def write(config: BatonConfig) -> None:
+        path.write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_unset=True)))
+
+    write(api.config)
+    app = create_app(api.settings.model_copy(update={"config": path}), None, api.client)
+    planned: list[ChangePlan] = []
+
+    async def retry(client: Client, plan: ChangePlan, change: str, env: str, user: str) -> str:
+        planned.append(plan)  # carried out: test_promotion_graph.py
+        return change
+
+    monkeypatch.setattr(operations, "retry", retry)
+    verified = VerifyConfig(url="https://prod.example.com/version")
+    prod = api.config.environments[0].model_copy(update={"verify": verified})
+    fixed = api.config.model_copy(update={"environments": [prod]})
+    write(fixed)
+    retrying = "/api/v1/changes/web/7/retry"
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://baton") as http:
+            answer = await http.post(
+                retrying, json={"environment": "prod"}, headers=api.token("carol")
+            )
+            assert answer.status_code == 200, answer.text
+            [plan] = planned
+            verify = plan.environments[0].verify
+            assert verify is not None and verify.url == "https://prod.example.com/version"
+
+            path.write_text("apps: [\n")  # broken meanwhile: nothing is retried under it
+            broken = await http.post(
+                retrying, json={"environment": "prod"}, headers=api.token("carol")
+            )
+    assert broken.status_code == 409
+    assert broken.json()["error"].startswith(
+        f"cannot retry under an invalid configuration: {path}: "
+    )
+    assert broken.json()["error"].endswith(": fix it, then retry")
+    assert len(planned) == 1
