@@ -526,13 +526,12 @@ class LocalCluster:
             except docker.errors.ImageNotFound:
                 pass
         registry = self.config.registry
-        # Baton's registry credentials go to Baton's registry only, never to a third party.
+        # Baton's registry credentials go to Baton's registry only, never to a third party; the
+        # pull ones, as a cluster's imagePullSecrets hold.
+        credentials = registry.pulling()
         auth = None
-        if workload.image.startswith(registry.url + "/") and registry.credentials.username:
-            auth = {
-                "username": registry.credentials.username,
-                "password": registry.credentials.token() or "",
-            }
+        if workload.image.startswith(registry.url + "/") and credentials.username:
+            auth = {"username": credentials.username, "password": credentials.token() or ""}
         try:
             self.client.images.pull(workload.image, auth_config=auth)
         except docker.errors.APIError as exc:
@@ -669,7 +668,8 @@ def main() -> int:
     settings = Settings()
     try:
         config = load_config(settings.config_file())
-        forge = create_forge(config.forge, settings)
+        # It only reads the GitOps repository: with the forge's read credentials, when set.
+        forge = create_forge(config.forge.reading(), settings)
         repo_dir = local_repository(forge, config.gitops.repo)
         cluster = LocalCluster(config, settings, repo_dir)
     except BatonError as exc:
