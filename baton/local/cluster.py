@@ -661,6 +661,14 @@ def _fail_envs() -> set[str]:
     return {name.strip() for name in os.environ.get(FAIL_ENV, "").split(",") if name.strip()}
 
 
+def gitops_directory(config: BatonConfig, settings: Settings) -> Path:
+    """The GitOps repository's directory on this machine, found through the forge with its read
+    credentials (`forge.read_credentials`, else `credentials`), as Flux's GitRepository reads
+    with its secretRef: the runtime only reads. Raises `ConfigurationError` for a repository
+    that is not on this machine, the forge's errors when it refuses the token."""
+    return local_repository(create_forge(config.forge.reading(), settings), config.gitops.repo)
+
+
 def main() -> int:
     """`python -m baton.local.cluster`: run until SIGTERM or Ctrl-C."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -668,10 +676,7 @@ def main() -> int:
     settings = Settings()
     try:
         config = load_config(settings.config_file())
-        # It only reads the GitOps repository: with the forge's read credentials, when set.
-        forge = create_forge(config.forge.reading(), settings)
-        repo_dir = local_repository(forge, config.gitops.repo)
-        cluster = LocalCluster(config, settings, repo_dir)
+        cluster = LocalCluster(config, settings, gitops_directory(config, settings))
     except BatonError as exc:
         print(f"local cluster: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -16,11 +17,14 @@ from temporalio.testing import WorkflowEnvironment
 from api.app import create_app
 from api.board.routes import COOKIE
 from baton.config import BatonConfig, Credentials, RegistryConfig, parse_config, reader_warnings
+from baton.forges.http import TokenRejected
+from baton.local.cluster import gitops_directory
 from baton.local.stack import StackError
 from baton.registry import RegistryAuthError
 from baton.settings import Settings
 from baton.store import StoreReaders, Stores
 from baton.tokens import TokenStore
+from tests.fakes.forges import FakeGitHub
 from tests.fixtures.cli import run_baton
 from tests.fixtures.docker import LocalRegistry
 from tests.fixtures.ports import free_port
@@ -224,3 +228,28 @@ async def test_the_api_reads_a_log_a_worker_wrote_holding_only_the_pull_password
     monkeypatch.setenv("TEST_PULL", "not-the-pull-password")
     with pytest.raises(RegistryAuthError, match="rejected the credentials for user baton-pull"):
         StoreReaders.configured(settings, pushing).logs.get(ref)
+
+
+def test_the_local_cluster_finds_the_gitops_repository_with_the_forges_read_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GITOPS_WRITE_TOKEN", raising=False)  # as the stack starts the cluster
+    monkeypatch.setenv("GITOPS_READ_TOKEN", "read-only-token")
+    settings = Settings(home=tmp_path / "home")
+    with FakeGitHub(tmp_path / "forge", {"read-only-token": "gitops-reader"}) as fake:
+        fake.create_repo("acme/gitops")
+        forge = (
+            f'forge: {{kind: github, url: "{fake.url}", credentials: {{token_env: '
+            "GITOPS_WRITE_TOKEN}, read_credentials: {token_env: GITOPS_READ_TOKEN}}\n"
+            "gitops: {repo: acme/gitops}\n"
+        )
+        config = parse_config(APP + forge)
+        assert gitops_directory(config, settings) == Path(
+            urlsplit(fake.clone_url("acme/gitops")).path
+        )
+        # The write token is not there, so without the read token the forge refuses the read.
+        unread = config.model_copy(
+            update={"forge": config.forge.model_copy(update={"read_credentials": None})}
+        )
+        with pytest.raises(TokenRejected):
+            gitops_directory(unread, settings)
