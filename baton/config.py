@@ -72,11 +72,41 @@ class Credentials(Model):
             return self.token_file.read_text().strip()
         return None
 
+    def names_secret(self) -> bool:
+        """Whether a secret is named (token_env or token_file), set or not."""
+        return bool(self.token_env or self.token_file)
+
+    def same_secret(self, other: Credentials) -> bool:
+        """Whether both name the same secret (the same variable or file)."""
+        return (bool(self.token_env) and self.token_env == other.token_env) or (
+            self.token_file is not None and self.token_file == other.token_file
+        )
+
+
+def _reader_credentials(field: str, readers: str) -> Any:
+    """A `Credentials` field for processes that only read (default: none, they use the writers')."""
+    return Field(
+        default=None,
+        description=f"what {readers} read with, in place of the read-write credentials: a "
+        "read-only token or robot account, so that they never hold the password that writes; "
+        f"unset: they use {field}",
+    )
+
+
+def _needs_secret(field: str, credentials: Credentials | None) -> None:
+    if credentials is not None and credentials.username and not credentials.names_secret():
+        raise ValueError(f"{field}: a username needs token_env or token_file (where its secret is)")
+
 
 class ForgeConfig(Model):
     kind: Literal["local", "github", "azure-devops", "gitea"] = "local"
     url: str | None = None
     credentials: Credentials = Credentials()
+    read_credentials: Credentials | None = _reader_credentials(
+        "forge.credentials",
+        "the embedded stack's local cluster (the GitOps repository, as Flux's GitRepository "
+        "secretRef)",
+    )
     webhook_secret_env: str = "BATON_WEBHOOK_SECRET"
     merge: MergeMethod | None = Field(
         default=None,
@@ -99,16 +129,36 @@ class ForgeConfig(Model):
                 "Azure DevOps has no fast-forward merge: use merge: rebase (Azure's rebase and "
                 "fast-forward), merge or squash"
             )
+        _needs_secret("read_credentials", self.read_credentials)
         return self
 
     def webhook_secret(self) -> str | None:
         return read_secret(self.webhook_secret_env)
 
+    def reading(self) -> ForgeConfig:
+        """This forge as its readers reach it: with read_credentials, when set."""
+        if self.read_credentials is None:
+            return self
+        return self.model_copy(update={"credentials": self.read_credentials})
+
 
 class RegistryConfig(Model):
     url: str = "127.0.0.1:5000"
     credentials: Credentials = Credentials()
+    pull_credentials: Credentials | None = _reader_credentials(
+        "registry.credentials",
+        "the API (step logs from the store) and the embedded stack's local cluster (image pulls)",
+    )
     plain_http: bool = True
+
+    @model_validator(mode="after")
+    def _pull_secret_named(self) -> RegistryConfig:
+        _needs_secret("pull_credentials", self.pull_credentials)
+        return self
+
+    def pulling(self) -> Credentials:
+        """What readers sign in with: pull_credentials, else credentials (the push ones)."""
+        return self.pull_credentials or self.credentials
 
     @field_validator("url")
     @classmethod
@@ -1114,3 +1164,33 @@ def load_config(path: Path) -> BatonConfig:
     except OSError as exc:
         raise ConfigError([f"cannot read: {exc.strerror}"], str(path)) from None
     return parse_config(text, str(path))
+
+
+def reader_warnings(config: BatonConfig) -> list[str]:
+    """Where a process that only reads holds a secret that writes: one line each, for
+    `baton config check` and `baton dev up` (valid, but worth knowing)."""
+    warnings = []
+    registry = config.registry
+    pull = registry.pull_credentials
+    if registry.credentials.names_secret() and (
+        pull is None or pull.same_secret(registry.credentials)
+    ):
+        warnings.append(
+            "registry.pull_credentials is unset or names the push secret: the API and the local "
+            "cluster, which only read, hold the registry's push password; set it to a pull-only "
+            "robot account or read-only token"
+        )
+    forge = config.forge
+    read = forge.read_credentials
+    local_sync = any(t.sync.kind == "local" for e in config.environments for t in e.targets)
+    if (
+        local_sync
+        and forge.credentials.names_secret()
+        and (read is None or read.same_secret(forge.credentials))
+    ):
+        warnings.append(
+            "forge.read_credentials is unset or names the same token as forge.credentials: the "
+            "local cluster, which only reads the GitOps repository, holds a token that writes; "
+            "set it to a read-only token (a deploy token)"
+        )
+    return warnings

@@ -76,12 +76,12 @@ class Registry:
         )
 
     @classmethod
-    def configured(cls, config: RegistryConfig) -> Registry:
-        """The registry `config` names, with its credentials (from the environment, never git)."""
+    def configured(cls, config: RegistryConfig, *, pull_only: bool = False) -> Registry:
+        """The registry `config` names, with its credentials (from the environment, never git):
+        the push ones, or with `pull_only` those readers use (`RegistryConfig.pulling`)."""
         scheme = "http" if config.plain_http else "https"
-        return cls(
-            f"{scheme}://{config.url}", config.credentials.username, config.credentials.token()
-        )
+        credentials = config.pulling() if pull_only else config.credentials
+        return cls(f"{scheme}://{config.url}", credentials.username, credentials.token())
 
     @property
     def plain_http(self) -> bool:

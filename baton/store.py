@@ -13,6 +13,10 @@ registry Baton already runs. Two shapes:
   `baton/records/<kind>:<key>` (artifactType `application/vnd.baton.record.v1+json`, one layer
   holding the bytes); listing is the registry's tag list. `FileRecordStore` is the local one.
 
+Processes that only read (the API's board) open `StoreReaders`: the same stores without their
+writing methods, signed in with the registry's pull credentials (`registry.pull_credentials`), so
+that they never hold the push password and no code path of theirs can write.
+
 Every blob is the layer of a tagged artifact (a blob's tag is its hex digest), so the registry's
 garbage collection (`registry garbage-collect`, which deletes blobs no manifest references) keeps
 them; nothing here expires them yet.
@@ -55,22 +59,30 @@ class BlobNotFound(InfrastructureError):
         )
 
 
-class BlobStore(Protocol):
-    """Content-addressed text: `put` returns `sha256:<hex>`, `get` gives the text back."""
-
-    def put(self, text: str) -> LogRef: ...
+class BlobReader(Protocol):
+    """Content-addressed text, read: `get` gives the text of a `sha256:<hex>` back."""
 
     def get(self, ref: LogRef) -> str: ...
 
 
-class RecordStore(Protocol):
-    """Named records of a kind (`artifacts/sample-app`, `reconcile`), replaced on save."""
+class BlobStore(BlobReader, Protocol):
+    """Content-addressed text: `put` returns `sha256:<hex>`, `get` gives the text back."""
 
-    def save(self, kind: str, key: str, data: bytes) -> None: ...
+    def put(self, text: str) -> LogRef: ...
+
+
+class RecordReader(Protocol):
+    """Named records of a kind (`artifacts/sample-app`, `reconcile`), read."""
 
     def load(self, kind: str, key: str) -> bytes | None: ...
 
     def keys(self, kind: str) -> list[str]: ...
+
+
+class RecordStore(RecordReader, Protocol):
+    """Named records of a kind, replaced on save."""
+
+    def save(self, kind: str, key: str, data: bytes) -> None: ...
 
 
 def digest_of(ref: LogRef, where: object) -> str:
@@ -119,8 +131,8 @@ class FileBlobStore:
         return self.root / digest[:2] / digest[2:]
 
 
-class RegistryBlobStore:
-    """Blobs of repository `repository` on `registry` (default `baton/blobs`)."""
+class RegistryBlobReader:
+    """Blobs of repository `repository` on `registry` (default `baton/blobs`), read only."""
 
     def __init__(self, registry: Registry, repository: str = BLOBS_REPOSITORY) -> None:
         self.registry = registry
@@ -129,12 +141,6 @@ class RegistryBlobStore:
     def __str__(self) -> str:
         return self.registry.repository(self.repository)
 
-    def put(self, text: str) -> LogRef:
-        """Push `text` as a blob, and tag an artifact holding it `<hex>` so that the registry's
-        garbage collection, which deletes blobs no manifest references, keeps it."""
-        layer = push_artifact(self.registry, self.repository, None, text.encode())
-        return str(layer["digest"])
-
     def get(self, ref: LogRef) -> str:
         data = self.registry.blob(self.repository, f"sha256:{digest_of(ref, self)}")
         if data is None:
@@ -142,16 +148,23 @@ class RegistryBlobStore:
         return data.decode()
 
 
-class RegistryRecordStore:
-    """Records as OCI artifacts `<prefix>/<kind>:<key>` on `registry` (see the module doc)."""
+class RegistryBlobStore(RegistryBlobReader):
+    """Blobs of repository `repository` on `registry`, read and written."""
+
+    def put(self, text: str) -> LogRef:
+        """Push `text` as a blob, and tag an artifact holding it `<hex>` so that the registry's
+        garbage collection, which deletes blobs no manifest references, keeps it."""
+        layer = push_artifact(self.registry, self.repository, None, text.encode())
+        return str(layer["digest"])
+
+
+class RegistryRecordReader:
+    """Records as OCI artifacts `<prefix>/<kind>:<key>` on `registry` (see the module doc), read
+    only."""
 
     def __init__(self, registry: Registry, prefix: str = RECORDS_REPOSITORY) -> None:
         self.registry = registry
         self.prefix = prefix
-
-    def save(self, kind: str, key: str, data: bytes) -> None:
-        check_record(kind, key)
-        push_artifact(self.registry, f"{self.prefix}/{kind}", key, data)
 
     def load(self, kind: str, key: str) -> bytes | None:
         check_record(kind, key)
@@ -166,6 +179,14 @@ class RegistryRecordStore:
     def keys(self, kind: str) -> list[str]:
         check_record(kind, "latest")
         return sorted(self.registry.tags(f"{self.prefix}/{kind}"))
+
+
+class RegistryRecordStore(RegistryRecordReader):
+    """Records as OCI artifacts `<prefix>/<kind>:<key>` on `registry`, read and saved."""
+
+    def save(self, kind: str, key: str, data: bytes) -> None:
+        check_record(kind, key)
+        push_artifact(self.registry, f"{self.prefix}/{kind}", key, data)
 
 
 def push_artifact(registry: Registry, name: str, tag: str | None, data: bytes) -> dict[str, object]:
@@ -227,16 +248,45 @@ class Stores:
         """The registry's stores (BATON_STORE=registry, the default), or directories under
         BATON_HOME (BATON_STORE=home: one host running every worker, the API and the CLI)."""
         if settings.store == "home":
-            return cls(
-                FileBlobStore(settings.home / "blobs"),
-                FileBlobStore(settings.home / "logs" / "steps"),
-                FileRecordStore(settings.home / "records"),
-            )
+            return cls.home(settings)
         client = Registry.configured(registry)
         return cls(
             RegistryBlobStore(client, BLOBS_REPOSITORY),
             RegistryBlobStore(client, LOGS_REPOSITORY),
             RegistryRecordStore(client),
+        )
+
+    @classmethod
+    def home(cls, settings: Settings) -> Stores:
+        """Directories under BATON_HOME: one host running every worker, the API and the CLI."""
+        return cls(
+            FileBlobStore(settings.home / "blobs"),
+            FileBlobStore(settings.home / "logs" / "steps"),
+            FileRecordStore(settings.home / "records"),
+        )
+
+
+@dataclass(frozen=True)
+class StoreReaders:
+    """The same stores as `Stores`, for a process that only reads (the API): no writing methods,
+    and signed in with the registry's pull credentials (`RegistryConfig.pulling`)."""
+
+    blobs: BlobReader
+    logs: BlobReader
+    records: RecordReader
+
+    @classmethod
+    def configured(cls, settings: Settings, registry: RegistryConfig) -> StoreReaders:
+        """What `Stores.configured` opens, to read: the registry's (with its pull credentials),
+        or the directories under BATON_HOME (BATON_STORE=home)."""
+        if settings.store == "home":
+            home = Stores.home(settings)
+            return cls(home.blobs, home.logs, home.records)
+        client = Registry.configured(registry, pull_only=True)
+        return cls(
+            RegistryBlobReader(client, BLOBS_REPOSITORY),
+            RegistryBlobReader(client, LOGS_REPOSITORY),
+            RegistryRecordReader(client),
         )
 
 

@@ -646,8 +646,9 @@ def config_check(
     ] = None,
     as_json: Json = False,
 ) -> None:
-    """Exit 0 when FILE is valid; otherwise print one line per problem and exit 2."""
-    from baton.config import ConfigError, load_config
+    """Exit 0 when FILE is valid (with a `warning:` line on stderr for each process that only
+    reads but holds a secret that writes); otherwise print one line per problem and exit 2."""
+    from baton.config import ConfigError, load_config, reader_warnings
 
     file = file or Settings().config_file()
     try:
@@ -658,11 +659,20 @@ def config_check(
         for problem in exc.problems:
             err_console.print(f"{file}: {problem}", markup=False, highlight=False)
         raise typer.Exit(Exit.USAGE) from None
+    warnings = reader_warnings(config)
+    for warning in warnings:
+        err_console.print(f"{file}: warning: {warning}", markup=False, highlight=False)
     if as_json:
         apps, environments = [a.name for a in config.apps], [e.name for e in config.environments]
         print(
             json.dumps(
-                {"file": str(file), "valid": True, "apps": apps, "environments": environments}
+                {
+                    "file": str(file),
+                    "valid": True,
+                    "apps": apps,
+                    "environments": environments,
+                    "warnings": warnings,
+                }
             )
         )
         return
@@ -683,9 +693,12 @@ def dev_up(
     detach: Annotated[bool, typer.Option("--detach", "-d", help="start in the background")] = False,
 ) -> None:
     """Start Temporal, Baton's worker and API on 127.0.0.1; Ctrl-C stops them."""
+    from baton.config import reader_warnings
     from baton.local.stack import Stack
 
     stack = Stack()
+    for warning in reader_warnings(stack.config):
+        err_console.print(f"warning: {warning}", markup=False, highlight=False)
     started = stack.up()
     console.print(f"started: {', '.join(started) or 'nothing (already running)'}")
     _print_urls(stack.settings)

@@ -43,7 +43,7 @@ from baton.errors import BadRequest, DecisionRefused, NotFound, Unauthenticated
 from baton.logs import LogNotFound
 from baton.models import Rendered
 from baton.settings import Settings
-from baton.store import Stores
+from baton.store import StoreReaders
 from baton.temporal import change_id, rollout_id
 
 HERE = Path(__file__).parent
@@ -406,15 +406,16 @@ async def metrics(request: Request, days: Annotated[int, Query(ge=1, le=90)] = 1
 
 @router.get("/logs/{ref}", response_class=PlainTextResponse)
 async def log(request: Request, ref: str) -> PlainTextResponse:
-    """A step's full log from the store the workers write it to (`baton.store.Stores.logs`)."""
+    """A step's full log from the store the workers write it to (`baton.store.Stores.logs`),
+    read with the registry's pull credentials (`baton.store.StoreReaders`)."""
     _caller(request)
     if not LOG_REF.match(ref):
         raise BadRequest(f"{ref!r} is not a log reference (sha256:<64 hex>)")
     state = request.app.state
-    if getattr(state, "stores", None) is None:
-        state.stores = Stores.configured(_settings(request), _config(request).registry)
+    if getattr(state, "store_readers", None) is None:
+        state.store_readers = StoreReaders.configured(_settings(request), _config(request).registry)
     try:
-        text = await asyncio.to_thread(state.stores.logs.get, ref)
+        text = await asyncio.to_thread(state.store_readers.logs.get, ref)
     except LogNotFound as exc:
         raise NotFound(str(exc)) from None
     return PlainTextResponse(text)

@@ -526,13 +526,12 @@ class LocalCluster:
             except docker.errors.ImageNotFound:
                 pass
         registry = self.config.registry
-        # Baton's registry credentials go to Baton's registry only, never to a third party.
+        # Baton's registry credentials go to Baton's registry only, never to a third party; the
+        # pull ones, as a cluster's imagePullSecrets hold.
+        credentials = registry.pulling()
         auth = None
-        if workload.image.startswith(registry.url + "/") and registry.credentials.username:
-            auth = {
-                "username": registry.credentials.username,
-                "password": registry.credentials.token() or "",
-            }
+        if workload.image.startswith(registry.url + "/") and credentials.username:
+            auth = {"username": credentials.username, "password": credentials.token() or ""}
         try:
             self.client.images.pull(workload.image, auth_config=auth)
         except docker.errors.APIError as exc:
@@ -662,6 +661,14 @@ def _fail_envs() -> set[str]:
     return {name.strip() for name in os.environ.get(FAIL_ENV, "").split(",") if name.strip()}
 
 
+def gitops_directory(config: BatonConfig, settings: Settings) -> Path:
+    """The GitOps repository's directory on this machine, found through the forge with its read
+    credentials (`forge.read_credentials`, else `credentials`), as Flux's GitRepository reads
+    with its secretRef: the runtime only reads. Raises `ConfigurationError` for a repository
+    that is not on this machine, the forge's errors when it refuses the token."""
+    return local_repository(create_forge(config.forge.reading(), settings), config.gitops.repo)
+
+
 def main() -> int:
     """`python -m baton.local.cluster`: run until SIGTERM or Ctrl-C."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -669,9 +676,7 @@ def main() -> int:
     settings = Settings()
     try:
         config = load_config(settings.config_file())
-        forge = create_forge(config.forge, settings)
-        repo_dir = local_repository(forge, config.gitops.repo)
-        cluster = LocalCluster(config, settings, repo_dir)
+        cluster = LocalCluster(config, settings, gitops_directory(config, settings))
     except BatonError as exc:
         print(f"local cluster: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1

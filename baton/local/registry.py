@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
@@ -11,16 +12,24 @@ import yaml
 from baton.tools import find_tool
 
 
-def prepare_registry(workdir: Path, host: str, username: str, password: str) -> Path:
-    """Write the registry's htpasswd (bcrypt) and config under `workdir`; returns the config file."""
+def prepare_registry(workdir: Path, host: str, users: Mapping[str, str]) -> Path:
+    """Write the registry's htpasswd (bcrypt; one line per username: password of `users`) and
+    config under `workdir`; returns the config file.
+
+    The distribution registry's htpasswd auth only authenticates: every user it knows may push
+    and pull (no per-user permissions; its `registry/auth/htpasswd` package, access.go), so a
+    second user for pulls is a separate secret, not a weaker one."""
     workdir.mkdir(parents=True, exist_ok=True)
-    users = subprocess.run(
-        [find_tool("htpasswd"), "-Bbn", username, password],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    (workdir / "htpasswd").write_text(users.stdout)
+    lines = [
+        subprocess.run(
+            [find_tool("htpasswd"), "-Bbn", username, password],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for username, password in users.items()
+    ]
+    (workdir / "htpasswd").write_text("".join(f"{line}\n" for line in lines))
     (workdir / "htpasswd").chmod(0o600)
     config = {
         "version": 0.1,

@@ -2,11 +2,19 @@
 
 Each piece is a child process with a pid file and a log file in the data directory, so a detached
 stack can be inspected and stopped by later commands (also while the configuration is broken).
-Each process gets only the secrets it uses: Temporal and the registry none, the API the webhook
-secrets, the forge token and the registry password (the board reads step logs from the store in
-the registry), the local cluster the registry password (it pulls images), the forge token (it
-reads the GitOps repository) and the webhook secrets (it signs Flux-format events), the worker all
-of them.
+Each process gets only the secrets it uses: Temporal and the registry none; the API the webhook
+secrets, the forge token and the registry's pull password (`registry.pull_credentials`: the board
+reads step logs from the store in the registry); the local cluster the pull password (it pulls
+images, as a cluster's imagePullSecrets), the forge's read token (`forge.read_credentials`: it
+reads the GitOps repository, as Flux's GitRepository secretRef) and the webhook secrets (it signs
+Flux-format events); the worker the push password, the forge token, the webhook secrets and the
+rest. Where the config sets no pull (read) credentials, the readers get the push password (forge
+token) instead, and `baton dev up` says so (`baton.config.reader_warnings`).
+
+The embedded registry knows two htpasswd users, the push one and the pull one, each with a
+password generated once into the secrets directory. Its htpasswd auth has no per-user
+permissions, so locally the pull user is a separate secret, not a weaker one; on Harbor, GHCR,
+ECR or Artifact Registry, pull_credentials name a pull-only robot account or read-only token.
 """
 
 from __future__ import annotations
@@ -52,7 +60,9 @@ class Service:
 
 def secret_variables(config: BatonConfig) -> dict[str, frozenset[str]]:
     """The environment variables holding the secrets the configuration names, by what they are
-    for: `registry`, `forge` (its token), `webhook` (the webhook secrets), `worker` (the rest:
+    for: `registry` (its push password), `registry_pull` (what readers pull with: the pull
+    password, else the push one), `forge` (its token), `forge_read` (what the local cluster
+    reads the GitOps repository with), `webhook` (the webhook secrets), `worker` (the rest:
     image mirror sources, notification URLs and signing secrets)."""
 
     def named(*names: str | None) -> frozenset[str]:
@@ -60,7 +70,9 @@ def secret_variables(config: BatonConfig) -> dict[str, frozenset[str]]:
 
     return {
         "registry": named(config.registry.credentials.token_env),
+        "registry_pull": named(config.registry.pulling().token_env),
         "forge": named(config.forge.credentials.token_env),
+        "forge_read": named(config.forge.reading().credentials.token_env),
         "webhook": named(config.forge.webhook_secret_env, FLUX_WEBHOOK_SECRET),
         "worker": named(
             *(entry.credentials.token_env for entry in config.images.mirror),
@@ -123,22 +135,23 @@ def services(settings: Settings, config: BatonConfig) -> list[Service]:
             settings.api_port,
             f"{settings.api_url}/healthz",
             "set BATON_API_PORT",
-            # The registry's: the board reads step logs from the store the workers write.
-            secrets["forge"] | secrets["webhook"] | secrets["registry"],
+            # The registry's pull password: the board reads step logs from the store the
+            # workers write (baton.store.StoreReaders).
+            secrets["forge"] | secrets["webhook"] | secrets["registry_pull"],
         ),
         Service(
             "worker",
             [python, "-m", "workers.main"],
             0,
-            secrets=frozenset().union(*secrets.values()),
+            secrets=secrets["registry"] | secrets["forge"] | secrets["webhook"] | secrets["worker"],
         ),
         Service(
             "cluster",
             [python, "-m", "baton.local.cluster"],
             0,
-            # The forge token: it reads the GitOps repository from the forge, as Flux's
+            # It pulls images and reads the GitOps repository from the forge, as Flux's
             # GitRepository does with its secretRef.
-            secrets=secrets["registry"] | secrets["forge"] | secrets["webhook"],
+            secrets=secrets["registry_pull"] | secrets["forge_read"] | secrets["webhook"],
         ),
     ]
 
@@ -221,32 +234,54 @@ class Stack:
             raise
         return started
 
-    def _registry_password(self) -> tuple[str, str] | None:
-        """The env var the config reads the registry password from, and the local password."""
-        credentials = self.config.registry.credentials
-        if credentials.token_env is None:
-            return None
-        return credentials.token_env, self.settings.local_secret(
-            credentials.token_env, "registry-password"
-        )
+    def registry_passwords(self) -> dict[str, str]:
+        """The local registry's passwords by the env var the config reads each from: the push
+        one (`registry-password` in the secrets directory) and the pull one
+        (`registry-pull-password`), each from its variable when set, else generated once."""
+        registry = self.config.registry
+        passwords: dict[str, str] = {}
+        for credentials, name in (
+            (registry.credentials, "registry-password"),
+            (registry.pull_credentials, "registry-pull-password"),
+        ):
+            if credentials is not None and credentials.token_env:
+                passwords.setdefault(
+                    credentials.token_env,
+                    self.settings.local_secret(credentials.token_env, name),
+                )
+        return passwords
 
     def _prepare_registry(self) -> None:
-        credentials = self.config.registry.credentials
-        password = self._registry_password()
-        if password is None or credentials.username is None:
-            raise StackError(
-                "the embedded registry needs registry.credentials.username and token_env in the config"
-            )
-        workdir = self.settings.home / "registry"
-        prepare_registry(workdir, self.config.registry.url, credentials.username, password[1])
+        registry = self.config.registry
+        passwords = self.registry_passwords()
+        users: dict[str, str] = {}
+        for field, credentials in (
+            ("credentials", registry.credentials),
+            ("pull_credentials", registry.pull_credentials),
+        ):
+            if credentials is None:
+                continue
+            if credentials.username is None or credentials.token_env is None:
+                raise StackError(
+                    f"the embedded registry needs registry.{field}.username and token_env in "
+                    "the config"
+                )
+            password = passwords[credentials.token_env]
+            if users.setdefault(credentials.username, password) != password:
+                raise StackError(
+                    "registry.pull_credentials and registry.credentials name the same username "
+                    "with different secrets: give the pull user a username of its own"
+                )
+        prepare_registry(self.settings.home / "registry", registry.url, users)
 
     def _spawn(self, service: Service) -> None:
         withheld = frozenset().union(*secret_variables(self.config).values()) - service.secrets
         withheld |= {f"{name}_FILE" for name in withheld}
         env = {key: value for key, value in os.environ.items() if key not in withheld}
         env |= {"PATH": search_path(), "BATON_HOME": str(self.settings.home)}
-        if (password := self._registry_password()) and password[0] in service.secrets:
-            env.setdefault(*password)
+        for name, password in self.registry_passwords().items():
+            if name in service.secrets:
+                env.setdefault(name, password)
         env.setdefault("TEMPORAL_ADDRESS", f"127.0.0.1:{self.settings.temporal_port}")
         with open(self.log_dir / f"{service.name}.log", "ab") as log:
             process = subprocess.Popen(

@@ -59,22 +59,29 @@ def test_dev_up_detach_status_down_keeps_history(stack_env: dict[str, str]) -> N
     assert status.returncode == 0, status.stdout
     lines = dict(line.split(None, 1) for line in status.stdout.splitlines() if "running" in line)
     assert set(lines) == {"temporal", "registry", "api", "worker", "cluster"}
-    # Each process gets only the secrets it uses: the registry password (generated into the
-    # secrets directory, handed over as BATON_REGISTRY_PASSWORD) never reaches Temporal; the API
-    # holds it to read step logs from the registry, where the workers keep them (baton.store).
-    password = Settings(home=Path(stack_env["BATON_HOME"])).local_secret(
-        "BATON_REGISTRY_PASSWORD", "registry-password"
-    )
+    # Each process gets only the secrets it uses: the registry's push password (generated into
+    # the secrets directory, handed over as BATON_REGISTRY_PASSWORD) reaches the worker alone;
+    # the API (step logs from the registry, baton.store) and the local cluster (image pulls)
+    # hold the pull user's password (BATON_REGISTRY_PULL_PASSWORD); Temporal neither.
+    settings = Settings(home=Path(stack_env["BATON_HOME"]))
+    passwords = {
+        "push": settings.local_secret("BATON_REGISTRY_PASSWORD", "registry-password"),
+        "pull": settings.local_secret("BATON_REGISTRY_PULL_PASSWORD", "registry-pull-password"),
+    }
     holds = {
-        name: password.encode() in environ(int(line.split("pid ")[1].rstrip(")")))
+        name: sorted(
+            kind
+            for kind, password in passwords.items()
+            if password.encode() in environ(int(line.split("pid ")[1].rstrip(")")))
+        )
         for name, line in lines.items()
     }
     assert holds == {
-        "temporal": False,
-        "registry": False,
-        "api": True,
-        "worker": True,
-        "cluster": True,
+        "temporal": [],
+        "registry": [],
+        "api": ["pull"],
+        "worker": ["push"],
+        "cluster": ["pull"],
     }
 
     api = f"http://127.0.0.1:{stack_env['BATON_API_PORT']}"

@@ -44,7 +44,8 @@ from tests.fixtures.ports import free_port
 pytestmark = pytest.mark.docker
 
 SECRET = "local-cluster-test-secret"
-PASSWORD_ENV = "BATON_TEST_CLUSTER_REGISTRY_PASSWORD"
+PASSWORD_ENV = "BATON_TEST_CLUSTER_REGISTRY_PASSWORD"  # the push password: never set here
+PULL_PASSWORD_ENV = "BATON_TEST_CLUSTER_REGISTRY_PULL_PASSWORD"  # what the cluster holds
 SAMPLE_APP = PROJECT_ROOT / "examples" / "sample-app"
 DEV_VALUES = (
     PROJECT_ROOT / "examples" / "gitops" / "environments" / "dev" / "sample-app" / "values.yaml"
@@ -202,7 +203,8 @@ def world(
     except ToolNotFound as exc:
         unavailable(str(exc))
     env = f"e2e-{uuid.uuid4().hex[:8]}"
-    monkeypatch.setenv(PASSWORD_ENV, registry.password)
+    monkeypatch.delenv(PASSWORD_ENV, raising=False)
+    monkeypatch.setenv(PULL_PASSWORD_ENV, registry.pull_password)
     monkeypatch.setenv("BATON_WEBHOOK_SECRET", SECRET)
     receiver = EventReceiver()
     home = tmp_path / "home"
@@ -212,6 +214,7 @@ def world(
 registry:
   url: {registry.host}
   credentials: {{username: {registry.username}, token_env: {PASSWORD_ENV}}}
+  pull_credentials: {{username: {registry.pull_username}, token_env: {PULL_PASSWORD_ENV}}}
 gitops: {{repo: gitops, base_branch: main, path: "rendered/{{env}}/{{app}}"}}
 apps:
   - {{name: sample-app, repo: sample-app, chart: chart, image: sample-app}}
@@ -256,7 +259,8 @@ environments:
 
 
 def test_commit_is_applied_reported_ready_and_announced_by_a_signed_event(world: World) -> None:
-    # Not on the engine yet: the runtime must pull it from the registry with the credentials.
+    # Not on the engine yet: the runtime must pull it from the registry with the pull
+    # credentials, the only ones it holds (as a cluster's imagePullSecrets).
     world.client.images.remove(world.image.ref, force=True)
     stop = world.start()
     try:
@@ -394,7 +398,7 @@ def test_module_runs_until_sigterm_and_a_restart_reapplies_nothing(world: World)
         output, _ = process.communicate(timeout=PATIENCE_S)
     assert process.returncode == 0, output
     assert world.status().applied(sha)  # type: ignore[union-attr]
-    assert os.environ[PASSWORD_ENV] not in output
+    assert os.environ[PULL_PASSWORD_ENV] not in output
     assert "applied main@sha1:" in output
     container = world.container()
     assert container.status == "running", "SIGTERM must leave the app running"

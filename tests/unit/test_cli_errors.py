@@ -175,19 +175,14 @@ def test_dev_status_lists_the_services_and_says_the_config_is_broken(
     assert status["config"]["problem"].startswith(f"{tmp_path / 'baton.yaml'}: apps")
 
 
-def test_each_stack_process_gets_only_the_secrets_it_uses(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    stack = local_stack(tmp_path, monkeypatch)
-    config = yaml.safe_load((tmp_path / "baton.yaml").read_text())
-    config["forge"]["credentials"] = {"token_env": "FORGE_TOKEN"}
-    (tmp_path / "baton.yaml").write_text(yaml.safe_dump(config))
-    monkeypatch.setenv("BATON_REGISTRY_PASSWORD", "registry-secret")
-    monkeypatch.setenv("BATON_REGISTRY_PASSWORD_FILE", "/run/secrets/registry")
-    monkeypatch.setenv("FORGE_TOKEN", "forge-secret")
-    monkeypatch.setenv("BATON_WEBHOOK_SECRET", "webhook-secret")
-    stack.run_dir.mkdir(parents=True)
-    stack.log_dir.mkdir(parents=True)
+PUSH, PULL = "BATON_REGISTRY_PASSWORD", "BATON_REGISTRY_PULL_PASSWORD"
+
+
+def spawned_secrets(stack: Stack, names: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    """Which of the variables `names` (and their values) each service of `stack` starts with
+    (each spawned as a process that prints its environment); a `_FILE` goes with its variable."""
+    stack.run_dir.mkdir(parents=True, exist_ok=True)
+    stack.log_dir.mkdir(parents=True, exist_ok=True)
     dump = [sys.executable, "-c", "import json, os; print(json.dumps(dict(os.environ)))"]
     seen = {}
     for service in services(stack.settings, stack.config):
@@ -195,14 +190,36 @@ def test_each_stack_process_gets_only_the_secrets_it_uses(
         pid = int((stack.run_dir / f"{service.name}.pid").read_text())
         os.waitpid(pid, 0)
         env = json.loads((stack.log_dir / f"{service.name}.log").read_text())
-        secrets = ("BATON_REGISTRY_PASSWORD", "FORGE_TOKEN", "BATON_WEBHOOK_SECRET")
-        seen[service.name] = [name for name in secrets if name in env]
-        assert ("BATON_REGISTRY_PASSWORD_FILE" in env) == ("BATON_REGISTRY_PASSWORD" in env)
+        seen[service.name] = {name: env[name] for name in names if name in env}
+        for name in names:
+            assert (f"{name}_FILE" in env) <= (name in env)
+    return seen
 
-    assert seen == {
+
+def test_each_stack_process_gets_only_the_secrets_it_uses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stack = local_stack(tmp_path, monkeypatch)
+    config = yaml.safe_load((tmp_path / "baton.yaml").read_text())
+    config["forge"]["credentials"] = {"token_env": "FORGE_TOKEN"}
+    config["forge"]["read_credentials"] = {"token_env": "FORGE_READ_TOKEN"}
+    (tmp_path / "baton.yaml").write_text(yaml.safe_dump(config))
+    monkeypatch.setenv(PUSH, "registry-secret")
+    monkeypatch.setenv(f"{PUSH}_FILE", "/run/secrets/registry")
+    monkeypatch.delenv(PULL, raising=False)  # generated into the secrets directory, as locally
+    monkeypatch.setenv("FORGE_TOKEN", "forge-secret")
+    monkeypatch.setenv("FORGE_READ_TOKEN", "forge-read-secret")
+    monkeypatch.setenv("BATON_WEBHOOK_SECRET", "webhook-secret")
+    names = (PUSH, PULL, "FORGE_TOKEN", "FORGE_READ_TOKEN", "BATON_WEBHOOK_SECRET")
+
+    seen = spawned_secrets(stack, names)
+
+    assert {name: sorted(env) for name, env in seen.items()} == {
         "temporal": [],
         "registry": [],
-        "api": ["BATON_REGISTRY_PASSWORD", "FORGE_TOKEN", "BATON_WEBHOOK_SECRET"],
-        "worker": ["BATON_REGISTRY_PASSWORD", "FORGE_TOKEN", "BATON_WEBHOOK_SECRET"],
-        "cluster": ["BATON_REGISTRY_PASSWORD", "FORGE_TOKEN", "BATON_WEBHOOK_SECRET"],
+        "api": sorted([PULL, "FORGE_TOKEN", "BATON_WEBHOOK_SECRET"]),
+        "worker": sorted([PUSH, "FORGE_TOKEN", "BATON_WEBHOOK_SECRET"]),
+        "cluster": sorted([PULL, "FORGE_READ_TOKEN", "BATON_WEBHOOK_SECRET"]),
     }
+    pull = (stack.settings.secrets_dir / "registry-pull-password").read_text().strip()
+    assert seen["api"][PULL] == seen["cluster"][PULL] == pull != "registry-secret"

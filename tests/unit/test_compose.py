@@ -25,7 +25,8 @@ from tests.fixtures import unavailable
 
 COMPOSE = PROJECT_ROOT / "docker-compose.yml"
 REGISTER = PROJECT_ROOT / "deploy" / "temporal" / "register-search-attributes.sh"
-SECRETS = {"BATON_WEBHOOK_SECRET": "x", "BATON_REGISTRY_PASSWORD": "y", "TEMPORAL_DB_PASSWORD": "z"}
+PUSH, PULL = "BATON_REGISTRY_PASSWORD", "BATON_REGISTRY_PULL_PASSWORD"
+SECRETS = {"BATON_WEBHOOK_SECRET": "x", PUSH: "y", PULL: "w", "TEMPORAL_DB_PASSWORD": "z"}
 BATON_SERVICES = ("api", "worker", "cluster")
 
 
@@ -64,6 +65,17 @@ def test_compose_runs_the_embedded_stacks_processes() -> None:
     assert commands["worker"] == ["python", "-m", "workers.main"]
     assert commands["cluster"] == ["python", "-m", "baton.local.cluster"]
     assert all(service["network_mode"] == "host" for service in services.values())
+
+
+def test_compose_gives_the_registry_push_password_to_the_worker_alone() -> None:
+    services = _services()
+    holds = {
+        name: sorted({PUSH, PULL} & set(services[name]["environment"])) for name in BATON_SERVICES
+    }
+    assert holds == {"api": [PULL], "worker": [PUSH], "cluster": [PULL]}
+    assert all("BATON_WEBHOOK_SECRET" in services[name]["environment"] for name in BATON_SERVICES)
+    config = yaml.safe_load((PROJECT_ROOT / "examples" / "baton.yaml").read_text())
+    assert config["registry"]["pull_credentials"]["token_env"] == PULL
 
 
 def test_compose_runs_a_production_shaped_temporal_with_pinned_images() -> None:
