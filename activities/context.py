@@ -57,7 +57,7 @@ class Context:
         if sync.kind == "local":
             from baton.cluster.local import LocalClusterStatus
 
-            return LocalClusterStatus(self.settings.stack_dir)
+            return LocalClusterStatus(self.settings.stack_dir, self.config)
         if sync.kind == "apply":
             return self.applied_cluster(environment)
         from baton.cluster.kubernetes import FluxCluster

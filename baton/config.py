@@ -618,10 +618,24 @@ class SyncConfig(Model):
     def _known_placeholders(cls, template: str | None) -> str | None:
         return template and _placeholders(template, ("app", "env"))
 
+    host_port_offset: int | None = Field(
+        default=None,
+        ge=0,
+        le=60000,
+        description="local: run this cluster's containers on a docker network of their own and "
+        "publish each container port P on 127.0.0.1:P+offset (the app then listens on 0.0.0.0 "
+        "in its container, as in a pod); unset: host networking, the app's ports are the host's",
+    )
+
     @model_validator(mode="after")
     def _cluster_access_is_for_kubernetes(self) -> SyncConfig:
         if self.kind == "local" and (self.kubeconfig or self.context):
             raise ValueError("kubeconfig and context are only used with kind: flux or apply")
+        if self.kind != "local" and self.host_port_offset is not None:
+            raise ValueError(
+                "host_port_offset is only used with kind: local (Kubernetes publishes ports "
+                "through Services)"
+            )
         return self
 
 
@@ -734,11 +748,18 @@ class EnvironmentConfig(Model):
             raise ValueError(f"clusters: {', '.join(twice)} named twice: give each cluster once")
         if self.clusters and self.cluster != "local":  # (not fields_set: it must round-trip)
             raise ValueError("set either cluster (one cluster) or clusters (several), not both")
-        local = [t.cluster for t in self.targets if t.sync.kind == "local"]
-        if len(self.clusters) > 1 and local:
+        # The local runtime serves each cluster's copy of the apps on host ports: the same
+        # manifests in two local clusters need a different offset each (unset: none, 0).
+        local: dict[int, list[str]] = {}
+        for target in self.targets:
+            if target.sync.kind == "local":
+                local.setdefault(target.sync.host_port_offset or 0, []).append(target.cluster)
+        clash = next((names for names in local.values() if len(names) > 1), None)
+        if len(self.clusters) > 1 and clash:
             raise ValueError(
-                f"clusters: {', '.join(local)} sync with kind local, but the local cluster "
-                "runtime hosts one cluster per environment: set their sync.kind to flux or apply"
+                f"clusters: {' and '.join(clash)} sync with kind local on the same host ports "
+                "(sync.host_port_offset unset or equal): give each its own "
+                "sync.host_port_offset, e.g. 100 and 200"
             )
         return self
 

@@ -2,9 +2,12 @@
 
 The runtime and this adapter share a directory, `<home>/cluster/`:
 
-    status/<env>/<app>.json    the latest SyncStatus of each app in each environment
-    reconcile/<env>/<app>      present while a reconcile request waits for the runtime
-    state.json                 the runtime's own memory (Kustomization spec generations)
+    status/<place>/<app>.json    the latest SyncStatus of each app in each place
+    reconcile/<place>/<app>      present while a reconcile request waits for the runtime
+    state.json                   the runtime's own memory (Kustomization spec generations)
+
+A place is one local cluster: `<env>` for an environment of one cluster, `<env>.<cluster>` for
+each cluster an environment names in `environments[].clusters` (names hold no dots).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from baton.cluster.base import SyncStatus
-from baton.config import EnvironmentConfig
+from baton.config import BatonConfig, EnvironmentConfig
 from baton.errors import ClusterError
 
 
@@ -25,30 +28,44 @@ class StatusUnreadable(ClusterError):
     """A status file exists but does not hold a SyncStatus."""
 
 
+def place(environment: EnvironmentConfig, named: bool) -> str:
+    """The local cluster `environment` (as one of its clusters sees it) runs in: `<env>`, or
+    `<env>.<cluster>` when the environment names its clusters (`named`)."""
+    return f"{environment.name}.{environment.cluster}" if named else environment.name
+
+
 class LocalClusterStatus:
-    """Reads the statuses the local cluster runtime writes, and files reconcile requests for it."""
+    """Reads the statuses the local cluster runtime writes, and files reconcile requests for it.
 
-    def __init__(self, home: Path) -> None:
+    `config` tells which environments name their clusters (each then has a place of its own);
+    without it every environment is one place."""
+
+    def __init__(self, home: Path, config: BatonConfig | None = None) -> None:
         self.root = Path(home) / "cluster"
+        self.named = {e.name for e in config.environments if e.clusters} if config else set()
 
-    def status_path(self, env: str, app: str) -> Path:
-        return self.root / "status" / env / f"{app}.json"
+    def place(self, environment: EnvironmentConfig) -> str:
+        return place(environment, environment.name in self.named)
 
-    def reconcile_path(self, env: str, app: str) -> Path:
-        return self.root / "reconcile" / env / app
+    def status_path(self, place: str, app: str) -> Path:
+        return self.root / "status" / place / f"{app}.json"
+
+    def reconcile_path(self, place: str, app: str) -> Path:
+        return self.root / "reconcile" / place / app
 
     def sync_status(self, environment: EnvironmentConfig, app: str) -> SyncStatus | None:
-        """The status last written for `app` in `environment`, or None before its first reconcile."""
-        return self.read(environment.name, app)
+        """The status last written for `app` in `environment`'s cluster, or None before its
+        first reconcile."""
+        return self.read(self.place(environment), app)
 
     def request_reconcile(self, environment: EnvironmentConfig, app: str) -> None:
         """Leave a request the runtime picks up at its next poll (well under a second)."""
-        path = self.reconcile_path(environment.name, app)
+        path = self.reconcile_path(self.place(environment), app)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(datetime.now(UTC).isoformat())
 
-    def read(self, env: str, app: str) -> SyncStatus | None:
-        path = self.status_path(env, app)
+    def read(self, place: str, app: str) -> SyncStatus | None:
+        path = self.status_path(place, app)
         try:
             return SyncStatus.model_validate_json(path.read_bytes())
         except FileNotFoundError:
@@ -59,9 +76,9 @@ class LocalClusterStatus:
                 "delete it and the local cluster runtime writes a fresh one"
             ) from None
 
-    def write(self, env: str, app: str, status: SyncStatus) -> None:
+    def write(self, place: str, app: str, status: SyncStatus) -> None:
         """Replace the status file atomically: readers see the old status or the new, never half."""
-        path = self.status_path(env, app)
+        path = self.status_path(place, app)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         with os.fdopen(fd, "w") as f:

@@ -4,9 +4,17 @@ It polls the GitOps repository's base branch (a bare repository of the local for
 source-controller polls a GitRepository, and reconciles one Kustomization per app and environment
 (`sync.kind: local`) the way kustomize-controller does: every new head commit is attempted, the
 rendered manifests under the environment's path are applied (each Deployment's container runs on
-the local docker engine as `baton-<env>-<app>`, host network), the readiness probe is the health
+the local docker engine as `baton-<stack>-<place>-<app>`), the readiness probe is the health
 check, and the outcome is written as a Flux-shaped status (see `baton.cluster.local` for the file
-layout) and sent to Baton's API as a signed Flux event.
+layout and places) and sent to Baton's API as a signed Flux event.
+
+Several named clusters: each cluster an environment names in `environments[].clusters` with
+`sync.kind: local` is a place of its own, `<env>.<cluster>`, with its own status, container and
+events (metadata `cluster`, as a Flux Alert's `eventMetadata` adds). Without
+`sync.host_port_offset` a cluster's containers use host networking, so the app's ports are the
+host's; with it they run on a docker network of their own, `baton-<stack>-<place>`, and each
+container port P is published on 127.0.0.1:P+offset (readiness probes go there too), so two
+clusters of one environment serve the same manifests on different host ports.
 
 A head whose manifests for an environment did not change advances that environment's
 `lastAppliedRevision` without touching its container, as with Flux. Containers are labelled with
@@ -32,7 +40,7 @@ import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,7 +53,7 @@ from docker.models.containers import Container
 
 from baton import shared_http
 from baton.cluster.base import SyncStatus, kustomization_name
-from baton.cluster.local import LocalClusterStatus
+from baton.cluster.local import LocalClusterStatus, place
 from baton.config import BatonConfig, ConfigError, EnvironmentConfig, load_config
 from baton.errors import BatonError, ClusterError
 from baton.flux import (
@@ -101,33 +109,67 @@ class Workload:
     ports: list[int] = field(default_factory=list)
     readiness_url: str | None = None
 
+    def published(self, offset: int | None) -> Workload:
+        """The workload as the host reaches it when its ports are published at +`offset`: the
+        readiness probe on 127.0.0.1 at the published port (no offset: host network, as is)."""
+        if offset is None or self.readiness_url is None:
+            return self
+        url = httpx.URL(self.readiness_url)
+        port = url.port or (443 if url.scheme == "https" else 80)
+        return replace(self, readiness_url=str(url.copy_with(host="127.0.0.1", port=port + offset)))
+
 
 def stack_id(home: Path) -> str:
     """A short id of one Baton data directory, so two local stacks never share containers."""
     return hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:8]
 
 
-def container_name(stack: str, environment: str, app: str) -> str:
-    return f"baton-{stack}-{environment}-{app}"
+def container_name(stack: str, place: str, app: str) -> str:
+    """The container an app runs as in one place (`<env>` or `<env>.<cluster>`)."""
+    return f"baton-{stack}-{place}-{app}"
+
+
+def network_name(stack: str, place: str) -> str:
+    """The docker network of a place whose ports are published (`sync.host_port_offset`)."""
+    return f"baton-{stack}-{place}"
 
 
 @dataclass(frozen=True)
 class Target:
-    """One app in one environment: what a Flux Kustomization reconciles."""
+    """One app in one local cluster: what a Flux Kustomization reconciles."""
 
-    environment: EnvironmentConfig
+    environment: EnvironmentConfig  # as this cluster sees it (its `cluster` and `sync`)
     app: str
     path: str
     stack: str
     source: GitOpsSource  # the environment's branch of the GitOps repository
+    named: bool = False  # the environment names its clusters (`environments[].clusters`)
+
+    @property
+    def place(self) -> str:
+        return place(self.environment, self.named)
+
+    @property
+    def cluster(self) -> str | None:
+        """The cluster's name, for events, when the environment names its clusters."""
+        return self.environment.cluster if self.named else None
 
     @property
     def key(self) -> str:
-        return f"{self.environment.name}/{self.app}"
+        return f"{self.place}/{self.app}"
 
     @property
     def container(self) -> str:
-        return container_name(self.stack, self.environment.name, self.app)
+        return container_name(self.stack, self.place, self.app)
+
+    @property
+    def offset(self) -> int | None:
+        """Where this cluster publishes container ports (P+offset), None on the host network."""
+        return self.environment.sync.host_port_offset
+
+    @property
+    def network(self) -> str:
+        return "host" if self.offset is None else network_name(self.stack, self.place)
 
     @property
     def kustomization(self) -> str:
@@ -144,6 +186,7 @@ class Target:
             self.kustomization,
             self.environment.sync.namespace,
             self.health_timeout_s,
+            self.offset,
         ]
         return hashlib.sha256(json.dumps(spec).encode()).hexdigest()
 
@@ -303,6 +346,7 @@ class LocalCluster:
         # The secret Baton's API checks Flux events with (see api.app).
         self.webhook_secret = read_secret("BATON_FLUX_WEBHOOK_SECRET") or settings.webhook_secret
         self.stop = threading.Event()
+        self._networks = threading.Lock()
         self.targets = [
             Target(
                 env,
@@ -310,6 +354,7 @@ class LocalCluster:
                 config.gitops.path.format(env=env.name, app=app.name, cluster=env.cluster),
                 stack_id(settings.home),
                 GitOpsSource(repo_dir, config.gitops.branch_of(env.name)),
+                named=bool(environment.clusters),
             )
             for environment in config.environments
             for env in environment.targets  # a cluster's own sync may be local, or not
@@ -363,7 +408,7 @@ class LocalCluster:
         log.info("stopped; app containers keep running")
 
     def _behind(self, target: Target, head: str) -> bool:
-        status = self.store.read(target.environment.name, target.app)
+        status = self.store.read(target.place, target.app)
         return (
             status is None
             or status.last_attempted_revision != head
@@ -371,7 +416,7 @@ class LocalCluster:
         )
 
     def _take_request(self, target: Target) -> bool:
-        path = self.store.reconcile_path(target.environment.name, target.app)
+        path = self.store.reconcile_path(target.place, target.app)
         try:
             path.unlink()
         except FileNotFoundError:
@@ -380,9 +425,9 @@ class LocalCluster:
 
     def _reconcile(self, target: Target, head: str) -> None:
         """Attempt `head` for one target, then publish the outcome as status and event."""
-        env, app = target.environment.name, target.app
+        where, app = target.place, target.app
         started = time.monotonic()
-        previous = self.store.read(env, app)
+        previous = self.store.read(where, app)
         base = previous or SyncStatus(observed_at=datetime.now(UTC))
         generation = self.generations[target.key]
         revision = format_revision(target.source.branch, head)
@@ -396,7 +441,7 @@ class LocalCluster:
                 "observed_at": datetime.now(UTC),
             }
         )
-        self.store.write(env, app, progressing)
+        self.store.write(where, app, progressing)
         outcome = {
             "last_attempted_revision": head,
             "generation": generation,
@@ -428,7 +473,7 @@ class LocalCluster:
         status = base.model_copy(
             update=outcome | {"ready_reason": reason, "observed_at": datetime.now(UTC)}
         )
-        self.store.write(env, app, status)
+        self.store.write(where, app, status)
         # Like Flux, report a new revision or a change of outcome, not every repeated check.
         if previous is None or (
             previous.last_attempted_revision,
@@ -461,11 +506,15 @@ class LocalCluster:
         )
         current = self._container(target.container)
         running = (
-            current.labels.get("baton.tree") if current and current.status == "running" else None
+            current.labels.get("baton.tree")
+            if current
+            and current.status == "running"
+            and current.labels.get("baton.network", "host") == target.network
+            else None
         )
         if tree == healthy_tree and running == (tree if workload else None):
             if current is not None and workload is not None:
-                self._wait_ready(current, workload, target.health_timeout_s)
+                self._wait_ready(current, workload.published(target.offset), target)
             return False
         if target.environment.name in self.fail_envs and tree != healthy_tree:
             raise ReconcileFailed(
@@ -489,18 +538,27 @@ class LocalCluster:
         self._remove(target.container)
         if workload is None:
             return
-        self._wait_ports_free(workload)
+        self._wait_ports_free(workload, target)
+        if target.offset is None:
+            network: dict[str, Any] = {"network_mode": "host"}
+        else:
+            offset = target.offset
+            network = {
+                "network": self._network(target),
+                "ports": {f"{port}/tcp": ("127.0.0.1", port + offset) for port in workload.ports},
+            }
         try:
             container = self.client.containers.run(
                 workload.image,
                 name=target.container,
                 detach=True,
-                network_mode="host",
                 labels={
                     "baton.env": target.environment.name,
                     "baton.app": target.app,
                     "baton.revision": head,
                     "baton.tree": tree,
+                    "baton.network": target.network,
+                    **({"baton.cluster": target.cluster} if target.cluster else {}),
                 },
                 environment=workload.environment,
                 entrypoint=workload.entrypoint,
@@ -509,6 +567,7 @@ class LocalCluster:
                 read_only=workload.read_only,
                 cap_drop=workload.cap_drop or None,
                 security_opt=["no-new-privileges"] if workload.no_new_privileges else None,
+                **network,
             )
         except docker.errors.APIError as exc:
             raise ReconcileFailed(
@@ -516,7 +575,26 @@ class LocalCluster:
                 f"health check failed: {workload.deployment}: container cannot start "
                 f"(CreateContainerError): {exc.explanation}",
             ) from None
-        self._wait_ready(container, workload, target.health_timeout_s)
+        self._wait_ready(container, workload.published(target.offset), target)
+        if target.offset is not None:
+            log.info(
+                "%s: serves %s",
+                target.key,
+                ", ".join(f"{p} on 127.0.0.1:{p + target.offset}" for p in workload.ports),
+            )
+
+    def _network(self, target: Target) -> str:
+        """The place's own docker network, created at its first container (and kept, as the
+        containers are)."""
+        with self._networks:
+            if not self.client.networks.list(names=[target.network]):
+                self.client.networks.create(
+                    target.network,
+                    driver="bridge",
+                    check_duplicate=True,
+                    labels={"baton.stack": target.stack, "baton.place": target.place},
+                )
+        return target.network
 
     def _pull(self, workload: Workload) -> None:
         if not workload.pull_always:
@@ -549,20 +627,34 @@ class LocalCluster:
             container.stop(timeout=STOP_GRACE_S)
         container.remove(force=True)
 
-    def _wait_ports_free(self, workload: Workload) -> None:
+    def _wait_ports_free(self, workload: Workload, target: Target) -> None:
+        """Wait (briefly) until the host ports the workload takes are free."""
         deadline = time.monotonic() + PORT_RELEASE_S
+        offset = target.offset or 0
+        where = (
+            f"cluster {target.cluster}"
+            if target.cluster
+            else f"environment {target.environment.name}"
+        )
+        fix = (
+            f"or change the sync.host_port_offset of {where}"
+            if target.offset is not None
+            else "or change service.port"
+        )
         for port in workload.ports:
-            while not port_free(port):
+            while not port_free(port + offset):
                 if time.monotonic() > deadline:
+                    published = f" (container port {port} + {offset})" if offset else ""
                     raise ReconcileFailed(
                         "ReconciliationFailed",
-                        f"{workload.deployment}: port {port} on 127.0.0.1 is in use by a process "
-                        "that is not part of the local cluster: stop it or change service.port",
+                        f"{workload.deployment}: port {port + offset}{published} on 127.0.0.1 is "
+                        f"in use by a process that is not part of the local cluster: stop it {fix}",
                     )
                 time.sleep(0.1)
 
-    def _wait_ready(self, container: Container, workload: Workload, timeout_s: float) -> None:
+    def _wait_ready(self, container: Container, workload: Workload, target: Target) -> None:
         """Wait for the readiness probe (or, without one, a running container) like a health check."""
+        timeout_s = target.health_timeout_s
         started = time.monotonic()
         while True:
             container.reload()
@@ -581,7 +673,7 @@ class LocalCluster:
                     "HealthCheckFailed",
                     f"health check failed after {elapsed:.1f}s: timeout waiting for: "
                     f"[{workload.deployment} readiness {workload.readiness_url}]"
-                    f"{_last_lines(container)}",
+                    f"{_published_hint(target)}{_last_lines(container)}",
                 )
             if self.stop.wait(PROBE_EVERY_S):
                 raise _Stopping
@@ -597,6 +689,8 @@ class LocalCluster:
             status.ready_message or "",
             "info" if status.ready else "error",
         )
+        if target.cluster:  # as an Alert with `eventMetadata: {cluster: NAME}` sends it
+            event["metadata"]["cluster"] = target.cluster
         body = json.dumps(event).encode()
         headers = {
             "Content-Type": "application/json",
@@ -647,6 +741,15 @@ def _probe(url: str | None) -> bool:
         return 200 <= shared_http.client().get(url, timeout=1.0).status_code < 400
     except httpx.HTTPError:
         return False
+
+
+def _published_hint(target: Target) -> str:
+    if target.offset is None:
+        return ""
+    return (
+        f"\n({target.place} publishes container ports on the host (sync.host_port_offset): "
+        "the app must listen on 0.0.0.0 in its container, not on 127.0.0.1)"
+    )
 
 
 def _last_lines(container: Container) -> str:

@@ -292,6 +292,11 @@ def stop_stack(e2e: E2EStack) -> None:
     for container in client.containers.list(all=True, filters={"label": "baton.app"}):
         if container.name.startswith(prefix):
             container.remove(force=True)
+    # The networks of local clusters that publish their ports (sync.host_port_offset).
+    for network in client.networks.list(
+        filters={"label": f"baton.stack={stack_id(e2e.settings.home)}"}
+    ):
+        network.remove()
 
 
 def version(url: str) -> dict:

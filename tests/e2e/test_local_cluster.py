@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -415,3 +415,75 @@ def test_module_runs_until_sigterm_and_a_restart_reapplies_nothing(world: World)
         stop()
     assert world.status().applied(sha)  # type: ignore[union-attr]
     assert world.container().id == container.id
+
+
+def test_two_clusters_of_one_environment_serve_the_same_manifests_on_their_own_ports(
+    world: World,
+) -> None:
+    """Clusters a and b of one environment, each publishing the app's port at its own offset
+    (a: the port itself, b: another), on docker networks of their own."""
+    ports = {"a": world.port, "b": next(p for p in iter(free_port, None) if p > world.port)}
+    clusters = "".join(
+        f"      - {{name: {name}, sync: {{kind: local, timeout_s: {HEALTH_TIMEOUT_S}, "
+        f"host_port_offset: {port - world.port}}}}}\n"
+        for name, port in ports.items()
+    )
+    text = world.config_file.read_text().replace("{env}/{app}", "{env}/{cluster}/{app}")
+    text = text.replace(
+        f"    sync: {{kind: local, timeout_s: {HEALTH_TIMEOUT_S}}}\n", f"    clusters:\n{clusters}"
+    )
+    config = parse_config(text)
+    spanning = replace(world, config=config)
+    # The app listens where its cluster publishes the port: on 0.0.0.0 in its container.
+    manifests = world.render(bindAddress="0.0.0.0")
+    sha = world.commit(
+        {f"rendered/{world.env}/{name}/sample-app/manifests.yaml": manifests for name in ports},
+        "deploy sample-app to a and b",
+    )
+    statuses = LocalClusterStatus(world.home, config)
+    targets = dict(zip(ports, config.environment(world.env).targets, strict=True))
+    home = stack_id(world.home)
+    stop = spanning.start()
+    try:
+        for name, target in targets.items():
+            status = eventually(
+                lambda t=target: statuses.sync_status(t, "sample-app"),
+                lambda s: (
+                    s is not None and s.last_attempted_revision == sha and s.ready is not None
+                ),
+                timeout=SYNC_TIMEOUT_S,
+                what=f"cluster {name} to attempt {sha[:12]}",
+            )
+            assert status.applied(sha), status
+        served = {
+            name: httpx.get(f"http://127.0.0.1:{port}/version", timeout=2).json()["commit"]
+            for name, port in ports.items()
+        }
+        found = {
+            name: world.client.containers.get(
+                container_name(home, f"{world.env}.{name}", "sample-app")
+            )
+            for name in ports
+        }
+    finally:
+        stop()
+        for container in world.client.containers.list(all=True, filters={"label": "baton.app"}):
+            if container.name.startswith(f"baton-{home}-"):
+                container.remove(force=True)
+        for network in world.client.networks.list(filters={"label": f"baton.stack={home}"}):
+            network.remove()
+
+    # Each cluster's copy of the same release answers on its own host port.
+    assert served == {"a": APP_COMMIT, "b": APP_COMMIT}
+    for name, container in found.items():
+        assert container.attrs["HostConfig"]["PortBindings"] == {
+            f"{world.port}/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(ports[name])}]
+        }
+        assert container.labels["baton.cluster"] == name
+    # Each cluster's event names it, as a Flux Alert with eventMetadata does.
+    named = {
+        event["metadata"].get("cluster")
+        for _, event in world.receiver.events()
+        if event["reason"] == "ReconciliationSucceeded" and event_revision(event) == sha
+    }
+    assert named == {"a", "b"}

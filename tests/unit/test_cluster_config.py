@@ -90,10 +90,61 @@ def test_values_cannot_differ_per_cluster_of_one_render() -> None:
     assert problem.startswith("gitops.values: 'v/{env}/{cluster}/{app}.yaml' names {cluster}")
 
 
-def test_the_local_runtime_hosts_one_cluster_of_an_environment(tmp_path) -> None:
-    local = PROD.replace("    sync: {kind: apply}\n", "")
-    line = refused_by_config_check(tmp_path, local, "rendered/{env}/{cluster}/{app}")
+# Two local clusters, eu verified at the environment's URL, us at its own.
+LOCAL = (
+    PROD.replace("    sync: {kind: apply}\n", "")
+    .replace("{name: eu}", "{name: eu, sync: {kind: local, host_port_offset: 100}}")
+    .replace("{kind: flux, timeout_s: 60}", "{kind: local, host_port_offset: 200}")
+    .replace("127.0.0.1:1/", "127.0.0.1:18183/")
+    .replace("127.0.0.1:2/", "127.0.0.1:18283/")
+)
+
+
+def test_the_local_runtime_hosts_clusters_on_host_ports_of_their_own() -> None:
+    config = parse_config(APP + LOCAL + "gitops: {path: 'rendered/{env}/{cluster}/{app}'}\n")
+    eu, us = config.environment("prod").targets
+    assert (eu.sync.host_port_offset, us.sync.host_port_offset) == (100, 200)
+
+
+@pytest.mark.parametrize(
+    ("eu", "us"),
+    [
+        ("{kind: local}", "{kind: local}"),
+        ("{kind: local, host_port_offset: 0}", "{kind: local}"),
+        ("{kind: local, host_port_offset: 100}", "{kind: local, host_port_offset: 100}"),
+    ],
+)
+def test_config_check_refuses_local_clusters_on_the_same_host_ports(
+    tmp_path: Path, eu: str, us: str
+) -> None:
+    same = LOCAL.replace("{kind: local, host_port_offset: 100}", eu).replace(
+        "{kind: local, host_port_offset: 200}", us
+    )
+    line = refused_by_config_check(tmp_path, same, "rendered/{env}/{cluster}/{app}")
     assert line.endswith(
-        "environments[0]: clusters: eu sync with kind local, but the local cluster runtime hosts "
-        "one cluster per environment: set their sync.kind to flux or apply"
+        "environments[0]: clusters: eu and us sync with kind local on the same host ports "
+        "(sync.host_port_offset unset or equal): give each its own sync.host_port_offset, "
+        "e.g. 100 and 200"
+    )
+
+
+def test_a_local_cluster_beside_a_kubernetes_one_needs_no_offset() -> None:
+    mixed = LOCAL.replace("{kind: local, host_port_offset: 200}", "{kind: flux}").replace(
+        ", host_port_offset: 100", ""
+    )
+    config = parse_config(APP + mixed + "gitops: {path: 'rendered/{env}/{cluster}/{app}'}\n")
+    eu, us = config.environment("prod").targets
+    assert (eu.sync.kind, eu.sync.host_port_offset, us.sync.kind) == ("local", None, "flux")
+
+
+def test_host_port_offset_is_for_the_local_runtime_only() -> None:
+    flux = LOCAL.replace(
+        "{kind: local, host_port_offset: 200}", "{kind: flux, host_port_offset: 1}"
+    )
+    with pytest.raises(ConfigError) as refused:
+        parse_config(APP + flux + "gitops: {path: 'rendered/{env}/{cluster}/{app}'}\n")
+    (problem,) = refused.value.problems
+    assert problem.endswith(
+        "host_port_offset is only used with kind: local (Kubernetes publishes ports through "
+        "Services)"
     )
