@@ -7,9 +7,12 @@ secrets, the forge token and the registry's pull password (`registry.pull_creden
 reads step logs from the store in the registry); the local cluster the pull password (it pulls
 images, as a cluster's imagePullSecrets), the forge's read token (`forge.read_credentials`: it
 reads the GitOps repository, as Flux's GitRepository secretRef) and the webhook secrets (it signs
-Flux-format events); the worker the push password, the forge token, the webhook secrets and the
-rest. Where the config sets no pull (read) credentials, the readers get the push password (forge
-token) instead, and `baton dev up` says so (`baton.config.reader_warnings`).
+Flux-format events); the worker the push password, the forge token, the webhook secrets and every
+other secret the config names (`named_secrets`: mirror sources, notification URLs and signing
+secrets, build secrets). A secret the config names is withheld from every other process even when
+the shell that starts the stack exports it (its `_FILE` form too), and the CLI's `BATON_TOKEN`
+from all. Where the config sets no pull (read) credentials, the readers get the push password
+(forge token) instead, and `baton dev up` says so (`baton.config.reader_warnings`).
 
 The embedded registry knows two htpasswd users, the push one and the pull one, each with a
 password generated once into the secrets directory. Its htpasswd auth has no per-user
@@ -29,9 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from pydantic import BaseModel
 
 from baton import shared_http
-from baton.config import BatonConfig, ConfigError, load_config
+from baton.config import BatonConfig, BuildSecret, ConfigError, load_config
 from baton.errors import InfrastructureError
 from baton.local.registry import prepare_registry, registry_command
 from baton.settings import Settings
@@ -46,6 +50,9 @@ class StackError(InfrastructureError):
 SERVICE_NAMES = ("temporal", "registry", "api", "worker", "cluster")
 """Every service the stack may run, in start order (the registry only for a local registry.url)."""
 FLUX_WEBHOOK_SECRET = "BATON_FLUX_WEBHOOK_SECRET"
+CLIENT_CREDENTIAL = "BATON_TOKEN"
+"""The CLI's API token (cli/client.py), maybe in the shell that runs `baton dev up`: no stack
+process uses it."""
 
 
 @dataclass(frozen=True)
@@ -62,24 +69,49 @@ def secret_variables(config: BatonConfig) -> dict[str, frozenset[str]]:
     """The environment variables holding the secrets the configuration names, by what they are
     for: `registry` (its push password), `registry_pull` (what readers pull with: the pull
     password, else the push one), `forge` (its token), `forge_read` (what the local cluster
-    reads the GitOps repository with), `webhook` (the webhook secrets), `worker` (the rest:
-    image mirror sources, notification URLs and signing secrets)."""
+    reads the GitOps repository with), `webhook` (the webhook secrets), `worker` (every other
+    one `named_secrets` finds: image mirror sources, notification URLs and signing secrets,
+    build secrets...)."""
 
     def named(*names: str | None) -> frozenset[str]:
         return frozenset(name for name in names if name)
 
-    return {
+    readers = {
         "registry": named(config.registry.credentials.token_env),
         "registry_pull": named(config.registry.pulling().token_env),
         "forge": named(config.forge.credentials.token_env),
         "forge_read": named(config.forge.reading().credentials.token_env),
         "webhook": named(config.forge.webhook_secret_env, FLUX_WEBHOOK_SECRET),
-        "worker": named(
-            *(entry.credentials.token_env for entry in config.images.mirror),
-            *(target.url_env for target in config.notifications),
-            *(target.secret_env for target in config.notifications),
-        ),
     }
+    rest = named_secrets(config) - readers["registry_pull"] - readers["forge_read"]
+    return readers | {"worker": rest}
+
+
+def named_secrets(config: BaseModel) -> frozenset[str]:
+    """Every environment variable `config` names as holding a secret, found through its models:
+    `Credentials.token_env`, `BuildSecret.env` and every other field ending in `_env`
+    (baton.config: such fields name where a secret lives, never the secret)."""
+    found: set[str] = set()
+
+    def walk(value: object) -> None:
+        if isinstance(value, BaseModel):
+            for field in type(value).model_fields:
+                item = getattr(value, field)
+                if isinstance(item, str) and (
+                    field.endswith("_env") or (field == "env" and isinstance(value, BuildSecret))
+                ):
+                    found.add(item)
+                else:
+                    walk(item)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                walk(item)
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+
+    walk(config)
+    return frozenset(found)
 
 
 def services(settings: Settings, config: BatonConfig) -> list[Service]:
@@ -276,6 +308,7 @@ class Stack:
 
     def _spawn(self, service: Service) -> None:
         withheld = frozenset().union(*secret_variables(self.config).values()) - service.secrets
+        withheld |= {CLIENT_CREDENTIAL}
         withheld |= {f"{name}_FILE" for name in withheld}
         env = {key: value for key, value in os.environ.items() if key not in withheld}
         env |= {"PATH": search_path(), "BATON_HOME": str(self.settings.home)}

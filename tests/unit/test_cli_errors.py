@@ -223,3 +223,45 @@ def test_each_stack_process_gets_only_the_secrets_it_uses(
     }
     pull = (stack.settings.secrets_dir / "registry-pull-password").read_text().strip()
     assert seen["api"][PULL] == seen["cluster"][PULL] == pull != "registry-secret"
+
+
+def test_secrets_exported_in_the_shell_reach_only_the_processes_that_use_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator's shell may hold every secret the config names (and their _FILE forms):
+    each stack process still starts with only its own."""
+    stack = local_stack(tmp_path, monkeypatch)
+    config = yaml.safe_load((tmp_path / "baton.yaml").read_text())
+    config["forge"]["read_credentials"] = {"token_env": "FORGE_READ_TOKEN"}
+    config["images"] = {
+        "mirror": [
+            {
+                "source": "docker.io/library/redis:7",
+                "name": "mirror/redis",
+                "credentials": {"username": "bot", "token_env": "MIRROR_TOKEN"},
+            }
+        ]
+    }
+    config["notifications"] = [
+        {"kind": "slack", "url_env": "SLACK_WEBHOOK_URL"},
+        {"kind": "webhook", "url_env": "HOOK_URL", "secret_env": "HOOK_SECRET"},
+    ]
+    config["apps"][0]["build_secrets"] = [{"id": "npmrc", "env": "NPM_TOKEN"}]
+    (tmp_path / "baton.yaml").write_text(yaml.safe_dump(config))
+    worker_only = ("MIRROR_TOKEN", "SLACK_WEBHOOK_URL", "HOOK_URL", "HOOK_SECRET", "NPM_TOKEN")
+    names = (PUSH, PULL, "FORGE_READ_TOKEN", "BATON_WEBHOOK_SECRET", "BATON_TOKEN", *worker_only)
+    for name in names:
+        monkeypatch.setenv(name, f"{name.lower()}-value")
+        monkeypatch.setenv(f"{name}_FILE", f"/run/secrets/{name.lower()}")
+
+    seen = spawned_secrets(stack, names)
+
+    assert {name: sorted(env) for name, env in seen.items()} == {
+        "temporal": [],
+        "registry": [],
+        "api": sorted([PULL, "BATON_WEBHOOK_SECRET"]),
+        "worker": sorted([PUSH, "BATON_WEBHOOK_SECRET", *worker_only]),
+        "cluster": sorted([PULL, "FORGE_READ_TOKEN", "BATON_WEBHOOK_SECRET"]),
+    }
+    assert seen["worker"][PUSH] == "baton_registry_password-value"
+    assert seen["api"][PULL] == seen["cluster"][PULL] == "baton_registry_pull_password-value"

@@ -1,7 +1,7 @@
 """deploy/helm/baton: Baton's Helm chart lints (strict), renders, and its output validates offline
 against the Kubernetes schemas (strict: no unknown fields); one worker Deployment per task queue,
-each with its own replicas and resources, probes on every container, secrets only by reference,
-RBAC for Flux and apply, a ServiceMonitor behind a value."""
+each with its own replicas and resources, probes on every container, secrets only by reference
+(the API's Secret and the workers'), RBAC for Flux and apply, a ServiceMonitor behind a value."""
 
 from __future__ import annotations
 
@@ -18,8 +18,15 @@ from baton.tools import PROJECT_ROOT, find_tool
 
 CHART = PROJECT_ROOT / "deploy" / "helm" / "baton"
 CONFIG = PROJECT_ROOT / "deploy" / "kubernetes" / "baton.yaml"
-SECRET = "baton-secrets"
-REQUIRED = ["--set", f"secrets.existingSecret={SECRET}", "--set-file", f"config={CONFIG}"]
+SECRETS = {"api": "baton-api", "worker": "baton-workers"}
+REQUIRED = [
+    "--set",
+    f"secrets.api.existingSecret={SECRETS['api']}",
+    "--set",
+    f"secrets.workers.existingSecret={SECRETS['worker']}",
+    "--set-file",
+    f"config={CONFIG}",
+]
 # Everything switched on: the ServiceMonitor, apply RBAC in two namespaces, a home claim.
 ALL_ON = [
     *REQUIRED,
@@ -132,9 +139,11 @@ def test_secrets_only_by_reference_and_no_root(rendered: list[dict]) -> None:
     for deployment in _kind(rendered, "Deployment"):
         pod = deployment["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
+        component = deployment["metadata"]["labels"]["app.kubernetes.io/component"]
         for container in pod["containers"]:
-            refs = [s for s in (e.get("secretRef") for e in container["envFrom"]) if s]
-            assert [ref["name"] for ref in refs] == [SECRET]
+            assert [s for s in container["envFrom"] if "secretRef" in s] == []
+            refs = [e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e]
+            assert {ref["name"] for ref in refs} == {SECRETS[component]}
             assert container["securityContext"]["allowPrivilegeEscalation"] is False
             assert container["securityContext"]["readOnlyRootFilesystem"] is True
             mounts = {mount["mountPath"] for mount in container["volumeMounts"]}
@@ -189,8 +198,13 @@ def test_service_monitor_scrapes_the_api_and_every_worker(rendered: list[dict]) 
 
 
 def test_missing_or_mistyped_values_are_refused_with_what_to_set() -> None:
-    assert "set secrets.existingSecret" in _refusal("--set-file", f"config={CONFIG}")
-    assert "set config (baton.yaml as YAML" in _refusal("--set", f"secrets.existingSecret={SECRET}")
+    assert "set secrets.api.existingSecret: the Secret holding BATON_WEBHOOK_SECRET, " + (
+        "BATON_REGISTRY_PULL_PASSWORD"
+    ) in _refusal(*REQUIRED[2:])
+    assert "set secrets.workers.existingSecret: the Secret holding BATON_WEBHOOK_SECRET, " + (
+        "BATON_REGISTRY_PASSWORD"
+    ) in _refusal(*REQUIRED[:2], *REQUIRED[4:])
+    assert "set config (baton.yaml as YAML" in _refusal(*REQUIRED[:4])
     typo = _refusal(*REQUIRED, "--set", "workers.build.replica=3")
     assert "additional properties 'replica' not allowed" in typo
     queue = _refusal(*REQUIRED, "--set", "workers.build.queue=baton-bild")

@@ -48,16 +48,25 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
-{{- define "baton.existingSecret" -}}
-{{- required "set secrets.existingSecret: the Secret holding BATON_WEBHOOK_SECRET, BATON_REGISTRY_PASSWORD and the forge token (kubectl create secret generic ...)" .Values.secrets.existingSecret }}
-{{- end }}
-
-{{/* Environment shared by every Baton container. */}}
+{{/* Environment shared by every Baton container (no secrets: see baton.secretEnv). */}}
 {{- define "baton.envFrom" -}}
 - configMapRef:
     name: {{ include "baton.fullname" . }}-env
-- secretRef:
-    name: {{ include "baton.existingSecret" . }}
+{{- end }}
+
+{{/* A component's secrets, (dict "secrets" {existingSecret, keys} "field" "secrets.api"): each
+key of its Secret as the variable of that name, and no other key of it. */}}
+{{- define "baton.secretEnv" -}}
+{{- if .secrets.keys }}
+{{- $secret := required (printf "set %s.existingSecret: the Secret holding %s (kubectl create secret generic ...)" .field (join ", " .secrets.keys)) .secrets.existingSecret }}
+{{- range .secrets.keys }}
+- name: {{ . }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ . }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* Pod-level settings shared by the API and the workers. */}}
