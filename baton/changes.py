@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.client import (
     Client,
@@ -110,6 +110,10 @@ class ChangeDetail(BaseModel):
 
     change: ChangeStatus
     rollout: RolloutStatus | None = None
+    """The first rollout under way (`running_rollouts[0]`)."""
+    running_rollouts: list[RolloutStatus] = []
+    """Every rollout under way, each with its environment, gate and steps (the environments of a
+    parallel stage roll out at once)."""
     workflow: str = "running"
     """Temporal's status of the change's workflow: running, completed, terminated, failed..."""
     steps: list[Stage] = []
@@ -117,7 +121,17 @@ class ChangeDetail(BaseModel):
     detail is its last progress line."""
     waiting: list[str] = []
     """Steps retrying while a dependency is away: `waiting since <time> for <step>: <last error>
-    (attempt N)`, from Temporal's record of the pending activity (no worker needed)."""
+    (attempt N)`, from Temporal's record of the pending activity (no worker needed); a rollout's
+    lines begin with its environment (`staging-a: waiting since ...`)."""
+
+    @model_validator(mode="after")
+    def _first_is_rollout(self) -> ChangeDetail:
+        """`rollout` and `running_rollouts` say the same of the first rollout, whichever was given."""
+        if not self.running_rollouts and self.rollout is not None:
+            self.running_rollouts = [self.rollout]
+        elif self.rollout is None and self.running_rollouts:
+            self.rollout = self.running_rollouts[0]
+        return self
 
 
 class Filters(BaseModel):
@@ -223,8 +237,8 @@ async def change_gates(client: Client, change: ChangeSummary) -> list[PublishedG
 async def show(
     client: Client, change: str, patience: timedelta = timedelta(seconds=15)
 ) -> ChangeDetail:
-    """The change's timeline and gate, the rollout it is in and its pipeline's steps, from what
-    its workflows publish (see the module); raises ChangeNotFound.
+    """The change's timeline and gate, the rollouts under way (each with its gate and steps) and
+    its pipeline's steps, from what its workflows publish (see the module); raises ChangeNotFound.
 
     A change started before workflows published their status is asked by query, which waits at
     most `patience` for a worker (Temporal holds a query while no worker polls), then
@@ -235,19 +249,31 @@ async def show(
         raise ChangeNotFound(change_id)
     status = await _published(client, description, ChangeStatus, patience)
     workflow = description.status.name.lower() if description.status else "unknown"
-    rollout = None
-    if status.current_rollout:
-        rollout = await read_status(client, status.current_rollout, RolloutStatus, patience)
     steps = await _steps(client, status)
     waiting = []
-    for child in (_pipeline_id(status), status.current_rollout):
-        described = await _describe(client, child) if child else None
-        if described is not None:
-            timeline = rollout.timeline if rollout and child == status.current_rollout else steps
-            waiting += waiting_out(described.raw_description.pending_activities, timeline)
+    pipeline = await _describe(client, run) if (run := _pipeline_id(status)) else None
+    if pipeline is not None:
+        waiting += waiting_out(pipeline.raw_description.pending_activities, steps)
+    rollouts = []
+    for child in running_rollouts(status):
+        described = await _describe(client, child)
+        if described is None:
+            continue
+        rollout = await _published(client, described, RolloutStatus, patience)
+        rollouts.append(rollout)
+        lines = waiting_out(described.raw_description.pending_activities, rollout.timeline)
+        waiting += [f"{rollout.environment}: {line}" for line in lines]
     return ChangeDetail(
-        change=status, rollout=rollout, workflow=workflow, steps=steps, waiting=waiting
+        change=status, running_rollouts=rollouts, workflow=workflow, steps=steps, waiting=waiting
     )
+
+
+def running_rollouts(status: ChangeStatus) -> list[str]:
+    """The ids of the change's rollouts under way; `current_rollout` alone for changes that
+    published before parallel stages."""
+    if status.running_rollouts:
+        return status.running_rollouts
+    return [status.current_rollout] if status.current_rollout else []
 
 
 ACTIVITY_STEPS = {
@@ -255,6 +281,8 @@ ACTIVITY_STEPS = {
     "try_image": "image_test",
     "push_image": "push",
     "publish_artifact": "publish",
+    "render_environment": "render",
+    "propose_gitops_change": "gitops pull request",
 }
 """Activities whose timeline step has another name than the activity (checks: their kind)."""
 
@@ -394,7 +422,7 @@ async def _update_rollout(
     target = rollout_id(status.app, environment, status.artifact.commit)
     # Environments of a parallel stage roll out at once: any of them may be waiting.
     running = [s.environment for s in status.promotion if s.position == "running"]
-    if status.current_rollout != target and environment not in running:
+    if target not in running_rollouts(status) and environment not in running:
         done = [r.environment for r in status.rollouts]
         where = (
             f"it already went through {environment}"

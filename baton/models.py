@@ -528,7 +528,14 @@ class ChangeStatus(BaseModel):
     artifact: Artifact | None = None
     reason: str | None = None
     rollouts: list[RolloutResult] = []
-    current_rollout: str | None = None
+    current_rollout: str | None = Field(
+        default=None, description="the first rollout under way (`running_rollouts[0]`), or none"
+    )
+    running_rollouts: list[str] = Field(
+        default=[],
+        description="every rollout under way, in the order they started: the environments of a "
+        "parallel stage roll out at once (changes recorded before it carry `current_rollout` only)",
+    )
     environments: list[str] = Field(
         default=[], description="the environments it is promoted to, in order (empty: unknown)"
     )

@@ -1,8 +1,9 @@
 """The one comment Baton keeps on a change's pull request: where the change is, per environment.
 
 `render` writes it from what the change's workflows publish (`baton.changes.ChangeDetail`): the
-change's state, each environment's outcome with its GitOps PR, the gate the change or its
-rollout waits at and on whom, and links to the Temporal UI. `marker` is the hidden HTML comment
+change's state, each environment's outcome with its GitOps PR, the gates the change and its
+rollouts under way wait at (a parallel stage runs several) and on whom, and links to the Temporal
+UI. `marker` is the hidden HTML comment
 the forge adapters find it by (`Forge.upsert_comment`), so it is edited in place, never posted
 twice. Pure: no I/O.
 """
@@ -11,8 +12,9 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from baton.changes import ChangeDetail
+from baton.changes import ChangeDetail, running_rollouts
 from baton.models import Gate, GitOpsPullRequest, RolloutOutcome
+from baton.temporal import rollout_environment
 
 OUTCOMES: dict[RolloutOutcome, str] = {
     "deployed": "✅ deployed",
@@ -39,19 +41,17 @@ def render(detail: ChangeDetail, ui_url: str, namespace: str) -> str:
     link = ui_link(ui_url, namespace, change.id)
     state = f"**{change.state}**" + (f": {change.reason}" if change.reason else "")
     lines = [f"### Baton: [{change.id}]({link})", "", state, ""]
-    gate = _gate(detail)
-    if gate is not None:
+    for gate in _gates(detail):
         on = f" (waiting on {', '.join(gate.waiting_on)})" if gate.waiting_on else ""
         lines += [f"⏳ {gate.description}{on}", ""]
     environments = change.environments or [r.environment for r in change.rollouts]
     if environments:
         lines += ["| environment | outcome | GitOps PR |", "|---|---|---|"]
         results = {r.environment: r for r in change.rollouts}
+        running = {r.environment: r for r in detail.running_rollouts}
         for env in environments:
             result = results.get(env)
-            rollout = (
-                detail.rollout if detail.rollout and detail.rollout.environment == env else None
-            )
+            rollout = running.get(env)
             if result is not None:
                 outcome = OUTCOMES.get(result.outcome, result.outcome)
                 pr = result.gitops_pr
@@ -62,19 +62,21 @@ def render(detail: ChangeDetail, ui_url: str, namespace: str) -> str:
             lines.append(f"| {env} | {outcome} | {_pr_link(pr)} |")
         lines.append("")
     links = [f"[change]({link})"]
-    if change.current_rollout:
-        links.append(f"[rollout]({ui_link(ui_url, namespace, change.current_rollout)})")
+    ids = running_rollouts(change)
+    for workflow_id in ids:  # named by environment when a parallel stage runs several
+        name = f"rollout to {rollout_environment(workflow_id)}" if len(ids) > 1 else "rollout"
+        links.append(f"[{name}]({ui_link(ui_url, namespace, workflow_id)})")
     lines += ["Temporal UI: " + " · ".join(links), "", marker(change.id)]
     return "\n".join(lines)
 
 
-def _gate(detail: ChangeDetail) -> Gate | None:
-    """What the change waits for: its own gate (the merge), else its running rollout's."""
-    if detail.change.gate is not None:
-        return detail.change.gate
-    if detail.rollout is not None and detail.change.current_rollout:
-        return detail.rollout.gate
-    return None
+def _gates(detail: ChangeDetail) -> list[Gate]:
+    """What the change waits for: its own gate (the merge, a hold, its lane), and each of its
+    rollouts under way's."""
+    gates = [detail.change.gate] if detail.change.gate is not None else []
+    if running_rollouts(detail.change):
+        gates += [r.gate for r in detail.running_rollouts if r.gate is not None]
+    return gates
 
 
 def _pr_link(pr: GitOpsPullRequest | None) -> str:

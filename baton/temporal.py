@@ -103,6 +103,11 @@ def rollout_id(app: str, environment: str, commit: str) -> str:
     return f"rollout/{app}/{environment}/{commit}"
 
 
+def rollout_environment(workflow_id: str) -> str:
+    """The environment a rollout's id (`rollout_id`) names."""
+    return workflow_id.split("/")[2]
+
+
 def lane_id(app: str, environment: str) -> str:
     """One lane per app and environment."""
     return f"lane/{app}/{environment}"

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
     from baton import changes, tokens
     from baton.metrics import Durations
-    from baton.models import ChangeStatus, Decision, Stage
+    from baton.models import ChangeStatus, Decision, Gate, RolloutStatus, Stage
     from cli.demo import DemoSummary
     from cli.watch import Until, WatchEvent
 
@@ -255,39 +255,49 @@ def render_change(detail: changes.ChangeDetail) -> None:
         _print_stage(stage, indent="    ")
     for line in detail.waiting:
         console.print(f"  [yellow]{line}[/]", highlight=False)
-    rollout = detail.rollout
-    if rollout is not None:
-        console.print(f"rollout to [bold]{rollout.environment}[/]:")
-        for stage in rollout.timeline:
-            _print_stage(stage, indent="    ")
-        lines = [_decision_line("approved", d) for d in rollout.approvals]
-        lines += [
-            f"{_decision_line('approved', d)} (no longer counts: the PR's content changed)"
-            for d in rollout.voided
-        ]
-        if rollout.freeze_override:
-            lines.append(_decision_line("freeze overridden", rollout.freeze_override))
-        for line in lines:
-            console.print(f"    {line}", markup=False, highlight=False)
-    gate = (rollout.gate if rollout else None) or status.gate
-    if gate is not None:
-        console.print(f"[yellow]waiting:[/] {gate.description}")
-        if gate.kind == "approval":
-            console.print(
-                f"  approvals: {len(gate.approved_by)}/{gate.required}"
-                f" (approved by: {', '.join(gate.approved_by) or 'nobody yet'})"
-            )
-            console.print(f"  may still approve: {', '.join(gate.waiting_on) or 'anyone allowed'}")
-            if gate.content_hash:
-                console.print(f"  content: {gate.content_hash} (GitOps PR head {gate.head})")
-            console.print(f"  approve with: baton approve {status.id} --env {gate.environment}")
-        elif gate.waiting_on:
-            console.print(f"  on: {', '.join(gate.waiting_on)}")
-        if gate.kind == "freeze":
-            console.print(
-                f"  break glass with: baton override-freeze {status.id} --env {gate.environment} "
-                "--reason WHY"
-            )
+    for rollout in detail.running_rollouts:
+        _print_rollout(rollout)
+        if rollout.gate is not None:
+            _print_gate(status.id, rollout.gate)
+    if status.gate is not None:
+        _print_gate(status.id, status.gate)
+
+
+def _print_rollout(rollout: RolloutStatus) -> None:
+    """A rollout under way: its environment, its steps and the decisions taken on it."""
+    console.print(f"rollout to [bold]{rollout.environment}[/]:")
+    for stage in rollout.timeline:
+        _print_stage(stage, indent="    ")
+    lines = [_decision_line("approved", d) for d in rollout.approvals]
+    lines += [
+        f"{_decision_line('approved', d)} (no longer counts: the PR's content changed)"
+        for d in rollout.voided
+    ]
+    if rollout.freeze_override:
+        lines.append(_decision_line("freeze overridden", rollout.freeze_override))
+    for line in lines:
+        console.print(f"    {line}", markup=False, highlight=False)
+
+
+def _print_gate(change: str, gate: Gate) -> None:
+    """What the change or one of its rollouts waits for, on whom, and how to let it through."""
+    console.print(f"[yellow]waiting:[/] {gate.description}")
+    if gate.kind == "approval":
+        console.print(
+            f"  approvals: {len(gate.approved_by)}/{gate.required}"
+            f" (approved by: {', '.join(gate.approved_by) or 'nobody yet'})"
+        )
+        console.print(f"  may still approve: {', '.join(gate.waiting_on) or 'anyone allowed'}")
+        if gate.content_hash:
+            console.print(f"  content: {gate.content_hash} (GitOps PR head {gate.head})")
+        console.print(f"  approve with: baton approve {change} --env {gate.environment}")
+    elif gate.waiting_on:
+        console.print(f"  on: {', '.join(gate.waiting_on)}")
+    if gate.kind == "freeze":
+        console.print(
+            f"  break glass with: baton override-freeze {change} --env {gate.environment} "
+            "--reason WHY"
+        )
 
 
 def _decision_line(verb: str, decision: Decision) -> str:

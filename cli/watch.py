@@ -61,7 +61,7 @@ class Watcher:
         self.started: set[tuple[str, str, datetime]] = set()
         self.ended: set[tuple[str, str, datetime]] = set()
         self.progress: dict[tuple[str, str, datetime], str] = {}
-        self.gate: str | None = None
+        self.gates: set[str] = set()  # the gates seen at the last read, as JSON
         self.environments: set[str] = set()
 
     def update(
@@ -80,19 +80,19 @@ class Watcher:
             emit("state", f"{status.state}{reason}", state=status.state, detail=status.reason)
         scopes: list[tuple[str, list[Stage]]] = [*ended, ("change", status.timeline)]
         scopes += [("pipeline", detail.steps)]
-        if detail.rollout is not None:
-            scopes.append((detail.rollout.environment, detail.rollout.timeline))
+        scopes += [(rollout.environment, rollout.timeline) for rollout in detail.running_rollouts]
         for scope, timeline in scopes:
             for stage in timeline:
                 self._stage(scope, stage)
-        gate = (detail.rollout.gate if detail.rollout else None) or status.gate
+        # Each rollout under way may wait at its own gate (a parallel stage), the change at its own.
+        gates = [r.gate for r in detail.running_rollouts if r.gate] + [status.gate]
         if status.state in TERMINAL_STATES:
-            gate = None
-        seen = gate.model_dump_json() if gate else None
-        if seen != self.gate:
-            self.gate = seen
-            if gate is not None:
+            gates = []
+        seen = {gate.model_dump_json(): gate for gate in gates if gate is not None}
+        for key, gate in seen.items():
+            if key not in self.gates:
                 emit("gate", describe_gate(gate), gate=gate, environment=gate.environment)
+        self.gates = set(seen)
         for result in status.rollouts:
             if result.environment not in self.environments:
                 self.environments.add(result.environment)
@@ -169,17 +169,20 @@ def describe_gate(gate: Gate) -> str:
 
 def now_line(detail: changes.ChangeDetail, now: datetime | None = None) -> str:
     """The live line: the change's state, the stage it is at and for how long, and the running
-    step of its pipeline or rollout with its elapsed time and progress."""
+    step of its pipeline or of each rollout under way (named by its environment) with its elapsed
+    time and progress."""
     now = now or datetime.now(UTC)
     status = detail.change
     parts = [f"{status.id} {status.state}"]
     running = [s for s in status.timeline if s.outcome == "running"]
-    inner: list[Stage] = [s for s in detail.steps if s.outcome == "running"]
-    if detail.rollout is not None:
-        inner += [s for s in detail.rollout.timeline if s.outcome == "running"]
-    for stage in running[-1:] + inner:
+    inner: list[tuple[str, Stage]] = [("", s) for s in detail.steps if s.outcome == "running"]
+    for rollout in detail.running_rollouts:
+        where = f"{rollout.environment}: " if len(detail.running_rollouts) > 1 else ""
+        inner += [(where, s) for s in rollout.timeline if s.outcome == "running"]
+    for where, stage in [("", s) for s in running[-1:]] + inner:
         took = (now - stage.started_at).total_seconds()
-        parts.append(f"{stage.name} {took:.0f}s" + (f" ({stage.detail})" if stage.detail else ""))
+        detail_text = f" ({stage.detail})" if stage.detail else ""
+        parts.append(f"{where}{stage.name} {took:.0f}s{detail_text}")
     return " · ".join(parts)
 
 

@@ -156,6 +156,7 @@ class ChangeWorkflow:
             reason=self.reason,
             rollouts=self.promotion.rollouts,
             current_rollout=self.promotion.current,
+            running_rollouts=list(self.promotion.running),
             environments=[env.name for env in self.input.plan.environments],
             batch=self.input.batch,
             promotion=self.promotion.steps(),
@@ -175,7 +176,7 @@ class ChangeWorkflow:
             # The abort may also surface as a cancelled child rather than as our own cancellation.
             # Nothing waits any more: no gate, no rollout under way.
             self.record.gate = None
-            self.promotion.current = None
+            self.promotion.running.clear()
             self._set_state("aborted", f"aborted by {self.aborted.user}: {self.aborted.reason}")
         await self.comment.settle()
         await workflow.wait_condition(workflow.all_handlers_finished)

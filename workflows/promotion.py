@@ -67,8 +67,8 @@ class Ending:
 class Promotion:
     """Rolls one change's artifact out along its promotion graph (see the module's docstring).
 
-    `set_state` is the change's own (state, reason) setter; `rollouts`, `current` and `steps()` are
-    what its status shows.
+    `set_state` is the change's own (state, reason) setter; `rollouts`, `running`, `current` and
+    `steps()` are what its status shows.
     """
 
     def __init__(
@@ -85,7 +85,8 @@ class Promotion:
         self.envs = {env.name: env for env in plan.environments}
         self.graph = PromotionGraph(plan.stages or [[env.name] for env in plan.environments])
         self.rollouts: list[RolloutResult] = []
-        self.current: str | None = None
+        # The rollouts under way, in the order they started (a parallel stage runs several).
+        self.running: list[str] = []
         self.positions: dict[str, Position] = {}
         self.details: dict[str, str] = {}
         self.tracked = False  # whether positions are kept (the graph's path)
@@ -101,6 +102,11 @@ class Promotion:
                 position = OUTCOME_POSITION.get(result.outcome, "failed")
                 self.positions[result.environment] = position
                 self.details[result.environment] = result.reason
+
+    @property
+    def current(self) -> str | None:
+        """The first rollout under way: what `current_rollout` said before parallel stages."""
+        return self.running[0] if self.running else None
 
     def steps(self) -> list[EnvironmentStep]:
         """The graph and where the change stands in it (empty for changes from before it)."""
@@ -122,7 +128,6 @@ class Promotion:
             else:
                 result = await self._rollout(env, artifact)
             self.rollouts.append(result)
-            self.current = None
             if result.outcome == "superseded":
                 return Ending("superseded", f"{env.name}: {result.reason}")
             if result.outcome != "deployed":
@@ -155,8 +160,6 @@ class Promotion:
                         self.rollouts.append(result)
                         position = OUTCOME_POSITION.get(result.outcome, "failed")
                         self._move(name, position, result.reason)
-                app, commit = self.input.plan.app.name, artifact.commit
-                self.current = next((rollout_id(app, n, commit) for n in running), None)
         except asyncio.CancelledError:
             for name, task in running.items():
                 task.cancel()
@@ -223,7 +226,8 @@ class Promotion:
         plan = self.input.plan
         app = plan.app.name
         child_id = rollout_id(app, env.name, artifact.commit)
-        self.current = child_id
+        # Kept where the timeline changes too, so the status memo is upserted no more often.
+        self.running.append(child_id)
         stage = self.record.begin(
             f"deploy to {env.name}", links={"rollout": self.record.link(child_id)}
         )
@@ -261,6 +265,7 @@ class Promotion:
                 "aborted" if isinstance(err.cause, CancelledError) else "failed"
             )
             result = RolloutResult(environment=env.name, outcome=outcome, reason=failure(err))
+        self.running.remove(child_id)
         if result.gitops_pr:
             stage.links["gitops pr"] = result.gitops_pr.url
         self.record.end(

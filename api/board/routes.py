@@ -320,16 +320,16 @@ async def change(request: Request, app: v1.AppName, pr: v1.ChangeKey) -> HTMLRes
     status = view.detail.change if view.detail else None
     if status is not None and status.artifact is not None:
         results = {r.environment: r for r in status.rollouts}
+        # Every rollout under way is live: a parallel stage runs several, each at its own gate.
+        running = {r.environment: r for r in view.detail.running_rollouts} if view.detail else {}
         for env in status.environments:
             rollout = rollout_id(status.app, env, status.artifact.commit)
-            current = view.detail.rollout if view.detail else None
-            live = current if current is not None and current.environment == env else None
             environments.append(
                 {
                     "name": env,
                     "rollout": rollout,
                     "result": results.get(env),
-                    "live": live,
+                    "live": running.get(env),
                     "diff": _diff(await _rendered(request, rollout)),
                 }
             )

@@ -4,6 +4,7 @@ that go through the decision API with its refusals."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote, urlencode
 
@@ -11,9 +12,12 @@ import httpx
 
 from api.board import oidc
 from api.board.routes import COOKIE
+from baton import changes
 from baton.logs import LogStore
-from baton.models import ChangeStatus, CheckResult, Stage
-from baton.temporal import Queries, TaskQueues, WorkflowTypes, change_id
+from baton.models import ChangeStatus, CheckResult, Decision, RolloutInput, RolloutStatus, Stage
+from baton.temporal import Queries, TaskQueues, WorkflowTypes, change_id, rollout_id
+from tests.conftest import at_gate
+from tests.fakes.records import fake_artifact
 from tests.workflows import test_decision_api as decision_api
 from tests.workflows.test_decision_api import Api, Change
 from workflows.rollout import EnvironmentRollout
@@ -23,6 +27,7 @@ api = decision_api.api
 issuer = decision_api.issuer
 
 BOARD = "http://baton"  # the in-process app's origin
+PARALLEL = ("staging-a", "staging-b")  # the environments of a parallel stage
 
 
 def signed_in(api: Api, user: str) -> dict[str, str]:
@@ -34,6 +39,17 @@ def signed_in(api: Api, user: str) -> dict[str, str]:
 def posting(api: Api, user: str) -> dict[str, str]:
     """A signed-in browser posting the board's form (as its script does)."""
     return signed_in(api, user) | {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+async def stand_in(api: Api, status: ChangeStatus, commit: str) -> None:
+    """Start the change stand-in answering `status`, searchable as promoting `commit`."""
+    await api.client.start_workflow(
+        WorkflowTypes.CHANGE,
+        status,
+        id=status.id,
+        task_queue=TaskQueues.WORKFLOWS,
+        search_attributes=decision_api.attributes(commit, state="promoting", pr=status.pr_number),
+    )
 
 
 def approve(change: Change) -> str:
@@ -196,13 +212,7 @@ async def test_a_change_page_shows_its_timeline_failed_logs_and_each_environment
             "environments": ["prod"],
         }
     )
-    await api.client.start_workflow(
-        WorkflowTypes.CHANGE,
-        status,
-        id=status.id,
-        task_queue=TaskQueues.WORKFLOWS,
-        search_attributes=decision_api.attributes(commit, state="promoting", pr=pr),
-    )
+    await stand_in(api, status, commit)
 
     page = await api.http.get(f"/board/changes/web/{pr}", headers=signed_in(api, "carol"))
     assert page.status_code == 200, page.text
@@ -231,3 +241,56 @@ async def test_a_rejection_from_the_board_ends_the_rollout_and_the_grid_says_so(
     grid = await api.http.get("/board", headers=signed_in(api, "carol"))
     assert 'id="cell-web-prod"' in grid.text and 'data-state="rejected"' in grid.text
     assert "last rollout rejected: rejected by dave" in grid.text
+
+
+async def test_a_change_page_shows_each_rollout_of_a_parallel_stage_at_its_own_gate(
+    api: Api,
+) -> None:
+    pr, commit = 4242, uuid.uuid4().hex + "0" * 8
+    staging = {n: decision_api.PROD.model_copy(update={"name": n}) for n in PARALLEL}
+    rollouts = [rollout_id("web", name, commit) for name in PARALLEL]
+    status = ChangeStatus(
+        id=change_id("web", pr),
+        app="web",
+        repo="web",
+        pr_number=pr,
+        author="alice",
+        head_sha=commit,
+        state="promoting",
+        reason=", ".join(PARALLEL),
+        artifact=fake_artifact("web", commit),
+        current_rollout=rollouts[0],
+        running_rollouts=rollouts,
+        environments=list(PARALLEL),
+    )
+    await stand_in(api, status, commit)
+    for name, workflow_id in zip(PARALLEL, rollouts, strict=True):
+        handle = await api.client.start_workflow(
+            EnvironmentRollout.run,
+            RolloutInput(
+                change_id=status.id,
+                app=decision_api.WEB,
+                environment=staging[name],
+                artifact=fake_artifact("web", commit),
+                author="alice",
+            ),
+            id=workflow_id,
+            task_queue=TaskQueues.WORKFLOWS,
+        )
+        await at_gate(handle, "approval", RolloutStatus)
+
+    page = await api.http.get(f"/board/changes/web/{pr}", headers=signed_in(api, "carol"))
+    assert page.status_code == 200, page.text
+    sections = page.text.split('<section class="environment"')[1:]
+    assert len(sections) == 2
+    for name, section in zip(PARALLEL, sections, strict=True):
+        assert f'id="env-{name}"' in section
+        assert f"0/2 approvals for {name}: 0 of 2 given" in section  # its own gate
+        assert '<span class="name">approval</span>' in section  # its own steps
+        assert f"/board/changes/web/{pr}/rollouts/{name}/approve" in section
+
+    # Either one takes its decision, not only the first (the API's config here knows only prod).
+    approved = await changes.decide(
+        api.client, status.id, "staging-b", Decision(user="carol"), approve=True
+    )
+    assert approved == "carol approved staging-b (1/2)"

@@ -18,7 +18,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 
 from activities.errors import typed_errors
-from baton import operations
+from baton import changes, operations
 from baton.changes import Refused
 from baton.config import EnvironmentConfig
 from baton.errors import NotFound
@@ -31,8 +31,12 @@ from baton.models import (
     RolloutInput,
     RolloutStatus,
 )
+from baton.pr_comment import render
+from baton.registry import RegistryUnreachable
 from baton.render import RenderFailed
-from baton.temporal import TaskQueues, Updates, WorkflowTypes, holds_id
+from baton.temporal import TaskQueues, Updates, WorkflowTypes, holds_id, rollout_id
+from cli.main import render_change
+from cli.watch import Watcher, now_line
 from tests.conftest import at_gate, serving, until
 from tests.fakes.records import fake_rendered
 from tests.workflows import test_pipelines as pipelines
@@ -53,6 +57,11 @@ from workflows import WORKFLOWS
 steps, fresh_world = pipelines.steps, rollout.fresh_world
 
 FAILING: set[str] = set()  # environments whose render fails
+UNREACHABLE: set[str] = set()  # environments whose render finds the chart's registry down
+DOWN = RegistryUnreachable(
+    "cannot reach registry 127.0.0.1:5000 ([Errno 111] Connection refused): check that it runs "
+    "and that the registry url in the config is right"
+)
 
 
 @activity.defn(name="render_environment")
@@ -60,12 +69,15 @@ FAILING: set[str] = set()  # environments whose render fails
 async def render_environment(input: RolloutInput) -> Rendered:
     if input.environment.name in FAILING:
         raise RenderFailed("helm template of chart", "Error: values.yaml: replicas is required\n")
+    if input.environment.name in UNREACHABLE:
+        raise DOWN
     return fake_rendered(input, [])
 
 
 @pytest.fixture
 async def client(isolated_client: Client, steps: Steps) -> AsyncIterator[Client]:
     FAILING.clear()
+    UNREACHABLE.clear()
     rollout.world.polled_synced = {M}
     activities = change_activities(steps)
     activities[TaskQueues.DEPLOY] = [
@@ -142,6 +154,89 @@ async def test_a_parallel_stage_rolls_out_at_once_and_the_next_waits_for_all_of_
     assert set(positions(final).values()) == {"deployed"}
     assert [r.environment for r in final.rollouts][-1] == "prod"
     assert "promotion: dev ✓ → [staging-a ✓ | staging-b ✓] → prod ✓" in await ui_details(change)
+
+
+async def test_show_watch_and_the_pr_comment_detail_each_rollout_of_a_parallel_stage(
+    client: Client, capsys: pytest.CaptureFixture[str]
+) -> None:
+    change = await along_graph(client, approved=["staging-a", "staging-b"])
+    staging_a, staging_b = rollout_of(client, 1, "staging-a"), rollout_of(client, 1, "staging-b")
+
+    # What `baton changes show` reads (the published memos, no query): both rollouts at their gate.
+    detail = await until(
+        lambda: changes.show(client, change.id),
+        lambda d: (
+            [r.gate.kind if r.gate else None for r in d.running_rollouts]
+            == ["approval", "approval"]
+        ),
+        "both staging rollouts shown at their approval gate",
+    )
+    # In the order they started (their lanes answer in either order).
+    running = detail.change.running_rollouts
+    assert sorted(running) == [staging_a.id, staging_b.id]
+    assert detail.change.current_rollout == running[0]  # what older readers take
+    assert [
+        rollout_id(APP.name, r.environment, merge_commit(1)) for r in detail.running_rollouts
+    ] == running
+    assert detail.rollout == detail.running_rollouts[0]
+    gates = sorted((r.gate for r in detail.running_rollouts if r.gate), key=lambda g: g.environment)
+    assert [(g.environment, g.required, g.approved_by) for g in gates] == [
+        ("staging-a", 1, []),
+        ("staging-b", 1, []),
+    ]
+
+    render_change(detail)
+    shown = capsys.readouterr().out
+    for env in ("staging-a", "staging-b"):
+        assert f"rollout to {env}:\n" in shown
+        assert f"approve with: baton approve {change.id} --env {env}\n" in shown
+    assert shown.count("waiting: ") == 2 and shown.count("approvals: 0/1") == 2
+
+    events = Watcher(change.id).update(detail)
+    assert {e.environment for e in events if e.event == "gate"} == {"staging-a", "staging-b"}
+    assert {e.scope for e in events if e.event == "started"} >= {"staging-a", "staging-b"}
+    line = now_line(detail)
+    assert "staging-a: approval" in line and "staging-b: approval" in line
+
+    comment = render(detail, "http://ui", "default").splitlines()
+    for env in ("staging-a", "staging-b"):
+        assert any(line.startswith(f"| {env} | ⏳ approval | [#") for line in comment)
+        assert sum(f"for {env}" in line for line in comment if line.startswith("⏳")) == 1
+        assert f"[rollout to {env}](http://ui/namespaces/default/workflows/" in comment[-3]
+
+    # Once staging-a is through, only staging-b is under way.
+    await staging_a.execute_update(Updates.APPROVE, Decision(user="carol"))
+    later = await until(
+        lambda: changes.show(client, change.id),
+        lambda d: [r.environment for r in d.running_rollouts] == ["staging-b"],
+        "staging-b alone under way",
+    )
+    assert later.change.current_rollout == staging_b.id
+    assert later.rollout is not None and later.rollout.environment == "staging-b"
+    await staging_b.execute_update(Updates.APPROVE, Decision(user="carol"))
+    final = await change.result()
+    assert (final.state, final.running_rollouts, final.current_rollout) == ("completed", [], None)
+
+
+async def test_show_says_what_each_rollout_of_a_parallel_stage_waits_out(client: Client) -> None:
+    UNREACHABLE.update(["staging-a", "staging-b"])
+    change = await along_graph(client, approved=[])
+
+    detail = await until(
+        lambda: changes.show(client, change.id),
+        lambda d: len(d.waiting) == 2,
+        "both staging rollouts waiting out the registry",
+    )
+    for env, line in zip(["staging-a", "staging-b"], sorted(detail.waiting), strict=True):
+        assert line.startswith(f"{env}: waiting since "), line
+        assert f" UTC for render: {DOWN} (attempt " in line, line
+
+    UNREACHABLE.clear()  # the registry is back: both go on, and so does prod
+    final = await change.result()
+    assert (final.state, final.reason) == (
+        "completed",
+        "deployed to dev, staging-a, staging-b, prod",
+    )
 
 
 async def test_a_failed_parallel_stage_stops_what_follows_but_not_its_sibling(
