@@ -9,87 +9,33 @@ repositories. The worker is SIGKILLed the moment helm's registry config exists, 
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import pytest
-from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from activities.context import Context
-from baton import private
-from baton.models import Artifact, RolloutInput, RolloutStatus
+from baton.models import RolloutInput, RolloutStatus
 from baton.temporal import TaskQueues
 from tests.conftest import serving, until
 from tests.fixtures.charts import PROD_VALUES
+from tests.fixtures.crash import (
+    STARTED,
+    Deploy,
+    credential_in_use,
+    deploy_worker,
+    pending_activity,
+    started_at,
+)
 from tests.fixtures.docker import LocalRegistry
-from tests.fixtures.homes import EXAMPLES, head, publish, sample_app_home
-from tests.fixtures.ports import free_port
+from tests.fixtures.homes import head, publish, sample_app_home
 from workflows.rollout import EnvironmentRollout
 
 RETRIED_WITHIN_S = 15
 KILLS = 3
-
-
-@dataclass
-class Deploy:
-    """Where the worker process runs: its environment, temp directory and the secret it holds."""
-
-    env: dict[str, str]
-    tmp: Path
-    username: str
-    password: str
-    artifact: Artifact
-    context: Context
-    process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        log = (self.tmp.parent / "worker.log").open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "workers.main", TaskQueues.DEPLOY],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=EXAMPLES.parent,
-        )
-
-    def kill(self) -> datetime:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        killed = datetime.now(UTC)
-        self.process.wait()
-        return killed
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(timeout=30)
-
-    def holds_password(self, path: Path) -> bool:
-        """Whether `path` holds the registry password, as is or as docker's config encodes it."""
-        basic = base64.b64encode(f"{self.username}:{self.password}".encode())
-        try:
-            content = path.read_bytes()
-        except OSError:  # removed meanwhile
-            return False
-        return self.password.encode() in content or basic in content
-
-    def credentials(self) -> list[Path]:
-        """Files under the worker's temp directory that hold the registry password."""
-        return [
-            path for path in self.tmp.rglob("*") if path.is_file() and self.holds_password(path)
-        ]
 
 
 @pytest.fixture
@@ -101,54 +47,22 @@ def deploy(
 ) -> Iterator[Deploy]:
     ctx, env = sample_app_home(tmp_path, registry, monkeypatch, PROD_VALUES)
     artifact = publish(ctx, head(ctx, "sample-app"))
-    tmp = tmp_path / "worker-tmp"
-    tmp.mkdir()
     target = temporal_env.client.service_client.config.target_host
-    worker_env = {
-        **os.environ,
-        **env,
-        "TMPDIR": str(tmp),
-        "TEMPORAL_ADDRESS": target,
-        "BATON_WORKER_METRICS_ADDRESS": f"127.0.0.1:{free_port()}",
-    }
-    deploy = Deploy(worker_env, tmp, registry.username, registry.password, artifact, ctx)
+    user = (registry.username, registry.password)
+    deploy = deploy_worker(tmp_path, env, target, user, artifact, ctx)
     yield deploy
     deploy.stop()
 
 
-async def credential_in_use(deploy: Deploy) -> Path:
-    """Wait (polling every 10 ms, up to 60 s) until helm's registry config holding the
-    password exists in the worker's private directory; returns it."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        for path in deploy.tmp.glob(f"{private.PREFIX}*/helm-*/registry.json"):
-            if deploy.holds_password(path):
-                return path
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"no registry config appeared under {deploy.tmp} within 60s")
-
-
 async def render_attempt(client: Client, workflow_id: str, attempt: int) -> datetime:
     """When attempt `attempt` of the rollout's render started (the server's time)."""
-
-    async def pending():
-        description = await client.get_workflow_handle(workflow_id).describe()
-        for activity in description.raw_description.pending_activities:
-            if activity.activity_type.name == "render_environment":
-                return activity
-        return None
-
     activity = await until(
-        pending,
-        lambda a: (
-            a is not None
-            and a.attempt >= attempt
-            and a.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
-        ),
+        lambda: pending_activity(client, workflow_id, "render_environment"),
+        lambda a: a is not None and a.attempt >= attempt and a.state == STARTED,
         f"render attempt {attempt} started",
         within_s=120,
     )
-    return activity.last_started_time.ToDatetime(tzinfo=UTC)
+    return started_at(activity)
 
 
 async def test_a_worker_killed_during_render_is_retried_within_seconds_leaving_no_credential(
