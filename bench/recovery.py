@@ -9,7 +9,9 @@ repositories. Each rollout deploys a new commit of the sample app to prod, and t
 SIGKILLed once in each of its first attempts of `render_environment` (once helm's registry config
 holding the password exists), `propose_gitops_change` and `merge_gitops_pr` (once Temporal shows
 it started), then started again at once. First attempts only, so the retry policy's growing
-backoff stays out of the figure.
+backoff stays out of the figure. With `--standby` a second deploy worker polls all along: each
+rollout has one kill (render, PR creation, merge in turn), of the worker that runs the attempt,
+once both workers poll, so the next attempt does not wait for a process to start.
 
 Per activity: the seconds from the kill to the start of the next attempt (Temporal's pending
 activity `last_started_time`; goal <= 15 s, issue 19), and how many kills were void (the
@@ -29,15 +31,12 @@ import statistics
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
-from temporalio.api.enums.v1 import TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -78,20 +77,6 @@ class Kill:
     worker_polling_s: float | None = None
 
 
-async def polling(client: Client, pid: int, since: datetime) -> float:
-    """Seconds from `since` until worker process `pid` polls the deploy activity queue."""
-    request = DescribeTaskQueueRequest(
-        namespace=client.namespace,
-        task_queue=TaskQueue(name=TaskQueues.DEPLOY),
-        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
-    )
-    while True:
-        described = await client.workflow_service.describe_task_queue(request)
-        if any(p.identity.startswith(f"{pid}@") for p in described.pollers):
-            return round((datetime.now(UTC) - since).total_seconds(), 2)
-        await asyncio.sleep(0.05)
-
-
 def seconds(stamp: Timestamp, since: datetime) -> float | None:
     if not stamp.seconds:
         return None
@@ -113,10 +98,10 @@ def new_commit(deploy: Deploy, number: int) -> str:
 
 
 async def kill_first_attempt(
-    deploy: Deploy, client: Client, workflow_id: str, activity: str, rollout: int
+    workers: list[Deploy], client: Client, workflow_id: str, activity: str, rollout: int
 ) -> Kill:
-    """Kill the worker during the first attempt of `activity`, start it again; the seconds until
-    Temporal started the second attempt, or void when the first had completed."""
+    """Kill the worker running the first attempt of `activity`, start it again; the seconds
+    until Temporal started the second attempt, or void when the first had completed."""
     deadline = time.monotonic() + WITHIN_S
     while (pending := await crash.pending_activity(client, workflow_id, activity)) is None or (
         pending.state != crash.STARTED
@@ -126,12 +111,14 @@ async def kill_first_attempt(
         await asyncio.sleep(0.01)
     if pending.attempt != 1:
         raise AssertionError(f"{activity} of {workflow_id} at attempt {pending.attempt}")
+    pid = int(pending.last_worker_identity.split("@", 1)[0])  # the SDK's identity: pid@host
+    deploy = next(w for w in workers if w.process is not None and w.process.pid == pid)
     if KILLED[activity]:
         await crash.credential_in_use(deploy, WITHIN_S)
     killed = deploy.kill()
     deploy.start()
     assert deploy.process is not None
-    worker = asyncio.create_task(polling(client, deploy.process.pid, killed))
+    worker = asyncio.create_task(crash.polling(client, deploy.process.pid, killed))
     dying = await crash.pending_activity(client, workflow_id, activity)
     retried = await until(
         lambda: crash.pending_activity(client, workflow_id, activity),
@@ -139,7 +126,7 @@ async def kill_first_attempt(
         f"{activity} of {workflow_id} attempted again or completed",
         within_s=WITHIN_S,
     )
-    polled = await asyncio.wait_for(worker, WITHIN_S)
+    polled = await worker
     if retried is None:
         return Kill(activity, rollout, None, worker_polling_s=polled)
     return Kill(
@@ -153,11 +140,14 @@ async def kill_first_attempt(
 
 
 async def roll_out(
-    deploy: Deploy, client: Client, artifact: Artifact, rollout: int
+    workers: list[Deploy], client: Client, artifact: Artifact, rollout: int, killed: list[str]
 ) -> tuple[list[Kill], bool]:
-    """One rollout with a kill in each killed activity; its kills, and whether it merged."""
-    ctx = deploy.context
+    """One rollout with a kill in each `killed` activity; its kills, and whether it merged."""
+    ctx = workers[0].context
     workflow_id = f"rollout/recovery/{rollout}"
+    now = datetime.now(UTC)
+    # Every worker polls before the rollout starts (a standby one too, restarted by the last kill).
+    await asyncio.gather(*(crash.polling(client, w.process.pid, now) for w in workers if w.process))
     handle = await client.start_workflow(
         EnvironmentRollout.run,
         RolloutInput(
@@ -171,8 +161,8 @@ async def roll_out(
         task_queue=TaskQueues.WORKFLOWS,
     )
     kills = [
-        await kill_first_attempt(deploy, client, workflow_id, activity, rollout)
-        for activity in KILLED
+        await kill_first_attempt(workers, client, workflow_id, activity, rollout)
+        for activity in killed
     ]
     status: RolloutStatus = await until(
         lambda: handle.query(EnvironmentRollout.status),
@@ -218,7 +208,7 @@ def summary(activity: str, kills: list[Kill]) -> dict[str, object]:
     }
 
 
-async def run(rollouts: int, root: Path) -> dict[str, object]:
+async def run(rollouts: int, root: Path, standby: bool) -> dict[str, object]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=find_tool("temporal"),
         data_converter=pydantic_data_converter,
@@ -236,6 +226,10 @@ async def run(rollouts: int, root: Path) -> dict[str, object]:
             user = (registry.username, registry.password)
             first = publish(ctx, head(ctx, "sample-app"))
             deploy = crash.deploy_worker(root, home, target, user, first, ctx)
+            workers = [deploy]
+            if standby:  # a second deploy worker, polling: it takes the next attempt over
+                metrics = {"BATON_WORKER_METRICS_ADDRESS": f"127.0.0.1:{free_port()}"}
+                workers.append(replace(deploy, env=deploy.env | metrics))
             artifacts = []
             for number in range(1, rollouts + 1):  # a new image and commit each: a new PR each
                 digest = f"sha256:{number:064x}"
@@ -244,14 +238,20 @@ async def run(rollouts: int, root: Path) -> dict[str, object]:
             merged = []
             started = time.monotonic()
             async with serving(env.client, [EnvironmentRollout], {}):
-                deploy.start()
+                for worker in workers:
+                    worker.start()
                 try:
                     for number, artifact in enumerate(artifacts, 1):
-                        done, merged_one = await roll_out(deploy, env.client, artifact, number)
+                        # Standby: one kill per rollout, so another worker always polls.
+                        one = [list(KILLED)[(number - 1) % len(KILLED)]]
+                        done, merged_one = await roll_out(
+                            workers, env.client, artifact, number, one if standby else list(KILLED)
+                        )
                         kills += done
                         merged.append(merged_one)
                 finally:
-                    deploy.stop()
+                    for worker in workers:
+                        worker.stop()
             elapsed = time.monotonic() - started
             prs = ctx.forge.list_pull_requests(ctx.config.gitops.repo)  # type: ignore[attr-defined]
             per_rollout = [
@@ -262,6 +262,7 @@ async def run(rollouts: int, root: Path) -> dict[str, object]:
             return {
                 "benchmark": "recovery",
                 "heartbeat_timeout_s": HEARTBEAT.total_seconds(),
+                "deploy_workers": len(workers),
                 "kills": len(kills),
                 "kills_s": round(elapsed, 1),
                 "activities": [summary(activity, kills) for activity in KILLED],
@@ -279,10 +280,14 @@ async def run(rollouts: int, root: Path) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rollouts", type=int, default=4, help="3 kills each (default 4)")
-    rollouts = parser.parse_args().rollouts
+    parser.add_argument("--rollouts", type=int, help="3 kills each; --standby: 1 (default 4, 6)")
+    parser.add_argument(
+        "--standby", action="store_true", help="a second deploy worker polls while one is killed"
+    )
+    args = parser.parse_args()
+    rollouts = args.rollouts or (6 if args.standby else 4)
     with tempfile.TemporaryDirectory(prefix="bench-recovery-") as root:
-        result = asyncio.run(run(rollouts, Path(root)))
+        result = asyncio.run(run(rollouts, Path(root), args.standby))
     print(json.dumps(result, indent=1))
 
 
