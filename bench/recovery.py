@@ -1,5 +1,4 @@
-"""Benchmark: how soon a killed deploy worker's activity is attempted again, and what the crash
-leaves behind.
+"""Benchmark: how soon a killed deploy worker's activity is attempted again; what a crash leaves.
 
 The real parts of tests/workflows/test_worker_crash.py (tests/fixtures/crash.py): a Temporal dev
 server, the EnvironmentRollout workflow on a worker in this process, its deploy activities in a
@@ -19,7 +18,7 @@ activity had completed: no attempt to wait for). After all kills: the files unde
 temp directory that hold the registry password (goal 0), what else is left there, and whether
 every rollout merged exactly one GitOps PR. Prints one JSON object.
 
-    .venv/bin/python -m bench.recovery [--rollouts N]
+    .venv/bin/python -m bench.recovery [--rollouts N] [--standby]
 """
 
 from __future__ import annotations
@@ -59,8 +58,6 @@ GOAL_S = 15.0
 # The activities killed in each rollout, in the order it runs them; True: wait for helm's
 # registry config (the credential a crash would leave) before the kill.
 KILLED = {"render_environment": True, "propose_gitops_change": False, "merge_gitops_pr": False}
-# The timeline stage each activity is.
-STAGES = {"render_environment": "render", "propose_gitops_change": "gitops pull request"}
 WITHIN_S = 120.0  # bounds a wait that would hang; each ends as soon as what it waits for holds
 
 
@@ -69,10 +66,9 @@ class Kill:
     activity: str
     rollout: int
     recovery_s: float | None  # None: void, the activity had completed before the kill
-    # Where the seconds went, from the kill: the killed attempt's last heartbeat (negative); the
-    # next attempt scheduled (its heartbeat timeout passed, then the retry policy's first
-    # interval: Baton's part); the restarted worker polling (the process's start: the host's).
-    heartbeat_s: float | None = None
+    # Where the seconds went, from the kill: the next attempt scheduled (the heartbeat timeout
+    # passed, then the retry policy's first interval: Baton's part); the restarted worker polling
+    # (the process's start: the host's).
     retry_due_s: float | None = None
     worker_polling_s: float | None = None
 
@@ -119,7 +115,6 @@ async def kill_first_attempt(
     deploy.start()
     assert deploy.process is not None
     worker = asyncio.create_task(crash.polling(client, deploy.process.pid, killed))
-    dying = await crash.pending_activity(client, workflow_id, activity)
     retried = await until(
         lambda: crash.pending_activity(client, workflow_id, activity),
         lambda p: p is None or (p.attempt >= 2 and p.state == crash.STARTED),
@@ -133,7 +128,6 @@ async def kill_first_attempt(
         activity,
         rollout,
         round((crash.started_at(retried) - killed).total_seconds(), 2),
-        heartbeat_s=None if dying is None else seconds(dying.last_heartbeat_time, killed),
         retry_due_s=seconds(retried.scheduled_time, killed),
         worker_polling_s=polled,
     )
