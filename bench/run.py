@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from baton.tools import PROJECT_ROOT
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
-BENCHMARKS = ["render", "ingress", "cli", "http"]
+BENCHMARKS = ["render", "ingress", "cli", "http", "orchestration", "approval", "inflight"]
 
 
 def machine() -> str:
