@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -35,7 +34,7 @@ from bench.rollouts import (
     serving,
     start_rollout,
 )
-from bench.shared import dev_server, percentiles
+from bench.shared import dev_server, percentiles, print_result
 
 WARM_UP = 3
 BATCH = 10  # rollouts brought to their gate at once
@@ -147,7 +146,7 @@ async def run(runs: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=40)
-    print(json.dumps(asyncio.run(run(parser.parse_args().runs)), indent=1))
+    print_result(asyncio.run(run(parser.parse_args().runs)))
 
 
 if __name__ == "__main__":

@@ -10,9 +10,12 @@ N and kind: errors (workflows that did not end well, or not within the patience;
 throughput (workflows per second, start of the first to end of the last) and its ratio to raw,
 the worker process's RSS idle and at its peak (/proc/PID/status VmRSS sampled, and VmHWM; goal
 at most 300 MB at 500) and the dev server's peak RSS while the N ran (sampled VmRSS; the server
-keeps every history it was sent, so it grows over the run). Prints one JSON object.
+keeps every history it was sent, so it grows over the run), and the worker's CPU time per
+workflow. `--before DIR` also runs Baton's rollouts on a worker from another checkout (e.g. the
+previous commit, `git archive` unpacked; its bench/ must have `bench.rollouts`), in the same run.
+Prints one JSON object.
 
-    .venv/bin/python -m bench.inflight [--n N ...]
+    .venv/bin/python -m bench.inflight [--n N ...] [--before DIR]
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
 import os
 import signal
 import statistics
@@ -28,6 +30,7 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable
+from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
@@ -41,9 +44,10 @@ from bench.rollouts import (
     start_rollout,
     status_kb,
 )
-from bench.shared import dev_server
+from bench.shared import dev_server, print_result
 
 PATIENCE_S = 600  # for the N workflows of one phase to end
+STARTUP_S = 120  # for a worker process to start polling, or to stop
 SAMPLE = 5  # rollout histories read per phase for their activity count
 NUMBERS = itertools.count(1)
 
@@ -67,8 +71,17 @@ def mb(kb: int) -> float:
     return round(kb / 1024, 1)
 
 
-async def phase(client: Client, kind: str, n: int, steps: int, server: int) -> dict[str, Any]:
-    """Start `n` workflows of `kind` at once on a fresh worker process and wait for them."""
+def cpu_s(pid: int) -> float:
+    """The CPU time (user and system) process `pid` has used so far, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def phase(
+    client: Client, kind: str, n: int, steps: int, server: int, tree: Path = PROJECT_ROOT
+) -> dict[str, Any]:
+    """Start `n` workflows of `kind` at once on a fresh worker process (the checkout `tree`'s
+    code) and wait for them."""
     target = client.service_client.config.target_host
     worker = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -78,13 +91,14 @@ async def phase(client: Client, kind: str, n: int, steps: int, server: int) -> d
         target,
         "--kind",
         kind,
-        cwd=PROJECT_ROOT,
+        cwd=tree,
         stdout=asyncio.subprocess.PIPE,
     )
     try:
         assert worker.stdout is not None
-        assert (await worker.stdout.readline()).strip() == b"ready", "the worker did not start"
-        idle_kb = status_kb(worker.pid, "VmRSS")
+        ready = await asyncio.wait_for(worker.stdout.readline(), timeout=STARTUP_S)
+        assert ready.strip() == b"ready", f"the worker did not start: {ready!r}"
+        idle_kb, idle_cpu = status_kb(worker.pid, "VmRSS"), cpu_s(worker.pid)
         peaks = Peaks({"worker": worker.pid, "server": server})
         sampling = asyncio.create_task(peaks.sample())
         started = time.perf_counter()
@@ -106,9 +120,14 @@ async def phase(client: Client, kind: str, n: int, steps: int, server: int) -> d
         elapsed = time.perf_counter() - started
         sampling.cancel()
         worker_hwm = status_kb(worker.pid, "VmHWM")
+        worker_cpu = cpu_s(worker.pid) - idle_cpu
     finally:
-        worker.send_signal(signal.SIGTERM)
-        await worker.wait()
+        if worker.returncode is None:
+            worker.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(worker.wait(), timeout=STARTUP_S)
+        except TimeoutError:
+            worker.kill()
     for task in late:
         task.cancel()
     failed = [t for t in done if t.exception() is not None]
@@ -121,6 +140,7 @@ async def phase(client: Client, kind: str, n: int, steps: int, server: int) -> d
         "errors": len(failed) + len(late),
         "wall_s": round(elapsed, 2),
         "throughput_per_s": round(n / elapsed, 2),
+        "worker_cpu_ms_per_workflow": round(worker_cpu / n * 1000, 1),
         "activities_per_workflow": round(statistics.mean(f["activities"] for f in sampled), 1),
         "history_events_per_workflow": round(
             statistics.mean(f["history_events"] for f in sampled), 1
@@ -133,31 +153,37 @@ async def phase(client: Client, kind: str, n: int, steps: int, server: int) -> d
     }
 
 
-async def run(ns: list[int]) -> dict:
-    phases = []
+async def run(ns: list[int], before: Path | None) -> dict:
+    results = []
     async with dev_server() as env:
         server = dev_server_pid()
         for n in ns:
             baton = await phase(env.client, "baton", n, 0, server)
             steps = round(baton["activities_per_workflow"])
-            phases.append(baton)
-            phases.append(await phase(env.client, "raw", n, steps, server))
-    results = []
-    for baton, base in itertools.batched(phases, 2):
-        results.append(
-            {
-                "n": baton["n"],
-                "baton": baton,
-                "raw": base,
-                "throughput_ratio": round(baton["throughput_per_s"] / base["throughput_per_s"], 2),
-            }
-        )
+            base = await phase(env.client, "raw", n, steps, server)
+            result = {"n": n, "baton": baton, "raw": base}
+            if before is not None:
+                result["before"] = await phase(env.client, "baton", n, 0, server, before)
+            for name in ("baton", "before"):
+                if name in result:
+                    result[f"{name}_ratio"] = {
+                        "throughput": round(
+                            result[name]["throughput_per_s"] / base["throughput_per_s"], 2
+                        ),
+                        "worker_cpu": round(
+                            result[name]["worker_cpu_ms_per_workflow"]
+                            / base["worker_cpu_ms_per_workflow"],
+                            2,
+                        ),
+                    }
+            results.append(result)
     return {
         "benchmark": "inflight.rollouts",
         "workflow": "EnvironmentRollout into dev (examples/baton.yaml), no-op stand-in activities",
         "baseline": "raw Temporal workflows running as many no-op activities, one after another",
         "scaled": "N = 10 and 100 within make bench's 10 minutes; BENCH_FULL=1 adds 500",
         "goals": {"errors": 0, "worker_rss_mb_at_500": 300},
+        **({"before": str(before)} if before else {}),
         "results": results,
     }
 
@@ -166,7 +192,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     full = os.environ.get("BENCH_FULL") == "1"
     parser.add_argument("--n", type=int, nargs="+", default=[10, 100, 500] if full else [10, 100])
-    print(json.dumps(asyncio.run(run(parser.parse_args().n)), indent=1))
+    parser.add_argument(
+        "--before", type=Path, help="another checkout whose worker to run too (`before`)"
+    )
+    args = parser.parse_args()
+    before = args.before.resolve() if args.before else None
+    print_result(asyncio.run(run(args.n, before)))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import time
 import uuid
@@ -27,7 +26,7 @@ from temporalio.client import Client
 from baton.temporal import rollout_id
 from bench import raw
 from bench.rollouts import APP, history_figures, rollout_input, serving, start_rollout
-from bench.shared import dev_server
+from bench.shared import dev_server, print_result
 
 WARM_UP = 3
 
@@ -86,7 +85,7 @@ async def run(rounds: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20)
-    print(json.dumps(asyncio.run(run(parser.parse_args().rounds)), indent=1))
+    print_result(asyncio.run(run(parser.parse_args().rounds)))
 
 
 if __name__ == "__main__":

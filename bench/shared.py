@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -30,3 +33,12 @@ def percentiles(seconds: list[float]) -> dict[str, float]:
         "p99": round(p99 * 1000, 1),
         "max": round(ordered[-1] * 1000, 1),
     }
+
+
+def print_result(result: dict) -> None:
+    """Print the benchmark's JSON object and end the process at once: the Temporal SDK's core
+    threads may still call into Python while the interpreter finalizes, which aborts it
+    ("PyGILState_Release: thread state ... must be current", temporalio/sdk-python#300)."""
+    print(json.dumps(result, indent=1), flush=True)
+    sys.stderr.flush()
+    os._exit(0)
