@@ -45,6 +45,7 @@ from baton.config import load_config
 from baton.settings import Settings
 from baton.tokens import TokenStore
 from baton.tools import PROJECT_ROOT, find_tool
+from bench.shared import print_result
 from tests.fixtures.ports import free_port
 from tests.fixtures.temporal import start_dev_server
 
@@ -178,7 +179,7 @@ def main() -> None:
     parser.add_argument("--before", type=Path, help="another checkout to time side by side")
     args = parser.parse_args()
     before = args.before.resolve() if args.before else None
-    print(json.dumps(asyncio.run(run(args.runs, before)), indent=1))
+    print_result(asyncio.run(run(args.runs, before)))
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from api.github import sign
 from baton.config import load_config
 from baton.settings import Settings
 from baton.tools import PROJECT_ROOT
-from bench.shared import dev_server, percentiles
+from bench.shared import dev_server, percentiles, print_result
 
 SECRET = "bench-secret"
 WARM_UP = 10
@@ -136,7 +136,7 @@ def main() -> None:
     parser.add_argument("--deliveries", type=int, default=200, help="per rate")
     parser.add_argument("--rate", type=float, nargs="+", default=[20, 100], help="per second")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args.deliveries, args.rate)), indent=1))
+    print_result(asyncio.run(run(args.deliveries, args.rate)))
 
 
 if __name__ == "__main__":
