@@ -38,17 +38,16 @@ from pathlib import Path
 
 import uvicorn
 from temporalio import workflow
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from api.app import create_app
 from baton.config import load_config
 from baton.settings import Settings
-from baton.temporal import SearchAttributes
 from baton.tokens import TokenStore
 from baton.tools import PROJECT_ROOT, find_tool
+from bench.shared import print_result
 from tests.fixtures.ports import free_port
+from tests.fixtures.temporal import start_dev_server
 
 QUEUE = "bench-raw"
 
@@ -114,12 +113,7 @@ def baton_commands(prefix: str, tree: Path) -> dict[str, str]:
 
 
 async def run(runs: int, before: Path | None) -> dict:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=find_tool("temporal"),
-        data_converter=pydantic_data_converter,
-        search_attributes=SearchAttributes.ALL,
-        dev_server_extra_args=["--log-level", "error"],
-    )
+    env = await start_dev_server()
     target = env.client.service_client.config.target_host
     try:
         with tempfile.TemporaryDirectory(prefix="bench-cli-") as home:
@@ -185,7 +179,7 @@ def main() -> None:
     parser.add_argument("--before", type=Path, help="another checkout to time side by side")
     args = parser.parse_args()
     before = args.before.resolve() if args.before else None
-    print(json.dumps(asyncio.run(run(args.runs, before)), indent=1))
+    print_result(asyncio.run(run(args.runs, before)))
 
 
 if __name__ == "__main__":

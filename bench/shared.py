@@ -1,0 +1,44 @@
+"""What the benchmarks share: the Temporal dev server they run against, and percentiles."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from temporalio.testing import WorkflowEnvironment
+
+from tests.fixtures.temporal import start_dev_server
+
+
+@asynccontextmanager
+async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
+    """A Temporal dev server with Baton's search attributes, stopped when the block ends."""
+    env = await start_dev_server()
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+def percentiles(seconds: list[float]) -> dict[str, float]:
+    """p50, p99 (the nearest rank) and max of `seconds`, in ms."""
+    ordered = sorted(seconds)
+    p99 = ordered[max(0, round(len(ordered) * 0.99) - 1)]
+    return {
+        "p50": round(statistics.median(ordered) * 1000, 1),
+        "p99": round(p99 * 1000, 1),
+        "max": round(ordered[-1] * 1000, 1),
+    }
+
+
+def print_result(result: dict) -> None:
+    """Print the benchmark's JSON object and end the process at once: the Temporal SDK's core
+    threads may still call into Python while the interpreter finalizes, which aborts it
+    ("PyGILState_Release: thread state ... must be current", temporalio/sdk-python#300)."""
+    print(json.dumps(result, indent=1), flush=True)
+    sys.stderr.flush()
+    os._exit(0)
