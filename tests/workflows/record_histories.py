@@ -19,6 +19,10 @@ from `tests/workflows/test_ci_batch.py`'s scenarios.
 (a hold placed, a change stopped, a hold on another app, the first lifted); a demo re-records it
 (every change asks its environments' holds workflows).
 `reconcile.json` is one Reconcile run (its single activity) that signalled a missed merge.
+`before-stop12-*` are the demo's histories as recorded before the re-record of 2026-12-01, which
+took in the paths patched since (image test step, CI schedule, promotion graph, capped approvals,
+verification of the running version first, commit authors, PR comment, forge deployments, the CI
+failed and revert notices, environments spanning clusters).
 """
 
 import json
