@@ -49,12 +49,13 @@ def build_workers(client: Client, queues: list[str] | None = None) -> list[Worke
 
 async def serve(queues: list[str] | None = None) -> None:
     install(Context.load())
+    runtime = worker_runtime()  # a bad telemetry variable stops the worker before it acts
     # Credentials a killed worker left behind in the temp directory (baton.private).
     for leftover in private.remove_leftovers():
         logging.getLogger(__name__).info(
             "removed %s, left by a worker that no longer runs", leftover
         )
-    client = await connect(runtime=worker_runtime())
+    client = await connect(runtime=runtime)
     workers = build_workers(client, queues)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -50,8 +50,13 @@ SECRET = "telemetry-test-webhook-secret"
 def test_a_bad_telemetry_variable_stops_the_process_with_one_line(
     module: str, variable: str, value: str, expected: str, tmp_path: Path
 ) -> None:
+    # A killed worker's private directory is there: a worker that stops on its settings has not
+    # touched it yet (nor said anything about it).
+    leftover = tmp_path / "tmp" / "baton-private-999999999-0"
+    leftover.mkdir(parents=True)
     env = {
         "PATH": "/usr/bin:/bin",
+        "TMPDIR": str(leftover.parent),
         "HOME": str(tmp_path),
         "BATON_HOME": str(tmp_path / "home"),
         # Nothing listens there: the process must stop before it tries.
@@ -70,6 +75,7 @@ def test_a_bad_telemetry_variable_stops_the_process_with_one_line(
     assert done.returncode == 1
     assert done.stderr.startswith(expected), done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert leftover.is_dir()
 
 
 def test_a_taken_worker_metrics_address_is_a_warning_not_a_crash(
