@@ -2,8 +2,8 @@
 
 dev spans clusters `a` and `b` of the local cluster runtime, each on a docker network of its own
 with the app's port published at its own `sync.host_port_offset` (a: the port the values give,
-b: another), each verified at its own URL. While the change rolls out, another process holds b's
-host port, as a leftover server would: the app cannot start in b and b's sync fails, while a syncs
+b: another), each verified at its own URL. From the start, another process holds b's host port,
+as a leftover server would: the app cannot start in b and b's sync fails, while a syncs
 and verifies. Baton reverts the one GitOps commit that wrote both clusters (the app's first deploy
 there: placeholders take its manifests' place), both clusters apply the revert, and the change
 says which cluster failed, why, and that dev was rolled back.
@@ -12,6 +12,7 @@ says which cluster failed, why, and that dev was rolled back.
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -34,15 +35,38 @@ CLUSTERS = ("a", "b")
 VALUES = "environments/dev/sample-app/values.yaml"
 
 
-def two_local_clusters(config: dict) -> None:
-    """dev alone, spanning local clusters a and b on host ports of their own; sample-app alone."""
+def hold_a_port_above(port: int) -> socket.socket:
+    """A listening socket on a free port above `port` (offsets are not negative), as a server
+    someone left running: bound now, so that nothing else takes the port meanwhile."""
+    for candidate in iter(free_port, None):
+        if candidate <= port:
+            continue
+        leftover = socket.socket()
+        try:
+            leftover.bind(("127.0.0.1", candidate))
+        except OSError:  # taken since free_port looked
+            leftover.close()
+            continue
+        leftover.listen()
+        return leftover
+    raise AssertionError("unreachable: free_port never runs out")
+
+
+def two_local_clusters(held: list[socket.socket]) -> Callable[[dict], None]:
+    """dev alone, spanning local clusters a and b on host ports of their own, b's held by
+    another process (appended to `held`); sample-app alone."""
+    return lambda config: _two_local_clusters(config, held)
+
+
+def _two_local_clusters(config: dict, held: list[socket.socket]) -> None:
     dev = only_dev(config)
     config["apps"] = [app for app in config["apps"] if app["name"] == "sample-app"]
     config["gitops"]["path"] = "rendered/{env}/{cluster}/{app}"
     url = urlsplit(dev["verify"]["url"])
     port = url.port
     assert port is not None
-    above = next(p for p in iter(free_port, None) if p > port)  # offsets are not negative
+    held.append(hold_a_port_above(port))
+    above = held[0].getsockname()[1]
     dev["clusters"] = [
         {
             "name": name,
@@ -70,21 +94,26 @@ def listen_on_all_interfaces(stack: E2EStack, work: Path) -> None:
 def test_one_local_cluster_failing_to_sync_rolls_dev_back_in_both(
     tmp_path: Path, base_image: str, docker_client: docker.DockerClient
 ) -> None:
-    with running_stack(tmp_path, base_image, two_local_clusters) as stack:
-        roll_back_both(stack, docker_client, tmp_path)
+    held: list[socket.socket] = []  # a server someone left running on b's port
+    try:
+        with running_stack(tmp_path, base_image, two_local_clusters(held)) as stack:
+            roll_back_both(stack, docker_client, tmp_path, held[0])
+    finally:
+        for leftover in held:
+            leftover.close()
 
 
-def roll_back_both(stack: E2EStack, docker_client: docker.DockerClient, tmp_path: Path) -> None:
+def roll_back_both(
+    stack: E2EStack, docker_client: docker.DockerClient, tmp_path: Path, leftover: socket.socket
+) -> None:
     _, b = stack.config.environment("dev").targets
     listen_on_all_interfaces(stack, tmp_path)
     held = urlsplit(str(b.verify.url)).port
-    assert held is not None
+    assert held == leftover.getsockname()[1]
 
-    with socket.socket() as leftover:  # a server someone left running on b's port
-        leftover.bind(("127.0.0.1", held))
-        leftover.listen()
-        change, commit = stack.release("e2e-clusters")
-        detail = stack.wait(change, lambda d: d.change.state in ("completed", "failed"), 600)
+    change, commit = stack.release("e2e-clusters")
+    detail = stack.wait(change, lambda d: d.change.state in ("completed", "failed"), 600)
+    leftover.close()
 
     # The change failed in b, says why and how to fix it, and that dev was rolled back.
     change_status = detail.change
