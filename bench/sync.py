@@ -46,6 +46,7 @@ from activities.deploy import MergeInput, SyncCheckInput, VerifyInput
 from api.app import create_app
 from baton.config import BatonConfig, parse_config
 from baton.images import build_image, push_image
+from baton.ingress import FluxEvent, Ingress, Reply
 from baton.local.cluster import LocalCluster, container_name, stack_id
 from baton.models import PinnedImage, SyncOutcome
 from baton.registry import Registry
@@ -78,6 +79,7 @@ class Runs:
         self.detected: dict[str, float] = {}  # rollout id -> time.time() verify started
         self.passed_by: dict[str, str] = {}  # rollout id -> event | poll
         self.applied: dict[str, tuple[float, float]] = {}  # revision -> (apply s, time.time())
+        self.events: dict[str, float] = {}  # revision -> time.time() its Flux event reached the API
 
     def merge(self, number: int) -> str:
         with self.lock:
@@ -171,6 +173,19 @@ def bench_config(registry: LocalRegistry, env: str, port: int) -> BatonConfig:
     return parse_config(yaml.safe_dump(config))
 
 
+def note_events(ingress: Ingress, runs: Runs) -> None:
+    """Note when each ready Flux event reaches the API's ingress (the runtime sends it after
+    writing the status and its `applied` line)."""
+    sync = ingress.sync
+
+    async def noted(event: FluxEvent) -> Reply:
+        if event.sync.state == "ready":
+            runs.events.setdefault(event.sync.revision, time.time())
+        return await sync(event)
+
+    ingress.sync = noted  # type: ignore[method-assign]
+
+
 async def roll_out(client: Client, runs: Runs, env: str, number: int, config: BatonConfig) -> dict:
     handle = await start_rollout(client, rollout_input(env, number, config))
     result = await handle.result()
@@ -188,6 +203,9 @@ async def roll_out(client: Client, runs: Runs, env: str, number: int, config: Ba
         "apply_s": apply_s,
         "merge_to_applied_s": round(applied_at - merged_at, 2),
         "detected_after_applied_s": round(runs.detected[handle.id] - applied_at, 2),
+        "event_at_api_after_applied_s": round(runs.events[revision] - applied_at, 3)
+        if revision in runs.events
+        else None,
         "passed_by": runs.passed_by[handle.id],
     }
 
@@ -231,6 +249,7 @@ async def run(runs_wanted: int, root: Path) -> dict:
             try:
                 while not server.started:
                     await asyncio.sleep(0.05)
+                note_events(app.state.ingress, runs)
                 thread.start()
                 async with serving(client, "baton", replaced=activities(runs)):
                     for number in range(1, WARM_UP + runs_wanted + 1):
