@@ -40,6 +40,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from activities.context import Context
 from baton.gitops import rollout_branch
 from baton.models import Artifact, RolloutInput, RolloutStatus
 from baton.temporal import SearchAttributes, TaskQueues
@@ -79,9 +80,9 @@ def seconds(stamp: Timestamp, since: datetime) -> float | None:
     return round((stamp.ToDatetime(tzinfo=UTC) - since).total_seconds(), 2)
 
 
-def new_commit(deploy: Deploy, number: int) -> str:
+def new_commit(ctx: Context, number: int) -> str:
     """A new commit on the sample app's main branch (the same tree), in the forge's repository."""
-    repo = str(deploy.context.forge.repo_path("sample-app"))  # type: ignore[attr-defined]
+    repo = str(ctx.forge.repo_path("sample-app"))  # type: ignore[attr-defined]
 
     def git(*args: str) -> str:
         done = subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True)
@@ -227,7 +228,7 @@ async def run(rollouts: int, root: Path, standby: bool) -> dict[str, object]:
             artifacts = []
             for number in range(1, rollouts + 1):  # a new image and commit each: a new PR each
                 digest = f"sha256:{number:064x}"
-                artifacts.append(publish(ctx, new_commit(deploy, number), digest))
+                artifacts.append(publish(ctx, new_commit(ctx, number), digest))
             kills: list[Kill] = []
             merged = []
             started = time.monotonic()

@@ -21,7 +21,7 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
@@ -42,7 +42,7 @@ from activities.deploy import (
 )
 from activities.forge import ChangeCommentInput, DeploymentInput
 from activities.notify import NotifyInput
-from baton.config import load_config
+from baton.config import BatonConfig, load_config
 from baton.models import (
     ChangePlan,
     GitOpsPullRequest,
@@ -143,15 +143,23 @@ STAND_INS = {
 }
 
 
-def workers(client: Client, kind: str) -> list[Worker]:
+def workers(
+    client: Client, kind: str, replaced: Mapping[str, Callable[..., Any]] | None = None
+) -> list[Worker]:
     """Baton's workflows and the stand-ins (`baton`), or the raw workflows (`raw`), with the
-    options `workers.main.build_workers` gives Baton's workers."""
+    options `workers.main.build_workers` gives Baton's workers. `replaced`: activities by name
+    that take the place of the stand-ins of that name (the real ones a benchmark measures)."""
     if kind == "raw":
         queues = {raw.QUEUE: ([raw.RawSteps, raw.RawGate], [raw.noop, raw.started])}
     else:
+        mine = replaced or {}
+
+        def of(queue: str) -> list[Callable[..., Any]]:
+            return [mine.get(stand_in.__name__, stand_in) for stand_in in STAND_INS[queue]]
+
         queues = {
-            TaskQueues.WORKFLOWS: (WORKFLOWS, STAND_INS[TaskQueues.WORKFLOWS]),
-            TaskQueues.DEPLOY: ([], STAND_INS[TaskQueues.DEPLOY]),
+            TaskQueues.WORKFLOWS: (WORKFLOWS, of(TaskQueues.WORKFLOWS)),
+            TaskQueues.DEPLOY: ([], of(TaskQueues.DEPLOY)),
         }
     executor = ThreadPoolExecutor(max_workers=MAX_CONCURRENT_ACTIVITIES * len(queues))
     return [
@@ -169,19 +177,22 @@ def workers(client: Client, kind: str) -> list[Worker]:
 
 
 @asynccontextmanager
-async def serving(client: Client, *kinds: str) -> AsyncIterator[None]:
+async def serving(
+    client: Client, *kinds: str, replaced: Mapping[str, Callable[..., Any]] | None = None
+) -> AsyncIterator[None]:
     """The workers of each of `kinds` (see `workers`) run in this process meanwhile."""
     async with AsyncExitStack() as stack:
         for kind in kinds:
-            for worker in workers(client, kind):
+            for worker in workers(client, kind, replaced):
                 await stack.enter_async_context(worker)
         yield
 
 
-def rollout_input(environment: str, number: int) -> RolloutInput:
+def rollout_input(environment: str, number: int, config: BatonConfig | None = None) -> RolloutInput:
     """What change `sample-app`#`number` passes to its rollout into `environment`, under
-    examples/baton.yaml (`ChangePlan.of`), for an artifact of a commit made from `number`."""
-    config = load_config(PROJECT_ROOT / "examples" / "baton.yaml")
+    `config` (default examples/baton.yaml; `ChangePlan.of`), for an artifact of a commit made
+    from `number`."""
+    config = config or load_config(PROJECT_ROOT / "examples" / "baton.yaml")
     plan = ChangePlan.of(config, APP, ui_url="http://127.0.0.1:8233", namespace="default")
     env = next(e for e in plan.environments if e.name == environment)
     return RolloutInput(

@@ -28,6 +28,9 @@ BENCHMARKS = [
     "http",
     "orchestration",
     "approval",
+    "flux_event",
+    "sync",
+    "pipeline",
     "inflight",
     "recovery",
 ]

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 
 from temporalio.testing import WorkflowEnvironment
 
@@ -42,3 +45,30 @@ def print_result(result: dict) -> None:
     print(json.dumps(result, indent=1), flush=True)
     sys.stderr.flush()
     os._exit(0)
+
+
+@contextmanager
+def scratch(prefix: str) -> Iterator[Path]:
+    """A temp directory for a benchmark that builds images; on leaving, the images named after
+    the registry whose `HOST:PORT` it wrote to `<dir>/registry-host` are removed (a free port:
+    no one else's images carry it)."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as root:
+        try:
+            yield Path(root)
+        finally:
+            host = Path(root, "registry-host")
+            if host.exists():
+                remove_images(host.read_text())
+
+
+def remove_images(registry_host: str) -> None:
+    """Remove the images named after the registry at `registry_host`."""
+    listed = subprocess.run(
+        ["docker", "image", "ls", "--format", "{{.Repository}}:{{.Tag}}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    mine = [name for name in listed.stdout.split() if name.startswith(f"{registry_host}/")]
+    if mine:
+        subprocess.run(["docker", "image", "rm", *mine], capture_output=True, check=False)

@@ -39,6 +39,7 @@ from baton.tools import PROJECT_ROOT, find_tool
 from tests.conftest import PATIENCE_S, eventually, git
 from tests.fixtures import unavailable
 from tests.fixtures.docker import LocalRegistry
+from tests.fixtures.gitops import local_gitops_repository
 from tests.fixtures.ports import free_port
 
 pytestmark = pytest.mark.docker
@@ -228,16 +229,9 @@ environments:
 """
     )
     settings = Settings(home=home, api_port=receiver.port)
-    work = tmp_path / "work"
-    work.mkdir()
-    git(work, "init", "-q", "-b", "main")
-    (work / "README.md").write_text("GitOps repository for the local cluster e2e tests\n")
-    git(work, "add", "-A")
-    git(work, "commit", "-q", "-m", "initial")
-    bare = settings.forge_dir / "repos" / "gitops.git"
-    bare.parent.mkdir(parents=True)
-    git(tmp_path, "clone", "-q", "--bare", str(work), str(bare))
-    git(work, "remote", "add", "origin", str(bare))
+    work = local_gitops_repository(
+        tmp_path, settings, "GitOps repository for the local cluster e2e tests"
+    )
     world = World(
         env,
         free_port(),
