@@ -528,16 +528,24 @@ class SecurityApprovals(Model):
         return self
 
 
-DURATION = re.compile(r"^([1-9]\d*)(m|h|d|w)$")
+DURATION = re.compile(r"^([1-9]\d{0,9})(m|h|d|w)$")
 DURATION_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+LONGEST = timedelta(days=3653)
+"""The longest duration a config may give (ten years): longer is a typo."""
+DURATION_HINT = "a whole number of minutes, hours, days or weeks (m, h, d, w) up to ten years"
 
 
 def parse_duration(text: str) -> timedelta | None:
-    """`30m`, `12h`, `30d`, `2w` as a timedelta; None when `text` is not one."""
+    """`30m`, `12h`, `30d`, `2w` as a timedelta; None when `text` is not one, or is longer
+    than `LONGEST`."""
     match = DURATION.match(text.strip())
     if not match:
         return None
-    return timedelta(**{DURATION_UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        duration = timedelta(**{DURATION_UNITS[match.group(2)]: int(match.group(1))})
+    except OverflowError:
+        return None
+    return duration if duration <= LONGEST else None
 
 
 class ApprovalPolicy(Model):
@@ -558,7 +566,7 @@ class ApprovalPolicy(Model):
     @classmethod
     def _a_duration(cls, value: str | None) -> str | None:
         if value is not None and parse_duration(value) is None:
-            raise ValueError(f"{value!r} is not a duration: give e.g. 30m, 12h, 1d or 2w")
+            raise ValueError(f"{value!r} is not a duration: give {DURATION_HINT}, e.g. 30m or 2w")
         return value
 
     @property
@@ -888,7 +896,7 @@ class ImagesConfig(Model):
 
 def _a_duration(value: str) -> str:
     if parse_duration(value) is None:
-        raise ValueError(f"{value!r} is not a duration: give e.g. 1m, 30m, 6h or 1d")
+        raise ValueError(f"{value!r} is not a duration: give {DURATION_HINT}, e.g. 1m or 6h")
     return value
 
 
@@ -915,9 +923,11 @@ class ReconcileConfig(Model):
 class OutagesConfig(Model):
     wait: Duration = Field(
         default="6h",
-        description="how long a step retries, with backoff, while a dependency it needs (the "
-        "registry, the container engine, the forge, the cluster, Temporal) does not answer, "
-        "before the change fails; e.g. 30m, 6h, 1d",
+        description="how long a pipeline step (a check, the image build, test and push, the "
+        "artifact's publishing) retries, with backoff, while a dependency it needs (the "
+        "registry, the container engine, the forge) does not answer, before the change fails; "
+        "deploy steps retry until the dependency answers (abort the change to stop them); "
+        "e.g. 30m, 6h, 1d",
     )
 
 

@@ -464,9 +464,13 @@ def promote(
 
 
 @app.command("retry")
-def retry(change: ChangeId, env: Env) -> None:
+def retry(
+    change: ChangeId,
+    env: Annotated[str, typer.Option("--env", help="the environment whose rollout failed")],
+) -> None:
     """Roll an ended change out again where its rollout failed (once the cause is fixed), under
-    the current configuration, then on along the promotion graph."""
+    the current configuration (the API reads its config file again first), then on along the
+    promotion graph."""
     console.print(BatonApi().retry(change, env), markup=False)
 
 

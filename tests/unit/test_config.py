@@ -185,8 +185,8 @@ def test_expire_after_is_a_duration() -> None:
     bad = APP + "environments: [{name: prod, namespace: p, approvals: {expire_after: 1 day}}]"
     (problem,) = problems(bad)
     assert problem == (
-        "environments[0].approvals.expire_after: '1 day' is not a duration: give e.g. 30m, "
-        "12h, 1d or 2w"
+        "environments[0].approvals.expire_after: '1 day' is not a duration: give a whole number "
+        "of minutes, hours, days or weeks (m, h, d, w) up to ten years, e.g. 30m or 2w"
     )
 
 
@@ -200,7 +200,24 @@ def test_reconcile_interval_and_outage_wait_are_durations_with_defaults() -> Non
     assert duration(tuned.reconcile.interval) == timedelta(minutes=5)
     assert duration(tuned.outages.wait) == timedelta(days=1)
     (problem,) = problems(APP + "outages: {wait: forever}")
-    assert problem == "outages.wait: 'forever' is not a duration: give e.g. 1m, 30m, 6h or 1d"
+    assert problem == (
+        "outages.wait: 'forever' is not a duration: give a whole number of minutes, hours, days "
+        "or weeks (m, h, d, w) up to ten years, e.g. 1m or 6h"
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "reconcile: {interval: 99999999999d}",  # past what a timedelta holds
+        "reconcile: {interval: 1000000000d}",
+        "outages: {wait: 99999999d}",  # a timedelta, but 270,000 years
+        "environments: [{name: prod, namespace: p, approvals: {expire_after: 99999999999w}}]",
+    ],
+)
+def test_a_huge_duration_is_one_problem_not_a_traceback(text: str) -> None:
+    (problem,) = problems(APP + text)
+    assert "is not a duration: give a whole number of minutes, hours, days or weeks" in problem
 
 
 def test_the_oidc_issuer_accepts_asymmetric_algorithms_only() -> None:
