@@ -1225,3 +1225,31 @@ def reader_warnings(config: BatonConfig) -> list[str]:
             "set it to a read-only token (a deploy token)"
         )
     return warnings
+
+
+def topology_warnings(config: BatonConfig) -> list[str]:
+    """What a valid configuration does that its author may not expect: an environment no
+    promotion stage names (nothing deploys there), and cluster `verify` URLs that every app of
+    the environment is verified at. One line each, with the field path."""
+    warnings = []
+    staged = {name for stage in config.promotion_stages() for name in stage}
+    for i, env in enumerate(config.environments):
+        if env.name not in staged:
+            warnings.append(
+                f"environments[{i}] ({env.name}) is in no stage of promotion: no change deploys "
+                "there; add it to promotion or remove it"
+            )
+        verified = [c.name for c in env.clusters if c.verify is not None]
+        if verified and len(config.apps) > 1:
+            warnings.append(
+                f"environments[{i}] ({env.name}): the verify of cluster(s) "
+                f"{', '.join(verified)} is used for every app there "
+                f"({', '.join(a.name for a in config.apps)}); give clusters a verify only where "
+                "one app deploys"
+            )
+    return warnings
+
+
+def config_warnings(config: BatonConfig) -> list[str]:
+    """Every warning `baton config check` prints: `reader_warnings`, then `topology_warnings`."""
+    return reader_warnings(config) + topology_warnings(config)

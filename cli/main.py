@@ -660,9 +660,10 @@ def config_check(
     ] = None,
     as_json: Json = False,
 ) -> None:
-    """Exit 0 when FILE is valid (with a `warning:` line on stderr for each process that only
-    reads but holds a secret that writes); otherwise print one line per problem and exit 2."""
-    from baton.config import ConfigError, load_config, reader_warnings
+    """Exit 0 when FILE is valid (with a `warning:` line on stderr for each reader holding a
+    secret that writes, each environment nothing deploys to, each cluster verify shared by
+    several apps); otherwise print one line per problem and exit 2."""
+    from baton.config import ConfigError, config_warnings, load_config
 
     file = file or Settings().config_file()
     try:
@@ -673,7 +674,7 @@ def config_check(
         for problem in exc.problems:
             err_console.print(f"{file}: {problem}", markup=False, highlight=False)
         raise typer.Exit(Exit.USAGE) from None
-    warnings = reader_warnings(config)
+    warnings = config_warnings(config)
     for warning in warnings:
         err_console.print(f"{file}: warning: {warning}", markup=False, highlight=False)
     if as_json:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from baton.config import AppConfig, ConfigError, duration, parse_config
+from baton.config import AppConfig, ConfigError, duration, parse_config, topology_warnings
 from baton.tools import PROJECT_ROOT
 from tests.fixtures.cli import run_baton
 
@@ -302,3 +302,48 @@ def test_ci_schedule_takes_a_cron_temporal_schedules_take(tmp_path: Path) -> Non
     assert problems(APP + "images: {refresh: '0 25 * * *'}\n") == [
         f"images.refresh: '0 25 * * *' {fix}"
     ]
+
+
+TWO_APPS = (
+    APP
+    + """  - name: api
+    repo: api
+    image: api
+    chart: chart
+"""
+)
+
+
+def test_an_environment_no_stage_names_is_a_warning() -> None:
+    text = APP + (
+        "environments: [{name: dev, namespace: d}, {name: staging, namespace: s}, "
+        "{name: prod, namespace: p}]\npromotion: [dev, prod]\n"
+    )
+    expected = (
+        "environments[1] (staging) is in no stage of promotion: no change deploys there; add it "
+        "to promotion or remove it"
+    )
+    assert topology_warnings(parse_config(text)) == [expected]
+    unstaged = text.replace("promotion: [dev, prod]", "promotion: [dev, [staging, prod]]")
+    assert topology_warnings(parse_config(unstaged)) == []
+
+
+def test_cluster_verify_urls_shared_by_several_apps_are_a_warning(tmp_path: Path) -> None:
+    env = (
+        "environments:\n  - name: prod\n    namespace: p\n    sync: {kind: flux}\n"
+        "    clusters:\n"
+        "      - {name: eu, verify: {url: 'http://eu.example.com/version'}}\n"
+        "      - {name: us}\n"
+        "gitops: {repo: gitops, path: 'rendered/{env}/{cluster}/{app}'}\n"
+    )
+    assert topology_warnings(parse_config(APP + env)) == []  # one app: its own URL
+    config = tmp_path / "baton.yaml"
+    config.write_text(TWO_APPS + env)
+
+    checked = run_baton("config", "check", str(config))
+
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stderr.strip() == (
+        f"{config}: warning: environments[0] (prod): the verify of cluster(s) eu is used for "
+        "every app there (web, api); give clusters a verify only where one app deploys"
+    )
