@@ -26,14 +26,14 @@ def init(
     """
     if file.exists() and not force:
         err_console.print(
-            f"{file} exists: edit it, or run `baton init {file} --force` to replace it",
+            f"error: {file} exists: edit it, or run `baton init {file} --force` to replace it",
             markup=False,
         )
         raise typer.Exit(Exit.USAGE)
     try:
         file.write_text(default_config_file().read_text())
     except OSError as exc:
-        err_console.print(f"cannot write {file}: {exc.strerror}", markup=False)
+        err_console.print(f"error: cannot write {file}: {exc.strerror}", markup=False)
         raise typer.Exit(Exit.USAGE) from None
     console.print(
         f"wrote {file}: check it with `baton config check {file}`, use it with BATON_CONFIG={file}",

@@ -86,6 +86,6 @@ def test_baton_init_writes_a_starter_configuration(installed: Path, tmp_path: Pa
     again = _baton(installed, tmp_path, "init")
     assert again.returncode == 2
     assert again.stderr.strip().splitlines() == [
-        "baton.yaml exists: edit it, or run `baton init baton.yaml --force` to replace it"
+        "error: baton.yaml exists: edit it, or run `baton init baton.yaml --force` to replace it"
     ]
     assert _baton(installed, tmp_path, "init", "--force").returncode == 0
