@@ -528,24 +528,48 @@ class SecurityApprovals(Model):
         return self
 
 
-DURATION = re.compile(r"^([1-9]\d{0,9})(m|h|d|w)$")
-DURATION_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+DURATION = re.compile(r"^(?:(\d{1,10})(w|d|h|m|s))+$")
+DURATION_PART = re.compile(r"(\d{1,10})(w|d|h|m|s)")
+DURATION_UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
 LONGEST = timedelta(days=3653)
 """The longest duration a config may give (ten years): longer is a typo."""
-DURATION_HINT = "a whole number of minutes, hours, days or weeks (m, h, d, w) up to ten years"
+DURATION_HINT = (
+    "whole numbers of weeks, days, hours, minutes or seconds (w, d, h, m, s), alone or "
+    "combined as Flux writes them (1h30m), above zero and up to ten years"
+)
 
 
 def parse_duration(text: str) -> timedelta | None:
-    """`30m`, `12h`, `30d`, `2w` as a timedelta; None when `text` is not one, or is longer
-    than `LONGEST`."""
-    match = DURATION.match(text.strip())
-    if not match:
+    """`90s`, `30m`, `1h30m`, `12h`, `30d`, `2w` as a timedelta (units largest first, each once,
+    as Go's and Flux's durations are written, plus `d` and `w`); None when `text` is not one, is
+    zero, or is longer than `LONGEST`."""
+    text = text.strip()
+    if not DURATION.match(text):
+        return None
+    parts = DURATION_PART.findall(text)
+    units = [unit for _, unit in parts]
+    order = list(DURATION_UNITS)
+    if len(set(units)) != len(units) or units != sorted(units, key=order.index):
         return None
     try:
-        duration = timedelta(**{DURATION_UNITS[match.group(2)]: int(match.group(1))})
+        duration = sum(
+            (timedelta(**{DURATION_UNITS[unit]: int(n)}) for n, unit in parts), timedelta()
+        )
     except OverflowError:
         return None
-    return duration if duration <= LONGEST else None
+    return duration if timedelta(0) < duration <= LONGEST else None
+
+
+def _a_duration(value: str) -> str:
+    if parse_duration(value) is None:
+        raise ValueError(
+            f"{value!r} is not a duration: give {DURATION_HINT}, e.g. 90s, 30m, 1h30m or 2w"
+        )
+    return value
+
+
+Duration = Annotated[str, AfterValidator(_a_duration)]
+"""A duration as config spells it (`parse_duration`), checked when the config loads."""
 
 
 class ApprovalPolicy(Model):
@@ -556,18 +580,11 @@ class ApprovalPolicy(Model):
     allow_self_approval: bool = False
     merge: Literal["auto", "manual"] = "auto"
     security: SecurityApprovals = SecurityApprovals()
-    expire_after: str | None = Field(
+    expire_after: Duration | None = Field(
         default=None,
         description="e.g. 24h: approvals older than this when the PR is about to merge no "
         "longer count, and the approvers are asked again; unset: approvals do not expire",
     )
-
-    @field_validator("expire_after")
-    @classmethod
-    def _a_duration(cls, value: str | None) -> str | None:
-        if value is not None and parse_duration(value) is None:
-            raise ValueError(f"{value!r} is not a duration: give {DURATION_HINT}, e.g. 30m or 2w")
-        return value
 
     @property
     def lifetime(self) -> timedelta | None:
@@ -892,16 +909,6 @@ class ImagesConfig(Model):
         if dupes:
             raise ValueError(f"two mirror entries write {', '.join(dupes)}: give each its own name")
         return self
-
-
-def _a_duration(value: str) -> str:
-    if parse_duration(value) is None:
-        raise ValueError(f"{value!r} is not a duration: give {DURATION_HINT}, e.g. 1m or 6h")
-    return value
-
-
-Duration = Annotated[str, AfterValidator(_a_duration)]
-"""A duration as config spells it (`parse_duration`), checked when the config loads."""
 
 
 def duration(text: str) -> timedelta:

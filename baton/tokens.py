@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS tokens (
 
 
 def parse_duration(text: str) -> timedelta:
-    """`30m`, `12h`, `30d`, `2w` as a timedelta; BadRequest names the accepted forms."""
+    """`90s`, `30m`, `1h30m`, `12h`, `30d`, `2w` as a timedelta (`baton.config.parse_duration`);
+    BadRequest names the accepted forms."""
     duration = config.parse_duration(text)
     if duration is None:
         raise BadRequest(f"duration {text!r} is not understood: give e.g. 30m, 12h, 30d or 2w")

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from baton.config import AppConfig, ConfigError, duration, parse_config, topology_warnings
+from baton.config import (
+    DURATION_HINT,
+    AppConfig,
+    ConfigError,
+    duration,
+    parse_config,
+    parse_duration,
+    topology_warnings,
+)
 from baton.tools import PROJECT_ROOT
 from tests.fixtures.cli import run_baton
 
@@ -185,8 +193,8 @@ def test_expire_after_is_a_duration() -> None:
     bad = APP + "environments: [{name: prod, namespace: p, approvals: {expire_after: 1 day}}]"
     (problem,) = problems(bad)
     assert problem == (
-        "environments[0].approvals.expire_after: '1 day' is not a duration: give a whole number "
-        "of minutes, hours, days or weeks (m, h, d, w) up to ten years, e.g. 30m or 2w"
+        f"environments[0].approvals.expire_after: '1 day' is not a duration: give {DURATION_HINT}, "
+        "e.g. 90s, 30m, 1h30m or 2w"
     )
 
 
@@ -201,9 +209,28 @@ def test_reconcile_interval_and_outage_wait_are_durations_with_defaults() -> Non
     assert duration(tuned.outages.wait) == timedelta(days=1)
     (problem,) = problems(APP + "outages: {wait: forever}")
     assert problem == (
-        "outages.wait: 'forever' is not a duration: give a whole number of minutes, hours, days "
-        "or weeks (m, h, d, w) up to ten years, e.g. 1m or 6h"
+        f"outages.wait: 'forever' is not a duration: give {DURATION_HINT}, "
+        "e.g. 90s, 30m, 1h30m or 2w"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("90s", timedelta(seconds=90)),
+        ("1h30m", timedelta(hours=1, minutes=30)),
+        ("2w3d", timedelta(weeks=2, days=3)),
+        ("1d12h30m15s", timedelta(days=1, hours=12, minutes=30, seconds=15)),
+        (" 5m ", timedelta(minutes=5)),
+    ],
+)
+def test_durations_take_seconds_and_flux_compound_forms(text: str, expected: timedelta) -> None:
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("text", ["0s", "0m0s", "30m1h", "1m1m", "1.5h", "1ms", "-5m", "5", "m"])
+def test_what_is_not_a_duration(text: str) -> None:
+    assert parse_duration(text) is None
 
 
 @pytest.mark.parametrize(
@@ -217,7 +244,7 @@ def test_reconcile_interval_and_outage_wait_are_durations_with_defaults() -> Non
 )
 def test_a_huge_duration_is_one_problem_not_a_traceback(text: str) -> None:
     (problem,) = problems(APP + text)
-    assert "is not a duration: give a whole number of minutes, hours, days or weeks" in problem
+    assert f"is not a duration: give {DURATION_HINT}" in problem
 
 
 def test_the_oidc_issuer_accepts_asymmetric_algorithms_only() -> None:
