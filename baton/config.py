@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -1157,8 +1158,40 @@ def _problems(error: ValidationError) -> list[str]:
             message = f"must be {_BOUNDS[err['type']]} {bound}"
         elif err["type"] == "missing":
             message = "required field is missing"
+        elif err["type"] == "model_type":
+            message = _mapping_expected(err["ctx"]["class_name"], err["input"])
+        elif err["type"] == "list_type":
+            message = _list_expected(err["input"])
         problems += [f"{path}: {line}" if path else line for line in message.split("\n")]
     return problems
+
+
+def _mapping_expected(class_name: str, given: object) -> str:
+    """What a field that takes a mapping needs, in the config's words (pydantic's says "instance
+    of" a class the user never sees)."""
+    models = {m.__name__: m for m in _subclasses(Model)}
+    fields = list(models[class_name].model_fields) if class_name in models else []
+    keys = f" (keys: {', '.join(fields)})" if fields else ""
+    return f"must be a mapping{keys}; got {_yaml_flow(given)}"
+
+
+def _list_expected(given: object) -> str:
+    if isinstance(given, str | int | float | bool):
+        return f"must be a list: write [{_yaml_flow(given)}] for a list of one"
+    return f"must be a list; got {_yaml_flow(given)}"
+
+
+def _subclasses(cls: type) -> Iterator[type]:
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _subclasses(sub)
+
+
+def _yaml_flow(value: object) -> str:
+    """`value` as YAML flow text, shortened for one line."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
+    text = text.removesuffix("\n...").strip()
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -374,3 +374,16 @@ def test_cluster_verify_urls_shared_by_several_apps_are_a_warning(tmp_path: Path
         f"{config}: warning: environments[0] (prod): the verify of cluster(s) eu is used for "
         "every app there (web, api); give clusters a verify only where one app deploys"
     )
+
+
+def test_a_scalar_where_a_mapping_or_list_goes_is_named_in_the_configs_words() -> None:
+    text = APP + (
+        "environments:\n"
+        "  - {name: dev, namespace: dev, clusters: [a]}\n"
+        "  - {name: prod, namespace: p, clusters: 7, approvals: {approvers: carol}}\n"
+    )
+    assert problems(text) == [
+        "environments[0].clusters[0]: must be a mapping (keys: name, sync, verify); got a",
+        "environments[1].clusters: must be a list: write [7] for a list of one",
+        "environments[1].approvals.approvers: must be a list: write [carol] for a list of one",
+    ]
