@@ -1181,7 +1181,8 @@ def _list_expected(given: object) -> str:
     return f"must be a list; got {_yaml_flow(given)}"
 
 
-def _subclasses(cls: type) -> Iterator[type]:
+def _subclasses(cls: type[Model]) -> Iterator[type[Model]]:
+    sub: type[Model]
     for sub in cls.__subclasses__():
         yield sub
         yield from _subclasses(sub)

@@ -658,6 +658,10 @@ def config_check(
             help="the baton.yaml to validate (default: $BATON_CONFIG, else the defaults)"
         ),
     ] = None,
+    config_option: Annotated[
+        Path | None,
+        typer.Option("--config", help="the same FILE as an option, as `baton images` takes it"),
+    ] = None,
     as_json: Json = False,
 ) -> None:
     """Exit 0 when FILE is valid (with a `warning:` line on stderr for each reader holding a
@@ -665,7 +669,9 @@ def config_check(
     several apps); otherwise print one line per problem and exit 2."""
     from baton.config import ConfigError, config_warnings, load_config
 
-    file = file or Settings().config_file()
+    if file and config_option and file != config_option:
+        raise BadRequest(f"two files given ({file} and --config {config_option}): give one")
+    file = file or config_option or Settings().config_file()
     try:
         config = load_config(file)
     except ConfigError as exc:

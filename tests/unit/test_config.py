@@ -387,3 +387,16 @@ def test_a_scalar_where_a_mapping_or_list_goes_is_named_in_the_configs_words() -
         "environments[1].clusters: must be a list: write [7] for a list of one",
         "environments[1].approvals.approvers: must be a list: write [carol] for a list of one",
     ]
+
+
+def test_config_check_takes_the_file_as_config_too_but_not_two_files(tmp_path: Path) -> None:
+    checked = run_baton("config", "check", "--config", str(EXAMPLE))
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.startswith(f"{EXAMPLE}: ok")
+    other = tmp_path / "baton.yaml"
+    other.write_text(APP)
+    both = run_baton("config", "check", str(EXAMPLE), "--config", str(other))
+    assert (both.returncode, both.stderr.strip()) == (
+        2,
+        f"error: two files given ({EXAMPLE} and --config {other}): give one",
+    )
