@@ -35,6 +35,7 @@ from baton.logs import LogStore, Progress, excerpt, follow
 from baton.models import CheckResult, LogRef
 from baton.registry import Registry, write_auth_file
 from baton.store import BlobStore
+from baton.tools import tool_env
 
 PROGRESS_EVERY_S = 5
 PROBE_EVERY_S = 0.5
@@ -307,12 +308,13 @@ def _stream_cli(
     return proc.wait(), output
 
 
+_DOCKER_CLI_ENV = ("HOME", "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY")
+
+
 def _cli_env() -> dict[str, str]:
-    env = {"PATH": os.environ.get("PATH", ""), "DOCKER_BUILDKIT": "1", "LANG": "C.UTF-8"}
-    for key in ("HOME", "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY"):
-        if key in os.environ:
-            env[key] = os.environ[key]
-    return env
+    """The docker CLI's environment: where its engine and config are, never the worker's
+    secrets (`tool_env`)."""
+    return tool_env({"DOCKER_BUILDKIT": "1"}, keep=_DOCKER_CLI_ENV, prefixes=())
 
 
 def _docker_config() -> dict[str, Any]:
