@@ -145,14 +145,19 @@ async def run(deliveries: int, rates: list[float]) -> dict:
                             await offered(WARM_UP, rate, partial(before, base=WARM_UP))
                             await offered(WARM_UP, rate, partial(raw, rate=0))
                             await journal.drained()
+                        cpu = time.process_time()
                         baton = percentiles(await offered(deliveries, rate, webhook))
                         last_answer = time.perf_counter()
                         await journal.drained()  # every journaled start made
                         drained_s = time.perf_counter() - last_answer
+                        baton_cpu = time.process_time() - cpu
                         started = await started_changes(env.client, base, deliveries)
                         assert started == deliveries, f"{started} of {deliveries} started"
+                        cpu = time.process_time()
                         synchronous_ms = percentiles(await offered(deliveries, rate, before))
+                        before_cpu, cpu = time.process_time() - cpu, time.process_time()
                         baseline = percentiles(await offered(deliveries, rate, raw))
+                        raw_cpu = time.process_time() - cpu
                         results.append(
                             {
                                 "offered_per_second": rate,
@@ -166,6 +171,13 @@ async def run(deliveries: int, rates: list[float]) -> dict:
                                     synchronous_ms["p99"] / baseline["p99"], 2
                                 ),
                                 "goal_p99_ms": 30,
+                                # The bench process's CPU (sender, API, Temporal client) per
+                                # delivery, the journaled starts included.
+                                "cpu_ms_per_delivery": {
+                                    "baton": round(baton_cpu / deliveries * 1000, 2),
+                                    "before": round(before_cpu / deliveries * 1000, 2),
+                                    "raw_start": round(raw_cpu / deliveries * 1000, 2),
+                                },
                             }
                         )
     return {
