@@ -1,4 +1,5 @@
-"""Baton's HTTP API: webhook ingress and health. Stateless; every event becomes one Temporal call.
+"""Baton's HTTP API: webhook ingress and health. Every event becomes one Temporal call; the
+starts of new changes are journaled in the API's home and made in the background.
 
 Every webhook route reads the body within a size bound (413), authenticates it before parsing
 (401), dedupes by the forge's delivery id, and answers 400/202 with a short reason for payloads it
@@ -16,7 +17,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 from temporalio.client import Client
 from temporalio.service import RPCError
 
@@ -42,6 +45,7 @@ from baton.forges.base import Forge
 from baton.ingress import Deliveries, FluxEvent, Ingress, Reply
 from baton.models import SyncEvent, SyncState
 from baton.settings import Settings, read_secret
+from baton.start_journal import StartJournal
 from baton.temporal import connect
 from baton.tokens import TokenStore
 
@@ -73,13 +77,39 @@ async def start_reconciler(client: Client, config: BatonConfig) -> None:
         log.warning("the reconciler is not scheduled: Temporal answered %s", exc.status.name)
 
 
+class BoundedApiBodies:
+    """Decisions are small: a larger declared body under /api/ is refused before it is read.
+    (Plain ASGI: starlette's `BaseHTTPMiddleware` costs every request, webhooks included, a task
+    group and a stream.)"""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/api/"):
+            declared = Headers(scope=scope).get("content-length", "")
+            if declared.isdigit() and int(declared) > MAX_API_BODY_BYTES:
+                refusal = JSONResponse(
+                    {"error": f"body larger than {MAX_API_BODY_BYTES} bytes"}, status_code=413
+                )
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def create_app(
     settings: Settings | None = None,
     config: BatonConfig | None = None,
     client: Client | None = None,
     forge: Forge | None = None,
+    *,
+    journal: bool = True,
 ) -> FastAPI:
-    """The ASGI app. Config, client and forge may be injected (tests); otherwise made at startup."""
+    """The ASGI app. Config, client and forge may be injected (tests); otherwise made at startup.
+
+    `journal`: a delivery that starts a change is answered once its start is journaled in the
+    API's home, the start made in the background (`baton.start_journal`); without, once
+    Temporal started it (what `bench.ingress` compares)."""
     settings = settings or Settings()
     # Read from a file, the configuration is read again where an operator expects it (a retry).
     source = None if config else settings.config_file()
@@ -91,7 +121,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         temporal = client or await connect(runtime=metrics.sdk.runtime)
-        app.state.ingress = Ingress(temporal, config, settings, source=source)
+        starts = StartJournal(settings.start_journal_file) if journal else None
+        app.state.ingress = Ingress(temporal, config, settings, source=source, journal=starts)
+        app.state.journal = starts
+        if starts is not None:  # what a previous run accepted is started first
+            await starts.open(app.state.ingress.start_journaled)
         if (
             client is None
         ):  # the API's own Temporal: deliveries may have been lost while it was down
@@ -101,9 +135,13 @@ def create_app(
         if forge is None and config.forge.kind == "azure-devops":
             app.state.forge = create_forge(config.forge, settings)
         # The API's own outbound calls (the board's OIDC sign-in): one client for its lifespan.
-        async with shared_http.async_client() as http:
-            app.state.http = http
-            yield
+        try:
+            async with shared_http.async_client() as http:
+                app.state.http = http
+                yield
+        finally:
+            if starts is not None:
+                await starts.close()
 
     app = FastAPIOffline(
         title="Baton",
@@ -121,21 +159,7 @@ def create_app(
     board.install(app)
     app.include_router(operations.router)
 
-    @app.middleware("http")
-    async def bounded_api_bodies(
-        request: Request, call_next: Callable[[Request], Awaitable[object]]
-    ) -> object:
-        """Decisions are small: a larger declared body is refused before it is read."""
-        declared = request.headers.get("content-length", "")
-        if (
-            request.url.path.startswith("/api/")
-            and declared.isdigit()
-            and int(declared) > MAX_API_BODY_BYTES
-        ):
-            return JSONResponse(
-                {"error": f"body larger than {MAX_API_BODY_BYTES} bytes"}, status_code=413
-            )
-        return await call_next(request)
+    app.add_middleware(BoundedApiBodies)
 
     @app.exception_handler(WebhookRejected)
     async def rejected(request: Request, exc: WebhookRejected) -> JSONResponse:

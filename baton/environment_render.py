@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from baton import artifacts, bundles
 from baton.bundles import KUSTOMIZATION_FILES
@@ -184,17 +185,27 @@ def render_for_environment(
             # Dependencies first: the two renders below then find nothing to build, so they
             # can run side by side (each is mostly the tool's own process).
             renderer.build_dependencies()
+        documents: list[Any] | None = None  # the first render's, parsed
         with ThreadPoolExecutor(max_workers=2) as renders:
-            second_render = renders.submit(
-                renderer.render, app.name, env.namespace, values_files=files, image=image
-            )
             if isinstance(renderer, HelmRenderer):
-                render = renderer.template(app.name, env.namespace, values_files=files, image=image)
-                first, omitted = render.manifests, render.omitted
+                # helm's output twice; the second is read only if it differs from the first.
+                second_output = renders.submit(
+                    renderer.helm_output, app.name, env.namespace, values_files=files, image=image
+                )
+                output = renderer.helm_output(
+                    app.name, env.namespace, values_files=files, image=image
+                )
+                render = renderer.finish(output, image)
+                first, omitted, documents = render.manifests, render.omitted, render.documents
+                other = second_output.result()
+                second = first if other == output else renderer.finish(other, image).manifests
             else:
+                second_render = renders.submit(
+                    renderer.render, app.name, env.namespace, values_files=files, image=image
+                )
                 first = renderer.render(app.name, env.namespace, values_files=files, image=image)
                 omitted = []
-            second = second_render.result()
+                second = second_render.result()
     unstable = unstable_fields(first, second) if first != second else {}
     if unstable and app.nondeterministic == "reject":
         raise NondeterministicRender(
@@ -204,20 +215,32 @@ def render_for_environment(
             f"environment's values, or set nondeterministic: accept on app {app.name} to deploy "
             f"them keeping the values {env.name} runs"
         )
-    manifests = keep_deployed(first, deployed, unstable) if unstable else first
-    problems = validate_manifests(manifests, env.kubernetes.version)
+    if unstable:
+        manifests, documents = keep_deployed(first, deployed, unstable), None
+    else:
+        manifests = first
+    problems = validate_manifests(manifests, env.kubernetes.version, documents)
     if problems:
         raise DeployConfigError(
             f"rendered manifests for {env.name} are invalid: {'; '.join(problems[:5])}"
         )
     if not env.allows_external_images:
-        _refuse_external_images(manifests, env, registry_url or registry_of(image.repository))
+        registry_url = registry_url or registry_of(image.repository)
+        _refuse_external_images(manifests, env, registry_url, documents)
     return EnvironmentRender(manifests=manifests, unstable=unstable, omitted=omitted)
 
 
-def _refuse_external_images(manifests: str, env: EnvironmentConfig, registry_url: str) -> None:
-    """Raise `ExternalImage` naming every container whose image is not from `registry_url`."""
-    external = [(k, n, i) for k, n, i in containers(manifests) if registry_of(i) != registry_url]
+def _refuse_external_images(
+    manifests: str,
+    env: EnvironmentConfig,
+    registry_url: str,
+    documents: Sequence[Any] | None = None,
+) -> None:
+    """Raise `ExternalImage` naming every container whose image is not from `registry_url`
+    (`documents`: the manifests parsed, when they are)."""
+    external = [
+        (k, n, i) for k, n, i in containers(manifests, documents) if registry_of(i) != registry_url
+    ]
     if not external:
         return
     named = "; ".join(f"{key} container {name} runs {image}" for key, name, image in external)

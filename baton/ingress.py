@@ -3,6 +3,7 @@ mapping shared by the webhook path (the API) and the reconciler (`baton.reconcil
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from baton.config import BatonConfig, load_config
 from baton.forge_events import PullRequestHook, PushHook, ReviewHook
 from baton.models import ChangeInput, ChangePlan, ForgeReview, PullRequestEvent, SyncEvent
 from baton.settings import Settings
+from baton.start_journal import PendingStart, StartJournal
 from baton.temporal import (
     Signals,
     TaskQueues,
@@ -95,11 +97,14 @@ class Ingress:
         settings: Settings,
         via: str = "webhook",
         source: Path | None = None,
+        journal: StartJournal | None = None,
     ) -> None:
         """`via`: the path that acts (`webhook`, or `reconciler` for the forge's own reading),
         named in the summary of the workflows it starts. `source`: the file `config` was read
-        from, read again by `reload`."""
+        from, read again by `reload`. `journal`: where the starts of new changes are journaled,
+        to be made in the background (the API's), instead of being made before answering."""
         self.client = client
+        self.journal = journal
         self.config = config
         self.settings = settings
         self.via = via
@@ -306,6 +311,7 @@ class Ingress:
 
     async def signal(self, workflow_id: str, signal: str, arg: object) -> Reply:
         """Signal `workflow_id`; one that is not running is 'ignored'."""
+        await self._settled(workflow_id)
         try:
             await self.client.get_workflow_handle(workflow_id).signal(signal, arg)
         except RPCError as exc:
@@ -337,24 +343,54 @@ class Ingress:
     async def _start_change(
         self, change: ChangeInput, workflow_id: str, summary: str, **how: Any
     ) -> Reply:
-        """Start `change` as `workflow_id`; an existing one (running or finished) is joined."""
-        options: dict[str, Any] = {
-            "id_conflict_policy": WorkflowIDConflictPolicy.USE_EXISTING,
-            "id_reuse_policy": WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        }
+        """Start `change` as `workflow_id`; an existing one (running or finished) is joined.
+
+        With a journal, a plain start is journaled and made in the background (`start_journaled`);
+        one with a signal (signal-with-start) waits for a journaled start of the id first."""
+        if self.journal is not None and not how:
+            entry = PendingStart(
+                workflow_id, change.model_dump_json(), f"{summary[:180]} (via {self.via})", change
+            )
+            await self.journal.add(entry)
+            return Reply(202, f"accepted: starting {workflow_id}", workflow_id)
+        await self._settled(workflow_id)
         try:
-            await self.client.start_workflow(
-                WorkflowTypes.CHANGE,
-                change,
-                id=workflow_id,
-                task_queue=TaskQueues.WORKFLOWS,
-                search_attributes=initial_search_attributes(change),
-                static_summary=f"{summary[:180]} (via {self.via})",
-                **(options | how),
+            await self._start_workflow(
+                change, workflow_id, f"{summary[:180]} (via {self.via})", **how
             )
         except WorkflowAlreadyStartedError:
             return Reply(202, f"exists: {workflow_id}", workflow_id)
         return Reply(202, f"started {workflow_id}", workflow_id)
+
+    async def start_journaled(self, entry: PendingStart) -> None:
+        """Make a journaled start (the journal's task): done when the workflow runs or ran."""
+        change = entry.value
+        if not isinstance(change, ChangeInput):  # journaled by an earlier run
+            change = ChangeInput.model_validate_json(entry.input_json)
+        with contextlib.suppress(WorkflowAlreadyStartedError):
+            await self._start_workflow(change, entry.workflow_id, entry.summary)
+
+    async def _settled(self, workflow_id: str) -> None:
+        """Wait for a journaled start of `workflow_id`, so a signal follows its start."""
+        if self.journal is not None:
+            await self.journal.settled(workflow_id)
+
+    async def _start_workflow(
+        self, change: ChangeInput, workflow_id: str, summary: str, **how: Any
+    ) -> None:
+        options: dict[str, Any] = {
+            "id_conflict_policy": WorkflowIDConflictPolicy.USE_EXISTING,
+            "id_reuse_policy": WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        }
+        await self.client.start_workflow(
+            WorkflowTypes.CHANGE,
+            change,
+            id=workflow_id,
+            task_queue=TaskQueues.WORKFLOWS,
+            search_attributes=initial_search_attributes(change),
+            static_summary=summary,
+            **(options | how),
+        )
 
     async def _merged(
         self, app_name: str, hook: PullRequestHook, workflow_id: str, event: PullRequestEvent

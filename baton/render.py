@@ -17,10 +17,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypedDict, Unpack
 
+import jsonschema
 import kubernetes_validate
+import referencing
 import yaml
 from kubernetes_validate.utils import SchemaNotFoundError, VersionNotSupportedError
-from pydantic import BaseModel
+from pydantic import BaseModel, PrivateAttr
 
 from baton.artifacts import DependencyBuildFailed, build_dependencies
 from baton.config import DEFAULT_IMAGE_VALUES, KUBE_VERSION, ImageValues, KubernetesConfig
@@ -106,6 +108,13 @@ class HelmRender(BaseModel):
 
     manifests: str
     omitted: list[OmittedObject] = []
+    # The manifests' documents as parsed on the way (None when one did not parse): the pin
+    # check and validation read them instead of parsing the text again.
+    _documents: list[Any] | None = PrivateAttr(default=None)
+
+    @property
+    def documents(self) -> list[Any] | None:
+        return self._documents
 
 
 class ImageNotPinned(RenderFailed):
@@ -167,6 +176,10 @@ class HelmRenderer:
         Raises `RenderFailed` with helm's error line (`ImageNotPinned` when the image is not
         pinned), `ArtifactError` when a dependency's registry does not answer.
         """
+        return self.finish(self.helm_output(release, namespace, **options), options.get("image"))
+
+    def helm_output(self, release: str, namespace: str, **options: Unpack[RenderOptions]) -> str:
+        """`helm template`'s own output for the release, before `finish`."""
         image = options.get("image")
         self.build_dependencies()
         command = [find_tool("helm"), "template", release, str(self.chart_dir), "--include-crds"]
@@ -182,30 +195,40 @@ class HelmRenderer:
             settings |= image_settings(self.image_values, image)
         for key, value in settings.items():
             command += ["--set-string", f"{key}={_helm_escape(value)}"]
-        render = _install_objects(_run_tool(f"helm template of {self.source}", command))
+        return _run_tool(f"helm template of {self.source}", command)
+
+    def finish(self, output: str, image: PinnedImage | None) -> HelmRender:
+        """`helm_output`'s `output` as an install creates it, its pin of `image` checked."""
+        render = _install_objects(output)
         if image is not None:
-            self._check_pinned(render.manifests, image)
+            self._check_pinned(render, image)
         return render
 
-    def _check_pinned(self, manifests: str, image: PinnedImage) -> None:
+    def _check_pinned(self, render: HelmRender, image: PinnedImage) -> None:
         running = [
             (key, name, ref)
-            for key, name, ref in containers(manifests)
+            for key, name, ref in containers(render.manifests, render.documents)
             if _repository(ref) == image.repository
         ]
-        keys = " and ".join(self.image_values.value_keys())
-        fix = (
-            f"Baton set {keys}, which the chart does not use for it; set "
-            f"apps[].helm.image_values to the keys it reads, e.g. {{{self._suggested_keys()}}}"
-        )
         if not running:
-            raise ImageNotPinned(f"no container runs {image.repository}, the image CI built: {fix}")
+            raise ImageNotPinned(
+                f"no container runs {image.repository}, the image CI built: {self._fix()}"
+            )
         for key, name, ref in running:
             if not ref.endswith(f"@{image.digest}"):
                 raise ImageNotPinned(
                     f"{key} container {name!r} runs {ref}, not the digest CI built "
-                    f"({image.digest[:15]}…): {fix}"
+                    f"({image.digest[:15]}…): {self._fix()}"
                 )
+
+    def _fix(self) -> str:
+        """How to make the chart run the pinned image (read from its values.yaml: only on a
+        failed pin check)."""
+        keys = " and ".join(self.image_values.value_keys())
+        return (
+            f"Baton set {keys}, which the chart does not use for it; set "
+            f"apps[].helm.image_values to the keys it reads, e.g. {{{self._suggested_keys()}}}"
+        )
 
     def _suggested_keys(self) -> str:
         """Image keys to try: those the chart's values.yaml has beside its repository key."""
@@ -249,8 +272,11 @@ def image_settings(keys: ImageValues, image: PinnedImage) -> dict[str, str]:
     return settings
 
 
-def containers(manifests: str) -> list[tuple[str, str, str]]:
-    """Every container of the manifests' pod specs and pod templates: (object key, name, image)."""
+def containers(
+    manifests: str, documents: Sequence[Any] | None = None
+) -> list[tuple[str, str, str]]:
+    """Every container of the manifests' pod specs and pod templates: (object key, name, image).
+    `documents`: the manifests already parsed, when they are."""
     found: list[tuple[str, str, str]] = []
 
     def walk(key: str, node: object) -> None:
@@ -268,10 +294,11 @@ def containers(manifests: str) -> list[tuple[str, str, str]]:
             for item in node:
                 walk(key, item)
 
-    try:
-        documents = list(yaml.load_all(manifests, Loader=YAML_LOADER))
-    except yaml.YAMLError:
-        return []  # validation says what is wrong with them
+    if documents is None:
+        try:
+            documents = list(yaml.load_all(manifests, Loader=YAML_LOADER))
+        except yaml.YAMLError:
+            return []  # validation says what is wrong with them
     for obj in documents:
         if isinstance(obj, dict) and obj.get("kind") != "CustomResourceDefinition":
             walk(object_key(obj), obj.get("spec"))
@@ -289,11 +316,12 @@ def _install_objects(output: str) -> HelmRender:
     """helm's output without the hooks an install does not run (`OMITTED_HOOKS`)."""
     kept: list[str] = []
     omitted: list[OmittedObject] = []
+    parsed: list[Any] | None = []  # the kept documents, None once one does not parse
     for document in _DOCUMENT_START.split(output):
         try:
             obj = yaml.load(document, Loader=YAML_LOADER)
         except yaml.YAMLError:
-            obj = None  # kept as it is: validation says what is wrong with it
+            obj, parsed = None, None  # kept as it is: validation says what is wrong with it
         metadata = obj.get("metadata") if isinstance(obj, dict) else None
         annotations = (metadata or {}).get("annotations") or {}
         hooks = [h.strip() for h in str(annotations.get("helm.sh/hook", "")).split(",") if h]
@@ -302,9 +330,14 @@ def _install_objects(output: str) -> HelmRender:
             omitted.append(OmittedObject(key=object_key(obj), reason=OMITTED_HOOKS[hooks[0]]))
         elif document.strip():
             kept.append(document)
+            if parsed is not None and obj is not None:
+                parsed.append(obj)
     if not omitted:
-        return HelmRender(manifests=output)
-    return HelmRender(manifests="".join(f"---\n{d}" for d in kept), omitted=omitted)
+        render = HelmRender(manifests=output)
+    else:
+        render = HelmRender(manifests="".join(f"---\n{d}" for d in kept), omitted=omitted)
+    render._documents = parsed
+    return render
 
 
 class KustomizeRenderer:
@@ -395,8 +428,11 @@ def _container_images(manifests: str) -> set[str]:
     return images
 
 
-def validate_manifests(yaml_text: str, kube_version: str = KUBE_VERSION) -> list[str]:
+def validate_manifests(
+    yaml_text: str, kube_version: str = KUBE_VERSION, documents: Sequence[Any] | None = None
+) -> list[str]:
     """Problems found in rendered manifests, checked offline against the Kubernetes schemas.
+    `documents`: the manifests already parsed (their non-empty documents), when they are.
 
     Objects of a kind with no bundled schema (CRDs such as Flux's) are skipped with a log note,
     except in Kubernetes' own API groups (`v1`, `apps/v1`...: no dot in the group, which a CRD's
@@ -404,10 +440,13 @@ def validate_manifests(yaml_text: str, kube_version: str = KUBE_VERSION) -> list
     """
     problems: list[str] = []
     seen: set[str] = set()
-    try:
-        documents = [doc for doc in yaml.load_all(yaml_text, Loader=YAML_LOADER) if doc is not None]
-    except yaml.YAMLError as exc:
-        return [f"invalid YAML: {' '.join(str(exc).split())}"]
+    if documents is None:
+        try:
+            documents = [
+                doc for doc in yaml.load_all(yaml_text, Loader=YAML_LOADER) if doc is not None
+            ]
+        except yaml.YAMLError as exc:
+            return [f"invalid YAML: {' '.join(str(exc).split())}"]
     for index, obj in enumerate(documents, start=1):
         if not isinstance(obj, dict) or not obj.get("apiVersion") or not obj.get("kind"):
             problems.append(f"document {index}: not a Kubernetes object (no apiVersion/kind)")
@@ -417,7 +456,7 @@ def validate_manifests(yaml_text: str, kube_version: str = KUBE_VERSION) -> list
             problems.append(f"{key}: defined more than once")
         seen.add(key)
         try:
-            kubernetes_validate.validate(obj, kube_version, strict=True)
+            _validate(obj, kube_version)
         except kubernetes_validate.ValidationError as exc:
             where = ".".join(str(part) for part in exc.path) or "(root)"
             problems.append(f"{key}: {where}: {exc.message}")
@@ -442,6 +481,91 @@ def validate_manifests(yaml_text: str, kube_version: str = KUBE_VERSION) -> list
                 "pick an older kube_version or upgrade kubernetes-validate"
             ) from None
     return problems
+
+
+def _validate(obj: dict[str, Any], kube_version: str) -> None:
+    """`kubernetes_validate.validate(obj, kube_version, strict=True)`, with one validator per
+    kind and API version (the library builds a new one, with its registry of the definitions, for
+    every object: most of a validation's time)."""
+    if not isinstance(obj["kind"], str) or not isinstance(obj["apiVersion"], str):
+        kubernetes_validate.validate(obj, kube_version, strict=True)  # its own errors
+        return
+    validator, version = _validator(kube_version, obj["apiVersion"], obj["kind"])
+    try:
+        validator.validate(obj)
+    except jsonschema.ValidationError as exc:
+        raise kubernetes_validate.ValidationError(exc, version=version) from None
+
+
+@functools.lru_cache(maxsize=512)
+def _validator(kube_version: str, api_version: str, kind: str) -> tuple[Any, str]:
+    """The strict validator `kubernetes_validate.validate` makes for a kind, and the schemas'
+    Kubernetes version; raises its `SchemaNotFoundError` and `VersionNotSupportedError`."""
+    utils = kubernetes_validate.utils
+    desired = kube_version.removeprefix("v")
+    if utils.major_minor(desired) > utils.latest_version():
+        raise VersionNotSupportedError(version=utils.major_minor(desired))
+    version = [
+        v for v in utils.all_versions() if utils.major_minor(v) <= utils.major_minor(desired)
+    ][-1]
+    group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+    schema_dir = f"kubernetes-json-schema/v{version}-local-strict"
+    try:
+        schema = utils.schema_contents(f"{schema_dir}/{kind.lower()}-{group_version}.json", desired)
+    except FileNotFoundError:
+        raise SchemaNotFoundError(
+            version=utils.major_minor(desired), kind=kind, api_version=api_version
+        ) from None
+    definitions = utils.schema_contents(f"{schema_dir}/_definitions.json", desired)
+    try:
+        validator = jsonschema.validators.Draft202012Validator(_inline(schema, definitions))
+    except _NotInlined:
+        registry = referencing.Resource.from_contents(definitions) @ (
+            referencing.Resource.from_contents(schema) @ referencing.Registry()
+        )
+        validator = jsonschema.validators.Draft202012Validator(schema, registry=registry)
+    return validator, utils.major_minor(version)
+
+
+class _NotInlined(Exception):
+    """A schema's `$ref` that `_inline` does not replace."""
+
+
+_DEFINITIONS_REF = re.compile(r"^(?:/api/_definitions\.json)?#/\$defs/([^/~]+)$")
+_ANNOTATIONS = re.compile(r"^(?:\$ref|description|x-kubernetes-.*)$")
+
+
+def _inline(schema: dict[str, Any], definitions: dict[str, Any]) -> dict[str, Any]:
+    """`schema` with every `$ref` into the definitions replaced by the definition itself (one
+    object per definition, so recursive ones make a cycle): the validator then resolves no
+    reference per object, which was most of a validation's time. Beside a `$ref`, the schemas
+    hold only annotations; anything else raises `_NotInlined` (validated by reference then)."""
+    defs = definitions.get("$defs")
+    if not isinstance(defs, dict):
+        raise _NotInlined
+    inlined: dict[str, dict[str, Any]] = {}
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        if not isinstance(ref, str):
+            return {key: inline(value) for key, value in node.items()}
+        match = _DEFINITIONS_REF.match(ref)
+        if match is None or match.group(1) not in defs or not all(map(_ANNOTATIONS.match, node)):
+            raise _NotInlined
+        name = match.group(1)
+        if name not in inlined:
+            inlined[name] = {}  # filled below; a reference to it from within shares it
+            resolved = inline(defs[name])
+            if not isinstance(resolved, dict):
+                raise _NotInlined
+            inlined[name].update(resolved)
+        return inlined[name]
+
+    return inline(schema)
 
 
 def object_key(obj: Mapping[str, Any]) -> str:

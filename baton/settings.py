@@ -81,6 +81,11 @@ class Settings(BaseSettings):
         return self.home / "tokens.db"
 
     @property
+    def start_journal_file(self) -> Path:
+        """The API's journal of accepted workflow starts (`baton.start_journal`)."""
+        return self.home / "api" / "pending-starts.db"
+
+    @property
     def secrets_dir(self) -> Path:
         return self.home / "secrets"
 

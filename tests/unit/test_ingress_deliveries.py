@@ -33,6 +33,7 @@ from tests.unit.test_ingress_forges import (
     executions,
     open_app_pr,
     rollout_input,
+    running,
     signals,
     until,
 )
@@ -84,7 +85,7 @@ async def test_a_delivery_in_either_content_type_starts_the_change(
     number, opened = await open_app_pr(world)
     assert opened.headers["Content-Type"] == content_type
     assert opened.status == 202, opened.answer
-    assert json.loads(opened.answer)["result"] == f"started {world.change_id(number)}"
+    assert json.loads(opened.answer)["result"] == f"accepted: starting {world.change_id(number)}"
     assert await executions(world.client, world.change_id(number), at_least=1) == 1
 
 
@@ -101,7 +102,7 @@ async def test_case_02_a_form_encoded_github_delivery_starts_the_change(world: W
     answer = await deliver(world, "pull_request", payload)
 
     result = json.loads(answer.answer)["result"]
-    assert (answer.status, result) == (202, f"started change/{app.name}/2")
+    assert (answer.status, result) == (202, f"accepted: starting change/{app.name}/2")
     assert await executions(world.client, f"change/{app.name}/2", at_least=1) == 1
 
 
@@ -146,7 +147,7 @@ async def test_the_repository_is_matched_as_the_forge_matches_names(world: World
     api = await asyncio.to_thread(world.serve, world.config.model_copy(update={"apps": [app]}))
     world.fake.deliver_to(api)
     number, opened = await open_app_pr(world)
-    assert opened.status == 202 and "started" in opened.answer, opened.answer
+    assert opened.status == 202 and "accepted: starting" in opened.answer, opened.answer
     assert await executions(world.client, world.change_id(number), at_least=1) == 1
 
 
@@ -237,7 +238,7 @@ async def test_apps_branch_names_the_release_branch(world: World) -> None:
     into_main, to_main = await open_app_pr(world, "to-main")
     into_release, to_release = await open_app_pr(world, "to-release", base="release")
     assert "not the release branch 'release'" in to_main.answer
-    assert "started" in to_release.answer
+    assert "accepted: starting" in to_release.answer
     assert await executions(world.client, world.change_id(into_main)) == 0
     assert await executions(world.client, world.change_id(into_release), at_least=1) == 1
 
@@ -331,7 +332,7 @@ async def test_a_direct_push_to_the_release_branch_starts_one_change_also_when_r
     change = push_change(world, sha)
     assert json.loads(sent.answer)["workflow_id"] == change
     handle = world.client.get_workflow_handle(change)
-    description = await handle.describe()
+    description = await running(world.client, change)
     assert description.status == WorkflowExecutionStatus.RUNNING
     start = (await handle.fetch_history()).events[0]
     input = json.loads(start.workflow_execution_started_event_attributes.input.payloads[0].data)
@@ -383,8 +384,9 @@ async def test_an_azure_push_is_acted_on_ref_by_ref_and_one_naming_no_refs_is_re
     answer = json.loads(sent.answer)
     assert answer["result"] == (
         "ignored: refs/heads/feature is not the release branch 'main'; "
-        f"started {push_change(world, after)}"
+        f"accepted: starting {push_change(world, after)}"
     )
+    await running(world.client, answer["workflow_id"])
     start = (await world.client.get_workflow_handle(answer["workflow_id"]).fetch_history()).events[
         0
     ]

@@ -14,8 +14,13 @@ from pathlib import Path
 import httpx
 import pytest
 from temporalio import activity
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
-from temporalio.service import RPCError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+)
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -173,6 +178,23 @@ async def executions(client: Client, workflow_id: str, *, at_least: int = 0) -> 
     )
 
 
+async def running(client: Client, workflow_id: str) -> WorkflowExecutionDescription:
+    """The workflow's description once it has started: the API answers a delivery that starts a
+    change once the start is journaled, and makes it a moment later (`baton.start_journal`)."""
+
+    async def described() -> WorkflowExecutionDescription | None:
+        try:
+            return await client.get_workflow_handle(workflow_id).describe()
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            return None
+
+    description = await eventually_async(described, what=f"{workflow_id} to start")
+    assert description is not None
+    return description
+
+
 async def signals(handle: WorkflowHandle) -> list[dict]:
     """The arguments of every signal in the workflow's history."""
     history = await handle.fetch_history()
@@ -187,7 +209,7 @@ async def test_opened_pull_request_starts_one_change_also_when_redelivered(world
     number, opened = await open_app_pr(world)
     assert opened.status == 202, opened.answer
     change = world.change_id(number)
-    description = await world.client.get_workflow_handle(change).describe()
+    description = await running(world.client, change)
     assert description.status == WorkflowExecutionStatus.RUNNING
 
     again = await world.post(opened)

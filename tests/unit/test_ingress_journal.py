@@ -1,0 +1,192 @@
+"""The API's journal of accepted starts (`baton.start_journal`): a delivery that starts a change
+is answered once journaled, and its start survives the API's crash; duplicates start once; a
+signal right behind a journaled start reaches the started change."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.testing import WorkflowEnvironment
+
+from api.app import create_app
+from baton.config import load_config
+from baton.settings import Settings
+from baton.temporal import change_id
+from baton.tools import PROJECT_ROOT
+from bench.ingress import SECRET, delivery
+from bench.shared import dev_server
+from tests.conftest import eventually, eventually_async
+from tests.fixtures.ports import free_port
+
+CONFIG = PROJECT_ROOT / "examples" / "baton.yaml"  # app sample-app, repository sample-app
+
+
+def journaled(home: Path) -> list[str]:
+    """The workflow ids the journal in `home` holds."""
+    with sqlite3.connect(Settings(home=home).start_journal_file) as db:
+        return [row[0] for row in db.execute("SELECT workflow_id FROM pending_starts")]
+
+
+async def post(url: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
+    async with httpx.AsyncClient() as http:
+        return await http.post(f"{url}/webhooks/github", content=body, headers=headers)
+
+
+@contextmanager
+def api_process(home: Path, temporal: str, port: int) -> Iterator[str]:
+    """`python -m api` on `port` with `home`, killed (SIGKILL, as a crash) when the block ends."""
+    env = {
+        **os.environ,
+        "BATON_HOME": str(home),
+        "BATON_CONFIG": str(CONFIG),
+        "BATON_API_PORT": str(port),
+        "BATON_WEBHOOK_SECRET": SECRET,
+        "TEMPORAL_ADDRESS": temporal,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "api"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+
+        def healthy() -> bool:
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            try:
+                return httpx.get(f"{url}/healthz").status_code == 200
+            except httpx.TransportError:
+                return False
+
+        eventually(healthy, what="the API to answer /healthz")
+        yield url
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+
+
+def server_process(port: int) -> int:
+    """The pid of this process's child Temporal dev server listening on `port`."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        parent = next(line for line in status.splitlines() if line.startswith("PPid:"))
+        if int(parent.split()[1]) == os.getpid() and str(port).encode() in command:
+            return int(entry.name)
+    raise AssertionError(f"no dev server of this test on port {port}")
+
+
+@pytest.fixture
+async def own_server() -> AsyncIterator[WorkflowEnvironment]:
+    """A dev server of this test's own, which it may freeze."""
+    async with dev_server() as env:
+        yield env
+
+
+async def test_a_start_accepted_before_the_api_crashed_is_made_after_its_restart(
+    own_server: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    """Temporal frozen (SIGSTOP), so no start can be made: the delivery is answered 202 from the
+    journal, the API is killed with the entry pending, and the restarted API starts it."""
+    client = own_server.client
+    target = client.service_client.config.target_host
+    server = server_process(int(target.rpartition(":")[2]))
+    home, port = tmp_path / "home", free_port()
+    with api_process(home, target, port) as url:
+        os.kill(server, signal.SIGSTOP)
+        try:
+            body, headers = delivery(7)
+            answer = await post(url, body, headers)
+            assert (answer.status_code, answer.json()["result"]) == (
+                202,
+                f"accepted: starting {change_id('sample-app', 7)}",
+            )
+            assert journaled(home) == [change_id("sample-app", 7)]
+        except BaseException:
+            os.kill(server, signal.SIGCONT)
+            raise
+    # The API was killed with the start pending: Temporal, frozen, could not have taken it.
+    os.kill(server, signal.SIGCONT)
+    assert journaled(home) == [change_id("sample-app", 7)]
+
+    with api_process(home, target, port) as url:
+        handle = client.get_workflow_handle(change_id("sample-app", 7))
+        await eventually_async(lambda: _status(handle), what="the change to run")
+        eventually(lambda: journaled(home) == [], what="the journal to be empty")
+        # The forge's redelivery after its timeout: no second start.
+        again = await post(url, body, headers)
+        assert again.status_code == 202, again.text
+        eventually(lambda: journaled(home) == [], what="the journal to be empty")
+    assert await _runs(client, change_id("sample-app", 7)) == 1
+
+
+async def _status(handle: WorkflowHandle) -> WorkflowExecutionStatus | None:
+    try:
+        return (await handle.describe()).status
+    except RPCError as exc:  # not started yet
+        assert exc.status == RPCStatusCode.NOT_FOUND, exc
+        return None
+
+
+async def _runs(client: Client, workflow_id: str) -> int:
+    async def listed() -> int:
+        return len([e async for e in client.list_workflows(f"WorkflowId = '{workflow_id}'")])
+
+    return await eventually_async(listed, what=f"visibility to list {workflow_id}")
+
+
+async def test_duplicates_start_once_and_a_signal_right_behind_reaches_the_change(
+    temporal_env: WorkflowEnvironment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BATON_WEBHOOK_SECRET", SECRET)
+    client = temporal_env.client
+    number = int(uuid.uuid4().int % 10**8) + 10**8  # a change of its own on the session's server
+    workflow_id = change_id("sample-app", number)
+    app = create_app(Settings(home=tmp_path / "home"), load_config(CONFIG), client)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://baton") as http:
+            answers = [
+                await http.post("/webhooks/github", content=body, headers=headers)
+                for body, headers in [
+                    delivery(number),
+                    delivery(number),  # another delivery of the same event
+                    delivery(number, "synchronize", head=2),
+                ]
+            ]
+        assert [(a.status_code, a.json()["result"]) for a in answers] == [
+            (202, f"accepted: starting {workflow_id}"),
+            (202, f"accepted: starting {workflow_id}"),
+            (202, f"signalled {workflow_id}"),
+        ]
+        await app.state.journal.drained()
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    signalled = [
+        json.loads(e.workflow_execution_signaled_event_attributes.input.payloads[0].data)
+        for e in history.events
+        if e.HasField("workflow_execution_signaled_event_attributes")
+    ]
+    assert [(s["action"], s["head_sha"]) for s in signalled] == [("synchronize", f"{2:040x}")]
+    assert journaled(tmp_path / "home") == []
+    assert await _runs(client, workflow_id) == 1
+    await client.get_workflow_handle(workflow_id).terminate("test over")
