@@ -20,6 +20,9 @@ that they never hold the push password and no code path of theirs can write.
 Every blob is the layer of a tagged artifact (a blob's tag is its hex digest), so the registry's
 garbage collection (`registry garbage-collect`, which deletes blobs no manifest references) keeps
 them; nothing here expires them yet.
+
+baton.yaml's `store: {kind: s3, bucket, ...}` keeps the same blobs and records in an S3-compatible
+bucket instead (`baton.s3store`).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from baton.config import RegistryConfig
+from baton.config import RegistryConfig, StoreConfig
 from baton.errors import InfrastructureError
 from baton.models import LogRef
 from baton.registry import MANIFEST_TYPES, Registry
@@ -244,11 +247,25 @@ class Stores:
     records: RecordStore  # artifact records, the reconciler's baseline
 
     @classmethod
-    def configured(cls, settings: Settings, registry: RegistryConfig) -> Stores:
-        """The registry's stores (BATON_STORE=registry, the default), or directories under
-        BATON_HOME (BATON_STORE=home: one host running every worker, the API and the CLI)."""
-        if settings.store == "home":
+    def configured(
+        cls, settings: Settings, registry: RegistryConfig, store: StoreConfig | None = None
+    ) -> Stores:
+        """The store baton.yaml's `store` names (BATON_STORE, when set, in its place): the
+        registry's (the default), an S3-compatible bucket's (`baton.s3store`), or directories
+        under BATON_HOME (`home`: one host running every worker, the API and the CLI)."""
+        store = store or StoreConfig()
+        kind = settings.store or store.kind
+        if kind == "home":
             return cls.home(settings)
+        if kind == "s3":
+            from baton import s3store  # boto3 only where the s3 store is used
+
+            bucket = s3store.S3Bucket(store, store.credentials)
+            return cls(
+                s3store.S3BlobStore(bucket, "blobs"),
+                s3store.S3BlobStore(bucket, "logs"),
+                s3store.S3RecordStore(bucket),
+            )
         client = Registry.configured(registry)
         return cls(
             RegistryBlobStore(client, BLOBS_REPOSITORY),
@@ -276,12 +293,26 @@ class StoreReaders:
     records: RecordReader
 
     @classmethod
-    def configured(cls, settings: Settings, registry: RegistryConfig) -> StoreReaders:
+    def configured(
+        cls, settings: Settings, registry: RegistryConfig, store: StoreConfig | None = None
+    ) -> StoreReaders:
         """What `Stores.configured` opens, to read: the registry's (with its pull credentials),
-        or the directories under BATON_HOME (BATON_STORE=home)."""
-        if settings.store == "home":
+        the bucket's (with `store.read_credentials`, else `store.credentials`), or the
+        directories under BATON_HOME (BATON_STORE=home)."""
+        store = store or StoreConfig()
+        kind = settings.store or store.kind
+        if kind == "home":
             home = Stores.home(settings)
             return cls(home.blobs, home.logs, home.records)
+        if kind == "s3":
+            from baton import s3store
+
+            bucket = s3store.S3Bucket(store, store.read_credentials or store.credentials)
+            return cls(
+                s3store.S3BlobReader(bucket, "blobs"),
+                s3store.S3BlobReader(bucket, "logs"),
+                s3store.S3RecordReader(bucket),
+            )
         client = Registry.configured(registry, pull_only=True)
         return cls(
             RegistryBlobReader(client, BLOBS_REPOSITORY),
