@@ -1300,6 +1300,17 @@ def reader_warnings(config: BatonConfig) -> list[str]:
             "local cluster, which only reads the GitOps repository, holds a token that writes; "
             "set it to a read-only token (a deploy token)"
         )
+    store = config.store
+    if (
+        store.kind == "s3"
+        and store.credentials
+        and store.read_credentials in (None, store.credentials)
+    ):
+        warnings.append(
+            "store.read_credentials is unset or the same as store.credentials: the API, which only "
+            "reads step logs, holds the S3 store's access key that writes; set it to a key with "
+            "s3:GetObject only"
+        )
     return warnings
 
 

@@ -12,7 +12,14 @@ import pytest
 import yaml
 
 from baton import s3store
-from baton.config import ConfigError, RegistryConfig, S3Credentials, StoreConfig, parse_config
+from baton.config import (
+    ConfigError,
+    RegistryConfig,
+    S3Credentials,
+    StoreConfig,
+    parse_config,
+    reader_warnings,
+)
 from baton.s3store import (
     BlobCorrupt,
     S3BlobStore,
@@ -74,7 +81,9 @@ def test_a_blob_is_read_back_by_its_sha256_from_another_worker(
         S3BlobStore(S3Bucket(config, None), "logs").get(ref)  # logs are another folder
 
 
-def test_a_put_of_what_is_there_writes_nothing_unless_it_is_old(config: StoreConfig, s3_server: S3Server) -> None:
+def test_a_put_of_what_is_there_writes_nothing_unless_it_is_old(
+    config: StoreConfig, s3_server: S3Server
+) -> None:
     S3BlobStore(S3Bucket(config, None), "blobs").put(TEXT)
     # An access key that may not write: putting the same text again succeeds, new text is refused.
     reader = S3Credentials(
@@ -223,3 +232,19 @@ def test_baton_store_s3_without_a_bucket_is_one_clear_line(
     monkeypatch.setenv("BATON_STORE", "s3")
     with pytest.raises(StoreRefused, match="needs store.bucket"):
         Stores.configured(Settings(), RegistryConfig(), StoreConfig())
+
+
+def test_config_check_warns_when_the_api_would_hold_the_key_that_writes() -> None:
+    app = {"name": "sample-app", "repo": "sample-app", "image": "sample-app", "chart": "chart"}
+    keys = {"access_key_id_env": "S3_ID", "secret_access_key_env": "S3_SECRET"}
+    store = {"kind": "s3", "bucket": "baton", "credentials": keys}
+    config = parse_config(yaml.safe_dump({"apps": [app], "store": store}))
+    warned = [w for w in reader_warnings(config) if w.startswith("store.")]
+    assert len(warned) == 1
+    assert warned[0].startswith("store.read_credentials is unset or the same as store.credentials")
+    assert warned[0].endswith("set it to a key with s3:GetObject only")
+    read = {"access_key_id_env": "S3_READ_ID", "secret_access_key_env": "S3_READ_SECRET"}
+    config = parse_config(
+        yaml.safe_dump({"apps": [app], "store": store | {"read_credentials": read}})
+    )
+    assert [w for w in reader_warnings(config) if w.startswith("store.")] == []
