@@ -38,13 +38,14 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from baton.config import S3Credentials, StoreConfig
+from baton.config import ConfigError, S3Credentials, StoreConfig
 from baton.errors import InfrastructureError
 from baton.models import LogRef
 from baton.store import BlobNotFound, check_record, digest_of
 
 if TYPE_CHECKING:
     from types_boto3_s3 import S3Client
+    from types_boto3_s3.type_defs import ObjectIdentifierTypeDef
 
 # Codes S3 (and the S3-compatible servers) answer when the credentials are refused.
 _DENIED = {
@@ -92,8 +93,8 @@ class S3Bucket:
     """Objects under `prefix` of one bucket, with errors as one line naming the bucket."""
 
     def __init__(self, config: StoreConfig, credentials: S3Credentials | None) -> None:
-        if not config.bucket:
-            raise StoreRefused("the s3 store needs store.bucket in baton.yaml (an existing bucket)")
+        if not config.bucket:  # BATON_STORE=s3 where baton.yaml names no bucket
+            raise ConfigError(["store.bucket: the s3 store needs an existing bucket named here"])
         self.bucket = config.bucket
         self.prefix = config.prefix
         self.endpoint = config.endpoint or "AWS S3"
@@ -165,6 +166,31 @@ class S3Bucket:
             for page in pages(Bucket=self.bucket, Prefix=start, Delimiter="/"):
                 names.extend(item["Key"].removeprefix(start) for item in page.get("Contents", []))
         return names
+
+    def listing(self, folder: str) -> Iterator[tuple[str, datetime]]:
+        """Every object under `folder/` (its subfolders too): its key and when it was written."""
+        pages: Callable[..., Any] = self.client.get_paginator("list_objects_v2").paginate
+        with self._errors():
+            for page in pages(Bucket=self.bucket, Prefix=f"{self.prefix}{folder}/"):
+                for item in page.get("Contents", []):
+                    yield item["Key"], item["LastModified"]
+
+    def delete(self, keys: list[str]) -> None:
+        """Delete the objects `keys` (full keys, as `listing` gives them), a thousand a request."""
+        for start in range(0, len(keys), 1000):
+            batch: list[ObjectIdentifierTypeDef] = [
+                {"Key": key} for key in keys[start : start + 1000]
+            ]
+            with self._errors():
+                answer = self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
+                )
+            if errors := answer.get("Errors"):
+                raise StoreRefused(
+                    f"S3 at {self.endpoint} did not delete {len(errors)} object(s) of bucket "
+                    f"{self.bucket} ({errors[0].get('Code')}): give the key that runs "
+                    f"`baton store gc` s3:DeleteObject on s3://{self.bucket}/{self.prefix}*"
+                )
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -255,6 +281,13 @@ class S3BlobStore(S3BlobReader):
         if there is None or there[0] != len(data) or there[1] < datetime.now(UTC) - REFRESH:
             self.bucket.put(key, data)
         return f"sha256:{digest}"
+
+    def expire(self, before: datetime, *, dry_run: bool = False) -> int:
+        """Delete the texts last written before `before` (`baton store gc`); how many."""
+        old = [key for key, written in self.bucket.listing(self.folder) if written < before]
+        if not dry_run:
+            self.bucket.delete(old)
+        return len(old)
 
 
 class S3RecordReader:

@@ -19,7 +19,8 @@ that they never hold the push password and no code path of theirs can write.
 
 Every blob is the layer of a tagged artifact (a blob's tag is its hex digest), so the registry's
 garbage collection (`registry garbage-collect`, which deletes blobs no manifest references) keeps
-them; nothing here expires them yet.
+them; the registry's own retention expires them. `baton store gc` expires the blobs of the S3
+store and of BATON_HOME's (`ExpiringBlobStore.expire`): a put of what is there refreshes its age.
 
 baton.yaml's `store: {kind: s3, bucket, ...}` keeps the same blobs and records in an S3-compatible
 bucket instead (`baton.s3store`).
@@ -33,8 +34,9 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from baton.config import RegistryConfig, StoreConfig
 from baton.errors import InfrastructureError
@@ -72,6 +74,14 @@ class BlobStore(BlobReader, Protocol):
     """Content-addressed text: `put` returns `sha256:<hex>`, `get` gives the text back."""
 
     def put(self, text: str) -> LogRef: ...
+
+
+@runtime_checkable
+class ExpiringBlobStore(BlobStore, Protocol):
+    """A blob store that can delete what was last stored before a time (`baton store gc`): the
+    S3 store and BATON_HOME's; the registry keeps what it holds (its own retention expires it)."""
+
+    def expire(self, before: datetime, *, dry_run: bool = False) -> int: ...
 
 
 class RecordReader(Protocol):
@@ -119,9 +129,22 @@ class FileBlobStore:
         data = text.encode()
         digest = hashlib.sha256(data).hexdigest()
         path = self._path(digest)
-        if not path.exists():
+        try:
+            os.utime(path)  # already there: its age (`expire`) counts from this use
+        except FileNotFoundError:
             _write(path, data)
         return f"sha256:{digest}"
+
+    def expire(self, before: datetime, *, dry_run: bool = False) -> int:
+        """Delete the texts last stored before `before` (`baton store gc`); how many."""
+        old = [
+            path
+            for path in self.root.glob("??/*")
+            if not path.name.startswith(".tmp-") and path.stat().st_mtime < before.timestamp()
+        ]
+        for path in [] if dry_run else old:
+            path.unlink(missing_ok=True)
+        return len(old)
 
     def get(self, ref: LogRef) -> str:
         """The text stored under `ref`."""

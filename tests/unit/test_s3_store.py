@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import boto3
@@ -230,7 +230,7 @@ def test_baton_store_s3_without_a_bucket_is_one_clear_line(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("BATON_STORE", "s3")
-    with pytest.raises(StoreRefused, match="needs store.bucket"):
+    with pytest.raises(ConfigError, match="store.bucket: the s3 store needs an existing bucket"):
         Stores.configured(Settings(), RegistryConfig(), StoreConfig())
 
 
@@ -248,3 +248,26 @@ def test_config_check_warns_when_the_api_would_hold_the_key_that_writes() -> Non
         yaml.safe_dump({"apps": [app], "store": store | {"read_credentials": read}})
     )
     assert [w for w in reader_warnings(config) if w.startswith("store.")] == []
+
+
+def test_gc_deletes_the_texts_last_stored_before_a_time(
+    config: StoreConfig, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logs = S3BlobStore(S3Bucket(config, None), "logs")
+    refs = [logs.put(f"step {n}\n") for n in range(3)]
+    records = S3RecordStore(S3Bucket(config, None))
+    records.save("reconcile", "heads", b"{}")
+    now = datetime.now(UTC)
+    with pytest.raises(StoreRefused, match="did not delete 3 object.*s3:DeleteObject"):
+        logs.expire(now + timedelta(minutes=1))
+    for name, value in s3_server.env(s3_server.admin).items():
+        monkeypatch.setenv(name, value)
+    admin = S3BlobStore(S3Bucket(config, None), "logs")
+    assert admin.expire(now - timedelta(hours=1)) == 0
+    assert admin.expire(now + timedelta(minutes=1), dry_run=True) == 3
+    assert [logs.get(ref) for ref in refs] == [f"step {n}\n" for n in range(3)]
+    assert admin.expire(now + timedelta(minutes=1)) == 3
+    for ref in refs:
+        with pytest.raises(BlobNotFound):
+            logs.get(ref)
+    assert records.load("reconcile", "heads") == b"{}"  # records are kept
