@@ -98,7 +98,6 @@ class S3Bucket:
         self.bucket = config.bucket
         self.prefix = config.prefix
         self.endpoint = config.endpoint or "AWS S3"
-        self.named_credentials = credentials
         keys = credentials.keys() if credentials else None
         if credentials is not None and keys is None:
             raise StoreRefused(
