@@ -89,7 +89,7 @@ class Context:
     @cached_property
     def stores(self) -> Stores:
         """What activities hand each other by reference, whichever worker runs them."""
-        return Stores.configured(self.settings, self.config.registry)
+        return Stores.configured(self.settings, self.config.registry, self.config.store)
 
     @cached_property
     def artifacts(self) -> ArtifactStore:

@@ -58,6 +58,15 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _env_or_file(env: str | None, file: Path | None) -> str | None:
+    """The value of variable `env` when set, else the text of `file` when it exists."""
+    if env and (value := os.environ.get(env)):
+        return value.strip()
+    if file is not None and file.is_file():
+        return file.read_text().strip()
+    return None
+
+
 class Credentials(Model):
     """Where a secret lives: an environment variable or a file. Never the secret itself."""
 
@@ -67,11 +76,7 @@ class Credentials(Model):
 
     def token(self) -> str | None:
         """The secret, read at the moment it is needed (never stored in workflow state)."""
-        if self.token_env and (value := os.environ.get(self.token_env)):
-            return value.strip()
-        if self.token_file and self.token_file.is_file():
-            return self.token_file.read_text().strip()
-        return None
+        return _env_or_file(self.token_env, self.token_file)
 
     def names_secret(self) -> bool:
         """Whether a secret is named (token_env or token_file), set or not."""
@@ -167,6 +172,76 @@ class RegistryConfig(Model):
         if "://" in url:
             raise ValueError("give host[:port] without a scheme, e.g. 127.0.0.1:5000")
         return check_domain(url.rstrip("/"))
+
+
+class S3Credentials(Model):
+    """Where an S3 access key lives: environment variables or files, never the key itself."""
+
+    access_key_id_env: str | None = None
+    access_key_id_file: Path | None = None
+    secret_access_key_env: str | None = None
+    secret_access_key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _both_named(self) -> S3Credentials:
+        if not (self.access_key_id_env or self.access_key_id_file) or not (
+            self.secret_access_key_env or self.secret_access_key_file
+        ):
+            raise ValueError(
+                "name where both the access key id and the secret access key are: "
+                "access_key_id_env or access_key_id_file, and secret_access_key_env or "
+                "secret_access_key_file"
+            )
+        return self
+
+    def keys(self) -> tuple[str, str] | None:
+        """(access key id, secret access key), read now; None while either is unset."""
+        key_id = _env_or_file(self.access_key_id_env, self.access_key_id_file)
+        secret = _env_or_file(self.secret_access_key_env, self.secret_access_key_file)
+        return (key_id, secret) if key_id and secret else None
+
+
+class StoreConfig(Model):
+    """Where workers hand each other logs, rendered manifests and records (`baton.store`): the
+    OCI registry (`registry`, the default) or an S3-compatible bucket (`s3`)."""
+
+    kind: Literal["registry", "s3"] = "registry"
+    bucket: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+        description="the S3 bucket (kind s3); it must exist",
+    )
+    endpoint: str | None = Field(
+        default=None,
+        description="the S3 API's URL, e.g. http://127.0.0.1:9000 for MinIO; unset: AWS S3 of "
+        "the region",
+    )
+    region: str | None = Field(
+        default=None, description="the bucket's region; unset: AWS_REGION or us-east-1"
+    )
+    prefix: str = Field(
+        default="baton/",
+        pattern=r"^([A-Za-z0-9!_.*'()-]+/)*$",
+        description="where under the bucket Baton's objects go, ending in '/' (or empty)",
+    )
+    credentials: S3Credentials | None = Field(
+        default=None,
+        description="the workers' access key; unset: the AWS SDK's own chain "
+        "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_SHARED_CREDENTIALS_FILE and AWS_PROFILE, "
+        "web identity, instance role)",
+    )
+    read_credentials: S3Credentials | None = Field(
+        default=None,
+        description="what the API reads step logs with: a read-only access key; unset: credentials",
+    )
+
+    @model_validator(mode="after")
+    def _s3_needs_bucket(self) -> StoreConfig:
+        if self.kind == "s3" and not self.bucket:
+            raise ValueError("store.kind s3 needs store.bucket (an existing bucket)")
+        if self.endpoint is not None and urlsplit(self.endpoint).scheme not in ("http", "https"):
+            raise ValueError("store.endpoint: give a URL, e.g. https://s3.example.com")
+        return self
 
 
 class GitOpsConfig(Model):
@@ -976,6 +1051,7 @@ class NotificationConfig(Model):
 class BatonConfig(Model):
     forge: ForgeConfig = ForgeConfig()
     registry: RegistryConfig = RegistryConfig()
+    store: StoreConfig = StoreConfig()
     gitops: GitOpsConfig = GitOpsConfig()
     images: ImagesConfig = ImagesConfig()
     reconcile: ReconcileConfig = ReconcileConfig()
@@ -1264,6 +1340,17 @@ def reader_warnings(config: BatonConfig) -> list[str]:
             "forge.read_credentials is unset or names the same token as forge.credentials: the "
             "local cluster, which only reads the GitOps repository, holds a token that writes; "
             "set it to a read-only token (a deploy token)"
+        )
+    store = config.store
+    if (
+        store.kind == "s3"
+        and store.credentials
+        and store.read_credentials in (None, store.credentials)
+    ):
+        warnings.append(
+            "store.read_credentials is unset or the same as store.credentials: the API, which only "
+            "reads step logs, holds the S3 store's access key that writes; set it to a key with "
+            "s3:GetObject only"
         )
     return warnings
 

@@ -47,9 +47,10 @@ class Settings(BaseSettings):
     )
     temporal_port: int = 7233
     temporal_ui_port: int = 8233
-    # BATON_STORE: where workers hand logs, manifests and records to each other (`baton.store`):
-    # the configured OCI registry, or `home` (under BATON_HOME: one host only).
-    store: Literal["registry", "home"] = "registry"
+    # BATON_STORE: where workers hand logs, manifests and records to each other (`baton.store`),
+    # in place of baton.yaml's `store.kind`: the configured OCI registry, the configured S3 bucket,
+    # or `home` (under BATON_HOME: one host only). Unset: baton.yaml's (default: the registry).
+    store: Literal["registry", "s3", "home"] | None = None
     # BATON_STACK_HOME: the embedded stack's data directory (its local forge and local cluster),
     # for a worker with a BATON_HOME of its own; unset: BATON_HOME.
     stack_home: Path | None = None

@@ -19,7 +19,11 @@ that they never hold the push password and no code path of theirs can write.
 
 Every blob is the layer of a tagged artifact (a blob's tag is its hex digest), so the registry's
 garbage collection (`registry garbage-collect`, which deletes blobs no manifest references) keeps
-them; nothing here expires them yet.
+them; the registry's own retention expires them. `baton store gc` expires the blobs of the S3
+store and of BATON_HOME's (`ExpiringBlobStore.expire`): a put of what is there refreshes its age.
+
+baton.yaml's `store: {kind: s3, bucket, ...}` keeps the same blobs and records in an S3-compatible
+bucket instead (`baton.s3store`).
 """
 
 from __future__ import annotations
@@ -30,10 +34,11 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-from baton.config import RegistryConfig
+from baton.config import RegistryConfig, StoreConfig
 from baton.errors import InfrastructureError
 from baton.models import LogRef
 from baton.registry import MANIFEST_TYPES, Registry
@@ -69,6 +74,14 @@ class BlobStore(BlobReader, Protocol):
     """Content-addressed text: `put` returns `sha256:<hex>`, `get` gives the text back."""
 
     def put(self, text: str) -> LogRef: ...
+
+
+@runtime_checkable
+class ExpiringBlobStore(BlobStore, Protocol):
+    """A blob store that can delete what was last stored before a time (`baton store gc`): the
+    S3 store and BATON_HOME's; the registry keeps what it holds (its own retention expires it)."""
+
+    def expire(self, before: datetime, *, dry_run: bool = False) -> int: ...
 
 
 class RecordReader(Protocol):
@@ -116,9 +129,22 @@ class FileBlobStore:
         data = text.encode()
         digest = hashlib.sha256(data).hexdigest()
         path = self._path(digest)
-        if not path.exists():
+        try:
+            os.utime(path)  # already there: its age (`expire`) counts from this use
+        except FileNotFoundError:
             _write(path, data)
         return f"sha256:{digest}"
+
+    def expire(self, before: datetime, *, dry_run: bool = False) -> int:
+        """Delete the texts last stored before `before` (`baton store gc`); how many."""
+        old = [
+            path
+            for path in self.root.glob("??/*")
+            if not path.name.startswith(".tmp-") and path.stat().st_mtime < before.timestamp()
+        ]
+        for path in [] if dry_run else old:
+            path.unlink(missing_ok=True)
+        return len(old)
 
     def get(self, ref: LogRef) -> str:
         """The text stored under `ref`."""
@@ -244,11 +270,25 @@ class Stores:
     records: RecordStore  # artifact records, the reconciler's baseline
 
     @classmethod
-    def configured(cls, settings: Settings, registry: RegistryConfig) -> Stores:
-        """The registry's stores (BATON_STORE=registry, the default), or directories under
-        BATON_HOME (BATON_STORE=home: one host running every worker, the API and the CLI)."""
-        if settings.store == "home":
+    def configured(
+        cls, settings: Settings, registry: RegistryConfig, store: StoreConfig | None = None
+    ) -> Stores:
+        """The store baton.yaml's `store` names (BATON_STORE, when set, in its place): the
+        registry's (the default), an S3-compatible bucket's (`baton.s3store`), or directories
+        under BATON_HOME (`home`: one host running every worker, the API and the CLI)."""
+        store = store or StoreConfig()
+        kind = settings.store or store.kind
+        if kind == "home":
             return cls.home(settings)
+        if kind == "s3":
+            from baton import s3store  # boto3 only where the s3 store is used
+
+            bucket = s3store.S3Bucket(store, store.credentials)
+            return cls(
+                s3store.S3BlobStore(bucket, "blobs"),
+                s3store.S3BlobStore(bucket, "logs"),
+                s3store.S3RecordStore(bucket),
+            )
         client = Registry.configured(registry)
         return cls(
             RegistryBlobStore(client, BLOBS_REPOSITORY),
@@ -276,12 +316,26 @@ class StoreReaders:
     records: RecordReader
 
     @classmethod
-    def configured(cls, settings: Settings, registry: RegistryConfig) -> StoreReaders:
+    def configured(
+        cls, settings: Settings, registry: RegistryConfig, store: StoreConfig | None = None
+    ) -> StoreReaders:
         """What `Stores.configured` opens, to read: the registry's (with its pull credentials),
-        or the directories under BATON_HOME (BATON_STORE=home)."""
-        if settings.store == "home":
+        the bucket's (with `store.read_credentials`, else `store.credentials`), or the
+        directories under BATON_HOME (BATON_STORE=home)."""
+        store = store or StoreConfig()
+        kind = settings.store or store.kind
+        if kind == "home":
             home = Stores.home(settings)
             return cls(home.blobs, home.logs, home.records)
+        if kind == "s3":
+            from baton import s3store
+
+            bucket = s3store.S3Bucket(store, store.read_credentials or store.credentials)
+            return cls(
+                s3store.S3BlobReader(bucket, "blobs"),
+                s3store.S3BlobReader(bucket, "logs"),
+                s3store.S3RecordReader(bucket),
+            )
         client = Registry.configured(registry, pull_only=True)
         return cls(
             RegistryBlobReader(client, BLOBS_REPOSITORY),

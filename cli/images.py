@@ -33,7 +33,7 @@ def _state(settings: Settings, config: BatonConfig) -> MirrorState:
     from baton.mirror import MirrorState
     from baton.store import Stores
 
-    return MirrorState(Stores.configured(settings, config.registry).records)
+    return MirrorState(Stores.configured(settings, config.registry, config.store).records)
 
 
 @images_app.command("mirror")

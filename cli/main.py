@@ -31,6 +31,7 @@ from cli.exits import Exit, exit_code
 from cli.forge import forge_app
 from cli.images import images_app
 from cli.init import init as init_command
+from cli.store import store_app
 
 if TYPE_CHECKING:
     from temporalio.client import Client
@@ -62,6 +63,7 @@ app.add_typer(changes_app, name="changes")
 app.add_typer(token_app, name="token")
 app.add_typer(forge_app, name="forge", help="The embedded local forge: repositories and PRs.")
 app.add_typer(images_app, name="images", no_args_is_help=True)
+app.add_typer(store_app, name="store")
 app.command("init")(init_command)
 app.add_typer(ci_app, name="ci", no_args_is_help=True)
 

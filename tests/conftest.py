@@ -34,7 +34,7 @@ from cli import main
 from tests.fixtures.ports import free_port
 from tests.fixtures.temporal import start_dev_server
 
-pytest_plugins = ["tests.fixtures.docker"]
+pytest_plugins = ["tests.fixtures.docker", "tests.fixtures.s3"]
 
 T = TypeVar("T")
 # How long a test waits for something another thread, process or worker does. It only bounds a

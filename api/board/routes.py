@@ -413,7 +413,10 @@ async def log(request: Request, ref: str) -> PlainTextResponse:
         raise BadRequest(f"{ref!r} is not a log reference (sha256:<64 hex>)")
     state = request.app.state
     if getattr(state, "store_readers", None) is None:
-        state.store_readers = StoreReaders.configured(_settings(request), _config(request).registry)
+        config = _config(request)
+        state.store_readers = StoreReaders.configured(
+            _settings(request), config.registry, config.store
+        )
     try:
         text = await asyncio.to_thread(state.store_readers.logs.get, ref)
     except LogNotFound as exc:

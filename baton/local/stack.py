@@ -69,21 +69,27 @@ def secret_variables(config: BatonConfig) -> dict[str, frozenset[str]]:
     """The environment variables holding the secrets the configuration names, by what they are
     for: `registry` (its push password), `registry_pull` (what readers pull with: the pull
     password, else the push one), `forge` (its token), `forge_read` (what the local cluster
-    reads the GitOps repository with), `webhook` (the webhook secrets), `worker` (every other
-    one `named_secrets` finds: image mirror sources, notification URLs and signing secrets,
-    build secrets...)."""
+    reads the GitOps repository with), `webhook` (the webhook secrets), `store_read` (what the
+    API reads an S3 store with: store.read_credentials, else store.credentials), `worker`
+    (every other one `named_secrets` finds: the S3 store's access key, image mirror sources,
+    notification URLs and signing secrets, build secrets...)."""
 
     def named(*names: str | None) -> frozenset[str]:
         return frozenset(name for name in names if name)
 
+    store = config.store
+    store_read = named_secrets(store.read_credentials) if store.read_credentials else frozenset()
+    store_write = named_secrets(store.credentials) if store.credentials else frozenset()
     readers = {
         "registry": named(config.registry.credentials.token_env),
         "registry_pull": named(config.registry.pulling().token_env),
         "forge": named(config.forge.credentials.token_env),
         "forge_read": named(config.forge.reading().credentials.token_env),
         "webhook": named(config.forge.webhook_secret_env, FLUX_WEBHOOK_SECRET),
+        "store_read": store_read or store_write,
     }
-    rest = named_secrets(config) - readers["registry_pull"] - readers["forge_read"]
+    only_read = readers["registry_pull"] | readers["forge_read"] | (store_read - store_write)
+    rest = named_secrets(config) - only_read
     return readers | {"worker": rest}
 
 
@@ -167,9 +173,12 @@ def services(settings: Settings, config: BatonConfig) -> list[Service]:
             settings.api_port,
             f"{settings.api_url}/healthz",
             "set BATON_API_PORT",
-            # The registry's pull password: the board reads step logs from the store the
-            # workers write (baton.store.StoreReaders).
-            secrets["forge"] | secrets["webhook"] | secrets["registry_pull"],
+            # The registry's pull password (or the S3 store's read key): the board reads step
+            # logs from the store the workers write (baton.store.StoreReaders).
+            secrets["forge"]
+            | secrets["webhook"]
+            | secrets["registry_pull"]
+            | secrets["store_read"],
         ),
         Service(
             "worker",

@@ -160,10 +160,19 @@ class E2EStack:
         )
         return answer.json()["tags"]
 
+    def registry_catalog(self) -> list[str]:
+        """The repositories the stack's registry holds."""
+        token_env = self.config.registry.credentials.token_env
+        answer = httpx.get(
+            f"http://{self.config.registry.url}/v2/_catalog",
+            auth=(self.config.registry.credentials.username, os.environ[token_env]),
+        )
+        return answer.json()["repositories"]
+
     @property
     def logs(self) -> BlobStore:
         """The step logs the workers keep, as the API and anyone else reads them."""
-        return Stores.configured(self.settings, self.config.registry).logs
+        return Stores.configured(self.settings, self.config.registry, self.config.store).logs
 
     def registry_digest(self, name: str, tag: str) -> str | None:
         from activities.context import Context

@@ -3,7 +3,8 @@ separate processes, each with an empty BATON_HOME of its own, and take a change 
 
 They share only Temporal and the outside systems (the forge, the cluster, the registry): logs,
 rendered manifests, artifact records and the reconciler's baseline travel through the registry
-(`baton.store`). The embedded stack's local forge and local cluster live in its own data directory,
+(`baton.store`), or through an S3 bucket when baton.yaml's `store` names one (`baton.s3store`; the
+bucket on an S3-compatible server on loopback, `tests.fixtures.s3`). The embedded stack's local forge and local cluster live in its own data directory,
 which the workers reach as they would reach a hosted forge and a cluster (BATON_STACK_HOME).
 """
 
@@ -11,7 +12,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -22,6 +24,7 @@ from baton.tools import PROJECT_ROOT
 from cli.demo import AUTHOR, push_visible_change
 from tests.e2e.stack import E2EStack, running_stack, version
 from tests.e2e.test_change_flow import gate_is
+from tests.fixtures.s3 import S3Server
 
 pytestmark = pytest.mark.docker
 
@@ -80,12 +83,52 @@ class Workers:
             assert process.poll() is None, f"worker {home.name} ended:\n{log[-3000:]}"
 
 
-@pytest.fixture(scope="module")
+def s3_store(server: S3Server) -> tuple[Callable[[dict], None], dict[str, str]]:
+    """baton.yaml's `store` naming `server`'s bucket, with the workers' access key and the API's
+    read-only one in variables it names; those variables."""
+
+    def edit(config: dict) -> None:
+        config["store"] = server.store_yaml(f"e2e-{uuid.uuid4().hex[:8]}/") | {
+            "credentials": {
+                "access_key_id_env": "TEST_S3_ACCESS_KEY_ID",
+                "secret_access_key_env": "TEST_S3_SECRET_ACCESS_KEY",
+            },
+            "read_credentials": {
+                "access_key_id_env": "TEST_S3_READ_KEY_ID",
+                "secret_access_key_env": "TEST_S3_READ_SECRET_KEY",
+            },
+        }
+
+    environ = {
+        "TEST_S3_ACCESS_KEY_ID": server.writer[0],
+        "TEST_S3_SECRET_ACCESS_KEY": server.writer[1],
+        "TEST_S3_READ_KEY_ID": server.reader[0],
+        "TEST_S3_READ_SECRET_KEY": server.reader[1],
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    return edit, environ
+
+
+@pytest.fixture(scope="module", params=["registry", "s3"])
 def split(
-    tmp_path_factory: pytest.TempPathFactory, base_image: str, docker_client
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    base_image: str,
+    docker_client,
 ) -> Iterator[tuple[E2EStack, Workers]]:
-    """The embedded stack without its all-queue worker, and one worker per queue instead."""
-    with running_stack(tmp_path_factory.mktemp("baton"), base_image) as stack:
+    """The embedded stack without its all-queue worker, and one worker per queue instead; the
+    store is the registry, or an S3 bucket."""
+    edit, environ = (
+        s3_store(request.getfixturevalue("s3_server"))
+        if request.param == "s3"
+        else (
+            None,
+            None,
+        )
+    )
+    with running_stack(
+        tmp_path_factory.mktemp("baton"), base_image, edit, environ=environ
+    ) as stack:
         stack.kill("worker")
         workers = Workers(stack, tmp_path_factory.mktemp("workers"))
         try:
@@ -150,6 +193,9 @@ def test_a_change_goes_from_pr_to_prod_through_workers_that_share_no_disk(split)
     assert board.status_code == 200, board.text
     assert board.text == stack.logs.get(rendered.log_ref)
     assert_nothing_handed_over_on_disk(stack, workers)
+    if stack.config.store.kind == "s3":  # the bucket holds it, the registry does not
+        assert str(stack.logs).startswith(f"s3://{stack.config.store.bucket}/")
+        assert "baton/logs" not in stack.registry_catalog()
 
 
 def test_the_same_with_two_workers_per_queue(split) -> None:
