@@ -74,6 +74,7 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
             ui_url=input.ui_url,
             namespace=input.namespace,
             status=self.status,
+            coalesce=True,
         )
         self.approvals = Approvals(input, self.record)
         self.freeze_gate = FreezeGate(input, self.record)
