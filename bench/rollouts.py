@@ -55,6 +55,7 @@ from baton.temporal import SearchAttributes, TaskQueues, WorkflowTypes, change_i
 from baton.tools import PROJECT_ROOT
 from bench import raw
 from tests.fakes.records import fake_artifact, fake_rendered
+from workers import compiled
 from workers.main import MAX_CONCURRENT_ACTIVITIES
 from workflows import WORKFLOWS
 
@@ -157,6 +158,7 @@ def workers(
         def of(queue: str) -> list[Callable[..., Any]]:
             return [mine.get(stand_in.__name__, stand_in) for stand_in in STAND_INS[queue]]
 
+        compiled.install()
         queues = {
             TaskQueues.WORKFLOWS: (WORKFLOWS, of(TaskQueues.WORKFLOWS)),
             TaskQueues.DEPLOY: ([], of(TaskQueues.DEPLOY)),

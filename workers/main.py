@@ -24,13 +24,16 @@ from baton import private
 from baton.errors import BatonError
 from baton.telemetry import configure_logging, configure_tracing, worker_runtime
 from baton.temporal import TaskQueues, connect
+from workers import compiled
 from workflows import WORKFLOWS
 
 MAX_CONCURRENT_ACTIVITIES = 8
 
 
 def build_workers(client: Client, queues: list[str] | None = None) -> list[Worker]:
-    """One worker per task queue that has work; workflows run on the WORKFLOWS queue."""
+    """One worker per task queue that has work; workflows run on the WORKFLOWS queue, their
+    modules compiled once per process (`workers.compiled`)."""
+    compiled.install()
     queues = [q for q in queues or ACTIVITIES if ACTIVITIES[q] or q == TaskQueues.WORKFLOWS]
     executor = ThreadPoolExecutor(max_workers=MAX_CONCURRENT_ACTIVITIES * len(queues))
     return [

@@ -10,13 +10,15 @@ It only uses workflow-safe calls (`workflow.now()`, search attribute and memo up
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 from urllib.parse import quote
 
 from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.common import SearchAttributeKey
+from temporalio.common import SearchAttributeKey, SearchAttributeUpdate
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -30,6 +32,11 @@ with workflow.unsafe.imports_passed_through():
     from baton.temporal import MEMO_GATE, SearchAttributes
 
 from workflows import metrics
+
+COALESCED = "record-coalesced"
+"""Patch: a record with `coalesce` upserts its search attributes and memos once per workflow
+task (each key's last value), not once per stage, gate or note (issue 18: a rollout's history
+held 115 events, most of them upserts, and each memo costs the worker a payload to encode)."""
 
 ICONS: dict[StageOutcome, str] = {
     "running": "⏳",
@@ -52,6 +59,9 @@ class Record:
     each publish that changes it upserts it as the `status` memo (workflows recorded before the
     `status-memo` marker publish none). `on_news`, when set, is called when the state changes or
     a gate begins, changes what it says, or ends (the change's pull request comment follows).
+    With `coalesce`, the upserts a workflow task makes go out as one search attribute upsert and
+    one memo upsert when the workflow next waits (workflows recorded before the
+    `record-coalesced` marker upsert at each call); the status memo is computed then, once.
     """
 
     def __init__(
@@ -62,6 +72,7 @@ class Record:
         ui_url: str = "",
         namespace: str = "default",
         status: Callable[[], BaseModel] | None = None,
+        coalesce: bool = False,
     ) -> None:
         self.title = title
         self.status = status
@@ -75,6 +86,12 @@ class Record:
         self.gate_since: datetime | None = None
         self.facts: dict[str, str] = {}
         self.on_news: Callable[[], None] | None = None
+        self.coalesce = coalesce
+        self._coalesced: bool | None = None  # the patch, asked at the first upsert
+        self._attributes: dict[str, SearchAttributeUpdate[Any]] = {}
+        self._memo: dict[str, Any] = {}
+        self._status_due = False
+        self._flush_due = False
 
     @property
     def current(self) -> str:
@@ -87,8 +104,8 @@ class Record:
         self.timeline.append(stage)
         if self.stages_searchable:
             if self.gate is None:
-                workflow.upsert_search_attributes([SearchAttributes.GATE.value_set("none")])
-            workflow.upsert_search_attributes([_key(SearchAttributes.STEP).value_set(name)])
+                self._upsert_attribute(SearchAttributes.GATE.value_set("none"))
+            self._upsert_attribute(_key(SearchAttributes.STEP).value_set(name))
         self.publish()
         return stage
 
@@ -121,7 +138,7 @@ class Record:
         )
         self.gate = gate
         if self.stages_searchable:
-            workflow.upsert_search_attributes([SearchAttributes.GATE.value_set(gate.kind)])
+            self._upsert_attribute(SearchAttributes.GATE.value_set(gate.kind))
         self._publish_gate()
         self.publish()
         if news:
@@ -151,7 +168,7 @@ class Record:
         """Keep the gate in the memo (`MEMO_GATE`), so the API answers who is awaited without
         a worker; workflows recorded before it was there replay without it."""
         if workflow.patched("gate-memo"):
-            workflow.upsert_memo({MEMO_GATE: self.gate})
+            self._upsert_memo(MEMO_GATE, self.gate)
 
     def set_state(self, state: str, reason: str | None = None, *, outcome: bool = False) -> None:
         """The workflow's state (or `outcome`): its search attribute and the headline of its details.
@@ -161,10 +178,10 @@ class Record:
         `gate-cleared-at-end` marker keep their last gate).
         """
         key = SearchAttributes.OUTCOME if outcome else SearchAttributes.STATE
-        workflow.upsert_search_attributes([_key(key).value_set(state)])
+        self._upsert_attribute(_key(key).value_set(state))
         if outcome and self.stages_searchable and workflow.patched("gate-cleared-at-end"):
             self.gate = None
-            workflow.upsert_search_attributes([SearchAttributes.GATE.value_set("none")])
+            self._upsert_attribute(SearchAttributes.GATE.value_set("none"))
         self.publish(f"**{state}**" + (f": {reason}" if reason else ""))
         self._tell()
 
@@ -192,11 +209,58 @@ class Record:
         """Upsert the workflow's status as the `status` memo when it changed since the last one."""
         if self.status is None:
             return
-        status = self.status()
-        published = status.model_dump_json()
+        if self._coalescing():
+            self._status_due = True
+            self._flush_soon()
+            return
+        self._upsert_status(self.status)
+
+    def _upsert_status(self, status: Callable[[], BaseModel]) -> None:
+        current = status()
+        published = current.model_dump_json()
         if published != self.published and workflow.patched("status-memo"):
             self.published = published
-            workflow.upsert_memo({"status": status})
+            self._upsert_memo("status", current)
+
+    # Upserts: at once, or (coalescing) each key's last value when the workflow task yields.
+
+    def _coalescing(self) -> bool:
+        if self._coalesced is None:
+            self._coalesced = self.coalesce and workflow.patched(COALESCED)
+        return self._coalesced
+
+    def _upsert_attribute(self, update: SearchAttributeUpdate[Any]) -> None:
+        if not self._coalescing():
+            workflow.upsert_search_attributes([update])
+            return
+        self._attributes[update.key.name] = update
+        self._flush_soon()
+
+    def _upsert_memo(self, key: str, value: Any) -> None:
+        if not self._coalescing():
+            workflow.upsert_memo({key: value})
+            return
+        self._memo[key] = value
+        self._flush_soon()
+
+    def _flush_soon(self) -> None:
+        """Flush once the running code yields: still within this workflow task, after every
+        change it makes (Temporal keeps a workflow's completion its last command)."""
+        if not self._flush_due:
+            self._flush_due = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_due = False
+        if self._status_due and self.status is not None:
+            self._status_due = False
+            self._upsert_status(self.status)
+        attributes, self._attributes = self._attributes, {}
+        memo, self._memo = self._memo, {}
+        if attributes:
+            workflow.upsert_search_attributes(list(attributes.values()))
+        if memo:
+            workflow.upsert_memo(memo)
 
     def link(self, workflow_id: str) -> str:
         """The Temporal UI page of a workflow (this one, or a child)."""

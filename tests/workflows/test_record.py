@@ -31,6 +31,7 @@ class Story(BaseModel):
     """What the host records: like a rollout (searchable steps, ends with an outcome) or a change."""
 
     searchable: bool
+    coalesce: bool = False
 
 
 @workflow.defn(name="RecordHost", sandboxed=False)
@@ -47,6 +48,7 @@ class RecordHost(RecordQueries):
             status=lambda: PipelineStatus(
                 headline=self.record.headline, timeline=self.record.timeline
             ),
+            coalesce=story.coalesce,
         )
         self.go = False
 
@@ -76,10 +78,12 @@ async def client(temporal_env: WorkflowEnvironment, task_queue: str) -> AsyncIte
         yield temporal_env.client
 
 
-async def start(client: Client, task_queue: str, searchable: bool) -> WorkflowHandle:
+async def start(
+    client: Client, task_queue: str, searchable: bool, coalesce: bool = False
+) -> WorkflowHandle:
     return await client.start_workflow(
         RecordHost.run,
-        Story(searchable=searchable),
+        Story(searchable=searchable, coalesce=coalesce),
         id=f"record/{uuid.uuid4()}",
         task_queue=task_queue,
     )
@@ -190,6 +194,36 @@ async def test_the_status_is_published_as_a_memo_each_time_it_changes(
     # render begins, ends; approval begins; the note; it ends; the state
     assert sum("status" in fields for fields in upserts) == 6
     assert sum("gate" in fields for fields in upserts) == 2  # set, cleared
+
+
+async def test_a_coalescing_record_upserts_once_per_workflow_task_what_it_shows_in_the_end(
+    client: Client, task_queue: str
+) -> None:
+    handle = await start(client, task_queue, searchable=True, coalesce=True)
+    await at_gate(handle)
+    assert await attributes(handle) == Shown(step="approval", gate="approval")
+    await handle.signal(RecordHost.proceed)
+    await handle.result()
+
+    assert await attributes(handle) == Shown(step="approval", gate="none", outcome="deployed")
+    ended = await (await handle.describe()).memo_value("status", type_hint=PipelineStatus)
+    assert ended.headline == "**deployed**: 200 ok"
+    assert ended.timeline == await handle.query(RecordHost.timeline)
+    memos, attribute_upserts = [], []
+    async for event in handle.fetch_history_events():
+        if event.HasField(MEMO_UPSERT):
+            memos.append(
+                set(event.workflow_properties_modified_event_attributes.upserted_memo.fields)
+            )
+        elif event.HasField("upsert_workflow_search_attributes_event_attributes"):
+            fields = event.upsert_workflow_search_attributes_event_attributes.search_attributes
+            attribute_upserts.append(set(fields.indexed_fields) - {"TemporalChangeVersion"})
+    # Two workflow tasks (up to the gate; after the signal): one memo upsert each, not 8 in all.
+    assert memos == [{"status", "gate"}, {"status", "gate"}]
+    assert [a for a in attribute_upserts if a] == [
+        {"BatonStep", "BatonGate"},
+        {"BatonGate", "BatonOutcome"},
+    ]
 
 
 def test_links_point_at_the_workflow_page_of_the_temporal_ui() -> None:

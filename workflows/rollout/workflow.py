@@ -51,6 +51,11 @@ from workflows.telling import (
     report_deployment_state,
 )
 
+PREFLIGHT_WITH_RENDER = "preflight-with-render"
+"""Patch: the verification pre-check runs while the environment renders, not after it (one
+round trip less). Its answer is awaited before anything changes: before the GitOps PR, or, when
+the manifests are unchanged, before the rollout syncs the head."""
+
 
 @workflow.defn(name=WorkflowTypes.ROLLOUT)
 class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
@@ -74,6 +79,7 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
             ui_url=input.ui_url,
             namespace=input.namespace,
             status=self.status,
+            coalesce=True,
         )
         self.approvals = Approvals(input, self.record)
         self.freeze_gate = FreezeGate(input, self.record)
@@ -156,6 +162,11 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
             await self.freeze_gate.wait(lambda: self.superseded_by)
             if self.superseded_by:
                 return await self._superseded()
+            preflight = (
+                asyncio.ensure_future(self._verification_broken())
+                if workflow.patched(PREFLIGHT_WITH_RENDER)
+                else None
+            )
             rendered = await step(
                 self.record,
                 "render",
@@ -173,10 +184,13 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
                     input,
                     summary="manifests unchanged: sync the head",
                 )
+                if preflight and (broken := await preflight):
+                    return await self._finish("failed", broken)
             else:
                 if self.superseded_by:
                     return await self._superseded()
-                if broken := await self._verification_broken():
+                broken = await (preflight or self._verification_broken())
+                if broken:
                     return await self._finish("failed", broken)
                 pr = self.pr = await self._propose(rendered)
                 if self.approvals.required:
