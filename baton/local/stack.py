@@ -195,6 +195,10 @@ def services(settings: Settings, config: BatonConfig) -> list[Service]:
     ]
 
 
+# What scripts/base-image.sh builds from Debian packages: the embedded stack's workers pass it
+# to Dockerfiles as BASE_IMAGE (activities.context.Context.build_args).
+LOCAL_BASE_IMAGE = "localhost/baton-python-base:bookworm"
+
 # The files in the stack's secrets directory that hold the embedded registry's passwords, by
 # the registry config's field (`Stack.registry_passwords` generates them once).
 REGISTRY_SECRETS = {
@@ -350,6 +354,10 @@ class Stack:
             if name in service.secrets:
                 env.setdefault(name, password)
         env.setdefault("TEMPORAL_ADDRESS", f"127.0.0.1:{self.settings.temporal_port}")
+        # Builds here start FROM the local base image (`make docker`), never Docker Hub, whether
+        # `make demo` (which exports it) or `baton dev up` started the stack; empty: the
+        # Dockerfile's own BASE_IMAGE.
+        env.setdefault("BATON_BASE_IMAGE", LOCAL_BASE_IMAGE)
         with open(self.log_dir / f"{service.name}.log", "ab") as log:
             process = subprocess.Popen(
                 service.command,
