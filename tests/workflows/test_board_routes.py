@@ -13,6 +13,7 @@ import httpx
 from api.board import oidc
 from api.board.routes import COOKIE
 from baton import changes
+from baton.config import FreezeWindow
 from baton.logs import LogStore
 from baton.models import ChangeStatus, CheckResult, Decision, RolloutInput, RolloutStatus, Stage
 from baton.temporal import Queries, TaskQueues, WorkflowTypes, change_id, rollout_id
@@ -294,3 +295,63 @@ async def test_a_change_page_shows_each_rollout_of_a_parallel_stage_at_its_own_g
         api.client, status.id, "staging-b", Decision(user="carol"), approve=True
     )
     assert approved == "carol approved staging-b (1/2)"
+
+
+async def test_a_frozen_rollout_gets_a_break_glass_form_that_overrides_the_freeze(
+    api: Api,
+) -> None:
+    pr, commit = uuid.uuid4().int % 100_000, uuid.uuid4().hex + "0" * 8
+    now = datetime.now(UTC)
+    frozen = decision_api.PROD.model_copy(
+        update={
+            "freeze": [
+                FreezeWindow(
+                    name="year end", start=now - timedelta(hours=1), end=now + timedelta(days=1)
+                )
+            ]
+        }
+    )
+    rollout = rollout_id("web", "prod", commit)
+    status = ChangeStatus(
+        id=change_id("web", pr),
+        app="web",
+        repo="web",
+        pr_number=pr,
+        author="alice",
+        head_sha=commit,
+        state="promoting",
+        artifact=fake_artifact("web", commit),
+        current_rollout=rollout,
+        running_rollouts=[rollout],
+        environments=["prod"],
+    )
+    await stand_in(api, status, commit)
+    handle = await api.client.start_workflow(
+        EnvironmentRollout.run,
+        RolloutInput(
+            change_id=status.id,
+            app=decision_api.WEB,
+            environment=frozen,
+            artifact=fake_artifact("web", commit),
+            author="alice",
+        ),
+        id=rollout,
+        task_queue=TaskQueues.WORKFLOWS,
+        search_attributes=decision_api.attributes(commit),
+    )
+    await at_gate(handle, "freeze", RolloutStatus)
+    action = f"/board/changes/web/{pr}/rollouts/prod/override-freeze"
+
+    for page in (f"/board/changes/web/{pr}", "/board/decisions"):
+        shown = await api.http.get(page, headers=signed_in(api, "carol"))
+        assert shown.status_code == 200, shown.text
+        assert f'action="{action}"' in shown.text
+        assert "Override the freeze of prod" in shown.text
+
+    answer = await api.http.post(
+        action, content="comment=hotfix+for+the+outage", headers=posting(api, "carol")
+    )
+
+    assert answer.status_code == 200, answer.text
+    assert "carol" in answer.json()["message"]
+    await at_gate(handle, "approval", RolloutStatus)  # past the freeze, at its next gate
