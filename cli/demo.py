@@ -120,6 +120,16 @@ def push_visible_change(
     return branch
 
 
+def approval_gates(detail: changes.ChangeDetail) -> list[Gate]:
+    """The approval gates the change waits at now: one per rollout under way (a parallel stage
+    runs several, each at its own gate)."""
+    return [
+        r.gate
+        for r in detail.running_rollouts
+        if r.gate is not None and r.gate.kind == "approval" and r.gate.environment
+    ]
+
+
 def _git(cwd: Path, user: str = AUTHOR) -> Callable[..., None]:
     identity = ["-c", f"user.name={user}", "-c", f"user.email={user}@example.invalid"]
 
@@ -198,9 +208,9 @@ class Demo:
                                 self.forge.user = MERGER
                                 self.forge.merge_pull_request(merge[0], merge[1], status.head_sha)
                                 merged = True
-                            gate = detail.rollout.gate if detail.rollout else None
-                            if gate is not None and gate.kind == "approval" and gate.environment:
-                                await self._approvals(change_id, gate.environment, gate, prompted)
+                            for gate in approval_gates(detail):
+                                env = gate.environment or ""
+                                await self._approvals(change_id, env, gate, prompted)
                         return status
                     except changes.ChangeNotFound:  # the API has not started it yet
                         await asyncio.sleep(0.5)
