@@ -53,6 +53,25 @@ async def stand_in(api: Api, status: ChangeStatus, commit: str) -> None:
     )
 
 
+def promoting(pr: int, commit: str, environments: tuple[str, ...]) -> ChangeStatus:
+    """alice's change promoting `commit` into `environments` at once, a rollout under way each."""
+    rollouts = [rollout_id("web", name, commit) for name in environments]
+    return ChangeStatus(
+        id=change_id("web", pr),
+        app="web",
+        repo="web",
+        pr_number=pr,
+        author="alice",
+        head_sha=commit,
+        state="promoting",
+        reason=", ".join(environments),
+        artifact=fake_artifact("web", commit),
+        current_rollout=rollouts[0],
+        running_rollouts=rollouts,
+        environments=list(environments),
+    )
+
+
 def approve(change: Change) -> str:
     return f"/board/changes/web/{change.pr}/rollouts/prod/approve"
 
@@ -249,21 +268,8 @@ async def test_a_change_page_shows_each_rollout_of_a_parallel_stage_at_its_own_g
 ) -> None:
     pr, commit = 4242, uuid.uuid4().hex + "0" * 8
     staging = {n: decision_api.PROD.model_copy(update={"name": n}) for n in PARALLEL}
-    rollouts = [rollout_id("web", name, commit) for name in PARALLEL]
-    status = ChangeStatus(
-        id=change_id("web", pr),
-        app="web",
-        repo="web",
-        pr_number=pr,
-        author="alice",
-        head_sha=commit,
-        state="promoting",
-        reason=", ".join(PARALLEL),
-        artifact=fake_artifact("web", commit),
-        current_rollout=rollouts[0],
-        running_rollouts=rollouts,
-        environments=list(PARALLEL),
-    )
+    status = promoting(pr, commit, PARALLEL)
+    rollouts = status.running_rollouts
     await stand_in(api, status, commit)
     for name, workflow_id in zip(PARALLEL, rollouts, strict=True):
         handle = await api.client.start_workflow(
@@ -311,20 +317,8 @@ async def test_a_frozen_rollout_gets_a_break_glass_form_that_overrides_the_freez
             ]
         }
     )
-    rollout = rollout_id("web", "prod", commit)
-    status = ChangeStatus(
-        id=change_id("web", pr),
-        app="web",
-        repo="web",
-        pr_number=pr,
-        author="alice",
-        head_sha=commit,
-        state="promoting",
-        artifact=fake_artifact("web", commit),
-        current_rollout=rollout,
-        running_rollouts=[rollout],
-        environments=["prod"],
-    )
+    status = promoting(pr, commit, ("prod",))
+    (rollout,) = status.running_rollouts
     await stand_in(api, status, commit)
     handle = await api.client.start_workflow(
         EnvironmentRollout.run,
