@@ -342,6 +342,8 @@ async def test_a_frozen_rollout_gets_a_break_glass_form_that_overrides_the_freez
         # The board's script posts to the button's formaction (absent, the page's own URL).
         assert f'formaction="{action}"' in shown.text
         assert "Override the freeze of prod" in shown.text
+        assert "prod is frozen (year end) until " in shown.text
+        assert "UTC; until " not in shown.text  # the freeze's end is said once
 
     answer = await api.http.post(
         action, content="comment=hotfix+for+the+outage", headers=posting(api, "carol")
