@@ -81,8 +81,11 @@ async def update_change_comment(input: ChangeCommentInput) -> int | None:
     change = detail.change
     if change.pr_number is None:
         return None
-    body = pr_comment.render(detail, input.ui_url, input.namespace)
-    forge = current().forge
+    context = current()
+    settings = context.settings
+    board = settings.api_base or settings.api_url
+    body = pr_comment.render(detail, input.ui_url, input.namespace, board_url=board)
+    forge = context.forge
     return await asyncio.to_thread(
         forge.upsert_comment, change.repo, change.pr_number, pr_comment.marker(change.id), body
     )

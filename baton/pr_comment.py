@@ -3,7 +3,7 @@
 `render` writes it from what the change's workflows publish (`baton.changes.ChangeDetail`): the
 change's state, each environment's outcome with its GitOps PR, the gates the change and its
 rollouts under way wait at (a parallel stage runs several) and on whom, and links to the Temporal
-UI. `marker` is the hidden HTML comment
+UI and the change's page on the board. `marker` is the hidden HTML comment
 the forge adapters find it by (`Forge.upsert_comment`), so it is edited in place, never posted
 twice. Pure: no I/O.
 """
@@ -35,8 +35,14 @@ def ui_link(ui_url: str, namespace: str, workflow_id: str) -> str:
     return f"{ui_url}/namespaces/{namespace}/workflows/{quote(workflow_id, safe='')}"
 
 
-def render(detail: ChangeDetail, ui_url: str, namespace: str) -> str:
-    """The comment's markdown, ending with the change's `marker`."""
+def board_link(api_url: str, change_id: str) -> str:
+    """A change's page on the board the API serves at `api_url`."""
+    return f"{api_url.rstrip('/')}/board/changes/{change_id.removeprefix('change/')}"
+
+
+def render(detail: ChangeDetail, ui_url: str, namespace: str, board_url: str | None = None) -> str:
+    """The comment's markdown, ending with the change's `marker`; with `board_url` (the API's
+    URL), a link to the change's page on the board."""
     change = detail.change
     link = ui_link(ui_url, namespace, change.id)
     state = f"**{change.state}**" + (f": {change.reason}" if change.reason else "")
@@ -66,7 +72,10 @@ def render(detail: ChangeDetail, ui_url: str, namespace: str) -> str:
     for workflow_id in ids:  # named by environment when a parallel stage runs several
         name = f"rollout to {rollout_environment(workflow_id)}" if len(ids) > 1 else "rollout"
         links.append(f"[{name}]({ui_link(ui_url, namespace, workflow_id)})")
-    lines += ["Temporal UI: " + " · ".join(links), "", marker(change.id)]
+    lines += ["Temporal UI: " + " · ".join(links), ""]
+    if board_url:
+        lines += [f"Board: [{change.id}]({board_link(board_url, change.id)})", ""]
+    lines.append(marker(change.id))
     return "\n".join(lines)
 
 

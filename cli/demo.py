@@ -120,6 +120,16 @@ def push_visible_change(
     return branch
 
 
+def gates_of(detail: changes.ChangeDetail, kind: str) -> list[Gate]:
+    """The gates of `kind` the change waits at now: one per rollout under way (a parallel stage
+    runs several, each at its own gate)."""
+    return [
+        r.gate
+        for r in detail.running_rollouts
+        if r.gate is not None and r.gate.kind == kind and r.gate.environment
+    ]
+
+
 def _git(cwd: Path, user: str = AUTHOR) -> Callable[..., None]:
     identity = ["-c", f"user.name={user}", "-c", f"user.email={user}@example.invalid"]
 
@@ -198,9 +208,11 @@ class Demo:
                                 self.forge.user = MERGER
                                 self.forge.merge_pull_request(merge[0], merge[1], status.head_sha)
                                 merged = True
-                            gate = detail.rollout.gate if detail.rollout else None
-                            if gate is not None and gate.kind == "approval" and gate.environment:
-                                await self._approvals(change_id, gate.environment, gate, prompted)
+                            for gate in gates_of(detail, "approval"):
+                                env = gate.environment or ""
+                                await self._approvals(change_id, env, gate, prompted)
+                            for gate in gates_of(detail, "freeze"):
+                                self._freeze(change_id, gate.environment or "", prompted)
                         return status
                     except changes.ChangeNotFound:  # the API has not started it yet
                         await asyncio.sleep(0.5)
@@ -239,6 +251,18 @@ class Demo:
                 self.say(f"  approval by {user} refused: {refused}")
                 continue
             self.say(f"  {message}")
+
+    def _freeze(self, change_id: str, env: str, prompted: set[str]) -> None:
+        """Say once how to break the glass: the demo waits out a freeze, as a rollout does."""
+        if f"freeze:{env}" in prompted:
+            return
+        prompted.add(f"freeze:{env}")
+        board = f"{self.settings.api_url}/board/{change_id.replace('change/', 'changes/', 1)}"
+        self.say(f"  {env} is frozen: to go ahead now, break the glass on the board, {board}, or")
+        self.say(
+            f"    BATON_TOKEN=$(baton token create --user <approver> --expires 1d -q) "
+            f"baton override-freeze {change_id} --env {env} --reason '...'"
+        )
 
     def _token(self, user: str) -> str:
         """A short-lived API token for a reviewer the demo plays (the embedded stack's admin

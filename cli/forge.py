@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 forge_app = typer.Typer(
     help="The local forge: git repositories and pull requests that send GitHub webhooks.",

@@ -30,16 +30,19 @@ Json = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 
 def _state(settings: Settings, config: BatonConfig) -> MirrorState:
     """The mirror state the build workers keep, in the store they share (`baton.store`)."""
+    from baton.local.stack import with_stack_registry_secrets
     from baton.mirror import MirrorState
     from baton.store import Stores
 
-    return MirrorState(Stores.configured(settings, config.registry, config.store).records)
+    registry = with_stack_registry_secrets(settings, config.registry)
+    return MirrorState(Stores.configured(settings, registry, config.store).records)
 
 
 @images_app.command("mirror")
 def images_mirror(config_file: ConfigFile = None) -> None:
     """Copy each images.mirror source into the registry by digest; report what changed."""
     from baton.config import load_config
+    from baton.local.stack import with_stack_registry_secrets
     from baton.mirror import config_commit, mirror
     from baton.registry import Registry
 
@@ -49,11 +52,7 @@ def images_mirror(config_file: ConfigFile = None) -> None:
     if not config.images.mirror:
         console.print(f"{path}: no images.mirror entries")
         return
-    registry = config.registry
-    scheme = "http" if registry.plain_http else "https"
-    with Registry(
-        f"{scheme}://{registry.url}", registry.credentials.username, registry.credentials.token()
-    ) as target:
+    with Registry.configured(with_stack_registry_secrets(settings, config.registry)) as target:
         mirrored = mirror(
             config.images.mirror,
             target,

@@ -35,7 +35,14 @@ import httpx
 from pydantic import BaseModel
 
 from baton import shared_http
-from baton.config import BatonConfig, BuildSecret, ConfigError, load_config
+from baton.config import (
+    BatonConfig,
+    BuildSecret,
+    ConfigError,
+    Credentials,
+    RegistryConfig,
+    load_config,
+)
 from baton.errors import InfrastructureError
 from baton.local.registry import prepare_registry, registry_command
 from baton.settings import Settings
@@ -197,6 +204,37 @@ def services(settings: Settings, config: BatonConfig) -> list[Service]:
     ]
 
 
+# What scripts/base-image.sh builds from Debian packages: the embedded stack's workers pass it
+# to Dockerfiles as BASE_IMAGE (activities.context.Context.build_args).
+LOCAL_BASE_IMAGE = "localhost/baton-python-base:bookworm"
+
+# The files in the stack's secrets directory that hold the embedded registry's passwords, by
+# the registry config's field (`Stack.registry_passwords` generates them once).
+REGISTRY_SECRETS = {
+    "credentials": "registry-password",
+    "pull_credentials": "registry-pull-password",
+}
+
+
+def with_stack_registry_secrets(settings: Settings, registry: RegistryConfig) -> RegistryConfig:
+    """`registry` as a command on the embedded stack's host signs in to it: a credential whose
+    variable is unset reads the password the stack generated (its secrets directory), as the
+    stack's own processes get it, so `baton images ls` needs no exported password."""
+
+    def local(credentials: Credentials | None, field: str) -> Credentials | None:
+        secret = settings.secrets_dir / REGISTRY_SECRETS[field]
+        if credentials is None or credentials.token() is not None or not secret.is_file():
+            return credentials
+        return credentials.model_copy(update={"token_file": secret})
+
+    return registry.model_copy(
+        update={
+            "credentials": local(registry.credentials, "credentials"),
+            "pull_credentials": local(registry.pull_credentials, "pull_credentials"),
+        }
+    )
+
+
 class Stack:
     """Start, inspect and stop the embedded stack's processes."""
 
@@ -282,8 +320,8 @@ class Stack:
         registry = self.config.registry
         passwords: dict[str, str] = {}
         for credentials, name in (
-            (registry.credentials, "registry-password"),
-            (registry.pull_credentials, "registry-pull-password"),
+            (registry.credentials, REGISTRY_SECRETS["credentials"]),
+            (registry.pull_credentials, REGISTRY_SECRETS["pull_credentials"]),
         ):
             if credentials is not None and credentials.token_env:
                 passwords.setdefault(
@@ -325,6 +363,10 @@ class Stack:
             if name in service.secrets:
                 env.setdefault(name, password)
         env.setdefault("TEMPORAL_ADDRESS", f"127.0.0.1:{self.settings.temporal_port}")
+        # Builds here start FROM the local base image (`make docker`), never Docker Hub, whether
+        # `make demo` (which exports it) or `baton dev up` started the stack; empty: the
+        # Dockerfile's own BASE_IMAGE.
+        env.setdefault("BATON_BASE_IMAGE", LOCAL_BASE_IMAGE)
         with open(self.log_dir / f"{service.name}.log", "ab") as log:
             process = subprocess.Popen(
                 service.command,

@@ -161,6 +161,28 @@ def test_a_mirrored_image_keeps_its_digest_and_an_upstream_update_gets_a_new_rea
     assert "update waiting" in shown
 
 
+def test_on_the_embedded_stacks_host_images_commands_read_the_password_the_stack_generated(
+    docker_client, base_image, registry, upstream_registry, mirror_config, tmp_path
+):
+    """After `make demo` a user has exported no registry password: `baton images mirror` and
+    `images ls` sign in with the one the stack keeps in its secrets directory, as its processes do."""
+    config, _, name = mirror_config
+    home = tmp_path / "home"
+    (home / "secrets").mkdir(parents=True)
+    (home / "secrets" / "registry-password").write_text(registry.password)
+    env = {"TEST_REGISTRY_PASSWORD": "", "TEST_UPSTREAM_PASSWORD": upstream_registry.password}
+    upstream_repo = f"vendor/{name.split('/')[1]}"
+    digest = push_upstream(docker_client, base_image, upstream_registry, tmp_path, upstream_repo)
+
+    mirrored = baton(home, "images", "mirror", "--config", str(config), env=env)
+    shown = baton(home, "images", "ls", "--config", str(config), env=env)
+
+    assert mirrored.returncode == 0, mirrored.stderr
+    assert shown.returncode == 0, shown.stderr
+    readable = f"1.0-{digest.removeprefix('sha256:')[:12]}"
+    assert f"{registry.host}/{name}:{readable}  " in shown.stdout
+
+
 def test_a_source_tag_that_does_not_exist_is_one_line(
     registry, upstream_registry, mirror_config, tmp_path
 ):

@@ -19,7 +19,7 @@ from baton.config import ConfigError
 from baton.errors import BatonError, ToolNotFound
 from baton.forges.base import HeadChanged, PullRequestNotFound
 from baton.forges.http import ForgeUnavailable
-from baton.local.stack import Stack, StackError, services
+from baton.local.stack import LOCAL_BASE_IMAGE, Stack, StackError, services
 from baton.policy import PolicyViolation
 from baton.settings import Settings
 from baton.temporal import TemporalUnavailable, connect_config
@@ -265,3 +265,20 @@ def test_secrets_exported_in_the_shell_reach_only_the_processes_that_use_them(
     }
     assert seen["worker"][PUSH] == "baton_registry_password-value"
     assert seen["api"][PULL] == seen["cluster"][PULL] == "baton_registry_pull_password-value"
+
+
+def test_the_stacks_worker_builds_from_the_local_base_image_unless_told_otherwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`baton dev up` in a shell that never ran `make demo` (which exports BATON_BASE_IMAGE):
+    builds still start FROM the local base image, not Docker Hub's python:3.12-slim."""
+    stack = local_stack(tmp_path, monkeypatch)
+    monkeypatch.delenv("BATON_BASE_IMAGE", raising=False)
+
+    assert spawned_secrets(stack, ("BATON_BASE_IMAGE",))["worker"] == {
+        "BATON_BASE_IMAGE": LOCAL_BASE_IMAGE
+    }
+    monkeypatch.setenv("BATON_BASE_IMAGE", "")  # the Dockerfiles' own base
+    (tmp_path / "again").mkdir()
+    again = local_stack(tmp_path / "again", monkeypatch)
+    assert spawned_secrets(again, ("BATON_BASE_IMAGE",))["worker"] == {"BATON_BASE_IMAGE": ""}

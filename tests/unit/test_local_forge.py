@@ -467,3 +467,21 @@ def test_the_change_comment_is_edited_in_place_and_shown_by_pr_show(
         "a reviewer's word",
         f"**completed**: deployed to dev\n\n{marker}",
     ]
+
+
+def test_pr_show_keeps_long_links_whole_when_its_output_is_not_a_terminal(
+    forge: LocalForge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A comment's links are one line each in `pr show` piped or captured: wrapped at 80 columns
+    they broke mid-URL and could not be copied."""
+    number, _ = opened_pr(forge)
+    link = "http://127.0.0.1:8233/namespaces/default/workflows/" + "change%2Fsample-app%2F1" * 3
+    forge.upsert_comment(REPO, number, "<!-- baton:x -->", f"Temporal UI: [change]({link})")
+    monkeypatch.setenv("BATON_HOME", str(forge.root.parent))
+
+    shown = CliRunner().invoke(forge_app, ["pr", "show", REPO, str(number)])
+
+    assert shown.exit_code == 0, shown.output
+    assert any(
+        line.endswith(f"Temporal UI: [change]({link})") for line in shown.output.splitlines()
+    )

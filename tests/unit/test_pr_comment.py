@@ -62,3 +62,16 @@ def test_each_environment_its_outcome_and_the_gate_with_whom_it_waits_on() -> No
         marker("change/web/7"),
     ]
     assert marker("change/web/7") == "<!-- baton:change/web/7 -->"
+
+
+def test_with_the_apis_url_the_comment_links_the_changes_page_on_the_board() -> None:
+    change = fake_change("web", 7, environments=["dev"])
+
+    body = render(ChangeDetail(change=change), UI, "default", board_url="http://baton.example/")
+
+    lines = body.splitlines()
+    assert lines[-3:] == [
+        "Board: [change/web/7](http://baton.example/board/changes/web/7)",
+        "",
+        marker("change/web/7"),
+    ]

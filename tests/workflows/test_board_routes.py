@@ -13,6 +13,7 @@ import httpx
 from api.board import oidc
 from api.board.routes import COOKIE
 from baton import changes
+from baton.config import FreezeWindow
 from baton.logs import LogStore
 from baton.models import ChangeStatus, CheckResult, Decision, RolloutInput, RolloutStatus, Stage
 from baton.temporal import Queries, TaskQueues, WorkflowTypes, change_id, rollout_id
@@ -49,6 +50,25 @@ async def stand_in(api: Api, status: ChangeStatus, commit: str) -> None:
         id=status.id,
         task_queue=TaskQueues.WORKFLOWS,
         search_attributes=decision_api.attributes(commit, state="promoting", pr=status.pr_number),
+    )
+
+
+def promoting(pr: int, commit: str, environments: tuple[str, ...]) -> ChangeStatus:
+    """alice's change promoting `commit` into `environments` at once, a rollout under way each."""
+    rollouts = [rollout_id("web", name, commit) for name in environments]
+    return ChangeStatus(
+        id=change_id("web", pr),
+        app="web",
+        repo="web",
+        pr_number=pr,
+        author="alice",
+        head_sha=commit,
+        state="promoting",
+        reason=", ".join(environments),
+        artifact=fake_artifact("web", commit),
+        current_rollout=rollouts[0],
+        running_rollouts=rollouts,
+        environments=list(environments),
     )
 
 
@@ -248,21 +268,8 @@ async def test_a_change_page_shows_each_rollout_of_a_parallel_stage_at_its_own_g
 ) -> None:
     pr, commit = 4242, uuid.uuid4().hex + "0" * 8
     staging = {n: decision_api.PROD.model_copy(update={"name": n}) for n in PARALLEL}
-    rollouts = [rollout_id("web", name, commit) for name in PARALLEL]
-    status = ChangeStatus(
-        id=change_id("web", pr),
-        app="web",
-        repo="web",
-        pr_number=pr,
-        author="alice",
-        head_sha=commit,
-        state="promoting",
-        reason=", ".join(PARALLEL),
-        artifact=fake_artifact("web", commit),
-        current_rollout=rollouts[0],
-        running_rollouts=rollouts,
-        environments=list(PARALLEL),
-    )
+    status = promoting(pr, commit, PARALLEL)
+    rollouts = status.running_rollouts
     await stand_in(api, status, commit)
     for name, workflow_id in zip(PARALLEL, rollouts, strict=True):
         handle = await api.client.start_workflow(
@@ -294,3 +301,54 @@ async def test_a_change_page_shows_each_rollout_of_a_parallel_stage_at_its_own_g
         api.client, status.id, "staging-b", Decision(user="carol"), approve=True
     )
     assert approved == "carol approved staging-b (1/2)"
+
+
+async def test_a_frozen_rollout_gets_a_break_glass_form_that_overrides_the_freeze(
+    api: Api,
+) -> None:
+    pr, commit = uuid.uuid4().int % 100_000, uuid.uuid4().hex + "0" * 8
+    now = datetime.now(UTC)
+    frozen = decision_api.PROD.model_copy(
+        update={
+            "freeze": [
+                FreezeWindow(
+                    name="year end", start=now - timedelta(hours=1), end=now + timedelta(days=1)
+                )
+            ]
+        }
+    )
+    status = promoting(pr, commit, ("prod",))
+    (rollout,) = status.running_rollouts
+    await stand_in(api, status, commit)
+    handle = await api.client.start_workflow(
+        EnvironmentRollout.run,
+        RolloutInput(
+            change_id=status.id,
+            app=decision_api.WEB,
+            environment=frozen,
+            artifact=fake_artifact("web", commit),
+            author="alice",
+        ),
+        id=rollout,
+        task_queue=TaskQueues.WORKFLOWS,
+        search_attributes=decision_api.attributes(commit),
+    )
+    await at_gate(handle, "freeze", RolloutStatus)
+    action = f"/board/changes/web/{pr}/rollouts/prod/override-freeze"
+
+    for page in (f"/board/changes/web/{pr}", "/board/decisions"):
+        shown = await api.http.get(page, headers=signed_in(api, "carol"))
+        assert shown.status_code == 200, shown.text
+        # The board's script posts to the button's formaction (absent, the page's own URL).
+        assert f'formaction="{action}"' in shown.text
+        assert "Override the freeze of prod" in shown.text
+        assert "prod is frozen (year end) until " in shown.text
+        assert "UTC; until " not in shown.text  # the freeze's end is said once
+
+    answer = await api.http.post(
+        action, content="comment=hotfix+for+the+outage", headers=posting(api, "carol")
+    )
+
+    assert answer.status_code == 200, answer.text
+    assert "carol" in answer.json()["message"]
+    await at_gate(handle, "approval", RolloutStatus)  # past the freeze, at its next gate

@@ -160,6 +160,8 @@ async def test_one_comment_follows_the_change_and_no_commit_author_may_approve(
     assert len(final) == 1 and len(forge.list_comments(APP.repo, 1)) == 1
     assert "**completed**: deployed to dev, prod" in final[0]
     assert "| dev | ✅ deployed |" in final[0] and "| prod | ✅ deployed |" in final[0]
+    board = f"{Settings().api_url}/board/changes/{status.id.removeprefix('change/')}"
+    assert f"Board: [{status.id}]({board})" in final[0]
     assert final[0].endswith(MARKER)
 
 
