@@ -218,7 +218,16 @@ async def _check(request: Request, caller: Caller, target: RolloutTarget, action
     detail = await changes.show(client_of(request), target.change)
     if env is None:
         promoted = detail.change.environments or [e.name for e in environments]
-        raise changes.EnvironmentNotFound(target.change, target.environment, promoted)
+        if target.environment not in promoted:
+            raise changes.EnvironmentNotFound(target.change, target.environment, promoted)
+        # The change's rollouts were planned under a configuration that named the environment;
+        # the API's does not, so it has no policy to check the caller against.
+        raise changes.Refused(
+            f"the API's configuration has no environment {target.environment!r}, which "
+            f"{target.change} is promoted to, so it cannot check {target.environment}'s "
+            "approval policy: give the API the configuration the workers run (BATON_CONFIG) "
+            "and restart it"
+        )
     policy.check_decider(
         env.approvals,
         env.name,
