@@ -235,16 +235,15 @@ def test_a_windows_pod_keeps_the_baseline_controls_of_the_fields_it_is_exempt_fr
     """A bare Windows pod breaks none of the Linux-only controls; the Baseline capability set
     and seccomp Unconfined still count, and a Linux pod (os.name linux) is not exempt."""
     bare = {"os": {"name": "windows"}, "containers": [{"name": "web", "image": APP_IMAGE}]}
+    at = "spec.template.spec.containers[web].securityContext"
     assert pod_security_violations(workload(bare)) == [
-        "spec.template.spec.containers[web].securityContext.runAsNonRoot is not set, nor the "
-        "pod's (restricted: Running as Non-root)"
+        f"{at}.runAsNonRoot is not set, nor the pod's (restricted: Running as Non-root)"
     ]
     bare["containers"][0]["securityContext"] = {  # type: ignore[index]
         "capabilities": {"add": ["SYS_ADMIN"]},
         "seccompProfile": {"type": "Unconfined"},
         "runAsNonRoot": True,
     }
-    at = "spec.template.spec.containers[web].securityContext"
     assert pod_security_violations(workload(bare)) == [
         f"{at}.capabilities.add adds SYS_ADMIN (baseline: Capabilities)",
         f"{at}.seccompProfile.type is Unconfined (baseline: Seccomp)",
