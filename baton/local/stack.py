@@ -31,6 +31,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import docker
+import docker.errors
 import httpx
 from pydantic import BaseModel
 
@@ -50,6 +52,10 @@ class StackError(InfrastructureError):
 SERVICE_NAMES = ("temporal", "registry", "api", "worker", "cluster")
 """Every service the stack may run, in start order (the registry only for a local registry.url)."""
 FLUX_WEBHOOK_SECRET = "BATON_FLUX_WEBHOOK_SECRET"
+BASE_IMAGE = "BATON_BASE_IMAGE"
+LOCAL_BASE_IMAGE = "localhost/baton-python-base:bookworm"
+"""The Debian-built Python base image `make docker` (scripts/base-image.sh) makes: the worker
+builds app images from it (their Dockerfile's BASE_IMAGE) unless BATON_BASE_IMAGE says otherwise."""
 CLIENT_CREDENTIAL = "BATON_TOKEN"
 """The CLI's API token (cli/client.py), maybe in the shell that runs `baton dev up`: no stack
 process uses it."""
@@ -188,6 +194,19 @@ def services(settings: Settings, config: BatonConfig) -> list[Service]:
     ]
 
 
+def local_base_image() -> bool:
+    """Whether the Docker engine holds LOCAL_BASE_IMAGE (False when no engine answers)."""
+    try:
+        client = docker.from_env()
+        try:
+            client.images.get(LOCAL_BASE_IMAGE)
+        finally:
+            client.close()
+    except docker.errors.DockerException:
+        return False
+    return True
+
+
 class Stack:
     """Start, inspect and stop the embedded stack's processes."""
 
@@ -316,6 +335,8 @@ class Stack:
             if name in service.secrets:
                 env.setdefault(name, password)
         env.setdefault("TEMPORAL_ADDRESS", f"127.0.0.1:{self.settings.temporal_port}")
+        if service.name == "worker" and BASE_IMAGE not in env and local_base_image():
+            env[BASE_IMAGE] = LOCAL_BASE_IMAGE  # as `make demo` passes it: not Docker Hub's
         with open(self.log_dir / f"{service.name}.log", "ab") as log:
             process = subprocess.Popen(
                 service.command,

@@ -19,7 +19,7 @@ from baton.config import ConfigError
 from baton.errors import BatonError, ToolNotFound
 from baton.forges.base import HeadChanged, PullRequestNotFound
 from baton.forges.http import ForgeUnavailable
-from baton.local.stack import Stack, StackError, services
+from baton.local.stack import BASE_IMAGE, LOCAL_BASE_IMAGE, Stack, StackError, services
 from baton.policy import PolicyViolation
 from baton.settings import Settings
 from baton.temporal import TemporalUnavailable, connect_config
@@ -194,6 +194,23 @@ def spawned_secrets(stack: Stack, names: tuple[str, ...]) -> dict[str, dict[str,
         for name in names:
             assert (f"{name}_FILE" in env) <= (name in env)
     return seen
+
+
+@pytest.mark.docker
+def test_the_worker_builds_app_images_from_the_local_base_image_unless_told_otherwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base_image: str
+) -> None:
+    """`baton dev up` in a shell without BATON_BASE_IMAGE (not through make) still builds the
+    sample app from the Debian-built base image `make docker` made, not from Docker Hub."""
+    monkeypatch.delenv(BASE_IMAGE, raising=False)
+    (tmp_path / "default").mkdir()
+    (tmp_path / "set").mkdir()
+    seen = spawned_secrets(local_stack(tmp_path / "default", monkeypatch), (BASE_IMAGE,))
+    assert seen["worker"] == {BASE_IMAGE: LOCAL_BASE_IMAGE}
+    assert seen["api"] == seen["cluster"] == {}
+    monkeypatch.setenv(BASE_IMAGE, "registry.example/python:3.12")
+    seen = spawned_secrets(local_stack(tmp_path / "set", monkeypatch), (BASE_IMAGE,))
+    assert seen["worker"] == {BASE_IMAGE: "registry.example/python:3.12"}
 
 
 def test_each_stack_process_gets_only_the_secrets_it_uses(
