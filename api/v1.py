@@ -37,10 +37,12 @@ class ErrorBody(BaseModel):
 
 
 REFUSALS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "a body that is not JSON, or lacks what it needs"},
     401: {"model": ErrorBody, "description": "no valid credential"},
     403: {"model": ErrorBody, "description": "the policy does not allow the caller"},
     404: {"model": ErrorBody, "description": "no such change, environment or app"},
     409: {"model": ErrorBody, "description": "not in a state that takes the request"},
+    413: {"model": ErrorBody, "description": "a body larger than 64 KiB"},
     429: {"model": ErrorBody, "description": "too many failed authentications"},
     503: {"model": ErrorBody, "description": "Temporal or a worker is not answering"},
 }

@@ -494,6 +494,10 @@ async def test_the_schema_and_its_docs_page_are_served_offline(api: Api) -> None
     decide = schema["paths"]["/api/v1/changes/{app}/{pr}/rollouts/{environment}/{action}"]
     assert decide["post"]["security"] == [{"bearer": []}]
     assert set(decide["post"]["responses"]) >= {"200", "401", "403", "409", "422"}
+    # What the API answers before a route runs is documented too: an unparsable body (400), a
+    # body over the limit (413).
+    posts = [ops["post"] for ops in schema["paths"].values() if "post" in ops]
+    assert all({"400", "413"} <= set(post["responses"]) for post in posts)
     assert not any(path.startswith("/webhooks") for path in schema["paths"])
     page = (await api.http.get("/api/v1/docs")).text
     assert "/api/v1/docs-assets/swagger-ui-bundle.js" in page and "cdn" not in page.lower()
