@@ -26,9 +26,11 @@ from baton.environment_render import (
     render_for_environment,
 )
 from baton.errors import ClusterConfigError, NotSynced, SyncFailed
+from baton.forges.base import HeadChanged
 from baton.gitops import (
     RENDERED_FROM,
     TEMPLATES_DIFF,
+    GitOpsRepo,
     RenderedFrom,
     beside,
     placeholder_manifests,
@@ -296,9 +298,32 @@ def merge_gitops_pr(input: MergeInput) -> str:
     if input.pr.head_branch == rollout_branch(app.name, env.name, rollout.artifact.commit):
         inputs = gitops.overlay_path(app, env) if app.kustomize else gitops.values_path(app, env)
         rerender = Rerender(gitops.manifests_path(app, env), [inputs], render)
-    merge = BaseMovedMerge(gitops, ctx.forge).merge(input.pr.number, input.pr.head_sha, rerender)
+    try:
+        merge = BaseMovedMerge(gitops, ctx.forge).merge(
+            input.pr.number, input.pr.head_sha, rerender
+        )
+    except HeadChanged as moved:
+        if rerender is None or moved.content_hash is not None:
+            raise
+        raise _pushed(ctx, gitops, rerender.manifests, moved) from None
     ctx.forge.delete_branch(ctx.config.gitops.repo, input.pr.head_branch)
     return merge
+
+
+def _pushed(ctx: Context, gitops: GitOpsRepo, path: str, moved: HeadChanged) -> HeadChanged:
+    """Someone else pushed to the rollout's PR: `moved` with what its head holds now, the
+    manifests' sha256 and why they are security-sensitive against what the environment runs,
+    so that the approvals are asked again on that content, not on Baton's render."""
+    manifests = gitops.read(path, moved.actual) or ""
+    sensitive = sensitive_changes(gitops.read(path) or "", manifests, ctx.config.registry.url)
+    return HeadChanged(
+        moved.repo,
+        moved.number,
+        moved.expected,
+        moved.actual,
+        content_hash=hashlib.sha256(manifests.encode()).hexdigest(),
+        sensitive=sensitive,
+    )
 
 
 @activity.defn

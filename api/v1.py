@@ -37,10 +37,12 @@ class ErrorBody(BaseModel):
 
 
 REFUSALS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "a body that is not JSON, or lacks what it needs"},
     401: {"model": ErrorBody, "description": "no valid credential"},
     403: {"model": ErrorBody, "description": "the policy does not allow the caller"},
     404: {"model": ErrorBody, "description": "no such change, environment or app"},
     409: {"model": ErrorBody, "description": "not in a state that takes the request"},
+    413: {"model": ErrorBody, "description": "a body larger than 64 KiB"},
     429: {"model": ErrorBody, "description": "too many failed authentications"},
     503: {"model": ErrorBody, "description": "Temporal or a worker is not answering"},
 }
@@ -218,7 +220,16 @@ async def _check(request: Request, caller: Caller, target: RolloutTarget, action
     detail = await changes.show(client_of(request), target.change)
     if env is None:
         promoted = detail.change.environments or [e.name for e in environments]
-        raise changes.EnvironmentNotFound(target.change, target.environment, promoted)
+        if target.environment not in promoted:
+            raise changes.EnvironmentNotFound(target.change, target.environment, promoted)
+        # The change's rollouts were planned under a configuration that named the environment;
+        # the API's does not, so it has no policy to check the caller against.
+        raise changes.Refused(
+            f"the API's configuration has no environment {target.environment!r}, which "
+            f"{target.change} is promoted to, so it cannot check {target.environment}'s "
+            "approval policy: give the API the configuration the workers run (BATON_CONFIG) "
+            "and restart it"
+        )
     policy.check_decider(
         env.approvals,
         env.name,

@@ -9,8 +9,10 @@ Sensitive, each reason naming the object, the field path and the rule:
   CronJob...) breaking a control of Kubernetes' Pod Security Standards, Baseline or Restricted
   profile, that the version deployed did not break (a new workload: every control it breaks).
   Source: https://kubernetes.io/docs/concepts/security/pod-security-standards/ (the Baseline
-  and Restricted tables, Kubernetes v1.31: container_engine_t, the tcp_keepalive sysctls);
-  Windows-only exemptions of the Restricted profile are not applied;
+  and Restricted tables, Kubernetes v1.31: container_engine_t, the tcp_keepalive sysctls); a
+  pod with `spec.os.name: windows` is exempt, as the standard and Pod Security Admission exempt
+  it since v1.25, from the Restricted controls Privilege Escalation, Seccomp and Capabilities
+  (their fields do not apply to Windows); Baseline's controls hold for it;
 - an image from a registry other than Baton's that the object did not already run images from.
 """
 
@@ -132,6 +134,7 @@ def pod_security_violations(obj: dict[str, Any]) -> list[str]:
         found.append(f"{field} {finding} ({profile}: {control})")
 
     pod_context = pod.get("securityContext") or {}
+    linux_only = (pod.get("os") or {}).get("name") != "windows"  # Restricted's Linux-only controls
     for field in HOST_NAMESPACES:
         if pod.get(field):
             broke(f"{path}.{field}", "is true", "baseline", "Host Namespaces")
@@ -188,12 +191,12 @@ def pod_security_violations(obj: dict[str, Any]) -> list[str]:
         if added - BASELINE_CAPABILITIES:
             beyond = ", ".join(sorted(added - BASELINE_CAPABILITIES))
             broke(f"{at}.capabilities.add", f"adds {beyond}", "baseline", "Capabilities")
-        elif added - RESTRICTED_CAPABILITIES:
+        elif added - RESTRICTED_CAPABILITIES and linux_only:
             beyond = ", ".join(sorted(added - RESTRICTED_CAPABILITIES))
             broke(f"{at}.capabilities.add", f"adds {beyond}", "restricted", "Capabilities")
-        if "ALL" not in (capabilities.get("drop") or []):
+        if "ALL" not in (capabilities.get("drop") or []) and linux_only:
             broke(f"{at}.capabilities.drop", "does not drop ALL", "restricted", "Capabilities")
-        if context.get("allowPrivilegeEscalation") is not False:
+        if context.get("allowPrivilegeEscalation") is not False and linux_only:
             broke(
                 f"{at}.allowPrivilegeEscalation",
                 "is not false",
@@ -211,7 +214,7 @@ def pod_security_violations(obj: dict[str, Any]) -> list[str]:
         seccomp = (context.get("seccompProfile") or pod_context.get("seccompProfile") or {}).get(
             "type"
         )
-        if seccomp is None:
+        if seccomp is None and linux_only:
             broke(
                 f"{at}.seccompProfile.type",
                 "is not set, nor the pod's",

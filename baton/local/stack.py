@@ -31,6 +31,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import docker
+import docker.errors
 import httpx
 from pydantic import BaseModel
 
@@ -57,6 +59,10 @@ class StackError(InfrastructureError):
 SERVICE_NAMES = ("temporal", "registry", "api", "worker", "cluster")
 """Every service the stack may run, in start order (the registry only for a local registry.url)."""
 FLUX_WEBHOOK_SECRET = "BATON_FLUX_WEBHOOK_SECRET"
+BASE_IMAGE = "BATON_BASE_IMAGE"
+LOCAL_BASE_IMAGE = "localhost/baton-python-base:bookworm"
+"""The Debian-built Python base image `make docker` (scripts/base-image.sh) makes: the worker
+builds app images from it (their Dockerfile's BASE_IMAGE) unless BATON_BASE_IMAGE says otherwise."""
 CLIENT_CREDENTIAL = "BATON_TOKEN"
 """The CLI's API token (cli/client.py), maybe in the shell that runs `baton dev up`: no stack
 process uses it."""
@@ -204,10 +210,6 @@ def services(settings: Settings, config: BatonConfig) -> list[Service]:
     ]
 
 
-# What scripts/base-image.sh builds from Debian packages: the embedded stack's workers pass it
-# to Dockerfiles as BASE_IMAGE (activities.context.Context.build_args).
-LOCAL_BASE_IMAGE = "localhost/baton-python-base:bookworm"
-
 # The files in the stack's secrets directory that hold the embedded registry's passwords, by
 # the registry config's field (`Stack.registry_passwords` generates them once).
 REGISTRY_SECRETS = {
@@ -233,6 +235,19 @@ def with_stack_registry_secrets(settings: Settings, registry: RegistryConfig) ->
             "pull_credentials": local(registry.pull_credentials, "pull_credentials"),
         }
     )
+
+
+def local_base_image() -> bool:
+    """Whether the Docker engine holds LOCAL_BASE_IMAGE (False when no engine answers)."""
+    try:
+        client = docker.from_env()
+        try:
+            client.images.get(LOCAL_BASE_IMAGE)
+        finally:
+            client.close()
+    except docker.errors.DockerException:
+        return False
+    return True
 
 
 class Stack:
@@ -363,10 +378,11 @@ class Stack:
             if name in service.secrets:
                 env.setdefault(name, password)
         env.setdefault("TEMPORAL_ADDRESS", f"127.0.0.1:{self.settings.temporal_port}")
-        # Builds here start FROM the local base image (`make docker`), never Docker Hub, whether
-        # `make demo` (which exports it) or `baton dev up` started the stack; empty: the
-        # Dockerfile's own BASE_IMAGE.
-        env.setdefault("BATON_BASE_IMAGE", LOCAL_BASE_IMAGE)
+        # Builds here start FROM the local base image (`make docker`) when the engine holds it,
+        # never Docker Hub, whether `make demo` (which exports it) or `baton dev up` started the
+        # stack; BATON_BASE_IMAGE set (empty: the Dockerfile's own) wins.
+        if service.name == "worker" and BASE_IMAGE not in env and local_base_image():
+            env[BASE_IMAGE] = LOCAL_BASE_IMAGE  # as `make demo` passes it: not Docker Hub's
         with open(self.log_dir / f"{service.name}.log", "ab") as log:
             process = subprocess.Popen(
                 service.command,

@@ -19,7 +19,7 @@ from baton.config import ConfigError
 from baton.errors import BatonError, ToolNotFound
 from baton.forges.base import HeadChanged, PullRequestNotFound
 from baton.forges.http import ForgeUnavailable
-from baton.local.stack import LOCAL_BASE_IMAGE, Stack, StackError, services
+from baton.local.stack import BASE_IMAGE, LOCAL_BASE_IMAGE, Stack, StackError, services
 from baton.policy import PolicyViolation
 from baton.settings import Settings
 from baton.temporal import TemporalUnavailable, connect_config
@@ -196,6 +196,27 @@ def spawned_secrets(stack: Stack, names: tuple[str, ...]) -> dict[str, dict[str,
     return seen
 
 
+@pytest.mark.docker
+def test_the_worker_builds_app_images_from_the_local_base_image_unless_told_otherwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, base_image: str
+) -> None:
+    """`baton dev up` in a shell without BATON_BASE_IMAGE (not through make) still builds the
+    sample app from the Debian-built base image `make docker` made, not from Docker Hub."""
+    monkeypatch.delenv(BASE_IMAGE, raising=False)
+    (tmp_path / "default").mkdir()
+    (tmp_path / "set").mkdir()
+    seen = spawned_secrets(local_stack(tmp_path / "default", monkeypatch), (BASE_IMAGE,))
+    assert seen["worker"] == {BASE_IMAGE: LOCAL_BASE_IMAGE}
+    assert seen["api"] == seen["cluster"] == {}
+    monkeypatch.setenv(BASE_IMAGE, "registry.example/python:3.12")
+    seen = spawned_secrets(local_stack(tmp_path / "set", monkeypatch), (BASE_IMAGE,))
+    assert seen["worker"] == {BASE_IMAGE: "registry.example/python:3.12"}
+    monkeypatch.setenv(BASE_IMAGE, "")  # the Dockerfiles' own base
+    (tmp_path / "empty").mkdir()
+    seen = spawned_secrets(local_stack(tmp_path / "empty", monkeypatch), (BASE_IMAGE,))
+    assert seen["worker"] == {BASE_IMAGE: ""}
+
+
 def test_each_stack_process_gets_only_the_secrets_it_uses(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -265,20 +286,3 @@ def test_secrets_exported_in_the_shell_reach_only_the_processes_that_use_them(
     }
     assert seen["worker"][PUSH] == "baton_registry_password-value"
     assert seen["api"][PULL] == seen["cluster"][PULL] == "baton_registry_pull_password-value"
-
-
-def test_the_stacks_worker_builds_from_the_local_base_image_unless_told_otherwise(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """`baton dev up` in a shell that never ran `make demo` (which exports BATON_BASE_IMAGE):
-    builds still start FROM the local base image, not Docker Hub's python:3.12-slim."""
-    stack = local_stack(tmp_path, monkeypatch)
-    monkeypatch.delenv("BATON_BASE_IMAGE", raising=False)
-
-    assert spawned_secrets(stack, ("BATON_BASE_IMAGE",))["worker"] == {
-        "BATON_BASE_IMAGE": LOCAL_BASE_IMAGE
-    }
-    monkeypatch.setenv("BATON_BASE_IMAGE", "")  # the Dockerfiles' own base
-    (tmp_path / "again").mkdir()
-    again = local_stack(tmp_path / "again", monkeypatch)
-    assert spawned_secrets(again, ("BATON_BASE_IMAGE",))["worker"] == {"BATON_BASE_IMAGE": ""}

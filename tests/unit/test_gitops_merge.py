@@ -3,10 +3,12 @@ other: the real merge activity and real git on the local forge, by every merge m
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 from pathlib import Path
 
 import pytest
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.context import Context
@@ -155,6 +157,41 @@ def test_a_push_by_someone_else_to_baton_branch_is_not_merged(
     with pytest.raises(HeadChanged):
         BaseMovedMerge(context.gitops, context.forge).merge(pr.number, pr.head_sha)
     assert context.gitops.read("rendered/dev/sample-app/manifests.yaml") is None
+
+
+SECRET = "apiVersion: v1\nkind: Secret\nmetadata: {name: db, namespace: dev}\ndata: {p: YQ==}\n"
+
+
+def test_a_push_by_someone_else_is_described_by_what_the_pr_now_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The merge activity refuses it saying the new head's content hash and why it is
+    security-sensitive: the approvers are asked again on that, not on Baton's render."""
+    context = gitops_repo(tmp_path, monkeypatch, "merge")
+    pr = propose(context, APPS[0])
+    work = tmp_path / "mallory"
+    subprocess.run(["git", "clone", "-q", context.forge.clone_url("gitops"), str(work)], check=True)
+    git = ["git", "-C", str(work), "-c", "user.name=m", "-c", "user.email=m@example.com"]
+    subprocess.run([*git, "checkout", "-q", pr.head_branch], check=True)
+    pushed = (work / MANIFESTS).read_text() + "---\n" + SECRET
+    (work / MANIFESTS).write_text(pushed)
+    subprocess.run([*git, "commit", "-qam", "add a secret"], check=True)
+    subprocess.run([*git, "push", "-q", "origin", "HEAD"], check=True)
+
+    with pytest.raises(ApplicationError) as refused:
+        merge(context, APPS[0], pr)
+
+    assert refused.value.type == "HeadChanged"
+    [details] = refused.value.details
+    head = context.forge.get_pull_request("gitops", pr.number).head_sha
+    # The base holds no manifests yet: each of the new deployment's findings counts too.
+    assert "Secret/dev/db added (Secret)" in details.pop("sensitive").splitlines()
+    assert details == {
+        "expected": pr.head_sha,
+        "actual": head,
+        "content_hash": hashlib.sha256(pushed.encode()).hexdigest(),
+    }
+    assert context.gitops.read(MANIFESTS) is None  # nothing merged
 
 
 VALUES = "environments/dev/sample-app/values.yaml"

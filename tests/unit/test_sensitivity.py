@@ -212,6 +212,46 @@ def test_each_pod_security_control_is_named_with_its_field(field, change, reason
     assert sensitive_changes(new, new.replace("8080", "8081"), REGISTRY) == []
 
 
+# Restricted controls that do not apply to a pod with spec.os.name windows (Pod Security
+# Standards, and Pod Security Admission's checks since v1.25): their fields have no effect there.
+WINDOWS_EXEMPT = {
+    "capabilities beyond NET_BIND_SERVICE",
+    "capabilities not dropping ALL",
+    "seccomp unset",
+    "privilege escalation",
+}
+
+
+@pytest.mark.parametrize(("field", "change", "reason"), ROWS, ids=[r[0] for r in ROWS])
+def test_a_windows_pod_is_exempt_from_restricted_linux_only_controls(field, change, reason) -> None:
+    pod = copy.deepcopy(HARDENED)
+    pod["os"] = {"name": "windows"}
+    change(pod)
+    expected = [] if field in WINDOWS_EXEMPT else [f"Deployment/prod/web: {reason}"]
+    assert sensitive_changes("", yaml.safe_dump(workload(pod)), REGISTRY) == expected
+
+
+def test_a_windows_pod_keeps_the_baseline_controls_of_the_fields_it_is_exempt_from() -> None:
+    """A bare Windows pod breaks none of the Linux-only controls; the Baseline capability set
+    and seccomp Unconfined still count, and a Linux pod (os.name linux) is not exempt."""
+    bare = {"os": {"name": "windows"}, "containers": [{"name": "web", "image": APP_IMAGE}]}
+    at = "spec.template.spec.containers[web].securityContext"
+    assert pod_security_violations(workload(bare)) == [
+        f"{at}.runAsNonRoot is not set, nor the pod's (restricted: Running as Non-root)"
+    ]
+    bare["containers"][0]["securityContext"] = {  # type: ignore[index]
+        "capabilities": {"add": ["SYS_ADMIN"]},
+        "seccompProfile": {"type": "Unconfined"},
+        "runAsNonRoot": True,
+    }
+    assert pod_security_violations(workload(bare)) == [
+        f"{at}.capabilities.add adds SYS_ADMIN (baseline: Capabilities)",
+        f"{at}.seccompProfile.type is Unconfined (baseline: Seccomp)",
+    ]
+    bare["os"] = {"name": "linux"}
+    assert len(pod_security_violations(workload(bare))) == 4
+
+
 def test_apparmor_annotation_and_cronjob_and_init_container_paths() -> None:
     unconfined = {"container.apparmor.security.beta.kubernetes.io/web": "unconfined"}
     annotation = (

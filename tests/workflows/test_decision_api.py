@@ -137,9 +137,11 @@ class Api:
     def jwt(self, user: str, groups: list[str] | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.issuer.token(user, groups)}"}
 
-    async def start_change(self, authors: list[str] | None = None) -> Change:
+    async def start_change(
+        self, authors: list[str] | None = None, environments: list[str] | None = None
+    ) -> Change:
         """A change by alice (and `authors`, its commits') whose rollout into prod waits at the
-        approval gate."""
+        approval gate; `environments`: those it publishes that it is promoted to."""
         pr = uuid.uuid4().int % 100_000
         commit = uuid.uuid4().hex + "0" * 8
         change, rollout = change_id("web", pr), rollout_id("web", "prod", commit)
@@ -154,6 +156,7 @@ class Api:
             state="promoting",
             artifact=fake_artifact("web", commit),
             current_rollout=rollout,
+            environments=environments or [],
         )
         await self.client.start_workflow(
             WorkflowTypes.CHANGE,
@@ -287,6 +290,33 @@ async def test_carol_approves_with_her_token_and_the_record_names_her_and_the_co
     )
     assert approval["at"] is not None
     assert [g["gate"]["approved_by"] for g in view["gates"]] == [["carol"]]
+
+
+async def test_a_decision_on_an_environment_the_apis_configuration_lacks_says_so(
+    api: Api,
+) -> None:
+    """The change is promoted to prod, but the API runs a configuration without prod: it has no
+    policy to check, and says that rather than that the change has no prod."""
+    change = await api.start_change(environments=["prod"])
+    qa = PROD.model_copy(update={"name": "qa", "namespace": "qa"})
+    app = create_app(api.settings, api.config.model_copy(update={"environments": [qa]}), api.client)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://baton") as http,
+    ):
+        answer = await http.post(change.path("approve"), json={}, headers=api.token("carol"))
+        typo = await http.post(
+            change.path("approve").replace("/prod/", "/stage/"), json={}, headers=api.token("carol")
+        )
+    assert answer.status_code == 409
+    assert answer.json()["error"] == (
+        f"the API's configuration has no environment 'prod', which {change.id} is promoted to, "
+        "so it cannot check prod's approval policy: give the API the configuration the workers "
+        "run (BATON_CONFIG) and restart it"
+    )
+    assert typo.status_code == 404
+    assert typo.json()["error"] == f"{change.id} has no environment 'stage': it is promoted to prod"
+    assert (await change.rollout.query(EnvironmentRollout.status)).approvals == []
 
 
 async def test_the_author_is_refused_naming_the_self_approval_rule(api: Api) -> None:
@@ -464,6 +494,10 @@ async def test_the_schema_and_its_docs_page_are_served_offline(api: Api) -> None
     decide = schema["paths"]["/api/v1/changes/{app}/{pr}/rollouts/{environment}/{action}"]
     assert decide["post"]["security"] == [{"bearer": []}]
     assert set(decide["post"]["responses"]) >= {"200", "401", "403", "409", "422"}
+    # What the API answers before a route runs is documented too: an unparsable body (400), a
+    # body over the limit (413).
+    posts = [ops["post"] for ops in schema["paths"].values() if "post" in ops]
+    assert all({"400", "413"} <= set(post["responses"]) for post in posts)
     assert not any(path.startswith("/webhooks") for path in schema["paths"])
     page = (await api.http.get("/api/v1/docs")).text
     assert "/api/v1/docs-assets/swagger-ui-bundle.js" in page and "cdn" not in page.lower()
