@@ -40,8 +40,9 @@ from api.board import data, oidc, present
 from baton import changes
 from baton.config import BatonConfig
 from baton.errors import BadRequest, DecisionRefused, NotFound, Unauthenticated
+from baton.forges import pull_request_page
 from baton.logs import LogNotFound
-from baton.models import Rendered
+from baton.models import ChangeStatus, Rendered
 from baton.settings import Settings
 from baton.store import StoreReaders
 from baton.temporal import change_id, rollout_id
@@ -340,7 +341,15 @@ async def change(request: Request, app: v1.AppName, pr: v1.ChangeKey) -> HTMLRes
         view=view,
         change_id=change_id(app, pr),
         environments=environments,
+        pr_page=_pull_request_page(request, status),
     )
+
+
+def _pull_request_page(request: Request, status: ChangeStatus | None) -> str | None:
+    """The change's own pull request on the forge's web, when it has one there."""
+    if status is None or status.pr_number is None:
+        return None
+    return pull_request_page(v1.config_of(request).forge, status.repo, status.pr_number)
 
 
 @router.post("/changes/{app}/{pr}/rollouts/{environment}/{action}")

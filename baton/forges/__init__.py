@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from baton.config import ForgeConfig
 from baton.errors import ConfigurationError
@@ -56,3 +56,24 @@ def local_repository(forge: Forge, repo: str) -> Path:
             "the GitOps repository from disk; with a hosted forge use sync.kind: flux"
         )
     return Path(unquote(parts.path))
+
+
+def pull_request_page(forge: ForgeConfig, repo: str, number: int) -> str | None:
+    """The web page of pull request `number` of `repo` on the configured forge, built from
+    `forge.url` without a call, or None on the local forge (its pull requests have no page:
+    `baton forge pr show` prints them).
+
+    As each forge's `html_url` gives it: GitHub `https://github.com/OWNER/NAME/pull/N` (the API
+    at api.github.com; GitHub Enterprise Server's at `HOST/api/v3`), Gitea
+    `HOST/OWNER/NAME/pulls/N` (its API at `HOST/api/v1`), Azure DevOps
+    `ORG/PROJECT/_git/REPO/pullrequest/N` (as `AzureDevOpsForge` builds it)."""
+    if forge.kind == "local" or not forge.url:
+        return None
+    base = forge.url.rstrip("/")
+    if forge.kind == "github":
+        web = "https://github.com" if base == "https://api.github.com" else base
+        return f"{web.removesuffix('/api/v3')}/{repo}/pull/{number}"
+    if forge.kind == "gitea":
+        return f"{base.removesuffix('/api/v1')}/{repo}/pulls/{number}"
+    project, _, name = repo.partition("/")
+    return f"{base}/{quote(project)}/_git/{quote(name)}/pullrequest/{number}"

@@ -242,6 +242,8 @@ async def test_a_change_page_shows_its_timeline_failed_logs_and_each_environment
     assert 'id="env-prod"' in page.text and "changed: Deployment/prod/web" in page.text
     assert f"/board/changes/web/{pr}/rollouts/prod/approve" in page.text
     assert quote(rollout.rollout.id, safe="") in page.text  # its Temporal UI link
+    # The local forge's pull requests have no web page: the page says how to read this one.
+    assert f"PR #{pr} (<code>baton forge pr show web {pr}</code>)" in page.text
 
     full = await api.http.get(f"/board/logs/{ref}", headers=signed_in(api, "carol"))
     assert full.status_code == 200 and full.text == log
