@@ -55,8 +55,7 @@ from baton.temporal import SearchAttributes, TaskQueues, WorkflowTypes, change_i
 from baton.tools import PROJECT_ROOT
 from bench import raw
 from tests.fakes.records import fake_artifact, fake_rendered
-from workers import compiled
-from workers.main import MAX_CONCURRENT_ACTIVITIES
+from workers.main import MAX_CONCURRENT_ACTIVITIES, WORKFLOW_RUNNER
 from workflows import WORKFLOWS
 
 APP = "sample-app"
@@ -158,7 +157,6 @@ def workers(
         def of(queue: str) -> list[Callable[..., Any]]:
             return [mine.get(stand_in.__name__, stand_in) for stand_in in STAND_INS[queue]]
 
-        compiled.install()
         queues = {
             TaskQueues.WORKFLOWS: (WORKFLOWS, of(TaskQueues.WORKFLOWS)),
             TaskQueues.DEPLOY: ([], of(TaskQueues.DEPLOY)),
@@ -169,6 +167,7 @@ def workers(
             client,
             task_queue=queue,
             workflows=flows,
+            workflow_runner=WORKFLOW_RUNNER,
             activities=activities,
             activity_executor=executor,
             max_concurrent_activities=MAX_CONCURRENT_ACTIVITIES,

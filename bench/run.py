@@ -32,6 +32,7 @@ BENCHMARKS = [
     "sync",
     "pipeline",
     "inflight",
+    "sandbox",
     "recovery",
 ]
 

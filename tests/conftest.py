@@ -25,7 +25,8 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from baton.models import GateKind
 from baton.temporal import Queries, SearchAttributes, TaskQueues
@@ -164,9 +165,12 @@ async def serving(
     workflows: Sequence[type],
     activities: Mapping[str, Sequence[Callable]],
     executor: ThreadPoolExecutor | None = None,
+    workflow_runner: WorkflowRunner | None = None,
 ) -> AsyncIterator[None]:
     """Workers on Baton's task queues, as `workers.main` runs them: `workflows` on WORKFLOWS,
-    and on each queue its (stand-in) `activities`; real (sync) activities run on `executor`."""
+    and on each queue its (stand-in) `activities`; real (sync) activities run on `executor`.
+    Workflows run in Temporal's default sandbox, where a forbidden call (clock, random, I/O)
+    fails, unless `workflow_runner` says otherwise (`workers.main.WORKFLOW_RUNNER`)."""
     async with AsyncExitStack() as stack:
         for queue in sorted({TaskQueues.WORKFLOWS, *activities}):
             worker = Worker(
@@ -175,6 +179,7 @@ async def serving(
                 workflows=workflows if queue == TaskQueues.WORKFLOWS else [],
                 activities=activities.get(queue, []),
                 activity_executor=executor,
+                workflow_runner=workflow_runner or SandboxedWorkflowRunner(),
             )
             await stack.enter_async_context(worker)
         yield

@@ -1,8 +1,9 @@
 """Baton seen from outside while a change runs: traces, metrics and logs.
 
 A fake GitHub sends its signed webhooks to Baton's API served on a port; a worker (on a runtime
-serving Prometheus metrics, as `workers.main` makes it) runs the real ChangeWorkflow, pipelines,
-lane and rollout with test_change.py's stand-in activities. The change goes from the opened PR to
+serving Prometheus metrics and with the workflow runner, as `workers.main` makes it: the
+`workflows` package passed through the sandbox) runs the real ChangeWorkflow, pipelines, lane and
+rollout with test_change.py's stand-in activities. The change goes from the opened PR to
 deployed in dev; then the test reads what an operator would: the spans (an in-memory exporter
 behind the OpenTelemetry SDK), the API's and the worker's /metrics, and the JSON log lines.
 """
@@ -51,6 +52,7 @@ from tests.workflows import test_pipelines as pipelines
 from tests.workflows import test_rollout as rollout
 from tests.workflows.test_pipelines import APP, Steps
 from tests.workflows.test_rollout import M
+from workers.main import WORKFLOW_RUNNER
 from workflows import WORKFLOWS
 
 steps, fresh_world = pipelines.steps, rollout.fresh_world
@@ -167,7 +169,7 @@ async def observed(
     seed = tmp_path / "seed"
     seed.mkdir()
     (seed / "README.md").write_text("seed\n")
-    async with serving(worker_client, WORKFLOWS, activities):
+    async with serving(worker_client, WORKFLOWS, activities, workflow_runner=WORKFLOW_RUNNER):
         with fake:
             fake.create_repo(APP.repo, from_dir=seed)
             fake.create_repo(config.gitops.repo, from_dir=seed)
