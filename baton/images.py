@@ -494,12 +494,14 @@ def try_image(
     """Try a built image: run `test.command` inside it, then start it and probe `test.http`.
 
     Containers use the host network (the probe reaches `127.0.0.1:<port>`) and are removed
-    afterwards. The summary says what the test saw; the full container output and every probe
+    afterwards (and those killed workers left, once past their time limit, before). The summary
+    says what the test saw; the full container output and every probe
     answer are kept in the LogStore. Raises ImageTestPortBusy when the port already answers.
     """
     client = client or docker_client()
     logs = logs or LogStore.default()
     started = time.monotonic()
+    remove_expired_test_containers(client)  # a killed worker's may hold the port
     transcript: list[str] = []
     passed, summary = True, []
     if test.command is not None:
@@ -598,6 +600,32 @@ def _probe(
     return False, f"GET {url} did not answer {wanted} within {test.timeout_s}s; it saw {seen}"
 
 
+IMAGE_TEST_LABEL = "org.baton.image-test"
+EXPIRES_LABEL = "org.baton.image-test.expires"
+"""When (Unix seconds) a test container is past its time limit, whoever started it."""
+_EXPIRY_GRACE_S = 60
+
+
+def remove_expired_test_containers(client: docker.DockerClient) -> list[str]:
+    """Remove the image-test containers past their time limit (`EXPIRES_LABEL`; one without it
+    is from before the label), which a worker killed during a test left running: its own cleanup
+    never ran, and on the host network such a container may hold the port the next test of the
+    app probes. Returns the names removed."""
+    now, removed = time.time(), []
+    for container in client.containers.list(all=True, filters={"label": IMAGE_TEST_LABEL}):
+        try:
+            expires = float(container.labels.get(EXPIRES_LABEL, "0"))
+        except ValueError:
+            expires = 0.0
+        if expires < now:
+            try:
+                container.remove(force=True)
+            except docker.errors.NotFound:
+                continue  # another worker swept it first
+            removed.append(container.name)
+    return removed
+
+
 @contextmanager
 def _container(
     client: docker.DockerClient,
@@ -607,13 +635,14 @@ def _container(
 ) -> Iterator[Any]:
     """A started container of `image` on the host network, removed (killed if need be) after;
     the engine's explanation instead, when it cannot start (an unknown command...)."""
+    expires = time.time() + test.timeout_s + _EXPIRY_GRACE_S
     try:
         container = client.containers.create(
             image,
             command,
             network_mode="host",
             environment=dict(test.env),
-            labels={"org.baton.image-test": "true"},
+            labels={IMAGE_TEST_LABEL: "true", EXPIRES_LABEL: str(int(expires))},
         )
     except docker.errors.ImageNotFound:
         raise EngineUnavailable(f"image {image} is not on this engine: build it first") from None

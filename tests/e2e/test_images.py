@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import docker.errors
+import docker.models.containers
 import pytest
 
 from baton.checks import hadolint
 from baton.config import HttpProbe, ImageTest
 from baton.images import (
+    EXPIRES_LABEL,
+    IMAGE_TEST_LABEL,
     BuildKitRequired,
     ImageBuildFailed,
     ImagePushFailed,
@@ -379,3 +384,32 @@ def test_image_test_command_failure_and_an_exiting_container_are_reported(
     )
     assert probe.summary.startswith("image test failed: the container exited with code 1 before")
     assert "ValueError: invalid literal for int()" in probe.summary
+
+
+def test_a_test_container_a_killed_worker_left_is_removed_once_past_its_time_limit(
+    docker_client, built, commit, logs
+):
+    """A worker killed during an image test never removes its container: the sample app stays up
+    on the host network, holding the port. The next image test removes it once it is past its
+    time limit, and one still within it (another worker's, running) is left alone."""
+    test = sample_app_test(path="/version")
+
+    def left(expires: float, port: int) -> docker.models.containers.Container:
+        labels = {IMAGE_TEST_LABEL: "true", EXPIRES_LABEL: str(int(expires))}
+        env = {"PORT": str(port), "HOST": "127.0.0.1"}
+        return docker_client.containers.run(
+            built.image_id, detach=True, network_mode="host", environment=env, labels=labels
+        )
+
+    stale = left(time.time() - 1, test.http.port)  # on the port this test probes
+    running = left(time.time() + 600, free_port())
+    try:
+        result = try_image(built.image_id, test, commit=commit, client=docker_client, logs=logs)
+        assert result.passed, result.summary
+        names = {c.name for c in docker_client.containers.list(all=True)}
+        assert stale.name not in names
+        assert running.name in names
+    finally:
+        for container in (stale, running):
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True)
