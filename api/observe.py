@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -21,6 +21,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     GCCollector,
     PlatformCollector,
     ProcessCollector,
@@ -79,6 +80,16 @@ class ApiMetrics:
         for forge in FORGES:  # every series from the start, at 0, so rates and alerts see them
             for result in RESULTS:
                 self.webhooks.labels(forge, result)
+        self.pending_starts = Gauge(
+            "baton_pending_starts",
+            "Accepted deliveries whose change is journaled and not started yet (Temporal down or "
+            "refusing the start: the API's log says why)",
+            registry=self.registry,
+        )
+
+    def count_pending_starts(self, count: Callable[[], int]) -> None:
+        """`baton_pending_starts` reads `count()` at each scrape (0 without a journal)."""
+        self.pending_starts.set_function(count)
 
     def exposition(self) -> tuple[bytes, str]:
         """The registry in Prometheus text format, and its content type."""

@@ -122,6 +122,9 @@ async def test_a_start_accepted_before_the_api_crashed_is_made_after_its_restart
                 f"accepted: starting {change_id('sample-app', 7)}",
             )
             assert journaled(home) == [change_id("sample-app", 7)]
+            async with httpx.AsyncClient() as http:  # what an alert on a stuck start reads
+                scraped = (await http.get(f"{url}/metrics")).text
+            assert "\nbaton_pending_starts 1.0\n" in scraped
         except BaseException:
             os.kill(server, signal.SIGCONT)
             raise
