@@ -347,17 +347,14 @@ class Ingress:
 
         With a journal, a plain start is journaled and made in the background (`start_journaled`);
         one with a signal (signal-with-start) waits for a journaled start of the id first."""
+        summary = f"{summary[:180]} (via {self.via})"
         if self.journal is not None and not how:
-            entry = PendingStart(
-                workflow_id, change.model_dump_json(), f"{summary[:180]} (via {self.via})", change
-            )
+            entry = PendingStart(workflow_id, change.model_dump_json(), summary, change)
             await self.journal.add(entry)
             return Reply(202, f"accepted: starting {workflow_id}", workflow_id)
         await self._settled(workflow_id)
         try:
-            await self._start_workflow(
-                change, workflow_id, f"{summary[:180]} (via {self.via})", **how
-            )
+            await self._start_workflow(change, workflow_id, summary, **how)
         except WorkflowAlreadyStartedError:
             return Reply(202, f"exists: {workflow_id}", workflow_id)
         return Reply(202, f"started {workflow_id}", workflow_id)
