@@ -1,6 +1,7 @@
 """Benchmark: what Temporal's workflow sandbox costs a worker per workflow run, on the workers'
-runner (`workers.main.WORKFLOW_RUNNER`, the `workflows` package passed through) against the
-default sandbox, which imports a workflow's modules afresh for every run.
+runner (`workers.main.WORKFLOW_RUNNER`: outside the sandbox; until issue 18's last change, the
+sandbox with the `workflows` package passed through) against the default sandbox, which imports a
+workflow's modules afresh for every run.
 
 A workflow run starts by creating its sandboxed instance: the worker does it once per run it
 caches (and again after an eviction), and keeps it while the run is cached. This creates N

@@ -16,8 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from temporalio.client import Client
-from temporalio.worker import Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities import ACTIVITIES
 from activities.context import Context, install
@@ -29,18 +28,18 @@ from workflows import WORKFLOWS
 
 MAX_CONCURRENT_ACTIVITIES = 8
 
-WORKFLOW_RUNNER = SandboxedWorkflowRunner(
-    restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows")
-)
-"""Temporal's sandbox, with Baton's `workflows` package passed through: imported once per process
-instead of afresh for every workflow run and kept once, not once per cached workflow. The fresh
-import cost a rollout 41 ms of CPU and 326 kB held while it ran: about half of what the worker's
-RSS grew by with 500 rollouts in flight (issue 18, README: Performance). What a fresh import
-protects is module state, and the package keeps none a run could change
-(tests/unit/test_workflows_package.py). The sandbox's restrictions (no clock, random or I/O)
-apply only to code it imports afresh, so on workers Baton's workflow code runs without them: the
-tests run every workflow in the default sandbox, where a forbidden call fails, and replay the
-recorded histories on both (tests/workflows/test_replay.py)."""
+WORKFLOW_RUNNER = UnsandboxedWorkflowRunner()
+"""Workers run Baton's workflows outside Temporal's sandbox. The sandbox's restrictions (no
+clock, random or I/O) only reach code it imports afresh for each run, and it already passed the
+`workflows` package through (a fresh import cost a rollout 41 ms of CPU and 326 kB held while it
+ran), so what remained of it was cost: on every payload of every workflow task it runs code in the
+sandbox to find the payload's serialization context (temporalio 1.35,
+`_Instance.get_serialization_context`), 70 % of the worker's time handling activations in a
+profile of the Flux event benchmark. Without it a rollout costs the worker 84.5 ms of CPU
+instead of 125 ms (`bench.inflight --n 100`, both in one run; raw Temporal 68.6 ms). The package
+keeps no module state a run could change (tests/unit/test_workflows_package.py); the tests run
+every workflow in the default sandbox, where a forbidden call fails, and replay the recorded
+histories on both runners (tests/workflows/test_replay.py)."""
 
 
 def build_workers(client: Client, queues: list[str] | None = None) -> list[Worker]:

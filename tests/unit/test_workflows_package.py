@@ -1,6 +1,6 @@
 """The `workflows` package imports no workflow, and keeps no state a workflow run could change:
-Temporal's sandbox imports a workflow's modules afresh for every run it starts unless they are
-passed through, as Baton's workers pass this package through (`workers.main.WORKFLOW_RUNNER`)."""
+Temporal's sandbox imports a workflow's modules afresh for every run it starts; Baton's workers
+run workflows outside it (`workers.main.WORKFLOW_RUNNER`), so every run shares these modules."""
 
 from __future__ import annotations
 
@@ -51,8 +51,8 @@ def test_a_name_the_package_does_not_have_is_an_attribute_error() -> None:
         workflows.ChangeWorkflows  # noqa: B018
 
 
-# Workers pass the package through Temporal's sandbox (workers.main.WORKFLOW_RUNNER): its modules
-# are imported once per worker, not once per workflow run, so no run may change their state.
+# Workers run workflows outside Temporal's sandbox (workers.main.WORKFLOW_RUNNER): the package's
+# modules are imported once per worker, not once per workflow run, so no run may change their state.
 # Module or class level containers are read-only tables, looked up or spread as keyword arguments.
 TABLES = {
     "hold_client.WATCH",

@@ -1,8 +1,8 @@
 """Baton seen from outside while a change runs: traces, metrics and logs.
 
 A fake GitHub sends its signed webhooks to Baton's API served on a port; a worker (on a runtime
-serving Prometheus metrics and with the workflow runner, as `workers.main` makes it: the
-`workflows` package passed through the sandbox) runs the real ChangeWorkflow, pipelines, lane and
+serving Prometheus metrics and with the workflow runner, as `workers.main` makes it: outside
+Temporal's sandbox) runs the real ChangeWorkflow, pipelines, lane and
 rollout with test_change.py's stand-in activities. The change goes from the opened PR to
 deployed in dev; then the test reads what an operator would: the spans (an in-memory exporter
 behind the OpenTelemetry SDK), the API's and the worker's /metrics, and the JSON log lines.

@@ -3,7 +3,7 @@
 The histories come from a real demo change (`python -m tests.workflows.record_histories`). When a
 workflow's command sequence changes on purpose, gate it with `workflow.patched` for running
 changes, or re-record if none can be running. Each history replays in Temporal's default sandbox
-and on the workers' own runner, which passes the `workflows` package through
+and on the workers' own runner, which runs workflows outside the sandbox
 (`workers.main.WORKFLOW_RUNNER`).
 """
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Coroutine
 from datetime import timedelta
-from typing import TypedDict, TypeVar, Unpack
+from typing import Any, TypedDict, TypeVar, Unpack
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -20,6 +21,15 @@ from workflows.retries import HEARTBEAT, RETRY
 
 A = TypeVar("A")
 R = TypeVar("R")
+
+
+def background(work: Coroutine[Any, Any, R]) -> asyncio.Future[R]:
+    """`work` started now, to be awaited later or never (the rollout may end first, or cancel
+    it): how it ended is read when it ends, so one that ends unawaited is not logged by asyncio as
+    a task exception never retrieved. Awaiting it still returns its result or raises."""
+    future = asyncio.ensure_future(work)
+    future.add_done_callback(lambda done: done.cancelled() or done.exception())
+    return future
 
 
 class StepOptions(TypedDict, total=False):

@@ -16,7 +16,7 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows.record import Record, failure, last_failure
 from workflows.retries import HEARTBEAT, ONE_LOOK, POLL
-from workflows.rollout.steps import QUICK
+from workflows.rollout.steps import QUICK, background
 
 CONFIRM_EVENTS = "sync-event-confirmed"
 """Patch: a "ready" sync event wakes one look at the sync status instead of passing the gate."""
@@ -69,7 +69,7 @@ class SyncWaiter:
                 deadline=workflow.now() + timeout,
             )
         )
-        poll = asyncio.ensure_future(
+        poll = background(
             workflow.execute_activity(
                 check_sync,
                 SyncCheckInput(rollout=self.input, merged_revision=revision, since=self.since),

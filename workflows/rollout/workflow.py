@@ -42,7 +42,7 @@ from workflows.rollout.converge import CLUSTERS, Clusters, Convergence
 from workflows.rollout.freeze_gate import FreezeGate, FreezeOverride
 from workflows.rollout.preflight import verification_broken
 from workflows.rollout.rollback import RollbackSaga
-from workflows.rollout.steps import StepOptions, close_pr, step
+from workflows.rollout.steps import StepOptions, background, close_pr, step
 from workflows.rollout.sync_waiter import SyncWaiter
 from workflows.telling import (
     DEPLOYMENT_STATES,
@@ -163,7 +163,7 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
             if self.superseded_by:
                 return await self._superseded()
             preflight = (
-                asyncio.ensure_future(self._verification_broken())
+                background(self._verification_broken())
                 if workflow.patched(PREFLIGHT_WITH_RENDER)
                 else None
             )
