@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from api.github import WebhookRejected, repo_id, required
+from api.github import WebhookRejected, commit_authors, repo_id, required
 from baton.forge_events import PullRequestHook, PushHook, ReviewHook
 from baton.forges.base import (
     Forge,
@@ -114,8 +114,9 @@ def pushes(payload: dict[str, Any]) -> list[PushHook]:
     (`name`, `oldObjectId`, `newObjectId`; all zeros: created or deleted), in the repository
     `resource.repository` (`project.name`/`name`, `id`, `defaultBranch`), by
     `resource.pushedBy` (`uniqueName`), the title from the head's entry in `resource.commits[]`
-    (`commitId`, `comment`). The service hook must send the resource ("Resource details to send":
-    All), which is what names the refs."""
+    (`commitId`, `comment`), whose `author`s wrote the push (the event does not say which ref
+    got which commit: a push of several refs names only each head's author). The service hook
+    must send the resource ("Resource details to send": All), which is what names the refs."""
     resource = required(payload, "resource", dict)
     if "refUpdates" not in resource:
         raise WebhookRejected(
@@ -138,6 +139,7 @@ def pushes(payload: dict[str, Any]) -> list[PushHook]:
         and isinstance(c.get("commitId"), str)
         and isinstance(c.get("comment"), str)
     }
+    authors = commit_authors(commits, id_key="commitId")
     hooks = []
     for index, update in enumerate(updates):
         where = f"resource.refUpdates[{index}]"
@@ -158,6 +160,7 @@ def pushes(payload: dict[str, Any]) -> list[PushHook]:
                 created=before == ZERO_SHA,
                 deleted=after == ZERO_SHA,
                 pusher=by if isinstance(by, str) and by else "unknown",
+                commits=[a for a in authors if len(updates) == 1 or a.sha == after],
                 title=comment.splitlines()[0] if comment else "",
             )
         )

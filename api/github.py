@@ -14,6 +14,7 @@ from urllib.parse import parse_qs
 
 from baton.errors import RequestError
 from baton.forge_events import PullRequestHook, PushHook, ReviewHook
+from baton.models import CommitAuthor
 
 
 class WebhookRejected(RequestError):
@@ -180,12 +181,12 @@ def pull_request(payload: dict[str, Any]) -> PullRequestHook:
 
 def push(payload: dict[str, Any]) -> PushHook:
     """A `push` delivery (GitHub's shape, which Gitea and the local forge send too; Gitea names
-    the pusher in `pusher.username`). A created branch has `created` or an all-zero `before`, a
+    the pusher in `pusher.login`). A created branch has `created` or an all-zero `before`, a
     deleted one `deleted` or an all-zero `after`."""
     repository = required(payload, "repository", dict)
     default = repository.get("default_branch")
-    pusher = _at(payload, "pusher.name") or _at(payload, "pusher.username")
-    pusher = pusher or _at(payload, "sender.login")
+    pusher = _at(payload, "pusher.login") or _at(payload, "pusher.name")
+    pusher = pusher or _at(payload, "pusher.username") or _at(payload, "sender.login")
     message = _at(payload, "head_commit.message")
     before, after = required(payload, "before", str), required(payload, "after", str)
     return PushHook(
@@ -198,8 +199,30 @@ def push(payload: dict[str, Any]) -> PushHook:
         created=payload.get("created") is True or set(before) == {"0"},
         deleted=payload.get("deleted") is True or set(after) == {"0"},
         pusher=pusher if isinstance(pusher, str) and pusher else "unknown",
+        commits=commit_authors(payload.get("commits") or [payload.get("head_commit")]),
         title=message.splitlines()[0] if isinstance(message, str) and message else "",
     )
+
+
+def commit_authors(commits: Any, id_key: str = "id") -> list[CommitAuthor]:
+    """The authors of a push's `commits[]` (each commit's sha in `id_key`): `author.name`,
+    `author.email` and (GitHub, Gitea) `author.username`, the account the forge links to that
+    email."""
+    found = []
+    for commit in commits if isinstance(commits, list) else []:
+        sha, author = _at(commit, id_key), _at(commit, "author")
+        if not isinstance(sha, str) or not isinstance(author, dict):
+            continue
+        name, email, login = (author.get(k) for k in ("name", "email", "username"))
+        found.append(
+            CommitAuthor(
+                sha=sha,
+                name=name if isinstance(name, str) else "",
+                email=email if isinstance(email, str) else "",
+                login=login if isinstance(login, str) and login else None,
+            )
+        )
+    return found
 
 
 def _timestamp(value: Any) -> datetime | None:

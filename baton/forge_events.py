@@ -8,6 +8,7 @@ from datetime import datetime
 from pydantic import BaseModel
 
 from baton.forges.base import PullRequest
+from baton.models import CommitAuthor
 
 
 class PullRequestHook(BaseModel):
@@ -57,8 +58,11 @@ class PushHook(BaseModel):
     """A normalized `push` delivery: `ref` moved from `before` to `after` (`created`: it did not
     exist before, `deleted`: removed).
 
-    `pusher` is who pushed (GitHub's `pusher.name`, else the sender's login), `title` the first
-    line of the head commit's message, `default_branch` the repository's, when the delivery says.
+    `pusher` is the forge account that pushed, as the delivery names it (GitHub's `pusher.name`,
+    Gitea's `pusher.login`, Azure DevOps' `pushedBy.uniqueName`, else the sender's login),
+    `commits` who wrote the commits the push brought (their git authors, and the accounts the
+    forge links to them), `title` the first line of the head commit's message, `default_branch`
+    the repository's, when the delivery says.
     """
 
     repo: str
@@ -70,6 +74,7 @@ class PushHook(BaseModel):
     created: bool = False
     deleted: bool = False
     pusher: str
+    commits: list[CommitAuthor] = []
     title: str = ""
 
 

@@ -15,6 +15,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from baton import policy
 from baton.cluster.base import kustomization_name
 from baton.config import BatonConfig, load_config
 from baton.forge_events import PullRequestHook, PushHook, ReviewHook
@@ -210,6 +211,7 @@ class Ingress:
             trigger="push",
             title=hook.title,
             author=hook.pusher,
+            commit_authors=policy.authors_of("", hook.commits, self.config.auth.users),
             head_branch=release,
             head_sha=hook.after,
             base_branch=release,

@@ -255,6 +255,11 @@ class ChangeInput(BaseModel):
     batch: ReleaseBatch | None = None
     title: str = ""
     author: str
+    commit_authors: list[str] = Field(
+        default=[],
+        description="push: who wrote the pushed commits, as Baton users where auth.users maps "
+        "them (`policy.authors_of`), read from the delivery; `author` is who pushed",
+    )
     head_branch: str
     head_sha: str
     base_branch: str = "main"

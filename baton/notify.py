@@ -55,7 +55,8 @@ class Notification(BaseModel):
     commit: str
     detail: str = ""
     url: str = ""
-    """The rollout in the Temporal UI."""
+    """The change's page on the board when the workers know its URL (BATON_API_BASE), else the
+    rollout (CI's `failed`: the change) in the Temporal UI."""
 
     def text(self) -> str:
         """One line for people."""

@@ -780,11 +780,22 @@ def dev_status(as_json: Json = False) -> None:
 
 @dev_app.command("down")
 def dev_down() -> None:
-    """Stop the embedded stack started with `baton dev up --detach`."""
+    """Stop the embedded stack started with `baton dev up --detach`, and remove the app
+    containers its local cluster started."""
+    from baton.images import EngineUnavailable
+    from baton.local.cluster import remove_app_containers
     from baton.local.stack import Stack
 
-    stopped = Stack().down()
+    stack = Stack()
+    stopped = stack.down()
     console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+    try:
+        removed = remove_app_containers(stack.settings.home)
+    except EngineUnavailable as exc:
+        console.print(f"app containers: none removed: {exc}", markup=False, highlight=False)
+        return
+    line = f"removed app containers: {', '.join(removed) or 'none were there'}"
+    console.print(line, markup=False, highlight=False)
 
 
 @app.command("demo")

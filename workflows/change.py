@@ -234,9 +234,12 @@ class ChangeWorkflow:
             return False
         self.pr.merge_commit = sha
         self.pr.merged_at = workflow.now()
+        pusher, writers = self.input.author, self.input.commit_authors
+        self.promotion.authors = list(dict.fromkeys([pusher, *writers]))
+        wrote = f", its commits by {', '.join(writers)}" if writers else ""
         self.record.note(
-            f"{sha[:12]} was pushed to {self.input.base_branch} by {self.input.author} "
-            "without a pull request"
+            f"{sha[:12]} was pushed to {self.input.base_branch} by {pusher} "
+            f"without a pull request{wrote}"
         )
         return True
 

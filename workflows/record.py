@@ -116,6 +116,13 @@ class Record:
         stage.detail = detail
         self.publish()
 
+    def retell(self, name: str, outcome: StageOutcome, detail: str) -> None:
+        """Say again how the latest stage `name` ended, once the workflow knows what its ending
+        meant (a merge refused because the PR moved is no failure: the rollout goes on)."""
+        stage = next(s for s in reversed(self.timeline) if s.name == name)
+        stage.outcome, stage.detail = outcome, detail
+        self.publish()
+
     def note(self, detail: str) -> None:
         """Something worth knowing that is no stage (a review that did not count, say)."""
         now = workflow.now()

@@ -19,7 +19,8 @@ clusters of one environment serve the same manifests on different host ports.
 A head whose manifests for an environment did not change advances that environment's
 `lastAppliedRevision` without touching its container, as with Flux. Containers are labelled with
 the content (git tree) they run, so a restart of the runtime re-applies nothing that is in place;
-on SIGTERM the runtime stops and leaves the containers running: they are the cluster.
+on SIGTERM the runtime stops and leaves the containers running: they are the cluster (`baton dev
+down` removes them, `remove_app_containers`).
 
 Failure injection: `BATON_LOCAL_CLUSTER_FAIL=dev,staging` makes every *new* content for those
 environments fail its health check without touching the running container, while re-applying the
@@ -122,6 +123,33 @@ class Workload:
 def stack_id(home: Path) -> str:
     """A short id of one Baton data directory, so two local stacks never share containers."""
     return hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:8]
+
+
+def remove_app_containers(home: Path, client: docker.DockerClient | None = None) -> list[str]:
+    """Stop and remove the app containers the runtime of the stack at `home` started (labelled
+    `baton.app`, named `baton-<stack>-...`) and the networks it made for them (labelled
+    `baton.stack`), as `baton dev down` does: the containers' names. Containers and networks
+    Baton did not start are never touched. EngineUnavailable: no docker engine answers."""
+    client = client or docker_client()
+    stack = stack_id(home)
+    prefix = f"baton-{stack}-"  # as `container_name` names them
+    removed = []
+    for container in client.containers.list(
+        all=True, filters={"label": "baton.app", "name": prefix}
+    ):
+        if container.name.startswith(prefix):  # docker's name filter matches anywhere
+            _stop_and_remove(container)
+            removed.append(container.name)
+    for network in client.networks.list(filters={"label": f"baton.stack={stack}"}):
+        network.remove()
+    return sorted(removed)
+
+
+def _stop_and_remove(container: Container) -> None:
+    """Stop the container within its grace period, then remove it."""
+    if container.status == "running":
+        container.stop(timeout=STOP_GRACE_S)
+    container.remove(force=True)
 
 
 def container_name(stack: str, place: str, app: str) -> str:
@@ -621,11 +649,8 @@ class LocalCluster:
 
     def _remove(self, name: str) -> None:
         container = self._container(name)
-        if container is None:
-            return
-        if container.status == "running":
-            container.stop(timeout=STOP_GRACE_S)
-        container.remove(force=True)
+        if container is not None:
+            _stop_and_remove(container)
 
     def _wait_ports_free(self, workload: Workload, target: Target) -> None:
         """Wait (briefly) until the host ports the workload takes are free."""

@@ -728,7 +728,12 @@ class _GitHubShaped(FakeForge):
         shape, which Gitea's mirrors), as the forge does after a push or a merge."""
         update = RefUpdate(before, after, f"refs/heads/{branch}")
         payload = self.store._push_payload(repo, update) | {"repository": self.repo_json(repo)}
+        payload |= self.push_people()
         self._send("push", payload, self.event_headers("push", "push", str(uuid.uuid4())))
+
+    def push_people(self) -> dict[str, Any]:
+        """The `pusher` and `sender` of a push delivery, where they differ from GitHub's."""
+        return {}
 
     def _pr_event(
         self,
@@ -989,6 +994,18 @@ class FakeGitea(_GitHubShaped):
         "rebase": "allow_rebase",
         "fast-forward": "allow_fast_forward_only_merge",
     }
+
+    def push_people(self) -> dict[str, Any]:
+        """Gitea names who pushed as one of its users (`login`, `username`; no `name`)."""
+        user = {
+            "id": 1,
+            "login": "fake-forge",
+            "login_name": "",
+            "full_name": "Fake Forge",
+            "email": "fake-forge@noreply.localhost",
+            "username": "fake-forge",
+        }
+        return {"pusher": user, "sender": user}
 
     def branch_commit(self, repo: str, sha: str) -> dict[str, Any]:
         """Gitea's branch `commit` is a PayloadCommit: `id`, `message`, `url`, ..."""

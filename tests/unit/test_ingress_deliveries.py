@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import getpass
 import json
 import subprocess
 import uuid
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 from temporalio.client import WorkflowExecutionStatus
 
-from baton.config import ApprovalPolicy, BatonConfig, CIConfig
+from baton.config import ApprovalPolicy, AuthConfig, BatonConfig, CIConfig, UserRecord
 from baton.forges import create_forge
 from baton.local.forge import LocalForge
 from baton.models import RolloutStatus, Stage
@@ -356,6 +357,50 @@ async def test_a_direct_push_to_the_release_branch_starts_one_change_also_when_r
     assert await asyncio.to_thread(forge.merged_pull_request, world.app_repo, sha) is None
 
 
+PUSH_FIXTURE = {"github": "push.json", "gitea": "push.json", "azure-devops": "git.push.json"}
+"""Each forge's delivery of a push of two commits to main by pat-ops (Azure: pat@shop.example),
+one written by Dana (forge login dana-r), one by Sam (an email only `auth.users` knows)."""
+
+
+async def test_a_pushed_change_names_its_pusher_and_its_commits_authors_as_baton_users(
+    world: World,
+) -> None:
+    """Not the OS user or the forge account alone: the pusher as the delivery names them, and
+    who wrote the commits, mapped to Baton users by login and email (`policy.authors_of`)."""
+    payload = json.loads((FIXTURES / world.fake.kind / PUSH_FIXTURE[world.fake.kind]).read_text())
+    if world.fake.kind == "azure-devops":
+        repository = payload["resource"]["repository"]
+        repo = f"{repository['project']['name']}/{repository['name']}"
+        head = payload["resource"]["refUpdates"][0]["newObjectId"]
+    else:
+        repo, head = payload["repository"]["full_name"], payload["after"]
+    users = {
+        "dana": UserRecord(forge_users=["dana-r"], emails=["dana@shop.example"]),
+        "sam": UserRecord(emails=["sam@laptop.local"]),
+    }
+    config = world.config.model_copy(
+        update={
+            "apps": [world.config.apps[0].model_copy(update={"repo": repo})],
+            "auth": AuthConfig(users=users),
+        }
+    )
+    world.fake.deliver_to(await asyncio.to_thread(world.serve, config))
+
+    sent = await deliver(world, PUSH[world.fake.kind], payload)
+
+    assert sent.status == 202, sent.answer
+    change = json.loads(sent.answer)["workflow_id"]
+    assert change == push_change_id(world.app, head)
+    await running(world.client, change)
+    start = (await world.client.get_workflow_handle(change).fetch_history()).events[0]
+    input = json.loads(start.workflow_execution_started_event_attributes.input.payloads[0].data)
+    assert (input["author"], input["commit_authors"]) == {
+        "github": ("pat-ops", ["dana", "dana-r", "sam"]),
+        "gitea": ("pat-ops", ["dana", "dana-r", "sam"]),
+        "azure-devops": ("pat@shop.example", ["sam", "dana"]),  # newest first, no logins
+    }[world.fake.kind]
+
+
 @pytest.mark.parametrize("kind", ["azure-devops"])
 async def test_an_azure_push_is_acted_on_ref_by_ref_and_one_naming_no_refs_is_refused(
     world: World,
@@ -519,6 +564,12 @@ async def test_the_local_forges_pushes_start_a_change_per_direct_commit_only(
     ]
     assert sorted(await listed(world, len(expected))) == sorted(expected)
     assert push_change_id(world.app, seeded) not in await started(world)
+    # The direct push's change names who wrote its commit, not only the account that pushed.
+    handle = world.client.get_workflow_handle(push_change_id(world.app, direct))
+    start = (await handle.fetch_history()).events[0]
+    input = json.loads(start.workflow_execution_started_event_attributes.input.payloads[0].data)
+    pusher = getpass.getuser()  # the local forge knows who pushed as the OS user who ran git
+    assert (input["author"], input["commit_authors"]) == (pusher, ["alice@example.invalid"])
     # What each push's change asks the forge first.
     assert forge.merged_pull_request(repo, direct) is None
     assert forge.merged_pull_request(repo, merge) == pr.number

@@ -3,11 +3,15 @@ its own (status, container, network, events) serving the same manifests on its o
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import socket
 from datetime import UTC, datetime
 from pathlib import Path
 
+import docker
+import docker.errors
 import pytest
 
 from baton.cluster.base import SyncStatus
@@ -18,6 +22,7 @@ from baton.local import cluster as runtime
 from baton.local.cluster import LocalCluster, ReconcileFailed, Target, read_workload
 from baton.settings import Settings
 from tests.e2e.test_local_cluster import EventReceiver
+from tests.fixtures.cli import run_baton
 from tests.fixtures.manifests import DEPLOYMENT
 from tests.fixtures.ports import free_port
 from tests.unit.test_cluster_config import APP, LOCAL
@@ -162,3 +167,75 @@ def test_a_changed_offset_is_a_new_generation_of_the_clusters_kustomization(
     assert second == first | {"prod.us/web": first["prod.us/web"] + 1}
     state = json.loads((tmp_path / "cluster" / "state.json").read_text())
     assert set(state["kustomizations"]) == {"dev/web", "prod.eu/web", "prod.us/web"}
+
+
+def test_dev_down_removes_the_app_containers_its_local_cluster_started_and_no_others(
+    tmp_path: Path, docker_client: docker.DockerClient, base_image: str
+) -> None:
+    """The runtime's containers (named `baton-<stack>-<place>-<app>`, labelled `baton.app`) of
+    this stack go, running or stopped, with the place's network; another stack's containers and
+    one Baton did not start (no label, though named like ours) stay."""
+    home, other_home = tmp_path / "home", tmp_path / "other"
+    stack, other = runtime.stack_id(home), runtime.stack_id(other_home)
+    network = runtime.network_name(stack, "dev.west")
+    docker_client.networks.create(network, labels={"baton.stack": stack, "baton.place": "dev.west"})
+
+    def started(name: str, labels: dict[str, str], **options: object) -> str:
+        docker_client.containers.run(
+            base_image,
+            ["sleep", "300"],
+            name=name,
+            labels=labels,
+            detach=True,
+            init=True,
+            **options,
+        )
+        return name
+
+    ours = [
+        started(
+            runtime.container_name(stack, "dev", "web"), {"baton.app": "web", "baton.env": "dev"}
+        ),
+        started(
+            runtime.container_name(stack, "dev.west", "web"),
+            {"baton.app": "web", "baton.env": "dev", "baton.cluster": "west"},
+            network=network,
+        ),
+    ]
+    docker_client.containers.get(ours[1]).stop(timeout=1)  # a stopped one is removed too
+    theirs = [
+        started(
+            runtime.container_name(other, "dev", "web"), {"baton.app": "web", "baton.env": "dev"}
+        ),
+        started(f"baton-{stack}-notes", {}),
+    ]
+    try:
+        done = run_baton("dev", "down", env={**os.environ, "BATON_HOME": str(home)})
+
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines() == [
+            "stopped: nothing was running",
+            f"removed app containers: {', '.join(sorted(ours))}",
+        ]
+        names = {c.name for c in docker_client.containers.list(all=True)}
+        assert not names & set(ours) and set(theirs) <= names
+        assert docker_client.networks.list(names=[network]) == []
+    finally:
+        for name in [*ours, *theirs]:
+            with contextlib.suppress(docker.errors.NotFound):
+                docker_client.containers.get(name).remove(force=True)
+        for leftover in docker_client.networks.list(names=[network]):
+            leftover.remove()
+
+
+def test_dev_down_without_a_docker_engine_says_no_app_container_was_removed(
+    tmp_path: Path,
+) -> None:
+    env = {**os.environ, "BATON_HOME": str(tmp_path), "DOCKER_HOST": f"unix://{tmp_path}/none"}
+
+    done = run_baton("dev", "down", env=env)
+
+    assert done.returncode == 0, done.stderr
+    stopped, removed = done.stdout.splitlines()
+    assert stopped == "stopped: nothing was running"
+    assert removed.startswith("app containers: none removed: cannot reach the docker engine")

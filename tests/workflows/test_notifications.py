@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -170,6 +170,27 @@ async def test_each_event_reaches_each_receiver_once_signed_even_after_a_retry(
     assert "NOTIFY_SLACK_URL" in history and "x-baton-event" not in history
     for secret in (SECRET, SLACK_TOKEN, "/services/", "/hooks/"):
         assert secret not in history
+
+
+async def test_where_the_board_is_known_notifications_link_the_changes_page_there(
+    client: Client, receivers: tuple[Receiver, Receiver], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """BATON_API_BASE on the workers: Slack's "details" and the webhook's `url` open the
+    change on Baton's board (the Temporal UI is the fallback, as above)."""
+    hook, slack = receivers
+    workers = context.current()
+    settings = workers.settings.model_copy(update={"api_base": "https://baton.shop.example/"})
+    monkeypatch.setattr(context, "_current", replace(workers, settings=settings))
+    rollout.world.polled_synced = {M}
+    handle = await start(client, notified(required=0))
+
+    result: RolloutResult = await handle.result()
+
+    page = "https://baton.shop.example/board/changes/web/1"
+    assert [(body["event"], body["url"]) for _, body in hook.accepted] == [("deployed", page)]
+    assert [body["text"] for _, body in slack.accepted] == [
+        f"web {rollout.COMMIT[:12]} in prod deployed: {result.reason} <{page}|details>"
+    ]
 
 
 async def test_a_rollback_posts_rolled_back_then_failed(

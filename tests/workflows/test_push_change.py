@@ -11,13 +11,16 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
 
 from activities.forge import CommitInput
-from baton.models import ChangeInput, ChangePlan
+from baton.config import EnvironmentConfig
+from baton.models import ChangeInput, ChangePlan, ChangeStatus, RolloutStatus
 from baton.temporal import (
+    Queries,
     SearchAttributes,
     TaskQueues,
     push_change_id,
+    rollout_id,
 )
-from tests.conftest import serving
+from tests.conftest import at_gate, serving
 from tests.workflows import test_change as change_tests
 from tests.workflows import test_rollout as rollout
 from tests.workflows.test_change import change_activities, environment, start, timeline
@@ -51,14 +54,22 @@ async def client(
         yield isolated_client
 
 
-async def pushed(client: Client, sha: str, *environments: str) -> WorkflowHandle:
-    """Start the change of `sha` pushed to main, as the API does on the push delivery."""
+async def pushed(
+    client: Client,
+    sha: str,
+    *environments: str | EnvironmentConfig,
+    commit_authors: list[str] | None = None,
+) -> WorkflowHandle:
+    """Start the change of `sha` pushed to main by alice, as the API does on the push delivery
+    (`commit_authors`: who wrote its commits, as the delivery named them)."""
+    configs = [e if isinstance(e, EnvironmentConfig) else environment(e) for e in environments]
     change = ChangeInput(
-        plan=ChangePlan(app=APP, environments=[environment(e) for e in environments]),
+        plan=ChangePlan(app=APP, environments=configs),
         repo=APP.repo,
         trigger="push",
         title="Fix the checkout total",
         author="alice",
+        commit_authors=commit_authors or [],
         head_branch="main",
         head_sha=sha,
     )
@@ -122,3 +133,28 @@ async def test_a_failing_pushed_commit_is_not_deployed(client: Client, steps: St
         "CI failed: long_test: 1 failed: test_checkout_total",
     )
     assert status.rollouts == []
+
+
+async def test_a_pushed_commit_names_its_pusher_and_its_authors_who_may_not_approve_it(
+    client: Client,
+) -> None:
+    """alice pushed dave's and sam's commits: the timeline names all three, and dave, one of
+    prod's approvers, may not approve it (prod forbids self-approval)."""
+    change = await pushed(
+        client,
+        PUSHED,
+        environment("prod", required=1),
+        commit_authors=["dave", "dave-gh", "sam@laptop.local"],
+    )
+    deploy = client.get_workflow_handle(rollout_id(APP.name, "prod", PUSHED))
+    await at_gate(deploy, "approval", RolloutStatus)
+
+    assert "dave is an author of the change's commits" in await rollout.refused(deploy, "dave")
+    gate = (await deploy.query(Queries.STATUS, result_type=RolloutStatus)).gate
+    assert gate is not None and gate.waiting_on == ["carol"]
+    status = await change.query(Queries.STATUS, result_type=ChangeStatus)
+    assert timeline(status)[0][2] == (
+        f"{PUSHED[:12]} was pushed to main by alice without a pull request, "
+        "its commits by dave, dave-gh, sam@laptop.local"
+    )
+    assert status.authors == ["alice", "dave", "dave-gh", "sam@laptop.local"]

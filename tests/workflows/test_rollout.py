@@ -801,6 +801,10 @@ async def test_a_moved_gitops_pr_head_voids_the_approvals_and_asks_again(workers
             "count, asking again"
         )
     ]
+    # The refused merge is no failure: the rollout goes on, waiting for approvals again.
+    assert [(s.outcome, s.detail) for s in status.timeline if s.name == "merge"] == [
+        ("skipped", f"not merged: the PR's head moved to {moved[:12]}, approvals asked again")
+    ]
     with pytest.raises(WorkflowUpdateFailedError) as stale:
         await handle.execute_update(EnvironmentRollout.approve, Decision(user="dave", head=HEAD))
     assert f"GitOps PR head {HEAD[:12]}, the PR now holds {moved[:12]}" in stale.value.cause.message

@@ -55,6 +55,9 @@ PREFLIGHT_WITH_RENDER = "preflight-with-render"
 """Patch: the verification pre-check runs while the environment renders, not after it (one
 round trip less). Its answer is awaited before anything changes: before the GitOps PR, or, when
 the manifests are unchanged, before the rollout syncs the head."""
+MERGE_WAITS_FOR_MOVED_HEAD = "merge-waits-for-moved-head"
+"""Patch: a merge refused because the GitOps PR's head moved ends its stage `skipped` (what
+happened: the approvals are asked again), not `failed`."""
 
 
 @workflow.defn(name=WorkflowTypes.ROLLOUT)
@@ -261,6 +264,13 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
             # Rollouts recorded before approvals followed the PR's head failed here.
             if moved is None or not workflow.patched("approvals-follow-head"):
                 raise
+            if workflow.patched(MERGE_WAITS_FOR_MOVED_HEAD):
+                self.record.retell(
+                    "merge",
+                    "skipped",
+                    f"not merged: the PR's head moved to {moved['actual'][:12]}, "
+                    "approvals asked again",
+                )
             pr = self.pr = pr.model_copy(update={"head_sha": moved["actual"]})
             self.sync.since = None  # nothing merges now: a newer change may supersede again
             self.approvals.content_moved(pr, moved.get("content_hash"), moved.get("sensitive"))
