@@ -381,6 +381,9 @@ class Stack:
         # Builds here start FROM the local base image (`make docker`) when the engine holds it,
         # never Docker Hub, whether `make demo` (which exports it) or `baton dev up` started the
         # stack; BATON_BASE_IMAGE set (empty: the Dockerfile's own) wins.
+        if service.name == "worker":
+            # The stack's API serves the board: notifications link a change's page there.
+            env.setdefault("BATON_API_BASE", self.settings.api_base or self.settings.api_url)
         if service.name == "worker" and BASE_IMAGE not in env and local_base_image():
             env[BASE_IMAGE] = LOCAL_BASE_IMAGE  # as `make demo` passes it: not Docker Hub's
         with open(self.log_dir / f"{service.name}.log", "ab") as log:

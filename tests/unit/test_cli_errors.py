@@ -217,6 +217,23 @@ def test_the_worker_builds_app_images_from_the_local_base_image_unless_told_othe
     assert seen["worker"] == {BASE_IMAGE: ""}
 
 
+def test_the_stack_worker_links_notifications_to_the_stack_board(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The embedded stack's API serves the board, so its worker knows where (BATON_API_BASE)
+    and notifications link a change's page there, not the Temporal UI; a set one wins."""
+    monkeypatch.delenv("BATON_API_BASE", raising=False)
+    (tmp_path / "default").mkdir()
+    stack = local_stack(tmp_path / "default", monkeypatch)
+    seen = spawned_secrets(stack, ("BATON_API_BASE",))
+    assert seen["worker"] == {"BATON_API_BASE": stack.settings.api_url}
+    assert seen["api"] == seen["cluster"] == {}
+    monkeypatch.setenv("BATON_API_BASE", "https://baton.example.org")
+    (tmp_path / "set").mkdir()
+    seen = spawned_secrets(local_stack(tmp_path / "set", monkeypatch), ("BATON_API_BASE",))
+    assert seen["worker"]["BATON_API_BASE"] == "https://baton.example.org"
+
+
 def test_each_stack_process_gets_only_the_secrets_it_uses(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
