@@ -141,8 +141,8 @@ def create_app(
                 app.state.http = http
                 yield
         finally:
-            if starts is not None:
-                await starts.close()
+            if starts is not None:  # uvicorn stops accepting first: nothing is added meanwhile
+                await starts.close(drain_s=settings.api_drain_s)
 
     app = FastAPIOffline(
         title="Baton",

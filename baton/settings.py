@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     api_base: str | None = Field(
         default=None, description="BATON_API_BASE: the API's URL for the CLI; unset: api_url"
     )
+    # BATON_API_DRAIN_S: on SIGTERM, how long the API gives the starts still in its journal to be
+    # made before it exits (what is left stays journaled); below the pod's grace period.
+    api_drain_s: float = Field(default=20.0, ge=0)
     temporal_port: int = 7233
     temporal_ui_port: int = 8233
     # BATON_STORE: where workers hand logs, manifests and records to each other (`baton.store`),

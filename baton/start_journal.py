@@ -1,8 +1,10 @@
 """The API's journal of accepted workflow starts: a verified delivery that starts a change is
 written here (SQLite in WAL mode, synced to disk on every commit) and answered at once; a task
 of the API process then starts the workflows from it, retrying until Temporal accepts each start,
-and only then removes the entry. An API that stops (or crashes) with entries left starts them
-when it opens the journal again, before anything it accepts later.
+and only then removes the entry. An API that stops (SIGTERM) first gives the entries left a
+while to be made (BATON_API_DRAIN_S: a replica scaled down for good leaves none behind while
+Temporal answers); one that stops or crashes with entries left starts them when it opens the
+journal again, before anything it accepts later.
 
 Starts are idempotent by workflow id (the journal holds one entry per id, and Temporal's id
 policies join a start to an existing run), so a start made twice, by a retry or by two API
@@ -207,8 +209,21 @@ class StartJournal:
         while self._pending:
             await next(iter(self._pending.values())).wait()
 
-    async def close(self) -> None:
-        """Stop starting (what is left stays journaled for the next run) and close."""
+    async def close(self, drain_s: float = 0.0) -> None:
+        """Give the pending starts up to `drain_s` to be made, then stop starting (what is left
+        stays journaled for the next run) and close."""
+        if self._pending and drain_s > 0:
+            log.info("making %d pending start(s) before stopping", len(self._pending))
+            try:
+                await asyncio.wait_for(self.drained(), drain_s)
+            except TimeoutError:
+                log.warning(
+                    "stopping with %d start(s) still journaled in %s: Temporal did not take "
+                    "them within %g s; the next run on this journal makes them",
+                    len(self._pending),
+                    self.path,
+                    drain_s,
+                )
         for task in list(self._tasks):
             if task.get_name() != "start journal commit":  # commits finish
                 task.cancel()

@@ -19,6 +19,7 @@ from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.testing import WorkflowEnvironment
 
+from baton.settings import Settings
 from baton.temporal import SearchAttributes
 from baton.tools import PROJECT_ROOT, find_tool
 from tests.fixtures import unavailable
@@ -141,3 +142,10 @@ async def test_register_script_registers_every_attribute_on_a_real_server(
     assert {key.name: listed.custom_attributes.get(key.name) for key in SearchAttributes.ALL} == {
         key.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for key in SearchAttributes.ALL
     }
+
+
+def test_the_apis_start_journal_outlives_its_container_and_has_time_to_drain() -> None:
+    api = _services()["api"]
+    assert "baton-data:/data" in api["volumes"]  # a named volume: kept across recreation
+    drain_s = Settings.model_fields["api_drain_s"].default  # BATON_API_DRAIN_S's
+    assert int(api["stop_grace_period"].removesuffix("s")) > drain_s

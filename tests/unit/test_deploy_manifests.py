@@ -1,4 +1,5 @@
-"""deploy/kubernetes: Baton's own manifests build with kustomize, validate offline, and fit Baton."""
+"""deploy/kubernetes: Baton's own manifests build with kustomize, validate offline, and fit Baton:
+the API a StatefulSet whose start journal has a claim per replica."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from activities import ACTIVITIES
 from baton.config import load_config
 from baton.render import validate_manifests
 from baton.tools import PROJECT_ROOT, find_tool
+from tests.unit.test_helm_chart import JOURNAL, workloads
 
 DEPLOY = PROJECT_ROOT / "deploy" / "kubernetes"
 
@@ -43,8 +45,28 @@ def test_one_worker_per_task_queue_and_the_config_is_valid(built: list[dict]) ->
 
 
 def test_no_container_runs_privileged_or_as_root(built: list[dict]) -> None:
-    for deployment in (o for o in built if o["kind"] == "Deployment"):
+    for deployment in workloads(built):
         pod = deployment["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
         for container in pod["containers"]:
             assert container["securityContext"]["allowPrivilegeEscalation"] is False
+
+
+def test_the_api_is_a_statefulset_whose_journal_has_a_claim_per_replica(built: list[dict]) -> None:
+    (api,) = [o for o in built if o["kind"] == "StatefulSet"]
+    spec, pod = api["spec"], api["spec"]["template"]["spec"]
+    assert api["metadata"]["name"] == "baton-api"
+    assert spec["podManagementPolicy"] == "Parallel"
+    (governing,) = [o for o in built if o["metadata"]["name"] == spec["serviceName"]]
+    assert (governing["kind"], governing["spec"]["clusterIP"]) == ("Service", "None")
+    (claim,) = spec["volumeClaimTemplates"]
+    (container,) = pod["containers"]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert mounts[JOURNAL] == claim["metadata"]["name"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
+    drain = next(e["value"] for e in container["env"] if e["name"] == "BATON_API_DRAIN_S")
+    assert 0 < float(drain) < pod["terminationGracePeriodSeconds"]
+    assert not [
+        o for o in built if o["kind"] == "Deployment" and o["metadata"]["name"] == "baton-api"
+    ]

@@ -14,7 +14,7 @@ from activities import ACTIVITIES
 from baton.config import load_config, reader_warnings
 from baton.local.stack import FLUX_WEBHOOK_SECRET, secret_variables
 from baton.tools import PROJECT_ROOT, find_tool
-from tests.unit.test_helm_chart import CONFIG, REQUIRED, render
+from tests.unit.test_helm_chart import CONFIG, REQUIRED, render, workloads
 
 SECRETS = secret_variables(load_config(CONFIG))
 (PUSH,) = SECRETS["registry"]
@@ -59,7 +59,7 @@ def kustomized() -> list[dict]:
 def by_component(objects: list[dict]) -> tuple[dict[str, set], dict[str, set]]:
     """The API's containers' secret references and the workers', by container."""
     api, workers = {}, {}
-    for deployment in (o for o in objects if o["kind"] == "Deployment"):
+    for deployment in workloads(objects):
         component = deployment["metadata"]["labels"]["app.kubernetes.io/component"]
         (api if component == "api" else workers).update(secret_references(deployment))
     assert api

@@ -1,7 +1,9 @@
 """deploy/helm/baton: Baton's Helm chart lints (strict), renders, and its output validates offline
-against the Kubernetes schemas (strict: no unknown fields); one worker Deployment per task queue,
-each with its own replicas and resources, probes on every container, secrets only by reference
-(the API's Secret and the workers'), RBAC for Flux and apply, a ServiceMonitor behind a value."""
+against the Kubernetes schemas (strict: no unknown fields); the API a StatefulSet whose start
+journal has a claim per replica (an emptyDir when persistence is off); one worker Deployment per
+task queue, each with its own replicas and resources, probes on every container, secrets only by
+reference (the API's Secret and the workers'), RBAC for Flux and apply, a ServiceMonitor behind a
+value."""
 
 from __future__ import annotations
 
@@ -39,6 +41,8 @@ ALL_ON = [
     "--set",
     "image.digest=sha256:" + "ab" * 32,
 ]
+NO_PERSISTENCE = [*REQUIRED, "--set", "api.persistence.enabled=false"]
+JOURNAL = "/data/api"  # BATON_HOME/api: where the API keeps pending-starts.db
 
 
 def _helm(*args: str) -> subprocess.CompletedProcess[str]:
@@ -63,6 +67,11 @@ def _kind(objects: list[dict], kind: str) -> list[dict]:
     return [o for o in objects if o["kind"] == kind]
 
 
+def workloads(objects: list[dict]) -> list[dict]:
+    """The objects that run pods: the workers' Deployments and the API's StatefulSet."""
+    return [o for o in objects if o["kind"] in ("Deployment", "StatefulSet")]
+
+
 def _workers(objects: list[dict]) -> dict[str, dict]:
     """Worker Deployments by the task queue their container serves."""
     return {
@@ -70,6 +79,15 @@ def _workers(objects: list[dict]) -> dict[str, dict]:
         for d in _kind(objects, "Deployment")
         if d["metadata"]["labels"]["app.kubernetes.io/component"] == "worker"
     }
+
+
+def _api(objects: list[dict]) -> dict:
+    (api,) = [
+        o
+        for o in workloads(objects)
+        if o["metadata"]["labels"]["app.kubernetes.io/component"] == "api"
+    ]
+    return api
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +101,9 @@ def test_chart_lints_strict() -> None:
     assert "1 chart(s) linted, 0 chart(s) failed" in done.stdout
 
 
-@pytest.mark.parametrize("values", [REQUIRED, ALL_ON], ids=["defaults", "all-on"])
+@pytest.mark.parametrize(
+    "values", [REQUIRED, ALL_ON, NO_PERSISTENCE], ids=["defaults", "all-on", "no-persistence"]
+)
 def test_rendered_output_validates_strictly(values: list[str]) -> None:
     objects = render(*values)
     assert validate_manifests(yaml.safe_dump_all(objects)) == []
@@ -92,6 +112,7 @@ def test_rendered_output_validates_strictly(values: list[str]) -> None:
     assert kinds <= {
         "ConfigMap",
         "Deployment",
+        "StatefulSet",
         "Service",
         "ServiceAccount",
         "ClusterRole",
@@ -124,7 +145,7 @@ def test_one_worker_deployment_per_task_queue_with_its_own_replicas_and_resource
 
 
 def test_every_container_has_probes_on_a_port_it_declares(rendered: list[dict]) -> None:
-    for deployment in _kind(rendered, "Deployment"):
+    for deployment in workloads(rendered):
         for container in deployment["spec"]["template"]["spec"]["containers"]:
             ports = {port["name"] for port in container["ports"]}
             for probe in ("readinessProbe", "livenessProbe"):
@@ -136,7 +157,7 @@ def test_every_container_has_probes_on_a_port_it_declares(rendered: list[dict]) 
 
 def test_secrets_only_by_reference_and_no_root(rendered: list[dict]) -> None:
     assert _kind(rendered, "Secret") == []
-    for deployment in _kind(rendered, "Deployment"):
+    for deployment in workloads(rendered):
         pod = deployment["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
         component = deployment["metadata"]["labels"]["app.kubernetes.io/component"]
@@ -186,7 +207,10 @@ def test_service_monitor_scrapes_the_api_and_every_worker(rendered: list[dict]) 
     services = [
         s for s in _kind(rendered, "Service") if selector.items() <= s["metadata"]["labels"].items()
     ]
-    ports = {port["name"] for service in services for port in service["spec"]["ports"]}
+    ports = {port["name"] for service in services for port in service["spec"].get("ports", [])}
+    # The API's pods are scraped once: its headless Service (the StatefulSet's) has no port.
+    serving = [[p["name"] for p in s["spec"].get("ports", [])] for s in services]
+    assert serving.count(["http"]) == 1
     assert (
         {endpoint["port"] for endpoint in monitor["spec"]["endpoints"]}
         == ports
@@ -209,6 +233,8 @@ def test_missing_or_mistyped_values_are_refused_with_what_to_set() -> None:
     assert "additional properties 'replica' not allowed" in typo
     queue = _refusal(*REQUIRED, "--set", "workers.build.queue=baton-bild")
     assert "/workers/build/queue" in queue
+    size = _refusal(*REQUIRED, "--set", "api.persistence.size=lots")
+    assert "/api/persistence/size" in size
 
 
 def test_notes_name_every_search_attribute_to_register() -> None:
@@ -216,3 +242,70 @@ def test_notes_name_every_search_attribute_to_register() -> None:
     for key in SearchAttributes.ALL:
         assert key.name in notes
     assert "deploy/temporal/register-search-attributes.sh" in notes
+
+
+def _journal_mount(pod: dict) -> str:
+    (api,) = pod["containers"]
+    (mount,) = [m for m in api["volumeMounts"] if m["mountPath"] == JOURNAL]
+    return mount["name"]
+
+
+def test_the_api_is_a_statefulset_whose_journal_has_a_claim_per_replica() -> None:
+    objects = render(*REQUIRED)
+    api = _api(objects)
+    assert api["kind"] == "StatefulSet"
+    spec, pod = api["spec"], api["spec"]["template"]["spec"]
+    # What a Deployment did: replicas, started and stopped together, updated one pod at a time.
+    assert spec["replicas"] == 2
+    assert spec["podManagementPolicy"] == "Parallel"
+    assert spec["updateStrategy"] == {"type": "RollingUpdate"}
+    (governing,) = [
+        s for s in _kind(objects, "Service") if s["metadata"]["name"] == spec["serviceName"]
+    ]
+    assert governing["spec"]["clusterIP"] == "None"
+    assert governing["spec"]["selector"] == spec["selector"]["matchLabels"]
+    # The journal: a claim per replica, mounted over the home, writable by the non-root user.
+    (claim,) = spec["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == _journal_mount(pod)
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    assert "storageClassName" not in claim["spec"]  # the cluster's default
+    assert claim["metadata"]["name"] not in {v["name"] for v in pod["volumes"]}
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
+    # On SIGTERM it makes the starts left in the journal, within the grace period.
+    (container,) = pod["containers"]
+    drain = next(e["value"] for e in container["env"] if e["name"] == "BATON_API_DRAIN_S")
+    assert 0 < float(drain) < pod["terminationGracePeriodSeconds"]
+    assert _kind(objects, "Deployment") == list(_workers(objects).values())
+
+
+def test_the_journals_claims_take_the_size_and_storage_class_of_the_values() -> None:
+    def claim(*values: str) -> dict:
+        (template,) = _api(render(*REQUIRED, *values))["spec"]["volumeClaimTemplates"]
+        return template["spec"]
+
+    sized = claim("--set", "api.persistence.size=5Gi", "--set", "api.persistence.storageClass=fast")
+    assert sized["resources"]["requests"]["storage"] == "5Gi"
+    assert sized["storageClassName"] == "fast"
+    assert claim("--set", "api.persistence.storageClass=-")["storageClassName"] == ""
+
+
+def test_persistence_off_gives_the_journal_an_emptydir() -> None:
+    api = _api(render(*NO_PERSISTENCE))
+    pod = api["spec"]["template"]["spec"]
+    assert "volumeClaimTemplates" not in api["spec"]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == _journal_mount(pod)]
+    assert volume == {"name": "journal", "emptyDir": {}}
+
+
+def test_the_drain_leaves_ten_seconds_of_the_grace_period_to_requests() -> None:
+    def drain(grace: int) -> tuple[int, str]:
+        pod = _api(render(*REQUIRED, "--set", f"api.terminationGracePeriodSeconds={grace}"))[
+            "spec"
+        ]["template"]["spec"]
+        (container,) = pod["containers"]
+        value = next(e["value"] for e in container["env"] if e["name"] == "BATON_API_DRAIN_S")
+        return pod["terminationGracePeriodSeconds"], value
+
+    assert drain(60) == (60, "50")
+    assert drain(5) == (5, "0")

@@ -1,6 +1,7 @@
 """The API's journal of accepted starts (`baton.start_journal`): a delivery that starts a change
-is answered once journaled, and its start survives the API's crash; duplicates start once; a
-signal right behind a journaled start reaches the started change."""
+is answered once journaled, and its start survives the API's crash; an API stopped with SIGTERM
+makes its pending starts first, for BATON_API_DRAIN_S at most; duplicates start once; a signal
+right behind a journaled start reaches the started change."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from baton.temporal import change_id
 from baton.tools import PROJECT_ROOT
 from bench.ingress import SECRET, delivery
 from bench.shared import dev_server
-from tests.conftest import eventually, eventually_async
+from tests.conftest import PATIENCE_S, eventually, eventually_async
 from tests.fixtures.ports import free_port
 
 CONFIG = PROJECT_ROOT / "examples" / "baton.yaml"  # app sample-app, repository sample-app
@@ -46,10 +47,14 @@ async def post(url: str, body: bytes, headers: dict[str, str]) -> httpx.Response
 
 
 @contextmanager
-def api_process(home: Path, temporal: str, port: int) -> Iterator[str]:
-    """`python -m api` on `port` with `home`, killed (SIGKILL, as a crash) when the block ends."""
+def api_process(
+    home: Path, temporal: str, port: int, **env_vars: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`python -m api` on `port` with `home` (and `env_vars`): its URL and process, killed
+    (SIGKILL, as a crash) when the block ends if it still runs."""
     env = {
         **os.environ,
+        **env_vars,
         "BATON_HOME": str(home),
         "BATON_CONFIG": str(CONFIG),
         "BATON_API_PORT": str(port),
@@ -74,7 +79,7 @@ def api_process(home: Path, temporal: str, port: int) -> Iterator[str]:
                 return False
 
         eventually(healthy, what="the API to answer /healthz")
-        yield url
+        yield url, process
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
@@ -112,7 +117,7 @@ async def test_a_start_accepted_before_the_api_crashed_is_made_after_its_restart
     target = client.service_client.config.target_host
     server = server_process(int(target.rpartition(":")[2]))
     home, port = tmp_path / "home", free_port()
-    with api_process(home, target, port) as url:
+    with api_process(home, target, port) as (url, _):
         os.kill(server, signal.SIGSTOP)
         try:
             body, headers = delivery(7)
@@ -132,7 +137,7 @@ async def test_a_start_accepted_before_the_api_crashed_is_made_after_its_restart
     os.kill(server, signal.SIGCONT)
     assert journaled(home) == [change_id("sample-app", 7)]
 
-    with api_process(home, target, port) as url:
+    with api_process(home, target, port) as (url, _):
         handle = client.get_workflow_handle(change_id("sample-app", 7))
         await eventually_async(lambda: _status(handle), what="the change to run")
         eventually(lambda: journaled(home) == [], what="the journal to be empty")
@@ -141,6 +146,62 @@ async def test_a_start_accepted_before_the_api_crashed_is_made_after_its_restart
         assert again.status_code == 202, again.text
         eventually(lambda: journaled(home) == [], what="the journal to be empty")
     assert await _runs(client, change_id("sample-app", 7)) == 1
+
+
+async def test_an_api_stopped_with_sigterm_makes_its_pending_starts_first(
+    own_server: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    """A replica scaled down (SIGTERM) while Temporal is frozen: it waits for Temporal to take
+    the pending start before it exits, and leaves an empty journal."""
+    client = own_server.client
+    target = client.service_client.config.target_host
+    server = server_process(int(target.rpartition(":")[2]))
+    home = tmp_path / "home"
+    with api_process(home, target, free_port()) as (url, api):
+        os.kill(server, signal.SIGSTOP)
+        try:
+            answer = await post(url, *delivery(8))
+            assert answer.status_code == 202, answer.text
+            api.send_signal(signal.SIGTERM)
+            logged(api, "making 1 pending start(s) before stopping")
+        finally:
+            os.kill(server, signal.SIGCONT)
+        # uvicorn ends by raising the SIGTERM it caught, once the lifespan's shutdown returned.
+        assert api.wait(timeout=PATIENCE_S) == -signal.SIGTERM
+    assert journaled(home) == []
+    assert await _status(client.get_workflow_handle(change_id("sample-app", 8))) is not None
+
+
+async def test_a_start_temporal_does_not_take_within_the_drain_time_stays_journaled(
+    own_server: WorkflowEnvironment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BATON_WEBHOOK_SECRET", SECRET)
+    target = own_server.client.service_client.config.target_host
+    server = server_process(int(target.rpartition(":")[2]))
+    home = tmp_path / "home"
+    settings = Settings(home=home, api_drain_s=0.5)
+    app = create_app(settings, load_config(CONFIG), own_server.client)
+    os.kill(server, signal.SIGSTOP)
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://baton") as http:
+                body, headers = delivery(9)
+                answer = await http.post("/webhooks/github", content=body, headers=headers)
+            assert answer.status_code == 202, answer.text
+        # The shutdown returned with Temporal still frozen: the start waits for the next run.
+        assert journaled(home) == [change_id("sample-app", 9)]
+    finally:
+        os.kill(server, signal.SIGCONT)
+
+
+def logged(process: subprocess.Popen[bytes], text: str) -> None:
+    """Read `process`'s log (stderr) until a line holds `text`; fail if it ends without one."""
+    assert process.stderr is not None
+    for line in process.stderr:
+        if text.encode() in line:
+            return
+    raise AssertionError(f"the process ended without logging {text!r}")
 
 
 async def _status(handle: WorkflowHandle) -> WorkflowExecutionStatus | None:
