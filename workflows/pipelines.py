@@ -162,6 +162,8 @@ async def _tested_image(input: PipelineInput, record: Record) -> list[CheckResul
     steps that ended; the step it was in ends `cancelled` on the timeline."""
     done: list[CheckResult] = []
     try:
+        # One turn of the loop first, so the checks begin first: the timeline lists them first.
+        await asyncio.sleep(0)
         done.append(await _build(input, push=False, record=record, run_image_test=False))
         if done[-1].passed and input.app.image_test is not None:
             done.append(await _image_step(input, record, "image_test", try_image))

@@ -223,12 +223,17 @@ async def test_pr_checks_run_in_parallel_and_the_image_is_built_beside_them_with
 ) -> None:
     # No check ends before the build started, nor the build before every check started.
     steps.together = {*PR_CHECKS, "image"}
-    result = await (await start(client, WorkflowTypes.PR_PIPELINE)).result()
+    handle = await start(client, WorkflowTypes.PR_PIPELINE)
+    result = await handle.result()
 
     assert result.passed, result.summary()
     assert [c.name for c in result.checks] == [*PR_CHECKS, "image"]
     assert sorted(steps.ran(SHA)) == sorted([*PR_CHECKS, "image"])
     assert steps.pushes == [False] and result.artifact is None
+    status = await (await handle.describe()).memo_value("status", type_hint=PipelineStatus)
+    assert [(s.name, s.outcome) for s in status.timeline] == [
+        (name, "succeeded") for name in [*PR_CHECKS, "image"]
+    ]
     assert steps.reported(SHA) == [
         ("baton/pr", "pending", "PR pipeline running"),
         ("baton/pr", "success", "5 step(s) passed"),
