@@ -30,7 +30,9 @@ def test_steps_asking_for_one_commit_at_once_share_one_checkout(
     sha = commit(origin, "app.py")
     workspace = Workspace(tmp_path / "work")
     with ThreadPoolExecutor(6) as pool:
-        paths = set(pool.map(lambda _: workspace.checkout("acme/app", origin.git_dir, sha), range(6)))
+        paths = set(
+            pool.map(lambda _: workspace.checkout("acme/app", origin.git_dir, sha), range(6))
+        )
 
     assert len(paths) == 1 and (paths.pop() / "app.py").read_text() == "app.py\n"
     assert [p.name for p in (tmp_path / "work" / "checkouts" / "acme__app").iterdir()] == [sha]

@@ -47,7 +47,7 @@ class Steps:
 
     failing: dict[str, str] = field(default_factory=dict)  # step -> the tool's one-line finding
     broken: dict[str, str] = field(default_factory=dict)  # step -> a non-retryable error it raises
-    held: set[str] = field(default_factory=set)  # commits whose checks and build wait until cancelled
+    held: set[str] = field(default_factory=set)  # commits whose steps wait until cancelled
     holding: set[str] = field(default_factory=set)  # steps that run until cancelled
     together: set[str] = field(default_factory=set)  # checks (and build) that finish once all run
     after: dict[str, str] = field(default_factory=dict)  # step -> the step it ends after
