@@ -269,12 +269,11 @@ def _built_image(ctx: Context, input: ImageInput) -> str:
 
 
 def _push(ctx: Context, app: AppConfig, commit: str, image_id: str) -> str:
-    """Push `image_id` under the commit and its readable tag; one line saying what was pushed."""
-    digests = [
-        images.push_image(image_id, ctx.registry, app.image, tag, on_progress=report)
-        for tag in (commit, readable_tag(commit))
-    ]
-    return f"pushed {ctx.image_repository(app)}:{commit[:12]} as {digests[0]}"
+    """Push `image_id` under the commit, then give the pushed manifest its readable tag in the
+    registry (no second push through the engine); one line saying what was pushed."""
+    digest = images.push_image(image_id, ctx.registry, app.image, commit, on_progress=report)
+    ctx.registry.tag(app.image, digest, readable_tag(commit))
+    return f"pushed {ctx.image_repository(app)}:{commit[:12]} as {digest}"
 
 
 def _build_secrets(app: AppConfig) -> dict[str, str]:

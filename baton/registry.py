@@ -157,6 +157,21 @@ class Registry:
             )
         return digest
 
+    def tag(self, name: str, digest: str, tag: str) -> str:
+        """Tag the manifest `name@digest` as `name:tag` too: one PUT of the manifest the
+        registry holds, nothing uploaded again; its digest. Idempotent."""
+        _check_reference(name, digest)
+        response = self._request("GET", f"/v2/{name}/manifests/{digest}", name)
+        if response.status_code == 404:
+            raise RegistryError(f"registry {self.host} has no manifest {name}@{digest} to tag")
+        media_type = response.headers.get("Content-Type", MANIFEST_TYPES[3]).split(";")[0]
+        tagged = self.push_manifest(name, tag, response.content, media_type)
+        if tagged != digest:
+            raise RegistryError(
+                f"registry {self.host} served {tagged} for {name}@{digest}: the content is corrupt"
+            )
+        return tagged
+
     def manifest(self, name: str, digest: str) -> bytes | None:
         """The manifest `name@digest`, checked against its digest; None when absent."""
         return self._verified(f"/v2/{name}/manifests/{digest}", name, digest)

@@ -38,8 +38,9 @@ class Workspace:
             fcntl.flock(handle, fcntl.LOCK_EX)
             yield
 
-    def mirror(self, repo: str, clone_url: str) -> Repo:
-        """The bare mirror of `repo`, fetched now.
+    def mirror(self, repo: str, clone_url: str, holding: str | None = None) -> Repo:
+        """The bare mirror of `repo`, fetched now (with `holding`, a commit: unless it holds it
+        already, a commit's content never changing).
 
         The clone URL may carry a forge token: git gets it from a credential file for the fetch
         (`authenticated`), never on its command line or in the mirror's config on disk.
@@ -49,21 +50,27 @@ class Workspace:
             if not path.exists():
                 Repo.init(path, bare=True, initial_branch="main")
             mirror = Repo(path)
+            if holding is not None and _holds(mirror, holding):
+                return mirror
             with authenticated(mirror.git, clone_url) as url:
                 mirror.git.fetch("--prune", url, "+refs/*:refs/*")
             return mirror
 
     def checkout(self, repo: str, clone_url: str, commit: str) -> Path:
-        """A directory holding `repo` at `commit`; reused when it exists already."""
+        """A directory holding `repo` at `commit`; reused when it exists already.
+
+        Steps of one pipeline ask for the same commit at the same time: the first makes it
+        while the others wait, and the mirror is fetched only when it lacks the commit (a
+        commit's content never changes), not once per step."""
         if not SHA.match(commit):
             raise CheckoutError(f"{commit!r} is not a full commit sha")
         target = self.root / "checkouts" / _safe(repo) / commit
         if target.is_dir():
             return target
-        mirror = self.mirror(repo, clone_url)
         with self._lock(f"checkout-{_safe(repo)}-{commit}"):
             if target.is_dir():
                 return target
+            mirror = self.mirror(repo, clone_url, holding=commit)
             target.parent.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
             try:
@@ -107,6 +114,14 @@ def authenticated(git: Git, url: str) -> Iterator[str]:
         user = parts.netloc.rsplit("@", 1)[0].split(":", 1)[0]
         with git.custom_environment(**helpers):
             yield urlunsplit(parts._replace(netloc=f"{user}@{host}"))
+
+
+def _holds(repo: Repo, commit: str) -> bool:
+    try:
+        repo.git.cat_file("-e", f"{commit}^{{commit}}")
+    except GitCommandError:
+        return False
+    return True
 
 
 def _safe(repo: str) -> str:

@@ -1,10 +1,11 @@
 """Benchmark: PR + CI wall time through Baton's pipelines, against the same steps run one after
 another as plain commands, side by side on this machine.
 
-Baton: the real PullRequestPipeline (lint, test, Dockerfile and template checks in parallel, then
-the image build) on a new commit of the sample app, then the real CIPipeline on the next commit
-(the merge: the PR checks plus the long tests, build, push, the rendered check, the artifact's
-publication), each timed from its start request to its result. The real activities run on the
+Baton: the real PullRequestPipeline (lint, test, Dockerfile and template checks in parallel, the
+image build beside them) on a new commit of the sample app, then the real CIPipeline on the next
+commit (the merge: the PR checks plus the long tests, the build beside them; once all passed, the
+push, the rendered check, the artifact's publication), each timed from its start request to its
+result. The real activities run on the
 build and workflows workers `workers.main.build_workers` makes, in this process, against the local
 forge, a CNCF distribution registry and the docker engine (tests/fixtures/homes.py's home); the
 app is `sample-app` as examples/baton.yaml configures it (its lint, test and long_test commands,

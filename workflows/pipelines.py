@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from temporalio import workflow
@@ -33,6 +33,9 @@ from workflows.retries import HEARTBEAT, STATUS_RETRY, outage_wait
 
 # Patch: the image test and the push are steps of their own after the build (image_test, push).
 IMAGE_STEPS_PATCH = "image-test-step"
+# Patch: the build and the image test run beside the checks, and the pending commit status is
+# reported meanwhile (issue 18: the pipeline's critical path is its longest check).
+BESIDE_CHECKS_PATCH = "image-beside-checks"
 
 
 def _failure(name: str, err: ActivityError) -> CheckResult:
@@ -121,7 +124,6 @@ async def _image_steps(input: PipelineInput, push: bool, record: Record) -> list
     its own, each only after the one before passed, so an image that fails its test is never
     pushed."""
     done = [await _build(input, push=False, record=record, run_image_test=False)]
-    image = ImageInput(app=input.app, repo=input.repo, commit=input.commit)
     later = [("image_test", try_image, "testing image")] if input.app.image_test is not None else []
     if push:
         later.append(("push", push_image, "pushing image"))
@@ -129,20 +131,48 @@ async def _image_steps(input: PipelineInput, push: bool, record: Record) -> list
         if not done[-1].passed:
             break
         record.publish(doing)
-        done.append(
-            await _step(
-                record,
-                name,
-                workflow.execute_activity(
-                    activity,
-                    image,
-                    task_queue=TaskQueues.BUILD,
-                    heartbeat_timeout=HEARTBEAT,
-                    **outage_wait(input.outage_wait_s, timedelta(minutes=30)),
-                    summary=f"{name} @ {input.commit[:12]}",
-                ),
-            )
-        )
+        done.append(await _image_step(input, record, name, activity))
+    return done
+
+
+async def _image_step(
+    input: PipelineInput,
+    record: Record,
+    name: str,
+    activity: Callable[[ImageInput], CheckResult],
+) -> CheckResult:
+    """One step on the image the build step built (`try_image`, `push_image`)."""
+    return await _step(
+        record,
+        name,
+        workflow.execute_activity(
+            activity,
+            ImageInput(app=input.app, repo=input.repo, commit=input.commit),
+            task_queue=TaskQueues.BUILD,
+            heartbeat_timeout=HEARTBEAT,
+            **outage_wait(input.outage_wait_s, timedelta(minutes=30)),
+            summary=f"{name} @ {input.commit[:12]}",
+        ),
+    )
+
+
+async def _tested_image(input: PipelineInput, record: Record) -> list[CheckResult]:
+    """Build, then the app's image test when it has one, beside the checks (no headline of its
+    own: the checks are what the pipeline waits for). Cancelled (a check failed), it gives the
+    steps that ended; the step it was in ends `cancelled` on the timeline."""
+    done: list[CheckResult] = []
+    try:
+        # One turn of the loop first, so the checks begin first: the timeline lists them first.
+        await asyncio.sleep(0)
+        done.append(await _build(input, push=False, record=record, run_image_test=False))
+        if done[-1].passed and input.app.image_test is not None:
+            done.append(await _image_step(input, record, "image_test", try_image))
+    except asyncio.CancelledError:
+        # A step that had ended in the activation that cancelled it raises here without ending
+        # its stage: it is cancelled too, its result unused.
+        for stage in record.timeline:
+            if stage.name in ("image", "image_test") and stage.outcome == "running":
+                record.end(stage, "cancelled")
     return done
 
 
@@ -167,11 +197,28 @@ async def _report(input: PipelineInput, context: str, state: StatusState, descri
 async def _pipeline(
     input: PipelineInput, title: str, context: str, kinds: list[CheckKind], push: bool
 ) -> PipelineResult:
-    """Checks in parallel, then the image steps; the commit status tells the forge the outcome."""
+    """The checks and the image steps; the commit status tells the forge the outcome."""
     record = Record(
         f"**{title}** `{input.commit[:12]}`",
         status=lambda: PipelineStatus(headline=record.headline, timeline=record.timeline),
     )
+    if workflow.patched(BESIDE_CHECKS_PATCH):
+        checks = await _beside_checks(input, title, context, kinds, push, record)
+    else:
+        checks = await _one_after_another(input, title, context, kinds, push, record)
+    return await _publish_and_report(input, context, push, record, checks)
+
+
+async def _one_after_another(
+    input: PipelineInput,
+    title: str,
+    context: str,
+    kinds: list[CheckKind],
+    push: bool,
+    record: Record,
+) -> list[CheckResult]:
+    """Histories before BESIDE_CHECKS_PATCH: the pending status, the checks in parallel, then
+    the image steps, then (CI) the rendered check, each after the one before passed."""
     record.publish("running checks")
     await _report(input, context, "pending", f"{title} running")
     checks: list[CheckResult] = []
@@ -189,6 +236,55 @@ async def _pipeline(
         # A newer head superseded this commit: say so on the forge, then end as cancelled.
         await _report(input, context, "error", "superseded by a newer commit")
         raise
+    return checks
+
+
+async def _beside_checks(
+    input: PipelineInput,
+    title: str,
+    context: str,
+    kinds: list[CheckKind],
+    push: bool,
+    record: Record,
+) -> list[CheckResult]:
+    """The checks in parallel and, beside them, the build and the image test, as CI systems run
+    jobs side by side; the pending status goes to the forge meanwhile. A failing check cancels
+    the image steps still running. In CI, only once every check and the image test passed: the
+    push (so an image that failed its test, or a commit that failed a check, is never pushed),
+    then the rendered check (it pins the pushed digest), then (`_publish_and_report`) the
+    artifact's publication. The results keep the order the steps had one after another."""
+    record.publish("running checks and building image")
+    pending = asyncio.create_task(_report(input, context, "pending", f"{title} running"))
+    image = asyncio.create_task(_tested_image(input, record))
+    try:
+        checks = await _run_checks(input, kinds, record)
+        if not all(c.passed for c in checks):
+            image.cancel()  # the pipeline has failed: its image is of no use
+        elif not image.done():
+            record.publish("building image")
+        # workflow.wait, not await: cancelling the workflow must not cancel these through it.
+        await workflow.wait([image, pending])
+        checks += image.result()
+        pending.result()
+        if push and all(c.passed for c in checks):
+            record.publish("pushing image")
+            checks.append(await _image_step(input, record, "push", push_image))
+            if checks[-1].passed:
+                checks += await _run_checks(input, ["rendered"], record)
+    except asyncio.CancelledError:
+        # A newer head superseded this commit: everything in flight ends, the pending status
+        # reaches the forge first, then the error; the pipeline ends as cancelled.
+        image.cancel()
+        await workflow.wait([image, pending])
+        await _report(input, context, "error", "superseded by a newer commit")
+        raise
+    return checks
+
+
+async def _publish_and_report(
+    input: PipelineInput, context: str, push: bool, record: Record, checks: list[CheckResult]
+) -> PipelineResult:
+    """Publish the artifact (CI, every step passed), then tell the forge the outcome."""
     result = PipelineResult(passed=all(c.passed for c in checks), checks=checks)
     if result.passed and push:
         record.publish("publishing artifact")

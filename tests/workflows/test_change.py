@@ -203,7 +203,8 @@ async def test_a_new_head_supersedes_the_running_validation(client: Client, step
     first, second = head(1), "f" * 40
     steps.held = {first}
     change = await open_change(client, 1)
-    await until(lambda: steps.ran(first), lambda ran: len(ran) == 4, "checking the first head")
+    # The four checks and the build beside them.
+    await until(lambda: steps.ran(first), lambda ran: len(ran) == 5, "checking the first head")
 
     await pull_request(change, "synchronize", head_sha=second)
 

@@ -47,45 +47,42 @@ class Steps:
 
     failing: dict[str, str] = field(default_factory=dict)  # step -> the tool's one-line finding
     broken: dict[str, str] = field(default_factory=dict)  # step -> a non-retryable error it raises
-    held: set[str] = field(default_factory=set)  # commits whose checks wait until cancelled
-    together: set[str] = field(default_factory=set)  # checks that finish only once all run
+    held: set[str] = field(default_factory=set)  # commits whose steps wait until cancelled
+    holding: set[str] = field(default_factory=set)  # steps that run until cancelled
+    together: set[str] = field(default_factory=set)  # checks (and build) that finish once all run
+    after: dict[str, str] = field(default_factory=dict)  # step -> the step it ends after
     started: list[tuple[str, str]] = field(default_factory=list)  # (step, commit), in order
     attempts: Counter[str] = field(default_factory=Counter)  # step -> attempts
     pushes: list[bool] = field(default_factory=list)  # `push` of each build
     tested_in_build: list[bool] = field(default_factory=list)  # `run_image_test` of each build
+    cancelled: list[str] = field(default_factory=list)  # steps whose activity was cancelled
     statuses: list[tuple[str, str, str, str]] = field(default_factory=list)
     """(context, commit, state, description) of each commit status reported."""
     comments: int = 0  # writes of the change's PR comment
     _all_running: asyncio.Event = field(default_factory=asyncio.Event)
+    _ended: dict[str, asyncio.Event] = field(default_factory=dict)
 
     def activities(self) -> dict[str, list]:
         """The stand-ins, by task queue as `activities.ACTIVITIES` maps the real ones."""
 
         @activity.defn(name="run_check")
         async def run_check(input: CheckInput) -> CheckResult:
-            self._start(input.kind, input.commit)
-            if input.commit in self.held:
-                await self._hold()
-            if input.kind in self.together:
-                return await self._meet(input.kind)
-            return self._result(input.kind)
+            return await self._run(input.kind, input.commit)
 
         @activity.defn(name="build_image")
         async def build_image(input: BuildInput) -> CheckResult:
-            self._start("image", input.commit)
             self.pushes.append(input.push)
             self.tested_in_build.append(input.run_image_test)
-            return self._result("image")
+            return await self._run("image", input.commit)
 
         @activity.defn(name="try_image")
         async def try_image(input: ImageInput) -> CheckResult:
-            self._start("image_test", input.commit)
-            return self._result("image_test").model_copy(update={"log_ref": TEST_LOG})
+            result = await self._run("image_test", input.commit)
+            return result.model_copy(update={"log_ref": TEST_LOG})
 
         @activity.defn(name="push_image")
         async def push_image(input: ImageInput) -> CheckResult:
-            self._start("push", input.commit)
-            return self._result("push")
+            return await self._run("push", input.commit)
 
         @activity.defn(name="publish_artifact")
         async def publish_artifact(input: PublishInput) -> Artifact:
@@ -132,6 +129,32 @@ class Steps:
     def _start(self, step: str, commit: str) -> None:
         self.started.append((step, commit))
         self.attempts[step] += 1
+
+    async def _run(self, step: str, commit: str) -> CheckResult:
+        """A step as the scenario has it: held until cancelled, meeting the others, ending after
+        another step ended, or at once."""
+        self._start(step, commit)
+        try:
+            if commit in self.held and step in ("image", *CI_CHECKS) or step in self.holding:
+                await self._hold()
+            if step in self.after:
+                try:
+                    await asyncio.wait_for(self._ended_event(self.after[step]).wait(), 30)
+                except TimeoutError:
+                    return self._result(step).model_copy(
+                        update={"passed": False, "summary": f"{self.after[step]} never ended"}
+                    )
+            if step in self.together:
+                return await self._meet(step)
+            return self._result(step)
+        except asyncio.CancelledError:
+            self.cancelled.append(step)
+            raise
+        finally:
+            self._ended_event(step).set()
+
+    def _ended_event(self, step: str) -> asyncio.Event:
+        return self._ended.setdefault(step, asyncio.Event())
 
     def _result(self, step: str) -> CheckResult:
         if step in self.broken:
@@ -195,35 +218,58 @@ async def start(
     )
 
 
-async def test_pr_checks_run_in_parallel_then_the_image_is_built_without_push(
+async def test_pr_checks_run_in_parallel_and_the_image_is_built_beside_them_without_push(
     client: Client, steps: Steps
 ) -> None:
-    steps.together = set(PR_CHECKS)
-    result = await (await start(client, WorkflowTypes.PR_PIPELINE)).result()
+    # No check ends before the build started, nor the build before every check started.
+    steps.together = {*PR_CHECKS, "image"}
+    handle = await start(client, WorkflowTypes.PR_PIPELINE)
+    result = await handle.result()
 
     assert result.passed, result.summary()
     assert [c.name for c in result.checks] == [*PR_CHECKS, "image"]
-    assert sorted(steps.ran(SHA)[:4]) == sorted(PR_CHECKS) and steps.ran(SHA)[4:] == ["image"]
+    assert sorted(steps.ran(SHA)) == sorted([*PR_CHECKS, "image"])
     assert steps.pushes == [False] and result.artifact is None
+    status = await (await handle.describe()).memo_value("status", type_hint=PipelineStatus)
+    assert [(s.name, s.outcome) for s in status.timeline] == [
+        (name, "succeeded") for name in [*PR_CHECKS, "image"]
+    ]
     assert steps.reported(SHA) == [
         ("baton/pr", "pending", "PR pipeline running"),
         ("baton/pr", "success", "5 step(s) passed"),
     ]
 
 
-async def test_a_failing_check_skips_the_build_and_fails_with_the_tools_summary(
+async def test_a_failing_check_cancels_the_build_and_fails_with_the_tools_summary(
     client: Client, steps: Steps
 ) -> None:
     steps.failing = {"lint": "ruff: app.py:3:1: F401 `os` imported but unused"}
-    result = await (await start(client, WorkflowTypes.PR_PIPELINE)).result()
+    steps.holding = {"image"}  # a build that outlasts the checks
+    handle = await start(client, WorkflowTypes.PR_PIPELINE)
+    result = await handle.result()
 
     assert not result.passed
     assert result.summary() == "lint: ruff: app.py:3:1: F401 `os` imported but unused"
-    assert "image" not in steps.ran(SHA) and [c.name for c in result.checks] == PR_CHECKS
+    assert [c.name for c in result.checks] == PR_CHECKS
+    await until(lambda: steps.cancelled, lambda cancelled: cancelled == ["image"], "cancelled")
+    status = await (await handle.describe()).memo_value("status", type_hint=PipelineStatus)
+    assert {s.name: s.outcome for s in status.timeline}["image"] == "cancelled"
     assert steps.reported(SHA) == [
         ("baton/pr", "pending", "PR pipeline running"),
         ("baton/pr", "failure", result.summary()),
     ]
+
+
+async def test_a_build_that_ends_before_a_check_fails_is_kept_in_the_results(
+    client: Client, steps: Steps
+) -> None:
+    steps.failing = {"test": "1 failed: test_version", "image": "COPY failed: app.py not found"}
+    steps.after = {"test": "image"}
+    result = await (await start(client, WorkflowTypes.PR_PIPELINE)).result()
+
+    assert [c.name for c in result.checks] == [*PR_CHECKS, "image"]
+    assert result.summary() == "test: 1 failed: test_version; image: COPY failed: app.py not found"
+    assert steps.reported(SHA)[-1] == ("baton/pr", "failure", result.summary())
 
 
 async def test_ci_builds_pushes_checks_the_rendered_manifests_and_publishes_the_artifact(
@@ -232,8 +278,9 @@ async def test_ci_builds_pushes_checks_the_rendered_manifests_and_publishes_the_
     result = await (await start(client, WorkflowTypes.CI_PIPELINE)).result()
 
     assert result.passed, result.summary()
-    assert sorted(steps.ran(SHA)[:5]) == sorted(CI_CHECKS)
-    assert steps.ran(SHA)[5:] == ["image", "push", "rendered", "publish"]
+    assert [c.name for c in result.checks] == [*CI_CHECKS, "image", "push", "rendered"]
+    assert sorted(steps.ran(SHA)[:6]) == sorted([*CI_CHECKS, "image"])
+    assert steps.ran(SHA)[6:] == ["push", "rendered", "publish"]
     assert steps.pushes == [False]  # the build only builds; the push is a step of its own
     assert result.artifact == artifact(SHA)
     assert steps.reported(SHA) == [
@@ -248,21 +295,26 @@ TESTED = APP.model_copy(
 
 
 @pytest.mark.parametrize(
-    ("workflow_type", "after"),
+    ("workflow_type", "kinds", "after"),
     [
-        (WorkflowTypes.PR_PIPELINE, ["image", "image_test"]),
-        (WorkflowTypes.CI_PIPELINE, ["image", "image_test", "push", "rendered", "publish"]),
+        (WorkflowTypes.PR_PIPELINE, PR_CHECKS, ["image", "image_test"]),
+        (
+            WorkflowTypes.CI_PIPELINE,
+            CI_CHECKS,
+            ["image", "image_test", "push", "rendered", "publish"],
+        ),
     ],
     ids=["pr", "ci"],
 )
 async def test_the_image_test_is_a_step_of_its_own_after_the_build_and_before_the_push(
-    client: Client, steps: Steps, workflow_type: str, after: list[str]
+    client: Client, steps: Steps, workflow_type: str, kinds: list[str], after: list[str]
 ) -> None:
     handle = await start(client, workflow_type, app=TESTED)
     result = await handle.result()
 
     assert result.passed, result.summary()
-    assert steps.ran(SHA)[-len(after) :] == after
+    assert [step for step in steps.ran(SHA) if step in after] == after
+    assert [c.name for c in result.checks][len(kinds) :] == [s for s in after if s != "publish"]
     assert steps.tested_in_build == [False]
     status = await (await handle.describe()).memo_value("status", type_hint=PipelineStatus)
     shown = {s.name: (s.outcome, s.detail, s.links.get("logs")) for s in status.timeline}
@@ -276,20 +328,29 @@ async def test_an_image_that_fails_its_test_fails_ci_and_is_never_pushed(
 ) -> None:
     seen = "image test failed: GET http://127.0.0.1:8080/healthz did not answer 200 within 30s"
     steps.failing = {"image_test": seen}
+    # The checks all pass, after the image test failed: still no push, render or publication.
+    steps.after = {kind: "image_test" for kind in CI_CHECKS}
     result = await (await start(client, WorkflowTypes.CI_PIPELINE, app=TESTED)).result()
 
     assert not result.passed and result.artifact is None
     assert result.summary() == f"image_test: {seen}"
-    assert steps.ran(SHA)[5:] == ["image", "image_test"]  # no push, no render, no publish
+    assert [c.name for c in result.checks] == [*CI_CHECKS, "image", "image_test"]
+    assert sorted(steps.ran(SHA)) == sorted([*CI_CHECKS, "image", "image_test"])
     assert steps.reported(SHA)[-1] == ("baton/ci", "failure", result.summary())
 
 
-async def test_a_failing_ci_check_publishes_nothing(client: Client, steps: Steps) -> None:
+async def test_a_failing_ci_check_pushes_and_publishes_nothing(
+    client: Client, steps: Steps
+) -> None:
     steps.failing = {"long_test": "2 failed, 118 passed: test_checkout_total"}
-    result = await (await start(client, WorkflowTypes.CI_PIPELINE)).result()
+    # The image is built and passes its test before the long tests fail.
+    steps.after = {"long_test": "image_test"}
+    result = await (await start(client, WorkflowTypes.CI_PIPELINE, app=TESTED)).result()
 
     assert result.summary() == "long_test: 2 failed, 118 passed: test_checkout_total"
-    assert result.artifact is None and steps.ran(SHA)[5:] == []
+    assert [c.name for c in result.checks] == [*CI_CHECKS, "image", "image_test"]
+    assert result.artifact is None
+    assert sorted(steps.ran(SHA)) == sorted([*CI_CHECKS, "image", "image_test"])
     assert steps.reported(SHA)[-1] == ("baton/ci", "failure", result.summary())
 
 
@@ -298,7 +359,8 @@ async def test_a_cancelled_pipeline_reports_superseded_by_a_newer_commit(
 ) -> None:
     steps.held = {SHA}
     handle = await start(client, WorkflowTypes.PR_PIPELINE)
-    await until(lambda: steps.ran(SHA), lambda ran: len(ran) == 4, "running its checks")
+    running = sorted([*PR_CHECKS, "image"])
+    await until(lambda: sorted(steps.ran(SHA)), lambda ran: ran == running, "running its steps")
 
     await handle.cancel()
 
@@ -309,8 +371,32 @@ async def test_a_cancelled_pipeline_reports_superseded_by_a_newer_commit(
         ("baton/pr", "pending", "PR pipeline running"),
         ("baton/pr", "error", "superseded by a newer commit"),
     ]
-    assert "image" not in steps.ran(SHA)
-    assert (await handle.describe()).status == WorkflowExecutionStatus.CANCELED
+    # Every step in flight, the checks and the build beside them, was cancelled.
+    await until(lambda: sorted(steps.cancelled), lambda done: done == running, "cancelled")
+    described = await handle.describe()
+    assert described.status == WorkflowExecutionStatus.CANCELED
+    status = await described.memo_value("status", type_hint=PipelineStatus)
+    assert {s.name: s.outcome for s in status.timeline} == dict.fromkeys(running, "cancelled")
+
+
+async def test_a_ci_pipeline_cancelled_after_its_image_is_built_pushes_nothing(
+    client: Client, steps: Steps
+) -> None:
+    steps.holding = {"long_test"}
+    handle = await start(client, WorkflowTypes.CI_PIPELINE, app=TESTED)
+    await until(lambda: steps.ran(SHA), lambda ran: "image_test" in ran, "testing the image")
+
+    await handle.cancel()
+
+    with pytest.raises(WorkflowFailureError) as failure:
+        await handle.result()
+    assert isinstance(failure.value.cause, CancelledError)
+    await until(lambda: steps.cancelled, lambda done: done == ["long_test"], "cancelled")
+    assert not {"push", "rendered", "publish"} & set(steps.ran(SHA))
+    assert steps.reported(SHA) == [
+        ("baton/ci", "pending", "CI pipeline running"),
+        ("baton/ci", "error", "superseded by a newer commit"),
+    ]
 
 
 @pytest.mark.parametrize(

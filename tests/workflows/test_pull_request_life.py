@@ -121,8 +121,8 @@ async def awaiting_merge(client: Client, ingress: Ingress) -> WorkflowHandle:
 
 
 async def validating(client: Client, steps: Steps) -> WorkflowHandle:
-    """The change's checks are running (held until cancelled)."""
-    await until(lambda: steps.ran(HEAD), lambda ran: len(ran) == 4, "the checks to run")
+    """The change's checks and the build beside them are running (held until cancelled)."""
+    await until(lambda: steps.ran(HEAD), lambda ran: len(ran) == 5, "the checks to run")
     return client.get_workflow_handle(CHANGE, result_type=ChangeStatus)
 
 
