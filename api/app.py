@@ -47,7 +47,7 @@ from baton.models import SyncEvent, SyncState
 from baton.settings import Settings, read_secret
 from baton.start_journal import StartJournal
 from baton.temporal import connect
-from baton.tokens import TokenStore
+from baton.tokens import TokenFile, TokenStore
 
 log = logging.getLogger("baton.api")
 
@@ -155,7 +155,10 @@ def create_app(
         static_url="/api/v1/docs-assets",
     )
     app.add_middleware(WebhookObserver, metrics=metrics)
-    app.state.auth = Authenticator(config.auth, TokenStore(settings.tokens_file))
+    tokens = TokenStore(settings.tokens_file)
+    # Read now: a malformed token file stops the API with its file and line (TokenFileError).
+    token_file = TokenFile(settings.token_file, known=tokens.ids) if settings.token_file else None
+    app.state.auth = Authenticator(config.auth, tokens, token_file)
     app.include_router(v1.router)
     board.install(app)
     app.include_router(operations.router)

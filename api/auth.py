@@ -1,7 +1,7 @@
 """Who is calling the API: OIDC bearer JWTs and Baton API tokens, both as `Authorization: Bearer`.
 
-A Baton API token (`baton_<id>_<secret>`, see `baton.tokens`) is checked against the token store;
-its holder's groups come from `auth.users`. Any other bearer token is taken for a JWT from the
+A Baton API token (`baton_<id>_<secret>`, see `baton.tokens`) is checked against the token store
+and the token file (BATON_TOKENS_FILE) when there is one; its holder's groups come from `auth.users`. Any other bearer token is taken for a JWT from the
 configured OIDC issuer (`auth.oidc`) and verified with PyJWT against the issuer's JWKS (the key
 named by the token's `kid`, fetched from `jwks_uri` and cached): signature by one of the
 configured asymmetric algorithms (so neither `none` nor an HMAC keyed with the public key passes),
@@ -26,7 +26,7 @@ from baton import shared_http
 from baton.config import AuthConfig, OidcConfig
 from baton.errors import RequestError, Unauthenticated
 from baton.models import Decision
-from baton.tokens import PREFIX, TokenStore
+from baton.tokens import PREFIX, TokenFile, TokenSource, TokenStore, verify
 
 CLOCK_SKEW_S = 30  # leeway on exp/nbf/iat between the issuer's clock and ours
 
@@ -179,9 +179,11 @@ class OidcVerifier:
 class Authenticator:
     """Turns an `Authorization` header into a Caller, or says why it cannot (401, 429)."""
 
-    def __init__(self, config: AuthConfig, tokens: TokenStore) -> None:
+    def __init__(
+        self, config: AuthConfig, tokens: TokenStore, token_file: TokenFile | None = None
+    ) -> None:
         self.config = config
-        self.tokens = tokens
+        self.token_sources: list[TokenSource] = [tokens, *([token_file] if token_file else [])]
         self.oidc = OidcVerifier(config.oidc) if config.oidc else None
         self.failures = FailedAttempts()
 
@@ -208,7 +210,7 @@ class Authenticator:
         if scheme.lower() != "bearer" or not credential:
             raise Unauthenticated("the Authorization header must be `Bearer <token>`")
         if credential.startswith(PREFIX):
-            record = self.tokens.verify(credential, datetime.now(UTC))
+            record = verify(credential, self.token_sources, datetime.now(UTC))
             user = self.config.users.get(record.user)
             return Caller(
                 user=record.user,

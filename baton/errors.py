@@ -9,6 +9,7 @@ problem is; a family of errors lives beside the adapter that raises it (module i
     BatonError ✗
     ├── ConfigurationError ✗            what Baton was set up or given to work with is wrong
     │   ├── ConfigError                 [config] the configuration file
+    │   ├── TokenFileError              [tokens] the API's token file (BATON_TOKENS_FILE)
     │   ├── DeployConfigError           the GitOps repository or rendered manifests
     │   │   ├── NondeterministicRender  two renders of the same inputs differ, not accepted
     │   │   └── ExternalImage           [environment_render] an image from outside Baton's

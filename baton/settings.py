@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     # BATON_STACK_HOME: the embedded stack's data directory (its local forge and local cluster),
     # for a worker with a BATON_HOME of its own; unset: BATON_HOME.
     stack_home: Path | None = None
+    # BATON_TOKENS_FILE: the token file the API reads besides tokens.db (`baton.tokens`), read-only,
+    # e.g. mounted from a Secret on Kubernetes. An alias, so BATON_TOKEN_FILE is not read as it.
+    token_file: Path | None = Field(default=None, validation_alias="BATON_TOKENS_FILE")
 
     def config_file(self) -> Path:
         """BATON_CONFIG when set, else the embedded defaults (`default_config_file`)."""

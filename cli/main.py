@@ -541,23 +541,48 @@ def token_create(
         typer.Option("--expires", help="valid for, e.g. 12h, 30d; default: until revoked"),
     ] = None,
     description: Annotated[str, typer.Option(help="what it is for")] = "",
+    for_file: Annotated[
+        bool,
+        typer.Option(
+            "--for-file",
+            help="store nothing: print the token's line for the API's token file "
+            "(BATON_TOKENS_FILE) instead; with -q, the token then the line",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print the token only")] = False,
 ) -> None:
     """Create an API token for a person or a bot; it is shown this once and kept hashed."""
     from baton import tokens
 
     lifetime = tokens.parse_duration(expires) if expires else None
-    created = _tokens().create(user, lifetime, description)
+    if for_file and description:
+        raise BadRequest(
+            "a token file keeps no description: drop --description and put it on a `#` comment "
+            "line above the token's line"
+        )
+    line = None
+    if for_file:
+        created, line = tokens.create_for_file(user, lifetime)
+    else:
+        created = _tokens().create(user, lifetime, description)
     if quiet:
         print(created.token)
+        if line:
+            print(line)
         return
     record = created.record
-    until = (
-        f"until {record.expires_at:%Y-%m-%d %H:%M} UTC" if record.expires_at else "until revoked"
-    )
+    forever = "until its line is removed" if line else "until revoked"
+    until = f"until {record.expires_at:%Y-%m-%d %H:%M} UTC" if record.expires_at else forever
     console.print(f"token {record.id} for {record.user}, valid {until}:", highlight=False)
     print(created.token)
     console.print("it is shown only now: hand it to its holder (BATON_TOKEN or `baton login`)")
+    if line:
+        console.print(
+            "it is not stored: add this line (no secret in it) to the API's token file, "
+            "the `tokens` key of its Secret on Kubernetes; removing it revokes the token:",
+            highlight=False,
+        )
+        print(line)
 
 
 @token_app.command("ls")

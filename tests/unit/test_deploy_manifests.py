@@ -1,5 +1,6 @@
 """deploy/kubernetes: Baton's own manifests build with kustomize, validate offline, and fit Baton:
-the API a StatefulSet whose start journal has a claim per replica."""
+the API a StatefulSet whose start journal has a claim per replica, mounting the token file from
+an optional Secret."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from activities import ACTIVITIES
 from baton.config import load_config
 from baton.render import validate_manifests
 from baton.tools import PROJECT_ROOT, find_tool
-from tests.unit.test_helm_chart import JOURNAL, workloads
+from tests.unit.test_helm_chart import JOURNAL, token_file, workloads
 
 DEPLOY = PROJECT_ROOT / "deploy" / "kubernetes"
 
@@ -70,3 +71,17 @@ def test_the_api_is_a_statefulset_whose_journal_has_a_claim_per_replica(built: l
     assert not [
         o for o in built if o["kind"] == "Deployment" and o["metadata"]["name"] == "baton-api"
     ]
+
+
+def test_the_api_mounts_the_token_file_from_an_optional_secret(built: list[dict]) -> None:
+    (api,) = [o for o in built if o["kind"] == "StatefulSet"]
+    found = token_file(api["spec"]["template"]["spec"])
+    assert found is not None
+    path, mount, volume = found
+    assert mount["readOnly"] is True and "subPath" not in mount
+    assert volume["secret"] == {
+        "secretName": "baton-api-tokens",
+        "items": [{"key": "tokens", "path": path.rpartition("/")[2]}],
+        "defaultMode": 0o440,
+        "optional": True,  # the API starts without it, and reads the file once it is there
+    }

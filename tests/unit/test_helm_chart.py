@@ -29,9 +29,12 @@ REQUIRED = [
     "--set-file",
     f"config={CONFIG}",
 ]
-# Everything switched on: the ServiceMonitor, apply RBAC in two namespaces, a home claim.
+TOKENS = ["--set", "api.tokens.existingSecret=baton-api-tokens"]
+# Everything switched on: the ServiceMonitor, apply RBAC in two namespaces, a home claim, the
+# token file.
 ALL_ON = [
     *REQUIRED,
+    *TOKENS,
     "--set",
     "serviceMonitor.enabled=true",
     "--set",
@@ -235,6 +238,8 @@ def test_missing_or_mistyped_values_are_refused_with_what_to_set() -> None:
     assert "/workers/build/queue" in queue
     size = _refusal(*REQUIRED, "--set", "api.persistence.size=lots")
     assert "/api/persistence/size" in size
+    key = _refusal(*REQUIRED, *TOKENS, "--set", "api.tokens.key=../tokens")
+    assert "/api/tokens/key" in key
 
 
 def test_notes_name_every_search_attribute_to_register() -> None:
@@ -309,3 +314,31 @@ def test_the_drain_leaves_ten_seconds_of_the_grace_period_to_requests() -> None:
 
     assert drain(60) == (60, "50")
     assert drain(5) == (5, "0")
+
+
+def token_file(pod: dict) -> tuple[str, dict, dict] | None:
+    """The API pod's BATON_TOKENS_FILE, the mount holding it and the volume mounted there."""
+    (container,) = pod["containers"]
+    path = next((e["value"] for e in container["env"] if e["name"] == "BATON_TOKENS_FILE"), None)
+    if path is None:
+        return None
+    directory, _, _ = path.rpartition("/")
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == directory]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    return path, mount, volume
+
+
+def test_the_token_file_is_mounted_read_only_from_its_secret_in_every_api_replica() -> None:
+    assert token_file(_api(render(*REQUIRED))["spec"]["template"]["spec"]) is None
+    objects = render(*REQUIRED, *TOKENS, "--set", "api.tokens.key=api-tokens")
+    found = token_file(_api(objects)["spec"]["template"]["spec"])
+    assert found is not None
+    path, mount, volume = found
+    # Read-only, and the whole volume (a subPath mount would never see the Secret's updates).
+    assert mount["readOnly"] is True and "subPath" not in mount
+    assert volume["secret"]["secretName"] == "baton-api-tokens"
+    assert volume["secret"]["items"] == [{"key": "api-tokens", "path": path.rpartition("/")[2]}]
+    assert "optional" not in volume["secret"]  # a missing Secret or key keeps the pod from starting
+    for worker in _workers(objects).values():  # the API alone reads it
+        volumes = worker["spec"]["template"]["spec"]["volumes"]
+        assert not [v for v in volumes if "secret" in v], worker["metadata"]["name"]
