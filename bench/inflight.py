@@ -2,7 +2,8 @@
 the same number of no-op activities, on one Temporal dev server.
 
 For each N (10 and 100; 500 too with BENCH_FULL=1) and each kind, a fresh worker process
-(`python -m bench.rollouts`, set up as Baton's worker is) serves the workflows; N workflows are
+(`python -m bench.rollouts`, set up as Baton's worker is; all of them started at once, each
+waiting idle, not polling, for its phase) serves the workflows; N workflows are
 started at once and awaited. Baton's are real EnvironmentRollouts of `sample-app` into dev under
 examples/baton.yaml with no-op stand-in activities (bench.rollouts); the raw ones run as many
 no-op activities one after another as a sample of those rollouts' histories scheduled. Reports per
@@ -29,6 +30,7 @@ import statistics
 import sys
 import time
 import uuid
+from asyncio.subprocess import Process
 from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
@@ -77,13 +79,12 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def phase(
-    client: Client, kind: str, n: int, steps: int, server: int, tree: Path = PROJECT_ROOT
-) -> dict[str, Any]:
-    """Start `n` workflows of `kind` at once on a fresh worker process (the checkout `tree`'s
-    code) and wait for them."""
-    target = client.service_client.config.target_host
-    worker = await asyncio.create_subprocess_exec(
+async def worker_process(
+    kind: str, target: str, tree: Path = PROJECT_ROOT, wait: bool = False
+) -> Process:
+    """A worker process serving `kind` (`python -m bench.rollouts` of the checkout `tree`) on the
+    Temporal at `target`; `wait`: it polls once `phase` says so on its stdin."""
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "bench.rollouts",
@@ -91,9 +92,31 @@ async def phase(
         target,
         "--kind",
         kind,
+        *(["--wait"] if wait else []),
         cwd=tree,
+        stdin=asyncio.subprocess.PIPE if wait else None,
         stdout=asyncio.subprocess.PIPE,
     )
+
+
+async def phase(
+    client: Client,
+    kind: str,
+    n: int,
+    steps: int,
+    server: int,
+    tree: Path = PROJECT_ROOT,
+    ahead: Process | None = None,
+) -> dict[str, Any]:
+    """Start `n` workflows of `kind` at once on a fresh worker process (the checkout `tree`'s
+    code; `ahead`: one started with `wait`, set up and waiting for its turn) and wait for them."""
+    target = client.service_client.config.target_host
+    if ahead is not None:
+        assert ahead.stdin is not None
+        ahead.stdin.write(b"go\n")
+        await ahead.stdin.drain()
+        ahead.stdin.close()
+    worker = ahead or await worker_process(kind, target, tree)
     try:
         assert worker.stdout is not None
         ready = await asyncio.wait_for(worker.stdout.readline(), timeout=STARTUP_S)
@@ -157,26 +180,28 @@ async def run(ns: list[int], before: Path | None) -> dict:
     results = []
     async with dev_server() as env:
         server = dev_server_pid()
-        for n in ns:
-            baton = await phase(env.client, "baton", n, 0, server)
-            steps = round(baton["activities_per_workflow"])
-            base = await phase(env.client, "raw", n, steps, server)
-            result = {"n": n, "baton": baton, "raw": base}
-            if before is not None:
-                result["before"] = await phase(env.client, "baton", n, 0, server, before)
-            for name in ("baton", "before"):
-                if name in result:
-                    result[f"{name}_ratio"] = {
-                        "throughput": round(
-                            result[name]["throughput_per_s"] / base["throughput_per_s"], 2
-                        ),
-                        "worker_cpu": round(
-                            result[name]["worker_cpu_ms_per_workflow"]
-                            / base["worker_cpu_ms_per_workflow"],
-                            2,
-                        ),
-                    }
-            results.append(result)
+        target = env.client.service_client.config.target_host
+        # Every phase's worker process of this checkout is started at once, here: their imports
+        # and set-up (seconds each on a loaded host) overlap one another instead of coming one
+        # after another between the phases. Each waits, idle and not polling, for its phase;
+        # its idle RSS and CPU are read once it polls, as before.
+        ahead = {
+            (kind, n): await worker_process(kind, target, wait=True)
+            for n in ns
+            for kind in ("baton", "raw")
+        }
+        try:
+            for process in ahead.values():  # all set up before the first phase is timed
+                assert process.stdout is not None
+                line = await asyncio.wait_for(process.stdout.readline(), timeout=STARTUP_S)
+                assert line.strip() == b"waiting", f"the worker did not start: {line!r}"
+            for n in ns:
+                results.append(await phases(env.client, n, server, ahead, before))
+        finally:
+            for process in ahead.values():
+                if process.returncode is None:
+                    process.kill()
+                    await process.wait()
     return {
         "benchmark": "inflight.rollouts",
         "workflow": "EnvironmentRollout into dev (examples/baton.yaml), no-op stand-in activities",
@@ -186,6 +211,28 @@ async def run(ns: list[int], before: Path | None) -> dict:
         **({"before": str(before)} if before else {}),
         "results": results,
     }
+
+
+async def phases(
+    client: Client, n: int, server: int, ahead: dict[tuple[str, int], Process], before: Path | None
+) -> dict[str, Any]:
+    """Baton's rollouts, the raw workflows (and `before`'s rollouts) with `n` in flight."""
+    baton = await phase(client, "baton", n, 0, server, ahead=ahead[("baton", n)])
+    steps = round(baton["activities_per_workflow"])
+    base = await phase(client, "raw", n, steps, server, ahead=ahead[("raw", n)])
+    result = {"n": n, "baton": baton, "raw": base}
+    if before is not None:
+        result["before"] = await phase(client, "baton", n, 0, server, before)
+    for name in ("baton", "before"):
+        if name in result:
+            result[f"{name}_ratio"] = {
+                "throughput": round(result[name]["throughput_per_s"] / base["throughput_per_s"], 2),
+                "worker_cpu": round(
+                    result[name]["worker_cpu_ms_per_workflow"] / base["worker_cpu_ms_per_workflow"],
+                    2,
+                ),
+            }
+    return result
 
 
 def main() -> None:

@@ -11,7 +11,9 @@ sends. The rollout's input is what a change of `sample-app` under examples/baton
 
 The baselines are raw Temporal workflows (bench.raw) on the same Temporal dev server and the same
 worker options. `python -m bench.rollouts --target HOST:PORT --kind baton|raw` serves one kind in
-a process of its own (`inflight` measures its RSS); it prints `ready` once polling.
+a process of its own (`inflight` measures its RSS); it prints `ready` once polling. With
+`--wait` it prints `waiting` once set up and starts polling only once a line on stdin says so: it
+can be started ahead of its turn.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import argparse
 import asyncio
 import os
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -271,11 +274,14 @@ def dev_server_pid() -> int:
     raise RuntimeError("no Temporal dev server among this process's children")
 
 
-async def serve(target: str, kind: str) -> None:
+async def serve(target: str, kind: str, wait: bool = False) -> None:
     client = await Client.connect(target, data_converter=pydantic_data_converter)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     running = workers(client, kind)
+    if wait:  # connected and set up: poll once a line on stdin says so
+        print("waiting", flush=True)
+        await asyncio.to_thread(sys.stdin.readline)
     async with asyncio.TaskGroup() as group:
         for worker in running:
             group.create_task(worker.run())
@@ -288,8 +294,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="serve the benchmark's workers")
     parser.add_argument("--target", required=True, help="the Temporal frontend, HOST:PORT")
     parser.add_argument("--kind", choices=["baton", "raw"], required=True)
+    parser.add_argument(
+        "--wait",
+        action="store_true",
+        help="start polling once a line on stdin says so (a process started ahead of its turn)",
+    )
     args = parser.parse_args()
-    asyncio.run(serve(args.target, args.kind))
+    asyncio.run(serve(args.target, args.kind, args.wait))
 
 
 if __name__ == "__main__":
