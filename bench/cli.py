@@ -45,7 +45,7 @@ from baton.config import load_config
 from baton.settings import Settings
 from baton.tokens import TokenStore
 from baton.tools import PROJECT_ROOT, find_tool
-from bench.shared import print_result
+from bench.shared import print_result, stdout_to_stderr
 from tests.fixtures.ports import free_port
 from tests.fixtures.temporal import start_dev_server
 
@@ -113,7 +113,8 @@ def baton_commands(prefix: str, tree: Path) -> dict[str, str]:
 
 
 async def run(runs: int, before: Path | None) -> dict:
-    env = await start_dev_server()
+    with stdout_to_stderr():
+        env = await start_dev_server()
     target = env.client.service_client.config.target_host
     try:
         with tempfile.TemporaryDirectory(prefix="bench-cli-") as home:

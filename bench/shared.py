@@ -17,10 +17,25 @@ from temporalio.testing import WorkflowEnvironment
 from tests.fixtures.temporal import start_dev_server
 
 
+@contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """Processes started meanwhile write their stdout to this process's stderr: the dev server
+    prints its banner on stdout, and a benchmark's stdout is its one JSON object."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 @asynccontextmanager
 async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
     """A Temporal dev server with Baton's search attributes, stopped when the block ends."""
-    env = await start_dev_server()
+    with stdout_to_stderr():
+        env = await start_dev_server()
     try:
         yield env
     finally:
