@@ -58,6 +58,14 @@ class StackError(InfrastructureError):
 
 SERVICE_NAMES = ("temporal", "registry", "api", "worker", "cluster")
 """Every service the stack may run, in start order (the registry only for a local registry.url)."""
+NEEDS = {
+    "api": ("temporal",),
+    "worker": ("temporal", "registry"),
+    "cluster": ("registry", "api"),
+}
+"""What each service needs answering before it starts (and running until it stops). The rest
+start together: the worker imports for seconds, and would otherwise wait for the API to do the
+same before it begins; a change waits for the worker."""
 FLUX_WEBHOOK_SECRET = "BATON_FLUX_WEBHOOK_SECRET"
 BASE_IMAGE = "BATON_BASE_IMAGE"
 LOCAL_BASE_IMAGE = "localhost/baton-python-base:bookworm"
@@ -317,12 +325,18 @@ class Stack:
                     f"(needed by {service.name}): stop that process or {service.port_from}"
                 )
         started = []
+        starting: dict[str, str] = {}  # spawned, not seen answering yet: name -> ready URL
         try:
             for service in to_start:
+                for name in NEEDS.get(service.name, ()):
+                    if name in starting:
+                        self._wait_ready(name, starting.pop(name), timeout_s)
                 self._spawn(service)
                 started.append(service.name)
                 if service.ready_url:
-                    self._wait_ready(service.name, service.ready_url, timeout_s)
+                    starting[service.name] = service.ready_url
+            for name, url in starting.items():
+                self._wait_ready(name, url, timeout_s)
         except BaseException:
             self.down()
             raise
@@ -412,15 +426,17 @@ class Stack:
         raise StackError(f"{name} did not answer {url} within {timeout_s:.0f}s")
 
     def down(self, *, timeout_s: float = 20) -> list[str]:
-        """Stop every running service, newest first; returns the names stopped."""
-        stopped = []
-        for name in reversed(self.names()):
-            pid = self.pid(name)
-            if pid is None:
-                continue
-            _terminate(pid, timeout_s)
-            self._pid_file(name).unlink(missing_ok=True)
-            stopped.append(name)
+        """Stop every running service, newest first; returns the names stopped. Services that no
+        other running one needs stop together, then those they needed."""
+        running = {name: pid for name in reversed(self.names()) if (pid := self.pid(name))}
+        stopped: list[str] = []
+        while running:
+            needed = {need for name in running for need in NEEDS.get(name, ())}
+            now = [name for name in running if name not in needed] or list(running)
+            _terminate([running.pop(name) for name in now], timeout_s)
+            for name in now:
+                self._pid_file(name).unlink(missing_ok=True)
+            stopped += now
         return stopped
 
 
@@ -435,24 +451,35 @@ def port_free(port: int) -> bool:
     return True
 
 
-def _terminate(pid: int, timeout_s: float) -> None:
-    """SIGTERM the process group, then SIGKILL it if it outlives the timeout."""
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+def _terminate(pids: list[int], timeout_s: float) -> None:
+    """SIGTERM each process group, then SIGKILL those that outlive the timeout."""
+    alive = []
+    for pid in pids:
         try:
-            os.kill(pid, 0)
+            os.killpg(pid, signal.SIGTERM)
         except ProcessLookupError:
-            return
-        _reap(pid)
-        time.sleep(0.1)
+            continue
+        alive.append(pid)
+    deadline = time.monotonic() + timeout_s
+    while alive and time.monotonic() < deadline:
+        for pid in alive:
+            _reap(pid)
+        alive = [pid for pid in alive if _exists(pid)]
+        if alive:
+            time.sleep(0.1)
+    for pid in alive:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _exists(pid: int) -> bool:
     try:
-        os.killpg(pid, signal.SIGKILL)
+        os.kill(pid, 0)
     except ProcessLookupError:
-        pass
+        return False
+    return True
 
 
 def _reap(pid: int) -> None:

@@ -7,14 +7,16 @@ started the same way, so the tests exercise exactly what a user runs.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import re
 import shutil
 import signal
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
@@ -24,10 +26,12 @@ from temporalio.service import RPCError
 
 from baton import changes
 from baton.config import BatonConfig, load_config
+from baton.images import push_image
 from baton.local.cluster import stack_id
 from baton.local.forge import LocalForge
-from baton.local.stack import Stack
+from baton.local.stack import BASE_IMAGE, Stack
 from baton.models import TERMINAL_STATES, ChangeStatus
+from baton.registry import Registry
 from baton.settings import Settings
 from baton.store import BlobStore, Stores
 from baton.temporal import connect
@@ -35,6 +39,7 @@ from baton.tools import PROJECT_ROOT
 from cli.demo import AUTHOR, push_visible_change
 from tests.conftest import eventually
 from tests.fixtures.cli import run_baton
+from tests.fixtures.docker import running_registry
 from tests.fixtures.ports import free_port
 
 EXAMPLES = PROJECT_ROOT / "examples"
@@ -49,6 +54,7 @@ class E2EStack:
     env: dict[str, str]
     stack: Stack
     ports: dict[str, int]
+    tokens: dict[str, str] = field(default_factory=dict)  # each user's, made once (`token`)
 
     def forge(self, user: str = "baton") -> LocalForge:
         return LocalForge(
@@ -70,10 +76,13 @@ class E2EStack:
         return run_baton(*args, env=env, timeout=timeout)
 
     def token(self, user: str) -> str:
-        """An API token for `user`, made the administrator's way (`baton token create`)."""
-        created = self.baton("token", "create", "--user", user, "--expires", "1d", "--quiet")
-        assert created.returncode == 0, created.stderr
-        return created.stdout.strip()
+        """An API token for `user`, made the administrator's way (`baton token create`) the
+        first time and kept for the stack's life (a day), as a user keeps theirs."""
+        if user not in self.tokens:
+            created = self.baton("token", "create", "--user", user, "--expires", "1d", "--quiet")
+            assert created.returncode == 0, created.stderr
+            self.tokens[user] = created.stdout.strip()
+        return self.tokens[user]
 
     def open_pr(self, stamp: str, edit: Callable[[Path], None] | None = None) -> tuple[str, object]:
         """Push a branch of the sample app with a visible change (plus `edit(workdir)`) and open
@@ -259,6 +268,11 @@ def start_stack(
     if seed is not None:
         seed(settings, gitops)
     stack = Stack(settings)
+    if "registry" in stack.names() and os.environ.get(BASE_IMAGE):
+        layers = base_layers(workdir.parent, os.environ[BASE_IMAGE])
+        seed_base_layers(
+            settings.home / "registry", layers, [app.image for app in stack.config.apps]
+        )
     stack.up()
     token_env = stack.config.registry.credentials.token_env
     env[token_env] = os.environ[token_env] = settings.local_secret(token_env, "registry-password")
@@ -269,6 +283,39 @@ def start_stack(
         forge.create_repo(KUSTOMIZE_APP, from_dir=EXAMPLES / KUSTOMIZE_APP)
         forge.create_repo("gitops", from_dir=gitops)
     return e2e
+
+
+REGISTRY_V2 = Path("storage", "docker", "registry", "v2")
+"""Where the registry (`baton.local.registry`) keeps blobs and repositories under its directory."""
+SEED_REPOSITORY = "base"
+
+
+@functools.cache
+def base_layers(basetemp: Path, base_image: str) -> Path:
+    """A registry directory holding `base_image`'s layers in repository `base`, pushed once per
+    session (the registry stopped again): `seed_base_layers` copies them into each new stack's."""
+    workdir = Path(tempfile.mkdtemp(prefix="base-layers-", dir=basetemp))
+    with running_registry(workdir) as running:
+        with Registry(running.url, running.username, running.password) as registry:
+            push_image(base_image, registry, SEED_REPOSITORY, "seed")
+            pushed = f"{registry.repository(SEED_REPOSITORY)}:seed"
+        docker.from_env().images.remove(pushed)  # the tag only: the base image stays
+    return workdir
+
+
+def seed_base_layers(registry_dir: Path, layers: Path, repositories: list[str]) -> None:
+    """Give a new stack's registry the base image's layers in each app's repository, as a
+    registry that held the app's images before holds them: CI's first push then sends only the
+    app's own layers. A fresh registry would otherwise have the engine compress and upload the
+    whole base image again (about 190 MB) in every module's first change. The blobs are hard
+    links (a registry never rewrites one); no tag or manifest is copied."""
+    source, target = layers / REGISTRY_V2, registry_dir / REGISTRY_V2
+    shutil.copytree(source / "blobs", target / "blobs", copy_function=os.link)
+    for name in repositories:
+        shutil.copytree(
+            source / "repositories" / SEED_REPOSITORY / "_layers",
+            target / "repositories" / name / "_layers",
+        )
 
 
 @contextmanager
