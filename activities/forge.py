@@ -72,6 +72,7 @@ class ChangeCommentInput(BaseModel):
 
 
 @activity.defn
+@heartbeating
 @typed_errors
 async def update_change_comment(input: ChangeCommentInput) -> int | None:
     """Write the change's comment on its pull request from what its workflows published just
@@ -102,6 +103,7 @@ class DeploymentInput(BaseModel):
 
 
 @activity.defn
+@heartbeating
 @typed_errors
 async def report_deployment(input: DeploymentInput) -> int | None:
     """Show the app's commit deployed (or being deployed) to an environment on forges with

@@ -12,8 +12,10 @@ thread also carries Temporal's cancellation of the activity into its thread. Mod
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import functools
+import inspect
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
@@ -43,8 +45,12 @@ def report(*details: Any) -> None:
 
 
 def heartbeating(fn: F) -> F:
-    """Make the synchronous activity `fn` (under `@activity.defn`) heartbeat every `EVERY_S`
-    seconds while it runs. Outside an activity (a direct call in a test) it only calls `fn`."""
+    """Make the activity `fn` (under `@activity.defn`) heartbeat every `EVERY_S` seconds while it
+    runs: from a thread of its own when `fn` is synchronous, from a task on the worker's event
+    loop when it is a coroutine function (one that awaits a blocking call in a thread, such as a
+    forge request). Outside an activity (a direct call in a test) it only calls `fn`."""
+    if inspect.iscoroutinefunction(fn):
+        return cast(F, _heartbeating_async(fn))
 
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
@@ -74,3 +80,26 @@ def heartbeating(fn: F) -> F:
             _latest.reset(token)
 
     return cast(F, run)
+
+
+def _heartbeating_async(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    async def run(*args: Any, **kwargs: Any) -> Any:
+        if not activity.in_activity():
+            return await fn(*args, **kwargs)
+        latest = _Latest()
+        token = _latest.set(latest)
+
+        async def keep_alive() -> None:
+            while True:
+                await asyncio.sleep(EVERY_S)
+                activity.heartbeat(*latest.details)
+
+        beat = asyncio.create_task(keep_alive(), name=f"heartbeat {activity.info().activity_type}")
+        try:
+            return await fn(*args, **kwargs)
+        finally:
+            beat.cancel()
+            _latest.reset(token)
+
+    return run

@@ -25,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from baton.temporal import TaskQueues, pipeline_id
 
 from workflows.record import Record, failure
-from workflows.retries import NOTIFY, TELL
+from workflows.retries import HEARTBEAT, NOTIFY, TELL
 
 TELL_PATIENCE = timedelta(minutes=5)
 """How long a comment or deployment status is retried while the forge is away; then a note."""
@@ -81,6 +81,7 @@ class CommentKeeper:
                     update_change_comment,
                     self.input,
                     start_to_close_timeout=timedelta(seconds=60),
+                    heartbeat_timeout=HEARTBEAT,
                     schedule_to_close_timeout=TELL_PATIENCE,
                     retry_policy=TELL,
                     summary="update the pull request's comment",
@@ -112,6 +113,7 @@ async def report_deployment_state(
                 log_url=record.link(workflow.info().workflow_id),
             ),
             start_to_close_timeout=timedelta(seconds=60),
+            heartbeat_timeout=HEARTBEAT,
             schedule_to_close_timeout=TELL_PATIENCE,
             retry_policy=TELL,
             summary=f"deployment {state}",
