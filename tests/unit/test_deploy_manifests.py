@@ -53,6 +53,25 @@ def test_no_container_runs_privileged_or_as_root(built: list[dict]) -> None:
             assert container["securityContext"]["allowPrivilegeEscalation"] is False
 
 
+def test_only_the_deploy_worker_holds_a_service_account_token_and_read_only_roots_have_tmp(
+    built: list[dict],
+) -> None:
+    """Only the deploy queue's worker talks to Kubernetes (Flux's reconcile, the apply sync),
+    with the `baton` account the RBAC binds; every other pod mounts no token. A container whose
+    root filesystem is read-only gets a writable /tmp (credential files, tools' temp files)."""
+    for workload in workloads(built):
+        name, pod = workload["metadata"]["name"], workload["spec"]["template"]["spec"]
+        if name == "baton-worker-deploy":
+            assert pod["serviceAccountName"] == "baton"
+        else:
+            assert pod.get("automountServiceAccountToken") is False, name
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        for container in pod["containers"]:
+            if container["securityContext"].get("readOnlyRootFilesystem"):
+                (tmp,) = [m for m in container["volumeMounts"] if m["mountPath"] == "/tmp"]
+                assert "emptyDir" in volumes[tmp["name"]], name
+
+
 def test_the_api_is_a_statefulset_whose_journal_has_a_claim_per_replica(built: list[dict]) -> None:
     (api,) = [o for o in built if o["kind"] == "StatefulSet"]
     spec, pod = api["spec"], api["spec"]["template"]["spec"]
