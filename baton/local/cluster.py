@@ -125,10 +125,13 @@ def stack_id(home: Path) -> str:
     return hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:8]
 
 
-def remove_app_containers(home: Path, client: docker.DockerClient | None = None) -> list[str]:
+def remove_app_containers(
+    home: Path, client: docker.DockerClient | None = None, *, graceful: bool = True
+) -> list[str]:
     """Stop and remove the app containers the runtime of the stack at `home` started (labelled
     `baton.app`, named `baton-<stack>-...`) and the networks it made for them (labelled
-    `baton.stack`), as `baton dev down` does: the containers' names. Containers and networks
+    `baton.stack`), as `baton dev down` does: the containers' names. Each running one is given
+    `STOP_GRACE_S` to stop, unless not `graceful` (removed at once). Containers and networks
     Baton did not start are never touched. EngineUnavailable: no docker engine answers."""
     client = client or docker_client()
     stack = stack_id(home)
@@ -137,9 +140,13 @@ def remove_app_containers(home: Path, client: docker.DockerClient | None = None)
     for container in client.containers.list(
         all=True, filters={"label": "baton.app", "name": prefix}
     ):
-        if container.name.startswith(prefix):  # docker's name filter matches anywhere
+        if not container.name.startswith(prefix):  # docker's name filter matches anywhere
+            continue
+        if graceful:
             _stop_and_remove(container)
-            removed.append(container.name)
+        else:
+            container.remove(force=True)
+        removed.append(container.name)
     for network in client.networks.list(filters={"label": f"baton.stack={stack}"}):
         network.remove()
     return sorted(removed)

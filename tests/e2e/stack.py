@@ -27,7 +27,7 @@ from temporalio.service import RPCError
 from baton import changes
 from baton.config import BatonConfig, load_config
 from baton.images import push_image
-from baton.local.cluster import stack_id
+from baton.local.cluster import remove_app_containers
 from baton.local.forge import LocalForge
 from baton.local.stack import BASE_IMAGE, Stack
 from baton.models import TERMINAL_STATES, ChangeStatus
@@ -343,16 +343,9 @@ def running_stack(
 
 def stop_stack(e2e: E2EStack) -> None:
     e2e.stack.down()
-    client = docker.from_env()
-    prefix = f"baton-{stack_id(e2e.settings.home)}-"
-    for container in client.containers.list(all=True, filters={"label": "baton.app"}):
-        if container.name.startswith(prefix):
-            container.remove(force=True)
-    # The networks of local clusters that publish their ports (sync.host_port_offset).
-    for network in client.networks.list(
-        filters={"label": f"baton.stack={stack_id(e2e.settings.home)}"}
-    ):
-        network.remove()
+    # The app containers and the networks of local clusters that publish their ports
+    # (sync.host_port_offset): a test's teardown need not wait for them to stop.
+    remove_app_containers(e2e.settings.home, docker.from_env(), graceful=False)
 
 
 def version(url: str) -> dict:

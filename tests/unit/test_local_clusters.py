@@ -228,6 +228,29 @@ def test_dev_down_removes_the_app_containers_its_local_cluster_started_and_no_ot
             leftover.remove()
 
 
+def test_a_test_teardown_removes_them_at_once_and_no_others(
+    tmp_path: Path, docker_client: docker.DockerClient, base_image: str
+) -> None:
+    """Not `graceful` (the e2e stacks' teardown): a running app container is removed without
+    waiting out its stop grace period; another stack's stays."""
+    home, other_home = tmp_path / "home", tmp_path / "other"
+    ours = runtime.container_name(runtime.stack_id(home), "dev", "web")
+    theirs = runtime.container_name(runtime.stack_id(other_home), "dev", "web")
+    for name in (ours, theirs):
+        # sleep as PID 1 ignores SIGTERM: a graceful stop would wait STOP_GRACE_S.
+        docker_client.containers.run(
+            base_image, ["sleep", "300"], name=name, labels={"baton.app": "web"}, detach=True
+        )
+    try:
+        assert runtime.remove_app_containers(home, docker_client, graceful=False) == [ours]
+        names = {c.name for c in docker_client.containers.list(all=True)}
+        assert ours not in names and theirs in names
+    finally:
+        for name in (ours, theirs):
+            with contextlib.suppress(docker.errors.NotFound):
+                docker_client.containers.get(name).remove(force=True)
+
+
 def test_dev_down_without_a_docker_engine_says_no_app_container_was_removed(
     tmp_path: Path,
 ) -> None:
