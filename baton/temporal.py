@@ -72,6 +72,32 @@ class SearchAttributes:
         return flags
 
 
+DEV_SERVER_DYNAMIC_CONFIG = {
+    "history.transferProcessorMaxPollRPS": 1000,
+    "history.timerProcessorMaxPollRPS": 1000,
+    "history.visibilityProcessorMaxPollRPS": 1000,
+}
+"""Dynamic config values the Temporal dev server runs with, here and in tests and benchmarks.
+
+The dev server has one history shard, and each shard's transfer, timer and visibility queues load
+their tasks at most 20 times a second by default (temporalio/temporal
+common/dynamicconfig/constants.go, `history.transferProcessorMaxPollRPS` and its siblings). With
+every workflow on that one shard, a busy minute of rollouts uses the budget up, and each task then
+waits up to 50 ms to reach a worker: a workflow task after an activity on another queue, an
+activity on another queue, a signal's workflow task (measured: 40 ms per hop, ~180 ms from a Flux
+event to verification, against ~65 ms with these values). A production cluster spreads workflows
+over hundreds of shards, each with its own budget; docker-compose.yml sets the same values for its
+server (deploy/temporal/dynamicconfig.yaml)."""
+
+
+def dev_server_dynamic_config_flags() -> list[str]:
+    """`temporal server start-dev` flags that set DEV_SERVER_DYNAMIC_CONFIG."""
+    flags = []
+    for key, value in DEV_SERVER_DYNAMIC_CONFIG.items():
+        flags += ["--dynamic-config-value", f"{key}={value}"]
+    return flags
+
+
 MEMO_GATE = "gate"
 """The memo key under which changes and rollouts publish their current `Gate` (absent: none)."""
 

@@ -45,15 +45,12 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from temporalio.api.workflow.v1 import PendingActivityInfo
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
 from activities.context import Context
 from baton import private
 from baton.gitops import rollout_branch
 from baton.models import Artifact, RolloutInput, RolloutStatus
-from baton.temporal import SearchAttributes, TaskQueues
-from baton.tools import find_tool
+from baton.temporal import TaskQueues
 from tests.conftest import serving, until
 from tests.fixtures import crash
 from tests.fixtures.charts import PROD_VALUES
@@ -61,6 +58,7 @@ from tests.fixtures.crash import Deploy
 from tests.fixtures.docker import running_registry
 from tests.fixtures.homes import head, publish, sample_app_home
 from tests.fixtures.ports import free_port
+from tests.fixtures.temporal import start_dev_server
 from workflows.retries import HEARTBEAT
 from workflows.rollout import EnvironmentRollout
 
@@ -261,13 +259,7 @@ class Lane:
 async def lane(numbers: list[int], root: Path, standby: bool) -> Lane:
     """Rollouts `numbers`, one after another, on a stack of their own: a Temporal dev server, a
     registry, a home with its forge, a deploy worker (two with `standby`)."""
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=find_tool("temporal"),
-        data_converter=pydantic_data_converter,
-        search_attributes=SearchAttributes.ALL,
-        dev_server_extra_args=["--log-level", "error"],
-        port=free_port(),
-    )
+    env = await start_dev_server()
     try:
         with (
             running_registry(root / "registry") as registry,

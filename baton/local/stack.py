@@ -48,7 +48,7 @@ from baton.config import (
 from baton.errors import InfrastructureError
 from baton.local.registry import prepare_registry, registry_command
 from baton.settings import Settings
-from baton.temporal import SearchAttributes
+from baton.temporal import SearchAttributes, dev_server_dynamic_config_flags
 from baton.tools import PROJECT_ROOT, find_tool, search_path
 
 
@@ -164,6 +164,7 @@ def services(settings: Settings, config: BatonConfig) -> list[Service]:
         "--log-level",
         "warn",
         *SearchAttributes.dev_server_flags(),
+        *dev_server_dynamic_config_flags(),
     ]
     stack = [
         Service(

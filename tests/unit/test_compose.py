@@ -20,7 +20,7 @@ from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.testing import WorkflowEnvironment
 
 from baton.settings import Settings
-from baton.temporal import SearchAttributes
+from baton.temporal import DEV_SERVER_DYNAMIC_CONFIG, SearchAttributes
 from baton.tools import PROJECT_ROOT, find_tool
 from tests.fixtures import unavailable
 
@@ -90,6 +90,18 @@ def test_compose_runs_a_production_shaped_temporal_with_pinned_images() -> None:
             continue
         image = service["image"]
         assert re.fullmatch(r"[\w./-]+:\d[\w.-]*", image), f"{name}: {image} is not pinned by tag"
+
+
+def test_compose_temporal_loads_its_queues_as_often_as_the_dev_server() -> None:
+    temporal = _services()["temporal"]
+    path = temporal["environment"]["DYNAMIC_CONFIG_FILE_PATH"]
+    mounted = {
+        volume.split(":")[1]: PROJECT_ROOT / volume.split(":")[0] for volume in temporal["volumes"]
+    }
+    dynamic = yaml.safe_load(mounted[f"/etc/temporal/{path}"].read_text())
+    assert {key: values[0]["value"] for key, values in dynamic.items()} == (
+        DEV_SERVER_DYNAMIC_CONFIG
+    )
 
 
 def test_compose_registers_every_search_attribute_before_baton_starts() -> None:

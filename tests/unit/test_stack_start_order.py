@@ -12,6 +12,7 @@ import pytest
 
 from baton.local import stack as local_stack_module
 from baton.local.stack import Service, Stack
+from baton.temporal import DEV_SERVER_DYNAMIC_CONFIG
 from tests.unit.test_cli_errors import local_stack
 from tests.unit.test_rollback_activities import closed_port
 
@@ -62,3 +63,21 @@ def test_the_worker_starts_while_the_api_is_still_starting_and_down_stops_all(
 
     assert stopped == ["cluster", "worker", "api", "registry", "temporal"]
     assert stack.status() == dict.fromkeys(stopped[::-1], None)
+
+
+def test_the_embedded_temporal_loads_its_queues_without_the_default_per_shard_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One history shard holds every workflow on the dev server: at the default 20 loads a second,
+    # a busy stack's tasks wait up to 50 ms each to reach a worker (baton.temporal).
+    stack: Stack = local_stack(tmp_path, monkeypatch, registry_port=closed_port())
+    temporal = next(
+        service.command
+        for service in local_stack_module.services(stack.settings, stack.config)
+        if service.name == "temporal"
+    )
+    values = [
+        temporal[i + 1] for i, flag in enumerate(temporal) if flag == "--dynamic-config-value"
+    ]
+    assert values == [f"{key}={value}" for key, value in DEV_SERVER_DYNAMIC_CONFIG.items()]
+    assert all(value >= 1000 for value in DEV_SERVER_DYNAMIC_CONFIG.values())
