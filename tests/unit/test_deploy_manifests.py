@@ -86,7 +86,8 @@ def test_the_api_is_a_statefulset_whose_journal_has_a_claim_per_replica(built: l
     assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
     assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsGroup"]
     drain = next(e["value"] for e in container["env"] if e["name"] == "BATON_API_DRAIN_S")
-    assert 0 < float(drain) < pod["terminationGracePeriodSeconds"]
+    (pause,) = container["lifecycle"]["preStop"]["exec"]["command"][1:]
+    assert 0 < float(drain) + float(pause) < pod["terminationGracePeriodSeconds"]
     assert not [
         o for o in built if o["kind"] == "Deployment" and o["metadata"]["name"] == "baton-api"
     ]

@@ -280,7 +280,9 @@ def test_the_api_is_a_statefulset_whose_journal_has_a_claim_per_replica() -> Non
     # On SIGTERM it makes the starts left in the journal, within the grace period.
     (container,) = pod["containers"]
     drain = next(e["value"] for e in container["env"] if e["name"] == "BATON_API_DRAIN_S")
-    assert 0 < float(drain) < pod["terminationGracePeriodSeconds"]
+    pause = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert pause == ["sleep", "5"]
+    assert 0 < float(drain) + 5 < pod["terminationGracePeriodSeconds"]
     assert _kind(objects, "Deployment") == list(_workers(objects).values())
 
 
@@ -303,17 +305,24 @@ def test_persistence_off_gives_the_journal_an_emptydir() -> None:
     assert volume == {"name": "journal", "emptyDir": {}}
 
 
-def test_the_drain_leaves_ten_seconds_of_the_grace_period_to_requests() -> None:
-    def drain(grace: int) -> tuple[int, str]:
-        pod = _api(render(*REQUIRED, "--set", f"api.terminationGracePeriodSeconds={grace}"))[
-            "spec"
-        ]["template"]["spec"]
+def test_the_drain_leaves_the_pause_and_ten_seconds_of_the_grace_period_to_requests() -> None:
+    def drain(grace: int, pause: int = 5) -> tuple[int, str, dict | None]:
+        pod = _api(
+            render(
+                *REQUIRED,
+                "--set",
+                f"api.terminationGracePeriodSeconds={grace}",
+                "--set",
+                f"api.preStopSeconds={pause}",
+            )
+        )["spec"]["template"]["spec"]
         (container,) = pod["containers"]
         value = next(e["value"] for e in container["env"] if e["name"] == "BATON_API_DRAIN_S")
-        return pod["terminationGracePeriodSeconds"], value
+        return pod["terminationGracePeriodSeconds"], value, container.get("lifecycle")
 
-    assert drain(60) == (60, "50")
-    assert drain(5) == (5, "0")
+    assert drain(60)[:2] == (60, "45")
+    assert drain(5)[:2] == (5, "0")
+    assert drain(60, pause=0) == (60, "50", None)
 
 
 def token_file(pod: dict) -> tuple[str, dict, dict] | None:
