@@ -329,6 +329,11 @@ class TokenFile:
         self._refresh()
         return self._entries.get(token_id)
 
+    def list(self) -> list[TokenRecord]:
+        """Every token of the file, in the file's order (expired ones too)."""
+        self._refresh()
+        return [record for _, record in self._entries.values()]
+
     def _signature(self) -> tuple[int, ...] | None:
         try:
             stat = os.stat(self.path)  # follows the symlinks: the file the path names now

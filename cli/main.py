@@ -587,17 +587,25 @@ def token_create(
 
 @token_app.command("ls")
 def token_ls(as_json: Json = False) -> None:
-    """Every token: id, user, state, created and expiry (never the secret)."""
-    records = _tokens().list()
+    """Every token: id, user, state, created and expiry (never the secret); those of the API's
+    token file (BATON_TOKENS_FILE) too, marked `file`."""
+    listed = [(r, "db") for r in _tokens().list()]
+    if file := _token_file():
+        listed += [(r, "file") for r in file.list()]
     if as_json:
-        print(json.dumps([r.model_dump(mode="json") for r in records], indent=2))
+        print(
+            json.dumps(
+                [{**r.model_dump(mode="json"), "source": source} for r, source in listed], indent=2
+            )
+        )
         return
     now = datetime.now(UTC)
-    for r in records:
+    for r, source in listed:
+        created = f"{r.created_at:%Y-%m-%d %H:%M}" if r.created_at else "-"
         expires = f"{r.expires_at:%Y-%m-%d %H:%M}" if r.expires_at else "-"
         console.print(
-            f"{r.id}  {r.user:<16} {r.state(now):<8} {r.created_at:%Y-%m-%d %H:%M}  {expires}"
-            f"  {r.description}",
+            f"{r.id}  {r.user:<16} {r.state(now):<8} {source:<4}  {created:<16}  {expires:<16}"
+            f"  {r.description}".rstrip(),
             highlight=False,
         )
 
@@ -607,6 +615,12 @@ def token_revoke(
     token_id: Annotated[str, typer.Argument(help="the token's id (token ls)")],
 ) -> None:
     """Revoke a token: it stops working at once."""
+    if (file := _token_file()) and file.find(token_id):
+        raise BadRequest(
+            f"token {token_id} is in the token file {file.path}: remove its line there (on "
+            "Kubernetes, from the `tokens` key of the API's Secret); the API stops accepting it "
+            "when it reads the file again"
+        )
     record = _tokens().revoke(token_id)
     console.print(f"revoked token {record.id} of {record.user}")
 
@@ -616,6 +630,14 @@ def _tokens() -> tokens.TokenStore:
     from baton import tokens
 
     return tokens.TokenStore(Settings().tokens_file)
+
+
+def _token_file() -> tokens.TokenFile | None:
+    """The API's token file (BATON_TOKENS_FILE) when this shell names one."""
+    from baton import tokens
+
+    path = Settings().token_file
+    return tokens.TokenFile(path) if path else None
 
 
 @changes_app.command("rerun")

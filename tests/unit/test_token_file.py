@@ -7,6 +7,7 @@ accepting and refusing file tokens over HTTP."""
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -238,6 +239,39 @@ def test_the_cli_prints_the_token_and_the_files_line_and_stores_nothing(tmp_path
             "comment line above the token's line"
         )
     ]
+
+
+def test_token_ls_shows_the_files_tokens_and_revoke_says_to_remove_their_line(
+    tmp_path: Path,
+) -> None:
+    env = {**os.environ, "BATON_HOME": str(tmp_path / "home")}
+    kept = TokenStore(Settings(home=tmp_path / "home").tokens_file).create("carol").record
+    _, line = create_for_file("dave", timedelta(days=1))
+    file = tmp_path / "tokens"
+    file.write_text(f"# the release bot\n{line}\n")
+    env["BATON_TOKENS_FILE"] = str(file)
+    file_id, kept_id = line.split(",")[0], kept.id
+
+    listed = run_baton("token", "ls", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    rows = [(t["id"], t["user"], t["source"]) for t in json.loads(listed.stdout)]
+    assert rows == [(kept_id, "carol", "db"), (file_id, "dave", "file")]
+    table = run_baton("token", "ls", env=env).stdout.splitlines()
+    assert [row.split()[:4] for row in table] == [
+        [kept_id, "carol", "active", "db"],
+        [file_id, "dave", "active", "file"],
+    ]
+
+    revoked = run_baton("token", "revoke", file_id, env=env)
+    assert revoked.returncode == 2
+    assert revoked.stderr.splitlines() == [
+        (
+            f"error: token {file_id} is in the token file {file}: remove its line there (on "
+            "Kubernetes, from the `tokens` key of the API's Secret); the API stops accepting it "
+            "when it reads the file again"
+        )
+    ]
+    assert run_baton("token", "revoke", kept_id, env=env).returncode == 0
 
 
 def test_the_api_refuses_to_start_with_a_malformed_token_file(tmp_path: Path) -> None:
