@@ -128,6 +128,18 @@ class BranchNotFound(ForgeRefusal):
         self.branch = branch
 
 
+class RevisionNotFound(ForgeRefusal):
+    """A commit the forge does not have: never pushed, or force-pushed away and pruned."""
+
+    def __init__(self, repo: str, *revisions: str) -> None:
+        shown = " or ".join(r[:12] for r in revisions)
+        super().__init__(
+            f"commit {shown} not found in {repo!r}: never pushed, or force-pushed away"
+        )
+        self.repo = repo
+        self.revisions = revisions
+
+
 class PullRequestNotFound(ForgeRefusal):
     def __init__(self, repo: str, number: int) -> None:
         super().__init__(f"pull request {repo}#{number} not found: check the repository and number")
@@ -321,6 +333,16 @@ class Forge(Protocol):
 
     def list_pull_request_commits(self, repo: str, number: int) -> list[CommitAuthor]:
         """The pull request's commits, oldest first, with their authors (also once merged)."""
+        ...
+
+    def compare_commits(self, repo: str, base: str, head: str) -> list[CommitAuthor]:
+        """The commits of `head` not in `base` (`git log base..head`), oldest first, with their
+        authors (what a push from `base` to `head` brought); raises `RevisionNotFound` when the
+        forge has not either commit."""
+        ...
+
+    def get_commit(self, repo: str, sha: str) -> CommitAuthor:
+        """Commit `sha` with its author; raises `RevisionNotFound`."""
         ...
 
 

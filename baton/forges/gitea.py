@@ -10,6 +10,11 @@ Merge methods are Gitea's merge styles (`Do`: merge, squash, rebase, fast-forwar
 styles its settings allow (`allow_merge_commits`, `allow_squash_merge`, `allow_rebase`,
 `allow_fast_forward_only_merge`); a style it forbids is answered 405 "<style> is not allowed an
 allowed merge style for this repository".
+
+Comparing two commits (`compare_commits`) is `GET /repos/{owner}/{repo}/compare/{base}...{head}`,
+GitHub's shape: Gitea 1.22 added it for branches and tags only (go-gitea/gitea#31838), commits
+are compared since Gitea 1.23 (go-gitea/gitea#32801); 1.22 answers a commit with 404, which
+Baton takes as commits it cannot name (`RevisionNotFound`).
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ class GiteaForge(GitHubRestForge):
     }
     method_refused: ClassVar[str] = "is not allowed an allowed merge style"
     page_size: ClassVar[dict[str, int]] = {"limit": 50}
+    commit_path: ClassVar[str] = "git/commits"
+    """`GET /repos/{owner}/{repo}/git/commits/{sha}`: Gitea's single commit (GitHub's shape)."""
 
     def auth_headers(self, token: str | None) -> dict[str, str]:
         return {"Authorization": f"token {token}"} if token else {}

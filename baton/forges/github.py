@@ -36,6 +36,7 @@ from baton.forges.base import (
     RepositoryNotFound,
     Review,
     ReviewState,
+    RevisionNotFound,
     StatusState,
     marked,
     upsert_marked,
@@ -86,6 +87,9 @@ class GitHubRestForge(HostedForge):
     """What the 405 answer to a merge method the repository forbids says."""
     page_size: ClassVar[dict[str, int]] = {"per_page": 100}
     """The list endpoints' page size parameter, at its largest."""
+    commit_path: ClassVar[str] = "commits"
+    """Where a single commit is read, under the repository (docs.github.com/rest/commits/
+    commits#get-a-commit)."""
 
     def __init__(
         self,
@@ -275,15 +279,31 @@ class GitHubRestForge(HostedForge):
         git author, and `author.login` where the forge links the email to an account."""
         self.get_pull_request(repo, number)
         path = self._root(repo) + f"/pulls/{number}/commits"
-        return [
-            CommitAuthor(
-                sha=c["sha"],
-                name=((c.get("commit") or {}).get("author") or {}).get("name") or "",
-                email=((c.get("commit") or {}).get("author") or {}).get("email") or "",
-                login=(c.get("author") or {}).get("login"),
-            )
-            for c in self.api.pages(path, self.page_size)
-        ]
+        return [_commit_author(c) for c in self.api.pages(path, self.page_size)]
+
+    def compare_commits(self, repo: str, base: str, head: str) -> list[CommitAuthor]:
+        """From `GET /repos/{o}/{r}/compare/{base}...{head}` (docs.github.com/rest/commits/
+        commits#compare-two-commits): its `commits[]`, oldest first, paged like a list (the
+        same commit objects as a pull request's); 404 when either commit is unknown."""
+        path = self._root(repo) + f"/compare/{quote(base, safe='')}...{quote(head, safe='')}"
+        try:
+            return [_commit_author(c) for c in self.api.pages(path, self.page_size, key="commits")]
+        except ResourceNotFound:
+            self._call(repo, "GET", "")  # RepositoryNotFound when the repository is the gap
+            raise RevisionNotFound(repo, base, head) from None
+
+    def get_commit(self, repo: str, sha: str) -> CommitAuthor:
+        """From `GET /repos/{o}/{r}/{commit_path}/{sha}`: a commit object as a comparison lists
+        them; GitHub answers an unknown commit 422 "No commit found for SHA", Gitea 404."""
+        try:
+            data = self._call(repo, "GET", f"/{self.commit_path}/{quote(sha, safe='')}")
+        except ResourceNotFound:
+            raise RevisionNotFound(repo, sha) from None
+        except RequestRejected as exc:
+            if exc.status != 422:
+                raise
+            raise RevisionNotFound(repo, sha) from None
+        return _commit_author(data)
 
     # Commit statuses
 
@@ -439,3 +459,15 @@ class GitHubForge(GitHubRestForge):
             status["log_url"] = log_url
         self._call(repo, "POST", f"/deployments/{found['id']}/statuses", json=status)
         return int(found["id"])
+
+
+def _commit_author(commit: dict[str, Any]) -> CommitAuthor:
+    """A commit object's git author, and `author.login` where the forge links the email to an
+    account (GitHub's and Gitea's shape)."""
+    author = (commit.get("commit") or {}).get("author") or {}
+    return CommitAuthor(
+        sha=commit["sha"],
+        name=author.get("name") or "",
+        email=author.get("email") or "",
+        login=(commit.get("author") or {}).get("login"),
+    )

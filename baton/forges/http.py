@@ -158,12 +158,16 @@ class ForgeAPI:
             return False
         return True
 
-    def pages(self, path: str, params: Mapping[str, Any] | None = None) -> Iterator[Any]:
-        """Every item of a list endpoint, following `Link: <...>; rel="next"` (GitHub, Gitea)."""
+    def pages(
+        self, path: str, params: Mapping[str, Any] | None = None, key: str | None = None
+    ) -> Iterator[Any]:
+        """Every item of a list endpoint (or of the list in each page's field `key`), following
+        `Link: <...>; rel="next"` (GitHub, Gitea)."""
         url: str | None = path
         while url is not None:
             response = self.request("GET", url, params=params)
-            yield from response.json()
+            data = response.json()
+            yield from ((data.get(key) or []) if key else data)
             match = _NEXT_LINK.search(response.headers.get("link", ""))
             url, params = (match.group(1), None) if match else (None, None)
 

@@ -54,6 +54,7 @@ from baton.forges.base import (
     RequiredChecksNotPassing,
     Review,
     ReviewState,
+    RevisionNotFound,
     StatusState,
     marked,
     upsert_marked,
@@ -247,6 +248,14 @@ def _login_of(email: str) -> str | None:
     """The local forge account an email belongs to: `alice@baton.local` is alice's."""
     local, _, domain = email.partition("@")
     return local if domain == FORGE_EMAIL_DOMAIN and local else None
+
+
+def _commit_authors(found: list[tuple[str, str, str]]) -> list[CommitAuthor]:
+    """(sha, author name, author email) as commit authors, with the account of the email."""
+    return [
+        CommitAuthor(sha=sha, name=name, email=email, login=_login_of(email))
+        for sha, name, email in found
+    ]
 
 
 def _user(login: str) -> dict[str, Any]:
@@ -668,10 +677,23 @@ class LocalForge:
             found = [(r["sha"], r["name"], r["email"]) for r in recorded]
         else:
             found = self._commits_between(repo, row["head_sha"], f"refs/heads/{row['base_branch']}")
-        return [
-            CommitAuthor(sha=sha, name=name, email=email, login=_login_of(email))
-            for sha, name, email in found
-        ]
+        return _commit_authors(found)
+
+    def compare_commits(self, repo: str, base: str, head: str) -> list[CommitAuthor]:
+        """`git log base..head`, oldest first; `RevisionNotFound` for a commit the repository
+        has not (it keeps force-pushed-away commits until git prunes them)."""
+        self._require_repo(repo)
+        missing = [rev for rev in (base, head) if not self._has_commit(repo, rev)]
+        if missing:
+            raise RevisionNotFound(repo, *missing)
+        return _commit_authors(self._commits_between(repo, head, base))
+
+    def get_commit(self, repo: str, sha: str) -> CommitAuthor:
+        """`git log -1 sha`; `RevisionNotFound` for a commit the repository has not."""
+        self._require_repo(repo)
+        if not self._has_commit(repo, sha):
+            raise RevisionNotFound(repo, sha)
+        return _commit_authors(self._commits_between(repo, sha, None))[0]
 
     # Commit statuses
 
@@ -891,12 +913,17 @@ class LocalForge:
 
     # Internals: git
 
-    def _commits_between(self, repo: str, head: str, base: str) -> list[tuple[str, str, str]]:
-        """(sha, author name, author email) of the commits of `head` not in `base`, oldest first."""
-        out = self._git(
-            repo, "log", "--reverse", "--format=%H%x1f%an%x1f%ae", head, "--not", base
-        ).stdout
+    def _commits_between(
+        self, repo: str, head: str, base: str | None
+    ) -> list[tuple[str, str, str]]:
+        """(sha, author name, author email) of the commits of `head` not in `base`, oldest
+        first; of `head` alone when `base` is None."""
+        revs = [head, "--not", base] if base is not None else ["-1", head]
+        out = self._git(repo, "log", "--reverse", "--format=%H%x1f%an%x1f%ae", *revs).stdout
         return [tuple(line.split("\x1f")) for line in out.splitlines() if line]  # type: ignore[misc]
+
+    def _has_commit(self, repo: str, sha: str) -> bool:
+        return not self._git(repo, "cat-file", "-e", f"{sha}^{{commit}}", check=False).returncode
 
     def _git(
         self, repo: str, *args: str, env: dict[str, str] | None = None, check: bool = True

@@ -41,12 +41,14 @@ from api.azure_devops import basic_auth
 from baton.config import MergeMethod
 from baton.forges.base import (
     Comment,
+    CommitAuthor,
     HeadChanged,
     NoCommitsBetween,
     NotMergeable,
     PullRequest,
     PullRequestNotFound,
     Review,
+    RevisionNotFound,
 )
 from baton.local.forge import LocalForge, RefUpdate, signature_256
 from tests.fakes import Lifecycle
@@ -425,6 +427,14 @@ class _GitHubShaped(FakeForge):
 
     review_states: ClassVar[dict[str, str]]
     status_field: ClassVar[str]
+    compare_pages: ClassVar[bool]
+    """Whether a comparison's `commits` are paged (GitHub's) or all in one answer (Gitea's)."""
+    not_found: ClassVar[str]
+    """The message of a 404, a comparison's with a commit the repository has not among them."""
+    commit_path: ClassVar[str]
+    """Where a single commit is read, under the repository."""
+    missing_commit: ClassVar[tuple[int, str]]
+    """The status and message answering a single commit the repository has not."""
 
     def pull_json(self, pr: PullRequest) -> dict[str, Any]:
         owner, name = pr.repo.split("/")
@@ -473,8 +483,11 @@ class _GitHubShaped(FakeForge):
         """The repository object's merge settings, in this forge's spelling."""
         return {field: m in self.merge_methods for m, field in self.SETTINGS.items()}
 
-    def paged(self, request: Request, items: list[Any], size_param: str) -> JSONResponse:
-        """One page of `items` with a GitHub-style `Link: <...>; rel="next"` header."""
+    def paged(
+        self, request: Request, items: list[Any], size_param: str, key: str | None = None
+    ) -> JSONResponse:
+        """One page of `items` (in the object field `key`, a comparison's `commits`, with
+        `total_commits`) with a GitHub-style `Link: <...>; rel="next"` header."""
         size = min(int(request.query_params.get(size_param, self.page_size)), self.page_size)
         page = int(request.query_params.get("page", 1))
         chunk = items[(page - 1) * size : page * size]
@@ -482,7 +495,19 @@ class _GitHubShaped(FakeForge):
         if page * size < len(items):
             url = request.url.include_query_params(page=page + 1)
             headers["Link"] = f'<{url}>; rel="next"'
-        return JSONResponse(chunk, headers=headers)
+        body = {"total_commits": len(items), key: chunk} if key else chunk
+        return JSONResponse(body, headers=headers)
+
+    def commit_json(self, commit: CommitAuthor) -> dict[str, Any]:
+        """A commit object (a pull request's, a comparison's): its git author and committer,
+        and the forge's account for the email, when one has it (null otherwise)."""
+        who = {"name": commit.name, "email": commit.email, "date": _now()}
+        login = self.accounts.get(commit.email)
+        return {
+            "sha": commit.sha,
+            "commit": {"author": who, "committer": who, "message": ""},
+            "author": {"login": login} if login else None,
+        }
 
     def branch_commit(self, repo: str, sha: str) -> dict[str, Any]:
         """A branch's `commit` object: GitHub's commit summary (`sha`, `url`)."""
@@ -637,22 +662,32 @@ class _GitHubShaped(FakeForge):
         def list_commits(owner: str, name: str, number: int, request: Request) -> JSONResponse:
             repo = f"{owner}/{name}"
             self._pr(repo, number)
-            commits = [
-                {
-                    "sha": c.sha,
-                    "commit": {
-                        "author": {"name": c.name, "email": c.email, "date": _now()},
-                        "committer": {"name": c.name, "email": c.email, "date": _now()},
-                        "message": "",
-                    },
-                    # The forge's account for the email, when one has it (null otherwise).
-                    "author": {"login": self.accounts[c.email]}
-                    if c.email in self.accounts
-                    else None,
-                }
-                for c in self.store.list_pull_request_commits(repo, number)
-            ]
-            return self.paged(request, commits, self.size_param)
+            commits = self.store.list_pull_request_commits(repo, number)
+            return self.paged(request, [self.commit_json(c) for c in commits], self.size_param)
+
+        @app.get(prefix + "/repos/{owner}/{name}/compare/{basehead}")
+        def compare(owner: str, name: str, basehead: str, request: Request) -> JSONResponse:
+            repo = f"{owner}/{name}"
+            self._require_repo(repo)
+            base, _, head = basehead.partition("...")
+            try:
+                commits = self.store.compare_commits(repo, base, head)
+            except RevisionNotFound:
+                raise ApiError(404, self.not_found) from None
+            listed = [self.commit_json(c) for c in commits]
+            if self.compare_pages:
+                return self.paged(request, listed, self.size_param, key="commits")
+            return JSONResponse({"total_commits": len(listed), "commits": listed})
+
+        @app.get(prefix + "/repos/{owner}/{name}/" + self.commit_path + "/{sha}")
+        def get_commit(owner: str, name: str, sha: str) -> dict:
+            repo = f"{owner}/{name}"
+            self._require_repo(repo)
+            try:
+                return self.commit_json(self.store.get_commit(repo, sha))
+            except RevisionNotFound:
+                status, message = self.missing_commit
+                raise ApiError(status, message.format(sha=sha)) from None
 
         @app.post(prefix + "/repos/{owner}/{name}/statuses/{sha}", status_code=201)
         async def create_status(owner: str, name: str, sha: str, request: Request) -> dict:
@@ -790,6 +825,10 @@ class FakeGitHub(_GitHubShaped):
         "commented": "COMMENTED",
     }
     status_field = "state"
+    compare_pages = True
+    not_found = "Not Found"
+    commit_path = "commits"
+    missing_commit = (422, "No commit found for SHA: {sha}")
 
     sync_action = "synchronize"
 
@@ -972,6 +1011,10 @@ class FakeGitea(_GitHubShaped):
     }
     status_field = "status"
     sync_action = "synchronized"
+    compare_pages = False
+    not_found = "The target couldn't be found."
+    commit_path = "git/commits"
+    missing_commit = (404, not_found)
 
     def __init__(self, *args: Any, forgejo: bool = False, **kwargs: Any) -> None:
         self.forgejo = forgejo
@@ -1202,6 +1245,16 @@ class FakeAzureDevOps(FakeForge):
         app = self.app
         repo_path = "/fake/{project}/_apis/git/repositories/{name}"
 
+        unresolved = (
+            "TF401175: The version descriptor <Commit: {sha}> could not be resolved to a "
+            "version in the repository"
+        )
+
+        def commit_ref(commit: CommitAuthor) -> dict[str, Any]:
+            """A GitCommitRef: its author and committer, and no account (Azure links none)."""
+            who = {"name": commit.name, "email": commit.email, "date": _now()}
+            return {"commitId": commit.sha, "author": who, "committer": who, "comment": ""}
+
         def repo_of(project: str, name: str, request: Request) -> str:
             if request.query_params.get("api-version") != "7.1":
                 raise ApiError(400, "The requested REST API version is not supported: 7.1 wanted")
@@ -1333,13 +1386,7 @@ class FakeAzureDevOps(FakeForge):
             repo = repo_of(project, name, request)
             self._pr(repo, number)
             listed = [
-                {
-                    "commitId": c.sha,
-                    "author": {"name": c.name, "email": c.email, "date": _now()},
-                    "committer": {"name": c.name, "email": c.email, "date": _now()},
-                    "comment": "",
-                }
-                for c in reversed(self.store.list_pull_request_commits(repo, number))
+                commit_ref(c) for c in reversed(self.store.list_pull_request_commits(repo, number))
             ]
             top = min(int(request.query_params.get("$top", 100)), self.page_size)
             start = int(request.query_params.get("continuationToken") or 0)
@@ -1348,6 +1395,38 @@ class FakeAzureDevOps(FakeForge):
             if start + top < len(listed):
                 headers["x-ms-continuationtoken"] = str(start + top)
             return JSONResponse({"value": page, "count": len(page)}, headers=headers)
+
+        @app.get(repo_path + "/commits")
+        def search_commits(project: str, name: str, request: Request) -> dict:
+            """Commits of `itemVersion` not in `compareVersion` (both versionType commit),
+            newest first, `searchCriteria.$top` from `searchCriteria.$skip`."""
+            repo, query = repo_of(project, name, request), request.query_params
+            head, base = (
+                query.get(f"searchCriteria.{v}.version", "")
+                for v in ("itemVersion", "compareVersion")
+            )
+            types = {
+                query.get(f"searchCriteria.{v}.versionType")
+                for v in ("itemVersion", "compareVersion")
+            }
+            try:
+                if types != {"commit"}:  # a sha taken as a branch name (the default type)
+                    raise RevisionNotFound(repo, head)
+                found = self.store.compare_commits(repo, base, head)
+            except RevisionNotFound as exc:
+                raise ApiError(404, unresolved.format(sha=exc.revisions[0])) from None
+            top = min(int(query.get("searchCriteria.$top", 100)), self.page_size)
+            skip = int(query.get("searchCriteria.$skip", 0))
+            page = [commit_ref(c) for c in reversed(found)][skip : skip + top]
+            return {"count": len(page), "value": page}
+
+        @app.get(repo_path + "/commits/{sha}")
+        def get_commit(project: str, name: str, sha: str, request: Request) -> dict:
+            repo = repo_of(project, name, request)
+            try:
+                return commit_ref(self.store.get_commit(repo, sha))
+            except RevisionNotFound:
+                raise ApiError(404, unresolved.format(sha=sha)) from None
 
         @app.post(repo_path + "/commits/{sha}/statuses", status_code=201)
         async def create_status(project: str, name: str, sha: str, request: Request) -> dict:

@@ -24,6 +24,7 @@ from baton.forges.base import (
     NotMergeable,
     PullRequestNotFound,
     RepositoryNotFound,
+    RevisionNotFound,
 )
 from baton.forges.gitea import GiteaForge
 from baton.forges.github import GitHubForge
@@ -420,42 +421,44 @@ def test_one_marked_comment_is_kept_and_edited_in_place(fake: FakeForge, forge: 
     assert len(bodies) == 5
 
 
-def test_pull_request_commits_name_their_authors_and_linked_accounts(
-    fake: FakeForge, forge: Forge
-) -> None:
-    push(fake, forge, "feature", {"a.txt": "a\n"})  # by Alice <alice@example.invalid>
+def commit_as(fake: FakeForge, branch: str, author: str, email: str, message: str) -> str:
+    """Commit onto `branch` in the forge's repository as `author` <`email`>, keeping the tree (a
+    push no delivery is sent for); the new head."""
     bare = fake.store.repo_path(repo(fake))
-    env = {"GIT_AUTHOR_NAME": "Bob", "GIT_AUTHOR_EMAIL": "bob@example.com"}
-    for i in range(3):  # four commits: more than a page
-        tree = subprocess.run(
-            ["git", f"--git-dir={bare}", "rev-parse", "feature^{tree}"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        sha = subprocess.run(
-            [
-                "git",
-                f"--git-dir={bare}",
-                "-c",
-                "user.name=Bob",
-                "-c",
-                "user.email=bob@example.com",
-                "commit-tree",
-                tree,
-                "-p",
-                "feature",
-                "-m",
-                f"bob {i}",
-            ],
+
+    def git(*args: str, **env: str) -> str:
+        done = subprocess.run(
+            ["git", f"--git-dir={bare}", *args],
             check=True,
             capture_output=True,
             text=True,
             env={**os.environ, **env},
-        ).stdout.strip()
-        subprocess.run(
-            ["git", f"--git-dir={bare}", "update-ref", "refs/heads/feature", sha], check=True
         )
+        return done.stdout.strip()
+
+    tree = git("rev-parse", f"{branch}^{{tree}}")
+    sha = git(
+        "commit-tree",
+        tree,
+        "-p",
+        branch,
+        "-m",
+        message,
+        GIT_AUTHOR_NAME=author,
+        GIT_AUTHOR_EMAIL=email,
+        GIT_COMMITTER_NAME=author,
+        GIT_COMMITTER_EMAIL=email,
+    )
+    git("update-ref", f"refs/heads/{branch}", sha)
+    return sha
+
+
+def test_pull_request_commits_name_their_authors_and_linked_accounts(
+    fake: FakeForge, forge: Forge
+) -> None:
+    push(fake, forge, "feature", {"a.txt": "a\n"})  # by Alice <alice@example.invalid>
+    for i in range(3):  # four commits: more than a page
+        sha = commit_as(fake, "feature", "Bob", "bob@example.com", f"bob {i}")
     fake.accounts["bob@example.com"] = "bob-on-the-forge"
     pr = forge.open_pull_request(repo(fake), "feature", "main", "Add a", "", "baton")
     commits = forge.list_pull_request_commits(repo(fake), pr.number)
@@ -466,6 +469,40 @@ def test_pull_request_commits_name_their_authors_and_linked_accounts(
     assert logins == ({None} if fake.kind == "azure-devops" else {None, "bob-on-the-forge"})
     fake.merge(repo(fake), pr.number)
     assert forge.list_pull_request_commits(repo(fake), pr.number) == commits
+
+
+def test_comparing_two_commits_names_the_authors_of_those_between(
+    fake: FakeForge, forge: Forge
+) -> None:
+    before = forge.branch_head(repo(fake), "main").sha
+    carol = commit_as(fake, "main", "Carol", "carol@example.com", "carol's")
+    shas = [carol] + [
+        commit_as(fake, "main", "Bob", "bob@example.com", f"bob {i}") for i in range(3)
+    ]  # four commits: more than a page where the forge pages them
+    fake.accounts["bob@example.com"] = "bob-on-the-forge"
+    commits = forge.compare_commits(repo(fake), before, shas[-1])
+    assert [c.sha for c in commits] == shas  # oldest first
+    assert [(c.name, c.email) for c in commits][:2] == [
+        ("Carol", "carol@example.com"),
+        ("Bob", "bob@example.com"),
+    ]
+    logins = {c.login for c in commits}
+    assert logins == ({None} if fake.kind == "azure-devops" else {None, "bob-on-the-forge"})
+    assert forge.compare_commits(repo(fake), carol, shas[-1]) == commits[1:]
+    assert forge.get_commit(repo(fake), carol) == commits[0]
+
+
+def test_comparing_with_a_commit_the_forge_has_not_is_refused(
+    fake: FakeForge, forge: Forge
+) -> None:
+    head = forge.branch_head(repo(fake), "main").sha
+    gone = "d" * 40  # force-pushed away and pruned, say
+    with pytest.raises(RevisionNotFound, match="never pushed, or force-pushed away"):
+        forge.compare_commits(repo(fake), gone, head)
+    with pytest.raises(RevisionNotFound):
+        forge.get_commit(repo(fake), gone)
+    with pytest.raises(RepositoryNotFound):
+        forge.compare_commits("acme/gone" if "/" in repo(fake) else "gone", gone, head)
 
 
 def test_deployments_are_reported_once_per_commit_and_environment(

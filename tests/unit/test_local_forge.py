@@ -18,7 +18,13 @@ import pytest
 from typer.testing import CliRunner
 
 from baton.config import MergeMethod
-from baton.forges.base import Forge, HeadChanged, NotMergeable, RequiredChecksNotPassing
+from baton.forges.base import (
+    Forge,
+    HeadChanged,
+    NotMergeable,
+    RequiredChecksNotPassing,
+    RevisionNotFound,
+)
 from baton.local.forge import LocalForge, signature_256
 from cli.forge import forge_app
 
@@ -433,6 +439,33 @@ def test_cli_refuses_merging_a_red_pull_request_and_says_how_to_override(
     assert forge.get_pull_request(REPO, number).state == "merged"
     assert baton("forge", "pr", "show", REPO, str(number)) == 0
     assert "admin override by bob (baton/pr was failure): hotfix" in capsys.readouterr().out
+
+
+def test_comparing_two_heads_names_the_commits_between_and_their_accounts(
+    forge: LocalForge,
+) -> None:
+    before = forge.branch_head(REPO, "main").sha
+    first = push_change(forge, "main", "first.txt", "1\n")  # by Alice <alice@example.com>
+    work = forge.root.parent / "work"
+    (work / "second.txt").write_text("2\n")
+    git(work, "add", "second.txt")
+    dave = ["-c", "user.name=Dave", "-c", "user.email=dave@baton.local"]
+    git(work, *dave, "commit", "--quiet", "-m", "second")
+    git(work, "push", "--quiet", "origin", "main")
+    second = git(work, "rev-parse", "HEAD")
+
+    commits = forge.compare_commits(REPO, before, second)
+
+    assert [(c.sha, c.email, c.login) for c in commits] == [
+        (first, "alice@example.com", None),
+        (second, "dave@baton.local", "dave"),  # an email at the forge's domain is its account's
+    ]
+    assert forge.get_commit(REPO, second) == commits[-1]
+    gone = "d" * 40
+    with pytest.raises(RevisionNotFound, match=f"commit {gone[:12]} not found in 'sample-app'"):
+        forge.compare_commits(REPO, gone, second)
+    with pytest.raises(RevisionNotFound):
+        forge.get_commit(REPO, gone)
 
 
 @pytest.mark.parametrize("method", ["merge", "squash", "rebase", "fast-forward"])
