@@ -30,6 +30,7 @@ from baton.forges.base import (
     RepositoryNotFound,
 )
 from baton.ingress import Ingress, Reply
+from baton.models import UNKNOWN_PUSHER
 
 PULL_REQUEST_EVENTS = (
     "git.pullrequest.created",
@@ -159,7 +160,7 @@ def pushes(payload: dict[str, Any]) -> list[PushHook]:
                 after=after,
                 created=before == ZERO_SHA,
                 deleted=after == ZERO_SHA,
-                pusher=by if isinstance(by, str) and by else "unknown",
+                pusher=by if isinstance(by, str) and by else UNKNOWN_PUSHER,
                 commits=[a for a in authors if len(updates) == 1 or a.sha == after],
                 title=comment.splitlines()[0] if comment else "",
             )

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs
 
 from baton.errors import RequestError
 from baton.forge_events import PullRequestHook, PushHook, ReviewHook
-from baton.models import CommitAuthor
+from baton.models import UNKNOWN_PUSHER, CommitAuthor
 
 
 class WebhookRejected(RequestError):
@@ -198,7 +198,7 @@ def push(payload: dict[str, Any]) -> PushHook:
         after=after,
         created=payload.get("created") is True or set(before) == {"0"},
         deleted=payload.get("deleted") is True or set(after) == {"0"},
-        pusher=pusher if isinstance(pusher, str) and pusher else "unknown",
+        pusher=pusher if isinstance(pusher, str) and pusher else UNKNOWN_PUSHER,
         commits=commit_authors(payload.get("commits") or [payload.get("head_commit")]),
         title=message.splitlines()[0] if isinstance(message, str) and message else "",
     )

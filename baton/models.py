@@ -153,6 +153,11 @@ OUTAGE_WAIT_S = 6 * 3600
 """How long steps wait out a dependency's outage unless `outages.wait` says otherwise."""
 
 
+UNKNOWN_PUSHER = "unknown"
+"""A push's pusher when no delivery named one: the reconciler found the push on the forge (no
+forge API says who pushed), or the delivery lacked it."""
+
+
 class CommitAuthor(BaseModel):
     """Who wrote one commit of a pull request: the git author's name and email, and the forge
     account the forge links to that email (GitHub's and Gitea's `author.login`), if any."""
@@ -258,7 +263,9 @@ class ChangeInput(BaseModel):
     commit_authors: list[str] = Field(
         default=[],
         description="push: who wrote the pushed commits, as Baton users where auth.users maps "
-        "them (`policy.authors_of`), read from the delivery; `author` is who pushed",
+        "them (`policy.authors_of`), read from the delivery (or, for a push the reconciler "
+        "found, from the forge's comparison of the old and new heads); `author` is who pushed "
+        "(`UNKNOWN_PUSHER` when no delivery said)",
     )
     head_branch: str
     head_sha: str

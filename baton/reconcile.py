@@ -34,7 +34,7 @@ from baton.forges.base import (
     PullRequestNotFound,
 )
 from baton.ingress import Ingress
-from baton.models import ChangeStatus, Gate, RolloutStatus
+from baton.models import UNKNOWN_PUSHER, ChangeStatus, CommitAuthor, Gate, RolloutStatus
 from baton.temporal import (
     MEMO_GATE,
     RECONCILE_SCHEDULE,
@@ -148,7 +148,8 @@ class Reconciler:
     ) -> list[str]:
         """The change of a release branch head that moved since the last reading, started when
         no change carries it: the PR that merged as it (its change signalled-with-start
-        `merged`), else a pushed commit's.
+        `merged`), else a pushed commit's, naming the authors of the commits since the last
+        reading's head (`_pushed`).
 
         The first reading only notes the head (the history before it is the baseline, as for a
         new repository's first push); a head some change has, or that CI reported on (a change
@@ -156,7 +157,11 @@ class Reconciler:
         """
         sha, before = release.sha, self.heads.get(app.name)
         self.heads[app.name] = sha
-        if before in (None, sha) or any(sha in (s.head_sha, s.merge_commit) for s in running):
+        if (
+            before is None
+            or before == sha
+            or any(sha in (s.head_sha, s.merge_commit) for s in running)
+        ):
             return []
         number = await asyncio.to_thread(self.forge.merged_pull_request, app.repo, sha)
         workflow_id = change_id(app.name, number) if number else push_change_id(app.name, sha)
@@ -168,17 +173,37 @@ class Reconciler:
         if number is not None:
             pr = await asyncio.to_thread(self.forge.get_pull_request, app.repo, number)
             return [await self._deliver(pr, "closed", release)]
+        commits, unknown = await self._pushed(app.repo, before, sha)
         push = PushHook(
             repo=app.repo,
             default_branch=release.name,
             ref=f"refs/heads/{release.name}",
-            before="",
+            before=before,
             after=sha,
-            pusher="unknown",  # no delivery names who pushed
+            pusher=UNKNOWN_PUSHER,  # no forge API says who pushed
+            commits=commits,
             title=f"{sha[:12]}, found on {release.name} by the reconciler",
         )
         reply = await self.ingress.push(push)
-        return [f"{app.repo}@{sha[:12]} pushed: {reply.message}"]
+        return [f"{app.repo}@{sha[:12]} pushed: {reply.message}{unknown}"]
+
+    async def _pushed(self, repo: str, before: str, sha: str) -> tuple[list[CommitAuthor], str]:
+        """The commits a push from `before` to `sha` brought, with their authors, who may not
+        approve its change where self-approval is forbidden; and what was not known, said.
+
+        When the forge cannot compare the two (`before` was force-pushed away and pruned, or
+        Gitea before 1.23 compares no commits), the head commit alone: naming its author is
+        safer than naming no one. When even that is refused (the head moved away too), none.
+        """
+        try:
+            return await asyncio.to_thread(self.forge.compare_commits, repo, before, sha), ""
+        except ForgeRefusal as exc:
+            unknown = f" (the commits since {before[:12]} unknown: {exc}"
+        try:
+            head = await asyncio.to_thread(self.forge.get_commit, repo, sha)
+        except ForgeRefusal as exc:
+            return [], f"{unknown}; no commit author named: {exc})"
+        return [head], f"{unknown}; only the head commit's author named)"
 
     async def gitops(self) -> list[str]:
         """GitOps PRs that rollouts wait on: reviews they have not counted, and a merge by hand

@@ -16,6 +16,7 @@ with workflow.unsafe.imports_passed_through():
     from baton.holds import HoldUpdate
     from baton.models import (
         TERMINAL_STATES,
+        UNKNOWN_PUSHER,
         AbortInput,
         Artifact,
         ChangeInput,
@@ -235,12 +236,15 @@ class ChangeWorkflow:
         self.pr.merge_commit = sha
         self.pr.merged_at = workflow.now()
         pusher, writers = self.input.author, self.input.commit_authors
-        self.promotion.authors = list(dict.fromkeys([pusher, *writers]))
+        branch = self.input.base_branch
         wrote = f", its commits by {', '.join(writers)}" if writers else ""
-        self.record.note(
-            f"{sha[:12]} was pushed to {self.input.base_branch} by {pusher} "
-            f"without a pull request{wrote}"
-        )
+        if pusher == UNKNOWN_PUSHER:  # "unknown" is no one: not an author, not a name to show
+            self.promotion.authors = list(writers)
+            how = f"was found on {branch} without a pull request (no delivery named who pushed it)"
+        else:
+            self.promotion.authors = list(dict.fromkeys([pusher, *writers]))
+            how = f"was pushed to {branch} by {pusher} without a pull request"
+        self.record.note(f"{sha[:12]} {how}{wrote}")
         return True
 
     def _take_artifact(self, artifact: Artifact) -> None:

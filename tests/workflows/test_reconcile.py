@@ -14,7 +14,7 @@ from temporalio.client import Client
 
 from activities.deploy import ProposeInput
 from activities.forge import CommitInput
-from baton.config import BatonConfig
+from baton.config import AuthConfig, BatonConfig, UserRecord
 from baton.ingress import Ingress
 from baton.local.forge import LocalForge
 from baton.models import ChangeStatus, GitOpsPullRequest, RolloutStatus
@@ -23,6 +23,7 @@ from baton.settings import Settings
 from baton.temporal import Queries, TaskQueues, change_id
 from tests.conftest import at_gate, serving, until
 from tests.workflows import test_pipelines as pipelines
+from tests.workflows.test_change import timeline
 from tests.workflows.test_pipelines import APP, Steps
 from workflows import WORKFLOWS
 from workflows.rollout import EnvironmentRollout
@@ -61,11 +62,17 @@ def reconciler(client: Client, forge: LocalForge) -> Reconciler:
     return Reconciler(ingress, forge, "reconciler:test")
 
 
-def push(forge: LocalForge, branch: str, content: str, repo: str = APP.repo) -> str:
-    """Commit `content` on `branch` (made from main) of `repo` in a clone and push it; the new
-    head."""
+def push(
+    forge: LocalForge,
+    branch: str,
+    content: str,
+    repo: str = APP.repo,
+    author: tuple[str, str] = ("Alice", "alice@example.invalid"),
+) -> str:
+    """Commit `content` on `branch` (made from main) of `repo` in a clone as `author` (name,
+    email) and push it; the new head."""
     work = forge.root.parent / f"work-{repo.replace('/', '-')}-{branch.replace('/', '-')}"
-    git = ["git", "-c", "user.name=Alice", "-c", "user.email=alice@example.invalid"]
+    git = ["git", "-c", f"user.name={author[0]}", "-c", f"user.email={author[1]}"]
     if not work.exists():
         clone = [*git, "clone", "--quiet", forge.clone_url(repo), str(work)]
         subprocess.run(clone, check=True)
@@ -125,6 +132,55 @@ async def test_a_push_to_the_release_branch_missed_gets_its_change_once(
     status = await client.get_workflow_handle(change, result_type=ChangeStatus).result()
     assert status.state == "completed" and status.pr_number is None
     assert await reconciler.run() == []
+
+
+async def test_a_missed_push_names_its_commits_authors_as_baton_users(
+    client: Client, forge: LocalForge
+) -> None:
+    """No delivery said who pushed alice's and dave's commits: the forge's comparison of the old
+    and new heads still names their authors, as Baton users where auth.users maps them."""
+    users = {"dave": UserRecord(emails=["Dave@Corp.example"])}
+    config = BatonConfig(apps=[APP], auth=AuthConfig(users=users))
+    reconciler = Reconciler(Ingress(client, config, Settings(), via="reconciler"), forge)
+    assert await reconciler.run() == []  # the baseline
+    push(forge, "main", "alice's\n")
+    head = push(forge, "main", "dave's\n", author=("Dave", "dave@corp.example"))
+    change = f"change/web/push-{head[:12]}"
+
+    assert await reconciler.run() == [f"{APP.repo}@{head[:12]} pushed: started {change}"]
+
+    status = await client.get_workflow_handle(change, result_type=ChangeStatus).result()
+    assert status.authors == ["alice@example.invalid", "dave"]  # "unknown" pushed: no one
+    assert timeline(status)[0][2] == (
+        f"{head[:12]} was found on main without a pull request (no delivery named who pushed "
+        "it), its commits by alice@example.invalid, dave"
+    )
+
+
+async def test_a_missed_push_whose_old_head_is_gone_names_the_head_commits_author(
+    client: Client, forge: LocalForge
+) -> None:
+    """The head the last reading saw was force-pushed away and pruned: the forge cannot say
+    which commits the push brought, so the head commit's author, at least, is named."""
+    config = BatonConfig(
+        apps=[APP], auth=AuthConfig(users={"dave": UserRecord(emails=["dave@corp.example"])})
+    )
+    gone = "d" * 40
+    ingress = Ingress(client, config, Settings(), via="reconciler")
+    reconciler = Reconciler(ingress, forge, heads={APP.name: gone})
+    push(forge, "main", "alice's\n")
+    head = push(forge, "main", "dave's\n", author=("Dave", "dave@corp.example"))
+    change = f"change/web/push-{head[:12]}"
+
+    unknown = (
+        f"the commits since {gone[:12]} unknown: commit {gone[:12]} not found in {APP.repo!r}: "
+        "never pushed, or force-pushed away; only the head commit's author named"
+    )
+    assert await reconciler.run() == [
+        f"{APP.repo}@{head[:12]} pushed: started {change} ({unknown})"
+    ]
+    status = await client.get_workflow_handle(change, result_type=ChangeStatus).result()
+    assert status.authors == ["dave"]
 
 
 async def test_an_app_whose_repository_is_missing_is_skipped_saying_so(
