@@ -52,6 +52,9 @@ from workflows.telling import CommentKeeper, notify_ci_failed
 UNVALIDATED_MERGE = "unvalidated-merge"
 """Patch: a PR merged while its validation failed or had not finished is noticed
 (`apps[].on_unvalidated_merge`)."""
+REOPENED_WHILE_CLOSING = "reopened-while-closing"
+"""Patch: a `reopened` that reaches a run while it ends as closed (its PR comment being updated)
+carries the change on, validating again, instead of ending with the reopen unseen."""
 
 
 @workflow.defn(name=WorkflowTypes.CHANGE)
@@ -167,21 +170,30 @@ class ChangeWorkflow:
 
     @workflow.run
     async def run(self, input: ChangeInput) -> ChangeStatus:
-        self.body = asyncio.ensure_future(self._carry())
-        try:
-            await self.body
-        except asyncio.CancelledError:
-            if self.aborted is None:
-                raise
-        if self.aborted is not None:
-            # The abort may also surface as a cancelled child rather than as our own cancellation.
-            # Nothing waits any more: no gate, no rollout under way.
-            self.record.gate = None
-            self.promotion.running.clear()
-            self._set_state("aborted", f"aborted by {self.aborted.user}: {self.aborted.reason}")
-        await self.comment.settle()
+        while True:
+            self.body = asyncio.ensure_future(self._carry())
+            try:
+                await self.body
+            except asyncio.CancelledError:
+                if self.aborted is None:
+                    raise
+            if self.aborted is not None:
+                # The abort may also surface as a cancelled child rather than as our own
+                # cancellation. Nothing waits any more: no gate, no rollout under way.
+                self.record.gate = None
+                self.promotion.running.clear()
+                self._set_state("aborted", f"aborted by {self.aborted.user}: {self.aborted.reason}")
+            await self.comment.settle()
+            if not self._reopened_while_closing():
+                break
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.status()
+
+    def _reopened_while_closing(self) -> bool:
+        """Whether the PR was reopened after this run ended the change as closed (the signal of
+        a signal-with-start reaches a run still ending: it cannot complete past it unseen)."""
+        reopened = self.state == "closed" and not self.pr.closed and self.aborted is None
+        return reopened and workflow.patched(REOPENED_WHILE_CLOSING)
 
     async def _carry(self) -> None:
         if self.input.artifact is not None:  # promote, retry: what CI built before

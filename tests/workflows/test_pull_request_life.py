@@ -17,7 +17,7 @@ import pytest
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 
-from activities.forge import CommitStatusInput
+from activities.forge import ChangeCommentInput, CommitStatusInput
 from baton.config import BatonConfig
 from baton.forge_events import PullRequestHook
 from baton.ingress import Ingress
@@ -53,9 +53,19 @@ def closing() -> Closing:
 
 
 @pytest.fixture
-async def client(isolated_client: Client, steps: Steps, closing: Closing) -> AsyncIterator[Client]:
+def commenting() -> Closing:
+    """Holds the change's PR comment updates (the last thing a run ending does), once cleared."""
+    commenting = Closing()
+    commenting.release.set()
+    return commenting
+
+
+@pytest.fixture
+async def client(
+    isolated_client: Client, steps: Steps, closing: Closing, commenting: Closing
+) -> AsyncIterator[Client]:
     activities = steps.activities()
-    recorded = activities[TaskQueues.WORKFLOWS][0]
+    recorded, comment = activities[TaskQueues.WORKFLOWS][:2]
 
     @activity.defn(name="set_commit_status")
     async def set_commit_status(input: CommitStatusInput) -> None:
@@ -64,7 +74,14 @@ async def client(isolated_client: Client, steps: Steps, closing: Closing) -> Asy
             await closing.release.wait()
         await recorded(input)
 
-    activities[TaskQueues.WORKFLOWS][0] = set_commit_status
+    @activity.defn(name="update_change_comment")
+    async def update_change_comment(input: ChangeCommentInput) -> None:
+        if not commenting.release.is_set():
+            commenting.reporting.set()
+            await commenting.release.wait()
+        await comment(input)
+
+    activities[TaskQueues.WORKFLOWS][:2] = [set_commit_status, update_change_comment]
     async with serving(isolated_client, WORKFLOWS, activities):
         yield isolated_client
 
@@ -195,6 +212,23 @@ async def test_closed_and_reopened_crossing_leave_one_running_change_that_valida
         "one running change",
     )
     assert running[-1] == WorkflowExecutionStatus.RUNNING
+
+
+async def test_reopened_while_the_closed_change_updates_its_comment_validates_again(
+    client: Client, ingress: Ingress, steps: Steps, commenting: Closing
+) -> None:
+    change = await awaiting_merge(client, ingress)
+    commenting.release.clear()
+
+    assert await deliver(ingress, hook("closed")) == f"signalled {CHANGE}"
+    await commenting.reporting.wait()  # the run is ending: closed, its comment being updated
+    assert await deliver(ingress, hook("reopened")) == f"reopened {CHANGE}"
+    commenting.release.set()
+
+    await until(lambda: steps.ran(HEAD).count("image"), lambda n: n == 2, "a second validation")
+    status = await at_gate(change, "merge", ChangeStatus)
+    assert status.state == "awaiting-merge"
+    assert await runs(client) == [WorkflowExecutionStatus.RUNNING]  # the same run carried on
 
 
 async def test_retargeted_away_stops_the_change_and_back_starts_it_again(
