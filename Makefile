@@ -3,7 +3,8 @@
 #   make tools     helm and kubectl in .tools/bin
 #   make docker    Docker engine + registry + local Python base image (root, Debian)
 #   make browser   Debian's Chromium, which the board's browser tests drive (root, Debian)
-#   make test      all of the above, then the test suite (PYTEST_ARGS="-k ..." to narrow it)
+#   make test      all of the above, then the test suite (scripts/run-tests.sh: unit and workflow
+#                  tests on 2 processes, then end-to-end; PYTEST_ARGS="-k ..." to narrow it)
 #   make demo      all of the above but the tests and the browser, then one change from PR to
 #                  prod (baton demo; DEMO_ARGS= to approve on the board yourself)
 #   make bench     every benchmark in bench/ (not part of make test), results in bench/results/
@@ -34,7 +35,7 @@ browser:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
 
 test: install tools docker browser
-	.venv/bin/pytest -q $(PYTEST_ARGS)
+	scripts/run-tests.sh $(PYTEST_ARGS)
 
 demo: install tools docker
 	.venv/bin/baton demo $(DEMO_ARGS)

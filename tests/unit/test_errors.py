@@ -145,6 +145,7 @@ def test_forge_refusals_are_the_protocol_errors_every_adapter_raises() -> None:
         "PullRequestNotFound",
         "RepositoryNotFound",
         "RequiredChecksNotPassing",
+        "RevisionNotFound",
     ]
 
 
