@@ -693,7 +693,7 @@ class LocalForge:
         self._require_repo(repo)
         if not self._has_commit(repo, sha):
             raise RevisionNotFound(repo, sha)
-        return _commit_authors(self._commits_between(repo, sha, None))[0]
+        return _commit_authors(self._log(repo, "-1", sha))[0]
 
     # Commit statuses
 
@@ -913,13 +913,14 @@ class LocalForge:
 
     # Internals: git
 
-    def _commits_between(
-        self, repo: str, head: str, base: str | None
-    ) -> list[tuple[str, str, str]]:
-        """(sha, author name, author email) of the commits of `head` not in `base`, oldest
-        first; of `head` alone when `base` is None."""
-        revs = [head, "--not", base] if base is not None else ["-1", head]
-        out = self._git(repo, "log", "--reverse", "--format=%H%x1f%an%x1f%ae", *revs).stdout
+    def _commits_between(self, repo: str, head: str, base: str) -> list[tuple[str, str, str]]:
+        """(sha, author name, author email) of the commits of `head` not in `base`, oldest first."""
+        return self._log(repo, head, "--not", base)
+
+    def _log(self, repo: str, *revisions: str) -> list[tuple[str, str, str]]:
+        """(sha, author name, author email) of each commit `git log revisions` lists, oldest
+        first."""
+        out = self._git(repo, "log", "--reverse", "--format=%H%x1f%an%x1f%ae", *revisions).stdout
         return [tuple(line.split("\x1f")) for line in out.splitlines() if line]  # type: ignore[misc]
 
     def _has_commit(self, repo: str, sha: str) -> bool:
