@@ -28,7 +28,14 @@ from activities.forge import (
 from activities.images import propose_pin_bumps, refresh_mirrors
 from activities.lane import is_running, join_lane, watch_holds
 from activities.notify import send_notification
-from activities.pipeline import build_image, publish_artifact, push_image, run_check, try_image
+from activities.pipeline import (
+    build_image,
+    publish_artifact,
+    push_image,
+    run_check,
+    stage_candidate,
+    try_image,
+)
 from activities.reconcile import reconcile_forge
 from baton.temporal import TaskQueues
 
@@ -50,6 +57,7 @@ ACTIVITIES: dict[str, list[Callable[..., Any]]] = {
         build_image,
         try_image,
         push_image,
+        stage_candidate,
         publish_artifact,
         refresh_mirrors,
         propose_pin_bumps,

@@ -16,6 +16,7 @@ from baton import artifacts, bundles, checks, images
 from baton.config import AppConfig
 from baton.errors import CheckConfigError
 from baton.models import Artifact, CheckResult, PinnedImage
+from baton.registry import candidate
 
 CheckKind = Literal["lint", "test", "long_test", "dockerfile", "templates", "rendered"]
 
@@ -25,6 +26,10 @@ class CheckInput(BaseModel):
     repo: str
     commit: str
     kind: CheckKind
+    niceness: int = 0
+    """How much lower than the worker's the CPU priority of the check's processes is
+    (`baton.checks.lowered`): CI runs the checks other than its long tests, its critical
+    path, lower, so where they share a machine the long tests come first."""
 
 
 class BuildInput(BaseModel):
@@ -68,6 +73,7 @@ def _commands(result_name: str, commands: list[str], input: CheckInput) -> Check
             timeout_s=input.app.check_timeout_s,
             on_progress=report,
             logs=ctx.logs,
+            niceness=input.niceness,
         )
         if not result.passed:
             break
@@ -86,7 +92,7 @@ def run_check(input: CheckInput) -> CheckResult:
         return _commands(input.kind, commands.get(input.kind, app.commands.long_test), input)
     workdir = ctx.checkout(input.repo, input.commit)
     if input.kind == "dockerfile":
-        return _dockerfile(workdir, app, ctx)
+        return _dockerfile(workdir, app, ctx, input.niceness)
     if input.kind == "templates":
         if app.chart:
             values = [workdir / app.test_values] if app.test_values else []
@@ -96,11 +102,12 @@ def run_check(input: CheckInput) -> CheckResult:
                 on_progress=report,
                 logs=ctx.logs,
                 registry=ctx.registry,
+                niceness=input.niceness,
             )
         assert app.kustomize is not None  # the config holds a chart or a kustomization
         return checks.kustomize_build(workdir / app.kustomize, root=workdir, logs=ctx.logs)
     if input.kind == "rendered":
-        digest = _pushed_digest(ctx, app, input.commit)
+        digest = _image_digest(ctx, app, input.commit)
         return checks.render_and_validate(
             "rendered",
             ctx.renderer(app, workdir),
@@ -116,11 +123,13 @@ def run_check(input: CheckInput) -> CheckResult:
     raise CheckConfigError(f"unknown check kind {input.kind!r}")
 
 
-def _dockerfile(workdir: Path, app: AppConfig, ctx: Context) -> CheckResult:
+def _dockerfile(workdir: Path, app: AppConfig, ctx: Context, niceness: int) -> CheckResult:
     """hadolint, then whether this machine's builder can build the Dockerfile at all: a
     Dockerfile that needs a newer BuildKit fails here, before any build, naming the line."""
     dockerfile = workdir / app.context / app.dockerfile
-    lint = checks.hadolint(dockerfile, repository_root=workdir, on_progress=report, logs=ctx.logs)
+    lint = checks.hadolint(
+        dockerfile, repository_root=workdir, on_progress=report, logs=ctx.logs, niceness=niceness
+    )
     if not lint.passed:
         return lint
     try:
@@ -138,6 +147,13 @@ def _pushed_digest(ctx: Context, app: AppConfig, commit: str) -> str:
             f"{app.image}:{commit} is not in the registry: build and push it first"
         )
     return digest
+
+
+def _image_digest(ctx: Context, app: AppConfig, commit: str) -> str:
+    """The digest of the app's image for `commit`: pushed, or staged as a candidate while the
+    checks run (`stage_candidate`); the same manifest either way."""
+    staged = ctx.registry.manifest_digest(candidate(app.image), commit)
+    return staged or _pushed_digest(ctx, app, commit)
 
 
 def readable_tag(commit: str) -> str:
@@ -224,11 +240,44 @@ def try_image(input: ImageInput) -> CheckResult:
 @typed_errors
 def push_image(input: ImageInput) -> CheckResult:
     """Push the app's image built at the commit under the commit and its readable tag, the
-    pipeline's `push` step; idempotent (the same image under the same tags)."""
+    pipeline's `push` step: a copy of the candidate `stage_candidate` staged, where there is
+    one (nothing uploaded again), else a push through the engine. Idempotent (the same image
+    under the same tags)."""
     ctx = current()
     started = time.monotonic()
-    summary = _push(ctx, input.app, input.commit, _built_image(ctx, input))
+    app, commit = input.app, input.commit
+    staged = ctx.registry.manifest_digest(candidate(app.image), commit)
+    if staged is None:
+        summary = _push(ctx, app, commit, _built_image(ctx, input))
+    else:
+        ctx.registry.copy(candidate(app.image), staged, app.image, [commit, readable_tag(commit)])
+        summary = f"pushed {ctx.image_repository(app)}:{commit[:12]} as {staged} (the candidate)"
     return _passed("push", started, summary)
+
+
+@activity.defn
+@heartbeating
+@typed_errors
+def stage_candidate(input: ImageInput) -> CheckResult:
+    """Stage what CI will publish for the commit while its checks still run: the image (after
+    its test) in `candidates/<image>:<commit>`, and the chart or Kustomize bundle under
+    `candidates/`. Nothing reaches the repositories CD reads until every check passed and the
+    `push` and `publish` steps copy the candidates there (`Registry.copy`), so the rendered
+    check can run beside the checks and only copies follow them. Idempotent."""
+    ctx = current()
+    started = time.monotonic()
+    app, commit = input.app, input.commit
+    image_id = _built_image(ctx, input)
+    digest = images.push_image(
+        image_id, ctx.registry, candidate(app.image), commit, on_progress=report
+    )
+    workdir = ctx.checkout(input.repo, commit)
+    if app.kustomize is not None:
+        bundles.stage_bundle(app.name, commit, workdir, app.kustomize, ctx.registry, input.repo)
+    else:
+        assert app.chart is not None  # the config holds a chart or a kustomization
+        artifacts.stage_chart(workdir / app.chart, commit, ctx.registry)
+    return _passed("candidate", started, f"staged {candidate(app.image)}:{commit[:12]} as {digest}")
 
 
 def _passed(name: str, started: float, summary: str, log_ref: str | None = None) -> CheckResult:

@@ -29,7 +29,7 @@ import yaml
 from baton import private
 from baton.errors import ConfigurationError, InfrastructureError
 from baton.models import Artifact
-from baton.registry import Registry, write_auth_file
+from baton.registry import Registry, candidate, write_auth_file
 from baton.settings import Settings
 from baton.store import FileRecordStore, RecordStore
 from baton.tools import error_line, find_tool, run_tool
@@ -129,36 +129,67 @@ def publish_artifact(
     metadata: Mapping[str, str] | None = None,
     store: ArtifactStore | None = None,
 ) -> Artifact:
-    """Push the app's chart for `commit` to the registry and record the artifact."""
+    """Push the app's chart for `commit` to the registry and record the artifact. The chart
+    CI staged while its checks ran (`stage_chart`) is copied, not packaged again."""
     check_commit(commit)
-    chart = _read_chart(Path(chart_dir))
+    chart_dir = Path(chart_dir)
+    name = f"{CHARTS_NAMESPACE}/{_read_chart(chart_dir)['name']}"
     version = commit_version(chart_dir, commit)
-    name = f"{CHARTS_NAMESPACE}/{chart['name']}"
     digest = registry.manifest_digest(name, version)
-    if digest is None:
-        with _helm_session(registry) as helm:
-            package = package_chart(
-                chart_dir,
-                version,
-                commit[:12],
-                helm.workdir,
-                mtime=commit_time or FIXED_MTIME,
-                registry=registry,
-            )
-            output = helm.run("push", str(package), f"oci://{registry.host}/{CHARTS_NAMESPACE}")
-        pushed = _PUSHED_DIGEST.search(output)
-        digest = registry.manifest_digest(name, version)
-        if pushed is None or digest is None or digest != pushed.group(1):
-            raise ArtifactError(
-                f"helm pushed {name}:{version} but registry {registry.host} serves "
-                f"{digest or 'nothing'} for it: retry the publish"
-            )
+    staged = None if digest else registry.manifest_digest(candidate(name), version)
+    if staged is not None:
+        digest = registry.copy(candidate(name), staged, name, [version])
+    elif digest is None:
+        digest = push_chart(chart_dir, commit, registry, CHARTS_NAMESPACE, commit_time=commit_time)
     published = {
         "chart_ref": f"oci://{registry.host}/{name}",
         "chart_version": version,
         "chart_digest": digest,
     }
     return record_artifact(app, commit, image, image_digest, published, metadata, store)
+
+
+def stage_chart(chart_dir: Path, commit: str, registry: Registry) -> str:
+    """Push the app's chart for `commit` as a candidate (`candidates/charts/<chart>`), the
+    same bytes `publish_artifact` would push, which then copies it; its digest. Idempotent."""
+    check_commit(commit)
+    name = candidate(f"{CHARTS_NAMESPACE}/{_read_chart(Path(chart_dir))['name']}")
+    staged = registry.manifest_digest(name, commit_version(chart_dir, commit))
+    return staged or push_chart(chart_dir, commit, registry, candidate(CHARTS_NAMESPACE))
+
+
+def push_chart(
+    chart_dir: Path,
+    commit: str,
+    registry: Registry,
+    namespace: str,
+    *,
+    commit_time: datetime | None = None,
+) -> str:
+    """`helm package` and `helm push` the chart for `commit` under `namespace`
+    (`<namespace>/<chart>:<version>`); the digest the registry serves for it."""
+    check_commit(commit)
+    chart = _read_chart(Path(chart_dir))
+    version = commit_version(chart_dir, commit)
+    name = f"{namespace}/{chart['name']}"
+    with _helm_session(registry) as helm:
+        package = package_chart(
+            chart_dir,
+            version,
+            commit[:12],
+            helm.workdir,
+            mtime=commit_time or FIXED_MTIME,
+            registry=registry,
+        )
+        output = helm.run("push", str(package), f"oci://{registry.host}/{namespace}")
+    pushed = _PUSHED_DIGEST.search(output)
+    digest = registry.manifest_digest(name, version)
+    if pushed is None or digest is None or digest != pushed.group(1):
+        raise ArtifactError(
+            f"helm pushed {name}:{version} but registry {registry.host} serves "
+            f"{digest or 'nothing'} for it: retry the publish"
+        )
+    return digest
 
 
 def record_artifact(

@@ -42,7 +42,7 @@ from baton.artifacts import (
 )
 from baton.errors import ConfigurationError
 from baton.models import Artifact
-from baton.registry import Registry
+from baton.registry import Registry, candidate
 from baton.render import KustomizeRenderer, RenderFailed
 
 BUNDLES_NAMESPACE = "kustomize"
@@ -147,6 +147,7 @@ def publish_bundle(
     store: ArtifactStore | None = None,
 ) -> Artifact:
     """Push the app's kustomization for `commit` as `kustomize/<app>:<commit>` and record it.
+    The bundle CI staged while its checks ran (`stage_bundle`) is copied, not pushed again.
 
     Before pushing, the bundle is unpacked and built on its own, so a kustomization that loads
     anything the bundle lacks fails here (BundleInvalid), not at its first rollout.
@@ -154,23 +155,11 @@ def publish_bundle(
     check_commit(commit)
     name = f"{BUNDLES_NAMESPACE}/{app}"
     digest = registry.manifest_digest(name, commit)
-    if digest is None:
-        layer = package_bundle(root, kustomize_path)
-        _check_builds(layer, kustomize_path)
-        config = b"{}"
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": MANIFEST_TYPE,
-            "config": _descriptor(CONFIG_TYPE, config, registry.push_blob(name, config)),
-            "layers": [_descriptor(CONTENT_TYPE, layer, registry.push_blob(name, layer))],
-            "annotations": {
-                "org.opencontainers.image.created": _rfc3339(commit_time or FIXED_MTIME),
-                "org.opencontainers.image.revision": f"sha1:{commit}",
-                "org.opencontainers.image.source": source,
-            },
-        }
-        body = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
-        digest = registry.push_manifest(name, commit, body, MANIFEST_TYPE)
+    staged = None if digest else registry.manifest_digest(candidate(name), commit)
+    if staged is not None:
+        digest = registry.copy(candidate(name), staged, name, [commit])
+    elif digest is None:
+        digest = push_bundle(root, kustomize_path, registry, name, commit, commit_time, source)
     published = {
         "kustomize_ref": f"oci://{registry.host}/{name}",
         "kustomize_tag": commit,
@@ -178,6 +167,46 @@ def publish_bundle(
         "kustomize_path": kustomize_path,
     }
     return record_artifact(app, commit, image, image_digest, published, metadata, store)
+
+
+def stage_bundle(
+    app: str, commit: str, root: Path, kustomize_path: str, registry: Registry, source: str
+) -> str:
+    """Push the app's kustomization for `commit` as a candidate (`candidates/kustomize/<app>`),
+    the bytes `publish_bundle` would push, which then copies it; its digest. Idempotent."""
+    check_commit(commit)
+    name = candidate(f"{BUNDLES_NAMESPACE}/{app}")
+    staged = registry.manifest_digest(name, commit)
+    return staged or push_bundle(root, kustomize_path, registry, name, commit, None, source)
+
+
+def push_bundle(
+    root: Path,
+    kustomize_path: str,
+    registry: Registry,
+    name: str,
+    commit: str,
+    commit_time: datetime | None,
+    source: str,
+) -> str:
+    """Package, build on its own (BundleInvalid) and push the kustomization as `name:commit`;
+    its digest."""
+    layer = package_bundle(root, kustomize_path)
+    _check_builds(layer, kustomize_path)
+    config = b"{}"
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_TYPE,
+        "config": _descriptor(CONFIG_TYPE, config, registry.push_blob(name, config)),
+        "layers": [_descriptor(CONTENT_TYPE, layer, registry.push_blob(name, layer))],
+        "annotations": {
+            "org.opencontainers.image.created": _rfc3339(commit_time or FIXED_MTIME),
+            "org.opencontainers.image.revision": f"sha1:{commit}",
+            "org.opencontainers.image.source": source,
+        },
+    }
+    body = json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+    return registry.push_manifest(name, commit, body, MANIFEST_TYPE)
 
 
 def fetch_bundle(artifact: Artifact, dest: Path, registry: Registry) -> Path:

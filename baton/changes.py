@@ -280,6 +280,7 @@ ACTIVITY_STEPS = {
     "build_image": "image",
     "try_image": "image_test",
     "push_image": "push",
+    "stage_candidate": "candidate",
     "publish_artifact": "publish",
     "render_environment": "render",
     "propose_gitops_change": "gitops pull request",
@@ -342,7 +343,12 @@ async def _published(
 
 
 # Pipeline activities whose heartbeats are progress lines, and the step each one runs.
-_REPORTING_STEPS = {"build_image": "image", "try_image": "image_test", "push_image": "push"}
+_REPORTING_STEPS = {
+    "build_image": "image",
+    "try_image": "image_test",
+    "push_image": "push",
+    "stage_candidate": "candidate",
+}
 
 
 def _pipeline_id(status: ChangeStatus) -> str | None:

@@ -52,9 +52,12 @@ def run_check(
     on_progress: Progress | None = None,
     progress_every_s: float = 5,
     logs: BlobStore | None = None,
+    niceness: int = 0,
 ) -> CheckResult:
-    """Run a configured command (shell string or argv) in `cwd`; it passes if it exits 0."""
-    run = _execute(name, command, cwd, timeout_s, env, on_progress, progress_every_s)
+    """Run a configured command (shell string or argv) in `cwd`; it passes if it exits 0.
+    A `niceness` (1-19) runs it at a lower CPU priority than the processes beside it
+    (`lowered`)."""
+    run = _execute(name, command, cwd, timeout_s, env, on_progress, progress_every_s, niceness)
     return _result(name, run, summary=_last_line(run), logs=logs)
 
 
@@ -68,8 +71,10 @@ def hadolint(
     timeout_s: float = 120,
     on_progress: Progress | None = None,
     logs: BlobStore | None = None,
+    niceness: int = 0,
 ) -> CheckResult:
     """Lint a Dockerfile; the summary names the first finding: `DL3007 line 1: Using latest...`.
+    `niceness`: as `run_check`'s.
 
     hadolint's configuration is the `.hadolint.yaml` (or `.yml`) nearest the Dockerfile, from its
     directory up to `repository_root`, where users keep it (hadolint's README, hadolint-action).
@@ -81,7 +86,9 @@ def hadolint(
     )
     if config is not None:
         command[1:1] = ["--config", str(config)]
-    run = _execute("hadolint", command, dockerfile.parent, timeout_s, None, on_progress, 5)
+    run = _execute(
+        "hadolint", command, dockerfile.parent, timeout_s, None, on_progress, 5, niceness
+    )
     try:
         findings = json.loads(run.output)
     except ValueError:  # not JSON: hadolint itself failed (missing file, bad config)
@@ -115,9 +122,10 @@ def helm_lint(
     on_progress: Progress | None = None,
     logs: BlobStore | None = None,
     registry: Registry | None = None,
+    niceness: int = 0,
 ) -> CheckResult:
     """`helm lint --strict` with values files, the chart's dependencies built first (from
-    `registry`); the summary is helm's [ERROR]/[WARNING] lines."""
+    `registry`); the summary is helm's [ERROR]/[WARNING] lines. `niceness`: as `run_check`'s."""
     chart_dir = Path(chart_dir).resolve()
     started = time.monotonic()
     try:
@@ -136,7 +144,7 @@ def helm_lint(
     ]
     for values in values_files:
         command += ["--values", str(Path(values).resolve())]
-    run = _execute("helm-lint", command, chart_dir, timeout_s, None, on_progress, 5)
+    run = _execute("helm-lint", command, chart_dir, timeout_s, None, on_progress, 5, niceness)
     findings: list[str] = []
     in_finding = False
     for line in run.output.splitlines():
@@ -223,8 +231,11 @@ def _execute(
     env: Mapping[str, str] | None,
     on_progress: Progress | None,
     progress_every_s: float,
+    niceness: int = 0,
 ) -> _Run:
     started = time.monotonic()
+    if niceness:
+        command = lowered(command, niceness)
     proc = subprocess.Popen(
         command,
         shell=isinstance(command, str),
@@ -262,6 +273,21 @@ def _execute(
         raise
     exit_code = None if timed_out_after_s is not None else proc.wait()
     return _Run(exit_code, "".join(output), time.monotonic() - started, timed_out_after_s)
+
+
+def lowered(command: str | Sequence[str], niceness: int) -> list[str]:
+    """`command` (a shell string or argv) run at a CPU priority `niceness` (1-19) lower, in the
+    session `_execute` starts it in, set before it runs: argv for `subprocess`.
+
+    Where the kernel groups each session for scheduling (Linux's autogroup, on by default in
+    Debian's kernels: `/proc/sys/kernel/sched_autogroup_enabled`), a process's nice value only
+    counts against its own session, so the session's group gets the niceness
+    (`/proc/self/autogroup`, sched(7)); the process gets it too (`nice -n`, coreutils), for
+    kernels without autogroup. Raising a niceness needs no privilege.
+    """
+    argv = ["sh", "-c", command] if isinstance(command, str) else list(command)
+    lower = f'echo {niceness} > /proc/self/autogroup 2>/dev/null; exec nice -n {niceness} "$@"'
+    return ["sh", "-c", lower, "sh", *argv]
 
 
 def _child_env(extra: Mapping[str, str] | None) -> dict[str, str]:

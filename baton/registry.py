@@ -5,7 +5,8 @@ skopeo; this adapter is how Baton checks what the registry actually serves, so a
 is the registry's word, not the pusher's. It writes what no tool here pushes itself, following
 distribution-spec v1.1 ("Pushing blobs": POST then PUT with `?digest=`; "Pushing manifests":
 PUT; "Pulling": GET by digest): Kustomize bundles (`baton.bundles`) and annotations-only
-artifacts attached to an image (`attach`).
+artifacts attached to an image (`attach`). It copies what CI staged as a candidate into the
+repository CD reads (`copy`, `candidate`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import base64
 import hashlib
 import json
 import re
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 from urllib.parse import urlsplit
@@ -35,6 +36,8 @@ MANIFEST_TYPES = (
 )
 
 EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
+CANDIDATES_NAMESPACE = "candidates"
+"""Where CI stages what it builds while its checks run: `candidates/<repository>`."""
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -121,20 +124,53 @@ class Registry:
         if self._request("HEAD", f"/v2/{name}/blobs/{digest}", name).status_code == 200:
             return digest
         started = self._request("POST", f"/v2/{name}/blobs/uploads/", name, expect=(202,))
-        location = started.headers.get("Location", "")
-        if not location:
-            raise RegistryError(
-                f"registry {self.host} started an upload to {name} without a Location"
-            )
-        # The Location may carry its own query (upload state), which the digest joins.
-        self._request(
-            "PUT",
-            str(httpx.URL(location).copy_merge_params({"digest": digest})),
+        self._upload(name, started, digest, data)
+        return digest
+
+    def mount_blob(self, source: str, digest: str, name: str) -> None:
+        """Make blob `source@digest` a blob of `name` too, without downloading it: a cross-
+        repository mount (distribution-spec "Mounting a blob from another repository"), or,
+        where the registry starts an upload instead (it may decline mounts), an upload of the
+        blob read from `source`. Raises RegistryError when `source` lacks the blob."""
+        _check_reference(name, digest)
+        if self._request("HEAD", f"/v2/{name}/blobs/{digest}", name).status_code == 200:
+            return
+        started = self._request(
+            "POST",
+            f"/v2/{name}/blobs/uploads/",
             name,
-            content=data,
-            headers={"Content-Type": "application/octet-stream"},
-            expect=(201,),
+            params={"mount": digest, "from": source},
+            expect=(201, 202),
         )
+        if started.status_code == 201:
+            return
+        data = self.blob(source, digest)
+        if data is None:
+            raise RegistryError(f"registry {self.host} has no blob {source}@{digest} to copy")
+        self._upload(name, started, digest, data)
+
+    def copy(self, source: str, digest: str, name: str, tags: Sequence[str]) -> str:
+        """Copy manifest `source@digest` into repository `name` of this registry under `tags`
+        (by digest alone when none): its blobs mounted (`mount_blob`), an index's manifests
+        first, the bytes and so the digest unchanged; `crane copy` within one registry.
+        Idempotent. Raises RegistryError when `source` lacks the manifest."""
+        _check_reference(source, digest)
+        response = self._request("GET", f"/v2/{source}/manifests/{digest}", source)
+        if response.status_code == 404:
+            raise RegistryError(f"registry {self.host} has no manifest {source}@{digest} to copy")
+        if f"sha256:{hashlib.sha256(response.content).hexdigest()}" != digest:
+            raise RegistryError(
+                f"registry {self.host} served other content for {source}@{digest}: it is corrupt"
+            )
+        media_type = response.headers.get("Content-Type", MANIFEST_TYPES[1]).split(";")[0]
+        manifest = json.loads(response.content)
+        for child in manifest.get("manifests", []):
+            self.copy(source, child["digest"], name, [])
+        config = [manifest["config"]] if "config" in manifest else []
+        for blob in config + manifest.get("layers", []):
+            self.mount_blob(source, blob["digest"], name)
+        for reference in tags or [digest]:
+            self.push_manifest(name, reference, response.content, media_type)
         return digest
 
     def push_manifest(self, name: str, tag: str, manifest: bytes, media_type: str) -> str:
@@ -268,6 +304,23 @@ class Registry:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _upload(self, name: str, started: httpx.Response, digest: str, data: bytes) -> None:
+        """Finish the upload `started` (a 202 with its Location) in one PUT of `data`."""
+        location = started.headers.get("Location", "")
+        if not location:
+            raise RegistryError(
+                f"registry {self.host} started an upload to {name} without a Location"
+            )
+        # The Location may carry its own query (upload state), which the digest joins.
+        self._request(
+            "PUT",
+            str(httpx.URL(location).copy_merge_params({"digest": digest})),
+            name,
+            content=data,
+            headers={"Content-Type": "application/octet-stream"},
+            expect=(201,),
+        )
+
     def _verified(self, path: str, name: str, digest: str) -> bytes | None:
         _check_reference(name, digest)
         response = self._request("GET", path, name)
@@ -319,6 +372,12 @@ class Registry:
                 f"{response.text[:200]}"
             )
         return response
+
+
+def candidate(name: str) -> str:
+    """The repository where CI stages `name`'s image, chart or bundle until its checks pass
+    (`sample-app` -> `candidates/sample-app`): nothing in `name` itself is untested."""
+    return f"{CANDIDATES_NAMESPACE}/{name}"
 
 
 class _RegistryAuth(httpx.Auth):

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
         publish_artifact,
         push_image,
         run_check,
+        stage_candidate,
         try_image,
     )
     from baton.batches import CI_CONTEXT
@@ -36,6 +37,10 @@ IMAGE_STEPS_PATCH = "image-test-step"
 # Patch: the build and the image test run beside the checks, and the pending commit status is
 # reported meanwhile (issue 18: the pipeline's critical path is its longest check).
 BESIDE_CHECKS_PATCH = "image-beside-checks"
+# Patch: CI stages its image, chart or bundle as candidates and runs the rendered check beside
+# the checks; after them only copies in the registry are left (issue 18: PR+CI wall time).
+CANDIDATES_PATCH = "candidates-beside-checks"
+LOWER_PRIORITY = 10  # `nice -n`: CI's checks other than the long tests
 
 
 def _failure(name: str, err: ActivityError) -> CheckResult:
@@ -71,9 +76,10 @@ async def _step(record: Record, name: str, call: Awaitable[CheckResult]) -> Chec
 
 
 async def _run_checks(
-    input: PipelineInput, kinds: list[CheckKind], record: Record
+    input: PipelineInput, kinds: list[CheckKind], record: Record, niceness: int = 0
 ) -> list[CheckResult]:
-    """Run the given checks of the app in parallel; each activity is named after its step."""
+    """Run the given checks of the app in parallel; each activity is named after its step.
+    With a `niceness`, the checks but the long tests run at that lower CPU priority."""
     timeout = timedelta(seconds=input.app.check_timeout_s + 60)
     return list(
         await asyncio.gather(
@@ -83,7 +89,13 @@ async def _run_checks(
                     kind,
                     workflow.execute_activity(
                         run_check,
-                        CheckInput(app=input.app, repo=input.repo, commit=input.commit, kind=kind),
+                        CheckInput(
+                            app=input.app,
+                            repo=input.repo,
+                            commit=input.commit,
+                            kind=kind,
+                            niceness=0 if kind == "long_test" else niceness,
+                        ),
                         task_queue=TaskQueues.BUILD,
                         heartbeat_timeout=HEARTBEAT,
                         **outage_wait(input.outage_wait_s, timeout),
@@ -156,10 +168,12 @@ async def _image_step(
     )
 
 
-async def _tested_image(input: PipelineInput, record: Record) -> list[CheckResult]:
+async def _tested_image(input: PipelineInput, record: Record, stage: bool) -> list[CheckResult]:
     """Build, then the app's image test when it has one, beside the checks (no headline of its
-    own: the checks are what the pipeline waits for). Cancelled (a check failed), it gives the
-    steps that ended; the step it was in ends `cancelled` on the timeline."""
+    own: the checks are what the pipeline waits for); with `stage` (CI), then the candidates
+    (`stage_candidate`) and the rendered check on the candidate's digest. Cancelled (a check
+    failed), it gives the steps that ended; the step it was in ends `cancelled` on the
+    timeline."""
     done: list[CheckResult] = []
     try:
         # One turn of the loop first, so the checks begin first: the timeline lists them first.
@@ -167,13 +181,20 @@ async def _tested_image(input: PipelineInput, record: Record) -> list[CheckResul
         done.append(await _build(input, push=False, record=record, run_image_test=False))
         if done[-1].passed and input.app.image_test is not None:
             done.append(await _image_step(input, record, "image_test", try_image))
+        if stage and done[-1].passed:
+            done.append(await _image_step(input, record, "candidate", stage_candidate))
+            if done[-1].passed:
+                done += await _run_checks(input, ["rendered"], record)
     except asyncio.CancelledError:
         # A step that had ended in the activation that cancelled it raises here without ending
         # its stage: it is cancelled too, its result unused.
-        for stage in record.timeline:
-            if stage.name in ("image", "image_test") and stage.outcome == "running":
-                record.end(stage, "cancelled")
+        for step in record.timeline:
+            if step.name in _IMAGE_STEPS and step.outcome == "running":
+                record.end(step, "cancelled")
     return done
+
+
+_IMAGE_STEPS = ("image", "image_test", "candidate", "rendered")
 
 
 async def _report(input: PipelineInput, context: str, state: StatusState, description: str) -> None:
@@ -249,15 +270,20 @@ async def _beside_checks(
 ) -> list[CheckResult]:
     """The checks in parallel and, beside them, the build and the image test, as CI systems run
     jobs side by side; the pending status goes to the forge meanwhile. A failing check cancels
-    the image steps still running. In CI, only once every check and the image test passed: the
-    push (so an image that failed its test, or a commit that failed a check, is never pushed),
-    then the rendered check (it pins the pushed digest), then (`_publish_and_report`) the
-    artifact's publication. The results keep the order the steps had one after another."""
+    the image steps still running. In CI, the image, chart or bundle are staged as candidates
+    beside the checks too, and the rendered check pins the candidate's digest; only once every
+    check and image step passed: the push, a copy of the candidate into the app's repository
+    (so an image that failed its test, or a commit that failed a check, never reaches it), then
+    (`_publish_and_report`) the artifact's publication, a copy of the staged chart or bundle.
+    Histories before CANDIDATES_PATCH push through the engine, then run the rendered check.
+    The results keep the order the steps had one after another."""
     record.publish("running checks and building image")
     pending = asyncio.create_task(_report(input, context, "pending", f"{title} running"))
-    image = asyncio.create_task(_tested_image(input, record))
+    staged = push and workflow.patched(CANDIDATES_PATCH)
+    image = asyncio.create_task(_tested_image(input, record, stage=staged))
     try:
-        checks = await _run_checks(input, kinds, record)
+        # CI's long tests are its critical path: where checks share a machine, they come first.
+        checks = await _run_checks(input, kinds, record, niceness=LOWER_PRIORITY if staged else 0)
         if not all(c.passed for c in checks):
             image.cancel()  # the pipeline has failed: its image is of no use
         elif not image.done():
@@ -269,7 +295,7 @@ async def _beside_checks(
         if push and all(c.passed for c in checks):
             record.publish("pushing image")
             checks.append(await _image_step(input, record, "push", push_image))
-            if checks[-1].passed:
+            if checks[-1].passed and not staged:
                 checks += await _run_checks(input, ["rendered"], record)
     except asyncio.CancelledError:
         # A newer head superseded this commit: everything in flight ends, the pending status

@@ -270,8 +270,9 @@ def test_demo_runs_twice_and_every_environment_serves_the_new_commit(baton_stack
         "dockerfile",
         "templates",
         "image",
-        "push",
+        "candidate",
         "rendered",
+        "push",
     ):
         assert any(line.startswith(f"  ✔ {step} ") for line in lines), step
     for env in ("dev", "staging", "prod"):

@@ -1,6 +1,8 @@
-"""The pipelines' image steps as the worker runs them (build, image_test, push): the app's
-repository on the local forge, the real engine and registry. An image that fails its image_test
-fails that step with what the probe saw, and is never pushed."""
+"""The pipelines' image steps as the worker runs them (build, image_test, candidate, push,
+publish): the app's repository on the local forge, the real engine and registry. An image that
+fails its image_test fails that step with what the probe saw, and is never pushed; what CI
+stages while its checks run stays out of the repositories CD reads until the push and publish
+copy it there."""
 
 from __future__ import annotations
 
@@ -18,14 +20,19 @@ from activities.pipeline import (
     BuildInput,
     CheckInput,
     ImageInput,
+    PublishInput,
     build_image,
+    publish_artifact,
     push_image,
     readable_tag,
     run_check,
+    stage_candidate,
     try_image,
 )
+from baton.artifacts import commit_version
 from baton.config import parse_config
 from baton.images import find_builder
+from baton.registry import candidate
 from baton.settings import Settings
 from tests.fixtures.ports import free_port
 
@@ -141,6 +148,56 @@ def test_ci_push_step_pushes_the_image_that_passed_its_test(worker, own_images):
     assert digest is not None
     assert pushed.summary == f"pushed {context.image_repository(app)}:{commit[:12]} as {digest}"
     assert context.registry.manifest_digest(app.image, readable_tag(commit)) == digest
+
+
+def test_ci_stages_candidates_beside_its_checks_and_the_push_and_publish_only_copy_them(
+    worker, own_images
+):
+    context, commit = worker
+    app = context.config.apps[0].model_copy(update={"image_test": None})
+    image = ImageInput(app=app, repo="sample-app", commit=commit)
+    registry = context.registry
+    ActivityEnvironment().run(
+        build_image,
+        BuildInput(app=app, repo="sample-app", commit=commit, push=False, run_image_test=False),
+    )
+
+    staged = ActivityEnvironment().run(stage_candidate, image)
+
+    digest = registry.manifest_digest(candidate(app.image), commit)
+    version = commit_version(SAMPLE_APP / "chart", commit)
+    chart = registry.manifest_digest(candidate("charts/sample-app"), version)
+    assert staged.passed and digest is not None and chart is not None
+    assert staged.summary == f"staged candidates/{app.image}:{commit[:12]} as {digest}"
+    # Nothing where CD reads yet: a check may still fail.
+    assert registry.manifest_digest(app.image, commit) is None
+    assert registry.manifest_digest("charts/sample-app", version) is None
+    # The rendered check runs beside the checks, on the candidate's digest.
+    rendered = ActivityEnvironment().run(
+        run_check, CheckInput(app=app, repo="sample-app", commit=commit, kind="rendered")
+    )
+    assert rendered.passed, rendered.summary
+
+    pushed = ActivityEnvironment().run(push_image, image)
+    published = ActivityEnvironment().run(
+        publish_artifact, PublishInput(app=app, repo="sample-app", commit=commit)
+    )
+
+    repository = context.image_repository(app)
+    assert pushed.summary == f"pushed {repository}:{commit[:12]} as {digest} (the candidate)"
+    assert registry.manifest_digest(app.image, commit) == digest
+    assert registry.manifest_digest(app.image, readable_tag(commit)) == digest
+    assert published.image_ref == f"{repository}@{digest}"
+    assert published.chart_digest == chart
+    assert registry.manifest_digest("charts/sample-app", version) == chart
+    # Again, as a retried activity would: the same digests, nothing pushed anew.
+    assert ActivityEnvironment().run(stage_candidate, image).passed
+    assert registry.manifest_digest(candidate(app.image), commit) == digest
+    assert ActivityEnvironment().run(push_image, image).summary == pushed.summary
+    again = ActivityEnvironment().run(
+        publish_artifact, PublishInput(app=app, repo="sample-app", commit=commit)
+    )
+    assert again.chart_digest == chart
 
 
 def test_pr_dockerfile_step_refuses_syntax_the_builder_lacks_before_any_build(

@@ -114,6 +114,23 @@ def test_progress_is_reported_while_a_quiet_command_runs(tmp_path, logs):
     assert reports[-1].endswith("warming up")
 
 
+def test_a_check_run_at_a_lower_priority_runs_niced_in_its_own_scheduling_group(tmp_path, logs):
+    # With the kernel's autogroup (Debian's default), a nice value only counts within the
+    # process's session: a check in a session of its own gets the niceness as a group.
+    autogroup = Path("/proc/self/autogroup")
+    show = "ps -o ni= -p $$; cat /proc/self/autogroup 2>/dev/null || true"
+
+    lowered = run_check("lint", show, tmp_path, logs=logs, niceness=10)
+    normal = run_check("lint", show, tmp_path, logs=logs)
+
+    niced, *group = logs.get(lowered.log_ref).split("\n", 1)
+    assert lowered.passed and niced.strip() == "10"
+    assert logs.get(normal.log_ref).split("\n", 1)[0].strip() == "0"
+    if autogroup.exists():
+        assert group[0].strip().endswith("nice 10"), group
+        assert logs.get(normal.log_ref).strip().endswith("nice 0")
+
+
 def test_command_sees_extra_env_but_not_the_workers_secrets(tmp_path, logs, monkeypatch):
     monkeypatch.setenv("BATON_WEBHOOK_SECRET", "do-not-leak")
     command = 'echo "extra=$APP_ENV secret=${BATON_WEBHOOK_SECRET:-unset}"'

@@ -23,6 +23,8 @@ from `tests/workflows/test_ci_batch.py`'s scenarios.
 took in the paths patched since (image test step, CI schedule, promotion graph, capped approvals,
 verification of the running version first, commit authors, PR comment, forge deployments, the CI
 failed and revert notices, environments spanning clusters).
+`before-candidates-ci_pipeline.json` is CI as it ran before it staged candidates beside its
+checks (the push through the engine, then the rendered check, after every check).
 """
 
 import json

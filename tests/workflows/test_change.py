@@ -275,7 +275,7 @@ async def test_the_happy_path_deploys_to_every_environment_in_order(
         ("deploy to dev", "succeeded"),
         ("deploy to prod", "succeeded"),
     ]
-    assert steps.reported(merge_commit(1))[-1] == ("baton/ci", "success", "8 step(s) passed")
+    assert steps.reported(merge_commit(1))[-1] == ("baton/ci", "success", "9 step(s) passed")
     attributes = (await change.describe()).typed_search_attributes
     assert attributes.get(SearchAttributes.STATE) == "completed"
     assert attributes.get(SearchAttributes.LEGACY_STAGE) is None

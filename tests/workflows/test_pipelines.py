@@ -1,7 +1,7 @@
 """PullRequestPipeline and CIPipeline on a real Temporal server, with their steps replaced.
 
 `Steps` stands in for the pipeline activities by name (`run_check`, `build_image`, `try_image`,
-`push_image`, `publish_artifact`, `set_commit_status`): it scripts what each step reports and records what the
+`push_image`, `stage_candidate`, `publish_artifact`, `set_commit_status`): it scripts what each step reports and records what the
 pipeline asked for, so the order of steps, the commit statuses and the handling of failures and
 cancellation are tested without a container engine. test_change.py runs ChangeWorkflow on them too.
 """
@@ -54,6 +54,7 @@ class Steps:
     started: list[tuple[str, str]] = field(default_factory=list)  # (step, commit), in order
     attempts: Counter[str] = field(default_factory=Counter)  # step -> attempts
     pushes: list[bool] = field(default_factory=list)  # `push` of each build
+    niceness: dict[str, int] = field(default_factory=dict)  # check kind -> its input's niceness
     tested_in_build: list[bool] = field(default_factory=list)  # `run_image_test` of each build
     cancelled: list[str] = field(default_factory=list)  # steps whose activity was cancelled
     statuses: list[tuple[str, str, str, str]] = field(default_factory=list)
@@ -67,6 +68,7 @@ class Steps:
 
         @activity.defn(name="run_check")
         async def run_check(input: CheckInput) -> CheckResult:
+            self.niceness[input.kind] = input.niceness
             return await self._run(input.kind, input.commit)
 
         @activity.defn(name="build_image")
@@ -83,6 +85,10 @@ class Steps:
         @activity.defn(name="push_image")
         async def push_image(input: ImageInput) -> CheckResult:
             return await self._run("push", input.commit)
+
+        @activity.defn(name="stage_candidate")
+        async def stage_candidate(input: ImageInput) -> CheckResult:
+            return await self._run("candidate", input.commit)
 
         @activity.defn(name="publish_artifact")
         async def publish_artifact(input: PublishInput) -> Artifact:
@@ -109,7 +115,14 @@ class Steps:
             pass
 
         return {
-            TaskQueues.BUILD: [run_check, build_image, try_image, push_image, publish_artifact],
+            TaskQueues.BUILD: [
+                run_check,
+                build_image,
+                try_image,
+                push_image,
+                stage_candidate,
+                publish_artifact,
+            ],
             TaskQueues.WORKFLOWS: [
                 set_commit_status,
                 update_change_comment,
@@ -278,15 +291,35 @@ async def test_ci_builds_pushes_checks_the_rendered_manifests_and_publishes_the_
     result = await (await start(client, WorkflowTypes.CI_PIPELINE)).result()
 
     assert result.passed, result.summary()
-    assert [c.name for c in result.checks] == [*CI_CHECKS, "image", "push", "rendered"]
-    assert sorted(steps.ran(SHA)[:6]) == sorted([*CI_CHECKS, "image"])
-    assert steps.ran(SHA)[6:] == ["push", "rendered", "publish"]
+    assert [c.name for c in result.checks] == [
+        *CI_CHECKS,
+        *("image", "candidate", "rendered", "push"),
+    ]
+    ran = steps.ran(SHA)
+    # Beside the checks: the build, the candidates staged, the rendered check on their digest.
+    assert [s for s in ran if s in ("image", "candidate", "rendered")] == [
+        "image",
+        "candidate",
+        "rendered",
+    ]
+    # After every check: the copies into the repositories CD reads.
+    assert ran[-2:] == ["push", "publish"]
     assert steps.pushes == [False]  # the build only builds; the push is a step of its own
     assert result.artifact == artifact(SHA)
     assert steps.reported(SHA) == [
         ("baton/ci", "pending", "CI pipeline running"),
-        ("baton/ci", "success", "8 step(s) passed"),
+        ("baton/ci", "success", "9 step(s) passed"),
     ]
+    # The long tests, CI's critical path, keep the worker's CPU priority; the rest run lower.
+    assert steps.niceness == {"long_test": 0, "rendered": 0} | dict.fromkeys(
+        ["lint", "test", "dockerfile", "templates"], 10
+    )
+
+
+async def test_pr_checks_keep_the_workers_cpu_priority(client: Client, steps: Steps) -> None:
+    assert (await (await start(client, WorkflowTypes.PR_PIPELINE)).result()).passed
+
+    assert steps.niceness == dict.fromkeys(PR_CHECKS, 0)
 
 
 TESTED = APP.model_copy(
@@ -301,7 +334,7 @@ TESTED = APP.model_copy(
         (
             WorkflowTypes.CI_PIPELINE,
             CI_CHECKS,
-            ["image", "image_test", "push", "rendered", "publish"],
+            ["image", "image_test", "candidate", "rendered", "push", "publish"],
         ),
     ],
     ids=["pr", "ci"],
@@ -343,14 +376,16 @@ async def test_a_failing_ci_check_pushes_and_publishes_nothing(
     client: Client, steps: Steps
 ) -> None:
     steps.failing = {"long_test": "2 failed, 118 passed: test_checkout_total"}
-    # The image is built and passes its test before the long tests fail.
-    steps.after = {"long_test": "image_test"}
+    # The image is built, passes its test and is staged, and the rendered check passes, before
+    # the long tests fail: the candidates are never copied where CD reads.
+    steps.after = {"long_test": "rendered"}
     result = await (await start(client, WorkflowTypes.CI_PIPELINE, app=TESTED)).result()
 
     assert result.summary() == "long_test: 2 failed, 118 passed: test_checkout_total"
-    assert [c.name for c in result.checks] == [*CI_CHECKS, "image", "image_test"]
+    staged = ["image", "image_test", "candidate", "rendered"]
+    assert [c.name for c in result.checks] == [*CI_CHECKS, *staged]
     assert result.artifact is None
-    assert sorted(steps.ran(SHA)) == sorted([*CI_CHECKS, "image", "image_test"])
+    assert sorted(steps.ran(SHA)) == sorted([*CI_CHECKS, *staged])
     assert steps.reported(SHA)[-1] == ("baton/ci", "failure", result.summary())
 
 
@@ -392,7 +427,7 @@ async def test_a_ci_pipeline_cancelled_after_its_image_is_built_pushes_nothing(
         await handle.result()
     assert isinstance(failure.value.cause, CancelledError)
     await until(lambda: steps.cancelled, lambda done: done == ["long_test"], "cancelled")
-    assert not {"push", "rendered", "publish"} & set(steps.ran(SHA))
+    assert not {"push", "publish"} & set(steps.ran(SHA))
     assert steps.reported(SHA) == [
         ("baton/ci", "pending", "CI pipeline running"),
         ("baton/ci", "error", "superseded by a newer commit"),

@@ -167,7 +167,7 @@ async def test_case_21_reopened_while_closing_keeps_the_change_running(
     assert stages(status) == [
         (f"validate {HEAD[:12]}", "superseded", "closed before validation finished"),
         (f"validate {HEAD[:12]}", "succeeded", "5 step(s) passed"),
-        (f"integrate {MERGE[:12]}", "succeeded", "8 step(s) passed"),
+        (f"integrate {MERGE[:12]}", "succeeded", "9 step(s) passed"),
     ]
     assert await runs(client) == [WorkflowExecutionStatus.COMPLETED]
 

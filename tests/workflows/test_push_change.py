@@ -103,7 +103,7 @@ async def test_a_pushed_commit_is_integrated_and_deployed_to_every_environment(
     )
     # No PR pipeline: the commit is on main already; CI reports on it.
     assert {commit for _, commit in steps.started} == {PUSHED}
-    assert steps.reported(PUSHED)[-1] == ("baton/ci", "success", "8 step(s) passed")
+    assert steps.reported(PUSHED)[-1] == ("baton/ci", "success", "9 step(s) passed")
     attributes = (await change.describe()).typed_search_attributes
     assert attributes.get(SearchAttributes.COMMIT) == PUSHED
     assert attributes.get(SearchAttributes.PR) is None
