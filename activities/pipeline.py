@@ -28,8 +28,9 @@ class CheckInput(BaseModel):
     kind: CheckKind
     niceness: int = 0
     """How much lower than the worker's the CPU priority of the check's processes is
-    (`baton.checks.lowered`): CI runs the checks other than its long tests, its critical
-    path, lower, so where they share a machine the long tests come first."""
+    (`baton.checks.lowered`): the pipelines run the checks other than their longest (CI's long
+    tests, the PR's unit tests), their critical path, lower, so where they share a machine the
+    longest comes first."""
 
 
 class BuildInput(BaseModel):

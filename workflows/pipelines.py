@@ -40,7 +40,7 @@ BESIDE_CHECKS_PATCH = "image-beside-checks"
 # Patch: CI stages its image, chart or bundle as candidates and runs the rendered check beside
 # the checks; after them only copies in the registry are left (issue 18: PR+CI wall time).
 CANDIDATES_PATCH = "candidates-beside-checks"
-LOWER_PRIORITY = 10  # `nice -n`: CI's checks other than the long tests
+LOWER_PRIORITY = 10  # niceness of the checks other than the pipeline's longest (`_longest`)
 
 
 def _failure(name: str, err: ActivityError) -> CheckResult:
@@ -76,10 +76,14 @@ async def _step(record: Record, name: str, call: Awaitable[CheckResult]) -> Chec
 
 
 async def _run_checks(
-    input: PipelineInput, kinds: list[CheckKind], record: Record, niceness: int = 0
+    input: PipelineInput,
+    kinds: list[CheckKind],
+    record: Record,
+    niceness: int = 0,
+    longest: CheckKind | None = None,
 ) -> list[CheckResult]:
     """Run the given checks of the app in parallel; each activity is named after its step.
-    With a `niceness`, the checks but the long tests run at that lower CPU priority."""
+    With a `niceness`, the checks but the `longest` run at that lower CPU priority."""
     timeout = timedelta(seconds=input.app.check_timeout_s + 60)
     return list(
         await asyncio.gather(
@@ -94,7 +98,7 @@ async def _run_checks(
                             repo=input.repo,
                             commit=input.commit,
                             kind=kind,
-                            niceness=0 if kind == "long_test" else niceness,
+                            niceness=0 if kind == longest else niceness,
                         ),
                         task_queue=TaskQueues.BUILD,
                         heartbeat_timeout=HEARTBEAT,
@@ -197,6 +201,12 @@ async def _tested_image(input: PipelineInput, record: Record, stage: bool) -> li
 _IMAGE_STEPS = ("image", "image_test", "candidate", "rendered")
 
 
+def _longest(kinds: list[CheckKind]) -> CheckKind:
+    """The check that takes longest, by what each kind is for: the long tests where the
+    pipeline runs them (CI), else the unit tests."""
+    return "long_test" if "long_test" in kinds else "test"
+
+
 async def _report(input: PipelineInput, context: str, state: StatusState, description: str) -> None:
     await workflow.execute_activity(
         set_commit_status,
@@ -279,11 +289,18 @@ async def _beside_checks(
     The results keep the order the steps had one after another."""
     record.publish("running checks and building image")
     pending = asyncio.create_task(_report(input, context, "pending", f"{title} running"))
-    staged = push and workflow.patched(CANDIDATES_PATCH)
+    patched = workflow.patched(CANDIDATES_PATCH)
+    staged = push and patched
     image = asyncio.create_task(_tested_image(input, record, stage=staged))
     try:
-        # CI's long tests are its critical path: where checks share a machine, they come first.
-        checks = await _run_checks(input, kinds, record, niceness=LOWER_PRIORITY if staged else 0)
+        # The longest check is the critical path: where checks share a machine, it comes first.
+        checks = await _run_checks(
+            input,
+            kinds,
+            record,
+            niceness=LOWER_PRIORITY if patched else 0,
+            longest=_longest(kinds),
+        )
         if not all(c.passed for c in checks):
             image.cancel()  # the pipeline has failed: its image is of no use
         elif not image.done():
@@ -345,8 +362,9 @@ class PullRequestPipeline:
 
 @workflow.defn(name=WorkflowTypes.CI_PIPELINE)
 class CIPipeline:
-    """Integrates a merge commit: the PR checks plus long tests, build, image test and push,
-    publish the artifact."""
+    """Integrates a merge commit: the PR checks plus long tests and, beside them, build, image
+    test, candidates staged and the rendered check; once all passed, push and publish the
+    artifact (copies of the candidates)."""
 
     @workflow.run
     async def run(self, input: PipelineInput) -> PipelineResult:

@@ -24,7 +24,8 @@ took in the paths patched since (image test step, CI schedule, promotion graph, 
 verification of the running version first, commit authors, PR comment, forge deployments, the CI
 failed and revert notices, environments spanning clusters).
 `before-candidates-ci_pipeline.json` is CI as it ran before it staged candidates beside its
-checks (the push through the engine, then the rendered check, after every check).
+checks (the push through the engine, then the rendered check, after every check), and
+`before-candidates-pr_pipeline.json` the PR pipeline before it ran its checks but `test` lower.
 """
 
 import json
