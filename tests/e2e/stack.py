@@ -31,7 +31,7 @@ from baton.local.cluster import remove_app_containers
 from baton.local.forge import LocalForge
 from baton.local.stack import BASE_IMAGE, Stack
 from baton.models import TERMINAL_STATES, ChangeStatus
-from baton.registry import Registry
+from baton.registry import Registry, candidate
 from baton.settings import Settings
 from baton.store import BlobStore, Stores
 from baton.temporal import connect
@@ -270,8 +270,10 @@ def start_stack(
     stack = Stack(settings)
     if "registry" in stack.names() and os.environ.get(BASE_IMAGE):
         layers = base_layers(workdir.parent, os.environ[BASE_IMAGE])
+        # Each app's repository, and its candidates' (CI's first push goes there).
+        images = [app.image for app in stack.config.apps]
         seed_base_layers(
-            settings.home / "registry", layers, [app.image for app in stack.config.apps]
+            settings.home / "registry", layers, images + [candidate(image) for image in images]
         )
     stack.up()
     token_env = stack.config.registry.credentials.token_env
