@@ -135,12 +135,11 @@ def publish_artifact(
     chart_dir = Path(chart_dir)
     name = f"{CHARTS_NAMESPACE}/{_read_chart(chart_dir)['name']}"
     version = commit_version(chart_dir, commit)
-    digest = registry.manifest_digest(name, version)
-    staged = None if digest else registry.manifest_digest(candidate(name), version)
-    if staged is not None:
-        digest = registry.copy(candidate(name), staged, name, [version])
-    elif digest is None:
-        digest = push_chart(chart_dir, commit, registry, CHARTS_NAMESPACE, commit_time=commit_time)
+    digest = registry.publish(
+        name,
+        version,
+        lambda: push_chart(chart_dir, commit, registry, CHARTS_NAMESPACE, commit_time=commit_time),
+    )
     published = {
         "chart_ref": f"oci://{registry.host}/{name}",
         "chart_version": version,

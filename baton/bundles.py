@@ -154,12 +154,11 @@ def publish_bundle(
     """
     check_commit(commit)
     name = f"{BUNDLES_NAMESPACE}/{app}"
-    digest = registry.manifest_digest(name, commit)
-    staged = None if digest else registry.manifest_digest(candidate(name), commit)
-    if staged is not None:
-        digest = registry.copy(candidate(name), staged, name, [commit])
-    elif digest is None:
-        digest = push_bundle(root, kustomize_path, registry, name, commit, commit_time, source)
+    digest = registry.publish(
+        name,
+        commit,
+        lambda: push_bundle(root, kustomize_path, registry, name, commit, commit_time, source),
+    )
     published = {
         "kustomize_ref": f"oci://{registry.host}/{name}",
         "kustomize_tag": commit,

@@ -15,7 +15,7 @@ import base64
 import hashlib
 import json
 import re
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 from urllib.parse import urlsplit
@@ -149,19 +149,26 @@ class Registry:
             raise RegistryError(f"registry {self.host} has no blob {source}@{digest} to copy")
         self._upload(name, started, digest, data)
 
+    def publish(self, name: str, tag: str, push: Callable[[], str]) -> str:
+        """The digest of `name:tag` as CI publishes it: the one the registry holds already,
+        else a copy of the candidate CI staged (`candidates/<name>:<tag>`), else the one
+        `push()` pushes and returns. Idempotent where `push` is."""
+        digest = self.manifest_digest(name, tag)
+        if digest is not None:
+            return digest
+        staged = self.manifest_digest(candidate(name), tag)
+        if staged is not None:
+            return self.copy(candidate(name), staged, name, [tag])
+        return push()
+
     def copy(self, source: str, digest: str, name: str, tags: Sequence[str]) -> str:
         """Copy manifest `source@digest` into repository `name` of this registry under `tags`
         (by digest alone when none): its blobs mounted (`mount_blob`), an index's manifests
         first, the bytes and so the digest unchanged; `crane copy` within one registry.
         Idempotent. Raises RegistryError when `source` lacks the manifest."""
-        _check_reference(source, digest)
-        response = self._request("GET", f"/v2/{source}/manifests/{digest}", source)
-        if response.status_code == 404:
+        response = self._verified_response(f"/v2/{source}/manifests/{digest}", source, digest)
+        if response is None:
             raise RegistryError(f"registry {self.host} has no manifest {source}@{digest} to copy")
-        if f"sha256:{hashlib.sha256(response.content).hexdigest()}" != digest:
-            raise RegistryError(
-                f"registry {self.host} served other content for {source}@{digest}: it is corrupt"
-            )
         media_type = response.headers.get("Content-Type", MANIFEST_TYPES[1]).split(";")[0]
         manifest = json.loads(response.content)
         for child in manifest.get("manifests", []):
@@ -322,6 +329,12 @@ class Registry:
         )
 
     def _verified(self, path: str, name: str, digest: str) -> bytes | None:
+        response = self._verified_response(path, name, digest)
+        return None if response is None else response.content
+
+    def _verified_response(self, path: str, name: str, digest: str) -> httpx.Response | None:
+        """The answer to a GET of `path` (content addressed by `digest`), its content checked
+        against the digest; None when absent."""
         _check_reference(name, digest)
         response = self._request("GET", path, name)
         if response.status_code == 404:
@@ -331,7 +344,7 @@ class Registry:
             raise RegistryError(
                 f"registry {self.host} served {actual} for {name}@{digest}: the content is corrupt"
             )
-        return response.content
+        return response
 
     def _request(
         self,

@@ -90,3 +90,23 @@ def test_a_blob_the_source_lacks_is_not_mounted_from_nowhere(registry_client: Re
     missing = "sha256:" + "e" * 64
     with pytest.raises(RegistryError, match=f"has no blob candidates/web@{missing} to copy"):
         registry_client.mount_blob("candidates/web", missing, "web")
+
+
+def test_publish_keeps_what_is_there_else_copies_the_candidate_else_pushes(
+    registry_client: Registry,
+) -> None:
+    pushes: list[str] = []
+
+    def push() -> str:
+        pushes.append("pushed")
+        return push_image(registry_client, "published/app", "v1")
+
+    staged = push_image(registry_client, "candidates/published/app", "v2")
+
+    assert registry_client.publish("published/app", "v2", push) == staged  # the candidate
+    assert registry_client.manifest_digest("published/app", "v2") == staged
+    assert pushes == []
+    pushed = registry_client.publish("published/app", "v1", push)  # no candidate: pushed
+    assert pushes == ["pushed"]
+    assert registry_client.publish("published/app", "v1", push) == pushed  # held: kept
+    assert pushes == ["pushed"]
