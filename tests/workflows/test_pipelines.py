@@ -51,6 +51,8 @@ class Steps:
     holding: set[str] = field(default_factory=set)  # steps that run until cancelled
     together: set[str] = field(default_factory=set)  # checks (and build) that finish once all run
     after: dict[str, str] = field(default_factory=dict)  # step -> the step it ends after
+    after_start: dict[str, str] = field(default_factory=dict)  # step -> the step it ends once
+    # started (the workflow has seen every step before that one end)
     started: list[tuple[str, str]] = field(default_factory=list)  # (step, commit), in order
     attempts: Counter[str] = field(default_factory=Counter)  # step -> attempts
     pushes: list[bool] = field(default_factory=list)  # `push` of each build
@@ -62,6 +64,7 @@ class Steps:
     comments: int = 0  # writes of the change's PR comment
     _all_running: asyncio.Event = field(default_factory=asyncio.Event)
     _ended: dict[str, asyncio.Event] = field(default_factory=dict)
+    _started: dict[str, asyncio.Event] = field(default_factory=dict)
 
     def activities(self) -> dict[str, list]:
         """The stand-ins, by task queue as `activities.ACTIVITIES` maps the real ones."""
@@ -142,6 +145,7 @@ class Steps:
     def _start(self, step: str, commit: str) -> None:
         self.started.append((step, commit))
         self.attempts[step] += 1
+        self._started_event(step).set()
 
     async def _run(self, step: str, commit: str) -> CheckResult:
         """A step as the scenario has it: held until cancelled, meeting the others, ending after
@@ -150,6 +154,8 @@ class Steps:
         try:
             if commit in self.held and step in ("image", *CI_CHECKS) or step in self.holding:
                 await self._hold()
+            if step in self.after_start:
+                await self._started_event(self.after_start[step]).wait()
             if step in self.after:
                 try:
                     await asyncio.wait_for(self._ended_event(self.after[step]).wait(), 30)
@@ -168,6 +174,9 @@ class Steps:
 
     def _ended_event(self, step: str) -> asyncio.Event:
         return self._ended.setdefault(step, asyncio.Event())
+
+    def _started_event(self, step: str) -> asyncio.Event:
+        return self._started.setdefault(step, asyncio.Event())
 
     def _result(self, step: str) -> CheckResult:
         if step in self.broken:
@@ -378,16 +387,19 @@ async def test_a_failing_ci_check_pushes_and_publishes_nothing(
     client: Client, steps: Steps
 ) -> None:
     steps.failing = {"long_test": "2 failed, 118 passed: test_checkout_total"}
-    # The image is built, passes its test and is staged, and the rendered check passes, before
-    # the long tests fail: the candidates are never copied where CD reads.
-    steps.after = {"long_test": "rendered"}
+    # The image is built, passes its test and is staged, and the rendered check has started
+    # (so the pipeline has seen the candidate staged), when the long tests fail: the rendered
+    # check is cancelled, and the candidates are never copied where CD reads.
+    steps.holding = {"rendered"}
+    steps.after_start = {"long_test": "rendered"}
     result = await (await start(client, WorkflowTypes.CI_PIPELINE, app=TESTED)).result()
 
     assert result.summary() == "long_test: 2 failed, 118 passed: test_checkout_total"
-    staged = ["image", "image_test", "candidate", "rendered"]
+    staged = ["image", "image_test", "candidate"]
     assert [c.name for c in result.checks] == [*CI_CHECKS, *staged]
     assert result.artifact is None
-    assert sorted(steps.ran(SHA)) == sorted([*CI_CHECKS, *staged])
+    assert sorted(steps.ran(SHA)) == sorted([*CI_CHECKS, *staged, "rendered"])
+    await until(lambda: steps.cancelled, lambda done: done == ["rendered"], "cancelled")
     assert steps.reported(SHA)[-1] == ("baton/ci", "failure", result.summary())
 
 
