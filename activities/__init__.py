@@ -30,10 +30,13 @@ from activities.lane import is_running, join_lane, watch_holds
 from activities.notify import send_notification
 from activities.pipeline import (
     build_image,
+    long_tests_result,
     publish_artifact,
+    pull_request_checks,
     push_image,
     run_check,
     stage_candidate,
+    start_long_tests,
     try_image,
 )
 from activities.reconcile import reconcile_forge
@@ -59,6 +62,9 @@ ACTIVITIES: dict[str, list[Callable[..., Any]]] = {
         push_image,
         stage_candidate,
         publish_artifact,
+        start_long_tests,
+        long_tests_result,
+        pull_request_checks,
         refresh_mirrors,
         propose_pin_bumps,
         read_release_batch,

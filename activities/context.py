@@ -117,6 +117,10 @@ class Context:
     def checkout(self, repo: str, commit: str) -> Path:
         return self.workspace.checkout(repo, self.forge.clone_url(repo), commit)
 
+    def tree(self, repo: str, commit: str) -> str:
+        """The id of `commit`'s tree (`Workspace.tree`)."""
+        return self.workspace.tree(repo, self.forge.clone_url(repo), commit)
+
     def renderer(self, app: AppConfig, workdir: Path) -> Renderer:
         """The app's templates at a checkout, as CI renders them: its Helm chart, or its
         kustomization with its test inputs (`test_values`, a component) included."""

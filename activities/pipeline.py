@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel
 from temporalio import activity
+from temporalio.client import WorkflowFailureError
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.context import Context, current
 from activities.errors import typed_errors
@@ -15,8 +21,9 @@ from activities.heartbeat import heartbeating, report
 from baton import artifacts, bundles, checks, images
 from baton.config import AppConfig
 from baton.errors import CheckConfigError
-from baton.models import Artifact, CheckResult, PinnedImage
+from baton.models import Artifact, CheckResult, PinnedImage, TreeChecks
 from baton.registry import candidate
+from baton.temporal import Queries, TaskQueues, WorkflowTypes, long_tests_id
 
 CheckKind = Literal["lint", "test", "long_test", "dockerfile", "templates", "rendered"]
 
@@ -350,7 +357,8 @@ def publish_artifact(input: PublishInput) -> Artifact:
     ctx = current()
     app = input.app
     workdir = ctx.checkout(input.repo, input.commit)
-    digest = _pushed_digest(ctx, app, input.commit)
+    # The push may be copying the candidate into the app's repository meanwhile: same digest.
+    digest = _image_digest(ctx, app, input.commit)
     metadata = {"repo": input.repo, "tag": readable_tag(input.commit)}
     if app.kustomize is not None:
         return bundles.publish_bundle(
@@ -377,3 +385,74 @@ def publish_artifact(input: PublishInput) -> Artifact:
         metadata=metadata,
         store=ctx.artifacts,
     )
+
+
+class LongTestsInput(BaseModel):
+    """The app's long tests at `commit` (`ci.long_tests: pull_request`)."""
+
+    app: AppConfig
+    repo: str
+    commit: str
+
+
+async def _long_tests_id(input: LongTestsInput) -> str:
+    tree = await asyncio.to_thread(current().tree, input.repo, input.commit)
+    return long_tests_id(input.app.name, tree, input.app.commands.long_test)
+
+
+@activity.defn
+@heartbeating
+@typed_errors
+async def start_long_tests(input: LongTestsInput) -> str:
+    """Start the `LongTests` workflow of the commit's tree, the one already running or passed
+    for it when there is one (nothing started twice); its workflow id. Workflow ids are unique
+    per tree, so a PR head with the tree of a head tested before reuses that run."""
+    workflow_id = await _long_tests_id(input)
+    with contextlib.suppress(WorkflowAlreadyStartedError):  # a run for the tree passed already
+        await activity.client().start_workflow(
+            WorkflowTypes.LONG_TESTS,
+            input,
+            id=workflow_id,
+            task_queue=TaskQueues.WORKFLOWS,
+            # Runs that failed, were cancelled or timed out do not count: the tree is tried again.
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            static_summary=f"long tests of {input.app.name} @ {input.commit[:12]}",
+        )
+    return workflow_id
+
+
+@activity.defn
+@heartbeating
+@typed_errors
+async def long_tests_result(input: LongTestsInput) -> CheckResult | None:
+    """The result of the long tests the PR pipeline started for a commit with this commit's tree
+    (`start_long_tests`): waited for while they run; None when there is no such run or it did
+    not pass (failed, cancelled, timed out), and CI runs them itself."""
+    handle = activity.client().get_workflow_handle(
+        await _long_tests_id(input), result_type=CheckResult
+    )
+    report(f"waiting for {handle.id}")
+    try:
+        return await handle.result()
+    except WorkflowFailureError:
+        return None
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+
+
+@activity.defn
+@heartbeating
+@typed_errors
+async def pull_request_checks(input: LongTestsInput) -> TreeChecks | None:
+    """The checks a PR pipeline passed on a commit with this commit's tree, as it told the long
+    tests it started there (`LongTests`); None when no PR pipeline did."""
+    handle = activity.client().get_workflow_handle(await _long_tests_id(input))
+    try:
+        return await handle.query(Queries.PR_CHECKS, result_type=TreeChecks)
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise

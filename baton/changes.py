@@ -282,6 +282,8 @@ ACTIVITY_STEPS = {
     "push_image": "push",
     "stage_candidate": "candidate",
     "publish_artifact": "publish",
+    "start_long_tests": "long_test",
+    "long_tests_result": "long_test",
     "render_environment": "render",
     "propose_gitops_change": "gitops pull request",
 }
@@ -348,6 +350,7 @@ _REPORTING_STEPS = {
     "try_image": "image_test",
     "push_image": "push",
     "stage_candidate": "candidate",
+    "long_tests_result": "long_test",
 }
 
 

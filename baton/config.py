@@ -493,6 +493,15 @@ class CIConfig(Model):
         "then wait for it. `baton ci schedule` sets it up",
     )
 
+    long_tests: Literal["merge", "pull_request"] = Field(
+        default="merge",
+        description="when CI's long tests start: at the merge (CI runs them), or beside each PR "
+        "pipeline, on the PR's head, in a `LongTests` workflow of their own (the PR's verdict "
+        "does not wait for them; a newer head or a failed PR pipeline cancels them); CI of a "
+        "merge commit with the tree that head had then waits for that run and uses its result, "
+        "and runs them itself when there is none, or it did not pass",
+    )
+
     _cron = field_validator("schedule")(check_cron)
 
 

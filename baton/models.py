@@ -85,6 +85,15 @@ class CheckResult(BaseModel):
     )
 
 
+class TreeChecks(BaseModel):
+    """The checks a PR pipeline passed at `commit`, by kind (lint, test, dockerfile, templates),
+    kept with the long tests of the commit's tree (`ci.long_tests: pull_request`): CI of a merge
+    commit with that tree takes them rather than running them again."""
+
+    commit: str
+    checks: dict[str, CheckResult]
+
+
 class Artifact(BaseModel):
     """What CI built from one commit of an app, as CD will deploy it: the image by digest, and
     the app's chart (Helm apps) or Kustomize bundle (Kustomize apps), each an OCI artifact."""

@@ -16,6 +16,8 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Generator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any, Self
 from urllib.parse import urlsplit
@@ -36,6 +38,8 @@ MANIFEST_TYPES = (
 )
 
 EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
+COPY_CONCURRENCY = 8
+"""Requests `Registry.copy` makes at once (the blobs of one manifest, its tags)."""
 CANDIDATES_NAMESPACE = "candidates"
 """Where CI stages what it builds while its checks run: `candidates/<repository>`."""
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
@@ -171,13 +175,24 @@ class Registry:
             raise RegistryError(f"registry {self.host} has no manifest {source}@{digest} to copy")
         media_type = response.headers.get("Content-Type", MANIFEST_TYPES[1]).split(";")[0]
         manifest = json.loads(response.content)
-        for child in manifest.get("manifests", []):
-            self.copy(source, child["digest"], name, [])
         config = [manifest["config"]] if "config" in manifest else []
-        for blob in config + manifest.get("layers", []):
-            self.mount_blob(source, blob["digest"], name)
-        for reference in tags or [digest]:
-            self.push_manifest(name, reference, response.content, media_type)
+        # What a manifest refers to must be in `name` before it; each set at once, as crane does.
+        _at_once(
+            [
+                partial(self.copy, source, child["digest"], name, [])
+                for child in manifest.get("manifests", [])
+            ]
+            + [
+                partial(self.mount_blob, source, blob["digest"], name)
+                for blob in config + manifest.get("layers", [])
+            ]
+        )
+        _at_once(
+            [
+                partial(self.push_manifest, name, reference, response.content, media_type)
+                for reference in tags or [digest]
+            ]
+        )
         return digest
 
     def push_manifest(self, name: str, tag: str, manifest: bytes, media_type: str) -> str:
@@ -385,6 +400,14 @@ class Registry:
                 f"{response.text[:200]}"
             )
         return response
+
+
+def _at_once(calls: Sequence[Callable[[], object]]) -> None:
+    """Make `calls` (requests to the registry) at the same time, on threads; the first error
+    any raised is raised once all ended."""
+    with ThreadPoolExecutor(max_workers=COPY_CONCURRENCY) as pool:
+        for future in [pool.submit(call) for call in calls]:
+            future.result()
 
 
 def candidate(name: str) -> str:

@@ -7,6 +7,8 @@ import workflow code; each workflow class declares its handlers with the same co
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
@@ -134,6 +136,14 @@ def rollout_environment(workflow_id: str) -> str:
     return workflow_id.split("/")[2]
 
 
+def long_tests_id(app: str, tree: str, commands: list[str]) -> str:
+    """One run of an app's long tests per tree and set of commands (`ci.long_tests:
+    pull_request`): the PR pipeline starts it, CI of a merge commit with that tree reads it.
+    The commands are in it by their sha256 (12 hex digits), so changed commands run again."""
+    digest = hashlib.sha256(json.dumps(commands).encode()).hexdigest()[:12]
+    return f"long-tests/{app}/{tree}/{digest}"
+
+
 def lane_id(app: str, environment: str) -> str:
     """One lane per app and environment."""
     return f"lane/{app}/{environment}"
@@ -190,6 +200,7 @@ class WorkflowTypes:
     IMAGE_REFRESH = "ImageRefresh"
     CI_BATCH = "CIBatch"
     RECONCILE = "Reconcile"
+    LONG_TESTS = "LongTests"
 
 
 IMAGE_REFRESH_SCHEDULE = "images-refresh"
@@ -213,6 +224,8 @@ class Signals:
     RELEASE = "release"
     # EnvironmentHolds
     WATCH = "watch"
+    # LongTests
+    PR_CHECKS = "pr_checks"
 
 
 class Updates:
@@ -230,6 +243,7 @@ class Updates:
 
 class Queries:
     STATUS = "status"
+    PR_CHECKS = "pr_checks"  # LongTests: the PR pipeline's checks that passed on its tree
 
 
 class TemporalUnavailable(InfrastructureError):

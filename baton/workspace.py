@@ -56,6 +56,19 @@ class Workspace:
                 mirror.git.fetch("--prune", url, "+refs/*:refs/*")
             return mirror
 
+    def tree(self, repo: str, clone_url: str, commit: str) -> str:
+        """The id of `commit`'s tree (`git rev-parse <commit>^{tree}`), from the mirror (fetched
+        when it lacks the commit): two commits with one tree hold the same files, bit for bit."""
+        if not SHA.match(commit):
+            raise CheckoutError(f"{commit!r} is not a full commit sha")
+        mirror = self.mirror(repo, clone_url, holding=commit)
+        try:
+            return str(mirror.git.rev_parse(f"{commit}^{{tree}}"))
+        except GitCommandError as exc:
+            raise CheckoutError(
+                f"{repo} has no commit {commit[:12]}: {exc.stderr.strip()}"
+            ) from exc
+
     def checkout(self, repo: str, clone_url: str, commit: str) -> Path:
         """A directory holding `repo` at `commit`; reused when it exists already.
 

@@ -2,10 +2,14 @@
 another as plain commands, side by side on this machine.
 
 Baton: the real PullRequestPipeline (lint, test, Dockerfile and template checks in parallel, the
-image build beside them) on a new commit of the sample app, then the real CIPipeline on the next
-commit (the merge: the PR checks plus the long tests, the build beside them; once all passed, the
-push, the rendered check, the artifact's publication), each timed from its start request to its
-result. The real activities run on the
+image build beside them) on a PR's head, a new commit of the sample app with a tree of its own
+(a file with the round's number), then the real CIPipeline on the PR's merge commit (the same
+tree; the PR checks plus the long tests, the build, the candidates and the rendered check beside
+them; once all passed, the push and the artifact's publication), each timed from its start
+request to its result. Twice per round: with the sample app's configuration (the long tests
+run in CI), and with `ci.long_tests: pull_request` (the PR pipeline starts them on its head, CI
+of the merge waits for that run; the merge follows the PR's verdict at once, as if the review
+took no time). The real activities run on the
 build and workflows workers `workers.main.build_workers` makes, in this process, against the local
 forge, a CNCF distribution registry and the docker engine (tests/fixtures/homes.py's home); the
 app is `sample-app` as examples/baton.yaml configures it (its lint, test and long_test commands,
@@ -16,7 +20,7 @@ fresh `git clone`, the app's configured lint and test commands, `hadolint`, `hel
 test values, `docker build` (the same build arguments and tags); for the merge also the long
 tests, `docker push` of both tags, `helm template` with the pushed image, `helm package` and
 `helm push`. Baton's rendered check also validates every object offline, in process; the baseline
-has no such command, so it does less. Medians over the samples, their ratio (goal at most 0.6,
+has no such command, so it does less. Medians over the samples, their ratios (goal at most 0.6,
 issue 18), and each side's steps. Prints one JSON object.
 
     .venv/bin/python -m bench.pipeline [--samples N]
@@ -38,11 +42,10 @@ import pytest
 from temporalio.client import Client
 
 from activities.context import Context, install
-from baton.config import AppConfig, load_config
+from baton.config import AppConfig, CIConfig, load_config
 from baton.models import PipelineInput, PipelineResult
 from baton.temporal import TaskQueues, WorkflowTypes
 from baton.tools import PROJECT_ROOT, find_tool, search_path
-from bench.recovery import new_commit
 from bench.shared import dev_server, print_result, scratch
 from tests.fixtures.charts import PROD_VALUES
 from tests.fixtures.docker import BASE_IMAGE, LocalRegistry, running_registry
@@ -58,11 +61,44 @@ def app_config() -> AppConfig:
     return load_config(PROJECT_ROOT / "examples" / "baton.yaml").app(APP)
 
 
-async def baton_pipeline(client: Client, kind: str, commit: str) -> tuple[float, PipelineResult]:
+def pull_request(ctx: Context, number: int) -> tuple[str, str]:
+    """A PR's head on the sample app's main branch, with a tree of its own (`bench-round` holds
+    `number`), and its merge commit (the same tree, as a merge of an up-to-date branch has),
+    now main's head: (head, merge)."""
+    repo = str(ctx.forge.repo_path(APP))  # type: ignore[attr-defined]
+    index = Path(repo, f"bench-index-{number}")
+
+    def git(*args: str, stdin: str | None = None) -> str:
+        done = subprocess.run(
+            ["git", *args],
+            cwd=repo,
+            input=stdin,
+            env={"PATH": search_path(), "GIT_INDEX_FILE": str(index)},
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return done.stdout.strip()
+
+    blob = git("hash-object", "-w", "--stdin", stdin=f"{number}\n")
+    git("read-tree", "main^{tree}")
+    git("update-index", "--add", "--cacheinfo", f"100644,{blob},bench-round")
+    tree = git("write-tree")
+    index.unlink()
+    identity = ["-c", "user.name=Bench", "-c", "user.email=bench@example.invalid"]
+    head = git(*identity, "commit-tree", tree, "-p", "main", "-m", f"bench round {number}")
+    merge = git(*identity, "commit-tree", tree, "-p", "main", "-p", head, "-m", f"Merge #{number}")
+    git("update-ref", "refs/heads/main", merge)
+    return head, merge
+
+
+async def baton_pipeline(
+    client: Client, kind: str, commit: str, app: AppConfig
+) -> tuple[float, PipelineResult]:
     started = time.perf_counter()
     result = await client.execute_workflow(
         kind,
-        PipelineInput(app=app_config(), repo=APP, commit=commit),
+        PipelineInput(app=app, repo=APP, commit=commit),
         id=f"bench-{kind}-{uuid.uuid4()}",
         task_queue=TaskQueues.WORKFLOWS,
         result_type=PipelineResult,
@@ -189,9 +225,11 @@ async def run(samples: int, root: Path, warm_up: int = WARM_UP) -> dict:
         baseline = Baseline(ctx, registry, root / "baseline")
         baseline.root.mkdir()
         baseline.login()
-        baton_s: list[float] = []
+        app = app_config()
+        ahead = app.model_copy(update={"ci": CIConfig(long_tests="pull_request")})
+        baton: dict[str, list[float]] = {"merge": [], "pull_request": []}
         baseline_s: list[float] = []
-        baton_steps: list[dict[str, float]] = []
+        baton_steps: dict[str, list[dict[str, float]]] = {"merge": [], "pull_request": []}
         baseline_steps: list[dict[str, float]] = []
         async with dev_server() as env:
             client = env.client
@@ -199,44 +237,59 @@ async def run(samples: int, root: Path, warm_up: int = WARM_UP) -> dict:
                 for worker in build_workers(client, [TaskQueues.WORKFLOWS, TaskQueues.BUILD]):
                     await workers.enter_async_context(worker)
                 for sample in range(warm_up + samples):
-                    # In turns: Baton's PR + CI, then the baseline's, each on new commits.
-                    pr, merge = new_commit(ctx, next(numbers)), new_commit(ctx, next(numbers))
-                    pr_s, _ = await baton_pipeline(client, WorkflowTypes.PR_PIPELINE, pr)
-                    ci_s, ci_result = await baton_pipeline(client, WorkflowTypes.CI_PIPELINE, merge)
-                    pr, merge = new_commit(ctx, next(numbers)), new_commit(ctx, next(numbers))
-                    plain_pr_s, _ = await asyncio.to_thread(baseline.job, pr, ci=False)
+                    # In turns: Baton's PR + CI in each configuration, then the baseline's,
+                    # each on a PR of its own.
+                    for config in (app, ahead):
+                        head, merge = pull_request(ctx, next(numbers))
+                        pr_s, _ = await baton_pipeline(
+                            client, WorkflowTypes.PR_PIPELINE, head, config
+                        )
+                        ci_s, ci_result = await baton_pipeline(
+                            client, WorkflowTypes.CI_PIPELINE, merge, config
+                        )
+                        if sample < warm_up:
+                            continue
+                        baton[config.ci.long_tests].append(pr_s + ci_s)
+                        baton_steps[config.ci.long_tests].append(
+                            {"pr_s": round(pr_s, 2), "ci_s": round(ci_s, 2)}
+                            | {
+                                f"ci.{check.name}": round(check.duration_s, 2)
+                                for check in ci_result.checks
+                            }
+                        )
+                    head, merge = pull_request(ctx, next(numbers))
+                    plain_pr_s, _ = await asyncio.to_thread(baseline.job, head, ci=False)
                     plain_ci_s, plain_ci = await asyncio.to_thread(baseline.job, merge, ci=True)
                     if sample < warm_up:
                         continue
-                    baton_s.append(pr_s + ci_s)
                     baseline_s.append(plain_pr_s + plain_ci_s)
-                    baton_steps.append(
-                        {"pr_s": round(pr_s, 2), "ci_s": round(ci_s, 2)}
-                        | {
-                            f"ci.{check.name}": round(check.duration_s, 2)
-                            for check in ci_result.checks
-                        }
-                    )
                     baseline_steps.append(
                         {"pr_s": round(plain_pr_s, 2), "ci_s": round(plain_ci_s, 2)}
                         | {f"ci.{name}": s for name, s in plain_ci.items()}
                     )
-    baton_median, baseline_median = statistics.median(baton_s), statistics.median(baseline_s)
+    baseline_median = statistics.median(baseline_s)
+    at_merge, at_pr = (statistics.median(baton[when]) for when in ("merge", "pull_request"))
     return {
         "benchmark": "pipeline.pr_and_ci",
         "workflow": "PullRequestPipeline then CIPipeline of sample-app (examples/baton.yaml), "
-        "real activities: checks, docker build, push, rendered check, artifact publication",
+        "real activities: checks, docker build, candidates, rendered check, push, artifact "
+        "publication; a PR's head, then its merge commit (the same tree)",
         "baseline": "one job per commit, every step one after another: git clone, the app's "
         "lint/test(/long_test) commands, hadolint, helm lint, docker build; CI also docker push "
         "x2, helm template, helm package + push (no offline validation of the render)",
         "docker": "used: the local engine builds; a CNCF distribution registry takes the pushes",
         "samples": samples,
         "samples_default": "2 (make bench), after 1 untimed warm-up of each",
-        "baton_s": round(baton_median, 2),
+        "baton_s": round(at_merge, 2),
         "baseline_s": round(baseline_median, 2),
-        "ratio": round(baton_median / baseline_median, 2),
+        "ratio": round(at_merge / baseline_median, 2),
+        "long_tests_ahead": "ci.long_tests: pull_request: the PR pipeline starts the long tests "
+        "on its head, CI of the merge waits for them; the merge follows the PR's verdict at once",
+        "baton_long_tests_ahead_s": round(at_pr, 2),
+        "ratio_long_tests_ahead": round(at_pr / baseline_median, 2),
         "goal_ratio": 0.6,
-        "baton_runs": baton_steps,
+        "baton_runs": baton_steps["merge"],
+        "baton_long_tests_ahead_runs": baton_steps["pull_request"],
         "baseline_runs": baseline_steps,
     }
 

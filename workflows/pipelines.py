@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.forge import CommitStatusInput, set_commit_status
@@ -16,21 +17,32 @@ with workflow.unsafe.imports_passed_through():
         CheckInput,
         CheckKind,
         ImageInput,
+        LongTestsInput,
         PublishInput,
         build_image,
+        long_tests_result,
         publish_artifact,
+        pull_request_checks,
         push_image,
         run_check,
         stage_candidate,
+        start_long_tests,
         try_image,
     )
     from baton.batches import CI_CONTEXT
     from baton.forges.base import StatusState
-    from baton.models import CheckResult, PipelineInput, PipelineResult, PipelineStatus
-    from baton.temporal import TaskQueues, WorkflowTypes
+    from baton.models import (
+        Artifact,
+        CheckResult,
+        PipelineInput,
+        PipelineResult,
+        PipelineStatus,
+        TreeChecks,
+    )
+    from baton.temporal import Queries, Signals, TaskQueues, WorkflowTypes
 
 from workflows.record import Record, failure
-from workflows.retries import HEARTBEAT, STATUS_RETRY, outage_wait
+from workflows.retries import AHEAD, HEARTBEAT, STATUS_RETRY, outage_wait
 
 # Patch: the image test and the push are steps of their own after the build (image_test, push).
 IMAGE_STEPS_PATCH = "image-test-step"
@@ -40,7 +52,11 @@ BESIDE_CHECKS_PATCH = "image-beside-checks"
 # Patch: CI stages its image, chart or bundle as candidates and runs the rendered check beside
 # the checks; after them only copies in the registry are left (issue 18: PR+CI wall time).
 CANDIDATES_PATCH = "candidates-beside-checks"
-LOWER_PRIORITY = 10  # niceness of the checks other than the pipeline's longest (`_longest`)
+# Patch: CI publishes the artifact (a copy of the staged chart or bundle) beside the push, not
+# after it (issue 18: the tail after CI's last check).
+PUBLISH_BESIDE_PUSH_PATCH = "publish-beside-push"
+LOWER_PRIORITY = 10
+T = TypeVar("T")  # niceness of the checks other than the pipeline's longest (`_longest`)
 
 
 def _failure(name: str, err: ActivityError) -> CheckResult:
@@ -81,35 +97,160 @@ async def _run_checks(
     record: Record,
     niceness: int = 0,
     longest: CheckKind | None = None,
+    ahead: bool = False,
+    reused: dict[str, CheckResult] | None = None,
 ) -> list[CheckResult]:
     """Run the given checks of the app in parallel; each activity is named after its step.
-    With a `niceness`, the checks but the `longest` run at that lower CPU priority."""
-    timeout = timedelta(seconds=input.app.check_timeout_s + 60)
+    With a `niceness`, the checks but the `longest` run at that lower CPU priority. With
+    `ahead` (CI, `ci.long_tests: pull_request`), the long tests are those a PR pipeline started
+    for the commit's tree, when they passed (`_long_tests`), and the checks in `reused` (by
+    kind) are those the PR pipeline passed on that tree (`_pull_request_checks`)."""
+    reused = reused or {}
     return list(
         await asyncio.gather(
             *(
                 _step(
                     record,
                     kind,
-                    workflow.execute_activity(
-                        run_check,
-                        CheckInput(
-                            app=input.app,
-                            repo=input.repo,
-                            commit=input.commit,
-                            kind=kind,
-                            niceness=0 if kind == longest else niceness,
-                        ),
-                        task_queue=TaskQueues.BUILD,
-                        heartbeat_timeout=HEARTBEAT,
-                        **outage_wait(input.outage_wait_s, timeout),
-                        summary=f"{kind} @ {input.commit[:12]}",
-                    ),
+                    _taken(reused[kind])
+                    if kind in reused
+                    else _long_tests(input)
+                    if ahead and kind == "long_test"
+                    else _check(input, kind, 0 if kind == longest else niceness),
                 )
                 for kind in kinds
             )
         )
     )
+
+
+async def _taken(result: CheckResult) -> CheckResult:
+    return result
+
+
+def _check(input: PipelineInput, kind: CheckKind, niceness: int) -> Awaitable[CheckResult]:
+    return workflow.execute_activity(
+        run_check,
+        CheckInput(
+            app=input.app, repo=input.repo, commit=input.commit, kind=kind, niceness=niceness
+        ),
+        task_queue=TaskQueues.BUILD,
+        heartbeat_timeout=HEARTBEAT,
+        **outage_wait(input.outage_wait_s, _check_timeout(input)),
+        summary=f"{kind} @ {input.commit[:12]}",
+    )
+
+
+def _check_timeout(input: PipelineInput) -> timedelta:
+    return timedelta(seconds=input.app.check_timeout_s + 60)
+
+
+async def _long_tests(input: PipelineInput) -> CheckResult:
+    """CI's long tests: the result of the `LongTests` run a PR pipeline started for a commit
+    with this commit's tree, waited for while it runs (the same files, tested once); when there
+    is none, or it did not pass, or reading it failed, CI runs them itself."""
+    ahead = await _read_ahead(
+        long_tests_result, input, _check_timeout(input), f"long tests ahead of {input.commit[:12]}?"
+    )
+    if ahead is None:
+        return await _check(input, "long_test", 0)
+    summary = f"{ahead.summary}; run beside its PR pipeline, the tree of {input.commit[:12]}"
+    return ahead.model_copy(update={"summary": summary})
+
+
+async def _pull_request_checks(input: PipelineInput) -> dict[str, CheckResult]:
+    """The checks a PR pipeline passed on a commit with this commit's tree (`TreeChecks`), by
+    kind, each saying where it ran; none when no PR pipeline did or reading them failed."""
+    summary = f"PR checks on the tree of {input.commit[:12]}?"
+    tested = await _read_ahead(pull_request_checks, input, timedelta(minutes=2), summary)
+    if tested is None:
+        return {}
+    where = f"passed on the PR's head {tested.commit[:12]}, the tree of {input.commit[:12]}"
+    return {
+        kind: result.model_copy(update={"summary": f"{result.summary}; {where}"})
+        for kind, result in tested.checks.items()
+        if result.passed
+    }
+
+
+async def _read_ahead(
+    activity: Callable[[LongTestsInput], Awaitable[T]],
+    input: PipelineInput,
+    timeout: timedelta,
+    summary: str,
+) -> T | None:
+    """What `activity` reads of the run ahead for the commit's tree; None when it failed, and
+    CI runs what it would have taken (a cancel is raised, as any step's)."""
+    try:
+        return await workflow.execute_activity(
+            activity,
+            LongTestsInput(app=input.app, repo=input.repo, commit=input.commit),
+            task_queue=TaskQueues.BUILD,
+            heartbeat_timeout=HEARTBEAT,
+            start_to_close_timeout=timeout,
+            retry_policy=AHEAD,
+            summary=summary,
+        )
+    except ActivityError as err:
+        if isinstance(err.cause, CancelledError):
+            raise
+        return None
+
+
+async def _start_long_tests(input: PipelineInput, record: Record) -> str | None:
+    """Start CI's long tests on the PR's head beside its pipeline (`ci.long_tests:
+    pull_request`), a step of the PR's timeline; the `LongTests` workflow's id, None when they
+    could not be started (CI runs them then)."""
+    stage = record.begin("long_test")
+    try:
+        workflow_id = await workflow.execute_activity(
+            start_long_tests,
+            LongTestsInput(app=input.app, repo=input.repo, commit=input.commit),
+            task_queue=TaskQueues.BUILD,
+            heartbeat_timeout=HEARTBEAT,
+            start_to_close_timeout=timedelta(minutes=5),
+            retry_policy=AHEAD,
+            summary=f"start long tests @ {input.commit[:12]}",
+        )
+    except ActivityError as err:
+        if isinstance(err.cause, CancelledError):
+            record.end(stage, "cancelled")
+            return None
+        record.end(stage, "skipped", f"not started ahead ({failure(err)}): CI runs them")
+        return None
+    record.end(stage, "succeeded", f"started ahead of the merge: {workflow_id}")
+    return workflow_id
+
+
+async def _tell_long_tests(
+    started: asyncio.Task[str | None],
+    input: PipelineInput,
+    kinds: list[CheckKind],
+    checks: list[CheckResult],
+) -> None:
+    """Tell the long tests `_start_long_tests` started which checks the PR pipeline passed
+    (`kinds`, the first of `checks`), for CI of a merge with the tree. Long tests that ended
+    already miss them, and CI runs those checks itself."""
+    workflow_id = await started
+    if workflow_id is None:
+        return
+    tested = TreeChecks(commit=input.commit, checks=dict(zip(kinds, checks, strict=False)))
+    try:
+        await workflow.get_external_workflow_handle(workflow_id).signal(Signals.PR_CHECKS, tested)
+    except FailureError:
+        pass  # they ended already
+
+
+async def _cancel_long_tests(started: asyncio.Task[str | None]) -> None:
+    """Cancel the long tests `_start_long_tests` started: the PR pipeline failed, or a newer head
+    superseded it. A run that ended already is left as it is."""
+    workflow_id = await started
+    if workflow_id is None:
+        return
+    try:
+        await workflow.get_external_workflow_handle(workflow_id).cancel()
+    except FailureError:
+        pass  # it ended already (or is gone): nothing to stop
 
 
 async def _build(
@@ -228,16 +369,33 @@ async def _report(input: PipelineInput, context: str, state: StatusState, descri
 async def _pipeline(
     input: PipelineInput, title: str, context: str, kinds: list[CheckKind], push: bool
 ) -> PipelineResult:
-    """The checks and the image steps; the commit status tells the forge the outcome."""
+    """The checks and the image steps; the commit status tells the forge the outcome. A PR
+    pipeline with `ci.long_tests: pull_request` starts CI's long tests beside (`LongTests`),
+    without waiting for them, and cancels them when it fails or is superseded."""
     record = Record(
         f"**{title}** `{input.commit[:12]}`",
         status=lambda: PipelineStatus(headline=record.headline, timeline=record.timeline),
     )
-    if workflow.patched(BESIDE_CHECKS_PATCH):
-        checks = await _beside_checks(input, title, context, kinds, push, record)
-    else:
-        checks = await _one_after_another(input, title, context, kinds, push, record)
-    return await _publish_and_report(input, context, push, record, checks)
+    ahead = input.app.ci.long_tests == "pull_request"
+    # A config field histories before it lack: they take the default, so they replay.
+    started = asyncio.create_task(_start_long_tests(input, record)) if ahead and not push else None
+    try:
+        published: Artifact | CheckResult | None = None
+        if workflow.patched(BESIDE_CHECKS_PATCH):
+            checks, published = await _beside_checks(
+                input, title, context, kinds, push, record, ahead
+            )
+        else:
+            checks = await _one_after_another(input, title, context, kinds, push, record)
+    except asyncio.CancelledError:
+        if started is not None:
+            await _cancel_long_tests(started)
+        raise
+    if started is not None and not all(c.passed for c in checks):
+        await _cancel_long_tests(started)
+    elif started is not None:
+        await _tell_long_tests(started, input, kinds, checks)
+    return await _publish_and_report(input, context, push, record, checks, published)
 
 
 async def _one_after_another(
@@ -277,22 +435,27 @@ async def _beside_checks(
     kinds: list[CheckKind],
     push: bool,
     record: Record,
-) -> list[CheckResult]:
+    ahead: bool = False,
+) -> tuple[list[CheckResult], Artifact | CheckResult | None]:
     """The checks in parallel and, beside them, the build and the image test, as CI systems run
     jobs side by side; the pending status goes to the forge meanwhile. A failing check cancels
     the image steps still running. In CI, the image, chart or bundle are staged as candidates
     beside the checks too, and the rendered check pins the candidate's digest; only once every
     check and image step passed: the push, a copy of the candidate into the app's repository
-    (so an image that failed its test, or a commit that failed a check, never reaches it), then
-    (`_publish_and_report`) the artifact's publication, a copy of the staged chart or bundle.
-    Histories before CANDIDATES_PATCH push through the engine, then run the rendered check.
-    The results keep the order the steps had one after another."""
+    (so an image that failed its test, or a commit that failed a check, never reaches it), and
+    beside it the artifact's publication, a copy of the staged chart or bundle (what it gave, or
+    its failure, is returned too; histories before PUBLISH_BESIDE_PUSH_PATCH publish after the
+    push, in `_publish_and_report`). Histories before CANDIDATES_PATCH push through the engine,
+    then run the rendered check. The results keep the order the steps had one after another."""
     record.publish("running checks and building image")
     pending = asyncio.create_task(_report(input, context, "pending", f"{title} running"))
     patched = workflow.patched(CANDIDATES_PATCH)
     staged = push and patched
     image = asyncio.create_task(_tested_image(input, record, stage=staged))
+    publishing: asyncio.Task[Artifact | CheckResult] | None = None
     try:
+        # CI of a merge with the tree a PR pipeline tested: what that PR passed is not run again.
+        reused = await _pull_request_checks(input) if ahead and push else {}
         # The longest check is the critical path: where checks share a machine, it comes first.
         checks = await _run_checks(
             input,
@@ -300,6 +463,8 @@ async def _beside_checks(
             record,
             niceness=LOWER_PRIORITY if patched else 0,
             longest=_longest(kinds),
+            ahead=ahead and push,
+            reused=reused,
         )
         if not all(c.passed for c in checks):
             image.cancel()  # the pipeline has failed: its image is of no use
@@ -310,7 +475,11 @@ async def _beside_checks(
         checks += image.result()
         pending.result()
         if push and all(c.passed for c in checks):
-            record.publish("pushing image")
+            if staged and workflow.patched(PUBLISH_BESIDE_PUSH_PATCH):
+                record.publish("pushing image and publishing artifact")
+                publishing = asyncio.create_task(_publish(input))
+            else:
+                record.publish("pushing image")
             checks.append(await _image_step(input, record, "push", push_image))
             if checks[-1].passed and not staged:
                 checks += await _run_checks(input, ["rendered"], record)
@@ -318,31 +487,53 @@ async def _beside_checks(
         # A newer head superseded this commit: everything in flight ends, the pending status
         # reaches the forge first, then the error; the pipeline ends as cancelled.
         image.cancel()
-        await workflow.wait([image, pending])
+        in_flight: list[asyncio.Task[Any]] = [image, pending]
+        if publishing is not None:
+            publishing.cancel()
+            in_flight.append(publishing)
+        await workflow.wait(in_flight)
         await _report(input, context, "error", "superseded by a newer commit")
         raise
-    return checks
+    return checks, await publishing if publishing is not None else None
+
+
+async def _publish(input: PipelineInput) -> Artifact | CheckResult:
+    """The artifact published (`publish_artifact`), or the `publish` step's failure."""
+    try:
+        return await workflow.execute_activity(
+            publish_artifact,
+            PublishInput(app=input.app, repo=input.repo, commit=input.commit),
+            task_queue=TaskQueues.BUILD,
+            heartbeat_timeout=HEARTBEAT,
+            **outage_wait(input.outage_wait_s, timedelta(minutes=10)),
+            summary=f"publish artifact @ {input.commit[:12]}",
+        )
+    except ActivityError as err:
+        return _failure("publish", err)
 
 
 async def _publish_and_report(
-    input: PipelineInput, context: str, push: bool, record: Record, checks: list[CheckResult]
+    input: PipelineInput,
+    context: str,
+    push: bool,
+    record: Record,
+    checks: list[CheckResult],
+    published: Artifact | CheckResult | None = None,
 ) -> PipelineResult:
-    """Publish the artifact (CI, every step passed), then tell the forge the outcome."""
+    """Publish the artifact (CI, every step passed), unless it was `published` beside the push
+    already, then tell the forge the outcome."""
+    if isinstance(published, CheckResult):
+        checks.append(published)  # the publication beside the push failed
     result = PipelineResult(passed=all(c.passed for c in checks), checks=checks)
     if result.passed and push:
-        record.publish("publishing artifact")
-        try:
-            result.artifact = await workflow.execute_activity(
-                publish_artifact,
-                PublishInput(app=input.app, repo=input.repo, commit=input.commit),
-                task_queue=TaskQueues.BUILD,
-                heartbeat_timeout=HEARTBEAT,
-                **outage_wait(input.outage_wait_s, timedelta(minutes=10)),
-                summary=f"publish artifact @ {input.commit[:12]}",
-            )
-        except ActivityError as err:
-            checks.append(_failure("publish", err))
+        if published is None:
+            record.publish("publishing artifact")
+            published = await _publish(input)
+        if isinstance(published, CheckResult):
+            checks.append(published)
             result = PipelineResult(passed=False, checks=checks)
+        else:
+            result.artifact = published
     state: StatusState = "success" if result.passed else "error" if result.errored else "failure"
     record.publish(f"{state}: {result.summary()}")
     await _report(input, context, state, result.summary())
@@ -370,3 +561,45 @@ class CIPipeline:
     async def run(self, input: PipelineInput) -> PipelineResult:
         kinds: list[CheckKind] = ["lint", "test", "long_test", "dockerfile", "templates"]
         return await _pipeline(input, "CI pipeline", CI_CONTEXT, kinds, push=True)
+
+
+LONG_TESTS_FAILED = "LongTestsFailed"
+
+
+@workflow.defn(name=WorkflowTypes.LONG_TESTS)
+class LongTests:
+    """CI's long tests on one tree, started by a PR pipeline beside its checks (`ci.long_tests:
+    pull_request`) under an id of the tree (`baton.temporal.long_tests_id`), so that CI of a
+    merge commit with that tree waits for them and uses their result instead of running them
+    again. Completes only when they pass; failing tests fail the run (the tree is tried again
+    by the next PR head that has it, and CI runs them itself)."""
+
+    def __init__(self) -> None:
+        self._pr_checks: TreeChecks | None = None
+
+    @workflow.signal(name=Signals.PR_CHECKS)
+    def tell_pr_checks(self, tested: TreeChecks) -> None:
+        """The checks the PR pipeline that started these long tests passed."""
+        self._pr_checks = tested
+
+    @workflow.query(name=Queries.PR_CHECKS)
+    def pr_checks(self) -> TreeChecks | None:
+        return self._pr_checks
+
+    @workflow.run
+    async def run(self, input: LongTestsInput) -> CheckResult:
+        record = Record(
+            f"**Long tests** `{input.commit[:12]}`",
+            status=lambda: PipelineStatus(headline=record.headline, timeline=record.timeline),
+        )
+        pipeline = PipelineInput(app=input.app, repo=input.repo, commit=input.commit)
+        record.publish("running the long tests")
+        (result,) = await _run_checks(pipeline, ["long_test"], record)
+        record.publish(f"{'passed' if result.passed else 'failed'}: {result.summary}")
+        if not result.passed:
+            raise ApplicationError(
+                f"long tests failed at {input.commit[:12]}: {result.summary}",
+                type=LONG_TESTS_FAILED,
+                non_retryable=True,
+            )
+        return result.model_copy(update={"summary": f"{result.summary} at {input.commit[:12]}"})

@@ -5,7 +5,7 @@ from workflows.change import ChangeWorkflow
 from workflows.hold import EnvironmentHolds
 from workflows.images import ImageRefresh
 from workflows.lane import EnvironmentLane
-from workflows.pipelines import CIPipeline, PullRequestPipeline
+from workflows.pipelines import CIPipeline, LongTests, PullRequestPipeline
 from workflows.reconcile import Reconcile
 from workflows.rollout import EnvironmentRollout
 
@@ -13,6 +13,7 @@ WORKFLOWS = [
     ChangeWorkflow,
     PullRequestPipeline,
     CIPipeline,
+    LongTests,
     EnvironmentRollout,
     EnvironmentLane,
     EnvironmentHolds,

@@ -46,6 +46,9 @@ RECONCILE = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=
 CHECK_RETRY = RetryPolicy(
     maximum_attempts=3, non_retryable_error_types=non_retryable(CheckConfigError)
 )
+# Long tests run ahead of the merge (`ci.long_tests: pull_request`) only save time: starting
+# them or reading their result is tried a few times, then CI runs them itself.
+AHEAD = RetryPolicy(maximum_attempts=3)
 # Commit statuses tell the forge the outcome: worth retrying until the forge answers.
 STATUS_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30))
 # Notifications: retried while the receiver is away (bounded by the call's schedule-to-close),

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from git import Actor, GitCommandError, Repo
 
-from baton.workspace import Workspace
+from baton.workspace import CheckoutError, Workspace
 
 AUTHOR = Actor("Alice", "alice@example.com")
 
@@ -50,3 +50,23 @@ def test_a_commit_the_mirror_holds_is_checked_out_without_a_fetch(
     # A commit the mirror lacks is fetched, and from there nothing can be.
     with pytest.raises(GitCommandError, match="moved-away"):
         workspace.checkout("acme/app", gone, "f" * 40)
+
+
+def test_a_merge_of_an_up_to_date_branch_has_the_tree_of_the_branchs_head(
+    origin: Repo, tmp_path: Path
+) -> None:
+    commit(origin, "app.py")
+    origin.git.checkout("-b", "feature")
+    head = commit(origin, "feature.py")
+    origin.git.checkout("main")
+    origin.git.merge("--no-ff", "-m", "Merge pull request #1", "feature")
+    merge = origin.head.commit.hexsha
+    later = commit(origin, "later.py")
+    workspace = Workspace(tmp_path / "work")
+
+    assert merge != head
+    assert workspace.tree("acme/app", origin.git_dir, merge) == origin.commit(head).tree.hexsha
+    assert workspace.tree("acme/app", origin.git_dir, head) == origin.commit(head).tree.hexsha
+    assert workspace.tree("acme/app", origin.git_dir, later) != origin.commit(head).tree.hexsha
+    with pytest.raises(CheckoutError, match=r"acme/app has no commit ffffffffffff"):
+        workspace.tree("acme/app", origin.git_dir, "f" * 40)

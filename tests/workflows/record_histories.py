@@ -26,6 +26,12 @@ failed and revert notices, environments spanning clusters).
 `before-candidates-ci_pipeline.json` is CI as it ran before it staged candidates beside its
 checks (the push through the engine, then the rendered check, after every check), and
 `before-candidates-pr_pipeline.json` the PR pipeline before it ran its checks but `test` lower.
+`before-publish-beside-push-ci_pipeline.json` is CI as it ran before it published the artifact
+beside the push rather than after it.
+`long_tests.json`, `pr_pipeline_long_tests_ahead.json` and `ci_pipeline_long_tests_ahead.json`
+are from the first scenario of `tests/workflows/test_long_tests_ahead.py` (`ci.long_tests:
+pull_request`): the PR pipeline that started the long tests, their run, and CI of the merge
+that used its result.
 """
 
 import json

@@ -1,0 +1,65 @@
+"""`ci.long_tests: pull_request` on the embedded stack: the PR pipeline starts the long tests on
+the PR's head, and CI of the merge commit (the same tree) takes their result and the PR's checks
+instead of running them again; real forge merge, git trees, Temporal, registry and engine."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from cli.demo import AUTHOR, push_visible_change
+from tests.e2e.stack import E2EStack, running_stack
+from tests.e2e.test_change_flow import gate_is
+
+pytestmark = pytest.mark.docker
+
+
+def long_tests_ahead(config: dict) -> None:
+    app = next(a for a in config["apps"] if a["name"] == "sample-app")
+    app["ci"] = {"long_tests": "pull_request"}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, base_image: str) -> Iterator[E2EStack]:
+    with running_stack(tmp_path_factory.mktemp("baton"), base_image, long_tests_ahead) as stack:
+        yield stack
+
+
+def tree(stack: E2EStack, commit: str) -> str:
+    repo = stack.forge().repo_path("sample-app")
+    done = subprocess.run(
+        ["git", "rev-parse", f"{commit}^{{tree}}"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def test_ci_of_the_merge_takes_the_long_tests_the_pr_started(stack: E2EStack) -> None:
+    alice = stack.forge(AUTHOR)
+    branch = push_visible_change(alice, "sample-app", "e2e-ahead")
+    pr = alice.open_pull_request("sample-app", branch, "main", "Greet", "", AUTHOR)
+    change = f"change/sample-app/{pr.number}"
+    detail = stack.wait(change, lambda d: d.change.state == "awaiting-merge")
+    assert detail.change.reason is None, detail.change.reason
+
+    merge = stack.forge("bob").merge_pull_request("sample-app", pr.number, pr.head_sha)
+    detail = stack.wait(change, gate_is("approval", "staging"))
+
+    assert merge != pr.head_sha and tree(stack, merge) == tree(stack, pr.head_sha)
+    ci = next(s for s in detail.change.timeline if s.name.startswith("integrate"))
+    checks = {c.name: c for c in ci.checks}
+    assert checks["long_test"].passed
+    assert checks["long_test"].summary.endswith(
+        f"at {pr.head_sha[:12]}; run beside its PR pipeline, the tree of {merge[:12]}"
+    )
+    assert checks["long_test"].log_ref is not None  # the run's own log, kept in the registry
+    reused = f"passed on the PR's head {pr.head_sha[:12]}, the tree of {merge[:12]}"
+    assert all(checks[name].summary.endswith(reused) for name in ("lint", "test")), checks
+    # CI built, tested and published its own commit's image all the same.
+    assert detail.change.artifact is not None and detail.change.artifact.commit == merge
+    assert stack.registry_digest("sample-app", merge) == detail.change.artifact.image_digest

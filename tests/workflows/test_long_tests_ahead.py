@@ -1,0 +1,166 @@
+"""`ci.long_tests: pull_request`: the PR pipeline starts CI's long tests on its head beside its
+checks (a `LongTests` workflow per tree) and tells them the checks it passed; CI of a merge
+commit with that tree takes those checks, and waits for that run and uses its result. Real
+Temporal server; the real `start_long_tests`, `long_tests_result` and `pull_request_checks`
+activities (the tree of each commit scripted, in place of git); the other steps are
+test_pipelines.py's stand-ins."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from temporalio.client import Client, WorkflowExecutionStatus
+
+import activities.pipeline
+from activities.pipeline import long_tests_result, pull_request_checks, start_long_tests
+from baton.config import AppConfig, CIConfig
+from baton.models import PipelineStatus
+from baton.temporal import TaskQueues, WorkflowTypes, long_tests_id
+from tests.conftest import serving, until
+from tests.workflows.test_pipelines import CI_CHECKS, PR_CHECKS, Steps, start
+from workflows import WORKFLOWS
+
+APP = AppConfig(
+    name="web",
+    repo="acme/web",
+    image="web",
+    chart="chart",
+    ci=CIConfig(long_tests="pull_request"),
+    commands={"long_test": ["python3 -m unittest discover -s tests_long"]},
+)
+HEAD, MERGE, OTHER = "a" * 40, "b" * 40, "d" * 40  # the PR's head, its merge, a commit elsewhere
+TREE = "7" * 40  # HEAD's and MERGE's tree: the merge changed nothing the PR had not
+TREES = {HEAD: TREE, MERGE: TREE, OTHER: "8" * 40}
+RUN_ID = long_tests_id(APP.name, TREE, APP.commands.long_test)
+
+
+class Trees:
+    """What `activities.context.current()` gives the two activities: each commit's tree."""
+
+    def tree(self, repo: str, commit: str) -> str:
+        assert repo == APP.repo
+        return TREES[commit]
+
+
+@pytest.fixture
+def steps() -> Steps:
+    return Steps()
+
+
+@pytest.fixture
+async def client(
+    isolated_client: Client, steps: Steps, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Client]:
+    monkeypatch.setattr(activities.pipeline, "current", Trees)
+    stand_ins = steps.activities()
+    stand_ins[TaskQueues.BUILD] += [start_long_tests, long_tests_result, pull_request_checks]
+    async with serving(isolated_client, WORKFLOWS, stand_ins):
+        yield isolated_client
+
+
+async def long_tests_status(client: Client) -> WorkflowExecutionStatus | None:
+    return (await client.get_workflow_handle(RUN_ID).describe()).status
+
+
+async def test_the_pr_starts_the_long_tests_and_ci_of_its_merge_uses_their_result(
+    client: Client, steps: Steps
+) -> None:
+    steps.after = {"long_test": "released"}  # the long tests outlast the PR pipeline
+    pr = await start(client, WorkflowTypes.PR_PIPELINE, HEAD, APP)
+    result = await pr.result()
+
+    # The PR's verdict did not wait for them: they still run, on the PR's head.
+    assert result.passed, result.summary()
+    assert [c.name for c in result.checks] == [*PR_CHECKS, "image"]
+    assert await long_tests_status(client) == WorkflowExecutionStatus.RUNNING
+    assert steps.ran(HEAD).count("long_test") == 1
+    status = await (await pr.describe()).memo_value("status", type_hint=PipelineStatus)
+    started = next(s for s in status.timeline if s.name == "long_test")
+    assert (started.outcome, started.detail) == (
+        "succeeded",
+        f"started ahead of the merge: {RUN_ID}",
+    )
+
+    # CI of the merge takes the PR's checks, and waits for the long tests rather than running
+    # them again: it builds its own image (its commit's), candidates and rendered check.
+    ci = await start(client, WorkflowTypes.CI_PIPELINE, MERGE, APP)
+    await until(lambda: steps.ran(MERGE), lambda ran: "image" in ran, "CI's build started")
+    steps.let_end("released")
+    integrated = await ci.result()
+
+    assert integrated.passed, integrated.summary()
+    assert [c.name for c in integrated.checks][: len(CI_CHECKS)] == CI_CHECKS
+    long_test = next(c for c in integrated.checks if c.name == "long_test")
+    assert long_test.summary == (
+        f"long_test ok at {HEAD[:12]}; run beside its PR pipeline, the tree of {MERGE[:12]}"
+    )
+    assert steps.ran(MERGE)[:3] == ["image", "candidate", "rendered"]
+    assert sorted(steps.ran(MERGE)[3:]) == ["publish", "push"]
+    assert steps.ran(HEAD).count("long_test") == 1
+    lint = next(c for c in integrated.checks if c.name == "lint")
+    assert lint.summary == f"lint ok; passed on the PR's head {HEAD[:12]}, the tree of {MERGE[:12]}"
+    assert await long_tests_status(client) == WorkflowExecutionStatus.COMPLETED
+
+
+async def test_a_failing_pr_pipeline_cancels_its_long_tests(client: Client, steps: Steps) -> None:
+    steps.failing = {"lint": "ruff: app.py:1:1: F401"}
+    steps.holding = {"long_test"}
+    result = await (await start(client, WorkflowTypes.PR_PIPELINE, HEAD, APP)).result()
+
+    assert not result.passed
+    await until(lambda: steps.cancelled, lambda cancelled: "long_test" in cancelled, "cancelled")
+    assert await long_tests_status(client) == WorkflowExecutionStatus.CANCELED
+
+
+async def test_a_superseded_pr_pipeline_cancels_its_long_tests(
+    client: Client, steps: Steps
+) -> None:
+    steps.holding = {"long_test", "test"}
+    pr = await start(client, WorkflowTypes.PR_PIPELINE, HEAD, APP)
+    await until(lambda: steps.ran(HEAD), lambda ran: "long_test" in ran, "long tests started")
+    await pr.cancel()  # a newer head superseded this one
+
+    await until(lambda: steps.cancelled, lambda cancelled: "long_test" in cancelled, "cancelled")
+    await until(
+        lambda: long_tests_status(client),
+        lambda status: status == WorkflowExecutionStatus.CANCELED,
+        "the long tests cancelled",
+    )
+
+
+async def test_ci_runs_the_long_tests_itself_when_none_ran_on_its_tree(
+    client: Client, steps: Steps
+) -> None:
+    result = await (await start(client, WorkflowTypes.CI_PIPELINE, OTHER, APP)).result()
+
+    assert result.passed, result.summary()
+    assert next(c for c in result.checks if c.name == "long_test").summary == "long_test ok"
+    assert sorted(s for s in steps.ran(OTHER) if s in CI_CHECKS) == sorted(CI_CHECKS)
+
+
+async def test_long_tests_that_failed_ahead_are_run_again_by_ci_and_by_the_next_head(
+    client: Client, steps: Steps
+) -> None:
+    steps.failing = {"long_test": "1 failed: test_sigterm"}
+    await (await start(client, WorkflowTypes.PR_PIPELINE, HEAD, APP)).result()
+    await until(
+        lambda: long_tests_status(client),
+        lambda status: status == WorkflowExecutionStatus.FAILED,
+        "the long tests failed",
+    )
+
+    # Fixed elsewhere (a flaky dependency): CI runs them itself, on the merge.
+    steps.failing = {}
+    result = await (await start(client, WorkflowTypes.CI_PIPELINE, MERGE, APP)).result()
+    assert result.passed, result.summary()
+    assert steps.ran(MERGE).count("long_test") == 1
+
+    # A PR head with that tree starts them again: a failed run does not count.
+    await (await start(client, WorkflowTypes.PR_PIPELINE, HEAD, APP)).result()
+    await until(
+        lambda: long_tests_status(client),
+        lambda status: status == WorkflowExecutionStatus.COMPLETED,
+        "the long tests ran again and passed",
+    )
+    assert steps.ran(HEAD).count("long_test") == 2
