@@ -11,7 +11,12 @@ from typing import Literal
 from pydantic import BaseModel
 from temporalio import activity
 from temporalio.client import WorkflowFailureError
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -23,7 +28,13 @@ from baton.config import AppConfig
 from baton.errors import CheckConfigError
 from baton.models import Artifact, CheckResult, PinnedImage, TreeChecks
 from baton.registry import candidate
-from baton.temporal import Queries, TaskQueues, WorkflowTypes, long_tests_id
+from baton.temporal import (
+    Queries,
+    SearchAttributes,
+    TaskQueues,
+    WorkflowTypes,
+    long_tests_id,
+)
 
 CheckKind = Literal["lint", "test", "long_test", "dockerfile", "templates", "rendered"]
 
@@ -418,6 +429,12 @@ async def start_long_tests(input: LongTestsInput) -> str:
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             static_summary=f"long tests of {input.app.name} @ {input.commit[:12]}",
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(SearchAttributes.APP, input.app.name),
+                    SearchAttributePair(SearchAttributes.COMMIT, input.commit),
+                ]
+            ),
         )
     return workflow_id
 

@@ -577,6 +577,15 @@ class AppConfig(Model):
             raise ValueError("helm options apply to chart apps only: remove helm")
         return self
 
+    @model_validator(mode="after")
+    def _long_tests_to_start(self) -> AppConfig:
+        if self.ci.long_tests == "pull_request" and not self.commands.long_test:
+            raise ValueError(
+                "ci.long_tests: pull_request starts the long tests ahead, but commands.long_test "
+                "is empty: add the long test commands or remove ci.long_tests"
+            )
+        return self
+
 
 GROUP_PREFIX = "group:"
 """An approver list entry `group:NAME` names everyone in group NAME (OIDC groups claim, or

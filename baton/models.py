@@ -323,6 +323,11 @@ class PipelineResult(BaseModel):
     passed: bool
     checks: list[CheckResult] = []
     artifact: Artifact | None = None
+    long_tests: str | None = Field(
+        default=None,
+        description="the id of the LongTests workflow a PR pipeline started on its head "
+        "(`ci.long_tests: pull_request`), which a newer head cancels",
+    )
 
     @property
     def failures(self) -> list[CheckResult]:

@@ -38,7 +38,7 @@ with workflow.unsafe.imports_passed_through():
         WorkflowTypes,
         pipeline_id,
     )
-    from workflows.pipelines import CIPipeline, PullRequestPipeline
+    from workflows.pipelines import CIPipeline, PullRequestPipeline, cancel_long_tests
 
 from workflows import metrics
 from workflows.authors import learn_authors
@@ -311,6 +311,12 @@ class ChangeWorkflow:
         )
         await workflow.wait_condition(lambda: self.pr.moved_on(sha, reopens))
         self.record.clear_gate()
+        # The long tests started on this head (`ci.long_tests: pull_request`; results recorded
+        # before it have none) serve CI of its merge only: a newer head or a close ends them.
+        moved = self.pr.closed or self.pr.head_sha != sha
+        if result.long_tests and self.pr.merge_commit is None and moved:
+            self.record.note(f"cancelled the long tests of {sha[:12]}: {self.pr.news(sha)}")
+            await cancel_long_tests(result.long_tests)
 
     async def _merge_validated(self) -> bool:
         """Whether the merged head passed validation; if not (it failed, or the merge came before

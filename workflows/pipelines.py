@@ -154,7 +154,7 @@ async def _long_tests(input: PipelineInput) -> CheckResult:
     )
     if ahead is None:
         return await _check(input, "long_test", 0)
-    summary = f"{ahead.summary}; run beside its PR pipeline, the tree of {input.commit[:12]}"
+    summary = f"{ahead.summary}; run beside its PR pipeline, same tree as {input.commit[:12]}"
     return ahead.model_copy(update={"summary": summary})
 
 
@@ -165,7 +165,7 @@ async def _pull_request_checks(input: PipelineInput) -> dict[str, CheckResult]:
     tested = await _read_ahead(pull_request_checks, input, timedelta(minutes=2), summary)
     if tested is None:
         return {}
-    where = f"passed on the PR's head {tested.commit[:12]}, the tree of {input.commit[:12]}"
+    where = f"passed on the PR's head {tested.commit[:12]}, same tree as {input.commit[:12]}"
     return {
         kind: result.model_copy(update={"summary": f"{result.summary}; {where}"})
         for kind, result in tested.checks.items()
@@ -201,7 +201,7 @@ async def _start_long_tests(input: PipelineInput, record: Record) -> str | None:
     """Start CI's long tests on the PR's head beside its pipeline (`ci.long_tests:
     pull_request`), a step of the PR's timeline; the `LongTests` workflow's id, None when they
     could not be started (CI runs them then)."""
-    stage = record.begin("long_test")
+    stage = record.begin("long_test ahead")
     try:
         workflow_id = await workflow.execute_activity(
             start_long_tests,
@@ -218,7 +218,7 @@ async def _start_long_tests(input: PipelineInput, record: Record) -> str | None:
             return None
         record.end(stage, "skipped", f"not started ahead ({failure(err)}): CI runs them")
         return None
-    record.end(stage, "succeeded", f"started ahead of the merge: {workflow_id}")
+    record.end(stage, "succeeded", f"started, for CI of the merge: {workflow_id}")
     return workflow_id
 
 
@@ -243,10 +243,15 @@ async def _tell_long_tests(
 
 async def _cancel_long_tests(started: asyncio.Task[str | None]) -> None:
     """Cancel the long tests `_start_long_tests` started: the PR pipeline failed, or a newer head
-    superseded it. A run that ended already is left as it is."""
+    superseded it while it ran."""
     workflow_id = await started
-    if workflow_id is None:
-        return
+    if workflow_id is not None:
+        await cancel_long_tests(workflow_id)
+
+
+async def cancel_long_tests(workflow_id: str) -> None:
+    """Cancel the `LongTests` run `workflow_id` (ChangeWorkflow: a newer head, or the PR closed
+    unmerged). A run that ended already is left as it is."""
     try:
         await workflow.get_external_workflow_handle(workflow_id).cancel()
     except FailureError:
@@ -395,7 +400,10 @@ async def _pipeline(
         await _cancel_long_tests(started)
     elif started is not None:
         await _tell_long_tests(started, input, kinds, checks)
-    return await _publish_and_report(input, context, push, record, checks, published)
+    result = await _publish_and_report(input, context, push, record, checks, published)
+    if started is not None and result.passed:
+        result.long_tests = started.result()
+    return result
 
 
 async def _one_after_another(
@@ -564,6 +572,8 @@ class CIPipeline:
 
 
 LONG_TESTS_FAILED = "LongTestsFailed"
+LONG_TESTS_CONTEXT = "baton/long-tests"
+"""The commit status `LongTests` sets on the PR head it tests."""
 
 
 @workflow.defn(name=WorkflowTypes.LONG_TESTS)
@@ -594,7 +604,19 @@ class LongTests:
         )
         pipeline = PipelineInput(app=input.app, repo=input.repo, commit=input.commit)
         record.publish("running the long tests")
-        (result,) = await _run_checks(pipeline, ["long_test"], record)
+        # The PR's head gets a commit status of its own: its verdict did not wait for these.
+        running = "long tests running, for CI of the merge"
+        pending = asyncio.create_task(_report(pipeline, LONG_TESTS_CONTEXT, "pending", running))
+        try:
+            (result,) = await _run_checks(pipeline, ["long_test"], record)
+        except asyncio.CancelledError:
+            await workflow.wait([pending])
+            why = "cancelled: a newer head, or the PR pipeline failed or was closed"
+            await _report(pipeline, LONG_TESTS_CONTEXT, "error", why)
+            raise
+        await pending
+        state: StatusState = "success" if result.passed else "error" if result.error else "failure"
+        await _report(pipeline, LONG_TESTS_CONTEXT, state, result.summary)
         record.publish(f"{'passed' if result.passed else 'failed'}: {result.summary}")
         if not result.passed:
             raise ApplicationError(

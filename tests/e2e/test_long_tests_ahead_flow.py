@@ -55,10 +55,10 @@ def test_ci_of_the_merge_takes_the_long_tests_the_pr_started(stack: E2EStack) ->
     checks = {c.name: c for c in ci.checks}
     assert checks["long_test"].passed
     assert checks["long_test"].summary.endswith(
-        f"at {pr.head_sha[:12]}; run beside its PR pipeline, the tree of {merge[:12]}"
+        f"at {pr.head_sha[:12]}; run beside its PR pipeline, same tree as {merge[:12]}"
     )
     assert checks["long_test"].log_ref is not None  # the run's own log, kept in the registry
-    reused = f"passed on the PR's head {pr.head_sha[:12]}, the tree of {merge[:12]}"
+    reused = f"passed on the PR's head {pr.head_sha[:12]}, same tree as {merge[:12]}"
     assert all(checks[name].summary.endswith(reused) for name in ("lint", "test")), checks
     # CI built, tested and published its own commit's image all the same.
     assert detail.change.artifact is not None and detail.change.artifact.commit == merge

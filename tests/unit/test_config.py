@@ -101,6 +101,20 @@ def test_app_needs_exactly_one_template_kind() -> None:
     ]
 
 
+def test_long_tests_ahead_need_long_tests_and_one_of_two_values() -> None:
+    app = "apps: [{name: web, repo: web, image: web, chart: chart, ci: {long_tests: %s}}]"
+    empty = (
+        "apps[0]: ci.long_tests: pull_request starts the long tests ahead, but "
+        "commands.long_test is empty: add the long test commands or remove ci.long_tests"
+    )
+    assert problems(app % "pull_request") == [empty]
+    assert problems(app % "pr") == [
+        "apps[0].ci.long_tests: Input should be 'merge' or 'pull_request'"
+    ]
+    with_tests = app.replace("chart: chart,", "chart: chart, commands: {long_test: [make it]},")
+    assert parse_config(with_tests % "pull_request").app("web").ci.long_tests == "pull_request"
+
+
 def test_hosted_forge_needs_url() -> None:
     (problem,) = problems(APP + "forge: {kind: github}")
     assert problem == "forge: forge.kind 'github' needs forge.url (the API base URL)"

@@ -31,7 +31,9 @@ beside the push rather than after it.
 `long_tests.json`, `pr_pipeline_long_tests_ahead.json` and `ci_pipeline_long_tests_ahead.json`
 are from the first scenario of `tests/workflows/test_long_tests_ahead.py` (`ci.long_tests:
 pull_request`): the PR pipeline that started the long tests, their run, and CI of the merge
-that used its result.
+that used its result. `change_long_tests_cancelled.json` and `long_tests_cancelled.json` are from
+its scenario of a newer head: the change that cancelled the first head's long tests, then the
+newer head's when the PR was closed, and the first head's run.
 """
 
 import json

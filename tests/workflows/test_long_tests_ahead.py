@@ -15,9 +15,10 @@ from temporalio.client import Client, WorkflowExecutionStatus
 import activities.pipeline
 from activities.pipeline import long_tests_result, pull_request_checks, start_long_tests
 from baton.config import AppConfig, CIConfig
-from baton.models import PipelineStatus
+from baton.models import ChangePlan, ChangeStatus, PipelineStatus
 from baton.temporal import TaskQueues, WorkflowTypes, long_tests_id
-from tests.conftest import serving, until
+from tests.conftest import at_gate, serving, until
+from tests.workflows.test_change import change_activities, head, open_change, pull_request
 from tests.workflows.test_pipelines import CI_CHECKS, PR_CHECKS, Steps, start
 from workflows import WORKFLOWS
 
@@ -31,8 +32,10 @@ APP = AppConfig(
 )
 HEAD, MERGE, OTHER = "a" * 40, "b" * 40, "d" * 40  # the PR's head, its merge, a commit elsewhere
 TREE = "7" * 40  # HEAD's and MERGE's tree: the merge changed nothing the PR had not
-TREES = {HEAD: TREE, MERGE: TREE, OTHER: "8" * 40}
+NEWER = "e" * 40  # a later head of the PR, with other files
+TREES = {HEAD: TREE, MERGE: TREE, OTHER: "8" * 40, head(1): TREE, NEWER: "9" * 40}
 RUN_ID = long_tests_id(APP.name, TREE, APP.commands.long_test)
+STATUS = "baton/long-tests"  # the commit status of the long tests, on the head they test
 
 
 class Trees:
@@ -53,7 +56,7 @@ async def client(
     isolated_client: Client, steps: Steps, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Client]:
     monkeypatch.setattr(activities.pipeline, "current", Trees)
-    stand_ins = steps.activities()
+    stand_ins = change_activities(steps)  # the pipelines' and a change's
     stand_ins[TaskQueues.BUILD] += [start_long_tests, long_tests_result, pull_request_checks]
     async with serving(isolated_client, WORKFLOWS, stand_ins):
         yield isolated_client
@@ -76,10 +79,10 @@ async def test_the_pr_starts_the_long_tests_and_ci_of_its_merge_uses_their_resul
     assert await long_tests_status(client) == WorkflowExecutionStatus.RUNNING
     assert steps.ran(HEAD).count("long_test") == 1
     status = await (await pr.describe()).memo_value("status", type_hint=PipelineStatus)
-    started = next(s for s in status.timeline if s.name == "long_test")
+    started = next(s for s in status.timeline if s.name == "long_test ahead")
     assert (started.outcome, started.detail) == (
         "succeeded",
-        f"started ahead of the merge: {RUN_ID}",
+        f"started, for CI of the merge: {RUN_ID}",
     )
 
     # CI of the merge takes the PR's checks, and waits for the long tests rather than running
@@ -93,13 +96,20 @@ async def test_the_pr_starts_the_long_tests_and_ci_of_its_merge_uses_their_resul
     assert [c.name for c in integrated.checks][: len(CI_CHECKS)] == CI_CHECKS
     long_test = next(c for c in integrated.checks if c.name == "long_test")
     assert long_test.summary == (
-        f"long_test ok at {HEAD[:12]}; run beside its PR pipeline, the tree of {MERGE[:12]}"
+        f"long_test ok at {HEAD[:12]}; run beside its PR pipeline, same tree as {MERGE[:12]}"
     )
     assert steps.ran(MERGE)[:3] == ["image", "candidate", "rendered"]
     assert sorted(steps.ran(MERGE)[3:]) == ["publish", "push"]
     assert steps.ran(HEAD).count("long_test") == 1
     lint = next(c for c in integrated.checks if c.name == "lint")
-    assert lint.summary == f"lint ok; passed on the PR's head {HEAD[:12]}, the tree of {MERGE[:12]}"
+    assert (
+        lint.summary == f"lint ok; passed on the PR's head {HEAD[:12]}, same tree as {MERGE[:12]}"
+    )
+    # The PR's head carries the long tests' own commit status.
+    assert [(state, text) for c, state, text in steps.reported(HEAD) if c == STATUS] == [
+        ("pending", "long tests running, for CI of the merge"),
+        ("success", "long_test ok"),
+    ]
     assert await long_tests_status(client) == WorkflowExecutionStatus.COMPLETED
 
 
@@ -111,6 +121,8 @@ async def test_a_failing_pr_pipeline_cancels_its_long_tests(client: Client, step
     assert not result.passed
     await until(lambda: steps.cancelled, lambda cancelled: "long_test" in cancelled, "cancelled")
     assert await long_tests_status(client) == WorkflowExecutionStatus.CANCELED
+    cancelled = "cancelled: a newer head, or the PR pipeline failed or was closed"
+    assert [s for s in steps.reported(HEAD) if s[0] == STATUS][-1] == (STATUS, "error", cancelled)
 
 
 async def test_a_superseded_pr_pipeline_cancels_its_long_tests(
@@ -164,3 +176,29 @@ async def test_long_tests_that_failed_ahead_are_run_again_by_ci_and_by_the_next_
         "the long tests ran again and passed",
     )
     assert steps.ran(HEAD).count("long_test") == 2
+
+
+async def test_a_newer_head_cancels_the_long_tests_of_a_validated_one(
+    client: Client, steps: Steps
+) -> None:
+    steps.holding = {"long_test"}  # long tests outlast the PR's checks, as they do
+    change = await open_change(client, 1, plan=ChangePlan(app=APP, environments=[]))
+    await at_gate(change, "merge", ChangeStatus)
+    assert await long_tests_status(client) == WorkflowExecutionStatus.RUNNING
+
+    await pull_request(change, "synchronize", head_sha=NEWER)
+
+    await until(
+        lambda: long_tests_status(client),
+        lambda status: status == WorkflowExecutionStatus.CANCELED,
+        "the first head's long tests cancelled",
+    )
+    status = await at_gate(change, "merge", ChangeStatus)
+    assert status.head_sha == NEWER
+    note = f"cancelled the long tests of {head(1)[:12]}: new head"
+    assert ("note", note) in [(stage.name, stage.detail) for stage in status.timeline]
+    # The newer head has long tests of its own, still running.
+    newer = client.get_workflow_handle(
+        long_tests_id(APP.name, TREES[NEWER], APP.commands.long_test)
+    )
+    assert (await newer.describe()).status == WorkflowExecutionStatus.RUNNING
