@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from pathlib import Path
 from typing import Literal
@@ -24,6 +23,7 @@ from activities.context import Context, current
 from activities.errors import typed_errors
 from activities.heartbeat import heartbeating, report
 from baton import artifacts, bundles, checks, images
+from baton.batches import LONG_TESTS_CONTEXT
 from baton.config import AppConfig
 from baton.errors import CheckConfigError
 from baton.models import Artifact, CheckResult, PinnedImage, TreeChecks
@@ -419,7 +419,7 @@ async def start_long_tests(input: LongTestsInput) -> str:
     for it when there is one (nothing started twice); its workflow id. Workflow ids are unique
     per tree, so a PR head with the tree of a head tested before reuses that run."""
     workflow_id = await _long_tests_id(input)
-    with contextlib.suppress(WorkflowAlreadyStartedError):  # a run for the tree passed already
+    try:
         await activity.client().start_workflow(
             WorkflowTypes.LONG_TESTS,
             input,
@@ -435,6 +435,19 @@ async def start_long_tests(input: LongTestsInput) -> str:
                     SearchAttributePair(SearchAttributes.COMMIT, input.commit),
                 ]
             ),
+        )
+    except WorkflowAlreadyStartedError:
+        # A run for the tree passed already: this head's long tests are green too, and say so.
+        run = activity.client().get_workflow_handle(workflow_id, result_type=CheckResult)
+        passed = await run.result()
+        await asyncio.to_thread(
+            current().forge.set_commit_status,
+            input.repo,
+            input.commit,
+            LONG_TESTS_CONTEXT,
+            "success",
+            f"{passed.summary}, the same tree"[:140],
+            None,
         )
     return workflow_id
 

@@ -18,6 +18,8 @@ from baton.workspace import CheckoutError, Workspace
 
 CI_CONTEXT = "baton/ci"
 """The commit status context of the CI pipeline: its presence marks a commit integrated."""
+LONG_TESTS_CONTEXT = "baton/long-tests"
+"""The commit status of the long tests a PR pipeline started on its head (`LongTests`)."""
 
 HISTORY = 200
 """How many commits back (first parent) a batch looks for the last integrated one at most."""

@@ -12,6 +12,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 
 with workflow.unsafe.imports_passed_through():
     from activities.forge import CommitStatusInput, set_commit_status
+    from activities.lane import is_running
     from activities.pipeline import (
         BuildInput,
         CheckInput,
@@ -29,7 +30,7 @@ with workflow.unsafe.imports_passed_through():
         start_long_tests,
         try_image,
     )
-    from baton.batches import CI_CONTEXT
+    from baton.batches import CI_CONTEXT, LONG_TESTS_CONTEXT
     from baton.forges.base import StatusState
     from baton.models import (
         Artifact,
@@ -246,16 +247,34 @@ async def _cancel_long_tests(started: asyncio.Task[str | None]) -> None:
     superseded it while it ran."""
     workflow_id = await started
     if workflow_id is not None:
-        await cancel_long_tests(workflow_id)
+        await _cancel_external(workflow_id)
 
 
-async def cancel_long_tests(workflow_id: str) -> None:
+async def cancel_long_tests(workflow_id: str) -> bool:
     """Cancel the `LongTests` run `workflow_id` (ChangeWorkflow: a newer head, or the PR closed
-    unmerged). A run that ended already is left as it is."""
+    unmerged) if it still runs; whether it did (Temporal accepts a cancel of a run that ended,
+    so it is asked first). A run that ended is left as it is."""
+    try:
+        running = await workflow.execute_activity(
+            is_running,
+            workflow_id,
+            task_queue=TaskQueues.WORKFLOWS,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=AHEAD,
+            summary=f"are the long tests {workflow_id} still running?",
+        )
+    except ActivityError:
+        running = True  # Temporal did not say: cancel all the same
+    if running:
+        await _cancel_external(workflow_id)
+    return running
+
+
+async def _cancel_external(workflow_id: str) -> None:
     try:
         await workflow.get_external_workflow_handle(workflow_id).cancel()
     except FailureError:
-        pass  # it ended already (or is gone): nothing to stop
+        pass  # it is gone: nothing to stop
 
 
 async def _build(
@@ -572,8 +591,6 @@ class CIPipeline:
 
 
 LONG_TESTS_FAILED = "LongTestsFailed"
-LONG_TESTS_CONTEXT = "baton/long-tests"
-"""The commit status `LongTests` sets on the PR head it tests."""
 
 
 @workflow.defn(name=WorkflowTypes.LONG_TESTS)

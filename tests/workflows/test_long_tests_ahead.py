@@ -38,12 +38,27 @@ RUN_ID = long_tests_id(APP.name, TREE, APP.commands.long_test)
 STATUS = "baton/long-tests"  # the commit status of the long tests, on the head they test
 
 
+AGAIN = "f" * 40  # a later head with HEAD's tree (a revert of a revert, say)
+TREES[AGAIN] = TREE
+
+
 class Trees:
-    """What `activities.context.current()` gives the two activities: each commit's tree."""
+    """What `activities.context.current()` gives the new activities: each commit's tree, and a
+    forge keeping the commit statuses `start_long_tests` sets itself."""
+
+    statuses: list[tuple[str, str, str, str]] = []  # (sha, context, state, description)
+
+    def __init__(self) -> None:
+        self.forge = self
 
     def tree(self, repo: str, commit: str) -> str:
         assert repo == APP.repo
         return TREES[commit]
+
+    def set_commit_status(
+        self, repo: str, sha: str, context: str, state: str, description: str, url: str | None
+    ) -> None:
+        self.statuses.append((sha, context, state, description))
 
 
 @pytest.fixture
@@ -56,6 +71,7 @@ async def client(
     isolated_client: Client, steps: Steps, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Client]:
     monkeypatch.setattr(activities.pipeline, "current", Trees)
+    monkeypatch.setattr(Trees, "statuses", [])
     stand_ins = change_activities(steps)  # the pipelines' and a change's
     stand_ins[TaskQueues.BUILD] += [start_long_tests, long_tests_result, pull_request_checks]
     async with serving(isolated_client, WORKFLOWS, stand_ins):
@@ -202,3 +218,44 @@ async def test_a_newer_head_cancels_the_long_tests_of_a_validated_one(
         long_tests_id(APP.name, TREES[NEWER], APP.commands.long_test)
     )
     assert (await newer.describe()).status == WorkflowExecutionStatus.RUNNING
+
+
+async def test_a_head_with_a_tree_whose_long_tests_passed_is_green_at_once(
+    client: Client, steps: Steps
+) -> None:
+    await (await start(client, WorkflowTypes.PR_PIPELINE, HEAD, APP)).result()
+    await until(
+        lambda: long_tests_status(client),
+        lambda status: status == WorkflowExecutionStatus.COMPLETED,
+        "the long tests passed",
+    )
+
+    result = await (await start(client, WorkflowTypes.PR_PIPELINE, AGAIN, APP)).result()
+
+    assert result.passed and result.long_tests == RUN_ID
+    assert steps.ran(AGAIN).count("long_test") == 0  # not run again
+    assert Trees.statuses == [
+        (AGAIN, STATUS, "success", f"long_test ok at {HEAD[:12]}, the same tree")
+    ]
+
+
+async def test_a_newer_head_notes_no_cancel_when_the_long_tests_had_ended(
+    client: Client, steps: Steps
+) -> None:
+    change = await open_change(client, 1, plan=ChangePlan(app=APP, environments=[]))
+    await at_gate(change, "merge", ChangeStatus)
+    await until(
+        lambda: long_tests_status(client),
+        lambda status: status == WorkflowExecutionStatus.COMPLETED,
+        "the long tests passed",
+    )
+
+    await pull_request(change, "synchronize", head_sha=NEWER)
+
+    status = await at_gate(change, "merge", ChangeStatus)
+    assert status.head_sha == NEWER
+    assert [stage.name for stage in status.timeline] == [
+        f"validate {head(1)[:12]}",
+        f"validate {NEWER[:12]}",
+    ]
+    assert await long_tests_status(client) == WorkflowExecutionStatus.COMPLETED
