@@ -313,12 +313,9 @@ class ChangeWorkflow:
         self.record.clear_gate()
         # The long tests started on this head (`ci.long_tests: pull_request`; results recorded
         # before it have none) serve CI of its merge only: a newer head or a close ends them.
-        ended = result.long_tests and self.pr.merge_commit is None
-        if ended and (self.pr.closed or self.pr.head_sha != sha):
-            assert result.long_tests is not None
-            if await cancel_long_tests(result.long_tests):
-                note = f"cancelled the long tests of {sha[:12]}: {self.pr.news(sha)}"
-                self.record.note(note)
+        moved = self.pr.merge_commit is None and (self.pr.closed or self.pr.head_sha != sha)
+        if result.long_tests and moved and await cancel_long_tests(result.long_tests):
+            self.record.note(f"cancelled the long tests of {sha[:12]}: {self.pr.news(sha)}")
 
     async def _merge_validated(self) -> bool:
         """Whether the merged head passed validation; if not (it failed, or the merge came before

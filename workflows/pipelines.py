@@ -183,19 +183,29 @@ async def _read_ahead(
     """What `activity` reads of the run ahead for the commit's tree; None when it failed, and
     CI runs what it would have taken (a cancel is raised, as any step's)."""
     try:
-        return await workflow.execute_activity(
-            activity,
-            LongTestsInput(app=input.app, repo=input.repo, commit=input.commit),
-            task_queue=TaskQueues.BUILD,
-            heartbeat_timeout=HEARTBEAT,
-            start_to_close_timeout=timeout,
-            retry_policy=AHEAD,
-            summary=summary,
-        )
+        return await _ahead(activity, input, timeout, summary)
     except ActivityError as err:
         if isinstance(err.cause, CancelledError):
             raise
         return None
+
+
+async def _ahead(
+    activity: Callable[[LongTestsInput], Awaitable[T]],
+    input: PipelineInput,
+    timeout: timedelta,
+    summary: str,
+) -> T:
+    """Run `activity`, one of those about the long tests of the commit's tree (`AHEAD` retries)."""
+    return await workflow.execute_activity(
+        activity,
+        LongTestsInput(app=input.app, repo=input.repo, commit=input.commit),
+        task_queue=TaskQueues.BUILD,
+        heartbeat_timeout=HEARTBEAT,
+        start_to_close_timeout=timeout,
+        retry_policy=AHEAD,
+        summary=summary,
+    )
 
 
 async def _start_long_tests(input: PipelineInput, record: Record) -> str | None:
@@ -204,15 +214,8 @@ async def _start_long_tests(input: PipelineInput, record: Record) -> str | None:
     could not be started (CI runs them then)."""
     stage = record.begin("long_test ahead")
     try:
-        workflow_id = await workflow.execute_activity(
-            start_long_tests,
-            LongTestsInput(app=input.app, repo=input.repo, commit=input.commit),
-            task_queue=TaskQueues.BUILD,
-            heartbeat_timeout=HEARTBEAT,
-            start_to_close_timeout=timedelta(minutes=5),
-            retry_policy=AHEAD,
-            summary=f"start long tests @ {input.commit[:12]}",
-        )
+        summary = f"start long tests @ {input.commit[:12]}"
+        workflow_id = await _ahead(start_long_tests, input, timedelta(minutes=5), summary)
     except ActivityError as err:
         if isinstance(err.cause, CancelledError):
             record.end(stage, "cancelled")

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from cli.demo import AUTHOR, push_visible_change
 from tests.e2e.stack import E2EStack, running_stack
 from tests.e2e.test_change_flow import gate_is
 
@@ -40,10 +39,7 @@ def tree(stack: E2EStack, commit: str) -> str:
 
 
 def test_ci_of_the_merge_takes_the_long_tests_the_pr_started(stack: E2EStack) -> None:
-    alice = stack.forge(AUTHOR)
-    branch = push_visible_change(alice, "sample-app", "e2e-ahead")
-    pr = alice.open_pull_request("sample-app", branch, "main", "Greet", "", AUTHOR)
-    change = f"change/sample-app/{pr.number}"
+    change, pr = stack.open_pr("e2e-ahead")
     detail = stack.wait(change, lambda d: d.change.state == "awaiting-merge")
     assert detail.change.reason is None, detail.change.reason
 
