@@ -124,10 +124,11 @@ async def phase(
         idle_kb, idle_cpu = status_kb(worker.pid, "VmRSS"), cpu_s(worker.pid)
         peaks = Peaks({"worker": worker.pid, "server": server})
         sampling = asyncio.create_task(peaks.sample())
+        inputs = [rollout_input("dev", next(NUMBERS)) for _ in range(n)] if kind == "baton" else []
         started = time.perf_counter()
         if kind == "baton":
             starts: list[Awaitable[WorkflowHandle]] = [
-                start_rollout(client, rollout_input("dev", next(NUMBERS))) for _ in range(n)
+                start_rollout(client, input) for input in inputs
             ]
         else:
             starts = [

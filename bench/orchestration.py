@@ -32,8 +32,9 @@ WARM_UP = 3
 
 
 async def baton_rollout(client: Client, number: int) -> float:
+    input = rollout_input("dev", number)
     started = time.perf_counter()
-    handle = await start_rollout(client, rollout_input("dev", number))
+    handle = await start_rollout(client, input)
     result = await handle.result()
     elapsed = time.perf_counter() - started
     assert result.outcome == "deployed", result

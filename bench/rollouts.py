@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import signal
 import sys
@@ -192,11 +193,18 @@ async def serving(
         yield
 
 
+@functools.cache
+def example_config() -> BatonConfig:
+    """examples/baton.yaml, read once: a rollout's input is built before it starts, so reading
+    the config is no part of what a benchmark times."""
+    return load_config(PROJECT_ROOT / "examples" / "baton.yaml")
+
+
 def rollout_input(environment: str, number: int, config: BatonConfig | None = None) -> RolloutInput:
     """What change `sample-app`#`number` passes to its rollout into `environment`, under
     `config` (default examples/baton.yaml; `ChangePlan.of`), for an artifact of a commit made
     from `number`."""
-    config = config or load_config(PROJECT_ROOT / "examples" / "baton.yaml")
+    config = config or example_config()
     plan = ChangePlan.of(config, APP, ui_url="http://127.0.0.1:8233", namespace="default")
     env = next(e for e in plan.environments if e.name == environment)
     return RolloutInput(
