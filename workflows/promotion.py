@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
 from workflows.hold_client import HoldClient
 from workflows.lane_client import LaneClient, LaneTurn
 from workflows.record import Record, failure
+from workflows.telling import COMMENT_HANDOVER
 
 PROMOTION_GRAPH = "promotion-graph"
 """Patch: environments roll out along the promotion graph (parallel stages), each after the holds
@@ -269,6 +270,10 @@ class Promotion:
         if result.gitops_pr:
             stage.links["gitops pr"] = result.gitops_pr.url
         self.record.end(
-            stage, ROLLOUT_STAGE.get(result.outcome, "failed"), f"{result.outcome}: {result.reason}"
+            stage,
+            ROLLOUT_STAGE.get(result.outcome, "failed"),
+            f"{result.outcome}: {result.reason}",
+            # The rollout left its outcome for the change's comment to tell.
+            news=self.record.on_news is not None and workflow.patched(COMMENT_HANDOVER),
         )
         return result

@@ -109,12 +109,17 @@ class Record:
         self.publish()
         return stage
 
-    def end(self, stage: Stage, outcome: StageOutcome, detail: str = "") -> None:
-        """End a stage: how it ended, and in a few words why."""
+    def end(
+        self, stage: Stage, outcome: StageOutcome, detail: str = "", *, news: bool = False
+    ) -> None:
+        """End a stage: how it ended, and in a few words why. `news`: people are told too
+        (`on_news`), as when a rollout's stage ends and its outcome is for the change to tell."""
         stage.ended_at = workflow.now()
         stage.outcome = outcome
         stage.detail = detail
         self.publish()
+        if news:
+            self._tell()
 
     def retell(self, name: str, outcome: StageOutcome, detail: str) -> None:
         """Say again how the latest stage `name` ended, once the workflow knows what its ending

@@ -28,6 +28,8 @@ checks (the push through the engine, then the rendered check, after every check)
 `before-candidates-pr_pipeline.json` the PR pipeline before it ran its checks but `test` lower.
 `before-publish-beside-push-ci_pipeline.json` is CI as it ran before it published the artifact
 beside the push rather than after it.
+`before-comment-handover-*` are the change and its rollouts from before a rollout ending left its
+last comment write to the change (2026-12-02).
 `long_tests.json`, `pr_pipeline_long_tests_ahead.json` and `ci_pipeline_long_tests_ahead.json`
 are from the first scenario of `tests/workflows/test_long_tests_ahead.py` (`ci.long_tests:
 pull_request`): the PR pipeline that started the long tests, their run, and CI of the merge

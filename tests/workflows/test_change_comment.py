@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client, WorkflowUpdateFailedError
 
 from activities import context
@@ -30,7 +31,14 @@ from baton.local.forge import LocalForge
 from baton.models import ChangePlan, ChangeStatus, Decision, RolloutStatus
 from baton.pr_comment import marker
 from baton.settings import Settings
-from baton.temporal import TaskQueues, Updates, change_id, rollout_id
+from baton.temporal import (
+    SearchAttributes,
+    TaskQueues,
+    Updates,
+    WorkflowTypes,
+    change_id,
+    rollout_id,
+)
 from tests.conftest import at_gate, git, serving, until
 from tests.fakes.forges import FakeGitHub
 from tests.workflows import test_pipelines as pipelines
@@ -163,6 +171,34 @@ async def test_one_comment_follows_the_change_and_no_commit_author_may_approve(
     board = f"{Settings().api_url}/board/changes/{status.id.removeprefix('change/')}"
     assert f"Board: [{status.id}]({board})" in final[0]
     assert final[0].endswith(MARKER)
+
+    # Each rollout hands the comment over as it ends: no write asked for from its outcome on,
+    # and the change writes once the rollout's stage ended.
+    for env in ("dev", "prod"):
+        events = (await rollout_of(client, 1, env).fetch_history()).events
+        outcome = max(i for i, event in enumerate(events) if sets_outcome(event))
+        assert not [e for e in events[outcome:] if writes_comment(e)], env
+    events = (await change.fetch_history()).events
+    rollouts_ended = [
+        i
+        for i, e in enumerate(events)
+        if e.child_workflow_execution_completed_event_attributes.workflow_type.name
+        == WorkflowTypes.ROLLOUT
+    ]
+    assert len(rollouts_ended) == 2
+    for ended, then in zip(rollouts_ended, rollouts_ended[1:] + [len(events)], strict=True):
+        assert [e for e in events[ended:then] if writes_comment(e)]
+
+
+def sets_outcome(event: HistoryEvent) -> bool:
+    """An upsert of the outcome's search attribute: the rollout's end."""
+    attributes = event.upsert_workflow_search_attributes_event_attributes.search_attributes
+    return SearchAttributes.OUTCOME.name in attributes.indexed_fields
+
+
+def writes_comment(event: HistoryEvent) -> bool:
+    scheduled = event.activity_task_scheduled_event_attributes
+    return scheduled.activity_type.name == "update_change_comment"
 
 
 TOKEN = "github-token-for-baton"

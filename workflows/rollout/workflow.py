@@ -45,6 +45,7 @@ from workflows.rollout.rollback import RollbackSaga
 from workflows.rollout.steps import StepOptions, background, close_pr, step
 from workflows.rollout.sync_waiter import SyncWaiter
 from workflows.telling import (
+    COMMENT_HANDOVER,
     DEPLOYMENT_STATES,
     CommentKeeper,
     post_notification,
@@ -342,6 +343,8 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
     ) -> RolloutResult:
         if outcome != "deployed":
             await self._close_unmerged(outcome)
+        if self.input.pr_comment and workflow.patched(COMMENT_HANDOVER):
+            self.comment.hand_over()
         self.record.set_state(outcome, reason, outcome=True)
         metrics.rollout_ended(self.input.app.name, self.input.environment.name, outcome)
         if outcome in ("deployed", "failed"):
