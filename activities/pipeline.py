@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
@@ -287,16 +288,28 @@ def stage_candidate(input: ImageInput) -> CheckResult:
     started = time.monotonic()
     app, commit = input.app, input.commit
     image_id = _built_image(ctx, input)
-    digest = images.push_image(
-        image_id, ctx.registry, candidate(app.image), commit, on_progress=report
-    )
     workdir = ctx.checkout(input.repo, commit)
+    # The chart or bundle (helm's processes) is staged while the engine pushes the image: the
+    # step takes the longer of the two, not their sum.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage-templates") as beside:
+        templates = beside.submit(_stage_templates, ctx, input, workdir)
+        digest = images.push_image(
+            image_id, ctx.registry, candidate(app.image), commit, on_progress=report
+        )
+        templates.result()
+    return _passed("candidate", started, f"staged {candidate(app.image)}:{commit[:12]} as {digest}")
+
+
+def _stage_templates(ctx: Context, input: ImageInput, workdir: Path) -> None:
+    """Stage the app's chart or Kustomize bundle at `workdir` as its candidate."""
+    app = input.app
     if app.kustomize is not None:
-        bundles.stage_bundle(app.name, commit, workdir, app.kustomize, ctx.registry, input.repo)
+        bundles.stage_bundle(
+            app.name, input.commit, workdir, app.kustomize, ctx.registry, input.repo
+        )
     else:
         assert app.chart is not None  # the config holds a chart or a kustomization
-        artifacts.stage_chart(workdir / app.chart, commit, ctx.registry)
-    return _passed("candidate", started, f"staged {candidate(app.image)}:{commit[:12]} as {digest}")
+        artifacts.stage_chart(workdir / app.chart, input.commit, ctx.registry)
 
 
 def _passed(name: str, started: float, summary: str, log_ref: str | None = None) -> CheckResult:

@@ -85,7 +85,7 @@ async def run(rounds: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=40)
     print_result(asyncio.run(run(parser.parse_args().rounds)))
 
 

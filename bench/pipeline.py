@@ -279,7 +279,7 @@ async def run(samples: int, root: Path, warm_up: int = WARM_UP) -> dict:
         "x2, helm template, helm package + push (no offline validation of the render)",
         "docker": "used: the local engine builds; a CNCF distribution registry takes the pushes",
         "samples": samples,
-        "samples_default": "2 (make bench), after 1 untimed warm-up of each",
+        "samples_default": "4 (make bench), after 1 untimed warm-up of each",
         "baton_s": round(at_merge, 2),
         "baseline_s": round(baseline_median, 2),
         "ratio": round(at_merge / baseline_median, 2),
@@ -296,7 +296,7 @@ async def run(samples: int, root: Path, warm_up: int = WARM_UP) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=2)
+    parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--warm-up", type=int, default=WARM_UP, help="untimed rounds first")
     args = parser.parse_args()
     inspect = ["docker", "image", "inspect", BASE_IMAGE]
