@@ -41,25 +41,24 @@ pytest_plugins = ["tests.fixtures.docker", "tests.fixtures.s3"]
 T = TypeVar("T")
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _frozen_heap() -> None:
-    """What the session imported is never garbage: `gc.freeze()` keeps it out of every later
-    collection, so the one after each test (`_workflows_collected`) takes about 8 ms, not
-    150-250 ms."""
-    gc.freeze()
+WORKERS = {"temporal_env", "time_skipping_env"}
+"""Fixtures of the Temporal servers that tests run workflows on, in this process's workers."""
 
 
 @pytest.fixture(autouse=True)
-def _workflows_collected() -> Iterator[None]:
-    """Collect the test's garbage as it ends, outside any workflow. A worker that shut down
-    leaves the coroutines of the workflows it still held to the garbage collector, which closes
-    them wherever it happens to run: inside another test's workflow activation, their `finally`
-    blocks act in that workflow (temporalio's own warning, `_WorkflowInstanceImpl.activate`: such
-    a coroutine "can wakeup on a different thread which may have a different workflow/event-loop
-    going"). A later query replayed one of them and failed as nondeterministic (a patch marker
-    not its own)."""
+def _workflows_collected(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Collect a workflow test's garbage as it ends, outside any workflow. A worker that shut
+    down leaves the coroutines of the workflows it still held to the garbage collector, which
+    closes them wherever it happens to run: inside another test's workflow activation, their
+    `finally` blocks act in that workflow (temporalio's own warning, in
+    `_WorkflowInstanceImpl.activate`: such a coroutine "can wakeup on a different thread which may
+    have a different workflow/event-loop going"). A later query replayed one of them and failed
+    as nondeterministic (a patch marker not its own). What survives is frozen (`gc.freeze`), so
+    the next collection reads only what the next test made: about 8 ms, not 150-250."""
     yield
-    gc.collect()
+    if WORKERS & set(request.fixturenames):
+        gc.collect()
+        gc.freeze()
 
 
 # How long a test waits for something another thread, process or worker does. It only bounds a
