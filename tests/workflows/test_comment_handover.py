@@ -51,22 +51,7 @@ async def workers(temporal_env: WorkflowEnvironment) -> AsyncIterator[Client]:
     global comments
     comments = Comments()
     client = temporal_env.client
-    deploy = Worker(
-        client,
-        task_queue=TaskQueues.DEPLOY,
-        activities=[
-            rollout.render_environment,
-            rollout.propose,
-            rollout.merge,
-            rollout.close,
-            rollout.is_descendant,
-            rollout.request_reconcile,
-            rollout.check_sync,
-            rollout.verify,
-            rollout.verify_running,
-            rollout.gitops_head,
-        ],
-    )
+    deploy = Worker(client, task_queue=TaskQueues.DEPLOY, activities=rollout.DEPLOY_STAND_INS)
     flows = Worker(
         client,
         task_queue=TaskQueues.WORKFLOWS,

@@ -215,26 +215,26 @@ async def gitops_head(input: RolloutInput) -> str:
     return M
 
 
+DEPLOY_STAND_INS = [
+    render_environment,
+    propose,
+    merge,
+    close,
+    revert,
+    is_descendant,
+    request_reconcile,
+    check_sync,
+    verify,
+    verify_running,
+    gitops_head,
+]
+"""The deploy queue's activities of a rollout, stood in for as this module's world says."""
+
+
 @pytest.fixture
 async def workers(temporal_env: WorkflowEnvironment) -> AsyncIterator[Client]:
     client = temporal_env.client
-    deploy = Worker(
-        client,
-        task_queue=TaskQueues.DEPLOY,
-        activities=[
-            render_environment,
-            propose,
-            merge,
-            close,
-            revert,
-            is_descendant,
-            request_reconcile,
-            check_sync,
-            verify,
-            verify_running,
-            gitops_head,
-        ],
-    )
+    deploy = Worker(client, task_queue=TaskQueues.DEPLOY, activities=DEPLOY_STAND_INS)
     flows = Worker(client, task_queue=TaskQueues.WORKFLOWS, workflows=[EnvironmentRollout])
     async with deploy, flows:
         yield client
