@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 from temporalio import activity
-from temporalio.client import WorkflowFailureError
+from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -33,6 +33,7 @@ from baton.temporal import (
     Queries,
     SearchAttributes,
     TaskQueues,
+    Updates,
     WorkflowTypes,
     long_tests_id,
 )
@@ -471,11 +472,22 @@ async def start_long_tests(input: LongTestsInput) -> str:
 async def long_tests_result(input: LongTestsInput) -> CheckResult | None:
     """The result of the long tests the PR pipeline started for a commit with this commit's tree
     (`start_long_tests`): waited for while they run; None when there is no such run or it did
-    not pass (failed, cancelled, timed out), and CI runs them itself."""
+    not pass (failed, cancelled, timed out), and CI runs them itself.
+
+    The run's `long_tests_passed` Update answers as soon as the tests end, before the run
+    reports their commit status and completes; a run that has ended already, or that started
+    before the Update existed, gives its result instead."""
     handle = activity.client().get_workflow_handle(
         await _long_tests_id(input), result_type=CheckResult
     )
     report(f"waiting for {handle.id}")
+    try:
+        return await handle.execute_update(Updates.LONG_TESTS_PASSED, result_type=CheckResult)
+    except WorkflowUpdateFailedError:
+        pass  # they did not pass, or the run predates the Update: its result says which
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:  # NOT_FOUND: no such run, or it has ended
+            raise
     try:
         return await handle.result()
     except WorkflowFailureError:

@@ -239,6 +239,8 @@ class Updates:
     # EnvironmentHolds
     HOLD = "hold"
     UNHOLD = "unhold"
+    # LongTests
+    LONG_TESTS_PASSED = "long_tests_passed"
 
 
 class Queries:

@@ -35,7 +35,10 @@ are from the first scenario of `tests/workflows/test_long_tests_ahead.py` (`ci.l
 pull_request`): the PR pipeline that started the long tests, their run, and CI of the merge
 that used its result. `change_long_tests_cancelled.json` and `long_tests_cancelled.json` are from
 its scenario of a newer head: the change that cancelled the first head's long tests, then the
-newer head's when the PR was closed, and the first head's run.
+newer head's when the PR was closed, and the first head's run. They were recorded again on
+2026-12-02, when the pipelines began coalescing their upserts and CI took the long tests' result
+through the run's `long_tests_passed` Update (`long_tests.json` holds it); the ones before are
+`before-coalesced-pipelines-*`, with the demo's PR and CI pipelines of before.
 """
 
 import json

@@ -7,12 +7,15 @@ test_pipelines.py's stand-ins."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
 
 import activities.pipeline
+from activities.forge import CommitStatusInput
 from activities.pipeline import long_tests_result, pull_request_checks, start_long_tests
 from baton.config import AppConfig, CIConfig
 from baton.models import ChangePlan, ChangeStatus, PipelineStatus
@@ -67,13 +70,33 @@ def steps() -> Steps:
 
 
 @pytest.fixture
+def held() -> dict[tuple[str, str], asyncio.Event]:
+    """Commit statuses, by (context, state), whose report waits until the test sets its event
+    (a slow forge)."""
+    return {}
+
+
+@pytest.fixture
 async def client(
-    isolated_client: Client, steps: Steps, monkeypatch: pytest.MonkeyPatch
+    isolated_client: Client,
+    steps: Steps,
+    held: dict[tuple[str, str], asyncio.Event],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[Client]:
     monkeypatch.setattr(activities.pipeline, "current", Trees)
     monkeypatch.setattr(Trees, "statuses", [])
     stand_ins = change_activities(steps)  # the pipelines' and a change's
     stand_ins[TaskQueues.BUILD] += [start_long_tests, long_tests_result, pull_request_checks]
+    queue = stand_ins[TaskQueues.WORKFLOWS]
+    reported = next(a for a in queue if a.__name__ == "set_commit_status")
+
+    @activity.defn(name="set_commit_status")
+    async def set_commit_status(input: CommitStatusInput) -> None:
+        if (release := held.get((input.context, input.state))) is not None:
+            await release.wait()
+        await reported(input)
+
+    queue[queue.index(reported)] = set_commit_status
     async with serving(isolated_client, WORKFLOWS, stand_ins):
         yield isolated_client
 
@@ -127,6 +150,69 @@ async def test_the_pr_starts_the_long_tests_and_ci_of_its_merge_uses_their_resul
         ("success", "long_test ok"),
     ]
     assert await long_tests_status(client) == WorkflowExecutionStatus.COMPLETED
+
+
+async def test_the_long_tests_beside_a_pr_pipeline_keep_the_workers_cpu_priority(
+    client: Client, steps: Steps
+) -> None:
+    # They are the head's longest check, and CI of the merge waits for them: the PR's own
+    # checks, its unit tests too, run at the lower priority (a PR pipeline without long tests
+    # beside keeps its unit tests at the worker's: test_pipelines.py).
+    assert (await (await start(client, WorkflowTypes.PR_PIPELINE, HEAD, APP)).result()).passed
+    await until(lambda: steps.ran(HEAD), lambda ran: "long_test" in ran, "long tests started")
+
+    assert steps.niceness == {"long_test": 0} | dict.fromkeys(
+        ["lint", "test", "dockerfile", "templates"], 10
+    )
+
+
+async def test_ci_of_the_merge_takes_the_long_tests_result_before_their_status_is_reported(
+    client: Client, steps: Steps, held: dict[tuple[str, str], asyncio.Event]
+) -> None:
+    held[(STATUS, "success")] = asyncio.Event()  # the forge is slow to take their verdict
+    assert (await (await start(client, WorkflowTypes.PR_PIPELINE, HEAD, APP)).result()).passed
+
+    ci = await start(client, WorkflowTypes.CI_PIPELINE, MERGE, APP)
+    integrated = await asyncio.wait_for(ci.result(), timeout=60)  # not after the status
+
+    assert integrated.passed, integrated.summary()
+    long_test = next(c for c in integrated.checks if c.name == "long_test")
+    assert long_test.summary == (
+        f"long_test ok at {HEAD[:12]}; run beside its PR pipeline, same tree as {MERGE[:12]}"
+    )
+    assert steps.ran(MERGE).count("long_test") == 0
+    # The run still tells the PR's head, then completes.
+    assert await long_tests_status(client) == WorkflowExecutionStatus.RUNNING
+    held[(STATUS, "success")].set()
+    await until(
+        lambda: long_tests_status(client),
+        lambda status: status == WorkflowExecutionStatus.COMPLETED,
+        "the long tests completed",
+    )
+    assert [(state, text) for c, state, text in steps.reported(HEAD) if c == STATUS][-1] == (
+        "success",
+        "long_test ok",
+    )
+
+
+async def test_ci_of_the_merge_takes_the_result_of_long_tests_that_had_completed(
+    client: Client, steps: Steps
+) -> None:
+    assert (await (await start(client, WorkflowTypes.PR_PIPELINE, HEAD, APP)).result()).passed
+    await until(
+        lambda: long_tests_status(client),
+        lambda status: status == WorkflowExecutionStatus.COMPLETED,
+        "the long tests passed",
+    )
+
+    integrated = await (await start(client, WorkflowTypes.CI_PIPELINE, MERGE, APP)).result()
+
+    assert integrated.passed, integrated.summary()
+    long_test = next(c for c in integrated.checks if c.name == "long_test")
+    assert long_test.summary == (
+        f"long_test ok at {HEAD[:12]}; run beside its PR pipeline, same tree as {MERGE[:12]}"
+    )
+    assert steps.ran(MERGE).count("long_test") == 0
 
 
 async def test_a_failing_pr_pipeline_cancels_its_long_tests(client: Client, steps: Steps) -> None:
