@@ -38,6 +38,11 @@ MANIFEST_TYPES = (
 )
 
 EMPTY_TYPE = "application/vnd.oci.empty.v1+json"
+SMALL_BLOB_BYTES = 64 * 1024
+"""Up to this size, `Registry.push_blob` uploads a blob without asking first whether the registry
+has it: one more upload of a log or record costs less than a HEAD each time."""
+REMEMBERED_BLOBS = 4096
+"""How many blobs a `Registry` client remembers having seen in the registry."""
 COPY_CONCURRENCY = 8
 """Requests `Registry.copy` makes at once (the blobs of one manifest, its tags)."""
 CANDIDATES_NAMESPACE = "candidates"
@@ -81,6 +86,8 @@ class Registry:
             timeout=timeout_s,
             headers={"Accept": ", ".join(MANIFEST_TYPES)},
         )
+        # Blobs (repository, digest) this client pushed or found, not asked for again.
+        self._present: set[tuple[str, str]] = set()
 
     @classmethod
     def configured(cls, config: RegistryConfig, *, pull_only: bool = False) -> Registry:
@@ -122,13 +129,23 @@ class Registry:
         return f"sha256:{hashlib.sha256(response.content).hexdigest()}"
 
     def push_blob(self, name: str, data: bytes) -> str:
-        """Upload `data` as a blob of `name` (skipped when the registry has it); its digest."""
+        """Upload `data` as a blob of `name`; its digest. Skipped when this client pushed or
+        found it there before, or, for a blob over SMALL_BLOB_BYTES, when the registry says it
+        has it (a HEAD first). A blob gone since (deleted, garbage collected) fails the next
+        manifest that names it once (`push_manifest`); the push after uploads it again."""
         digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
         _check_reference(name, digest)
-        if self._request("HEAD", f"/v2/{name}/blobs/{digest}", name).status_code == 200:
+        if (name, digest) in self._present:
             return digest
-        started = self._request("POST", f"/v2/{name}/blobs/uploads/", name, expect=(202,))
-        self._upload(name, started, digest, data)
+        if (
+            len(data) <= SMALL_BLOB_BYTES
+            or self._request("HEAD", f"/v2/{name}/blobs/{digest}", name).status_code != 200
+        ):
+            started = self._request("POST", f"/v2/{name}/blobs/uploads/", name, expect=(202,))
+            self._upload(name, started, digest, data)
+        if len(self._present) >= REMEMBERED_BLOBS:
+            self._present.clear()  # a long-lived worker's memory stays bounded
+        self._present.add((name, digest))
         return digest
 
     def mount_blob(self, source: str, digest: str, name: str) -> None:
@@ -196,16 +213,22 @@ class Registry:
         return digest
 
     def push_manifest(self, name: str, tag: str, manifest: bytes, media_type: str) -> str:
-        """PUT `manifest` as `name:tag`; the digest the registry serves it under."""
+        """PUT `manifest` as `name:tag`; the digest the registry serves it under. When the
+        registry refuses it, the blobs of `name` this client saw are asked for again next time:
+        one it lacks now (MANIFEST_BLOB_UNKNOWN) is uploaded by the next `push_blob`."""
         _check_reference(name, tag)
-        response = self._request(
-            "PUT",
-            f"/v2/{name}/manifests/{tag}",
-            name,
-            content=manifest,
-            headers={"Content-Type": media_type},
-            expect=(201,),
-        )
+        try:
+            response = self._request(
+                "PUT",
+                f"/v2/{name}/manifests/{tag}",
+                name,
+                content=manifest,
+                headers={"Content-Type": media_type},
+                expect=(201,),
+            )
+        except RegistryError:
+            self._present = {seen for seen in self._present if seen[0] != name}
+            raise
         digest = f"sha256:{hashlib.sha256(manifest).hexdigest()}"
         served = response.headers.get("Docker-Content-Digest", digest)
         if served != digest:
