@@ -152,17 +152,16 @@ async def test_the_pr_starts_the_long_tests_and_ci_of_its_merge_uses_their_resul
     assert await long_tests_status(client) == WorkflowExecutionStatus.COMPLETED
 
 
-async def test_the_long_tests_beside_a_pr_pipeline_keep_the_workers_cpu_priority(
+async def test_the_pr_pipelines_unit_tests_keep_their_priority_beside_the_long_tests(
     client: Client, steps: Steps
 ) -> None:
-    # They are the head's longest check, and CI of the merge waits for them: the PR's own
-    # checks, its unit tests too, run at the lower priority (a PR pipeline without long tests
-    # beside keeps its unit tests at the worker's: test_pipelines.py).
+    # The PR pipeline is the short one, for fast iteration: its unit tests run at the worker's
+    # priority, as the long tests do, and its other checks lower.
     assert (await (await start(client, WorkflowTypes.PR_PIPELINE, HEAD, APP)).result()).passed
     await until(lambda: steps.ran(HEAD), lambda ran: "long_test" in ran, "long tests started")
 
-    assert steps.niceness == {"long_test": 0} | dict.fromkeys(
-        ["lint", "test", "dockerfile", "templates"], 10
+    assert steps.niceness == {"long_test": 0, "test": 0} | dict.fromkeys(
+        ["lint", "dockerfile", "templates"], 10
     )
 
 
