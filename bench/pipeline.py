@@ -288,8 +288,8 @@ async def run(samples: int, root: Path, warm_up: int = WARM_UP) -> dict:
         "baton_long_tests_ahead_s": round(at_pr, 2),
         "ratio_long_tests_ahead": round(at_pr / baseline_median, 2),
         "goal_ratio": 0.6,
-        # What a PR's author waits for: with the long tests ahead, the PR's own checks run at
-        # the lower priority beside them (workflows.pipelines._longest).
+        # What a PR's author waits for: with the long tests ahead, the PR's own checks share
+        # the machine with them (workflows.pipelines._longest keeps its unit tests' priority).
         "pr_verdict_s": {
             "baton": _median_of(baton_steps["merge"], "pr_s"),
             "baton_long_tests_ahead": _median_of(baton_steps["pull_request"], "pr_s"),
