@@ -39,6 +39,8 @@ NEWER = "e" * 40  # a later head of the PR, with other files
 TREES = {HEAD: TREE, MERGE: TREE, OTHER: "8" * 40, head(1): TREE, NEWER: "9" * 40}
 RUN_ID = long_tests_id(APP.name, TREE, APP.commands.long_test)
 STATUS = "baton/long-tests"  # the commit status of the long tests, on the head they test
+TAKEN = f"long_test ok at {HEAD[:12]}; run beside its PR pipeline, same tree as {MERGE[:12]}"
+"""The long tests' result as CI of the merge takes it from the run on the PR's head."""
 
 
 AGAIN = "f" * 40  # a later head with HEAD's tree (a revert of a revert, say)
@@ -134,9 +136,7 @@ async def test_the_pr_starts_the_long_tests_and_ci_of_its_merge_uses_their_resul
     assert integrated.passed, integrated.summary()
     assert [c.name for c in integrated.checks][: len(CI_CHECKS)] == CI_CHECKS
     long_test = next(c for c in integrated.checks if c.name == "long_test")
-    assert long_test.summary == (
-        f"long_test ok at {HEAD[:12]}; run beside its PR pipeline, same tree as {MERGE[:12]}"
-    )
+    assert long_test.summary == TAKEN
     assert steps.ran(MERGE)[:3] == ["image", "candidate", "rendered"]
     assert sorted(steps.ran(MERGE)[3:]) == ["publish", "push"]
     assert steps.ran(HEAD).count("long_test") == 1
@@ -176,9 +176,7 @@ async def test_ci_of_the_merge_takes_the_long_tests_result_before_their_status_i
 
     assert integrated.passed, integrated.summary()
     long_test = next(c for c in integrated.checks if c.name == "long_test")
-    assert long_test.summary == (
-        f"long_test ok at {HEAD[:12]}; run beside its PR pipeline, same tree as {MERGE[:12]}"
-    )
+    assert long_test.summary == TAKEN
     assert steps.ran(MERGE).count("long_test") == 0
     # The run still tells the PR's head, then completes.
     assert await long_tests_status(client) == WorkflowExecutionStatus.RUNNING
@@ -208,9 +206,7 @@ async def test_ci_of_the_merge_takes_the_result_of_long_tests_that_had_completed
 
     assert integrated.passed, integrated.summary()
     long_test = next(c for c in integrated.checks if c.name == "long_test")
-    assert long_test.summary == (
-        f"long_test ok at {HEAD[:12]}; run beside its PR pipeline, same tree as {MERGE[:12]}"
-    )
+    assert long_test.summary == TAKEN
     assert steps.ran(MERGE).count("long_test") == 0
 
 
