@@ -111,6 +111,8 @@ class Reconciler:
         for pr in prs:
             seen = running.get(change_id(app.name, pr.number))
             action = await self._missed(app, pr, release, seen)
+            if action is not None and seen is not None:  # what the change holds now decides
+                action = await self._missed(app, pr, release, await self._current(seen))
             if action is not None:
                 actions.append(await self._deliver(pr, action, release))
         open_numbers = {pr.number for pr in prs}
@@ -119,7 +121,8 @@ class Reconciler:
                 continue
             if seen.state in BEFORE_MERGE:  # merged or closed while no delivery arrived
                 pr = await asyncio.to_thread(self.forge.get_pull_request, app.repo, seen.pr_number)
-                if pr.state != "open":
+                current = await self._current(seen) if pr.state != "open" else None
+                if current is not None and current.state in BEFORE_MERGE:
                     actions.append(await self._deliver(pr, "closed", release))
         return actions + await self._release_head(app, release, list(running.values()))
 
@@ -212,16 +215,22 @@ class Reconciler:
         repo = self.ingress.config.gitops.repo
         actions = []
         async for execution in self.client.list_workflows(query):
-            status = await _memo(execution, "status", RolloutStatus)
-            if status is None or status.gitops_pr is None or status.revision is not None:
+            listed = await _memo(execution, "status", RolloutStatus)
+            if listed is None or listed.gitops_pr is None or listed.revision is not None:
                 continue
             try:
                 pr = await asyncio.to_thread(
-                    self.forge.get_pull_request, repo, status.gitops_pr.number
+                    self.forge.get_pull_request, repo, listed.gitops_pr.number
                 )
             except PullRequestNotFound:  # not on this forge (a rollout of another config)
                 continue
-            gate = await _memo(execution, MEMO_GATE, Gate)
+            current = await self._running(execution.id, execution.run_id)  # visibility lags
+            if current is None:
+                continue
+            status = await _memo(current, "status", RolloutStatus)
+            gate = await _memo(current, MEMO_GATE, Gate)
+            if status is None or status.gitops_pr != listed.gitops_pr or status.revision:
+                continue
             if pr.state == "merged" and gate is not None and gate.kind == "merge":
                 assert pr.merge_commit_sha is not None
                 await self.ingress.signal(execution.id, Signals.GITOPS_MERGED, pr.merge_commit_sha)
@@ -258,16 +267,31 @@ class Reconciler:
         )
         running = {}
         async for execution in self.client.list_workflows(query):
-            status = await _memo(execution, "status", ChangeStatus)
-            if status is not None:
-                running[execution.id] = Seen(
-                    execution.id,
-                    status.state,
-                    status.pr_number,
-                    status.head_sha,
-                    status.merge_commit,
-                )
+            seen = await _seen(execution)
+            if seen is not None:
+                running[execution.id] = seen
         return running
+
+    async def _current(self, seen: Seen) -> Seen | None:
+        """What the change of `seen` holds now, None when it no longer runs: visibility, which
+        listed it, lags behind its last workflow task, so an action is decided on this."""
+        current = await self._running(seen.id)
+        return None if current is None else await _seen(current)
+
+    async def _running(
+        self, workflow_id: str, run_id: str | None = None
+    ) -> WorkflowExecution | None:
+        """The run (`run_id`, else the latest) as the server holds it now, its memo as of its
+        last workflow task; None when it ended or is gone. Visibility (`list_workflows`) is
+        eventually consistent; `DescribeWorkflowExecution` reads the run's own state."""
+        handle = self.client.get_workflow_handle(workflow_id, run_id=run_id)
+        try:
+            described = await handle.describe()
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise
+        return described if described.status == WorkflowExecutionStatus.RUNNING else None
 
     async def _state(self, workflow_id: str) -> str | None:
         """The state of the change `workflow_id` (its latest run), None when there is none."""
@@ -289,6 +313,13 @@ async def schedule(client: Client, config: BatonConfig) -> None:
     spec = ScheduleSpec(intervals=[ScheduleIntervalSpec(every=duration(config.reconcile.interval))])
     handle = await put_schedule(client, RECONCILE_SCHEDULE, WorkflowTypes.RECONCILE, spec)
     await handle.trigger()
+
+
+async def _seen(execution: WorkflowExecution) -> Seen | None:
+    status = await _memo(execution, "status", ChangeStatus)
+    if status is None:
+        return None
+    return Seen(execution.id, status.state, status.pr_number, status.head_sha, status.merge_commit)
 
 
 async def _memo(execution: WorkflowExecution, key: str, kind: type[M]) -> M | None:

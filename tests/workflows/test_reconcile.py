@@ -4,13 +4,14 @@ have done happens once, and a reading that finds nothing new does nothing."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from temporalio import activity
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecution
 
 from activities.deploy import ProposeInput
 from activities.forge import CommitInput
@@ -20,7 +21,7 @@ from baton.local.forge import LocalForge
 from baton.models import ChangeStatus, GitOpsPullRequest, RolloutStatus
 from baton.reconcile import Reconciler
 from baton.settings import Settings
-from baton.temporal import Queries, TaskQueues, change_id
+from baton.temporal import MEMO_GATE, Queries, TaskQueues, change_id
 from tests.conftest import at_gate, serving, until
 from tests.workflows import test_pipelines as pipelines
 from tests.workflows.test_change import timeline
@@ -91,24 +92,62 @@ def open_pr(forge: LocalForge, branch: str) -> tuple[int, str]:
     return pr.number, head
 
 
+async def listed(client: Client, workflow_id: str, gate: str) -> list[WorkflowExecution]:
+    """The running workflows as visibility lists them, once it lists `workflow_id` at a `gate`
+    (kept to answer later, as a visibility store that lags behind would)."""
+
+    async def reading() -> list[WorkflowExecution]:
+        return [e async for e in client.list_workflows("ExecutionStatus = 'Running'")]
+
+    def at(execution: WorkflowExecution) -> str | None:
+        shown = execution.raw_info.memo.fields.get(MEMO_GATE)
+        return json.loads(shown.data)["kind"] if shown and shown.data != b"null" else None
+
+    def shown(found: list[WorkflowExecution]) -> bool:
+        return any(e.id == workflow_id and at(e) == gate for e in found)
+
+    return await until(reading, shown, f"{workflow_id} listed at a {gate} gate")
+
+
+def lagging(
+    monkeypatch: pytest.MonkeyPatch, client: Client, earlier: list[WorkflowExecution]
+) -> None:
+    """Make `client`'s visibility answer what it listed `earlier`, of the query's workflow type."""
+
+    async def list_workflows(query: str) -> AsyncIterator[WorkflowExecution]:
+        for execution in earlier:
+            if f"WorkflowType = '{execution.workflow_type}'" in query:
+                yield execution
+
+    monkeypatch.setattr(client, "list_workflows", list_workflows)
+
+
 async def completed(client: Client, number: int) -> ChangeStatus:
     handle = client.get_workflow_handle(change_id(APP.name, number), result_type=ChangeStatus)
     return await handle.result()
 
 
 async def test_missed_opened_and_merged_deliveries_are_acted_on_once(
-    client: Client, forge: LocalForge, reconciler: Reconciler, steps: Steps
+    client: Client,
+    forge: LocalForge,
+    reconciler: Reconciler,
+    steps: Steps,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     first, head = open_pr(forge, "first")
     assert await reconciler.run() == [f"{APP.repo}#{first} opened: started change/web/{first}"]
     change = client.get_workflow_handle(change_id(APP.name, first))
     await at_gate(change, "merge", ChangeStatus)
     assert await reconciler.run() == []  # nothing new: nothing signalled
+    earlier = await listed(client, change.id, "merge")
 
     merge = forge.merge_pull_request(APP.repo, first, head)
     assert await reconciler.run() == [f"{APP.repo}#{first} closed: signalled change/web/{first}"]
     assert (await completed(client, first)).merge_commit == merge
     assert await reconciler.run() == []  # the release head is that change's merge commit
+    with monkeypatch.context() as lag:  # visibility still lists the change before its merge
+        lagging(lag, client, earlier)
+        assert await reconciler.run() == []
 
     # Opened and merged while no delivery arrived: the merge commit gets its PR's change.
     second, head = open_pr(forge, "second")
@@ -227,7 +266,7 @@ async def test_a_new_head_a_close_and_a_reopen_reach_the_change(
 
 
 async def test_a_review_and_a_merge_by_hand_of_a_gitops_pr_reach_its_rollout(
-    isolated_client: Client, forge: LocalForge
+    isolated_client: Client, forge: LocalForge, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The rollout waits on its GitOps PR (a real one on the local forge); the approval given on
     the forge, then the merge done there, reach it only through the reconciler."""
@@ -271,11 +310,17 @@ async def test_a_review_and_a_merge_by_hand_of_a_gitops_pr_reach_its_rollout(
         )
         await at_gate(handle, "approval", RolloutStatus)
         assert await reconciler.gitops() == []
+        earlier = await listed(isolated_client, handle.id, "approval")
         forge.submit_review("gitops", pr.number, "carol", "approved")
-        (acted,) = await reconciler.gitops()
+        # visibility lists the rollout with its PR some time after its workflow task: a reading
+        # before that finds nothing, as the next scheduled one would find it
+        (acted,) = await until(reconciler.gitops, bool, "the review reconciled")
         assert acted.startswith(f"gitops#{pr.number} reviewed by carol: signalled {handle.id}")
         await at_gate(handle, "merge", RolloutStatus)
         assert await reconciler.gitops() == []
+        with monkeypatch.context() as lag:  # visibility still shows the approval gate, uncounted
+            lagging(lag, isolated_client, earlier)
+            assert await reconciler.gitops() == []
         merge = forge.merge_pull_request("gitops", pr.number, pr.head_sha)
         assert await reconciler.gitops() == [f"gitops#{pr.number} merged: signalled {handle.id}"]
         status = await until(
