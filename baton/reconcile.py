@@ -6,7 +6,9 @@ requests and release branch head, and each GitOps PR a rollout waits on, compare
 the running changes and rollouts have seen (their `status` memo and search attributes), and acts
 as the missed deliveries would have: through `Ingress`, with the same workflow ids, signals and
 signal-with-start as the webhook path, so acting twice is harmless. It only acts where the forge
-and Temporal disagree, so a quiet minute adds nothing to any history.
+and Temporal disagree, so a quiet minute adds nothing to any history. Visibility, which lists the
+runs, lags behind them (it is eventually consistent): a difference it shows is read again from
+the run itself (`DescribeWorkflowExecution`) before the reconciler acts on it.
 """
 
 from __future__ import annotations
