@@ -169,7 +169,11 @@ async def test_case_21_reopened_while_closing_keeps_the_change_running(
         (f"validate {HEAD[:12]}", "succeeded", "5 step(s) passed"),
         (f"integrate {MERGE[:12]}", "succeeded", "9 step(s) passed"),
     ]
-    assert await runs(client) == [WorkflowExecutionStatus.COMPLETED]
+    assert await until(  # visibility records the close a moment after the result
+        lambda: runs(client),
+        lambda seen: WorkflowExecutionStatus.RUNNING not in seen,
+        "visibility to list the change as ended",
+    ) == [WorkflowExecutionStatus.COMPLETED]
 
 
 async def test_reopened_after_the_change_closed_starts_a_new_run(
