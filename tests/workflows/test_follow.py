@@ -225,14 +225,14 @@ async def test_after_an_abort_show_has_no_gate_and_ls_says_aborted(
     assert (detail.change.state, detail.change.gate, detail.rollout) == ("aborted", None, None)
     code, out, _ = await run(baton, "changes", "show", change.id)
     assert code == 0 and "waiting" not in out
-    await until(
+    # Visibility, which `changes ls` reads, records the abort a moment after the change ends.
+    _, out, _ = await until(
         lambda: run(baton, "changes", "ls"),
-        lambda seen: f"{change.id} " in seen[1],
-        "the change listed",
+        lambda seen: [change.id, "aborted"] in [line.split()[:2] for line in seen[1].splitlines()],
+        "the change listed as aborted",
     )
-    code, out, _ = await run(baton, "changes", "ls")
     (line,) = [line for line in out.splitlines() if line.startswith(f"{change.id} ")]
-    assert line.split()[1] == "aborted"
+    assert line.split()[:2] == [change.id, "aborted"]
 
 
 async def test_decisions_say_what_is_wrong_with_one_line_and_their_exit_code(
