@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import inspect
+import json
 import shutil
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from google.protobuf.duration_pb2 import Duration
 from pydantic import BaseModel
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowExecution, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
@@ -30,7 +31,7 @@ from temporalio.worker import Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from baton.models import GateKind
-from baton.temporal import Queries, SearchAttributes, TaskQueues
+from baton.temporal import MEMO_GATE, Queries, SearchAttributes, TaskQueues
 from baton.tools import find_tool
 from cli import main
 from tests.fixtures.ports import free_port
@@ -247,6 +248,27 @@ async def at_gate(handle: WorkflowHandle, kind: GateKind, status: type[Status]) 
         lambda seen: seen.gate is not None and seen.gate.kind == kind,
         f"{handle.id} at a {kind} gate",
     )
+
+
+def gate_shown(execution: WorkflowExecution) -> str | None:
+    """The kind of the gate a listed change or rollout published in its memo (`MEMO_GATE`)."""
+    shown = execution.raw_info.memo.fields.get(MEMO_GATE)
+    return json.loads(shown.data)["kind"] if shown and shown.data != b"null" else None
+
+
+async def visible(
+    client: Client, workflow_id: str, holds: Callable[[WorkflowExecution], bool], what: str
+) -> WorkflowExecution:
+    """The latest run of `workflow_id` as visibility lists it, once `holds` of it. Visibility
+    (what `list_workflows` reads: the board, `changes ls`, the reconciler) records a start, a
+    memo or an end a moment after the workflow task that made it, so a test that reads it
+    waits here first."""
+
+    async def listed() -> list[WorkflowExecution]:
+        return [e async for e in client.list_workflows(f"WorkflowId = '{workflow_id}'")]
+
+    runs = await until(listed, lambda runs: bool(runs) and holds(runs[0]), what)
+    return runs[0]
 
 
 def git(cwd: Path, *args: str) -> str:

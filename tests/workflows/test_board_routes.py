@@ -17,7 +17,7 @@ from baton.config import FreezeWindow
 from baton.logs import LogStore
 from baton.models import ChangeStatus, CheckResult, Decision, RolloutInput, RolloutStatus, Stage
 from baton.temporal import Queries, TaskQueues, WorkflowTypes, change_id, rollout_id
-from tests.conftest import at_gate
+from tests.conftest import at_gate, gate_shown, visible
 from tests.fakes.records import fake_artifact
 from tests.workflows import test_decision_api as decision_api
 from tests.workflows.test_decision_api import Api, Change
@@ -259,6 +259,7 @@ async def test_a_rejection_from_the_board_ends_the_rollout_and_the_grid_says_so(
     )
     assert answer.status_code == 200, answer.text
     await change.rollout.result()
+    await visible(api.client, change.rollout.id, lambda e: e.close_time is not None, "its end")
 
     grid = await api.http.get("/board", headers=signed_in(api, "carol"))
     assert 'id="cell-web-prod"' in grid.text and 'data-state="rejected"' in grid.text
@@ -336,6 +337,7 @@ async def test_a_frozen_rollout_gets_a_break_glass_form_that_overrides_the_freez
         search_attributes=decision_api.attributes(commit),
     )
     await at_gate(handle, "freeze", RolloutStatus)
+    await visible(api.client, rollout, lambda e: gate_shown(e) == "freeze", "the freeze listed")
     action = f"/board/changes/web/{pr}/rollouts/prod/override-freeze"
 
     for page in (f"/board/changes/web/{pr}", "/board/decisions"):

@@ -56,7 +56,7 @@ from baton.temporal import (
 )
 from baton.tokens import TokenStore
 from cli import main as cli
-from tests.conftest import at_gate, serving, until
+from tests.conftest import at_gate, gate_shown, serving, until, visible
 from tests.fakes.forges import Served
 from tests.fakes.oidc import AUDIENCE, Issuer
 from tests.fakes.records import fake_artifact, fake_rendered
@@ -180,6 +180,9 @@ class Api:
             search_attributes=attributes(commit),
         )
         await at_gate(handle, "approval", RolloutStatus)
+        await visible(
+            self.client, rollout, lambda e: gate_shown(e) == "approval", "the gate listed"
+        )
         return Change(change, "web", pr, handle)
 
 

@@ -4,7 +4,6 @@ have done happens once, and a reading that finds nothing new does nothing."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,8 +20,8 @@ from baton.local.forge import LocalForge
 from baton.models import ChangeStatus, GitOpsPullRequest, RolloutStatus
 from baton.reconcile import Reconciler
 from baton.settings import Settings
-from baton.temporal import MEMO_GATE, Queries, TaskQueues, change_id
-from tests.conftest import at_gate, serving, until
+from baton.temporal import Queries, TaskQueues, change_id
+from tests.conftest import at_gate, gate_shown, serving, until
 from tests.workflows import test_pipelines as pipelines
 from tests.workflows.test_change import timeline
 from tests.workflows.test_pipelines import APP, Steps
@@ -99,12 +98,8 @@ async def listed(client: Client, workflow_id: str, gate: str) -> list[WorkflowEx
     async def reading() -> list[WorkflowExecution]:
         return [e async for e in client.list_workflows("ExecutionStatus = 'Running'")]
 
-    def at(execution: WorkflowExecution) -> str | None:
-        shown = execution.raw_info.memo.fields.get(MEMO_GATE)
-        return json.loads(shown.data)["kind"] if shown and shown.data != b"null" else None
-
     def shown(found: list[WorkflowExecution]) -> bool:
-        return any(e.id == workflow_id and at(e) == gate for e in found)
+        return any(e.id == workflow_id and gate_shown(e) == gate for e in found)
 
     return await until(reading, shown, f"{workflow_id} listed at a {gate} gate")
 
