@@ -11,6 +11,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.forge import AuthorsInput, change_authors
     from baton.models import ChangeInput
 
+from workflows.patches import patched
 from workflows.record import Record, failure
 from workflows.retries import RETRY
 
@@ -23,11 +24,7 @@ async def learn_authors(input: ChangeInput, record: Record) -> list[str]:
     """The PR's author and its commits' authors as Baton users (`policy.authors_of`); only the
     PR's author for a pushed commit's change, for changes recorded before the patch, and (with a
     note saying why) when the forge refuses to list the commits."""
-    if (
-        input.pr_number is None
-        or not input.plan.commit_authors
-        or not workflow.patched(COMMIT_AUTHORS)
-    ):
+    if input.pr_number is None or not input.plan.commit_authors or not patched(COMMIT_AUTHORS):
         return [input.author]
     try:
         return await workflow.execute_activity(

@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
         initial_search_attributes,
     )
 
+from workflows.patches import patched
 from workflows.pull_request import PullRequestState
 from workflows.record import Record
 from workflows.retries import CHECK_RETRY
@@ -80,7 +81,7 @@ def batched(input: ChangeInput, merge_commit: str) -> str | None:
     """Why a merged PR's change ends here: its release branch is integrated in batches on a
     schedule, the batch holding its merge commit carries it on (None: integrated now)."""
     schedule = input.plan.app.ci.schedule
-    if schedule is None or not workflow.patched(CI_SCHEDULE):
+    if schedule is None or not patched(CI_SCHEDULE):
         return None
     return (
         f"merged as {merge_commit[:12]}; {input.base_branch} is integrated in batches on the CI "

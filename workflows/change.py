@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
 from workflows import metrics
 from workflows.authors import learn_authors
 from workflows.batch import batched, take_batch
+from workflows.patches import patched
 from workflows.promotion import Promotion
 from workflows.pull_request import PullRequestState
 from workflows.record import Record, failure
@@ -193,7 +194,7 @@ class ChangeWorkflow:
         """Whether the PR was reopened after this run ended the change as closed (the signal of
         a signal-with-start reaches a run still ending: it cannot complete past it unseen)."""
         reopened = self.state == "closed" and not self.pr.closed and self.aborted is None
-        return reopened and workflow.patched(REOPENED_WHILE_CLOSING)
+        return reopened and patched(REOPENED_WHILE_CLOSING)
 
     async def _carry(self) -> None:
         if self.input.artifact is not None:  # promote, retry: what CI built before
@@ -214,7 +215,7 @@ class ChangeWorkflow:
             if (why := batched(self.input, self.pr.merge_commit)) is not None:
                 self._set_state("batched", why)
                 return
-            if workflow.patched(UNVALIDATED_MERGE) and not await self._merge_validated():
+            if patched(UNVALIDATED_MERGE) and not await self._merge_validated():
                 return
             self.promotion.authors = await learn_authors(self.input, self.record)
         self.result = await self._integrate()

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from baton.models import LaneRequest, LaneState, LaneStatus, LaneUpdate
     from baton.temporal import Queries, Signals, TaskQueues, WorkflowTypes
 
+from workflows.patches import patched
 from workflows.record import Record
 from workflows.retries import HOLDER_CHECK
 
@@ -117,7 +118,7 @@ class EnvironmentLane:
             )
         # Who waits is told who holds the lane now: when it joins, and after each new grant
         # (lanes recorded before that notice replay without it).
-        again = granted and workflow.patched("queued-after-grant")
+        again = granted and patched("queued-after-grant")
         for request in state.queue if again else [r for r in joined if r in state.queue]:
             if state.holder:
                 await self._tell(

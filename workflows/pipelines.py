@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from baton.temporal import Queries, Signals, TaskQueues, Updates, WorkflowTypes
 
+from workflows.patches import patched
 from workflows.record import Record, failure
 from workflows.retries import AHEAD, HEARTBEAT, STATUS_RETRY, outage_wait
 
@@ -412,7 +413,7 @@ async def _pipeline(
     started = asyncio.create_task(_start_long_tests(input, record)) if ahead and not push else None
     try:
         published: Artifact | CheckResult | None = None
-        if workflow.patched(BESIDE_CHECKS_PATCH):
+        if patched(BESIDE_CHECKS_PATCH):
             checks, published = await _beside_checks(
                 input, title, context, kinds, push, record, ahead
             )
@@ -449,7 +450,7 @@ async def _one_after_another(
         checks += await _run_checks(input, kinds, record)
         if all(c.passed for c in checks):
             record.publish("building image")
-            if workflow.patched(IMAGE_STEPS_PATCH):
+            if patched(IMAGE_STEPS_PATCH):
                 checks += await _image_steps(input, push, record)
             else:
                 checks.append(await _build(input, push, record))
@@ -483,8 +484,8 @@ async def _beside_checks(
     then run the rendered check. The results keep the order the steps had one after another."""
     record.publish("running checks and building image")
     pending = asyncio.create_task(_report(input, context, "pending", f"{title} running"))
-    patched = workflow.patched(CANDIDATES_PATCH)
-    staged = push and patched
+    candidates = patched(CANDIDATES_PATCH)
+    staged = push and candidates
     image = asyncio.create_task(_tested_image(input, record, stage=staged))
     publishing: asyncio.Task[Artifact | CheckResult] | None = None
     try:
@@ -495,7 +496,7 @@ async def _beside_checks(
             input,
             kinds,
             record,
-            niceness=LOWER_PRIORITY if patched else 0,
+            niceness=LOWER_PRIORITY if candidates else 0,
             longest=_longest(kinds),
             ahead=ahead and push,
             reused=reused,
@@ -509,7 +510,7 @@ async def _beside_checks(
         checks += image.result()
         pending.result()
         if push and all(c.passed for c in checks):
-            if staged and workflow.patched(PUBLISH_BESIDE_PUSH_PATCH):
+            if staged and patched(PUBLISH_BESIDE_PUSH_PATCH):
                 record.publish("pushing image and publishing artifact")
                 publishing = asyncio.create_task(_publish(input))
             else:

@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
 
 from workflows.hold_client import HoldClient
 from workflows.lane_client import LaneClient, LaneTurn
+from workflows.patches import patched
 from workflows.record import Record, failure
 from workflows.telling import COMMENT_HANDOVER
 
@@ -114,7 +115,7 @@ class Promotion:
         return self.graph.steps(self.positions, self.details) if self.tracked else []
 
     async def run(self, artifact: Artifact, merged_at: datetime) -> Ending:
-        if workflow.patched(PROMOTION_GRAPH):
+        if patched(PROMOTION_GRAPH):
             return await self._along_graph(artifact, merged_at)
         return await self._in_sequence(artifact, merged_at)
 
@@ -124,7 +125,7 @@ class Promotion:
             self.set_state("promoting", env.name)
             workflow.upsert_search_attributes([SearchAttributes.ENVIRONMENT.value_set(env.name)])
             # Changes recorded before lanes existed replay without them.
-            if workflow.patched("lanes"):
+            if patched("lanes"):
                 result = await self._rollout_in_lane(env, artifact, merged_at)
             else:
                 result = await self._rollout(env, artifact)
@@ -274,6 +275,6 @@ class Promotion:
             ROLLOUT_STAGE.get(result.outcome, "failed"),
             f"{result.outcome}: {result.reason}",
             # The rollout left its outcome for the change's comment to tell.
-            news=self.record.on_news is not None and workflow.patched(COMMENT_HANDOVER),
+            news=self.record.on_news is not None and patched(COMMENT_HANDOVER),
         )
         return result

@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from baton.temporal import MEMO_GATE, SearchAttributes
 
 from workflows import metrics
+from workflows.patches import patched
 
 COALESCED = "record-coalesced"
 """Patch: a record with `coalesce` upserts its search attributes and memos once per workflow
@@ -179,7 +180,7 @@ class Record:
     def _publish_gate(self) -> None:
         """Keep the gate in the memo (`MEMO_GATE`), so the API answers who is awaited without
         a worker; workflows recorded before it was there replay without it."""
-        if workflow.patched("gate-memo"):
+        if patched("gate-memo"):
             self._upsert_memo(MEMO_GATE, self.gate)
 
     def set_state(self, state: str, reason: str | None = None, *, outcome: bool = False) -> None:
@@ -191,7 +192,7 @@ class Record:
         """
         key = SearchAttributes.OUTCOME if outcome else SearchAttributes.STATE
         self._upsert_attribute(_key(key).value_set(state))
-        if outcome and self.stages_searchable and workflow.patched("gate-cleared-at-end"):
+        if outcome and self.stages_searchable and patched("gate-cleared-at-end"):
             self.gate = None
             self._upsert_attribute(SearchAttributes.GATE.value_set("none"))
         self.publish(f"**{state}**" + (f": {reason}" if reason else ""))
@@ -230,7 +231,7 @@ class Record:
     def _upsert_status(self, status: Callable[[], BaseModel]) -> None:
         current = status()
         published = current.model_dump_json()
-        if published != self.published and workflow.patched("status-memo"):
+        if published != self.published and patched("status-memo"):
             self.published = published
             self._upsert_memo("status", current)
 
@@ -238,7 +239,7 @@ class Record:
 
     def _coalescing(self) -> bool:
         if self._coalesced is None:
-            self._coalesced = self.coalesce and workflow.patched(COALESCED)
+            self._coalesced = self.coalesce and patched(COALESCED)
         return self._coalesced
 
     def _upsert_attribute(self, update: SearchAttributeUpdate[Any]) -> None:
@@ -311,4 +312,4 @@ def last_failure(timeout: BaseException | None) -> str | None:
 
 def _key(key: SearchAttributeKey[str]) -> SearchAttributeKey[str]:
     """`key`, or BatonStage in workflows that started before the split (their histories upsert it)."""
-    return key if workflow.patched("search-attributes-split") else SearchAttributes.LEGACY_STAGE
+    return key if patched("search-attributes-split") else SearchAttributes.LEGACY_STAGE

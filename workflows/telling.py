@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from baton.notify import Notification
     from baton.temporal import TaskQueues, pipeline_id
 
+from workflows.patches import patched
 from workflows.record import Record, failure
 from workflows.retries import HEARTBEAT, NOTIFY, TELL
 
@@ -67,7 +68,7 @@ class CommentKeeper:
 
     def refresh(self) -> None:
         """Bring the comment up to date soon (workflows recorded before it existed: never)."""
-        if self.handed_over or not workflow.patched(PR_COMMENT):
+        if self.handed_over or not patched(PR_COMMENT):
             return
         if self.running is not None and not self.running.done():
             self.again = True
@@ -118,7 +119,7 @@ async def report_deployment_state(
 ) -> None:
     """Report the rollout's app commit to the forge's deployments of its environment (GitHub;
     other forges take nothing), with the environment's endpoint and the rollout's page."""
-    if not input.deployments or not workflow.patched(DEPLOYMENTS):
+    if not input.deployments or not patched(DEPLOYMENTS):
         return
     verify = input.environment.verify
     try:
@@ -171,7 +172,7 @@ async def notify_ci_failed(
 ) -> None:
     """Post `failed` for CI on the merged commit `commit` (no environment: none was reached)."""
     wanted = [t for t in targets if "failed" in t.events]
-    if not wanted or not workflow.patched(CI_FAILED):
+    if not wanted or not patched(CI_FAILED):
         return
     info = workflow.info()
     note = Notification(

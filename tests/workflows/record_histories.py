@@ -39,6 +39,8 @@ newer head's when the PR was closed, and the first head's run. They were recorde
 2026-12-02, when the pipelines began coalescing their upserts and CI took the long tests' result
 through the run's `long_tests_passed` Update (`long_tests.json` holds it); the ones before are
 `before-coalesced-pipelines-*`, with the demo's PR and CI pipelines of before.
+`before-baseline-*` are the demo's histories from before new runs took every patch through one
+marker (`workflows.patches.BASELINE`, 2026-12-02), each patch its own marker and version upsert.
 """
 
 import json

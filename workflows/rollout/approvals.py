@@ -12,6 +12,7 @@ with workflow.unsafe.imports_passed_through():
     from baton.models import Decision, ForgeReview, Gate, GitOpsPullRequest, RolloutInput
     from baton.temporal import Updates
 
+from workflows.patches import patched
 from workflows.record import Record
 
 SENSITIVE_SHOWN = 3
@@ -165,7 +166,7 @@ class Approvals:
 
         Updates validated together can pass the validator before the first is counted: one
         beyond the required count is then answered, not counted."""
-        if self.satisfied and workflow.patched("approvals-capped"):
+        if self.satisfied and patched("approvals-capped"):
             return self._enough(approval)
         self.given.append(self._bound(approval))
         self._show_gate()

@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from baton.models import Gate, RolloutInput, SyncEvent, SyncOutcome
     from baton.temporal import TaskQueues
 
+from workflows.patches import patched
 from workflows.record import Record, failure, last_failure
 from workflows.retries import HEARTBEAT, RECONCILE, RETRY
 from workflows.rollout.preflight import verification_broken
@@ -63,9 +64,9 @@ class Convergence:
                 return SyncOutcome(synced=False, reason="failed", message=failed)
             synced = await self.sync.wait(revision, f"{prefix}sync")
         # Rollouts recorded before reconcile requests existed replay without one.
-        elif workflow.patched("request-reconcile"):
+        elif patched("request-reconcile"):
             reconcile = asyncio.ensure_future(self._request_reconcile())
-            if not workflow.patched(RECONCILE_WITH_SYNC):
+            if not patched(RECONCILE_WITH_SYNC):
                 await reconcile
             synced = await self.sync.wait(revision, f"{prefix}sync")
             await reconcile

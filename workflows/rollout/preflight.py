@@ -11,6 +11,7 @@ with workflow.unsafe.imports_passed_through():
     from baton.models import RolloutInput
     from baton.temporal import TaskQueues
 
+from workflows.patches import patched
 from workflows.record import Record
 from workflows.retries import HEARTBEAT, RETRY
 
@@ -24,7 +25,7 @@ async def verification_broken(record: Record, input: RolloutInput, prefix: str =
     before this check replay without it.
     """
     verify = input.environment.verify
-    if verify is None or not workflow.patched("verify-running-first"):
+    if verify is None or not patched("verify-running-first"):
         return None
     stage = record.begin(f"{prefix}check verification")
     outcome = await workflow.execute_activity(

@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
         SyncOutcome,
     )
 
+from workflows.patches import patched
 from workflows.record import Record, failure
 from workflows.rollout import texts
 from workflows.rollout.approvals import Approvals
@@ -139,7 +140,7 @@ class RollbackSaga:
     async def _approved(self, pr: GitOpsPullRequest) -> bool:
         """A fresh round of approvals under the environment's policy, for the revert PR."""
         self.approvals = Approvals(self.input, self.record, rollback=True)
-        if self.approvals.required and workflow.patched(REVERT_APPROVAL_NOTICE):
+        if self.approvals.required and patched(REVERT_APPROVAL_NOTICE):
             await self.rollout.notify(
                 "approval_needed",
                 f"revert PR #{pr.number} needs {self.approvals.required} approval(s) to roll "

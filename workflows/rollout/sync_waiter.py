@@ -14,6 +14,7 @@ with workflow.unsafe.imports_passed_through():
     from baton.models import Gate, RolloutInput, SyncEvent, SyncOutcome
     from baton.temporal import TaskQueues
 
+from workflows.patches import patched
 from workflows.record import Record, failure, last_failure
 from workflows.retries import HEARTBEAT, ONE_LOOK, POLL
 from workflows.rollout.steps import QUICK, background
@@ -115,7 +116,7 @@ class SyncWaiter:
             self.record.note(f"ignored sync event for older revision {event.revision[:12]}")
             return None
         if event.state == "ready":
-            if workflow.patched(CONFIRM_EVENTS):
+            if patched(CONFIRM_EVENTS):
                 return await self._confirm(event, revision)
             return SyncOutcome(
                 synced=True, revision=event.revision, reason=event.reason, message=event.message

@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from baton.temporal import Queries, Signals, WorkflowTypes
 
 from workflows import metrics
+from workflows.patches import patched
 from workflows.record import Record
 from workflows.rollout import texts
 from workflows.rollout.approvals import Approvals, ApprovalUpdates
@@ -167,9 +168,7 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
             if self.superseded_by:
                 return await self._superseded()
             preflight = (
-                background(self._verification_broken())
-                if workflow.patched(PREFLIGHT_WITH_RENDER)
-                else None
+                background(self._verification_broken()) if patched(PREFLIGHT_WITH_RENDER) else None
             )
             rendered = await step(
                 self.record,
@@ -217,7 +216,7 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
                     # An approval dismissed on the forge meanwhile, or expired (only with
                     # approvals.expire_after): approve again before merging.
                     if self.approvals.drop_expired() or (
-                        not self.approvals.satisfied and workflow.patched("approval-withdrawn")
+                        not self.approvals.satisfied and patched("approval-withdrawn")
                     ):
                         approved = await self.approvals.wait(
                             "approval", pr, lambda: self.superseded_by
@@ -263,9 +262,9 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
         except ActivityError as err:
             moved = moved_head(err)
             # Rollouts recorded before approvals followed the PR's head failed here.
-            if moved is None or not workflow.patched("approvals-follow-head"):
+            if moved is None or not patched("approvals-follow-head"):
                 raise
-            if workflow.patched(MERGE_WAITS_FOR_MOVED_HEAD):
+            if patched(MERGE_WAITS_FOR_MOVED_HEAD):
                 self.record.retell(
                     "merge",
                     "skipped",
@@ -311,14 +310,14 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
 
     async def _verification_broken(self) -> str | None:
         """Whether the environment's verification (each cluster's) works: see `preflight`."""
-        if self.clusters.each and workflow.patched(CLUSTERS):
+        if self.clusters.each and patched(CLUSTERS):
             return await self.clusters.verification_broken()
         return await verification_broken(self.record, self.input)
 
     async def converge(self, revision: str, check: VerifyInput, prefix: str = "") -> SyncOutcome:
         """Have the environment's cluster (or each of its `clusters`) apply `revision`, sync and
         be verified; says what failed."""
-        if self.clusters.each and workflow.patched(CLUSTERS):
+        if self.clusters.each and patched(CLUSTERS):
             return await self.clusters.converge(revision, check, prefix)
         return await self.cluster.run(revision, check, prefix)
 
@@ -331,7 +330,7 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
     async def _fail(self, reason: str) -> RolloutResult:
         """Fail the rollout; a GitOps change of ours that was merged is rolled back first."""
         pr, revision = self.pr, self.revision
-        if pr is not None and revision is not None and workflow.patched("rollback"):
+        if pr is not None and revision is not None and patched("rollback"):
             self.saga = RollbackSaga(self, self.input, self.record, pr, revision, reason)
             reason = f"{reason}; {await self.saga.run()}"
             if self.saga.rollback.outcome == "rolled back":
@@ -343,7 +342,7 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
     ) -> RolloutResult:
         if outcome != "deployed":
             await self._close_unmerged(outcome)
-        if self.input.pr_comment and workflow.patched(COMMENT_HANDOVER):
+        if self.input.pr_comment and patched(COMMENT_HANDOVER):
             self.comment.hand_over()
         self.record.set_state(outcome, reason, outcome=True)
         metrics.rollout_ended(self.input.app.name, self.input.environment.name, outcome)
@@ -369,7 +368,7 @@ class EnvironmentRollout(ApprovalUpdates, FreezeOverride):
         the rollout's failure (the revert's saga asks too). Rollouts without such targets (all
         recorded before notifications existed) schedule nothing."""
         targets = [t for t in self.input.notifications if event in t.events]
-        if not targets or not workflow.patched("notifications"):
+        if not targets or not patched("notifications"):
             return
         self.notified += 1
         info = workflow.info()
