@@ -125,7 +125,7 @@ def create_app(
         app.state.ingress = Ingress(temporal, config, settings, source=source, journal=starts)
         app.state.journal = starts
         if starts is not None:  # what a previous run accepted is started first
-            metrics.count_pending_starts(lambda: len(starts.pending()))
+            metrics.count_pending_starts(lambda: len(starts.pending()), starts.refused)
             await starts.open(app.state.ingress.start_journaled)
         if (
             client is None

@@ -86,10 +86,18 @@ class ApiMetrics:
             "refusing the start: the API's log says why)",
             registry=self.registry,
         )
+        self.refused_starts = Gauge(
+            "baton_refused_starts",
+            "Accepted deliveries whose journaled start no retry can make, put aside in the start "
+            "journal's refused_starts table (the API's log says why)",
+            registry=self.registry,
+        )
 
-    def count_pending_starts(self, count: Callable[[], int]) -> None:
-        """`baton_pending_starts` reads `count()` at each scrape (0 without a journal)."""
+    def count_pending_starts(self, count: Callable[[], int], refused: Callable[[], int]) -> None:
+        """`baton_pending_starts` and `baton_refused_starts` read `count()` and `refused()` at
+        each scrape (0 without a journal)."""
         self.pending_starts.set_function(count)
+        self.refused_starts.set_function(refused)
 
     def exposition(self) -> tuple[bytes, str]:
         """The registry in Prometheus text format, and its content type."""

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -21,7 +22,7 @@ from baton.config import BatonConfig, load_config
 from baton.forge_events import PullRequestHook, PushHook, ReviewHook
 from baton.models import ChangeInput, ChangePlan, ForgeReview, PullRequestEvent, SyncEvent
 from baton.settings import Settings
-from baton.start_journal import PendingStart, StartJournal
+from baton.start_journal import PendingStart, StartJournal, StartRefused
 from baton.temporal import (
     Signals,
     TaskQueues,
@@ -365,7 +366,15 @@ class Ingress:
         """Make a journaled start (the journal's task): done when the workflow runs or ran."""
         change = entry.value
         if not isinstance(change, ChangeInput):  # journaled by an earlier run
-            change = ChangeInput.model_validate_json(entry.input_json)
+            try:
+                change = ChangeInput.model_validate_json(entry.input_json)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(part) for part in first["loc"]) or "the input"
+                raise StartRefused(
+                    f"its journaled input is not a change this Baton can read ({where}: "
+                    f"{first['msg']}; {exc.error_count()} error(s) in all)"
+                ) from None
         with contextlib.suppress(WorkflowAlreadyStartedError):
             await self._start_workflow(change, entry.workflow_id, entry.summary)
 

@@ -9,6 +9,11 @@ journal again, before anything it accepts later.
 Starts are idempotent by workflow id (the journal holds one entry per id, and Temporal's id
 policies join a start to an existing run), so a start made twice, by a retry or by two API
 processes sharing a home, starts one workflow.
+
+A start no retry can make (`StartRefused`: an entry an earlier Baton wrote whose input this one
+cannot read) is put aside, with its reason, in the journal's `refused_starts` table, logged as an
+error and counted (`refused()`), instead of being tried forever; its change's later deliveries
+go on, and the reconciler, which reads the forge, starts a change its PR still needs.
 """
 
 from __future__ import annotations
@@ -34,6 +39,10 @@ FIRST_RETRY_S, LAST_RETRY_S = 0.5, 30.0
 SETTLE_TIMEOUT_S = 10.0
 """How long a signal to a workflow whose start is still journaled waits for it, before the
 delivery is answered 503 (for the forge to redeliver)."""
+
+
+class StartRefused(Exception):
+    """Raised by a start function for a start no retry can make; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,8 @@ class StartJournal:
         # Group commit: what arrives while a commit is being written goes in the next one.
         self._inserts: list[tuple[PendingStart, asyncio.Future[None]]] = []
         self._deletes: list[str] = []
+        self._refusals: list[tuple[PendingStart, str]] = []
+        self._refused = 0
         self._writing = False
 
     async def _call(self, function: Callable[..., Any], *args: Any) -> Any:
@@ -83,7 +94,16 @@ class StartJournal:
             " input TEXT NOT NULL,"
             " summary TEXT NOT NULL)"
         )
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS refused_starts ("
+            " workflow_id TEXT NOT NULL,"
+            " input TEXT NOT NULL,"
+            " summary TEXT NOT NULL,"
+            " reason TEXT NOT NULL,"
+            " refused_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)"
+        )
         self._db = db
+        (self._refused,) = db.execute("SELECT COUNT(*) FROM refused_starts").fetchone()
         rows = db.execute("SELECT workflow_id, input, summary FROM pending_starts ORDER BY seq")
         return [PendingStart(*row) for row in rows]
 
@@ -101,8 +121,14 @@ class StartJournal:
             self._schedule(entry)
         return len(left)
 
-    def _write(self, inserts: list[PendingStart], deletes: list[str]) -> None:
-        """One transaction (one sync to disk) for every entry added and removed since the last."""
+    def _write(
+        self,
+        inserts: list[PendingStart],
+        deletes: list[str],
+        refusals: list[tuple[PendingStart, str]],
+    ) -> None:
+        """One transaction (one sync to disk) for every entry added, removed and put aside
+        since the last."""
         assert self._db is not None
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
@@ -112,18 +138,27 @@ class StartJournal:
                 [(e.workflow_id, e.input_json, e.summary) for e in inserts],
             )
             self._db.executemany(
-                "DELETE FROM pending_starts WHERE workflow_id = ?", [(d,) for d in deletes]
+                "INSERT INTO refused_starts (workflow_id, input, summary, reason) "
+                "VALUES (?, ?, ?, ?)",
+                [(e.workflow_id, e.input_json, e.summary, why) for e, why in refusals],
+            )
+            self._db.executemany(
+                "DELETE FROM pending_starts WHERE workflow_id = ?",
+                [(d,) for d in deletes] + [(e.workflow_id,) for e, _ in refusals],
             )
 
     async def _flush(self) -> None:
         """Write what is queued, and what queues meanwhile, then wake the writers waiting."""
         self._writing = True
         try:
-            while self._inserts or self._deletes:
+            while self._inserts or self._deletes or self._refusals:
                 inserts, self._inserts = self._inserts, []
                 deletes, self._deletes = self._deletes, []
+                refusals, self._refusals = self._refusals, []
                 try:
-                    await self._call(self._write, [entry for entry, _ in inserts], deletes)
+                    await self._call(
+                        self._write, [entry for entry, _ in inserts], deletes, refusals
+                    )
                 except sqlite3.Error as exc:
                     for _, done in inserts:
                         done.set_exception(
@@ -131,8 +166,8 @@ class StartJournal:
                                 f"the delivery could not be journaled ({exc}): redeliver it later"
                             )
                         )
-                    if deletes:  # started: a restart starts them again, which joins them
-                        log.warning("started, but their journal entries stay: %s", exc)
+                    if deletes or refusals:  # a restart tries them again, which joins them
+                        log.warning("made or refused, but their journal entries stay: %s", exc)
                     continue
                 for _, done in inserts:
                     done.set_result(None)
@@ -165,13 +200,25 @@ class StartJournal:
         task.add_done_callback(self._tasks.discard)
 
     async def _run(self, entry: PendingStart) -> None:
-        """Start `entry` until Temporal takes it, then remove it from the journal."""
+        """Start `entry` until Temporal takes it, then remove it from the journal; one no
+        retry can make (`StartRefused`) is put aside instead."""
         assert self._start is not None
         delay = FIRST_RETRY_S
         while True:
             try:
                 async with self._slots:
                     await self._start(entry)
+                self._deletes.append(entry.workflow_id)  # with the next commit
+                break
+            except StartRefused as exc:
+                log.error(
+                    "start of %s refused, put aside in %s (table refused_starts): %s",
+                    entry.workflow_id,
+                    self.path,
+                    exc,
+                )
+                self._refusals.append((entry, str(exc)))
+                self._refused += 1
                 break
             except Exception as exc:  # noqa: BLE001 - Temporal down or refusing: keep it, retry
                 log.warning(
@@ -183,13 +230,16 @@ class StartJournal:
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, LAST_RETRY_S)
-        self._deletes.append(entry.workflow_id)  # with the next commit
         self._queue()
         self._pending.pop(entry.workflow_id).set()
 
     def pending(self) -> list[str]:
         """The workflow ids whose starts are journaled and not yet made."""
         return list(self._pending)
+
+    def refused(self) -> int:
+        """How many starts the journal holds put aside (`StartRefused`), this run's and before."""
+        return self._refused
 
     async def settled(self, workflow_id: str, timeout_s: float = SETTLE_TIMEOUT_S) -> None:
         """Return once `workflow_id` has no journaled start left (at once when it has none);

@@ -195,12 +195,75 @@ async def test_a_start_temporal_does_not_take_within_the_drain_time_stays_journa
         os.kill(server, signal.SIGCONT)
 
 
-def logged(process: subprocess.Popen[bytes], text: str) -> None:
-    """Read `process`'s log (stderr) until a line holds `text`; fail if it ends without one."""
+async def test_a_start_no_retry_can_make_is_put_aside_and_the_others_are_made(
+    own_server: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    """Two starts journaled while Temporal was frozen; one of them, as an earlier Baton wrote
+    it, no longer reads as a change (its `plan` was then `config`). The restarted API makes the
+    other, puts that one aside once (no retry loop), says so in its log and metrics, and the
+    forge's redelivery of its PR starts its change."""
+    client = own_server.client
+    target = client.service_client.config.target_host
+    server = server_process(int(target.rpartition(":")[2]))
+    home, port = tmp_path / "home", free_port()
+    old, good = change_id("sample-app", 11), change_id("sample-app", 12)
+    with api_process(home, target, port) as (url, _):
+        os.kill(server, signal.SIGSTOP)
+        try:
+            for number in (11, 12):
+                answer = await post(url, *delivery(number))
+                assert answer.status_code == 202, answer.text
+        except BaseException:
+            os.kill(server, signal.SIGCONT)
+            raise
+    os.kill(server, signal.SIGCONT)  # the API was killed first, both starts pending
+    with sqlite3.connect(Settings(home=home).start_journal_file) as db:
+        (input_json,) = db.execute(
+            "SELECT input FROM pending_starts WHERE workflow_id = ?", (old,)
+        ).fetchone()
+        earlier = json.loads(input_json)
+        earlier["config"] = earlier.pop("plan")
+        db.execute(
+            "UPDATE pending_starts SET input = ? WHERE workflow_id = ?", (json.dumps(earlier), old)
+        )
+    assert sorted(journaled(home)) == [old, good]
+
+    with api_process(home, target, port) as (url, api):
+        said = logged(api, f"start of {old} ")  # its first word on it: no retry first
+        assert f"start of {old} refused, put aside in " in said, said
+        await eventually_async(
+            lambda: _status(client.get_workflow_handle(good)), what="the readable start made"
+        )
+        eventually(lambda: journaled(home) == [], what="the journal to be empty")
+        async with httpx.AsyncClient() as http:
+            scraped = (await http.get(f"{url}/metrics")).text
+        assert "\nbaton_refused_starts 1.0\n" in scraped
+        assert "\nbaton_pending_starts 0.0\n" in scraped
+        with sqlite3.connect(Settings(home=home).start_journal_file) as db:
+            ((workflow_id, reason),) = db.execute(
+                "SELECT workflow_id, reason FROM refused_starts"
+            ).fetchall()
+        assert workflow_id == old
+        assert reason == (
+            "its journaled input is not a change this Baton can read (plan: Field required; "
+            "1 error(s) in all)"
+        )
+        assert await _status(client.get_workflow_handle(old)) is None
+        again = await post(url, *delivery(11))  # the forge's redelivery (or the reconciler)
+        assert again.status_code == 202, again.text
+        await eventually_async(
+            lambda: _status(client.get_workflow_handle(old)), what="the redelivered start made"
+        )
+    assert await _runs(client, good) == 1
+
+
+def logged(process: subprocess.Popen[bytes], text: str) -> str:
+    """Read `process`'s log (stderr) until a line holds `text`, and return that line; fail if
+    it ends without one."""
     assert process.stderr is not None
     for line in process.stderr:
         if text.encode() in line:
-            return
+            return line.decode()
     raise AssertionError(f"the process ended without logging {text!r}")
 
 
