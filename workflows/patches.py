@@ -9,8 +9,10 @@ run with no marker of its own.
 
 A run started before `BASELINE` existed replays as before: a replay answers false for a patch its
 history lacks, and the SDK keeps a patch's first answer for the rest of the run (temporalio,
-`_WorkflowInstanceImpl.workflow_patch`), so `BASELINE` stays false there and each covered patch
-answers from its own marker. A patch added after `BASELINE` is not covered (runs that recorded
+`_WorkflowInstanceImpl.workflow_patch`), so `BASELINE` stays false in a run that asked for a
+patch before the upgrade, and each covered patch answers from its own marker. One that asks for
+its first patch after the upgrade records `BASELINE` and takes every patch from then on, as it
+would have taken each one asked for live. A patch added after `BASELINE` is not covered (runs that recorded
 `BASELINE` did not take it): call `workflow.patched` for it, and `patched` refuses it.
 """
 
