@@ -126,7 +126,7 @@ def create_app(
         app.state.journal = starts
         if starts is not None:  # what a previous run accepted is started first
             metrics.count_pending_starts(lambda: len(starts.pending()), starts.refused)
-            await starts.open(app.state.ingress.start_journaled)
+            await starts.open(app.state.ingress.start_journaled, app.state.ingress.read_journaled)
         if (
             client is None
         ):  # the API's own Temporal: deliveries may have been lost while it was down

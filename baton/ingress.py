@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -362,19 +362,25 @@ class Ingress:
             return Reply(202, f"exists: {workflow_id}", workflow_id)
         return Reply(202, f"started {workflow_id}", workflow_id)
 
+    def read_journaled(self, entry: PendingStart) -> PendingStart:
+        """`entry`, journaled by an earlier run, with its change read (`value`); raises
+        StartRefused when this Baton cannot read it (an earlier one's incompatible input)."""
+        try:
+            change = ChangeInput.model_validate_json(entry.input_json)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "the input"
+            raise StartRefused(
+                f"its journaled input is not a change this Baton can read ({where}: "
+                f"{first['msg']}; {exc.error_count()} error(s) in all)"
+            ) from None
+        return replace(entry, value=change)
+
     async def start_journaled(self, entry: PendingStart) -> None:
         """Make a journaled start (the journal's task): done when the workflow runs or ran."""
         change = entry.value
         if not isinstance(change, ChangeInput):  # journaled by an earlier run
-            try:
-                change = ChangeInput.model_validate_json(entry.input_json)
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                where = ".".join(str(part) for part in first["loc"]) or "the input"
-                raise StartRefused(
-                    f"its journaled input is not a change this Baton can read ({where}: "
-                    f"{first['msg']}; {exc.error_count()} error(s) in all)"
-                ) from None
+            change = self.read_journaled(entry).value
         with contextlib.suppress(WorkflowAlreadyStartedError):
             await self._start_workflow(change, entry.workflow_id, entry.summary)
 

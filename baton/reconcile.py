@@ -231,7 +231,9 @@ class Reconciler:
                 continue
             status = await _memo(current, "status", RolloutStatus)
             gate = await _memo(current, MEMO_GATE, Gate)
-            if status is None or status.gitops_pr != listed.gitops_pr or status.revision:
+            if status is None or status.gitops_pr is None or status.revision is not None:
+                continue
+            if status.gitops_pr.number != listed.gitops_pr.number:  # a new PR: read next time
                 continue
             if pr.state == "merged" and gate is not None and gate.kind == "merge":
                 assert pr.merge_commit_sha is not None

@@ -57,6 +57,7 @@ class PendingStart:
 
 
 StartFunction = Callable[[PendingStart], Awaitable[None]]
+ReadFunction = Callable[[PendingStart], PendingStart]
 
 
 class StartJournal:
@@ -107,9 +108,11 @@ class StartJournal:
         rows = db.execute("SELECT workflow_id, input, summary FROM pending_starts ORDER BY seq")
         return [PendingStart(*row) for row in rows]
 
-    async def open(self, start: StartFunction) -> int:
+    async def open(self, start: StartFunction, read: ReadFunction | None = None) -> int:
         """Open the journal and start what it holds (left by a previous run) with `start`,
-        before anything added from now on; how many entries it held."""
+        before anything added from now on; how many entries it held. `read` reads an entry
+        left by an earlier run (its `value` set), raising `StartRefused` for one this Baton
+        cannot read: those are put aside at once, before any start is made."""
         self._start = start
         try:
             left = await self._call(self._connect)
@@ -117,35 +120,60 @@ class StartJournal:
             raise InfrastructureError(f"cannot open the start journal {self.path}: {exc}") from None
         if left:
             log.info("starting %d workflow(s) accepted before the API stopped", len(left))
+        readable = []
         for entry in left:
+            try:
+                readable.append(read(entry) if read is not None else entry)
+            except StartRefused as exc:
+                self._refuse(entry, exc)
+        if self._refusals:
+            refusals, self._refusals = self._refusals, []
+            try:
+                self._refused += await self._call(self._write, [], [], refusals)
+            except sqlite3.Error as exc:  # they stay pending, and are refused at the next open
+                log.warning("refused, but their journal entries stay: %s", exc)
+        for entry in readable:
             self._schedule(entry)
         return len(left)
+
+    def _refuse(self, entry: PendingStart, exc: StartRefused) -> None:
+        """Put `entry` aside with the next commit, saying why in the log."""
+        log.error(
+            "start of %s refused, put aside in %s (table refused_starts): %s",
+            entry.workflow_id,
+            self.path,
+            exc,
+        )
+        self._refusals.append((entry, str(exc)))
 
     def _write(
         self,
         inserts: list[PendingStart],
         deletes: list[str],
         refusals: list[tuple[PendingStart, str]],
-    ) -> None:
+    ) -> int:
         """One transaction (one sync to disk) for every entry added, removed and put aside
-        since the last."""
+        since the last; how many entries it put aside (none that another API process sharing
+        the journal moved first). Removals come first: an entry added for a workflow id is
+        always newer than one removed for it."""
         assert self._db is not None
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
+            moved = self._db.executemany(
+                "INSERT INTO refused_starts (workflow_id, input, summary, reason) "
+                "SELECT workflow_id, input, summary, ? FROM pending_starts WHERE workflow_id = ?",
+                [(why, e.workflow_id) for e, why in refusals],
+            ).rowcount
+            self._db.executemany(
+                "DELETE FROM pending_starts WHERE workflow_id = ?",
+                [(d,) for d in deletes] + [(e.workflow_id,) for e, _ in refusals],
+            )
             self._db.executemany(
                 "INSERT OR IGNORE INTO pending_starts (workflow_id, input, summary) "
                 "VALUES (?, ?, ?)",
                 [(e.workflow_id, e.input_json, e.summary) for e in inserts],
             )
-            self._db.executemany(
-                "INSERT INTO refused_starts (workflow_id, input, summary, reason) "
-                "VALUES (?, ?, ?, ?)",
-                [(e.workflow_id, e.input_json, e.summary, why) for e, why in refusals],
-            )
-            self._db.executemany(
-                "DELETE FROM pending_starts WHERE workflow_id = ?",
-                [(d,) for d in deletes] + [(e.workflow_id,) for e, _ in refusals],
-            )
+        return max(moved, 0)
 
     async def _flush(self) -> None:
         """Write what is queued, and what queues meanwhile, then wake the writers waiting."""
@@ -156,7 +184,7 @@ class StartJournal:
                 deletes, self._deletes = self._deletes, []
                 refusals, self._refusals = self._refusals, []
                 try:
-                    await self._call(
+                    self._refused += await self._call(
                         self._write, [entry for entry, _ in inserts], deletes, refusals
                     )
                 except sqlite3.Error as exc:
@@ -211,14 +239,7 @@ class StartJournal:
                 self._deletes.append(entry.workflow_id)  # with the next commit
                 break
             except StartRefused as exc:
-                log.error(
-                    "start of %s refused, put aside in %s (table refused_starts): %s",
-                    entry.workflow_id,
-                    self.path,
-                    exc,
-                )
-                self._refusals.append((entry, str(exc)))
-                self._refused += 1
+                self._refuse(entry, exc)
                 break
             except Exception as exc:  # noqa: BLE001 - Temporal down or refusing: keep it, retry
                 log.warning(

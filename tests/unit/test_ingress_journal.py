@@ -198,10 +198,10 @@ async def test_a_start_temporal_does_not_take_within_the_drain_time_stays_journa
 async def test_a_start_no_retry_can_make_is_put_aside_and_the_others_are_made(
     own_server: WorkflowEnvironment, tmp_path: Path
 ) -> None:
-    """Two starts journaled while Temporal was frozen; one of them, as an earlier Baton wrote
-    it, no longer reads as a change (its `plan` was then `config`). The restarted API makes the
-    other, puts that one aside once (no retry loop), says so in its log and metrics, and the
-    forge's redelivery of its PR starts its change."""
+    """A start journaled while Temporal was frozen, and beside it one as an earlier Baton wrote
+    it, which no longer reads as a change (its `plan` was then `config`). The restarted API puts
+    that one aside before it makes any start (no retry loop), says so in its log and metrics,
+    makes the other, and the forge's redelivery of the refused one's PR starts its change."""
     client = own_server.client
     target = client.service_client.config.target_host
     server = server_process(int(target.rpartition(":")[2]))
@@ -210,21 +210,21 @@ async def test_a_start_no_retry_can_make_is_put_aside_and_the_others_are_made(
     with api_process(home, target, port) as (url, _):
         os.kill(server, signal.SIGSTOP)
         try:
-            for number in (11, 12):
-                answer = await post(url, *delivery(number))
-                assert answer.status_code == 202, answer.text
+            answer = await post(url, *delivery(12))
+            assert answer.status_code == 202, answer.text
         except BaseException:
             os.kill(server, signal.SIGCONT)
             raise
-    os.kill(server, signal.SIGCONT)  # the API was killed first, both starts pending
+    os.kill(server, signal.SIGCONT)  # the API was killed first, its start pending
     with sqlite3.connect(Settings(home=home).start_journal_file) as db:
-        (input_json,) = db.execute(
-            "SELECT input FROM pending_starts WHERE workflow_id = ?", (old,)
+        (input_json, summary) = db.execute(
+            "SELECT input, summary FROM pending_starts WHERE workflow_id = ?", (good,)
         ).fetchone()
         earlier = json.loads(input_json)
         earlier["config"] = earlier.pop("plan")
         db.execute(
-            "UPDATE pending_starts SET input = ? WHERE workflow_id = ?", (json.dumps(earlier), old)
+            "INSERT INTO pending_starts (workflow_id, input, summary) VALUES (?, ?, ?)",
+            (old, json.dumps(earlier), summary),
         )
     assert sorted(journaled(home)) == [old, good]
 
@@ -248,7 +248,7 @@ async def test_a_start_no_retry_can_make_is_put_aside_and_the_others_are_made(
             "its journaled input is not a change this Baton can read (plan: Field required; "
             "1 error(s) in all)"
         )
-        assert await _status(client.get_workflow_handle(old)) is None
+        assert await _status(client.get_workflow_handle(old)) is None  # nothing sent it
         again = await post(url, *delivery(11))  # the forge's redelivery (or the reconciler)
         assert again.status_code == 202, again.text
         await eventually_async(
