@@ -22,6 +22,7 @@ from temporalio.client import (
     ScheduleIntervalSpec,
     ScheduleSpec,
     WorkflowExecution,
+    WorkflowExecutionDescription,
     WorkflowExecutionStatus,
 )
 from temporalio.service import RPCError, RPCStatusCode
@@ -288,27 +289,32 @@ class Reconciler:
         """The run (`run_id`, else the latest) as the server holds it now, its memo as of its
         last workflow task; None when it ended or is gone. Visibility (`list_workflows`) is
         eventually consistent; `DescribeWorkflowExecution` reads the run's own state."""
-        handle = self.client.get_workflow_handle(workflow_id, run_id=run_id)
-        try:
-            described = await handle.describe()
-        except RPCError as exc:
-            if exc.status == RPCStatusCode.NOT_FOUND:
-                return None
-            raise
-        return described if described.status == WorkflowExecutionStatus.RUNNING else None
+        described = await self._describe(workflow_id, run_id)
+        if described is None or described.status != WorkflowExecutionStatus.RUNNING:
+            return None
+        return described
 
     async def _state(self, workflow_id: str) -> str | None:
         """The state of the change `workflow_id` (its latest run), None when there is none."""
-        try:
-            described = await self.client.get_workflow_handle(workflow_id).describe()
-        except RPCError as exc:
-            if exc.status == RPCStatusCode.NOT_FOUND:
-                return None
-            raise
+        described = await self._describe(workflow_id)
+        if described is None:
+            return None
         state = described.typed_search_attributes.get(SearchAttributes.STATE)
         if state is None and described.status == WorkflowExecutionStatus.RUNNING:
             return "validating"
         return state or "ended"
+
+    async def _describe(
+        self, workflow_id: str, run_id: str | None = None
+    ) -> WorkflowExecutionDescription | None:
+        """`DescribeWorkflowExecution` of the run (`run_id`, else the latest); None when there
+        is none."""
+        try:
+            return await self.client.get_workflow_handle(workflow_id, run_id=run_id).describe()
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise
 
 
 async def schedule(client: Client, config: BatonConfig) -> None:

@@ -127,11 +127,7 @@ class StartJournal:
             except StartRefused as exc:
                 self._refuse(entry, exc)
         if self._refusals:
-            refusals, self._refusals = self._refusals, []
-            try:
-                self._refused += await self._call(self._write, [], [], refusals)
-            except sqlite3.Error as exc:  # they stay pending, and are refused at the next open
-                log.warning("refused, but their journal entries stay: %s", exc)
+            self._queue()  # the first commit, before any start is made
         for entry in readable:
             self._schedule(entry)
         return len(left)

@@ -21,7 +21,7 @@ from baton.models import ChangeStatus, GitOpsPullRequest, RolloutStatus
 from baton.reconcile import Reconciler
 from baton.settings import Settings
 from baton.temporal import Queries, TaskQueues, change_id
-from tests.conftest import at_gate, gate_shown, serving, until
+from tests.conftest import at_gate, gate_shown, serving, until, visible
 from tests.workflows import test_pipelines as pipelines
 from tests.workflows.test_change import timeline
 from tests.workflows.test_pipelines import APP, Steps
@@ -95,13 +95,8 @@ async def listed(client: Client, workflow_id: str, gate: str) -> list[WorkflowEx
     """The running workflows as visibility lists them, once it lists `workflow_id` at a `gate`
     (kept to answer later, as a visibility store that lags behind would)."""
 
-    async def reading() -> list[WorkflowExecution]:
-        return [e async for e in client.list_workflows("ExecutionStatus = 'Running'")]
-
-    def shown(found: list[WorkflowExecution]) -> bool:
-        return any(e.id == workflow_id and gate_shown(e) == gate for e in found)
-
-    return await until(reading, shown, f"{workflow_id} listed at a {gate} gate")
+    await visible(client, workflow_id, lambda e: gate_shown(e) == gate, f"a {gate} gate listed")
+    return [e async for e in client.list_workflows("ExecutionStatus = 'Running'")]
 
 
 def lagging(
