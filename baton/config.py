@@ -493,13 +493,14 @@ class CIConfig(Model):
         "then wait for it. `baton ci schedule` sets it up",
     )
 
-    long_tests: Literal["merge", "pull_request"] = Field(
-        default="merge",
+    long_tests: Literal["merge", "pull_request"] | None = Field(
+        default=None,
         description="when CI's long tests start: at the merge (CI runs them), or beside each PR "
         "pipeline, on the PR's head, in a `LongTests` workflow of their own (the PR's verdict "
         "does not wait for them; a newer head or a failed PR pipeline cancels them); CI of a "
         "merge commit with the tree that head had then waits for that run and uses its result, "
-        "and runs them itself when there is none, or it did not pass",
+        "and runs them itself when there is none, or it did not pass. Default: pull_request "
+        "when the app has `commands.long_test` (see `AppConfig.long_tests_ahead`)",
     )
 
     _cron = field_validator("schedule")(check_cron)
@@ -576,6 +577,16 @@ class AppConfig(Model):
         if self.kustomize is not None and self.helm != HelmOptions():
             raise ValueError("helm options apply to chart apps only: remove helm")
         return self
+
+    @property
+    def long_tests_ahead(self) -> bool:
+        """Whether each PR pipeline starts CI's long tests on its head (`ci.long_tests:
+        pull_request`, the default for an app with long tests). A run whose input leaves
+        `ci.long_tests` unset also asks `workflows.pipelines.LONG_TESTS_AHEAD_PATCH`: runs
+        recorded before this default kept them in CI."""
+        return self.ci.long_tests == "pull_request" or (
+            self.ci.long_tests is None and bool(self.commands.long_test)
+        )
 
     @model_validator(mode="after")
     def _long_tests_to_start(self) -> AppConfig:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from baton.batches import LONG_TESTS_CONTEXT
 from cli.client import NO_CREDENTIAL
 from cli.demo import AUTHOR, push_visible_change
 from tests.conftest import eventually
@@ -192,27 +193,41 @@ class Hold(unittest.TestCase):
 
 
 def test_new_head_cancels_validation_of_the_old_one(baton_stack: E2EStack, tmp_path: Path) -> None:
-    # The first head's unit tests run until the test says so: its validation is still running
-    # when the next head arrives, however fast or slow the machine. The next head drops them.
+    # The first head's unit tests, and the long tests its PR pipeline starts beside them, run
+    # until the test says so: its validation is still running when the next head arrives,
+    # however fast or slow the machine. The next head drops them.
     released = tmp_path / "released"
-    hold = Path("tests") / "test_hold.py"
+    holds = [Path(tests) / "test_hold.py" for tests in ("tests", "tests_long")]
 
     def hold_validation(work: Path) -> None:
-        (work / hold).write_text(HOLD.format(released=str(released)))
+        for hold in holds:
+            (work / hold).write_text(HOLD.format(released=str(released)))
+
+    def drop_holds(work: Path) -> None:
+        for hold in holds:
+            (work / hold).unlink()
 
     change, pr = baton_stack.open_pr("e2e-first", edit=hold_validation)
     try:
         baton_stack.wait(change, lambda d: bool(d.change.timeline))
         alice = baton_stack.forge(AUTHOR)
-        new_head = push_more(alice, pr.head_branch, lambda work: (work / hold).unlink())
+        new_head = push_more(alice, pr.head_branch, drop_holds)
         detail = baton_stack.wait(change, lambda d: d.change.state == "awaiting-merge")
     finally:
         released.touch()  # ends the held test run, which the cancelled check leaves behind
     first, second = detail.change.timeline[:2]
     assert first.name == f"validate {pr.head_sha[:12]}" and first.outcome == "superseded"
     assert second.name == f"validate {new_head[:12]}" and second.outcome == "succeeded"
-    statuses = baton_stack.forge().list_commit_statuses("sample-app", pr.head_sha)
-    assert [s.state for s in statuses] == ["error"]
+    # Its PR pipeline and its long tests each report the cancel (the long tests' run after its
+    # own cancel, which the change does not wait for).
+    eventually(
+        lambda: baton_stack.forge().list_commit_statuses("sample-app", pr.head_sha),
+        lambda statuses: (
+            {s.context: s.state for s in statuses}
+            == {"baton/pr": "error", LONG_TESTS_CONTEXT: "error"}
+        ),
+        what="the first head's statuses: its PR pipeline and long tests cancelled",
+    )
     alice.close_pull_request("sample-app", pr.number)
     baton_stack.wait(change, lambda d: d.change.state == "closed")
 

@@ -112,7 +112,14 @@ def test_long_tests_ahead_need_long_tests_and_one_of_two_values() -> None:
         "apps[0].ci.long_tests: Input should be 'merge' or 'pull_request'"
     ]
     with_tests = app.replace("chart: chart,", "chart: chart, commands: {long_test: [make it]},")
-    assert parse_config(with_tests % "pull_request").app("web").ci.long_tests == "pull_request"
+    assert parse_config(with_tests % "pull_request").app("web").long_tests_ahead
+    assert not parse_config(with_tests % "merge").app("web").long_tests_ahead
+
+
+def test_long_tests_start_ahead_by_default_when_the_app_has_them() -> None:
+    app = "apps: [{name: web, repo: web, image: web, chart: chart%s}]"
+    assert not parse_config(app % "").app("web").long_tests_ahead
+    assert parse_config(app % ", commands: {long_test: [make it]}").app("web").long_tests_ahead
 
 
 def test_hosted_forge_needs_url() -> None:

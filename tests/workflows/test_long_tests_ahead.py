@@ -1,9 +1,9 @@
-"""`ci.long_tests: pull_request`: the PR pipeline starts CI's long tests on its head beside its
-checks (a `LongTests` workflow per tree) and tells them the checks it passed; CI of a merge
-commit with that tree takes those checks, and waits for that run and uses its result. Real
-Temporal server; the real `start_long_tests`, `long_tests_result` and `pull_request_checks`
-activities (the tree of each commit scripted, in place of git); the other steps are
-test_pipelines.py's stand-ins."""
+"""`ci.long_tests: pull_request`, the default for an app with long tests: the PR pipeline
+starts CI's long tests on its head beside its checks (a `LongTests` workflow per tree) and tells
+them the checks it passed; CI of a merge commit with that tree takes those checks, and waits
+for that run and uses its result. Real Temporal server; the real `start_long_tests`,
+`long_tests_result` and `pull_request_checks` activities (the tree of each commit scripted, in
+place of git); the other steps are test_pipelines.py's stand-ins."""
 
 from __future__ import annotations
 
@@ -22,8 +22,11 @@ from baton.models import ChangePlan, ChangeStatus, PipelineStatus
 from baton.temporal import TaskQueues, WorkflowTypes, long_tests_id
 from tests.conftest import at_gate, serving, until
 from tests.workflows.test_change import change_activities, head, open_change, pull_request
+from tests.workflows.test_patches import patch_markers
 from tests.workflows.test_pipelines import CI_CHECKS, PR_CHECKS, Steps, start
 from workflows import WORKFLOWS
+from workflows.patches import BASELINE
+from workflows.pipelines import LONG_TESTS_AHEAD_PATCH
 
 APP = AppConfig(
     name="web",
@@ -150,6 +153,36 @@ async def test_the_pr_starts_the_long_tests_and_ci_of_its_merge_uses_their_resul
         ("success", "long_test ok"),
     ]
     assert await long_tests_status(client) == WorkflowExecutionStatus.COMPLETED
+
+
+async def test_an_app_with_long_tests_starts_them_ahead_unless_it_keeps_them_at_the_merge(
+    client: Client, steps: Steps
+) -> None:
+    # No ci.long_tests: the default for an app with long tests is to start them ahead.
+    default = APP.model_copy(update={"ci": CIConfig()})
+    steps.after = {"long_test": "released"}
+    pr = await start(client, WorkflowTypes.PR_PIPELINE, HEAD, default)
+    assert (await pr.result()).passed
+    assert await long_tests_status(client) == WorkflowExecutionStatus.RUNNING
+    # New runs take the default through a patch of its own: runs recorded before it lack the
+    # marker, so they replay with the long tests in CI (tests/workflows/test_replay.py).
+    assert LONG_TESTS_AHEAD_PATCH in patch_markers(await pr.fetch_history())
+    ci = await start(client, WorkflowTypes.CI_PIPELINE, MERGE, default)
+    await until(lambda: steps.ran(MERGE), lambda ran: "image" in ran, "CI's build started")
+    steps.let_end("released")
+    integrated = await ci.result()
+    assert next(c for c in integrated.checks if c.name == "long_test").summary == TAKEN
+
+    # `ci.long_tests: merge`: the PR pipeline starts none, and CI of the merge runs them.
+    at_merge = APP.model_copy(update={"ci": CIConfig(long_tests="merge")})
+    pr = await start(client, WorkflowTypes.PR_PIPELINE, NEWER, at_merge)
+    assert (await pr.result()).passed
+    assert "long_test" not in steps.ran(NEWER)
+    assert patch_markers(await pr.fetch_history()) == [BASELINE]
+    ci = await start(client, WorkflowTypes.CI_PIPELINE, OTHER, at_merge)
+    result = await ci.result()
+    assert next(c for c in result.checks if c.name == "long_test").summary == "long_test ok"
+    assert "long_test" in steps.ran(OTHER)
 
 
 async def test_the_pr_pipelines_unit_tests_keep_their_priority_beside_the_long_tests(
