@@ -41,6 +41,10 @@ through the run's `long_tests_passed` Update (`long_tests.json` holds it); the o
 `before-coalesced-pipelines-*`, with the demo's PR and CI pipelines of before.
 `before-baseline-*` are the demo's histories from before new runs took every patch through one
 marker (`workflows.patches.BASELINE`, 2026-12-02), each patch its own marker and version upsert.
+`before-long-tests-default-pr_pipeline.json` and `-ci_pipeline.json` are the demo's pipelines from
+before an app with long tests started them ahead by default (`ci.long_tests` unset, 2026-12-02):
+the PR pipeline without them, CI of the merge running them; the demo's now take the
+`long-tests-ahead-by-default` patch, start them beside the PR pipeline and take their result.
 """
 
 import json
