@@ -413,7 +413,7 @@ def publish_artifact(input: PublishInput) -> Artifact:
 
 
 class LongTestsInput(BaseModel):
-    """The app's long tests at `commit` (`ci.long_tests: pull_request`)."""
+    """The app's long tests at `commit` (`AppConfig.long_tests_ahead`)."""
 
     app: AppConfig
     repo: str

@@ -500,7 +500,8 @@ class CIConfig(Model):
         "does not wait for them; a newer head or a failed PR pipeline cancels them); CI of a "
         "merge commit with the tree that head had then waits for that run and uses its result, "
         "and runs them itself when there is none, or it did not pass. Default: pull_request "
-        "when the app has `commands.long_test` (see `AppConfig.long_tests_ahead`)",
+        "when the app has `commands.long_test` and no `ci.schedule` (a batch's commit rarely "
+        "has a PR head's tree), else merge (`AppConfig.long_tests_ahead`)",
     )
 
     _cron = field_validator("schedule")(check_cron)
@@ -581,11 +582,14 @@ class AppConfig(Model):
     @property
     def long_tests_ahead(self) -> bool:
         """Whether each PR pipeline starts CI's long tests on its head (`ci.long_tests:
-        pull_request`, the default for an app with long tests). A run whose input leaves
-        `ci.long_tests` unset also asks `workflows.pipelines.LONG_TESTS_AHEAD_PATCH`: runs
-        recorded before this default kept them in CI."""
+        pull_request`, the default for an app with long tests and no `ci.schedule`). A run
+        whose input leaves `ci.long_tests` unset also asks
+        `workflows.pipelines.LONG_TESTS_AHEAD_PATCH`: runs recorded before this default kept
+        them in CI."""
         return self.ci.long_tests == "pull_request" or (
-            self.ci.long_tests is None and bool(self.commands.long_test)
+            self.ci.long_tests is None
+            and bool(self.commands.long_test)
+            and self.ci.schedule is None
         )
 
     @model_validator(mode="after")

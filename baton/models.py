@@ -87,7 +87,7 @@ class CheckResult(BaseModel):
 
 class TreeChecks(BaseModel):
     """The checks a PR pipeline passed at `commit`, by kind (lint, test, dockerfile, templates),
-    kept with the long tests of the commit's tree (`ci.long_tests: pull_request`): CI of a merge
+    kept with the long tests of the commit's tree (`AppConfig.long_tests_ahead`): CI of a merge
     commit with that tree takes them rather than running them again."""
 
     commit: str
@@ -326,7 +326,7 @@ class PipelineResult(BaseModel):
     long_tests: str | None = Field(
         default=None,
         description="the id of the LongTests workflow a PR pipeline started on its head "
-        "(`ci.long_tests: pull_request`), which a newer head cancels",
+        "(`AppConfig.long_tests_ahead`), which a newer head cancels",
     )
 
     @property

@@ -312,7 +312,7 @@ class ChangeWorkflow:
         )
         await workflow.wait_condition(lambda: self.pr.moved_on(sha, reopens))
         self.record.clear_gate()
-        # The long tests started on this head (`ci.long_tests: pull_request`; results recorded
+        # The long tests started on this head (`AppConfig.long_tests_ahead`; results recorded
         # before it have none) serve CI of its merge only: a newer head or a close ends them.
         moved = self.pr.merge_commit is None and (self.pr.closed or self.pr.head_sha != sha)
         if result.long_tests and moved and await cancel_long_tests(result.long_tests):

@@ -108,7 +108,7 @@ async def _run_checks(
 ) -> list[CheckResult]:
     """Run the given checks of the app in parallel; each activity is named after its step.
     With a `niceness`, the checks but the `longest` run at that lower CPU priority. With
-    `ahead` (CI, `ci.long_tests: pull_request`), the long tests are those a PR pipeline started
+    `ahead` (CI, `AppConfig.long_tests_ahead`), the long tests are those a PR pipeline started
     for the commit's tree, when they passed (`_long_tests`), and the checks in `reused` (by
     kind) are those the PR pipeline passed on that tree (`_pull_request_checks`)."""
     reused = reused or {}
@@ -377,7 +377,7 @@ _IMAGE_STEPS = ("image", "image_test", "candidate", "rendered")
 def _longest(kinds: list[CheckKind]) -> CheckKind:
     """The check that takes longest, by what each kind is for: the long tests where the
     pipeline runs them (CI), else the unit tests. A PR pipeline's unit tests keep their priority
-    beside long tests started ahead (`ci.long_tests: pull_request`): the PR pipeline is the
+    beside long tests started ahead (`AppConfig.long_tests_ahead`): the PR pipeline is the
     short one, for fast iteration (mission.md). Running them lower too was measured on 2 cores
     (issue 18): PR + CI 0.4 s sooner, but the PR's verdict 1.8 s instead of 0.9-1.4."""
     return "long_test" if "long_test" in kinds else "test"
@@ -612,11 +612,11 @@ LONG_TESTS_FAILED = "LongTestsFailed"
 
 @workflow.defn(name=WorkflowTypes.LONG_TESTS)
 class LongTests:
-    """CI's long tests on one tree, started by a PR pipeline beside its checks (`ci.long_tests:
-    pull_request`) under an id of the tree (`baton.temporal.long_tests_id`), so that CI of a
-    merge commit with that tree waits for them and uses their result instead of running them
-    again. Completes only when they pass; failing tests fail the run (the tree is tried again
-    by the next PR head that has it, and CI runs them itself)."""
+    """CI's long tests on one tree, started by a PR pipeline beside its checks
+    (`AppConfig.long_tests_ahead`) under an id of the tree (`baton.temporal.long_tests_id`), so
+    that CI of a merge commit with that tree waits for them and uses their result instead of
+    running them again. Completes only when they pass; failing tests fail the run (the tree is
+    tried again by the next PR head that has it, and CI runs them itself)."""
 
     def __init__(self) -> None:
         self._pr_checks: TreeChecks | None = None

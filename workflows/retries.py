@@ -46,7 +46,7 @@ RECONCILE = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=
 CHECK_RETRY = RetryPolicy(
     maximum_attempts=3, non_retryable_error_types=non_retryable(CheckConfigError)
 )
-# Long tests run ahead of the merge (`ci.long_tests: pull_request`) only save time: starting
+# Long tests run ahead of the merge (`AppConfig.long_tests_ahead`) only save time: starting
 # them or reading their result is tried a few times, then CI runs them itself.
 AHEAD = RetryPolicy(maximum_attempts=3)
 # Commit statuses tell the forge the outcome: worth retrying until the forge answers.

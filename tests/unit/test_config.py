@@ -120,6 +120,11 @@ def test_long_tests_start_ahead_by_default_when_the_app_has_them() -> None:
     app = "apps: [{name: web, repo: web, image: web, chart: chart%s}]"
     assert not parse_config(app % "").app("web").long_tests_ahead
     assert parse_config(app % ", commands: {long_test: [make it]}").app("web").long_tests_ahead
+    # A batch's newest commit rarely has a PR head's tree: CI on a schedule keeps them.
+    batched = ", commands: {long_test: [make it]}, ci: {schedule: '@hourly'%s}"
+    assert not parse_config(app % (batched % "")).app("web").long_tests_ahead
+    explicit = batched % ", long_tests: pull_request"
+    assert parse_config(app % explicit).app("web").long_tests_ahead
 
 
 def test_hosted_forge_needs_url() -> None:
