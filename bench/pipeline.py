@@ -10,10 +10,11 @@ request to its result. Twice per round: with the sample app's configuration (its
 start ahead, the default for an app with long tests: the PR pipeline starts them on its head,
 CI of the merge waits for that run; the merge follows the PR's verdict at once, as if the review
 took no time), and with `ci.long_tests: merge` (CI of the merge runs them). The real activities
-run on the build and workflows workers `workers.main.build_workers` makes, in this process, against the local
-forge, a CNCF distribution registry and the docker engine (tests/fixtures/homes.py's home); the
-app is `sample-app` as examples/baton.yaml configures it (its lint, test and long_test commands,
-its chart and test values, its Dockerfile FROM the local base image).
+run on the build and workflows workers `workers.main.build_workers` makes, in this process,
+against the local forge, a CNCF distribution registry and the docker engine
+(tests/fixtures/homes.py's home); the app is `sample-app` as examples/baton.yaml configures it
+(its lint, test and long_test commands, its chart and test values, its Dockerfile FROM the local
+base image).
 
 Baseline: what one CI job would run for the same two commits, one command after another: a
 fresh `git clone`, the app's configured lint and test commands, `hadolint`, `helm lint` with the

@@ -405,9 +405,9 @@ async def _pipeline(
     input: PipelineInput, title: str, context: str, kinds: list[CheckKind], push: bool
 ) -> PipelineResult:
     """The checks and the image steps; the commit status tells the forge the outcome. A PR
-    pipeline whose app starts its long tests ahead (`ci.long_tests: pull_request`, the default
-    for an app with long tests) starts CI's long tests beside (`LongTests`), without waiting for
-    them, and cancels them when it fails or is superseded."""
+    pipeline whose app starts its long tests ahead (`AppConfig.long_tests_ahead`) starts CI's
+    long tests beside (`LongTests`), without waiting for them, and cancels them when it fails or
+    is superseded."""
     record = Record(
         f"**{title}** `{input.commit[:12]}`",
         status=lambda: PipelineStatus(headline=record.headline, timeline=record.timeline),

@@ -14,10 +14,10 @@ from baton.tools import find_tool
 BCRYPT_COST = 4
 """The htpasswd lines' bcrypt cost: the least bcrypt allows. htpasswd auth has no session, so
 the registry checks the password on every request: at htpasswd's default, 5, that took about 3
-of the 4.5 ms of CPU an authenticated `GET /v2/` took on a 2-core machine; at 4, 1.3 (issue 18: a
-PR + CI makes about 75 registry requests beside its long tests). The file stays 0600 on the registry's host; a password the stack generated
-(`Settings.local_secret`) gains nothing from a higher cost; against a chosen one, each guess
-costs an attacker half what it did at 5."""
+of the 4.5 ms of CPU an authenticated `GET /v2/` took on a 2-core machine; at 4, 1.3 (issue 18:
+a PR + CI makes about 75 registry requests beside its long tests). The file stays 0600 on the
+registry's host; a password the stack generated (`Settings.local_secret`) gains nothing from a
+higher cost; against a chosen one, each guess costs an attacker half what it did at 5."""
 
 
 def prepare_registry(workdir: Path, host: str, users: Mapping[str, str]) -> Path:
